@@ -1,0 +1,96 @@
+"""Clicktrail's partner portal: the Flask app factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import Config, config_from_env
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config_class: type[Config] | None = None, overrides: dict | None = None) -> Flask:
+    """Build the portal app: configuration, extensions, blueprints, errors, commands."""
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        instance_path=str(PROJECT_ROOT / "instance"),
+    )
+    config_class = config_class or config_from_env()
+    app.config.from_object(config_class)
+    app.config.update(overrides or {})
+    config_class.init_app(app)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_security(app)
+    register_template_helpers(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from affiliate.auth.sessions import init_login
+    from affiliate.database import configure_engine
+    from affiliate.extensions import csrf, db, migrate
+
+    db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            configure_engine(engine)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+    init_login(app)
+    app.extensions["clicktrail.hasher"] = PasswordHasher(
+        time_cost=app.config["ARGON2_TIME_COST"],
+        memory_cost=app.config["ARGON2_MEMORY_KIB"],
+        parallelism=app.config["ARGON2_PARALLELISM"],
+    )
+
+
+def register_blueprints(app: Flask) -> None:
+    from affiliate.account.routes import bp as account_bp
+    from affiliate.admin.affiliates import bp as affiliates_bp
+    from affiliate.admin.programs import bp as programs_bp
+    from affiliate.admin.routes import bp as admin_bp
+    from affiliate.auth.routes import bp as auth_bp
+    from affiliate.main.routes import bp as main_bp
+    from affiliate.partner.routes import bp as partner_bp
+
+    for blueprint in (main_bp, auth_bp, account_bp, partner_bp, admin_bp, affiliates_bp, programs_bp):
+        app.register_blueprint(blueprint)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from affiliate.errors import register
+
+    register(app)
+
+
+def register_security(app: Flask) -> None:
+    from affiliate.security import add_security_headers
+
+    app.after_request(add_security_headers)
+    proxies = app.config["TRUSTED_PROXY_COUNT"]
+    if proxies > 0:
+        # Only then is X-Forwarded-For believed, and only the hops our own proxies added (C22).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from affiliate.money import format_amount
+
+    app.add_template_filter(format_amount, "money")
+    app.jinja_env.globals["public_base_url"] = app.config["PUBLIC_BASE_URL"].rstrip("/")
+
+
+def register_commands(app: Flask) -> None:
+    from affiliate.cli import commands
+
+    for command in commands:
+        app.cli.add_command(command)

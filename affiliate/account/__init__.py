@@ -1,0 +1,1 @@
+"""A signed-in person's own account: profile, payout details, password."""

@@ -1,0 +1,64 @@
+"""Forms for a person's own account."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, SelectField, StringField, TextAreaField, URLField
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, ValidationError
+
+from affiliate.models import PayoutMethod
+from affiliate.validators import options, web_url
+
+
+class ProfileForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    website = URLField("Website or main channel", validators=[Optional(), Length(max=500), web_url])
+    promotion = TextAreaField("How you promote", validators=[Optional(), Length(max=2000)])
+
+
+class PayoutForm(FlaskForm):
+    method = SelectField(
+        "Payout method",
+        choices=options([("", "Choose…"), (PayoutMethod.PAYPAL.value, "PayPal"), (PayoutMethod.WISE.value, "Wise"),
+                 (PayoutMethod.BANK.value, "Bank transfer (IBAN)")]),
+        validators=[DataRequired(message="Choose how you want to be paid.")],
+    )
+    email = EmailField(
+        "PayPal or Wise email", validators=[Optional(), Email(check_deliverability=False), Length(max=254)]
+    )
+    account_name = StringField("Account holder", validators=[Optional(), Length(max=120)])
+    iban = StringField("IBAN", validators=[Optional(), Length(max=42)])
+
+    def validate_email(self, field) -> None:
+        if self.method.data in (PayoutMethod.PAYPAL, PayoutMethod.WISE) and not field.data:
+            raise ValidationError("Enter the email address of your PayPal or Wise account.")
+
+    def validate_account_name(self, field) -> None:
+        if self.method.data == PayoutMethod.BANK and not (field.data or "").strip():
+            raise ValidationError("Enter the name on the bank account.")
+
+    def validate_iban(self, field) -> None:
+        if self.method.data != PayoutMethod.BANK:
+            return
+        iban = "".join((field.data or "").split()).upper()
+        if not is_valid_iban(iban):
+            raise ValidationError("Enter a valid IBAN, such as GB82 WEST 1234 5698 7654 32.")
+        field.data = iban
+
+
+def is_valid_iban(iban: str) -> bool:
+    """Check an IBAN's shape and its ISO 7064 mod-97 check digits."""
+    if not (15 <= len(iban) <= 34) or not iban.isascii() or not iban.isalnum():
+        return False
+    if not (iban[:2].isalpha() and iban[2:4].isdigit()):
+        return False
+    digits = "".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])
+    return int(digits) % 97 == 1
+
+
+class PasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=256)])
+    new = PasswordField("New password", validators=[DataRequired(), Length(max=256)])
+    confirm = PasswordField(
+        "Repeat new password", validators=[DataRequired(), EqualTo("new", message="Passwords do not match.")]
+    )

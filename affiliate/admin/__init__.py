@@ -1,0 +1,1 @@
+"""Staff pages: the admin dashboard, affiliate approval, programs."""

@@ -1,0 +1,81 @@
+"""Affiliate applications and accounts, for admin and finance staff."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import or_, select
+
+from affiliate.admin.forms import DecisionForm
+from affiliate.auth.access import require_roles
+from affiliate.extensions import db
+from affiliate.models import AuditLog, Role, User, UserStatus, utcnow
+from affiliate.services import accounts
+
+bp = Blueprint("affiliates", __name__, url_prefix="/admin/affiliates")
+bp.before_request(require_roles(Role.ADMIN, Role.FINANCE))
+
+STATUS_FILTERS = ("all", *(status.value for status in UserStatus))
+
+
+@bp.route("/")
+def index():
+    status = request.args.get("status", "pending" if current_user.role == Role.ADMIN else "all")
+    if status not in STATUS_FILTERS:
+        status = "all"
+    query = (request.args.get("q") or "").strip()[:100]
+    stmt = select(User).where(User.role == Role.AFFILIATE)
+    if status != "all":
+        stmt = stmt.where(User.status == status)
+    if query:
+        pattern = f"%{query.lower()}%"
+        stmt = stmt.where(or_(User.email.like(pattern), User.name.ilike(pattern)))
+    page = db.paginate(stmt.order_by(User.created_at.desc(), User.id.desc()), per_page=50, error_out=False)
+    return render_template(
+        "admin/affiliates/index.html", page=page, status=status, statuses=STATUS_FILTERS, query=query
+    )
+
+
+@bp.route("/<int:user_id>")
+def show(user_id: int):
+    affiliate = _affiliate_or_404(user_id)
+    history = db.session.execute(
+        select(AuditLog, User.email)
+        .outerjoin(User, User.id == AuditLog.actor_id)
+        .where(AuditLog.subject_type == "user", AuditLog.subject_id == affiliate.id)
+        .order_by(AuditLog.id.desc())
+    ).all()
+    return render_template(
+        "admin/affiliates/show.html", affiliate=affiliate, history=history, form=DecisionForm()
+    )
+
+
+@bp.route("/<int:user_id>/decision", methods=["POST"])
+def decide(user_id: int):
+    if current_user.role != Role.ADMIN:
+        abort(403)
+    affiliate = _affiliate_or_404(user_id)
+    form = DecisionForm()
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for error in errors:
+                flash(error, "error")
+        return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+    try:
+        accounts.decide_affiliate(
+            db.session, affiliate, form.action.data, reason=form.reason.data, actor=current_user, now=utcnow()
+        )
+    except accounts.InvalidTransition as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+    db.session.commit()
+    flash(f"{affiliate.name} is now {affiliate.status}.", "success")
+    return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+
+
+def _affiliate_or_404(user_id: int) -> User:
+    affiliate = db.session.get(User, user_id)
+    if affiliate is None or affiliate.role != Role.AFFILIATE:
+        abort(404)
+    return affiliate

@@ -1,0 +1,62 @@
+"""Forms for staff pages."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, SelectField, StringField, TextAreaField, URLField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
+
+from affiliate.models import AttributionModel, ProgramStatus
+from affiliate.money import CURRENCIES, InvalidAmount, parse_amount
+from affiliate.validators import host_list, https_destination, options
+
+
+class DecisionForm(FlaskForm):
+    action = SelectField(
+        "Decision",
+        choices=options([("approve", "Approve"), ("reject", "Reject"), ("suspend", "Suspend"), ("reactivate", "Reactivate")]),
+    )
+    reason = TextAreaField("Reason (shown to the affiliate)", validators=[Optional(), Length(max=1000)])
+
+
+class ProgramForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    description = TextAreaField("Description for affiliates", validators=[Optional(), Length(max=4000)])
+    status = SelectField(
+        "Status", choices=options([(ProgramStatus.ACTIVE.value, "Active"), (ProgramStatus.PAUSED.value, "Paused")])
+    )
+    destination_url = URLField(
+        "Destination URL", validators=[DataRequired(), Length(max=2048), https_destination],
+        description="Where shoppers land, e.g. https://shop.example.com/signup. https only.",
+    )
+    allowed_hosts = TextAreaField(
+        "Other hosts deep links may use", validators=[Optional(), Length(max=4000), host_list],
+        description="One per line. The destination's own host is always allowed.",
+    )
+    fallback_url = URLField(
+        "Fallback URL for paused or unknown links", validators=[Optional(), Length(max=2048), https_destination]
+    )
+    attribution_window_days = IntegerField(
+        "Attribution window (days)", default=30,
+        validators=[InputRequired(), NumberRange(min=1, max=365, message="Between 1 and 365 days.")],
+    )
+    cookie_days = IntegerField(
+        "Cookie lifetime (days)", default=30,
+        validators=[InputRequired(), NumberRange(min=1, max=730, message="Between 1 and 730 days.")],
+    )
+    attribution_model = SelectField(
+        "Attribution model",
+        choices=options([(AttributionModel.LAST_CLICK.value, "Last click"), (AttributionModel.FIRST_CLICK.value, "First click")]),
+    )
+    hold_days = IntegerField(
+        "Hold period (days)", default=30,
+        validators=[InputRequired(), NumberRange(min=0, max=365, message="Between 0 and 365 days.")],
+    )
+    currency = SelectField("Currency", choices=options([(code, code) for code in CURRENCIES]), default="USD")
+    minimum_payout = StringField("Minimum payout", default="50.00", validators=[DataRequired(), Length(max=32)])
+
+    def validate_minimum_payout(self, field) -> None:
+        try:
+            self.minimum_payout_cents = parse_amount(field.data, self.currency.data)
+        except InvalidAmount as error:
+            raise ValidationError(str(error)) from None

@@ -1,0 +1,1 @@
+"""Signing in, signing out, applying, and who may see which page."""

@@ -1,0 +1,64 @@
+"""Flask-Login wired to server-side login sessions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask, current_app, request
+from flask_login import login_user
+
+from affiliate.extensions import db, login_manager
+from affiliate.models import User, utcnow
+from affiliate.services import accounts
+
+
+def init_login(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Sign in to see that page."
+    login_manager.login_message_category = "info"
+    login_manager.user_loader(_load_user)
+
+
+def _load_user(token: str) -> User | None:
+    return accounts.load_session(db.session, token, now=utcnow())
+
+
+def session_policy() -> accounts.SessionPolicy:
+    return accounts.SessionPolicy(
+        session_lifetime=timedelta(hours=current_app.config["SESSION_HOURS"]),
+        remember_lifetime=current_app.config["REMEMBER_COOKIE_DURATION"],
+    )
+
+
+def throttle_policy() -> accounts.ThrottlePolicy:
+    config = current_app.config
+    return accounts.ThrottlePolicy(
+        max_failures_per_account=config["LOGIN_MAX_FAILURES_PER_ACCOUNT"],
+        max_failures_per_ip=config["LOGIN_MAX_FAILURES_PER_IP"],
+        window=timedelta(minutes=config["LOGIN_THROTTLE_MINUTES"]),
+    )
+
+
+def hasher():
+    return current_app.extensions["clicktrail.hasher"]
+
+
+def client_ip() -> str:
+    """The client address; X-Forwarded-For counts only through ProxyFix's trusted hops."""
+    return (request.remote_addr or "unknown")[:45]
+
+
+def sign_in(user: User, *, remember: bool) -> None:
+    """Start a server-side login session for ``user`` and hand its token to Flask-Login."""
+    remember = remember and not user.is_staff
+    accounts.start_session(
+        db.session,
+        user,
+        remember=remember,
+        ip=client_ip(),
+        user_agent=request.headers.get("User-Agent"),
+        policy=session_policy(),
+        now=utcnow(),
+    )
+    login_user(user, remember=remember, duration=current_app.config["REMEMBER_COOKIE_DURATION"])

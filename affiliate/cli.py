@@ -1,0 +1,104 @@
+"""Command-line tools: `flask --app wsgi create-user`, `flask --app wsgi seed-demo`."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from flask import current_app
+from sqlalchemy import func, select
+
+from affiliate.extensions import db
+from affiliate.models import Program, Role, User, UserStatus, utcnow
+from affiliate.models.programs import AttributionModel, ProgramStatus
+from affiliate.services import accounts
+from affiliate.services.programs import ProgramSettings, save_program
+
+DEMO_PASSWORD = "clicktrail-demo"
+DEMO_USERS = (
+    ("Ada Admin", "admin@demo.clicktrail.test", Role.ADMIN, UserStatus.ACTIVE),
+    ("Fiona Finance", "finance@demo.clicktrail.test", Role.FINANCE, UserStatus.ACTIVE),
+    ("Felix Finance", "finance2@demo.clicktrail.test", Role.FINANCE, UserStatus.ACTIVE),
+    ("Alice Affiliate", "alice@demo.clicktrail.test", Role.AFFILIATE, UserStatus.ACTIVE),
+    ("Bob Blogger", "bob@demo.clicktrail.test", Role.AFFILIATE, UserStatus.ACTIVE),
+    ("Carol Coupons", "carol@demo.clicktrail.test", Role.AFFILIATE, UserStatus.PENDING),
+)
+DEMO_PROGRAM = ProgramSettings(
+    name="Demo Store",
+    description="Earn on every signup and sale you send to the Demo Store.",
+    status=ProgramStatus.ACTIVE,
+    destination_url="https://shop.example.com/signup",
+    allowed_hosts=("shop.example.com", "www.example.com"),
+    fallback_url="https://shop.example.com/",
+    attribution_window_days=30,
+    cookie_days=30,
+    attribution_model=AttributionModel.LAST_CLICK,
+    hold_days=30,
+    currency="USD",
+    minimum_payout_cents=5000,
+)
+
+
+@click.command("create-user")
+@click.option("--email", required=True, help="Sign-in email of the new account.")
+@click.option("--name", default=None, help="Display name (defaults to the email's local part).")
+@click.option("--role", type=click.Choice([role.value for role in Role]), required=True)
+@click.option(
+    "--password-env",
+    default="CLICKTRAIL_PASSWORD",
+    show_default=True,
+    help="Environment variable holding the password; prompted for when unset.",
+)
+def create_user(email: str, name: str | None, role: str, password_env: str) -> None:
+    """Create an active account with the given role."""
+    password = os.environ.get(password_env) or click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    try:
+        accounts.check_password(password, min_length=current_app.config["PASSWORD_MIN_LENGTH"], email=email)
+        user = accounts.create_user(
+            db.session,
+            name=name or email.split("@")[0],
+            email=email,
+            password=password,
+            role=Role(role),
+            status=UserStatus.ACTIVE,
+            hasher=current_app.extensions["clicktrail.hasher"],
+            now=utcnow(),
+        )
+    except accounts.AccountError as error:
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    click.echo(f"Created {user.role} {user.email} (referral code {user.referral_code}).")
+
+
+@click.command("seed-demo")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the database already has users.")
+def seed_demo(if_empty: bool) -> None:
+    """Create demo staff, affiliates and a program; running it again changes nothing."""
+    if if_empty and db.session.scalar(select(func.count()).select_from(User)):
+        click.echo("Database already has users; demo data not seeded.")
+        return
+    now = utcnow()
+    hasher = current_app.extensions["clicktrail.hasher"]
+    admin = None
+    for name, email, role, status in DEMO_USERS:
+        user = db.session.scalar(select(User).where(User.email == email))
+        if user is None:
+            user = accounts.create_user(
+                db.session, name=name, email=email, password=DEMO_PASSWORD, role=role,
+                status=status, hasher=hasher, now=now,
+                website="https://blog.example.com" if role == Role.AFFILIATE else None,
+                promotion="A cooking blog with 40k monthly readers." if role == Role.AFFILIATE else None,
+            )
+        if role == Role.ADMIN:
+            admin = user
+    if db.session.scalar(select(Program.id).where(Program.name == DEMO_PROGRAM.name)) is None:
+        save_program(db.session, None, DEMO_PROGRAM, actor=admin, now=now)
+    db.session.commit()
+    click.echo("Demo data ready. Sign in with any of these (password: %s):" % DEMO_PASSWORD)
+    for _, email, role, status in DEMO_USERS:
+        click.echo(f"  {role.value:<9} {email}" + ("  (application pending)" if status == UserStatus.PENDING else ""))
+
+
+commands = (create_user, seed_demo)

@@ -1,0 +1,45 @@
+"""Connection settings that make SQLite safe for concurrent money writes."""
+
+from __future__ import annotations
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def configure_engine(engine: Engine) -> None:
+    """Apply per-connection durability settings for the engine's dialect.
+
+    SQLite: WAL, synchronous=FULL, foreign keys, a busy timeout, and every transaction
+    opened with BEGIN IMMEDIATE so two writers queue on the lock instead of one failing
+    with "database is locked" when it upgrades from a read (CHECKS.md, C5).
+    PostgreSQL: the server's own settings; we only insist on synchronous commits.
+    """
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _postgresql_on_connect)
+
+
+def _sqlite_on_connect(dbapi_connection, connection_record) -> None:
+    # Let SQLAlchemy's "begin" event issue the BEGIN itself.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _postgresql_on_connect(dbapi_connection, connection_record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET synchronous_commit TO on")
+    cursor.close()
+    dbapi_connection.commit()

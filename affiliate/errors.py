@@ -1,0 +1,29 @@
+"""Error pages: a clear message, never a stack trace."""
+
+from __future__ import annotations
+
+from flask import Flask, render_template, request
+from werkzeug.exceptions import HTTPException
+
+MESSAGES = {
+    400: "The request could not be understood. If you submitted a form, reload the page and try again.",
+    403: "You do not have access to this page.",
+    404: "There is nothing at this address.",
+    405: "This address does not accept that kind of request.",
+    413: "What you sent is too large.",
+    429: "Too many requests. Wait a moment and try again.",
+}
+
+
+def register(app: Flask) -> None:
+    # Unhandled exceptions reach this as a 500 (logged with their traceback by Flask).
+    app.register_error_handler(HTTPException, _http_error)
+
+
+def _http_error(error: HTTPException):
+    code = error.code or 500
+    if request.path.startswith("/api/"):
+        return {"error": {"code": code, "message": error.description}}, code
+    message = MESSAGES.get(code, error.description)
+    return render_template("errors/error.html", code=code, title=error.name, message=message), code
+

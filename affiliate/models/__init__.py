@@ -1,0 +1,68 @@
+"""SQLAlchemy models shared by the portal and the redirector."""
+
+from affiliate.models.accounts import (
+    STAFF_ROLES,
+    LoginAttempt,
+    PayoutMethod,
+    Role,
+    User,
+    UserSession,
+    UserStatus,
+)
+from affiliate.models.conversions import Conversion, ConversionStatus, ConversionType
+from affiliate.models.money import (
+    AuditLog,
+    BatchStatus,
+    Commission,
+    CommissionStatus,
+    LedgerEntry,
+    LedgerTransaction,
+    Payout,
+    PayoutBatch,
+    PayoutStatus,
+)
+from affiliate.models.programs import (
+    ApiKey,
+    AttributionModel,
+    CommissionPlan,
+    CommissionTier,
+    FraudRule,
+    Program,
+    ProgramStatus,
+)
+from affiliate.models.tracking import Click, Link, Referral
+from affiliate.models.types import UTCDateTime, utcnow
+
+__all__ = [
+    "STAFF_ROLES",
+    "ApiKey",
+    "AttributionModel",
+    "AuditLog",
+    "BatchStatus",
+    "Click",
+    "Commission",
+    "CommissionPlan",
+    "CommissionStatus",
+    "CommissionTier",
+    "Conversion",
+    "ConversionStatus",
+    "ConversionType",
+    "FraudRule",
+    "LedgerEntry",
+    "LedgerTransaction",
+    "Link",
+    "LoginAttempt",
+    "Payout",
+    "PayoutBatch",
+    "PayoutMethod",
+    "PayoutStatus",
+    "Program",
+    "ProgramStatus",
+    "Referral",
+    "Role",
+    "UTCDateTime",
+    "User",
+    "UserSession",
+    "UserStatus",
+    "utcnow",
+]

@@ -1,0 +1,128 @@
+"""People and their logins."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from affiliate.extensions import db
+from affiliate.models.types import UTCDateTime, utcnow
+
+
+class Role(enum.StrEnum):
+    MEMBER = "member"
+    AFFILIATE = "affiliate"
+    FINANCE = "finance"
+    ADMIN = "admin"
+
+
+class UserStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    SUSPENDED = "suspended"
+
+
+class PayoutMethod(enum.StrEnum):
+    PAYPAL = "paypal"
+    WISE = "wise"
+    BANK = "bank"
+
+
+# Staff roles never get a remember-me cookie (CHECKS.md, C17).
+STAFF_ROLES = frozenset({Role.FINANCE, Role.ADMIN})
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    referral_code: Mapped[str] = mapped_column(String(16), unique=True)
+    referred_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    website: Mapped[str | None] = mapped_column(String(500))
+    promotion: Mapped[str | None] = mapped_column(Text)
+    payout_method: Mapped[str | None] = mapped_column(String(16))
+    payout_email: Mapped[str | None] = mapped_column(String(254))
+    payout_account_name: Mapped[str | None] = mapped_column(String(120))
+    payout_iban: Mapped[str | None] = mapped_column(String(34))
+    payout_details_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    referred_by: Mapped[User | None] = relationship(remote_side=[id])
+
+    # Set by the login machinery: the token of the login session this object was loaded for.
+    session_token = None
+
+    def get_id(self) -> str | None:
+        """Identify the login session, not the user, so revoking it ends the cookie."""
+        return self.session_token
+
+    @property
+    def is_active(self) -> bool:
+        # Flask-Login refuses inactive users outright; pending and suspended affiliates
+        # may still sign in to read why, so every signed-in account counts as active here.
+        return True
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+    @property
+    def can_use_partner_pages(self) -> bool:
+        return self.role == Role.AFFILIATE and self.status == UserStatus.ACTIVE
+
+    @property
+    def has_payout_details(self) -> bool:
+        if self.payout_method in (PayoutMethod.PAYPAL, PayoutMethod.WISE):
+            return bool(self.payout_email)
+        if self.payout_method == PayoutMethod.BANK:
+            return bool(self.payout_account_name and self.payout_iban)
+        return False
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email} {self.role}/{self.status}>"
+
+
+class UserSession(db.Model):
+    """One login: revoking the row ends its session and remember cookies (C17)."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    remember: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class LoginAttempt(db.Model):
+    """Failed sign-ins, counted in the database so throttling holds across workers."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_email_at", "email", "attempted_at"),
+        Index("ix_login_attempts_ip_at", "ip", "attempted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    ip: Mapped[str] = mapped_column(String(45))
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

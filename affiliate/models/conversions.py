@@ -1,0 +1,62 @@
+"""Signups, sales and refunds reported by merchants, with their attribution."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from affiliate.extensions import db
+from affiliate.models.programs import Program
+from affiliate.models.tracking import BigId, Click
+from affiliate.models.types import UTCDateTime, utcnow
+
+
+class ConversionType(enum.StrEnum):
+    SIGNUP = "signup"
+    SALE = "sale"
+    REFUND = "refund"
+
+
+class ConversionStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    FLAGGED = "flagged"
+    REJECTED = "rejected"
+
+
+class Conversion(db.Model):
+    __tablename__ = "conversions"
+    __table_args__ = (
+        # One conversion per merchant order and type: the idempotency key of the API (C8).
+        UniqueConstraint("program_id", "order_id", "type", name="uq_conversions_program_order_type"),
+        Index("ix_conversions_affiliate_at", "affiliate_id", "occurred_at"),
+        Index("ix_conversions_program_customer", "program_id", "customer_external_id"),
+        CheckConstraint("fraud_score BETWEEN 0 AND 100", name="fraud_score"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    type: Mapped[str] = mapped_column(String(8))
+    order_id: Mapped[str] = mapped_column(String(128))
+    amount_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    customer_external_id: Mapped[str | None] = mapped_column(String(128))
+    customer_email: Mapped[str | None] = mapped_column(String(254))
+    customer_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    click_id: Mapped[int | None] = mapped_column(ForeignKey("clicks.id"), index=True)
+    affiliate_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    refund_of_id: Mapped[int | None] = mapped_column(ForeignKey("conversions.id"))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    request_hash: Mapped[str | None] = mapped_column(String(64))  # same key, other payload -> 409
+    decision_trace: Mapped[str | None] = mapped_column(Text)  # JSON
+    fraud_score: Mapped[int] = mapped_column(Integer, default=0)
+    fraud_reasons: Mapped[str | None] = mapped_column(Text)  # JSON list
+    status: Mapped[str] = mapped_column(String(16), default=ConversionStatus.PENDING, index=True)
+    extra: Mapped[str | None] = mapped_column(Text)  # merchant metadata, JSON
+
+    program: Mapped[Program] = relationship()
+    click: Mapped[Click | None] = relationship()

@@ -1,0 +1,147 @@
+"""Commissions, payouts and the append-only ledger: every cent an affiliate is owed."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from affiliate.extensions import db
+from affiliate.models.tracking import BigId
+from affiliate.models.types import UTCDateTime, utcnow
+
+
+class CommissionStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    PAID = "paid"
+    REVERSED = "reversed"
+
+
+class BatchStatus(enum.StrEnum):
+    DRAFT = "draft"
+    APPROVED = "approved"
+    EXPORTED = "exported"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class PayoutStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    PAID = "paid"
+    FAILED = "failed"
+
+
+class Commission(db.Model):
+    """The seed's Rewards: what one conversion earns one affiliate at one tier level."""
+
+    __tablename__ = "commissions"
+    __table_args__ = (
+        UniqueConstraint("conversion_id", "affiliate_id", "tier_level", name="uq_commissions_conversion_level"),
+        Index("ix_commissions_affiliate_status", "affiliate_id", "status"),
+        CheckConstraint("tier_level IN (1, 2)", name="tier_level"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    affiliate_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    conversion_id: Mapped[int] = mapped_column(ForeignKey("conversions.id"))
+    tier_level: Mapped[int] = mapped_column(Integer, default=1)
+    rule: Mapped[str] = mapped_column(String(255))  # which plan rule produced the amount
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default=CommissionStatus.PENDING)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PayoutBatch(db.Model):
+    __tablename__ = "payout_batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.DRAFT)
+    total_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    payouts: Mapped[list[Payout]] = relationship(back_populates="batch")
+
+
+class Payout(db.Model):
+    __tablename__ = "payouts"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "affiliate_id", name="uq_payouts_batch_affiliate"),
+        Index("ix_payouts_affiliate_status", "affiliate_id", "status"),
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("payout_batches.id"))
+    affiliate_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    method: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(255))  # snapshot of the payout details used
+    status: Mapped[str] = mapped_column(String(16), default=PayoutStatus.PENDING)
+    external_reference: Mapped[str | None] = mapped_column(String(255))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    batch: Mapped[PayoutBatch] = relationship(back_populates="payouts")
+
+
+class LedgerTransaction(db.Model):
+    """A balanced group of ledger entries; (kind, reference) makes each posting idempotent."""
+
+    __tablename__ = "ledger_transactions"
+    __table_args__ = (UniqueConstraint("kind", "reference", name="uq_ledger_transactions_kind_reference"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(String(128))
+    memo: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    entries: Mapped[list[LedgerEntry]] = relationship(back_populates="transaction")
+
+
+class LedgerEntry(db.Model):
+    """One leg of a transaction: positive amounts are debits, negative are credits."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_entries_account", "account", "currency"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
+    account: Mapped[str] = mapped_column(String(64))  # e.g. "affiliate_payable:42"
+    affiliate_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+
+    transaction: Mapped[LedgerTransaction] = relationship(back_populates="entries")
+
+
+class AuditLog(db.Model):
+    """Who changed what, when, from what to what."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_subject", "subject_type", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the system
+    action: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    before: Mapped[str | None] = mapped_column(Text)  # JSON
+    after: Mapped[str | None] = mapped_column(Text)  # JSON
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -1,0 +1,143 @@
+"""Programs and the settings merchants give them: plans, API keys, fraud rules."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from affiliate.extensions import db
+from affiliate.models.types import UTCDateTime, utcnow
+
+
+class AttributionModel(enum.StrEnum):
+    LAST_CLICK = "last_click"
+    FIRST_CLICK = "first_click"
+
+
+class ProgramStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class Program(db.Model):
+    __tablename__ = "programs"
+    __table_args__ = (
+        CheckConstraint("attribution_window_days BETWEEN 1 AND 365", name="window_days"),
+        CheckConstraint("cookie_days BETWEEN 1 AND 730", name="cookie_days"),
+        CheckConstraint("hold_days BETWEEN 0 AND 365", name="hold_days"),
+        CheckConstraint("minimum_payout_cents >= 0", name="minimum_payout"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=ProgramStatus.ACTIVE)
+    destination_url: Mapped[str] = mapped_column(String(2048))
+    # Newline-separated hostnames that deep links may point at; the destination's host is always allowed.
+    allowed_hosts: Mapped[str] = mapped_column(Text, default="")
+    fallback_url: Mapped[str | None] = mapped_column(String(2048))
+    attribution_window_days: Mapped[int] = mapped_column(Integer, default=30)
+    cookie_days: Mapped[int] = mapped_column(Integer, default=30)
+    attribution_model: Mapped[str] = mapped_column(String(16), default=AttributionModel.LAST_CLICK)
+    hold_days: Mapped[int] = mapped_column(Integer, default=30)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    minimum_payout_cents: Mapped[int] = mapped_column(BigInteger, default=5000)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    plans: Mapped[list[CommissionPlan]] = relationship(back_populates="program")
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        return [host for host in self.allowed_hosts.split() if host]
+
+    def __repr__(self) -> str:
+        return f"<Program {self.id} {self.name}>"
+
+
+class CommissionPlan(db.Model):
+    """How a program pays; an affiliate-specific plan overrides the program default."""
+
+    __tablename__ = "commission_plans"
+    __table_args__ = (
+        UniqueConstraint("program_id", "affiliate_id", name="uq_commission_plans_program_affiliate"),
+        CheckConstraint("flat_cents >= 0", name="flat_cents"),
+        CheckConstraint("percent_bps BETWEEN 0 AND 10000", name="percent_bps"),
+        CheckConstraint("second_tier_bps BETWEEN 0 AND 10000", name="second_tier_bps"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    affiliate_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    flat_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    percent_bps: Mapped[int] = mapped_column(Integer, default=0)  # basis points of the sale amount
+    tier_basis: Mapped[str] = mapped_column(String(16), default="count")  # count | revenue
+    tier_scope: Mapped[str] = mapped_column(String(16), default="whole_period")  # whole_period | marginal
+    second_tier_bps: Mapped[int] = mapped_column(Integer, default=0)
+    recurring_months: Mapped[int | None] = mapped_column(Integer, default=0)  # None = for life
+    referrer_reward_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    referee_reward_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    program: Mapped[Program] = relationship(back_populates="plans")
+    tiers: Mapped[list[CommissionTier]] = relationship(
+        back_populates="plan", order_by="CommissionTier.threshold"
+    )
+
+
+class CommissionTier(db.Model):
+    __tablename__ = "commission_tiers"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "threshold", name="uq_commission_tiers_plan_threshold"),
+        CheckConstraint("threshold >= 0", name="threshold"),
+        CheckConstraint("percent_bps BETWEEN 0 AND 10000", name="percent_bps"),
+        CheckConstraint("flat_cents >= 0", name="flat_cents"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("commission_plans.id", ondelete="CASCADE"))
+    threshold: Mapped[int] = mapped_column(BigInteger)  # conversions, or revenue in cents
+    percent_bps: Mapped[int] = mapped_column(Integer, default=0)
+    flat_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    plan: Mapped[CommissionPlan] = relationship(back_populates="tiers")
+
+
+class ApiKey(db.Model):
+    """A merchant's key for the conversion API; only a hash of the secret is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # HMAC signing secrets; two may be active while one is rotated out.
+    signing_secret: Mapped[str] = mapped_column(String(128))
+    previous_signing_secret: Mapped[str | None] = mapped_column(String(128))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class FraudRule(db.Model):
+    """A per-program setting of one fraud rule: off, allow, flag or reject."""
+
+    __tablename__ = "fraud_rules"
+    __table_args__ = (
+        UniqueConstraint("program_id", "rule", name="uq_fraud_rules_program_rule"),
+        CheckConstraint("weight BETWEEN 0 AND 100", name="weight"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    rule: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(8), default="flag")
+    weight: Mapped[int] = mapped_column(Integer, default=50)
+    settings: Mapped[str] = mapped_column(Text, default="{}")  # JSON thresholds
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,1 @@
+"""The partner (affiliate) pages."""

@@ -1,0 +1,1 @@
+"""Domain services: plain functions over a session, the caller owns the commit."""

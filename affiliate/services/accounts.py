@@ -1,0 +1,388 @@
+"""Accounts: applying, deciding applications, signing in and out, passwords, profiles."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from affiliate.models import LoginAttempt, Role, User, UserSession, UserStatus
+from affiliate.services import audit
+
+# No 0/O, 1/I/L: codes are read aloud and typed from screenshots.
+REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+REFERRAL_CODE_LENGTH = 10  # 31**10 ~ 2**49.5 codes
+MAX_PASSWORD_LENGTH = 256
+
+
+class AccountError(Exception):
+    """A business rule refused an account change; the message is safe to show."""
+
+
+class EmailTaken(AccountError):
+    pass
+
+
+class WeakPassword(AccountError):
+    pass
+
+
+class InvalidCredentials(AccountError):
+    pass
+
+
+class LoginThrottled(AccountError):
+    pass
+
+
+class InvalidTransition(AccountError):
+    pass
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    max_failures_per_account: int
+    max_failures_per_ip: int
+    window: timedelta
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    session_lifetime: timedelta
+    remember_lifetime: timedelta
+
+
+@dataclass(frozen=True)
+class AffiliateApplication:
+    name: str
+    email: str
+    password: str
+    website: str | None
+    promotion: str | None
+
+
+@dataclass(frozen=True)
+class PayoutDetails:
+    method: str | None
+    email: str | None
+    account_name: str | None
+    iban: str | None
+
+
+def generate_referral_code() -> str:
+    """Return a fresh random referral code from an alphabet without look-alike characters."""
+    return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def check_password(password: str, *, min_length: int, email: str | None = None) -> None:
+    """Raise WeakPassword unless the password meets the policy (length first, NIST 800-63B)."""
+    if len(password) < min_length:
+        raise WeakPassword(f"Use at least {min_length} characters.")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise WeakPassword(f"Use at most {MAX_PASSWORD_LENGTH} characters.")
+    if len(set(password)) < 4:
+        raise WeakPassword("Use a less repetitive password.")
+    if email and password.strip().lower() in {email.lower(), email.split("@")[0].lower()}:
+        raise WeakPassword("Your password must not be your email address.")
+
+
+def create_user(
+    session: Session,
+    *,
+    name: str,
+    email: str,
+    password: str,
+    role: Role,
+    status: UserStatus,
+    hasher: PasswordHasher,
+    now: datetime,
+    website: str | None = None,
+    promotion: str | None = None,
+    referred_by: User | None = None,
+) -> User:
+    """Add a user with a unique referral code; raise EmailTaken if the email is in use.
+
+    Codes are random, so a collision is possible but rare: each try runs in a savepoint
+    and a clash on the unique index just draws again.
+    """
+    email = normalise_email(email)
+    password_hash = hasher.hash(password)
+    for _ in range(8):
+        user = User(
+            name=name.strip(),
+            email=email,
+            password_hash=password_hash,
+            role=role,
+            status=status,
+            referral_code=generate_referral_code(),
+            referred_by_id=referred_by.id if referred_by else None,
+            website=website,
+            promotion=promotion,
+            password_changed_at=now,
+            created_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(user)
+                session.flush()
+            return user
+        except IntegrityError:
+            if session.scalar(select(User.id).where(User.email == email)) is not None:
+                raise EmailTaken("An account with this email already exists.") from None
+    raise RuntimeError("could not draw a unique referral code")
+
+
+def apply_as_affiliate(
+    session: Session, application: AffiliateApplication, *, hasher: PasswordHasher, now: datetime
+) -> User:
+    """Create a pending affiliate account from an application."""
+    return create_user(
+        session,
+        name=application.name,
+        email=application.email,
+        password=application.password,
+        role=Role.AFFILIATE,
+        status=UserStatus.PENDING,
+        hasher=hasher,
+        now=now,
+        website=application.website,
+        promotion=application.promotion,
+    )
+
+
+# action -> (statuses it may start from, status it leads to, whether a reason is required)
+TRANSITIONS: dict[str, tuple[tuple[UserStatus, ...], UserStatus, bool]] = {
+    "approve": ((UserStatus.PENDING, UserStatus.REJECTED), UserStatus.ACTIVE, False),
+    "reject": ((UserStatus.PENDING,), UserStatus.REJECTED, True),
+    "suspend": ((UserStatus.ACTIVE,), UserStatus.SUSPENDED, True),
+    "reactivate": ((UserStatus.SUSPENDED,), UserStatus.ACTIVE, False),
+}
+
+
+def decide_affiliate(
+    session: Session, user: User, action: str, *, reason: str | None, actor: User, now: datetime
+) -> User:
+    """Approve, reject, suspend or reactivate an affiliate with a guarded status change."""
+    if action not in TRANSITIONS:
+        raise InvalidTransition("Unknown action.")
+    sources, target, needs_reason = TRANSITIONS[action]
+    reason = (reason or "").strip() or None
+    if needs_reason and not reason:
+        raise InvalidTransition(f"Give a reason to {action} an affiliate.")
+    if user.role != Role.AFFILIATE:
+        raise InvalidTransition("Only affiliate accounts are approved or suspended.")
+    before = user.status
+    changed = session.execute(
+        update(User)
+        .where(User.id == user.id, User.status.in_([s.value for s in sources]))
+        .values(status=target, status_reason=reason, decided_at=now)
+    ).rowcount
+    if changed != 1:
+        raise InvalidTransition(f"Cannot {action} an affiliate who is {user.status}.")
+    session.refresh(user)
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action=f"affiliate.{action}",
+        subject_type="user",
+        subject_id=user.id,
+        before={"status": before},
+        after={"status": target.value},
+        note=reason,
+        now=now,
+    )
+    return user
+
+
+_dummy_hashes: dict[tuple[int, int, int], str] = {}
+
+
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    key = (hasher.time_cost, hasher.memory_cost, hasher.parallelism)
+    if key not in _dummy_hashes:
+        _dummy_hashes[key] = hasher.hash(secrets.token_urlsafe(16))
+    return _dummy_hashes[key]
+
+
+def authenticate(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    ip: str,
+    hasher: PasswordHasher,
+    policy: ThrottlePolicy,
+    now: datetime,
+) -> User:
+    """Return the user whose credentials these are.
+
+    Raises LoginThrottled after too many recent failures for the email or the IP, and
+    InvalidCredentials otherwise; both read the same whether or not the account exists,
+    and an unknown email still pays for one hash so timing does not tell either.
+    """
+    email = normalise_email(email)[:254]
+    since = now - policy.window
+    by_email = session.scalar(
+        select(func.count()).where(LoginAttempt.email == email, LoginAttempt.attempted_at >= since)
+    )
+    by_ip = session.scalar(
+        select(func.count()).where(LoginAttempt.ip == ip, LoginAttempt.attempted_at >= since)
+    )
+    if by_email >= policy.max_failures_per_account or by_ip >= policy.max_failures_per_ip:
+        raise LoginThrottled("Too many failed sign-ins. Wait a few minutes and try again.")
+    user = session.scalar(select(User).where(User.email == email))
+    try:
+        hasher.verify(user.password_hash if user else _dummy_hash(hasher), password)
+        if user is None:
+            raise VerificationError
+    except (VerificationError, InvalidHashError):
+        session.add(LoginAttempt(email=email, ip=ip, attempted_at=now))
+        raise InvalidCredentials("Email or password is incorrect.") from None
+    if hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
+    session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
+    return user
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(
+    session: Session,
+    user: User,
+    *,
+    remember: bool,
+    ip: str | None,
+    user_agent: str | None,
+    policy: SessionPolicy,
+    now: datetime,
+) -> str:
+    """Record a new login and return its token; staff never get a remembered login."""
+    remember = remember and not user.is_staff
+    token = secrets.token_urlsafe(32)
+    lifetime = policy.remember_lifetime if remember else policy.session_lifetime
+    session.add(
+        UserSession(
+            user_id=user.id,
+            token_hash=_token_hash(token),
+            ip=ip,
+            user_agent=(user_agent or "")[:512] or None,
+            remember=remember,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
+    user.session_token = token
+    return token
+
+
+def load_session(session: Session, token: str, *, now: datetime) -> User | None:
+    """Return the user of a live login token, or None if it is unknown, revoked or expired."""
+    if not token or len(token) > 128:
+        return None
+    row = session.scalar(select(UserSession).where(UserSession.token_hash == _token_hash(token)))
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    user = row.user
+    user.session_token = token
+    return user
+
+
+def session_started_at(session: Session, token: str) -> datetime | None:
+    return session.scalar(
+        select(UserSession.created_at).where(UserSession.token_hash == _token_hash(token))
+    )
+
+
+def end_session(session: Session, token: str, *, now: datetime) -> None:
+    """Revoke one login so its session and remember cookies stop working."""
+    session.execute(
+        update(UserSession)
+        .where(UserSession.token_hash == _token_hash(token), UserSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def end_all_sessions(session: Session, user: User, *, now: datetime) -> None:
+    session.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def change_password(
+    session: Session,
+    user: User,
+    *,
+    current: str,
+    new: str,
+    hasher: PasswordHasher,
+    min_length: int,
+    now: datetime,
+) -> None:
+    """Replace the password and end every login of the account, this one included."""
+    try:
+        hasher.verify(user.password_hash, current)
+    except (VerificationError, InvalidHashError):
+        raise InvalidCredentials("Your current password is incorrect.") from None
+    check_password(new, min_length=min_length, email=user.email)
+    user.password_hash = hasher.hash(new)
+    user.password_changed_at = now
+    end_all_sessions(session, user, now=now)
+    audit.record(
+        session,
+        actor_id=user.id,
+        action="user.password_changed",
+        subject_type="user",
+        subject_id=user.id,
+        before=None,
+        after=None,
+        now=now,
+    )
+
+
+def update_payout_details(session: Session, user: User, details: PayoutDetails, *, now: datetime) -> bool:
+    """Store new payout details; return whether they changed (a change starts a cooling-off period)."""
+    before = {
+        "method": user.payout_method,
+        "email": user.payout_email,
+        "account_name": user.payout_account_name,
+        "iban": user.payout_iban,
+    }
+    after = {
+        "method": details.method,
+        "email": details.email,
+        "account_name": details.account_name,
+        "iban": details.iban,
+    }
+    if before == after:
+        return False
+    user.payout_method = details.method
+    user.payout_email = details.email
+    user.payout_account_name = details.account_name
+    user.payout_iban = details.iban
+    user.payout_details_changed_at = now
+    audit.record(
+        session,
+        actor_id=user.id,
+        action="user.payout_details_changed",
+        subject_type="user",
+        subject_id=user.id,
+        before=before,
+        after=after,
+        now=now,
+    )
+    return True

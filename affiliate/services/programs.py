@@ -1,0 +1,95 @@
+"""Programs: creating and editing what affiliates promote."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from affiliate.models import AttributionModel, CommissionPlan, Program, ProgramStatus, User
+from affiliate.services import audit
+
+
+class ProgramError(Exception):
+    """A program change was refused; ``field`` names the form field at fault."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ProgramSettings:
+    name: str
+    description: str | None
+    status: ProgramStatus
+    destination_url: str
+    allowed_hosts: tuple[str, ...]
+    fallback_url: str | None
+    attribution_window_days: int
+    cookie_days: int
+    attribution_model: AttributionModel
+    hold_days: int
+    currency: str
+    minimum_payout_cents: int
+
+
+def snapshot(program: Program) -> dict:
+    return {
+        "name": program.name,
+        "description": program.description,
+        "status": program.status,
+        "destination_url": program.destination_url,
+        "allowed_hosts": tuple(program.allowed_host_list),
+        "fallback_url": program.fallback_url,
+        "attribution_window_days": program.attribution_window_days,
+        "cookie_days": program.cookie_days,
+        "attribution_model": program.attribution_model,
+        "hold_days": program.hold_days,
+        "currency": program.currency,
+        "minimum_payout_cents": program.minimum_payout_cents,
+    }
+
+
+def save_program(
+    session: Session, program: Program | None, settings: ProgramSettings, *, actor: User, now: datetime
+) -> Program:
+    """Create a program (with an empty default commission plan) or update one."""
+    clash = session.scalar(
+        select(Program.id).where(Program.name == settings.name, Program.id != (program.id if program else -1))
+    )
+    if clash is not None:
+        raise ProgramError("Another program already has this name.", field="name")
+    before = snapshot(program) if program else None
+    creating = program is None
+    if creating:
+        program = Program(created_at=now)
+    values = asdict(settings)
+    values["allowed_hosts"] = "\n".join(settings.allowed_hosts)
+    for key, value in values.items():
+        setattr(program, key, value)
+    program.updated_at = now
+    try:
+        with session.begin_nested():
+            if creating:
+                session.add(program)
+                session.add(CommissionPlan(program=program, created_at=now))
+            session.flush()
+    except IntegrityError:
+        raise ProgramError("Another program already has this name.", field="name") from None
+    after = snapshot(program)
+    if before != after:
+        audit.record(
+            session,
+            actor_id=actor.id,
+            action="program.created" if creating else "program.updated",
+            subject_type="program",
+            subject_id=program.id,
+            before=before,
+            after=after,
+            now=now,
+        )
+    return program

@@ -1,0 +1,89 @@
+"""URL rules judged the way a browser parses URLs (WHATWG, via ada-url)."""
+
+from __future__ import annotations
+
+import ada_url
+
+# Control characters and whitespace that browsers strip or that split headers.
+_FORBIDDEN = {chr(c) for c in range(0x00, 0x21)} | {"\x7f", "\\"}
+
+
+class InvalidUrl(ValueError):
+    """A URL or host name that Clicktrail will not store or redirect to."""
+
+
+def parse_destination(text: str) -> str:
+    """Return the normalised form of a merchant destination URL, or raise InvalidUrl.
+
+    A destination is an absolute https URL with a domain host, no credentials and no
+    characters a browser would silently drop (which is how filters are usually fooled).
+    """
+    text = (text or "").strip()
+    if not text:
+        raise InvalidUrl("Enter a URL.")
+    if len(text) > 2048:
+        raise InvalidUrl("URL is longer than 2048 characters.")
+    if any(ch in _FORBIDDEN for ch in text):
+        raise InvalidUrl("URL contains spaces, control characters or backslashes.")
+    try:
+        url = ada_url.URL(text)
+    except ValueError:
+        raise InvalidUrl("Not a valid URL.") from None
+    if url.protocol != "https:":
+        raise InvalidUrl("URL must start with https://.")
+    if url.username or url.password:
+        raise InvalidUrl("URL must not contain a user name or password.")
+    if url.host_type != ada_url.HostType.DEFAULT:
+        raise InvalidUrl("URL must use a domain name, not an IP address.")
+    if "." not in url.hostname.strip("."):
+        raise InvalidUrl("URL must use a full domain name.")
+    return url.href
+
+
+def normalise_host(text: str) -> str:
+    """Return a host name in its ASCII (punycode) form, or raise InvalidUrl."""
+    text = (text or "").strip().lower().rstrip(".")
+    if not text or any(ch in _FORBIDDEN or ch in "/?#@:" for ch in text):
+        raise InvalidUrl(f"{text!r} is not a host name.")
+    try:
+        url = ada_url.URL(f"https://{text}/")
+    except ValueError:
+        raise InvalidUrl(f"{text!r} is not a host name.") from None
+    if url.host_type != ada_url.HostType.DEFAULT or "." not in url.hostname:
+        raise InvalidUrl(f"{text!r} is not a domain name.")
+    return url.hostname
+
+
+def parse_host_list(text: str) -> list[str]:
+    """Parse hosts separated by commas, spaces or newlines; raise InvalidUrl on the first bad one."""
+    hosts: list[str] = []
+    for raw in (text or "").replace(",", " ").split():
+        host = normalise_host(raw)
+        if host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
+def host_of(url: str) -> str:
+    return ada_url.URL(url).hostname
+
+
+def safe_next(target: str | None, base_url: str) -> str | None:
+    """Return a same-origin path to redirect to after login, or None if the target is unsafe.
+
+    The target is resolved against our own origin as a browser would; only if it stays on
+    that origin is its path (never starting with ``//``) handed back.
+    """
+    if not target or len(target) > 2048 or any(ch in _FORBIDDEN for ch in target):
+        return None
+    try:
+        base = ada_url.URL(base_url)
+        resolved = ada_url.URL(target, base.href)
+    except ValueError:
+        return None
+    if resolved.origin != base.origin:
+        return None
+    path = resolved.pathname
+    if not path.startswith("/") or path.startswith("//"):
+        return None
+    return path + resolved.search

@@ -1,0 +1,43 @@
+"""WTForms validators built on Clicktrail's URL rules."""
+
+from __future__ import annotations
+
+import ada_url
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import ValidationError
+
+from affiliate.urls import InvalidUrl, parse_destination, parse_host_list
+
+
+def web_url(form, field) -> None:
+    """Accept only http(s) URLs, so a stored website can never become a javascript: link."""
+    if not field.data:
+        return
+    try:
+        url = ada_url.URL(field.data.strip())
+    except ValueError:
+        raise ValidationError("Enter a full URL such as https://example.com.") from None
+    if url.protocol not in ("http:", "https:") or "." not in url.hostname:
+        raise ValidationError("Enter a full URL such as https://example.com.")
+    field.data = url.href
+
+
+def https_destination(form, field) -> None:
+    if not field.data:
+        return
+    try:
+        field.data = parse_destination(field.data)
+    except InvalidUrl as error:
+        raise ValidationError(str(error)) from None
+
+
+def host_list(form, field) -> None:
+    try:
+        field.data = "\n".join(parse_host_list(field.data or ""))
+    except InvalidUrl as error:
+        raise ValidationError(str(error)) from None
+
+
+def options(pairs) -> list[SelectChoice]:
+    """Turn (value, label) pairs into WTForms select choices."""
+    return [SelectChoice(value, label) for value, label in pairs]

@@ -1,0 +1,165 @@
+"""Configuration classes; every setting can come from the environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"clicktrail: {name} must be a whole number, got {value!r}") from None
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def normalise_database_url(url: str | None) -> str | None:
+    """Map the usual PostgreSQL URL spellings onto the psycopg 3 driver."""
+    if url is None:
+        return None
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    ENV_NAME = "base"
+    SECRET_KEY = env_str("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = normalise_database_url(env_str("DATABASE_URL"))
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+    # How many reverse proxies in front of us append to X-Forwarded-For; 0 trusts none (C22).
+    TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+    # None means the GeoLite2-City file shipped by the maxminddb-geolite2 package.
+    GEOIP_DATABASE = env_str("GEOIP_DATABASE")
+
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+    SESSION_COOKIE_NAME = "clicktrail_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+    REMEMBER_COOKIE_NAME = "clicktrail_remember"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    REMEMBER_COOKIE_DURATION = timedelta(days=env_int("REMEMBER_DAYS", 14))
+    # A login without "remember me" lasts this long on the server even if the browser stays open.
+    SESSION_HOURS = env_int("SESSION_HOURS", 12)
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session that holds it
+
+    # Argon2id, RFC 9106 "second recommended option" (stronger than OWASP's 19 MiB, t=2 minimum).
+    ARGON2_TIME_COST = env_int("ARGON2_TIME_COST", 3)
+    ARGON2_MEMORY_KIB = env_int("ARGON2_MEMORY_KIB", 65536)
+    ARGON2_PARALLELISM = env_int("ARGON2_PARALLELISM", 4)
+
+    # Login throttling, counted in the database so it holds across workers (C18).
+    LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)
+    LOGIN_MAX_FAILURES_PER_IP = env_int("LOGIN_MAX_FAILURES_PER_IP", 30)
+    LOGIN_THROTTLE_MINUTES = env_int("LOGIN_THROTTLE_MINUTES", 15)
+    PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 12)
+
+    HSTS = False
+
+    @classmethod
+    def init_app(cls, app) -> None:
+        """Fill in settings that depend on the app's instance folder."""
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+            db_path = Path(app.instance_path) / "clicktrail.db"
+            app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{db_path}"
+
+
+class DevelopmentConfig(Config):
+    """Local development: SQLite in the instance folder, a secret key kept beside it."""
+
+    ENV_NAME = "development"
+
+    @classmethod
+    def init_app(cls, app) -> None:
+        super().init_app(app)
+        if not app.config.get("SECRET_KEY"):
+            app.config["SECRET_KEY"] = instance_secret_key(Path(app.instance_path))
+
+
+class TestingConfig(Config):
+    """The test suite: real database given by the fixtures, cheap password hashing."""
+
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = "testing-secret-key-not-for-production"
+    SQLALCHEMY_DATABASE_URI = None
+    ARGON2_TIME_COST = 1
+    ARGON2_MEMORY_KIB = 8192
+    ARGON2_PARALLELISM = 1
+
+
+class ProductionConfig(Config):
+    """Production: secrets and database must come from the environment."""
+
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    HSTS = True
+
+    @classmethod
+    def init_app(cls, app) -> None:
+        if not app.config.get("SECRET_KEY"):
+            raise SystemExit("clicktrail: production needs SECRET_KEY set in the environment")
+        if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+            raise SystemExit("clicktrail: production needs DATABASE_URL set in the environment")
+        super().init_app(app)
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_from_env() -> type[Config]:
+    """Pick the configuration class named by CLICKTRAIL_ENV (default: development)."""
+    name = env_str("CLICKTRAIL_ENV", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        choices = ", ".join(CONFIGS)
+        raise SystemExit(f"clicktrail: CLICKTRAIL_ENV must be one of {choices}, got {name!r}") from None
+
+
+def instance_secret_key(instance: Path) -> str:
+    """Return the development secret key kept in the instance folder, creating it once."""
+    path = instance / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_hex(32)
+    # O_EXCL so two workers starting at once agree on one key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

@@ -1,0 +1,110 @@
+"""Test data factories: plain functions that write through the real services."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from affiliate.extensions import db
+from affiliate.models import Program, Role, User, UserStatus, utcnow
+from affiliate.services import accounts
+from affiliate.services.programs import ProgramSettings, save_program
+
+PASSWORD = "correct horse battery"
+_sequence = itertools.count(1)
+
+
+def make_user(app: Flask, **overrides) -> User:
+    """Create a user (an active affiliate unless told otherwise) and return it detached."""
+    n = next(_sequence)
+    fields = {
+        "name": f"User {n}",
+        "email": f"user{n}@example.com",
+        "password": PASSWORD,
+        "role": Role.AFFILIATE,
+        "status": UserStatus.ACTIVE,
+    }
+    fields.update(overrides)
+    with app.app_context():
+        user = accounts.create_user(
+            db.session, hasher=app.extensions["clicktrail.hasher"], now=utcnow(), **fields
+        )
+        db.session.commit()
+        db.session.refresh(user)
+        db.session.expunge(user)
+    return user
+
+
+def make_affiliate(app: Flask, **overrides) -> User:
+    return make_user(app, role=Role.AFFILIATE, **overrides)
+
+
+def make_admin(app: Flask, **overrides) -> User:
+    return make_user(app, role=Role.ADMIN, **overrides)
+
+
+def make_finance(app: Flask, **overrides) -> User:
+    return make_user(app, role=Role.FINANCE, **overrides)
+
+
+def make_program(app: Flask, actor: User, **overrides) -> Program:
+    n = next(_sequence)
+    settings = {
+        "name": f"Program {n}",
+        "description": None,
+        "status": "active",
+        "destination_url": "https://shop.example.com/signup",
+        "allowed_hosts": ("shop.example.com",),
+        "fallback_url": None,
+        "attribution_window_days": 30,
+        "cookie_days": 30,
+        "attribution_model": "last_click",
+        "hold_days": 30,
+        "currency": "USD",
+        "minimum_payout_cents": 5000,
+    }
+    settings.update(overrides)
+    with app.app_context():
+        actor = db.session.get(User, actor.id)
+        program = save_program(db.session, None, ProgramSettings(**settings), actor=actor, now=utcnow())
+        db.session.commit()
+        db.session.refresh(program)
+        db.session.expunge(program)
+    return program
+
+
+def csrf_token(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html
+    )
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+class Auth:
+    """Sign in and out through the real forms."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def token(self, path: str = "/login") -> str:
+        return csrf_token(self.client.get(path).get_data(as_text=True))
+
+    def login(self, email: str, password: str = PASSWORD, remember: bool = False, next_: str | None = None) -> TestResponse:
+        data = {"email": email, "password": password, "csrf_token": self.token()}
+        if remember:
+            data["remember"] = "y"
+        url = "/login" + (f"?next={next_}" if next_ else "")
+        return self.client.post(url, data=data)
+
+    def logout(self) -> TestResponse:
+        token = csrf_token(self.client.get("/account/").get_data(as_text=True))
+        return self.client.post("/logout", data={"csrf_token": token})
+
+    def post(self, path: str, data: dict, token_from: str | None = None) -> TestResponse:
+        token = csrf_token(self.client.get(token_from or path).get_data(as_text=True))
+        return self.client.post(path, data={**data, "csrf_token": token})
