@@ -6,6 +6,7 @@ import os
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from affiliate.extensions import db
@@ -40,6 +41,7 @@ DEMO_PROGRAM = ProgramSettings(
 
 
 @click.command("create-user")
+@with_appcontext
 @click.option("--email", required=True, help="Sign-in email of the new account.")
 @click.option("--name", default=None, help="Display name (defaults to the email's local part).")
 @click.option("--role", type=click.Choice([role.value for role in Role]), required=True)
@@ -73,11 +75,15 @@ def create_user(email: str, name: str | None, role: str, password_env: str) -> N
 
 
 @click.command("seed-demo")
+@with_appcontext
 @click.option("--if-empty", is_flag=True, help="Do nothing when the database already has users.")
 def seed_demo(if_empty: bool) -> None:
     """Create demo staff, affiliates and a program; running it again changes nothing."""
     if if_empty and db.session.scalar(select(func.count()).select_from(User)):
-        click.echo("Database already has users; demo data not seeded.")
+        if db.session.scalar(select(User.id).where(User.email == DEMO_USERS[0][1])) is not None:
+            _print_demo_logins()
+        else:
+            click.echo("Database already has users; demo data not seeded.")
         return
     now = utcnow()
     hasher = current_app.extensions["clicktrail.hasher"]
@@ -96,9 +102,14 @@ def seed_demo(if_empty: bool) -> None:
     if db.session.scalar(select(Program.id).where(Program.name == DEMO_PROGRAM.name)) is None:
         save_program(db.session, None, DEMO_PROGRAM, actor=admin, now=now)
     db.session.commit()
-    click.echo("Demo data ready. Sign in with any of these (password: %s):" % DEMO_PASSWORD)
+    _print_demo_logins()
+
+
+def _print_demo_logins() -> None:
+    click.echo(f"Demo data ready. Sign in with any of these (password: {DEMO_PASSWORD}):")
     for _, email, role, status in DEMO_USERS:
-        click.echo(f"  {role.value:<9} {email}" + ("  (application pending)" if status == UserStatus.PENDING else ""))
+        note = "  (application pending)" if status == UserStatus.PENDING else ""
+        click.echo(f"  {role.value:<9} {email}{note}")
 
 
 commands = (create_user, seed_demo)

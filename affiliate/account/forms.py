@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField, StringField, TextAreaField, URLField
-from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
 from affiliate.models import PayoutMethod
 from affiliate.validators import options, web_url
@@ -29,21 +29,24 @@ class PayoutForm(FlaskForm):
     account_name = StringField("Account holder", validators=[Optional(), Length(max=120)])
     iban = StringField("IBAN", validators=[Optional(), Length(max=42)])
 
-    def validate_email(self, field) -> None:
-        if self.method.data in (PayoutMethod.PAYPAL, PayoutMethod.WISE) and not field.data:
-            raise ValidationError("Enter the email address of your PayPal or Wise account.")
-
-    def validate_account_name(self, field) -> None:
-        if self.method.data == PayoutMethod.BANK and not (field.data or "").strip():
-            raise ValidationError("Enter the name on the bank account.")
-
-    def validate_iban(self, field) -> None:
-        if self.method.data != PayoutMethod.BANK:
-            return
-        iban = "".join((field.data or "").split()).upper()
-        if not is_valid_iban(iban):
-            raise ValidationError("Enter a valid IBAN, such as GB82 WEST 1234 5698 7654 32.")
-        field.data = iban
+    def validate(self, extra_validators=None) -> bool:
+        # Which fields are required depends on the method; Optional() would stop the check early.
+        valid = super().validate(extra_validators)
+        method = self.method.data
+        if method in (PayoutMethod.PAYPAL, PayoutMethod.WISE) and not self.email.data:
+            self.email.errors.append("Enter the email address of your PayPal or Wise account.")
+            valid = False
+        if method == PayoutMethod.BANK:
+            if not (self.account_name.data or "").strip():
+                self.account_name.errors.append("Enter the name on the bank account.")
+                valid = False
+            iban = "".join((self.iban.data or "").split()).upper()
+            if is_valid_iban(iban):
+                self.iban.data = iban
+            else:
+                self.iban.errors.append("Enter a valid IBAN, such as GB82 WEST 1234 5698 7654 32.")
+                valid = False
+        return valid
 
 
 def is_valid_iban(iban: str) -> bool:

@@ -1,0 +1,114 @@
+"""Admins create and edit programs; bad values are form errors that change nothing."""
+
+from sqlalchemy import func, select
+
+from affiliate.extensions import db
+from affiliate.models import AuditLog, CommissionPlan, Program
+from tests.factories import make_admin, make_program
+
+VALID = {
+    "name": "Spring Sale",
+    "description": "Earn 20% on every order",
+    "status": "active",
+    "destination_url": "https://Shop.Example.com:443/signup?src=aff",
+    "allowed_hosts": "www.example.com\nBücher.de, www.example.com",
+    "fallback_url": "",
+    "attribution_window_days": "45",
+    "cookie_days": "60",
+    "attribution_model": "first_click",
+    "hold_days": "14",
+    "currency": "EUR",
+    "minimum_payout": "25.50",
+}
+
+
+def _signed_in_admin(app, auth):
+    admin = make_admin(app)
+    auth.login(admin.email)
+    return admin
+
+
+def test_admin_creates_program_with_normalised_values(app, client, auth):
+    admin = _signed_in_admin(app, auth)
+    response = auth.post("/admin/programs/new", VALID)
+    assert response.status_code == 302
+    listing = client.get("/admin/programs/").get_data(as_text=True)
+    assert "Spring Sale" in listing and "€25.50" in listing
+    with app.app_context():
+        program = db.session.scalar(select(Program).where(Program.name == "Spring Sale"))
+        assert program.destination_url == "https://shop.example.com/signup?src=aff"
+        assert program.allowed_host_list == ["www.example.com", "xn--bcher-kva.de"]
+        assert (program.attribution_window_days, program.cookie_days, program.hold_days) == (45, 60, 14)
+        assert (program.attribution_model, program.currency, program.minimum_payout_cents) == ("first_click", "EUR", 2550)
+        assert db.session.scalar(select(func.count()).where(CommissionPlan.program_id == program.id)) == 1
+        audit = db.session.scalar(select(AuditLog).where(AuditLog.subject_type == "program"))
+        assert (audit.action, audit.actor_id) == ("program.created", admin.id)
+
+
+def test_invalid_values_are_form_errors_and_change_nothing(app, client, auth):
+    _signed_in_admin(app, auth)
+    bad_values = [
+        {"destination_url": "http://shop.example.com/"},
+        {"destination_url": "javascript:alert(1)"},
+        {"destination_url": "https://user:pw@shop.example.com/"},
+        {"destination_url": "https://127.0.0.1/"},
+        {"destination_url": "https://shop.example.com/\r\nSet-Cookie: x=1"},
+        {"destination_url": "not a url"},
+        {"destination_url": ""},
+        {"allowed_hosts": "evil.test/path"},
+        {"allowed_hosts": "https://evil.test"},
+        {"allowed_hosts": "10.0.0.1"},
+        {"fallback_url": "http://insecure.example.com"},
+        {"attribution_window_days": "0"},
+        {"attribution_window_days": "366"},
+        {"attribution_window_days": "ten"},
+        {"attribution_window_days": ""},
+        {"cookie_days": "-1"},
+        {"hold_days": "9999999999999999999999"},
+        {"attribution_model": "random"},
+        {"currency": "XXX"},
+        {"minimum_payout": "-5"},
+        {"minimum_payout": "1.005"},
+        {"minimum_payout": "abc"},
+        {"minimum_payout": "NaN"},
+        {"name": ""},
+        {"name": "n" * 121},
+    ]
+    for change in bad_values:
+        response = auth.post("/admin/programs/new", {**VALID, **change})
+        assert response.status_code == 200, change
+        assert 'class="errors"' in response.get_data(as_text=True), change
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Program)) == 0
+        assert db.session.scalar(select(func.count()).select_from(AuditLog)) == 0
+
+
+def test_yen_minimum_payout_has_no_decimals(app, auth):
+    _signed_in_admin(app, auth)
+    refused = auth.post("/admin/programs/new", {**VALID, "currency": "JPY", "minimum_payout": "500.50"})
+    assert "at most 0 decimal places" in refused.get_data(as_text=True)
+    assert auth.post("/admin/programs/new", {**VALID, "currency": "JPY", "minimum_payout": "5000"}).status_code == 302
+
+
+def test_edit_program_and_duplicate_names(app, client, auth):
+    admin = _signed_in_admin(app, auth)
+    first = make_program(app, admin, name="First")
+    make_program(app, admin, name="Second")
+    edit = f"/admin/programs/{first.id}/edit"
+    form = client.get(edit).get_data(as_text=True)
+    assert "50.00" in form and "shop.example.com" in form
+    clash = auth.post(edit, {**VALID, "name": "Second"})
+    assert clash.status_code == 200 and "already has this name" in clash.get_data(as_text=True)
+    assert auth.post(edit, {**VALID, "name": "First renamed", "status": "paused"}).status_code == 302
+    with app.app_context():
+        program = db.session.get(Program, first.id)
+        assert (program.name, program.status, program.currency) == ("First renamed", "paused", "EUR")
+        actions = db.session.scalars(
+            select(AuditLog.action).where(AuditLog.subject_id == first.id, AuditLog.subject_type == "program")
+        ).all()
+        assert sorted(actions) == ["program.created", "program.updated"]
+
+
+def test_unknown_program_is_404(app, client, auth):
+    _signed_in_admin(app, auth)
+    assert client.get("/admin/programs/999999/edit").status_code == 404

@@ -1,0 +1,202 @@
+"""Every route against a role matrix (the start of C15), CSRF on every form (C16), headers (C21)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from flask import url_for
+from sqlalchemy import text
+
+from affiliate.extensions import db
+from tests.conftest import build_app
+from tests.factories import Auth, csrf_token, make_admin, make_affiliate, make_finance, make_program, make_user
+
+PUBLIC = "public"
+SIGNED_IN = frozenset({"member", "affiliate", "pending", "suspended", "finance", "admin"})
+AFFILIATE_ANY_STATUS = frozenset({"affiliate", "pending", "suspended"})
+
+# endpoint -> who may use it. A new route without an entry here fails the suite.
+ACCESS: dict[str, str | frozenset[str]] = {
+    "static": PUBLIC,
+    "main.index": PUBLIC,
+    "main.health": PUBLIC,
+    "auth.apply": PUBLIC,
+    "auth.login": PUBLIC,
+    "auth.logout": PUBLIC,
+    "account.profile": SIGNED_IN,
+    "account.password": SIGNED_IN,
+    "account.payout": AFFILIATE_ANY_STATUS,
+    "partner.home": frozenset({"affiliate"}),
+    "admin.index": frozenset({"admin"}),
+    "affiliates.index": frozenset({"admin", "finance"}),
+    "affiliates.show": frozenset({"admin", "finance"}),
+    "affiliates.decide": frozenset({"admin"}),
+    "programs.index": frozenset({"admin"}),
+    "programs.create": frozenset({"admin"}),
+    "programs.edit": frozenset({"admin"}),
+}
+
+PERSONAS = ("anonymous", "member", "affiliate", "pending", "suspended", "finance", "admin")
+
+
+@pytest.fixture
+def world(app):
+    """One user per persona, a program, and the ids routes need."""
+    admin = make_admin(app)
+    users = {
+        "member": make_user(app, role="member"),
+        "affiliate": make_affiliate(app),
+        "pending": make_affiliate(app, status="pending"),
+        "suspended": make_affiliate(app, status="suspended"),
+        "finance": make_finance(app),
+        "admin": admin,
+    }
+    target = make_affiliate(app, name="Secret Target", email="target-secret@example.com")
+    program = make_program(app, admin, name="Secret Program")
+    return {"users": users, "ids": {"user_id": target.id, "program_id": program.id, "filename": "css/app.css"}}
+
+
+def _client_for(app, world, persona):
+    client = app.test_client()
+    if persona != "anonymous":
+        assert Auth(client).login(world["users"][persona].email).status_code == 302
+    return client
+
+
+def _url(app, rule, ids) -> str:
+    with app.test_request_context():
+        return url_for(rule.endpoint, **{name: ids[name] for name in rule.arguments})
+
+
+def _allowed(endpoint: str, persona: str) -> bool:
+    rule = ACCESS[endpoint]
+    return rule == PUBLIC or persona in rule
+
+
+def _fingerprint(app, skip: tuple[str, ...] = ("login_attempts",)) -> str:
+    """A digest of every table's rows, to prove a request changed nothing."""
+    digest = hashlib.sha256()
+    with app.app_context():
+        for table in sorted(db.metadata.tables):
+            if table in skip:
+                continue
+            rows = db.session.execute(text(f"SELECT * FROM {table} ORDER BY 1")).all()  # noqa: S608
+            digest.update(repr((table, rows)).encode())
+    return digest.hexdigest()
+
+
+def test_every_route_is_in_the_matrix(app):
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert endpoints - ACCESS.keys() == set(), "add new routes to ACCESS with who may use them"
+    assert ACCESS.keys() - endpoints == set(), "ACCESS names routes that no longer exist"
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_route_matrix(app, world, persona):
+    client = _client_for(app, world, persona)
+    quiet = ("login_attempts", "user_sessions")  # signing out at the end revokes the session
+    before = _fingerprint(app, quiet)
+    # Signing out last, so every other route is tried while signed in.
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.endpoint == "auth.logout"):
+        url = _url(app, rule, world["ids"])
+        if "GET" in rule.methods:
+            response = client.get(url)
+        else:
+            response = client.post(url, data={"csrf_token": csrf_token(client.get("/login").get_data(as_text=True))
+                                              if persona == "anonymous" else _token(client)})
+        body = response.get_data(as_text=True)
+        denied = response.status_code == 403 or (
+            response.status_code == 302 and response.headers["Location"].startswith("/login")
+        )
+        if ACCESS[rule.endpoint] == PUBLIC:
+            assert response.status_code < 500
+        elif _allowed(rule.endpoint, persona):
+            assert not denied, f"{persona} should reach {rule.endpoint}"
+            assert response.status_code < 500
+        else:
+            assert denied, f"{persona} must not reach {rule.endpoint}: got {response.status_code}"
+            assert "Secret Target" not in body and "target-secret" not in body and "Secret Program" not in body
+    if persona != "admin":  # the admin's empty decision POST is refused too, but by a form error
+        assert _fingerprint(app, quiet) == before, "a GET or a refused POST changed data"
+
+
+def _token(client) -> str:
+    return csrf_token(client.get("/account/").get_data(as_text=True))
+
+
+def test_no_get_request_changes_anything(app, world):
+    for persona in PERSONAS:
+        client = _client_for(app, world, persona)
+        before = _fingerprint(app)
+        for rule in app.url_map.iter_rules():
+            if "GET" in rule.methods:
+                client.get(_url(app, rule, world["ids"]))
+        assert _fingerprint(app) == before, persona
+
+
+def _post_routes(app):
+    return [rule for rule in app.url_map.iter_rules() if "POST" in rule.methods]
+
+
+def test_every_form_refuses_missing_or_foreign_csrf_tokens(app, world):
+    admin = _client_for(app, world, "admin")
+    other = _client_for(app, world, "affiliate")
+    foreign_token = _token(other)
+    assert _post_routes(app), "there are forms to check"
+    for rule in _post_routes(app):
+        url = _url(app, rule, world["ids"])
+        before = _fingerprint(app)
+        payload = {"name": "Changed", "action": "suspend", "reason": "csrf", "email": "x@example.com",
+                   "password": "whatever whatever", "current": "x", "new": "y", "confirm": "y"}
+        for token in (None, foreign_token, "garbage"):
+            data = dict(payload, **({"csrf_token": token} if token else {}))
+            response = admin.post(url, data=data)
+            assert response.status_code == 400, (rule.endpoint, token)
+        assert _fingerprint(app) == before, rule.endpoint
+
+
+def test_security_headers_on_every_page(app, world):
+    client = _client_for(app, world, "admin")
+    urls = [_url(app, rule, world["ids"]) for rule in app.url_map.iter_rules() if "GET" in rule.methods]
+    for url in [*urls, "/no-such-page"]:
+        response = client.get(url)
+        headers = response.headers
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], url
+        assert "default-src 'self'" in headers["Content-Security-Policy"], url
+        assert headers["X-Content-Type-Options"] == "nosniff", url
+        assert headers["Referrer-Policy"] == "same-origin", url
+        assert headers["X-Frame-Options"] == "DENY", url
+
+
+def test_signed_in_pages_are_not_cached(app, world):
+    client = _client_for(app, world, "affiliate")
+    assert client.get("/partner/").headers["Cache-Control"] == "no-store"
+
+
+def test_error_pages_show_no_stack_trace(database_uri):
+    app = build_app(database_uri, TESTING=False, PROPAGATE_EXCEPTIONS=False)
+
+    @app.route("/explode")
+    def explode():
+        raise RuntimeError("secret internal detail")
+
+    response = app.test_client().get("/explode")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 500
+    assert "secret internal detail" not in body and "Traceback" not in body
+    assert "Content-Security-Policy" in response.headers
+    missing = app.test_client().get("/nothing-here")
+    assert missing.status_code == 404 and "There is nothing at this address." in missing.get_data(as_text=True)
+
+
+def test_oversized_request_is_413(app, client):
+    response = client.post("/login", data={"email": "x" * (2 * 1024 * 1024)})
+    assert response.status_code == 413
+
+
+def test_wrong_methods_are_405_not_500(app, world):
+    client = _client_for(app, world, "admin")
+    assert client.delete("/admin/programs/").status_code == 405
+    assert client.get("/logout").status_code == 405
+    assert client.put("/login").status_code == 405
