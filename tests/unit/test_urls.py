@@ -1,0 +1,327 @@
+"""URL rules: merchant destinations, allowlisted hosts and the login next= target (C13, C24)."""
+
+from __future__ import annotations
+
+import itertools
+from urllib.parse import quote
+
+import ada_url
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from affiliate.urls import InvalidUrl, host_of, normalise_host, parse_destination, parse_host_list, safe_next
+
+BASE = "https://clicktrail.test/"
+BASES = (BASE, "http://localhost/", "https://clicktrail.test:8443/")
+CONTROL = {chr(c) for c in range(0x20)} | {"\x7f"}
+FAST = settings(max_examples=300, deadline=None)
+
+
+def escapes_origin(value: str | None, base: str) -> bool:
+    """Judge a safe_next answer as a browser would: anything but a same-origin path escapes."""
+    if value is None:
+        return False
+    if not value.startswith("/") or value.startswith(("//", "/\\")) or CONTROL & set(value):
+        return True
+    try:
+        return ada_url.URL(value, base).origin != ada_url.URL(base).origin
+    except ValueError:
+        return True
+
+
+def is_acceptable_destination(value: str) -> bool:
+    url = ada_url.URL(value)
+    return (
+        url.href == value
+        and url.protocol == "https:"
+        and not url.username
+        and not url.password
+        and url.host_type == ada_url.HostType.DEFAULT
+        and "." in url.hostname.strip(".")
+        and not (CONTROL | {" ", "\\"}) & set(value)
+    )
+
+
+# parse_destination
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://shop.example.com/item?id=1#reviews", "https://shop.example.com/item?id=1#reviews"),
+        ("HTTPS://SHOP.Example.COM/Item", "https://shop.example.com/Item"),
+        ("https://shop.example.com:443/", "https://shop.example.com/"),
+        ("https://shop.example.com", "https://shop.example.com/"),
+        ("  https://shop.example.com/  ", "https://shop.example.com/"),
+        ("https://shop.example.com:8443/cart", "https://shop.example.com:8443/cart"),
+        ("https://bücher.de/katalog", "https://xn--bcher-kva.de/katalog"),
+        ("https://shop.example.com/a/../b", "https://shop.example.com/b"),
+    ],
+)
+def test_destination_is_normalised(text, expected):
+    assert parse_destination(text) == expected
+
+
+LONG_PREFIX = "https://shop.example.com/"
+
+
+def test_destination_of_exactly_2048_characters_is_accepted():
+    text = LONG_PREFIX + "a" * (2048 - len(LONG_PREFIX))
+    assert parse_destination(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        LONG_PREFIX + "a" * (2049 - len(LONG_PREFIX)),
+        "http://shop.example.com/",
+        "HTTP://shop.example.com/",
+        "javascript:alert(1)",
+        "JavaScript://shop.example.com/%0aalert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "ftp://shop.example.com/",
+        "wss://shop.example.com/",
+        "//shop.example.com/",
+        "shop.example.com/path",
+        "https://user:pw@x.com",
+        "https://user@shop.example.com/",
+        "https://:pw@shop.example.com/",
+        "https://shop.example.com@evil.test/",
+        "https://127.0.0.1/",
+        "https://127.0.0.1./",
+        "https://127.1/",
+        "https://2130706433/",
+        "https://0x7f.1/",
+        "https://0x7f000001/",
+        "https://0177.0.0.1/",
+        "https://%31%32%37.0.0.1/",
+        "https://[::1]/",
+        "https://[::ffff:127.0.0.1]/",
+        "https://[2001:db8::1]:443/",
+        "https://localhost/",
+        "https://localhost./",
+        "https://intranet/",
+        "https://.com/",
+        "https://shop.example.com\\@evil.test/",
+        "https:\\\\evil.test\\",
+        "https://shop.example.com/\\evil.test",
+        "https://shop.example.com/\tx",
+        "https://shop\t.example.com/",
+        "https://shop.example.com/\r\nSet-Cookie: a=b",
+        "https://shop.example.com/\nx",
+        "https://shop.example.com/a b",
+        "https://shop.example.com/\x00",
+        "https://shop.example.com\x00.evil.test/",
+        "https://shop.example.com/\x7f",
+        "https://shop.example.com/\ud800",
+        "not a url",
+    ],
+)
+def test_destination_is_refused(text):
+    with pytest.raises(InvalidUrl):
+        parse_destination(text)
+
+
+DESTINATION_TEXT = st.one_of(
+    st.text(),
+    st.builds(
+        str.__add__,
+        st.sampled_from(["https://", "HTTPS://", "https:", "https://shop.example.com", "https://a.b/", "http://"]),
+        st.text(st.characters(codec="utf-8") | st.sampled_from("./:@[]%\\?#")),
+    ),
+)
+
+
+@FAST
+@given(DESTINATION_TEXT)
+@example("https://shop.example.com/\ud800")
+def test_any_text_is_a_valid_destination_or_invalid_url(text):
+    try:
+        value = parse_destination(text)
+    except InvalidUrl:
+        return
+    assert is_acceptable_destination(value)
+    assert parse_destination(value) == value
+
+
+# normalise_host and parse_host_list
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("shop.example.com", "shop.example.com"),
+        ("Shop.Example.COM", "shop.example.com"),
+        ("shop.example.com.", "shop.example.com"),
+        ("  shop.example.com \n", "shop.example.com"),
+        ("bücher.de", "xn--bcher-kva.de"),
+        ("BÜCHER.DE.", "xn--bcher-kva.de"),
+        ("xn--bcher-kva.de", "xn--bcher-kva.de"),
+        ("аррӏе.com", "xn--80ak6aa92e.com"),
+    ],
+)
+def test_host_is_folded_to_ascii_lowercase_without_trailing_dot(text, expected):
+    assert normalise_host(text) == expected
+
+
+@pytest.mark.parametrize("dot", ["\u3002", "\uff0e", "\uff61"])
+def test_trailing_ideographic_full_stop_is_folded_like_a_dot(dot):
+    assert normalise_host(f"shop.example.com{dot}") == "shop.example.com"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        ".",
+        "localhost",
+        "localhost.",
+        ".com",
+        "\u3002com",
+        "shop.example.com/path",
+        "shop.example.com/",
+        "shop.example.com:443",
+        "user@shop.example.com",
+        "user:pw@shop.example.com",
+        "https://shop.example.com",
+        "shop.example.com?x=1",
+        "shop.example.com#top",
+        "127.0.0.1",
+        "2130706433",
+        "0x7f.1",
+        "0177.0.0.1",
+        "[::1]",
+        "::1",
+        "shop example.com",
+        "shop\texample.com",
+        "shop\\example.com",
+        "shop.example.com\x00",
+        "shop.example.com%2f",
+    ],
+)
+def test_host_is_refused(text):
+    with pytest.raises(InvalidUrl):
+        normalise_host(text)
+
+
+def test_host_list_is_split_folded_and_deduplicated_in_order():
+    text = "shop.example.com, Shop.Example.COM.\nbücher.de   xn--bcher-kva.de,,www.example.com"
+    assert parse_host_list(text) == ["shop.example.com", "xn--bcher-kva.de", "www.example.com"]
+
+
+def test_empty_host_list_is_empty():
+    assert parse_host_list("") == []
+    assert parse_host_list(" ,\n ") == []
+
+
+def test_host_list_with_one_bad_host_is_refused():
+    with pytest.raises(InvalidUrl):
+        parse_host_list("shop.example.com evil.test/path")
+
+
+HOST_TEXT = st.one_of(
+    st.text(),
+    st.text(st.sampled_from("abcXYZ019-.\u3002\uff0e\u00fcаре_%:@/[]")),
+)
+
+
+@FAST
+@given(HOST_TEXT)
+@example(".com")
+def test_any_accepted_host_is_a_usable_destination_host(text):
+    try:
+        host = normalise_host(text)
+    except InvalidUrl:
+        return
+    assert host == host.lower() and host.isascii() and not host.endswith(".")
+    assert normalise_host(host) == host
+    assert host_of(parse_destination(f"https://{host}/")) == host
+
+
+# safe_next
+
+SAFE_TARGETS = [
+    ("/partner/", "/partner/"),
+    ("/admin/programs?x=1", "/admin/programs?x=1"),
+    ("/admin/programs?next=//evil.test", "/admin/programs?next=//evil.test"),
+    ("/partner/#top", "/partner/"),
+    ("partner/", "/partner/"),
+    ("https://clicktrail.test/partner/", "/partner/"),
+    ("HTTPS://CLICKTRAIL.TEST:443/partner/", "/partner/"),
+]
+
+
+@pytest.mark.parametrize(("target", "expected"), SAFE_TARGETS)
+def test_same_site_target_is_kept(target, expected):
+    assert safe_next(target, BASE) == expected
+
+
+@pytest.mark.parametrize("target", [None, "", "//evil.test/", "https://evil.test/", "/\r\n/evil.test", "/x\x00"])
+def test_unsafe_or_missing_target_gives_none(target):
+    assert safe_next(target, BASE) is None
+
+
+@pytest.mark.parametrize("value", ["//evil.test", "/\\evil.test", "https://evil.test/", "partner/", "/a\nb"])
+def test_the_oracle_catches_escapes(value):
+    assert escapes_origin(value, BASE)
+
+
+PREFIXES = (
+    "", "/", "//", "///", "////", "/\\", "\\\\", "\\/", "/\\/", " //", "\t//", "\x00//", "//\x00",
+    "/%09/", "/\t/", "/\n/", "/\r/", "/%0a/", "/%0d%0a/", "%0d%0a//", "%2f%2f", "%2F%2F", "/%2f", "/%5c", "%5c%5c",
+    "/.//", "/./", "/../", "..//", "./..//", "/x/..//", "https:", "https:/", "https://", "https:\\\\", "https:/\\",
+    "HTTPS://", "hTtPs://", "http:", "http://", "HTTP://", "http:\\\\", "ftp://", "ws://", "javascript:",
+    "JaVaScRiPt:", "javascript://%0a", "data:", "data:text/html,", "\u3000//", "\ufeff//", "/\u3000/", "\u2028//",
+    "\uff0f\uff0f", "/\uff0f", "\u2215\u2215", "https://clicktrail.test@", "//clicktrail.test@",
+    "https://clicktrail.test:443@", "//clicktrail.test%40", "https://user:pw@",
+)  # fmt: skip
+HOSTS = (
+    "evil.test", "evil.test:443", "EVIL.TEST", "127.0.0.1", "2130706433", "0x7f.1", "[::1]",
+    "xn--80ak6aa92e.com", "аррӏе.com", "clicktrail.test.evil.test", "evil.test\\.clicktrail.test",
+)  # fmt: skip
+SUFFIXES = ("", "/", "/login?next=/", "@clicktrail.test")
+
+
+def redirect_corpus() -> list[str]:
+    raw = [prefix + host + suffix for prefix, host, suffix in itertools.product(PREFIXES, HOSTS, SUFFIXES)]
+    raw += [f"{scheme}alert(1)//{host}" for scheme in ("javascript:", "JAVASCRIPT:", "java\tscript:") for host in HOSTS]
+    encoded = [quote(target, safe=":/\\@") for target in raw] + [quote(quote(target, safe="")) for target in raw]
+    return list(dict.fromkeys(raw + encoded + [target.upper() for target in raw]))
+
+
+CORPUS = redirect_corpus()
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_no_crafted_next_target_leaves_the_site(base):
+    assert len(CORPUS) >= 1000
+    escaped = [(target, value) for target in CORPUS if escapes_origin(value := safe_next(target, base), base)]
+    assert len(escaped) == 0, escaped[:20]
+
+
+def test_crafted_corpus_reaches_both_answers():
+    answers = [safe_next(target, BASE) for target in CORPUS]
+    assert sum(answer is None for answer in answers) >= 500
+    assert sum(answer is not None for answer in answers) >= 100
+
+
+NEXT_TEXT = st.one_of(
+    st.text(),
+    st.builds(
+        lambda prefix, host, rest: prefix + host + rest,
+        st.sampled_from(PREFIXES),
+        st.sampled_from(HOSTS) | st.text(max_size=12),
+        st.text(max_size=20),
+    ),
+)
+
+
+@FAST
+@given(NEXT_TEXT, st.sampled_from(BASES))
+@example("/x\ud800", BASE)
+def test_any_next_target_stays_on_the_site(target, base):
+    assert not escapes_origin(safe_next(target, base), base)
