@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(FLASK) seed-demo --if-empty
 	@echo ""
 	@echo "Clicktrail is at http://$(HOST):$(PORT)/  (stop with Ctrl-C)"
-	$(VENV)/bin/granian --interface wsgi --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-ws wsgi:app
+	$(VENV)/bin/granian --interface wsgi --host $(HOST) --port $(PORT) --workers $(WORKERS) --blocking-threads 8 --no-ws wsgi:app
 
 test: test-sqlite test-postgres
 

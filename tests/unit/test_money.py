@@ -1,0 +1,174 @@
+"""Money parsing and formatting: exact integer minor units, never a float or a silent rounding (C11, C24)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from affiliate.money import CURRENCIES, MAX_CENTS, InvalidAmount, format_amount, parse_amount, plain_amount
+
+FAST = settings(max_examples=300, deadline=None)
+ZERO_DECIMAL = {"JPY"}
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "cents"),
+    [
+        ("50", "USD", 5000),
+        ("50.00", "USD", 5000),
+        ("50.5", "EUR", 5050),
+        ("1,234.56", "USD", 123456),
+        ("0.5", "USD", 50),
+        ("0.01", "GBP", 1),
+        ("0", "USD", 0),
+        (" 12.30 ", "USD", 1230),
+        ("100", "JPY", 100),
+        ("1,000", "JPY", 1000),
+        ("100.0", "JPY", 100),
+        ("100000000000.00", "USD", MAX_CENTS),
+        (str(MAX_CENTS), "JPY", MAX_CENTS),
+    ],
+)
+def test_amount_is_parsed_to_minor_units(text, currency, cents):
+    assert parse_amount(text, currency) == cents
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "cents"),
+    [("1e3", "USD", 100000), ("1E3", "JPY", 1000), ("1e-2", "USD", 1), ("1.5e1", "EUR", 1500)],
+)
+def test_exponent_notation_is_read_exactly(text, currency, cents):
+    assert parse_amount(text, currency) == cents
+
+
+@pytest.mark.parametrize(
+    ("text", "currency"),
+    [
+        ("100.5", "JPY"),
+        ("0.1", "JPY"),
+        ("0.001", "USD"),
+        ("1.005", "USD"),
+        ("19.999", "EUR"),
+        ("1e-3", "USD"),
+        ("1.0000000000000000000000000001", "USD"),
+        ("0.0000000000000000000000000000001", "USD"),
+        ("1e-999999999", "USD"),
+        ("1e-99999", "JPY"),
+    ],
+)
+def test_too_many_decimals_is_refused_not_rounded(text, currency):
+    with pytest.raises(InvalidAmount):
+        parse_amount(text, currency)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "-1",
+        "-0.01",
+        "NaN",
+        "nan",
+        "sNaN",
+        "-NaN",
+        "Infinity",
+        "-Infinity",
+        "inf",
+        "abc",
+        "$50",
+        "50 USD",
+        "5O.00",
+        "0x10",
+        "1/2",
+        "1.2.3",
+        "--1",
+        "1" * 33,
+        "100000000000.01",
+        str(MAX_CENTS + 1),
+        "1.00000000001e11",
+        "1e30",
+        "1e999999",
+        "9e999999999",
+    ],
+)
+def test_bad_amount_is_refused(text):
+    with pytest.raises(InvalidAmount):
+        parse_amount(text, "USD")
+
+
+def test_amount_just_above_the_cap_is_refused_in_a_zero_decimal_currency():
+    assert parse_amount(str(MAX_CENTS), "JPY") == MAX_CENTS
+    with pytest.raises(InvalidAmount):
+        parse_amount(str(MAX_CENTS + 1), "JPY")
+
+
+@pytest.mark.parametrize(
+    ("cents", "currency", "text"),
+    [
+        (123450, "USD", "$1,234.50"),
+        (0, "USD", "$0.00"),
+        (5, "EUR", "€0.05"),
+        (1234, "JPY", "¥1,234"),
+    ],
+)
+def test_amount_is_formatted_for_reading(cents, currency, text):
+    assert format_amount(cents, currency) == text
+
+
+@pytest.mark.parametrize(
+    ("cents", "currency", "text"),
+    [
+        (5000, "USD", "50.00"),
+        (1, "USD", "0.01"),
+        (0, "EUR", "0.00"),
+        (100, "JPY", "100"),
+        (MAX_CENTS, "USD", "100000000000.00"),
+    ],
+)
+def test_amount_is_formatted_for_a_form_field(cents, currency, text):
+    assert plain_amount(cents, currency) == text
+
+
+@FAST
+@given(st.integers(0, MAX_CENTS), st.sampled_from(CURRENCIES))
+def test_plain_amount_parses_back_to_the_same_cents(cents, currency):
+    assert parse_amount(plain_amount(cents, currency), currency) == cents
+
+
+def exact_cents(text: str, currency: str) -> int | None:
+    """Reference answer worked out in exact fractions, or None where the text must be refused."""
+    value = Fraction(text.replace(",", "")) * 10 ** (0 if currency in ZERO_DECIMAL else 2)
+    if value.denominator != 1 or not 0 <= value <= MAX_CENTS:
+        return None
+    return int(value)
+
+
+NUMBERS = st.from_regex(r"\A[+-]?[0-9]{1,16}(\.[0-9]{0,20})?([eE][+-]?[0-9]{1,2})?\Z")
+
+
+@FAST
+@given(NUMBERS, st.sampled_from(CURRENCIES))
+@example("1.0000000000000000000000000001", "USD")
+def test_numbers_are_parsed_exactly_or_refused(text, currency):
+    expected = None if len(text) > 32 else exact_cents(text, currency)
+    if expected is None:
+        with pytest.raises(InvalidAmount):
+            parse_amount(text, currency)
+    else:
+        assert parse_amount(text, currency) == expected
+
+
+@FAST
+@given(st.text() | st.text(st.sampled_from("0123456789.,-+eE_ nNaIifty")), st.sampled_from(CURRENCIES))
+@example("1e999999", "USD")
+@example("9e999999999", "JPY")
+def test_any_text_is_an_amount_or_invalid_amount(text, currency):
+    try:
+        cents = parse_amount(text, currency)
+    except InvalidAmount:
+        return
+    assert type(cents) is int and 0 <= cents <= MAX_CENTS
