@@ -15,7 +15,7 @@ from affiliate.models.programs import AttributionModel, ProgramStatus
 from affiliate.services import accounts
 from affiliate.services.programs import ProgramSettings, save_program
 
-DEMO_PASSWORD = "clicktrail-demo"
+DEMO_PASSWORD = "clicktrail-demo"  # noqa: S105 - the documented demo password
 DEMO_USERS = (
     ("Ada Admin", "admin@demo.clicktrail.test", Role.ADMIN, UserStatus.ACTIVE),
     ("Fiona Finance", "finance@demo.clicktrail.test", Role.FINANCE, UserStatus.ACTIVE),
@@ -53,9 +53,7 @@ DEMO_PROGRAM = ProgramSettings(
 )
 def create_user(email: str, name: str | None, role: str, password_env: str) -> None:
     """Create an active account with the given role."""
-    password = os.environ.get(password_env) or click.prompt(
-        "Password", hide_input=True, confirmation_prompt=True
-    )
+    password = os.environ.get(password_env) or click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
         accounts.check_password(password, min_length=current_app.config["PASSWORD_MIN_LENGTH"], email=email)
         user = accounts.create_user(
@@ -92,8 +90,14 @@ def seed_demo(if_empty: bool) -> None:
         user = db.session.scalar(select(User).where(User.email == email))
         if user is None:
             user = accounts.create_user(
-                db.session, name=name, email=email, password=DEMO_PASSWORD, role=role,
-                status=status, hasher=hasher, now=now,
+                db.session,
+                name=name,
+                email=email,
+                password=DEMO_PASSWORD,
+                role=role,
+                status=status,
+                hasher=hasher,
+                now=now,
                 website="https://blog.example.com" if role == Role.AFFILIATE else None,
                 promotion="A cooking blog with 40k monthly readers." if role == Role.AFFILIATE else None,
             )

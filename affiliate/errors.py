@@ -26,4 +26,3 @@ def _http_error(error: HTTPException):
         return {"error": {"code": code, "message": error.description}}, code
     message = MESSAGES.get(code, error.description)
     return render_template("errors/error.html", code=code, title=error.name, message=message), code
-

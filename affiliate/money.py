@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 
 from babel.numbers import format_currency, get_currency_precision
 
@@ -12,6 +13,7 @@ CURRENCIES = (
     "PLN", "CZK", "HUF", "JPY", "SGD", "HKD", "INR", "BRL", "MXN", "ZAR",
 )  # fmt: skip
 
+_AMOUNT = re.compile(r"([0-9]{1,16})(?:\.([0-9]{1,18}))?", re.ASCII)
 MAX_CENTS = 10**13  # 100 billion in a two-decimal currency: beyond any real payout
 
 
@@ -24,26 +26,20 @@ def minor_digits(currency: str) -> int:
 
 
 def parse_amount(text: str, currency: str) -> int:
-    """Parse "1234.50" in ``currency`` into minor units; never through a float.
+    """Parse "1,234.50" in ``currency`` into minor units with integer arithmetic only.
 
-    More decimal places than the currency has is an error, not a silent rounding.
+    Only plain decimal notation is accepted (no signs, exponents or NaN). More decimal
+    places than the currency has is an error rather than a silent rounding, except
+    trailing zeros ("10.500" is 10.50).
     """
-    text = (text or "").strip().replace(",", "")
-    if not text or len(text) > 32:
+    match = _AMOUNT.fullmatch((text or "").strip().replace(",", ""))
+    if match is None:
         raise InvalidAmount("Enter an amount such as 50.00.")
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise InvalidAmount("Enter an amount such as 50.00.") from None
-    if not value.is_finite():
-        raise InvalidAmount("Enter an amount such as 50.00.")
+    whole, fraction = match.group(1), (match.group(2) or "").rstrip("0")
     digits = minor_digits(currency)
-    scaled = value.scaleb(digits)
-    if scaled != scaled.to_integral_value():
+    if len(fraction) > digits:
         raise InvalidAmount(f"{currency} amounts have at most {digits} decimal places.")
-    cents = int(scaled)
-    if cents < 0:
-        raise InvalidAmount("The amount cannot be negative.")
+    cents = int(whole) * 10**digits + int(fraction.ljust(digits, "0") or "0")
     if cents > MAX_CENTS:
         raise InvalidAmount("The amount is too large.")
     return cents

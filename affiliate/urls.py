@@ -35,7 +35,7 @@ def parse_destination(text: str) -> str:
         raise InvalidUrl("URL must not contain a user name or password.")
     if url.host_type != ada_url.HostType.DEFAULT:
         raise InvalidUrl("URL must use a domain name, not an IP address.")
-    if "." not in url.hostname.strip("."):
+    if not _is_domain(url.hostname.rstrip(".")):
         raise InvalidUrl("URL must use a full domain name.")
     return url.href
 
@@ -49,9 +49,16 @@ def normalise_host(text: str) -> str:
         url = ada_url.URL(f"https://{text}/")
     except ValueError:
         raise InvalidUrl(f"{text!r} is not a host name.") from None
-    if url.host_type != ada_url.HostType.DEFAULT or "." not in url.hostname:
+    host = url.hostname.rstrip(".")  # IDNA maps full-width and ideographic stops to "."
+    if url.host_type != ada_url.HostType.DEFAULT or not _is_domain(host):
         raise InvalidUrl(f"{text!r} is not a domain name.")
-    return url.hostname
+    return host
+
+
+def _is_domain(host: str) -> bool:
+    """At least two labels, none of them empty."""
+    labels = host.split(".")
+    return len(labels) >= 2 and all(labels)
 
 
 def parse_host_list(text: str) -> list[str]:

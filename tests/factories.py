@@ -30,9 +30,7 @@ def make_user(app: Flask, **overrides) -> User:
     }
     fields.update(overrides)
     with app.app_context():
-        user = accounts.create_user(
-            db.session, hasher=app.extensions["clicktrail.hasher"], now=utcnow(), **fields
-        )
+        user = accounts.create_user(db.session, hasher=app.extensions["clicktrail.hasher"], now=utcnow(), **fields)
         db.session.commit()
         db.session.refresh(user)
         db.session.expunge(user)
@@ -94,7 +92,9 @@ class Auth:
     def token(self, path: str = "/login") -> str:
         return csrf_token(self.client.get(path).get_data(as_text=True))
 
-    def login(self, email: str, password: str = PASSWORD, remember: bool = False, next_: str | None = None) -> TestResponse:
+    def login(
+        self, email: str, password: str = PASSWORD, remember: bool = False, next_: str | None = None
+    ) -> TestResponse:
         data = {"email": email, "password": password, "csrf_token": self.token()}
         if remember:
             data["remember"] = "y"

@@ -23,18 +23,23 @@ def test_create_user_with_password_from_environment(app, runner, client):
     )
     assert result.exit_code == 0, result.output
     assert "Created finance ops@example.com" in result.output
-    assert Auth(client).login("ops@example.com", "a long finance passphrase").headers["Location"] == "/admin/affiliates/"
+    assert (
+        Auth(client).login("ops@example.com", "a long finance passphrase").headers["Location"] == "/admin/affiliates/"
+    )
 
 
 def test_create_user_prompts_and_refuses_weak_or_duplicate(app, runner):
-    result = runner.invoke(args=["create-user", "--email", "a@example.com", "--role", "admin"],
-                           input="tiny\ntiny\n")
+    result = runner.invoke(args=["create-user", "--email", "a@example.com", "--role", "admin"], input="tiny\ntiny\n")
     assert result.exit_code != 0 and "at least 12 characters" in result.output
-    ok = runner.invoke(args=["create-user", "--email", "a@example.com", "--role", "admin"],
-                       input="a perfectly fine one\na perfectly fine one\n")
+    ok = runner.invoke(
+        args=["create-user", "--email", "a@example.com", "--role", "admin"],
+        input="a perfectly fine one\na perfectly fine one\n",
+    )
     assert ok.exit_code == 0, ok.output
-    again = runner.invoke(args=["create-user", "--email", "A@example.com", "--role", "admin"],
-                          env={"CLICKTRAIL_PASSWORD": "a perfectly fine one"})
+    again = runner.invoke(
+        args=["create-user", "--email", "A@example.com", "--role", "admin"],
+        env={"CLICKTRAIL_PASSWORD": "a perfectly fine one"},
+    )
     assert again.exit_code != 0 and "already exists" in again.output
     bad_role = runner.invoke(args=["create-user", "--email", "b@example.com", "--role", "root"])
     assert bad_role.exit_code != 0

@@ -77,7 +77,7 @@ def test_concurrent_read_modify_write_loses_nothing(app):
                     program = db.session.get(Program, program_id, with_for_update=True)
                     program.minimum_payout_cents += 1
                     db.session.commit()
-            except Exception as error:  # noqa: BLE001 - every failure is counted
+            except Exception as error:
                 errors.append(error)
 
     threads = [threading.Thread(target=work) for _ in range(8)]
@@ -94,10 +94,20 @@ def test_concurrent_read_modify_write_loses_nothing(app):
 def test_unique_referral_code_and_email_are_enforced_by_the_database(app):
     alice = make_affiliate(app)
     with app.app_context():
-        for clash in ({"referral_code": alice.referral_code, "email": "new@example.com"},
-                      {"referral_code": "ZZZZZZZZZZ", "email": alice.email}):
-            db.session.add(User(name="x", password_hash="x", role=Role.AFFILIATE, status=UserStatus.ACTIVE,
-                                created_at=utcnow(), **clash))
+        for clash in (
+            {"referral_code": alice.referral_code, "email": "new@example.com"},
+            {"referral_code": "ZZZZZZZZZZ", "email": alice.email},
+        ):
+            db.session.add(
+                User(
+                    name="x",
+                    password_hash="x",
+                    role=Role.AFFILIATE,
+                    status=UserStatus.ACTIVE,
+                    created_at=utcnow(),
+                    **clash,
+                )
+            )
             try:
                 db.session.commit()
                 raise AssertionError(f"duplicate accepted: {clash}")
@@ -107,8 +117,18 @@ def test_unique_referral_code_and_email_are_enforced_by_the_database(app):
 
 def test_foreign_keys_are_enforced(app):
     with app.app_context():
-        db.session.add(User(name="x", email="fk@example.com", password_hash="x", role="affiliate",
-                            status="active", referral_code="FKFKFKFKFK", referred_by_id=987654, created_at=utcnow()))
+        db.session.add(
+            User(
+                name="x",
+                email="fk@example.com",
+                password_hash="x",
+                role="affiliate",
+                status="active",
+                referral_code="FKFKFKFKFK",
+                referred_by_id=987654,
+                created_at=utcnow(),
+            )
+        )
         try:
             db.session.commit()
             raise AssertionError("dangling referred_by accepted")

@@ -19,8 +19,14 @@ class ProfileForm(FlaskForm):
 class PayoutForm(FlaskForm):
     method = SelectField(
         "Payout method",
-        choices=options([("", "Choose…"), (PayoutMethod.PAYPAL.value, "PayPal"), (PayoutMethod.WISE.value, "Wise"),
-                 (PayoutMethod.BANK.value, "Bank transfer (IBAN)")]),
+        choices=options(
+            [
+                ("", "Choose…"),
+                (PayoutMethod.PAYPAL.value, "PayPal"),
+                (PayoutMethod.WISE.value, "Wise"),
+                (PayoutMethod.BANK.value, "Bank transfer (IBAN)"),
+            ]
+        ),
         validators=[DataRequired(message="Choose how you want to be paid.")],
     )
     email = EmailField(

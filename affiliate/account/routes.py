@@ -49,8 +49,11 @@ def payout():
         )
         if accounts.update_payout_details(db.session, current_user, details, now=utcnow()):
             db.session.commit()
-            flash("Payout details saved. For your security, the next payout waits out a short "
-                  "cooling-off period after a change.", "success")
+            flash(
+                "Payout details saved. For your security, the next payout waits out a short "
+                "cooling-off period after a change.",
+                "success",
+            )
         else:
             flash("Nothing changed.", "info")
         return redirect(url_for("account.payout"))

@@ -45,9 +45,7 @@ def show(user_id: int):
         .where(AuditLog.subject_type == "user", AuditLog.subject_id == affiliate.id)
         .order_by(AuditLog.id.desc())
     ).all()
-    return render_template(
-        "admin/affiliates/show.html", affiliate=affiliate, history=history, form=DecisionForm()
-    )
+    return render_template("admin/affiliates/show.html", affiliate=affiliate, history=history, form=DecisionForm())
 
 
 @bp.route("/<int:user_id>/decision", methods=["POST"])

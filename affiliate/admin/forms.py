@@ -14,7 +14,9 @@ from affiliate.validators import host_list, https_destination, options
 class DecisionForm(FlaskForm):
     action = SelectField(
         "Decision",
-        choices=options([("approve", "Approve"), ("reject", "Reject"), ("suspend", "Suspend"), ("reactivate", "Reactivate")]),
+        choices=options(
+            [("approve", "Approve"), ("reject", "Reject"), ("suspend", "Suspend"), ("reactivate", "Reactivate")]
+        ),
     )
     reason = TextAreaField("Reason (shown to the affiliate)", validators=[Optional(), Length(max=1000)])
 
@@ -26,30 +28,37 @@ class ProgramForm(FlaskForm):
         "Status", choices=options([(ProgramStatus.ACTIVE.value, "Active"), (ProgramStatus.PAUSED.value, "Paused")])
     )
     destination_url = URLField(
-        "Destination URL", validators=[DataRequired(), Length(max=2048), https_destination],
+        "Destination URL",
+        validators=[DataRequired(), Length(max=2048), https_destination],
         description="Where shoppers land, e.g. https://shop.example.com/signup. https only.",
     )
     allowed_hosts = TextAreaField(
-        "Other hosts deep links may use", validators=[Optional(), Length(max=4000), host_list],
+        "Other hosts deep links may use",
+        validators=[Optional(), Length(max=4000), host_list],
         description="One per line. The destination's own host is always allowed.",
     )
     fallback_url = URLField(
         "Fallback URL for paused or unknown links", validators=[Optional(), Length(max=2048), https_destination]
     )
     attribution_window_days = IntegerField(
-        "Attribution window (days)", default=30,
+        "Attribution window (days)",
+        default=30,
         validators=[InputRequired(), NumberRange(min=1, max=365, message="Between 1 and 365 days.")],
     )
     cookie_days = IntegerField(
-        "Cookie lifetime (days)", default=30,
+        "Cookie lifetime (days)",
+        default=30,
         validators=[InputRequired(), NumberRange(min=1, max=730, message="Between 1 and 730 days.")],
     )
     attribution_model = SelectField(
         "Attribution model",
-        choices=options([(AttributionModel.LAST_CLICK.value, "Last click"), (AttributionModel.FIRST_CLICK.value, "First click")]),
+        choices=options(
+            [(AttributionModel.LAST_CLICK.value, "Last click"), (AttributionModel.FIRST_CLICK.value, "First click")]
+        ),
     )
     hold_days = IntegerField(
-        "Hold period (days)", default=30,
+        "Hold period (days)",
+        default=30,
         validators=[InputRequired(), NumberRange(min=0, max=365, message="Between 0 and 365 days.")],
     )
     currency = SelectField("Currency", choices=options([(code, code) for code in CURRENCIES]), default="USD")

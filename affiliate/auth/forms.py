@@ -26,6 +26,4 @@ class ApplyForm(FlaskForm):
         "Website or main channel",
         validators=[Optional(), Length(max=500), web_url],
     )
-    promotion = TextAreaField(
-        "How will you promote our programs?", validators=[DataRequired(), Length(max=2000)]
-    )
+    promotion = TextAreaField("How will you promote our programs?", validators=[DataRequired(), Length(max=2000)])

@@ -83,9 +83,7 @@ class CommissionPlan(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     program: Mapped[Program] = relationship(back_populates="plans")
-    tiers: Mapped[list[CommissionTier]] = relationship(
-        back_populates="plan", order_by="CommissionTier.threshold"
-    )
+    tiers: Mapped[list[CommissionTier]] = relationship(back_populates="plan", order_by="CommissionTier.threshold")
 
 
 class CommissionTier(db.Model):

@@ -236,9 +236,7 @@ def authenticate(
     by_email = session.scalar(
         select(func.count()).where(LoginAttempt.email == email, LoginAttempt.attempted_at >= since)
     )
-    by_ip = session.scalar(
-        select(func.count()).where(LoginAttempt.ip == ip, LoginAttempt.attempted_at >= since)
-    )
+    by_ip = session.scalar(select(func.count()).where(LoginAttempt.ip == ip, LoginAttempt.attempted_at >= since))
     if by_email >= policy.max_failures_per_account or by_ip >= policy.max_failures_per_ip:
         raise LoginThrottled("Too many failed sign-ins. Wait a few minutes and try again.")
     user = session.scalar(select(User).where(User.email == email))
@@ -301,9 +299,7 @@ def load_session(session: Session, token: str, *, now: datetime) -> User | None:
 
 
 def session_started_at(session: Session, token: str) -> datetime | None:
-    return session.scalar(
-        select(UserSession.created_at).where(UserSession.token_hash == _token_hash(token))
-    )
+    return session.scalar(select(UserSession.created_at).where(UserSession.token_hash == _token_hash(token)))
 
 
 def end_session(session: Session, token: str, *, now: datetime) -> None:

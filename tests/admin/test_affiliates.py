@@ -23,8 +23,9 @@ def test_finance_sees_affiliates_but_cannot_decide(app, client, auth):
     auth.login(finance.email)
     page = client.get(f"/admin/affiliates/{pending.id}").get_data(as_text=True)
     assert pending.email in page and "Approve" not in page
-    response = auth.post(f"/admin/affiliates/{pending.id}/decision", {"action": "approve"},
-                         token_from="/admin/affiliates/")
+    response = auth.post(
+        f"/admin/affiliates/{pending.id}/decision", {"action": "approve"}, token_from="/admin/affiliates/"
+    )
     assert response.status_code == 403
     with app.app_context():
         assert db.session.get(User, pending.id).status == "pending"
@@ -41,9 +42,17 @@ def test_mass_assignment_changes_nothing(app, client, auth):
     """Extra fields posted to a form (status, role, referral code) are ignored (C15)."""
     alice = make_affiliate(app, status="pending")
     auth.login(alice.email)
-    response = auth.post("/account/", {"name": "Alice B", "role": "admin", "status": "active",
-                                       "referral_code": "AAAAAAAAAA", "email": "boss@example.com",
-                                       "payout_method": "paypal"})
+    response = auth.post(
+        "/account/",
+        {
+            "name": "Alice B",
+            "role": "admin",
+            "status": "active",
+            "referral_code": "AAAAAAAAAA",
+            "email": "boss@example.com",
+            "payout_method": "paypal",
+        },
+    )
     assert response.status_code == 302
     with app.app_context():
         user = db.session.get(User, alice.id)
@@ -65,8 +74,9 @@ def test_payout_details_are_validated_and_audited(app, client, auth):
     for data in bad:
         response = auth.post("/account/payout", data)
         assert response.status_code == 200 and 'class="errors"' in response.get_data(as_text=True), data
-    good = auth.post("/account/payout", {"method": "bank", "account_name": "Alice A",
-                                         "iban": "gb82 west 1234 5698 7654 32"})
+    good = auth.post(
+        "/account/payout", {"method": "bank", "account_name": "Alice A", "iban": "gb82 west 1234 5698 7654 32"}
+    )
     assert good.status_code == 302
     with app.app_context():
         user = db.session.get(User, alice.id)

@@ -39,7 +39,11 @@ def test_admin_creates_program_with_normalised_values(app, client, auth):
         assert program.destination_url == "https://shop.example.com/signup?src=aff"
         assert program.allowed_host_list == ["www.example.com", "xn--bcher-kva.de"]
         assert (program.attribution_window_days, program.cookie_days, program.hold_days) == (45, 60, 14)
-        assert (program.attribution_model, program.currency, program.minimum_payout_cents) == ("first_click", "EUR", 2550)
+        assert (program.attribution_model, program.currency, program.minimum_payout_cents) == (
+            "first_click",
+            "EUR",
+            2550,
+        )
         assert db.session.scalar(select(func.count()).where(CommissionPlan.program_id == program.id)) == 1
         audit = db.session.scalar(select(AuditLog).where(AuditLog.subject_type == "program"))
         assert (audit.action, audit.actor_id) == ("program.created", admin.id)

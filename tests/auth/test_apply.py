@@ -38,8 +38,9 @@ def test_approved_affiliate_reaches_partner_home(app, client, auth):
     with app.app_context():
         pat = db.session.scalar(select(User).where(User.email == "pat@example.com"))
     auth.login(admin.email)
-    response = auth.post(f"/admin/affiliates/{pat.id}/decision", {"action": "approve"},
-                         token_from=f"/admin/affiliates/{pat.id}")
+    response = auth.post(
+        f"/admin/affiliates/{pat.id}/decision", {"action": "approve"}, token_from=f"/admin/affiliates/{pat.id}"
+    )
     assert response.status_code == 303
     auth.logout()
     auth.login("pat@example.com")
@@ -84,8 +85,9 @@ def test_suspended_affiliate_sees_reason_not_partner_pages(app, client, auth):
     assert refused.status_code == 303
     with app.app_context():
         assert db.session.get(User, alice.id).status == "active"
-    auth.post(path, {"action": "suspend", "reason": "Bidding on our brand name"},
-              token_from=f"/admin/affiliates/{alice.id}")
+    auth.post(
+        path, {"action": "suspend", "reason": "Bidding on our brand name"}, token_from=f"/admin/affiliates/{alice.id}"
+    )
     auth.logout()
     auth.login(alice.email)
     response = client.get("/partner/")

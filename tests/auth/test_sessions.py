@@ -38,8 +38,9 @@ def test_password_change_ends_other_logins_but_keeps_this_one(app, client, auth)
     alice = make_affiliate(app)
     auth.login(alice.email, remember=True)
     captured = _cookies(client)
-    response = auth.post("/account/password", {"current": PASSWORD, "new": "a brand new passphrase", "confirm":
-                                               "a brand new passphrase"})
+    response = auth.post(
+        "/account/password", {"current": PASSWORD, "new": "a brand new passphrase", "confirm": "a brand new passphrase"}
+    )
     assert response.status_code == 302
     assert client.get("/account/").status_code == 200
     assert _replay(app, captured).status_code == 302
@@ -52,8 +53,10 @@ def test_password_change_ends_other_logins_but_keeps_this_one(app, client, auth)
 def test_wrong_current_password_changes_nothing(app, client, auth):
     alice = make_affiliate(app)
     auth.login(alice.email)
-    response = auth.post("/account/password", {"current": "not it at all", "new": "a brand new passphrase",
-                                               "confirm": "a brand new passphrase"})
+    response = auth.post(
+        "/account/password",
+        {"current": "not it at all", "new": "a brand new passphrase", "confirm": "a brand new passphrase"},
+    )
     assert response.status_code == 200
     assert "current password is incorrect" in response.get_data(as_text=True)
     auth.logout()
@@ -81,4 +84,3 @@ def test_production_cookies_are_secure():
 
     assert ProductionConfig.SESSION_COOKIE_SECURE is True
     assert ProductionConfig.REMEMBER_COOKIE_SECURE is True
-
