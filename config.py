@@ -7,6 +7,8 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parent
+
 
 def env_str(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
@@ -80,13 +82,41 @@ class Config:
 
     HSTS = False
 
+    # The instance folder holds the SQLite database, the development key and the click spool.
+    INSTANCE_PATH = env_str("CLICKTRAIL_INSTANCE", str(PROJECT_ROOT / "instance"))
+
+    # Redirector (issue: click redirector).
+    CLICK_PARAM = "ct_click"  # query parameter carrying the click id to the destination
+    VISITOR_COOKIE_DAYS = env_int("VISITOR_COOKIE_DAYS", 730)
+    UNIQUE_CLICK_WINDOW_SECONDS = env_int("UNIQUE_CLICK_WINDOW_SECONDS", 3600)
+    LINK_CACHE_SECONDS = env_int("LINK_CACHE_SECONDS", 30)
+    # Where clicks wait when the database cannot take them; defaults to <instance>/spool.
+    CLICK_SPOOL_DIR = env_str("CLICK_SPOOL_DIR")
+    CLICK_SPOOL_RESERVE_MB = env_int("CLICK_SPOOL_RESERVE_MB", 8)
+    CLICK_BATCH_MAX = env_int("CLICK_BATCH_MAX", 256)
+    CLICK_WAIT_SECONDS = env_int("CLICK_WAIT_SECONDS", 10)
+
     @classmethod
     def init_app(cls, app) -> None:
         """Fill in settings that depend on the app's instance folder."""
-        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-        if not app.config.get("SQLALCHEMY_DATABASE_URI"):
-            db_path = Path(app.instance_path) / "clicktrail.db"
-            app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{db_path}"
+        cls.resolve(app.config)
+
+    @classmethod
+    def resolve(cls, config: dict) -> None:
+        """Fill in settings derived from others (used by the portal and the redirector alike)."""
+        instance = Path(config["INSTANCE_PATH"])
+        instance.mkdir(parents=True, exist_ok=True)
+        if not config.get("SQLALCHEMY_DATABASE_URI"):
+            config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'clicktrail.db'}"
+        if not config.get("CLICK_SPOOL_DIR"):
+            config["CLICK_SPOOL_DIR"] = str(instance / "spool")
+
+    @classmethod
+    def as_dict(cls) -> dict:
+        """The settings of this class as a plain dict, resolved (for the redirector, which has no Flask)."""
+        config = {name: getattr(cls, name) for name in dir(cls) if name.isupper()}
+        cls.resolve(config)
+        return config
 
 
 class DevelopmentConfig(Config):
@@ -95,10 +125,10 @@ class DevelopmentConfig(Config):
     ENV_NAME = "development"
 
     @classmethod
-    def init_app(cls, app) -> None:
-        super().init_app(app)
-        if not app.config.get("SECRET_KEY"):
-            app.config["SECRET_KEY"] = instance_secret_key(Path(app.instance_path))
+    def resolve(cls, config: dict) -> None:
+        super().resolve(config)
+        if not config.get("SECRET_KEY"):
+            config["SECRET_KEY"] = instance_secret_key(Path(config["INSTANCE_PATH"]))
 
 
 class TestingConfig(Config):
@@ -122,12 +152,12 @@ class ProductionConfig(Config):
     HSTS = True
 
     @classmethod
-    def init_app(cls, app) -> None:
-        if not app.config.get("SECRET_KEY"):
+    def resolve(cls, config: dict) -> None:
+        if not config.get("SECRET_KEY"):
             raise SystemExit("clicktrail: production needs SECRET_KEY set in the environment")
-        if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        if not config.get("SQLALCHEMY_DATABASE_URI"):
             raise SystemExit("clicktrail: production needs DATABASE_URL set in the environment")
-        super().init_app(app)
+        super().resolve(config)
 
 
 CONFIGS: dict[str, type[Config]] = {

@@ -15,14 +15,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config_class: type[Config] | None = None, overrides: dict | None = None) -> Flask:
     """Build the portal app: configuration, extensions, blueprints, errors, commands."""
+    config_class = config_class or config_from_env()
+    overrides = overrides or {}
     app = Flask(
         __name__,
         template_folder=str(PROJECT_ROOT / "templates"),
-        instance_path=str(PROJECT_ROOT / "instance"),
+        instance_path=overrides.get("INSTANCE_PATH", config_class.INSTANCE_PATH),
     )
-    config_class = config_class or config_from_env()
     app.config.from_object(config_class)
-    app.config.update(overrides or {})
+    app.config.update(overrides)
     config_class.init_app(app)
 
     register_extensions(app)
@@ -59,10 +60,11 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.admin.programs import bp as programs_bp
     from affiliate.admin.routes import bp as admin_bp
     from affiliate.auth.routes import bp as auth_bp
+    from affiliate.links.routes import bp as links_bp
     from affiliate.main.routes import bp as main_bp
     from affiliate.partner.routes import bp as partner_bp
 
-    for blueprint in (main_bp, auth_bp, account_bp, partner_bp, admin_bp, affiliates_bp, programs_bp):
+    for blueprint in (main_bp, auth_bp, account_bp, partner_bp, links_bp, admin_bp, affiliates_bp, programs_bp):
         app.register_blueprint(blueprint)
 
 

@@ -8,17 +8,19 @@ from sqlalchemy.engine import Engine
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
-def configure_engine(engine: Engine) -> None:
+def configure_engine(engine: Engine, *, immediate: bool = True) -> None:
     """Apply per-connection durability settings for the engine's dialect.
 
     SQLite: WAL, synchronous=FULL, foreign keys, a busy timeout, and every transaction
     opened with BEGIN IMMEDIATE so two writers queue on the lock instead of one failing
     with "database is locked" when it upgrades from a read (CHECKS.md, C5).
     PostgreSQL: the server's own settings; we only insist on synchronous commits.
+    ``immediate=False`` is for engines that only read (the redirector's link lookups), so
+    they never queue behind writers for a lock they do not need.
     """
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
-        event.listen(engine, "begin", _sqlite_on_begin)
+        event.listen(engine, "begin", _sqlite_on_begin if immediate else _sqlite_on_begin_deferred)
     elif engine.dialect.name == "postgresql":
         event.listen(engine, "connect", _postgresql_on_connect)
 
@@ -36,6 +38,10 @@ def _sqlite_on_connect(dbapi_connection, connection_record) -> None:
 
 def _sqlite_on_begin(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_on_begin_deferred(connection) -> None:
+    connection.exec_driver_sql("BEGIN")
 
 
 def _postgresql_on_connect(dbapi_connection, connection_record) -> None:

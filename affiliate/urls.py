@@ -94,3 +94,31 @@ def safe_next(target: str | None, base_url: str) -> str | None:
     if not path.startswith("/") or path.startswith("//"):
         return None
     return path + resolved.search
+
+
+def destination_allowed(url: str, hosts: frozenset[str] | set[str]) -> bool:
+    """Judge a final Location as a browser would: https, and a host on the allowlist."""
+    try:
+        parsed = ada_url.URL(url)
+    except ValueError:
+        return False
+    return (
+        parsed.protocol == "https:"
+        and not parsed.username
+        and not parsed.password
+        and parsed.hostname.rstrip(".") in hosts
+    )
+
+
+def resolve_deep_link(text: str, destination: str, hosts: frozenset[str] | set[str]) -> str:
+    """Turn a deep-link path ("/shoes?c=red") or URL into an absolute URL on an allowed host."""
+    text = (text or "").strip()
+    if text.startswith("/") and not text.startswith("//"):
+        if any(ch in _FORBIDDEN for ch in text):
+            raise InvalidUrl("The path contains spaces, control characters or backslashes.")
+        url = ada_url.URL(text, destination).href
+    else:
+        url = parse_destination(text)
+    if not destination_allowed(url, hosts):
+        raise InvalidUrl("Deep links must stay on the program's allowed hosts.")
+    return url

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def pytest_report_header(config) -> str:
 
 
 def build_app(database_uri: str, **overrides) -> Flask:
+    """A portal app on ``database_uri`` with a throwaway instance folder."""
+    overrides.setdefault("INSTANCE_PATH", tempfile.mkdtemp(prefix="clicktrail-instance-"))
     return create_app(TestingConfig, {"SQLALCHEMY_DATABASE_URI": database_uri, **overrides})
 
 

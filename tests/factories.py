@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from affiliate.extensions import db
-from affiliate.models import Program, Role, User, UserStatus, utcnow
-from affiliate.services import accounts
+from affiliate.models import Link, Program, Role, User, UserStatus, utcnow
+from affiliate.services import accounts, links
 from affiliate.services.programs import ProgramSettings, save_program
 
 PASSWORD = "correct horse battery"
@@ -73,6 +73,19 @@ def make_program(app: Flask, actor: User, **overrides) -> Program:
         db.session.refresh(program)
         db.session.expunge(program)
     return program
+
+
+def make_link(app: Flask, affiliate: User, program: Program, **overrides) -> Link:
+    """Create a link through the real service and return it detached."""
+    fields = {"campaign": None, "subs": (None,) * 5, "deep_link": None}
+    fields.update(overrides)
+    with app.app_context():
+        owner = db.session.get(User, affiliate.id)
+        link = links.create_link(db.session, owner, links.LinkRequest(program_id=program.id, **fields), now=utcnow())
+        db.session.commit()
+        db.session.refresh(link)
+        db.session.expunge(link)
+    return link
 
 
 def csrf_token(html: str) -> str:

@@ -10,7 +10,16 @@ from sqlalchemy import text
 
 from affiliate.extensions import db
 from tests.conftest import build_app
-from tests.factories import Auth, csrf_token, make_admin, make_affiliate, make_finance, make_program, make_user
+from tests.factories import (
+    Auth,
+    csrf_token,
+    make_admin,
+    make_affiliate,
+    make_finance,
+    make_link,
+    make_program,
+    make_user,
+)
 
 PUBLIC = "public"
 SIGNED_IN = frozenset({"member", "affiliate", "pending", "suspended", "finance", "admin"})
@@ -28,6 +37,10 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "account.password": SIGNED_IN,
     "account.payout": AFFILIATE_ANY_STATUS,
     "partner.home": frozenset({"affiliate"}),
+    "links.index": frozenset({"affiliate"}),
+    "links.create": frozenset({"affiliate"}),
+    "links.pause": frozenset({"affiliate"}),
+    "links.resume": frozenset({"affiliate"}),
     "admin.index": frozenset({"admin"}),
     "affiliates.index": frozenset({"admin", "finance"}),
     "affiliates.show": frozenset({"admin", "finance"}),
@@ -54,7 +67,9 @@ def world(app):
     }
     target = make_affiliate(app, name="Secret Target", email="target-secret@example.com")
     program = make_program(app, admin, name="Secret Program")
-    return {"users": users, "ids": {"user_id": target.id, "program_id": program.id, "filename": "css/app.css"}}
+    link = make_link(app, target, program, campaign="Secret Campaign")
+    ids = {"user_id": target.id, "program_id": program.id, "link_id": link.id, "filename": "css/app.css"}
+    return {"users": users, "ids": ids}
 
 
 def _client_for(app, world, persona):
@@ -122,7 +137,8 @@ def test_route_matrix(app, world, persona):
             assert response.status_code < 500
         else:
             assert denied, f"{persona} must not reach {rule.endpoint}: got {response.status_code}"
-            assert "Secret Target" not in body and "target-secret" not in body and "Secret Program" not in body
+            for secret in ("Secret Target", "target-secret", "Secret Program", "Secret Campaign"):
+                assert secret not in body, (persona, rule.endpoint)
     if persona != "admin":  # the admin's empty decision POST is refused too, but by a form error
         assert _fingerprint(app, quiet) == before, "a GET or a refused POST changed data"
 

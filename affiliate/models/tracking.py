@@ -43,8 +43,10 @@ class Click(db.Model):
     __table_args__ = (
         Index("ix_clicks_link_at", "link_id", "clicked_at"),
         Index("ix_clicks_affiliate_at", "affiliate_id", "clicked_at"),
-        Index("ix_clicks_program_visitor", "program_id", "visitor_id"),
-        Index("ix_clicks_program_fingerprint", "program_id", "fingerprint"),
+        # Uniqueness (per link, last hour) and attribution (per program, the window) both start
+        # from one visitor or one device, so these serve both.
+        Index("ix_clicks_visitor_at", "visitor_id", "clicked_at"),
+        Index("ix_clicks_fingerprint_at", "fingerprint", "clicked_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _start(env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL")}
     return subprocess.run(
-        [sys.executable, "-c", "import wsgi"],
+        [sys.executable, "-c", "import wsgi; wsgi.app"],
         cwd=ROOT,
         env={**clean, **env},
         capture_output=True,

@@ -1,0 +1,1 @@
+"""Affiliates' tracking links."""

@@ -1,0 +1,120 @@
+"""Tracking links: creating them, pausing them, and counting their clicks."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from affiliate.models import Click, Link, Program, ProgramStatus, User
+from affiliate.urls import InvalidUrl, host_of, resolve_deep_link
+
+# Letters and digits without look-alikes; 57**8 ~ 2**46.7 codes.
+LINK_ALPHABET = "23456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+LINK_CODE_LENGTH = 8
+
+
+class LinkError(Exception):
+    """A link could not be created or changed; ``field`` names the form field at fault."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class LinkRequest:
+    program_id: int
+    campaign: str | None
+    subs: tuple[str | None, str | None, str | None, str | None, str | None]
+    deep_link: str | None
+
+
+@dataclass(frozen=True)
+class ClickCounts:
+    raw: int = 0
+    human: int = 0
+    unique: int = 0
+
+
+def generate_link_code() -> str:
+    return "".join(secrets.choice(LINK_ALPHABET) for _ in range(LINK_CODE_LENGTH))
+
+
+def program_hosts(program: Program) -> frozenset[str]:
+    """Hosts a program's links may send shoppers to: its destination's host and its allowlist."""
+    return frozenset({host_of(program.destination_url), *program.allowed_host_list})
+
+
+def create_link(session: Session, affiliate: User, request: LinkRequest, *, now: datetime) -> Link:
+    """Create a link for an active affiliate on an active program, with a fresh unique code."""
+    if not affiliate.can_use_partner_pages:
+        raise LinkError("Only approved affiliates can create links.")
+    program = session.get(Program, request.program_id)
+    if program is None or program.status != ProgramStatus.ACTIVE:
+        raise LinkError("Choose an active program.", field="program_id")
+    deep_link = None
+    if request.deep_link:
+        try:
+            deep_link = resolve_deep_link(request.deep_link, program.destination_url, program_hosts(program))
+        except InvalidUrl as error:
+            raise LinkError(str(error), field="deep_link") from None
+    for _ in range(8):
+        link = Link(
+            code=generate_link_code(),
+            affiliate_id=affiliate.id,
+            program_id=program.id,
+            campaign=request.campaign,
+            sub1=request.subs[0],
+            sub2=request.subs[1],
+            sub3=request.subs[2],
+            sub4=request.subs[3],
+            sub5=request.subs[4],
+            deep_link=deep_link,
+            active=True,
+            created_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(link)
+                session.flush()
+            return link
+        except IntegrityError:
+            continue
+    raise RuntimeError("could not draw a unique link code")
+
+
+def set_link_active(session: Session, affiliate: User, link_id: int, *, active: bool) -> Link:
+    """Pause or resume one of the affiliate's own links."""
+    link = session.get(Link, link_id)
+    if link is None or link.affiliate_id != affiliate.id:
+        raise LinkError("No such link.")
+    link.active = active
+    return link
+
+
+def human_click():
+    """Clicks that count as a person's: not a bot, not rejected by a fraud rule."""
+    return and_(Click.is_bot.is_(False), or_(Click.fraud_action.is_(None), Click.fraud_action != "reject"))
+
+
+def click_counts(session: Session, link_ids: list[int]) -> dict[int, ClickCounts]:
+    """Raw, human and unique clicks per link."""
+    if not link_ids:
+        return {}
+    human = human_click()
+    rows = session.execute(
+        select(
+            Click.link_id,
+            func.count(),
+            func.sum(case((human, 1), else_=0)),
+            func.sum(case((and_(human, Click.is_unique.is_(True)), 1), else_=0)),
+        )
+        .where(Click.link_id.in_(link_ids))
+        .group_by(Click.link_id)
+    ).all()
+    return {link_id: ClickCounts(raw, human or 0, unique or 0) for link_id, raw, human, unique in rows}

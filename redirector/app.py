@@ -1,0 +1,233 @@
+"""The redirector's WSGI app: look up the link, gather the click's facts, store it, answer 302."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl
+
+import ada_url
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from werkzeug.http import dump_cookie, parse_cookie
+
+from affiliate.database import configure_engine
+from affiliate.urls import destination_allowed
+from redirector import enrich
+from redirector.links import LinkCache, LinkTarget, LookupFailed
+from redirector.recorder import ClickRecorder
+from redirector.spool import Spool
+
+log = logging.getLogger(__name__)
+
+CODE = re.compile(r"[A-Za-z0-9]{4,32}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
+VISITOR_COOKIE = "ct_vid"
+SUB_MAX = 255
+
+SECURITY_HEADERS = [
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+]
+NOT_FOUND_BODY = (
+    b"<!doctype html><html lang=en><meta charset=utf-8><title>Link not found</title>"
+    b"<h1>Link not found</h1><p>This link does not exist or is no longer active.</p></html>"
+)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Redirector:
+    """A WSGI callable answering ``GET /r/<code>``."""
+
+    def __init__(self, config: dict, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self.config = config
+        self.clock = clock
+        self.trusted_proxies = int(config["TRUSTED_PROXY_COUNT"])
+        self.click_param = config["CLICK_PARAM"]
+        self.secure_cookies = bool(config.get("SESSION_COOKIE_SECURE"))
+        self.visitor_max_age = int(config["VISITOR_COOKIE_DAYS"]) * 86400
+        self.ip_key = hashlib.sha256(b"clicktrail-ip-hash:" + config["SECRET_KEY"].encode()).digest()
+        self.geo = enrich.GeoLookup(config.get("GEOIP_DATABASE"))
+        self.links = LinkCache(self._reader_engine, float(config["LINK_CACHE_SECONDS"]))
+        self.recorder = ClickRecorder(
+            self._writer_engine,
+            Spool(config["CLICK_SPOOL_DIR"], int(config["CLICK_SPOOL_RESERVE_MB"]) * 1024 * 1024),
+            unique_window=timedelta(seconds=int(config["UNIQUE_CLICK_WINDOW_SECONDS"])),
+            batch_max=int(config["CLICK_BATCH_MAX"]),
+            wait_seconds=float(config["CLICK_WAIT_SECONDS"]),
+        )
+
+    # Engines are made on first use, inside the worker process, never before a fork.
+    def _engine(self, *, immediate: bool) -> Engine:
+        url = self.config["SQLALCHEMY_DATABASE_URI"]
+        options: dict = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            options["connect_args"] = {"connect_timeout": 3}
+        engine = create_engine(url, **options)
+        configure_engine(engine, immediate=immediate)
+        return engine
+
+    def _reader_engine(self) -> Engine:
+        return self._engine(immediate=False)
+
+    def _writer_engine(self) -> Engine:
+        return self._engine(immediate=True)
+
+    def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "")
+        if CONTROL.search(path):
+            return _plain(start_response, "400 Bad Request", b"Bad request")
+        if not path.startswith("/r/"):
+            return _not_found(start_response)
+        if method == "OPTIONS":
+            return _plain(start_response, "204 No Content", b"", [("Allow", "GET, HEAD, OPTIONS")])
+        if method not in ("GET", "HEAD"):
+            return _plain(start_response, "405 Method Not Allowed", b"Method not allowed",
+                          [("Allow", "GET, HEAD, OPTIONS")])  # fmt: skip
+        code = path[3:]
+        if not CODE.fullmatch(code):
+            return _not_found(start_response)
+        try:
+            target = self.links.get(code)
+        except LookupFailed:
+            log.error("link %s unknown to the cache and the database is unavailable", code)
+            return _plain(start_response, "503 Service Unavailable", b"Try again in a moment",
+                          [("Retry-After", "5")])  # fmt: skip
+        if target is None:
+            return _not_found(start_response)
+        if not target.redirects:
+            if target.fallback_url and destination_allowed(target.fallback_url, target.allowed_hosts):
+                return _redirect(start_response, target.fallback_url, [])
+            return _not_found(start_response)
+        return self._click(environ, start_response, method, target)
+
+    def _click(self, environ: dict, start_response, method: str, target: LinkTarget) -> Iterable[bytes]:
+        now = self.clock()
+        click_id = secrets.token_urlsafe(16)
+        cookies = parse_cookie(environ.get("HTTP_COOKIE", ""))
+        visitor_id = cookies.get(VISITOR_COOKIE, "")
+        new_visitor = not TOKEN.fullmatch(visitor_id)
+        if new_visitor:
+            visitor_id = secrets.token_urlsafe(16)
+        query = _query(environ)
+        click = self._facts(environ, method, target, query)
+        click.update(click_id=click_id, visitor_id=visitor_id, clicked_at=now)
+        location = self._location(target, click_id, query)
+        if location is None:
+            log.error("link %s resolves off its program's allowlist", target.link_id)
+            return _not_found(start_response)
+
+        if not self.recorder.record(click):
+            log.error("click %s on link %s was not stored", click_id, target.link_id)
+
+        headers = [
+            ("Set-Cookie", dump_cookie(f"ct_{target.program_id}", click_id, max_age=target.cookie_days * 86400,
+                                       path="/", secure=self.secure_cookies, httponly=True, samesite="Lax")),
+        ]  # fmt: skip
+        if new_visitor:
+            headers.append(
+                ("Set-Cookie", dump_cookie(VISITOR_COOKIE, visitor_id, max_age=self.visitor_max_age, path="/",
+                                           secure=self.secure_cookies, httponly=True, samesite="Lax"))
+            )  # fmt: skip
+        return _redirect(start_response, location, headers)
+
+    def _facts(self, environ: dict, method: str, target: LinkTarget, query: dict[str, str]) -> dict:
+        """Everything recorded about a click; enrichment failures leave fields empty."""
+        user_agent = (environ.get("HTTP_USER_AGENT") or "")[: enrich.USER_AGENT_MAX]
+        try:
+            device = enrich.parse_user_agent(user_agent)
+        except Exception:
+            device = enrich.EMPTY_DEVICE
+        ip = enrich.client_ip(environ, self.trusted_proxies)
+        prefix = enrich.ip_prefix(ip)
+        place = self.geo.lookup(ip)
+        bot = enrich.bot_reason(method, user_agent, device, environ)
+        subs = [(query.get(f"sub{n}") or target.subs[n - 1] or None) for n in range(1, 6)]
+        fetch = "/".join(environ.get(f"HTTP_SEC_FETCH_{part}", "") for part in ("SITE", "MODE", "DEST", "USER"))
+        return {
+            "link_id": target.link_id,
+            "affiliate_id": target.affiliate_id,
+            "program_id": target.program_id,
+            "ip": ip,
+            "ip_hash": enrich.ip_hash(self.ip_key, ip),
+            "ip_prefix": prefix,
+            "user_agent": user_agent or None,
+            "device_type": "bot" if bot else device.device_type,
+            "device_brand": device.brand,
+            "device_model": device.model,
+            "os": device.os,
+            "browser": device.browser,
+            "is_bot": bot is not None,
+            "bot_reason": bot,
+            "country": place.country,
+            "region": place.region,
+            "city": place.city,
+            "referrer": (environ.get("HTTP_REFERER") or "")[:2048] or None,
+            "sub1": subs[0] and subs[0][:SUB_MAX],
+            "sub2": subs[1] and subs[1][:SUB_MAX],
+            "sub3": subs[2] and subs[2][:SUB_MAX],
+            "sub4": subs[3] and subs[3][:SUB_MAX],
+            "sub5": subs[4] and subs[4][:SUB_MAX],
+            "sec_fetch": fetch[:255] if fetch != "///" else None,
+            "fingerprint": enrich.fingerprint(prefix, user_agent, environ),
+            "is_unique": True,
+            "fraud_score": 0 if target.earns else 100,
+            "fraud_action": None if target.earns else "reject",
+            "fraud_reasons": None if target.earns else json.dumps(["affiliate_not_active"]),
+        }
+
+    def _location(self, target: LinkTarget, click_id: str, query: dict[str, str]) -> str | None:
+        """The destination with the click id and the visitor's utm_* parameters, judged as a browser would."""
+        url = ada_url.URL(target.destination)
+        params = ada_url.URLSearchParams(url.search)
+        for key, value in query.items():
+            if key.startswith("utm_") and not params.has(key):
+                params.append(key, value)
+        params.set(self.click_param, click_id)
+        url.search = str(params)
+        location = url.href
+        # Deep links were checked when created and again when cached; this is the last line of defence.
+        return location if destination_allowed(location, target.allowed_hosts) else None
+
+
+def _query(environ: dict) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(environ.get("QUERY_STRING", ""), max_num_fields=64)
+    except ValueError:
+        return {}
+    return {key[:64]: value[:1024] for key, value in pairs if not CONTROL.search(key + value)}
+
+
+def _redirect(start_response, location: str, headers: list[tuple[str, str]]) -> Iterable[bytes]:
+    start_response("302 Found", [("Location", location), ("Content-Length", "0"), *SECURITY_HEADERS, *headers])
+    return [b""]
+
+
+def _plain(start_response, status: str, body: bytes, headers: list | None = None) -> Iterable[bytes]:
+    start_response(
+        status,
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *SECURITY_HEADERS,
+         *(headers or [])],
+    )  # fmt: skip
+    return [body]
+
+
+def _not_found(start_response) -> Iterable[bytes]:
+    start_response(
+        "404 Not Found",
+        [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(NOT_FOUND_BODY))),
+         *SECURITY_HEADERS],
+    )  # fmt: skip
+    return [NOT_FOUND_BODY]
