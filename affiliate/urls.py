@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ada_url
 
+MAX_URL_LENGTH = 2048
+
 # Control characters and whitespace that browsers strip or that split headers.
 _FORBIDDEN = {chr(c) for c in range(0x00, 0x21)} | {"\x7f", "\\"}
 
@@ -21,8 +23,8 @@ def parse_destination(text: str) -> str:
     text = (text or "").strip()
     if not text:
         raise InvalidUrl("Enter a URL.")
-    if len(text) > 2048:
-        raise InvalidUrl("URL is longer than 2048 characters.")
+    if len(text) > MAX_URL_LENGTH:
+        raise InvalidUrl(f"URL is longer than {MAX_URL_LENGTH} characters.")
     if any(ch in _FORBIDDEN for ch in text):
         raise InvalidUrl("URL contains spaces, control characters or backslashes.")
     try:
@@ -37,6 +39,10 @@ def parse_destination(text: str) -> str:
         raise InvalidUrl("URL must use a domain name, not an IP address.")
     if not _is_domain(url.hostname.rstrip(".")):
         raise InvalidUrl("URL must use a full domain name.")
+    # "shop.example.com." is another origin to a browser: store the name without the dot.
+    url.hostname = url.hostname.rstrip(".")
+    if len(url.href) > MAX_URL_LENGTH:
+        raise InvalidUrl(f"URL is longer than {MAX_URL_LENGTH} characters once encoded.")
     return url.href
 
 
@@ -102,12 +108,7 @@ def destination_allowed(url: str, hosts: frozenset[str] | set[str]) -> bool:
         parsed = ada_url.URL(url)
     except ValueError:
         return False
-    return (
-        parsed.protocol == "https:"
-        and not parsed.username
-        and not parsed.password
-        and parsed.hostname.rstrip(".") in hosts
-    )
+    return parsed.protocol == "https:" and not parsed.username and not parsed.password and parsed.hostname in hosts
 
 
 def resolve_deep_link(text: str, destination: str, hosts: frozenset[str] | set[str]) -> str:
@@ -117,6 +118,8 @@ def resolve_deep_link(text: str, destination: str, hosts: frozenset[str] | set[s
         if any(ch in _FORBIDDEN for ch in text):
             raise InvalidUrl("The path contains spaces, control characters or backslashes.")
         url = ada_url.URL(text, destination).href
+        if len(url) > MAX_URL_LENGTH:
+            raise InvalidUrl(f"The link is longer than {MAX_URL_LENGTH} characters once encoded.")
     else:
         url = parse_destination(text)
     if not destination_allowed(url, hosts):

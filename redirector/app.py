@@ -73,7 +73,9 @@ class Redirector:
         url = self.config["SQLALCHEMY_DATABASE_URI"]
         options: dict = {"pool_pre_ping": True}
         if url.startswith("postgresql"):
-            options["connect_args"] = {"connect_timeout": 3}
+            # A database that hangs must not hang the shopper: give up and spool instead.
+            timeouts = "-c lock_timeout=3000 -c statement_timeout=5000"
+            options["connect_args"] = {"connect_timeout": 3, "options": timeouts}
         engine = create_engine(url, **options)
         configure_engine(engine, immediate=immediate)
         return engine
@@ -83,6 +85,11 @@ class Redirector:
 
     def _writer_engine(self) -> Engine:
         return self._engine(immediate=True)
+
+    def close(self) -> None:
+        """Finish writing queued clicks and release database connections."""
+        self.recorder.close()
+        self.links.close()
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -124,24 +131,28 @@ class Redirector:
         query = _query(environ)
         click = self._facts(environ, method, target, query)
         click.update(click_id=click_id, visitor_id=visitor_id, clicked_at=now)
-        location = self._location(target, click_id, query)
-        if location is None:
+        destination = self._destination(target, query)
+        if destination is None:
             log.error("link %s resolves off its program's allowlist", target.link_id)
             return _not_found(start_response)
 
-        if not self.recorder.record(click):
-            log.error("click %s on link %s was not stored", click_id, target.link_id)
-
-        headers = [
-            ("Set-Cookie", dump_cookie(f"ct_{target.program_id}", click_id, max_age=target.cookie_days * 86400,
-                                       path="/", secure=self.secure_cookies, httponly=True, samesite="Lax")),
-        ]  # fmt: skip
+        stored = self.recorder.record(click)
+        headers = []
+        if stored:
+            destination.search = _with_param(destination.search, self.click_param, click_id)
+            headers.append(
+                ("Set-Cookie", dump_cookie(f"ct_{target.program_id}", click_id, max_age=target.cookie_days * 86400,
+                                           path="/", secure=self.secure_cookies, httponly=True, samesite="Lax"))
+            )  # fmt: skip
+        else:
+            # The shopper still lands, but nothing claims a click that was never stored.
+            log.error("click on link %s could be stored neither in the database nor the spool", target.link_id)
         if new_visitor:
             headers.append(
                 ("Set-Cookie", dump_cookie(VISITOR_COOKIE, visitor_id, max_age=self.visitor_max_age, path="/",
                                            secure=self.secure_cookies, httponly=True, samesite="Lax"))
             )  # fmt: skip
-        return _redirect(start_response, location, headers)
+        return _redirect(start_response, destination.href, headers)
 
     def _facts(self, environ: dict, method: str, target: LinkTarget, query: dict[str, str]) -> dict:
         """Everything recorded about a click; enrichment failures leave fields empty."""
@@ -188,18 +199,25 @@ class Redirector:
             "fraud_reasons": None if target.earns else json.dumps(["affiliate_not_active"]),
         }
 
-    def _location(self, target: LinkTarget, click_id: str, query: dict[str, str]) -> str | None:
-        """The destination with the click id and the visitor's utm_* parameters, judged as a browser would."""
+    def _destination(self, target: LinkTarget, query: dict[str, str]) -> ada_url.URL | None:
+        """The destination with the visitor's utm_* parameters, judged as a browser would parse it.
+
+        Deep links were checked when created and again when cached; this is the last line of
+        defence. Adding the click id later only touches the query, never the host.
+        """
         url = ada_url.URL(target.destination)
         params = ada_url.URLSearchParams(url.search)
         for key, value in query.items():
             if key.startswith("utm_") and not params.has(key):
                 params.append(key, value)
-        params.set(self.click_param, click_id)
         url.search = str(params)
-        location = url.href
-        # Deep links were checked when created and again when cached; this is the last line of defence.
-        return location if destination_allowed(location, target.allowed_hosts) else None
+        return url if destination_allowed(url.href, target.allowed_hosts) else None
+
+
+def _with_param(search: str, key: str, value: str) -> str:
+    params = ada_url.URLSearchParams(search)
+    params.set(key, value)
+    return str(params)
 
 
 def _query(environ: dict) -> dict[str, str]:

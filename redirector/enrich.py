@@ -22,16 +22,18 @@ log = logging.getLogger(__name__)
 USER_AGENT_MAX = 1024  # stored
 USER_AGENT_PARSE_MAX = 512  # parsed: real browser strings are far shorter; longer ones are not browsers
 
-# Link unfurlers, preview fetchers, headless browsers and HTTP libraries that user-agents
-# does not call bots. Matched case-insensitively anywhere in the user agent.
+# Link unfurlers and preview fetchers: they fetch a link when it is shared, not when it is clicked.
 PREVIEW_AGENTS = re.compile(
     r"facebookexternalhit|facebot|twitterbot|slackbot|slack-imgproxy|linkedinbot|discordbot|whatsapp|"
-    r"telegrambot|skypeuripreview|applebot|googlebot|google-inspectiontool|bingbot|bingpreview|embedly|"
-    r"redditbot|pinterest|vkshare|iframely|snapchat|bitlybot|tumblr|duckduckbot|baiduspider|yandex|"
-    r"petalbot|mastodon|bluesky|cardyb|outbrain|quora link preview|viber|line/|kakaotalk-scrap|"
-    r"headlesschrome|phantomjs|puppeteer|playwright|selenium|electron|python-requests|python-urllib|"
-    r"aiohttp|httpx|curl/|wget/|go-http-client|okhttp|axios|node-fetch|undici|scrapy|httpclient|libwww|"
-    r"java/|ruby/|php/|postmanruntime|insomnia|\bbot\b|crawler|spider",
+    r"telegrambot|skypeuripreview|bingpreview|google-inspectiontool|embedly|redditbot|pinterest|vkshare|"
+    r"iframely|snapchat|bitlybot|tumblr|mastodon|bluesky|cardyb|outbrain|quora link preview|viber|"
+    r"kakaotalk-scrap|line-poker|applebot|microsoft office|skype",
+    re.IGNORECASE,
+)
+# HTTP libraries and crawlers that user-agents does not call bots.
+TOOL_AGENTS = re.compile(
+    r"python-requests|python-urllib|aiohttp|httpx|curl/|wget/|go-http-client|okhttp|axios|node-fetch|undici|"
+    r"scrapy|httpclient|libwww|java/|ruby/|php/|postmanruntime|insomnia|\bbot\b|crawler|spider",
     re.IGNORECASE,
 )
 HEADLESS = re.compile(r"headless|phantomjs|puppeteer|playwright|selenium", re.IGNORECASE)
@@ -63,12 +65,14 @@ def parse_user_agent(user_agent: str) -> Device:
         return Device(None, None, None, None, None, "empty_user_agent")
     try:
         parsed = user_agents.parse(user_agent[:USER_AGENT_PARSE_MAX])
-        if HEADLESS.search(user_agent):
+        if PREVIEW_AGENTS.search(user_agent):
+            reason = "link_preview"
+        elif HEADLESS.search(user_agent):
             reason = "headless_browser"
-        elif PREVIEW_AGENTS.search(user_agent):
-            reason = "preview_or_tool"
         elif parsed.is_bot:
             reason = "known_bot"
+        elif TOOL_AGENTS.search(user_agent):
+            reason = "automation_tool"
         else:
             reason = None
         if reason:

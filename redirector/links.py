@@ -87,6 +87,10 @@ class LinkCache:
         self._entries[code] = (now + self.ttl, target)
         return target
 
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
     def _load(self, code: str) -> LinkTarget | None:
         if self._engine is None:
             self._engine = self._engine_factory()

@@ -26,6 +26,7 @@ from redirector.spool import Spool
 log = logging.getLogger(__name__)
 
 CLICKS = Click.__table__
+COLUMNS = tuple(column.name for column in CLICKS.columns if column.name != "id")
 SEEN_VISITOR = text(
     "SELECT 1 FROM clicks WHERE visitor_id = :key AND clicked_at >= :since AND link_id = :link LIMIT 1"
 ).bindparams(bindparam("since", type_=UTCDateTime))
@@ -42,6 +43,9 @@ class _Ticket:
         self.click = click
         self.done = threading.Event()
         self.stored = False
+
+
+_STOP = _Ticket({})
 
 
 class ClickRecorder:
@@ -89,6 +93,14 @@ class ClickRecorder:
             self._engine = self._engine_factory()
         return self._engine
 
+    def close(self) -> None:
+        """Stop the writer after what is queued, and close database connections."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout=self.wait_seconds)
+        if self._engine is not None:
+            self._engine.dispose()
+
     def _run(self) -> None:
         while True:
             try:
@@ -96,12 +108,18 @@ class ClickRecorder:
             except queue.Empty:
                 self._replay_spool()
                 continue
+            if first is _STOP:
+                return
             batch = [first]
             while len(batch) < self.batch_max:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    ticket = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                if ticket is _STOP:
+                    self._queue.put(_STOP)
+                    break
+                batch.append(ticket)
             try:
                 self._write(batch)
             except Exception:  # the writer thread must never die
@@ -168,12 +186,13 @@ class ClickRecorder:
 
 
 def _to_json(click: dict) -> dict:
-    record = dict(click)
+    """A compact spool record: empty fields left out, the time as ISO 8601."""
+    record = {key: value for key, value in click.items() if value is not None}
     record["clicked_at"] = click["clicked_at"].isoformat()
     return record
 
 
 def _from_json(record: dict) -> dict:
-    click = dict(record)
+    click = {name: record.get(name) for name in COLUMNS}
     click["clicked_at"] = datetime.fromisoformat(record["clicked_at"])
     return click

@@ -23,7 +23,8 @@ from sqlalchemy.engine import make_url
 from affiliate import create_app
 from affiliate.extensions import db
 from config import TestingConfig, normalise_database_url
-from tests.factories import Auth
+from redirector import Redirector, create_redirector
+from tests.factories import Auth, Visitor
 
 SERVER_URL = normalise_database_url(os.environ.get("CLICKTRAIL_TEST_DATABASE_URL"))
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -129,6 +130,20 @@ def runner(app):
 @pytest.fixture
 def auth(client) -> Auth:
     return Auth(client)
+
+
+@pytest.fixture
+def redirector(app) -> Iterator[Redirector]:
+    """The click redirector on the same database and settings as ``app``."""
+    red = create_redirector(app.config)
+    yield red
+    red.close()
+
+
+@pytest.fixture
+def shopper(redirector) -> Visitor:
+    """A browser on the redirector, from a public address."""
+    return Visitor(redirector)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import re
 
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
+from werkzeug.test import Client, TestResponse
 
 from affiliate.extensions import db
 from affiliate.models import Link, Program, Role, User, UserStatus, utcnow
@@ -121,3 +121,15 @@ class Auth:
     def post(self, path: str, data: dict, token_from: str | None = None) -> TestResponse:
         token = csrf_token(self.client.get(token_from or path).get_data(as_text=True))
         return self.client.post(path, data={**data, "csrf_token": token})
+
+
+class Visitor(Client):
+    """A browser on the redirector, from one public address, keeping its cookies."""
+
+    def __init__(self, app, ip: str = "203.0.113.7") -> None:
+        super().__init__(app)
+        self.ip = ip
+
+    def open(self, *args, **kwargs) -> TestResponse:
+        kwargs.setdefault("environ_base", {"REMOTE_ADDR": self.ip})
+        return super().open(*args, **kwargs)

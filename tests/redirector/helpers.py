@@ -1,0 +1,49 @@
+"""Shared set-up for redirector tests: a program, an affiliate and a link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from affiliate.extensions import db
+from affiliate.models import Click, Link, Program, User
+from tests.factories import make_admin, make_affiliate, make_link, make_program
+
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+)
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+@dataclass
+class Setup:
+    admin: User
+    affiliate: User
+    program: Program
+    link: Link
+
+
+def setup_link(app, **link_overrides) -> Setup:
+    admin = make_admin(app)
+    affiliate = make_affiliate(app)
+    program = make_program(
+        app,
+        admin,
+        destination_url="https://shop.example.com/signup?lang=en",
+        allowed_hosts=("shop.example.com", "www.example.com"),
+        cookie_days=45,
+    )
+    link = make_link(app, affiliate, program, **link_overrides)
+    return Setup(admin, affiliate, program, link)
+
+
+def all_clicks(app) -> list[Click]:
+    with app.app_context():
+        clicks = db.session.scalars(select(Click).order_by(Click.id)).all()
+        for click in clicks:
+            db.session.expunge(click)
+    return clicks

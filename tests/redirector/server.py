@@ -1,0 +1,128 @@
+"""Run the redirector under the production server (granian) for durability tests."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+GRANIAN = str(Path(sys.executable).parent / "granian")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+class Server:
+    """granian serving ``wsgi:redirector`` on a free loopback port, in its own process group."""
+
+    def __init__(self, database_uri: str, instance: Path, workers: int = 2, **env: str) -> None:
+        self.port = free_port()
+        self.log = instance / "server.log"
+        environment = {
+            **os.environ,
+            "CLICKTRAIL_ENV": "development",
+            "CLICKTRAIL_INSTANCE": str(instance),
+            "DATABASE_URL": database_uri,
+            "SECRET_KEY": "durability-test",
+            **env,
+        }
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [GRANIAN, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--workers", str(workers), "--blocking-threads", "32", "--no-ws", "--respawn-failed-workers",
+                 "wsgi:redirector"],
+                cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
+
+    def workers(self) -> list[int]:
+        return children(self.process.pid)
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+
+
+@dataclass
+class Load:
+    """Bounded concurrent clicks; remembers the click id of every acknowledged (302) answer."""
+
+    port: int
+    codes: list[str]
+    acknowledged: set[str] = field(default_factory=set)
+    failures: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, total: int, threads: int = 16, on_progress=None, deadline_s: float = 60.0) -> None:
+        counter = iter(range(total))
+        stop_at = time.monotonic() + deadline_s
+
+        def worker() -> None:
+            conn = None
+            for n in counter:
+                if time.monotonic() > stop_at:
+                    return
+                code = self.codes[n % len(self.codes)]
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+                    conn.request("GET", f"/r/{code}", headers={"User-Agent": f"Mozilla/5.0 load-{n % 50}"})
+                    response = conn.getresponse()
+                    response.read()
+                except (OSError, http.client.HTTPException):
+                    with self._lock:
+                        self.failures += 1
+                    conn = None
+                    continue
+                with self._lock:
+                    self.statuses[response.status] = self.statuses.get(response.status, 0) + 1
+                    if response.status == 302:
+                        location = response.getheader("Location", "")
+                        self.acknowledged.add(parse_qs(urlsplit(location).query)["ct_click"][0])
+                    if on_progress:
+                        on_progress(len(self.acknowledged))
+
+        pool = [threading.Thread(target=worker) for _ in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()

@@ -1,0 +1,196 @@
+"""What a click records and how the redirect answers."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from affiliate.extensions import db
+from affiliate.models import Link, Program, User
+from redirector import Redirector, create_redirector
+from tests.factories import Visitor
+from tests.redirector.helpers import CHROME, IPHONE, all_clicks, setup_link
+
+
+def test_click_redirects_once_with_click_id_and_cookies(app, shopper):
+    s = setup_link(app)
+    response = shopper.get(f"/r/{s.link.code}?utm_source=news&utm_medium=email&other=x", headers={"User-Agent": IPHONE})
+    assert response.status_code == 302
+    assert response.headers["Cache-Control"] == "no-store"
+    location = urlsplit(response.headers["Location"])
+    assert (location.scheme, location.hostname, location.path) == ("https", "shop.example.com", "/signup")
+    query = parse_qs(location.query)
+    assert query["lang"] == ["en"] and query["utm_source"] == ["news"] and query["utm_medium"] == ["email"]
+    assert "other" not in query
+    [click] = all_clicks(app)
+    assert query["ct_click"] == [click.click_id]
+    cookies = {c.key: c for c in shopper._cookies.values()}
+    assert cookies[f"ct_{s.program.id}"].value == click.click_id
+    assert cookies["ct_vid"].value == click.visitor_id
+    program_cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith(f"ct_{s.program.id}="))
+    assert "Max-Age=3888000" in program_cookie and "HttpOnly" in program_cookie and "SameSite=Lax" in program_cookie
+
+
+def test_every_field_is_recorded(app, shopper):
+    s = setup_link(app, campaign="spring", subs=("newsletter", "top", None, None, None))
+    shopper.get(
+        f"/r/{s.link.code}?sub2=override&sub3=" + "x" * 400,
+        headers={
+            "User-Agent": IPHONE,
+            "Referer": "https://blog.example.org/post",
+            "Accept-Language": "en-GB,en;q=0.9",
+            "Sec-Fetch-Site": "cross-site",
+            "Sec-Fetch-Mode": "navigate",
+            "Sec-Fetch-Dest": "document",
+            "Sec-Fetch-User": "?1",
+        },
+        environ_base={"REMOTE_ADDR": "81.2.69.160"},
+    )
+    [click] = all_clicks(app)
+    assert len(click.click_id) == 22 and len(click.visitor_id) == 22
+    assert (click.link_id, click.affiliate_id, click.program_id) == (s.link.id, s.affiliate.id, s.program.id)
+    assert click.ip == "81.2.69.160" and click.ip_prefix == "81.2.69.0/24" and len(click.ip_hash) == 64
+    assert "81.2.69.160" not in click.ip_hash
+    assert (click.device_type, click.device_brand, click.device_model) == ("mobile", "Apple", "iPhone")
+    assert (click.os, click.browser) == ("iOS", "Mobile Safari")
+    assert click.is_bot is False and click.bot_reason is None
+    assert (click.country, click.city) == ("GB", "Willesden")
+    assert click.referrer == "https://blog.example.org/post"
+    assert (click.sub1, click.sub2, click.sub3) == ("newsletter", "override", "x" * 255)
+    assert click.sec_fetch == "cross-site/navigate/document/?1"
+    assert len(click.fingerprint) == 32
+    assert click.is_unique is True
+    assert click.clicked_at.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "reason"),
+    [
+        ("GET", {"User-Agent": ""}, "empty_user_agent"),
+        (
+            "GET",
+            {"User-Agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"},
+            "known_bot",
+        ),
+        (
+            "GET",
+            {"User-Agent": "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)"},
+            "link_preview",
+        ),
+        ("GET", {"User-Agent": "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"}, "link_preview"),
+        (
+            "GET",
+            {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0 Safari/537.36"},
+            "headless_browser",
+        ),
+        ("GET", {"User-Agent": "curl/8.5.0"}, "automation_tool"),
+        ("GET", {"User-Agent": "python-requests/2.32.3"}, "automation_tool"),
+        ("GET", {"User-Agent": CHROME, "Purpose": "prefetch"}, "prefetch"),
+        ("GET", {"User-Agent": CHROME, "Sec-Purpose": "prefetch;prerender"}, "prefetch"),
+        ("HEAD", {"User-Agent": CHROME}, "head_request"),
+    ],
+)
+def test_bots_and_previews_are_recorded_as_bots(app, shopper, method, headers, reason):
+    s = setup_link(app)
+    response = shopper.open(f"/r/{s.link.code}", method=method, headers=headers)
+    assert response.status_code == 302
+    [click] = all_clicks(app)
+    assert click.is_bot is True and click.bot_reason == reason and click.device_type == "bot"
+
+
+def test_real_browsers_are_not_bots(app, shopper):
+    s = setup_link(app)
+    for agent in (IPHONE, CHROME):
+        shopper.get(f"/r/{s.link.code}", headers={"User-Agent": agent})
+    assert [c.is_bot for c in all_clicks(app)] == [False, False]
+
+
+def test_uniqueness_per_visitor_and_device_within_the_window(app, redirector):
+    s = setup_link(app)
+    other = setup_link(app)
+    alice = Visitor(redirector, "198.51.100.1")
+    bob = Visitor(redirector, "198.51.100.77")
+    alice.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})  # unique
+    alice.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})  # same visitor cookie
+    alice.get(f"/r/{other.link.code}", headers={"User-Agent": CHROME})  # another link
+    bob.get(f"/r/{s.link.code}", headers={"User-Agent": IPHONE})  # another person
+    cookieless = Visitor(redirector, "198.51.100.77")
+    cookieless.get(f"/r/{s.link.code}", headers={"User-Agent": IPHONE})  # bob again, cookies cleared: same device
+    assert [c.is_unique for c in all_clicks(app)] == [True, False, True, True, False]
+
+
+def test_clicks_outside_the_window_are_unique_again(app, database_uri):
+    from datetime import UTC, datetime, timedelta
+
+    s = setup_link(app)
+    now = [datetime(2026, 1, 1, 12, 0, tzinfo=UTC)]
+    red = Redirector(dict(app.config), clock=lambda: now[0])
+    try:
+        client = Visitor(red, "198.51.100.1")
+        for step in (0, 3599, 2):  # t=0 unique; t=59:59 repeat; t=60:01 past the hour from the first
+            now[0] += timedelta(seconds=step)
+            client.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})
+    finally:
+        red.close()
+    assert [c.is_unique for c in all_clicks(app)] == [True, False, False]
+
+
+def test_paused_and_unknown_links(app, shopper):
+    s = setup_link(app)
+    assert shopper.get("/r/Nope1234").status_code == 404
+    with app.app_context():
+        db.session.get(Link, s.link.id).active = False
+        db.session.commit()
+    fresh = create_redirector({**app.config, "LINK_CACHE_SECONDS": 0})
+    try:
+        paused = Visitor(fresh).get(f"/r/{s.link.code}")
+        assert paused.status_code == 404 and b"Link not found" in paused.data
+        with app.app_context():
+            db.session.get(Program, s.program.id).fallback_url = "https://www.example.com/"
+            db.session.commit()
+        fallback = Visitor(fresh).get(f"/r/{s.link.code}")
+        assert fallback.status_code == 302 and fallback.headers["Location"] == "https://www.example.com/"
+    finally:
+        fresh.close()
+    assert all_clicks(app) == []
+
+
+def test_suspended_affiliates_links_still_redirect_but_never_earn(app, shopper):
+    s = setup_link(app)
+    with app.app_context():
+        db.session.get(User, s.affiliate.id).status = "suspended"
+        db.session.commit()
+    assert shopper.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME}).status_code == 302
+    [click] = all_clicks(app)
+    assert click.fraud_action == "reject" and "affiliate_not_active" in click.fraud_reasons
+
+
+def test_deep_links_and_the_visitor_cookie(app, shopper):
+    s = setup_link(app, deep_link="/products/42?colour=red")
+    first = shopper.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})
+    assert first.headers["Location"].startswith("https://shop.example.com/products/42?colour=red&ct_click=")
+    second = shopper.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})
+    assert not any(h.startswith("ct_vid=") for h in second.headers.getlist("Set-Cookie")), "visitor cookie kept"
+    clicks = all_clicks(app)
+    assert clicks[0].visitor_id == clicks[1].visitor_id
+
+
+@pytest.mark.parametrize("cookie", ["ct_vid=short", "ct_vid=" + "A" * 5000, "ct_vid=abc;;;==", "garbage\x00=\x01"])
+def test_tampered_or_oversized_cookies_get_a_fresh_visitor_id(app, redirector, cookie):
+    s = setup_link(app)
+    response = Visitor(redirector).get(f"/r/{s.link.code}", headers={"Cookie": cookie, "User-Agent": CHROME})
+    assert response.status_code == 302
+    [click] = all_clicks(app)
+    assert len(click.visitor_id) == 22 and click.visitor_id != "short"
+
+
+def test_other_methods_get_clear_answers_and_record_nothing(app, shopper):
+    s = setup_link(app)
+    assert shopper.post(f"/r/{s.link.code}").status_code == 405
+    assert shopper.put(f"/r/{s.link.code}").status_code == 405
+    options = shopper.options(f"/r/{s.link.code}")
+    assert options.status_code == 204 and "GET" in options.headers["Allow"]
+    assert shopper.get("/r/a%0d%0aSet-Cookie:x=1").status_code == 400
+    assert shopper.get("/r/" + "a" * 10_000).status_code == 404
+    assert all_clicks(app) == []

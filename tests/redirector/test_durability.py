@@ -1,0 +1,210 @@
+"""Nothing acknowledged is lost: kill -9 under load (C1), database down or disk full (C4)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+
+from affiliate.models import Click
+from redirector import create_redirector
+from tests.factories import Visitor, make_link
+from tests.redirector.helpers import CHROME, setup_link
+from tests.redirector.server import ROOT, Load, Server
+
+CLICKS = 2000
+
+
+def stored_click_ids(database_uri: str) -> set[str]:
+    engine = create_engine(database_uri)
+    try:
+        with engine.connect() as conn:
+            return set(conn.execute(select(Click.click_id)).scalars())
+    finally:
+        engine.dispose()
+
+
+def _codes(app, count: int = 20) -> list[str]:
+    s = setup_link(app)
+    return [s.link.code] + [make_link(app, s.affiliate, s.program).code for _ in range(count - 1)]
+
+
+@pytest.mark.parametrize("victim", ["worker", "master"])
+def test_kill_minus_nine_loses_no_acknowledged_click(app, database_uri, tmp_path, victim):
+    codes = _codes(app)
+    server = Server(database_uri, tmp_path)
+    killed = threading.Event()
+
+    def kill_midway(acknowledged: int) -> None:
+        if acknowledged >= CLICKS // 3 and not killed.is_set():
+            killed.set()
+            pid = server.workers()[0] if victim == "worker" else server.process.pid
+            os.kill(pid, signal.SIGKILL)
+
+    try:
+        load = Load(server.port, codes)
+        load.run(CLICKS, on_progress=kill_midway)
+    finally:
+        server.stop()
+    assert killed.is_set()
+    assert len(load.acknowledged) >= CLICKS // 3
+    lost = load.acknowledged - stored_click_ids(database_uri)
+    assert lost == set(), f"{len(lost)} acknowledged clicks lost; statuses {load.statuses}"
+    assert set(load.statuses) <= {302}, load.statuses
+
+
+def test_database_unavailable_clicks_are_spooled_then_replayed(app, database_uri):
+    s = setup_link(app)
+    red = create_redirector(app.config)
+    answers: list[int] = []
+    try:
+        assert Visitor(red).get(f"/r/{s.link.code}").status_code == 302  # warm: link cached, spool reserved
+        with _database_refusing_writes(database_uri):
+            threads = [
+                threading.Thread(target=lambda n=n: answers.append(
+                    Visitor(red, f"198.51.100.{n}").get(f"/r/{s.link.code}", headers={"User-Agent": CHROME}).status_code
+                ))
+                for n in range(20)
+            ]  # fmt: skip
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert answers == [302] * 20, "shoppers are redirected while the database is down"
+            assert red.recorder.spool.pending, "the clicks went to the spool"
+            assert len(stored_click_ids(database_uri)) == 1
+        deadline = time.monotonic() + 15
+        while len(stored_click_ids(database_uri)) < 21 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        red.close()
+    assert len(stored_click_ids(database_uri)) == 21, "every spooled click was replayed"
+    assert not red.recorder.spool.pending
+
+
+class _database_refusing_writes:
+    """Hold the clicks table's write lock from another connection, longer than the writer waits."""
+
+    def __init__(self, database_uri: str) -> None:
+        self.uri = database_uri
+
+    def __enter__(self):
+        url = make_url(self.uri)
+        if url.get_backend_name() == "sqlite":
+            self.conn = sqlite3.connect(url.database, isolation_level=None)
+            self.conn.execute("BEGIN EXCLUSIVE")
+        else:
+            self.engine = create_engine(self.uri)
+            self.conn = self.engine.connect()
+            self.transaction = self.conn.begin()
+            self.conn.execute(text("LOCK TABLE clicks IN ACCESS EXCLUSIVE MODE"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if isinstance(self.conn, sqlite3.Connection):
+            self.conn.execute("ROLLBACK")
+            self.conn.close()
+        else:
+            self.transaction.rollback()
+            self.conn.close()
+            self.engine.dispose()
+
+
+DISK_FULL_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, sqlite3, sys, threading, time
+    from werkzeug.test import Client
+    from config import DevelopmentConfig
+    from redirector import create_redirector
+
+    db_path, code, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    config = DevelopmentConfig.as_dict()
+    red = create_redirector(config)
+    client = Client(red)
+    assert client.get("/r/" + code).status_code == 302  # reserves the spool while the disk has room
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # No file of this process may now be written past 256 kB: the database's log fills up within a
+    # few batches (and the spool, reserved earlier, has room for this test's clicks below that mark).
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
+    statuses, handed_out, lock = [], [], threading.Lock()
+    def click(n):
+        response = Client(red).get("/r/" + code, environ_base={"REMOTE_ADDR": f"198.51.100.{n % 250}"})
+        with lock:
+            statuses.append(response.status_code)
+            if "ct_click=" in response.headers["Location"]:
+                handed_out.append(response.headers["Location"].split("ct_click=")[1])
+    threads = [threading.Thread(target=click, args=(n,)) for n in range(total)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    spooled = red.recorder.spool.pending
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # the disk has room again
+    deadline = time.monotonic() + 20
+    while red.recorder.spool.pending and time.monotonic() < deadline:
+        time.sleep(0.2)
+    red.close()
+    print(json.dumps({"statuses": statuses, "spooled": spooled, "still_pending": red.recorder.spool.pending,
+                      "handed_out": handed_out}))
+    """
+)
+
+
+def test_disk_full_still_redirects_and_loses_nothing(app, database_uri, tmp_path):
+    if make_url(database_uri).get_backend_name() != "sqlite":
+        pytest.skip("disk full is simulated on the embedded SQLite database")
+    s = setup_link(app)
+    env = {
+        **os.environ,
+        "CLICKTRAIL_INSTANCE": str(tmp_path),
+        "DATABASE_URL": database_uri,
+        "SECRET_KEY": "disk-full-test",
+        "PYTHONPATH": str(ROOT),
+    }
+    total = 200
+    result = subprocess.run(
+        [sys.executable, "-c", DISK_FULL_SCRIPT, make_url(database_uri).database, s.link.code, str(total)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["statuses"] == [302] * total, "every shopper is redirected"
+    assert report["spooled"], "the disk-full path was exercised"
+    assert not report["still_pending"], "the spool was replayed once the disk had room"
+    assert len(report["handed_out"]) == total, "every click was acknowledged with its click id"
+    assert set(report["handed_out"]) <= stored_click_ids(database_uri), "and every acknowledged click is stored"
+
+
+def test_spool_survives_a_dead_process_and_is_replayed_by_another(tmp_path):
+    from redirector.spool import Spool
+
+    records = [{"click_id": f"c{n}"} for n in range(5)]
+    writer = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import os
+            from redirector.spool import Spool
+            spool = Spool({str(tmp_path)!r}, 1 << 20)
+            spool.open()
+            spool.append({records!r})
+            os._exit(0)  # dies without cleaning up, as kill -9 would
+        """)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert writer.returncode == 0, writer.stderr
+    survivor = Spool(str(tmp_path), 1 << 20)
+    survivor.open()
+    seen: list[dict] = []
+    assert survivor.replay(seen.extend) == 5
+    assert seen == records
+    assert len(list(Path(tmp_path).glob("*.spool"))) == 1, "the dead process's segment was removed"
