@@ -27,6 +27,7 @@ def create_app(config_class: type[Config] | None = None, overrides: dict | None 
     config_class.init_app(app)
 
     register_extensions(app)
+    register_read_only_requests(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_security(app)
@@ -52,6 +53,24 @@ def register_extensions(app: Flask) -> None:
         memory_cost=app.config["ARGON2_MEMORY_KIB"],
         parallelism=app.config["ARGON2_PARALLELISM"],
     )
+
+
+def register_read_only_requests(app: Flask) -> None:
+    """GET, HEAD and OPTIONS never change anything (C16), so their transactions only read."""
+    from flask import g, request
+
+    from affiliate.database import read_only
+
+    @app.before_request
+    def mark_read_only() -> None:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            g.read_only_token = read_only.set(True)
+
+    @app.teardown_request
+    def clear_read_only(exc: BaseException | None) -> None:
+        token = g.pop("read_only_token", None)
+        if token is not None:
+            read_only.reset(token)
 
 
 def register_blueprints(app: Flask) -> None:

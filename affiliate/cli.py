@@ -10,10 +10,13 @@ from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from affiliate.extensions import db
-from affiliate.models import Program, Role, User, UserStatus, utcnow
+from affiliate.demo import send_demo_clicks
+from affiliate.models import Click, Link, Program, Role, User, UserStatus, utcnow
 from affiliate.models.programs import AttributionModel, ProgramStatus
 from affiliate.services import accounts
+from affiliate.services.links import LinkRequest, create_link
 from affiliate.services.programs import ProgramSettings, save_program
+from redirector import Redirector
 
 DEMO_PASSWORD = "clicktrail-demo"  # noqa: S105 - the documented demo password
 DEMO_USERS = (
@@ -23,6 +26,14 @@ DEMO_USERS = (
     ("Alice Affiliate", "alice@demo.clicktrail.test", Role.AFFILIATE, UserStatus.ACTIVE),
     ("Bob Blogger", "bob@demo.clicktrail.test", Role.AFFILIATE, UserStatus.ACTIVE),
     ("Carol Coupons", "carol@demo.clicktrail.test", Role.AFFILIATE, UserStatus.PENDING),
+)
+DEMO_CLICKS = 2500
+DEMO_LINKS = (
+    ("alice@demo.clicktrail.test", "Newsletter", ("weekly", None, None, None, None), None),
+    ("alice@demo.clicktrail.test", "Blog sidebar", ("sidebar", "v2", None, None, None), "/kitchen"),
+    ("alice@demo.clicktrail.test", "Instagram bio", (None,) * 5, "https://www.example.com/spring-sale"),
+    ("bob@demo.clicktrail.test", "YouTube description", ("video-42", None, None, None, None), None),
+    ("bob@demo.clicktrail.test", "Podcast", (None,) * 5, "/podcast-offer"),
 )
 DEMO_PROGRAM = ProgramSettings(
     name="Demo Store",
@@ -76,7 +87,7 @@ def create_user(email: str, name: str | None, role: str, password_env: str) -> N
 @with_appcontext
 @click.option("--if-empty", is_flag=True, help="Do nothing when the database already has users.")
 def seed_demo(if_empty: bool) -> None:
-    """Create demo staff, affiliates and a program; running it again changes nothing."""
+    """Create demo staff, affiliates, a program, links and clicks; running it again changes nothing."""
     if if_empty and db.session.scalar(select(func.count()).select_from(User)):
         if db.session.scalar(select(User.id).where(User.email == DEMO_USERS[0][1])) is not None:
             _print_demo_logins()
@@ -103,9 +114,21 @@ def seed_demo(if_empty: bool) -> None:
             )
         if role == Role.ADMIN:
             admin = user
-    if db.session.scalar(select(Program.id).where(Program.name == DEMO_PROGRAM.name)) is None:
-        save_program(db.session, None, DEMO_PROGRAM, actor=admin, now=now)
+    program = db.session.scalar(select(Program).where(Program.name == DEMO_PROGRAM.name))
+    if program is None:
+        program = save_program(db.session, None, DEMO_PROGRAM, actor=admin, now=now)
+    if db.session.scalar(select(func.count()).select_from(Link)) == 0:
+        for email, campaign, subs, deep_link in DEMO_LINKS:
+            owner = db.session.scalar(select(User).where(User.email == email))
+            request = LinkRequest(program_id=program.id, campaign=campaign, subs=subs, deep_link=deep_link)
+            create_link(db.session, owner, request, now=now)
     db.session.commit()
+    if db.session.scalar(select(func.count()).select_from(Click)) == 0:
+        codes = list(db.session.scalars(select(Link.code).order_by(Link.id)))
+        db.session.commit()  # end our transaction: on SQLite it holds the write lock the redirector needs
+        config = dict(current_app.config)
+        landed = send_demo_clicks(lambda clock: Redirector(config, clock=clock), codes, DEMO_CLICKS, now)
+        click.echo(f"Sent {landed} demo clicks through the redirector.")
     _print_demo_logins()
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+
+# Set for work that only reads (the portal's GET requests): its SQLite transactions begin
+# DEFERRED, so a page being rendered never holds the write lock that clicks are waiting for.
+read_only: ContextVar[bool] = ContextVar("clicktrail_read_only", default=False)
 
 
 def configure_engine(engine: Engine, *, immediate: bool = True) -> None:
@@ -37,7 +43,7 @@ def _sqlite_on_connect(dbapi_connection, connection_record) -> None:
 
 
 def _sqlite_on_begin(connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    connection.exec_driver_sql("BEGIN" if read_only.get() else "BEGIN IMMEDIATE")
 
 
 def _sqlite_on_begin_deferred(connection) -> None:

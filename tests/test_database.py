@@ -4,6 +4,7 @@ import sqlite3
 import threading
 
 import pytest
+from flask import request
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -134,3 +135,32 @@ def test_foreign_keys_are_enforced(app):
             raise AssertionError("dangling referred_by accepted")
         except IntegrityError:
             db.session.rollback()
+
+
+def test_pages_being_read_do_not_hold_the_write_lock(app, client, auth):
+    """A GET's transaction begins DEFERRED on SQLite: clicks can be written while a page renders."""
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("SQLite locking")
+        path = db.engine.url.database
+    seen: list[bool] = []
+
+    @app.after_request
+    def try_to_write(response):
+        if request.path != "/account/":
+            return response
+        db.session.execute(text("SELECT 1"))  # the request's transaction is open now
+        other = sqlite3.connect(path, timeout=0.05)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            seen.append(True)
+        except sqlite3.OperationalError:
+            seen.append(False)
+        finally:
+            other.close()
+        return response
+
+    auth.login(make_affiliate(app).email)
+    client.get("/account/")
+    assert seen == [True]
