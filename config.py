@@ -94,6 +94,9 @@ class Config:
     CLICK_SPOOL_DIR = env_str("CLICK_SPOOL_DIR")
     CLICK_SPOOL_RESERVE_MB = env_int("CLICK_SPOOL_RESERVE_MB", 8)
     CLICK_BATCH_MAX = env_int("CLICK_BATCH_MAX", 256)
+    # On SQLite, FULL fsyncs every click batch; NORMAL (WAL) survives any process crash, kill -9
+    # included, and fsyncs at checkpoints, so only a power cut can drop the last moments of clicks.
+    CLICK_SQLITE_SYNCHRONOUS = env_str("CLICK_SQLITE_SYNCHRONOUS", "FULL")
     CLICK_WAIT_SECONDS = env_int("CLICK_WAIT_SECONDS", 10)
 
     @classmethod

@@ -14,7 +14,7 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 read_only: ContextVar[bool] = ContextVar("clicktrail_read_only", default=False)
 
 
-def configure_engine(engine: Engine, *, immediate: bool = True) -> None:
+def configure_engine(engine: Engine, *, immediate: bool = True, synchronous: str = "FULL") -> None:
     """Apply per-connection durability settings for the engine's dialect.
 
     SQLite: WAL, synchronous=FULL, foreign keys, a busy timeout, and every transaction
@@ -25,18 +25,24 @@ def configure_engine(engine: Engine, *, immediate: bool = True) -> None:
     they never queue behind writers for a lock they do not need.
     """
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_on_connect)
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+
+        def on_connect(dbapi_connection, connection_record) -> None:
+            _sqlite_on_connect(dbapi_connection, synchronous)
+
+        event.listen(engine, "connect", on_connect)
         event.listen(engine, "begin", _sqlite_on_begin if immediate else _sqlite_on_begin_deferred)
     elif engine.dialect.name == "postgresql":
         event.listen(engine, "connect", _postgresql_on_connect)
 
 
-def _sqlite_on_connect(dbapi_connection, connection_record) -> None:
+def _sqlite_on_connect(dbapi_connection, synchronous: str) -> None:
     # Let SQLAlchemy's "begin" event issue the BEGIN itself.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()

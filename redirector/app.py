@@ -5,16 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, urlencode
 
 import ada_url
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
-from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.http import parse_cookie
 
 from affiliate.database import configure_engine
 from affiliate.urls import destination_allowed
@@ -30,6 +31,7 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
 VISITOR_COOKIE = "ct_vid"
 SUB_MAX = 255
+JUDGED = ("protocol", "hostname", "username", "password")
 
 SECURITY_HEADERS = [
     ("Cache-Control", "no-store"),
@@ -59,11 +61,14 @@ class Redirector:
         self.visitor_max_age = int(config["VISITOR_COOKIE_DAYS"]) * 86400
         self.ip_key = hashlib.sha256(b"clicktrail-ip-hash:" + config["SECRET_KEY"].encode()).digest()
         self.geo = enrich.GeoLookup(config.get("GEOIP_DATABASE"))
-        self.links = LinkCache(self._reader_engine, float(config["LINK_CACHE_SECONDS"]))
+        self.links = LinkCache(self._reader_engine, float(config["LINK_CACHE_SECONDS"]), self.click_param)
+        sqlite = config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
         self.recorder = ClickRecorder(
             self._writer_engine,
             Spool(config["CLICK_SPOOL_DIR"], int(config["CLICK_SPOOL_RESERVE_MB"]) * 1024 * 1024),
             unique_window=timedelta(seconds=int(config["UNIQUE_CLICK_WINDOW_SECONDS"])),
+            # Writers of every process on one SQLite file queue here (see recorder.py).
+            lock_path=os.path.join(config["CLICK_SPOOL_DIR"], "writer.lock") if sqlite else None,
             batch_max=int(config["CLICK_BATCH_MAX"]),
             wait_seconds=float(config["CLICK_WAIT_SECONDS"]),
         )
@@ -71,13 +76,14 @@ class Redirector:
     # Engines are made on first use, inside the worker process, never before a fork.
     def _engine(self, *, immediate: bool) -> Engine:
         url = self.config["SQLALCHEMY_DATABASE_URI"]
-        options: dict = {"pool_pre_ping": True}
+        # One connection per request thread at most; a local SQLite file needs no liveness ping.
+        options: dict = {"pool_size": 8, "max_overflow": 56, "pool_pre_ping": not url.startswith("sqlite")}
         if url.startswith("postgresql"):
             # A database that hangs must not hang the shopper: give up and spool instead.
             timeouts = "-c lock_timeout=3000 -c statement_timeout=5000"
             options["connect_args"] = {"connect_timeout": 3, "options": timeouts}
         engine = create_engine(url, **options)
-        configure_engine(engine, immediate=immediate)
+        configure_engine(engine, immediate=immediate, synchronous=self.config["CLICK_SQLITE_SYNCHRONOUS"])
         return engine
 
     def _reader_engine(self) -> Engine:
@@ -131,28 +137,27 @@ class Redirector:
         query = _query(environ)
         click = self._facts(environ, method, target, query)
         click.update(click_id=click_id, visitor_id=visitor_id, clicked_at=now)
-        destination = self._destination(target, query)
-        if destination is None:
-            log.error("link %s resolves off its program's allowlist", target.link_id)
-            return _not_found(start_response)
-
         stored = self.recorder.record(click)
         headers = []
         if stored:
-            destination.search = _with_param(destination.search, self.click_param, click_id)
             headers.append(
-                ("Set-Cookie", dump_cookie(f"ct_{target.program_id}", click_id, max_age=target.cookie_days * 86400,
-                                           path="/", secure=self.secure_cookies, httponly=True, samesite="Lax"))
-            )  # fmt: skip
+                ("Set-Cookie", self._cookie(f"ct_{target.program_id}", click_id, target.cookie_days * 86400))
+            )
         else:
             # The shopper still lands, but nothing claims a click that was never stored.
             log.error("click on link %s could be stored neither in the database nor the spool", target.link_id)
         if new_visitor:
-            headers.append(
-                ("Set-Cookie", dump_cookie(VISITOR_COOKIE, visitor_id, max_age=self.visitor_max_age, path="/",
-                                           secure=self.secure_cookies, httponly=True, samesite="Lax"))
-            )  # fmt: skip
-        return _redirect(start_response, destination.href, headers)
+            headers.append(("Set-Cookie", self._cookie(VISITOR_COOKIE, visitor_id, self.visitor_max_age)))
+        location = self._location(target, click_id if stored else None, query)
+        if location is None:
+            log.error("link %s resolves off its program's allowlist", target.link_id)
+            return _not_found(start_response)
+        return _redirect(start_response, location, headers)
+
+    def _cookie(self, name: str, value: str, max_age: int) -> str:
+        """A Set-Cookie value; names and values here are URL-safe tokens that need no quoting."""
+        secure = "; Secure" if self.secure_cookies else ""
+        return f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax{secure}"
 
     def _facts(self, environ: dict, method: str, target: LinkTarget, query: dict[str, str]) -> dict:
         """Everything recorded about a click; enrichment failures leave fields empty."""
@@ -199,25 +204,25 @@ class Redirector:
             "fraud_reasons": None if target.earns else json.dumps(["affiliate_not_active"]),
         }
 
-    def _destination(self, target: LinkTarget, query: dict[str, str]) -> ada_url.URL | None:
-        """The destination with the visitor's utm_* parameters, judged as a browser would parse it.
+    def _location(self, target: LinkTarget, click_id: str | None, query: dict[str, str]) -> str | None:
+        """The destination plus the visitor's utm_* parameters and the click id, judged as a browser parses it.
 
-        Deep links were checked when created and again when cached; this is the last line of
-        defence. Adding the click id later only touches the query, never the host.
+        Only encoded query parameters are added to a destination checked when the link was
+        cached, so the host cannot change; the final Location is judged anyway (WHATWG rules).
         """
-        url = ada_url.URL(target.destination)
-        params = ada_url.URLSearchParams(url.search)
-        for key, value in query.items():
-            if key.startswith("utm_") and not params.has(key):
-                params.append(key, value)
-        url.search = str(params)
-        return url if destination_allowed(url.href, target.allowed_hosts) else None
-
-
-def _with_param(search: str, key: str, value: str) -> str:
-    params = ada_url.URLSearchParams(search)
-    params.set(key, value)
-    return str(params)
+        extra = [
+            (key, value) for key, value in query.items() if key.startswith("utm_") and key not in target.query_keys
+        ]
+        if click_id:
+            extra.append((self.click_param, click_id))
+        location = target.destination
+        if extra:
+            base, hash_mark, fragment = location.partition("#")
+            location = f"{base}{'&' if '?' in base else '?'}{urlencode(extra, quote_via=quote)}{hash_mark}{fragment}"
+        parts = ada_url.parse_url(location, attributes=JUDGED)
+        if parts["protocol"] != "https:" or parts["username"] or parts["password"]:
+            return None
+        return location if parts["hostname"] in target.allowed_hosts else None
 
 
 def _query(environ: dict) -> dict[str, str]:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+import ada_url
 from sqlalchemy.engine import Engine
 
-from affiliate.models import Link, Program, ProgramStatus, User, UserStatus
+from affiliate.models import ProgramStatus, UserStatus
 from affiliate.urls import destination_allowed, host_of
 
 log = logging.getLogger(__name__)
@@ -31,43 +32,32 @@ class LinkTarget:
     redirects: bool  # link and program both active
     earns: bool  # the affiliate is active: clicks of others are recorded but never earn
     subs: tuple[str | None, ...]
+    query_keys: frozenset[str]  # parameters the destination already carries
 
 
 class LookupFailed(Exception):
     """The database could not be asked and nothing is cached for this code."""
 
 
-QUERY = (
-    select(
-        Link.id,
-        Link.affiliate_id,
-        Link.program_id,
-        Link.active,
-        Link.deep_link,
-        Link.sub1,
-        Link.sub2,
-        Link.sub3,
-        Link.sub4,
-        Link.sub5,
-        Program.destination_url,
-        Program.allowed_hosts,
-        Program.fallback_url,
-        Program.cookie_days,
-        Program.status,
-        User.status,
-    )
-    .join(Program, Program.id == Link.program_id)
-    .join(User, User.id == Link.affiliate_id)
+# Raw SQL: a cache miss is on the shopper's path, and a compiled ORM query costs ten times as much.
+LOOKUP_SQL = (
+    "SELECT l.id, l.affiliate_id, l.program_id, l.active, l.deep_link, l.sub1, l.sub2, l.sub3, l.sub4, l.sub5, "
+    "p.destination_url, p.allowed_hosts, p.fallback_url, p.cookie_days, p.status, u.status "
+    "FROM links l JOIN programs p ON p.id = l.program_id JOIN users u ON u.id = l.affiliate_id "
+    "WHERE l.code = {mark}"
 )
 
 
 class LinkCache:
-    def __init__(self, engine_factory: Callable[[], Engine], ttl_seconds: float) -> None:
+    def __init__(self, engine_factory: Callable[[], Engine], ttl_seconds: float, click_param: str) -> None:
+        self.click_param = click_param
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
+        self._sql = ""
         self.ttl = ttl_seconds
         self._entries: dict[str, tuple[float, LinkTarget | None]] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     def get(self, code: str) -> LinkTarget | None:
         now = time.monotonic()
@@ -91,11 +81,36 @@ class LinkCache:
         if self._engine is not None:
             self._engine.dispose()
 
+    def _cursor(self):
+        """A DBAPI cursor of this thread's own reader connection, kept between requests."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._engine_factory()
+                    self._sql = LOOKUP_SQL.format(mark="?" if self._engine.dialect.name == "sqlite" else "%s")
+            self._local.connection = self._engine.raw_connection()
+            cursor = self._local.cursor = self._local.connection.cursor()
+        return cursor
+
+    def _query(self, code: str):
+        try:
+            cursor = self._cursor()
+            cursor.execute(self._sql, (code,))
+            row = cursor.fetchone()
+            self._local.connection.rollback()  # end the read transaction: no snapshot held open
+            return row
+        except Exception:
+            # A broken connection is dropped; the next lookup of this thread opens a fresh one.
+            self._local.cursor = None
+            connection, self._local.connection = getattr(self._local, "connection", None), None
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.invalidate()
+            raise
+
     def _load(self, code: str) -> LinkTarget | None:
-        if self._engine is None:
-            self._engine = self._engine_factory()
-        with self._engine.connect() as conn:
-            row = conn.execute(QUERY.where(Link.code == code)).first()
+        row = self._query(code)
         if row is None:
             return None
         (link_id, affiliate_id, program_id, active, deep_link, s1, s2, s3, s4, s5,
@@ -104,15 +119,20 @@ class LinkCache:
         if deep_link and not destination_allowed(deep_link, hosts):
             log.warning("link %s deep link is off the program's allowlist now; using the destination", link_id)
             deep_link = None
+        url = ada_url.URL(deep_link or destination)
+        params = ada_url.URLSearchParams(url.search)
+        params.delete(self.click_param)  # the redirector adds its own
+        url.search = str(params)
         return LinkTarget(
             link_id=link_id,
             affiliate_id=affiliate_id,
             program_id=program_id,
-            destination=deep_link or destination,
+            destination=url.href,
             allowed_hosts=hosts,
             fallback_url=fallback,
             cookie_days=cookie_days,
             redirects=bool(active) and program_status == ProgramStatus.ACTIVE,
             earns=user_status == UserStatus.ACTIVE,
             subs=(s1, s2, s3, s4, s5),
+            query_keys=frozenset(params.keys()),
         )
