@@ -90,13 +90,11 @@ class Config:
     VISITOR_COOKIE_DAYS = env_int("VISITOR_COOKIE_DAYS", 730)
     UNIQUE_CLICK_WINDOW_SECONDS = env_int("UNIQUE_CLICK_WINDOW_SECONDS", 3600)
     LINK_CACHE_SECONDS = env_int("LINK_CACHE_SECONDS", 30)
-    # Where clicks wait when the database cannot take them; defaults to <instance>/spool.
-    CLICK_SPOOL_DIR = env_str("CLICK_SPOOL_DIR")
-    CLICK_SPOOL_RESERVE_MB = env_int("CLICK_SPOOL_RESERVE_MB", 8)
+    # The click log: where every click is made durable before its redirect, until it is in the
+    # database. Defaults to <instance>/clicklog; put it on local disk.
+    CLICK_LOG_DIR = env_str("CLICK_LOG_DIR")
+    CLICK_LOG_SEGMENT_MB = env_int("CLICK_LOG_SEGMENT_MB", 8)
     CLICK_BATCH_MAX = env_int("CLICK_BATCH_MAX", 256)
-    # On SQLite, FULL fsyncs every click batch; NORMAL (WAL) survives any process crash, kill -9
-    # included, and fsyncs at checkpoints, so only a power cut can drop the last moments of clicks.
-    CLICK_SQLITE_SYNCHRONOUS = env_str("CLICK_SQLITE_SYNCHRONOUS", "FULL")
     CLICK_WAIT_SECONDS = env_int("CLICK_WAIT_SECONDS", 10)
 
     @classmethod
@@ -111,8 +109,8 @@ class Config:
         instance.mkdir(parents=True, exist_ok=True)
         if not config.get("SQLALCHEMY_DATABASE_URI"):
             config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'clicktrail.db'}"
-        if not config.get("CLICK_SPOOL_DIR"):
-            config["CLICK_SPOOL_DIR"] = str(instance / "spool")
+        if not config.get("CLICK_LOG_DIR"):
+            config["CLICK_LOG_DIR"] = str(instance / "clicklog")
 
     @classmethod
     def as_dict(cls) -> dict:

@@ -9,8 +9,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from affiliate.extensions import db
 from affiliate.demo import send_demo_clicks
+from affiliate.extensions import db
 from affiliate.models import Click, Link, Program, Role, User, UserStatus, utcnow
 from affiliate.models.programs import AttributionModel, ProgramStatus
 from affiliate.services import accounts

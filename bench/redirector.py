@@ -66,7 +66,7 @@ LANGUAGES = [
     "it-IT,it;q=0.8",
     "pl-PL,pl;q=0.9",
 ]
-LOG_PATTERN = re.compile(r"error|exception|traceback|warning|locked|spool|not stored|not confirmed", re.IGNORECASE)
+LOG_PATTERN = re.compile(r"error|exception|traceback|warning|locked|refused|not confirmed", re.IGNORECASE)
 
 # (weight, template) for browsers, roughly today's mix of platforms; _browser_fields fills them in.
 BROWSERS = (
@@ -641,12 +641,19 @@ def stored_click_ids(database: Path) -> set[str]:
         return {row[0] for row in connection.execute("SELECT click_id FROM clicks")}
 
 
-def spooled_clicks(instance: Path) -> int:
-    """Clicks waiting in the redirector's spool files (stored, but not yet in the database)."""
+def logged_clicks(instance: Path) -> int:
+    """Clicks waiting in the redirector's click log (durable, but not yet in the database)."""
     count = 0
-    for path in (instance / "spool").glob("*.spool"):
-        count += sum(1 for line in path.read_bytes().split(b"\n") if line.strip(b"\0"))
+    for path in (instance / "clicklog").glob("clicks-*.log"):
+        count += sum(1 for line in path.read_bytes().split(b"\0", 1)[0].split(b"\n") if line)
     return count
+
+
+def wait_for_ingest(instance: Path, timeout: float = 30.0) -> None:
+    """Give the redirector's ingesters time to move the click log into the database."""
+    deadline = time.monotonic() + timeout
+    while logged_clicks(instance) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def run(duration: int, workdir: Path) -> dict[str, Any]:
@@ -679,17 +686,18 @@ def run(duration: int, workdir: Path) -> dict[str, Any]:
         sampler.start()
         try:
             real = run_wrk(wrk, server, tracked_lua, duration)
+            wait_for_ingest(instance)
         finally:
             rss = sampler.finish()
         say(f"redirector: worker RSS peak {', '.join(f'{pid}={mb:.1f} MB' for pid, mb in sampler.peak.items())}")
     stored_ids = stored_click_ids(database) - before
     acknowledged_ids = set(ids_path.read_text().split()) if ids_path.exists() else set()
     lost = len(acknowledged_ids - stored_ids)
-    spooled = spooled_clicks(instance)
+    waiting = logged_clicks(instance)
     say(
         f"redirector: acknowledged {real.redirects} (ids read {len(acknowledged_ids)}), stored {len(stored_ids)}, "
         f"acknowledged but not stored {lost}, stored but unanswered when wrk stopped "
-        f"{len(stored_ids - acknowledged_ids)}, still in the spool {spooled}"
+        f"{len(stored_ids - acknowledged_ids)}, still in the click log {waiting}"
     )
 
     before_naive = len(stored_click_ids(database))

@@ -1,15 +1,16 @@
-"""Group commit: every click is stored (or spooled) before its redirect is answered.
+"""Clicks are made durable in the click log before their redirect is answered, then ingested.
 
-Request threads queue their click; the first one finds no write in progress and becomes
-the leader: it takes everything queued (its own click included), stores it in one
-transaction, wakes those waiting, and hands the lead to the next waiter if more clicks
-queued meanwhile. Many concurrent clicks so share one commit and one fsync, with no
-extra thread to hand work to. If the database fails, the batch goes to the local spool
-and is replayed once the database takes writes again.
+Request threads queue their click; the first one finds no append in progress and becomes
+the leader: it writes everything queued (its own click included) to the click log with
+one fdatasync, wakes those waiting, and hands the lead to the next waiter if more clicks
+queued meanwhile. Many concurrent clicks so share one sync, with no thread hand-off.
 
-On SQLite the processes of one server also take turns through a file lock, which wakes
-the next writer the moment the last one is done, instead of SQLite's busy handler that
-sleeps and retries (and lets one process starve the other).
+An ingester thread moves the log into the database in large batches, computing each
+click's unique flag on the way, so the shopper never waits for index updates and a
+database that is down or full only makes the log longer until it is back. On SQLite the
+processes of one server take turns through a file lock, which wakes the next writer the
+moment the last one is done (SQLite's own busy handler sleeps and retries, and lets one
+process starve another).
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
 from affiliate.models import Click
-from redirector.spool import Spool
+from redirector.clicklog import ClickLog
 
 log = logging.getLogger(__name__)
 
 COLUMNS = tuple(column.name for column in Click.__table__.columns if column.name != "id")
-REPLAY_INTERVAL_SECONDS = 2.0
+INGEST_INTERVAL_SECONDS = 0.05
+RETRY_SECONDS = 2.0
 
 
 class _Ticket:
@@ -46,7 +49,7 @@ class ClickRecorder:
     def __init__(
         self,
         engine_factory: Callable[[], Engine],
-        spool: Spool,
+        click_log: ClickLog,
         *,
         unique_window: timedelta,
         lock_path: str | None = None,
@@ -56,7 +59,7 @@ class ClickRecorder:
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._store: _Store | None = None
-        self.spool = spool
+        self.log = click_log
         self.unique_window = unique_window
         self.lock_path = lock_path
         self._lock_fd: int | None = None
@@ -67,10 +70,13 @@ class ClickRecorder:
         self._busy = False
         self._started = False
         self._stopping = threading.Event()
-        self._replayer: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._ingester: threading.Thread | None = None
+        self._ingest_lock = threading.Lock()
+        self.database_ok = True
 
     def record(self, click: dict) -> bool:
-        """Store one click; return True once it is in the database or the spool."""
+        """Make one click durable; return True once it is in the click log."""
         if not self._started:
             self._start()
         ticket = _Ticket(click)
@@ -88,13 +94,20 @@ class ClickRecorder:
         return ticket.stored
 
     def _lead(self) -> None:
-        """Write one batch, then pass the lead on (or put it down when nothing waits)."""
+        """Append one batch, then pass the lead on (or put it down when nothing waits)."""
         with self._mutex:
             batch = self._pending[: self.batch_max]
             del self._pending[: len(batch)]
+        stored = False
         try:
-            self._write(batch)
+            self.log.append(_to_json(ticket.click) for ticket in batch)
+            stored = True
+        except Exception:
+            log.exception("could not write %d clicks to the click log", len(batch))
         finally:
+            for ticket in batch:
+                ticket.stored = stored
+                ticket.done.set()
             with self._mutex:
                 if self._pending:
                     successor = self._pending[0]
@@ -102,23 +115,38 @@ class ClickRecorder:
                     successor.done.set()
                 else:
                     self._busy = False
+        self._wake.set()
 
     def _start(self) -> None:
         with self._mutex:
             if self._started:
                 return
-            self.spool.open()
+            self.log.open()
             if self.lock_path:
                 self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._replayer = threading.Thread(target=self._replay_loop, name="click-spool-replay", daemon=True)
-            self._replayer.start()
+            self._ingester = threading.Thread(target=self._ingest_loop, name="click-ingester", daemon=True)
+            self._ingester.start()
             self._started = True
 
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Ingest everything logged so far; return True when the log is empty."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.ingest()
+            if not self.log.pending:
+                return True
+            time.sleep(0.05)
+        return False
+
     def close(self) -> None:
-        """Stop replaying, write what is queued, and close database connections."""
+        """Ingest what is logged (if the database takes it), stop, and close connections."""
         self._stopping.set()
-        if self._replayer is not None:
-            self._replayer.join(timeout=self.wait_seconds)
+        self._wake.set()
+        if self._ingester is not None:
+            self._ingester.join(timeout=self.wait_seconds)
+        if self._started:
+            self.ingest()
+        self.log.close()
         if self._engine is not None:
             self._engine.dispose()
 
@@ -129,55 +157,40 @@ class ClickRecorder:
             self._store = _Store(self._engine, self.unique_window)
         return self._store
 
-    def _write(self, batch: list[_Ticket]) -> None:
-        clicks = [ticket.click for ticket in batch if ticket.click]
-        stored = False
-        try:
-            with self._exclusive():
-                self.store.insert(clicks)
-            stored = True
-        except Exception:
-            log.warning("database refused %d clicks; spooling them", len(clicks), exc_info=True)
+    def _ingest_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(INGEST_INTERVAL_SECONDS if self.database_ok else RETRY_SECONDS)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            # Let a few more clicks join the batch: bigger batches share index work.
+            time.sleep(INGEST_INTERVAL_SECONDS)
+            self.ingest()
+
+    def ingest(self) -> int:
+        """Move logged clicks into the database; return how many moved."""
+        with self._ingest_lock:
+            self.log.seal()
             try:
-                self.spool.append(_to_json(click) for click in clicks)
-                stored = True
-            except OSError:
-                log.exception("could not spool %d clicks", len(clicks))
-        for ticket in batch:
-            ticket.stored = stored
-            ticket.done.set()
+                moved = self.log.ingest(self._store_records)
+            except Exception:
+                if self.database_ok:
+                    log.warning("database refused logged clicks; they stay in the click log", exc_info=True)
+                self.database_ok = False
+                return 0
+            if not self.database_ok:
+                log.warning("database is taking clicks again")
+            self.database_ok = True
+            return moved
+
+    def _store_records(self, records: list[dict]) -> None:
+        clicks = [_from_json(record) for record in records]
+        for start in range(0, len(clicks), 2000):
+            with self._exclusive():
+                self.store.insert(clicks[start : start + 2000])
 
     def _exclusive(self):
         return _FileLock(self._lock_fd)
-
-    def _replay_loop(self) -> None:
-        while not self._stopping.wait(REPLAY_INTERVAL_SECONDS):
-            self.replay_spool()
-
-    def replay_spool(self) -> int:
-        """Move spooled clicks into the database if it takes them; return how many moved."""
-        with self._mutex:
-            if self._busy:
-                return 0  # a leader is writing; try again on the next tick
-            self._busy = True
-        try:
-            with self._exclusive():
-                count = self.spool.replay(lambda records: self.store.insert([_from_json(r) for r in records],
-                                                                            ignore_duplicates=True))  # fmt: skip
-        except Exception:
-            log.info("click spool replay deferred: database still refusing", exc_info=True)
-            count = 0
-        finally:
-            with self._mutex:
-                if self._pending:
-                    successor = self._pending[0]
-                    successor.lead = True
-                    successor.done.set()
-                else:
-                    self._busy = False
-        if count:
-            log.warning("replayed %d spooled clicks into the database", count)
-        return count
 
 
 class _FileLock:
@@ -205,9 +218,8 @@ class _Store:
         mark = "?" if self.sqlite else "%s"
         columns = ", ".join(COLUMNS)
         values = ", ".join([mark] * len(COLUMNS))
-        self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values})"  # noqa: S608 - fixed column names
-        conflict = " ON CONFLICT (click_id) DO NOTHING"
-        self.insert_ignore_sql = self.insert_sql + conflict
+        # Fixed column names and placeholders only; every value is bound.
+        self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values}) ON CONFLICT (click_id) DO NOTHING"  # noqa: S608
         self.mark = mark
         self.recent_sql = f"SELECT link_id, visitor_id, fingerprint, clicked_at FROM clicks WHERE clicked_at >= {mark}"
 
@@ -215,7 +227,8 @@ class _Store:
         # SQLite keeps UTC wall time as text, in the same form the ORM's UTCDateTime writes.
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds") if self.sqlite else value
 
-    def insert(self, clicks: list[dict], *, ignore_duplicates: bool = False) -> None:
+    def insert(self, clicks: list[dict]) -> None:
+        """Insert clicks, skipping any already stored (a log replayed after a crash)."""
         if not clicks:
             return
         with self.engine.begin() as conn:
@@ -224,7 +237,7 @@ class _Store:
                 tuple(self._time(click[name]) if name == "clicked_at" else click[name] for name in COLUMNS)
                 for click in clicks
             ]
-            conn.exec_driver_sql(self.insert_ignore_sql if ignore_duplicates else self.insert_sql, rows)
+            conn.exec_driver_sql(self.insert_sql, rows)
 
     def _mark_unique(self, conn, clicks: list[dict]) -> None:
         """A click is unique unless its visitor or device clicked the same link within the window.
@@ -256,7 +269,7 @@ class _Store:
 
 
 def _to_json(click: dict) -> dict:
-    """A compact spool record: empty fields left out, the time as ISO 8601."""
+    """A compact log record: empty fields left out, the time as ISO 8601."""
     record = {key: value for key, value in click.items() if value is not None}
     record["clicked_at"] = click["clicked_at"].isoformat()
     return record

@@ -25,6 +25,7 @@ from affiliate.extensions import db
 from config import TestingConfig, normalise_database_url
 from redirector import Redirector, create_redirector
 from tests.factories import Auth, Visitor
+from tests.redirector.helpers import live
 
 SERVER_URL = normalise_database_url(os.environ.get("CLICKTRAIL_TEST_DATABASE_URL"))
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -135,7 +136,7 @@ def auth(client) -> Auth:
 @pytest.fixture
 def redirector(app) -> Iterator[Redirector]:
     """The click redirector on the same database and settings as ``app``."""
-    red = create_redirector(app.config)
+    red = live(create_redirector(app.config))
     yield red
     red.close()
 

@@ -67,6 +67,7 @@ def test_counts_raw_human_unique_and_pause(app, client, auth, redirector):
     first.get(f"/r/{link.code}", headers={"User-Agent": CHROME})
     first.get(f"/r/{link.code}", headers={"User-Agent": CHROME})
     second.get(f"/r/{link.code}", headers={"User-Agent": "facebookexternalhit/1.1"})
+    assert redirector.recorder.flush()  # clicks reach the database moments after their redirect
     auth.login(alice.email)
     page = client.get("/partner/links/").get_data(as_text=True)
     assert re.search(r'<td class="num">3</td><td class="num">2</td><td class="num">1</td>', page), page

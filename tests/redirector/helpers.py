@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -41,7 +42,18 @@ def setup_link(app, **link_overrides) -> Setup:
     return Setup(admin, affiliate, program, link)
 
 
+# Redirectors a test is using: reading clicks first ingests what their click logs hold.
+LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def live(redirector):
+    LIVE.add(redirector)
+    return redirector
+
+
 def all_clicks(app) -> list[Click]:
+    for redirector in list(LIVE):
+        assert redirector.recorder.flush(), "the click log drains into the database"
     with app.app_context():
         clicks = db.session.scalars(select(Click).order_by(Click.id)).all()
         for click in clicks:

@@ -10,7 +10,7 @@ from affiliate.extensions import db
 from affiliate.models import Link, Program, User
 from redirector import Redirector, create_redirector
 from tests.factories import Visitor
-from tests.redirector.helpers import CHROME, IPHONE, all_clicks, setup_link
+from tests.redirector.helpers import CHROME, IPHONE, all_clicks, live, setup_link
 
 
 def test_click_redirects_once_with_click_id_and_cookies(app, shopper):
@@ -48,7 +48,7 @@ def test_every_field_is_recorded(app, shopper):
         environ_base={"REMOTE_ADDR": "81.2.69.160"},
     )
     [click] = all_clicks(app)
-    assert len(click.click_id) == 22 and len(click.visitor_id) == 22
+    assert len(click.click_id) == 32 and len(click.visitor_id) == 32
     assert (click.link_id, click.affiliate_id, click.program_id) == (s.link.id, s.affiliate.id, s.program.id)
     assert click.ip == "81.2.69.160" and click.ip_prefix == "81.2.69.0/24" and len(click.ip_hash) == 64
     assert "81.2.69.160" not in click.ip_hash
@@ -125,7 +125,7 @@ def test_clicks_outside_the_window_are_unique_again(app, database_uri):
 
     s = setup_link(app)
     now = [datetime(2026, 1, 1, 12, 0, tzinfo=UTC)]
-    red = Redirector(dict(app.config), clock=lambda: now[0])
+    red = live(Redirector(dict(app.config), clock=lambda: now[0]))
     try:
         client = Visitor(red, "198.51.100.1")
         for step in (0, 3599, 2):  # t=0 unique; t=59:59 repeat; t=60:01 past the hour from the first
@@ -142,7 +142,7 @@ def test_paused_and_unknown_links(app, shopper):
     with app.app_context():
         db.session.get(Link, s.link.id).active = False
         db.session.commit()
-    fresh = create_redirector({**app.config, "LINK_CACHE_SECONDS": 0})
+    fresh = live(create_redirector({**app.config, "LINK_CACHE_SECONDS": 0}))
     try:
         paused = Visitor(fresh).get(f"/r/{s.link.code}")
         assert paused.status_code == 404 and b"Link not found" in paused.data
@@ -182,7 +182,7 @@ def test_tampered_or_oversized_cookies_get_a_fresh_visitor_id(app, redirector, c
     response = Visitor(redirector).get(f"/r/{s.link.code}", headers={"Cookie": cookie, "User-Agent": CHROME})
     assert response.status_code == 302
     [click] = all_clicks(app)
-    assert len(click.visitor_id) == 22 and click.visitor_id != "short"
+    assert len(click.visitor_id) == 32 and click.visitor_id != "short"
 
 
 def test_other_methods_get_clear_answers_and_record_nothing(app, shopper):
