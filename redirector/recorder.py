@@ -221,7 +221,7 @@ class _Store:
         # Fixed column names and placeholders only; every value is bound.
         self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values}) ON CONFLICT (click_id) DO NOTHING"  # noqa: S608
         self.mark = mark
-        self.recent_sql = f"SELECT link_id, visitor_id, fingerprint, clicked_at FROM clicks WHERE clicked_at >= {mark}"
+        self.recent_sql = "SELECT link_id, visitor_id, fingerprint, clicked_at FROM clicks WHERE clicked_at >= " + mark
 
     def _time(self, value: datetime) -> datetime | str:
         # SQLite keeps UTC wall time as text, in the same form the ORM's UTCDateTime writes.
