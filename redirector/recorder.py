@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 COLUMNS = tuple(column.name for column in Click.__table__.columns if column.name != "id")
 INGEST_INTERVAL_SECONDS = 0.05
 RETRY_SECONDS = 2.0
+RECENT_SQL = {
+    "?": "SELECT link_id, visitor_id, fingerprint, clicked_at FROM clicks WHERE clicked_at >= ?",
+    "%s": "SELECT link_id, visitor_id, fingerprint, clicked_at FROM clicks WHERE clicked_at >= %s",
+}
 
 
 class _Ticket:
@@ -221,7 +225,7 @@ class _Store:
         # Fixed column names and placeholders only; every value is bound.
         self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values}) ON CONFLICT (click_id) DO NOTHING"  # noqa: S608
         self.mark = mark
-        self.recent_sql = "SELECT link_id, visitor_id, fingerprint, clicked_at FROM clicks WHERE clicked_at >= " + mark
+        self.recent_sql = RECENT_SQL[mark]
 
     def _time(self, value: datetime) -> datetime | str:
         # SQLite keeps UTC wall time as text, in the same form the ORM's UTCDateTime writes.
