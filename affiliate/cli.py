@@ -139,4 +139,18 @@ def _print_demo_logins() -> None:
         click.echo(f"  {role.value:<9} {email}{note}")
 
 
-commands = (create_user, seed_demo)
+@click.command("ingest-clicks")
+@with_appcontext
+def ingest_clicks() -> None:
+    """Move clicks left in the click log (by a stopped or killed redirector) into the database."""
+    redirector = Redirector(dict(current_app.config))
+    try:
+        moved = redirector.recorder.ingest()
+    finally:
+        redirector.close()
+    if not redirector.recorder.database_ok:
+        raise click.ClickException("the database refused the clicks; they stay in the click log")
+    click.echo(f"Ingested {moved} clicks from {current_app.config['CLICK_LOG_DIR']}.")
+
+
+commands = (create_user, seed_demo, ingest_clicks)

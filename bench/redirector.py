@@ -41,7 +41,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
 WORKERS = 2
-BLOCKING_THREADS = 32
+BLOCKING_THREADS = int(os.environ.get("BENCH_BLOCKING_THREADS", "32"))
 CONNECTIONS = 32
 WRK_THREADS = 2
 WRK_TIMEOUT_SECONDS = 30

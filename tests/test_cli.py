@@ -59,3 +59,36 @@ def test_seed_demo_is_idempotent_and_logins_work(app, runner, client):
     for _, email, _, _ in DEMO_USERS:
         assert auth.login(email, DEMO_PASSWORD).status_code == 302, email
         auth.logout()
+
+
+def test_ingest_clicks_moves_a_dead_redirectors_log_into_the_database(app, runner, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from affiliate.models import Click
+    from tests.redirector.helpers import setup_link
+
+    s = setup_link(app)
+    log_dir = app.config["CLICK_LOG_DIR"]
+    record = {"click_id": "01M8DEADPROCESSxxxxxxxxxxxxxxxx1", "link_id": s.link.id, "affiliate_id": s.affiliate.id,
+              "program_id": s.program.id, "clicked_at": "2026-11-24T01:00:00+00:00", "is_bot": False,
+              "visitor_id": "01M8VISITORxxxxxxxxxxxxxxxxxxxx", "fingerprint": "f" * 32, "fraud_score": 0}  # fmt: skip
+    script = textwrap.dedent(f"""
+        import os
+        from redirector.clicklog import ClickLog
+        log = ClickLog({log_dir!r}, 1 << 16)
+        log.open()
+        log.append([{record!r}])
+        os._exit(0)
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", script], cwd=root, env={**os.environ, "PYTHONPATH": root}, check=True,
+                   timeout=30)  # fmt: skip
+    result = runner.invoke(args=["ingest-clicks"])
+    assert result.exit_code == 0, result.output
+    assert "Ingested 1 clicks" in result.output
+    with app.app_context():
+        [click] = db.session.scalars(select(Click)).all()
+        assert click.click_id == record["click_id"] and click.is_unique is True
