@@ -82,3 +82,14 @@ def test_payout_details_are_validated_and_audited(app, client, auth):
         user = db.session.get(User, alice.id)
         assert (user.payout_method, user.payout_iban) == ("bank", "GB82WEST12345698765432")
         assert user.payout_details_changed_at is not None and user.has_payout_details
+
+
+def test_affiliate_list_pages_keep_the_filter(app, client, auth):
+    admin = make_admin(app)
+    for n in range(55):
+        make_affiliate(app, name=f"Waiting {n:02d}", status="pending")
+    auth.login(admin.email)
+    first = client.get("/admin/affiliates/?status=pending").get_data(as_text=True)
+    assert "Page 1 of 2" in first and "/admin/affiliates/?page=2&amp;status=pending" in first
+    second = client.get("/admin/affiliates/?status=pending&page=2").get_data(as_text=True)
+    assert "Page 2 of 2" in second and second.count("Waiting ") == 5
