@@ -139,6 +139,10 @@ class Redirector:
         query = _query(environ)
         click = self._facts(environ, method, target, query)
         click.update(click_id=click_id, visitor_id=visitor_id, clicked_at=now)
+        destination = self._destination(target, query)
+        if destination is None:
+            log.error("link %s resolves off its program's allowlist", target.link_id)
+            return _not_found(start_response)
         stored = self.recorder.record(click)
         headers = []
         if stored:
@@ -150,10 +154,7 @@ class Redirector:
             log.error("click on link %s could not be written to the click log", target.link_id)
         if new_visitor:
             headers.append(("Set-Cookie", self._cookie(VISITOR_COOKIE, visitor_id, self.visitor_max_age)))
-        location = self._location(target, click_id if stored else None, query)
-        if location is None:
-            log.error("link %s resolves off its program's allowlist", target.link_id)
-            return _not_found(start_response)
+        location = _add_query(destination, urlencode([(self.click_param, click_id)])) if stored else destination
         return _redirect(start_response, location, headers)
 
     def _cookie(self, name: str, value: str, max_age: int) -> str:
@@ -206,25 +207,26 @@ class Redirector:
             "fraud_reasons": None if target.earns else json.dumps(["affiliate_not_active"]),
         }
 
-    def _location(self, target: LinkTarget, click_id: str | None, query: dict[str, str]) -> str | None:
-        """The destination plus the visitor's utm_* parameters and the click id, judged as a browser parses it.
+    def _destination(self, target: LinkTarget, query: dict[str, str]) -> str | None:
+        """The destination plus the visitor's utm_* parameters, judged as a browser parses it (WHATWG).
 
-        Only encoded query parameters are added to a destination checked when the link was
-        cached, so the host cannot change; the final Location is judged anyway (WHATWG rules).
+        Only encoded query parameters are ever added to a destination checked when the link
+        was cached, and then the URL-safe click id, so the host cannot change; it is judged anyway.
         """
         extra = [
             (key, value) for key, value in query.items() if key.startswith("utm_") and key not in target.query_keys
         ]
-        if click_id:
-            extra.append((self.click_param, click_id))
-        location = target.destination
-        if extra:
-            base, hash_mark, fragment = location.partition("#")
-            location = f"{base}{'&' if '?' in base else '?'}{urlencode(extra, quote_via=quote)}{hash_mark}{fragment}"
+        location = _add_query(target.destination, urlencode(extra, quote_via=quote)) if extra else target.destination
         parts = ada_url.parse_url(location, attributes=JUDGED)
         if parts["protocol"] != "https:" or parts["username"] or parts["password"]:
             return None
         return location if parts["hostname"] in target.allowed_hosts else None
+
+
+def _add_query(url: str, encoded: str) -> str:
+    """Append already-encoded parameters to a URL's query, before any fragment."""
+    base, hash_mark, fragment = url.partition("#")
+    return f"{base}{'&' if '?' in base else '?'}{encoded}{hash_mark}{fragment}"
 
 
 def new_id() -> str:
