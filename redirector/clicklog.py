@@ -30,7 +30,7 @@ PATTERN = "clicks-*.log"
 
 
 class LogFull(OSError):
-    pass
+    """A write the click log cannot take."""
 
 
 @dataclass

@@ -27,23 +27,23 @@ class AccountError(Exception):
 
 
 class EmailTaken(AccountError):
-    pass
+    """An account with this email exists already."""
 
 
 class WeakPassword(AccountError):
-    pass
+    """The password does not meet the policy."""
 
 
 class InvalidCredentials(AccountError):
-    pass
+    """The email and password do not match an account."""
 
 
 class LoginThrottled(AccountError):
-    pass
+    """Too many recent failed sign-ins for this email or address."""
 
 
 class InvalidTransition(AccountError):
-    pass
+    """The affiliate's status does not allow that decision."""
 
 
 @dataclass(frozen=True)
