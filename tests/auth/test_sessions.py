@@ -84,3 +84,39 @@ def test_production_cookies_are_secure():
 
     assert ProductionConfig.SESSION_COOKIE_SECURE is True
     assert ProductionConfig.REMEMBER_COOKIE_SECURE is True
+
+
+def _session_ip(app) -> str:
+    from sqlalchemy import select
+
+    from affiliate.extensions import db
+    from affiliate.models import UserSession
+
+    with app.app_context():
+        return db.session.scalars(select(UserSession.ip).order_by(UserSession.id.desc())).first()
+
+
+def test_spoofed_forwarded_for_is_ignored_by_the_portal(app, client, auth):
+    """C22: without trusted proxies the socket peer is the client, whatever X-Forwarded-For says."""
+    alice = make_affiliate(app)
+    token = auth.token()
+    client.post("/login", data={"email": alice.email, "password": PASSWORD, "csrf_token": token},
+                headers={"X-Forwarded-For": "8.8.8.8"}, environ_base={"REMOTE_ADDR": "198.51.100.9"})  # fmt: skip
+    assert _session_ip(app) == "198.51.100.9"
+
+
+def test_trusted_proxy_hop_is_believed(database_uri):
+    from tests.conftest import build_app
+    from tests.factories import Auth
+
+    app = build_app(database_uri, TRUSTED_PROXY_COUNT=1)
+    alice = make_affiliate(app)
+    client = app.test_client()
+    token = Auth(client).token()
+    client.post(
+        "/login",
+        data={"email": alice.email, "password": PASSWORD, "csrf_token": token},
+        headers={"X-Forwarded-For": "8.8.8.8, 203.0.113.20"},
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+    )
+    assert _session_ip(app) == "203.0.113.20"
