@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -336,11 +336,12 @@ def create_database(instance: Path, database: Path, env: dict[str, str]) -> list
     )
 
     from affiliate import create_app
+    from affiliate.cli import DEMO_PROGRAM
     from affiliate.extensions import db
-    from affiliate.models import AttributionModel, ProgramStatus, Role, UserStatus, utcnow
+    from affiliate.models import Role, UserStatus, utcnow
     from affiliate.services.accounts import create_user
     from affiliate.services.links import LinkRequest, create_link
-    from affiliate.services.programs import ProgramSettings, save_program
+    from affiliate.services.programs import save_program
     from config import DevelopmentConfig
 
     app = create_app(
@@ -383,19 +384,14 @@ def create_database(instance: Path, database: Path, env: dict[str, str]) -> list
             )
             for n in range(AFFILIATES)
         ]
-        settings = ProgramSettings(
+        # The demo program's terms, on the bench's own destination.
+        settings = replace(
+            DEMO_PROGRAM,
             name="Bench Store",
             description="Benchmark program",
-            status=ProgramStatus.ACTIVE,
             destination_url=DESTINATION,
             allowed_hosts=("shop.example.com",),
             fallback_url=None,
-            attribution_window_days=30,
-            cookie_days=30,
-            attribution_model=AttributionModel.LAST_CLICK,
-            hold_days=30,
-            currency="USD",
-            minimum_payout_cents=5000,
         )
         program_id = save_program(db.session, None, settings, actor=admin, now=now).id
         db.session.commit()
