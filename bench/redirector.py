@@ -41,7 +41,9 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
 WORKERS = 2
-BLOCKING_THREADS = int(os.environ.get("BENCH_BLOCKING_THREADS", "32"))
+BLOCKING_THREADS = int(os.environ.get("BENCH_BLOCKING_THREADS", "32"))  # for the WSGI apps
+# The redirector as production runs it: granian's RSGI interface (one event loop per worker).
+REDIRECTOR_INTERFACE = os.environ.get("BENCH_REDIRECTOR_INTERFACE", "rsgi")
 CONNECTIONS = 32
 WRK_THREADS = 2
 WRK_TIMEOUT_SECONDS = 30
@@ -452,8 +454,9 @@ def rss_mb(pid: int) -> float:
 class Server:
     """One granian server in its own process group, with its output in a log file."""
 
-    def __init__(self, name: str, target: str, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, name: str, target: str, env: dict[str, str], log_path: Path, interface: str = "wsgi") -> None:
         self.name = name
+        self.interface = interface
         self.target = target
         self.env = env
         self.log_path = log_path
@@ -469,7 +472,7 @@ class Server:
         command = [
             str(BIN / "granian"),
             "--interface",
-            "wsgi",
+            self.interface,
             "--host",
             "127.0.0.1",
             "--port",
@@ -477,7 +480,7 @@ class Server:
             "--workers",
             str(WORKERS),
             "--blocking-threads",
-            str(BLOCKING_THREADS),
+            str(BLOCKING_THREADS if self.interface == "wsgi" else 1),
             "--no-ws",
             self.target,
         ]
@@ -547,9 +550,9 @@ class Server:
 
 
 @contextmanager
-def serving(name: str, target: str, env: dict[str, str], workdir: Path) -> Iterator[Server]:
+def serving(name: str, target: str, env: dict[str, str], workdir: Path, interface: str = "wsgi") -> Iterator[Server]:
     """Run one server for the duration of the block and report what its log says went wrong."""
-    server = Server(name, target, env, workdir / f"{name}.log")
+    server = Server(name, target, env, workdir / f"{name}.log", interface)
     try:
         server.start()
         yield server
@@ -677,7 +680,7 @@ def run(duration: int, workdir: Path) -> dict[str, Any]:
         baseline = run_wrk(wrk, server, lua, duration)
 
     before = stored_click_ids(database)
-    with serving("redirector", "wsgi:redirector", env, workdir) as server:
+    with serving("redirector", "wsgi:redirector", env, workdir, REDIRECTOR_INTERFACE) as server:
         sampler = RssSampler(server)
         sampler.start()
         try:
@@ -715,6 +718,7 @@ def run(duration: int, workdir: Path) -> dict[str, Any]:
         "naive_rps": round(naive.rps),
         "non_3xx": real.not_302,
         "server": "granian",
+        "interface": REDIRECTOR_INTERFACE,
         "workers": WORKERS,
         "connections": CONNECTIONS,
         "duration_s": duration,

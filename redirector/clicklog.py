@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+STORE_CHUNK = 2000  # records per call of the store: one database transaction
 
 PATTERN = "clicks-*.log"
 
@@ -136,12 +137,10 @@ class ClickLog:
                 if not self._sealed:
                     break
                 segment = self._sealed[0]
-            records = decode(os.pread(segment.fd, segment.offset, 0))
-            if records:
-                store(records)
+            count = _store_all(os.pread(segment.fd, segment.offset, 0), store)
             os.pwrite(segment.fd, b"\0" * segment.offset, 0)
             os.fdatasync(segment.fd)
-            moved += len(records)
+            moved += count
             with self._lock:
                 self._sealed.pop(0)
                 segment.offset = 0
@@ -172,9 +171,9 @@ def _reserve(fd: int, size: int) -> None:
     os.fsync(fd)
 
 
-def decode(data: bytes) -> list[dict]:
+def decode(lines: list[bytes]) -> list[dict]:
     records = []
-    for line in data.split(b"\0", 1)[0].split(b"\n"):
+    for line in lines:
         if not line:
             continue
         try:
@@ -183,6 +182,18 @@ def decode(data: bytes) -> list[dict]:
             # A torn last line from a crash mid-write: that click was never acknowledged.
             log.warning("skipping an unreadable click log record")
     return records
+
+
+def _store_all(data: bytes, store: Callable[[list[dict]], None]) -> int:
+    """Decode and store a segment's records a chunk at a time (a full segment decoded at once is ~50 MB)."""
+    lines = data.split(b"\0", 1)[0].split(b"\n")
+    stored = 0
+    for start in range(0, len(lines), STORE_CHUNK):
+        records = decode(lines[start : start + STORE_CHUNK])
+        if records:
+            store(records)
+            stored += len(records)
+    return stored
 
 
 def ingest_orphans(directory: Path, store: Callable[[list[dict]], None]) -> int:
@@ -198,11 +209,8 @@ def ingest_orphans(directory: Path, store: Callable[[list[dict]], None]) -> int:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # its process is alive and owns it
-            records = decode(os.pread(fd, os.fstat(fd).st_size, 0))
-            if records:
-                store(records)
+            moved += _store_all(os.pread(fd, os.fstat(fd).st_size, 0), store)
             path.unlink()
-            moved += len(records)
         finally:
             os.close(fd)
     return moved

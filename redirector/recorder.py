@@ -15,12 +15,14 @@ process starve another).
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
@@ -33,10 +35,6 @@ log = logging.getLogger(__name__)
 COLUMNS = tuple(column.name for column in Click.__table__.columns if column.name != "id")
 INGEST_INTERVAL_SECONDS = 0.05
 RETRY_SECONDS = 2.0
-RECENT_SQL = {
-    "?": "SELECT link_id, visitor_id, fingerprint, clicked_at FROM clicks WHERE clicked_at >= ?",
-    "%s": "SELECT link_id, visitor_id, fingerprint, clicked_at FROM clicks WHERE clicked_at >= %s",
-}
 
 
 class _Ticket:
@@ -78,6 +76,8 @@ class ClickRecorder:
         self._ingester: threading.Thread | None = None
         self._ingest_lock = threading.Lock()
         self.database_ok = True
+        self._loop_queues: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
+        self._appender: ThreadPoolExecutor | None = None
 
     def record(self, click: dict) -> bool:
         """Make one click durable; return True once it is in the click log."""
@@ -121,6 +121,25 @@ class ClickRecorder:
                     self._busy = False
         self._wake.set()
 
+    async def record_async(self, click: dict) -> bool:
+        """Make one click durable without holding a thread; True once it is in the click log.
+
+        For an event loop (the RSGI front door): clicks queue on the loop, and one executor
+        thread appends the queue with one fdatasync while the loop goes on answering. When
+        that append is done, whatever queued meanwhile goes next, as one batch again.
+        """
+        if not self._started:
+            self._start()
+        loop = asyncio.get_running_loop()
+        queue = self._loop_queues.get(loop)
+        if queue is None:
+            queue = self._loop_queues[loop] = _LoopQueue(loop, self)
+        return await queue.put(click)
+
+    def _append_batch(self, clicks: list[dict]) -> None:
+        self.log.append(_to_json(click) for click in clicks)
+        self._wake.set()
+
     def _start(self) -> None:
         with self._mutex:
             if self._started:
@@ -130,6 +149,7 @@ class ClickRecorder:
                 self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             self._ingester = threading.Thread(target=self._ingest_loop, name="click-ingester", daemon=True)
             self._ingester.start()
+            self._appender = ThreadPoolExecutor(1, thread_name_prefix="click-appender")
             self._started = True
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -148,6 +168,8 @@ class ClickRecorder:
         self._wake.set()
         if self._ingester is not None:
             self._ingester.join(timeout=self.wait_seconds)
+        if self._appender is not None:
+            self._appender.shutdown(wait=True)
         if self._started:
             self.ingest()
         self.log.close()
@@ -189,12 +211,67 @@ class ClickRecorder:
 
     def _store_records(self, records: list[dict]) -> None:
         clicks = [_from_json(record) for record in records]
-        for start in range(0, len(clicks), 2000):
-            with self._exclusive():
-                self.store.insert(clicks[start : start + 2000])
+        with self._exclusive():
+            self.store.insert(clicks)
 
     def _exclusive(self):
         return _FileLock(self._lock_fd)
+
+
+class _LoopQueue:
+    """Clicks waiting on one event loop for their append; touched only from that loop's thread.
+
+    A disk that hangs must not hold shoppers: once an append has run past the recorder's
+    wait, its clicks and every click queued behind it are answered as not stored (the
+    shopper lands without a click id) and still written whenever the disk comes back.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, recorder: ClickRecorder) -> None:
+        self.loop = loop
+        self.recorder = recorder
+        self.waiting: list[tuple[dict, asyncio.Future]] = []
+        self.appending = False
+        self.stalled = False
+
+    def put(self, click: dict) -> asyncio.Future:
+        future = self.loop.create_future()
+        self.waiting.append((click, future))
+        if self.stalled:
+            future.set_result(False)
+        elif not self.appending:
+            self._append_next()
+        return future
+
+    def _append_next(self) -> None:
+        recorder = self.recorder
+        batch, self.waiting = self.waiting[: recorder.batch_max], self.waiting[recorder.batch_max :]
+        self.appending = True
+        clicks = [click for click, _ in batch]
+        appended = self.loop.run_in_executor(recorder._appender, recorder._append_batch, clicks)
+        timer = self.loop.call_later(recorder.wait_seconds, self._stall, batch)
+        appended.add_done_callback(lambda done: self._appended(done, batch, timer))
+
+    def _stall(self, batch: list) -> None:
+        log.error("the click log has not confirmed an append within %s s", self.recorder.wait_seconds)
+        self.stalled = True
+        self._settle(batch, False)
+        self._settle(self.waiting, False)
+
+    def _appended(self, done: asyncio.Future, batch: list, timer: asyncio.TimerHandle) -> None:
+        timer.cancel()
+        error = done.exception()
+        if error is not None:
+            log.error("could not write %d clicks to the click log", len(batch), exc_info=error)
+        self._settle(batch, error is None)
+        self.appending = self.stalled = False
+        if self.waiting:
+            self._append_next()
+
+    @staticmethod
+    def _settle(batch: list, stored: bool) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_result(stored)
 
 
 class _FileLock:
@@ -225,7 +302,6 @@ class _Store:
         # Fixed column names and placeholders only; every value is bound.
         self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values}) ON CONFLICT (click_id) DO NOTHING"  # noqa: S608
         self.mark = mark
-        self.recent_sql = RECENT_SQL[mark]
 
     def _time(self, value: datetime) -> datetime | str:
         # SQLite keeps UTC wall time as text, in the same form the ORM's UTCDateTime writes.
@@ -246,22 +322,25 @@ class _Store:
     def _mark_unique(self, conn, clicks: list[dict]) -> None:
         """A click is unique unless its visitor or device clicked the same link within the window.
 
-        One query per batch finds recent clicks of the batch's visitors and devices; the
-        batch itself is then walked in order.
+        Two grouped queries per batch find, for each of the batch's (link, visitor) and (link,
+        device) pairs, the latest stored click in the window; the batch itself is then walked in
+        order. Grouping keeps the answer as small as the batch however often a device repeats.
         """
         since = self._time(min(click["clicked_at"] for click in clicks) - self.unique_window)
-        visitors = list({click["visitor_id"] for click in clicks if click["visitor_id"]})
-        devices = list({click["fingerprint"] for click in clicks if click["fingerprint"]})
+        links = list({click["link_id"] for click in clicks})
         seen: dict[tuple, datetime | str] = {}
-        if visitors or devices:
-            v_marks = ", ".join([self.mark] * len(visitors)) or "NULL"
-            f_marks = ", ".join([self.mark] * len(devices)) or "NULL"
-            # Only placeholders are formatted into the statement; every value is bound.
-            sql = f"{self.recent_sql} AND (visitor_id IN ({v_marks}) OR fingerprint IN ({f_marks}))"
-            for link, visitor, device, at in conn.exec_driver_sql(sql, (since, *visitors, *devices)):
-                for key in (("v", link, visitor), ("f", link, device)):
-                    if key[2] and (key not in seen or at > seen[key]):
-                        seen[key] = at
+        for kind, column in (("v", "visitor_id"), ("f", "fingerprint")):
+            values = list({click[column] for click in clicks if click[column]})
+            if not values:
+                continue
+            # Fixed column names and placeholders only; every value is bound.
+            sql = (
+                f"SELECT link_id, {column}, MAX(clicked_at) FROM clicks WHERE clicked_at >= {self.mark}"  # noqa: S608
+                f" AND {column} IN ({', '.join([self.mark] * len(values))})"
+                f" AND link_id IN ({', '.join([self.mark] * len(links))}) GROUP BY link_id, {column}"
+            )
+            for link, value, at in conn.exec_driver_sql(sql, (since, *values, *links)):
+                seen[(kind, link, value)] = at
         for click in clicks:
             link, at = click["link_id"], self._time(click["clicked_at"])
             horizon = self._time(click["clicked_at"] - self.unique_window)

@@ -39,9 +39,14 @@ def children(pid: int) -> list[int]:
 
 
 class Server:
-    """granian serving ``wsgi:redirector`` on a free loopback port, in its own process group."""
+    """granian serving ``wsgi:redirector`` on a free loopback port, in its own process group.
 
-    def __init__(self, database_uri: str, instance: Path, workers: int = 2, **env: str) -> None:
+    ``interface`` is "rsgi" (how production runs the redirector) or "wsgi" (how ``make run`` mounts it).
+    """
+
+    def __init__(
+        self, database_uri: str, instance: Path, workers: int = 2, interface: str = "rsgi", **env: str
+    ) -> None:
         self.port = free_port()
         self.log = instance / "server.log"
         environment = {
@@ -54,8 +59,9 @@ class Server:
         }
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [GRANIAN, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--workers", str(workers), "--blocking-threads", "32", "--no-ws", "--respawn-failed-workers",
+                [GRANIAN, "--interface", interface, "--host", "127.0.0.1", "--port", str(self.port),
+                 "--workers", str(workers), "--blocking-threads", "32" if interface == "wsgi" else "1", "--no-ws",
+                 "--respawn-failed-workers",
                  "wsgi:redirector"],
                 cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip

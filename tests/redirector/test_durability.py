@@ -44,10 +44,11 @@ def _codes(app, count: int = 20) -> list[str]:
     return [s.link.code] + [make_link(app, s.affiliate, s.program).code for _ in range(count - 1)]
 
 
+@pytest.mark.parametrize("interface", ["rsgi", "wsgi"])
 @pytest.mark.parametrize("victim", ["worker", "master"])
-def test_kill_minus_nine_loses_no_acknowledged_click(app, database_uri, tmp_path, victim):
+def test_kill_minus_nine_loses_no_acknowledged_click(app, database_uri, tmp_path, victim, interface):
     codes = _codes(app)
-    server = Server(database_uri, tmp_path)
+    server = Server(database_uri, tmp_path, interface=interface)
     killed = threading.Event()
 
     def kill_midway(acknowledged: int) -> None:
