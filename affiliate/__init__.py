@@ -76,14 +76,23 @@ def register_read_only_requests(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from affiliate.account.routes import bp as account_bp
     from affiliate.admin.affiliates import bp as affiliates_bp
+    from affiliate.admin.api_keys import bp as api_keys_bp
     from affiliate.admin.programs import bp as programs_bp
     from affiliate.admin.routes import bp as admin_bp
+    from affiliate.api.routes import bp as api_bp
     from affiliate.auth.routes import bp as auth_bp
+    from affiliate.conversions.routes import partner as partner_conversions_bp
+    from affiliate.conversions.routes import staff as conversions_bp
     from affiliate.links.routes import bp as links_bp
     from affiliate.main.routes import bp as main_bp
+    from affiliate.member.routes import bp as member_bp
     from affiliate.partner.routes import bp as partner_bp
 
-    for blueprint in (main_bp, auth_bp, account_bp, partner_bp, links_bp, admin_bp, affiliates_bp, programs_bp):
+    blueprints = (
+        *(main_bp, auth_bp, account_bp, member_bp, partner_bp, links_bp, partner_conversions_bp),
+        *(admin_bp, affiliates_bp, programs_bp, api_keys_bp, conversions_bp, api_bp),
+    )
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
 

@@ -23,6 +23,7 @@ def register(app: Flask) -> None:
 def _http_error(error: HTTPException):
     code = error.code or 500
     if request.path.startswith("/api/"):
-        return {"error": {"code": code, "message": error.description}}, code
+        name = (error.name or "error").lower().replace(" ", "_").replace("'", "")
+        return {"error": {"code": name, "message": error.description, "status": code}}, code
     message = MESSAGES.get(code, error.description)
     return render_template("errors/error.html", code=code, title=error.name, message=message), code

@@ -9,6 +9,9 @@ from flask import url_for
 from sqlalchemy import text
 
 from affiliate.extensions import db
+from affiliate.models import ConversionType, Program, utcnow
+from affiliate.services.api_keys import issue_key
+from affiliate.services.conversions import ConversionRequest, record_conversion
 from tests.conftest import build_app
 from tests.factories import (
     Auth,
@@ -22,6 +25,7 @@ from tests.factories import (
 )
 
 PUBLIC = "public"
+API_KEY = "api key"  # no session role: a merchant's API key and signature (tested in tests/api)
 SIGNED_IN = frozenset({"member", "affiliate", "pending", "suspended", "finance", "admin"})
 AFFILIATE_ANY_STATUS = frozenset({"affiliate", "pending", "suspended"})
 
@@ -33,6 +37,20 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "auth.apply": PUBLIC,
     "auth.login": PUBLIC,
     "auth.logout": PUBLIC,
+    "auth.signup": PUBLIC,
+    "main.snippet_example": PUBLIC,
+    "member.home": frozenset({"member"}),
+    "partner_conversions.mine": frozenset({"affiliate"}),
+    "partner_conversions.mine_show": frozenset({"affiliate"}),
+    "conversions.index": frozenset({"admin", "finance"}),
+    "conversions.show": frozenset({"admin", "finance"}),
+    "api_keys.index": frozenset({"admin"}),
+    "api_keys.rotate": frozenset({"admin"}),
+    "api_keys.retire": frozenset({"admin"}),
+    "api_keys.revoke": frozenset({"admin"}),
+    "api.openapi": PUBLIC,
+    "api.conversions": API_KEY,
+    "api.refunds": API_KEY,
     "account.profile": SIGNED_IN,
     "account.password": SIGNED_IN,
     "account.payout": AFFILIATE_ANY_STATUS,
@@ -68,7 +86,16 @@ def world(app):
     target = make_affiliate(app, name="Secret Target", email="target-secret@example.com")
     program = make_program(app, admin, name="Secret Program")
     link = make_link(app, target, program, campaign="Secret Campaign")
-    ids = {"user_id": target.id, "program_id": program.id, "link_id": link.id, "filename": "css/app.css"}
+    with app.app_context():
+        key = issue_key(db.session, db.session.get(Program, program.id), "Secret Key", actor=admin, now=utcnow()).key
+        report = ConversionRequest(type=ConversionType.SALE, order_id="secret-order", amount_cents=100, currency="USD",
+                                   customer_email="target-secret@example.com")  # fmt: skip
+        conversion = record_conversion(db.session, db.session.get(Program, program.id), report, now=utcnow())
+        conversion.conversion.affiliate_id = target.id
+        db.session.commit()
+        key_id, conversion_id = key.id, conversion.conversion.id
+    ids = {"user_id": target.id, "program_id": program.id, "link_id": link.id, "filename": "css/app.css",
+           "key_id": key_id, "conversion_id": conversion_id}  # fmt: skip
     return {"users": users, "ids": ids}
 
 
@@ -132,6 +159,9 @@ def test_route_matrix(app, world, persona):
         )
         if ACCESS[rule.endpoint] == PUBLIC:
             assert response.status_code < 500
+        elif ACCESS[rule.endpoint] == API_KEY:
+            assert response.status_code in (401, 415), (persona, rule.endpoint, response.status_code)
+            assert "secret" not in body.lower(), (persona, rule.endpoint)
         elif _allowed(rule.endpoint, persona):
             assert not denied, f"{persona} should reach {rule.endpoint}"
             assert response.status_code < 500
@@ -158,7 +188,8 @@ def test_no_get_request_changes_anything(app, world):
 
 
 def _post_routes(app):
-    return [rule for rule in app.url_map.iter_rules() if "POST" in rule.methods]
+    """Routes behind a session and its CSRF token; the API authenticates each request by key and signature."""
+    return [rule for rule in app.url_map.iter_rules() if "POST" in rule.methods and ACCESS[rule.endpoint] != API_KEY]
 
 
 def test_every_form_refuses_missing_or_foreign_csrf_tokens(app, world):

@@ -69,3 +69,15 @@ class ProgramForm(FlaskForm):
             self.minimum_payout_cents = parse_amount(field.data, self.currency.data)
         except InvalidAmount as error:
             raise ValidationError(str(error)) from None
+
+
+class ApiKeyForm(FlaskForm):
+    name = StringField(
+        "Key name",
+        validators=[DataRequired(), Length(max=120)],
+        description="Where the key is used, e.g. “checkout server”.",
+    )
+
+
+class KeyActionForm(FlaskForm):
+    """Revoke, rotate or retire: a button, so only the CSRF token."""

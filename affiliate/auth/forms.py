@@ -27,3 +27,9 @@ class ApplyForm(FlaskForm):
         validators=[Optional(), Length(max=500), web_url],
     )
     promotion = TextAreaField("How will you promote our programs?", validators=[DataRequired(), Length(max=2000)])
+
+
+class SignupForm(FlaskForm):
+    name = StringField("Your name", validators=[DataRequired(), Length(max=120)])
+    email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])

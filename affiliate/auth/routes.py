@@ -5,12 +5,15 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, logout_user
 
-from affiliate.auth.forms import ApplyForm, LoginForm
+from affiliate.auth.forms import ApplyForm, LoginForm, SignupForm
 from affiliate.auth.sessions import client_ip, hasher, sign_in, throttle_policy
 from affiliate.extensions import db
 from affiliate.models import Role, User, utcnow
 from affiliate.services import accounts
+from affiliate.services.signups import Signup, find_referrer, sign_up, signup_program
 from affiliate.urls import safe_next
+from redirector.app import TOKEN, VISITOR_COOKIE
+from redirector.enrich import USER_AGENT_MAX, fingerprint, ip_prefix
 
 bp = Blueprint("auth", __name__)
 
@@ -23,7 +26,71 @@ def home_for(user: User) -> str:
         return url_for("affiliates.index")
     if user.role == Role.AFFILIATE:
         return url_for("partner.home")
+    if user.role == Role.MEMBER:
+        return url_for("member.home")
     return url_for("account.profile")
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    """The hosted signup: ``?ref=CODE`` from a referral link, or a click id after a tracked link."""
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    form = SignupForm()
+    ref = request.args.get("ref", "")[:32] or None
+    program_id = request.args.get("program", type=int)
+    click_id = _click_id(program_id)
+    if form.validate_on_submit():
+        details = Signup(
+            name=form.name.data,
+            email=form.email.data,
+            password=form.password.data,
+            ref=ref,
+            program_id=program_id,
+            click_id=click_id,
+            visitor_id=_token(request.cookies.get(VISITOR_COOKIE)),
+            fingerprint=request_fingerprint(),
+        )
+        try:
+            result = sign_up(
+                db.session,
+                details,
+                hasher=hasher(),
+                min_password_length=current_app.config["PASSWORD_MIN_LENGTH"],
+                now=utcnow(),
+            )
+        except accounts.WeakPassword as error:
+            form.password.errors.append(str(error))
+        except accounts.EmailTaken as error:
+            form.email.errors.append(str(error))
+        else:
+            sign_in(result.member, remember=False)
+            db.session.commit()
+            flash("Welcome! Your account is ready. Share your own link to invite friends.", "success")
+            return redirect(url_for("member.home"))
+    # Shown to reassure the visitor who invited them; an unknown or malformed code shows nothing.
+    referrer = find_referrer(db.session, ref)
+    return render_template("auth/signup.html", form=form, referrer=referrer)
+
+
+def _click_id(program_id: int | None) -> str | None:
+    """The click id from the landing URL, else from the program's click cookie (the redirector sets ct_<program>)."""
+    param = current_app.config["CLICK_PARAM"]
+    click_id = _token(request.args.get(param))
+    if click_id:
+        return click_id
+    program = signup_program(db.session, program_id, None)
+    return _token(request.cookies.get(f"ct_{program.id}")) if program else None
+
+
+def _token(value: str | None) -> str | None:
+    return value if value and TOKEN.fullmatch(value) else None
+
+
+def request_fingerprint() -> str:
+    """The redirector's device fingerprint (v1) for this request, so a signup can match a click by device."""
+    address = request.remote_addr
+    return fingerprint(ip_prefix(address), (request.user_agent.string or "")[:USER_AGENT_MAX], request.environ)
 
 
 @bp.route("/apply", methods=["GET", "POST"])

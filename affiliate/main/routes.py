@@ -24,3 +24,9 @@ def health():
     """Answer 200 when the app can reach its database (for load balancers and `make run`)."""
     db.session.execute(text("SELECT 1"))
     return {"status": "ok"}
+
+
+@bp.route("/examples/landing")
+def snippet_example():
+    """A merchant landing page with the tracking snippet: shows the click id it keeps, and what to send."""
+    return render_template("main/snippet_example.html")

@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from affiliate.extensions import db
+from affiliate.models.accounts import User
 from affiliate.models.programs import Program
 from affiliate.models.tracking import BigId, Click
 from affiliate.models.types import UTCDateTime, utcnow
@@ -60,3 +61,4 @@ class Conversion(db.Model):
 
     program: Mapped[Program] = relationship()
     click: Mapped[Click | None] = relationship()
+    affiliate: Mapped[User | None] = relationship(foreign_keys=[affiliate_id])

@@ -31,7 +31,7 @@ def test_login_lands_each_role_on_its_home(app, client, auth):
         make_admin(app).email: "/admin/",
         make_finance(app).email: "/admin/affiliates/",
         make_affiliate(app).email: "/partner/",
-        make_user(app, role="member").email: "/account/",
+        make_user(app, role="member").email: "/member/",
     }
     for email, home in homes.items():
         response = auth.login(email)

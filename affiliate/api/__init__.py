@@ -1,0 +1,1 @@
+"""The merchant API: signed, idempotent conversions and refunds, and its OpenAPI document."""

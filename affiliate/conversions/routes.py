@@ -1,0 +1,91 @@
+"""Conversions for finance and admin (all, full trace) and for affiliates (their own, others' details hidden)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from affiliate.auth.access import require_roles
+from affiliate.extensions import db
+from affiliate.models import Conversion, ConversionStatus, ConversionType, Program, Role, User
+from affiliate.services.conversions import attribution_of, trace_for_affiliate
+
+PAGE_SIZE = 50
+FILTERS = ("program", "affiliate", "type", "status", "attributed")
+
+staff = Blueprint("conversions", __name__, url_prefix="/admin/conversions")
+staff.before_request(require_roles(Role.ADMIN, Role.FINANCE))
+
+partner = Blueprint("partner_conversions", __name__, url_prefix="/partner/conversions")
+partner.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
+
+
+@staff.route("/")
+def index():
+    page = db.paginate(_filtered(select(Conversion)), per_page=PAGE_SIZE, error_out=False)
+    programs = db.session.scalars(select(Program).order_by(Program.name)).all()
+    filters = {key: value for key, value in request.args.items() if key in FILTERS and value}
+    return render_template(
+        "conversions/index.html",
+        page=page,
+        programs=programs,
+        types=list(ConversionType),
+        statuses=list(ConversionStatus),
+        filters=filters,
+    )
+
+
+@staff.route("/<int:conversion_id>")
+def show(conversion_id: int):
+    conversion = db.session.get(Conversion, conversion_id) or abort(404)
+    affiliates = _names(attribution_of(conversion))
+    return render_template(
+        "conversions/show.html", conversion=conversion, trace=attribution_of(conversion), names=affiliates, staff=True
+    )
+
+
+@partner.route("/")
+def mine():
+    query = (
+        select(Conversion)
+        .where(Conversion.affiliate_id == current_user.id)
+        .order_by(Conversion.occurred_at.desc(), Conversion.id.desc())
+    )
+    return render_template("conversions/mine.html", page=db.paginate(query, per_page=PAGE_SIZE, error_out=False))
+
+
+@partner.route("/<int:conversion_id>")
+def mine_show(conversion_id: int):
+    conversion = db.session.get(Conversion, conversion_id)
+    if conversion is None or conversion.affiliate_id != current_user.id:
+        abort(404)
+    trace = trace_for_affiliate(attribution_of(conversion), current_user.id)
+    return render_template(
+        "conversions/show.html", conversion=conversion, trace=trace, names={current_user.id: "you"}, staff=False
+    )
+
+
+def _filtered(query):
+    args = request.args
+    if args.get("program", type=int):
+        query = query.where(Conversion.program_id == args.get("program", type=int))
+    if args.get("affiliate", type=int):
+        query = query.where(Conversion.affiliate_id == args.get("affiliate", type=int))
+    if args.get("type") in set(ConversionType):
+        query = query.where(Conversion.type == args["type"])
+    if args.get("status") in set(ConversionStatus):
+        query = query.where(Conversion.status == args["status"])
+    if args.get("attributed") == "no":
+        query = query.where(Conversion.affiliate_id.is_(None))
+    return query.order_by(Conversion.occurred_at.desc(), Conversion.id.desc())
+
+
+def _names(trace: dict) -> dict[int, str]:
+    ids = {line.get("affiliate_id") for line in trace.get("trace", [])} | {trace.get("affiliate_id")}
+    ids.discard(None)
+    if not ids:
+        return {}
+    person = aliased(User)
+    return dict(db.session.execute(select(person.id, person.name).where(person.id.in_(ids))).all())

@@ -1,0 +1,117 @@
+"""Merchant API keys: created per program, shown once, stored hashed, revocable, with rotating signing secrets."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from affiliate.models import ApiKey, Program, User
+from affiliate.services import audit
+
+KEY_PREFIX = "ct_"
+PREFIX_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A new key with its secrets in plain text: shown to the admin once, never again."""
+
+    key: ApiKey
+    token: str
+    signing_secret: str
+
+
+def new_signing_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    # The token carries 192 random bits, so a fast hash is safe (a password hash is for guessable secrets).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_key(session: Session, program: Program, name: str, *, actor: User, now: datetime) -> IssuedKey:
+    """Create a key for ``program``; the caller shows ``token`` and ``signing_secret`` once."""
+    prefix = "".join(secrets.choice(PREFIX_ALPHABET) for _ in range(8))
+    token = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(24)}"
+    secret = new_signing_secret()
+    key = ApiKey(
+        program_id=program.id,
+        name=name,
+        prefix=prefix,
+        key_hash=hash_token(token),
+        signing_secret=secret,
+        created_by_id=actor.id,
+        created_at=now,
+    )
+    session.add(key)
+    session.flush()
+    _audit(session, actor, "api_key.issue", key, now, after={"program_id": program.id, "name": name})
+    return IssuedKey(key, token, secret)
+
+
+def rotate_secret(session: Session, key: ApiKey, *, actor: User, now: datetime) -> str:
+    """Start a new signing secret; the current one stays valid beside it until the next rotation."""
+    secret = new_signing_secret()
+    key.previous_signing_secret = key.signing_secret
+    key.signing_secret = secret
+    session.flush()
+    _audit(session, actor, "api_key.rotate", key, now)
+    return secret
+
+
+def retire_previous_secret(session: Session, key: ApiKey, *, actor: User, now: datetime) -> None:
+    """End the rotation: only the current signing secret is accepted from now on."""
+    key.previous_signing_secret = None
+    session.flush()
+    _audit(session, actor, "api_key.retire_previous", key, now)
+
+
+def revoke_key(session: Session, key: ApiKey, *, actor: User, now: datetime) -> bool:
+    """Revoke a key at once; False if it already was."""
+    if key.revoked_at is not None:
+        return False
+    key.revoked_at = now
+    session.flush()
+    _audit(session, actor, "api_key.revoke", key, now)
+    return True
+
+
+def find_key(session: Session, token: str) -> ApiKey | None:
+    """The active key a bearer token belongs to, or None."""
+    if not token.startswith(KEY_PREFIX):
+        return None
+    prefix, _, _ = token[len(KEY_PREFIX) :].partition("_")
+    if len(prefix) != 8:
+        return None
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if key is None or key.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(key.key_hash, hash_token(token)):
+        return None
+    return key
+
+
+def signing_secrets(key: ApiKey) -> list[str]:
+    """The secrets a signature may be made with: the current one, and the previous during a rotation."""
+    return [secret for secret in (key.signing_secret, key.previous_signing_secret) if secret]
+
+
+def _audit(session: Session, actor: User, action: str, key: ApiKey, now: datetime, after: dict | None = None) -> None:
+    # Secrets never go into the audit log; the key's prefix identifies it.
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action=action,
+        subject_type="api_key",
+        subject_id=key.id,
+        before=None,
+        after={"prefix": key.prefix, **(after or {})},
+        now=now,
+    )

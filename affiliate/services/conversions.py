@@ -1,0 +1,368 @@
+"""Record signups, sales and refunds once each, attributed to the click that earned them.
+
+The natural key of a conversion is ``(program, order_id, type)``, unique in the database:
+the same report again finds the stored row and gets the original answer, and the same key
+with a different payload is refused (C8). Attribution itself is the pure ``attribute``;
+this module loads its inputs (the candidate clicks, an existing customer binding) and
+stores its trace with the conversion. The caller commits.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from affiliate.models import (
+    Click,
+    CommissionPlan,
+    Conversion,
+    ConversionStatus,
+    ConversionType,
+    Program,
+    User,
+    UserStatus,
+)
+from affiliate.services.attribution import Attribution, Binding, ConversionFacts, Terms, Touch, attribute
+
+MAX_AMOUNT_CENTS = 10**11  # a billion in the major unit: far above any real order, far below overflow
+CLOCK_SKEW = timedelta(seconds=300)  # a merchant's clock may run this far ahead of ours
+CANDIDATES_PER_KEY = 50
+OTHER_PARTNER = "Another partner's click."  # clicks loaded per visitor or device, newest first
+
+
+class ConversionError(Exception):
+    """A conversion that cannot be recorded; ``code`` is stable, the message says why."""
+
+    status = 422
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class IdempotencyConflict(ConversionError):
+    """The order was already reported with a different payload."""
+
+    status = 409
+
+
+@dataclass(frozen=True)
+class ConversionRequest:
+    """A signup or sale as a merchant (or the hosted signup page) reports it."""
+
+    type: ConversionType
+    order_id: str
+    amount_cents: int
+    currency: str
+    customer_external_id: str | None = None
+    customer_email: str | None = None
+    click_id: str | None = None
+    visitor_id: str | None = None
+    fingerprint: str | None = None
+    occurred_at: datetime | None = None
+    metadata: dict = field(default_factory=dict)
+    customer_user_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """A full or partial refund of an earlier sale."""
+
+    order_id: str
+    refund_id: str | None = None
+    amount_cents: int | None = None  # None refunds what is left of the sale
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    conversion: Conversion
+    created: bool  # False when this was a replay of a stored conversion
+
+
+def request_hash(payload: dict) -> str:
+    """A digest of what was reported, independent of key order and spacing."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def record_conversion(session: Session, program: Program, report: ConversionRequest, *, now: datetime) -> Recorded:
+    """Store a signup or sale once, attributed; a replay returns the stored one."""
+    digest = request_hash(_payload(report))
+    stored = _find(session, program.id, report.order_id, report.type)
+    if stored is not None:
+        return _replay(stored, digest)
+    _check_report(program, report, now)
+    occurred_at = report.occurred_at or now
+    facts = ConversionFacts(
+        program_id=program.id,
+        occurred_at=occurred_at,
+        click_id=report.click_id,
+        visitor_id=report.visitor_id,
+        fingerprint=report.fingerprint,
+    )
+    touches = load_touches(session, facts)
+    named = next((touch for touch in touches if report.click_id and touch.click_id == report.click_id), None)
+    if named is not None and named.program_id == program.id and occurred_at < named.clicked_at:
+        raise ConversionError("occurred_before_click", "occurred_at is before the click the conversion names.")
+    binding = find_binding(session, program, report.customer_external_id, report.customer_user_id)
+    terms = Terms(window=timedelta(days=program.attribution_window_days), model=program.attribution_model)
+    result = attribute(facts, touches, terms, binding)
+    conversion = Conversion(
+        program_id=program.id,
+        type=report.type,
+        order_id=report.order_id,
+        amount_cents=report.amount_cents,
+        currency=report.currency,
+        customer_external_id=report.customer_external_id,
+        customer_email=report.customer_email,
+        customer_user_id=report.customer_user_id,
+        click_id=result.touch.id if result.touch else None,
+        affiliate_id=result.affiliate_id,
+        occurred_at=occurred_at,
+        created_at=now,
+        request_hash=digest,
+        decision_trace=json.dumps(result.as_dict()),
+        status=ConversionStatus.PENDING,
+        extra=json.dumps(report.metadata) if report.metadata else None,
+    )
+    return _insert(session, conversion, digest)
+
+
+def record_refund(session: Session, program: Program, report: RefundRequest, *, now: datetime) -> Recorded:
+    """Store a refund of a stored sale once; refunds never add up to more than the sale."""
+    refund_key = report.refund_id or report.order_id
+    digest = request_hash(asdict(report))
+    stored = _find(session, program.id, refund_key, ConversionType.REFUND)
+    if stored is not None:
+        return _replay(stored, digest)
+    sale = _find(session, program.id, report.order_id, ConversionType.SALE)
+    if sale is None:
+        raise ConversionError("unknown_order", "No sale with this order_id was reported for this program.")
+    refunded = session.scalar(
+        select(func.coalesce(func.sum(Conversion.amount_cents), 0)).where(Conversion.refund_of_id == sale.id)
+    )
+    left = sale.amount_cents - refunded
+    amount = left if report.amount_cents is None else report.amount_cents
+    if amount <= 0 or amount > left:
+        message = f"This refund would exceed the sale: {left} of {sale.amount_cents} is left to refund."
+        raise ConversionError("refund_exceeds_sale", message)
+    occurred_at = report.occurred_at or now
+    if occurred_at > now + CLOCK_SKEW:
+        raise ConversionError("occurred_in_future", "occurred_at is in the future.")
+    refund = Conversion(
+        program_id=program.id,
+        type=ConversionType.REFUND,
+        order_id=refund_key,
+        amount_cents=amount,
+        currency=sale.currency,
+        customer_external_id=sale.customer_external_id,
+        customer_email=sale.customer_email,
+        customer_user_id=sale.customer_user_id,
+        click_id=sale.click_id,
+        affiliate_id=sale.affiliate_id,
+        refund_of_id=sale.id,
+        occurred_at=occurred_at,
+        created_at=now,
+        request_hash=digest,
+        status=ConversionStatus.APPROVED,
+    )
+    return _insert(session, refund, digest)
+
+
+def load_touches(session: Session, facts: ConversionFacts) -> list[Touch]:
+    """The clicks that could have led to this conversion: by click id, visitor and device.
+
+    Clicks of every program are loaded so that the trace can say a click lost for being on
+    another program; each key brings at most CANDIDATES_PER_KEY of its newest clicks.
+    """
+    keys = [
+        (Click.click_id, facts.click_id),
+        (Click.visitor_id, facts.visitor_id),
+        (Click.fingerprint, facts.fingerprint),
+    ]
+    found: dict[int, Touch] = {}
+    for column, value in keys:
+        if not value:
+            continue
+        rows = session.execute(
+            select(Click, User.status)
+            .join(User, User.id == Click.affiliate_id)
+            .where(column == value)
+            .order_by(Click.clicked_at.desc(), Click.id.desc())
+            .limit(CANDIDATES_PER_KEY)
+        )
+        for click, status in rows:
+            found.setdefault(click.id, _touch(click, status))
+    return list(found.values())
+
+
+def find_binding(
+    session: Session, program: Program, customer_external_id: str | None, customer_user_id: int | None
+) -> Binding | None:
+    """The affiliate a returning customer is bound to: the one credited with their first conversion."""
+    if not customer_external_id and not customer_user_id:
+        return None
+    customer = or_(
+        *(
+            condition
+            for condition, value in (
+                (Conversion.customer_external_id == customer_external_id, customer_external_id),
+                (Conversion.customer_user_id == customer_user_id, customer_user_id),
+            )
+            if value
+        )
+    )
+    first = session.execute(
+        select(Conversion, User.status)
+        .join(User, User.id == Conversion.affiliate_id)
+        .where(
+            Conversion.program_id == program.id,
+            Conversion.type != ConversionType.REFUND,
+            Conversion.status != ConversionStatus.REJECTED,
+            customer,
+        )
+        .order_by(Conversion.occurred_at, Conversion.id)
+        .limit(1)
+    ).first()
+    if first is None:
+        return None
+    conversion, status = first
+    return Binding(
+        affiliate_id=conversion.affiliate_id,
+        touch_id=conversion.click_id,
+        bound_at=conversion.occurred_at,
+        until=_recurring_until(session, program, conversion.occurred_at),
+        affiliate_active=status == UserStatus.ACTIVE,
+    )
+
+
+def _recurring_until(session: Session, program: Program, since: datetime) -> datetime | None:
+    """How long a customer stays bound: the recurring period (None: for life).
+
+    A plan without recurring commissions still binds for one attribution window, so a
+    customer who buys again soon is not taken by whoever's link they clicked last.
+    """
+    plan = session.scalar(
+        select(CommissionPlan)
+        .where(CommissionPlan.program_id == program.id, CommissionPlan.affiliate_id.is_(None))
+        .order_by(CommissionPlan.id.desc())
+        .limit(1)
+    )
+    if plan is None or plan.recurring_months == 0:
+        return since + timedelta(days=program.attribution_window_days)
+    if plan.recurring_months is None:
+        return None
+    return add_months(since, plan.recurring_months)
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day and time ``months`` later, on the month's last day when it is shorter (Jan 31 + 1 = Feb 28)."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def attribution_of(conversion: Conversion) -> dict:
+    """The stored decision trace."""
+    return json.loads(conversion.decision_trace) if conversion.decision_trace else {}
+
+
+def _touch(click: Click, affiliate_status: str) -> Touch:
+    return Touch(
+        id=click.id,
+        click_id=click.click_id,
+        program_id=click.program_id,
+        affiliate_id=click.affiliate_id,
+        link_id=click.link_id,
+        clicked_at=click.clicked_at,
+        visitor_id=click.visitor_id,
+        fingerprint=click.fingerprint,
+        is_bot=click.is_bot,
+        fraud_action=click.fraud_action,
+        affiliate_active=affiliate_status == UserStatus.ACTIVE,
+    )
+
+
+def _check_report(program: Program, report: ConversionRequest, now: datetime) -> None:
+    if report.currency != program.currency:
+        raise ConversionError(
+            "currency_mismatch", f"This program is in {program.currency}; the conversion is in {report.currency}."
+        )
+    if not 0 <= report.amount_cents <= MAX_AMOUNT_CENTS:
+        raise ConversionError("amount_out_of_range", f"amount must be between 0 and {MAX_AMOUNT_CENTS}.")
+    if report.type == ConversionType.SALE and report.amount_cents == 0:
+        raise ConversionError("amount_out_of_range", "A sale needs an amount above zero.")
+    if report.occurred_at is not None and report.occurred_at > now + CLOCK_SKEW:
+        raise ConversionError("occurred_in_future", "occurred_at is in the future.")
+
+
+def _payload(report: ConversionRequest) -> dict:
+    payload = asdict(report)
+    payload.pop("fingerprint")  # derived from the request, not part of what was reported
+    return payload
+
+
+def _find(session: Session, program_id: int, order_id: str, kind: str) -> Conversion | None:
+    return session.scalar(
+        select(Conversion).where(
+            Conversion.program_id == program_id, Conversion.order_id == order_id, Conversion.type == kind
+        )
+    )
+
+
+def _replay(stored: Conversion, digest: str) -> Recorded:
+    if stored.request_hash != digest:
+        raise IdempotencyConflict(
+            "idempotency_conflict",
+            f"Order {stored.order_id} was already reported as a {stored.type} with a different payload.",
+        )
+    return Recorded(stored, created=False)
+
+
+def _insert(session: Session, conversion: Conversion, digest: str) -> Recorded:
+    """Insert, or, when a concurrent request stored the same key first, answer as a replay."""
+    try:
+        with session.begin_nested():
+            session.add(conversion)
+    except IntegrityError:
+        stored = _find(session, conversion.program_id, conversion.order_id, conversion.type)
+        if stored is None:
+            raise
+        return _replay(stored, digest)
+    return Recorded(conversion, created=True)
+
+
+__all__ = [
+    "Attribution",
+    "ConversionError",
+    "ConversionRequest",
+    "IdempotencyConflict",
+    "Recorded",
+    "RefundRequest",
+    "attribution_of",
+    "find_binding",
+    "load_touches",
+    "record_conversion",
+    "record_refund",
+    "request_hash",
+]
+
+
+def trace_for_affiliate(trace: dict, affiliate_id: int) -> dict:
+    """A stored trace as the credited affiliate may see it: other partners' clicks reduced to their outcome."""
+    lines = []
+    for line in trace.get("trace", []):
+        if line.get("affiliate_id") == affiliate_id:
+            lines.append(line)
+        else:
+            lines.append({"outcome": line.get("outcome"), "reason": line.get("reason"), "detail": OTHER_PARTNER})
+    return {key: value for key, value in trace.items() if key != "trace"} | {"trace": lines}

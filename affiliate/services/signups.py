@@ -1,0 +1,151 @@
+"""The hosted signup (refer-a-friend): a new member, who referred them, and the signup conversion."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from affiliate.models import (
+    Click,
+    Conversion,
+    ConversionType,
+    Program,
+    ProgramStatus,
+    Referral,
+    Role,
+    User,
+    UserStatus,
+)
+from affiliate.services import accounts
+from affiliate.services.conversions import ConversionRequest, record_conversion
+
+REFERRAL_CODE = re.compile(r"[A-Za-z0-9]{4,16}")
+
+
+@dataclass(frozen=True)
+class Signup:
+    """What the signup form and the request carry."""
+
+    name: str
+    email: str
+    password: str
+    ref: str | None = None  # a referral code from ?ref=
+    program_id: int | None = None
+    click_id: str | None = None  # ?ct_click= or the program's click cookie
+    visitor_id: str | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class SignupResult:
+    member: User
+    referral: Referral | None
+    conversion: Conversion | None
+
+
+def find_referrer(session: Session, code: str | None) -> User | None:
+    """The active affiliate or member a referral code belongs to; None for unknown or malformed codes."""
+    if not code or not REFERRAL_CODE.fullmatch(code):
+        return None
+    user = session.scalar(select(User).where(User.referral_code == code.upper()))
+    if user is None or user.status != UserStatus.ACTIVE or user.role not in (Role.AFFILIATE, Role.MEMBER):
+        return None
+    return user
+
+
+def signup_program(session: Session, program_id: int | None, click_id: str | None) -> Program | None:
+    """The program a hosted signup counts for: the one asked for, else the clicked one's, else the oldest active."""
+    active = Program.status == ProgramStatus.ACTIVE
+    if program_id is not None:
+        program = session.scalar(select(Program).where(Program.id == program_id, active))
+        if program is not None:
+            return program
+    if click_id:
+        program = session.scalar(select(Program).join(Click, Click.program_id == Program.id).where(
+            Click.click_id == click_id, active))  # fmt: skip
+        if program is not None:
+            return program
+    return session.scalar(select(Program).where(active).order_by(Program.id).limit(1))
+
+
+def sign_up(
+    session: Session, signup: Signup, *, hasher: PasswordHasher, min_password_length: int, now: datetime
+) -> SignupResult:
+    """Create the member, credit whoever referred them, and record the signup conversion.
+
+    The referrer is the owner of the referral code if it is valid and not the new member's
+    own address; otherwise the affiliate whose click attribution finds. An unknown,
+    malformed or own code is ignored without a word: the person signs up either way.
+    Raises accounts.WeakPassword or accounts.EmailTaken.
+    """
+    accounts.check_password(signup.password, min_length=min_password_length, email=signup.email)
+    referrer = find_referrer(session, signup.ref)
+    if referrer is not None and referrer.email == accounts.normalise_email(signup.email):
+        referrer = None
+    member = accounts.create_user(
+        session,
+        name=signup.name,
+        email=signup.email,
+        password=signup.password,
+        role=Role.MEMBER,
+        status=UserStatus.ACTIVE,
+        hasher=hasher,
+        now=now,
+        referred_by=referrer,
+    )
+    program = signup_program(session, signup.program_id, signup.click_id)
+    conversion = None
+    if program is not None:
+        report = ConversionRequest(
+            type=ConversionType.SIGNUP,
+            order_id=f"member-{member.id}",
+            amount_cents=0,
+            currency=program.currency,
+            customer_external_id=f"member-{member.id}",
+            customer_email=member.email,
+            click_id=signup.click_id,
+            visitor_id=signup.visitor_id,
+            fingerprint=signup.fingerprint,
+            customer_user_id=member.id,
+        )
+        conversion = record_conversion(session, program, report, now=now).conversion
+        if conversion.affiliate_id is None and referrer is not None:
+            _credit_referral_code(conversion, referrer)
+    if referrer is None and conversion is not None and conversion.affiliate_id is not None:
+        referrer = session.get(User, conversion.affiliate_id)
+        member.referred_by_id = referrer.id
+    referral = None
+    if referrer is not None:
+        referral = Referral(
+            referrer_id=referrer.id,
+            referred_id=member.id,
+            program_id=program.id if program else None,
+            click_id=conversion.click_id if conversion else None,
+            created_at=now,
+        )
+        session.add(referral)
+        session.flush()
+    return SignupResult(member, referral, conversion)
+
+
+def _credit_referral_code(conversion: Conversion, referrer: User) -> None:
+    """No click won, but the person came with a valid referral code: credit its owner, and say so."""
+    trace = json.loads(conversion.decision_trace or "{}")
+    trace.update(affiliate_id=referrer.id, matched_by="referral_code")
+    trace.setdefault("trace", []).append(
+        {
+            "outcome": "won",
+            "reason": "referral_code",
+            "matched_by": "referral_code",
+            "affiliate_id": referrer.id,
+            "detail": "No qualifying click; the signup came with this referrer's referral code.",
+        }
+    )
+    conversion.affiliate_id = referrer.id
+    conversion.decision_trace = json.dumps(trace)

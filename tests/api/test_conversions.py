@@ -1,0 +1,310 @@
+"""The conversion API end to end: signed, idempotent, validated, attributed (C8, C14, issue 4)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from affiliate.extensions import db
+from affiliate.models import ApiKey, Conversion, utcnow
+from affiliate.services.api_keys import retire_previous_secret, revoke_key, rotate_secret
+from tests.api.helpers import click, make_merchant, world
+from tests.factories import Auth, Visitor, make_admin
+
+
+def conversions(app) -> list[Conversion]:
+    with app.app_context():
+        rows = db.session.scalars(select(Conversion).order_by(Conversion.id)).all()
+        for row in rows:
+            db.session.expunge(row)
+        return rows
+
+
+def test_signed_sale_is_attributed_to_the_click_and_explained(app, redirector):
+    merchant, people, links = world(app)
+    shopper = Visitor(redirector)
+    click_id = click(shopper, links["alice"].code)
+    redirector.recorder.flush()
+    response = merchant.sale(
+        "order-1", 12_345, click_id=click_id, customer={"external_id": "cus_1", "email": "B@Example.com"}
+    )
+    assert response.status_code == 201, response.json
+    body = response.json["conversion"]
+    assert body["amount"] == 12_345 and body["currency"] == "USD" and body["type"] == "sale"
+    assert body["attribution"] == {
+        "attributed": True, "affiliate_id": people["alice"].id, "click_id": click_id, "matched_by": "click_id",
+    }  # fmt: skip
+    (stored,) = conversions(app)
+    assert stored.customer_email == "B@example.com"
+    trace = json.loads(stored.decision_trace)
+    assert any(line["outcome"] == "won" and line["click_id"] == click_id for line in trace["trace"])
+
+
+def test_the_same_request_again_returns_the_original_answer(app):
+    merchant, _, _ = world(app)
+    first = merchant.sale("order-7", 5000)
+    again = merchant.sale("order-7", 5000)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json == first.json
+    assert len(conversions(app)) == 1
+
+
+def test_same_order_with_another_payload_is_409_and_changes_nothing(app):
+    merchant, _, _ = world(app)
+    assert merchant.sale("order-9", 5000).status_code == 201
+    response = merchant.sale("order-9", 9999)
+    assert response.status_code == 409
+    assert response.json["error"]["code"] == "idempotency_conflict"
+    (stored,) = conversions(app)
+    assert stored.amount_cents == 5000
+
+
+def test_latest_click_of_the_visitor_wins(app, redirector):
+    merchant, people, links = world(app)
+    shopper = Visitor(redirector)
+    click(shopper, links["alice"].code)
+    click(shopper, links["bob"].code)
+    redirector.recorder.flush()
+    visitor_id = shopper.get_cookie("ct_vid").value
+    response = merchant.sale("order-2", 1000, visitor_id=visitor_id)
+    assert response.json["conversion"]["attribution"]["affiliate_id"] == people["bob"].id
+    assert response.json["conversion"]["attribution"]["matched_by"] == "visitor"
+
+
+def test_a_sale_without_any_match_is_recorded_unattributed(app):
+    merchant, _, _ = world(app)
+    response = merchant.sale("order-3", 1000, visitor_id="Z" * 26)
+    assert response.status_code == 201
+    assert response.json["conversion"]["attribution"]["attributed"] is False
+
+
+def test_a_bound_customer_stays_with_their_first_affiliate(app, redirector):
+    merchant, people, links = world(app)
+    alice_shopper, bob_shopper = Visitor(redirector, ip="198.51.100.1"), Visitor(redirector, ip="198.51.100.2")
+    first = click(alice_shopper, links["alice"].code)
+    later = click(bob_shopper, links["bob"].code)
+    redirector.recorder.flush()
+    assert merchant.sale("o-1", 1000, click_id=first, customer={"external_id": "cus_9"}).status_code == 201
+    response = merchant.sale("o-2", 1000, click_id=later, customer={"external_id": "cus_9"})
+    assert response.json["conversion"]["attribution"]["affiliate_id"] == people["alice"].id
+    assert response.json["conversion"]["attribution"]["matched_by"] == "binding"
+
+
+# --- authentication and signatures (C14) ---
+
+
+def test_requests_without_a_valid_key_or_signature_are_refused(app):
+    merchant, _, _ = world(app)
+    body = {"type": "sale", "order_id": "x-1", "amount": 100, "currency": "USD"}
+    cases = {
+        "no key": merchant.post("/api/v1/conversions", body, headers={"Authorization": ""}),
+        "unknown key": merchant.post("/api/v1/conversions", body, headers={"Authorization": "Bearer ct_abcdefgh_nope"}),
+        "wrong secret": merchant.post("/api/v1/conversions", body, secret="whsec_wrong"),
+        "stale": merchant.post("/api/v1/conversions", body, timestamp=int(time.time()) - 301),
+        "future": merchant.post("/api/v1/conversions", body, timestamp=int(time.time()) + 301),
+        "no signature": merchant.post("/api/v1/conversions", body, headers={"Clicktrail-Signature": ""}),
+    }
+    for name, response in cases.items():
+        assert response.status_code == 401, name
+        assert response.json["error"]["code"], name
+    assert conversions(app) == []
+
+
+def test_a_body_changed_after_signing_is_refused(app):
+    merchant, _, _ = world(app)
+    data = json.dumps({"type": "sale", "order_id": "x-2", "amount": 100, "currency": "USD"}).encode()
+    signed = merchant.post("/api/v1/conversions", None, raw=data, request_id="fixed")
+    assert signed.status_code == 201
+    tampered = data.replace(b"100", b"900").replace(b"x-2", b"x-3")
+    headers = {"Clicktrail-Signature": f"v1={'0' * 64}"}
+    assert merchant.post("/api/v1/conversions", None, raw=tampered, headers=headers).status_code == 401
+    assert len(conversions(app)) == 1
+
+
+def test_rotation_accepts_both_secrets_until_the_old_one_is_retired(app):
+    merchant, _, _ = world(app)
+    old = merchant.secret
+    admin = make_admin(app)
+    with app.app_context():
+        key = db.session.scalar(select(ApiKey))
+        new = rotate_secret(db.session, key, actor=admin, now=utcnow())
+        db.session.commit()
+    assert (
+        merchant.sale(
+            "r-1",
+            100,
+        ).status_code
+        == 201
+    )
+    assert merchant.post("/api/v1/conversions", {"type": "sale", "order_id": "r-2", "amount": 100, "currency": "USD"},
+                         secret=new).status_code == 201  # fmt: skip
+    with app.app_context():
+        key = db.session.scalar(select(ApiKey))
+        retire_previous_secret(db.session, key, actor=admin, now=utcnow())
+        db.session.commit()
+    assert merchant.post("/api/v1/conversions", {"type": "sale", "order_id": "r-3", "amount": 100, "currency": "USD"},
+                         secret=old).status_code == 401  # fmt: skip
+    with app.app_context():
+        key = db.session.scalar(select(ApiKey))
+        revoke_key(db.session, key, actor=admin, now=utcnow())
+        db.session.commit()
+    assert merchant.post("/api/v1/conversions", {"type": "sale", "order_id": "r-4", "amount": 100, "currency": "USD"},
+                         secret=new).status_code == 401  # fmt: skip
+    assert len(conversions(app)) == 2
+
+
+def test_a_key_only_reports_for_its_own_program(app):
+    merchant, _, _ = world(app)
+    other = make_merchant(app)
+    assert other.sale("shared-order", 100).status_code == 201
+    assert merchant.sale("shared-order", 100).status_code == 201
+    assert {c.program_id for c in conversions(app)} == {merchant.program.id, other.program.id}
+
+
+# --- bad input: a clear 4xx that changes nothing ---
+
+VALID = {"type": "sale", "order_id": "v-1", "amount": 100, "currency": "USD"}
+
+
+def _with(**fields) -> bytes:
+    return json.dumps({**VALID, **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (_with(amount=100.0), 422, None),
+        (_with(amount=float("nan")), 400, "non_finite_number"),
+        (
+            b'{"type": "sale", "order_id": "v-1", "order_id": "v-2", "amount": 1, "currency": "USD"}',
+            400,
+            "duplicate_key",
+        ),
+        (_with(amount="100"), 422, None),
+        (_with(amount=True), 422, None),
+        (_with(amount=-5), 422, None),
+        (_with(amount=10**12), 422, None),
+        (_with(currency="EUR"), 422, "currency_mismatch"),
+        (_with(currency="XYZ"), 422, None),
+        (_with(type="refund"), 422, None),
+        (_with(order_id=""), 422, None),
+        (_with(order_id="x" * 129), 422, None),
+        (_with(status="approved"), 400, "unknown_field"),
+        (_with(affiliate_id=1), 400, "unknown_field"),
+        (_with(customer={"external_id": "c", "role": "admin"}), 400, "unknown_field"),
+        (_with(occurred_at="2999-01-01T00:00:00Z"), 422, "occurred_in_future"),
+        (_with(occurred_at="2024-01-01T00:00:00"), 422, None),
+        (_with(occurred_at="yesterday"), 422, None),
+        (_with(click_id="short"), 422, None),
+        (_with(customer={"email": "nope"}), 422, None),
+        (_with(metadata=[1]), 422, None),
+        (b"[1, 2]", 400, "not_an_object"),
+        (b'{"type": ', 400, "invalid_json"),
+        (b"\xff\xfe{}", 400, "invalid_encoding"),
+    ],
+)
+def test_bad_bodies_get_a_reason_and_change_nothing(app, raw, status, code):
+    merchant, _, _ = world(app)
+    response = merchant.post("/api/v1/conversions", None, raw=raw)
+    assert response.status_code == status, response.json
+    assert response.is_json and set(response.json["error"]) >= {"code", "message", "status"}
+    if code:
+        assert response.json["error"]["code"] == code
+    assert conversions(app) == []
+
+
+def test_wrong_content_type_and_oversized_bodies(app):
+    merchant, _, _ = world(app)
+    form = merchant.post("/api/v1/conversions", VALID, content_type="application/x-www-form-urlencoded")
+    assert form.status_code == 415 and form.json["error"]["code"] == "unsupported_media_type"
+    big = json.dumps({**VALID, "metadata": {"blob": "x" * 70_000}}).encode()
+    huge = merchant.post("/api/v1/conversions", None, raw=big)
+    assert huge.status_code == 413 and huge.is_json
+    assert conversions(app) == []
+
+
+def test_occurred_at_before_the_named_click_is_refused(app, redirector):
+    merchant, _, links = world(app)
+    click_id = click(Visitor(redirector), links["alice"].code)
+    redirector.recorder.flush()
+    before = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    response = merchant.sale("o-early", 100, click_id=click_id, occurred_at=before)
+    assert response.status_code == 422 and response.json["error"]["code"] == "occurred_before_click"
+
+
+# --- refunds ---
+
+
+def test_refunds_full_partial_and_never_more_than_the_sale(app):
+    merchant, _, _ = world(app)
+    assert merchant.sale("s-1", 10_000).status_code == 201
+    part = merchant.post("/api/v1/refunds", {"order_id": "s-1", "refund_id": "rf-1", "amount": 2_500})
+    assert part.status_code == 201 and part.json["conversion"]["amount"] == 2_500
+    assert (
+        merchant.post("/api/v1/refunds", {"order_id": "s-1", "refund_id": "rf-1", "amount": 2_500}).status_code == 201
+    )
+    too_much = merchant.post("/api/v1/refunds", {"order_id": "s-1", "refund_id": "rf-2", "amount": 8_000})
+    assert too_much.status_code == 422 and too_much.json["error"]["code"] == "refund_exceeds_sale"
+    rest = merchant.post("/api/v1/refunds", {"order_id": "s-1", "refund_id": "rf-3"})
+    assert rest.status_code == 201 and rest.json["conversion"]["amount"] == 7_500
+    unknown = merchant.post("/api/v1/refunds", {"order_id": "nope"})
+    assert unknown.status_code == 422 and unknown.json["error"]["code"] == "unknown_order"
+    refunds = [c for c in conversions(app) if c.type == "refund"]
+    assert sorted(r.amount_cents for r in refunds) == [2_500, 7_500]
+
+
+# --- C8: exactly one conversion under concurrency ---
+
+
+def test_fifty_concurrent_identical_requests_make_one_conversion(app):
+    merchant, _, _ = world(app)
+    body = json.dumps({"type": "sale", "order_id": "race-1", "amount": 4200, "currency": "USD"}).encode()
+    answers: list[int] = []
+    start = threading.Barrier(50)
+
+    def send() -> None:
+        client = app.test_client()
+        start.wait()
+        other = type(merchant)(client, merchant.program, merchant.token, merchant.secret)
+        answers.append(other.post("/api/v1/conversions", None, raw=body, request_id="same").status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert answers == [201] * 50
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Conversion)) == 1
+
+
+# --- the trace on the conversion's page ---
+
+
+def test_trace_page_for_staff_and_for_the_credited_affiliate_only(app, redirector):
+    merchant, people, links = world(app)
+    shopper = Visitor(redirector)
+    click(shopper, links["bob"].code)
+    won = click(shopper, links["alice"].code)
+    redirector.recorder.flush()
+    conversion_id = merchant.sale("t-1", 100, click_id=won, visitor_id=shopper.get_cookie("ct_vid").value).json[
+        "conversion"]["id"]  # fmt: skip
+    staff = app.test_client()
+    Auth(staff).login(make_admin(app).email)
+    page = staff.get(f"/admin/conversions/{conversion_id}").get_data(as_text=True)
+    assert "Alice" in page and "Bob" in page and "click id" in page
+    alice = app.test_client()
+    Auth(alice).login(people["alice"].email)
+    own = alice.get(f"/partner/conversions/{conversion_id}")
+    assert own.status_code == 200
+    text = own.get_data(as_text=True)
+    assert "Another partner" in text and "Bob" not in text
+    bob = app.test_client()
+    Auth(bob).login(people["bob"].email)
+    assert bob.get(f"/partner/conversions/{conversion_id}").status_code == 404
