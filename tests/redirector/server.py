@@ -39,15 +39,23 @@ def children(pid: int) -> list[int]:
 
 
 class Server:
-    """granian serving ``wsgi:redirector`` on a free loopback port, in its own process group.
+    """granian serving ``target`` (the redirector by default) on a free loopback port, in its own process group.
 
-    ``interface`` is "rsgi" (how production runs the redirector) or "wsgi" (how ``make run`` mounts it).
+    ``interface`` is "rsgi" (how production runs the redirector) or "wsgi" (how ``make run`` mounts it,
+    beside the portal, as ``wsgi:app``).
     """
 
     def __init__(
-        self, database_uri: str, instance: Path, workers: int = 2, interface: str = "rsgi", **env: str
+        self,
+        database_uri: str,
+        instance: Path,
+        workers: int = 2,
+        interface: str = "rsgi",
+        target: str = "wsgi:redirector",
+        **env: str,
     ) -> None:
         self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         self.log = instance / "server.log"
         environment = {
             **os.environ,
@@ -55,6 +63,7 @@ class Server:
             "CLICKTRAIL_INSTANCE": str(instance),
             "DATABASE_URL": database_uri,
             "SECRET_KEY": "durability-test",
+            "PUBLIC_BASE_URL": self.url,
             **env,
         }
         with self.log.open("wb") as log:
@@ -62,7 +71,7 @@ class Server:
                 [GRANIAN, "--interface", interface, "--host", "127.0.0.1", "--port", str(self.port),
                  "--workers", str(workers), "--blocking-threads", "32" if interface == "wsgi" else "1", "--no-ws",
                  "--respawn-failed-workers",
-                 "wsgi:redirector"],
+                 target],
                 cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self.wait_ready()
