@@ -124,17 +124,6 @@ class Attribution:
             "trace": [line.as_dict() for line in self.trace],
         }
 
-    def for_affiliate(self, affiliate_id: int) -> dict:
-        """The trace as one affiliate may see it: other affiliates' touches reduced to outcome and reason."""
-        data = self.as_dict()
-        data["trace"] = [
-            line if line["affiliate_id"] == affiliate_id else {"outcome": line["outcome"], "reason": line["reason"]}
-            for line in data["trace"]
-        ]
-        if data["affiliate_id"] != affiliate_id:
-            data["affiliate_id"] = data["touch_id"] = None
-        return data
-
     @property
     def summary(self) -> str:
         if self.affiliate_id is None:

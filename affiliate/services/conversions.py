@@ -173,6 +173,14 @@ def record_refund(session: Session, program: Program, report: RefundRequest, *, 
         occurred_at=occurred_at,
         created_at=now,
         request_hash=digest,
+        decision_trace=json.dumps(
+            {
+                "affiliate_id": sale.affiliate_id,
+                "matched_by": attribution_of(sale).get("matched_by"),
+                "summary": f"A refund of sale {sale.order_id}: it follows the sale's attribution.",
+                "trace": [],
+            }
+        ),
         status=ConversionStatus.APPROVED,
     )
     return _insert(session, refund, digest)

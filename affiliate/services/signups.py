@@ -137,7 +137,11 @@ def sign_up(
 def _credit_referral_code(conversion: Conversion, referrer: User) -> None:
     """No click won, but the person came with a valid referral code: credit its owner, and say so."""
     trace = json.loads(conversion.decision_trace or "{}")
-    trace.update(affiliate_id=referrer.id, matched_by="referral_code")
+    trace.update(
+        affiliate_id=referrer.id,
+        matched_by="referral_code",
+        summary="No qualifying click; the person signed up with the referrer's referral code.",
+    )
     trace.setdefault("trace", []).append(
         {
             "outcome": "won",

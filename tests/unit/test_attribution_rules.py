@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from affiliate.services.attribution import Binding, ConversionFacts, Terms, Touch, attribute
+from affiliate.services.conversions import trace_for_affiliate
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(days=30)
@@ -126,13 +127,11 @@ def test_lifetime_binding():
 def test_affiliate_view_hides_other_partners_and_dict_is_json():
     mine, theirs = touch(1, T0 - timedelta(days=1), affiliate_id=50), touch(2, T0 - timedelta(days=2), affiliate_id=60)
     result = attribute(facts(visitor_id="visitor-a"), [mine, theirs], TERMS)
-    json.dumps(result.as_dict())
-    view = result.for_affiliate(50)
+    stored = json.loads(json.dumps(result.as_dict()))
+    view = trace_for_affiliate(stored, 50)
     other = next(line for line in view["trace"] if line.get("affiliate_id") != 50)
-    assert other == {"outcome": "lost", "reason": "older"}
+    assert other == {"outcome": "lost", "reason": "older", "detail": "Another partner's click."}
     assert "device-a" not in json.dumps(view) and theirs.click_id not in json.dumps(view)
-    loser_view = result.for_affiliate(60)
-    assert loser_view["affiliate_id"] is None
 
 
 def test_naive_times_are_refused():
