@@ -84,6 +84,8 @@ def test_signup_after_a_tracked_click_is_attributed_to_the_click(app, redirector
     assert (referrer, referred) == (bob.id, friend.id) and referral_click == conversion.click_id
     # Bob sees it in his portal, with the trace.
     Auth(bob_client := app.test_client()).login(bob.email)
+    home = bob_client.get("/partner/").get_data(as_text=True)
+    assert "<dd>1 (" in home and "Fran," in home
     listing = bob_client.get("/partner/conversions/").get_data(as_text=True)
     assert f"member-{friend.id}" in listing
     detail = bob_client.get(f"/partner/conversions/{conversion.id}").get_data(as_text=True)
