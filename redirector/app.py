@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.http import parse_cookie
 
 from affiliate.database import configure_engine
+from affiliate.services.fraud import paid_click_params
 from affiliate.urls import destination_allowed
 from redirector import enrich
 from redirector.clicklog import ClickLog
@@ -35,6 +36,9 @@ CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 VISITOR_COOKIE = "ct_vid"
 SUB_MAX = 255
 JUDGED = ("protocol", "hostname", "username", "password")
+INACTIVE_AFFILIATE = json.dumps(
+    [{"rule": "affiliate_inactive", "action": "reject", "weight": 100, "evidence": "the affiliate is not active"}]
+)
 
 SECURITY_HEADERS = [
     ("Cache-Control", "no-store"),
@@ -214,11 +218,12 @@ class Redirector:
             "sub4": subs[3] and subs[3][:SUB_MAX],
             "sub5": subs[4] and subs[4][:SUB_MAX],
             "sec_fetch": fetch[:255] if fetch != "///" else None,
+            "paid_click": ",".join(paid_click_params(set(query))) or None,
             "fingerprint": enrich.fingerprint(prefix, user_agent, environ),
             "is_unique": True,
             "fraud_score": 0 if target.earns else 100,
             "fraud_action": None if target.earns else "reject",
-            "fraud_reasons": None if target.earns else json.dumps(["affiliate_not_active"]),
+            "fraud_reasons": None if target.earns else INACTIVE_AFFILIATE,
         }
 
     def _destination(self, target: LinkTarget, query: dict[str, str]) -> str | None:

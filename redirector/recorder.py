@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import logging
 import os
 import threading
@@ -28,12 +29,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from affiliate.models import Click
+from affiliate.services.fraud import DEFAULT_RULES, Action, ClickSignals, RuleSetting, score_click, settings_for
 from redirector.clicklog import ClickLog
 
 log = logging.getLogger(__name__)
 
 COLUMNS = tuple(column.name for column in Click.__table__.columns if column.name != "id")
 INGEST_INTERVAL_SECONDS = 0.05
+RULES_SECONDS = 30.0
 RETRY_SECONDS = 2.0
 
 
@@ -302,6 +305,7 @@ class _Store:
         # Fixed column names and placeholders only; every value is bound.
         self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values}) ON CONFLICT (click_id) DO NOTHING"  # noqa: S608
         self.mark = mark
+        self.rules = _RuleCache(mark)
 
     def _time(self, value: datetime) -> datetime | str:
         # SQLite keeps UTC wall time as text, in the same form the ORM's UTCDateTime writes.
@@ -313,6 +317,7 @@ class _Store:
             return
         with self.engine.begin() as conn:
             self._mark_unique(conn, clicks)
+            self._judge(conn, clicks)
             rows = [
                 tuple(self._time(click[name]) if name == "clicked_at" else click[name] for name in COLUMNS)
                 for click in clicks
@@ -349,6 +354,85 @@ class _Store:
             for key in keys:
                 if key[2]:
                     seen[key] = at
+
+    def _judge(self, conn, clicks: list[dict]) -> None:
+        """Score each click with its program's fraud rules; flooding counts come from one grouped query per key.
+
+        Counts are of stored clicks in the hour (and minute) before the batch's first click,
+        plus the batch's own earlier clicks: bounded, indexed windows, never the whole history.
+        """
+        first = min(click["clicked_at"] for click in clicks)
+        hour_ago, minute_ago = self._time(first - timedelta(hours=1)), self._time(first - timedelta(minutes=1))
+        links = list({click["link_id"] for click in clicks})
+        stored: dict[tuple, list[int]] = {}
+        for kind, column in (("ip", "ip"), ("device", "fingerprint")):
+            values = list({click[column] for click in clicks if click[column]})
+            if not values:
+                continue
+            # Fixed column names and placeholders only; every value is bound.
+            sql = (
+                f"SELECT link_id, {column}, COUNT(*), SUM(CASE WHEN clicked_at >= {self.mark} THEN 1 ELSE 0 END)"  # noqa: S608
+                f" FROM clicks WHERE clicked_at >= {self.mark} AND {column} IN ({', '.join([self.mark] * len(values))})"
+                f" AND link_id IN ({', '.join([self.mark] * len(links))}) GROUP BY link_id, {column}"
+            )
+            for link, value, hour, minute in conn.exec_driver_sql(sql, (minute_ago, hour_ago, *values, *links)):
+                stored[(kind, link, value)] = [int(minute or 0), int(hour or 0)]
+        recent: dict[tuple, list] = {}
+        for click in clicks:
+            counts = {}
+            for kind, column in (("ip", "ip"), ("device", "fingerprint")):
+                key = (kind, click["link_id"], click[column])
+                if not key[2]:
+                    counts[kind] = (0, 0)
+                    continue
+                earlier = recent.setdefault(key, [])
+                base = stored.get(key, [0, 0])
+                in_minute = sum(1 for at in earlier if click["clicked_at"] - at <= timedelta(minutes=1))
+                counts[kind] = (base[0] + in_minute, base[1] + len(earlier))
+                earlier.append(click["clicked_at"])
+            _site, mode, dest, user = [*(click["sec_fetch"] or "").split("/"), "", "", "", ""][:4]
+            signals = ClickSignals(
+                bot_reason=click["bot_reason"],
+                is_unique=click["is_unique"],
+                sec_fetch_dest=dest or None,
+                sec_fetch_mode=mode or None,
+                sec_fetch_user=user or None,
+                paid_click_params=tuple(filter(None, (click["paid_click"] or "").split(","))),
+                country=click["country"],
+                same_ip_last_minute=counts["ip"][0],
+                same_ip_last_hour=counts["ip"][1],
+                same_device_last_minute=counts["device"][0],
+                same_device_last_hour=counts["device"][1],
+            )
+            verdict = score_click(signals, self.rules.for_program(conn, click["program_id"]))
+            if click["fraud_action"] == "reject":  # decided when the click was made (an inactive affiliate)
+                fired = json.loads(click["fraud_reasons"] or "[]") + json.loads(verdict.as_json())
+                click["fraud_reasons"] = json.dumps(fired)
+                click["fraud_score"] = 100
+                continue
+            click["fraud_score"] = verdict.score
+            click["fraud_action"] = verdict.action.value if verdict.fired else None
+            click["fraud_reasons"] = verdict.as_json() if verdict.fired else None
+
+
+class _RuleCache:
+    """Each program's fraud rule settings, read at most every RULES_SECONDS (a change applies to new traffic)."""
+
+    def __init__(self, mark: str) -> None:
+        self.sql = f"SELECT rule, action, weight, settings FROM fraud_rules WHERE program_id = {mark}"  # noqa: S608
+        self.cached: dict[int, tuple[float, dict[str, RuleSetting]]] = {}
+
+    def for_program(self, conn, program_id: int) -> dict[str, RuleSetting]:
+        hit = self.cached.get(program_id)
+        if hit is not None and time.monotonic() - hit[0] < RULES_SECONDS:
+            return hit[1]
+        stored = {}
+        for rule, action, weight, settings in conn.exec_driver_sql(self.sql, (program_id,)):
+            if rule in DEFAULT_RULES:
+                stored[rule] = RuleSetting(rule, Action(action), int(weight), json.loads(settings or "{}"))
+        rules = settings_for(stored)
+        self.cached[program_id] = (time.monotonic(), rules)
+        return rules
 
 
 def _to_json(click: dict) -> dict:

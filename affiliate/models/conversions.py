@@ -35,6 +35,8 @@ class Conversion(db.Model):
         UniqueConstraint("program_id", "order_id", "type", name="uq_conversions_program_order_type"),
         Index("ix_conversions_affiliate_at", "affiliate_id", "occurred_at"),
         Index("ix_conversions_program_customer", "program_id", "customer_external_id"),
+        Index("ix_conversions_customer_ip_at", "customer_ip", "created_at"),
+        Index("ix_conversions_customer_device_at", "customer_fingerprint", "created_at"),
         CheckConstraint("fraud_score BETWEEN 0 AND 100", name="fraud_score"),
     )
 
@@ -47,6 +49,9 @@ class Conversion(db.Model):
     customer_external_id: Mapped[str | None] = mapped_column(String(128))
     customer_email: Mapped[str | None] = mapped_column(String(254))
     customer_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    customer_ip: Mapped[str | None] = mapped_column(String(45))  # where the conversion came from, if known
+    customer_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    customer_country: Mapped[str | None] = mapped_column(String(2))
     click_id: Mapped[int | None] = mapped_column(ForeignKey("clicks.id"), index=True)
     affiliate_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     refund_of_id: Mapped[int | None] = mapped_column(ForeignKey("conversions.id"))

@@ -76,6 +76,7 @@ class Click(db.Model):
     sub4: Mapped[str | None] = mapped_column(String(255))
     sub5: Mapped[str | None] = mapped_column(String(255))
     sec_fetch: Mapped[str | None] = mapped_column(String(255))  # "site/mode/dest/user" as sent
+    paid_click: Mapped[str | None] = mapped_column(String(64))  # ad click id parameters on the click: "gclid,fbclid"
     fingerprint: Mapped[str | None] = mapped_column(String(64))
     visitor_id: Mapped[str | None] = mapped_column(String(32))
     is_unique: Mapped[bool] = mapped_column(Boolean, default=True)

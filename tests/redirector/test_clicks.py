@@ -163,7 +163,7 @@ def test_suspended_affiliates_links_still_redirect_but_never_earn(app, shopper):
         db.session.commit()
     assert shopper.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME}).status_code == 302
     [click] = all_clicks(app)
-    assert click.fraud_action == "reject" and "affiliate_not_active" in click.fraud_reasons
+    assert click.fraud_action == "reject" and "affiliate_inactive" in click.fraud_reasons
 
 
 def test_deep_links_and_the_visitor_cookie(app, shopper):

@@ -1,0 +1,303 @@
+"""Fraud rules: plain, deterministic functions from facts and bounded history to a verdict.
+
+A verdict is a score from 0 to 100, the rules that fired with their evidence, and an action.
+Each rule has a per-program setting (see ``DEFAULT_RULES``): ``off`` (not evaluated),
+``allow`` (evaluated and recorded, changes nothing), ``flag`` (waits for finance) or
+``reject`` (never earns), a weight added to the score when it fires, and its thresholds.
+The verdict's action is the most severe action among the rules that fired; its score is the
+sum of their weights, capped at 100. The same facts and settings always give the same verdict.
+
+Click verdicts decide which clicks count as human and which may win attribution; conversion
+verdicts decide commissions (rejected earns nothing, flagged waits for review).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
+
+PAID_CLICK_PARAMS = ("gclid", "gbraid", "wbraid", "dclid", "fbclid", "msclkid", "ttclid", "twclid", "li_fat_id",
+                     "yclid", "epik", "rdt_cid", "sccid")  # fmt: skip
+GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
+
+
+class Action(StrEnum):
+    OFF = "off"
+    ALLOW = "allow"
+    FLAG = "flag"
+    REJECT = "reject"
+
+
+SEVERITY = {Action.ALLOW: 0, Action.FLAG: 1, Action.REJECT: 2}
+
+
+@dataclass(frozen=True)
+class RuleSetting:
+    """One rule's setting for one program."""
+
+    rule: str
+    action: Action
+    weight: int
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, name: str) -> Any:
+        return self.settings.get(name, DEFAULT_RULES[self.rule].settings.get(name))
+
+
+# Rule name -> (what it judges, default setting). Thresholds are the defaults a program starts from.
+DEFAULT_RULES: dict[str, RuleSetting] = {
+    "bot": RuleSetting("bot", Action.REJECT, 100),
+    "click_flooding": RuleSetting("click_flooding", Action.REJECT, 60, {"per_minute": 5, "per_hour": 30}),
+    "duplicate_click": RuleSetting("duplicate_click", Action.ALLOW, 10),
+    "cookie_stuffing": RuleSetting("cookie_stuffing", Action.REJECT, 90),
+    "self_referral": RuleSetting("self_referral", Action.REJECT, 90),
+    "too_fast": RuleSetting("too_fast", Action.FLAG, 40, {"min_seconds": 10}),
+    "click_spamming": RuleSetting(
+        "click_spamming", Action.FLAG, 30, {"late_hours": 24, "max_late_share": 0.5, "min_conversions": 10}
+    ),
+    "existing_customer": RuleSetting("existing_customer", Action.OFF, 40),  # on for first-time-customer programs
+    "disposable_email": RuleSetting("disposable_email", Action.FLAG, 50),
+    "paid_traffic": RuleSetting("paid_traffic", Action.OFF, 50),
+    "blocked_country": RuleSetting("blocked_country", Action.OFF, 80, {"countries": []}),
+    "country_mismatch": RuleSetting("country_mismatch", Action.FLAG, 20),
+    "conversion_rate_outlier": RuleSetting(
+        "conversion_rate_outlier", Action.FLAG, 30, {"min_conversions": 10, "max_rate": 0.5}
+    ),
+    "shared_device": RuleSetting("shared_device", Action.FLAG, 40, {"max_conversions": 3, "hours": 24}),
+}
+CLICK_RULES = ("bot", "click_flooding", "duplicate_click", "cookie_stuffing", "paid_traffic", "blocked_country")
+CONVERSION_RULES = ("self_referral", "too_fast", "click_spamming", "existing_customer", "disposable_email",
+                    "paid_traffic", "blocked_country", "country_mismatch", "conversion_rate_outlier",
+                    "shared_device", "bot")  # fmt: skip
+DESCRIPTIONS = {
+    "bot": "Bots and preview fetchers: user-agents' bot test, empty user agent, HEAD, link unfurlers, headless "
+    "browsers, Purpose: prefetch.",
+    "click_flooding": "More clicks than the thresholds from one IP or device on one link per minute or per hour.",
+    "duplicate_click": "A repeat click of the same visitor or device on the same link inside the unique window.",
+    "cookie_stuffing": "Clicks loaded as an image, iframe or script, or navigations without user activation.",
+    "self_referral": "The affiliate and the customer share an email (normalised), IP, device, visitor cookie, or "
+    "an IP the affiliate signed in from.",
+    "too_fast": "The conversion came sooner after the click than a person could sign up or buy.",
+    "click_spamming": "Too large a share of the affiliate's conversions come long after their click.",
+    "existing_customer": "The customer had converted before (first-time-customer programs).",
+    "disposable_email": "The customer's email is at a disposable-address provider.",
+    "paid_traffic": "The click carried an ad network's click id (gclid, fbclid, msclkid, ttclid, ...).",
+    "blocked_country": "The click came from a country the program blocks.",
+    "country_mismatch": "The click's country differs from the conversion's.",
+    "conversion_rate_outlier": "The affiliate converts far more of their clicks than is plausible.",
+    "shared_device": "Many conversions from one IP or device across affiliates.",
+}
+
+
+@dataclass(frozen=True)
+class Fired:
+    rule: str
+    action: Action
+    weight: int
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: int
+    action: Action  # allow when nothing flagged or rejected
+    fired: tuple[Fired, ...]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f.rule for f in self.fired if f.action != Action.ALLOW]
+
+    def as_json(self) -> str:
+        return json.dumps([{"rule": f.rule, "action": f.action.value, "weight": f.weight, "evidence": f.evidence}
+                           for f in self.fired])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ClickSignals:
+    """What is known about one click when it is stored, with bounded counts of its recent neighbours."""
+
+    bot_reason: str | None = None
+    is_unique: bool = True
+    sec_fetch_dest: str | None = None
+    sec_fetch_mode: str | None = None
+    sec_fetch_user: str | None = None
+    paid_click_params: tuple[str, ...] = ()
+    country: str | None = None
+    same_ip_last_minute: int = 0  # earlier clicks from this IP on this link
+    same_ip_last_hour: int = 0
+    same_device_last_minute: int = 0
+    same_device_last_hour: int = 0
+
+
+@dataclass(frozen=True)
+class ConversionSignals:
+    """What is known about one conversion and its winning click, with bounded history."""
+
+    customer_email: str | None = None
+    affiliate_email: str | None = None
+    customer_ips: frozenset[str] = frozenset()  # the click's and the request's
+    customer_devices: frozenset[str] = frozenset()
+    customer_visitors: frozenset[str] = frozenset()
+    affiliate_ips: frozenset[str] = frozenset()  # where the affiliate signed in, and their own clicks
+    affiliate_devices: frozenset[str] = frozenset()
+    affiliate_visitors: frozenset[str] = frozenset()
+    since_click: timedelta | None = None
+    click_bot_reason: str | None = None
+    existing_customer: bool = False
+    paid_click_params: tuple[str, ...] = ()
+    click_country: str | None = None
+    conversion_country: str | None = None
+    affiliate_conversions: int = 0  # attributed, before this one
+    affiliate_late_conversions: int = 0  # of those, how many came long after their click
+    affiliate_clicks: int = 0  # human clicks of the affiliate in the same period
+    same_device_conversions: int = 0  # recent conversions from this IP or device, any affiliate
+
+
+def settings_for(stored: Mapping[str, RuleSetting]) -> dict[str, RuleSetting]:
+    """A program's settings: its stored ones over the defaults."""
+    return {name: stored.get(name, default) for name, default in DEFAULT_RULES.items()}
+
+
+def score_click(signals: ClickSignals, rules: Mapping[str, RuleSetting]) -> Verdict:
+    """Judge one click."""
+    fired: list[Fired] = []
+    check = _checker(rules, fired)
+    if signals.bot_reason:
+        check("bot", f"bot click: {signals.bot_reason}")
+    flood = rules["click_flooding"]
+    per_minute, per_hour = flood.get("per_minute"), flood.get("per_hour")
+    worst = max(
+        (signals.same_ip_last_minute, "IP", "minute", per_minute),
+        (signals.same_device_last_minute, "device", "minute", per_minute),
+        (signals.same_ip_last_hour, "IP", "hour", per_hour),
+        (signals.same_device_last_hour, "device", "hour", per_hour),
+        key=lambda item: item[0] - item[3],
+    )
+    if worst[0] >= worst[3]:
+        check("click_flooding", f"{worst[0]} earlier clicks from this {worst[1]} on this link in the last {worst[2]}"
+                                f" (limit {worst[3]})")  # fmt: skip
+    if not signals.is_unique:
+        check("duplicate_click", "a repeat click of this visitor or device inside the unique window")
+    stuffing = _stuffing(signals)
+    if stuffing:
+        check("cookie_stuffing", stuffing)
+    if signals.paid_click_params:
+        check("paid_traffic", f"ad click id on the click: {', '.join(signals.paid_click_params)}")
+    blocked = {c.upper() for c in rules["blocked_country"].get("countries") or []}
+    if signals.country and signals.country.upper() in blocked:
+        check("blocked_country", f"click from {signals.country}, which this program blocks")
+    return _verdict(fired)
+
+
+def score_conversion(signals: ConversionSignals, rules: Mapping[str, RuleSetting]) -> Verdict:
+    """Judge one attributed conversion."""
+    fired: list[Fired] = []
+    check = _checker(rules, fired)
+    evidence = _self_referral(signals)
+    if evidence:
+        check("self_referral", evidence)
+    if signals.click_bot_reason:
+        check("bot", f"the winning click was a bot: {signals.click_bot_reason}")
+    minimum = timedelta(seconds=rules["too_fast"].get("min_seconds"))
+    if signals.since_click is not None and signals.since_click < minimum:
+        check("too_fast", f"{signals.since_click.total_seconds():.1f} s after the click (minimum "
+                          f"{minimum.total_seconds():.0f} s)")  # fmt: skip
+    spam = rules["click_spamming"]
+    if signals.affiliate_conversions >= spam.get("min_conversions"):
+        share = signals.affiliate_late_conversions / signals.affiliate_conversions
+        if share > spam.get("max_late_share"):
+            check("click_spamming", f"{share:.0%} of the affiliate's {signals.affiliate_conversions} conversions came "
+                                    f"over {spam.get('late_hours')} h after their click")  # fmt: skip
+    if signals.existing_customer:
+        check("existing_customer", "this customer had converted before")
+    domain = _domain(signals.customer_email)
+    if domain and domain in DISPOSABLE_DOMAINS:
+        check("disposable_email", f"{domain} is a disposable-address provider")
+    if signals.paid_click_params:
+        check("paid_traffic", f"the winning click carried {', '.join(signals.paid_click_params)}")
+    blocked = {c.upper() for c in rules["blocked_country"].get("countries") or []}
+    if signals.click_country and signals.click_country.upper() in blocked:
+        check("blocked_country", f"the winning click came from {signals.click_country}")
+    if signals.click_country and signals.conversion_country and signals.click_country != signals.conversion_country:
+        check("country_mismatch", f"click from {signals.click_country}, conversion from {signals.conversion_country}")
+    outlier = rules["conversion_rate_outlier"]
+    if signals.affiliate_conversions >= outlier.get("min_conversions") and signals.affiliate_clicks:
+        rate = signals.affiliate_conversions / signals.affiliate_clicks
+        if rate > outlier.get("max_rate"):
+            check("conversion_rate_outlier", f"{signals.affiliate_conversions} conversions from "
+                                             f"{signals.affiliate_clicks} clicks ({rate:.0%})")  # fmt: skip
+    shared = rules["shared_device"]
+    if signals.same_device_conversions >= shared.get("max_conversions"):
+        check("shared_device", f"{signals.same_device_conversions} conversions from this IP or device in the last "
+                               f"{shared.get('hours')} h")  # fmt: skip
+    return _verdict(fired)
+
+
+def normalise_email(email: str | None) -> str | None:
+    """Fold case; for Gmail also drop dots and +tags, which all reach the same mailbox."""
+    if not email or "@" not in email:
+        return None
+    local, _, domain = email.strip().lower().rpartition("@")
+    local = local.split("+", 1)[0]
+    if domain in GMAIL_DOMAINS:
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"
+
+
+def paid_click_params(query_keys: set[str]) -> tuple[str, ...]:
+    return tuple(name for name in PAID_CLICK_PARAMS if name in query_keys)
+
+
+def with_setting(rules: Mapping[str, RuleSetting], rule: str, **changes) -> dict[str, RuleSetting]:
+    """A copy of ``rules`` with one rule changed (for tests and previews)."""
+    return {**rules, rule: replace(rules[rule], **changes)}
+
+
+def _checker(rules: Mapping[str, RuleSetting], fired: list[Fired]):
+    def check(rule: str, evidence: str) -> None:
+        setting = rules[rule]
+        if setting.action != Action.OFF:
+            fired.append(Fired(rule, setting.action, setting.weight, evidence))
+
+    return check
+
+
+def _verdict(fired: list[Fired]) -> Verdict:
+    counted = [f for f in fired if f.action != Action.ALLOW]
+    action = max((f.action for f in counted), key=SEVERITY.__getitem__, default=Action.ALLOW)
+    return Verdict(min(100, sum(f.weight for f in counted)), action, tuple(fired))
+
+
+def _stuffing(signals: ClickSignals) -> str | None:
+    dest = (signals.sec_fetch_dest or "").lower()
+    if dest in ("image", "iframe", "frame", "script", "embed", "object", "style"):
+        return f"loaded as {dest} (Sec-Fetch-Dest), not visited"
+    if (signals.sec_fetch_mode or "").lower() == "navigate" and dest == "document" and signals.sec_fetch_user != "?1":
+        return "a navigation without user activation (no Sec-Fetch-User)"
+    return None
+
+
+def _self_referral(signals: ConversionSignals) -> str | None:
+    customer, affiliate = normalise_email(signals.customer_email), normalise_email(signals.affiliate_email)
+    if customer and customer == affiliate:
+        return "the customer's email is the affiliate's"
+    for kind, mine, theirs in (
+        ("IP", signals.customer_ips, signals.affiliate_ips),
+        ("device", signals.customer_devices, signals.affiliate_devices),
+        ("visitor cookie", signals.customer_visitors, signals.affiliate_visitors),
+    ):
+        shared = (mine - {None, ""}) & theirs
+        if shared:
+            return f"the customer shares an {kind} with the affiliate" if kind == "IP" else (
+                f"the customer shares a {kind} with the affiliate")  # fmt: skip
+    return None
+
+
+def _domain(email: str | None) -> str | None:
+    return email.rsplit("@", 1)[1].lower() if email and "@" in email else None
