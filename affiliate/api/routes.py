@@ -8,6 +8,8 @@ idempotency key (409 for the same order with another payload).
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import re
 from datetime import datetime
@@ -43,7 +45,8 @@ CONVERSION_FIELDS = {
     "type", "order_id", "amount", "currency", "customer", "click_id", "visitor_id", "occurred_at", "metadata",
 }  # fmt: skip
 REFUND_FIELDS = {"order_id", "refund_id", "amount", "occurred_at"}
-CUSTOMER_FIELDS = {"external_id", "email"}
+CUSTOMER_FIELDS = {"external_id", "email", "ip", "country"}
+COUNTRY = re.compile(r"[A-Z]{2}")
 LAST_USED_EVERY_SECONDS = 60
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
@@ -142,6 +145,8 @@ def _conversion_request(body: dict) -> ConversionRequest:
         currency=_currency(body),
         customer_external_id=_field(customer, "external_id", require_str, max_length=128, optional=True),
         customer_email=_email(customer.get("email")),
+        customer_ip=_ip(customer.get("ip")),
+        customer_country=_field(customer, "country", require_str, max_length=2, pattern=COUNTRY, optional=True),
         click_id=_field(body, "click_id", require_str, max_length=32, pattern=TOKEN, optional=True),
         visitor_id=_field(body, "visitor_id", require_str, max_length=32, pattern=TOKEN, optional=True),
         occurred_at=_time(body.get("occurred_at")),
@@ -234,6 +239,15 @@ def _email(value) -> str | None:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as error:
         raise ApiError(422, "invalid_field", f"customer.email: {error}", "customer.email") from error
+
+
+def _ip(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value) <= 45:
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.ip_address(value))
+    raise ApiError(422, "invalid_field", "customer.ip must be an IPv4 or IPv6 address.", "customer.ip")
 
 
 def _time(value) -> datetime | None:

@@ -6,14 +6,20 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, logout_user
 
 from affiliate.auth.forms import ApplyForm, LoginForm, SignupForm
-from affiliate.auth.sessions import client_ip, hasher, sign_in, throttle_policy
+from affiliate.auth.sessions import (
+    VISITOR_COOKIE,
+    client_ip,
+    hasher,
+    request_fingerprint,
+    sign_in,
+    throttle_policy,
+    token_or_none,
+)
 from affiliate.extensions import db
 from affiliate.models import Role, User, utcnow
 from affiliate.services import accounts
 from affiliate.services.signups import Signup, find_referrer, sign_up, signup_program
 from affiliate.urls import safe_next
-from redirector.app import TOKEN, VISITOR_COOKIE
-from redirector.enrich import USER_AGENT_MAX, fingerprint, ip_prefix
 
 bp = Blueprint("auth", __name__)
 
@@ -48,7 +54,7 @@ def signup():
             ref=ref,
             program_id=program_id,
             click_id=click_id,
-            visitor_id=_token(request.cookies.get(VISITOR_COOKIE)),
+            visitor_id=token_or_none(request.cookies.get(VISITOR_COOKIE)),
             fingerprint=request_fingerprint(),
         )
         try:
@@ -76,21 +82,11 @@ def signup():
 def _click_id(program_id: int | None) -> str | None:
     """The click id from the landing URL, else from the program's click cookie (the redirector sets ct_<program>)."""
     param = current_app.config["CLICK_PARAM"]
-    click_id = _token(request.args.get(param))
+    click_id = token_or_none(request.args.get(param))
     if click_id:
         return click_id
     program = signup_program(db.session, program_id, None)
-    return _token(request.cookies.get(f"ct_{program.id}")) if program else None
-
-
-def _token(value: str | None) -> str | None:
-    return value if value and TOKEN.fullmatch(value) else None
-
-
-def request_fingerprint() -> str:
-    """The redirector's device fingerprint (v1) for this request, so a signup can match a click by device."""
-    address = request.remote_addr
-    return fingerprint(ip_prefix(address), (request.user_agent.string or "")[:USER_AGENT_MAX], request.environ)
+    return token_or_none(request.cookies.get(f"ct_{program.id}")) if program else None
 
 
 @bp.route("/apply", methods=["GET", "POST"])

@@ -10,6 +10,8 @@ from flask_login import login_user
 from affiliate.extensions import db, login_manager
 from affiliate.models import User, utcnow
 from affiliate.services import accounts
+from redirector.app import TOKEN, VISITOR_COOKIE
+from redirector.enrich import USER_AGENT_MAX, fingerprint, ip_prefix
 
 
 def init_login(app: Flask) -> None:
@@ -60,5 +62,18 @@ def sign_in(user: User, *, remember: bool) -> None:
         user_agent=request.headers.get("User-Agent"),
         policy=session_policy(),
         now=utcnow(),
+        fingerprint=request_fingerprint(),
+        visitor_id=token_or_none(request.cookies.get(VISITOR_COOKIE)),
     )
     login_user(user, remember=remember, duration=current_app.config["REMEMBER_COOKIE_DURATION"])
+
+
+def token_or_none(value: str | None) -> str | None:
+    """A click or visitor id as the redirector makes them, or None for anything else."""
+    return value if value and TOKEN.fullmatch(value) else None
+
+
+def request_fingerprint() -> str:
+    """The redirector's device fingerprint (v1) for this request, to match clicks by device."""
+    user_agent = (request.user_agent.string or "")[:USER_AGENT_MAX]
+    return fingerprint(ip_prefix(request.remote_addr), user_agent, request.environ)

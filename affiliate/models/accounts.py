@@ -105,6 +105,9 @@ class UserSession(db.Model):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(512))
+    # The device and the visitor cookie the user signed in with (self-referral evidence).
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    visitor_id: Mapped[str | None] = mapped_column(String(32))
     remember: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -266,6 +266,8 @@ def start_session(
     user_agent: str | None,
     policy: SessionPolicy,
     now: datetime,
+    fingerprint: str | None = None,
+    visitor_id: str | None = None,
 ) -> str:
     """Record a new login and return its token; staff never get a remembered login."""
     remember = remember and not user.is_staff
@@ -277,6 +279,8 @@ def start_session(
             token_hash=_token_hash(token),
             ip=ip,
             user_agent=(user_agent or "")[:512] or None,
+            fingerprint=fingerprint,
+            visitor_id=visitor_id,
             remember=remember,
             created_at=now,
             expires_at=now + lifetime,

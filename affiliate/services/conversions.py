@@ -30,6 +30,7 @@ from affiliate.models import (
     UserStatus,
 )
 from affiliate.services.attribution import Attribution, Binding, ConversionFacts, Terms, Touch, attribute
+from affiliate.services.screening import screen
 
 MAX_AMOUNT_CENTS = 10**11  # a billion in the major unit: far above any real order, far below overflow
 CLOCK_SKEW = timedelta(seconds=300)  # a merchant's clock may run this far ahead of ours
@@ -70,6 +71,8 @@ class ConversionRequest:
     occurred_at: datetime | None = None
     metadata: dict = field(default_factory=dict)
     customer_user_id: int | None = None
+    customer_ip: str | None = None  # where the customer converted from, when the merchant knows it
+    customer_country: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ def record_conversion(session: Session, program: Program, report: ConversionRequ
     binding = find_binding(session, program, report.customer_external_id, report.customer_user_id)
     terms = Terms(window=timedelta(days=program.attribution_window_days), model=program.attribution_model)
     result = attribute(facts, touches, terms, binding)
+    click = session.get(Click, result.touch.id) if result.touch else None
     conversion = Conversion(
         program_id=program.id,
         type=report.type,
@@ -125,7 +129,10 @@ def record_conversion(session: Session, program: Program, report: ConversionRequ
         customer_external_id=report.customer_external_id,
         customer_email=report.customer_email,
         customer_user_id=report.customer_user_id,
-        click_id=result.touch.id if result.touch else None,
+        customer_ip=report.customer_ip or (click.ip if click else None),
+        customer_fingerprint=report.fingerprint or (click.fingerprint if click else None),
+        customer_country=report.customer_country,
+        click_id=click.id if click else None,
         affiliate_id=result.affiliate_id,
         occurred_at=occurred_at,
         created_at=now,
@@ -134,6 +141,7 @@ def record_conversion(session: Session, program: Program, report: ConversionRequ
         status=ConversionStatus.PENDING,
         extra=json.dumps(report.metadata) if report.metadata else None,
     )
+    screen(session, conversion, click, now=now)
     return _insert(session, conversion, digest)
 
 

@@ -74,7 +74,7 @@ DEFAULT_RULES: dict[str, RuleSetting] = {
 CLICK_RULES = ("bot", "click_flooding", "duplicate_click", "cookie_stuffing", "paid_traffic", "blocked_country")
 CONVERSION_RULES = ("self_referral", "too_fast", "click_spamming", "existing_customer", "disposable_email",
                     "paid_traffic", "blocked_country", "country_mismatch", "conversion_rate_outlier",
-                    "shared_device", "bot")  # fmt: skip
+                    "shared_device")  # fmt: skip
 DESCRIPTIONS = {
     "bot": "Bots and preview fetchers: user-agents' bot test, empty user agent, HEAD, link unfurlers, headless "
     "browsers, Purpose: prefetch.",
@@ -148,7 +148,6 @@ class ConversionSignals:
     affiliate_devices: frozenset[str] = frozenset()
     affiliate_visitors: frozenset[str] = frozenset()
     since_click: timedelta | None = None
-    click_bot_reason: str | None = None
     existing_customer: bool = False
     paid_click_params: tuple[str, ...] = ()
     click_country: str | None = None
@@ -202,8 +201,6 @@ def score_conversion(signals: ConversionSignals, rules: Mapping[str, RuleSetting
     evidence = _self_referral(signals)
     if evidence:
         check("self_referral", evidence)
-    if signals.click_bot_reason:
-        check("bot", f"the winning click was a bot: {signals.click_bot_reason}")
     minimum = timedelta(seconds=rules["too_fast"].get("min_seconds"))
     if signals.since_click is not None and signals.since_click < minimum:
         check("too_fast", f"{signals.since_click.total_seconds():.1f} s after the click (minimum "

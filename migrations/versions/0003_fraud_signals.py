@@ -1,4 +1,4 @@
-"""fraud signals: ad click ids on clicks, where a conversion came from
+"""fraud signals: ad click ids on clicks, where a conversion came from, the device a user signed in with
 
 Revision ID: 0003
 Revises: 0002
@@ -16,6 +16,9 @@ depends_on = None
 
 
 def upgrade():
+    with op.batch_alter_table("user_sessions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("fingerprint", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("visitor_id", sa.String(length=32), nullable=True))
     with op.batch_alter_table("clicks", schema=None) as batch_op:
         batch_op.add_column(sa.Column("paid_click", sa.String(length=64), nullable=True))
     with op.batch_alter_table("conversions", schema=None) as batch_op:
@@ -35,3 +38,6 @@ def downgrade():
         batch_op.drop_column("customer_ip")
     with op.batch_alter_table("clicks", schema=None) as batch_op:
         batch_op.drop_column("paid_click")
+    with op.batch_alter_table("user_sessions", schema=None) as batch_op:
+        batch_op.drop_column("visitor_id")
+        batch_op.drop_column("fingerprint")
