@@ -1,0 +1,1 @@
+"""Finance's review queue of flagged conversions, and admins' fraud rule settings per program."""

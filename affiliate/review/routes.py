@@ -1,0 +1,108 @@
+"""Flagged conversions wait here for finance: see why, approve or reject one or many, with a note."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select, update
+
+from affiliate.auth.access import require_roles
+from affiliate.extensions import db
+from affiliate.models import Conversion, ConversionStatus, Program, Role, User, utcnow
+from affiliate.services import audit
+from affiliate.services.fraud import DEFAULT_RULES, DESCRIPTIONS, Action
+from affiliate.services.fraud_rules import RuleError, parse_settings, save_rules
+from affiliate.services.screening import program_rules
+
+PAGE_SIZE = 50
+DECISIONS = {"approve": ConversionStatus.APPROVED, "reject": ConversionStatus.REJECTED}
+MAX_BATCH = 500
+
+review = Blueprint("review", __name__, url_prefix="/finance/review")
+review.before_request(require_roles(Role.FINANCE, Role.ADMIN))
+
+rules = Blueprint("fraud_rules", __name__, url_prefix="/admin/programs/<int:program_id>/fraud")
+rules.before_request(require_roles(Role.ADMIN))
+
+
+@review.route("/")
+def queue():
+    query = select(Conversion).where(Conversion.status == ConversionStatus.FLAGGED)
+    args = request.args
+    if args.get("program", type=int):
+        query = query.where(Conversion.program_id == args.get("program", type=int))
+    if args.get("affiliate", type=int):
+        query = query.where(Conversion.affiliate_id == args.get("affiliate", type=int))
+    rule = args.get("rule")
+    if rule in DEFAULT_RULES:
+        query = query.where(Conversion.fraud_reasons.contains(json.dumps({"rule": rule})[1:-1]))
+    page = db.paginate(query.order_by(Conversion.created_at, Conversion.id), per_page=PAGE_SIZE, error_out=False)
+    affiliates = db.session.execute(
+        select(User.id, User.name).where(User.id.in_({c.affiliate_id for c in page.items if c.affiliate_id}))
+    ).all()
+    filters = {key: value for key, value in args.items() if key in ("program", "affiliate", "rule") and value}
+    return render_template(
+        "review/queue.html",
+        page=page,
+        reasons={c.id: json.loads(c.fraud_reasons or "[]") for c in page.items},
+        names=dict(affiliates),
+        programs=db.session.scalars(select(Program).order_by(Program.name)).all(),
+        rules=list(DEFAULT_RULES),
+        filters=filters,
+    )
+
+
+@review.post("/decide")
+def decide():
+    """Approve or reject the ticked conversions; only those still flagged change (a guarded UPDATE)."""
+    decision = DECISIONS.get(request.form.get("decision", ""))
+    ids = sorted({int(value) for value in request.form.getlist("ids") if value.isdigit()})[:MAX_BATCH]
+    note = (request.form.get("note") or "").strip()[:1000]
+    if decision is None or not ids:
+        flash("Tick at least one conversion and choose approve or reject.", "error")
+        return redirect(url_for("review.queue"))
+    if decision == ConversionStatus.REJECTED and not note:
+        flash("Say why when rejecting: the note is kept in the audit log.", "error")
+        return redirect(url_for("review.queue"))
+    now = utcnow()
+    changed = db.session.scalars(
+        update(Conversion)
+        .where(Conversion.id.in_(ids), Conversion.status == ConversionStatus.FLAGGED)
+        .values(status=decision)
+        .returning(Conversion.id)
+    ).all()
+    for conversion_id in changed:
+        audit.record(db.session, actor_id=current_user.id, action=f"conversion.{request.form['decision']}",
+                     subject_type="conversion", subject_id=conversion_id, before={"status": "flagged"},
+                     after={"status": decision.value}, now=now, note=note or None)  # fmt: skip
+    db.session.commit()
+    skipped = len(ids) - len(changed)
+    message = f"{len(changed)} conversion{'s' if len(changed) != 1 else ''} {decision.value}."
+    if skipped:
+        message += f" {skipped} had already been decided and did not change."
+    flash(message, "success")
+    return redirect(url_for("review.queue"))
+
+
+@rules.route("/", methods=["GET", "POST"])
+def edit(program_id: int):
+    program = db.session.get(Program, program_id) or abort(404)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            parsed = parse_settings(request.form)
+        except RuleError as error:
+            errors[error.field] = str(error)
+        else:
+            changed = save_rules(db.session, program, parsed, actor=current_user, now=utcnow())
+            db.session.commit()
+            flash(f"{changed} rule{'s' if changed != 1 else ''} changed. Changes apply to new clicks and conversions "
+                  "(clicks within 30 seconds); verdicts already given stay as they were.", "success")  # fmt: skip
+            return redirect(url_for("fraud_rules.edit", program_id=program.id))
+    return render_template(
+        "review/rules.html", program=program, settings=program_rules(db.session, program.id), errors=errors,
+        form=request.form, descriptions=DESCRIPTIONS, actions=[a.value for a in Action],
+        thresholds={name: list(rule.settings) for name, rule in DEFAULT_RULES.items()},
+    ), (422 if errors else 200)  # fmt: skip
