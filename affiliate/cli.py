@@ -9,9 +9,9 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from affiliate.demo import send_demo_clicks
+from affiliate.demo import record_demo_conversions, send_demo_clicks
 from affiliate.extensions import db
-from affiliate.models import Click, Link, Program, Role, User, UserStatus, utcnow
+from affiliate.models import Click, Conversion, Link, Program, Role, User, UserStatus, utcnow
 from affiliate.models.programs import AttributionModel, ProgramStatus
 from affiliate.services import accounts
 from affiliate.services.links import LinkRequest, create_link
@@ -129,6 +129,11 @@ def seed_demo(if_empty: bool) -> None:
         config = dict(current_app.config)
         landed = send_demo_clicks(lambda clock: Redirector(config, clock=clock), codes, DEMO_CLICKS, now)
         click.echo(f"Sent {landed} demo clicks through the redirector.")
+    if db.session.scalar(select(func.count()).select_from(Conversion)) == 0:
+        statuses = record_demo_conversions(db.session, program, utcnow())
+        db.session.commit()
+        summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
+        click.echo(f"Reported {sum(statuses.values())} demo sales through the conversion service: {summary}.")
     _print_demo_logins()
 
 

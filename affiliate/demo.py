@@ -85,3 +85,44 @@ def send_demo_clicks(redirector_factory, codes: list[str], count: int, now: date
     finally:
         redirector.close()
     return landed
+
+
+def record_demo_conversions(session, program, now: datetime, seed: int = 2026) -> dict[str, int]:
+    """Report demo sales through the real conversion service, attributed to demo clicks.
+
+    Most are ordinary (minutes to days after their click); a few are there for the review queue:
+    sales seconds after their click (flagged: too fast), sales to the affiliate's own address
+    (rejected: self-referral) and to disposable addresses (flagged). Returns counts per status.
+    """
+    from sqlalchemy import select
+
+    from affiliate.models import Click, ConversionType, User
+    from affiliate.services.conversions import ConversionRequest, record_conversion
+
+    rng = random.Random(seed)
+    clicks = session.scalars(
+        select(Click).where(Click.program_id == program.id, Click.is_bot.is_(False), Click.fraud_action.is_(None))
+    ).all()
+    picked = rng.sample(clicks, min(len(clicks), 60))
+    statuses: dict[str, int] = {}
+    for n, click in enumerate(picked):
+        affiliate = session.get(User, click.affiliate_id)
+        delay = timedelta(seconds=3) if n % 15 == 0 else timedelta(minutes=rng.randint(5, 4 * 24 * 60))
+        email = f"shopper{n}@example.com"
+        if n % 20 == 7:
+            email = affiliate.email  # the affiliate buying through their own link
+        elif n % 20 == 13:
+            email = f"deal{n}@mailinator.com"
+        report = ConversionRequest(
+            type=ConversionType.SALE,
+            order_id=f"DEMO-{1000 + n}",
+            amount_cents=rng.choice((1999, 2999, 4999, 8900, 12900)),
+            currency=program.currency,
+            customer_external_id=f"demo-customer-{n}",
+            customer_email=email,
+            click_id=click.click_id,
+            occurred_at=min(click.clicked_at + delay, now),
+        )
+        conversion = record_conversion(session, program, report, now=now).conversion
+        statuses[conversion.status] = statuses.get(conversion.status, 0) + 1
+    return statuses

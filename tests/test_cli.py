@@ -4,7 +4,7 @@ from sqlalchemy import func, select
 
 from affiliate.cli import DEMO_PASSWORD, DEMO_USERS
 from affiliate.extensions import db
-from affiliate.models import Program, User
+from affiliate.models import Conversion, Program, User
 from tests.factories import Auth
 
 
@@ -50,8 +50,13 @@ def test_seed_demo_is_idempotent_and_logins_work(app, runner, client):
     assert first.exit_code == 0, first.output
     counts = _counts(app)
     assert counts == (len(DEMO_USERS), 1)
+    with app.app_context():
+        statuses = dict(db.session.execute(select(Conversion.status, func.count()).group_by(Conversion.status)).all())
+    assert sum(statuses.values()) == 60 and statuses["flagged"] and statuses["rejected"], statuses
     again = runner.invoke(args=["seed-demo"])
     assert again.exit_code == 0 and _counts(app) == counts
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Conversion)) == 60
     if_empty = runner.invoke(args=["seed-demo", "--if-empty"])
     assert if_empty.exit_code == 0 and _counts(app) == counts
     assert "admin@demo.clicktrail.test" in if_empty.output

@@ -59,7 +59,7 @@ DEFAULT_RULES: dict[str, RuleSetting] = {
     "self_referral": RuleSetting("self_referral", Action.REJECT, 90),
     "too_fast": RuleSetting("too_fast", Action.FLAG, 40, {"min_seconds": 10}),
     "click_spamming": RuleSetting(
-        "click_spamming", Action.FLAG, 30, {"late_hours": 24, "max_late_share": 0.5, "min_conversions": 10}
+        "click_spamming", Action.FLAG, 30, {"late_hours": 168, "max_late_share": 0.6, "min_conversions": 10}
     ),
     "existing_customer": RuleSetting("existing_customer", Action.OFF, 40),  # on for first-time-customer programs
     "disposable_email": RuleSetting("disposable_email", Action.FLAG, 50),
@@ -84,7 +84,8 @@ DESCRIPTIONS = {
     "self_referral": "The affiliate and the customer share an email (normalised), IP, device, visitor cookie, or "
     "an IP the affiliate signed in from.",
     "too_fast": "The conversion came sooner after the click than a person could sign up or buy.",
-    "click_spamming": "Too large a share of the affiliate's conversions come long after their click.",
+    "click_spamming": "Too large a share of the affiliate's conversions (default over 60%) come long after their click "
+    "(default over 7 days): clicks sprayed in the hope of claiming organic sales.",
     "existing_customer": "The customer had converted before (first-time-customer programs).",
     "disposable_email": "The customer's email is at a disposable-address provider.",
     "paid_traffic": "The click carried an ad network's click id (gclid, fbclid, msclkid, ttclid, ...).",
