@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import secrets
 import time
@@ -69,13 +68,10 @@ class Redirector:
         self.ip_key = hashlib.sha256(b"clicktrail-ip-hash:" + config["SECRET_KEY"].encode()).digest()
         self.geo = enrich.GeoLookup(config.get("GEOIP_DATABASE"))
         self.links = LinkCache(self._reader_engine, float(config["LINK_CACHE_SECONDS"]), self.click_param)
-        sqlite = config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
         self.recorder = ClickRecorder(
             self._writer_engine,
             ClickLog(config["CLICK_LOG_DIR"], int(config["CLICK_LOG_SEGMENT_MB"]) * 1024 * 1024),
             unique_window=timedelta(seconds=int(config["UNIQUE_CLICK_WINDOW_SECONDS"])),
-            # Writers of every process on one SQLite file queue here (see recorder.py).
-            lock_path=os.path.join(config["CLICK_LOG_DIR"], "writer.lock") if sqlite else None,
             batch_max=int(config["CLICK_BATCH_MAX"]),
             wait_seconds=float(config["CLICK_WAIT_SECONDS"]),
         )

@@ -16,10 +16,8 @@ process starve another).
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -57,7 +55,6 @@ class ClickRecorder:
         click_log: ClickLog,
         *,
         unique_window: timedelta,
-        lock_path: str | None = None,
         batch_max: int = 256,
         wait_seconds: float = 10.0,
     ) -> None:
@@ -66,8 +63,6 @@ class ClickRecorder:
         self._store: _Store | None = None
         self.log = click_log
         self.unique_window = unique_window
-        self.lock_path = lock_path
-        self._lock_fd: int | None = None
         self.batch_max = batch_max
         self.wait_seconds = wait_seconds
         self._mutex = threading.Lock()
@@ -148,8 +143,6 @@ class ClickRecorder:
             if self._started:
                 return
             self.log.open()
-            if self.lock_path:
-                self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             self._ingester = threading.Thread(target=self._ingest_loop, name="click-ingester", daemon=True)
             self._ingester.start()
             self._appender = ThreadPoolExecutor(1, thread_name_prefix="click-appender")
@@ -214,11 +207,7 @@ class ClickRecorder:
 
     def _store_records(self, records: list[dict]) -> None:
         clicks = [_from_json(record) for record in records]
-        with self._exclusive():
-            self.store.insert(clicks)
-
-    def _exclusive(self):
-        return _FileLock(self._lock_fd)
+        self.store.insert(clicks)
 
 
 class _LoopQueue:
@@ -275,21 +264,6 @@ class _LoopQueue:
         for _, future in batch:
             if not future.done():
                 future.set_result(stored)
-
-
-class _FileLock:
-    """flock on the shared lock file, if there is one; a no-op otherwise."""
-
-    def __init__(self, fd: int | None) -> None:
-        self.fd = fd
-
-    def __enter__(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
 
 
 class _Store:

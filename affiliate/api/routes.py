@@ -17,9 +17,11 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, Response, g, request
+from sqlalchemy import update
 
 from affiliate.api.signing import SignatureError, verify
 from affiliate.api.strict_json import JSONError, parse_object, require_int, require_str
+from affiliate.database import reading
 from affiliate.extensions import csrf, db
 from affiliate.models import ApiKey, Conversion, ConversionType, Program, utcnow
 from affiliate.money import CURRENCIES
@@ -28,9 +30,11 @@ from affiliate.services.conversions import (
     MAX_AMOUNT_CENTS,
     ConversionError,
     ConversionRequest,
+    Recorded,
     RefundRequest,
-    record_conversion,
+    prepare_conversion,
     record_refund,
+    store_conversion,
 )
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -83,11 +87,17 @@ def openapi():
 @bp.post("/conversions")
 def conversions():
     """Record a signup or sale (201), or answer a replay of one with the original answer."""
-    key, body = _signed_json()
-    report = _conversion_request(body)
-    program = db.session.get(Program, key.program_id)
+    # Authentication, attribution and screening only read; the write that follows is one short insert.
+    with reading(db.session):
+        key, body = _signed_json()
+        report = _conversion_request(body)
+        program = db.session.get(Program, key.program_id)
+        try:
+            prepared = prepare_conversion(db.session, program, report, now=g.api_now)
+        except ConversionError as error:
+            raise ApiError(error.status, error.code, error.message) from error
     try:
-        recorded = record_conversion(db.session, program, report, now=g.api_now)
+        recorded = prepared if isinstance(prepared, Recorded) else store_conversion(db.session, prepared)
     except ConversionError as error:
         raise ApiError(error.status, error.code, error.message) from error
     return _answer(key, recorded.conversion, recorded.created)
@@ -114,6 +124,7 @@ def _signed_json() -> tuple[ApiKey, dict]:
     key = find_key(db.session, token.strip()) if scheme.lower() == "bearer" else None
     if key is None:
         raise ApiError(401, "invalid_api_key", "Send a valid, unrevoked API key as 'Authorization: Bearer <key>'.")
+    g.key_id, g.key_last_used = key.id, key.last_used_at
     g.api_now = utcnow()
     try:
         verify(request.headers, raw, signing_secrets(key), now=g.api_now)
@@ -169,17 +180,19 @@ def _refund_request(body: dict) -> RefundRequest:
 
 def _answer(key: ApiKey, conversion: Conversion, created: bool):
     now = g.api_now
-    # Recorded at most once a minute, so a busy key is not a hot row.
-    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > LAST_USED_EVERY_SECONDS:
-        key.last_used_at = now
+    # Recorded at most once a minute, so a busy key is not a hot row (last_used_at was read while authenticating).
+    if g.key_last_used is None or (now - g.key_last_used).total_seconds() > LAST_USED_EVERY_SECONDS:
+        db.session.execute(update(ApiKey).where(ApiKey.id == g.key_id).values(last_used_at=now))
+    body = {"conversion": conversion_json(conversion)}  # before COMMIT: after it, reading would start a new write
     db.session.commit()
     headers = {} if created else {"Idempotent-Replayed": "true"}
-    return {"conversion": conversion_json(conversion)}, 201, headers
+    return body, 201, headers
 
 
 def conversion_json(conversion: Conversion) -> dict:
     """What the API says about a stored conversion (the same on every replay)."""
     trace = json.loads(conversion.decision_trace) if conversion.decision_trace else {}
+    won = next((line for line in trace.get("trace", []) if line.get("outcome") == "won" and line.get("click_id")), {})
     return {
         "id": conversion.id,
         "type": conversion.type,
@@ -193,7 +206,7 @@ def conversion_json(conversion: Conversion) -> dict:
         "attribution": {
             "attributed": conversion.affiliate_id is not None,
             "affiliate_id": conversion.affiliate_id,
-            "click_id": conversion.click.click_id if conversion.click else None,
+            "click_id": won.get("click_id") if conversion.click_id else None,
             "matched_by": trace.get("matched_by"),
         },
     }

@@ -99,6 +99,23 @@ def request_hash(payload: dict) -> str:
 
 def record_conversion(session: Session, program: Program, report: ConversionRequest, *, now: datetime) -> Recorded:
     """Store a signup or sale once, attributed; a replay returns the stored one."""
+    prepared = prepare_conversion(session, program, report, now=now)
+    return prepared if isinstance(prepared, Recorded) else store_conversion(session, prepared)
+
+
+def store_conversion(session: Session, conversion: Conversion) -> Recorded:
+    """Insert a prepared conversion, unless its key was stored meanwhile (then answer as a replay, or 409)."""
+    return _insert(session, conversion, conversion.request_hash)
+
+
+def prepare_conversion(
+    session: Session, program: Program, report: ConversionRequest, *, now: datetime
+) -> Conversion | Recorded:
+    """Everything but the insert: attribution and fraud screening, reading only.
+
+    Returns the stored conversion (as a replay) if the key is already taken, else a new,
+    unsaved conversion for ``store_conversion``; the two may run in separate transactions.
+    """
     digest = request_hash(_payload(report))
     stored = _find(session, program.id, report.order_id, report.type)
     if stored is not None:
@@ -142,7 +159,7 @@ def record_conversion(session: Session, program: Program, report: ConversionRequ
         extra=json.dumps(report.metadata) if report.metadata else None,
     )
     screen(session, conversion, click, now=now)
-    return _insert(session, conversion, digest)
+    return conversion
 
 
 def record_refund(session: Session, program: Program, report: RefundRequest, *, now: datetime) -> Recorded:
@@ -367,9 +384,11 @@ __all__ = [
     "attribution_of",
     "find_binding",
     "load_touches",
+    "prepare_conversion",
     "record_conversion",
     "record_refund",
     "request_hash",
+    "store_conversion",
 ]
 
 

@@ -34,7 +34,6 @@ from affiliate.services.fraud import (
 HISTORY_DAYS = 30
 LOGINS_SEEN = 50  # the affiliate's latest logins whose IPs and devices count as theirs
 RECENT_CONVERSIONS = 500  # the affiliate's latest conversions that measure click spamming
-CLICKS_COUNTED = 10_000  # enough to measure a conversion rate; more clicks only lower it
 STATUS_FOR = {Action.REJECT: ConversionStatus.REJECTED, Action.FLAG: ConversionStatus.FLAGGED}
 
 
@@ -80,11 +79,13 @@ def _signals(
         .order_by(Conversion.occurred_at.desc())
         .limit(RECENT_CONVERSIONS)
     ).all()  # fmt: skip
+    # Counting stops where the rate could no longer be an outlier: conversions / max_rate clicks.
+    enough = int(len(recent) / rules["conversion_rate_outlier"].get("max_rate")) + 1
     clicks = session.scalar(
         select(func.count()).select_from(
             select(Click.id)
             .where(Click.affiliate_id == affiliate.id, Click.clicked_at >= since, Click.is_bot.is_(False))
-            .limit(CLICKS_COUNTED)
+            .limit(enough)
             .subquery()
         )
     )
