@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import user_agents
+from crawleruseragents import is_crawler
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def parse_user_agent(user_agent: str) -> Device:
             reason = "known_bot"
         elif TOOL_AGENTS.search(user_agent):
             reason = "automation_tool"
+        elif is_crawler(user_agent[:USER_AGENT_PARSE_MAX]):
+            reason = "known_crawler"  # the crawler-user-agents list, for what user-agents' test misses
         else:
             reason = None
         if reason:
