@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
 from sqlalchemy import select
@@ -41,9 +43,11 @@ def index():
 def show(conversion_id: int):
     conversion = db.session.get(Conversion, conversion_id) or abort(404)
     affiliates = _names(attribution_of(conversion))
+    verdict = json.loads(conversion.fraud_reasons) if conversion.fraud_reasons else []
     return render_template(
-        "conversions/show.html", conversion=conversion, trace=attribution_of(conversion), names=affiliates, staff=True
-    )
+        "conversions/show.html", conversion=conversion, trace=attribution_of(conversion), names=affiliates, staff=True,
+        verdict=verdict,
+    )  # fmt: skip
 
 
 @partner.route("/")

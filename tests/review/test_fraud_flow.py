@@ -60,6 +60,8 @@ def test_flagged_conversion_waits_for_finance_and_is_decided_once(app, redirecto
     finance = signed_in(app, make_finance(app))
     page = finance.get("/finance/review/")
     assert "fast-1" in page.get_data(as_text=True) and "too fast" in page.get_data(as_text=True)
+    assert "1 waiting" in page.get_data(as_text=True)
+    assert "Fraud verdict: score 40" in finance.get(f"/admin/conversions/{flagged.id}").get_data(as_text=True)
     assert "fast-1" not in finance.get("/finance/review/?rule=self_referral").get_data(as_text=True)
     token = csrf_token(page.get_data(as_text=True))
     refused = finance.post(
@@ -69,6 +71,7 @@ def test_flagged_conversion_waits_for_finance_and_is_decided_once(app, redirecto
     finance.post("/finance/review/decide", data={"ids": flagged.id, "decision": "approve", "note": "known buyer",
                                                  "csrf_token": token})  # fmt: skip
     assert conversion(app, "fast-1").status == "approved"
+    assert "0 waiting" in finance.get("/finance/review/").get_data(as_text=True)
     again = finance.post("/finance/review/decide", data={"ids": flagged.id, "decision": "reject", "note": "x",
                                                          "csrf_token": token}, follow_redirects=True)  # fmt: skip
     assert "already been decided" in again.get_data(as_text=True)
