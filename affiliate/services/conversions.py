@@ -29,7 +29,7 @@ from affiliate.models import (
     User,
     UserStatus,
 )
-from affiliate.services.attribution import Attribution, Binding, ConversionFacts, Terms, Touch, attribute
+from affiliate.services.attribution import Binding, ConversionFacts, Terms, Touch, attribute
 from affiliate.services.screening import screen
 
 MAX_AMOUNT_CENTS = 10**11  # a billion in the major unit: far above any real order, far below overflow
@@ -375,7 +375,6 @@ def _insert(session: Session, conversion: Conversion, digest: str) -> Recorded:
 
 
 __all__ = [
-    "Attribution",
     "ConversionError",
     "ConversionRequest",
     "IdempotencyConflict",
@@ -389,6 +388,7 @@ __all__ = [
     "record_refund",
     "request_hash",
     "store_conversion",
+    "trace_for_affiliate",
 ]
 
 
