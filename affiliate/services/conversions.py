@@ -172,8 +172,11 @@ def record_refund(session: Session, program: Program, report: RefundRequest, *, 
     sale = _find(session, program.id, report.order_id, ConversionType.SALE)
     if sale is None:
         raise ConversionError("unknown_order", "No sale with this order_id was reported for this program.")
-    refunded = session.scalar(
-        select(func.coalesce(func.sum(Conversion.amount_cents), 0)).where(Conversion.refund_of_id == sale.id)
+    # SUM of a BIGINT is NUMERIC on PostgreSQL: back to integer cents.
+    refunded = int(
+        session.scalar(
+            select(func.coalesce(func.sum(Conversion.amount_cents), 0)).where(Conversion.refund_of_id == sale.id)
+        )
     )
     left = sale.amount_cents - refunded
     amount = left if report.amount_cents is None else report.amount_cents
