@@ -289,36 +289,54 @@ class _Store:
         """Insert clicks, skipping any already stored (a log replayed after a crash)."""
         if not clicks:
             return
+        first = min(click["clicked_at"] for click in clicks)
+        times = (
+            self._time(first - max(self.unique_window, timedelta(hours=1))),
+            self._time(first - timedelta(hours=1)),
+            self._time(first - timedelta(minutes=1)),
+        )
         with self.engine.begin() as conn:
-            self._mark_unique(conn, clicks)
-            self._judge(conn, clicks)
+            recent = {
+                column: self._recent(conn, clicks, column, times) for column in ("visitor_id", "fingerprint", "ip")
+            }
+            self._mark_unique(clicks, recent)
+            self._judge(conn, clicks, recent)
             rows = [
                 tuple(self._time(click[name]) if name == "clicked_at" else click[name] for name in COLUMNS)
                 for click in clicks
             ]
             conn.exec_driver_sql(self.insert_sql, rows)
 
-    def _mark_unique(self, conn, clicks: list[dict]) -> None:
+    def _recent(self, conn, clicks: list[dict], column: str, times: tuple) -> dict[tuple, tuple]:
+        """For each of the batch's (link, value) pairs: the latest stored click since ``times[0]``, and how
+        many stored clicks came since ``times[1]`` (an hour before the batch) and ``times[2]`` (a minute).
+
+        One grouped query per column; grouping keeps the answer as small as the batch however
+        often a visitor, device or address repeats.
+        """
+        values = list({click[column] for click in clicks if click[column]})
+        if not values:
+            return {}
+        links = list({click["link_id"] for click in clicks})
+        mark = self.mark
+        # Fixed column names and placeholders only; every value is bound.
+        sql = (
+            f"SELECT link_id, {column}, MAX(clicked_at), SUM(CASE WHEN clicked_at >= {mark} THEN 1 ELSE 0 END),"  # noqa: S608
+            f" SUM(CASE WHEN clicked_at >= {mark} THEN 1 ELSE 0 END) FROM clicks WHERE clicked_at >= {mark}"
+            f" AND {column} IN ({', '.join([mark] * len(values))})"
+            f" AND link_id IN ({', '.join([mark] * len(links))}) GROUP BY link_id, {column}"
+        )
+        rows = conn.exec_driver_sql(sql, (times[1], times[2], times[0], *values, *links)).fetchall()
+        return {(link, value): (at, int(hour or 0), int(minute or 0)) for link, value, at, hour, minute in rows}
+
+    def _mark_unique(self, clicks: list[dict], recent: dict[str, dict]) -> None:
         """A click is unique unless its visitor or device clicked the same link within the window.
 
-        Two grouped queries per batch find, for each of the batch's (link, visitor) and (link,
-        device) pairs, the latest stored click in the window; the batch itself is then walked in
-        order. Grouping keeps the answer as small as the batch however often a device repeats.
+        The stored clicks come from ``recent``; the batch itself is then walked in order.
         """
-        since = self._time(min(click["clicked_at"] for click in clicks) - self.unique_window)
-        links = list({click["link_id"] for click in clicks})
         seen: dict[tuple, datetime | str] = {}
         for kind, column in (("v", "visitor_id"), ("f", "fingerprint")):
-            values = list({click[column] for click in clicks if click[column]})
-            if not values:
-                continue
-            # Fixed column names and placeholders only; every value is bound.
-            sql = (
-                f"SELECT link_id, {column}, MAX(clicked_at) FROM clicks WHERE clicked_at >= {self.mark}"  # noqa: S608
-                f" AND {column} IN ({', '.join([self.mark] * len(values))})"
-                f" AND link_id IN ({', '.join([self.mark] * len(links))}) GROUP BY link_id, {column}"
-            )
-            for link, value, at in conn.exec_driver_sql(sql, (since, *values, *links)):
+            for (link, value), (at, _, _) in recent[column].items():
                 seen[(kind, link, value)] = at
         for click in clicks:
             link, at = click["link_id"], self._time(click["clicked_at"])
@@ -329,29 +347,18 @@ class _Store:
                 if key[2]:
                     seen[key] = at
 
-    def _judge(self, conn, clicks: list[dict]) -> None:
-        """Score each click with its program's fraud rules; flooding counts come from one grouped query per key.
+    def _judge(self, conn, clicks: list[dict], recent: dict[str, dict]) -> None:
+        """Score each click with its program's fraud rules.
 
-        Counts are of stored clicks in the hour (and minute) before the batch's first click,
-        plus the batch's own earlier clicks: bounded, indexed windows, never the whole history.
+        Flooding counts are of stored clicks in the hour (and minute) before the batch's first
+        click, plus the batch's own earlier clicks: bounded, indexed windows, never the whole history.
         """
-        first = min(click["clicked_at"] for click in clicks)
-        hour_ago, minute_ago = self._time(first - timedelta(hours=1)), self._time(first - timedelta(minutes=1))
-        links = list({click["link_id"] for click in clicks})
-        stored: dict[tuple, list[int]] = {}
-        for kind, column in (("ip", "ip"), ("device", "fingerprint")):
-            values = list({click[column] for click in clicks if click[column]})
-            if not values:
-                continue
-            # Fixed column names and placeholders only; every value is bound.
-            sql = (
-                f"SELECT link_id, {column}, COUNT(*), SUM(CASE WHEN clicked_at >= {self.mark} THEN 1 ELSE 0 END)"  # noqa: S608
-                f" FROM clicks WHERE clicked_at >= {self.mark} AND {column} IN ({', '.join([self.mark] * len(values))})"
-                f" AND link_id IN ({', '.join([self.mark] * len(links))}) GROUP BY link_id, {column}"
-            )
-            for link, value, hour, minute in conn.exec_driver_sql(sql, (minute_ago, hour_ago, *values, *links)):
-                stored[(kind, link, value)] = [int(minute or 0), int(hour or 0)]
-        recent: dict[tuple, list] = {}
+        stored = {
+            (kind, link, value): [minute, hour]
+            for kind, column in (("ip", "ip"), ("device", "fingerprint"))
+            for (link, value), (_, hour, minute) in recent[column].items()
+        }
+        batch: dict[tuple, list] = {}
         for click in clicks:
             counts = {}
             for kind, column in (("ip", "ip"), ("device", "fingerprint")):
@@ -359,7 +366,7 @@ class _Store:
                 if not key[2]:
                     counts[kind] = (0, 0)
                     continue
-                earlier = recent.setdefault(key, [])
+                earlier = batch.setdefault(key, [])
                 base = stored.get(key, [0, 0])
                 in_minute = sum(1 for at in earlier if click["clicked_at"] - at <= timedelta(minutes=1))
                 counts[kind] = (base[0] + in_minute, base[1] + len(earlier))
