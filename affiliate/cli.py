@@ -13,7 +13,7 @@ from affiliate.demo import record_demo_conversions, send_demo_clicks
 from affiliate.extensions import db
 from affiliate.models import Click, Conversion, Link, Program, Role, User, UserStatus, utcnow
 from affiliate.models.programs import AttributionModel, ProgramStatus
-from affiliate.services import accounts
+from affiliate.services import accounts, ledger
 from affiliate.services.links import LinkRequest, create_link
 from affiliate.services.programs import ProgramSettings, save_program
 from redirector import Redirector
@@ -158,4 +158,17 @@ def ingest_clicks() -> None:
     click.echo(f"Ingested {moved} clicks from {current_app.config['CLICK_LOG_DIR']}.")
 
 
-commands = (create_user, seed_demo, ingest_clicks)
+@click.command("ledger-check")
+@with_appcontext
+def ledger_check() -> None:
+    """Verify the ledger's invariants; print the offending rows and exit 1 if any fails."""
+    problems = ledger.check(db.session)
+    db.session.rollback()
+    for problem in problems:
+        click.echo(f"FAILED {problem.invariant}: {problem.detail}", err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("Ledger invariants hold.")
+
+
+commands = (create_user, seed_demo, ingest_clicks, ledger_check)

@@ -1,0 +1,94 @@
+"""The ledger (part of C10): balanced, idempotent postings, rows the database will not change, and ledger-check."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from affiliate.extensions import db
+from affiliate.models import LedgerEntry, LedgerTransaction, utcnow
+from affiliate.services.ledger import ConflictingPosting, Leg, UnbalancedPosting, balance, check, post
+from tests.factories import make_affiliate
+
+
+@pytest.fixture
+def payable(app) -> tuple[str, int]:
+    """An affiliate's payable account and id."""
+    affiliate = make_affiliate(app)
+    return f"affiliate_payable:{affiliate.id}", affiliate.id
+
+
+def accrual(payable, cents: int = 1_250) -> list[Leg]:
+    account, affiliate_id = payable
+    return [Leg("commission_expense", cents, "USD"), Leg(account, -cents, "USD", affiliate_id)]
+
+
+def test_balanced_postings_once_per_reference(app, payable):
+    with app.app_context():
+        first = post(db.session, "accrual", "commission:1", accrual(payable), now=utcnow())
+        again = post(db.session, "accrual", "commission:1", list(reversed(accrual(payable))), now=utcnow())
+        db.session.commit()
+        assert first.created and not again.created and again.transaction.id == first.transaction.id
+        assert balance(db.session, payable[0], "USD") == -1_250
+        assert balance(db.session, "commission_expense", "USD") == 1_250
+        assert db.session.scalar(select(text("count(*)")).select_from(LedgerEntry)) == 2
+        with pytest.raises(ConflictingPosting):
+            post(db.session, "accrual", "commission:1", accrual(payable, 9), now=utcnow())
+
+
+@pytest.mark.parametrize(
+    "legs",
+    [
+        [Leg("commission_expense", 100, "USD")],
+        [Leg("commission_expense", 100, "USD"), Leg("payout_clearing", -99, "USD")],
+        [Leg("commission_expense", 100, "USD"), Leg("payout_clearing", -100, "EUR")],
+        [Leg("commission_expense", 1.5, "USD"), Leg("payout_clearing", -1.5, "USD")],
+    ],
+)
+def test_unbalanced_or_float_postings_are_refused_and_store_nothing(app, legs):
+    with app.app_context():
+        with pytest.raises(UnbalancedPosting):
+            post(db.session, "accrual", "bad", legs, now=utcnow())
+        db.session.rollback()
+        assert db.session.scalar(select(LedgerTransaction.id)) is None
+
+
+@pytest.mark.parametrize("statement", ["update_entry", "delete_entry", "update_transaction", "delete_transaction"])
+def test_the_database_refuses_to_change_ledger_rows(app, payable, statement):
+    with app.app_context():
+        posted = post(db.session, "accrual", "commission:2", accrual(payable), now=utcnow()).transaction
+        db.session.commit()
+        change = {
+            "update_entry": update(LedgerEntry).values(amount_cents=0),
+            "delete_entry": delete(LedgerEntry),
+            "update_transaction": update(LedgerTransaction).values(memo="edited"),
+            "delete_transaction": delete(LedgerTransaction),
+        }[statement]
+        with pytest.raises(DBAPIError, match="append-only"):
+            db.session.execute(change)
+        db.session.rollback()
+        assert balance(db.session, payable[0], "USD") == -1_250
+        assert db.session.get(LedgerTransaction, posted.id).memo is None
+
+
+def test_ledger_check_passes_then_names_a_broken_transaction(app, runner, payable):
+    with app.app_context():
+        post(db.session, "accrual", "commission:3", accrual(payable), now=utcnow())
+        db.session.commit()
+    ok = runner.invoke(args=["ledger-check"])
+    assert ok.exit_code == 0 and "invariants hold" in ok.output
+    with app.app_context():
+        # A write that bypasses the service (inserts are allowed; only the service balances them).
+        broken = LedgerTransaction(kind="manual", reference="oops", created_at=utcnow())
+        db.session.add(broken)
+        db.session.flush()
+        db.session.add(
+            LedgerEntry(transaction_id=broken.id, account="payout_clearing", amount_cents=500, currency="USD")
+        )
+        db.session.commit()
+        broken_id = broken.id
+        assert {p.invariant for p in check(db.session)} == {"balanced", "two_or_more_legs", "books_balance"}
+    failed = runner.invoke(args=["ledger-check"])
+    assert failed.exit_code == 1
+    assert f"transaction {broken_id} sums to 500 USD" in failed.output
