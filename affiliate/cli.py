@@ -13,7 +13,7 @@ from affiliate.demo import record_demo_conversions, send_demo_clicks
 from affiliate.extensions import db
 from affiliate.models import Click, Conversion, Link, Program, Role, User, UserStatus, utcnow
 from affiliate.models.programs import AttributionModel, ProgramStatus
-from affiliate.services import accounts, ledger
+from affiliate.services import accounts, accrual, ledger
 from affiliate.services.links import LinkRequest, create_link
 from affiliate.services.programs import ProgramSettings, save_program
 from redirector import Redirector
@@ -171,4 +171,19 @@ def ledger_check() -> None:
     click.echo("Ledger invariants hold.")
 
 
-commands = (create_user, seed_demo, ingest_clicks, ledger_check)
+@click.command("accrue-commissions")
+@with_appcontext
+def accrue_commissions() -> None:
+    """Create pending commissions, with their ledger accruals, for conversions that have none yet."""
+    total = conversions = 0
+    while batch := accrual.conversions_to_accrue(db.session):
+        for conversion in batch:
+            total += len(accrual.accrue(db.session, conversion, now=utcnow()))
+        conversions += len(batch)
+        db.session.commit()
+        if len(batch) < 500:
+            break
+    click.echo(f"Accrued {total} commissions for {conversions} conversions.")
+
+
+commands = (create_user, seed_demo, ingest_clicks, ledger_check, accrue_commissions)

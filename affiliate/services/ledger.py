@@ -98,9 +98,7 @@ def check(session: Session) -> list[Problem]:
     for transaction_id, currency, total in unbalanced:
         problems.append(Problem("balanced", f"transaction {transaction_id} sums to {int(total)} {currency}"))
     legs = (
-        select(LedgerEntry.transaction_id, func.count().label("legs"))
-        .group_by(LedgerEntry.transaction_id)
-        .subquery()
+        select(LedgerEntry.transaction_id, func.count().label("legs")).group_by(LedgerEntry.transaction_id).subquery()
     )
     thin = session.execute(
         select(LedgerTransaction.id, func.coalesce(legs.c.legs, 0))

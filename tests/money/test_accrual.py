@@ -1,0 +1,108 @@
+"""Conversions become pending commissions with balanced ledger accruals, once (issue 6, first part)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from affiliate.extensions import db
+from affiliate.models import Commission, CommissionPlan, Conversion, ConversionType, User, utcnow
+from affiliate.services.accrual import accrue
+from affiliate.services.conversions import ConversionRequest, record_conversion
+from affiliate.services.ledger import balance, check
+from tests.factories import make_admin, make_affiliate, make_program, make_user
+
+
+def set_plan(app, program_id: int, **terms) -> None:
+    with app.app_context():
+        db.session.execute(update(CommissionPlan).where(CommissionPlan.program_id == program_id).values(**terms))
+        db.session.commit()
+
+
+def report(app, program, affiliate_id: int | None, order: str, amount: int = 10_000, **fields) -> int:
+    """A stored conversion credited to ``affiliate_id`` (as attribution would), returning its id."""
+    status = fields.pop("status", "pending")
+    with app.app_context():
+        request = ConversionRequest(type=fields.pop("type", ConversionType.SALE), order_id=order, amount_cents=amount,
+                                    currency="USD", **fields)  # fmt: skip
+        conversion = record_conversion(db.session, db.session.get(type(program), program.id), request, now=utcnow())
+        conversion.conversion.affiliate_id = affiliate_id
+        conversion.conversion.status = status
+        db.session.commit()
+        return conversion.conversion.id
+
+
+def commissions(app) -> list[Commission]:
+    with app.app_context():
+        rows = db.session.scalars(select(Commission).order_by(Commission.id)).all()
+        for row in rows:
+            db.session.expunge(row)
+        return rows
+
+
+def test_a_sale_accrues_a_pending_commission_once(app, runner):
+    program = make_program(app, make_admin(app), hold_days=30)
+    set_plan(app, program.id, percent_bps=1_000, flat_cents=50)
+    alice = make_affiliate(app)
+    conversion_id = report(app, program, alice.id, "o-1", 12_345)
+    first = runner.invoke(args=["accrue-commissions"])
+    assert first.exit_code == 0 and "Accrued 1 commissions for 1 conversions" in first.output
+    assert "Accrued 0 commissions" in runner.invoke(args=["accrue-commissions"]).output
+    (commission,) = commissions(app)
+    assert (commission.affiliate_id, commission.amount_cents, commission.status) == (alice.id, 1_235 + 50, "pending")
+    with app.app_context():
+        conversion = db.session.get(Conversion, conversion_id)
+        assert commission.available_at == conversion.occurred_at + timedelta(days=30)
+        assert balance(db.session, f"affiliate_pending:{alice.id}", "USD") == -1_285
+        assert balance(db.session, "commission_expense", "USD") == 1_285
+        assert check(db.session) == []
+    assert runner.invoke(args=["ledger-check"]).exit_code == 0
+
+
+def test_the_recruiter_earns_the_second_tier(app):
+    program = make_program(app, make_admin(app))
+    set_plan(app, program.id, percent_bps=2_000, second_tier_bps=1_000)
+    recruiter = make_affiliate(app)
+    recruit = make_affiliate(app)
+    with app.app_context():
+        db.session.get(User, recruit.id).referred_by_id = recruiter.id
+        db.session.commit()
+        conversion = db.session.get(Conversion, report(app, program, recruit.id, "o-2", 10_000))
+        accrue(db.session, conversion, now=utcnow())
+        db.session.commit()
+    got = {(c.affiliate_id, c.tier_level): c.amount_cents for c in commissions(app)}
+    assert got == {(recruit.id, 1): 2_000, (recruiter.id, 2): 200}
+
+
+def test_nothing_for_rejected_unattributed_or_non_recurring_sales(app):
+    program = make_program(app, make_admin(app))
+    set_plan(app, program.id, percent_bps=1_000, recurring_months=0)
+    alice = make_affiliate(app)
+    with app.app_context():
+        ids = [
+            report(app, program, alice.id, "rej", status="rejected"),
+            report(app, program, None, "none"),
+            report(app, program, alice.id, "first", customer_external_id="c-1"),
+        ]
+        later = report(app, program, alice.id, "later", customer_external_id="c-1")
+        conversion = db.session.get(Conversion, later)
+        conversion.occurred_at = conversion.occurred_at + timedelta(days=40)
+        db.session.commit()
+        for conversion_id in [*ids, later]:
+            accrue(db.session, db.session.get(Conversion, conversion_id), now=utcnow())
+        db.session.commit()
+    assert [(c.conversion_id, c.amount_cents) for c in commissions(app)] == [(ids[2], 1_000)]
+
+
+def test_refer_a_friend_rewards_both_sides(app):
+    program = make_program(app, make_admin(app))
+    set_plan(app, program.id, referrer_reward_cents=500, referee_reward_cents=300)
+    referrer = make_user(app, role="member")
+    friend = make_user(app, role="member")
+    with app.app_context():
+        conversion_id = report(app, program, referrer.id, f"member-{friend.id}", 0, type=ConversionType.SIGNUP,
+                               customer_user_id=friend.id)  # fmt: skip
+        accrue(db.session, db.session.get(Conversion, conversion_id), now=utcnow())
+        db.session.commit()
+    assert {(c.affiliate_id, c.amount_cents) for c in commissions(app)} == {(referrer.id, 500), (friend.id, 300)}
