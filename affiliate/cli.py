@@ -183,7 +183,23 @@ def accrue_commissions() -> None:
         db.session.commit()
         if len(batch) < 500:
             break
-    click.echo(f"Accrued {total} commissions for {conversions} conversions.")
+    reversed_cents = sum(
+        accrual.reverse_for_refund(db.session, refund, now=utcnow())
+        for refund in accrual.refunds_to_reverse(db.session)
+    )
+    db.session.commit()
+    click.echo(
+        f"Accrued {total} commissions for {conversions} conversions; reversed {reversed_cents} cents for refunds."
+    )
 
 
-commands = (create_user, seed_demo, ingest_clicks, ledger_check, accrue_commissions)
+@click.command("approve-due")
+@with_appcontext
+def approve_due() -> None:
+    """Approve by rule the pending commissions whose hold has passed (conversions under review wait)."""
+    approved = accrual.approve_due(db.session, now=utcnow())
+    db.session.commit()
+    click.echo(f"Approved {approved} commissions.")
+
+
+commands = (create_user, seed_demo, ingest_clicks, ledger_check, accrue_commissions, approve_due)

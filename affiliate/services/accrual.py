@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,11 +25,13 @@ from affiliate.models import (
     Conversion,
     ConversionStatus,
     ConversionType,
+    LedgerTransaction,
     Program,
     Role,
     User,
     UserStatus,
 )
+from affiliate.services import audit
 from affiliate.services.commissions import Earning, Line, PlanTerms, TierRate, compute
 from affiliate.services.ledger import Leg, post
 
@@ -133,6 +135,21 @@ def conversions_to_accrue(session: Session, limit: int = 500) -> list[Conversion
     ).all()  # fmt: skip
 
 
+def refunds_to_reverse(session: Session) -> list[Conversion]:
+    """Refunds of sales that earned commissions and whose reversal is not yet in the ledger."""
+    reversed_refunds = {
+        int(reference.split(":")[1])
+        for reference in session.scalars(
+            select(LedgerTransaction.reference).where(LedgerTransaction.kind == "reversal")
+        )
+    }
+    earned = exists().where(Commission.conversion_id == Conversion.refund_of_id)
+    refunds = session.scalars(
+        select(Conversion).where(Conversion.type == ConversionType.REFUND, earned).order_by(Conversion.id)
+    ).all()
+    return [refund for refund in refunds if refund.id not in reversed_refunds]
+
+
 def _recruiter(session: Session, affiliate: User) -> User | None:
     """The active affiliate who recruited this one, who earns the second tier."""
     if affiliate.referred_by_id is None:
@@ -187,3 +204,124 @@ def _months_since_first(session: Session, conversion: Conversion) -> int:
         return 0
     months = (conversion.occurred_at.year - first.year) * 12 + conversion.occurred_at.month - first.month
     return months - (conversion.occurred_at.day < first.day)
+
+
+def approve(session: Session, commission: Commission, *, now: datetime, actor_id: int | None = None) -> bool:
+    """Move a pending commission to approved, once (a guarded UPDATE), with its ledger move and audit row."""
+    moves = [(f"affiliate_pending:{commission.affiliate_id}", 1), (f"affiliate_payable:{commission.affiliate_id}", -1)]
+    return _transition(
+        session,
+        commission,
+        CommissionStatus.PENDING,
+        CommissionStatus.APPROVED,
+        "approval",
+        moves,
+        now=now,
+        actor_id=actor_id,
+    )
+
+
+def reject(session: Session, commission: Commission, *, now: datetime, actor_id: int | None = None,
+           note: str | None = None) -> bool:  # fmt: skip
+    """Reject a pending commission, once: the accrual is reversed in the ledger."""
+    moves = [(f"affiliate_pending:{commission.affiliate_id}", 1), ("commission_expense", -1)]
+    return _transition(
+        session,
+        commission,
+        CommissionStatus.PENDING,
+        CommissionStatus.REJECTED,
+        "rejection",
+        moves,
+        now=now,
+        actor_id=actor_id,
+        note=note,
+    )
+
+
+def approve_due(session: Session, *, now: datetime) -> int:
+    """Approve by rule every pending commission whose hold has passed and whose conversion is not held for review."""
+    due = session.scalars(
+        select(Commission)
+        .join(Conversion, Conversion.id == Commission.conversion_id)
+        .where(Commission.status == CommissionStatus.PENDING, Commission.available_at <= now,
+               Conversion.status.in_((ConversionStatus.PENDING, ConversionStatus.APPROVED)))
+        .order_by(Commission.id)
+    ).all()  # fmt: skip
+    return sum(approve(session, commission, now=now) for commission in due)
+
+
+def reverse_for_refund(session: Session, refund: Conversion, *, now: datetime) -> int:
+    """Reverse the refunded share of the sale's commissions with new ledger entries, never an edit.
+
+    Each refund reverses (commission x refunded so far / sale) minus what earlier refunds
+    reversed, in integer cents, so refunds that add up to the sale reverse the commission exactly.
+    Returns the cents reversed.
+    """
+    sale = session.get(Conversion, refund.refund_of_id)
+    refunded_before = int(session.scalar(
+        select(func.coalesce(func.sum(Conversion.amount_cents), 0))
+        .where(Conversion.refund_of_id == sale.id, Conversion.id < refund.id)
+    ))  # fmt: skip
+    refunded_after = refunded_before + refund.amount_cents
+    reversed_total = 0
+    for commission in session.scalars(select(Commission).where(Commission.conversion_id == sale.id)):
+        if commission.status == CommissionStatus.REJECTED or not sale.amount_cents:
+            continue
+        share = commission.amount_cents * refunded_after // sale.amount_cents
+        share -= commission.amount_cents * refunded_before // sale.amount_cents
+        if share <= 0:
+            continue
+        owed = "affiliate_pending" if commission.status == CommissionStatus.PENDING else "affiliate_payable"
+        # A paid commission's reversal takes the payable below zero: recovered from the next payout.
+        legs = [
+            Leg(f"{owed}:{commission.affiliate_id}", share, commission.currency, commission.affiliate_id),
+            Leg("commission_expense", -share, commission.currency),
+        ]
+        posted = post(session, "reversal", f"refund:{refund.id}:commission:{commission.id}", legs, now=now,
+                      memo=f"refund {refund.order_id} of sale {sale.order_id}")  # fmt: skip
+        if posted.created and refunded_after >= sale.amount_cents:
+            session.execute(
+                update(Commission)
+                .where(Commission.id == commission.id, Commission.status.in_(LIVE_COMMISSIONS))
+                .values(status=CommissionStatus.REVERSED)
+            )
+        reversed_total += share
+    return reversed_total
+
+
+def _transition(
+    session: Session,
+    commission: Commission,
+    before: str,
+    after: str,
+    kind: str,
+    accounts: list[tuple[str, int]],
+    *,
+    now: datetime,
+    actor_id: int | None,
+    note: str | None = None,
+) -> bool:
+    changed = session.execute(
+        update(Commission).where(Commission.id == commission.id, Commission.status == before).values(status=after)
+    ).rowcount
+    if not changed:
+        return False
+    legs = [
+        Leg(account, sign * commission.amount_cents, commission.currency,
+            commission.affiliate_id if account.startswith("affiliate_") else None)
+        for account, sign in accounts
+    ]  # fmt: skip
+    post(session, kind, f"commission:{commission.id}", legs, now=now)
+    audit.record(
+        session,
+        actor_id=actor_id,
+        action=f"commission.{kind}",
+        subject_type="commission",
+        subject_id=commission.id,
+        before={"status": before},
+        after={"status": after},
+        now=now,
+        note=note,
+    )
+    session.expire(commission, ["status"])
+    return True

@@ -8,8 +8,8 @@ from sqlalchemy import select, update
 
 from affiliate.extensions import db
 from affiliate.models import Commission, CommissionPlan, Conversion, ConversionType, User, utcnow
-from affiliate.services.accrual import accrue
-from affiliate.services.conversions import ConversionRequest, record_conversion
+from affiliate.services.accrual import accrue, approve, approve_due, reject
+from affiliate.services.conversions import ConversionRequest, RefundRequest, record_conversion, record_refund
 from affiliate.services.ledger import balance, check
 from tests.factories import make_admin, make_affiliate, make_program, make_user
 
@@ -106,3 +106,68 @@ def test_refer_a_friend_rewards_both_sides(app):
         accrue(db.session, db.session.get(Conversion, conversion_id), now=utcnow())
         db.session.commit()
     assert {(c.affiliate_id, c.amount_cents) for c in commissions(app)} == {(referrer.id, 500), (friend.id, 300)}
+
+
+def _accrued(app, program, affiliate, order: str, amount: int = 10_000, status: str = "pending") -> int:
+    """Accrue a conversion's one commission and return its id."""
+    with app.app_context():
+        conversion = db.session.get(Conversion, report(app, program, affiliate.id, order, amount, status=status))
+        (commission,) = accrue(db.session, conversion, now=utcnow())
+        db.session.commit()
+        return commission.id
+
+
+def test_commissions_are_approved_by_rule_once_the_hold_has_passed(app, runner):
+    program = make_program(app, make_admin(app), hold_days=30)
+    set_plan(app, program.id, percent_bps=1_000)
+    alice = make_affiliate(app)
+    due = _accrued(app, program, alice, "due")
+    held = _accrued(app, program, alice, "held", status="flagged")
+    assert "Approved 0 commissions" in runner.invoke(args=["approve-due"]).output
+    with app.app_context():
+        later = utcnow() + timedelta(days=31)
+        assert approve_due(db.session, now=later) == 1
+        assert approve_due(db.session, now=later) == 0
+        db.session.commit()
+        assert db.session.get(Commission, due).status == "approved"
+        assert db.session.get(Commission, held).status == "pending", "a flagged conversion waits for review"
+        assert balance(db.session, f"affiliate_payable:{alice.id}", "USD") == -1_000
+        assert balance(db.session, f"affiliate_pending:{alice.id}", "USD") == -1_000  # the held one
+        assert check(db.session) == []
+
+
+def test_a_rejected_commission_reverses_its_accrual_once(app):
+    program = make_program(app, make_admin(app))
+    set_plan(app, program.id, percent_bps=1_000)
+    alice = make_affiliate(app)
+    commission = _accrued(app, program, alice, "r")
+    with app.app_context():
+        row = db.session.get(Commission, commission)
+        assert reject(db.session, row, now=utcnow(), note="fraud") is True
+        assert reject(db.session, row, now=utcnow()) is False
+        assert approve(db.session, row, now=utcnow()) is False
+        db.session.commit()
+        assert balance(db.session, f"affiliate_pending:{alice.id}", "USD") == 0
+        assert balance(db.session, "commission_expense", "USD") == 0
+
+
+def test_partial_refunds_reverse_the_commission_exactly(app, runner):
+    program = make_program(app, make_admin(app), hold_days=0)
+    set_plan(app, program.id, percent_bps=1_000)
+    alice = make_affiliate(app)
+    commission = _accrued(app, program, alice, "sale-1", 10_001)
+    with app.app_context():
+        approve(db.session, db.session.get(Commission, commission), now=utcnow())
+        db.session.commit()
+        sale = db.session.scalar(select(Conversion).where(Conversion.order_id == "sale-1"))
+        for refund_id, cents in (("rf-1", 3_333), ("rf-2", 6_668)):
+            record_refund(db.session, sale.program, RefundRequest(order_id="sale-1", refund_id=refund_id,
+                                                                 amount_cents=cents), now=utcnow())  # fmt: skip
+        db.session.commit()
+    first = runner.invoke(args=["accrue-commissions"])
+    assert "reversed 1000 cents" in first.output, first.output
+    assert "reversed 0 cents" in runner.invoke(args=["accrue-commissions"]).output
+    with app.app_context():
+        assert db.session.get(Commission, commission).status == "reversed"
+        assert balance(db.session, f"affiliate_payable:{alice.id}", "USD") == 0
+        assert check(db.session) == []
