@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import click
 from flask import current_app
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 
 from affiliate.demo import record_demo_conversions, send_demo_clicks
 from affiliate.extensions import db
-from affiliate.models import Click, Conversion, Link, Program, Role, User, UserStatus, utcnow
+from affiliate.models import Click, CommissionPlan, Conversion, Link, Program, Role, User, UserStatus, utcnow
 from affiliate.models.programs import AttributionModel, ProgramStatus
 from affiliate.services import accounts, accrual, ledger
 from affiliate.services.links import LinkRequest, create_link
@@ -28,6 +29,8 @@ DEMO_USERS = (
     ("Carol Coupons", "carol@demo.clicktrail.test", Role.AFFILIATE, UserStatus.PENDING),
 )
 DEMO_CLICKS = 2500
+DEMO_PLAN_BPS = 1000  # 10% of each sale
+DEMO_SECOND_TIER_BPS = 500
 DEMO_LINKS = (
     ("alice@demo.clicktrail.test", "Newsletter", ("weekly", None, None, None, None), None),
     ("alice@demo.clicktrail.test", "Blog sidebar", ("sidebar", "v2", None, None, None), "/kitchen"),
@@ -130,10 +133,20 @@ def seed_demo(if_empty: bool) -> None:
         landed = send_demo_clicks(lambda clock: Redirector(config, clock=clock), codes, DEMO_CLICKS, now)
         click.echo(f"Sent {landed} demo clicks through the redirector.")
     if db.session.scalar(select(func.count()).select_from(Conversion)) == 0:
+        plan = db.session.scalar(select(CommissionPlan).where(CommissionPlan.program_id == program.id))
+        plan.percent_bps, plan.second_tier_bps = DEMO_PLAN_BPS, DEMO_SECOND_TIER_BPS
         statuses = record_demo_conversions(db.session, program, utcnow())
         db.session.commit()
         summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
         click.echo(f"Reported {sum(statuses.values())} demo sales through the conversion service: {summary}.")
+        accrued = sum(
+            len(accrual.accrue(db.session, c, now=utcnow())) for c in accrual.conversions_to_accrue(db.session)
+        )
+        approved = accrual.approve_due(db.session, now=utcnow())
+        db.session.commit()
+        click.echo(
+            f"Accrued {accrued} commissions at {DEMO_PLAN_BPS // 100}% of each sale; {approved} are past the hold."
+        )
     _print_demo_logins()
 
 
@@ -194,10 +207,12 @@ def accrue_commissions() -> None:
 
 
 @click.command("approve-due")
+@click.option("--days-ahead", type=click.IntRange(0, 3650), default=0,
+              help="Act as if this many days had passed (to show the hold ending in a demo).")  # fmt: skip
 @with_appcontext
-def approve_due() -> None:
+def approve_due(days_ahead: int) -> None:
     """Approve by rule the pending commissions whose hold has passed (conversions under review wait)."""
-    approved = accrual.approve_due(db.session, now=utcnow())
+    approved = accrual.approve_due(db.session, now=utcnow() + timedelta(days=days_ahead))
     db.session.commit()
     click.echo(f"Approved {approved} commissions.")
 

@@ -41,6 +41,7 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "main.snippet_example": PUBLIC,
     "member.home": frozenset({"member"}),
     "partner_conversions.mine": frozenset({"affiliate"}),
+    "earnings.index": frozenset({"affiliate"}),
     "partner_conversions.mine_show": frozenset({"affiliate"}),
     "conversions.index": frozenset({"admin", "finance"}),
     "conversions.show": frozenset({"admin", "finance"}),

@@ -10,8 +10,9 @@ from sqlalchemy import select, update
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import Conversion, ConversionStatus, Program, Role, User, utcnow
+from affiliate.models import Commission, Conversion, ConversionStatus, Program, Role, User, utcnow
 from affiliate.services import audit
+from affiliate.services.accrual import reject as reject_commission
 from affiliate.services.fraud import DEFAULT_RULES, DESCRIPTIONS, Action
 from affiliate.services.fraud_rules import RuleError, parse_settings, save_rules
 from affiliate.services.screening import program_rules
@@ -73,6 +74,10 @@ def decide():
         .values(status=decision)
         .returning(Conversion.id)
     ).all()
+    if decision == ConversionStatus.REJECTED and changed:
+        # Whatever the conversion had accrued is taken back: a rejected conversion never earns.
+        for commission in db.session.scalars(select(Commission).where(Commission.conversion_id.in_(changed))):
+            reject_commission(db.session, commission, now=now, actor_id=current_user.id, note=note)
     for conversion_id in changed:
         audit.record(db.session, actor_id=current_user.id, action=f"conversion.{request.form['decision']}",
                      subject_type="conversion", subject_id=conversion_id, before={"status": "flagged"},

@@ -171,3 +171,43 @@ def test_partial_refunds_reverse_the_commission_exactly(app, runner):
         assert db.session.get(Commission, commission).status == "reversed"
         assert balance(db.session, f"affiliate_payable:{alice.id}", "USD") == 0
         assert check(db.session) == []
+
+
+def test_rejecting_a_flagged_conversion_in_review_takes_back_its_commission(app):
+    from tests.factories import Auth, csrf_token, make_finance
+
+    program = make_program(app, make_admin(app))
+    set_plan(app, program.id, percent_bps=1_000)
+    alice = make_affiliate(app)
+    commission = _accrued(app, program, alice, "flagged-1", status="flagged")
+    finance = app.test_client()
+    Auth(finance).login(make_finance(app).email)
+    page = finance.get("/finance/review/").get_data(as_text=True)
+    with app.app_context():
+        conversion_id = db.session.get(Commission, commission).conversion_id
+    finance.post("/finance/review/decide", data={"ids": conversion_id, "decision": "reject", "note": "stuffed cookies",
+                                                 "csrf_token": csrf_token(page)})  # fmt: skip
+    with app.app_context():
+        assert db.session.get(Commission, commission).status == "rejected"
+        assert balance(db.session, f"affiliate_pending:{alice.id}", "USD") == 0
+        assert check(db.session) == []
+
+
+def test_the_affiliate_sees_balances_and_commissions_and_nobody_else_does(app):
+    from tests.factories import Auth
+
+    program = make_program(app, make_admin(app), hold_days=0)
+    set_plan(app, program.id, percent_bps=1_000)
+    alice, bob = make_affiliate(app), make_affiliate(app)
+    pending = _accrued(app, program, alice, "earn-1", 10_000)
+    _accrued(app, program, alice, "earn-2", 20_000)
+    with app.app_context():
+        approve(db.session, db.session.get(Commission, pending), now=utcnow())
+        db.session.commit()
+    browser = app.test_client()
+    Auth(browser).login(alice.email)
+    page = browser.get("/partner/earnings/").get_data(as_text=True)
+    assert "$20.00" in page and "$10.00" in page and "earn-1" in page and "base rate" in page
+    other = app.test_client()
+    Auth(other).login(bob.email)
+    assert "earn-1" not in other.get("/partner/earnings/").get_data(as_text=True)

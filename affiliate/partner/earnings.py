@@ -1,0 +1,44 @@
+"""An affiliate's earnings: balances from the ledger and every commission with the rule behind it."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from affiliate.auth.access import require_roles
+from affiliate.extensions import db
+from affiliate.models import Commission, CommissionStatus, Conversion, LedgerEntry, Role
+
+bp = Blueprint("earnings", __name__, url_prefix="/partner/earnings")
+bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
+PAGE_SIZE = 50
+
+
+@bp.route("/")
+def index():
+    me = current_user.id
+    balances: dict[str, dict[str, int]] = {}
+    rows = db.session.execute(
+        select(LedgerEntry.account, LedgerEntry.currency, func.sum(LedgerEntry.amount_cents))
+        .where(LedgerEntry.affiliate_id == me)
+        .group_by(LedgerEntry.account, LedgerEntry.currency)
+    ).all()
+    for account, currency, total in rows:
+        kind = account.split(":", 1)[0]
+        # Credits to the affiliate are negative in the ledger; shown as what is owed to them.
+        balances.setdefault(currency, {})[kind] = -int(total)
+    paid = db.session.execute(
+        select(Commission.currency, func.sum(Commission.amount_cents))
+        .where(Commission.affiliate_id == me, Commission.status == CommissionStatus.PAID)
+        .group_by(Commission.currency)
+    ).all()
+    for currency, total in paid:
+        balances.setdefault(currency, {})["paid"] = int(total)
+    mine = select(Commission).where(Commission.affiliate_id == me)
+    page = db.paginate(
+        mine.order_by(Commission.created_at.desc(), Commission.id.desc()), per_page=PAGE_SIZE, error_out=False
+    )
+    ids = {commission.conversion_id for commission in page.items}
+    orders = dict(db.session.execute(select(Conversion.id, Conversion.order_id).where(Conversion.id.in_(ids))).all())
+    return render_template("partner/earnings.html", balances=balances, page=page, orders=orders)
