@@ -25,6 +25,7 @@ from affiliate.models import (
     Conversion,
     ConversionStatus,
     ConversionType,
+    LedgerEntry,
     LedgerTransaction,
     Program,
     Role,
@@ -289,6 +290,20 @@ def reverse_for_refund(session: Session, refund: Conversion, *, now: datetime) -
     return reversed_total
 
 
+def reversed_cents(session: Session, commission_id: int) -> int:
+    """How much of a commission refunds have reversed so far."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0))
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(
+            LedgerTransaction.kind == "reversal",
+            LedgerTransaction.reference.like(f"refund:%:commission:{commission_id}"),
+            LedgerEntry.account.like("affiliate_%"),
+        )
+    )
+    return int(total)
+
+
 def _transition(
     session: Session,
     commission: Commission,
@@ -306,12 +321,15 @@ def _transition(
     ).rowcount
     if not changed:
         return False
-    legs = [
-        Leg(account, sign * commission.amount_cents, commission.currency,
-            commission.affiliate_id if account.startswith("affiliate_") else None)
-        for account, sign in accounts
-    ]  # fmt: skip
-    post(session, kind, f"commission:{commission.id}", legs, now=now)
+    # A refund may already have taken part of a pending commission back: only what is left moves.
+    remaining = commission.amount_cents - reversed_cents(session, commission.id)
+    if remaining > 0:
+        legs = [
+            Leg(account, sign * remaining, commission.currency,
+                commission.affiliate_id if account.startswith("affiliate_") else None)
+            for account, sign in accounts
+        ]  # fmt: skip
+        post(session, kind, f"commission:{commission.id}", legs, now=now)
     audit.record(
         session,
         actor_id=actor_id,
