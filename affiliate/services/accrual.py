@@ -266,8 +266,12 @@ def reverse_for_refund(session: Session, refund: Conversion, *, now: datetime) -
     refunded_after = refunded_before + refund.amount_cents
     reversed_total = 0
     for commission in session.scalars(select(Commission).where(Commission.conversion_id == sale.id)):
-        if commission.status == CommissionStatus.REJECTED or not sale.amount_cents:
-            continue
+        reference = f"refund:{refund.id}:commission:{commission.id}"
+        done = select(LedgerTransaction.id).where(
+            LedgerTransaction.kind == "reversal", LedgerTransaction.reference == reference
+        )
+        if commission.status == CommissionStatus.REJECTED or not sale.amount_cents or session.scalar(done):
+            continue  # nothing to take back, or this refund's reversal is already posted
         share = commission.amount_cents * refunded_after // sale.amount_cents
         share -= commission.amount_cents * refunded_before // sale.amount_cents
         if share <= 0:
@@ -278,7 +282,7 @@ def reverse_for_refund(session: Session, refund: Conversion, *, now: datetime) -
             Leg(f"{owed}:{commission.affiliate_id}", share, commission.currency, commission.affiliate_id),
             Leg("commission_expense", -share, commission.currency),
         ]
-        posted = post(session, "reversal", f"refund:{refund.id}:commission:{commission.id}", legs, now=now,
+        posted = post(session, "reversal", reference, legs, now=now,
                       memo=f"refund {refund.order_id} of sale {sale.order_id}")  # fmt: skip
         if posted.created and refunded_after >= sale.amount_cents:
             session.execute(

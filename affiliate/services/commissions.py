@@ -10,7 +10,7 @@ Pure functions in integer cents. The rules, stated once:
 - Scope ``whole_period``: a conversion earns the rate of the tier the period reaches with it;
   when it crosses a threshold, an adjustment line pays the difference on the period's earlier
   conversions (never an edit of them). Scope ``marginal``: only volume beyond a threshold earns
-  its rate; a sale that straddles a revenue threshold is split there and each part rounded.
+  its rate; a sale that straddles a revenue threshold is split there, and the parts rounded once.
 - Recurring: the first sale of a customer earns; later sales earn while fewer than
   ``recurring_months`` whole months have passed since it (0: the first sale only; None: always).
 - Second tier: the affiliate who recruited the earning affiliate gets ``second_tier_bps`` of
@@ -140,15 +140,16 @@ def _marginal(earning: Earning, plan: PlanTerms, before: int, after: int) -> lis
     if plan.tier_basis == COUNT or earning.amount_cents == 0:
         return [Line("affiliate", 1, _describe(rule, bps, flat), flat + percent_of(earning.amount_cents, bps))]
     # Revenue basis: split the sale at every threshold it crosses; each part earns its own tier's rate.
+    # The parts are summed in hundredths of a basis point and rounded once, so splitting a sale
+    # never earns a cent more than not splitting it.
     cuts = sorted({before, after, *(t.threshold for t in plan.tiers if before < t.threshold < after)})
-    lines = []
+    exact, parts = 0, []
     for start, end in pairwise(cuts):
         part_bps, _, part_rule = rate_at(plan, start)
-        lines.append(Line("affiliate", 1, f"{part_rule}: {_pct(part_bps)} of {end - start} cents",
-                          percent_of(end - start, part_bps)))  # fmt: skip
-    if flat:
-        lines.append(Line("affiliate", 1, f"{rule}: flat", flat))
-    return lines
+        exact += (end - start) * part_bps
+        parts.append(f"{part_rule}: {_pct(part_bps)} of {end - start} cents")
+    return [Line("affiliate", 1, "; ".join(parts) + (f"; {flat} cents flat" if flat else ""),
+                 (exact + 5_000) // 10_000 + flat)]  # fmt: skip
 
 
 def _recurring_allows(earning: Earning, plan: PlanTerms) -> bool:

@@ -52,8 +52,14 @@ def test_crossing_a_tier_pays_the_period_difference_as_an_adjustment():
 
 def test_marginal_revenue_tiers_split_a_sale_at_the_threshold():
     plan = PlanTerms(percent_bps=1000, tier_basis=REVENUE, tier_scope=MARGINAL, tiers=(TierRate(100_000, 2000, 0),))
-    lines = compute(sale(30_000), plan, [80_000])
-    assert [line.amount_cents for line in lines] == [2_000, 2_000]  # 20,000 at 10%, 10,000 at 20%
+    (line,) = compute(sale(30_000), plan, [80_000])
+    assert line.amount_cents == 4_000  # 20,000 at 10% and 10,000 at 20%
+    assert "10.00% of 20000 cents" in line.rule and "20.00% of 10000 cents" in line.rule
+
+
+def test_splitting_a_sale_at_a_threshold_never_adds_a_rounding_cent():
+    plan = PlanTerms(percent_bps=5, tier_basis=REVENUE, tier_scope=MARGINAL, tiers=(TierRate(10_000, 5, 0),))
+    assert compute(sale(10_000), plan, [9_000])[0].amount_cents == compute(sale(10_000), plan, [])[0].amount_cents
 
 
 def test_recurring_periods():
