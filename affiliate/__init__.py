@@ -88,12 +88,14 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.member.routes import bp as member_bp
     from affiliate.partner.earnings import bp as earnings_bp
     from affiliate.partner.routes import bp as partner_bp
+    from affiliate.review.commissions import bp as finance_commissions_bp
     from affiliate.review.routes import review as review_bp
     from affiliate.review.routes import rules as fraud_rules_bp
 
     blueprints = (
         *(main_bp, auth_bp, account_bp, member_bp, partner_bp, links_bp, partner_conversions_bp, earnings_bp),
-        *(admin_bp, affiliates_bp, programs_bp, api_keys_bp, fraud_rules_bp, conversions_bp, review_bp, api_bp),
+        *(admin_bp, affiliates_bp, programs_bp, api_keys_bp, fraud_rules_bp, conversions_bp, review_bp),
+        *(finance_commissions_bp, api_bp),
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -50,6 +50,8 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "api_keys.retire": frozenset({"admin"}),
     "api_keys.revoke": frozenset({"admin"}),
     "review.queue": frozenset({"admin", "finance"}),
+    "finance_commissions.index": frozenset({"admin", "finance"}),
+    "finance_commissions.decide": frozenset({"admin", "finance"}),
     "review.decide": frozenset({"admin", "finance"}),
     "fraud_rules.edit": frozenset({"admin"}),
     "api.openapi": PUBLIC,

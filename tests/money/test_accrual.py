@@ -211,3 +211,29 @@ def test_the_affiliate_sees_balances_and_commissions_and_nobody_else_does(app):
     other = app.test_client()
     Auth(other).login(bob.email)
     assert "earn-1" not in other.get("/partner/earnings/").get_data(as_text=True)
+
+
+def test_finance_approves_and_rejects_commissions_from_the_page(app):
+    from tests.factories import Auth, csrf_token, make_finance
+
+    program = make_program(app, make_admin(app), hold_days=30)
+    set_plan(app, program.id, percent_bps=1_000)
+    alice = make_affiliate(app)
+    keep, drop = _accrued(app, program, alice, "keep"), _accrued(app, program, alice, "drop")
+    finance = app.test_client()
+    Auth(finance).login(make_finance(app).email)
+    page = finance.get("/finance/commissions/").get_data(as_text=True)
+    assert "2 pending" in page
+    token = csrf_token(page)
+    refused = finance.post("/finance/commissions/decide", data={"ids": drop, "decision": "reject", "csrf_token": token},
+                           follow_redirects=True)  # fmt: skip
+    assert "Say why" in refused.get_data(as_text=True)
+    finance.post("/finance/commissions/decide", data={"ids": keep, "decision": "approve", "csrf_token": token})
+    finance.post("/finance/commissions/decide", data={"ids": [drop, keep], "decision": "reject", "note": "duplicate",
+                                                      "csrf_token": token})  # fmt: skip
+    with app.app_context():
+        assert db.session.get(Commission, keep).status == "approved", "approved ones are no longer rejectable"
+        assert db.session.get(Commission, drop).status == "rejected"
+        assert balance(db.session, f"affiliate_payable:{alice.id}", "USD") == -1_000
+        assert balance(db.session, f"affiliate_pending:{alice.id}", "USD") == 0
+        assert check(db.session) == []
