@@ -177,7 +177,7 @@ def test_click_land_sign_up_buy_and_see_it_credited(app, site, launch, tmp_path)
     shop.close()
 
 
-def wait_for_click(app, click_id: str, timeout: float = 10.0) -> None:
+def wait_for_click(app, click_id: str, timeout: float = 30.0) -> None:
     """The redirector answers once the click is in its log; the database has it a moment later."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
