@@ -22,6 +22,7 @@ from affiliate.services.fraud import (
     ClickSignals,
     ConversionSignals,
     paid_click_params,
+    reports_user_activation,
     score_click,
     score_conversion,
     settings_for,
@@ -45,6 +46,15 @@ BROWSERS = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS {i}_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{i}.{m} Mobile/15E148 Safari/604.1",  # noqa: E501 - a real user agent
     "Mozilla/5.0 (iPad; CPU OS {i}_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{i}.{m} Mobile/15E148 Safari/604.1",  # noqa: E501 - a real user agent
     "Mozilla/5.0 (iPhone; CPU iPhone OS {i}_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/{v}.0.0.0 Mobile/15E148 Safari/604.1",  # noqa: E501 - a real user agent
+    # in-app browsers, where much social traffic is clicked
+    "Mozilla/5.0 (iPhone; CPU iPhone OS {i}_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [Pinterest/iOS]",  # noqa: E501 - a real user agent
+    "Mozilla/5.0 (Linux; Android 13; SM-S918B Build/TP1A.220624.014; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/{v}.0.0.0 Mobile Safari/537.36 [Pinterest/Android]",  # noqa: E501 - a real user agent
+    "Mozilla/5.0 (iPhone; CPU iPhone OS {i}_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Snapchat/12.55.0.39 (like Safari/8614.2.9.0.10, panda)",  # noqa: E501 - a real user agent
+    "Mozilla/5.0 (iPhone; CPU iPhone OS {i}_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Instagram 309.0.0.28.109 (iPhone14,5; iOS {i}_{m}; en_US; en; scale=3.00; 1170x2532; 536391218)",  # noqa: E501 - a real user agent
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/UQ1A.240105.004; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/{v}.0.0.0 Mobile Safari/537.36 [FB_IAB/FB4A;FBAV/448.0.0.40.110;]",  # noqa: E501 - a real user agent
+    "Mozilla/5.0 (iPhone; CPU iPhone OS {i}_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/448.0.0.34.109;FBBV/560397178;FBDV/iPhone15,2;FBMD/iPhone;FBSN/iOS;FBSV/{i}.{m};FBSS/3;FBCR/;FBID/phone;FBLC/en_US;FBOP/80]",  # noqa: E501 - a real user agent
+    "Mozilla/5.0 (Linux; Android 12; SM-A515F Build/SP1A.210812.016; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/{v}.0.0.0 Mobile Safari/537.36 musical_ly_2023206030 JsSdk/1.0 NetType/WIFI Channel/googleplay AppName/musical_ly app_version/32.6.3 ByteLocale/en ByteFullLocale/en Region/US BytedanceWebview/d8a21c6",  # noqa: E501 - a real user agent
+    "Mozilla/5.0 (iPhone; CPU iPhone OS {i}_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [LinkedInApp]/9.29.6380",  # noqa: E501 - a real user agent
 )  # fmt: skip
 PREVIEW_AGENTS = (
     "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
@@ -62,15 +72,19 @@ PREVIEW_AGENTS = (
     "",
 )
 EMAIL_DOMAINS = ("gmail.com", "outlook.com", "yahoo.com", "icloud.com", "proton.me", "example-corp.com", "web.de")
-PAID = ("gclid", "fbclid", "msclkid", "ttclid")
+PAID = ("gclid", "gbraid", "msclkid", "ttclid")
 CLASSES = ("legitimate", "bot", "cookie_stuffing", "click_injection", "click_flooding", "self_referral",
            "disposable_email", "paid_traffic")  # fmt: skip
 
 
+# Rough global shares (percent) of each template above: Chrome and Safari lead, in-app browsers are a tenth.
+SHARES = (22, 5, 2, 20, 4, 5, 2, 3, 1, 0.5, 0.5, 4, 14, 2, 2, *(1.5,) * 8)
+
+
 def browser_agents(rng: random.Random, count: int) -> list[str]:
-    """Real browser user agents of current families and versions."""
+    """Real browser user agents of current families and versions, in rough proportion to their use."""
     return [
-        rng.choice(BROWSERS).format(
+        rng.choices(BROWSERS, weights=SHARES)[0].format(
             v=rng.randint(118, 132),
             f=rng.randint(120, 134),
             s=rng.randint(22, 27),
@@ -121,6 +135,7 @@ class Generator:
         environ = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in (headers or {}).items()}
         device = parse_user_agent(agent)
         reason = bot_reason(method, agent, device, environ)
+        activation = reports_user_activation(device.os, device.browser, agent)
         verdict = None
         for _ in range(burst):
             self.clock += self.rng.uniform(0.5, 4.0) if burst > 1 else 0
@@ -137,6 +152,7 @@ class Generator:
                 sec_fetch_dest=environ.get("HTTP_SEC_FETCH_DEST"),
                 sec_fetch_mode=environ.get("HTTP_SEC_FETCH_MODE"),
                 sec_fetch_user=environ.get("HTTP_SEC_FETCH_USER"),
+                reports_user_activation=activation,
                 paid_click_params=paid_click_params(query or set()),
                 country="US",
                 same_ip_last_minute=counts[0][0],
@@ -147,11 +163,18 @@ class Generator:
             verdict = score_click(signals, rules or self.rules)
         return verdict.action != Action.ALLOW
 
-    def _navigation(self) -> dict:
+    def _navigation(self, agent: str) -> dict:
+        """The Sec-Fetch headers of a click on a link, as the agent's browser sends them."""
         if self.rng.random() < 0.15:
             return {}  # older browsers send no Sec-Fetch headers at all
-        return {"Sec-Fetch-Site": self.rng.choice(("cross-site", "none")), "Sec-Fetch-Mode": "navigate",
-                "Sec-Fetch-Dest": "document", "Sec-Fetch-User": "?1"}  # fmt: skip
+        headers = {"Sec-Fetch-Site": self.rng.choice(("cross-site", "none")), "Sec-Fetch-Mode": "navigate",
+                   "Sec-Fetch-Dest": "document", "Sec-Fetch-User": "?1"}  # fmt: skip
+        device = parse_user_agent(agent)
+        if device.os == "iOS" or "Safari/605" in agent:
+            del headers["Sec-Fetch-User"]  # WebKit never sends it
+        elif "; wv)" in agent and self.rng.random() < 0.5:
+            del headers["Sec-Fetch-User"]  # an app opening the link in its WebView
+        return headers
 
     def _legitimate(self) -> bool:
         if self.rng.random() < 0.5:
@@ -159,10 +182,13 @@ class Generator:
             link = self.rng.randrange(5000)
             ip = f"{self.rng.randint(11, 220)}.{self.rng.randint(0, 255)}.{self.rng.randint(0, 255)}.7"
             agent = self.rng.choice(self.agents)
+            # organic social posts: Facebook adds fbclid to every outbound link, ads or not
+            query = {"fbclid", "utm_source"} if self.rng.random() < 0.2 else None
             caught = False
             for _ in range(clicks):  # a shopper who comes back to the link once or twice
                 self.clock += self.rng.uniform(30, 900)
-                caught = self._click(agent=agent, headers=self._navigation(), ip=ip, link=link)
+                caught = self._click(agent=agent, headers=self._navigation(agent), ip=ip, link=link, query=query,
+                                     rules=self.no_paid_rules if query else None)  # fmt: skip
             return caught
         return score_conversion(self._conversion(), self.rules).action != Action.ALLOW
 
@@ -177,19 +203,19 @@ class Generator:
 
     def _cookie_stuffing(self) -> bool:
         if self.rng.random() < 0.7:
-            dest = self.rng.choice(("image", "iframe", "script"))
+            dest = self.rng.choice(("image", "iframe", "script", "empty"))
             headers = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": dest}
         else:  # a navigation started by script, without the user's click
             headers = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
         return self._click(agent=self.rng.choice(self.agents), headers=headers)
 
     def _click_flooding(self) -> bool:
-        return self._click(
-            agent=self.rng.choice(self.agents), headers=self._navigation(), burst=self.rng.randint(8, 40)
-        )
+        agent = self.rng.choice(self.agents)
+        return self._click(agent=agent, headers=self._navigation(agent), burst=self.rng.randint(8, 40))
 
     def _paid_traffic(self) -> bool:
-        return self._click(agent=self.rng.choice(self.agents), headers=self._navigation(),
+        agent = self.rng.choice(self.agents)
+        return self._click(agent=agent, headers=self._navigation(agent),
                            query={self.rng.choice(PAID), "utm_source"}, rules=self.no_paid_rules)  # fmt: skip
 
     # --- conversions ---

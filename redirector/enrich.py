@@ -26,15 +26,16 @@ USER_AGENT_PARSE_MAX = 512  # parsed: real browser strings are far shorter; long
 # Link unfurlers and preview fetchers: they fetch a link when it is shared, not when it is clicked.
 PREVIEW_AGENTS = re.compile(
     r"facebookexternalhit|facebot|twitterbot|slackbot|slack-imgproxy|linkedinbot|discordbot|whatsapp|"
-    r"telegrambot|skypeuripreview|bingpreview|google-inspectiontool|embedly|redditbot|pinterest|vkshare|"
-    r"iframely|snapchat|bitlybot|tumblr|mastodon|bluesky|cardyb|outbrain|quora link preview|viber|"
-    r"kakaotalk-scrap|line-poker|applebot|microsoft office|skype",
+    r"telegrambot|skypeuripreview|bingpreview|google-inspectiontool|embedly|redditbot|pinterest/0\.|pinterestbot|"
+    r"vkshare|iframely|snap url preview|bitlybot|tumblr|mastodon|bluesky|cardyb|outbrain|quora link preview|viber|"
+    r"kakaotalk-scrap|line-poker|applebot|microsoft office",
     re.IGNORECASE,
-)
+)  # not the apps' in-app browsers ("[Pinterest/iOS]", "Snapchat/12.55"), where people really click
 # HTTP libraries and crawlers that user-agents does not call bots.
 TOOL_AGENTS = re.compile(
     r"python-requests|python-urllib|aiohttp|httpx|curl/|wget/|go-http-client|okhttp|axios|node-fetch|undici|"
-    r"scrapy|httpclient|libwww|java/|ruby/|php/|postmanruntime|insomnia|\bbot\b|crawler|spider",
+    r"scrapy|httpclient|libwww|java/|ruby/|php/|postmanruntime|insomnia|guzzlehttp|dart/|^node$|^mozilla/5\.0$|"
+    r"\bbot\b|crawler|spider",
     re.IGNORECASE,
 )
 HEADLESS = re.compile(r"headless|phantomjs|puppeteer|playwright|selenium", re.IGNORECASE)

@@ -27,7 +27,15 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from affiliate.models import Click
-from affiliate.services.fraud import DEFAULT_RULES, Action, ClickSignals, RuleSetting, score_click, settings_for
+from affiliate.services.fraud import (
+    DEFAULT_RULES,
+    Action,
+    ClickSignals,
+    RuleSetting,
+    reports_user_activation,
+    score_click,
+    settings_for,
+)
 from redirector.clicklog import ClickLog
 
 log = logging.getLogger(__name__)
@@ -378,6 +386,7 @@ class _Store:
                 sec_fetch_dest=dest or None,
                 sec_fetch_mode=mode or None,
                 sec_fetch_user=user or None,
+                reports_user_activation=reports_user_activation(click["os"], click["browser"], click["user_agent"]),
                 paid_click_params=tuple(filter(None, (click["paid_click"] or "").split(","))),
                 country=click["country"],
                 same_ip_last_minute=counts["ip"][0],

@@ -22,8 +22,11 @@ from typing import Any
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 
-PAID_CLICK_PARAMS = ("gclid", "gbraid", "wbraid", "dclid", "fbclid", "msclkid", "ttclid", "twclid", "li_fat_id",
-                     "yclid", "epik", "rdt_cid", "sccid")  # fmt: skip
+# Ad networks' click ids. Not fbclid: Facebook adds it to every outbound link, organic posts included.
+PAID_CLICK_PARAMS = ("gclid", "gbraid", "wbraid", "dclid", "msclkid", "ttclid", "twclid", "li_fat_id", "yclid", "epik",
+                     "rdt_cid", "sccid")  # fmt: skip
+# Browsers on WebKit send Sec-Fetch-Dest and -Mode but never Sec-Fetch-User, so its absence proves nothing there.
+WEBKIT_BROWSERS = {"Safari", "Mobile Safari", "Mobile Safari UI/WKWebView"}
 GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
 
 
@@ -128,6 +131,7 @@ class ClickSignals:
     sec_fetch_dest: str | None = None
     sec_fetch_mode: str | None = None
     sec_fetch_user: str | None = None
+    reports_user_activation: bool = True  # False for WebKit, which never sends Sec-Fetch-User
     paid_click_params: tuple[str, ...] = ()
     country: str | None = None
     same_ip_last_minute: int = 0  # earlier clicks from this IP on this link
@@ -272,11 +276,31 @@ def _verdict(fired: list[Fired]) -> Verdict:
     return Verdict(min(100, sum(f.weight for f in counted)), action, tuple(fired))
 
 
+def reports_user_activation(os: str | None, browser: str | None, user_agent: str | None) -> bool:
+    """Whether this browser says when a navigation came from the user.
+
+    Not WebKit (Safari, and every iOS browser), and not Android's in-app WebViews (``; wv)``), where an app
+    opening a tapped link may load it without a user gesture the page can see.
+    """
+    return os != "iOS" and browser not in WEBKIT_BROWSERS and "; wv)" not in (user_agent or "")
+
+
 def _stuffing(signals: ClickSignals) -> str | None:
+    """A link fetched as anything but a top-level page, or a page navigation the user did not start.
+
+    Any Sec-Fetch-Dest other than ``document`` (image, iframe, script, empty for fetch(), video, font, ...)
+    means the link was loaded by a page, not visited. A navigation without ``Sec-Fetch-User: ?1`` was
+    started by script or a redirect, not by a click; browsers that never send that header are not judged on it.
+    """
     dest = (signals.sec_fetch_dest or "").lower()
-    if dest in ("image", "iframe", "frame", "script", "embed", "object", "style"):
-        return f"loaded as {dest} (Sec-Fetch-Dest), not visited"
-    if (signals.sec_fetch_mode or "").lower() == "navigate" and dest == "document" and signals.sec_fetch_user != "?1":
+    if dest and dest != "document":
+        return f"loaded as {dest[:32]} (Sec-Fetch-Dest), not visited"
+    if (
+        signals.reports_user_activation
+        and (signals.sec_fetch_mode or "").lower() == "navigate"
+        and dest == "document"
+        and signals.sec_fetch_user != "?1"
+    ):
         return "a navigation without user activation (no Sec-Fetch-User)"
     return None
 
@@ -298,4 +322,11 @@ def _self_referral(signals: ConversionSignals) -> str | None:
 
 
 def _domain(email: str | None) -> str | None:
-    return email.rsplit("@", 1)[1].lower() if email and "@" in email else None
+    """The email's domain as the disposable list spells it: lower case, internationalised names in punycode."""
+    if not email or "@" not in email:
+        return None
+    domain = email.rsplit("@", 1)[1].strip().rstrip(".").lower()
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain

@@ -14,6 +14,8 @@ from tests.redirector.helpers import CHROME, all_clicks
 
 NAVIGATION = {"User-Agent": CHROME, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate",
               "Sec-Fetch-Dest": "document", "Sec-Fetch-User": "?1"}  # fmt: skip
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+          "Version/18.1 Mobile/15E148 Safari/604.1")  # fmt: skip
 
 
 def conversion(app, order_id: str) -> Conversion:
@@ -37,6 +39,10 @@ def test_click_verdicts_at_ingest(app, redirector):
         assert shopper.get(f"/r/{code}", headers=NAVIGATION).status_code == 302
     Visitor(redirector, ip="192.0.2.11").get(f"/r/{code}", headers={**NAVIGATION, "Sec-Fetch-Dest": "image"})
     Visitor(redirector, ip="203.0.113.12").get(f"/r/{code}?gclid=abc", headers=NAVIGATION)
+    safari_tap = {**NAVIGATION, "User-Agent": IPHONE}
+    del safari_tap["Sec-Fetch-User"]  # WebKit never sends it
+    Visitor(redirector, ip="203.0.113.13").get(f"/r/{code}", headers=safari_tap)
+    Visitor(redirector, ip="203.0.113.14").get(f"/r/{code}", headers={**safari_tap, "User-Agent": CHROME})
     clicks = all_clicks(app)
     flood = [c for c in clicks if c.ip == "198.51.100.10"]
     assert [c.fraud_action for c in flood[:5]] == [None] + ["allow"] * 4, "repeats are recorded as duplicates only"
@@ -46,6 +52,10 @@ def test_click_verdicts_at_ingest(app, redirector):
     assert stuffed.fraud_action == "reject" and "cookie_stuffing" in stuffed.fraud_reasons
     paid = next(c for c in clicks if c.ip == "203.0.113.12")
     assert paid.paid_click == "gclid" and paid.fraud_action is None, "ad traffic is allowed unless a program forbids it"
+    safari = next(c for c in clicks if c.ip == "203.0.113.13")
+    assert safari.fraud_action is None and safari.os == "iOS", "a tap in Safari is a human click"
+    scripted = next(c for c in clicks if c.ip == "203.0.113.14")
+    assert scripted.fraud_action == "reject" and "without user activation" in scripted.fraud_reasons
 
 
 def test_flagged_conversion_waits_for_finance_and_is_decided_once(app, redirector):
