@@ -102,6 +102,9 @@ class Config:
     CLICK_LOG_SEGMENT_MB = env_int("CLICK_LOG_SEGMENT_MB", 8)
     CLICK_BATCH_MAX = env_int("CLICK_BATCH_MAX", 256)
     CLICK_WAIT_SECONDS = env_int("CLICK_WAIT_SECONDS", 10)
+    # "process": one ingester process per click log stores the clicks, off the request workers;
+    # "thread": each redirector process stores its own, in a thread (tests, single-process tools).
+    CLICK_INGESTER = env_str("CLICK_INGESTER", "process")
 
     @classmethod
     def init_app(cls, app) -> None:
@@ -117,6 +120,9 @@ class Config:
             config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'clicktrail.db'}"
         if not config.get("CLICK_LOG_DIR"):
             config["CLICK_LOG_DIR"] = str(instance / "clicklog")
+        ingester = config.get("CLICK_INGESTER")
+        if ingester not in ("process", "thread"):
+            raise SystemExit(f"clicktrail: CLICK_INGESTER must be process or thread, got {ingester!r}")
 
     @classmethod
     def as_dict(cls) -> dict:
@@ -145,6 +151,7 @@ class TestingConfig(Config):
     TESTING = True
     SECRET_KEY = "testing-secret-key-not-for-production"  # noqa: S105 - tests only
     SQLALCHEMY_DATABASE_URI = None
+    CLICK_INGESTER = "thread"  # tests store clicks when they choose (recorder.flush); some test process mode
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_KIB = 8192
     ARGON2_PARALLELISM = 1

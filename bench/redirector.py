@@ -44,6 +44,7 @@ WORKERS = 2
 BLOCKING_THREADS = int(os.environ.get("BENCH_BLOCKING_THREADS", "32"))  # for the WSGI apps
 # The redirector as production runs it: granian's RSGI interface (one event loop per worker).
 REDIRECTOR_INTERFACE = os.environ.get("BENCH_REDIRECTOR_INTERFACE", "rsgi")
+EXTRA_RSGI_ARGS = os.environ.get("BENCH_RSGI_ARGS", "").split()
 CONNECTIONS = 32
 WRK_THREADS = 2
 WRK_TIMEOUT_SECONDS = 30
@@ -482,6 +483,7 @@ class Server:
             "--blocking-threads",
             str(BLOCKING_THREADS if self.interface == "wsgi" else 1),
             "--no-ws",
+            *(EXTRA_RSGI_ARGS if self.interface == "rsgi" else []),
             self.target,
         ]
         self._log = self.log_path.open("wb")
@@ -643,8 +645,10 @@ def stored_click_ids(database: Path) -> set[str]:
 def logged_clicks(instance: Path) -> int:
     """Clicks waiting in the redirector's click log (durable, but not yet in the database)."""
     count = 0
-    for path in (instance / "clicklog").glob("clicks-*.log"):
-        count += sum(1 for line in path.read_bytes().split(b"\0", 1)[0].split(b"\n") if line)
+    directory = instance / "clicklog"
+    for path in [*directory.glob("clicks-*.log"), *directory.glob("sealed-*.log")]:
+        with suppress(FileNotFoundError):  # stored and recycled meanwhile
+            count += sum(1 for line in path.read_bytes().split(b"\0", 1)[0].split(b"\n") if line)
     return count
 
 
@@ -685,10 +689,14 @@ def run(duration: int, workdir: Path) -> dict[str, Any]:
         sampler.start()
         try:
             real = run_wrk(wrk, server, tracked_lua, duration)
+            backlog = logged_clicks(instance)
+            drained_at = time.monotonic()
             wait_for_ingest(instance)
+            ingest_lag = time.monotonic() - drained_at
         finally:
             rss = sampler.finish()
         say(f"redirector: worker RSS peak {', '.join(f'{pid}={mb:.1f} MB' for pid, mb in sampler.peak.items())}")
+        say(f"redirector: {backlog} clicks waited in the click log when wrk stopped; stored {ingest_lag:.1f} s later")
     stored_ids = stored_click_ids(database) - before
     acknowledged_ids = set(ids_path.read_text().split()) if ids_path.exists() else set()
     lost = len(acknowledged_ids - stored_ids)
@@ -715,6 +723,8 @@ def run(duration: int, workdir: Path) -> dict[str, Any]:
         "stored": len(stored_ids),
         "lost": lost,
         "rss_mb_per_worker": round(rss, 1),
+        "ingest_backlog": backlog,
+        "ingest_lag_s": round(ingest_lag, 1),
         "naive_rps": round(naive.rps),
         "non_3xx": real.not_302,
         "server": "granian",

@@ -14,15 +14,14 @@ from http import HTTPStatus
 from urllib.parse import parse_qsl, quote, urlencode
 
 import ada_url
-from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from werkzeug.http import parse_cookie
 
-from affiliate.database import configure_engine
 from affiliate.services.fraud import paid_click_params
 from affiliate.urls import destination_allowed
 from redirector import enrich
 from redirector.clicklog import ClickLog
+from redirector.engines import make_engine
 from redirector.links import LinkCache, LinkTarget, LookupFailed
 from redirector.recorder import ClickRecorder
 
@@ -67,36 +66,29 @@ class Redirector:
         self.visitor_max_age = int(config["VISITOR_COOKIE_DAYS"]) * 86400
         self.ip_key = hashlib.sha256(b"clicktrail-ip-hash:" + config["SECRET_KEY"].encode()).digest()
         self.geo = enrich.GeoLookup(config.get("GEOIP_DATABASE"))
+        process = config.get("CLICK_INGESTER", "thread") == "process"
         self.links = LinkCache(self._reader_engine, float(config["LINK_CACHE_SECONDS"]), self.click_param)
         self.recorder = ClickRecorder(
             self._writer_engine,
-            ClickLog(config["CLICK_LOG_DIR"], int(config["CLICK_LOG_SEGMENT_MB"]) * 1024 * 1024),
+            ClickLog(config["CLICK_LOG_DIR"], int(config["CLICK_LOG_SEGMENT_MB"]) * 1024 * 1024, handoff=process),
             unique_window=timedelta(seconds=int(config["UNIQUE_CLICK_WINDOW_SECONDS"])),
             batch_max=int(config["CLICK_BATCH_MAX"]),
             wait_seconds=float(config["CLICK_WAIT_SECONDS"]),
+            ingester_process={
+                "database_uri": config["SQLALCHEMY_DATABASE_URI"],
+                "log_dir": config["CLICK_LOG_DIR"],
+                "unique_window_seconds": int(config["UNIQUE_CLICK_WINDOW_SECONDS"]),
+            }
+            if process
+            else None,
         )
 
     # Engines are made on first use, inside the worker process, never before a fork.
-    def _engine(self, *, immediate: bool) -> Engine:
-        url = self.config["SQLALCHEMY_DATABASE_URI"]
-        # One connection per request thread at most; a local SQLite file needs no liveness ping.
-        options: dict = {"pool_size": 8, "max_overflow": 56, "pool_pre_ping": not url.startswith("sqlite")}
-        if url.startswith("postgresql"):
-            # A database that hangs must not hold up ingesting for long: give up and retry later.
-            timeouts = "-c lock_timeout=3000 -c statement_timeout=5000"
-            options["connect_args"] = {"connect_timeout": 3, "options": timeouts}
-        engine = create_engine(url, **options)
-        configure_engine(engine, immediate=immediate)
-        return engine
-
     def _reader_engine(self) -> Engine:
-        return self._engine(immediate=False)
+        return make_engine(self.config["SQLALCHEMY_DATABASE_URI"], immediate=False)
 
     def _writer_engine(self) -> Engine:
-        engine = self._engine(immediate=True)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_ingest_settings)
-        return engine
+        return make_engine(self.config["SQLALCHEMY_DATABASE_URI"], immediate=True)
 
     def close(self) -> None:
         """Finish writing queued clicks and release database connections."""
@@ -242,16 +234,6 @@ def _add_query(url: str, encoded: str) -> str:
     """Append already-encoded parameters to a URL's query, before any fragment."""
     base, hash_mark, fragment = url.partition("#")
     return f"{base}{'&' if '?' in base else '?'}{encoded}{hash_mark}{fragment}"
-
-
-def _sqlite_ingest_settings(dbapi_connection, connection_record) -> None:
-    """Let the ingester's write-ahead log grow to about 40 MB between checkpoints, with a larger page cache.
-
-    Click batches touch index pages all over the file; checkpointing less often writes each
-    page back once for many batches instead of once per batch or two.
-    """
-    dbapi_connection.execute("PRAGMA wal_autocheckpoint=10000")
-    dbapi_connection.execute("PRAGMA cache_size=-16384")
 
 
 def new_id() -> str:

@@ -11,6 +11,11 @@ down or full only makes the log longer.
 A process holds an exclusive flock on its segments for life, so segments left by a
 process that died (kill -9) are told apart and ingested by another process, or by
 `flask --app wsgi ingest-clicks`.
+
+With ``handoff`` (the redirector's ingester process, see redirector/ingester.py), a process
+does not ingest its own segments: a sealed segment is renamed ``sealed-*`` and unlocked, for
+the ingester process to store; it zeroes stored segments and leaves them as ``spare-*`` files
+that request processes claim instead of writing a new segment full of zeros.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +34,9 @@ log = logging.getLogger(__name__)
 STORE_CHUNK = 2000  # records per call of the store: one database transaction
 
 PATTERN = "clicks-*.log"
+SEALED_PATTERN = "sealed-*.log"
+SPARE_PATTERN = "spare-*.log"
+SPARES_KEPT = 4  # zeroed segments left for request processes to claim
 
 
 class LogFull(OSError):
@@ -46,9 +55,10 @@ class Segment:
 
 
 class ClickLog:
-    def __init__(self, directory: str, segment_bytes: int) -> None:
+    def __init__(self, directory: str, segment_bytes: int, *, handoff: bool = False) -> None:
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
+        self.handoff = handoff
         self._lock = threading.Lock()  # guards the segment lists; appends come from one leader at a time
         self._active: Segment | None = None
         self._sealed: list[Segment] = []
@@ -62,7 +72,10 @@ class ClickLog:
                 self._active = self._new_segment()
 
     def _new_segment(self) -> Segment:
-        path = self.directory / f"clicks-{os.getpid()}-{os.urandom(4).hex()}.log"
+        claimed = self._claim_spare() if self.handoff else None
+        if claimed is not None:
+            return claimed
+        path = self._own_path()
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
@@ -71,11 +84,58 @@ class ClickLog:
             log.warning("could not reserve %s bytes for a click log segment", self.segment_bytes, exc_info=True)
         return Segment(path, fd, os.fstat(fd).st_size)
 
+    def _own_path(self) -> Path:
+        return self.directory / f"clicks-{os.getpid()}-{os.urandom(4).hex()}.log"
+
+    def _claim_spare(self) -> Segment | None:
+        """Take a zeroed segment the ingester left: lock it, then rename it ours (only one process can)."""
+        for spare in sorted(self.directory.glob(SPARE_PATTERN)):
+            try:
+                fd = os.open(spare, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                path = self._own_path()
+                os.rename(spare, path)
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return Segment(path, fd, os.fstat(fd).st_size)
+            except OSError:
+                pass  # another process took it first
+            os.close(fd)
+        return None
+
+    def prepare_spare(self) -> None:
+        """Have a segment ready for the next seal, made outside the append lock (handoff mode)."""
+        with self._lock:
+            if self._spare is not None or self._active is None:
+                return
+        segment = self._new_segment()
+        with self._lock:
+            if self._spare is None:
+                self._spare = segment
+                return
+        segment.close()
+        segment.path.unlink(missing_ok=True)
+
+    def _retire(self, segment: Segment) -> None:
+        """A full or sealed segment: keep it for our ingest, or hand it to the ingester process."""
+        if not self.handoff:
+            self._sealed.append(segment)
+            return
+        os.rename(segment.path, segment.path.with_name("sealed-" + segment.path.name.removeprefix("clicks-")))
+        segment.close()
+
     @property
     def pending(self) -> int:
-        """Bytes written and not yet in the database."""
+        """Bytes written and not yet in the database (handed-off segments counted whole)."""
         with self._lock:
-            return sum(segment.offset for segment in [*self._sealed, *filter(None, [self._active])])
+            own = sum(segment.offset for segment in [*self._sealed, *filter(None, [self._active])])
+        handed_off = 0
+        for path in self.directory.glob(SEALED_PATTERN):
+            with suppress(FileNotFoundError):
+                handed_off += path.stat().st_size
+        return own + handed_off
 
     def append(self, records: Iterable[dict]) -> None:
         """Write records durably (fdatasync'ed) or raise OSError."""
@@ -86,7 +146,7 @@ class ClickLog:
                 raise OSError("click log is not open")
             if segment.offset + len(data) > max(segment.size, self.segment_bytes):
                 # Full: seal it and continue in the spare, or a new segment if the disk allows one.
-                self._sealed.append(segment)
+                self._retire(segment)
                 segment = self._active = self._spare or self._new_segment()
                 self._spare = None
                 if len(data) > segment.size:
@@ -98,7 +158,7 @@ class ClickLog:
                 # holds and try once more in a fresh one.
                 log.warning("click log segment %s refused a write; starting another", segment.path, exc_info=True)
                 if segment.offset:
-                    self._sealed.append(segment)
+                    self._retire(segment)
                 else:
                     segment.close()
                     segment.path.unlink(missing_ok=True)
@@ -118,12 +178,12 @@ class ClickLog:
         with self._lock:
             if self._active is None or self._active.offset == 0:
                 return
-            self._sealed.append(self._active)
             try:
-                self._active = self._spare or self._new_segment()
+                fresh = self._spare or self._new_segment()
             except OSError:
-                self._active = self._sealed.pop()  # no room for a new one: keep appending here
-            self._spare = None
+                return  # no room for a new one: keep appending here
+            self._retire(self._active)
+            self._active, self._spare = fresh, None
 
     def ingest(self, store: Callable[[list[dict]], None]) -> int:
         """Hand sealed records to ``store`` (which must be idempotent), oldest first; return how many.
@@ -149,7 +209,7 @@ class ClickLog:
                 else:
                     segment.close()
                     segment.path.unlink(missing_ok=True)
-        return moved + ingest_orphans(self.directory, store)
+        return moved + ingest_orphans(self.directory, store, spares=self.handoff)
 
     def close(self) -> None:
         with self._lock:
@@ -196,10 +256,15 @@ def _store_all(data: bytes, store: Callable[[list[dict]], None]) -> int:
     return stored
 
 
-def ingest_orphans(directory: Path, store: Callable[[list[dict]], None]) -> int:
-    """Ingest and remove segments whose process has died; live processes' segments are locked."""
+def ingest_orphans(directory: Path, store: Callable[[list[dict]], None], *, spares: bool = True) -> int:
+    """Ingest segments nobody writes to any more: handed-off ones, and those of processes that died.
+
+    A live process holds a lock on each segment it writes, so those are skipped. A stored
+    segment becomes a zeroed spare for request processes to claim, or is removed.
+    """
     moved = 0
-    for path in sorted(directory.glob(PATTERN)):
+    paths = sorted(directory.glob(SEALED_PATTERN), key=_mtime) + sorted(directory.glob(PATTERN))
+    for path in paths:
         try:
             fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
@@ -208,9 +273,32 @@ def ingest_orphans(directory: Path, store: Callable[[list[dict]], None]) -> int:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                continue  # its process is alive and owns it
-            moved += _store_all(os.pread(fd, os.fstat(fd).st_size, 0), store)
-            path.unlink()
+                continue  # its process is alive and writes to it, or another ingester has it
+            if not path.exists() or os.stat(path).st_ino != os.fstat(fd).st_ino:
+                continue  # stored and recycled while we waited for it
+            data = os.pread(fd, os.fstat(fd).st_size, 0)
+            moved += _store_all(data, store)
+            if spares:
+                _recycle(directory, path, fd, len(data.split(b"\0", 1)[0]))
+            else:
+                path.unlink()
         finally:
             os.close(fd)
     return moved
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _recycle(directory: Path, path: Path, fd: int, used: int) -> None:
+    """Zero a stored segment's records and keep it as a spare, or remove it when enough are kept."""
+    if len(list(directory.glob(SPARE_PATTERN))) >= SPARES_KEPT:
+        path.unlink()
+        return
+    os.pwrite(fd, b"\0" * used, 0)
+    os.fdatasync(fd)
+    os.rename(path, directory / f"spare-{os.urandom(6).hex()}.log")

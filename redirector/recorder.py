@@ -5,9 +5,11 @@ the leader: it writes everything queued (its own click included) to the click lo
 one fdatasync, wakes those waiting, and hands the lead to the next waiter if more clicks
 queued meanwhile. Many concurrent clicks so share one sync, with no thread hand-off.
 
-An ingester thread moves the log into the database in large batches, computing each
-click's unique flag on the way, so the shopper never waits for index updates and a
-database that is down or full only makes the log longer until it is back. On SQLite the
+An ingester moves the log into the database in large batches, computing each click's
+unique flag and fraud verdict on the way, so the shopper never waits for index updates and
+a database that is down or full only makes the log longer until it is back. The ingester is
+a thread of each process (``CLICK_INGESTER=thread``), or one process of its own per click log
+directory (``process``, see redirector/ingester.py), which keeps that work off the workers. On SQLite the
 processes of one server take turns through a file lock, which wakes the next writer the
 moment the last one is done (SQLite's own busy handler sleeps and retries, and lets one
 process starve another).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 
 COLUMNS = tuple(column.name for column in Click.__table__.columns if column.name != "id")
 INGEST_INTERVAL_SECONDS = 0.05
+SEAL_SECONDS = 1.0  # process mode: how long a click may wait in a worker's open segment
+SUPERVISE_SECONDS = 2.0  # process mode: how often a worker checks that an ingester runs
 RULES_SECONDS = 30.0
 RETRY_SECONDS = 2.0
 
@@ -65,10 +70,12 @@ class ClickRecorder:
         unique_window: timedelta,
         batch_max: int = 256,
         wait_seconds: float = 10.0,
+        ingester_process: dict | None = None,
     ) -> None:
+        """``ingester_process``: settings for an ingester process (process mode); None ingests in a thread here."""
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
-        self._store: _Store | None = None
+        self._store: Store | None = None
         self.log = click_log
         self.unique_window = unique_window
         self.batch_max = batch_max
@@ -84,6 +91,8 @@ class ClickRecorder:
         self.database_ok = True
         self._loop_queues: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
         self._appender: ThreadPoolExecutor | None = None
+        self.ingester_settings = ingester_process
+        self._ingester_process: subprocess.Popen | None = None
 
     def record(self, click: dict) -> bool:
         """Make one click durable; return True once it is in the click log."""
@@ -151,7 +160,10 @@ class ClickRecorder:
             if self._started:
                 return
             self.log.open()
-            self._ingester = threading.Thread(target=self._ingest_loop, name="click-ingester", daemon=True)
+            loop, name = (
+                (self._seal_loop, "click-sealer") if self.ingester_settings else (self._ingest_loop, "click-ingester")
+            )
+            self._ingester = threading.Thread(target=loop, name=name, daemon=True)
             self._ingester.start()
             self._appender = ThreadPoolExecutor(1, thread_name_prefix="click-appender")
             self._started = True
@@ -174,6 +186,10 @@ class ClickRecorder:
             self._ingester.join(timeout=self.wait_seconds)
         if self._appender is not None:
             self._appender.shutdown(wait=True)
+        if self._ingester_process is not None:
+            # What it was storing stays in its segment, to be stored again below (click ids make that harmless).
+            self._ingester_process.terminate()
+            self._ingester_process.wait(timeout=self.wait_seconds)
         if self._started:
             self.ingest()
         self.log.close()
@@ -181,10 +197,10 @@ class ClickRecorder:
             self._engine.dispose()
 
     @property
-    def store(self) -> _Store:
+    def store(self) -> Store:
         if self._store is None:
             self._engine = self._engine_factory()
-            self._store = _Store(self._engine, self.unique_window)
+            self._store = Store(self._engine, self.unique_window)
         return self._store
 
     def _ingest_loop(self) -> None:
@@ -196,6 +212,31 @@ class ClickRecorder:
             # Let a few more clicks join the batch: bigger batches share index work.
             time.sleep(INGEST_INTERVAL_SECONDS)
             self.ingest()
+
+    def _seal_loop(self) -> None:
+        """Process mode: hand the open segment to the ingester every SEAL_SECONDS, and keep one running."""
+        supervised = 0.0
+        while not self._stopping.wait(SEAL_SECONDS):
+            try:
+                self.log.seal()
+                self.log.prepare_spare()
+            except OSError:
+                log.warning("could not seal the click log segment", exc_info=True)
+            if time.monotonic() - supervised >= SUPERVISE_SECONDS:
+                supervised = time.monotonic()
+                self._supervise()
+
+    def _supervise(self) -> None:
+        from redirector import ingester  # run as `python -m redirector.ingester`: not imported with the package
+
+        if self._ingester_process is not None and self._ingester_process.poll() is not None:
+            self._ingester_process = None  # reaped
+        try:
+            lock = ingester.claim(self.log.directory) if self._ingester_process is None else None
+            if lock is not None:
+                self._ingester_process = ingester.spawn(self.ingester_settings, lock)
+        except OSError:
+            log.warning("could not start the click ingester process", exc_info=True)
 
     def ingest(self) -> int:
         """Move logged clicks into the database; return how many moved."""
@@ -214,7 +255,7 @@ class ClickRecorder:
             return moved
 
     def _store_records(self, records: list[dict]) -> None:
-        clicks = [_from_json(record) for record in records]
+        clicks = [decode_click(record) for record in records]
         self.store.insert(clicks)
 
 
@@ -274,7 +315,7 @@ class _LoopQueue:
                 future.set_result(stored)
 
 
-class _Store:
+class Store:
     """Raw, batched SQL for the hot path: one uniqueness query and one executemany per batch."""
 
     def __init__(self, engine: Engine, unique_window: timedelta) -> None:
@@ -432,7 +473,7 @@ def _to_json(click: dict) -> dict:
     return record
 
 
-def _from_json(record: dict) -> dict:
+def decode_click(record: dict) -> dict:
     click = {name: record.get(name) for name in COLUMNS}
     click["clicked_at"] = datetime.fromisoformat(record["clicked_at"])
     return click

@@ -25,7 +25,7 @@ from affiliate.models import Click
 from redirector import create_redirector
 from tests.factories import Visitor, make_link
 from tests.redirector.helpers import CHROME, setup_link
-from tests.redirector.server import ROOT, Load, Server
+from tests.redirector.server import ROOT, Load, Server, children
 
 CLICKS = 2000
 
@@ -65,7 +65,8 @@ def test_kill_minus_nine_loses_no_acknowledged_click(app, database_uri, tmp_path
     # What the killed processes had logged but not yet ingested is picked up by whoever runs next.
     survivor = create_redirector({**app.config, "CLICK_LOG_DIR": str(tmp_path / "clicklog")})
     deadline = time.monotonic() + 10  # a process in its last moments may still hold its log's lock
-    while list((tmp_path / "clicklog").glob("clicks-*.log")) and time.monotonic() < deadline:
+    logged = lambda: [*(tmp_path / "clicklog").glob("clicks-*.log"), *(tmp_path / "clicklog").glob("sealed-*.log")]  # noqa: E731
+    while logged() and time.monotonic() < deadline:
         survivor.recorder.ingest()
         time.sleep(0.1)
     survivor.close()
@@ -74,6 +75,41 @@ def test_kill_minus_nine_loses_no_acknowledged_click(app, database_uri, tmp_path
     lost = load.acknowledged - stored_click_ids(database_uri)
     assert lost == set(), f"{len(lost)} acknowledged clicks lost; statuses {load.statuses}"
     assert set(load.statuses) <= {302}, load.statuses
+
+
+def _ingesters(server: Server) -> list[int]:
+    return [
+        pid
+        for worker in server.workers()
+        for pid in children(worker)
+        if b"redirector.ingester" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def test_ingester_process_stores_clicks_and_is_restarted_after_kill_minus_nine(app, database_uri, tmp_path):
+    """Production mode: workers only log clicks; one ingester process stores them, and comes back if killed."""
+    codes = _codes(app, 5)
+    server = Server(database_uri, tmp_path, CLICK_INGESTER="process")
+    try:
+        load = Load(server.port, codes)
+        load.run(300)
+        deadline = time.monotonic() + 20
+        while load.acknowledged - stored_click_ids(database_uri) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert load.acknowledged and load.acknowledged <= stored_click_ids(database_uri), "stored by the ingester"
+        first = _ingesters(server)
+        assert len(first) == 1, "one ingester for the click log, however many workers"
+        os.kill(first[0], signal.SIGKILL)
+        more = Load(server.port, codes)
+        more.run(300)
+        deadline = time.monotonic() + 20
+        while more.acknowledged - stored_click_ids(database_uri) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        lost = more.acknowledged - stored_click_ids(database_uri)
+        assert lost == set(), f"{len(lost)} clicks not stored after the ingester was killed"
+        assert _ingesters(server) and _ingesters(server) != first, "a worker started another ingester"
+    finally:
+        server.stop()
 
 
 def test_database_unavailable_clicks_wait_in_the_log_then_arrive(app, database_uri):

@@ -1,0 +1,108 @@
+"""The click ingester process: stores the click log segments that request processes hand off.
+
+With ``CLICK_INGESTER=process`` the redirector's workers only append clicks to the click log
+(fdatasync'ed before each 302) and seal a segment every second; one ingester process per click
+log directory moves sealed segments into the database, judging each click on the way. A lock
+file says whether one runs: a worker that finds the lock free starts one. It runs at a lower
+CPU priority than the workers, so in a burst the redirects come first and the database catches
+up afterwards, the clicks waiting durably in the log meanwhile. It exits once the worker that
+started it is gone and nothing is left to store; a surviving worker starts the next.
+
+Run by hand: ``python -m redirector.ingester '{"database_uri": ..., "log_dir": ..., ...}'``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from redirector.clicklog import ingest_orphans
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "ingester.lock"
+IDLE_SECONDS = 0.2
+RETRY_SECONDS = 2.0
+NICENESS = 10
+
+
+def claim(log_dir: str | Path) -> int | None:
+    """Take the directory's ingester lock; None when an ingester (or a worker starting one) holds it."""
+    fd = os.open(Path(log_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def spawn(settings: dict, lock: int) -> subprocess.Popen:
+    """Start an ingester process holding ``lock`` (from claim) for ``settings``; the caller's copy is closed.
+
+    The child inherits the locked file, so no other worker can start a second ingester meanwhile.
+    """
+    try:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and module, settings as one JSON argument
+            [sys.executable, "-m", "redirector.ingester",
+             json.dumps({**settings, "parent": os.getpid(), "lock_fd": lock})],
+            stdin=subprocess.DEVNULL,
+            pass_fds=(lock,),
+        )  # fmt: skip
+    finally:
+        os.close(lock)
+
+
+def serve(settings: dict) -> int:
+    """Store handed-off segments until the parent is gone and none are left; 0 when another ingester runs."""
+    from redirector.engines import make_engine
+    from redirector.recorder import Store, decode_click
+
+    log_dir = Path(settings["log_dir"])
+    lock = settings.get("lock_fd")
+    if lock is None and claim(log_dir) is None:  # run by hand: the lock is held until this process ends
+        return 0  # another ingester has this directory
+    os.nice(NICENESS)
+    store = Store(make_engine(settings["database_uri"], immediate=True),
+                  timedelta(seconds=int(settings["unique_window_seconds"])))  # fmt: skip
+    parent = int(settings.get("parent") or os.getppid())
+    failing = False
+    while True:
+        try:
+            moved = ingest_orphans(log_dir, lambda records: store.insert([decode_click(r) for r in records]))
+        except Exception:
+            if not failing:
+                log.warning("database refused logged clicks; they stay in the click log", exc_info=True)
+            failing = True
+            time.sleep(RETRY_SECONDS)
+            continue
+        if failing:
+            log.warning("database is taking clicks again")
+        failing = False
+        if moved:
+            continue
+        if os.getppid() != parent and not _alive(parent):
+            return 0
+        time.sleep(IDLE_SECONDS)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s click-ingester %(levelname)s %(message)s")
+    sys.exit(serve(json.loads(sys.argv[1])))
