@@ -38,6 +38,7 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "auth.login": PUBLIC,
     "auth.logout": PUBLIC,
     "auth.signup": PUBLIC,
+    "auth.reauth": SIGNED_IN,
     "main.snippet_example": PUBLIC,
     "member.home": frozenset({"member"}),
     "partner_conversions.mine": frozenset({"affiliate"}),
