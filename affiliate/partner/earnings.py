@@ -1,4 +1,4 @@
-"""An affiliate's earnings: balances from the ledger and every commission with the rule behind it."""
+"""An affiliate's earnings: balances from the ledger, every commission with its rule, and their payouts."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from sqlalchemy import func, select
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import Commission, CommissionStatus, Conversion, LedgerEntry, Role
+from affiliate.models import Commission, CommissionStatus, Conversion, LedgerEntry, Payout, Role
 
 bp = Blueprint("earnings", __name__, url_prefix="/partner/earnings")
 bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
 PAGE_SIZE = 50
+PAYOUTS_SHOWN = 24
 
 
 @bp.route("/")
@@ -41,4 +42,8 @@ def index():
     )
     ids = {commission.conversion_id for commission in page.items}
     orders = dict(db.session.execute(select(Conversion.id, Conversion.order_id).where(Conversion.id.in_(ids))).all())
-    return render_template("partner/earnings.html", balances=balances, page=page, orders=orders)
+    payouts = db.session.scalars(
+        select(Payout).where(Payout.affiliate_id == me).order_by(Payout.created_at.desc(), Payout.id.desc())
+        .limit(PAYOUTS_SHOWN)
+    ).all()  # fmt: skip
+    return render_template("partner/earnings.html", balances=balances, page=page, orders=orders, payouts=payouts)
