@@ -46,6 +46,7 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "member.home": frozenset({"member"}),
     "partner_conversions.mine": frozenset({"affiliate"}),
     "earnings.index": frozenset({"affiliate"}),
+    "earnings.statement": frozenset({"affiliate"}),
     "partner_conversions.mine_show": frozenset({"affiliate"}),
     "conversions.index": frozenset({"admin", "finance"}),
     "conversions.show": frozenset({"admin", "finance"}),

@@ -1,4 +1,4 @@
-"""What was paid: finance's yearly totals per affiliate."""
+"""What was paid and what is owed: finance's yearly totals per affiliate, and an affiliate's own statement."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from affiliate.models import Payout, PayoutStatus, User
+from affiliate.models import Commission, Conversion, LedgerEntry, LedgerTransaction, Payout, PayoutStatus, User
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,16 @@ class YearTotal:
     currency: str
     total_cents: int
     payouts: int
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    at: datetime
+    currency: str
+    kind: str
+    description: str
+    amount_cents: int  # positive: now owed to the affiliate; negative: paid out or taken back
+    balance_cents: int  # what the affiliate is owed in this currency (pending and approved) after this line
 
 
 def year_bounds(year: int) -> tuple[datetime, datetime]:
@@ -46,3 +56,86 @@ def paid_in_year(session: Session, year: int) -> list[YearTotal]:
         for (affiliate_id, currency), (methods, cents, payouts) in merged.items()
     ]  # fmt: skip
     return sorted(totals, key=lambda t: (t.name.lower(), t.email, t.currency))
+
+
+def statement(session: Session, affiliate_id: int) -> list[StatementLine]:
+    """Every movement of what the affiliate is owed, oldest first, with a running balance per currency.
+
+    Built from the ledger's entries on the affiliate's own accounts, so it always agrees with the
+    books: commissions earned, rejected or reversed by refunds, payouts reserved for them, and
+    failed payouts returned. Approvals only move money from pending to approved and are left out.
+    """
+    accounts = (f"affiliate_pending:{affiliate_id}", f"affiliate_payable:{affiliate_id}")
+    rows = session.execute(
+        select(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.reference,
+               LedgerTransaction.created_at, LedgerEntry.currency, func.sum(LedgerEntry.amount_cents))
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerEntry.account.in_(accounts))
+        .group_by(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.reference,
+                  LedgerTransaction.created_at, LedgerEntry.currency)
+        .order_by(LedgerTransaction.created_at, LedgerTransaction.id)
+    ).all()  # fmt: skip
+    commission_ids = {
+        _id_after(reference, "commission:") for _, kind, reference, *_ in rows if not kind.startswith("payout")
+    }
+    payout_ids = {_id_after(reference, "payout:") for _, kind, reference, *_ in rows if kind.startswith("payout")}
+    commissions = {
+        row.id: row
+        for row in session.execute(
+            select(Commission.id, Commission.tier_level, Commission.rule, Conversion.order_id)
+            .join(Conversion, Conversion.id == Commission.conversion_id)
+            .where(Commission.id.in_(commission_ids - {None}), Commission.affiliate_id == affiliate_id)
+        )
+    }
+    payouts = {
+        payout.id: payout
+        for payout in session.scalars(
+            select(Payout).where(Payout.id.in_(payout_ids - {None}), Payout.affiliate_id == affiliate_id)
+        )
+    }
+    balances: dict[str, int] = {}
+    lines = []
+    for _, kind, reference, at, currency, total in rows:
+        owed = -int(total)  # credits to the affiliate's accounts are what they are owed
+        if not owed:
+            continue
+        balances[currency] = balances.get(currency, 0) + owed
+        label, description = _describe(kind, reference, commissions, payouts)
+        lines.append(StatementLine(at, currency, label, description, owed, balances[currency]))
+    return lines
+
+
+def _id_after(reference: str, prefix: str) -> int | None:
+    """The id in a ledger reference such as "commission:12", "payout:5" or "refund:9:commission:12"."""
+    position = reference.rfind(prefix)
+    if position < 0:
+        return None
+    tail = reference[position + len(prefix) :]
+    return int(tail) if tail.isdigit() else None
+
+
+def _describe(kind: str, reference: str, commissions: dict, payouts: dict[int, Payout]) -> tuple[str, str]:
+    if kind.startswith("payout"):
+        payout = payouts.get(_id_after(reference, "payout:"))
+        if payout is None:
+            return "payout", reference
+        if kind == "payout_failed":
+            return "payout returned", f"Payout #{payout.id} failed; the amount is back in your balance"
+        if payout.status == PayoutStatus.PAID:
+            paid = payout.paid_at.strftime("%Y-%m-%d") if payout.paid_at else ""
+            state = f"paid {paid}, reference {payout.external_reference}"
+        else:
+            state = "failed" if payout.status == PayoutStatus.FAILED else "awaiting payment"
+        return "payout", f"Payout #{payout.id} by {payout.method} ({state})"
+    commission = commissions.get(_id_after(reference, "commission:"))
+    if commission is None:
+        return kind, reference
+    # A recruit's order ids are theirs, not the recruiter's to see (C15), as on the earnings page.
+    what = f"order {commission.order_id}" if commission.tier_level == 1 else "a partner you recruited"
+    if kind == "accrual":
+        return "commission", f"Commission #{commission.id} for {what} ({commission.rule})"
+    if kind == "reversal":
+        return "refund", f"Commission #{commission.id} for {what} reversed by a refund"
+    if kind == "rejection":
+        return "rejection", f"Commission #{commission.id} for {what} rejected"
+    return kind, f"Commission #{commission.id} for {what}"
