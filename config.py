@@ -74,6 +74,8 @@ class Config:
     # A login without "remember me" lasts this long on the server even if the browser stays open.
     SESSION_HOURS = env_int("SESSION_HOURS", 12)
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session that holds it
+    # Approving a payout batch needs the password entered this recently (C17).
+    FRESH_LOGIN_MINUTES = env_int("FRESH_LOGIN_MINUTES", 15)
 
     # Argon2id, RFC 9106 "second recommended option" (stronger than OWASP's 19 MiB, t=2 minimum).
     ARGON2_TIME_COST = env_int("ARGON2_TIME_COST", 3)

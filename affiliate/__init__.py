@@ -83,6 +83,8 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.auth.routes import bp as auth_bp
     from affiliate.conversions.routes import partner as partner_conversions_bp
     from affiliate.conversions.routes import staff as conversions_bp
+    from affiliate.finance.audit import bp as finance_audit_bp
+    from affiliate.finance.payouts import bp as payouts_bp
     from affiliate.links.routes import bp as links_bp
     from affiliate.main.routes import bp as main_bp
     from affiliate.member.routes import bp as member_bp
@@ -95,7 +97,7 @@ def register_blueprints(app: Flask) -> None:
     blueprints = (
         *(main_bp, auth_bp, account_bp, member_bp, partner_bp, links_bp, partner_conversions_bp, earnings_bp),
         *(admin_bp, affiliates_bp, programs_bp, api_keys_bp, fraud_rules_bp, conversions_bp, review_bp),
-        *(finance_commissions_bp, api_bp),
+        *(finance_commissions_bp, payouts_bp, finance_audit_bp, api_bp),
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 import pytest
 from flask import url_for
 from sqlalchemy import text
 
 from affiliate.extensions import db
-from affiliate.models import ConversionType, Program, utcnow
+from affiliate.models import ConversionType, Program, User, utcnow
 from affiliate.services.api_keys import issue_key
 from affiliate.services.conversions import ConversionRequest, record_conversion
+from affiliate.services.ledger import Leg, post
+from affiliate.services.payouts import build_batch
 from tests.conftest import build_app
 from tests.factories import (
     Auth,
@@ -38,10 +41,12 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "auth.login": PUBLIC,
     "auth.logout": PUBLIC,
     "auth.signup": PUBLIC,
+    "auth.reauth": SIGNED_IN,
     "main.snippet_example": PUBLIC,
     "member.home": frozenset({"member"}),
     "partner_conversions.mine": frozenset({"affiliate"}),
     "earnings.index": frozenset({"affiliate"}),
+    "earnings.statement": frozenset({"affiliate"}),
     "partner_conversions.mine_show": frozenset({"affiliate"}),
     "conversions.index": frozenset({"admin", "finance"}),
     "conversions.show": frozenset({"admin", "finance"}),
@@ -52,6 +57,16 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "review.queue": frozenset({"admin", "finance"}),
     "finance_commissions.index": frozenset({"admin", "finance"}),
     "finance_commissions.decide": frozenset({"admin", "finance"}),
+    "payouts.index": frozenset({"admin", "finance"}),
+    "payouts.build": frozenset({"admin", "finance"}),
+    "payouts.show": frozenset({"admin", "finance"}),
+    "payouts.approve": frozenset({"admin", "finance"}),
+    "payouts.export": frozenset({"admin", "finance"}),
+    "payouts.mark_paid": frozenset({"admin", "finance"}),
+    "payouts.mark_failed": frozenset({"admin", "finance"}),
+    "payouts.yearly": frozenset({"admin", "finance"}),
+    "payouts.yearly_csv": frozenset({"admin", "finance"}),
+    "finance_audit.index": frozenset({"admin", "finance"}),
     "review.decide": frozenset({"admin", "finance"}),
     "fraud_rules.edit": frozenset({"admin"}),
     "api.openapi": PUBLIC,
@@ -98,10 +113,18 @@ def world(app):
                                    customer_email="target-secret@example.com")  # fmt: skip
         conversion = record_conversion(db.session, db.session.get(Program, program.id), report, now=utcnow())
         conversion.conversion.affiliate_id = target.id
+        # A draft payout batch for the target, built by the finance persona (who therefore cannot approve it).
+        owed = db.session.get(User, target.id)
+        owed.payout_method, owed.payout_email = "paypal", "target-secret@example.com"
+        owed.payout_details_changed_at = utcnow() - timedelta(days=30)
+        post(db.session, "accrual", "world", [Leg("commission_expense", 6_000, "USD"),
+             Leg(f"affiliate_payable:{target.id}", -6_000, "USD", target.id)], now=utcnow())  # fmt: skip
+        batch, _ = build_batch(db.session, "USD", actor=db.session.get(User, users["finance"].id), now=utcnow())
         db.session.commit()
-        key_id, conversion_id = key.id, conversion.conversion.id
+        key_id, conversion_id, batch_id, payout_id = key.id, conversion.conversion.id, batch.id, batch.payouts[0].id
     ids = {"user_id": target.id, "program_id": program.id, "link_id": link.id, "filename": "css/app.css",
-           "key_id": key_id, "conversion_id": conversion_id}  # fmt: skip
+           "key_id": key_id, "conversion_id": conversion_id, "batch_id": batch_id, "payout_id": payout_id,
+           "export_format": "paypal"}  # fmt: skip
     return {"users": users, "ids": ids}
 
 

@@ -15,6 +15,10 @@ class LoginForm(FlaskForm):
     remember = BooleanField("Keep me signed in on this device (not available to staff)")
 
 
+class ReauthForm(FlaskForm):
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+
+
 class ApplyForm(FlaskForm):
     name = StringField("Your name", validators=[DataRequired(), Length(max=120)])
     email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, logout_user
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import confirm_login, current_user, logout_user
 
-from affiliate.auth.forms import ApplyForm, LoginForm, SignupForm
+from affiliate.auth.forms import ApplyForm, LoginForm, ReauthForm, SignupForm
 from affiliate.auth.sessions import (
+    PASSWORD_AT,
     VISITOR_COOKIE,
     client_ip,
     hasher,
+    mark_password_entered,
     request_fingerprint,
     sign_in,
     throttle_policy,
     token_or_none,
 )
-from affiliate.extensions import db
+from affiliate.extensions import db, login_manager
 from affiliate.models import Role, User, utcnow
 from affiliate.services import accounts
 from affiliate.services.signups import Signup, find_referrer, sign_up, signup_program
@@ -150,11 +152,47 @@ def login():
     return render_template("auth/login.html", form=form), status
 
 
+@bp.route("/reauth", methods=["GET", "POST"])
+def reauth():
+    """Ask the signed-in person for their password again before a sensitive action, then go back (C17)."""
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    form = ReauthForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            # The sign-in check itself, so failed attempts count towards the same throttle (C18).
+            accounts.authenticate(
+                db.session,
+                email=current_user.email,
+                password=form.password.data,
+                ip=client_ip(),
+                hasher=hasher(),
+                policy=throttle_policy(),
+                now=utcnow(),
+            )
+        except accounts.LoginThrottled as error:
+            form.form_errors.append(str(error))
+            status = 429
+        except accounts.InvalidCredentials:
+            db.session.commit()  # keep the failed attempt for throttling
+            form.password.errors.append("That is not your password.")
+            status = 422
+        else:
+            db.session.commit()
+            confirm_login()
+            mark_password_entered()
+            target = safe_next(request.args.get("next"), request.host_url)
+            return redirect(target or home_for(current_user))
+    return render_template("auth/reauth.html", form=form), status
+
+
 @bp.route("/logout", methods=["POST"])
 def logout():
     if current_user.is_authenticated:
         accounts.end_session(db.session, current_user.session_token, now=utcnow())
         db.session.commit()
+    session.pop(PASSWORD_AT, None)
     logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from flask import Flask, current_app, request
-from flask_login import login_user
+from flask import Flask, current_app, request, session
+from flask_login import login_fresh, login_user
 
 from affiliate.extensions import db, login_manager
 from affiliate.models import User, utcnow
 from affiliate.services import accounts
 from redirector.app import TOKEN, VISITOR_COOKIE
 from redirector.enrich import USER_AGENT_MAX, fingerprint, ip_prefix
+
+PASSWORD_AT = "password_at"  # noqa: S105 - a session key: when the password was last typed (Unix seconds)
 
 
 def init_login(app: Flask) -> None:
@@ -66,6 +68,22 @@ def sign_in(user: User, *, remember: bool) -> None:
         visitor_id=token_or_none(request.cookies.get(VISITOR_COOKIE)),
     )
     login_user(user, remember=remember, duration=current_app.config["REMEMBER_COOKIE_DURATION"])
+    mark_password_entered()
+
+
+def mark_password_entered() -> None:
+    """Note in the (signed) session cookie when the password was last typed, for actions that need a fresh login."""
+    session[PASSWORD_AT] = int(utcnow().timestamp())
+
+
+def login_is_fresh(now: datetime) -> bool:
+    """Whether this login was not restored from a remember cookie and the password was typed recently (C17)."""
+    entered = session.get(PASSWORD_AT)
+    if not login_fresh() or not isinstance(entered, int):
+        return False
+    age = now.timestamp() - entered
+    # A little slack below zero for clocks that differ between workers; the cookie is signed, so never forged.
+    return -60 <= age <= current_app.config["FRESH_LOGIN_MINUTES"] * 60
 
 
 def token_or_none(value: str | None) -> str | None:

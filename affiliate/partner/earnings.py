@@ -1,4 +1,4 @@
-"""An affiliate's earnings: balances from the ledger and every commission with the rule behind it."""
+"""An affiliate's earnings: balances from the ledger, every commission with its rule, payouts, and a statement CSV."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from affiliate.auth.access import require_roles
+from affiliate.downloads import csv_download
 from affiliate.extensions import db
-from affiliate.models import Commission, CommissionStatus, Conversion, LedgerEntry, Role
+from affiliate.models import Commission, CommissionStatus, Conversion, LedgerEntry, Payout, Role
+from affiliate.money import to_decimal
+from affiliate.services.exports import write_csv
+from affiliate.services.payout_reports import statement as build_statement
 
 bp = Blueprint("earnings", __name__, url_prefix="/partner/earnings")
 bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
 PAGE_SIZE = 50
+PAYOUTS_SHOWN = 24  # the statement CSV has every one
 
 
 @bp.route("/")
@@ -41,4 +46,25 @@ def index():
     )
     ids = {commission.conversion_id for commission in page.items}
     orders = dict(db.session.execute(select(Conversion.id, Conversion.order_id).where(Conversion.id.in_(ids))).all())
-    return render_template("partner/earnings.html", balances=balances, page=page, orders=orders)
+    payouts = db.session.scalars(
+        select(Payout).where(Payout.affiliate_id == me).order_by(Payout.created_at.desc(), Payout.id.desc())
+        .limit(PAYOUTS_SHOWN)
+    ).all()  # fmt: skip
+    carried = {
+        currency: b["affiliate_payable"] for currency, b in balances.items() if b.get("affiliate_payable", 0) < 0
+    }
+    return render_template(
+        "partner/earnings.html", balances=balances, page=page, orders=orders, payouts=payouts, carried=carried
+    )
+
+
+@bp.route("/statement.csv")
+def statement():
+    """Every commission, refund and payout of the signed-in affiliate with a running balance; nobody else's (C15)."""
+    header = ("date_utc", "type", "description", "currency", "amount", "balance")
+    rows = [
+        (line.at.strftime("%Y-%m-%d %H:%M:%S"), line.kind, line.description, line.currency,
+         to_decimal(line.amount_cents, line.currency), to_decimal(line.balance_cents, line.currency))
+        for line in build_statement(db.session, current_user.id)
+    ]  # fmt: skip
+    return csv_download(write_csv(rows, header), "clicktrail-statement.csv")

@@ -70,7 +70,9 @@ def build_batch(
             continue
         changed = affiliate.payout_details_changed_at
         if changed is not None and now - changed < cooling_off:
-            held.append(Held(affiliate_id, f"payout details changed {changed:%Y-%m-%d %H:%M} UTC: held {cooling_off}"))
+            until = changed + cooling_off
+            held.append(Held(affiliate_id, f"payout details changed {changed:%Y-%m-%d %H:%M} UTC: "
+                                           f"held until {until:%Y-%m-%d %H:%M} UTC"))  # fmt: skip
             continue
         if batch is None:
             batch = PayoutBatch(currency=currency, created_by_id=actor.id, created_at=now)

@@ -1,0 +1,1 @@
+"""Finance's payout batches, yearly payout report and money audit log."""

@@ -1,0 +1,270 @@
+"""Payout batches for finance: build, approve (a second person, with a fresh login), export, mark paid or failed."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+
+from affiliate.auth.access import require_roles
+from affiliate.auth.sessions import login_is_fresh
+from affiliate.downloads import csv_download
+from affiliate.extensions import db
+from affiliate.finance.forms import BuildBatchForm, MarkFailedForm, MarkPaidForm
+from affiliate.models import (
+    AuditLog,
+    BatchStatus,
+    Payout,
+    PayoutBatch,
+    PayoutStatus,
+    Program,
+    ProgramStatus,
+    Role,
+    User,
+    utcnow,
+)
+from affiliate.money import format_amount, to_decimal
+from affiliate.services import payouts as service
+from affiliate.services.exports import FORMATS, ExportError, PayoutLine, payout_file, write_csv
+from affiliate.services.payout_reports import paid_in_year
+
+PAGE_SIZE = 50
+HELD_SHOWN = 20  # flashes live in the session cookie: name the first few held affiliates, count the rest
+EXPORTABLE = (BatchStatus.APPROVED, BatchStatus.EXPORTED, BatchStatus.CLOSED)
+FIRST_YEAR, LAST_YEAR = 2000, 9998
+
+bp = Blueprint("payouts", __name__, url_prefix="/finance/payouts")
+bp.before_request(require_roles(Role.FINANCE, Role.ADMIN))
+
+
+@bp.route("/")
+def index():
+    page = db.paginate(
+        select(PayoutBatch).order_by(PayoutBatch.created_at.desc(), PayoutBatch.id.desc()),
+        per_page=PAGE_SIZE,
+        error_out=False,
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for batch_id, status, count in db.session.execute(
+        select(Payout.batch_id, Payout.status, func.count())
+        .where(Payout.batch_id.in_([batch.id for batch in page.items]))
+        .group_by(Payout.batch_id, Payout.status)
+    ):
+        counts.setdefault(batch_id, {})[status] = count
+    people = {batch.created_by_id for batch in page.items} | {batch.approved_by_id for batch in page.items}
+    names = dict(db.session.execute(select(User.id, User.name).where(User.id.in_(people - {None}))).all())
+    return render_template("finance/payouts/index.html", page=page, counts=counts, names=names, form=_build_form())
+
+
+@bp.post("/build")
+def build():
+    """Reserve every qualifying affiliate's approved balance into a draft batch; amounts come from the ledger."""
+    form = _build_form()
+    if not form.validate_on_submit():
+        _flash_errors(form)
+        return redirect(url_for("payouts.index"), 303)
+    currency = form.currency.data
+    try:
+        batch, held = service.build_batch(db.session, currency, actor=current_user, now=utcnow())
+    except service.PayoutError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("payouts.index"), 303)
+    db.session.commit()
+    if held:
+        flash(_held_message(held), "warning")
+    if batch is None:
+        flash(f"Nothing to pay: no affiliate with payout details is owed the minimum payout in {currency}.", "info")
+        return redirect(url_for("payouts.index"), 303)
+    count = db.session.scalar(select(func.count()).where(Payout.batch_id == batch.id))
+    total = format_amount(batch.total_cents, currency)
+    flash(f"Batch #{batch.id} built: {count} payout{'s' if count != 1 else ''}, {total}. "
+          "A second finance user must approve it.", "success")  # fmt: skip
+    return redirect(url_for("payouts.show", batch_id=batch.id), 303)
+
+
+@bp.route("/<int:batch_id>")
+def show(batch_id: int):
+    return _render_batch(_batch_or_404(batch_id))
+
+
+@bp.post("/<int:batch_id>/approve")
+def approve(batch_id: int):
+    """The checker approves a draft batch; it needs a password typed in the last few minutes (C17, C19)."""
+    batch = _batch_or_404(batch_id)
+    now = utcnow()
+    if not login_is_fresh(now):
+        flash("Approving a batch needs a recent sign-in. Enter your password, then approve again.", "info")
+        return redirect(url_for("auth.reauth", next=url_for("payouts.show", batch_id=batch.id)), 303)
+    try:
+        service.approve_batch(db.session, batch, approver=current_user, now=now)
+    except service.PayoutError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return _render_batch(batch, 409)
+    db.session.commit()
+    flash(f"Batch #{batch.id} approved. Export it, pay it, then mark each payout paid or failed.", "success")
+    return redirect(url_for("payouts.show", batch_id=batch.id), 303)
+
+
+@bp.route("/<int:batch_id>/<any(paypal, wise, bank):export_format>.csv")
+def export(batch_id: int, export_format: str):
+    """The provider file of an approved batch: its payouts by that method that still await payment."""
+    batch = _batch_or_404(batch_id)
+    if batch.status not in EXPORTABLE:
+        flash("Only an approved batch can be exported: a second finance user approves it first.", "error")
+        return _render_batch(batch, 409)
+    try:
+        text = payout_file(export_format, _awaiting_payment(batch))
+    except ExportError as error:
+        flash(str(error), "error")
+        return _render_batch(batch, 409)
+    return csv_download(text, f"clicktrail-batch-{batch.id}-{export_format}.csv")
+
+
+@bp.post("/payout/<int:payout_id>/paid")
+def mark_paid(payout_id: int):
+    payout = db.session.get(Payout, payout_id) or abort(404)
+    form = MarkPaidForm()
+    if not form.validate_on_submit():
+        _flash_errors(form)
+        return _render_batch(payout.batch, 422)
+    reference = form.reference.data.strip()
+    if service.mark_paid(db.session, payout, reference=reference, actor=current_user, now=utcnow()):
+        db.session.commit()
+        flash(f"Payout #{payout.id} marked paid (reference {reference}).", "success")
+        return redirect(url_for("payouts.show", batch_id=payout.batch_id), 303)
+    return _not_settled(payout)
+
+
+@bp.post("/payout/<int:payout_id>/failed")
+def mark_failed(payout_id: int):
+    payout = db.session.get(Payout, payout_id) or abort(404)
+    form = MarkFailedForm()
+    if not form.validate_on_submit():
+        _flash_errors(form)
+        return _render_batch(payout.batch, 422)
+    if service.mark_failed(db.session, payout, reason=form.reason.data.strip(), actor=current_user, now=utcnow()):
+        db.session.commit()
+        flash(f"Payout #{payout.id} marked failed: its amount is back in the affiliate's balance.", "success")
+        return redirect(url_for("payouts.show", batch_id=payout.batch_id), 303)
+    return _not_settled(payout)
+
+
+@bp.route("/yearly")
+def yearly():
+    year, error = _year_argument()
+    if error:
+        return render_template("finance/payouts/yearly.html", year=None, totals=[], error=error), 400
+    totals = paid_in_year(db.session, year)
+    sums: dict[str, int] = {}
+    for total in totals:
+        sums[total.currency] = sums.get(total.currency, 0) + total.total_cents
+    return render_template("finance/payouts/yearly.html", year=year, totals=totals, sums=sums, error=None)
+
+
+@bp.route("/yearly.csv")
+def yearly_csv():
+    year, error = _year_argument()
+    if error:
+        return render_template("finance/payouts/yearly.html", year=None, totals=[], error=error), 400
+    header = ("affiliate_id", "name", "email", "payout_methods", "currency", "payouts", "total_paid")
+    rows = [
+        (t.affiliate_id, t.name, t.email, " ".join(t.methods), t.currency, t.payouts,
+         to_decimal(t.total_cents, t.currency))
+        for t in paid_in_year(db.session, year)
+    ]  # fmt: skip
+    return csv_download(write_csv(rows, header), f"clicktrail-payouts-{year}.csv")
+
+
+def _render_batch(batch: PayoutBatch, status: int = 200):
+    rows = db.session.execute(
+        select(Payout, User.name, User.email)
+        .join(User, User.id == Payout.affiliate_id)
+        .where(Payout.batch_id == batch.id)
+        .order_by(Payout.id)
+    ).all()
+    payout_ids = [payout.id for payout, _, _ in rows]
+    trail = db.session.execute(
+        select(AuditLog, User.email)
+        .outerjoin(User, User.id == AuditLog.actor_id)
+        .where(or_(
+            (AuditLog.subject_type == "payout_batch") & (AuditLog.subject_id == batch.id),
+            (AuditLog.subject_type == "payout") & AuditLog.subject_id.in_(payout_ids),
+        ))
+        .order_by(AuditLog.at.desc(), AuditLog.id.desc())
+    ).all()  # fmt: skip
+    people = {batch.created_by_id, batch.approved_by_id} - {None}
+    names = dict(db.session.execute(select(User.id, User.name).where(User.id.in_(people))).all())
+    awaiting = _awaiting_payment(batch)
+    files = {
+        name: (len(lines), sum(line.amount_cents for line in lines))
+        for name, fmt in FORMATS.items()
+        if (lines := [line for line in awaiting if line.method == fmt.method])
+    }
+    return render_template(
+        "finance/payouts/show.html", batch=batch, rows=rows, trail=trail, names=names, files=files,
+        formats=FORMATS, exportable=batch.status in EXPORTABLE, paid_form=MarkPaidForm(), failed_form=MarkFailedForm(),
+    ), status  # fmt: skip
+
+
+def _awaiting_payment(batch: PayoutBatch) -> list[PayoutLine]:
+    """Approved payouts not yet paid or failed: exporting again never pays a settled payout twice."""
+    rows = db.session.execute(
+        select(Payout, User.name)
+        .join(User, User.id == Payout.affiliate_id)
+        .where(Payout.batch_id == batch.id, Payout.status == PayoutStatus.APPROVED)
+        .order_by(Payout.id)
+    ).all()
+    return [
+        PayoutLine(payout.id, batch.id, name, payout.method, payout.destination, payout.amount_cents, payout.currency)
+        for payout, name in rows
+    ]
+
+
+def _not_settled(payout: Payout):
+    """The guarded update changed nothing: say why, and change nothing (no second ledger move)."""
+    db.session.rollback()
+    if payout.status in (PayoutStatus.PAID, PayoutStatus.FAILED):
+        flash(f"Payout #{payout.id} is already settled ({payout.status}); nothing changed.", "error")
+    else:
+        flash(f"Payout #{payout.id} is {payout.status}: approve its batch before settling it.", "error")
+    return _render_batch(payout.batch, 409)
+
+
+def _batch_or_404(batch_id: int) -> PayoutBatch:
+    return db.session.get(PayoutBatch, batch_id) or abort(404)
+
+
+def _build_form() -> BuildBatchForm:
+    form = BuildBatchForm()
+    currencies = db.session.scalars(
+        select(Program.currency).where(Program.status == ProgramStatus.ACTIVE).distinct().order_by(Program.currency)
+    ).all()
+    form.currency.choices = [(code, code) for code in currencies]
+    return form
+
+
+def _held_message(held: list[service.Held]) -> str:
+    names = dict(
+        db.session.execute(select(User.id, User.name).where(User.id.in_([h.affiliate_id for h in held]))).all()
+    )
+    parts = [f"{names.get(h.affiliate_id, h.affiliate_id)} ({h.reason})" for h in held[:HELD_SHOWN]]
+    more = f" and {len(held) - HELD_SHOWN} more" if len(held) > HELD_SHOWN else ""
+    return f"Held back, though owed the minimum: {'; '.join(parts)}{more}."
+
+
+def _flash_errors(form) -> None:
+    for errors in form.errors.values():
+        for error in errors:
+            flash(error, "error")
+
+
+def _year_argument() -> tuple[int, str | None]:
+    """The ?year= asked for (this year when absent), or an error for anything that is not a plausible year."""
+    raw = (request.args.get("year") or "").strip()
+    if not raw:
+        return utcnow().year, None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not FIRST_YEAR <= int(raw) <= LAST_YEAR:
+        return 0, f"Enter a year between {FIRST_YEAR} and {LAST_YEAR}, such as {utcnow().year}."
+    return int(raw), None

@@ -1,0 +1,141 @@
+"""What was paid and what is owed: finance's yearly totals per affiliate, and an affiliate's own statement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from affiliate.models import Commission, Conversion, LedgerEntry, LedgerTransaction, Payout, PayoutStatus, User
+
+
+@dataclass(frozen=True)
+class YearTotal:
+    affiliate_id: int
+    name: str
+    email: str
+    methods: tuple[str, ...]  # the payout methods actually used that year
+    currency: str
+    total_cents: int
+    payouts: int
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    at: datetime
+    currency: str
+    kind: str
+    description: str
+    amount_cents: int  # positive: now owed to the affiliate; negative: paid out or taken back
+    balance_cents: int  # what the affiliate is owed in this currency (pending and approved) after this line
+
+
+def year_bounds(year: int) -> tuple[datetime, datetime]:
+    """The calendar year in UTC as [start, end)."""
+    return datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+
+
+def paid_in_year(session: Session, year: int) -> list[YearTotal]:
+    """Per affiliate and currency, the payouts marked paid during the calendar year (UTC)."""
+    start, end = year_bounds(year)
+    rows = session.execute(
+        select(Payout.affiliate_id, Payout.currency, Payout.method, func.sum(Payout.amount_cents), func.count())
+        .where(Payout.status == PayoutStatus.PAID, Payout.paid_at >= start, Payout.paid_at < end)
+        .group_by(Payout.affiliate_id, Payout.currency, Payout.method)
+    ).all()
+    merged: dict[tuple[int, str], tuple[set[str], int, int]] = {}
+    for affiliate_id, currency, method, total, count in rows:
+        methods, cents, payouts = merged.get((affiliate_id, currency), (set(), 0, 0))
+        merged[(affiliate_id, currency)] = (methods | {method}, cents + int(total), payouts + count)
+    people = {user.id: user for user in session.scalars(select(User).where(User.id.in_({a for a, _ in merged})))}
+    totals = [
+        YearTotal(affiliate_id, people[affiliate_id].name, people[affiliate_id].email, tuple(sorted(methods)),
+                  currency, cents, payouts)
+        for (affiliate_id, currency), (methods, cents, payouts) in merged.items()
+    ]  # fmt: skip
+    return sorted(totals, key=lambda t: (t.name.lower(), t.email, t.currency))
+
+
+def statement(session: Session, affiliate_id: int) -> list[StatementLine]:
+    """Every movement of what the affiliate is owed, oldest first, with a running balance per currency.
+
+    Built from the ledger's entries on the affiliate's own accounts, so it always agrees with the
+    books: commissions earned, rejected or reversed by refunds, payouts reserved for them, and
+    failed payouts returned. Approvals only move money from pending to approved and are left out.
+    """
+    accounts = (f"affiliate_pending:{affiliate_id}", f"affiliate_payable:{affiliate_id}")
+    rows = session.execute(
+        select(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.reference,
+               LedgerTransaction.created_at, LedgerEntry.currency, func.sum(LedgerEntry.amount_cents))
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerEntry.account.in_(accounts))
+        .group_by(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.reference,
+                  LedgerTransaction.created_at, LedgerEntry.currency)
+        .order_by(LedgerTransaction.created_at, LedgerTransaction.id)
+    ).all()  # fmt: skip
+    commission_ids = {
+        _id_after(reference, "commission:") for _, kind, reference, *_ in rows if not kind.startswith("payout")
+    }
+    payout_ids = {_id_after(reference, "payout:") for _, kind, reference, *_ in rows if kind.startswith("payout")}
+    commissions = {
+        row.id: row
+        for row in session.execute(
+            select(Commission.id, Commission.tier_level, Commission.rule, Conversion.order_id)
+            .join(Conversion, Conversion.id == Commission.conversion_id)
+            .where(Commission.id.in_(commission_ids - {None}), Commission.affiliate_id == affiliate_id)
+        )
+    }
+    payouts = {
+        payout.id: payout
+        for payout in session.scalars(
+            select(Payout).where(Payout.id.in_(payout_ids - {None}), Payout.affiliate_id == affiliate_id)
+        )
+    }
+    balances: dict[str, int] = {}
+    lines = []
+    for _, kind, reference, at, currency, total in rows:
+        owed = -int(total)  # credits to the affiliate's accounts are what they are owed
+        if not owed:
+            continue
+        balances[currency] = balances.get(currency, 0) + owed
+        label, description = _describe(kind, reference, commissions, payouts)
+        lines.append(StatementLine(at, currency, label, description, owed, balances[currency]))
+    return lines
+
+
+def _id_after(reference: str, prefix: str) -> int | None:
+    """The id in a ledger reference such as "commission:12", "payout:5" or "refund:9:commission:12"."""
+    position = reference.rfind(prefix)
+    if position < 0:
+        return None
+    tail = reference[position + len(prefix) :]
+    return int(tail) if tail.isdigit() else None
+
+
+def _describe(kind: str, reference: str, commissions: dict, payouts: dict[int, Payout]) -> tuple[str, str]:
+    if kind.startswith("payout"):
+        payout = payouts.get(_id_after(reference, "payout:"))
+        if payout is None:
+            return "payout", reference
+        if kind == "payout_failed":
+            return "payout returned", f"Payout #{payout.id} failed; the amount is back in your balance"
+        if payout.status == PayoutStatus.PAID:
+            paid = payout.paid_at.strftime("%Y-%m-%d") if payout.paid_at else ""
+            state = f"paid {paid}, reference {payout.external_reference}"
+        else:
+            state = "failed" if payout.status == PayoutStatus.FAILED else "awaiting payment"
+        return "payout", f"Payout #{payout.id} by {payout.method} ({state})"
+    commission = commissions.get(_id_after(reference, "commission:"))
+    if commission is None:
+        return kind, reference
+    # A recruit's order ids are theirs, not the recruiter's to see (C15), as on the earnings page.
+    what = f"order {commission.order_id}" if commission.tier_level == 1 else "a partner you recruited"
+    if kind == "accrual":
+        return "commission", f"Commission #{commission.id} for {what} ({commission.rule})"
+    if kind == "reversal":
+        return "refund", f"Commission #{commission.id} for {what} reversed by a refund"
+    if kind == "rejection":
+        return "rejection", f"Commission #{commission.id} for {what} rejected"
+    return kind, f"Commission #{commission.id} for {what}"

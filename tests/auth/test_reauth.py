@@ -1,0 +1,20 @@
+"""The re-authentication page: the password again, then back to one of our own pages (C13, C17)."""
+
+from __future__ import annotations
+
+from tests.factories import PASSWORD, Auth, csrf_token, make_finance
+
+
+def test_reauth_only_returns_to_our_own_pages(app, client):
+    assert client.get("/reauth").headers["Location"].startswith("/login"), "signed out: sign in first"
+    Auth(client).login(make_finance(app).email)
+    for target, landing in (
+        ("/finance/payouts/", "/finance/payouts/"),
+        ("https://evil.test/steal", "/admin/affiliates/"),
+        ("//evil.test/", "/admin/affiliates/"),
+        ("/%09/evil.test", "/admin/affiliates/"),
+    ):
+        url = f"/reauth?next={target}"
+        token = csrf_token(client.get(url).get_data(as_text=True))
+        response = client.post(url, data={"password": PASSWORD, "csrf_token": token})
+        assert response.status_code == 302 and response.headers["Location"] == landing, target

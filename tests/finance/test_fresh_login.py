@@ -1,0 +1,78 @@
+"""Approving a payout batch needs a password typed in the last FRESH_LOGIN_MINUTES (C17)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from sqlalchemy import func, select
+
+from affiliate.extensions import db
+from affiliate.models import LoginAttempt, PayoutBatch
+from tests.factories import PASSWORD, csrf_token, make_finance
+from tests.finance.test_payout_pages import build, post_on_batch, signed_in
+
+
+def draft_batch(app) -> int:
+    maker = signed_in(app, make_finance(app))
+    return int(build(maker).headers["Location"].rsplit("/", 1)[1])
+
+
+def status_of(app, batch_id: int) -> str:
+    with app.app_context():
+        return db.session.get(PayoutBatch, batch_id).status
+
+
+def age_login(client, minutes: int) -> None:
+    with client.session_transaction() as session:
+        session["password_at"] -= minutes * 60
+
+
+def reauth(client, next_: str, password: str = PASSWORD):
+    url = f"/reauth?next={quote(next_)}"
+    token = csrf_token(client.get(url).get_data(as_text=True))
+    return client.post(url, data={"password": password, "csrf_token": token})
+
+
+def test_a_stale_login_is_sent_to_reauthenticate_then_approves(app, owed):
+    batch_id = draft_batch(app)
+    checker = signed_in(app, make_finance(app))
+    age_login(checker, 16)
+    refused = post_on_batch(checker, batch_id, f"/finance/payouts/{batch_id}/approve")
+    assert refused.status_code == 303
+    assert refused.headers["Location"] == f"/reauth?next=/finance/payouts/{batch_id}"
+    assert status_of(app, batch_id) == "draft"
+    back = reauth(checker, f"/finance/payouts/{batch_id}")
+    assert back.status_code == 302 and back.headers["Location"] == f"/finance/payouts/{batch_id}"
+    assert post_on_batch(checker, batch_id, f"/finance/payouts/{batch_id}/approve").status_code == 303
+    assert status_of(app, batch_id) == "approved"
+
+
+def test_a_login_restored_from_a_remember_cookie_is_not_fresh(app, owed):
+    batch_id = draft_batch(app)
+    checker = signed_in(app, make_finance(app))
+    with checker.session_transaction() as session:
+        session["_fresh"] = False  # what Flask-Login records when a remember cookie signs someone in
+    refused = post_on_batch(checker, batch_id, f"/finance/payouts/{batch_id}/approve")
+    assert refused.status_code == 303 and refused.headers["Location"].startswith("/reauth?")
+    assert status_of(app, batch_id) == "draft"
+
+
+def test_a_login_within_the_window_approves_directly(app, owed):
+    batch_id = draft_batch(app)
+    checker = signed_in(app, make_finance(app))
+    age_login(checker, 14)
+    assert post_on_batch(checker, batch_id, f"/finance/payouts/{batch_id}/approve").status_code == 303
+    assert status_of(app, batch_id) == "approved"
+
+
+def test_a_wrong_password_at_reauth_is_refused_and_counted(app, owed):
+    batch_id = draft_batch(app)
+    checker = signed_in(app, make_finance(app))
+    age_login(checker, 60)
+    wrong = reauth(checker, f"/finance/payouts/{batch_id}", password="not the password at all")
+    assert wrong.status_code == 422 and "That is not your password." in wrong.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(LoginAttempt)) == 1, "counts towards throttling"
+    again = post_on_batch(checker, batch_id, f"/finance/payouts/{batch_id}/approve")
+    assert again.status_code == 303 and again.headers["Location"].startswith("/reauth?")
+    assert status_of(app, batch_id) == "draft"
