@@ -56,7 +56,8 @@ class Commission(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default=CommissionStatus.PENDING)
     available_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"), index=True)
+    # Not indexed: a batch links a million of these at once; found by (affiliate_id, status) instead.
+    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -118,7 +119,8 @@ class LedgerEntry(db.Model):
     """One leg of a transaction: positive amounts are debits, negative are credits."""
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (Index("ix_ledger_entries_account", "account", "currency"),)
+    # With the amount in the index, a balance (or every affiliate's, by account range) reads no table rows.
+    __table_args__ = (Index("ix_ledger_entries_account", "account", "currency", "amount_cents"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from affiliate.models import LedgerEntry, LedgerTransaction
+
+IN_CHUNK = 5000  # values per IN (...) list: well inside SQLite's and PostgreSQL's limits
 
 
 class UnbalancedPosting(ValueError):
@@ -74,6 +76,32 @@ def post(
             raise
         return Posted(_same_or_conflict(session, existing, legs), created=False)
     return Posted(transaction, created=True)
+
+
+def post_new(session: Session, kind: str, postings: Sequence[tuple[str, Sequence[Leg]]], *, now: datetime) -> None:
+    """Record many balanced transactions of one kind whose references are new by construction, in bulk.
+
+    For postings named after rows made in the same transaction (a batch's fresh payouts): no lookup
+    of earlier postings is needed, and should one exist after all, the unique (kind, reference) refuses
+    the whole statement, so nothing is posted twice.
+    """
+    for _, legs in postings:
+        _check_balanced(legs)
+    session.execute(insert(LedgerTransaction), [{"kind": kind, "reference": reference, "created_at": now}
+                                                for reference, _ in postings])  # fmt: skip
+    ids: dict[str, int] = {}
+    references = [reference for reference, _ in postings]
+    for start in range(0, len(references), IN_CHUNK):
+        chunk = references[start : start + IN_CHUNK]
+        found = select(LedgerTransaction.reference, LedgerTransaction.id).where(
+            LedgerTransaction.kind == kind, LedgerTransaction.reference.in_(chunk)
+        )
+        ids.update(session.execute(found).all())
+    session.execute(insert(LedgerEntry), [
+        {"transaction_id": ids[reference], "account": leg.account, "affiliate_id": leg.affiliate_id,
+         "amount_cents": leg.amount_cents, "currency": leg.currency}
+        for reference, legs in postings for leg in legs
+    ])  # fmt: skip
 
 
 def balance(session: Session, account: str, currency: str) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from affiliate.models import (
@@ -27,9 +27,10 @@ from affiliate.models import (
     User,
 )
 from affiliate.services import audit
-from affiliate.services.ledger import Leg, post
+from affiliate.services.ledger import IN_CHUNK, Leg, post, post_new
 
 COOLING_OFF = timedelta(hours=72)
+PAYABLE, PAYABLE_END = "affiliate_payable:", "affiliate_payable;"  # every affiliate's payable account, as a range
 
 
 class PayoutError(ValueError):
@@ -53,51 +54,67 @@ def build_batch(
     )
     if minimum is None:
         raise PayoutError(f"No active program pays in {currency}.")
-    owed = session.execute(
-        select(LedgerEntry.affiliate_id, func.sum(LedgerEntry.amount_cents))
-        .where(LedgerEntry.account.like("affiliate_payable:%"), LedgerEntry.currency == currency)
-        .group_by(LedgerEntry.affiliate_id)
+    # Builds of one currency take turns (PostgreSQL: row locks; SQLite: writers are serial anyway), so
+    # the second reads the balances the first left and cannot reserve the same money twice.
+    session.execute(
+        select(Program.id).where(Program.currency == currency, Program.status == ProgramStatus.ACTIVE).with_for_update()
     ).all()
+    owed = session.execute(
+        select(LedgerEntry.account, func.sum(LedgerEntry.amount_cents))
+        .where(LedgerEntry.account >= PAYABLE, LedgerEntry.account < PAYABLE_END, LedgerEntry.currency == currency)
+        .group_by(LedgerEntry.account)
+    ).all()  # grouped in the index's order, from the index alone
+    # Credits are what an affiliate is owed.
+    due = {int(account.removeprefix(PAYABLE)): -int(total) for account, total in owed if -int(total) >= minimum}
     held: list[Held] = []
-    batch = None
-    for affiliate_id, total in sorted(owed):
-        amount = -int(total)  # credits are what the affiliate is owed
-        if amount < minimum:
-            continue
-        affiliate = session.get(User, affiliate_id)
-        if not affiliate.has_payout_details:
-            held.append(Held(affiliate_id, "no payout details"))
-            continue
+    rows = []
+    for affiliate in _users(session, sorted(due)):
         changed = affiliate.payout_details_changed_at
-        if changed is not None and now - changed < cooling_off:
+        if not affiliate.has_payout_details:
+            held.append(Held(affiliate.id, "no payout details"))
+        elif changed is not None and now - changed < cooling_off:
             until = changed + cooling_off
-            held.append(Held(affiliate_id, f"payout details changed {changed:%Y-%m-%d %H:%M} UTC: "
+            held.append(Held(affiliate.id, f"payout details changed {changed:%Y-%m-%d %H:%M} UTC: "
                                            f"held until {until:%Y-%m-%d %H:%M} UTC"))  # fmt: skip
-            continue
-        if batch is None:
-            batch = PayoutBatch(currency=currency, created_by_id=actor.id, created_at=now)
-            session.add(batch)
-            session.flush()
-        payout = Payout(
-            batch_id=batch.id, affiliate_id=affiliate_id, amount_cents=amount, currency=currency,
-            method=affiliate.payout_method, destination=_destination(affiliate), created_at=now,
-        )  # fmt: skip
-        session.add(payout)
-        session.flush()
-        post(session, "payout_reserve", f"payout:{payout.id}", [
-            Leg(f"affiliate_payable:{affiliate_id}", amount, currency, affiliate_id),
-            Leg("payout_clearing", -amount, currency),
-        ], now=now)  # fmt: skip
-        session.execute(
-            update(Commission)
-            .where(Commission.affiliate_id == affiliate_id, Commission.currency == currency,
-                   Commission.status == CommissionStatus.APPROVED, Commission.payout_id.is_(None))
-            .values(payout_id=payout.id)
-        )  # fmt: skip
-        batch.total_cents += amount
-    if batch is not None:
-        _audit(session, actor.id, "payout_batch.build", "payout_batch", batch.id, None, BatchStatus.DRAFT, now)
+        else:
+            rows.append({"affiliate_id": affiliate.id, "amount_cents": due[affiliate.id], "currency": currency,
+                         "method": affiliate.payout_method, "destination": _destination(affiliate),
+                         "status": PayoutStatus.PENDING, "created_at": now})  # fmt: skip
+    if not rows:
+        return None, held
+    batch = PayoutBatch(currency=currency, created_by_id=actor.id, created_at=now,
+                        total_cents=sum(row["amount_cents"] for row in rows))  # fmt: skip
+    session.add(batch)
+    session.flush()
+    session.execute(insert(Payout), [{**row, "batch_id": batch.id} for row in rows])
+    payout_ids = dict(session.execute(select(Payout.affiliate_id, Payout.id).where(Payout.batch_id == batch.id)).all())
+    post_new(session, "payout_reserve", [
+        (f"payout:{payout_ids[row['affiliate_id']]}", [
+            Leg(f"affiliate_payable:{row['affiliate_id']}", row["amount_cents"], currency, row["affiliate_id"]),
+            Leg("payout_clearing", -row["amount_cents"], currency),
+        ])
+        for row in rows
+    ], now=now)  # fmt: skip
+    # Each approved commission not yet in a payout joins its affiliate's payout in this batch.
+    in_batch = select(Payout.id).where(Payout.batch_id == batch.id, Payout.affiliate_id == Commission.affiliate_id)
+    session.execute(
+        update(Commission)
+        .where(Commission.currency == currency, Commission.status == CommissionStatus.APPROVED,
+               Commission.payout_id.is_(None), Commission.affiliate_id.in_(select(Payout.affiliate_id)
+                                                                            .where(Payout.batch_id == batch.id)))
+        .values(payout_id=in_batch.scalar_subquery())
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
+    _audit(session, actor.id, "payout_batch.build", "payout_batch", batch.id, None, BatchStatus.DRAFT, now)
     return batch, held
+
+
+def _users(session: Session, ids: list[int]) -> list[User]:
+    users: list[User] = []
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        users.extend(session.scalars(select(User).where(User.id.in_(chunk)).order_by(User.id)))
+    return users
 
 
 def approve_batch(session: Session, batch: PayoutBatch, *, approver: User, now: datetime) -> None:
@@ -129,7 +146,8 @@ def mark_paid(session: Session, payout: Payout, *, reference: str, actor: User, 
         Leg("payout_clearing", payout.amount_cents, payout.currency),
         Leg("cash", -payout.amount_cents, payout.currency),
     ], now=now)  # fmt: skip
-    session.execute(update(Commission).where(Commission.payout_id == payout.id,
+    session.execute(update(Commission).where(Commission.affiliate_id == payout.affiliate_id,
+                                             Commission.payout_id == payout.id,
                                              Commission.status == CommissionStatus.APPROVED)
                     .values(status=CommissionStatus.PAID))  # fmt: skip
     _audit(session, actor.id, "payout.paid", "payout", payout.id, PayoutStatus.APPROVED, PayoutStatus.PAID, now)
@@ -149,7 +167,11 @@ def mark_failed(session: Session, payout: Payout, *, reason: str, actor: User, n
         Leg("payout_clearing", payout.amount_cents, payout.currency),
         Leg(f"affiliate_payable:{payout.affiliate_id}", -payout.amount_cents, payout.currency, payout.affiliate_id),
     ], now=now)  # fmt: skip
-    session.execute(update(Commission).where(Commission.payout_id == payout.id).values(payout_id=None))
+    session.execute(
+        update(Commission)
+        .where(Commission.affiliate_id == payout.affiliate_id, Commission.payout_id == payout.id)
+        .values(payout_id=None)
+    )
     _audit(session, actor.id, "payout.failed", "payout", payout.id, PayoutStatus.APPROVED, PayoutStatus.FAILED, now,
            note=reason)  # fmt: skip
     session.expire(payout)
