@@ -95,6 +95,31 @@ def test_four_concurrent_clicks_pay_a_payout_once(app, owed):
         assert check(db.session) == []
 
 
+def test_two_finance_users_building_at_once_reserve_each_balance_once(app, owed):
+    makers = [make_finance(app), make_finance(app)]
+    start = threading.Barrier(2)
+    built: list[int] = []
+
+    def build(maker) -> None:
+        with app.app_context():
+            start.wait()
+            batch, _ = build_batch(db.session, "USD", actor=db.session.get(User, maker.id), now=utcnow())
+            db.session.commit()
+            if batch is not None:
+                built.append(batch.id)
+
+    threads = [threading.Thread(target=build, args=(maker,)) for maker in makers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(built) == 1, "the second build finds nothing left to pay"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Payout)) == 1
+        assert balance(db.session, "payout_clearing", "USD") == -6_000
+        assert check(db.session) == []
+
+
 def test_a_failed_payout_returns_to_the_balance(app, owed):
     maker, checker = make_finance(app), make_finance(app)
     with app.app_context():
