@@ -1,4 +1,4 @@
-"""C10: random sequences of accruals, approvals, rejections, refunds and crashes keep every ledger invariant."""
+"""C10: random accruals, approvals, rejections, refunds, plan changes and payouts with crashes keep every invariant."""
 
 from __future__ import annotations
 
@@ -11,8 +11,20 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from sqlalchemy import select, update
 
 from affiliate.extensions import db
-from affiliate.models import Commission, CommissionPlan, Conversion, ConversionType, Program, utcnow
-from affiliate.services import accrual
+from affiliate.models import (
+    BatchStatus,
+    Commission,
+    CommissionPlan,
+    Conversion,
+    ConversionType,
+    Payout,
+    PayoutBatch,
+    PayoutStatus,
+    Program,
+    User,
+    utcnow,
+)
+from affiliate.services import accrual, payouts
 from affiliate.services.conversions import (
     ConversionError,
     ConversionRequest,
@@ -21,7 +33,7 @@ from affiliate.services.conversions import (
     record_refund,
 )
 from affiliate.services.ledger import balance, check
-from tests.factories import make_admin, make_affiliate, make_program
+from tests.factories import make_admin, make_affiliate, make_finance, make_program
 
 _orders = itertools.count()
 CRASH = st.sampled_from([False, False, False, True])  # one step in four dies before its COMMIT
@@ -29,9 +41,14 @@ CRASH = st.sampled_from([False, False, False, True])  # one step in four dies be
 
 def test_ledger_invariants_under_random_operations(app):
     admin = make_admin(app)
-    program = make_program(app, admin, hold_days=10)
+    program = make_program(app, admin, hold_days=10, minimum_payout_cents=1)
     affiliates = [make_affiliate(app).id for _ in range(3)]
+    maker, checker = make_finance(app).id, make_finance(app).id
     with app.app_context():
+        for who in affiliates:
+            user = db.session.get(User, who)
+            user.payout_method, user.payout_email = "paypal", f"pay-{who}@example.com"
+            user.payout_details_changed_at = utcnow() - timedelta(days=30)
         db.session.execute(update(CommissionPlan).where(CommissionPlan.program_id == program.id).values(
             percent_bps=1_250, flat_cents=99))  # fmt: skip
         db.session.commit()
@@ -96,6 +113,40 @@ def test_ledger_invariants_under_random_operations(app):
             accrual.reverse_for_refund(self.session, recorded.conversion, now=utcnow())  # replayed: no second reversal
             self._finish(crash)
 
+        @rule(percent=st.integers(0, 3_000), crash=CRASH)
+        def change_plan(self, percent, crash):
+            """A new rate applies to sales from now on; what was earned stays as it was."""
+            self.session.execute(update(CommissionPlan).where(CommissionPlan.program_id == program.id)
+                                 .values(percent_bps=percent))  # fmt: skip
+            self._finish(crash)
+
+        @rule(crash=CRASH)
+        def build_batch(self, crash):
+            payouts.build_batch(self.session, "USD", actor=self.session.get(User, maker), now=utcnow())
+            self._finish(crash)
+
+        @rule(crash=CRASH)
+        def approve_batches(self, crash):
+            for batch in self.session.scalars(select(PayoutBatch).where(PayoutBatch.status == BatchStatus.DRAFT)):
+                payouts.approve_batch(self.session, batch, approver=self.session.get(User, checker), now=utcnow())
+            self._finish(crash)
+
+        @rule(pick=st.integers(0, 10**6), paid=st.booleans(), twice=st.booleans(), crash=CRASH)
+        def settle(self, pick, paid, twice, crash):
+            approved = self.session.scalars(
+                select(Payout).where(Payout.status == PayoutStatus.APPROVED).order_by(Payout.id)
+            ).all()
+            if not approved:
+                return
+            payout = approved[pick % len(approved)]
+            actor = self.session.get(User, checker)
+            for _ in range(2 if twice else 1):  # a second click changes nothing
+                if paid:
+                    payouts.mark_paid(self.session, payout, reference="PP-1", actor=actor, now=utcnow())
+                else:
+                    payouts.mark_failed(self.session, payout, reason="bounced", actor=actor, now=utcnow())
+            self._finish(crash)
+
         @invariant()
         def books_balance(self):
             assert check(self.session) == []
@@ -112,13 +163,30 @@ def test_ledger_invariants_under_random_operations(app):
                     if commission.status == "reversed":
                         assert remaining == 0
                 assert -balance(self.session, f"affiliate_pending:{who}", "USD") == left.get("pending", 0)
-                assert -balance(self.session, f"affiliate_payable:{who}", "USD") == left.get("approved", 0)
+                # Earned and approved = still payable + reserved or paid out (a refund after payment is a
+                # negative payable balance, carried over to the next payout).
+                out = sum(self.session.scalars(select(Payout.amount_cents).where(
+                    Payout.affiliate_id == who, Payout.status != PayoutStatus.FAILED)))  # fmt: skip
+                payable = -balance(self.session, f"affiliate_payable:{who}", "USD")
+                assert payable + out == left.get("approved", 0) + left.get("paid", 0)
+
+        @invariant()
+        def clearing_holds_exactly_the_payouts_in_flight(self):
+            in_flight = self.session.scalars(select(Payout.amount_cents).where(
+                Payout.status.in_([PayoutStatus.PENDING, PayoutStatus.APPROVED])))  # fmt: skip
+            assert -balance(self.session, "payout_clearing", "USD") == sum(in_flight)
+            paid = self.session.scalars(select(Payout.amount_cents).where(Payout.status == PayoutStatus.PAID))
+            assert -balance(self.session, "cash", "USD") == sum(paid)
+            unpaid = self.session.scalar(select(Commission.id).join(Payout, Payout.id == Commission.payout_id).where(
+                Payout.status == PayoutStatus.PAID, Commission.status == "approved"))  # fmt: skip
+            assert unpaid is None, "every commission of a paid payout is paid"
 
         @invariant()
         def expense_equals_what_is_owed(self):
             owed = sum(-balance(self.session, f"{kind}:{who}", "USD") for who in affiliates
                        for kind in ("affiliate_pending", "affiliate_payable"))  # fmt: skip
-            assert balance(self.session, "commission_expense", "USD") == owed
+            out = -balance(self.session, "payout_clearing", "USD") - balance(self.session, "cash", "USD")
+            assert balance(self.session, "commission_expense", "USD") == owed + out
 
         @invariant()
         def refunds_never_exceed_sales(self):
