@@ -107,6 +107,9 @@ class Config:
     # "process": one ingester process per click log stores the clicks, off the request workers;
     # "thread": each redirector process stores its own, in a thread (tests, single-process tools).
     CLICK_INGESTER = env_str("CLICK_INGESTER", "process")
+    # Seconds between background rounds of accruing conversions and approving commissions past their
+    # hold (affiliate/jobs.py); 0 leaves them to `flask accrue-commissions` and `flask approve-due`.
+    MONEY_JOBS_SECONDS = env_int("MONEY_JOBS_SECONDS", 30)
 
     @classmethod
     def init_app(cls, app) -> None:
@@ -154,6 +157,7 @@ class TestingConfig(Config):
     SECRET_KEY = "testing-secret-key-not-for-production"  # noqa: S105 - tests only
     SQLALCHEMY_DATABASE_URI = None
     CLICK_INGESTER = "thread"  # tests store clicks when they choose (recorder.flush); some test process mode
+    MONEY_JOBS_SECONDS = 0  # tests accrue and approve when they choose
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_KIB = 8192
     ARGON2_PARALLELISM = 1

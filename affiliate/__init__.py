@@ -33,6 +33,7 @@ def create_app(config_class: type[Config] | None = None, overrides: dict | None 
     register_security(app)
     register_template_helpers(app)
     register_commands(app)
+    register_jobs(app)
     return app
 
 
@@ -124,6 +125,12 @@ def register_template_helpers(app: Flask) -> None:
 
     app.add_template_filter(format_amount, "money")
     app.jinja_env.globals["public_base_url"] = app.config["PUBLIC_BASE_URL"].rstrip("/")
+
+
+def register_jobs(app: Flask) -> None:
+    from affiliate import jobs
+
+    jobs.init_app(app)
 
 
 def register_commands(app: Flask) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from affiliate.demo import record_demo_conversions, send_demo_clicks
 from affiliate.extensions import db
+from affiliate.jobs import accrue_all
 from affiliate.models import Click, CommissionPlan, Conversion, Link, Program, Role, User, UserStatus, utcnow
 from affiliate.models.programs import AttributionModel, ProgramStatus
 from affiliate.services import accounts, accrual, ledger
@@ -139,9 +140,7 @@ def seed_demo(if_empty: bool) -> None:
         db.session.commit()
         summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
         click.echo(f"Reported {sum(statuses.values())} demo sales through the conversion service: {summary}.")
-        accrued = sum(
-            len(accrual.accrue(db.session, c, now=utcnow())) for c in accrual.conversions_to_accrue(db.session)
-        )
+        accrued = accrue_all().commissions
         approved = accrual.approve_due(db.session, now=utcnow())
         db.session.commit()
         click.echo(
@@ -188,21 +187,10 @@ def ledger_check() -> None:
 @with_appcontext
 def accrue_commissions() -> None:
     """Create pending commissions, with their ledger accruals, for conversions that have none yet."""
-    total = conversions = 0
-    while batch := accrual.conversions_to_accrue(db.session):
-        for conversion in batch:
-            total += len(accrual.accrue(db.session, conversion, now=utcnow()))
-        conversions += len(batch)
-        db.session.commit()
-        if len(batch) < 500:
-            break
-    reversed_cents = sum(
-        accrual.reverse_for_refund(db.session, refund, now=utcnow())
-        for refund in accrual.refunds_to_reverse(db.session)
-    )
-    db.session.commit()
+    tally = accrue_all()
     click.echo(
-        f"Accrued {total} commissions for {conversions} conversions; reversed {reversed_cents} cents for refunds."
+        f"Accrued {tally.commissions} commissions for {tally.conversions} conversions; "
+        f"reversed {tally.reversed_cents} cents for refunds."
     )
 
 

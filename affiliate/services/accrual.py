@@ -124,13 +124,13 @@ def accrue(session: Session, conversion: Conversion, *, now: datetime) -> list[C
     return created
 
 
-def conversions_to_accrue(session: Session, limit: int = 500) -> list[Conversion]:
-    """Attributed, earning conversions that have no commission yet, oldest first."""
+def conversions_to_accrue(session: Session, limit: int = 500, after: int = 0) -> list[Conversion]:
+    """Attributed, earning conversions that have no commission yet, oldest first (ids above ``after``)."""
     has_commission = exists().where(Commission.conversion_id == Conversion.id)
     return session.scalars(
         select(Conversion)
         .where(Conversion.affiliate_id.is_not(None), Conversion.type != ConversionType.REFUND,
-               Conversion.status.in_(EARNING_STATUSES), ~has_commission)
+               Conversion.status.in_(EARNING_STATUSES), ~has_commission, Conversion.id > after)
         .order_by(Conversion.id)
         .limit(limit)
     ).all()  # fmt: skip
