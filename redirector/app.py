@@ -6,8 +6,6 @@ import hashlib
 import json
 import logging
 import re
-import secrets
-import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -17,6 +15,7 @@ import ada_url
 from sqlalchemy.engine import Engine
 from werkzeug.http import parse_cookie
 
+from affiliate.ids import new_id
 from affiliate.services.fraud import paid_click_params
 from affiliate.urls import destination_allowed
 from redirector import enrich
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 CODE = re.compile(r"[A-Za-z0-9]{4,32}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22,32}")
-CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 VISITOR_COOKIE = "ct_vid"
 SUB_MAX = 255
 JUDGED = ("protocol", "hostname", "username", "password")
@@ -234,17 +232,6 @@ def _add_query(url: str, encoded: str) -> str:
     """Append already-encoded parameters to a URL's query, before any fragment."""
     base, hash_mark, fragment = url.partition("#")
     return f"{base}{'&' if '?' in base else '?'}{encoded}{hash_mark}{fragment}"
-
-
-def new_id() -> str:
-    """A click or visitor id: 128 random bits (22 URL-safe characters) behind the time in ms.
-
-    The time prefix (10 Crockford base-32 characters, sorting as the clock does) makes new ids
-    land at the end of their database indexes instead of on a random page of them.
-    """
-    ms = time.time_ns() // 1_000_000
-    prefix = "".join(CROCKFORD[(ms >> shift) & 31] for shift in range(45, -5, -5))
-    return prefix + secrets.token_urlsafe(16)
 
 
 def _query(environ: dict) -> dict[str, str]:

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = tuple(column.name for column in Click.__table__.columns if column.name != "id")
 INGEST_INTERVAL_SECONDS = 0.05
-SEAL_SECONDS = 1.0  # process mode: how long a click may wait in a worker's open segment
+SEAL_SECONDS = 0.25  # process mode: how long a click may wait in a worker's open segment
 SUPERVISE_SECONDS = 2.0  # process mode: how often a worker checks that an ingester runs
 RULES_SECONDS = 30.0
 RETRY_SECONDS = 2.0

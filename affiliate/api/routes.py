@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import json
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from affiliate.services.conversions import (
     ConversionRequest,
     Recorded,
     RefundRequest,
+    await_click,
     prepare_conversion,
     record_refund,
     store_conversion,
@@ -91,6 +93,7 @@ def conversions():
     with reading(db.session):
         key, body = _signed_json()
         report = _conversion_request(body)
+        await_click(db.session, report.click_id, clock=utcnow, sleep=time.sleep)
         program = db.session.get(Program, key.program_id)
         try:
             prepared = prepare_conversion(db.session, program, report, now=g.api_now)

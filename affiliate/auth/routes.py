@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import confirm_login, current_user, logout_user
 
@@ -20,6 +22,7 @@ from affiliate.auth.sessions import (
 from affiliate.extensions import db, login_manager
 from affiliate.models import Role, User, utcnow
 from affiliate.services import accounts
+from affiliate.services.conversions import await_click
 from affiliate.services.signups import Signup, find_referrer, sign_up, signup_program
 from affiliate.urls import safe_next
 
@@ -49,6 +52,7 @@ def signup():
     program_id = request.args.get("program", type=int)
     click_id = _click_id(program_id)
     if form.validate_on_submit():
+        await_click(db.session, click_id, clock=utcnow, sleep=time.sleep)
         details = Signup(
             name=form.name.data,
             email=form.email.data,

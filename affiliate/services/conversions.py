@@ -12,6 +12,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,6 +20,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from affiliate.ids import issued_at
 from affiliate.models import (
     Click,
     CommissionPlan,
@@ -34,6 +36,8 @@ from affiliate.services.screening import screen
 
 MAX_AMOUNT_CENTS = 10**11  # a billion in the major unit: far above any real order, far below overflow
 CLOCK_SKEW = timedelta(seconds=300)  # a merchant's clock may run this far ahead of ours
+# The redirector answers once a click is in its click log; its row reaches the database a moment later.
+CLICK_PATIENCE = timedelta(seconds=3)  # how long a conversion naming a click issued moments ago waits for it
 CANDIDATES_PER_KEY = 50
 OTHER_PARTNER = "Another partner's click."  # clicks loaded per visitor or device, newest first
 
@@ -95,6 +99,25 @@ def request_hash(payload: dict) -> str:
     """A digest of what was reported, independent of key order and spacing."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def click_in_flight(session: Session, click_id: str | None, *, now: datetime) -> bool:
+    """Whether ``click_id`` was issued moments ago and its row is not in the database yet."""
+    issued = issued_at(click_id) if click_id else None
+    if issued is None or not now - CLICK_PATIENCE * 2 <= issued <= now + timedelta(seconds=1):
+        return False
+    return session.scalar(select(Click.id).where(Click.click_id == click_id)) is None
+
+
+def await_click(
+    session: Session, click_id: str | None, *, clock: Callable[[], datetime], sleep: Callable[[float], None]
+) -> None:
+    """Give a click issued moments ago the second or so the redirector takes to store it, so a fast
+    conversion is still attributed to it; a click id that is old, malformed or unknown waits not at all."""
+    started = clock()
+    while click_in_flight(session, click_id, now=clock()) and clock() - started < CLICK_PATIENCE:
+        session.rollback()  # the next look starts a fresh read, which sees the ingester's commit
+        sleep(0.1)
 
 
 def record_conversion(session: Session, program: Program, report: ConversionRequest, *, now: datetime) -> Recorded:
@@ -384,6 +407,8 @@ __all__ = [
     "Recorded",
     "RefundRequest",
     "attribution_of",
+    "await_click",
+    "click_in_flight",
     "find_binding",
     "load_touches",
     "prepare_conversion",

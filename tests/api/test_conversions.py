@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from affiliate.extensions import db
+from affiliate.ids import new_id
 from affiliate.models import ApiKey, Conversion, utcnow
 from affiliate.services.api_keys import retire_previous_secret, revoke_key, rotate_secret
+from affiliate.services.conversions import await_click, click_in_flight
 from tests.api.helpers import click, make_merchant, world
 from tests.factories import Auth, Visitor, make_admin
 
@@ -308,3 +310,15 @@ def test_trace_page_for_staff_and_for_the_credited_affiliate_only(app, redirecto
     bob = app.test_client()
     Auth(bob).login(people["bob"].email)
     assert bob.get(f"/partner/conversions/{conversion_id}").status_code == 404
+
+
+def test_a_sale_seconds_after_its_click_waits_for_the_click_to_be_stored(app):
+    """The redirector answers once a click is logged; its row arrives a moment later, and the sale waits for it."""
+    fresh, old = new_id(), "01M0000000" + "a" * 22
+    with app.app_context():
+        assert click_in_flight(db.session, fresh, now=utcnow())
+        assert not click_in_flight(db.session, old, now=utcnow()), "an old or unknown id waits not at all"
+        assert not click_in_flight(db.session, None, now=utcnow())
+        start, naps = utcnow(), []
+        await_click(db.session, fresh, clock=lambda: start + timedelta(seconds=sum(naps)), sleep=naps.append)
+        assert 2.9 <= sum(naps) <= 3.1, "at most CLICK_PATIENCE (3 s) for a click that never comes"
