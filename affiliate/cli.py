@@ -10,11 +10,12 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
+from affiliate.database import reading
 from affiliate.demo import record_demo_conversions, send_demo_clicks
 from affiliate.extensions import db
 from affiliate.models import Click, CommissionPlan, Conversion, Link, Program, Role, User, UserStatus, utcnow
 from affiliate.models.programs import AttributionModel, ProgramStatus
-from affiliate.services import accounts, accrual, ledger
+from affiliate.services import accounts, accrual, ledger, rollups
 from affiliate.services.links import LinkRequest, create_link
 from affiliate.services.programs import ProgramSettings, save_program
 from redirector import Redirector
@@ -29,6 +30,7 @@ DEMO_USERS = (
     ("Carol Coupons", "carol@demo.clicktrail.test", Role.AFFILIATE, UserStatus.PENDING),
 )
 DEMO_CLICKS = 2500
+ROLLUP_PROBLEMS_SHOWN = 20
 DEMO_PLAN_BPS = 1000  # 10% of each sale
 DEMO_SECOND_TIER_BPS = 500
 DEMO_LINKS = (
@@ -217,4 +219,53 @@ def approve_due(days_ahead: int) -> None:
     click.echo(f"Approved {approved} commissions.")
 
 
-commands = (create_user, seed_demo, ingest_clicks, ledger_check, accrue_commissions, approve_due)
+@click.command("rollup")
+@click.option("--rebuild", is_flag=True, help="Recompute the click rollups from raw clicks.")
+@click.option("--check", is_flag=True, help="Compare the click rollups with raw clicks; exit 1 if they differ.")
+@with_appcontext
+def rollup(rebuild: bool, check: bool) -> None:
+    """Rebuild or check the click rollups that reports read (days whose raw clicks were purged keep theirs)."""
+    if not (rebuild or check):
+        raise click.UsageError("Say what to do: --rebuild, --check, or both.")
+    if rebuild:
+        _rebuild_rollups()
+    if check:
+        with reading(db.session):
+            problems = rollups.differences(db.session)
+        for key, have, want in problems[:ROLLUP_PROBLEMS_SHOWN]:
+            dimension, day, affiliate_id, program_id, value = key
+            click.echo(f"DIFFERS {day} affiliate {affiliate_id} program {program_id} {dimension}={value!r}: "
+                       f"stored {have or [0, 0, 0]}, raw clicks give {want or [0, 0, 0]}", err=True)  # fmt: skip
+        if problems:
+            click.echo(f"{len(problems)} rollup rows differ from raw clicks; run rollup --rebuild.", err=True)
+            raise SystemExit(1)
+        click.echo("Click rollups agree with raw clicks.")
+
+
+def _rebuild_rollups() -> None:
+    try:
+        job = rollups.start_rebuild(db.session, now=utcnow())
+    except rollups.MaintenanceBusy as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    try:
+        total = db.session.scalar(select(func.count()).select_from(Click).where(Click.id <= job.last_id))
+        db.session.commit()
+        after = 0
+        with click.progressbar(length=total, label="Rebuilding click rollups") as bar:
+            while True:
+                after, read = rollups.rebuild_chunk(db.session, job, after, now=utcnow())
+                db.session.commit()
+                if not read:
+                    break
+                bar.update(read)
+    finally:
+        db.session.rollback()
+        rollups.finish_rebuild(db.session, job)
+        db.session.commit()
+    kept = f" (days from {job.since}; earlier days' raw clicks were purged, so they kept their rollups)"
+    click.echo(f"Rebuilt the click rollups from {total} clicks{kept if job.since else ''}.")
+
+
+commands = (create_user, seed_demo, ingest_clicks, ledger_check, accrue_commissions, approve_due, rollup)

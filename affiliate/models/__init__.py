@@ -30,6 +30,7 @@ from affiliate.models.programs import (
     Program,
     ProgramStatus,
 )
+from affiliate.models.rollups import ClickRollup, RollupState
 from affiliate.models.tracking import Click, Link, Referral
 from affiliate.models.types import UTCDateTime, utcnow
 
@@ -40,6 +41,7 @@ __all__ = [
     "AuditLog",
     "BatchStatus",
     "Click",
+    "ClickRollup",
     "Commission",
     "CommissionPlan",
     "CommissionStatus",
@@ -60,6 +62,7 @@ __all__ = [
     "ProgramStatus",
     "Referral",
     "Role",
+    "RollupState",
     "UTCDateTime",
     "User",
     "UserSession",
