@@ -220,26 +220,33 @@ def approve_due(days_ahead: int) -> None:
 
 
 @click.command("rollup")
-@click.option("--rebuild", is_flag=True, help="Recompute the click rollups from raw clicks.")
-@click.option("--check", is_flag=True, help="Compare the click rollups with raw clicks; exit 1 if they differ.")
+@click.option("--rebuild", is_flag=True, help="Recompute the rollups from raw clicks, conversions and commissions.")
+@click.option("--check", is_flag=True, help="Compare the rollups with what they sum up; exit 1 if any differ.")
 @with_appcontext
 def rollup(rebuild: bool, check: bool) -> None:
-    """Rebuild or check the click rollups that reports read (days whose raw clicks were purged keep theirs)."""
+    """Rebuild or check the rollups reports read (days whose raw clicks were purged keep their click rollups)."""
     if not (rebuild or check):
         raise click.UsageError("Say what to do: --rebuild, --check, or both.")
     if rebuild:
         _rebuild_rollups()
+        rollups.rebuild_money(db.session)
+        db.session.commit()
+        click.echo("Rebuilt the conversion and commission rollups.")
     if check:
         with reading(db.session):
-            problems = rollups.differences(db.session)
-        for key, have, want in problems[:ROLLUP_PROBLEMS_SHOWN]:
-            dimension, day, affiliate_id, program_id, value = key
-            click.echo(f"DIFFERS {day} affiliate {affiliate_id} program {program_id} {dimension}={value!r}: "
-                       f"stored {have or [0, 0, 0]}, raw clicks give {want or [0, 0, 0]}", err=True)  # fmt: skip
+            problems = [
+                f"click_rollups {day} affiliate {affiliate_id} program {program_id} {dimension}={value!r}: "
+                f"stored {have or [0, 0, 0]}, raw clicks give {want or [0, 0, 0]}"
+                for (dimension, day, affiliate_id, program_id, value), have, want in rollups.differences(db.session)
+            ]
+            problems += [f"{table} {key}: stored {have}, recomputed {want}"
+                         for table, key, have, want in rollups.money_differences(db.session)]  # fmt: skip
+        for problem in problems[:ROLLUP_PROBLEMS_SHOWN]:
+            click.echo(f"DIFFERS {problem}", err=True)
         if problems:
-            click.echo(f"{len(problems)} rollup rows differ from raw clicks; run rollup --rebuild.", err=True)
+            click.echo(f"{len(problems)} rollup rows differ from what they sum up; run rollup --rebuild.", err=True)
             raise SystemExit(1)
-        click.echo("Click rollups agree with raw clicks.")
+        click.echo("Rollups agree with raw clicks, conversions and commissions.")
 
 
 def _rebuild_rollups() -> None:

@@ -30,7 +30,7 @@ from affiliate.models.programs import (
     Program,
     ProgramStatus,
 )
-from affiliate.models.rollups import ClickRollup, RollupState
+from affiliate.models.rollups import ClickRollup, CommissionRollup, ConversionRollup, RollupState
 from affiliate.models.tracking import Click, Link, Referral
 from affiliate.models.types import UTCDateTime, utcnow
 
@@ -44,9 +44,11 @@ __all__ = [
     "ClickRollup",
     "Commission",
     "CommissionPlan",
+    "CommissionRollup",
     "CommissionStatus",
     "CommissionTier",
     "Conversion",
+    "ConversionRollup",
     "ConversionStatus",
     "ConversionType",
     "FraudRule",

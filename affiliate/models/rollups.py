@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from affiliate.extensions import db
@@ -51,3 +51,42 @@ class RollupState(db.Model):
     purged_before: Mapped[date | None] = mapped_column(Date)
     lease_holder: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConversionRollup(db.Model):
+    """Attributed conversions per UTC day (of ``occurred_at``), affiliate, program, type, status and currency.
+
+    Kept by database triggers on conversions (migration 0005), so every change, whichever code
+    makes it, is counted in its own transaction. A refund is filed under its sale's status, so
+    the refund of a sale that review rejected can be left out with the sale. The overviews read
+    these; breakdowns by a click's dimension read the conversions themselves.
+    """
+
+    __tablename__ = "conversion_rollups"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    affiliate_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    program_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    conversion_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CommissionRollup(db.Model):
+    """Commission amounts per UTC day of their conversion, affiliate, program, status, currency and ``own``.
+
+    ``own``: the commission is the converting affiliate's (not a second tier for their recruiter,
+    nor a friend's welcome reward). Kept by database triggers on commissions and conversions.
+    """
+
+    __tablename__ = "commission_rollups"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    affiliate_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    program_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    own: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger, default=0)
