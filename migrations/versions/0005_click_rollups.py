@@ -96,7 +96,7 @@ def _backfill(dialect: str) -> list[str]:
 
 def _sqlite_triggers() -> list[str]:
     # A batch migration that recreates conversions or commissions on SQLite drops these:
-    # tests/test_database.py checks they exist, and `flask rollup --check` compares the rollups.
+    # tests/reports/test_money_rollups.py checks they exist; `flask rollup --check` compares the rollups.
     d = "sqlite"
     return [
         f"CREATE TRIGGER conversions_rollup_insert AFTER INSERT ON conversions BEGIN {_conversion(d, 'NEW', '1')}; END",

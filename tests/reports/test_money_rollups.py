@@ -148,3 +148,17 @@ def test_a_refund_is_filed_under_its_sale_status(app):
                    ConversionRollup.amount_cents).where(ConversionRollup.conversion_count != 0)
         ).all()  # fmt: skip
     assert sorted(rows) == [("refund", "rejected", 1, 2000), ("sale", "rejected", 1, 5000)]
+
+
+def test_the_triggers_exist(app):
+    """A batch migration that recreates conversions or commissions on SQLite would drop them silently."""
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            found = set(db.session.scalars(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")))
+            expected = {f"conversions_rollup_{event}" for event in ("insert", "update", "refunds", "commissions",
+                                                                    "delete")}  # fmt: skip
+            expected |= {f"commissions_rollup_{event}" for event in ("insert", "update", "delete")}
+        else:
+            found = set(db.session.scalars(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")))
+            expected = {"conversions_rollup", "commissions_rollup"}
+    assert expected <= found
