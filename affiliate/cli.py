@@ -15,7 +15,7 @@ from affiliate.demo import record_demo_conversions, send_demo_clicks
 from affiliate.extensions import db
 from affiliate.models import Click, CommissionPlan, Conversion, Link, Program, Role, User, UserStatus, utcnow
 from affiliate.models.programs import AttributionModel, ProgramStatus
-from affiliate.services import accounts, accrual, ledger, rollups
+from affiliate.services import accounts, accrual, ledger, retention, rollups
 from affiliate.services.links import LinkRequest, create_link
 from affiliate.services.programs import ProgramSettings, save_program
 from redirector import Redirector
@@ -275,4 +275,71 @@ def _rebuild_rollups() -> None:
     click.echo(f"Rebuilt the click rollups from {total} clicks{kept if job.since else ''}.")
 
 
-commands = (create_user, seed_demo, ingest_clicks, ledger_check, accrue_commissions, approve_due, rollup)
+@click.command("purge-clicks")
+@click.option("--dry-run", is_flag=True, help="Count what would change, and change nothing.")
+@with_appcontext
+def purge_clicks(dry_run: bool) -> None:
+    """Blur old IPs and user agents and delete old raw clicks, as CLICK_*_DAYS say; rollups and money's clicks stay."""
+    config = current_app.config
+    policy = retention.Policy(
+        retention_days=config["CLICK_RETENTION_DAYS"],
+        ip_days=config["CLICK_IP_DAYS"],
+        ip_mode=config["CLICK_IP_MODE"],
+        user_agent_days=config["CLICK_USER_AGENT_DAYS"],
+        user_agent_mode=config["CLICK_USER_AGENT_MODE"],
+    )
+    if not policy.anything:
+        click.echo("Nothing to do: CLICK_RETENTION_DAYS, CLICK_IP_DAYS and CLICK_USER_AGENT_DAYS are all 0 (keep).")
+        return
+    now = utcnow()
+    limits = retention.cutoffs(db.session, policy, now=now)
+    low, high = retention.id_range(db.session)
+    db.session.commit()
+    if limits.purge_before and policy.retention_days < limits.floor_days:
+        click.echo(f"Raw clicks are kept {limits.floor_days} days, not {policy.retention_days}: a program's "
+                   "attribution window (or fraud screening's history) still needs them.")  # fmt: skip
+    token = None
+    if limits.purge_before and not dry_run:
+        try:
+            token = rollups.take_lease(db.session, now=now)
+        except rollups.MaintenanceBusy as error:
+            db.session.rollback()
+            raise click.ClickException(str(error)) from None
+        retention.mark_purged(db.session, limits.purge_before)
+        db.session.commit()
+    counts = retention.Counts()
+    try:
+        with click.progressbar(range(low, high + 1, retention.WINDOW), label="Going through raw clicks") as windows:
+            for start in windows:
+                counts.add(retention.apply_window(db.session, policy, limits, start, start + retention.WINDOW - 1,
+                                                  dry_run=dry_run))  # fmt: skip
+                if token:
+                    rollups.renew_lease(db.session, token, now=utcnow())
+                if dry_run:
+                    db.session.rollback()
+                else:
+                    db.session.commit()
+    finally:
+        db.session.rollback()
+        if token:
+            rollups.release_lease(db.session, token)
+            db.session.commit()
+    done = {"delete": "Deleted", "truncate": "Truncated", "drop": "Dropped"}
+
+    def did(action: str) -> str:
+        return f"Would {action}" if dry_run else done[action]
+
+    if limits.purge_before:
+        click.echo(f"{did('delete')} {counts.deleted} raw clicks from before {limits.purge_before.date()} (UTC); "
+                   f"{counts.kept} kept, as conversions or referrals point at them.")  # fmt: skip
+    if limits.ip_before:
+        click.echo(f"{did(policy.ip_mode)} {counts.ips} IP addresses of clicks before "
+                   f"{limits.ip_before:%Y-%m-%d %H:%M} UTC.")  # fmt: skip
+    if limits.user_agent_before:
+        click.echo(f"{did(policy.user_agent_mode)} {counts.user_agents} user agents of clicks before "
+                   f"{limits.user_agent_before:%Y-%m-%d %H:%M} UTC.")  # fmt: skip
+    if not dry_run:
+        click.echo("Rollups are untouched: reports keep every day's counts.")
+
+
+commands = (create_user, seed_demo, ingest_clicks, ledger_check, accrue_commissions, approve_due, rollup, purge_clicks)
