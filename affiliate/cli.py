@@ -13,7 +13,18 @@ from sqlalchemy import func, select
 from affiliate.database import reading
 from affiliate.demo import record_demo_conversions, send_demo_clicks
 from affiliate.extensions import db
-from affiliate.models import Click, CommissionPlan, Conversion, Link, Program, Role, User, UserStatus, utcnow
+from affiliate.models import (
+    Click,
+    ClickRollup,
+    CommissionPlan,
+    Conversion,
+    Link,
+    Program,
+    Role,
+    User,
+    UserStatus,
+    utcnow,
+)
 from affiliate.models.programs import AttributionModel, ProgramStatus
 from affiliate.services import accounts, accrual, ledger, retention, rollups
 from affiliate.services.links import LinkRequest, create_link
@@ -95,6 +106,7 @@ def seed_demo(if_empty: bool) -> None:
     """Create demo staff, affiliates, a program, links and clicks; running it again changes nothing."""
     if if_empty and db.session.scalar(select(func.count()).select_from(User)):
         if db.session.scalar(select(User.id).where(User.email == DEMO_USERS[0][1])) is not None:
+            _ensure_click_rollups()
             _print_demo_logins()
         else:
             click.echo("Database already has users; demo data not seeded.")
@@ -132,8 +144,10 @@ def seed_demo(if_empty: bool) -> None:
         codes = list(db.session.scalars(select(Link.code).order_by(Link.id)))
         db.session.commit()  # end our transaction: on SQLite it holds the write lock the redirector needs
         config = dict(current_app.config)
+        # Through the real redirector and ingester, so the click rollups the reports read fill as they would live.
         landed = send_demo_clicks(lambda clock: Redirector(config, clock=clock), codes, DEMO_CLICKS, now)
         click.echo(f"Sent {landed} demo clicks through the redirector.")
+    _ensure_click_rollups()
     if db.session.scalar(select(func.count()).select_from(Conversion)) == 0:
         plan = db.session.scalar(select(CommissionPlan).where(CommissionPlan.program_id == program.id))
         plan.percent_bps, plan.second_tier_bps = DEMO_PLAN_BPS, DEMO_SECOND_TIER_BPS
@@ -149,7 +163,16 @@ def seed_demo(if_empty: bool) -> None:
         click.echo(
             f"Accrued {accrued} commissions at {DEMO_PLAN_BPS // 100}% of each sale; {approved} are past the hold."
         )
+    click.echo("Reports: /partner/reports/ (affiliates), /admin/reports/ (admin and finance).")
     _print_demo_logins()
+
+
+def _ensure_click_rollups() -> None:
+    """Count clicks stored before the click rollups existed (a demo seeded by an older version) for the reports."""
+    if db.session.scalar(select(ClickRollup.day).limit(1)) is None and db.session.scalar(select(Click.id).limit(1)):
+        db.session.commit()
+        _rebuild_rollups()
+    db.session.commit()
 
 
 def _print_demo_logins() -> None:
