@@ -111,6 +111,14 @@ class Config:
     # hold (affiliate/jobs.py); 0 leaves them to `flask accrue-commissions` and `flask approve-due`.
     MONEY_JOBS_SECONDS = env_int("MONEY_JOBS_SECONDS", 30)
 
+    # Data retention, applied by `flask purge-clicks` (affiliate/services/retention.py); 0 keeps forever.
+    # Rollups and clicks that conversions or referrals point at are always kept.
+    CLICK_RETENTION_DAYS = env_int("CLICK_RETENTION_DAYS", 0)
+    CLICK_IP_DAYS = env_int("CLICK_IP_DAYS", 0)
+    CLICK_IP_MODE = env_str("CLICK_IP_MODE", "truncate")  # truncate (to the /24 or /48 network) or drop
+    CLICK_USER_AGENT_DAYS = env_int("CLICK_USER_AGENT_DAYS", 0)
+    CLICK_USER_AGENT_MODE = env_str("CLICK_USER_AGENT_MODE", "truncate")  # truncate (product token) or drop
+
     @classmethod
     def init_app(cls, app) -> None:
         """Fill in settings that depend on the app's instance folder."""
@@ -128,6 +136,12 @@ class Config:
         ingester = config.get("CLICK_INGESTER")
         if ingester not in ("process", "thread"):
             raise SystemExit(f"clicktrail: CLICK_INGESTER must be process or thread, got {ingester!r}")
+        for name in ("CLICK_IP_MODE", "CLICK_USER_AGENT_MODE"):
+            if config.get(name, "truncate") not in ("truncate", "drop"):
+                raise SystemExit(f"clicktrail: {name} must be truncate or drop, got {config.get(name)!r}")
+        for name in ("CLICK_RETENTION_DAYS", "CLICK_IP_DAYS", "CLICK_USER_AGENT_DAYS"):
+            if config.get(name, 0) < 0:
+                raise SystemExit(f"clicktrail: {name} must be 0 (keep) or a number of days, got {config.get(name)}")
 
     @classmethod
     def as_dict(cls) -> dict:

@@ -91,6 +91,8 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.member.routes import bp as member_bp
     from affiliate.partner.earnings import bp as earnings_bp
     from affiliate.partner.routes import bp as partner_bp
+    from affiliate.reports.routes import partner as partner_reports_bp
+    from affiliate.reports.routes import staff as staff_reports_bp
     from affiliate.review.commissions import bp as finance_commissions_bp
     from affiliate.review.routes import review as review_bp
     from affiliate.review.routes import rules as fraud_rules_bp
@@ -98,7 +100,7 @@ def register_blueprints(app: Flask) -> None:
     blueprints = (
         *(main_bp, auth_bp, account_bp, member_bp, partner_bp, links_bp, partner_conversions_bp, earnings_bp),
         *(admin_bp, affiliates_bp, programs_bp, api_keys_bp, fraud_rules_bp, conversions_bp, review_bp),
-        *(finance_commissions_bp, payouts_bp, finance_audit_bp, api_bp),
+        *(finance_commissions_bp, payouts_bp, finance_audit_bp, api_bp, partner_reports_bp, staff_reports_bp),
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -10,12 +10,24 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
+from affiliate.database import reading
 from affiliate.demo import record_demo_conversions, send_demo_clicks
 from affiliate.extensions import db
 from affiliate.jobs import accrue_all
-from affiliate.models import Click, CommissionPlan, Conversion, Link, Program, Role, User, UserStatus, utcnow
+from affiliate.models import (
+    Click,
+    ClickRollup,
+    CommissionPlan,
+    Conversion,
+    Link,
+    Program,
+    Role,
+    User,
+    UserStatus,
+    utcnow,
+)
 from affiliate.models.programs import AttributionModel, ProgramStatus
-from affiliate.services import accounts, accrual, ledger
+from affiliate.services import accounts, accrual, ledger, retention, rollups
 from affiliate.services.links import LinkRequest, create_link
 from affiliate.services.programs import ProgramSettings, save_program
 from redirector import Redirector
@@ -30,6 +42,7 @@ DEMO_USERS = (
     ("Carol Coupons", "carol@demo.clicktrail.test", Role.AFFILIATE, UserStatus.PENDING),
 )
 DEMO_CLICKS = 2500
+ROLLUP_PROBLEMS_SHOWN = 20
 DEMO_PLAN_BPS = 1000  # 10% of each sale
 DEMO_SECOND_TIER_BPS = 500
 DEMO_LINKS = (
@@ -94,6 +107,7 @@ def seed_demo(if_empty: bool) -> None:
     """Create demo staff, affiliates, a program, links and clicks; running it again changes nothing."""
     if if_empty and db.session.scalar(select(func.count()).select_from(User)):
         if db.session.scalar(select(User.id).where(User.email == DEMO_USERS[0][1])) is not None:
+            _ensure_click_rollups()
             _print_demo_logins()
         else:
             click.echo("Database already has users; demo data not seeded.")
@@ -131,8 +145,10 @@ def seed_demo(if_empty: bool) -> None:
         codes = list(db.session.scalars(select(Link.code).order_by(Link.id)))
         db.session.commit()  # end our transaction: on SQLite it holds the write lock the redirector needs
         config = dict(current_app.config)
+        # Through the real redirector and ingester, so the click rollups the reports read fill as they would live.
         landed = send_demo_clicks(lambda clock: Redirector(config, clock=clock), codes, DEMO_CLICKS, now)
         click.echo(f"Sent {landed} demo clicks through the redirector.")
+    _ensure_click_rollups()
     if db.session.scalar(select(func.count()).select_from(Conversion)) == 0:
         plan = db.session.scalar(select(CommissionPlan).where(CommissionPlan.program_id == program.id))
         plan.percent_bps, plan.second_tier_bps = DEMO_PLAN_BPS, DEMO_SECOND_TIER_BPS
@@ -146,7 +162,16 @@ def seed_demo(if_empty: bool) -> None:
         click.echo(
             f"Accrued {accrued} commissions at {DEMO_PLAN_BPS // 100}% of each sale; {approved} are past the hold."
         )
+    click.echo("Reports: /partner/reports/ (affiliates), /admin/reports/ (admin and finance).")
     _print_demo_logins()
+
+
+def _ensure_click_rollups() -> None:
+    """Count clicks stored before the click rollups existed (a demo seeded by an older version) for the reports."""
+    if db.session.scalar(select(ClickRollup.day).limit(1)) is None and db.session.scalar(select(Click.id).limit(1)):
+        db.session.commit()
+        _rebuild_rollups()
+    db.session.commit()
 
 
 def _print_demo_logins() -> None:
@@ -205,4 +230,127 @@ def approve_due(days_ahead: int) -> None:
     click.echo(f"Approved {approved} commissions.")
 
 
-commands = (create_user, seed_demo, ingest_clicks, ledger_check, accrue_commissions, approve_due)
+@click.command("rollup")
+@click.option("--rebuild", is_flag=True, help="Recompute the rollups from raw clicks, conversions and commissions.")
+@click.option("--check", is_flag=True, help="Compare the rollups with what they sum up; exit 1 if any differ.")
+@with_appcontext
+def rollup(rebuild: bool, check: bool) -> None:
+    """Rebuild or check the rollups reports read (days whose raw clicks were purged keep their click rollups)."""
+    if not (rebuild or check):
+        raise click.UsageError("Say what to do: --rebuild, --check, or both.")
+    if rebuild:
+        _rebuild_rollups()
+        rollups.rebuild_money(db.session)
+        db.session.commit()
+        click.echo("Rebuilt the conversion and commission rollups.")
+    if check:
+        with reading(db.session):
+            problems = [
+                f"click_rollups {day} affiliate {affiliate_id} program {program_id} {dimension}={value!r}: "
+                f"stored {have or [0, 0, 0]}, raw clicks give {want or [0, 0, 0]}"
+                for (dimension, day, affiliate_id, program_id, value), have, want in rollups.differences(db.session)
+            ]
+            problems += [f"{table} {key}: stored {have}, recomputed {want}"
+                         for table, key, have, want in rollups.money_differences(db.session)]  # fmt: skip
+        for problem in problems[:ROLLUP_PROBLEMS_SHOWN]:
+            click.echo(f"DIFFERS {problem}", err=True)
+        if problems:
+            click.echo(f"{len(problems)} rollup rows differ from what they sum up; run rollup --rebuild.", err=True)
+            raise SystemExit(1)
+        click.echo("Rollups agree with raw clicks, conversions and commissions.")
+
+
+def _rebuild_rollups() -> None:
+    try:
+        job = rollups.start_rebuild(db.session, now=utcnow())
+    except rollups.MaintenanceBusy as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    try:
+        total = db.session.scalar(select(func.count()).select_from(Click).where(Click.id <= job.last_id))
+        db.session.commit()
+        after = 0
+        with click.progressbar(length=total, label="Rebuilding click rollups") as bar:
+            while True:
+                after, read = rollups.rebuild_chunk(db.session, job, after, now=utcnow())
+                db.session.commit()
+                if not read:
+                    break
+                bar.update(read)
+    finally:
+        db.session.rollback()
+        rollups.finish_rebuild(db.session, job)
+        db.session.commit()
+    kept = f" (days from {job.since}; earlier days' raw clicks were purged, so they kept their rollups)"
+    click.echo(f"Rebuilt the click rollups from {total} clicks{kept if job.since else ''}.")
+
+
+@click.command("purge-clicks")
+@click.option("--dry-run", is_flag=True, help="Count what would change, and change nothing.")
+@with_appcontext
+def purge_clicks(dry_run: bool) -> None:
+    """Blur old IPs and user agents and delete old raw clicks, as CLICK_*_DAYS say; rollups and money's clicks stay."""
+    config = current_app.config
+    policy = retention.Policy(
+        retention_days=config["CLICK_RETENTION_DAYS"],
+        ip_days=config["CLICK_IP_DAYS"],
+        ip_mode=config["CLICK_IP_MODE"],
+        user_agent_days=config["CLICK_USER_AGENT_DAYS"],
+        user_agent_mode=config["CLICK_USER_AGENT_MODE"],
+    )
+    if not policy.anything:
+        click.echo("Nothing to do: CLICK_RETENTION_DAYS, CLICK_IP_DAYS and CLICK_USER_AGENT_DAYS are all 0 (keep).")
+        return
+    now = utcnow()
+    limits = retention.cutoffs(db.session, policy, now=now)
+    low, high = retention.id_range(db.session)
+    db.session.commit()
+    if limits.purge_before and policy.retention_days < limits.floor_days:
+        click.echo(f"Raw clicks are kept {limits.floor_days} days, not {policy.retention_days}: a program's "
+                   "attribution window (or fraud screening's history) still needs them.")  # fmt: skip
+    token = None
+    if limits.purge_before and not dry_run:
+        try:
+            token = rollups.take_lease(db.session, now=now)
+        except rollups.MaintenanceBusy as error:
+            db.session.rollback()
+            raise click.ClickException(str(error)) from None
+        retention.mark_purged(db.session, limits.purge_before)
+        db.session.commit()
+    counts = retention.Counts()
+    try:
+        with click.progressbar(range(low, high + 1, retention.WINDOW), label="Going through raw clicks") as windows:
+            for start in windows:
+                counts.add(retention.apply_window(db.session, policy, limits, start, start + retention.WINDOW - 1,
+                                                  dry_run=dry_run))  # fmt: skip
+                if token:
+                    rollups.renew_lease(db.session, token, now=utcnow())
+                if dry_run:
+                    db.session.rollback()
+                else:
+                    db.session.commit()
+    finally:
+        db.session.rollback()
+        if token:
+            rollups.release_lease(db.session, token)
+            db.session.commit()
+    done = {"delete": "Deleted", "truncate": "Truncated", "drop": "Dropped"}
+
+    def did(action: str) -> str:
+        return f"Would {action}" if dry_run else done[action]
+
+    if limits.purge_before:
+        click.echo(f"{did('delete')} {counts.deleted} raw clicks from before {limits.purge_before.date()} (UTC); "
+                   f"{counts.kept} kept, as conversions or referrals point at them.")  # fmt: skip
+    if limits.ip_before:
+        click.echo(f"{did(policy.ip_mode)} {counts.ips} IP addresses of clicks before "
+                   f"{limits.ip_before:%Y-%m-%d %H:%M} UTC.")  # fmt: skip
+    if limits.user_agent_before:
+        click.echo(f"{did(policy.user_agent_mode)} {counts.user_agents} user agents of clicks before "
+                   f"{limits.user_agent_before:%Y-%m-%d %H:%M} UTC.")  # fmt: skip
+    if not dry_run:
+        click.echo("Rollups are untouched: reports keep every day's counts.")
+
+
+commands = (create_user, seed_demo, ingest_clicks, ledger_check, accrue_commissions, approve_due, rollup, purge_clicks)

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from affiliate.models import Click
+from affiliate.services import rollups
 from affiliate.services.fraud import (
     DEFAULT_RULES,
     Action,
@@ -316,7 +317,7 @@ class _LoopQueue:
 
 
 class Store:
-    """Raw, batched SQL for the hot path: one uniqueness query and one executemany per batch."""
+    """Raw, batched SQL for the hot path: a few grouped queries and two executemanys per batch."""
 
     def __init__(self, engine: Engine, unique_window: timedelta) -> None:
         self.engine = engine
@@ -335,16 +336,26 @@ class Store:
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds") if self.sqlite else value
 
     def insert(self, clicks: list[dict]) -> None:
-        """Insert clicks, skipping any already stored (a log replayed after a crash)."""
+        """Insert clicks and add them to the rollups, skipping any already stored (a log replayed after a crash).
+
+        The rollups are updated in the same transaction as the clicks, so they agree even after
+        a crash. A replayed click must not be counted twice, so the batch's click ids already in
+        the table are found first, and only the others are judged, inserted and counted. No
+        other transaction stores the same click meanwhile: a click is in one log segment, and a
+        segment is stored by whoever holds its exclusive lock (redirector/clicklog.py).
+        """
         if not clicks:
             return
-        first = min(click["clicked_at"] for click in clicks)
-        times = (
-            self._time(first - max(self.unique_window, timedelta(hours=1))),
-            self._time(first - timedelta(hours=1)),
-            self._time(first - timedelta(minutes=1)),
-        )
         with self.engine.begin() as conn:
+            clicks = self._unstored(conn, clicks)
+            if not clicks:
+                return
+            first = min(click["clicked_at"] for click in clicks)
+            times = (
+                self._time(first - max(self.unique_window, timedelta(hours=1))),
+                self._time(first - timedelta(hours=1)),
+                self._time(first - timedelta(minutes=1)),
+            )
             recent = {
                 column: self._recent(conn, clicks, column, times) for column in ("visitor_id", "fingerprint", "ip")
             }
@@ -355,6 +366,23 @@ class Store:
                 for click in clicks
             ]
             conn.exec_driver_sql(self.insert_sql, rows)
+            rollups.upsert(conn, rollups.aggregate(clicks))
+
+    def _unstored(self, conn, clicks: list[dict]) -> list[dict]:
+        """The batch without clicks already in the table, nor repeats of a click id within it."""
+        batch: dict[str, dict] = {}
+        for click in clicks:
+            batch.setdefault(click["click_id"], click)  # the first copy, as ON CONFLICT DO NOTHING would keep
+        ids = list(batch)
+        if self.sqlite:
+            # Fixed placeholders only; every value is bound. A batch is at most STORE_CHUNK (2,000) ids.
+            sql = f"SELECT click_id FROM clicks WHERE click_id IN ({', '.join(['?'] * len(ids))})"  # noqa: S608
+            stored = conn.exec_driver_sql(sql, tuple(ids)).fetchall()
+        else:
+            stored = conn.exec_driver_sql("SELECT click_id FROM clicks WHERE click_id = ANY(%s)", (ids,)).fetchall()
+        for (click_id,) in stored:
+            del batch[click_id]
+        return list(batch.values())
 
     def _recent(self, conn, clicks: list[dict], column: str, times: tuple) -> dict[tuple, tuple]:
         """For each of the batch's (link, value) pairs: the latest stored click since ``times[0]``, and how

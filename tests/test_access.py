@@ -87,6 +87,19 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "programs.index": frozenset({"admin"}),
     "programs.create": frozenset({"admin"}),
     "programs.edit": frozenset({"admin"}),
+    "reports.dashboard": frozenset({"affiliate"}),
+    "reports.breakdown": frozenset({"affiliate"}),
+    "reports.breakdown_csv": frozenset({"affiliate"}),
+    "staff_reports.overview": frozenset({"admin", "finance"}),
+    "staff_reports.program_breakdown": frozenset({"admin", "finance"}),
+    "staff_reports.program_breakdown_csv": frozenset({"admin", "finance"}),
+    "staff_reports.fraud": frozenset({"admin", "finance"}),
+    "staff_reports.fraud_csv": frozenset({"admin", "finance"}),
+    "staff_reports.payouts": frozenset({"admin", "finance"}),
+    "staff_reports.payouts_csv": frozenset({"admin", "finance"}),
+    "staff_reports.affiliate": frozenset({"admin", "finance"}),
+    "staff_reports.affiliate_breakdown": frozenset({"admin", "finance"}),
+    "staff_reports.affiliate_breakdown_csv": frozenset({"admin", "finance"}),
 }
 
 PERSONAS = ("anonymous", "member", "affiliate", "pending", "suspended", "finance", "admin")
@@ -124,7 +137,7 @@ def world(app):
         key_id, conversion_id, batch_id, payout_id = key.id, conversion.conversion.id, batch.id, batch.payouts[0].id
     ids = {"user_id": target.id, "program_id": program.id, "link_id": link.id, "filename": "css/app.css",
            "key_id": key_id, "conversion_id": conversion_id, "batch_id": batch_id, "payout_id": payout_id,
-           "export_format": "paypal"}  # fmt: skip
+           "export_format": "paypal", "dimension": "day"}  # fmt: skip
     return {"users": users, "ids": ids}
 
 

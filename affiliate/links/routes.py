@@ -20,7 +20,7 @@ bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
 def index():
     stmt = select(Link).where(Link.affiliate_id == current_user.id).order_by(Link.created_at.desc(), Link.id.desc())
     page = db.paginate(stmt, per_page=50, error_out=False)
-    counts = link_service.click_counts(db.session, [link.id for link in page.items])
+    counts = link_service.click_counts(db.session, current_user.id, [link.id for link in page.items])
     return render_template(
         "links/index.html", page=page, counts=counts, empty=link_service.ClickCounts(), form=ToggleForm()
     )

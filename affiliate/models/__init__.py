@@ -30,6 +30,7 @@ from affiliate.models.programs import (
     Program,
     ProgramStatus,
 )
+from affiliate.models.rollups import ClickRollup, CommissionRollup, ConversionRollup, RollupState
 from affiliate.models.tracking import Click, Link, Referral
 from affiliate.models.types import UTCDateTime, utcnow
 
@@ -40,11 +41,14 @@ __all__ = [
     "AuditLog",
     "BatchStatus",
     "Click",
+    "ClickRollup",
     "Commission",
     "CommissionPlan",
+    "CommissionRollup",
     "CommissionStatus",
     "CommissionTier",
     "Conversion",
+    "ConversionRollup",
     "ConversionStatus",
     "ConversionType",
     "FraudRule",
@@ -60,6 +64,7 @@ __all__ = [
     "ProgramStatus",
     "Referral",
     "Role",
+    "RollupState",
     "UTCDateTime",
     "User",
     "UserSession",

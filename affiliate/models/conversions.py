@@ -54,7 +54,7 @@ class Conversion(db.Model):
     customer_country: Mapped[str | None] = mapped_column(String(2))
     click_id: Mapped[int | None] = mapped_column(ForeignKey("clicks.id"), index=True)
     affiliate_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    refund_of_id: Mapped[int | None] = mapped_column(ForeignKey("conversions.id"))
+    refund_of_id: Mapped[int | None] = mapped_column(ForeignKey("conversions.id"), index=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     request_hash: Mapped[str | None] = mapped_column(String(64))  # same key, other payload -> 409

@@ -94,7 +94,7 @@ class Referral(db.Model):
     referrer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     referred_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
     program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id"))
-    click_id: Mapped[int | None] = mapped_column(ForeignKey("clicks.id"))
+    click_id: Mapped[int | None] = mapped_column(ForeignKey("clicks.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     referrer: Mapped[User] = relationship(foreign_keys=[referrer_id])

@@ -30,6 +30,7 @@ from affiliate.services.fraud import (
     score_conversion,
     settings_for,
 )
+from affiliate.services.traffic import human_click
 
 HISTORY_DAYS = 30
 LOGINS_SEEN = 50  # the affiliate's latest logins whose IPs and devices count as theirs
@@ -84,7 +85,7 @@ def _signals(
     clicks = session.scalar(
         select(func.count()).select_from(
             select(Click.id)
-            .where(Click.affiliate_id == affiliate.id, Click.clicked_at >= since, Click.is_bot.is_(False))
+            .where(Click.affiliate_id == affiliate.id, Click.clicked_at >= since, human_click())
             .limit(enough)
             .subquery()
         )
