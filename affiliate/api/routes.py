@@ -23,9 +23,9 @@ from affiliate.api.signing import SignatureError, verify
 from affiliate.api.strict_json import JSONError, parse_object, require_int, require_str
 from affiliate.database import reading
 from affiliate.extensions import csrf, db
-from affiliate.models import ApiKey, Conversion, ConversionType, Program, utcnow
+from affiliate.models import ApiKey, Conversion, ConversionType, utcnow
 from affiliate.money import CURRENCIES
-from affiliate.services.api_keys import find_key, signing_secrets
+from affiliate.services.api_keys import find_key, key_program, signing_secrets
 from affiliate.services.conversions import (
     MAX_AMOUNT_CENTS,
     ConversionError,
@@ -91,7 +91,7 @@ def conversions():
     with reading(db.session):
         key, body = _signed_json()
         report = _conversion_request(body)
-        program = db.session.get(Program, key.program_id)
+        program = key_program(db.session, key)
         try:
             prepared = prepare_conversion(db.session, program, report, now=g.api_now)
         except ConversionError as error:
@@ -108,7 +108,7 @@ def refunds():
     """Record a full or partial refund of a reported sale (201), once."""
     key, body = _signed_json()
     report = _refund_request(body)
-    program = db.session.get(Program, key.program_id)
+    program = key_program(db.session, key)
     try:
         recorded = record_refund(db.session, program, report, now=g.api_now)
     except ConversionError as error:
