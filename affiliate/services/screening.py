@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from sqlalchemy import Row, Select, bindparam, func, or_, select
+from sqlalchemy import Boolean, Float, Row, Select, bindparam, case, func, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from affiliate.models import (
     Click,
@@ -52,7 +54,35 @@ _LOGINS = (
 )
 # IS DISTINCT FROM: a conversion not yet stored (no id) excludes nothing.
 _OTHER_CONVERSION = _conversions.c.id.is_distinct_from(bindparam("conversion_id"))
-_RECENT = (
+
+
+class _later_than(FunctionElement):
+    """SQL for ``later - earlier > seconds`` on two UTC time columns, exact to the microsecond.
+
+    ``seconds`` must be whole (late_hours is a whole number of hours). PostgreSQL adds an
+    interval of seconds (no days, so no daylight saving). SQLite stores times as
+    'YYYY-MM-DD HH:MM:SS.ffffff' text: datetime() moves the whole seconds, the fraction is
+    carried over, and the texts compare in time order.
+    """
+
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(_later_than, "sqlite")
+def _later_than_sqlite(element, compiler, **kw) -> str:
+    later, earlier, seconds = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"{later} > datetime(substr({earlier}, 1, 19), '+' || {seconds} || ' seconds') || substr({earlier}, 20)"
+
+
+@compiles(_later_than, "postgresql")
+def _later_than_postgresql(element, compiler, **kw) -> str:
+    later, earlier, seconds = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"{later} > {earlier} + make_interval(secs => {seconds})"
+
+
+# The affiliate's latest conversions, counted in the database rather than loaded (up to 500 rows).
+_latest = (
     select(_conversions.c.occurred_at, _clicks.c.clicked_at)
     .join(_clicks, _clicks.c.id == _conversions.c.click_id)
     .where(_conversions.c.affiliate_id == bindparam("affiliate_id"),
@@ -60,7 +90,10 @@ _RECENT = (
            _conversions.c.type != ConversionType.REFUND, _OTHER_CONVERSION)
     .order_by(_conversions.c.occurred_at.desc())
     .limit(RECENT_CONVERSIONS)
+    .subquery()
 )  # fmt: skip
+_late = _later_than(_latest.c.occurred_at, _latest.c.clicked_at, bindparam("late_seconds", type_=Float()))
+_RECENT = select(func.count(), func.coalesce(func.sum(case((_late, 1), else_=0)), 0)).select_from(_latest)
 _HUMAN_CLICKS = select(func.count()).select_from(
     select(_clicks.c.id)
     .where(_clicks.c.affiliate_id == bindparam("affiliate_id"), _clicks.c.clicked_at >= bindparam("since"),
@@ -127,11 +160,13 @@ def _signals(
     since = now - timedelta(days=HISTORY_DAYS)
     logins = connection.execute(_LOGINS, of_affiliate).all()
     late_after = timedelta(hours=rules["click_spamming"].get("late_hours"))
-    recent = connection.execute(
-        _RECENT, {**of_affiliate, "program_id": conversion.program_id, "conversion_id": conversion.id}
-    ).all()
+    recent, late = connection.execute(
+        _RECENT,
+        {**of_affiliate, "program_id": conversion.program_id, "conversion_id": conversion.id,
+         "late_seconds": late_after.total_seconds()},
+    ).one()  # fmt: skip
     # Counting stops where the rate could no longer be an outlier: conversions / max_rate clicks.
-    enough = int(len(recent) / rules["conversion_rate_outlier"].get("max_rate")) + 1
+    enough = int(recent / rules["conversion_rate_outlier"].get("max_rate")) + 1
     clicks = connection.scalar(_HUMAN_CLICKS, {**of_affiliate, "since": since, "enough": enough})
     return ConversionSignals(
         customer_email=conversion.customer_email,
@@ -147,8 +182,8 @@ def _signals(
         paid_click_params=tuple(filter(None, ((click.paid_click if click else None) or "").split(","))),
         click_country=click.country if click else None,
         conversion_country=conversion.customer_country,
-        affiliate_conversions=len(recent),
-        affiliate_late_conversions=sum(1 for occurred, clicked in recent if occurred - clicked > late_after),
+        affiliate_conversions=recent,
+        affiliate_late_conversions=late,
         affiliate_clicks=clicks,
         same_device_conversions=_same_device(session, conversion, rules, now),
     )
