@@ -15,9 +15,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Row, bindparam, func, or_, select
+from sqlalchemy import Row, bindparam, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from affiliate.models import (
     Click,
@@ -93,6 +93,16 @@ _PROGRAM_PLAN = (
     .limit(1)
 )
 
+# ON CONFLICT DO NOTHING answers a key stored meanwhile with no row instead of an error, so this
+# insert needs no SAVEPOINT (SQLite >= 3.35 and PostgreSQL). Text, because the dialects'
+# insert().on_conflict_do_nothing() cannot be cached and is compiled anew on every call. The
+# names in the text are the model's own columns.
+_STORED_COLUMNS = [column for column in _conversions.columns if column.key != "id"]
+_INSERT_NEW = text(
+    f"INSERT INTO conversions ({', '.join(column.name for column in _STORED_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(':' + column.key for column in _STORED_COLUMNS)}) ON CONFLICT DO NOTHING RETURNING id"
+).bindparams(*(bindparam(column.key, type_=column.type) for column in _STORED_COLUMNS))
+
 
 class ConversionError(Exception):
     """A conversion that cannot be recorded; ``code`` is stable, the message says why."""
@@ -156,12 +166,29 @@ def request_hash(payload: dict) -> str:
 def record_conversion(session: Session, program: Program, report: ConversionRequest, *, now: datetime) -> Recorded:
     """Store a signup or sale once, attributed; a replay returns the stored one."""
     prepared = prepare_conversion(session, program, report, now=now)
-    return prepared if isinstance(prepared, Recorded) else store_conversion(session, prepared)
+    return prepared if isinstance(prepared, Recorded) else _insert(session, prepared, prepared.request_hash)
 
 
 def store_conversion(session: Session, conversion: Conversion) -> Recorded:
-    """Insert a prepared conversion, unless its key was stored meanwhile (then answer as a replay, or 409)."""
-    return _insert(session, conversion, conversion.request_hash)
+    """Insert a prepared conversion, unless its key was stored meanwhile (then answer as a replay, or 409).
+
+    A new conversion comes back detached, every column set as the row was stored: the API only
+    answers with it. (record_conversion's callers change theirs further, so it goes through the ORM.)
+    """
+    for column in _STORED_COLUMNS:
+        if getattr(conversion, column.key) is None:
+            default = column.default
+            setattr(conversion, column.key, default.arg if default is not None and default.is_scalar else None)
+    values = {column.key: getattr(conversion, column.key) for column in _STORED_COLUMNS}
+    inserted = session.connection().scalar(_INSERT_NEW, values)
+    if inserted is None:
+        stored = _find(session, conversion.program_id, conversion.order_id, conversion.type)
+        if stored is None:
+            raise RuntimeError(f"Order {conversion.order_id} conflicts with a conversion that cannot be found.")
+        return _replay(stored, conversion.request_hash)
+    conversion.id = inserted
+    make_transient_to_detached(conversion)
+    return Recorded(conversion, created=True)
 
 
 def prepare_conversion(
