@@ -176,6 +176,7 @@ def store_conversion(session: Session, conversion: Conversion) -> Recorded:
     answers with it. (record_conversion's callers change theirs further, so it goes through the ORM.)
     """
     for column in _STORED_COLUMNS:
+        # The defaults a flush would have filled in (a fraud score of 0 when not screened).
         if getattr(conversion, column.key) is None:
             default = column.default
             setattr(conversion, column.key, default.arg if default is not None and default.is_scalar else None)

@@ -56,7 +56,7 @@ _LOGINS = (
 _OTHER_CONVERSION = _conversions.c.id.is_distinct_from(bindparam("conversion_id"))
 
 
-class _later_than(FunctionElement):
+class _LaterThan(FunctionElement):
     """SQL for ``later - earlier > seconds`` on two UTC time columns, exact to the microsecond.
 
     ``seconds`` must be whole (late_hours is a whole number of hours). PostgreSQL adds an
@@ -69,13 +69,13 @@ class _later_than(FunctionElement):
     inherit_cache = True
 
 
-@compiles(_later_than, "sqlite")
+@compiles(_LaterThan, "sqlite")
 def _later_than_sqlite(element, compiler, **kw) -> str:
     later, earlier, seconds = (compiler.process(clause, **kw) for clause in element.clauses)
     return f"{later} > datetime(substr({earlier}, 1, 19), '+' || {seconds} || ' seconds') || substr({earlier}, 20)"
 
 
-@compiles(_later_than, "postgresql")
+@compiles(_LaterThan, "postgresql")
 def _later_than_postgresql(element, compiler, **kw) -> str:
     later, earlier, seconds = (compiler.process(clause, **kw) for clause in element.clauses)
     return f"{later} > {earlier} + make_interval(secs => {seconds})"
@@ -92,7 +92,7 @@ _latest = (
     .limit(RECENT_CONVERSIONS)
     .subquery()
 )  # fmt: skip
-_late = _later_than(_latest.c.occurred_at, _latest.c.clicked_at, bindparam("late_seconds", type_=Float()))
+_late = _LaterThan(_latest.c.occurred_at, _latest.c.clicked_at, bindparam("late_seconds", type_=Float()))
 _RECENT = select(func.count(), func.coalesce(func.sum(case((_late, 1), else_=0)), 0)).select_from(_latest)
 _HUMAN_CLICKS = select(func.count()).select_from(
     select(_clicks.c.id)
