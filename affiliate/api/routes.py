@@ -24,9 +24,9 @@ from affiliate.api.signing import SignatureError, verify
 from affiliate.api.strict_json import JSONError, parse_object, require_int, require_str
 from affiliate.database import reading
 from affiliate.extensions import csrf, db
-from affiliate.models import ApiKey, Conversion, ConversionType, Program, utcnow
+from affiliate.models import ApiKey, Conversion, ConversionType, utcnow
 from affiliate.money import CURRENCIES
-from affiliate.services.api_keys import find_key, signing_secrets
+from affiliate.services.api_keys import find_key, key_program, signing_secrets
 from affiliate.services.conversions import (
     MAX_AMOUNT_CENTS,
     ConversionError,
@@ -94,7 +94,7 @@ def conversions():
         key, body = _signed_json()
         report = _conversion_request(body)
         await_click(db.session, report.click_id, clock=utcnow, sleep=time.sleep)
-        program = db.session.get(Program, key.program_id)
+        program = key_program(db.session, key)
         try:
             prepared = prepare_conversion(db.session, program, report, now=g.api_now)
         except ConversionError as error:
@@ -111,7 +111,7 @@ def refunds():
     """Record a full or partial refund of a reported sale (201), once."""
     key, body = _signed_json()
     report = _refund_request(body)
-    program = db.session.get(Program, key.program_id)
+    program = key_program(db.session, key)
     try:
         recorded = record_refund(db.session, program, report, now=g.api_now)
     except ConversionError as error:

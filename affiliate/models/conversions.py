@@ -34,6 +34,8 @@ class Conversion(db.Model):
         # One conversion per merchant order and type: the idempotency key of the API (C8).
         UniqueConstraint("program_id", "order_id", "type", name="uq_conversions_program_order_type"),
         Index("ix_conversions_affiliate_at", "affiliate_id", "occurred_at"),
+        # Screening's count of an affiliate's latest conversions in a program reads only this index.
+        Index("ix_conversions_affiliate_program_at", "affiliate_id", "program_id", "occurred_at", "type", "click_id"),
         Index("ix_conversions_program_customer", "program_id", "customer_external_id"),
         Index("ix_conversions_customer_ip_at", "customer_ip", "created_at"),
         Index("ix_conversions_customer_device_at", "customer_fingerprint", "created_at"),

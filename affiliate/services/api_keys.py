@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from affiliate.models import ApiKey, Program, User
@@ -16,6 +16,11 @@ from affiliate.services import audit
 
 KEY_PREFIX = "ct_"
 PREFIX_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+# Read on every API request: built once (building a select() per call costs more than running it).
+# Neither the key nor its program is cached, so a revoked key fails at once.
+_KEY_BY_PREFIX = select(ApiKey).where(ApiKey.prefix == bindparam("prefix"))
+_PROGRAM_BY_ID = select(Program).where(Program.id == bindparam("program_id"))
 
 
 @dataclass(frozen=True)
@@ -90,12 +95,17 @@ def find_key(session: Session, token: str) -> ApiKey | None:
     prefix, _, _ = token[len(KEY_PREFIX) :].partition("_")
     if len(prefix) != 8:
         return None
-    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    key = session.scalar(_KEY_BY_PREFIX, {"prefix": prefix})
     if key is None or key.revoked_at is not None:
         return None
     if not hmac.compare_digest(key.key_hash, hash_token(token)):
         return None
     return key
+
+
+def key_program(session: Session, key: ApiKey) -> Program:
+    """The program a key reports conversions to."""
+    return session.scalar(_PROGRAM_BY_ID, {"program_id": key.program_id})
 
 
 def signing_secrets(key: ApiKey) -> list[str]:

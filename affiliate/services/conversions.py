@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Row, bindparam, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from affiliate.ids import issued_at
 from affiliate.models import (
@@ -40,6 +40,72 @@ CLOCK_SKEW = timedelta(seconds=300)  # a merchant's clock may run this far ahead
 CLICK_PATIENCE = timedelta(seconds=3)  # how long a conversion naming a click issued moments ago waits for it
 CANDIDATES_PER_KEY = 50
 OTHER_PARTNER = "Another partner's click."  # clicks loaded per visitor or device, newest first
+
+# The statements of the conversion API are built once, here: building a select() and its cache
+# key on every call cost far more CPU than running it. Values are bound at execution. Those that
+# read columns run on the session's connection, so they do not autoflush; prepare_conversion's
+# first query (_find, through the ORM) has already flushed whatever the caller added.
+_clicks, _conversions, _users = Click.__table__, Conversion.__table__, User.__table__
+
+_BY_KEY = select(Conversion).where(
+    Conversion.program_id == bindparam("program_id"),
+    Conversion.order_id == bindparam("order_id"),
+    Conversion.type == bindparam("type"),
+)
+
+# The touch's columns, and those screening reads from the winning click.
+_CANDIDATES = {
+    key: select(
+        _clicks.c.id, _clicks.c.click_id, _clicks.c.program_id, _clicks.c.affiliate_id, _clicks.c.link_id,
+        _clicks.c.clicked_at, _clicks.c.visitor_id, _clicks.c.fingerprint, _clicks.c.is_bot, _clicks.c.fraud_action,
+        _clicks.c.ip, _clicks.c.paid_click, _clicks.c.country, _users.c.status.label("affiliate_status"),
+    )
+    .join(_users, _users.c.id == _clicks.c.affiliate_id)
+    .where(_clicks.c[key] == bindparam("value"))
+    .order_by(_clicks.c.clicked_at.desc(), _clicks.c.id.desc())
+    .limit(CANDIDATES_PER_KEY)
+    for key in ("click_id", "visitor_id", "fingerprint")
+}  # fmt: skip
+
+
+def _first_conversion(*customer_keys: str):
+    return (
+        select(_conversions.c.affiliate_id, _conversions.c.click_id, _conversions.c.occurred_at, _users.c.status)
+        .join(_users, _users.c.id == _conversions.c.affiliate_id)
+        .where(
+            _conversions.c.program_id == bindparam("program_id"),
+            _conversions.c.type != ConversionType.REFUND,
+            _conversions.c.status != ConversionStatus.REJECTED,
+            or_(*(_conversions.c[key] == bindparam(key) for key in customer_keys)),
+        )
+        .order_by(_conversions.c.occurred_at, _conversions.c.id)
+        .limit(1)
+    )
+
+
+# By which customer keys the report names: (external id given, user id given).
+_FIRST_CONVERSION = {
+    (True, False): _first_conversion("customer_external_id"),
+    (False, True): _first_conversion("customer_user_id"),
+    (True, True): _first_conversion("customer_external_id", "customer_user_id"),
+}
+
+_PROGRAM_PLAN = (
+    select(CommissionPlan.__table__.c.recurring_months)
+    .where(CommissionPlan.program_id == bindparam("program_id"), CommissionPlan.affiliate_id.is_(None))
+    .order_by(CommissionPlan.id.desc())
+    .limit(1)
+)
+
+# ON CONFLICT DO NOTHING answers a key stored meanwhile with no row instead of an error, so this
+# insert needs no SAVEPOINT (SQLite >= 3.35 and PostgreSQL). Text, because the dialects'
+# insert().on_conflict_do_nothing() cannot be cached and is compiled anew on every call. The
+# names in the text are the model's own columns.
+_STORED_COLUMNS = [column for column in _conversions.columns if column.key != "id"]
+_INSERT_NEW = text(
+    f"INSERT INTO conversions ({', '.join(column.name for column in _STORED_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(':' + column.key for column in _STORED_COLUMNS)}) ON CONFLICT DO NOTHING RETURNING id"
+).bindparams(*(bindparam(column.key, type_=column.type) for column in _STORED_COLUMNS))
 
 
 class ConversionError(Exception):
@@ -123,12 +189,30 @@ def await_click(
 def record_conversion(session: Session, program: Program, report: ConversionRequest, *, now: datetime) -> Recorded:
     """Store a signup or sale once, attributed; a replay returns the stored one."""
     prepared = prepare_conversion(session, program, report, now=now)
-    return prepared if isinstance(prepared, Recorded) else store_conversion(session, prepared)
+    return prepared if isinstance(prepared, Recorded) else _insert(session, prepared, prepared.request_hash)
 
 
 def store_conversion(session: Session, conversion: Conversion) -> Recorded:
-    """Insert a prepared conversion, unless its key was stored meanwhile (then answer as a replay, or 409)."""
-    return _insert(session, conversion, conversion.request_hash)
+    """Insert a prepared conversion, unless its key was stored meanwhile (then answer as a replay, or 409).
+
+    A new conversion comes back detached, every column set as the row was stored: the API only
+    answers with it. (record_conversion's callers change theirs further, so it goes through the ORM.)
+    """
+    for column in _STORED_COLUMNS:
+        # The defaults a flush would have filled in (a fraud score of 0 when not screened).
+        if getattr(conversion, column.key) is None:
+            default = column.default
+            setattr(conversion, column.key, default.arg if default is not None and default.is_scalar else None)
+    values = {column.key: getattr(conversion, column.key) for column in _STORED_COLUMNS}
+    inserted = session.connection().scalar(_INSERT_NEW, values)
+    if inserted is None:
+        stored = _find(session, conversion.program_id, conversion.order_id, conversion.type)
+        if stored is None:
+            raise RuntimeError(f"Order {conversion.order_id} conflicts with a conversion that cannot be found.")
+        return _replay(stored, conversion.request_hash)
+    conversion.id = inserted
+    make_transient_to_detached(conversion)
+    return Recorded(conversion, created=True)
 
 
 def prepare_conversion(
@@ -152,14 +236,15 @@ def prepare_conversion(
         visitor_id=report.visitor_id,
         fingerprint=report.fingerprint,
     )
-    touches = load_touches(session, facts)
+    candidates = _candidates(session, facts)
+    touches = [_touch(row) for row in candidates.values()]
     named = next((touch for touch in touches if report.click_id and touch.click_id == report.click_id), None)
     if named is not None and named.program_id == program.id and occurred_at < named.clicked_at:
         raise ConversionError("occurred_before_click", "occurred_at is before the click the conversion names.")
     binding = find_binding(session, program, report.customer_external_id, report.customer_user_id)
     terms = Terms(window=timedelta(days=program.attribution_window_days), model=program.attribution_model)
     result = attribute(facts, touches, terms, binding)
-    click = session.get(Click, result.touch.id) if result.touch else None
+    click = candidates[result.touch.id] if result.touch else None
     conversion = Conversion(
         program_id=program.id,
         type=report.type,
@@ -243,25 +328,20 @@ def load_touches(session: Session, facts: ConversionFacts) -> list[Touch]:
     Clicks of every program are loaded so that the trace can say a click lost for being on
     another program; each key brings at most CANDIDATES_PER_KEY of its newest clicks.
     """
-    keys = [
-        (Click.click_id, facts.click_id),
-        (Click.visitor_id, facts.visitor_id),
-        (Click.fingerprint, facts.fingerprint),
-    ]
-    found: dict[int, Touch] = {}
-    for column, value in keys:
+    return [_touch(row) for row in _candidates(session, facts).values()]
+
+
+def _candidates(session: Session, facts: ConversionFacts) -> dict[int, Row]:
+    """The candidate clicks by id, as rows of the touch's columns and those screening reads."""
+    connection = session.connection()
+    found: dict[int, Row] = {}
+    for key, value in (("click_id", facts.click_id), ("visitor_id", facts.visitor_id),
+                       ("fingerprint", facts.fingerprint)):  # fmt: skip
         if not value:
             continue
-        rows = session.execute(
-            select(Click, User.status)
-            .join(User, User.id == Click.affiliate_id)
-            .where(column == value)
-            .order_by(Click.clicked_at.desc(), Click.id.desc())
-            .limit(CANDIDATES_PER_KEY)
-        )
-        for click, status in rows:
-            found.setdefault(click.id, _touch(click, status))
-    return list(found.values())
+        for row in connection.execute(_CANDIDATES[key], {"value": value}):
+            found.setdefault(row.id, row)
+    return found
 
 
 def find_binding(
@@ -270,37 +350,27 @@ def find_binding(
     """The affiliate a returning customer is bound to: the one credited with their first conversion."""
     if not customer_external_id and not customer_user_id:
         return None
-    customer = or_(
-        *(
-            condition
-            for condition, value in (
-                (Conversion.customer_external_id == customer_external_id, customer_external_id),
-                (Conversion.customer_user_id == customer_user_id, customer_user_id),
-            )
-            if value
+    statement = _FIRST_CONVERSION[bool(customer_external_id), bool(customer_user_id)]
+    first = (
+        session.connection()
+        .execute(
+            statement,
+            {
+                "program_id": program.id,
+                "customer_external_id": customer_external_id,
+                "customer_user_id": customer_user_id,
+            },
         )
+        .first()
     )
-    first = session.execute(
-        select(Conversion, User.status)
-        .join(User, User.id == Conversion.affiliate_id)
-        .where(
-            Conversion.program_id == program.id,
-            Conversion.type != ConversionType.REFUND,
-            Conversion.status != ConversionStatus.REJECTED,
-            customer,
-        )
-        .order_by(Conversion.occurred_at, Conversion.id)
-        .limit(1)
-    ).first()
     if first is None:
         return None
-    conversion, status = first
     return Binding(
-        affiliate_id=conversion.affiliate_id,
-        touch_id=conversion.click_id,
-        bound_at=conversion.occurred_at,
-        until=_recurring_until(session, program, conversion.occurred_at),
-        affiliate_active=status == UserStatus.ACTIVE,
+        affiliate_id=first.affiliate_id,
+        touch_id=first.click_id,
+        bound_at=first.occurred_at,
+        until=_recurring_until(session, program, first.occurred_at),
+        affiliate_active=first.status == UserStatus.ACTIVE,
     )
 
 
@@ -310,12 +380,7 @@ def _recurring_until(session: Session, program: Program, since: datetime) -> dat
     A plan without recurring commissions still binds for one attribution window, so a
     customer who buys again soon is not taken by whoever's link they clicked last.
     """
-    plan = session.scalar(
-        select(CommissionPlan)
-        .where(CommissionPlan.program_id == program.id, CommissionPlan.affiliate_id.is_(None))
-        .order_by(CommissionPlan.id.desc())
-        .limit(1)
-    )
+    plan = session.connection().execute(_PROGRAM_PLAN, {"program_id": program.id}).first()
     if plan is None or plan.recurring_months == 0:
         return since + timedelta(days=program.attribution_window_days)
     if plan.recurring_months is None:
@@ -335,7 +400,7 @@ def attribution_of(conversion: Conversion) -> dict:
     return json.loads(conversion.decision_trace) if conversion.decision_trace else {}
 
 
-def _touch(click: Click, affiliate_status: str) -> Touch:
+def _touch(click: Row) -> Touch:
     return Touch(
         id=click.id,
         click_id=click.click_id,
@@ -347,7 +412,7 @@ def _touch(click: Click, affiliate_status: str) -> Touch:
         fingerprint=click.fingerprint,
         is_bot=click.is_bot,
         fraud_action=click.fraud_action,
-        affiliate_active=affiliate_status == UserStatus.ACTIVE,
+        affiliate_active=click.affiliate_status == UserStatus.ACTIVE,
     )
 
 
@@ -371,11 +436,7 @@ def _payload(report: ConversionRequest) -> dict:
 
 
 def _find(session: Session, program_id: int, order_id: str, kind: str) -> Conversion | None:
-    return session.scalar(
-        select(Conversion).where(
-            Conversion.program_id == program_id, Conversion.order_id == order_id, Conversion.type == kind
-        )
-    )
+    return session.scalar(_BY_KEY, {"program_id": program_id, "order_id": order_id, "type": kind})
 
 
 def _replay(stored: Conversion, digest: str) -> Recorded:

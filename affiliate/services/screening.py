@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Boolean, Float, Row, Select, bindparam, case, func, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from affiliate.models import (
     Click,
@@ -37,19 +39,109 @@ LOGINS_SEEN = 50  # the affiliate's latest logins whose IPs and devices count as
 RECENT_CONVERSIONS = 500  # the affiliate's latest conversions that measure click spamming
 STATUS_FOR = {Action.REJECT: ConversionStatus.REJECTED, Action.FLAG: ConversionStatus.FLAGGED}
 
+# Built once, as in services.conversions: constructing a statement per call costs more than running it.
+# All but _RULES (program_rules is also used on its own) run on the connection and do not autoflush.
+_clicks, _conversions = Click.__table__, Conversion.__table__
+
+_RULES = select(FraudRule.rule, FraudRule.action, FraudRule.weight, FraudRule.settings).where(
+    FraudRule.program_id == bindparam("program_id")
+)
+_AFFILIATE_EMAIL = select(User.email).where(User.id == bindparam("affiliate_id"))
+_LOGINS = (
+    select(UserSession.ip, UserSession.fingerprint, UserSession.visitor_id)
+    .where(UserSession.user_id == bindparam("affiliate_id"))
+    .order_by(UserSession.created_at.desc())
+    .limit(LOGINS_SEEN)
+)
+# IS DISTINCT FROM: a conversion not yet stored (no id) excludes nothing.
+_OTHER_CONVERSION = _conversions.c.id.is_distinct_from(bindparam("conversion_id"))
+
+
+class _LaterThan(FunctionElement):
+    """SQL for ``later - earlier > seconds`` on two UTC time columns, exact to the microsecond.
+
+    ``seconds`` must be whole (late_hours is a whole number of hours). PostgreSQL adds an
+    interval of seconds (no days, so no daylight saving). SQLite stores times as
+    'YYYY-MM-DD HH:MM:SS.ffffff' text: datetime() moves the whole seconds, the fraction is
+    carried over, and the texts compare in time order.
+    """
+
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(_LaterThan, "sqlite")
+def _later_than_sqlite(element, compiler, **kw) -> str:
+    later, earlier, seconds = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"{later} > datetime(substr({earlier}, 1, 19), '+' || {seconds} || ' seconds') || substr({earlier}, 20)"
+
+
+@compiles(_LaterThan, "postgresql")
+def _later_than_postgresql(element, compiler, **kw) -> str:
+    later, earlier, seconds = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"{later} > {earlier} + make_interval(secs => {seconds})"
+
+
+# The affiliate's latest conversions, counted in the database rather than loaded (up to 500 rows).
+_latest = (
+    select(_conversions.c.occurred_at, _clicks.c.clicked_at)
+    .join(_clicks, _clicks.c.id == _conversions.c.click_id)
+    .where(_conversions.c.affiliate_id == bindparam("affiliate_id"),
+           _conversions.c.program_id == bindparam("program_id"),
+           _conversions.c.type != ConversionType.REFUND, _OTHER_CONVERSION)
+    .order_by(_conversions.c.occurred_at.desc())
+    .limit(RECENT_CONVERSIONS)
+    .subquery()
+)  # fmt: skip
+_late = _LaterThan(_latest.c.occurred_at, _latest.c.clicked_at, bindparam("late_seconds", type_=Float()))
+_RECENT = select(func.count(), func.coalesce(func.sum(case((_late, 1), else_=0)), 0)).select_from(_latest)
+_HUMAN_CLICKS = select(func.count()).select_from(
+    select(_clicks.c.id)
+    .where(_clicks.c.affiliate_id == bindparam("affiliate_id"), _clicks.c.clicked_at >= bindparam("since"),
+           human_click())
+    .limit(bindparam("enough"))
+    .subquery()
+)  # fmt: skip
+
+
+def _per_key_set(build, first: str, second: str) -> dict[tuple[str, ...], Select]:
+    """One statement per non-empty set of two customer keys, matching a conversion on any of them."""
+    return {
+        keys: build(or_(*(_conversions.c[key] == bindparam(key) for key in keys)))
+        for keys in ((first,), (second,), (first, second))
+    }
+
+
+_EARLIER_CUSTOMER_CONVERSION = _per_key_set(
+    lambda customer: select(_conversions.c.id)
+    .where(_conversions.c.program_id == bindparam("program_id"), _conversions.c.type != ConversionType.REFUND,
+           _OTHER_CONVERSION, customer)
+    .limit(1),
+    "customer_external_id", "customer_user_id",
+)  # fmt: skip
+_SAME_DEVICE_CONVERSIONS = _per_key_set(
+    lambda device: select(func.count())
+    .select_from(_conversions)
+    .where(device, _conversions.c.created_at >= bindparam("since"), _OTHER_CONVERSION,
+           _conversions.c.type != ConversionType.REFUND),
+    "customer_ip", "customer_fingerprint",
+)  # fmt: skip
+
 
 def program_rules(session: Session, program_id: int) -> dict[str, RuleSetting]:
     """A program's fraud rule settings over the defaults."""
     stored = {
         row.rule: RuleSetting(row.rule, Action(row.action), row.weight, json.loads(row.settings or "{}"))
-        for row in session.scalars(select(FraudRule).where(FraudRule.program_id == program_id))
+        for row in session.execute(_RULES, {"program_id": program_id})
         if row.rule in DEFAULT_RULES
     }
     return settings_for(stored)
 
 
-def screen(session: Session, conversion: Conversion, click: Click | None, *, now: datetime) -> Verdict | None:
+def screen(session: Session, conversion: Conversion, click: Click | Row | None, *, now: datetime) -> Verdict | None:
     """Score an attributed conversion and set its score, reasons and status; unattributed ones are not scored."""
+    # ``click`` may be a row: of the winning click, screening reads clicked_at, ip, fingerprint,
+    # visitor_id, paid_click and country.
     if conversion.affiliate_id is None:
         return None
     rules = program_rules(session, conversion.program_id)
@@ -61,38 +153,25 @@ def screen(session: Session, conversion: Conversion, click: Click | None, *, now
 
 
 def _signals(
-    session: Session, conversion: Conversion, click: Click | None, rules: dict[str, RuleSetting], now: datetime
+    session: Session, conversion: Conversion, click: Click | Row | None, rules: dict[str, RuleSetting], now: datetime
 ) -> ConversionSignals:
-    affiliate = session.get(User, conversion.affiliate_id)
+    connection = session.connection()
+    of_affiliate = {"affiliate_id": conversion.affiliate_id}
+    affiliate_email = connection.scalar(_AFFILIATE_EMAIL, of_affiliate)
     since = now - timedelta(days=HISTORY_DAYS)
-    logins = session.execute(
-        select(UserSession.ip, UserSession.fingerprint, UserSession.visitor_id)
-        .where(UserSession.user_id == affiliate.id)
-        .order_by(UserSession.created_at.desc())
-        .limit(LOGINS_SEEN)
-    ).all()
+    logins = connection.execute(_LOGINS, of_affiliate).all()
     late_after = timedelta(hours=rules["click_spamming"].get("late_hours"))
-    recent = session.execute(
-        select(Conversion.occurred_at, Click.clicked_at)
-        .join(Click, Click.id == Conversion.click_id)
-        .where(Conversion.affiliate_id == affiliate.id, Conversion.program_id == conversion.program_id,
-               Conversion.type != ConversionType.REFUND, Conversion.id != conversion.id)
-        .order_by(Conversion.occurred_at.desc())
-        .limit(RECENT_CONVERSIONS)
-    ).all()  # fmt: skip
+    recent, late = connection.execute(
+        _RECENT,
+        {**of_affiliate, "program_id": conversion.program_id, "conversion_id": conversion.id,
+         "late_seconds": late_after.total_seconds()},
+    ).one()  # fmt: skip
     # Counting stops where the rate could no longer be an outlier: conversions / max_rate clicks.
-    enough = int(len(recent) / rules["conversion_rate_outlier"].get("max_rate")) + 1
-    clicks = session.scalar(
-        select(func.count()).select_from(
-            select(Click.id)
-            .where(Click.affiliate_id == affiliate.id, Click.clicked_at >= since, human_click())
-            .limit(enough)
-            .subquery()
-        )
-    )
+    enough = int(recent / rules["conversion_rate_outlier"].get("max_rate")) + 1
+    clicks = connection.scalar(_HUMAN_CLICKS, {**of_affiliate, "since": since, "enough": enough})
     return ConversionSignals(
         customer_email=conversion.customer_email,
-        affiliate_email=affiliate.email,
+        affiliate_email=affiliate_email,
         customer_ips=_present(conversion.customer_ip, click.ip if click else None),
         customer_devices=_present(conversion.customer_fingerprint, click.fingerprint if click else None),
         customer_visitors=_present(click.visitor_id if click else None),
@@ -104,8 +183,8 @@ def _signals(
         paid_click_params=tuple(filter(None, ((click.paid_click if click else None) or "").split(","))),
         click_country=click.country if click else None,
         conversion_country=conversion.customer_country,
-        affiliate_conversions=len(recent),
-        affiliate_late_conversions=sum(1 for occurred, clicked in recent if occurred - clicked > late_after),
+        affiliate_conversions=recent,
+        affiliate_late_conversions=late,
         affiliate_clicks=clicks,
         same_device_conversions=_same_device(session, conversion, rules, now),
     )
@@ -115,42 +194,28 @@ def _present(*values: str | None) -> frozenset[str]:
     return frozenset(value for value in values if value)
 
 
+def _customer_keys(conversion: Conversion, *keys: str) -> dict[str, object]:
+    """Those of the conversion's customer keys it has a value for."""
+    return {key: getattr(conversion, key) for key in keys if getattr(conversion, key)}
+
+
 def _converted_before(session: Session, conversion: Conversion) -> bool:
-    customer = [
-        condition
-        for condition, value in (
-            (Conversion.customer_external_id == conversion.customer_external_id, conversion.customer_external_id),
-            (Conversion.customer_user_id == conversion.customer_user_id, conversion.customer_user_id),
-        )
-        if value
-    ]
+    customer = _customer_keys(conversion, "customer_external_id", "customer_user_id")
     if not customer:
         return False
-    earlier = session.scalar(
-        select(Conversion.id)
-        .where(Conversion.program_id == conversion.program_id, Conversion.type != ConversionType.REFUND,
-               Conversion.id != conversion.id, or_(*customer))
-        .limit(1)
-    )  # fmt: skip
+    earlier = session.connection().scalar(
+        _EARLIER_CUSTOMER_CONVERSION[tuple(customer)],
+        {**customer, "program_id": conversion.program_id, "conversion_id": conversion.id},
+    )
     return earlier is not None
 
 
 def _same_device(session: Session, conversion: Conversion, rules: dict[str, RuleSetting], now: datetime) -> int:
     """Other conversions in the rule's window from this conversion's IP or device, whoever was credited."""
-    keys = [
-        condition
-        for condition, value in (
-            (Conversion.customer_ip == conversion.customer_ip, conversion.customer_ip),
-            (Conversion.customer_fingerprint == conversion.customer_fingerprint, conversion.customer_fingerprint),
-        )
-        if value
-    ]
-    if not keys:
+    device = _customer_keys(conversion, "customer_ip", "customer_fingerprint")
+    if not device:
         return 0
     since = now - timedelta(hours=rules["shared_device"].get("hours"))
-    return session.scalar(
-        select(func.count()).where(
-            or_(*keys), Conversion.created_at >= since, Conversion.id != conversion.id,
-            Conversion.type != ConversionType.REFUND,
-        )
-    )  # fmt: skip
+    return session.connection().scalar(
+        _SAME_DEVICE_CONVERSIONS[tuple(device)], {**device, "since": since, "conversion_id": conversion.id}
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,9 +13,16 @@ from sqlalchemy import func, select
 
 from affiliate.extensions import db
 from affiliate.ids import new_id
-from affiliate.models import ApiKey, Conversion, utcnow
+from affiliate.models import ApiKey, Conversion, ConversionType, Program, utcnow
 from affiliate.services.api_keys import retire_previous_secret, revoke_key, rotate_secret
-from affiliate.services.conversions import await_click, click_in_flight
+from affiliate.services.conversions import (
+    ConversionRequest,
+    IdempotencyConflict,
+    await_click,
+    click_in_flight,
+    prepare_conversion,
+    store_conversion,
+)
 from tests.api.helpers import click, make_merchant, world
 from tests.factories import Auth, Visitor, make_admin
 
@@ -284,6 +292,25 @@ def test_fifty_concurrent_identical_requests_make_one_conversion(app):
     assert answers == [201] * 50
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Conversion)) == 1
+
+
+def test_an_order_stored_between_reading_and_writing_is_a_replay_or_a_409(app):
+    merchant, _, _ = world(app)
+    report = ConversionRequest(type=ConversionType.SALE, order_id="between-1", amount_cents=4200, currency="USD")
+    with app.app_context():
+        program = db.session.get(Program, merchant.program.id)
+        # All three are prepared before any is stored, as by requests that read at the same time.
+        first, same, other = (
+            prepare_conversion(db.session, program, sent, now=utcnow())
+            for sent in (report, report, replace(report, amount_cents=4300))
+        )
+        stored = store_conversion(db.session, first)
+        replayed = store_conversion(db.session, same)
+        assert stored.created and not replayed.created and replayed.conversion.id == stored.conversion.id
+        with pytest.raises(IdempotencyConflict):
+            store_conversion(db.session, other)
+        db.session.commit()
+    assert [(c.order_id, c.amount_cents) for c in conversions(app)] == [("between-1", 4200)]
 
 
 # --- the trace on the conversion's page ---
