@@ -455,7 +455,11 @@ def rss_mb(pid: int) -> float:
 class Server:
     """One granian server in its own process group, with its output in a log file."""
 
-    def __init__(self, name: str, target: str, env: dict[str, str], log_path: Path, interface: str = "wsgi") -> None:
+    def __init__(
+        self, name: str, target: str, env: dict[str, str], log_path: Path, interface: str = "wsgi",
+        threads: int = BLOCKING_THREADS,
+    ) -> None:  # fmt: skip
+        self.threads = threads
         self.name = name
         self.interface = interface
         self.target = target
@@ -481,7 +485,7 @@ class Server:
             "--workers",
             str(WORKERS),
             "--blocking-threads",
-            str(BLOCKING_THREADS if self.interface == "wsgi" else 1),
+            str(self.threads if self.interface == "wsgi" else 1),
             "--no-ws",
             *(EXTRA_RSGI_ARGS if self.interface == "rsgi" else []),
             self.target,
@@ -552,9 +556,11 @@ class Server:
 
 
 @contextmanager
-def serving(name: str, target: str, env: dict[str, str], workdir: Path, interface: str = "wsgi") -> Iterator[Server]:
+def serving(
+    name: str, target: str, env: dict[str, str], workdir: Path, interface: str = "wsgi", threads: int = BLOCKING_THREADS
+) -> Iterator[Server]:
     """Run one server for the duration of the block and report what its log says went wrong."""
-    server = Server(name, target, env, workdir / f"{name}.log", interface)
+    server = Server(name, target, env, workdir / f"{name}.log", interface, threads)
     try:
         server.start()
         yield server
