@@ -42,7 +42,7 @@ class Click(db.Model):
     __tablename__ = "clicks"
     __table_args__ = (
         Index("ix_clicks_link_at", "link_id", "clicked_at"),
-        # is_bot too, so screening counts an affiliate's human clicks from the index alone.
+        # is_bot and fraud_action (what makes a click human), so screening counts human clicks from the index alone.
         Index("ix_clicks_affiliate_at", "affiliate_id", "clicked_at", "is_bot", "fraud_action"),
         # Uniqueness (per link, last hour) and attribution (per program, the window) both start
         # from one visitor or one device, so these serve both.
