@@ -162,10 +162,21 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
 
     wait_until(accrued, what="the signup's commission")
 
-    # 6. Ada sees the signup on her dashboard, with the chart, and exports it.
-    ada_page.goto(f"{base}/partner/")
-    wait_until(lambda: "1" in ada_page.inner_text("body"), what="the dashboard")
+    # 6. Ada sees the click and the signup on her dashboard, with the daily chart, and exports them as CSV.
+    def on_dashboard() -> bool:
+        ada_page.goto(f"{base}/partner/reports/")
+        text = ada_page.inner_text("main")
+        return "Raw clicks\n1" in text and "Signups\n1" in text and ada_page.locator("main svg[role=img]").count() > 0
+
+    wait_until(on_dashboard, what="the click and signup on the dashboard")
+    assert "Earned\n$5.00" in ada_page.inner_text("main")
     shots.take(ada_page, "dashboard")
+    ada_page.goto(f"{base}/partner/reports/link")
+    shots.take(ada_page, "breakdown-by-link")
+    name, text = download(ada_page, "main a[download]")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert name.endswith(".csv") and len(rows) == 1, rows
+    assert "Launch" in " ".join(rows[0].values()), rows[0]
 
     # 7. Ada gives her payout details; the cooling-off after a change is let pass.
     ada_page.goto(f"{base}/account/payout")
