@@ -73,3 +73,9 @@ def test_bar_chart_fits_its_box_and_says_what_it_shows():
     assert chart.summary == "From 2026-11-01 to 2026-11-30: 100 in total; the most, 7, on 2026-11-03."
     assert bar_chart("e", "Nothing", [("2026-11-01", 0)]).summary == "On 2026-11-01: none."
     assert bar_chart("e", "Nothing", []).bars == []
+
+
+def test_an_axis_labels_only_whole_numbers_once():
+    for tallest, labels in ((1, [0, 1]), (3, [0, 5]), (7, [0, 5, 10]), (0, [0, 1])):
+        chart = bar_chart("c", "Clicks", [("2026-11-01", tallest), ("2026-11-02", 0)])
+        assert [str(tick.value) for tick in chart.ticks] == [str(label) for label in labels], tallest
