@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = tuple(column.name for column in Click.__table__.columns if column.name != "id")
 INGEST_INTERVAL_SECONDS = 0.05
-SEAL_SECONDS = 0.25  # process mode: how long a click may wait in a worker's open segment
+SEAL_SECONDS = 1.0  # process mode: how long a click may wait in a worker's open segment
 SUPERVISE_SECONDS = 2.0  # process mode: how often a worker checks that an ingester runs
 RULES_SECONDS = 30.0
 RETRY_SECONDS = 2.0
@@ -216,7 +216,8 @@ class ClickRecorder:
 
     def _seal_loop(self) -> None:
         """Process mode: hand the open segment to the ingester every SEAL_SECONDS, and keep one running."""
-        supervised = 0.0
+        self._supervise()  # at once: the first clicks should not wait for an ingester to be started
+        supervised = time.monotonic()
         while not self._stopping.wait(SEAL_SECONDS):
             try:
                 self.log.seal()

@@ -37,7 +37,8 @@ from affiliate.services.screening import screen
 MAX_AMOUNT_CENTS = 10**11  # a billion in the major unit: far above any real order, far below overflow
 CLOCK_SKEW = timedelta(seconds=300)  # a merchant's clock may run this far ahead of ours
 # The redirector answers once a click is in its click log; its row reaches the database a moment later.
-CLICK_PATIENCE = timedelta(seconds=3)  # how long a conversion naming a click issued moments ago waits for it
+# Seals every second, plus an ingester's start when the server has just started: 5 s covers both.
+CLICK_PATIENCE = timedelta(seconds=5)  # how long a conversion naming a click issued moments ago waits for it
 CANDIDATES_PER_KEY = 50
 OTHER_PARTNER = "Another partner's click."  # clicks loaded per visitor or device, newest first
 
