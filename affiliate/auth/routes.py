@@ -133,15 +133,7 @@ def login():
     status = 200
     if form.validate_on_submit():
         try:
-            user = accounts.authenticate(
-                db.session,
-                email=form.email.data,
-                password=form.password.data,
-                ip=client_ip(),
-                hasher=hasher(),
-                policy=throttle_policy(),
-                now=utcnow(),
-            )
+            user = _authenticate(form.email.data, form.password.data)
         except accounts.LoginThrottled as error:
             form.form_errors.append(str(error))
             status = 429
@@ -166,15 +158,7 @@ def reauth():
     if form.validate_on_submit():
         try:
             # The sign-in check itself, so failed attempts count towards the same throttle (C18).
-            accounts.authenticate(
-                db.session,
-                email=current_user.email,
-                password=form.password.data,
-                ip=client_ip(),
-                hasher=hasher(),
-                policy=throttle_policy(),
-                now=utcnow(),
-            )
+            _authenticate(current_user.email, form.password.data)
         except accounts.LoginThrottled as error:
             form.form_errors.append(str(error))
             status = 429
@@ -189,6 +173,12 @@ def reauth():
             target = safe_next(request.args.get("next"), request.host_url)
             return redirect(target or home_for(current_user))
     return render_template("auth/reauth.html", form=form), status
+
+
+def _authenticate(email: str, password: str) -> User:
+    """The sign-in check with this request's address, throttled across workers (C18)."""
+    return accounts.authenticate(db.session, email=email, password=password, ip=client_ip(), hasher=hasher(),
+                                 policy=throttle_policy(), now=utcnow())  # fmt: skip
 
 
 @bp.route("/logout", methods=["POST"])
