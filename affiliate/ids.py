@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
+import base64
+import os
 import time
 from datetime import UTC, datetime
 
@@ -16,9 +17,21 @@ def new_id() -> str:
     The time prefix (10 Crockford base-32 characters, sorting as the clock does) makes new ids
     land at the end of their database indexes instead of on a random page of them.
     """
-    ms = time.time_ns() // 1_000_000
+    return _prefix(time.time_ns() // 1_000_000) + base64.urlsafe_b64encode(os.urandom(16))[:22].decode()
+
+
+_last_prefix = (-1, "")  # (ms, prefix), replaced whole so that threads never see half of it
+
+
+def _prefix(ms: int) -> str:
+    """The time prefix of ``ms``; the redirector issues several ids a millisecond, so the last one is kept."""
+    global _last_prefix
+    last = _last_prefix
+    if last[0] == ms:
+        return last[1]
     prefix = "".join(CROCKFORD[(ms >> shift) & 31] for shift in range(45, -5, -5))
-    return prefix + secrets.token_urlsafe(16)
+    _last_prefix = (ms, prefix)
+    return prefix
 
 
 def issued_at(value: str) -> datetime | None:

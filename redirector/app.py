@@ -8,8 +8,9 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache, partial
 from http import HTTPStatus
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode
 
 import ada_url
 from sqlalchemy.engine import Engine
@@ -31,6 +32,8 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22,32}")
 VISITOR_COOKIE = "ct_vid"
 SUB_MAX = 255
+SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
+FETCH_KEYS = ("HTTP_SEC_FETCH_SITE", "HTTP_SEC_FETCH_MODE", "HTTP_SEC_FETCH_DEST", "HTTP_SEC_FETCH_USER")
 JUDGED = ("protocol", "hostname", "username", "password")
 INACTIVE_AFFILIATE = json.dumps(
     [{"rule": "affiliate_inactive", "action": "reject", "weight": 100, "evidence": "the affiliate is not active"}]
@@ -60,9 +63,11 @@ class Redirector:
         self.clock = clock
         self.trusted_proxies = int(config["TRUSTED_PROXY_COUNT"])
         self.click_param = config["CLICK_PARAM"]
+        self.encoded_click_param = quote_plus(self.click_param)
         self.secure_cookies = bool(config.get("SESSION_COOKIE_SECURE"))
         self.visitor_max_age = int(config["VISITOR_COOKIE_DAYS"]) * 86400
-        self.ip_key = hashlib.sha256(b"clicktrail-ip-hash:" + config["SECRET_KEY"].encode()).digest()
+        ip_key = hashlib.sha256(b"clicktrail-ip-hash:" + config["SECRET_KEY"].encode()).digest()
+        self.ip_hash = lru_cache(maxsize=65536)(partial(enrich.ip_hash, ip_key))
         self.geo = enrich.GeoLookup(config.get("GEOIP_DATABASE"))
         process = config.get("CLICK_INGESTER", "thread") == "process"
         self.links = LinkCache(self._reader_engine, float(config["LINK_CACHE_SECONDS"]), self.click_param)
@@ -145,8 +150,8 @@ class Redirector:
     def _click(self, environ: dict, method: str, target: LinkTarget) -> Answer | PendingClick:
         now = self.clock()
         click_id = new_id()
-        cookies = parse_cookie(environ.get("HTTP_COOKIE", ""))
-        visitor_id = cookies.get(VISITOR_COOKIE, "")
+        raw_cookies = environ.get("HTTP_COOKIE", "")
+        visitor_id = parse_cookie(raw_cookies).get(VISITOR_COOKIE, "") if VISITOR_COOKIE in raw_cookies else ""
         new_visitor = not TOKEN.fullmatch(visitor_id)
         if new_visitor:
             visitor_id = new_id()
@@ -159,7 +164,7 @@ class Redirector:
             return NOT_FOUND
         visitor_cookie = self._cookie(VISITOR_COOKIE, visitor_id, self.visitor_max_age) if new_visitor else None
         click_cookie = self._cookie(f"ct_{target.program_id}", click_id, target.cookie_days * 86400)
-        return PendingClick(click, destination, self.click_param, click_cookie, visitor_cookie)
+        return PendingClick(click, destination, self.encoded_click_param, click_cookie, visitor_cookie)
 
     def _cookie(self, name: str, value: str, max_age: int) -> str:
         """A Set-Cookie value; names and values here are URL-safe tokens that need no quoting."""
@@ -177,14 +182,14 @@ class Redirector:
         prefix = enrich.ip_prefix(ip)
         place = self.geo.lookup(ip)
         bot = enrich.bot_reason(method, user_agent, device, environ)
-        subs = [(query.get(f"sub{n}") or target.subs[n - 1] or None) for n in range(1, 6)]
-        fetch = "/".join(environ.get(f"HTTP_SEC_FETCH_{part}", "") for part in ("SITE", "MODE", "DEST", "USER"))
+        subs = [query.get(key) or default or None for key, default in zip(SUB_KEYS, target.subs, strict=True)]
+        fetch = "/".join([environ.get(key, "") for key in FETCH_KEYS])
         return {
             "link_id": target.link_id,
             "affiliate_id": target.affiliate_id,
             "program_id": target.program_id,
             "ip": ip,
-            "ip_hash": enrich.ip_hash(self.ip_key, ip),
+            "ip_hash": self.ip_hash(ip),
             "ip_prefix": prefix,
             "user_agent": user_agent or None,
             "device_type": "bot" if bot else device.device_type,
@@ -222,10 +227,19 @@ class Redirector:
             (key, value) for key, value in query.items() if key.startswith("utm_") and key not in target.query_keys
         ]
         location = _add_query(target.destination, urlencode(extra, quote_via=quote)) if extra else target.destination
-        parts = ada_url.parse_url(location, attributes=JUDGED)
-        if parts["protocol"] != "https:" or parts["username"] or parts["password"]:
-            return None
-        return location if parts["hostname"] in target.allowed_hosts else None
+        return location if _judged_allowed(location, target.allowed_hosts) else None
+
+
+@lru_cache(maxsize=65536)
+def _judged_allowed(location: str, allowed_hosts: frozenset[str]) -> bool:
+    """Whether a browser would take ``location`` to an https URL on an allowed host (WHATWG parsing).
+
+    Remembered per location and allowlist: most clicks of a link go to the same destination.
+    """
+    parts = ada_url.parse_url(location, attributes=JUDGED)
+    if parts["protocol"] != "https:" or parts["username"] or parts["password"]:
+        return False
+    return parts["hostname"] in allowed_hosts
 
 
 def _add_query(url: str, encoded: str) -> str:
@@ -235,8 +249,11 @@ def _add_query(url: str, encoded: str) -> str:
 
 
 def _query(environ: dict) -> dict[str, str]:
+    text = environ.get("QUERY_STRING")
+    if not text:
+        return {}
     try:
-        pairs = parse_qsl(environ.get("QUERY_STRING", ""), max_num_fields=64)
+        pairs = parse_qsl(text, max_num_fields=64)
     except ValueError:
         return {}
     return {key[:64]: value[:1024] for key, value in pairs if not CONTROL.search(key + value)}
@@ -265,6 +282,7 @@ class PendingClick:
     def __init__(
         self, click: dict, destination: str, click_param: str, click_cookie: str, visitor_cookie: str | None
     ) -> None:
+        """``click_param``: the query parameter's name, already URL-encoded."""
         self.click = click
         self.destination = destination
         self.click_param = click_param
@@ -277,7 +295,8 @@ class PendingClick:
         location = self.destination
         if stored:
             headers.append(("Set-Cookie", self.click_cookie))
-            location = _add_query(location, urlencode([(self.click_param, self.click["click_id"])]))
+            # A click id is URL-safe (letters, digits, - and _): it needs no encoding.
+            location = _add_query(location, f"{self.click_param}={self.click['click_id']}")
         else:
             # The shopper still lands, but nothing claims a click that was never stored.
             log.error("click on link %s could not be written to the click log", self.click["link_id"])

@@ -21,7 +21,6 @@ that request processes claim instead of writing a new segment full of zeros.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -29,6 +28,8 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 log = logging.getLogger(__name__)
 STORE_CHUNK = 2000  # records per call of the store: one database transaction
@@ -139,7 +140,7 @@ class ClickLog:
 
     def append(self, records: Iterable[dict]) -> None:
         """Write records durably (fdatasync'ed) or raise OSError."""
-        data = b"".join(json.dumps(record, separators=(",", ":")).encode() + b"\n" for record in records)
+        data = b"".join([orjson.dumps(record) + b"\n" for record in records])
         with self._lock:
             segment = self._active
             if segment is None:
@@ -237,8 +238,8 @@ def decode(lines: list[bytes]) -> list[dict]:
         if not line:
             continue
         try:
-            records.append(json.loads(line))
-        except ValueError:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
             # A torn last line from a crash mid-write: that click was never acknowledged.
             log.warning("skipping an unreadable click log record")
     return records
