@@ -19,6 +19,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $@
 
 run: export PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
+# Lets a program send shoppers to plain http on this machine, as a local demo merchant needs (README).
+run: export ALLOW_HTTP_LOOPBACK_DESTINATIONS ?= 1
 run: $(STAMP)
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo --if-empty

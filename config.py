@@ -56,6 +56,10 @@ class Config:
         "max_overflow": env_int("DATABASE_POOL_OVERFLOW", 32),
     }
     PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+    # Program destinations, fallbacks and deep links are https only. `make run` turns this on for a local
+    # demo merchant on http://127.0.0.1: it also allows plain http to 127.0.0.1, [::1] and localhost, and
+    # nothing else. Never in production.
+    ALLOW_HTTP_LOOPBACK_DESTINATIONS = env_bool("ALLOW_HTTP_LOOPBACK_DESTINATIONS", False)
     # How many reverse proxies in front of us append to X-Forwarded-For; 0 trusts none (C22).
     TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
     # None means the GeoLite2-City file shipped by the maxminddb-geolite2 package.
@@ -187,6 +191,8 @@ class ProductionConfig(Config):
 
     @classmethod
     def resolve(cls, config: dict) -> None:
+        if config.get("ALLOW_HTTP_LOOPBACK_DESTINATIONS"):
+            raise SystemExit("clicktrail: ALLOW_HTTP_LOOPBACK_DESTINATIONS is for a local demo, never production")
         if not config.get("SECRET_KEY"):
             raise SystemExit("clicktrail: production needs SECRET_KEY set in the environment")
         if not config.get("SQLALCHEMY_DATABASE_URI"):

@@ -17,7 +17,7 @@ from werkzeug.http import parse_cookie
 
 from affiliate.ids import new_id
 from affiliate.services.fraud import paid_click_params
-from affiliate.urls import destination_allowed
+from affiliate.urls import destination_allowed, scheme_allowed
 from redirector import enrich
 from redirector.clicklog import ClickLog
 from redirector.engines import make_engine
@@ -61,11 +61,17 @@ class Redirector:
         self.trusted_proxies = int(config["TRUSTED_PROXY_COUNT"])
         self.click_param = config["CLICK_PARAM"]
         self.secure_cookies = bool(config.get("SESSION_COOKIE_SECURE"))
+        self.allow_http_loopback = bool(config.get("ALLOW_HTTP_LOOPBACK_DESTINATIONS"))
         self.visitor_max_age = int(config["VISITOR_COOKIE_DAYS"]) * 86400
         self.ip_key = hashlib.sha256(b"clicktrail-ip-hash:" + config["SECRET_KEY"].encode()).digest()
         self.geo = enrich.GeoLookup(config.get("GEOIP_DATABASE"))
         process = config.get("CLICK_INGESTER", "thread") == "process"
-        self.links = LinkCache(self._reader_engine, float(config["LINK_CACHE_SECONDS"]), self.click_param)
+        self.links = LinkCache(
+            self._reader_engine,
+            float(config["LINK_CACHE_SECONDS"]),
+            self.click_param,
+            allow_http_loopback=self.allow_http_loopback,
+        )
         self.recorder = ClickRecorder(
             self._writer_engine,
             ClickLog(config["CLICK_LOG_DIR"], int(config["CLICK_LOG_SEGMENT_MB"]) * 1024 * 1024, handoff=process),
@@ -137,7 +143,9 @@ class Redirector:
         if target is None:
             return NOT_FOUND
         if not target.redirects:
-            if target.fallback_url and destination_allowed(target.fallback_url, target.allowed_hosts):
+            if target.fallback_url and destination_allowed(
+                target.fallback_url, target.allowed_hosts, allow_http_loopback=self.allow_http_loopback
+            ):
                 return _redirect(target.fallback_url, [])
             return NOT_FOUND
         return self._click(environ, method, target)
@@ -213,7 +221,9 @@ class Redirector:
         }
 
     def _destination(self, target: LinkTarget, query: dict[str, str]) -> str | None:
-        """The destination plus the visitor's utm_* parameters, judged as a browser parses it (WHATWG).
+        """The destination plus the visitor's utm_* parameters, judged as a browser parses it (WHATWG):
+        https (or http to a loopback host, with ALLOW_HTTP_LOOPBACK_DESTINATIONS), no credentials,
+        a host on the allowlist.
 
         Only encoded query parameters are ever added to a destination checked when the link
         was cached, and then the URL-safe click id, so the host cannot change; it is judged anyway.
@@ -223,7 +233,9 @@ class Redirector:
         ]
         location = _add_query(target.destination, urlencode(extra, quote_via=quote)) if extra else target.destination
         parts = ada_url.parse_url(location, attributes=JUDGED)
-        if parts["protocol"] != "https:" or parts["username"] or parts["password"]:
+        if parts["username"] or parts["password"]:
+            return None
+        if not scheme_allowed(parts["protocol"], parts["hostname"], allow_http_loopback=self.allow_http_loopback):
             return None
         return location if parts["hostname"] in target.allowed_hosts else None
 
