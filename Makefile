@@ -19,7 +19,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $@
 
 run: export PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
-# Lets a program send shoppers to plain http on this machine, as a local demo merchant needs (README).
+# The demo program sends shoppers to the demo shop on this plain-http loopback address (README: Demo shop).
 run: export ALLOW_HTTP_LOOPBACK_DESTINATIONS ?= 1
 run: $(STAMP)
 	$(FLASK) db upgrade
