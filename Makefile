@@ -19,6 +19,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $@
 
 run: export PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
+# The demo program sends shoppers to the demo shop on this plain-http loopback address (README: Demo shop).
+run: export ALLOW_HTTP_LOOPBACK_DESTINATIONS ?= 1
 run: $(STAMP)
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo --if-empty

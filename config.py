@@ -56,6 +56,14 @@ class Config:
         "max_overflow": env_int("DATABASE_POOL_OVERFLOW", 32),
     }
     PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+    # Program destinations, fallbacks and deep links are https only. `make run` turns this on so the
+    # demo program can send shoppers to the demo shop on http://127.0.0.1: it also allows plain http to
+    # 127.0.0.1, [::1] and localhost, and nothing else. Never in production.
+    ALLOW_HTTP_LOOPBACK_DESTINATIONS = env_bool("ALLOW_HTTP_LOOPBACK_DESTINATIONS", False)
+    # The demo merchant (affiliate/demo_shop): its pages, and how long its checkout waits for the
+    # conversion API (which itself waits up to 5 s for a click issued moments before).
+    DEMO_SHOP = env_bool("DEMO_SHOP", True)
+    DEMO_SHOP_API_TIMEOUT_SECONDS = env_int("DEMO_SHOP_API_TIMEOUT_SECONDS", 10)
     # How many reverse proxies in front of us append to X-Forwarded-For; 0 trusts none (C22).
     TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
     # None means the GeoLite2-City file shipped by the maxminddb-geolite2 package.
@@ -139,6 +147,8 @@ class Config:
         for name in ("CLICK_IP_MODE", "CLICK_USER_AGENT_MODE"):
             if config.get(name, "truncate") not in ("truncate", "drop"):
                 raise SystemExit(f"clicktrail: {name} must be truncate or drop, got {config.get(name)!r}")
+        if config.get("DEMO_SHOP_API_TIMEOUT_SECONDS", 10) < 1:
+            raise SystemExit("clicktrail: DEMO_SHOP_API_TIMEOUT_SECONDS must be at least 1")
         for name in ("CLICK_RETENTION_DAYS", "CLICK_IP_DAYS", "CLICK_USER_AGENT_DAYS"):
             if config.get(name, 0) < 0:
                 raise SystemExit(f"clicktrail: {name} must be 0 (keep) or a number of days, got {config.get(name)}")
@@ -184,9 +194,12 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     HSTS = True
+    DEMO_SHOP = env_bool("DEMO_SHOP", False)
 
     @classmethod
     def resolve(cls, config: dict) -> None:
+        if config.get("ALLOW_HTTP_LOOPBACK_DESTINATIONS"):
+            raise SystemExit("clicktrail: ALLOW_HTTP_LOOPBACK_DESTINATIONS is for a local demo, never production")
         if not config.get("SECRET_KEY"):
             raise SystemExit("clicktrail: production needs SECRET_KEY set in the environment")
         if not config.get("SQLALCHEMY_DATABASE_URI"):

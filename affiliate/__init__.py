@@ -104,6 +104,10 @@ def register_blueprints(app: Flask) -> None:
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    if app.config["DEMO_SHOP"]:
+        from affiliate.demo_shop.routes import bp as demo_shop_bp
+
+        app.register_blueprint(demo_shop_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 import os
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 from flask import current_app
@@ -12,9 +17,12 @@ from sqlalchemy import func, select
 
 from affiliate.database import reading
 from affiliate.demo import record_demo_conversions, send_demo_clicks
+from affiliate.demo_shop import credentials as shop_credentials
+from affiliate.demo_shop.routes import LANDING_PATH
 from affiliate.extensions import db
 from affiliate.jobs import accrue_all
 from affiliate.models import (
+    ApiKey,
     Click,
     ClickRollup,
     CommissionPlan,
@@ -28,8 +36,10 @@ from affiliate.models import (
 )
 from affiliate.models.programs import AttributionModel, ProgramStatus
 from affiliate.services import accounts, accrual, ledger, retention, rollups
+from affiliate.services.api_keys import find_key, issue_key, revoke_key
 from affiliate.services.links import LinkRequest, create_link
-from affiliate.services.programs import ProgramSettings, save_program
+from affiliate.services.programs import ProgramSettings, save_program, snapshot
+from affiliate.urls import InvalidUrl, parse_destination
 from redirector import Redirector
 
 DEMO_PASSWORD = "clicktrail-demo"  # noqa: S105 - the documented demo password
@@ -45,13 +55,15 @@ DEMO_CLICKS = 2500
 ROLLUP_PROBLEMS_SHOWN = 20
 DEMO_PLAN_BPS = 1000  # 10% of each sale
 DEMO_SECOND_TIER_BPS = 500
+SHOP_CHECKOUT = f"{LANDING_PATH}checkout?product="  # deep links into the demo shop
 DEMO_LINKS = (
     ("alice@demo.clicktrail.test", "Newsletter", ("weekly", None, None, None, None), None),
-    ("alice@demo.clicktrail.test", "Blog sidebar", ("sidebar", "v2", None, None, None), "/kitchen"),
-    ("alice@demo.clicktrail.test", "Instagram bio", (None,) * 5, "https://www.example.com/spring-sale"),
+    ("alice@demo.clicktrail.test", "Blog sidebar", ("sidebar", "v2", None, None, None), f"{SHOP_CHECKOUT}knife"),
+    ("alice@demo.clicktrail.test", "Instagram bio", (None,) * 5, f"{SHOP_CHECKOUT}kettle"),
     ("bob@demo.clicktrail.test", "YouTube description", ("video-42", None, None, None, None), None),
-    ("bob@demo.clicktrail.test", "Podcast", (None,) * 5, "/podcast-offer"),
+    ("bob@demo.clicktrail.test", "Podcast", (None,) * 5, f"{SHOP_CHECKOUT}cookbook"),
 )
+# Without the demo shop (see demo_program_settings) the demo program points at this placeholder merchant.
 DEMO_PROGRAM = ProgramSettings(
     name="Demo Store",
     description="Earn on every signup and sale you send to the Demo Store.",
@@ -66,6 +78,7 @@ DEMO_PROGRAM = ProgramSettings(
     currency="USD",
     minimum_payout_cents=5000,
 )
+DEMO_SHOP_KEY_NAME = "Demo shop checkout"
 
 
 @click.command("create-user")
@@ -102,12 +115,19 @@ def create_user(email: str, name: str | None, role: str, password_env: str) -> N
 
 @click.command("seed-demo")
 @with_appcontext
-@click.option("--if-empty", is_flag=True, help="Do nothing when the database already has users.")
+@click.option(
+    "--if-empty", is_flag=True, help="Add no data when the database has users (a demo's rollups and shop are checked)."
+)
 def seed_demo(if_empty: bool) -> None:
-    """Create demo staff, affiliates, a program, links and clicks; running it again changes nothing."""
+    """Create demo staff, affiliates, a program, links, clicks and the demo shop's key; a second run adds nothing."""
     if if_empty and db.session.scalar(select(func.count()).select_from(User)):
-        if db.session.scalar(select(User.id).where(User.email == DEMO_USERS[0][1])) is not None:
+        admin = db.session.scalar(select(User).where(User.email == DEMO_USERS[0][1]))
+        if admin is not None:
             _ensure_click_rollups()
+            program = db.session.scalar(select(Program).where(Program.name == DEMO_PROGRAM.name))
+            if program is not None:
+                _ensure_demo_shop(program, admin)
+                _print_demo_shop_link(program)
             _print_demo_logins()
         else:
             click.echo("Database already has users; demo data not seeded.")
@@ -134,12 +154,15 @@ def seed_demo(if_empty: bool) -> None:
             admin = user
     program = db.session.scalar(select(Program).where(Program.name == DEMO_PROGRAM.name))
     if program is None:
-        program = save_program(db.session, None, DEMO_PROGRAM, actor=admin, now=now)
+        program = save_program(db.session, None, demo_program_settings(current_app.config), actor=admin, now=now)
+    db.session.commit()
+    _ensure_demo_shop(program, admin)
     if db.session.scalar(select(func.count()).select_from(Link)) == 0:
+        loopback = current_app.config["ALLOW_HTTP_LOOPBACK_DESTINATIONS"]
         for email, campaign, subs, deep_link in DEMO_LINKS:
             owner = db.session.scalar(select(User).where(User.email == email))
             request = LinkRequest(program_id=program.id, campaign=campaign, subs=subs, deep_link=deep_link)
-            create_link(db.session, owner, request, now=now)
+            create_link(db.session, owner, request, now=now, allow_http_loopback=loopback)
     db.session.commit()
     if db.session.scalar(select(func.count()).select_from(Click)) == 0:
         codes = list(db.session.scalars(select(Link.code).order_by(Link.id)))
@@ -163,7 +186,93 @@ def seed_demo(if_empty: bool) -> None:
             f"Accrued {accrued} commissions at {DEMO_PLAN_BPS // 100}% of each sale; {approved} are past the hold."
         )
     click.echo("Reports: /partner/reports/ (affiliates), /admin/reports/ (admin and finance).")
+    _print_demo_shop_link(program)
     _print_demo_logins()
+
+
+def demo_shop_url(config: Mapping) -> str | None:
+    """The demo shop's landing page, if this app serves it at an address a program may send shoppers to.
+
+    That is an https PUBLIC_BASE_URL, or loopback http (`make run`'s http://127.0.0.1:8000) with
+    ALLOW_HTTP_LOOPBACK_DESTINATIONS on; anything else (say http://0.0.0.0:8000) gets None.
+    """
+    if not config["DEMO_SHOP"]:
+        return None
+    try:
+        return parse_destination(
+            config["PUBLIC_BASE_URL"].rstrip("/") + LANDING_PATH,
+            allow_http_loopback=config["ALLOW_HTTP_LOOPBACK_DESTINATIONS"],
+        )
+    except InvalidUrl:
+        return None
+
+
+def demo_program_settings(config: Mapping) -> ProgramSettings:
+    """The demo program: sending shoppers to the demo shop when it can, else to the placeholder merchant."""
+    shop = demo_shop_url(config)
+    if shop is None:
+        return DEMO_PROGRAM
+    return replace(DEMO_PROGRAM, destination_url=shop, allowed_hosts=(), fallback_url=shop)
+
+
+def _seeded_destination(url: str) -> bool:
+    """Whether seed-demo set this destination (the placeholder, or a demo shop at some address), not an admin."""
+    return url == DEMO_PROGRAM.destination_url or urlsplit(url).path == LANDING_PATH
+
+
+def _ensure_demo_shop(program: Program, admin: User) -> None:
+    """Point the demo program at the demo shop (or the placeholder) and give the shop its API key.
+
+    A destination an admin chose is left alone; so is a working key. Seeding again after PUBLIC_BASE_URL
+    changed, or on a demo database from before the shop, moves the program to the shop's address now.
+    """
+    config = current_app.config
+    wanted = demo_program_settings(config)
+    if program.destination_url != wanted.destination_url and _seeded_destination(program.destination_url):
+        moved = replace(ProgramSettings(**snapshot(program)), destination_url=wanted.destination_url,
+                        allowed_hosts=wanted.allowed_hosts, fallback_url=wanted.fallback_url)  # fmt: skip
+        save_program(db.session, program, moved, actor=admin, now=utcnow())
+        db.session.commit()
+    if config["DEMO_SHOP"]:
+        path = shop_credentials.credentials_path(config["INSTANCE_PATH"])
+        _ensure_shop_credentials(program, admin, path)
+        click.echo(f"Demo shop: {demo_shop_url(config) or LANDING_PATH} (its API key is in {path}).")
+    if program.destination_url == DEMO_PROGRAM.destination_url:
+        click.echo(
+            f"The {program.name} program sends shoppers to the placeholder {program.destination_url}: the demo shop "
+            "needs an https PUBLIC_BASE_URL, or http on 127.0.0.1 with ALLOW_HTTP_LOOPBACK_DESTINATIONS=1 "
+            "(as `make run` sets)."
+        )
+    else:
+        click.echo(f"The {program.name} program sends shoppers to {program.destination_url}.")
+
+
+def _ensure_shop_credentials(program: Program, admin: User, path: Path) -> None:
+    """Keep the shop's key if it still works for the program; else revoke the shop's old keys and issue one."""
+    try:
+        kept = shop_credentials.load(path)
+    except shop_credentials.CredentialsMissing:
+        kept = None
+    if kept is not None and kept.program_id == program.id and kept.currency == program.currency:
+        key = find_key(db.session, kept.api_key)
+        if key is not None and key.program_id == program.id:
+            if not hmac.compare_digest(kept.signing_secret, key.signing_secret):
+                # An admin rotated the signing secret: the shop, like any merchant, signs with the new one.
+                shop_credentials.save(path, replace(kept, signing_secret=key.signing_secret))
+            db.session.commit()
+            return
+    now = utcnow()
+    stale = select(ApiKey).where(
+        ApiKey.program_id == program.id, ApiKey.name == DEMO_SHOP_KEY_NAME, ApiKey.revoked_at.is_(None)
+    )
+    for key in db.session.scalars(stale).all():
+        revoke_key(db.session, key, actor=admin, now=now)
+    issued = issue_key(db.session, program, DEMO_SHOP_KEY_NAME, actor=admin, now=now)
+    db.session.commit()
+    shop_credentials.save(
+        path, shop_credentials.ShopCredentials(program.id, program.currency, issued.token, issued.signing_secret)
+    )
+    click.echo(f"Issued the demo shop an API key for the {program.name} program ({issued.key.prefix}).")
 
 
 def _ensure_click_rollups() -> None:
@@ -172,6 +281,20 @@ def _ensure_click_rollups() -> None:
         db.session.commit()
         _rebuild_rollups()
     db.session.commit()
+
+
+def _print_demo_shop_link(program: Program) -> None:
+    """Name a demo link to follow into the demo shop, when the demo program sends shoppers there."""
+    link = db.session.scalar(
+        select(Link).where(Link.program_id == program.id, Link.active.is_(True)).order_by(Link.id).limit(1)
+    )
+    if link is None or urlsplit(program.destination_url).path != LANDING_PATH:
+        return
+    owner = db.session.get(User, link.affiliate_id)
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    click.echo(f"Try the whole loop: open {base}/r/{link.code} ({owner.name}'s link), buy something in the demo shop,")
+    click.echo(f"then sign in as {owner.email} to see the sale. Sign in afterwards: on one machine the shopper")
+    click.echo("has the affiliate's IP, and the self_referral rule rejects sales from where the affiliate signed in.")
 
 
 def _print_demo_logins() -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import ada_url
 
 MAX_URL_LENGTH = 2048
+# The only hosts a plain-http destination may name, and only with ALLOW_HTTP_LOOPBACK_DESTINATIONS
+# (`make run`'s demo shop): this machine, as a browser parses the URL (ada-url brackets IPv6).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
 
 # Control characters and whitespace that browsers strip or that split headers.
 _FORBIDDEN = {chr(c) for c in range(0x00, 0x21)} | {"\x7f", "\\"}
@@ -14,11 +17,17 @@ class InvalidUrl(ValueError):
     """A URL or host name that Clicktrail will not store or redirect to."""
 
 
-def parse_destination(text: str) -> str:
+def scheme_allowed(protocol: str, hostname: str, *, allow_http_loopback: bool = False) -> bool:
+    """https always; plain http only to a loopback host, and only when the setting allows it."""
+    return protocol == "https:" or (allow_http_loopback and protocol == "http:" and hostname in LOOPBACK_HOSTS)
+
+
+def parse_destination(text: str, *, allow_http_loopback: bool = False) -> str:
     """Return the normalised form of a merchant destination URL, or raise InvalidUrl.
 
     A destination is an absolute https URL with a domain host, no credentials and no
     characters a browser would silently drop (which is how filters are usually fooled).
+    With ``allow_http_loopback`` (a local demo) it may also be http to 127.0.0.1, [::1] or localhost.
     """
     text = (text or "").strip()
     if not text:
@@ -31,16 +40,20 @@ def parse_destination(text: str) -> str:
         url = ada_url.URL(text)
     except ValueError:
         raise InvalidUrl("Not a valid URL.") from None
-    if url.protocol != "https:":
+    if not scheme_allowed(url.protocol, url.hostname, allow_http_loopback=allow_http_loopback):
+        if allow_http_loopback:
+            raise InvalidUrl("URL must start with https:// (http:// only for 127.0.0.1, [::1] or localhost).")
         raise InvalidUrl("URL must start with https://.")
     if url.username or url.password:
         raise InvalidUrl("URL must not contain a user name or password.")
-    if url.host_type != ada_url.HostType.DEFAULT:
-        raise InvalidUrl("URL must use a domain name, not an IP address.")
-    if not _is_domain(url.hostname.rstrip(".")):
-        raise InvalidUrl("URL must use a full domain name.")
-    # "shop.example.com." is another origin to a browser: store the name without the dot.
-    url.hostname = url.hostname.rstrip(".")
+    # Loopback http names its host exactly (scheme_allowed); everything else needs a full domain name.
+    if url.protocol == "https:":
+        if url.host_type != ada_url.HostType.DEFAULT:
+            raise InvalidUrl("URL must use a domain name, not an IP address.")
+        if not _is_domain(url.hostname.rstrip(".")):
+            raise InvalidUrl("URL must use a full domain name.")
+        # "shop.example.com." is another origin to a browser: store the name without the dot.
+        url.hostname = url.hostname.rstrip(".")
     if len(url.href) > MAX_URL_LENGTH:
         raise InvalidUrl(f"URL is longer than {MAX_URL_LENGTH} characters once encoded.")
     return url.href
@@ -102,16 +115,23 @@ def safe_next(target: str | None, base_url: str) -> str | None:
     return path + resolved.search
 
 
-def destination_allowed(url: str, hosts: frozenset[str] | set[str]) -> bool:
-    """Judge a final Location as a browser would: https, and a host on the allowlist."""
+def destination_allowed(url: str, hosts: frozenset[str] | set[str], *, allow_http_loopback: bool = False) -> bool:
+    """Judge a final Location as a browser would: https (or loopback http, if allowed), a host on the allowlist."""
     try:
         parsed = ada_url.URL(url)
     except ValueError:
         return False
-    return parsed.protocol == "https:" and not parsed.username and not parsed.password and parsed.hostname in hosts
+    return (
+        scheme_allowed(parsed.protocol, parsed.hostname, allow_http_loopback=allow_http_loopback)
+        and not parsed.username
+        and not parsed.password
+        and parsed.hostname in hosts
+    )
 
 
-def resolve_deep_link(text: str, destination: str, hosts: frozenset[str] | set[str]) -> str:
+def resolve_deep_link(
+    text: str, destination: str, hosts: frozenset[str] | set[str], *, allow_http_loopback: bool = False
+) -> str:
     """Turn a deep-link path ("/shoes?c=red") or URL into an absolute URL on an allowed host."""
     text = (text or "").strip()
     if text.startswith("/") and not text.startswith("//"):
@@ -121,7 +141,7 @@ def resolve_deep_link(text: str, destination: str, hosts: frozenset[str] | set[s
         if len(url) > MAX_URL_LENGTH:
             raise InvalidUrl(f"The link is longer than {MAX_URL_LENGTH} characters once encoded.")
     else:
-        url = parse_destination(text)
-    if not destination_allowed(url, hosts):
+        url = parse_destination(text, allow_http_loopback=allow_http_loopback)
+    if not destination_allowed(url, hosts, allow_http_loopback=allow_http_loopback):
         raise InvalidUrl("Deep links must stay on the program's allowed hosts.")
     return url

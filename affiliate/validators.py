@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ada_url
+from flask import current_app
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
@@ -23,10 +24,12 @@ def web_url(form, field) -> None:
 
 
 def https_destination(form, field) -> None:
+    """An https destination (or loopback http, when ALLOW_HTTP_LOOPBACK_DESTINATIONS is on), normalised."""
     if not field.data:
         return
     try:
-        field.data = parse_destination(field.data)
+        loopback = current_app.config["ALLOW_HTTP_LOOPBACK_DESTINATIONS"]
+        field.data = parse_destination(field.data, allow_http_loopback=loopback)
     except InvalidUrl as error:
         raise ValidationError(str(error)) from None
 

@@ -18,7 +18,7 @@ from werkzeug.http import parse_cookie
 
 from affiliate.ids import new_id
 from affiliate.services.fraud import paid_click_params
-from affiliate.urls import destination_allowed
+from affiliate.urls import destination_allowed, scheme_allowed
 from redirector import enrich
 from redirector.clicklog import ClickLog
 from redirector.engines import make_engine
@@ -65,12 +65,18 @@ class Redirector:
         self.click_param = config["CLICK_PARAM"]
         self.encoded_click_param = quote_plus(self.click_param)
         self.secure_cookies = bool(config.get("SESSION_COOKIE_SECURE"))
+        self.allow_http_loopback = bool(config.get("ALLOW_HTTP_LOOPBACK_DESTINATIONS"))
         self.visitor_max_age = int(config["VISITOR_COOKIE_DAYS"]) * 86400
         ip_key = hashlib.sha256(b"clicktrail-ip-hash:" + config["SECRET_KEY"].encode()).digest()
         self.ip_hash = lru_cache(maxsize=65536)(partial(enrich.ip_hash, ip_key))
         self.geo = enrich.GeoLookup(config.get("GEOIP_DATABASE"))
         process = config.get("CLICK_INGESTER", "thread") == "process"
-        self.links = LinkCache(self._reader_engine, float(config["LINK_CACHE_SECONDS"]), self.click_param)
+        self.links = LinkCache(
+            self._reader_engine,
+            float(config["LINK_CACHE_SECONDS"]),
+            self.click_param,
+            allow_http_loopback=self.allow_http_loopback,
+        )
         self.recorder = ClickRecorder(
             self._writer_engine,
             ClickLog(config["CLICK_LOG_DIR"], int(config["CLICK_LOG_SEGMENT_MB"]) * 1024 * 1024, handoff=process),
@@ -142,7 +148,9 @@ class Redirector:
         if target is None:
             return NOT_FOUND
         if not target.redirects:
-            if target.fallback_url and destination_allowed(target.fallback_url, target.allowed_hosts):
+            if target.fallback_url and destination_allowed(
+                target.fallback_url, target.allowed_hosts, allow_http_loopback=self.allow_http_loopback
+            ):
                 return _redirect(target.fallback_url, [])
             return NOT_FOUND
         return self._click(environ, method, target)
@@ -218,7 +226,9 @@ class Redirector:
         }
 
     def _destination(self, target: LinkTarget, query: dict[str, str]) -> str | None:
-        """The destination plus the visitor's utm_* parameters, judged as a browser parses it (WHATWG).
+        """The destination plus the visitor's utm_* parameters, judged as a browser parses it (WHATWG):
+        https (or http to a loopback host, with ALLOW_HTTP_LOOPBACK_DESTINATIONS), no credentials,
+        a host on the allowlist.
 
         Only encoded query parameters are ever added to a destination checked when the link
         was cached, and then the URL-safe click id, so the host cannot change; it is judged anyway.
@@ -227,17 +237,21 @@ class Redirector:
             (key, value) for key, value in query.items() if key.startswith("utm_") and key not in target.query_keys
         ]
         location = _add_query(target.destination, urlencode(extra, quote_via=quote)) if extra else target.destination
-        return location if _judged_allowed(location, target.allowed_hosts) else None
+        allowed = _judged_allowed(location, target.allowed_hosts, self.allow_http_loopback)
+        return location if allowed else None
 
 
 @lru_cache(maxsize=65536)
-def _judged_allowed(location: str, allowed_hosts: frozenset[str]) -> bool:
-    """Whether a browser would take ``location`` to an https URL on an allowed host (WHATWG parsing).
+def _judged_allowed(location: str, allowed_hosts: frozenset[str], allow_http_loopback: bool) -> bool:
+    """Whether a browser would take ``location`` to an allowed host: https (or loopback http when
+    allowed), no credentials, the host on the allowlist (WHATWG parsing).
 
     Remembered per location and allowlist: most clicks of a link go to the same destination.
     """
     parts = ada_url.parse_url(location, attributes=JUDGED)
-    if parts["protocol"] != "https:" or parts["username"] or parts["password"]:
+    if parts["username"] or parts["password"]:
+        return False
+    if not scheme_allowed(parts["protocol"], parts["hostname"], allow_http_loopback=allow_http_loopback):
         return False
     return parts["hostname"] in allowed_hosts
 

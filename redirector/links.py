@@ -49,8 +49,16 @@ LOOKUP_SQL = (
 
 
 class LinkCache:
-    def __init__(self, engine_factory: Callable[[], Engine], ttl_seconds: float, click_param: str) -> None:
+    def __init__(
+        self,
+        engine_factory: Callable[[], Engine],
+        ttl_seconds: float,
+        click_param: str,
+        *,
+        allow_http_loopback: bool = False,
+    ) -> None:
         self.click_param = click_param
+        self.allow_http_loopback = allow_http_loopback
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._sql = ""
@@ -116,7 +124,7 @@ class LinkCache:
         (link_id, affiliate_id, program_id, active, deep_link, s1, s2, s3, s4, s5,
          destination, allowed, fallback, cookie_days, program_status, user_status) = row  # fmt: skip
         hosts = frozenset({host_of(destination), *allowed.split()})
-        if deep_link and not destination_allowed(deep_link, hosts):
+        if deep_link and not destination_allowed(deep_link, hosts, allow_http_loopback=self.allow_http_loopback):
             log.warning("link %s deep link is off the program's allowlist now; using the destination", link_id)
             deep_link = None
         url = ada_url.URL(deep_link or destination)

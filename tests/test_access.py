@@ -43,6 +43,8 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "auth.signup": PUBLIC,
     "auth.reauth": SIGNED_IN,
     "main.snippet_example": PUBLIC,
+    "demo_shop.landing": PUBLIC,
+    "demo_shop.checkout": PUBLIC,
     "member.home": frozenset({"member"}),
     "partner_conversions.mine": frozenset({"affiliate"}),
     "earnings.index": frozenset({"affiliate"}),

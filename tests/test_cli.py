@@ -1,11 +1,16 @@
 """The command-line tools: create-user and seed-demo."""
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from affiliate.cli import DEMO_PASSWORD, DEMO_USERS
+from affiliate.cli import DEMO_PASSWORD, DEMO_PROGRAM, DEMO_USERS
+from affiliate.demo_shop.credentials import credentials_path, load
 from affiliate.extensions import db
-from affiliate.models import Conversion, Program, User
-from tests.factories import Auth
+from affiliate.models import ApiKey, Conversion, Link, Program, User, utcnow
+from affiliate.services.api_keys import find_key, revoke_key
+from redirector import create_redirector
+from tests.conftest import build_app, dispose
+from tests.factories import Auth, Visitor
+from tests.redirector.helpers import CHROME
 
 
 def _counts(app) -> tuple[int, int]:
@@ -97,3 +102,62 @@ def test_ingest_clicks_moves_a_dead_redirectors_log_into_the_database(app, runne
     with app.app_context():
         [click] = db.session.scalars(select(Click)).all()
         assert click.click_id == record["click_id"] and click.is_unique is True
+
+
+def test_seed_demo_points_the_demo_program_at_the_demo_shop_and_gives_the_shop_a_key(database_uri):
+    shop = "http://127.0.0.1:8765/demo-shop/"
+    app = build_app(database_uri, ALLOW_HTTP_LOOPBACK_DESTINATIONS=True, PUBLIC_BASE_URL="http://127.0.0.1:8765")
+    runner = app.test_cli_runner()
+    seeded = runner.invoke(args=["seed-demo"])
+    assert seeded.exit_code == 0, seeded.output
+    assert f"The Demo Store program sends shoppers to {shop}." in seeded.output
+    path = credentials_path(app.config["INSTANCE_PATH"])
+    assert path.stat().st_mode & 0o777 == 0o600
+    kept = load(path)
+    with app.app_context():
+        program = db.session.scalar(select(Program).where(Program.name == DEMO_PROGRAM.name))
+        assert (program.destination_url, program.fallback_url, program.allowed_host_list) == (shop, shop, [])
+        key = find_key(db.session, kept.api_key)
+        assert key.program_id == kept.program_id == program.id and key.signing_secret == kept.signing_secret
+        assert kept.currency == program.currency
+        codes = db.session.scalars(select(Link.code)).all()
+    # Every demo link, deep links included, lands in the shop.
+    redirector = create_redirector(app.config)
+    for code in codes:
+        location = Visitor(redirector).get(f"/r/{code}", headers={"User-Agent": CHROME}).headers["Location"]
+        assert location.startswith(shop) and "ct_click=" in location, location
+    redirector.close()
+
+    # Seeding again keeps a working key; a revoked one is replaced (and the shop's old keys stay revoked).
+    before = path.read_text()
+    assert runner.invoke(args=["seed-demo", "--if-empty"]).exit_code == 0 and path.read_text() == before
+    with app.app_context():
+        admin = db.session.scalar(select(User).where(User.role == "admin"))
+        revoke_key(db.session, db.session.get(ApiKey, key.id), actor=admin, now=utcnow())
+        db.session.commit()
+    reissued = runner.invoke(args=["seed-demo", "--if-empty"])
+    assert "Issued the demo shop an API key" in reissued.output and load(path).api_key != kept.api_key
+    with app.app_context():
+        assert find_key(db.session, load(path).api_key).program_id == program.id
+        assert db.session.scalar(select(func.count()).where(ApiKey.revoked_at.is_(None))) == 1
+
+    # Without the setting the demo program goes back to the placeholder merchant, and with it to the shop again.
+    off = build_app(database_uri, INSTANCE_PATH=app.config["INSTANCE_PATH"])
+    placeholder = off.test_cli_runner().invoke(args=["seed-demo", "--if-empty"])
+    assert f"sends shoppers to the placeholder {DEMO_PROGRAM.destination_url}" in placeholder.output
+    assert _destination(app) == DEMO_PROGRAM.destination_url
+    assert runner.invoke(args=["seed-demo", "--if-empty"]).exit_code == 0 and _destination(app) == shop
+
+    # A destination an admin chose is theirs: seeding leaves it alone.
+    with app.app_context():
+        db.session.execute(update(Program).values(destination_url="https://merchant.example.org/"))
+        db.session.commit()
+    assert runner.invoke(args=["seed-demo", "--if-empty"]).exit_code == 0
+    assert _destination(app) == "https://merchant.example.org/"
+    dispose(off)
+    dispose(app)
+
+
+def _destination(app) -> str:
+    with app.app_context():
+        return db.session.scalar(select(Program.destination_url).where(Program.name == DEMO_PROGRAM.name))

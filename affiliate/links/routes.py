@@ -43,7 +43,13 @@ def create():
             deep_link=(form.deep_link.data or "").strip() or None,
         )
         try:
-            link = link_service.create_link(db.session, current_user, link_request, now=utcnow())
+            link = link_service.create_link(
+                db.session,
+                current_user,
+                link_request,
+                now=utcnow(),
+                allow_http_loopback=current_app.config["ALLOW_HTTP_LOOPBACK_DESTINATIONS"],
+            )
         except link_service.LinkError as error:
             db.session.rollback()
             target = getattr(form, error.field) if error.field else None

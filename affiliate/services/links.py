@@ -50,8 +50,13 @@ def program_hosts(program: Program) -> frozenset[str]:
     return frozenset({host_of(program.destination_url), *program.allowed_host_list})
 
 
-def create_link(session: Session, affiliate: User, request: LinkRequest, *, now: datetime) -> Link:
-    """Create a link for an active affiliate on an active program, with a fresh unique code."""
+def create_link(
+    session: Session, affiliate: User, request: LinkRequest, *, now: datetime, allow_http_loopback: bool = False
+) -> Link:
+    """Create a link for an active affiliate on an active program, with a fresh unique code.
+
+    ``allow_http_loopback`` is the ALLOW_HTTP_LOOPBACK_DESTINATIONS setting, for deep links on a local demo.
+    """
     if not affiliate.can_use_partner_pages:
         raise LinkError("Only approved affiliates can create links.")
     program = session.get(Program, request.program_id)
@@ -60,7 +65,12 @@ def create_link(session: Session, affiliate: User, request: LinkRequest, *, now:
     deep_link = None
     if request.deep_link:
         try:
-            deep_link = resolve_deep_link(request.deep_link, program.destination_url, program_hosts(program))
+            deep_link = resolve_deep_link(
+                request.deep_link,
+                program.destination_url,
+                program_hosts(program),
+                allow_http_loopback=allow_http_loopback,
+            )
         except InvalidUrl as error:
             raise LinkError(str(error), field="deep_link") from None
     for _ in range(8):

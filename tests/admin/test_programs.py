@@ -1,10 +1,12 @@
 """Admins create and edit programs; bad values are form errors that change nothing."""
 
+import pytest
 from sqlalchemy import func, select
 
 from affiliate.extensions import db
 from affiliate.models import AuditLog, CommissionPlan, Program
-from tests.factories import make_admin, make_program
+from tests.conftest import build_app, dispose
+from tests.factories import Auth, make_admin, make_program
 
 VALID = {
     "name": "Spring Sale",
@@ -116,3 +118,35 @@ def test_edit_program_and_duplicate_names(app, client, auth):
 def test_unknown_program_is_404(app, client, auth):
     _signed_in_admin(app, auth)
     assert client.get("/admin/programs/999999/edit").status_code == 404
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_loopback_http_destination_needs_the_setting(database_uri, allowed):
+    """ALLOW_HTTP_LOOPBACK_DESTINATIONS (make run) lets a program send shoppers to http on this machine only."""
+    app = build_app(database_uri, ALLOW_HTTP_LOOPBACK_DESTINATIONS=allowed)
+    auth = Auth(app.test_client())
+    _signed_in_admin(app, auth)
+    for still_refused in (
+        {"destination_url": "http://shop.example.com/"},
+        {"destination_url": "http://127.0.0.2:8000/"},
+        {"destination_url": "http://user@127.0.0.1:8000/"},
+        {"destination_url": "https://127.0.0.1:8000/"},
+        {"fallback_url": "http://0.0.0.0:8000/"},
+        {"allowed_hosts": "localhost"},
+    ):
+        response = auth.post("/admin/programs/new", {**VALID, **still_refused})
+        assert response.status_code == 200 and 'class="errors"' in response.get_data(as_text=True), still_refused
+    shop = {"destination_url": "http://127.0.0.1:8000/demo-shop/", "fallback_url": "HTTP://LOCALHOST:8000/demo-shop/"}
+    response = auth.post("/admin/programs/new", {**VALID, **shop})
+    with app.app_context():
+        program = db.session.scalar(select(Program))
+    if allowed:
+        assert response.status_code == 302
+        assert (program.destination_url, program.fallback_url) == (
+            "http://127.0.0.1:8000/demo-shop/",
+            "http://localhost:8000/demo-shop/",
+        )
+    else:
+        assert response.status_code == 200 and "URL must start with https://." in response.get_data(as_text=True)
+        assert program is None
+    dispose(app)

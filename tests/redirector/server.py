@@ -52,9 +52,10 @@ class Server:
         workers: int = 2,
         interface: str = "rsgi",
         target: str = "wsgi:redirector",
+        port: int | None = None,
         **env: str,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = instance / "server.log"
         environment = {

@@ -238,7 +238,9 @@ def program(app) -> Program:
     return make_program(app, make_admin(app), allowed_hosts=(GOOD, "www.example.com"))
 
 
-def create_links(app, affiliate: User, program: Program, deep_links: list[str]) -> tuple[dict, dict]:
+def create_links(
+    app, affiliate: User, program: Program, deep_links: list[str], allow_http_loopback: bool = False
+) -> tuple[dict, dict]:
     """Offer each deep link to the service; return {deep link: code} accepted and {deep link: error} crashes."""
     accepted: dict[str, str] = {}
     crashed: dict[str, str] = {}
@@ -248,7 +250,9 @@ def create_links(app, affiliate: User, program: Program, deep_links: list[str]) 
         for text in deep_links:
             request = links.LinkRequest(program_id=program.id, campaign=None, subs=(None,) * 5, deep_link=text)
             try:
-                accepted[text] = links.create_link(db.session, owner, request, now=now).code
+                accepted[text] = links.create_link(
+                    db.session, owner, request, now=now, allow_http_loopback=allow_http_loopback
+                ).code
             except links.LinkError:
                 continue
             except Exception as error:  # a crash is a finding, reported below
@@ -489,3 +493,89 @@ def test_deep_link_follows_the_current_allowlist(app, redirector, program):
         assert response.status_code == 302
         location = ada_url.URL(response.headers["Location"])
         assert (location.protocol, location.hostname, location.pathname) == ("https:", "new.example.org", "/join")
+
+
+# With ALLOW_HTTP_LOOPBACK_DESTINATIONS (`make run`'s demo shop) a program may send shoppers to plain http on
+# 127.0.0.1. The same corpus must then reach nothing more: no other http host, nothing off the allowlist.
+SHOP = "http://127.0.0.1:8000/demo-shop/"
+LOOPBACK = "127.0.0.1"
+LOOPBACK_EXTRA = (
+    "http://127.0.0.1:8000/demo-shop/checkout?product=knife",
+    "http://127.0.0.1:9999/elsewhere",
+    "http://127.1/",
+    "http://2130706433/x",
+    "http://localhost:8000/",
+    "http://LOCALHOST/",
+    "http://[::1]:8000/",
+    "http://localhost./",
+    "http://127.0.0.2/",
+    "http://0.0.0.0:8000/",
+    "http://127.0.0.1.nip.io/",
+    "http://127.0.0.1@evil.test/",
+    "http://evil.test@127.0.0.1/",
+    "http://127.0.0.1:8000\\@evil.test/",
+    "http://127.0.0.1:8000/..%2f..%2f//evil.test",
+    "http://127.0.0.1:8000//evil.test/",
+    "http:127.0.0.1/",
+    "http:/127.0.0.1/",
+    "http:\\\\127.0.0.1/",
+    "https://127.0.0.1/",
+    "ws://127.0.0.1:8000/",
+    "/demo-shop/checkout?product=kettle",
+    "//127.0.0.1:8000/demo-shop/",
+)
+
+
+def judge_loopback(location: str | None) -> set[str]:
+    """Like judge, where http to 127.0.0.1 (the program's own destination host) is also a rightful landing."""
+    if location is None:
+        return {"off-allowlist"}
+    try:
+        url = ada_url.URL(location)
+    except ValueError:
+        return {"off-allowlist"}
+    problems = set()
+    if url.protocol != "https:" and not (url.protocol == "http:" and url.hostname == LOOPBACK):
+        problems.add("non-https off loopback")
+    if url.hostname not in ALLOWED | {LOOPBACK} or url.username or url.password:
+        problems.add("off-allowlist")
+    return problems
+
+
+def test_with_loopback_http_allowed_crafted_deep_links_still_stay_on_the_allowlist(app, redirector):
+    program = make_program(app, make_admin(app), destination_url=SHOP, allowed_hosts=(GOOD, "www.example.com"))
+    crafted = [*crafted_deep_links(), *LOOPBACK_EXTRA]
+    accepted, crashed = create_links(app, make_affiliate(app), program, crafted, allow_http_loopback=True)
+    client = redirector(ALLOW_HTTP_LOOPBACK_DESTINATIONS=True)
+    failures, landed_on_loopback = [], 0
+    for text, code in accepted.items():
+        response = client.get(f"/r/{code}", environ_base=PEER)
+        location = response.headers.get("Location")
+        if response.status_code != 302 or judge_loopback(location):
+            failures.append((short(text), response.status, short(location)))
+        else:
+            landed_on_loopback += ada_url.URL(location).protocol == "http:"
+    print(f"C13 loopback: crafted={len(crafted)} accepted={len(accepted)} http_landings={landed_on_loopback} "
+          f"failures={len(failures)} crashes={len(crashed)}")  # fmt: skip
+    assert (failures, crashed) == ([], {})
+    assert landed_on_loopback >= 3, "the shop's own pages were reached over http"
+    for refused in ("http://localhost:8000/", "http://[::1]:8000/", "http://127.0.0.2/", "http://127.0.0.1@evil.test/"):
+        assert refused not in accepted, refused
+    shop = client.get(f"/r/{accepted['/demo-shop/checkout?product=kettle']}", environ_base=PEER).headers["Location"]
+    assert shop.startswith("http://127.0.0.1:8000/demo-shop/checkout?product=kettle&ct_click=")
+
+
+def test_loopback_destinations_redirect_only_with_the_setting(app, redirector):
+    """A loopback http destination stored while the setting was on is refused as before once it is off."""
+    program = make_program(app, make_admin(app), destination_url=SHOP, allowed_hosts=(), fallback_url=SHOP)
+    link = make_link(app, make_affiliate(app), program)
+    paused = make_link(app, make_affiliate(app), program)
+    with app.app_context():
+        db.session.execute(update(Link).where(Link.id == paused.id).values(active=False))
+        db.session.commit()
+    on, off = redirector(ALLOW_HTTP_LOOPBACK_DESTINATIONS=True), redirector()
+    assert on.get(f"/r/{link.code}", environ_base=PEER).headers["Location"].startswith(SHOP + "?ct_click=")
+    assert on.get(f"/r/{paused.code}", environ_base=PEER).headers["Location"] == SHOP
+    for code in (link.code, paused.code):
+        response = off.get(f"/r/{code}", environ_base=PEER)
+        assert response.status_code == 404 and "Location" not in response.headers

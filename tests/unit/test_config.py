@@ -55,3 +55,12 @@ def test_database_urls_use_psycopg3():
     assert normalise_database_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_database_url("sqlite:///x.db") == "sqlite:///x.db"
     assert normalise_database_url(None) is None
+
+
+def test_production_refuses_http_loopback_destinations():
+    env = {"CLICKTRAIL_ENV": "production", "SECRET_KEY": "x" * 40, "DATABASE_URL": "sqlite:////nonexistent/x.db"}
+    result = _start({**env, "ALLOW_HTTP_LOOPBACK_DESTINATIONS": "1"})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "clicktrail: ALLOW_HTTP_LOOPBACK_DESTINATIONS is for a local demo, never production"
+    )

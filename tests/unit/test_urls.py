@@ -10,7 +10,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from affiliate.urls import InvalidUrl, host_of, normalise_host, parse_destination, parse_host_list, safe_next
+from affiliate.urls import (
+    InvalidUrl,
+    destination_allowed,
+    host_of,
+    normalise_host,
+    parse_destination,
+    parse_host_list,
+    safe_next,
+)
 
 BASE = "https://clicktrail.test/"
 BASES = (BASE, "http://localhost/", "https://clicktrail.test:8443/")
@@ -146,6 +154,105 @@ def test_any_text_is_a_valid_destination_or_invalid_url(text):
         return
     assert is_acceptable_destination(value)
     assert parse_destination(value) == value
+
+
+# Loopback http, with ALLOW_HTTP_LOOPBACK_DESTINATIONS (make run's demo shop): off, the cases above hold as they are.
+
+LOOPBACK_ACCEPTED = [
+    ("http://127.0.0.1:8000/demo-shop/", "http://127.0.0.1:8000/demo-shop/"),
+    (
+        "http://localhost:8000/demo-shop/checkout?product=knife",
+        "http://localhost:8000/demo-shop/checkout?product=knife",
+    ),
+    ("HTTP://LOCALHOST/", "http://localhost/"),
+    ("http://[::1]:8000/", "http://[::1]:8000/"),
+    ("http://127.0.0.1:80/", "http://127.0.0.1/"),
+    # Spellings a browser takes to 127.0.0.1 as well: judged, and stored, as the address they are.
+    ("http://127.1/", "http://127.0.0.1/"),
+    ("http://2130706433/", "http://127.0.0.1/"),
+    ("http://0x7f.1/", "http://127.0.0.1/"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), LOOPBACK_ACCEPTED)
+def test_loopback_http_destination_needs_the_setting(text, expected):
+    with pytest.raises(InvalidUrl, match="https://"):
+        parse_destination(text)
+    assert parse_destination(text, allow_http_loopback=True) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http://shop.example.com/",
+        "http://127.0.0.2/",
+        "http://0.0.0.0:8000/",
+        "http://10.0.0.1/",
+        "http://192.168.1.10:8000/",
+        "http://[::2]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://localhost./",
+        "http://localhost.localdomain/",
+        "http://localhost.evil.test/",
+        "http://127.0.0.1.nip.io/",
+        "http://user:pw@127.0.0.1/",
+        "http://user@localhost/",
+        "http://127.0.0.1@evil.test/",
+        "http://127.0.0.1\\@evil.test/",
+        "http://127.0.0.1/\r\nSet-Cookie: a=b",
+        "https://127.0.0.1/",
+        "https://localhost/",
+        "https://[::1]/",
+        "ftp://127.0.0.1/",
+        "ws://localhost:8000/",
+        "file://localhost/etc/passwd",
+        "javascript://localhost/%0aalert(1)",
+        "//127.0.0.1/",
+        "127.0.0.1:8000/",
+    ],
+)
+def test_loopback_setting_allows_nothing_else(text):
+    with pytest.raises(InvalidUrl):
+        parse_destination(text, allow_http_loopback=True)
+
+
+def test_final_location_may_be_loopback_http_only_with_the_setting_and_on_the_allowlist():
+    hosts = frozenset({"127.0.0.1", "shop.example.com"})
+    shop = "http://127.0.0.1:8000/demo-shop/?ct_click=x"
+    assert not destination_allowed(shop, hosts)
+    assert destination_allowed(shop, hosts, allow_http_loopback=True)
+    assert destination_allowed("https://shop.example.com/", hosts, allow_http_loopback=True)
+    for location in ("http://localhost:8000/", "http://[::1]:8000/", "http://shop.example.com/",
+                     "http://user@127.0.0.1:8000/", "http://evil.test/"):  # fmt: skip
+        assert not destination_allowed(location, hosts, allow_http_loopback=True), location
+
+
+LOOPBACK_STARTS = (
+    "http://", "HTTP://", "http:", "http://127.0.0.1", "http://localhost", "http://[::1]", "http://127.0.0.1:8000/",
+    "http://localhost.", "https://", "https://a.b/",
+)  # fmt: skip
+LOOPBACK_TEXT = st.builds(
+    str.__add__,
+    st.sampled_from(LOOPBACK_STARTS),
+    st.text(st.characters(codec="utf-8") | st.sampled_from("./:@[]%\\?#0127x")),
+)
+
+
+@FAST
+@given(st.one_of(DESTINATION_TEXT, LOOPBACK_TEXT))
+@example("http://127.0.0.1@evil.test/")
+def test_with_the_setting_a_destination_is_https_as_before_or_http_to_this_machine(text):
+    try:
+        value = parse_destination(text, allow_http_loopback=True)
+    except InvalidUrl:
+        return
+    url = ada_url.URL(value)
+    if url.protocol == "http:":
+        assert url.hostname in ("127.0.0.1", "[::1]", "localhost") and url.href == value
+        assert not url.username and not url.password and not (CONTROL | {" ", "\\"}) & set(value)
+    else:
+        assert is_acceptable_destination(value)
+    assert parse_destination(value, allow_http_loopback=True) == value
 
 
 # normalise_host and parse_host_list

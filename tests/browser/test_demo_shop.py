@@ -1,0 +1,124 @@
+"""`make run`'s demo in a real browser: a demo link lands in the demo shop, the shopper buys, the sale is credited.
+
+The database is seeded by `seed-demo` as `make run` does (PUBLIC_BASE_URL on 127.0.0.1 and
+ALLOW_HTTP_LOOPBACK_DESTINATIONS on), then Clicktrail runs under granian (`wsgi:app`) and headless
+Chromium clicks one of Alice's demo links. Screenshots go to DEMO_SHOP_SCREENSHOTS (default
+test-output/demo-shop/).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from affiliate.cli import DEMO_PASSWORD
+from affiliate.extensions import db
+from affiliate.models import Conversion, Link, User
+from tests.browser.test_loop import CHROMIUM, sync_api
+from tests.conftest import build_app, dispose
+from tests.redirector.helpers import CHROME
+from tests.redirector.server import ROOT, Server, free_port
+
+SHOTS = Path(os.environ.get("DEMO_SHOP_SCREENSHOTS", ROOT / "test-output" / "demo-shop"))
+ALICE = "alice@demo.clicktrail.test"
+
+
+@pytest.fixture
+def demo(database_uri, tmp_path):
+    """A database seeded as `make run` seeds it, served as `make run` serves it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    seeder = build_app(database_uri, INSTANCE_PATH=str(tmp_path), PUBLIC_BASE_URL=base,
+                       ALLOW_HTTP_LOOPBACK_DESTINATIONS=True)  # fmt: skip
+    seeded = seeder.test_cli_runner().invoke(args=["seed-demo", "--if-empty"])
+    assert seeded.exit_code == 0, seeded.output
+    dispose(seeder)
+    server = Server(database_uri, tmp_path, workers=1, interface="wsgi", target="wsgi:app", port=port,
+                    ALLOW_HTTP_LOOPBACK_DESTINATIONS="1")  # fmt: skip
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def shoot(page, name: str, count: list[int]) -> None:
+    count[0] += 1
+    page.screenshot(path=str(SHOTS / f"{count[0]:02d}-{name}.png"), full_page=True)
+
+
+def test_a_demo_link_lands_in_the_demo_shop_and_its_sale_is_credited(app, demo, browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SHOTS.glob("*.png"):
+        old.unlink()
+    shots = [0]
+    base = demo.url
+    with app.app_context():
+        alice = db.session.scalar(select(User).where(User.email == ALICE))
+        code = db.session.scalar(select(Link.code).where(Link.affiliate_id == alice.id, Link.campaign == "Newsletter"))
+        alice_id = alice.id
+    # Headless Chromium says so in its user agent, and the redirector rightly records that as a bot.
+    context = browser.new_context(user_agent=CHROME)
+    page = context.new_page()
+
+    # 1. A shopper clicks Alice's newsletter link and lands in the demo shop, one 302 later.
+    page.goto(f"{base}/r/{code}")
+    landed = urlsplit(page.url)
+    assert f"{landed.scheme}://{landed.netloc}{landed.path}" == f"{base}/demo-shop/"
+    click_id = parse_qs(landed.query)["ct_click"][0]
+    assert "Demo merchant." in page.inner_text(".demo-banner")
+    page.wait_for_function("window.Clicktrail && Clicktrail.clickId()")
+    assert page.evaluate("Clicktrail.clickId()") == click_id == page.input_value("#click-id")
+    cookie = next(c for c in context.cookies(base) if c["name"] == "ct_click")
+    assert cookie["value"] == click_id and cookie["sameSite"] == "Lax"
+    shoot(page, "shop-landing", shots)
+
+    # 2. They choose the knife and check out; the URL no longer carries the click, the snippet's cookie does.
+    page.click("#product-knife a.button")
+    page.wait_for_url(f"{base}/demo-shop/checkout?product=knife")
+    page.wait_for_function("document.querySelector('input[name=click_id]').value !== ''")
+    assert page.input_value("input[name=click_id]") == click_id
+    page.fill("#email", "sam@example.com")
+    shoot(page, "shop-checkout", shots)
+    page.click("main button[type=submit]")
+    page.wait_for_load_state()
+    confirmation = page.inner_text("main")
+    assert "Order placed." in confirmation, confirmation
+    assert f"to affiliate #{alice_id}, matched by click id" in confirmation
+    order_id = page.inner_text("#order-id")
+    shoot(page, "shop-confirmation", shots)
+    with app.app_context():
+        sale = db.session.scalar(select(Conversion).where(Conversion.order_id == order_id))
+        assert (sale.type, sale.amount_cents, sale.affiliate_id) == ("sale", 8900, alice_id)
+
+    # 3. Back in the shop they create an account on the hosted signup, the click going with them.
+    page.goto(f"{base}/demo-shop/")
+    page.click("#signup")
+    assert f"ct_click={click_id}" in page.url
+    page.fill("#name", "Sam Shopper")
+    page.fill("#email", "sam@example.com")
+    page.fill("#password", "a long enough password")
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{base}/member/")
+    context.close()
+
+    # 4. Alice signs in and sees the sale among her conversions.
+    alice_page = browser.new_context(user_agent=CHROME).new_page()
+    alice_page.goto(f"{base}/login")
+    alice_page.fill("#email", ALICE)
+    alice_page.fill("#password", DEMO_PASSWORD)
+    alice_page.click("main button[type=submit]")
+    alice_page.goto(f"{base}/partner/conversions/")
+    listing = alice_page.inner_text("main")
+    assert order_id in listing and re.search(r"\$89\.00", listing), listing[:2000]
+    shoot(alice_page, "affiliate-conversions", shots)
