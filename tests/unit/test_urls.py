@@ -10,7 +10,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from affiliate.urls import InvalidUrl, host_of, normalise_host, parse_destination, parse_host_list, safe_next
+from affiliate.urls import (
+    InvalidUrl,
+    host_of,
+    normalise_host,
+    parse_destination,
+    parse_host_list,
+    safe_next,
+    url_host,
+)
 
 BASE = "https://clicktrail.test/"
 BASES = (BASE, "http://localhost/", "https://clicktrail.test:8443/")
@@ -222,6 +230,23 @@ def test_empty_host_list_is_empty():
 def test_host_list_with_one_bad_host_is_refused():
     with pytest.raises(InvalidUrl):
         parse_host_list("shop.example.com evil.test/path")
+
+
+@pytest.mark.parametrize(
+    ("referrer", "host"),
+    [
+        ("https://WWW.Coupons.example./deals?x=1", "www.coupons.example"),
+        ("https://user:pw@blog.example.org:8443/x", "blog.example.org"),
+        ("https://b\u00fccher.example/", "xn--bcher-kva.example"),
+        ("https://evil.example\\@blog.example/", "evil.example"),  # a browser reads the backslash as a slash
+        ("android-app://Com.Slack/", "com.slack"),
+        ("not a url", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_url_host_as_a_browser_reads_it(referrer, host):
+    assert url_host(referrer) == host
 
 
 HOST_TEXT = st.one_of(
