@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import ada_url
 
 MAX_URL_LENGTH = 2048
@@ -92,6 +94,18 @@ def parse_host_list(text: str) -> list[str]:
 
 def host_of(url: str) -> str:
     return ada_url.URL(url).hostname
+
+
+@lru_cache(maxsize=4096)  # a page sends the same Referer with every visitor it sends on
+def url_host(text: str | None) -> str | None:
+    """The host of a URL as a browser parses it, lower case, without a trailing dot; None when there is none."""
+    if not text:
+        return None
+    try:
+        host = ada_url.URL(text).hostname
+    except ValueError:
+        return None
+    return host.lower().rstrip(".")[:255] or None
 
 
 def safe_next(target: str | None, base_url: str) -> str | None:

@@ -44,12 +44,18 @@ def detected(agent: str) -> bool:
 
 def main() -> int:
     per_class = {label: (LEGITIMATE if label == "legitimate" else PER_FRAUD_CLASS) for label in CLASSES}
-    recall, false_positive_rate, events = evaluate(per_class)
+    notes: Counter = Counter()
+    recall, false_positive_rate, events = evaluate(per_class, notes=notes)
     crawlers = crawler_agents()
     missed = [agent for agent in crawlers if not detected(agent)]
     browsers = browser_agents(random.Random(5), 300)
     flagged_browsers = [agent for agent in browsers if detected(agent)]
     say(f"recall {recall}, false positives {false_positive_rate:.2%} of {LEGITIMATE} legitimate events")
+    for label in ("cookie_stuffing", "legitimate"):
+        kinds = sorted({kind for (of, kind, _) in notes if of == label})
+        say(f"{label} clicks caught by kind: " + "; ".join(
+            f"{kind} {notes[(label, kind, True)]} of {notes[(label, kind, True)] + notes[(label, kind, False)]}"
+            for kind in kinds))  # fmt: skip
     say(f"crawler examples missed: {len(missed)} of {len(crawlers)}; by first word: "
         f"{Counter(agent.split('/')[0].split(' ')[0] for agent in missed).most_common(20)}")  # fmt: skip
     for agent in missed[:15]:

@@ -35,11 +35,14 @@ from affiliate.services.fraud import (
     DEFAULT_RULES,
     Action,
     ClickSignals,
+    NavigationHistory,
+    Observed,
     RuleSetting,
     reports_user_activation,
     score_click,
     settings_for,
 )
+from affiliate.urls import url_host
 from redirector.clicklog import ClickLog
 
 log = logging.getLogger(__name__)
@@ -322,7 +325,11 @@ class _LoopQueue:
 
 
 class Store:
-    """Raw, batched SQL for the hot path: a few grouped queries and two executemanys per batch."""
+    """Raw, batched SQL for the hot path: a few grouped queries and two executemanys per batch.
+
+    ``navigations`` is the cookie-stuffing rule's history of recent navigations per link and referrer host:
+    in memory, of the clicks this Store judged since it was made (see NavigationHistory).
+    """
 
     def __init__(self, engine: Engine, unique_window: timedelta) -> None:
         self.engine = engine
@@ -335,6 +342,7 @@ class Store:
         self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values}) ON CONFLICT (click_id) DO NOTHING"  # noqa: S608
         self.mark = mark
         self.rules = _RuleCache(mark)
+        self.navigations = NavigationHistory()
 
     def _time(self, value: datetime) -> datetime | str:
         # SQLite keeps UTC wall time as text, in the same form the ORM's UTCDateTime writes.
@@ -351,27 +359,32 @@ class Store:
         """
         if not clicks:
             return
-        with self.engine.begin() as conn:
-            clicks = self._unstored(conn, clicks)
-            if not clicks:
-                return
-            first = min(click["clicked_at"] for click in clicks)
-            times = (
-                self._time(first - max(self.unique_window, timedelta(hours=1))),
-                self._time(first - timedelta(hours=1)),
-                self._time(first - timedelta(minutes=1)),
-            )
-            recent = {
-                column: self._recent(conn, clicks, column, times) for column in ("visitor_id", "fingerprint", "ip")
-            }
-            self._mark_unique(clicks, recent)
-            self._judge(conn, clicks, recent)
-            rows = [
-                tuple(self._time(click[name]) if name == "clicked_at" else click[name] for name in COLUMNS)
-                for click in clicks
-            ]
-            conn.exec_driver_sql(self.insert_sql, rows)
-            rollups.upsert(conn, rollups.aggregate(clicks))
+        observed: list[Observed] = []
+        try:
+            with self.engine.begin() as conn:
+                clicks = self._unstored(conn, clicks)
+                if not clicks:
+                    return
+                first = min(click["clicked_at"] for click in clicks)
+                times = (
+                    self._time(first - max(self.unique_window, timedelta(hours=1))),
+                    self._time(first - timedelta(hours=1)),
+                    self._time(first - timedelta(minutes=1)),
+                )
+                recent = {
+                    column: self._recent(conn, clicks, column, times) for column in ("visitor_id", "fingerprint", "ip")
+                }
+                self._mark_unique(clicks, recent)
+                self._judge(conn, clicks, recent, observed)
+                rows = [
+                    tuple(self._time(click[name]) if name == "clicked_at" else click[name] for name in COLUMNS)
+                    for click in clicks
+                ]
+                conn.exec_driver_sql(self.insert_sql, rows)
+                rollups.upsert(conn, rollups.aggregate(clicks))
+        except BaseException:
+            self.navigations.forget(observed)  # the batch stays in the click log and is judged again
+            raise
 
     def _unstored(self, conn, clicks: list[dict]) -> list[dict]:
         """The batch without clicks already in the table, nor repeats of a click id within it."""
@@ -429,11 +442,12 @@ class Store:
                 if key[2]:
                     seen[key] = at
 
-    def _judge(self, conn, clicks: list[dict], recent: dict[str, dict]) -> None:
-        """Score each click with its program's fraud rules.
+    def _judge(self, conn, clicks: list[dict], recent: dict[str, dict], observed: list[Observed]) -> None:
+        """Score each click with its program's fraud rules; add what ``navigations`` counted to ``observed``.
 
         Flooding counts are of stored clicks in the hour (and minute) before the batch's first
         click, plus the batch's own earlier clicks: bounded, indexed windows, never the whole history.
+        Navigation evidence comes from ``navigations``, which every judged click then joins, in order.
         """
         stored = {
             (kind, link, value): [minute, hour]
@@ -454,6 +468,8 @@ class Store:
                 counts[kind] = (base[0] + in_minute, base[1] + len(earlier))
                 earlier.append(click["clicked_at"])
             _site, mode, dest, user = [*(click["sec_fetch"] or "").split("/"), "", "", "", ""][:4]
+            host = url_host(click["referrer"])
+            navigations, unactivated = self.navigations.recent(click["link_id"], host, click["clicked_at"])
             signals = ClickSignals(
                 bot_reason=click["bot_reason"],
                 is_unique=click["is_unique"],
@@ -461,6 +477,10 @@ class Store:
                 sec_fetch_mode=mode or None,
                 sec_fetch_user=user or None,
                 reports_user_activation=reports_user_activation(click["os"], click["browser"], click["user_agent"]),
+                browser=click["browser"],
+                referrer_host=host,
+                source_navigations=navigations,
+                source_unactivated=unactivated,
                 paid_click_params=tuple(filter(None, (click["paid_click"] or "").split(","))),
                 country=click["country"],
                 same_ip_last_minute=counts["ip"][0],
@@ -469,6 +489,9 @@ class Store:
                 same_device_last_hour=counts["device"][1],
             )
             verdict = score_click(signals, self.rules.for_program(conn, click["program_id"]))
+            counted = self.navigations.observe(signals, click["link_id"], click["clicked_at"])
+            if counted:
+                observed.append(counted)
             if click["fraud_action"] == "reject":  # decided when the click was made (an inactive affiliate)
                 fired = json.loads(click["fraud_reasons"] or "[]") + json.loads(verdict.as_json())
                 click["fraud_reasons"] = json.dumps(fired)

@@ -14,9 +14,10 @@ verdicts decide commissions (rejected earns nothing, flagged waits for review).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -58,7 +59,9 @@ DEFAULT_RULES: dict[str, RuleSetting] = {
     "bot": RuleSetting("bot", Action.REJECT, 100),
     "click_flooding": RuleSetting("click_flooding", Action.REJECT, 60, {"per_minute": 5, "per_hour": 30}),
     "duplicate_click": RuleSetting("duplicate_click", Action.ALLOW, 10),
-    "cookie_stuffing": RuleSetting("cookie_stuffing", Action.REJECT, 90),
+    "cookie_stuffing": RuleSetting(
+        "cookie_stuffing", Action.REJECT, 90, {"min_navigations": 5, "min_unactivated_share": 0.8}
+    ),
     "self_referral": RuleSetting("self_referral", Action.REJECT, 90),
     "too_fast": RuleSetting("too_fast", Action.FLAG, 40, {"min_seconds": 10}),
     "click_spamming": RuleSetting(
@@ -83,7 +86,10 @@ DESCRIPTIONS = {
     "browsers, Purpose: prefetch.",
     "click_flooding": "More clicks than the thresholds from one IP or device on one link per minute or per hour.",
     "duplicate_click": "A repeat click of the same visitor or device on the same link inside the unique window.",
-    "cookie_stuffing": "Clicks loaded as an image, iframe or script, or navigations without user activation.",
+    "cookie_stuffing": "Clicks loaded as an image, iframe or script, or navigations without user activation. Safari, "
+    "iOS and in-app browsers cannot tell: their navigations are stuffing when, of the last day's navigations through "
+    "the same link and referrer in browsers that can, there were at least min navigations and at least the min "
+    "unactivated share had no user activation.",
     "self_referral": "The affiliate and the customer share an email (normalised), IP, device, visitor cookie, or "
     "an IP the affiliate signed in from.",
     "too_fast": "The conversion came sooner after the click than a person could sign up or buy.",
@@ -132,6 +138,12 @@ class ClickSignals:
     sec_fetch_mode: str | None = None
     sec_fetch_user: str | None = None
     reports_user_activation: bool = True  # False for WebKit, which never sends Sec-Fetch-User
+    browser: str | None = None
+    referrer_host: str | None = None
+    # Recent navigations through this link from the same referrer host (or from none), by browsers that report
+    # user activation (see NavigationHistory), and how many of them had none.
+    source_navigations: int = 0
+    source_unactivated: int = 0
     paid_click_params: tuple[str, ...] = ()
     country: str | None = None
     same_ip_last_minute: int = 0  # earlier clicks from this IP on this link
@@ -188,7 +200,7 @@ def score_click(signals: ClickSignals, rules: Mapping[str, RuleSetting]) -> Verd
                                 f" (limit {worst[3]})")  # fmt: skip
     if not signals.is_unique:
         check("duplicate_click", "a repeat click of this visitor or device inside the unique window")
-    stuffing = _stuffing(signals)
+    stuffing = _stuffing(signals, rules["cookie_stuffing"])
     if stuffing:
         check("cookie_stuffing", stuffing)
     if signals.paid_click_params:
@@ -285,24 +297,122 @@ def reports_user_activation(os: str | None, browser: str | None, user_agent: str
     return os != "iOS" and browser not in WEBKIT_BROWSERS and "; wv)" not in (user_agent or "")
 
 
-def _stuffing(signals: ClickSignals) -> str | None:
+def _stuffing(signals: ClickSignals, setting: RuleSetting) -> str | None:
     """A link fetched as anything but a top-level page, or a page navigation the user did not start.
 
     Any Sec-Fetch-Dest other than ``document`` (image, iframe, script, empty for fetch(), video, font, ...)
     means the link was loaded by a page, not visited. A navigation without ``Sec-Fetch-User: ?1`` was
-    started by script or a redirect, not by a click; browsers that never send that header are not judged on it.
+    started by script or a redirect, not by a click.
+
+    Browsers that never send that header (WebKit, in-app WebViews) are judged by their source instead:
+    stuffing is a volume business, so a page that sends its visitors through a link without a click does it
+    to every browser. When at least ``min_navigations`` recent navigations through the same link from the
+    same referrer host (or, for a click without a referrer, from none) came from browsers that do report
+    activation, and at least ``min_unactivated_share`` of them had none, such a navigation is taken for
+    stuffing too. Its first visitors, before that evidence exists, pass.
     """
     dest = (signals.sec_fetch_dest or "").lower()
     if dest and dest != "document":
         return f"loaded as {dest[:32]} (Sec-Fetch-Dest), not visited"
-    if (
-        signals.reports_user_activation
-        and (signals.sec_fetch_mode or "").lower() == "navigate"
-        and dest == "document"
-        and signals.sec_fetch_user != "?1"
-    ):
+    if not _is_navigation(signals) or signals.sec_fetch_user == "?1":
+        return None
+    if signals.reports_user_activation:
         return "a navigation without user activation (no Sec-Fetch-User)"
-    return None
+    navigations, unactivated = signals.source_navigations, signals.source_unactivated
+    enough = navigations >= max(1, setting.get("min_navigations"))
+    if not enough or unactivated / navigations < setting.get("min_unactivated_share"):
+        return None
+    source = f"from {signals.referrer_host}" if signals.referrer_host else "without a referrer"
+    return (f"{(signals.browser or 'this browser')[:40]} cannot say whether the user clicked; {unactivated} of the "
+            f"{navigations} navigations through this link {source} in the last day by browsers that can had no user "
+            f"activation")  # fmt: skip
+
+
+def _is_navigation(signals: ClickSignals) -> bool:
+    """A top-level page load: what a click on a link, or a script sending the page elsewhere, makes."""
+    return (signals.sec_fetch_mode or "").lower() == "navigate" and (signals.sec_fetch_dest or "").lower() == "document"
+
+
+Source = tuple[int, str | None]  # (link, referrer host)
+Observed = tuple[Source, int, bool]  # source, hour, without user activation
+
+
+class NavigationHistory:
+    """Recent top-level navigations per (link, referrer host), from browsers that report user activation.
+
+    What the cookie-stuffing rule judges Safari's, iOS's and in-app browsers' navigations by. Only a unique
+    (first of its visitor or device on the link), non-bot navigation counts, so one visitor weighs once. A
+    navigation without a referrer counts under the host None. Counts are kept per hour, for the last 24
+    hours (a navigation stays counted 23 to 24 hours), for at most ``max_sources`` (link, host) pairs: the one
+    counted least recently is dropped first, and it holds little evidence, since busy sources are counted
+    often. Memory stays bounded at any traffic: for 20,000 pairs, about 10 MB when a tenth of them see
+    navigations every hour, 33 MB when all do.
+
+    The history is in memory: each ingester process (or ingester thread, one per worker) knows the clicks it
+    stored itself since it started, and rebuilds it from new traffic after a restart.
+    """
+
+    HOURS = 24
+
+    def __init__(self, max_sources: int = 20_000) -> None:
+        self.max_sources = max_sources
+        # source -> [hour, navigations, without activation, hour, ...]: flat, half the memory of a dict per source
+        self._sources: OrderedDict[Source, list[int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def recent(self, link_id: int, host: str | None, at: datetime) -> tuple[int, int]:
+        """Navigations through the link from ``host`` in the day up to ``at``, and how many had no user activation."""
+        counts = self._sources.get((link_id, host))
+        if not counts:
+            return 0, 0
+        now = _hour(at)
+        navigations = unactivated = 0
+        for i in range(0, len(counts), 3):
+            if now - self.HOURS < counts[i] <= now:
+                navigations += counts[i + 1]
+                unactivated += counts[i + 2]
+        return navigations, unactivated
+
+    def observe(self, signals: ClickSignals, link_id: int, at: datetime) -> Observed | None:
+        """Count a click that is evidence (see the class); return what was counted, for ``forget``, or None."""
+        if not (signals.reports_user_activation and signals.is_unique and not signals.bot_reason
+                and _is_navigation(signals)):  # fmt: skip
+            return None
+        key = (link_id, signals.referrer_host)
+        counts = self._sources.get(key)
+        if counts is None:
+            counts = self._sources[key] = []
+            if len(self._sources) > self.max_sources:
+                self._sources.popitem(last=False)
+        else:
+            self._sources.move_to_end(key)
+        hour = _hour(at)
+        for i in range(len(counts) - 3, -1, -3):  # this hour's is usually the last
+            if counts[i] == hour:
+                break
+        else:  # a new hour: drop those that have left the window
+            live = [i for i in range(0, len(counts), 3) if counts[i] > hour - self.HOURS]
+            counts[:] = [*(value for i in live for value in counts[i : i + 3]), hour, 0, 0]
+            i = len(counts) - 3
+        unactivated = signals.sec_fetch_user != "?1"
+        counts[i + 1] += 1
+        counts[i + 2] += unactivated
+        return key, hour, unactivated
+
+    def forget(self, observed: Iterable[Observed]) -> None:
+        """Take back what ``observe`` counted (for clicks that were not stored after all)."""
+        for key, hour, unactivated in observed:
+            counts = self._sources.get(key) or []
+            for i in range(0, len(counts), 3):
+                if counts[i] == hour:
+                    counts[i + 1] = max(0, counts[i + 1] - 1)
+                    counts[i + 2] = max(0, counts[i + 2] - unactivated)
+
+
+def _hour(at: datetime) -> int:
+    return int(at.timestamp()) // 3600
 
 
 def _self_referral(signals: ConversionSignals) -> str | None:

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from affiliate.extensions import db
 from affiliate.models import AuditLog, Click, Conversion
+from affiliate.services import rollups
 from tests.api.helpers import click, world
 from tests.factories import Auth, Visitor, csrf_token, make_admin, make_finance
 from tests.redirector.helpers import CHROME, all_clicks
+from tests.reports.helpers import click_record, store_for
 
 NAVIGATION = {"User-Agent": CHROME, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate",
               "Sec-Fetch-Dest": "document", "Sec-Fetch-User": "?1"}  # fmt: skip
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
           "Version/18.1 Mobile/15E148 Safari/604.1")  # fmt: skip
+
+
+def database_down(*_) -> None:
+    raise OperationalError("INSERT INTO click_rollups ...", {}, Exception("server closed the connection"))
 
 
 def conversion(app, order_id: str) -> Conversion:
@@ -56,6 +65,81 @@ def test_click_verdicts_at_ingest(app, redirector):
     assert safari.fraud_action is None and safari.os == "iOS", "a tap in Safari is a human click"
     scripted = next(c for c in clicks if c.ip == "203.0.113.14")
     assert scripted.fraud_action == "reject" and "without user activation" in scripted.fraud_reasons
+
+
+def test_safari_taps_are_judged_by_the_other_browsers_on_the_same_link_and_referrer(app, redirector):
+    """Safari never says whether the user clicked; Chrome, on the same link from the same page, does."""
+    _, _, links = world(app)
+    stuffed, clean = links["alice"].code, links["bob"].code
+    scripted = {key: value for key, value in NAVIGATION.items() if key != "Sec-Fetch-User"}
+    safari_tap = {**scripted, "User-Agent": IPHONE}  # WebKit never sends Sec-Fetch-User
+    for n in range(5):  # a coupon page sends every visitor through Alice's link by script; one network each
+        Visitor(redirector, ip=f"198.18.{n}.1").get(
+            f"/r/{stuffed}", headers={**scripted, "Referer": "https://coupons.example/deals"}
+        )
+        Visitor(redirector, ip=f"198.18.{n}.2").get(
+            f"/r/{clean}", headers={**NAVIGATION, "Referer": "https://blog.example/review"}
+        )
+    taps = {"203.0.113.61": (stuffed, "https://coupons.example/deals"),
+            "192.0.2.62": (clean, "https://blog.example/review"),
+            "198.51.100.63": (stuffed, "https://blog.example/review")}  # fmt: skip
+    for ip, (code, referrer) in taps.items():
+        response = Visitor(redirector, ip=ip).get(f"/r/{code}", headers={**safari_tap, "Referer": referrer})
+        assert response.status_code == 302
+    clicks = {c.ip: c for c in all_clicks(app)}
+    assert all(clicks[f"198.18.{n}.1"].fraud_action == "reject" for n in range(5)), "Chrome says: no click"
+    assert all(clicks[f"198.18.{n}.2"].fraud_action is None for n in range(5))
+    stuffed_tap = clicks["203.0.113.61"]
+    assert stuffed_tap.os == "iOS" and stuffed_tap.fraud_action == "reject"
+    (fired,) = json.loads(stuffed_tap.fraud_reasons)
+    assert fired["rule"] == "cookie_stuffing" and fired["evidence"] == (
+        "Mobile Safari cannot say whether the user clicked; 5 of the 5 navigations through this link from "
+        "coupons.example in the last day by browsers that can had no user activation")  # fmt: skip
+    assert clicks["192.0.2.62"].fraud_action is None, "a tap through a clean link and page is a click"
+    assert clicks["198.51.100.63"].fraud_action is None, "the same link from another page is judged on its own"
+
+
+def test_an_admin_sets_the_evidence_a_safari_tap_is_judged_by(app, redirector):
+    merchant, _, links = world(app)
+    admin = signed_in(app, make_admin(app))
+    url = f"/admin/programs/{merchant.program.id}/fraud/"
+    page = admin.get(url).get_data(as_text=True)
+    assert 'name="cookie_stuffing.min_navigations"' in page and 'name="cookie_stuffing.min_unactivated_share"' in page
+    token = csrf_token(page)
+    bad = admin.post(url, data={"csrf_token": token, "cookie_stuffing.min_unactivated_share": "80%"})
+    assert bad.status_code == 422 and "Enter a share between 0 and 1" in bad.get_data(as_text=True)
+    saved = admin.post(url, data={"csrf_token": token, "cookie_stuffing.min_navigations": "6"}, follow_redirects=True)
+    assert "1 rule changed" in saved.get_data(as_text=True)
+    scripted = {key: value for key, value in NAVIGATION.items() if key != "Sec-Fetch-User"}
+    code, coupons = links["alice"].code, {"Referer": "https://coupons.example/deals"}
+    for n in range(6):  # one Chrome and one iPhone visitor at a time, each on a network of their own
+        Visitor(redirector, ip=f"198.18.{n}.1").get(f"/r/{code}", headers={**scripted, **coupons})
+        Visitor(redirector, ip=f"198.19.{n}.1").get(f"/r/{code}", headers={**scripted, **coupons, "User-Agent": IPHONE})
+    taps = [c for c in all_clicks(app) if c.os == "iOS"]
+    assert [c.fraud_action for c in taps] == [None] * 5 + ["reject"], "judged from the sixth navigation on"
+    assert "6 of the 6 navigations through this link from coupons.example" in taps[-1].fraud_reasons
+
+
+def test_a_batch_the_database_refused_counts_once_when_it_is_stored(app, monkeypatch):
+    """The ingester retries a refused batch from the click log; its navigations must not count twice."""
+    _, _, links = world(app)
+    at = datetime.now(UTC)
+    navigation = {"link": links["alice"], "sec_fetch": "cross-site/navigate/document/",
+                  "referrer": "https://coupons.example/deals"}  # fmt: skip
+    scripted = [click_record(**navigation, at=at + timedelta(seconds=n), user_agent=CHROME, os="Windows",
+                             browser="Chrome") for n in range(4)]  # fmt: skip
+    with store_for(app) as store:
+        with monkeypatch.context() as patch:
+            patch.setattr(rollups, "upsert", database_down)
+            with pytest.raises(OperationalError):
+                store.insert(scripted)
+        store.insert(scripted)
+        tap = click_record(**navigation, at=at + timedelta(seconds=5), user_agent=IPHONE, os="iOS",
+                           browser="Mobile Safari")  # fmt: skip
+        store.insert([tap])
+    stored = {c.click_id: c for c in all_clicks(app)}
+    assert [stored[c["click_id"]].fraud_action for c in scripted] == ["reject"] * 4
+    assert stored[tap["click_id"]].fraud_action is None, "4 navigations are too few to judge by (5)"
 
 
 def test_flagged_conversion_waits_for_finance_and_is_decided_once(app, redirector):

@@ -161,10 +161,11 @@ def test_rate_and_spamming_rules_wait_for_ten_conversions():
 
 
 def test_labelled_traffic_recall_and_false_positives():
-    per_class = {label: (4000 if label == "legitimate" else 300) for label in CLASSES}
+    # Cookie stuffing at the bench's size: a script-started navigation looks like a tap in WebKit and in-app
+    # WebViews (about a third of the generated browsers), and is caught there only once a stuffer's visitors
+    # in other browsers have given it away, so small samples are mostly cold starts.
+    per_class = {label: (4000 if label == "legitimate" else 2000 if label == "cookie_stuffing" else 300)
+                 for label in CLASSES}  # fmt: skip
     recall, false_positive_rate, _ = evaluate(per_class, seed=3)
-    # A script-started navigation looks like a tap in WebKit and in-app WebViews (about a third of the
-    # generated browsers), so cookie stuffing done that way is missed there; frames and images never are.
-    assert recall.pop("cookie_stuffing") >= 0.85
     assert all(value >= 0.95 for value in recall.values()), recall
     assert false_positive_rate <= 0.01

@@ -18,6 +18,7 @@ from affiliate.urls import (
     parse_destination,
     parse_host_list,
     safe_next,
+    url_host,
 )
 
 BASE = "https://clicktrail.test/"
@@ -329,6 +330,23 @@ def test_empty_host_list_is_empty():
 def test_host_list_with_one_bad_host_is_refused():
     with pytest.raises(InvalidUrl):
         parse_host_list("shop.example.com evil.test/path")
+
+
+@pytest.mark.parametrize(
+    ("referrer", "host"),
+    [
+        ("https://WWW.Coupons.example./deals?x=1", "www.coupons.example"),
+        ("https://user:pw@blog.example.org:8443/x", "blog.example.org"),
+        ("https://b\u00fccher.example/", "xn--bcher-kva.example"),
+        ("https://evil.example\\@blog.example/", "evil.example"),  # a browser reads the backslash as a slash
+        ("android-app://Com.Slack/", "com.slack"),
+        ("not a url", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_url_host_as_a_browser_reads_it(referrer, host):
+    assert url_host(referrer) == host
 
 
 HOST_TEXT = st.one_of(
