@@ -139,7 +139,13 @@ class ClickLog:
         return own + handed_off
 
     def append(self, records: Iterable[dict]) -> None:
-        """Write records durably (fdatasync'ed) or raise OSError."""
+        """Write records durably (fdatasync'ed) or raise OSError.
+
+        Records are written under the lock, in offset order, and synced after it: appends from
+        several threads then share the disk's flushes instead of queueing for them. A sync covers
+        everything written before it began, so an append that returns has its records, and every
+        record before them, on disk; the log never has a hole before an acknowledged record.
+        """
         data = b"".join([orjson.dumps(record) + b"\n" for record in records])
         with self._lock:
             segment = self._active
@@ -165,13 +171,18 @@ class ClickLog:
                     segment.path.unlink(missing_ok=True)
                 segment = self._active = self._new_segment()
                 self._write(segment, data)
+            # Our own descriptor of the file: the segment may be sealed and closed while we sync.
+            fd = os.dup(segment.fd)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _write(segment: Segment, data: bytes) -> None:
         written = os.pwrite(segment.fd, data, segment.offset)
         if written != len(data):
             raise OSError("short write to the click log")
-        os.fdatasync(segment.fd)
         segment.offset += len(data)
 
     def seal(self) -> None:

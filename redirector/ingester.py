@@ -20,10 +20,11 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
-from redirector.clicklog import ingest_orphans
+from redirector.clicklog import SEALED_PATTERN, ingest_orphans
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ LOCK_NAME = "ingester.lock"
 IDLE_SECONDS = 0.2
 RETRY_SECONDS = 2.0
 NICENESS = 10
+MAX_LAG_SECONDS = 2.0
 
 
 def claim(log_dir: str | Path) -> int | None:
@@ -72,11 +74,18 @@ def serve(settings: dict) -> int:
     os.nice(NICENESS)
     store = Store(make_engine(settings["database_uri"], immediate=True),
                   timedelta(seconds=int(settings["unique_window_seconds"])))  # fmt: skip
+    priority = _Priority(log_dir)
+
+    def store_records(records: list[dict]) -> None:
+        priority.update()
+        store.insert([decode_click(record) for record in records])
+
     parent = int(settings.get("parent") or os.getppid())
     failing = False
     while True:
+        priority.update()
         try:
-            moved = ingest_orphans(log_dir, lambda records: store.insert([decode_click(r) for r in records]))
+            moved = ingest_orphans(log_dir, store_records)
         except Exception:
             if not failing:
                 log.warning("database refused logged clicks; they stay in the click log", exc_info=True)
@@ -91,6 +100,32 @@ def serve(settings: dict) -> int:
         if os.getppid() != parent and not _alive(parent):
             return 0
         time.sleep(IDLE_SECONDS)
+
+
+class _Priority:
+    """Idle CPU priority while the log is fresh; the ingester's normal (niced) share once clicks wait too long."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.urgent: bool | None = None
+
+    def update(self) -> None:
+        urgent = self._oldest_wait() > MAX_LAG_SECONDS
+        if urgent == self.urgent:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_OTHER if urgent else os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            log.warning("could not change the click ingester's CPU priority", exc_info=True)
+        self.urgent = urgent
+
+    def _oldest_wait(self) -> float:
+        """Seconds since the oldest handed-off segment was last written (0 when none waits)."""
+        oldest = time.time()
+        for path in self.log_dir.glob(SEALED_PATTERN):
+            with suppress(FileNotFoundError):
+                oldest = min(oldest, path.stat().st_mtime)
+        return time.time() - oldest
 
 
 def _alive(pid: int) -> bool:

@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 COLUMNS = tuple(column.name for column in Click.__table__.columns if column.name != "id")
 INGEST_INTERVAL_SECONDS = 0.05
-COMMIT_DELAY_SECONDS = 0.001  # event-loop front door: how long a lone click waits for others to share its sync
 SEAL_SECONDS = 1.0  # process mode: how long a click may wait in a worker's open segment
 SUPERVISE_SECONDS = 2.0  # process mode: how often a worker checks that an ingester runs
 RULES_SECONDS = 30.0
@@ -286,10 +285,7 @@ class _LoopQueue:
         if self.stalled:
             future.set_result(False)
         elif not self.appending:
-            # The first click after a quiet spell waits COMMIT_DELAY_SECONDS for company: one
-            # append and one fdatasync then serve every click that came meanwhile.
-            self.appending = True
-            self.loop.call_later(COMMIT_DELAY_SECONDS, self._append_next)
+            self._append_next()
         return future
 
     def _append_next(self) -> None:

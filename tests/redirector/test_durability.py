@@ -112,6 +112,27 @@ def test_ingester_process_stores_clicks_and_is_restarted_after_kill_minus_nine(a
         server.stop()
 
 
+PRIORITY_PROBE = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    from redirector.ingester import _Priority
+    priority = _Priority(Path(sys.argv[1]))
+    priority.update()
+    print(os.sched_getscheduler(0))
+""")
+
+
+@pytest.mark.parametrize(("age", "policy"), [(0, os.SCHED_IDLE), (30, os.SCHED_OTHER)])
+def test_ingester_gives_way_to_redirects_until_clicks_wait_too_long(tmp_path, age, policy):
+    """Idle CPU priority while the handed-off log is fresh; its share of the CPU once a segment waits too long."""
+    sealed = tmp_path / "sealed-1-abcd.log"
+    sealed.write_bytes(b'{"click_id":"x"}\n')
+    os.utime(sealed, (time.time() - age, time.time() - age))
+    probe = subprocess.run([sys.executable, "-c", PRIORITY_PROBE, str(tmp_path)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60, check=True)  # fmt: skip
+    assert int(probe.stdout) == policy
+
+
 def test_database_unavailable_clicks_wait_in_the_log_then_arrive(app, database_uri):
     s = setup_link(app)
     red = create_redirector(app.config)
