@@ -122,6 +122,8 @@ class ApiKey(db.Model):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    program: Mapped[Program] = relationship()
+
 
 class FraudRule(db.Model):
     """A per-program setting of one fraud rule: off, allow, flag or reject."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from affiliate.models import ApiKey, Program, User
 from affiliate.services import audit
@@ -19,8 +19,8 @@ PREFIX_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
 # Read on every API request: built once (building a select() per call costs more than running it).
 # Neither the key nor its program is cached, so a revoked key fails at once.
-_KEY_BY_PREFIX = select(ApiKey).where(ApiKey.prefix == bindparam("prefix"))
-_PROGRAM_BY_ID = select(Program).where(Program.id == bindparam("program_id"))
+# The key with its program, in one query.
+_KEY_BY_PREFIX = select(ApiKey).options(joinedload(ApiKey.program)).where(ApiKey.prefix == bindparam("prefix"))
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def find_key(session: Session, token: str) -> ApiKey | None:
 
 def key_program(session: Session, key: ApiKey) -> Program:
     """The program a key reports conversions to."""
-    return session.scalar(_PROGRAM_BY_ID, {"program_id": key.program_id})
+    return key.program  # loaded with the key by find_key
 
 
 def signing_secrets(key: ApiKey) -> list[str]:

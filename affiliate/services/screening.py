@@ -40,7 +40,7 @@ RECENT_CONVERSIONS = 500  # the affiliate's latest conversions that measure clic
 STATUS_FOR = {Action.REJECT: ConversionStatus.REJECTED, Action.FLAG: ConversionStatus.FLAGGED}
 
 # Built once, as in services.conversions: constructing a statement per call costs more than running it.
-# All but _RULES (program_rules is also used on its own) run on the connection and do not autoflush.
+# They run on the connection and do not autoflush (program_rules, used on its own, runs _RULES in the session).
 _clicks, _conversions = Click.__table__, Conversion.__table__
 
 _RULES = select(FraudRule.rule, FraudRule.action, FraudRule.weight, FraudRule.settings).where(
@@ -130,9 +130,13 @@ _SAME_DEVICE_CONVERSIONS = _per_key_set(
 
 def program_rules(session: Session, program_id: int) -> dict[str, RuleSetting]:
     """A program's fraud rule settings over the defaults."""
+    return _settings(session.execute(_RULES, {"program_id": program_id}))
+
+
+def _settings(rows) -> dict[str, RuleSetting]:
     stored = {
         row.rule: RuleSetting(row.rule, Action(row.action), row.weight, json.loads(row.settings or "{}"))
-        for row in session.execute(_RULES, {"program_id": program_id})
+        for row in rows
         if row.rule in DEFAULT_RULES
     }
     return settings_for(stored)
@@ -144,7 +148,8 @@ def screen(session: Session, conversion: Conversion, click: Click | Row | None, 
     # visitor_id, paid_click and country.
     if conversion.affiliate_id is None:
         return None
-    rules = program_rules(session, conversion.program_id)
+    # On the connection: the ORM's own path costs more than the query, and prepare_conversion has flushed.
+    rules = _settings(session.connection().execute(_RULES, {"program_id": conversion.program_id}))
     verdict = score_conversion(_signals(session, conversion, click, rules, now), rules)
     conversion.fraud_score = verdict.score
     conversion.fraud_reasons = verdict.as_json() if verdict.fired else None
