@@ -45,16 +45,17 @@ def portal(app, database_uri, tmp_path):
 class Shots:
     """Numbered full-page screenshots, so the folder reads in the journey's order."""
 
-    def __init__(self) -> None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        for old in SHOTS.glob("*.png"):
+    def __init__(self, folder: Path = SHOTS) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.png"):
             old.unlink()
+        self.folder = folder
         self.count = 0
         self.names: list[str] = []
 
     def take(self, page, name: str) -> None:
         self.count += 1
-        path = SHOTS / f"{self.count:02d}-{name}.png"
+        path = self.folder / f"{self.count:02d}-{name}.png"
         page.screenshot(path=str(path), full_page=True)
         self.names.append(path.name)
 
