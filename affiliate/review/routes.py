@@ -43,7 +43,7 @@ def queue():
     affiliates = db.session.execute(
         select(User.id, User.name).where(User.id.in_({c.affiliate_id for c in page.items if c.affiliate_id}))
     ).all()
-    filters = {key: value for key, value in args.items() if key in ("program", "affiliate", "rule") and value}
+    filters = _filters(args)
     return render_template(
         "review/queue.html",
         page=page,
@@ -63,10 +63,10 @@ def decide():
     note = (request.form.get("note") or "").strip()[:1000]
     if decision is None or not ids:
         flash("Tick at least one conversion and choose approve or reject.", "error")
-        return redirect(url_for("review.queue"))
+        return redirect(url_for("review.queue", **_filters(request.args)))
     if decision == ConversionStatus.REJECTED and not note:
         flash("Say why when rejecting: the note is kept in the audit log.", "error")
-        return redirect(url_for("review.queue"))
+        return redirect(url_for("review.queue", **_filters(request.args)))
     now = utcnow()
     changed = db.session.scalars(
         update(Conversion)
@@ -88,7 +88,17 @@ def decide():
     if skipped:
         message += f" {skipped} had already been decided and did not change."
     flash(message, "success")
-    return redirect(url_for("review.queue"))
+    return redirect(url_for("review.queue", **_filters(request.args)))
+
+
+def _filters(args) -> dict[str, int | str]:
+    """The queue's filters in a query string: program and affiliate ids, and a rule name."""
+    filters: dict[str, int | str] = {
+        key: args.get(key, type=int) for key in ("program", "affiliate") if args.get(key, type=int)
+    }
+    if args.get("rule") in DEFAULT_RULES:
+        filters["rule"] = args["rule"]
+    return filters
 
 
 @rules.route("/", methods=["GET", "POST"])

@@ -162,8 +162,11 @@ def test_flagged_conversion_waits_for_finance_and_is_decided_once(app, redirecto
         "/finance/review/decide", data={"ids": flagged.id, "decision": "reject", "csrf_token": token}
     )
     assert refused.status_code == 302 and conversion(app, "fast-1").status == "flagged", "rejecting needs a note"
-    finance.post("/finance/review/decide", data={"ids": flagged.id, "decision": "approve", "note": "known buyer",
-                                                 "csrf_token": token})  # fmt: skip
+    filtered = finance.get("/finance/review/?rule=too_fast").get_data(as_text=True)
+    assert 'action="/finance/review/decide?rule=too_fast"' in filtered, "the decision keeps the queue's filter"
+    approval = {"ids": flagged.id, "decision": "approve", "note": "known buyer", "csrf_token": token}
+    decided = finance.post("/finance/review/decide?rule=too_fast", data=approval)
+    assert decided.headers["Location"].endswith("/finance/review/?rule=too_fast"), "back to the filtered queue"
     assert conversion(app, "fast-1").status == "approved"
     assert "0 waiting" in finance.get("/finance/review/").get_data(as_text=True)
     again = finance.post("/finance/review/decide", data={"ids": flagged.id, "decision": "reject", "note": "x",
