@@ -13,12 +13,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
-# Pages are read through a memory map: every connection and process then shares the kernel's page
-# cache instead of copying pages into its own, and a lookup on a table of millions of rows costs
-# memory reads, not a pread per page (an attributed conversion's click lookups: 140 -> 13 us).
-# SQLite writes with write() as before, so durability is unchanged; a disk that fails a read
-# raises SIGBUS in the reader instead of an error, and the server restarts that worker.
-SQLITE_MMAP_BYTES = 1 << 30
 
 # Set for work that only reads (the portal's GET requests): its SQLite transactions begin
 # DEFERRED, so a page being rendered never holds the write lock that clicks are waiting for.
@@ -100,7 +94,6 @@ def _sqlite_on_connect(dbapi_connection, synchronous: str) -> None:
     cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     cursor.close()
 
 
