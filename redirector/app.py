@@ -236,24 +236,26 @@ class Redirector:
         extra = [
             (key, value) for key, value in query.items() if key.startswith("utm_") and key not in target.query_keys
         ]
-        location = _add_query(target.destination, urlencode(extra, quote_via=quote)) if extra else target.destination
-        allowed = _judged_allowed(location, target.allowed_hosts, self.allow_http_loopback)
-        return location if allowed else None
+        if not extra:  # most clicks: the link's own destination, whose judgement is remembered
+            allowed = _destination_judged(target.destination, target.allowed_hosts, self.allow_http_loopback)
+            return target.destination if allowed else None
+        location = _add_query(target.destination, urlencode(extra, quote_via=quote))
+        return location if _judge(location, target.allowed_hosts, self.allow_http_loopback) else None
 
 
-@lru_cache(maxsize=65536)
-def _judged_allowed(location: str, allowed_hosts: frozenset[str], allow_http_loopback: bool) -> bool:
+def _judge(location: str, allowed_hosts: frozenset[str], allow_http_loopback: bool) -> bool:
     """Whether a browser would take ``location`` to an allowed host: https (or loopback http when
-    allowed), no credentials, the host on the allowlist (WHATWG parsing).
-
-    Remembered per location and allowlist: most clicks of a link go to the same destination.
-    """
+    allowed), no credentials, the host on the allowlist (WHATWG parsing)."""
     parts = ada_url.parse_url(location, attributes=JUDGED)
     if parts["username"] or parts["password"]:
         return False
     if not scheme_allowed(parts["protocol"], parts["hostname"], allow_http_loopback=allow_http_loopback):
         return False
     return parts["hostname"] in allowed_hosts
+
+
+# Only links' own destinations are remembered (at most 2 kB each): visitors' utm values never fill it.
+_destination_judged = lru_cache(maxsize=4096)(_judge)
 
 
 def _add_query(url: str, encoded: str) -> str:

@@ -141,10 +141,10 @@ class ClickLog:
     def append(self, records: Iterable[dict]) -> None:
         """Write records durably (fdatasync'ed) or raise OSError.
 
-        Records are written under the lock, in offset order, and synced after it: appends from
-        several threads then share the disk's flushes instead of queueing for them. A sync covers
-        everything written before it began, so an append that returns has its records, and every
-        record before them, on disk; the log never has a hole before an acknowledged record.
+        Records are written under the lock, in offset order, and synced after it, so sealing a
+        segment never waits for a disk flush. A sync covers everything written before it began,
+        so an append that returns has its records, and every record before them, on disk: the
+        log never has a hole before an acknowledged record.
         """
         data = b"".join([orjson.dumps(record) + b"\n" for record in records])
         with self._lock:
