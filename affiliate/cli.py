@@ -44,12 +44,12 @@ from redirector import Redirector
 
 DEMO_PASSWORD = "clicktrail-demo"  # noqa: S105 - the documented demo password
 DEMO_USERS = (
-    ("Ada Admin", "admin@demo.clicktrail.test", Role.ADMIN, UserStatus.ACTIVE),
-    ("Fiona Finance", "finance@demo.clicktrail.test", Role.FINANCE, UserStatus.ACTIVE),
-    ("Felix Finance", "finance2@demo.clicktrail.test", Role.FINANCE, UserStatus.ACTIVE),
-    ("Alice Affiliate", "alice@demo.clicktrail.test", Role.AFFILIATE, UserStatus.ACTIVE),
-    ("Bob Blogger", "bob@demo.clicktrail.test", Role.AFFILIATE, UserStatus.ACTIVE),
-    ("Carol Coupons", "carol@demo.clicktrail.test", Role.AFFILIATE, UserStatus.PENDING),
+    ("Ada Admin", "admin@demo.clicktrail.example", Role.ADMIN, UserStatus.ACTIVE),
+    ("Fiona Finance", "finance@demo.clicktrail.example", Role.FINANCE, UserStatus.ACTIVE),
+    ("Felix Finance", "finance2@demo.clicktrail.example", Role.FINANCE, UserStatus.ACTIVE),
+    ("Alice Affiliate", "alice@demo.clicktrail.example", Role.AFFILIATE, UserStatus.ACTIVE),
+    ("Bob Blogger", "bob@demo.clicktrail.example", Role.AFFILIATE, UserStatus.ACTIVE),
+    ("Carol Coupons", "carol@demo.clicktrail.example", Role.AFFILIATE, UserStatus.PENDING),
 )
 DEMO_CLICKS = 2500
 ROLLUP_PROBLEMS_SHOWN = 20
@@ -57,11 +57,11 @@ DEMO_PLAN_BPS = 1000  # 10% of each sale
 DEMO_SECOND_TIER_BPS = 500
 SHOP_CHECKOUT = f"{LANDING_PATH}checkout?product="  # deep links into the demo shop
 DEMO_LINKS = (
-    ("alice@demo.clicktrail.test", "Newsletter", ("weekly", None, None, None, None), None),
-    ("alice@demo.clicktrail.test", "Blog sidebar", ("sidebar", "v2", None, None, None), f"{SHOP_CHECKOUT}knife"),
-    ("alice@demo.clicktrail.test", "Instagram bio", (None,) * 5, f"{SHOP_CHECKOUT}kettle"),
-    ("bob@demo.clicktrail.test", "YouTube description", ("video-42", None, None, None, None), None),
-    ("bob@demo.clicktrail.test", "Podcast", (None,) * 5, f"{SHOP_CHECKOUT}cookbook"),
+    ("alice@demo.clicktrail.example", "Newsletter", ("weekly", None, None, None, None), None),
+    ("alice@demo.clicktrail.example", "Blog sidebar", ("sidebar", "v2", None, None, None), f"{SHOP_CHECKOUT}knife"),
+    ("alice@demo.clicktrail.example", "Instagram bio", (None,) * 5, f"{SHOP_CHECKOUT}kettle"),
+    ("bob@demo.clicktrail.example", "YouTube description", ("video-42", None, None, None, None), None),
+    ("bob@demo.clicktrail.example", "Podcast", (None,) * 5, f"{SHOP_CHECKOUT}cookbook"),
 )
 # Without the demo shop (see demo_program_settings) the demo program points at this placeholder merchant.
 DEMO_PROGRAM = ProgramSettings(

@@ -64,7 +64,7 @@ def test_seed_demo_is_idempotent_and_logins_work(app, runner, client):
         assert db.session.scalar(select(func.count()).select_from(Conversion)) == 60
     if_empty = runner.invoke(args=["seed-demo", "--if-empty"])
     assert if_empty.exit_code == 0 and _counts(app) == counts
-    assert "admin@demo.clicktrail.test" in if_empty.output
+    assert "admin@demo.clicktrail.example" in if_empty.output
     auth = Auth(client)
     for _, email, _, _ in DEMO_USERS:
         assert auth.login(email, DEMO_PASSWORD).status_code == 302, email

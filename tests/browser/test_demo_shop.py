@@ -25,7 +25,7 @@ from tests.redirector.helpers import CHROME
 from tests.redirector.server import ROOT, Server, free_port
 
 SHOTS = Path(os.environ.get("DEMO_SHOP_SCREENSHOTS", ROOT / "test-output" / "demo-shop"))
-ALICE = "alice@demo.clicktrail.test"
+ALICE = "alice@demo.clicktrail.example"
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from tests.conftest import build_app, dispose
 from tests.redirector.server import ROOT, Server, free_port
 
 SHOTS = Path(os.environ.get("REVIEW_SCREENSHOTS", ROOT / "test-output" / "review"))
-ADMIN, FINANCE, ALICE = "admin@demo.clicktrail.test", "finance@demo.clicktrail.test", "alice@demo.clicktrail.test"
+ADMIN, FINANCE, ALICE = (f"{name}@demo.clicktrail.example" for name in ("admin", "finance", "alice"))
 # Where each person reaches the site from (the one trusted proxy says so in X-Forwarded-For). Different /24s, so
 # their device fingerprints differ too.
 ALICE_HOME, CAFE, STRANGER = "203.0.113.10", "198.51.100.20", "192.0.2.30"

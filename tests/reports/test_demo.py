@@ -15,12 +15,12 @@ def test_seed_demo_gives_the_dashboards_data(app, runner):
     assert runner.invoke(args=["seed-demo"]).exit_code == 0
     rollups = stored_rollups(app)
     client = app.test_client()
-    assert Auth(client).login("alice@demo.clicktrail.test", DEMO_PASSWORD).status_code == 302
+    assert Auth(client).login("alice@demo.clicktrail.example", DEMO_PASSWORD).status_code == 302
     shown = figures(client.get("/partner/reports/").get_data(as_text=True))
     assert int(shown["raw"]) > 500 and int(shown["excluded"]) > 0 and int(shown["sales"]) > 10
     assert shown["revenue"].startswith("$") and shown["commissions-pending"].startswith("$")
     staff = app.test_client()
-    assert Auth(staff).login("finance@demo.clicktrail.test", DEMO_PASSWORD).status_code == 302
+    assert Auth(staff).login("finance@demo.clicktrail.example", DEMO_PASSWORD).status_code == 302
     overview = staff.get("/admin/reports/").get_data(as_text=True)
     assert "Alice Affiliate" in overview and "Bob Blogger" in overview
 
