@@ -19,10 +19,9 @@ from sqlalchemy import select
 from affiliate.cli import DEMO_PASSWORD
 from affiliate.extensions import db
 from affiliate.models import Conversion, Link, User
-from tests.browser.test_loop import CHROMIUM, sync_api
-from tests.conftest import build_app, dispose
+from tests.browser.conftest import demo_server
 from tests.redirector.helpers import CHROME
-from tests.redirector.server import ROOT, Server, free_port
+from tests.redirector.server import ROOT
 
 SHOTS = Path(os.environ.get("DEMO_SHOP_SCREENSHOTS", ROOT / "test-output" / "demo-shop"))
 ALICE = "alice@demo.clicktrail.example"
@@ -31,25 +30,8 @@ ALICE = "alice@demo.clicktrail.example"
 @pytest.fixture
 def demo(database_uri, tmp_path):
     """A database seeded as `make run` seeds it, served as `make run` serves it."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    seeder = build_app(database_uri, INSTANCE_PATH=str(tmp_path), PUBLIC_BASE_URL=base,
-                       ALLOW_HTTP_LOOPBACK_DESTINATIONS=True)  # fmt: skip
-    seeded = seeder.test_cli_runner().invoke(args=["seed-demo", "--if-empty"])
-    assert seeded.exit_code == 0, seeded.output
-    dispose(seeder)
-    server = Server(database_uri, tmp_path, workers=1, interface="wsgi", target="wsgi:app", port=port,
-                    ALLOW_HTTP_LOOPBACK_DESTINATIONS="1")  # fmt: skip
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with demo_server(database_uri, tmp_path) as server:
+        yield server
 
 
 def shoot(page, name: str, count: list[int]) -> None:

@@ -22,10 +22,9 @@ from sqlalchemy import select
 from affiliate.cli import DEMO_PASSWORD
 from affiliate.extensions import db
 from affiliate.models import AuditLog, Click, Conversion, FraudRule, Link, Program, User
-from tests.browser.test_demo_shop import browser  # noqa: F401 - fixture
+from tests.browser.conftest import demo_server
 from tests.browser.test_journey import Shots, person, wait_until
-from tests.conftest import build_app, dispose
-from tests.redirector.server import ROOT, Server, free_port
+from tests.redirector.server import ROOT
 
 SHOTS = Path(os.environ.get("REVIEW_SCREENSHOTS", ROOT / "test-output" / "review"))
 ADMIN, FINANCE, ALICE = (f"{name}@demo.clicktrail.example" for name in ("admin", "finance", "alice"))
@@ -43,18 +42,9 @@ FLAGGED = ("self referral", "flagged")  # the fraud report's row for conversions
 
 @pytest.fixture
 def demo(database_uri, tmp_path):
-    """`make run`'s demo (see test_demo_shop), behind one trusted proxy that passes each client's address on."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    seeder = build_app(database_uri, INSTANCE_PATH=str(tmp_path), PUBLIC_BASE_URL=base,
-                       ALLOW_HTTP_LOOPBACK_DESTINATIONS=True)  # fmt: skip
-    seeded = seeder.test_cli_runner().invoke(args=["seed-demo", "--if-empty"])
-    assert seeded.exit_code == 0, seeded.output
-    dispose(seeder)
-    server = Server(database_uri, tmp_path, workers=1, interface="wsgi", target="wsgi:app", port=port,
-                    ALLOW_HTTP_LOOPBACK_DESTINATIONS="1", TRUSTED_PROXY_COUNT="1")  # fmt: skip
-    yield server
-    server.stop()
+    """`make run`'s demo, behind one trusted proxy that passes each client's address on."""
+    with demo_server(database_uri, tmp_path, TRUSTED_PROXY_COUNT="1") as server:
+        yield server
 
 
 def log_in(page, base: str, email: str) -> None:
@@ -130,7 +120,7 @@ def decide(page, conversion_id: int, decision: str, note: str) -> str:
     return page.inner_text("main .flash")
 
 
-def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, browser):  # noqa: F811 - fixture
+def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, browser):
     shots = Shots(SHOTS)
     base = demo.url
     with app.app_context():
