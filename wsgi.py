@@ -11,9 +11,20 @@ Each is built on first access, so a server that imports only one never builds th
 
 from __future__ import annotations
 
+import gc
+
 from config import config_from_env
 
 _built: dict = {}
+
+# The garbage collector's generation thresholds in a server process. A request allocates hundreds of
+# objects (a click a few dozen, a conversion's ORM work far more), so with Python's default (700) the
+# collector runs every few requests and, now and then, walks every cached link, device and ORM
+# structure: a pause that every request queued behind it waits out. Measured with `make bench`'s loads
+# in alternating runs, default against these: redirector p99 68, 56, 76, 78, 64 ms against 39, 46, 34,
+# 31, 41 ms at the same rate, worker RSS 117.1 against 117.6 MB; signed conversions 525 and 541/s against
+# 561 and 589/s.
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def _portal():
@@ -49,6 +60,7 @@ _FACTORIES = {"portal": _portal, "redirector": _redirector, "app": _combined}
 
 def _get(name: str):
     if name not in _built:
+        gc.set_threshold(*GC_THRESHOLDS)
         _built[name] = _FACTORIES[name]()
     return _built[name]
 
