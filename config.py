@@ -106,6 +106,7 @@ class Config:
     VISITOR_COOKIE_DAYS = env_int("VISITOR_COOKIE_DAYS", 730)
     UNIQUE_CLICK_WINDOW_SECONDS = env_int("UNIQUE_CLICK_WINDOW_SECONDS", 3600)
     LINK_CACHE_SECONDS = env_int("LINK_CACHE_SECONDS", 30)
+    LINK_CACHE_PRELOAD = env_int("LINK_CACHE_PRELOAD", 100_000)
     # The click log: where every click is made durable before its redirect, until it is in the
     # database. Defaults to <instance>/clicklog; put it on local disk.
     CLICK_LOG_DIR = env_str("CLICK_LOG_DIR")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache, partial
@@ -67,9 +68,9 @@ class Redirector:
         self.secure_cookies = bool(config.get("SESSION_COOKIE_SECURE"))
         self.allow_http_loopback = bool(config.get("ALLOW_HTTP_LOOPBACK_DESTINATIONS"))
         self.visitor_max_age = int(config["VISITOR_COOKIE_DAYS"]) * 86400
+        self.link_preload = int(config.get("LINK_CACHE_PRELOAD", 0))
         ip_key = hashlib.sha256(b"clicktrail-ip-hash:" + config["SECRET_KEY"].encode()).digest()
         self.ip_hash = lru_cache(maxsize=65536)(partial(enrich.ip_hash, ip_key))
-        self.geo = enrich.GeoLookup(config.get("GEOIP_DATABASE"))
         process = config.get("CLICK_INGESTER", "thread") == "process"
         self.links = LinkCache(
             self._reader_engine,
@@ -81,12 +82,14 @@ class Redirector:
             self._writer_engine,
             ClickLog(config["CLICK_LOG_DIR"], int(config["CLICK_LOG_SEGMENT_MB"]) * 1024 * 1024, handoff=process),
             unique_window=timedelta(seconds=int(config["UNIQUE_CLICK_WINDOW_SECONDS"])),
+            geoip_database=config.get("GEOIP_DATABASE"),
             batch_max=int(config["CLICK_BATCH_MAX"]),
             wait_seconds=float(config["CLICK_WAIT_SECONDS"]),
             ingester_process={
                 "database_uri": config["SQLALCHEMY_DATABASE_URI"],
                 "log_dir": config["CLICK_LOG_DIR"],
                 "unique_window_seconds": int(config["UNIQUE_CLICK_WINDOW_SECONDS"]),
+                "geoip_database": config.get("GEOIP_DATABASE"),
             }
             if process
             else None,
@@ -111,6 +114,17 @@ class Redirector:
             answer = answer.settle(self.recorder.record(answer.click))
         start_response(answer.status_line, answer.headers)
         return [answer.body]
+
+    def __rsgi_init__(self, loop) -> None:
+        """RSGI: ready the worker before its first request: the click log, and the links that redirect."""
+        self.recorder.start()
+        started = time.monotonic()
+        try:
+            loaded = self.links.preload(self.link_preload)
+        except Exception:
+            log.warning("could not preload links; each is looked up when first clicked", exc_info=True)
+            return
+        log.info("preloaded %d links in %.2f s", loaded, time.monotonic() - started)
 
     async def __rsgi__(self, scope, protocol) -> None:
         """RSGI (granian's native interface): the same answers, with clicks stored in shared batches.
@@ -180,16 +194,12 @@ class Redirector:
         return f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax{secure}"
 
     def _facts(self, environ: dict, method: str, target: LinkTarget, query: dict[str, str]) -> dict:
-        """Everything recorded about a click; enrichment failures leave fields empty."""
+        """Everything recorded about a click here; its device and geo are filled in by the ingester
+        (enrich.complete), off the shopper's path."""
         user_agent = (environ.get("HTTP_USER_AGENT") or "")[: enrich.USER_AGENT_MAX]
-        try:
-            device = enrich.parse_user_agent(user_agent)
-        except Exception:
-            device = enrich.EMPTY_DEVICE
         ip = enrich.client_ip(environ, self.trusted_proxies)
         prefix = enrich.ip_prefix(ip)
-        place = self.geo.lookup(ip)
-        bot = enrich.bot_reason(method, user_agent, device, environ)
+        bot = enrich.request_bot_reason(method, environ)
         subs = [query.get(key) or default or None for key, default in zip(SUB_KEYS, target.subs, strict=True)]
         fetch = "/".join([environ.get(key, "") for key in FETCH_KEYS])
         return {
@@ -200,16 +210,8 @@ class Redirector:
             "ip_hash": self.ip_hash(ip),
             "ip_prefix": prefix,
             "user_agent": user_agent or None,
-            "device_type": "bot" if bot else device.device_type,
-            "device_brand": device.brand,
-            "device_model": device.model,
-            "os": device.os,
-            "browser": device.browser,
             "is_bot": bot is not None,
             "bot_reason": bot,
-            "country": place.country,
-            "region": place.region,
-            "city": place.city,
             "referrer": (environ.get("HTTP_REFERER") or "")[:2048] or None,
             "sub1": subs[0] and subs[0][:SUB_MAX],
             "sub2": subs[1] and subs[1][:SUB_MAX],

@@ -139,12 +139,22 @@ class ClickLog:
         return own + handed_off
 
     def append(self, records: Iterable[dict]) -> None:
-        """Write records durably (fdatasync'ed) or raise OSError.
+        """Write records durably (fdatasync'ed) or raise OSError."""
+        fd = self.write(records)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def write(self, records: Iterable[dict]) -> int:
+        """Write records in place, not yet durable; return a descriptor of their segment for the caller to
+        fdatasync and then close, or raise OSError.
 
         Records are written under the lock, in offset order, and synced after it, so sealing a
         segment never waits for a disk flush. A sync covers everything written before it began,
-        so an append that returns has its records, and every record before them, on disk: the
-        log never has a hole before an acknowledged record.
+        so once it returns the records are on disk, and every record before them: the log
+        never has a hole before an acknowledged record. The descriptor is a copy of the
+        segment's own, which may be sealed and closed meanwhile.
         """
         data = b"".join([orjson.dumps(record) + b"\n" for record in records])
         with self._lock:
@@ -171,12 +181,7 @@ class ClickLog:
                     segment.path.unlink(missing_ok=True)
                 segment = self._active = self._new_segment()
                 self._write(segment, data)
-            # Our own descriptor of the file: the segment may be sealed and closed while we sync.
-            fd = os.dup(segment.fd)
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
+            return os.dup(segment.fd)
 
     @staticmethod
     def _write(segment: Segment, data: bytes) -> None:

@@ -102,14 +102,46 @@ def parse_user_agent(user_agent: str) -> Device:
         return EMPTY_DEVICE
 
 
-def bot_reason(method: str, user_agent: str, device: Device, environ: dict) -> str | None:
-    """Why this click is not a person's, or None."""
+def request_bot_reason(method: str, environ: dict) -> str | None:
+    """Why the request itself is not a person's click (a HEAD, a prefetch), or None."""
     if method == "HEAD":
         return "head_request"
     purpose = (environ.get("HTTP_SEC_PURPOSE") or environ.get("HTTP_PURPOSE") or "").lower()
     if "prefetch" in purpose or "prerender" in purpose:
         return "prefetch"
-    return device.bot_reason
+    return None
+
+
+def bot_reason(method: str, user_agent: str, device: Device, environ: dict) -> str | None:
+    """Why this click is not a person's, or None."""
+    return request_bot_reason(method, environ) or device.bot_reason
+
+
+def complete(click: dict, geo: GeoLookup) -> None:
+    """Fill in a logged click's missing device, bot and geo fields from its user agent and IP.
+
+    The ingester's half of enrichment: the request path records the user agent, the IP and
+    the request's own bot signals (``bot_reason``), and never waits for a parser or a database
+    file. Both lookups are cached; fields a click was logged with are kept.
+    """
+    if click["device_type"] is None:
+        try:
+            device = parse_user_agent(click["user_agent"] or "")
+        except Exception:
+            device = EMPTY_DEVICE
+        reason = click["bot_reason"] or device.bot_reason
+        click.update(
+            device_type="bot" if reason else device.device_type,
+            device_brand=device.brand,
+            device_model=device.model,
+            os=device.os,
+            browser=device.browser,
+            is_bot=reason is not None,
+            bot_reason=reason,
+        )
+    if click["country"] is None:
+        place = geo.lookup(click["ip"])
+        click.update(country=place.country, region=place.region, city=place.city)
 
 
 def client_ip(environ: dict, trusted_proxies: int) -> str | None:

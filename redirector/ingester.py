@@ -64,17 +64,20 @@ def spawn(settings: dict, lock: int) -> subprocess.Popen:
 
 def serve(settings: dict) -> int:
     """Store handed-off segments until the parent is gone and none are left; 0 when another ingester runs."""
-    from redirector.engines import make_engine
-    from redirector.recorder import Store, decode_click
-
     log_dir = Path(settings["log_dir"])
     lock = settings.get("lock_fd")
     if lock is None and claim(log_dir) is None:  # run by hand: the lock is held until this process ends
         return 0  # another ingester has this directory
+    # Lowered before the imports below: starting up (a second of CPU) must not slow the workers either.
     os.nice(NICENESS)
-    store = Store(make_engine(settings["database_uri"], immediate=True),
-                  timedelta(seconds=int(settings["unique_window_seconds"])))  # fmt: skip
     priority = _Priority(log_dir)
+    priority.update()
+
+    from redirector.engines import make_engine
+    from redirector.recorder import Store, decode_click
+
+    window = timedelta(seconds=int(settings["unique_window_seconds"]))
+    store = Store(make_engine(settings["database_uri"], immediate=True), window, settings.get("geoip_database"))
 
     def store_records(records: list[dict]) -> None:
         priority.update()

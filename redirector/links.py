@@ -40,12 +40,14 @@ class LookupFailed(Exception):
 
 
 # Raw SQL: a cache miss is on the shopper's path, and a compiled ORM query costs ten times as much.
-LOOKUP_SQL = (
+SELECT_SQL = (
     "SELECT l.id, l.affiliate_id, l.program_id, l.active, l.deep_link, l.sub1, l.sub2, l.sub3, l.sub4, l.sub5, "
-    "p.destination_url, p.allowed_hosts, p.fallback_url, p.cookie_days, p.status, u.status "
+    "p.destination_url, p.allowed_hosts, p.fallback_url, p.cookie_days, p.status, u.status, l.code "
     "FROM links l JOIN programs p ON p.id = l.program_id JOIN users u ON u.id = l.affiliate_id "
-    "WHERE l.code = {mark}"
 )
+LOOKUP_SQL = SELECT_SQL + "WHERE l.code = {mark}"
+# The links a process caches before its first request: those that redirect, newest first.
+PRELOAD_SQL = SELECT_SQL + "WHERE l.active = {mark} AND p.status = {mark} ORDER BY l.id DESC LIMIT {mark}"
 
 
 class LinkCache:
@@ -61,7 +63,7 @@ class LinkCache:
         self.allow_http_loopback = allow_http_loopback
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
-        self._sql = ""
+        self._mark = "?"
         self.ttl = ttl_seconds
         self._entries: dict[str, tuple[float, LinkTarget | None]] = {}
         self._lock = threading.Lock()
@@ -85,6 +87,28 @@ class LinkCache:
         self._entries[code] = (now + self.ttl, target)
         return target
 
+    def preload(self, limit: int) -> int:
+        """Cache up to ``limit`` links that redirect, newest first, in one query; return how many.
+
+        A process that starts cold would otherwise ask the database once per link in its first
+        seconds (10,000 links: about 2 s of one core), while shoppers wait. Others are looked up on
+        first use. Preloaded entries expire over one TTL, spread out, so they are not asked again at once.
+        """
+        if limit <= 0:
+            return 0
+        now = time.monotonic()
+        rows = self._fetch(PRELOAD_SQL, (True, ProgramStatus.ACTIVE.value, min(limit, MAX_ENTRIES)))
+        loaded = 0
+        for index, row in enumerate(rows):
+            try:
+                target = self._target(row)
+            except ValueError:
+                log.warning("link %s has a destination that is not a URL; it is looked up when clicked", row[0])
+                continue
+            self._entries[row[-1]] = (now + self.ttl * (1 + index / len(rows)) / 2, target)
+            loaded += 1
+        return loaded
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
@@ -96,18 +120,20 @@ class LinkCache:
             with self._lock:
                 if self._engine is None:
                     self._engine = self._engine_factory()
-                    self._sql = LOOKUP_SQL.format(mark="?" if self._engine.dialect.name == "sqlite" else "%s")
+                    self._mark = "?" if self._engine.dialect.name == "sqlite" else "%s"
             self._local.connection = self._engine.raw_connection()
             cursor = self._local.cursor = self._local.connection.cursor()
         return cursor
 
-    def _query(self, code: str):
+    def _fetch(self, sql: str, parameters: tuple) -> list:
+        """The rows of ``sql`` ({mark} for each placeholder), read in a transaction of its own: no snapshot
+        held open after."""
         try:
             cursor = self._cursor()
-            cursor.execute(self._sql, (code,))
-            row = cursor.fetchone()
-            self._local.connection.rollback()  # end the read transaction: no snapshot held open
-            return row
+            cursor.execute(sql.format(mark=self._mark), parameters)
+            rows = cursor.fetchall()
+            self._local.connection.rollback()
+            return rows
         except Exception:
             # A broken connection is dropped; the next lookup of this thread opens a fresh one.
             self._local.cursor = None
@@ -118,11 +144,12 @@ class LinkCache:
             raise
 
     def _load(self, code: str) -> LinkTarget | None:
-        row = self._query(code)
-        if row is None:
-            return None
+        rows = self._fetch(LOOKUP_SQL, (code,))
+        return self._target(rows[0]) if rows else None
+
+    def _target(self, row) -> LinkTarget:
         (link_id, affiliate_id, program_id, active, deep_link, s1, s2, s3, s4, s5,
-         destination, allowed, fallback, cookie_days, program_status, user_status) = row  # fmt: skip
+         destination, allowed, fallback, cookie_days, program_status, user_status, _code) = row  # fmt: skip
         hosts = frozenset({host_of(destination), *allowed.split()})
         if deep_link and not destination_allowed(deep_link, hosts, allow_http_loopback=self.allow_http_loopback):
             log.warning("link %s deep link is off the program's allowlist now; using the destination", link_id)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from sqlalchemy.engine import Engine
 
@@ -43,7 +45,9 @@ from affiliate.services.fraud import (
     settings_for,
 )
 from affiliate.urls import url_host
+from redirector import enrich
 from redirector.clicklog import ClickLog
+from redirector.datasync import AioSync, ThreadSync, open_data_sync
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ class ClickRecorder:
         click_log: ClickLog,
         *,
         unique_window: timedelta,
+        geoip_database: str | None = None,
         batch_max: int = 256,
         wait_seconds: float = 10.0,
         ingester_process: dict | None = None,
@@ -82,6 +87,7 @@ class ClickRecorder:
         self._store: Store | None = None
         self.log = click_log
         self.unique_window = unique_window
+        self.geoip_database = geoip_database
         self.batch_max = batch_max
         self.wait_seconds = wait_seconds
         self._mutex = threading.Lock()
@@ -94,14 +100,14 @@ class ClickRecorder:
         self._ingest_lock = threading.Lock()
         self.database_ok = True
         self._loop_queues: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
-        self._appender: ThreadPoolExecutor | None = None
+        self.appender: ThreadPoolExecutor | None = None
         self.ingester_settings = ingester_process
         self._ingester_process: subprocess.Popen | None = None
 
     def record(self, click: dict) -> bool:
         """Make one click durable; return True once it is in the click log."""
         if not self._started:
-            self._start()
+            self.start()
         ticket = _Ticket(click)
         with self._mutex:
             self._pending.append(ticket)
@@ -143,23 +149,26 @@ class ClickRecorder:
     async def record_async(self, click: dict) -> bool:
         """Make one click durable without holding a thread; True once it is in the click log.
 
-        For an event loop (the RSGI front door): clicks queue on the loop, and one executor
-        thread appends the queue with one fdatasync while the loop goes on answering. When
-        that append is done, whatever queued meanwhile goes next, as one batch again.
+        For an event loop (the RSGI front door): clicks queue on the loop, which writes the
+        queue to the click log and has it fdatasync'ed (see _LoopQueue) while it goes on
+        answering. When that sync is done, whatever queued meanwhile goes next, as one batch.
         """
         if not self._started:
-            self._start()
+            self.start()
         loop = asyncio.get_running_loop()
         queue = self._loop_queues.get(loop)
         if queue is None:
+            for old in [old for old in self._loop_queues if old.is_closed()]:
+                self._loop_queues.pop(old).close()
             queue = self._loop_queues[loop] = _LoopQueue(loop, self)
         return await queue.put(click)
 
-    def _append_batch(self, clicks: list[dict]) -> None:
-        self.log.append(_to_json(click) for click in clicks)
-        self._wake.set()
+    def open_data_sync(self, loop: asyncio.AbstractEventLoop) -> AioSync | ThreadSync:
+        """How a loop has its click log writes synced: Linux AIO where there is, else the appender thread."""
+        return open_data_sync(loop, self.appender)
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Open the click log and start the sealer (and ingester) or ingester thread; harmless to call again."""
         with self._mutex:
             if self._started:
                 return
@@ -169,7 +178,7 @@ class ClickRecorder:
             )
             self._ingester = threading.Thread(target=loop, name=name, daemon=True)
             self._ingester.start()
-            self._appender = ThreadPoolExecutor(1, thread_name_prefix="click-appender")
+            self.appender = ThreadPoolExecutor(1, thread_name_prefix="click-appender")
             self._started = True
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -183,13 +192,17 @@ class ClickRecorder:
         return False
 
     def close(self) -> None:
-        """Ingest what is logged (if the database takes it), stop, and close connections."""
+        """Ingest what is logged (if the database takes it), stop, and close connections; call it once the
+        event loops that recorded clicks have stopped."""
         self._stopping.set()
         self._wake.set()
         if self._ingester is not None:
             self._ingester.join(timeout=self.wait_seconds)
-        if self._appender is not None:
-            self._appender.shutdown(wait=True)
+        for queue in self._loop_queues.values():
+            queue.close()
+        self._loop_queues.clear()
+        if self.appender is not None:
+            self.appender.shutdown(wait=True)
         if self._ingester_process is not None:
             # What it was storing stays in its segment, to be stored again below (click ids make that harmless).
             self._ingester_process.terminate()
@@ -204,7 +217,7 @@ class ClickRecorder:
     def store(self) -> Store:
         if self._store is None:
             self._engine = self._engine_factory()
-            self._store = Store(self._engine, self.unique_window)
+            self._store = Store(self._engine, self.unique_window, self.geoip_database)
         return self._store
 
     def _ingest_loop(self) -> None:
@@ -267,14 +280,19 @@ class ClickRecorder:
 class _LoopQueue:
     """Clicks waiting on one event loop for their append; touched only from that loop's thread.
 
-    A disk that hangs must not hold shoppers: once an append has run past the recorder's
-    wait, its clicks and every click queued behind it are answered as not stored (the
-    shopper lands without a click id) and still written whenever the disk comes back.
+    A batch is written to the click log on the loop (a copy into the page cache) and synced by
+    ``datasync`` (Linux AIO, else a thread) while the loop goes on; clicks arriving meanwhile
+    form the next batch.
+
+    A disk that hangs must not hold shoppers: once a sync has run past the recorder's wait,
+    its clicks and every click queued behind it are answered as not stored (the shopper lands
+    without a click id), and still written when the disk comes back.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, recorder: ClickRecorder) -> None:
         self.loop = loop
         self.recorder = recorder
+        self.datasync = recorder.open_data_sync(loop)
         self.waiting: list[tuple[dict, asyncio.Future]] = []
         self.appending = False
         self.stalled = False
@@ -292,10 +310,26 @@ class _LoopQueue:
         recorder = self.recorder
         batch, self.waiting = self.waiting[: recorder.batch_max], self.waiting[recorder.batch_max :]
         self.appending = True
-        clicks = [click for click, _ in batch]
-        appended = self.loop.run_in_executor(recorder._appender, recorder._append_batch, clicks)
         timer = self.loop.call_later(recorder.wait_seconds, self._stall, batch)
-        appended.add_done_callback(lambda done: self._appended(done, batch, timer))
+        try:
+            fd = recorder.log.write([_to_json(click) for click, _ in batch])
+        except Exception as error:
+            self._appended(error, batch, timer)
+            return
+        done = partial(self._synced, fd, batch, timer)
+        try:
+            self.datasync.submit(fd, done)
+        except OSError:
+            log.warning("the kernel refused an AIO fdatasync; the click log is synced in a thread now", exc_info=True)
+            self.datasync.close()
+            self.datasync = ThreadSync(self.loop, recorder.appender)
+            self.datasync.submit(fd, done)
+
+    def _synced(self, fd: int, batch: list, timer: asyncio.TimerHandle, error: OSError | None) -> None:
+        os.close(fd)
+        if error is None:
+            self.recorder._wake.set()
+        self._appended(error, batch, timer)
 
     def _stall(self, batch: list) -> None:
         log.error("the click log has not confirmed an append within %s s", self.recorder.wait_seconds)
@@ -303,9 +337,8 @@ class _LoopQueue:
         self._settle(batch, False)
         self._settle(self.waiting, False)
 
-    def _appended(self, done: asyncio.Future, batch: list, timer: asyncio.TimerHandle) -> None:
+    def _appended(self, error: BaseException | None, batch: list, timer: asyncio.TimerHandle) -> None:
         timer.cancel()
-        error = done.exception()
         if error is not None:
             log.error("could not write %d clicks to the click log", len(batch), exc_info=error)
         self._settle(batch, error is None)
@@ -319,6 +352,9 @@ class _LoopQueue:
             if not future.done():
                 future.set_result(stored)
 
+    def close(self) -> None:
+        self.datasync.close()
+
 
 class Store:
     """Raw, batched SQL for the hot path: a few grouped queries and two executemanys per batch.
@@ -327,9 +363,11 @@ class Store:
     in memory, of the clicks this Store judged since it was made (see NavigationHistory).
     """
 
-    def __init__(self, engine: Engine, unique_window: timedelta) -> None:
+    def __init__(self, engine: Engine, unique_window: timedelta, geoip_database: str | None = None) -> None:
+        """``geoip_database``: a MaxMind City file for the clicks' geo (None: the shipped GeoLite2-City)."""
         self.engine = engine
         self.unique_window = unique_window
+        self.geo = enrich.GeoLookup(geoip_database)
         self.sqlite = engine.dialect.name == "sqlite"
         mark = "?" if self.sqlite else "%s"
         columns = ", ".join(COLUMNS)
@@ -355,6 +393,8 @@ class Store:
         """
         if not clicks:
             return
+        for click in clicks:
+            enrich.complete(click, self.geo)  # before the write transaction: a parse may take a millisecond
         observed: list[Observed] = []
         try:
             with self.engine.begin() as conn:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import threading
 from urllib.parse import parse_qs, urlsplit
 
-from redirector import create_redirector
+import pytest
+
+from affiliate.extensions import db
+from affiliate.models import Link
+from redirector import create_redirector, enrich
 from redirector.app import rsgi_environ
+from redirector.datasync import AioSync, ThreadSync, open_data_sync
+from redirector.engines import make_engine
+from tests.factories import make_link
 from tests.redirector.helpers import CHROME, all_clicks, live, setup_link
 
 
@@ -86,12 +95,28 @@ def test_rsgi_click_is_stored_before_its_redirect(app):
     assert click.browser == "Chrome"
 
 
-def test_rsgi_concurrent_clicks_share_appends(app):
+def use_threads(redirector) -> None:
+    """Sync the click log in the appender thread, as where Linux AIO is missing."""
+    redirector.recorder.open_data_sync = lambda loop: ThreadSync(loop, redirector.recorder.appender)
+
+
+@pytest.mark.parametrize("sync", ["aio", "thread"])
+def test_rsgi_concurrent_clicks_share_appends(app, sync):
     s = setup_link(app)
     redirector = live(create_redirector(app.config))
-    appends = []
-    append = redirector.recorder.log.append
-    redirector.recorder.log.append = lambda records: appends.append(len(list(records))) or append([])
+    if sync == "thread":
+        use_threads(redirector)
+    elif not aio_available():
+        pytest.skip("Linux AIO is not available on this machine")
+    writes, kinds = [], set()
+    write = redirector.recorder.log.write
+
+    def counted(records):
+        writes.append(len(records))
+        kinds.update(type(queue.datasync).__name__ for queue in redirector.recorder._loop_queues.values())
+        return write(records)
+
+    redirector.recorder.log.write = counted
 
     async def many() -> list[Protocol]:
         protocols = [Protocol() for _ in range(50)]
@@ -100,32 +125,115 @@ def test_rsgi_concurrent_clicks_share_appends(app):
 
     protocols = asyncio.run(many())
     assert [p.answers[0][0] for p in protocols] == [302] * 50
-    assert sum(appends) == 50
-    assert len(appends) < 50, "concurrent clicks were appended together"
+    assert sum(writes) == 50
+    assert len(writes) < 50, "concurrent clicks were appended together"
+    assert kinds == {"AioSync" if sync == "aio" else "ThreadSync"}
+    handed_out = {parse_qs(urlsplit(dict(p.answers[0][1])["Location"]).query)["ct_click"][0] for p in protocols}
+    assert {click.click_id for click in all_clicks(app)} == handed_out
+
+
+class StuckSync:
+    """A disk whose flush does not come back (or fails): the syncs it is given never finish, or fail."""
+
+    def __init__(self, error: OSError | None = None) -> None:
+        self.error = error
+        self.descriptors: list[int] = []
+
+    def submit(self, fd, done) -> None:
+        self.descriptors.append(fd)
+        if self.error is not None:
+            done(self.error)
+
+    def close(self) -> None:
+        pass
+
+
+class RefusingSync(StuckSync):
+    """A kernel that refuses AIO fdatasync for this file (as one without it for a file system would)."""
+
+    asked = 0
+
+    def submit(self, fd, done) -> None:
+        self.asked += 1
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+
+def aio_available() -> bool:
+    loop = asyncio.new_event_loop()
+    try:
+        datasync = open_data_sync(loop, None)
+        datasync.close()
+        return isinstance(datasync, AioSync)
+    finally:
+        loop.close()
 
 
 def test_rsgi_hung_click_log_still_redirects_without_a_click_id(app):
     s = setup_link(app)
     redirector = live(create_redirector({**app.config, "CLICK_WAIT_SECONDS": 0.2}))
-    release = threading.Event()
-    append = redirector.recorder.log.append
-
-    def hung(records):
-        release.wait(10)
-        return append(records)
-
-    redirector.recorder.log.append = hung
-    try:
-        status, headers, _ = call(redirector, Scope(f"/r/{s.link.code}"))
-        again, second, _ = call(redirector, Scope(f"/r/{s.link.code}"))
-    finally:
-        release.set()
+    stuck = StuckSync()
+    redirector.recorder.open_data_sync = lambda loop: stuck
+    status, headers, _ = call(redirector, Scope(f"/r/{s.link.code}"))
+    again, second, _ = call(redirector, Scope(f"/r/{s.link.code}"))
     for code, answer in ((status, headers), (again, second)):
         assert code == 302
         assert "ct_click" not in answer["Location"][0]
         assert not any(cookie.startswith(f"ct_{s.program.id}=") for cookie in answer.get("Set-Cookie", []))
-    redirector.recorder._appender.submit(lambda: None).result(timeout=10)  # the late appends are done
-    assert len(all_clicks(app)) == 2, "clicks written once the disk came back are still stored"
+    assert len(stuck.descriptors) == 2
+    for fd in stuck.descriptors:  # the disk comes back
+        os.fdatasync(fd)
+        os.close(fd)
+    assert len(all_clicks(app)) == 2, "clicks written before the disk hung are still stored"
+
+
+def test_rsgi_failed_sync_redirects_without_a_click_id(app):
+    s = setup_link(app)
+    redirector = live(create_redirector(app.config))
+    redirector.recorder.open_data_sync = lambda loop: StuckSync(OSError(errno.EIO, "I/O error"))
+    status, headers, _ = call(redirector, Scope(f"/r/{s.link.code}"))
+    assert status == 302
+    assert "ct_click" not in headers["Location"][0]
+    assert not any(cookie.startswith(f"ct_{s.program.id}=") for cookie in headers.get("Set-Cookie", []))
+
+
+def test_rsgi_falls_back_to_a_thread_when_the_kernel_refuses_aio(app):
+    s = setup_link(app)
+    redirector = live(create_redirector(app.config))
+    refusing = RefusingSync()
+    redirector.recorder.open_data_sync = lambda loop: refusing
+    first = call(redirector, Scope(f"/r/{s.link.code}"))
+    assert refusing.asked, "the refusing sync was asked"
+    (queue,) = redirector.recorder._loop_queues.values()
+    assert isinstance(queue.datasync, ThreadSync)
+    assert first[0] == 302
+    click_id = parse_qs(urlsplit(first[1]["Location"][0]).query)["ct_click"][0]
+    assert [click.click_id for click in all_clicks(app)] == [click_id]
+
+
+def test_aio_sync_reports_success_and_failure_on_the_loop(tmp_path):
+    loop = asyncio.new_event_loop()
+    datasync = open_data_sync(loop, None)
+    if not isinstance(datasync, AioSync):
+        pytest.skip("Linux AIO is not available on this machine")
+    fd = os.open(tmp_path / "segment", os.O_RDWR | os.O_CREAT, 0o600)
+    results = []
+    try:
+
+        async def sync(descriptor: int) -> None:
+            finished = loop.create_future()
+            datasync.submit(descriptor, finished.set_result)
+            results.append(await asyncio.wait_for(finished, 10))
+
+        os.pwrite(fd, b"click\n", 0)
+        loop.run_until_complete(sync(fd))
+        assert results == [None]
+        with pytest.raises(OSError) as refused:
+            datasync.submit(10_000, results.append)  # not an open file
+        assert refused.value.errno == errno.EBADF
+    finally:
+        datasync.close()
+        loop.close()
+        os.close(fd)
 
 
 def test_rsgi_bad_requests_get_the_same_clear_answers(app):
@@ -136,3 +244,49 @@ def test_rsgi_bad_requests_get_the_same_clear_answers(app):
     assert call(redirector, Scope(f"/r/{s.link.code}", method="POST"))[0] == 405
     assert call(redirector, Scope(f"/r/{s.link.code}", method="OPTIONS"))[0] == 204
     assert all_clicks(app) == []
+
+
+def test_a_started_worker_answers_its_links_without_asking_the_database(app):
+    s = setup_link(app)
+    paused = make_link(app, s.affiliate, s.program)
+    with app.app_context():
+        db.session.get(Link, paused.id).active = False
+        db.session.commit()
+    redirector = live(create_redirector(app.config))
+    redirector.__rsgi_init__(asyncio.new_event_loop())
+    asked = []
+    load = redirector.links._load
+    redirector.links._load = lambda code: asked.append(code) or load(code)
+    status, headers, _ = call(redirector, Scope(f"/r/{s.link.code}"))
+    assert status == 302 and "ct_click=" in headers["Location"][0]
+    assert asked == [], "the link was preloaded when the worker started"
+    assert call(redirector, Scope(f"/r/{paused.code}"))[0] == 404
+    assert asked == [paused.code], "links that do not redirect are looked up when clicked"
+    assert len(all_clicks(app)) == 1
+
+
+def test_a_worker_starts_when_links_cannot_be_preloaded(app, tmp_path):
+    s = setup_link(app)
+    redirector = live(create_redirector(app.config))
+    redirector.links._engine_factory = lambda: make_engine(f"sqlite:///{tmp_path}/no-such-dir/x.db", immediate=False)
+    redirector.__rsgi_init__(asyncio.new_event_loop())  # logs a warning, does not raise
+    assert redirector.links._entries == {}
+    redirector.links._engine_factory = redirector._reader_engine
+    redirector.links._engine = None
+    assert call(redirector, Scope(f"/r/{s.link.code}"))[0] == 302
+
+
+def test_user_agents_and_geo_are_resolved_off_the_shoppers_path(app, monkeypatch):
+    s = setup_link(app)
+    redirector = live(create_redirector(app.config))
+    threads = []
+    for name in ("parse_user_agent", "complete"):
+        original = getattr(enrich, name)
+        monkeypatch.setattr(enrich, name, lambda *args, f=original: threads.append(threading.get_ident()) or f(*args))
+    status, _, _ = call(redirector, Scope(f"/r/{s.link.code}", client="81.2.69.160:4000",
+                                          headers=[("user-agent", CHROME)]))  # fmt: skip
+    assert status == 302
+    assert threading.get_ident() not in threads, "the shopper waited for the user agent and geo lookups"
+    (click,) = all_clicks(app)  # the ingester completes the click
+    assert (click.browser, click.os, click.device_type, click.is_bot) == ("Chrome", "Windows", "desktop", False)
+    assert click.country == "GB"

@@ -16,6 +16,7 @@ from affiliate.models import Click, ClickRollup, Link
 from affiliate.services.traffic import human_click, unique_click
 from redirector.engines import make_engine
 from redirector.recorder import COLUMNS, Store
+from tests.redirector.helpers import CHROME
 
 _ids = itertools.count(1)
 
@@ -31,6 +32,7 @@ def click_record(link: Link, at: datetime, **fields) -> dict:
         program_id=link.program_id,
         clicked_at=at,
         ip=f"198.51.100.{n % 250 + 1}",
+        user_agent=CHROME,
         visitor_id=f"V{n:031d}",
         fingerprint=f"{n:032x}",
         is_bot=False,
