@@ -329,8 +329,8 @@ READ_HEADERS = (
     "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest", "sec-fetch-user", "sec-ch-ua", "sec-ch-ua-platform",
     "sec-ch-ua-mobile",
 )  # fmt: skip
-ENVIRON_KEYS = tuple((name, "HTTP_" + name.upper().replace("-", "_")) for name in READ_HEADERS)
-JOINED = {"cookie": "; "}
+ENVIRON_KEYS = {name: "HTTP_" + name.upper().replace("-", "_") for name in READ_HEADERS}
+JOINED = {"HTTP_COOKIE": "; "}
 
 
 def rsgi_environ(scope) -> dict:
@@ -342,11 +342,10 @@ def rsgi_environ(scope) -> dict:
         "QUERY_STRING": scope.query_string,
         "REMOTE_ADDR": host.strip("[]"),
     }
-    headers = scope.headers
-    for name, key in ENVIRON_KEYS:
-        values = headers.get_all(name)
-        if values:
-            environ[key] = values[0] if len(values) == 1 else JOINED.get(name, ", ").join(values)
+    for name, value in scope.headers.items():  # one call into the server, names in lower case
+        key = ENVIRON_KEYS.get(name)
+        if key is not None:
+            environ[key] = value if key not in environ else environ[key] + JOINED.get(key, ", ") + value
     return environ
 
 

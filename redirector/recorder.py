@@ -129,7 +129,7 @@ class ClickRecorder:
             del self._pending[: len(batch)]
         stored = False
         try:
-            self.log.append(_to_json(ticket.click) for ticket in batch)
+            self.log.append([ticket.click for ticket in batch])
             stored = True
         except Exception:
             log.exception("could not write %d clicks to the click log", len(batch))
@@ -312,7 +312,7 @@ class _LoopQueue:
         self.appending = True
         timer = self.loop.call_later(recorder.wait_seconds, self._stall, batch)
         try:
-            fd = recorder.log.write([_to_json(click) for click, _ in batch])
+            fd = recorder.log.write([click for click, _ in batch])
         except Exception as error:
             self._appended(error, batch, timer)
             return
@@ -327,8 +327,8 @@ class _LoopQueue:
 
     def _synced(self, fd: int, batch: list, timer: asyncio.TimerHandle, error: OSError | None) -> None:
         os.close(fd)
-        if error is None:
-            self.recorder._wake.set()
+        if error is None and self.recorder.ingester_settings is None:
+            self.recorder._wake.set()  # this process's ingester thread
         self._appended(error, batch, timer)
 
     def _stall(self, batch: list) -> None:
@@ -556,13 +556,6 @@ class _RuleCache:
         rules = settings_for(stored)
         self.cached[program_id] = (time.monotonic(), rules)
         return rules
-
-
-def _to_json(click: dict) -> dict:
-    """A compact log record: empty fields left out, the time as ISO 8601."""
-    record = {key: value for key, value in click.items() if value is not None}
-    record["clicked_at"] = click["clicked_at"].isoformat()
-    return record
 
 
 def decode_click(record: dict) -> dict:

@@ -21,13 +21,13 @@ from tests.redirector.helpers import CHROME, all_clicks, live, setup_link
 
 
 class Headers:
-    """Stands in for granian's RSGIHeaders (get_all over lowercase names)."""
+    """Stands in for granian's RSGIHeaders (items() as received, names in lower case)."""
 
     def __init__(self, pairs: list[tuple[str, str]]) -> None:
         self.pairs = pairs
 
-    def get_all(self, name: str) -> list[str]:
-        return [value for key, value in self.pairs if key == name]
+    def items(self) -> list[tuple[str, str]]:
+        return list(self.pairs)
 
 
 class Scope:
