@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +33,11 @@ LOCK_NAME = "ingester.lock"
 IDLE_SECONDS = 0.2
 RETRY_SECONDS = 2.0
 NICENESS = 10
-MAX_LAG_SECONDS = 2.0
+# How long clicks may wait in the log while the machine is busy with redirects: the time a conversion
+# naming a click issued moments ago waits for it (affiliate.services.conversions.CLICK_PATIENCE).
+MAX_LAG_SECONDS = 5.0
+BUSY_SHARE = 0.75  # the CPUs count as busy while other processes use more than this share of them
+LOAD_SAMPLE_SECONDS = 0.2
 
 
 def claim(log_dir: str | Path) -> int | None:
@@ -80,7 +85,7 @@ def serve(settings: dict) -> int:
     store = Store(make_engine(settings["database_uri"], immediate=True), window, settings.get("geoip_database"))
 
     def store_records(records: list[dict]) -> None:
-        priority.update()
+        priority.wait_turn()
         store.insert([decode_click(record) for record in records])
 
     parent = int(settings.get("parent") or os.getppid())
@@ -106,11 +111,27 @@ def serve(settings: dict) -> int:
 
 
 class _Priority:
-    """Idle CPU priority while the log is fresh; the ingester's normal (niced) share once clicks wait too long."""
+    """Idle CPU priority while the log is fresh; the ingester's normal (niced) share once clicks wait too long.
 
-    def __init__(self, log_dir: Path) -> None:
+    While the log is fresh, the ingester also waits for a pause when the machine is busy with other
+    work (the redirect workers in a burst): at idle priority it still runs in every gap between
+    their requests, and its CPU, caches and disk writes then slow each of them a little.
+    """
+
+    def __init__(self, log_dir: Path, load: Callable[[], float | None] | None = None) -> None:
+        """``load``: others' share of the CPUs since it was last asked (None: unknown); /proc/stat by default."""
         self.log_dir = log_dir
         self.urgent: bool | None = None
+        self.load = load or CpuLoad().others_share
+
+    def wait_turn(self) -> None:
+        """Return when the ingester may store: at once when clicks wait too long or the CPUs have room."""
+        while True:
+            self.update()
+            share = self.load()
+            if self.urgent or share is None or share <= BUSY_SHARE:
+                return
+            time.sleep(LOAD_SAMPLE_SECONDS)
 
     def update(self) -> None:
         urgent = self._oldest_wait() > MAX_LAG_SECONDS
@@ -129,6 +150,35 @@ class _Priority:
             with suppress(FileNotFoundError):
                 oldest = min(oldest, path.stat().st_mtime)
         return time.time() - oldest
+
+
+class CpuLoad:
+    """How much of the machine's CPU time other processes used, from /proc/stat (Linux)."""
+
+    def __init__(self) -> None:
+        self.ticks = os.sysconf("SC_CLK_TCK")
+        self.last = self._sample()
+
+    def others_share(self) -> float | None:
+        """Others' share of all CPU time since the last call (0 to 1); None where /proc/stat is missing."""
+        sample = self._sample()
+        last, self.last = self.last, sample
+        if sample is None or last is None or sample[0] <= last[0]:
+            return None
+        total, idle, own = (now - before for now, before in zip(sample, last, strict=True))
+        return max(0.0, min(1.0, (total - idle - own * self.ticks) / total))
+
+    @staticmethod
+    def _sample() -> tuple[int, int, float] | None:
+        """(all CPU time, idle time) in clock ticks, and this process's own CPU seconds."""
+        try:
+            with open("/proc/stat", "rb") as stat:
+                fields = [int(value) for value in stat.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        times = os.times()
+        # user nice system idle iowait irq softirq steal
+        return sum(fields), fields[3] + fields[4], times.user + times.system
 
 
 def _alive(pid: int) -> bool:

@@ -57,6 +57,13 @@ SEAL_SECONDS = 1.0  # process mode: how long a click may wait in a worker's open
 SUPERVISE_SECONDS = 2.0  # process mode: how often a worker checks that an ingester runs
 RULES_SECONDS = 30.0
 RETRY_SECONDS = 2.0
+# Group commit on an event loop, as PostgreSQL's commit_delay and commit_siblings: when a sync finishes
+# and fewer than GROUP_MIN clicks wait, they wait up to GROUP_WAIT_SECONDS for company, so the kernel
+# makes fewer, larger syncs (each a write and a disk cache flush, on another core). 32 shoppers at once
+# on two workers, seven alternating 8 s runs each: 10.0-12.8k redirects a second without the wait,
+# 11.1-13.7k with it.
+GROUP_MIN = 8
+GROUP_WAIT_SECONDS = 0.0005
 
 
 class _Ticket:
@@ -296,6 +303,7 @@ class _LoopQueue:
         self.waiting: list[tuple[dict, asyncio.Future]] = []
         self.appending = False
         self.stalled = False
+        self.gathering: asyncio.TimerHandle | None = None  # a small batch waiting for company
 
     def put(self, click: dict) -> asyncio.Future:
         future = self.loop.create_future()
@@ -304,9 +312,13 @@ class _LoopQueue:
             future.set_result(False)
         elif not self.appending:
             self._append_next()
+        elif self.gathering is not None and len(self.waiting) >= GROUP_MIN:
+            self.gathering.cancel()
+            self._append_next()
         return future
 
     def _append_next(self) -> None:
+        self.gathering = None
         recorder = self.recorder
         batch, self.waiting = self.waiting[: recorder.batch_max], self.waiting[recorder.batch_max :]
         self.appending = True
@@ -343,8 +355,11 @@ class _LoopQueue:
             log.error("could not write %d clicks to the click log", len(batch), exc_info=error)
         self._settle(batch, error is None)
         self.appending = self.stalled = False
-        if self.waiting:
+        if len(self.waiting) >= GROUP_MIN:
             self._append_next()
+        elif self.waiting:
+            self.appending = True  # those arriving meanwhile join the batch
+            self.gathering = self.loop.call_later(GROUP_WAIT_SECONDS, self._append_next)
 
     @staticmethod
     def _settle(batch: list, stored: bool) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from affiliate.models import Click
 from redirector import create_redirector
+from redirector.ingester import MAX_LAG_SECONDS, CpuLoad
 from tests.factories import Visitor, make_link
 from tests.redirector.helpers import CHROME, setup_link
 from tests.redirector.server import ROOT, Load, Server, children
@@ -131,6 +132,46 @@ def test_ingester_gives_way_to_redirects_until_clicks_wait_too_long(tmp_path, ag
     probe = subprocess.run([sys.executable, "-c", PRIORITY_PROBE, str(tmp_path)], cwd=ROOT, capture_output=True,
                            text=True, timeout=60, check=True)  # fmt: skip
     assert int(probe.stdout) == policy
+
+
+TURN_PROBE = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from redirector.ingester import _Priority
+    shares = {"busy": 0.95, "quiet": 0.2, "unknown": None}
+    asked = []
+    priority = _Priority(Path(sys.argv[1]), load=lambda: asked.append(1) or shares[sys.argv[2]])
+    started = time.monotonic()
+    priority.wait_turn()
+    print(round(time.monotonic() - started, 2), len(asked))
+""")
+
+
+@pytest.mark.parametrize(("load", "waits"), [("busy", True), ("quiet", False), ("unknown", False)])
+def test_ingester_waits_for_a_pause_in_a_burst_until_clicks_wait_too_long(tmp_path, load, waits):
+    """While the CPUs are busy with other work, the ingester holds back, but never past MAX_LAG_SECONDS."""
+    sealed = tmp_path / "sealed-1-abcd.log"
+    sealed.write_bytes(b'{"click_id":"x"}\n')
+    aged = time.time() - (MAX_LAG_SECONDS - 2.0)  # two seconds from waiting too long
+    os.utime(sealed, (aged, aged))
+    probe = subprocess.run([sys.executable, "-c", TURN_PROBE, str(tmp_path), load], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60, check=True)  # fmt: skip
+    waited, asked = probe.stdout.split()
+    if waits:
+        assert 0.5 < float(waited) < 5, "held back until the oldest segment waited MAX_LAG_SECONDS"
+        assert int(asked) > 1
+    else:
+        assert float(waited) < 0.5 and int(asked) == 1
+
+
+def test_cpu_load_counts_other_processes():
+    load = CpuLoad()
+    burner = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.time() + 0.6\nwhile time.time() < end: pass"]
+    )
+    burner.wait(timeout=30)
+    share = load.others_share()
+    assert share is not None and share >= 0.5 / os.cpu_count(), f"one busy process of {os.cpu_count()} CPUs: {share}"
 
 
 def test_database_unavailable_clicks_wait_in_the_log_then_arrive(app, database_uri):

@@ -16,6 +16,7 @@ from redirector import create_redirector, enrich
 from redirector.app import rsgi_environ
 from redirector.datasync import AioSync, ThreadSync, open_data_sync
 from redirector.engines import make_engine
+from redirector.recorder import GROUP_MIN, GROUP_WAIT_SECONDS
 from tests.factories import make_link
 from tests.redirector.helpers import CHROME, all_clicks, live, setup_link
 
@@ -290,3 +291,61 @@ def test_user_agents_and_geo_are_resolved_off_the_shoppers_path(app, monkeypatch
     (click,) = all_clicks(app)  # the ingester completes the click
     assert (click.browser, click.os, click.device_type, click.is_bot) == ("Chrome", "Windows", "desktop", False)
     assert click.country == "GB"
+
+
+class ManualSync(StuckSync):
+    """A disk whose syncs finish when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list = []
+
+    def submit(self, fd, done) -> None:
+        self.pending.append((fd, done))
+
+    def finish(self) -> None:
+        ((fd, done),) = self.pending
+        self.pending.clear()
+        os.fdatasync(fd)
+        done(None)
+
+
+def test_rsgi_a_small_batch_waits_briefly_for_company(app):
+    """Group commit: after a sync, fewer than GROUP_MIN waiting clicks wait up to GROUP_WAIT_SECONDS for more."""
+    s = setup_link(app)
+    redirector = live(create_redirector(app.config))
+    manual = ManualSync()
+    redirector.recorder.open_data_sync = lambda loop: manual
+    writes = []
+    write = redirector.recorder.log.write
+    redirector.recorder.log.write = lambda records: writes.append(len(records)) or write(records)
+
+    async def clicks(count: int) -> list:
+        return [
+            asyncio.ensure_future(redirector.__rsgi__(Scope(f"/r/{s.link.code}"), Protocol())) for _ in range(count)
+        ]
+
+    async def story() -> None:
+        first = await clicks(1)
+        await asyncio.sleep(0)
+        assert writes == [1], "a click arriving to an idle log is written at once"
+        later = await clicks(3)
+        await asyncio.sleep(0)
+        manual.finish()
+        await asyncio.sleep(0)
+        assert writes == [1], "three clicks wait for company"
+        await asyncio.sleep(GROUP_WAIT_SECONDS + 0.05)
+        assert writes == [1, 3], "but not for long"
+        crowd = await clicks(GROUP_MIN - 1)
+        await asyncio.sleep(0)
+        manual.finish()
+        await asyncio.sleep(0)
+        assert writes == [1, 3], "fewer than GROUP_MIN: gathering"
+        crowd += await clicks(1)
+        await asyncio.sleep(0)
+        assert writes == [1, 3, GROUP_MIN], "a full batch goes at once"
+        manual.finish()
+        await asyncio.gather(*first, *later, *crowd)
+
+    asyncio.run(story())
+    assert len(all_clicks(app)) == 1 + 3 + GROUP_MIN
