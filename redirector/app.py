@@ -117,7 +117,10 @@ class Redirector:
 
     def __rsgi_init__(self, loop) -> None:
         """RSGI: ready the worker before its first request: the click log, and the links that redirect."""
-        self.recorder.start()
+        try:
+            self.recorder.start()
+        except OSError:
+            log.exception("could not open the click log; the first click tries again")
         started = time.monotonic()
         try:
             loaded = self.links.preload(self.link_preload)

@@ -241,6 +241,10 @@ class ClickRecorder:
         """Process mode: hand the open segment to the ingester every SEAL_SECONDS, and keep one running."""
         self._supervise()  # at once: the first clicks should not wait for an ingester to be started
         supervised = time.monotonic()
+        try:
+            self.log.prepare_spare()  # the first seal then needs no new segment (written under the log's lock)
+        except OSError:
+            log.warning("could not prepare a click log segment", exc_info=True)
         while not self._stopping.wait(SEAL_SECONDS):
             try:
                 self.log.seal()
