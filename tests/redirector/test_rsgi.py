@@ -195,6 +195,9 @@ def test_rsgi_failed_sync_redirects_without_a_click_id(app):
     assert status == 302
     assert "ct_click" not in headers["Location"][0]
     assert not any(cookie.startswith(f"ct_{s.program.id}=") for cookie in headers.get("Set-Cookie", []))
+    # Written before its sync failed, the click is still stored (as when a crash follows a write), but the
+    # shopper was never handed its id.
+    assert len(all_clicks(app)) == 1
 
 
 def test_rsgi_falls_back_to_a_thread_when_the_kernel_refuses_aio(app):
@@ -275,6 +278,7 @@ def test_a_worker_starts_when_links_cannot_be_preloaded(app, tmp_path):
     redirector.links._engine_factory = redirector._reader_engine
     redirector.links._engine = None
     assert call(redirector, Scope(f"/r/{s.link.code}"))[0] == 302
+    assert len(all_clicks(app)) == 1
 
 
 def test_user_agents_and_geo_are_resolved_off_the_shoppers_path(app, monkeypatch):
