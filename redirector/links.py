@@ -126,8 +126,8 @@ class LinkCache:
         return cursor
 
     def _fetch(self, sql: str, parameters: tuple) -> list:
-        """The rows of ``sql`` ({mark} for each placeholder), read in a transaction of its own: no snapshot
-        held open after."""
+        """The rows of ``sql``, its bind markers written ``{mark}``, read in a transaction of its own: no
+        snapshot held open after."""
         try:
             cursor = self._cursor()
             cursor.execute(sql.format(mark=self._mark), parameters)

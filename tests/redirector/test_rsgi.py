@@ -146,7 +146,7 @@ class StuckSync:
             done(self.error)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the test closes the descriptors it was given."""
 
 
 class RefusingSync(StuckSync):
