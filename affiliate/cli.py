@@ -321,8 +321,8 @@ def ingest_clicks() -> None:
 @click.command("ledger-check")
 @with_appcontext
 def ledger_check() -> None:
-    """Verify the ledger's invariants; print the offending rows and exit 1 if any fails."""
-    problems = ledger.check(db.session)
+    """Verify the ledger's invariants and that every amount is the rules' (docs/money.md); exit 1 if any fails."""
+    problems = ledger.check(db.session) + accrual.check(db.session)
     db.session.rollback()
     for problem in problems:
         click.echo(f"FAILED {problem.invariant}: {problem.detail}", err=True)
@@ -334,10 +334,10 @@ def ledger_check() -> None:
 @click.command("accrue-commissions")
 @with_appcontext
 def accrue_commissions() -> None:
-    """Create pending commissions, with their ledger accruals, for conversions that have none yet."""
+    """Evaluate the conversions that wait (pending commissions and their accruals) and reverse new refunds."""
     tally = accrue_all()
     click.echo(
-        f"Accrued {tally.commissions} commissions for {tally.conversions} conversions; "
+        f"Accrued {tally.commissions} commissions for {tally.conversions} conversions evaluated; "
         f"reversed {tally.reversed_cents} cents for refunds."
     )
 

@@ -123,6 +123,7 @@ def record_demo_conversions(session, program, now: datetime, seed: int = 2026) -
             click_id=click.click_id,
             occurred_at=min(click.clicked_at + delay, now),
         )
-        conversion = record_conversion(session, program, report, now=now).conversion
+        # Reported as it happened, so that the demo history has holds that have already passed.
+        conversion = record_conversion(session, program, report, now=report.occurred_at).conversion
         statuses[conversion.status] = statuses.get(conversion.status, 0) + 1
     return statuses

@@ -13,7 +13,6 @@ import fcntl
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask
@@ -21,32 +20,24 @@ from flask import Flask
 from affiliate.extensions import db
 from affiliate.models import utcnow
 from affiliate.services import accrual
+from affiliate.services.accrual import Tally
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "money-jobs.lock"
 
 
-@dataclass(frozen=True)
-class Tally:
-    commissions: int
-    conversions: int
-    reversed_cents: int
-
-
 def accrue_all() -> Tally:
-    """Accrue every conversion without commissions and reverse every refund not yet reversed, committing per batch."""
+    """Evaluate every conversion that waits and reverse every new refund, committing per batch."""
     commissions = conversions = last = 0
-    # Walk forward by id: a conversion whose plan earns nothing keeps having no commission.
-    while batch := accrual.conversions_to_accrue(db.session, after=last):
+    while batch := accrual.conversions_to_evaluate(db.session, after=last):
         for conversion in batch:
-            commissions += len(accrual.accrue(db.session, conversion, now=utcnow()))
+            commissions += len(accrual.evaluate_conversion(db.session, conversion, now=utcnow()))
         conversions, last = conversions + len(batch), batch[-1].id
         db.session.commit()
-    reversed_cents = sum(
-        accrual.reverse_for_refund(db.session, refund, now=utcnow())
-        for refund in accrual.refunds_to_reverse(db.session)
-    )
-    db.session.commit()
+    reversed_cents = 0
+    while refunds := accrual.refunds_to_reverse(db.session):
+        reversed_cents += sum(accrual.reverse_for_refund(db.session, refund, now=utcnow()) for refund in refunds)
+        db.session.commit()
     return Tally(commissions, conversions, reversed_cents)
 
 

@@ -206,6 +206,7 @@ def conversion_json(conversion: Conversion) -> dict:
         "occurred_at": _iso(conversion.occurred_at),
         "created_at": _iso(conversion.created_at),
         "refund_of": conversion.refund_of_id,
+        "refund_id": conversion.refund_key or None,
         "attribution": {
             "attributed": conversion.affiliate_id is not None,
             "affiliate_id": conversion.affiliate_id,

@@ -31,8 +31,9 @@ class ConversionStatus(enum.StrEnum):
 class Conversion(db.Model):
     __tablename__ = "conversions"
     __table_args__ = (
-        # One conversion per merchant order and type: the idempotency key of the API (C8).
-        UniqueConstraint("program_id", "order_id", "type", name="uq_conversions_program_order_type"),
+        # The idempotency key of the API: one signup and one sale per merchant order, and one refund per
+        # (refunded order, refund id); a refund without an id is the order's "rest" refund, refund_key "".
+        UniqueConstraint("program_id", "order_id", "type", "refund_key", name="uq_conversions_program_order_type"),
         Index("ix_conversions_affiliate_at", "affiliate_id", "occurred_at"),
         # Screening's count of an affiliate's latest conversions in a program reads only this index.
         Index("ix_conversions_affiliate_program_at", "affiliate_id", "program_id", "occurred_at", "type", "click_id"),
@@ -57,6 +58,7 @@ class Conversion(db.Model):
     click_id: Mapped[int | None] = mapped_column(ForeignKey("clicks.id"), index=True)
     affiliate_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     refund_of_id: Mapped[int | None] = mapped_column(ForeignKey("conversions.id"), index=True)
+    refund_key: Mapped[str] = mapped_column(String(128), default="", server_default="")  # the merchant's refund id
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     request_hash: Mapped[str | None] = mapped_column(String(64))  # same key, other payload -> 409
@@ -65,6 +67,11 @@ class Conversion(db.Model):
     fraud_reasons: Mapped[str | None] = mapped_column(Text)  # JSON list
     status: Mapped[str] = mapped_column(String(16), default=ConversionStatus.PENDING, index=True)
     extra: Mapped[str | None] = mapped_column(Text)  # merchant metadata, JSON
+    # When the money job worked out what this conversion earns (even nothing): it never does so twice.
+    evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Whether, once evaluated, it counts towards its affiliate's tiers (a repeat sale past the plan's
+    # recurring months does not).
+    counts_for_tiers: Mapped[bool | None] = mapped_column()
 
     program: Mapped[Program] = relationship()
     click: Mapped[Click | None] = relationship()

@@ -21,6 +21,14 @@ class CommissionStatus(enum.StrEnum):
     REVERSED = "reversed"
 
 
+class CommissionKind(enum.StrEnum):
+    EARNING = "earning"  # what the conversion earns its affiliate when it is evaluated
+    RAISE = "raise"  # a later top-up of the same conversion when its period reaches a better tier
+    SECOND_TIER = "second_tier"  # the recruiter's share of an earning or a raise
+    REFERRER_REWARD = "referrer_reward"
+    REFEREE_REWARD = "referee_reward"
+
+
 class BatchStatus(enum.StrEnum):
     DRAFT = "draft"
     APPROVED = "approved"
@@ -37,11 +45,17 @@ class PayoutStatus(enum.StrEnum):
 
 
 class Commission(db.Model):
-    """The seed's Rewards: what one conversion earns one affiliate at one tier level."""
+    """What one conversion earns one beneficiary: its earning, a raise, a second-tier share or a reward.
+
+    ``step`` numbers a conversion's raises (0 for everything made when it was evaluated), so the
+    natural key stays unique and a job that runs twice adds nothing twice.
+    """
 
     __tablename__ = "commissions"
     __table_args__ = (
-        UniqueConstraint("conversion_id", "affiliate_id", "tier_level", name="uq_commissions_conversion_level"),
+        UniqueConstraint(
+            "conversion_id", "affiliate_id", "tier_level", "kind", "step", name="uq_commissions_conversion_level"
+        ),
         Index("ix_commissions_affiliate_status", "affiliate_id", "status"),
         CheckConstraint("tier_level IN (1, 2)", name="tier_level"),
     )
@@ -51,7 +65,12 @@ class Commission(db.Model):
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     conversion_id: Mapped[int] = mapped_column(ForeignKey("conversions.id"))
     tier_level: Mapped[int] = mapped_column(Integer, default=1)
+    kind: Mapped[str] = mapped_column(String(16), default=CommissionKind.EARNING, server_default="earning")
+    step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     rule: Mapped[str] = mapped_column(String(255))  # which plan rule produced the amount
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("commission_plans.id"))  # the plan version that paid
+    # A raise: the conversion whose evaluation brought the period to the better tier.
+    raised_by_id: Mapped[int | None] = mapped_column(ForeignKey("conversions.id"))
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default=CommissionStatus.PENDING)

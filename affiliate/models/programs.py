@@ -59,11 +59,17 @@ class Program(db.Model):
 
 
 class CommissionPlan(db.Model):
-    """How a program pays; an affiliate-specific plan overrides the program default."""
+    """One version of how a program pays; an affiliate-specific plan overrides the program default.
+
+    A change is a new row with a later ``effective_from``; rows are never edited once conversions may
+    have been paid by them (docs/money.md, "Plans and their versions").
+    """
 
     __tablename__ = "commission_plans"
     __table_args__ = (
-        UniqueConstraint("program_id", "affiliate_id", name="uq_commission_plans_program_affiliate"),
+        UniqueConstraint(
+            "program_id", "affiliate_id", "effective_from", name="uq_commission_plans_program_affiliate"
+        ),
         CheckConstraint("flat_cents >= 0", name="flat_cents"),
         CheckConstraint("percent_bps BETWEEN 0 AND 10000", name="percent_bps"),
         CheckConstraint("second_tier_bps BETWEEN 0 AND 10000", name="second_tier_bps"),
@@ -80,6 +86,8 @@ class CommissionPlan(db.Model):
     recurring_months: Mapped[int | None] = mapped_column(Integer, default=0)  # None = for life
     referrer_reward_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     referee_reward_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    effective_from: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     program: Mapped[Program] = relationship(back_populates="plans")

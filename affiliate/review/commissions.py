@@ -61,6 +61,7 @@ def decide():
     db.session.commit()
     message = f"{changed} commission{'s' if changed != 1 else ''} {action}d."
     if len(ids) - changed:
-        message += f" {len(ids) - changed} were no longer pending and did not change."
+        message += (f" {len(ids) - changed} did not change: they were no longer pending, or their conversion is"
+                    " under review (decide it in the review queue first).")  # fmt: skip
     flash(message, "success")
     return redirect(url_for("finance_commissions.index"))

@@ -6,19 +6,18 @@ import json
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import Commission, Conversion, ConversionStatus, Program, Role, User, utcnow
-from affiliate.services import audit
-from affiliate.services.accrual import reject as reject_commission
+from affiliate.models import Conversion, ConversionStatus, Program, Role, User, utcnow
 from affiliate.services.fraud import DEFAULT_RULES, DESCRIPTIONS, Action
 from affiliate.services.fraud_rules import RuleError, parse_settings, save_rules
+from affiliate.services.review import DECISIONS
+from affiliate.services.review import decide as decide_conversions
 from affiliate.services.screening import program_rules
 
 PAGE_SIZE = 50
-DECISIONS = {"approve": ConversionStatus.APPROVED, "reject": ConversionStatus.REJECTED}
 MAX_BATCH = 500
 
 review = Blueprint("review", __name__, url_prefix="/finance/review")
@@ -67,21 +66,8 @@ def decide():
     if decision == ConversionStatus.REJECTED and not note:
         flash("Say why when rejecting: the note is kept in the audit log.", "error")
         return redirect(url_for("review.queue", **_filters(request.args)))
-    now = utcnow()
-    changed = db.session.scalars(
-        update(Conversion)
-        .where(Conversion.id.in_(ids), Conversion.status == ConversionStatus.FLAGGED)
-        .values(status=decision)
-        .returning(Conversion.id)
-    ).all()
-    if decision == ConversionStatus.REJECTED and changed:
-        # Whatever the conversion had accrued is taken back: a rejected conversion never earns.
-        for commission in db.session.scalars(select(Commission).where(Commission.conversion_id.in_(changed))):
-            reject_commission(db.session, commission, now=now, actor_id=current_user.id, note=note)
-    for conversion_id in changed:
-        audit.record(db.session, actor_id=current_user.id, action=f"conversion.{request.form['decision']}",
-                     subject_type="conversion", subject_id=conversion_id, before={"status": "flagged"},
-                     after={"status": decision.value}, now=now, note=note or None)  # fmt: skip
+    changed = decide_conversions(db.session, ids, request.form["decision"], actor_id=current_user.id, note=note,
+                                 now=utcnow())  # fmt: skip
     db.session.commit()
     skipped = len(ids) - len(changed)
     message = f"{len(changed)} conversion{'s' if len(changed) != 1 else ''} {decision.value}."

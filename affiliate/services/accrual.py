@@ -1,25 +1,27 @@
-"""Turn attributed conversions into pending commissions, each with its ledger accrual.
+"""Turn conversions into commissions with their ledger entries; reverse refunds; approve and take back.
 
-Runs after conversions are stored (``flask accrue-commissions``), so the conversion API's
-short write stays short. It is idempotent: a conversion's commissions are unique per
-(conversion, affiliate, tier level) and each accrual is a ledger transaction named after its
-commission, so a crash or a second run adds nothing twice.
+The rules are docs/money.md's; the arithmetic is ``services.commissions``. This module loads what the
+rules read (the plan version in force, the period's counted conversions, the customer's first sale),
+locks what it reads to decide (on PostgreSQL; SQLite's single writer already does), and writes.
 
-Ledger accounts: an accrual debits ``commission_expense`` and credits
-``affiliate_pending:<id>``; approval (after the hold) will move it to ``affiliate_payable:<id>``.
+Each signup or sale is evaluated once (``conversions.evaluated_at``), even when it earns nothing; each
+refund is reversed once (its own ``evaluated_at``). Ledger accounts: an accrual debits
+``commission_expense`` and credits ``affiliate_pending:<id>``; approval moves it to
+``affiliate_payable:<id>``; a reversal takes it back to ``commission_expense``. The caller commits.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from affiliate.models import (
     Commission,
+    CommissionKind,
     CommissionPlan,
     CommissionStatus,
     Conversion,
@@ -33,24 +35,37 @@ from affiliate.models import (
     UserStatus,
 )
 from affiliate.services import audit
-from affiliate.services.commissions import Earning, Line, PlanTerms, TierRate, compute
-from affiliate.services.ledger import Leg, post
+from affiliate.services.commissions import (
+    WHOLE_PERIOD,
+    CommissionLine,
+    Counted,
+    PaidConversion,
+    PlanTerms,
+    TierRate,
+    evaluate,
+    period_of,
+    recurring_earns,
+    reversal_share,
+)
+from affiliate.services.ledger import Leg, Problem, post
 
-EARNING_STATUSES = (ConversionStatus.PENDING, ConversionStatus.APPROVED, ConversionStatus.FLAGGED)
+EVALUABLE = (ConversionStatus.PENDING, ConversionStatus.APPROVED)
 LIVE_COMMISSIONS = (CommissionStatus.PENDING, CommissionStatus.APPROVED, CommissionStatus.PAID)
+OWN_KINDS = (CommissionKind.EARNING, CommissionKind.RAISE)
+BATCH = 500
 
 
-def plan_terms(session: Session, program_id: int, affiliate_id: int) -> PlanTerms:
-    """The affiliate's own plan on the program if there is one, else the program's default."""
-    plans = session.scalars(
-        select(CommissionPlan)
-        .where(CommissionPlan.program_id == program_id,
-               (CommissionPlan.affiliate_id == affiliate_id) | CommissionPlan.affiliate_id.is_(None))
-        .order_by(CommissionPlan.affiliate_id.is_(None), CommissionPlan.id.desc())
-    ).all()  # fmt: skip
-    if not plans:
+@dataclass(frozen=True)
+class Tally:
+    commissions: int
+    conversions: int
+    reversed_cents: int
+
+
+def terms_of(plan: CommissionPlan | None) -> PlanTerms:
+    """A stored plan version as the arithmetic reads it; no plan pays nothing."""
+    if plan is None:
         return PlanTerms()
-    plan = plans[0]
     return PlanTerms(
         flat_cents=plan.flat_cents,
         percent_bps=plan.percent_bps,
@@ -64,151 +79,176 @@ def plan_terms(session: Session, program_id: int, affiliate_id: int) -> PlanTerm
     )
 
 
-def accrue(session: Session, conversion: Conversion, *, now: datetime) -> list[Commission]:
-    """Create the conversion's pending commissions and their accruals; none for unattributed or rejected ones."""
-    if (
-        conversion.affiliate_id is None
-        or conversion.type == ConversionType.REFUND
-        or conversion.status not in EARNING_STATUSES
-    ):
+def plan_in_force(session: Session, program_id: int, affiliate_id: int | None, at: datetime) -> CommissionPlan | None:
+    """The plan version that pays a conversion of ``at``: the affiliate's own in force, else the program's."""
+    owner = CommissionPlan.affiliate_id.is_(None)
+    if affiliate_id is not None:
+        owner = or_(owner, CommissionPlan.affiliate_id == affiliate_id)
+    return session.scalar(
+        select(CommissionPlan)
+        .options(selectinload(CommissionPlan.tiers))
+        .where(CommissionPlan.program_id == program_id, owner, CommissionPlan.effective_from <= at)
+        .order_by(CommissionPlan.affiliate_id.is_(None), CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
+        .limit(1)
+    )
+
+
+def plan_terms(session: Session, program_id: int, affiliate_id: int | None, at: datetime) -> PlanTerms:
+    """The terms in force for an affiliate on a program at a moment."""
+    return terms_of(plan_in_force(session, program_id, affiliate_id, at))
+
+
+def run(session: Session, *, now: datetime) -> Tally:
+    """One pass of the money job in one transaction: evaluate what waits, then reverse new refunds."""
+    commissions = conversions = last = 0
+    while batch := conversions_to_evaluate(session, after=last):
+        for conversion in batch:
+            commissions += len(evaluate_conversion(session, conversion, now=now))
+        conversions, last = conversions + len(batch), batch[-1].id
+    reversed_total = sum(reverse_for_refund(session, refund, now=now) for refund in refunds_to_reverse(session))
+    return Tally(commissions, conversions, reversed_total)
+
+
+def conversions_to_evaluate(session: Session, limit: int = BATCH, after: int = 0) -> list[Conversion]:
+    """Credited signups and sales not yet evaluated and not waiting for review, oldest first."""
+    return session.scalars(
+        select(Conversion)
+        .where(
+            Conversion.evaluated_at.is_(None),
+            Conversion.affiliate_id.is_not(None),
+            Conversion.type != ConversionType.REFUND,
+            Conversion.status.in_(EVALUABLE),
+            Conversion.id > after,
+        )
+        .order_by(Conversion.id)
+        .limit(limit)
+    ).all()
+
+
+def refunds_to_reverse(session: Session, limit: int = BATCH) -> list[Conversion]:
+    """Refunds whose reversal has not been worked out yet, oldest first."""
+    return session.scalars(
+        select(Conversion)
+        .where(Conversion.type == ConversionType.REFUND, Conversion.evaluated_at.is_(None))
+        .order_by(Conversion.id)
+        .limit(limit)
+    ).all()
+
+
+def evaluate_conversion(session: Session, conversion: Conversion, *, now: datetime) -> list[Commission]:
+    """Work out once what a conversion earns (docs/money.md) and accrue it; returns the commissions made."""
+    if conversion.affiliate_id is None or conversion.type == ConversionType.REFUND:
         return []
-    program = session.get(Program, conversion.program_id)
+    # The affiliate's row first: one evaluation at a time per affiliate, as a period's raises read the
+    # commissions of every conversion in it.
+    _lock(session, User, conversion.affiliate_id)
+    state = session.execute(
+        select(Conversion.evaluated_at, Conversion.status).where(Conversion.id == conversion.id).with_for_update()
+    ).one()
+    if state.evaluated_at is not None or state.status not in EVALUABLE:
+        return []
+    plan = plan_in_force(session, conversion.program_id, conversion.affiliate_id, conversion.occurred_at)
+    terms = terms_of(plan)
+    earns = conversion.type != ConversionType.SALE or recurring_earns(
+        terms, conversion.occurred_at, _first_sale_at(session, conversion)
+    )
+    session.execute(
+        update(Conversion).where(Conversion.id == conversion.id).values(evaluated_at=now, counts_for_tiers=earns)
+    )
+    if plan is None or not earns:
+        return []
     affiliate = session.get(User, conversion.affiliate_id)
-    terms = plan_terms(session, program.id, affiliate.id)
-    earning = Earning(
+    recruiter = _recruiter(session, affiliate)
+    period = _counted(session, conversion, lock=bool(terms.tiers) and terms.tier_scope == WHOLE_PERIOD)
+    paid = PaidConversion(
         kind=conversion.type,
         amount_cents=conversion.amount_cents,
-        first_sale=_first_sale(session, conversion),
-        months_since_first=_months_since_first(session, conversion),
         member_referral=conversion.type == ConversionType.SIGNUP and conversion.customer_user_id is not None,
     )
-    recruiter = _recruiter(session, affiliate)
-    lines = compute(earning, terms, _period_amounts(session, conversion), recruited=recruiter is not None)
-    owed: dict[tuple[int, int], list[Line]] = defaultdict(list)
-    for line in lines:
-        beneficiary = {
-            "affiliate": affiliate.id,
-            "referrer": affiliate.id,
-            "recruiter": recruiter.id if recruiter else None,
-            "referee": conversion.customer_user_id,
-        }[line.beneficiary]
-        if beneficiary is not None:
-            owed[(beneficiary, line.tier_level)].append(line)
+    lines = evaluate(paid, terms, period, recruited=recruiter is not None)
+    program = session.get(Program, conversion.program_id)
+    beneficiaries = {
+        "affiliate": affiliate.id,
+        "referrer": affiliate.id,
+        "recruiter": recruiter.id if recruiter else None,
+        "referee": conversion.customer_user_id,
+    }
+    steps: dict[int, int] = {}
     created = []
-    for (beneficiary, level), parts in owed.items():
+    for line in lines:
+        beneficiary = beneficiaries[line.beneficiary]
+        if beneficiary is None:
+            continue
+        target = conversion if line.raised_id is None else session.get(Conversion, line.raised_id)
+        if line.raised_id is not None and line.raised_id not in steps:
+            steps[line.raised_id] = _next_raise_step(session, line.raised_id, affiliate.id)
+        learned = conversion.created_at if target is conversion else max(conversion.created_at, target.created_at)
         commission = Commission(
             affiliate_id=beneficiary,
             program_id=program.id,
-            conversion_id=conversion.id,
-            tier_level=level,
-            rule="; ".join(part.rule for part in parts)[:255],
-            amount_cents=sum(part.amount_cents for part in parts),
+            conversion_id=target.id,
+            tier_level=line.tier_level,
+            kind=line.kind,
+            step=steps.get(line.raised_id, 0) if line.raised_id is not None else 0,
+            rule=_rule(line, plan)[:255],
+            plan_id=plan.id,
+            raised_by_id=conversion.id if line.raised_id is not None else None,
+            amount_cents=line.amount_cents,
             currency=conversion.currency,
             status=CommissionStatus.PENDING,
-            available_at=conversion.occurred_at + timedelta(days=program.hold_days),
+            available_at=learned + timedelta(days=program.hold_days),
             created_at=now,
         )
-        try:
-            with session.begin_nested():
-                session.add(commission)
-                session.flush()
-        except IntegrityError:
-            continue  # accrued by an earlier run
-        legs = [
-            Leg("commission_expense", commission.amount_cents, commission.currency),
-            Leg(f"affiliate_pending:{beneficiary}", -commission.amount_cents, commission.currency, beneficiary),
-        ]
-        post(session, "accrual", f"commission:{commission.id}", legs, now=now,
-             memo=f"conversion {conversion.id}: {commission.rule}")  # fmt: skip
+        session.add(commission)
+        session.flush()
+        post(
+            session,
+            "accrual",
+            f"commission:{commission.id}",
+            [
+                Leg("commission_expense", commission.amount_cents, commission.currency),
+                Leg(f"affiliate_pending:{beneficiary}", -commission.amount_cents, commission.currency, beneficiary),
+            ],
+            now=now,
+            memo=f"conversion {target.id}: {commission.rule}",
+        )
         created.append(commission)
+        if target.type == ConversionType.SALE:
+            _catch_up(session, target, commission, now=now)
     return created
 
 
-def conversions_to_accrue(session: Session, limit: int = 500, after: int = 0) -> list[Conversion]:
-    """Attributed, earning conversions that have no commission yet, oldest first (ids above ``after``)."""
-    has_commission = exists().where(Commission.conversion_id == Conversion.id)
-    return session.scalars(
-        select(Conversion)
-        .where(Conversion.affiliate_id.is_not(None), Conversion.type != ConversionType.REFUND,
-               Conversion.status.in_(EARNING_STATUSES), ~has_commission, Conversion.id > after)
-        .order_by(Conversion.id)
-        .limit(limit)
-    ).all()  # fmt: skip
+def reverse_for_refund(session: Session, refund: Conversion, *, now: datetime) -> int:
+    """Reverse the refunded share of the sale's commissions with new ledger entries, once; the cents reversed.
 
-
-def refunds_to_reverse(session: Session) -> list[Conversion]:
-    """Refunds of sales that earned commissions and whose reversal is not yet in the ledger."""
-    reversed_refunds = {
-        int(reference.split(":")[1])
-        for reference in session.scalars(
-            select(LedgerTransaction.reference).where(LedgerTransaction.kind == "reversal")
-        )
-    }
-    earned = exists().where(Commission.conversion_id == Conversion.refund_of_id)
-    refunds = session.scalars(
-        select(Conversion).where(Conversion.type == ConversionType.REFUND, earned).order_by(Conversion.id)
-    ).all()
-    return [refund for refund in refunds if refund.id not in reversed_refunds]
-
-
-def _recruiter(session: Session, affiliate: User) -> User | None:
-    """The active affiliate who recruited this one, who earns the second tier."""
-    if affiliate.referred_by_id is None:
-        return None
-    recruiter = session.get(User, affiliate.referred_by_id)
-    if recruiter is None or recruiter.role != Role.AFFILIATE or recruiter.status != UserStatus.ACTIVE:
-        return None
-    return recruiter
-
-
-def _period_amounts(session: Session, conversion: Conversion) -> list[int]:
-    """Amounts of the affiliate's earlier earning conversions in the calendar month of this one."""
-    start = conversion.occurred_at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    rows = session.scalars(
-        select(Conversion.amount_cents)
-        .join(Commission, and_(Commission.conversion_id == Conversion.id, Commission.tier_level == 1,
-                               Commission.affiliate_id == conversion.affiliate_id))
-        .where(Conversion.program_id == conversion.program_id, Conversion.occurred_at >= start,
-               Conversion.id != conversion.id, Commission.status.in_(LIVE_COMMISSIONS))
-        .order_by(Conversion.occurred_at, Conversion.id)
-    ).all()  # fmt: skip
-    return list(rows)
-
-
-def _customer(conversion: Conversion):
-    if conversion.customer_external_id:
-        return Conversion.customer_external_id == conversion.customer_external_id
-    if conversion.customer_user_id:
-        return Conversion.customer_user_id == conversion.customer_user_id
-    return None
-
-
-def _first_sale_at(session: Session, conversion: Conversion) -> datetime | None:
-    customer = _customer(conversion)
-    if customer is None:
-        return None
-    return session.scalar(
-        select(func.min(Conversion.occurred_at)).where(
-            Conversion.program_id == conversion.program_id, Conversion.type == ConversionType.SALE, customer
-        )
-    )
-
-
-def _first_sale(session: Session, conversion: Conversion) -> bool:
-    first = _first_sale_at(session, conversion)
-    return first is None or first >= conversion.occurred_at
-
-
-def _months_since_first(session: Session, conversion: Conversion) -> int:
-    first = _first_sale_at(session, conversion)
-    if first is None or first >= conversion.occurred_at:
+    Each commission c of a sale S with F refunded in total has had floor(c x F / S) reversed: this
+    refund posts the floor after it less the floor before it (refunds in id order).
+    """
+    _lock(session, Conversion, refund.refund_of_id)
+    claimed = session.execute(
+        update(Conversion).where(Conversion.id == refund.id, Conversion.evaluated_at.is_(None)).values(evaluated_at=now)
+    ).rowcount
+    if not claimed:
         return 0
-    months = (conversion.occurred_at.year - first.year) * 12 + conversion.occurred_at.month - first.month
-    return months - (conversion.occurred_at.day < first.day)
+    sale = session.get(Conversion, refund.refund_of_id)
+    before = _refunded(session, sale.id, below=refund.id)
+    commissions = session.scalars(
+        select(Commission)
+        .where(Commission.conversion_id == sale.id)
+        .order_by(Commission.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    return sum(_reverse_share(session, refund, sale, commission, before, now=now) for commission in commissions)
 
 
 def approve(session: Session, commission: Commission, *, now: datetime, actor_id: int | None = None) -> bool:
-    """Move a pending commission to approved, once (a guarded UPDATE), with its ledger move and audit row."""
+    """Move a pending commission to approved, once, unless its conversion is flagged or rejected."""
+    status = session.scalar(
+        select(Conversion.status).where(Conversion.id == commission.conversion_id).with_for_update()
+    )
+    if status not in EVALUABLE:
+        return False
     moves = [(f"affiliate_pending:{commission.affiliate_id}", 1), (f"affiliate_payable:{commission.affiliate_id}", -1)]
     return _transition(
         session,
@@ -222,9 +262,11 @@ def approve(session: Session, commission: Commission, *, now: datetime, actor_id
     )
 
 
-def reject(session: Session, commission: Commission, *, now: datetime, actor_id: int | None = None,
-           note: str | None = None) -> bool:  # fmt: skip
-    """Reject a pending commission, once: the accrual is reversed in the ledger."""
+def reject(
+    session: Session, commission: Commission, *, now: datetime, actor_id: int | None = None, note: str | None = None
+) -> bool:
+    """Reject a pending commission, once: what refunds left of its accrual is reversed."""
+    _lock(session, Conversion, commission.conversion_id)
     moves = [(f"affiliate_pending:{commission.affiliate_id}", 1), ("commission_expense", -1)]
     return _transition(
         session,
@@ -239,59 +281,54 @@ def reject(session: Session, commission: Commission, *, now: datetime, actor_id:
     )
 
 
+def take_back(
+    session: Session, conversion_id: int, *, now: datetime, actor_id: int | None, note: str | None = None
+) -> int:
+    """Take back every commission of a rejected conversion, whatever its state; returns how many changed.
+
+    A pending one is rejected; an approved or paid one is reversed from the payable balance (below zero
+    when it was paid, recovered from later payouts). What refunds already reversed is not reversed again.
+    """
+    _lock(session, Conversion, conversion_id)
+    changed = 0
+    for commission in session.scalars(
+        select(Commission)
+        .where(Commission.conversion_id == conversion_id)
+        .order_by(Commission.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all():
+        if commission.status == CommissionStatus.PENDING:
+            changed += reject(session, commission, now=now, actor_id=actor_id, note=note)
+        elif commission.status in (CommissionStatus.APPROVED, CommissionStatus.PAID):
+            moves = [(f"affiliate_payable:{commission.affiliate_id}", 1), ("commission_expense", -1)]
+            changed += _transition(
+                session,
+                commission,
+                commission.status,
+                CommissionStatus.REVERSED,
+                "conversion_rejected",
+                moves,
+                now=now,
+                actor_id=actor_id,
+                note=note,
+            )
+    return changed
+
+
 def approve_due(session: Session, *, now: datetime) -> int:
     """Approve by rule every pending commission whose hold has passed and whose conversion is not held for review."""
     due = session.scalars(
         select(Commission)
         .join(Conversion, Conversion.id == Commission.conversion_id)
-        .where(Commission.status == CommissionStatus.PENDING, Commission.available_at <= now,
-               Conversion.status.in_((ConversionStatus.PENDING, ConversionStatus.APPROVED)))
-        .order_by(Commission.id)
-    ).all()  # fmt: skip
-    return sum(approve(session, commission, now=now) for commission in due)
-
-
-def reverse_for_refund(session: Session, refund: Conversion, *, now: datetime) -> int:
-    """Reverse the refunded share of the sale's commissions with new ledger entries, never an edit.
-
-    Each refund reverses (commission x refunded so far / sale) minus what earlier refunds
-    reversed, in integer cents, so refunds that add up to the sale reverse the commission exactly.
-    Returns the cents reversed.
-    """
-    sale = session.get(Conversion, refund.refund_of_id)
-    refunded_before = int(session.scalar(
-        select(func.coalesce(func.sum(Conversion.amount_cents), 0))
-        .where(Conversion.refund_of_id == sale.id, Conversion.id < refund.id)
-    ))  # fmt: skip
-    refunded_after = refunded_before + refund.amount_cents
-    reversed_total = 0
-    for commission in session.scalars(select(Commission).where(Commission.conversion_id == sale.id)):
-        reference = f"refund:{refund.id}:commission:{commission.id}"
-        done = select(LedgerTransaction.id).where(
-            LedgerTransaction.kind == "reversal", LedgerTransaction.reference == reference
+        .where(
+            Commission.status == CommissionStatus.PENDING,
+            Commission.available_at <= now,
+            Conversion.status.in_(EVALUABLE),
         )
-        if commission.status == CommissionStatus.REJECTED or not sale.amount_cents or session.scalar(done):
-            continue  # nothing to take back, or this refund's reversal is already posted
-        share = commission.amount_cents * refunded_after // sale.amount_cents
-        share -= commission.amount_cents * refunded_before // sale.amount_cents
-        if share <= 0:
-            continue
-        owed = "affiliate_pending" if commission.status == CommissionStatus.PENDING else "affiliate_payable"
-        # A paid commission's reversal takes the payable below zero: recovered from the next payout.
-        legs = [
-            Leg(f"{owed}:{commission.affiliate_id}", share, commission.currency, commission.affiliate_id),
-            Leg("commission_expense", -share, commission.currency),
-        ]
-        posted = post(session, "reversal", reference, legs, now=now,
-                      memo=f"refund {refund.order_id} of sale {sale.order_id}")  # fmt: skip
-        if posted.created and refunded_after >= sale.amount_cents:
-            session.execute(
-                update(Commission)
-                .where(Commission.id == commission.id, Commission.status.in_(LIVE_COMMISSIONS))
-                .values(status=CommissionStatus.REVERSED)
-            )
-        reversed_total += share
-    return reversed_total
+        .order_by(Commission.id)
+    ).all()
+    return sum(approve(session, commission, now=now) for commission in due)
 
 
 def reversed_cents(session: Session, commission_id: int) -> int:
@@ -306,6 +343,251 @@ def reversed_cents(session: Session, commission_id: int) -> int:
         )
     )
     return int(total)
+
+
+def check(session: Session) -> list[Problem]:
+    """The money invariants a balanced ledger cannot show: every amount is the one the rules allow."""
+    problems = []
+    refunds = aliased(Conversion)
+    refunded = (
+        select(refunds.refund_of_id.label("sale_id"), func.sum(refunds.amount_cents).label("total"))
+        .where(refunds.type == ConversionType.REFUND)
+        .group_by(refunds.refund_of_id)
+        .subquery()
+    )
+    over = session.execute(
+        select(Conversion.id, Conversion.amount_cents, refunded.c.total)
+        .join(refunded, refunded.c.sale_id == Conversion.id)
+        .where(refunded.c.total > Conversion.amount_cents)
+    ).all()
+    for sale_id, amount, total in over:
+        problems.append(Problem("refunds_within_sale", f"sale {sale_id} of {amount} has {int(total)} refunded"))
+    live_on_rejected = session.execute(
+        select(Commission.id, Commission.conversion_id)
+        .join(Conversion, Conversion.id == Commission.conversion_id)
+        .where(Conversion.status == ConversionStatus.REJECTED, Commission.status.in_(LIVE_COMMISSIONS))
+    ).all()
+    for commission_id, conversion_id in live_on_rejected:
+        problems.append(
+            Problem(
+                "rejected_earns_nothing", f"commission {commission_id} of rejected conversion {conversion_id} is live"
+            )
+        )
+    unevaluated = session.execute(
+        select(Commission.id, Commission.conversion_id)
+        .join(Conversion, Conversion.id == Commission.conversion_id)
+        .where(Conversion.evaluated_at.is_(None))
+    ).all()
+    for commission_id, conversion_id in unevaluated:
+        problems.append(
+            Problem("evaluated_once", f"commission {commission_id} of conversion {conversion_id}, never evaluated")
+        )
+    accrued = set(session.scalars(select(LedgerTransaction.reference).where(LedgerTransaction.kind == "accrual")))
+    for commission_id in session.scalars(select(Commission.id).order_by(Commission.id)):
+        if f"commission:{commission_id}" in accrued:
+            continue
+        problems.append(Problem("accrued_once", f"commission {commission_id} has no accrual in the ledger"))
+    problems += _check_reversals(session)
+    return problems
+
+
+def _check_reversals(session: Session) -> list[Problem]:
+    """Per commission: refunds reversed at most the commission, and exactly floor(c x F / S)."""
+    reversed_by: dict[int, int] = defaultdict(int)
+    rows = session.execute(
+        select(LedgerTransaction.reference, LedgerEntry.amount_cents)
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerTransaction.kind == "reversal", LedgerEntry.account.like("affiliate_%"))
+    )
+    for reference, amount in rows:
+        reversed_by[int(reference.rsplit(":", 1)[1])] += int(amount)
+    processed = aliased(Conversion)
+    refunded = (
+        select(func.coalesce(func.sum(processed.amount_cents), 0))
+        .where(processed.refund_of_id == Conversion.id, processed.evaluated_at.is_not(None))
+        .scalar_subquery()
+    )
+    problems = []
+    for commission_id, amount, status, sale_amount, sale_status, total in session.execute(
+        select(
+            Commission.id,
+            Commission.amount_cents,
+            Commission.status,
+            Conversion.amount_cents,
+            Conversion.status,
+            refunded,
+        )
+        .join(Conversion, Conversion.id == Commission.conversion_id)
+        .where(Conversion.type == ConversionType.SALE)
+    ):
+        done = reversed_by.get(commission_id, 0)
+        if done > amount:
+            problems.append(
+                Problem("reversal_within_commission", f"commission {commission_id} of {amount} had {done} reversed")
+            )
+            continue
+        if status == CommissionStatus.REJECTED or sale_status == ConversionStatus.REJECTED or not sale_amount:
+            continue
+        share = amount * int(total) // sale_amount
+        if done != share:
+            problems.append(
+                Problem(
+                    "reversal_is_refunded_share",
+                    f"commission {commission_id}: {done} reversed where the refunds' share is {share}",
+                )
+            )
+    return problems
+
+
+def _reverse_share(
+    session: Session, refund: Conversion, sale: Conversion, commission: Commission, before: int, *, now: datetime
+) -> int:
+    """Post one refund's share of one commission, once; the cents it took back."""
+    if commission.status not in LIVE_COMMISSIONS or not sale.amount_cents:
+        return 0
+    after = before + refund.amount_cents
+    share = reversal_share(commission.amount_cents, before, after, sale.amount_cents)
+    if share > 0:
+        owed = "affiliate_pending" if commission.status == CommissionStatus.PENDING else "affiliate_payable"
+        # A paid commission's reversal takes the payable below zero: recovered from the next payout.
+        post(
+            session,
+            "reversal",
+            f"refund:{refund.id}:commission:{commission.id}",
+            [
+                Leg(f"{owed}:{commission.affiliate_id}", share, commission.currency, commission.affiliate_id),
+                Leg("commission_expense", -share, commission.currency),
+            ],
+            now=now,
+            memo=f"refund {refund.refund_key or refund.order_id} of sale {sale.order_id}",
+        )
+    if after >= sale.amount_cents:
+        session.execute(
+            update(Commission)
+            .where(Commission.id == commission.id, Commission.status.in_(LIVE_COMMISSIONS))
+            .values(status=CommissionStatus.REVERSED)
+        )
+        session.expire(commission, ["status"])
+    return share
+
+
+def _catch_up(session: Session, sale: Conversion, commission: Commission, *, now: datetime) -> None:
+    """A commission made after some of its sale was refunded: the refunds already worked out take their share."""
+    before = 0
+    for refund in session.scalars(
+        select(Conversion)
+        .where(Conversion.refund_of_id == sale.id, Conversion.evaluated_at.is_not(None))
+        .order_by(Conversion.id)
+    ):
+        _reverse_share(session, refund, sale, commission, before, now=now)
+        before += refund.amount_cents
+
+
+def _counted(session: Session, conversion: Conversion, *, lock: bool) -> list[Counted]:
+    """The affiliate's counted conversions of the period, evaluated before this one (docs/money.md)."""
+    start, end = period_of(conversion.occurred_at)
+    own = and_(
+        Commission.conversion_id == Conversion.id,
+        Commission.affiliate_id == conversion.affiliate_id,
+        Commission.tier_level == 1,
+        Commission.kind.in_(OWN_KINDS),
+    )
+    refunds = aliased(Conversion)
+    in_period = (
+        Conversion.program_id == conversion.program_id,
+        Conversion.affiliate_id == conversion.affiliate_id,
+        Conversion.type == conversion.type,
+        Conversion.occurred_at >= start,
+        Conversion.occurred_at < end,
+        Conversion.id != conversion.id,
+        Conversion.evaluated_at.is_not(None),
+        Conversion.counts_for_tiers.is_(True),
+        Conversion.status.in_(EVALUABLE),
+    )
+    if lock:
+        # Raises read what these have been brought to and what was refunded of them.
+        session.execute(select(Conversion.id).where(*in_period).order_by(Conversion.id).with_for_update()).all()
+    rows = session.execute(
+        select(
+            Conversion.id,
+            Conversion.amount_cents,
+            select(func.coalesce(func.sum(refunds.amount_cents), 0))
+            .where(refunds.refund_of_id == Conversion.id)
+            .scalar_subquery(),
+            select(func.coalesce(func.sum(Commission.amount_cents), 0)).where(own).scalar_subquery(),
+        )
+        .where(*in_period, ~exists().where(own, Commission.status == CommissionStatus.REJECTED))
+        .order_by(Conversion.id)
+    ).all()
+    counted = []
+    for conversion_id, amount, refunded, brought in rows:
+        net = amount - int(refunded)
+        if conversion.type == ConversionType.SALE and net <= 0:
+            continue  # fully refunded
+        counted.append(Counted(conversion_id, amount, net, int(brought)))
+    return counted
+
+
+def _first_sale_at(session: Session, conversion: Conversion) -> datetime | None:
+    """The customer's earlier sale credited to the same affiliate that is not rejected, if any."""
+    if conversion.customer_external_id:
+        customer = Conversion.customer_external_id == conversion.customer_external_id
+    elif conversion.customer_user_id:
+        customer = Conversion.customer_user_id == conversion.customer_user_id
+    else:
+        return None
+    return session.scalar(
+        select(func.min(Conversion.occurred_at)).where(
+            Conversion.program_id == conversion.program_id,
+            Conversion.type == ConversionType.SALE,
+            Conversion.affiliate_id == conversion.affiliate_id,
+            Conversion.status != ConversionStatus.REJECTED,
+            customer,
+            or_(
+                Conversion.occurred_at < conversion.occurred_at,
+                and_(Conversion.occurred_at == conversion.occurred_at, Conversion.id < conversion.id),
+            ),
+        )
+    )
+
+
+def _next_raise_step(session: Session, conversion_id: int, affiliate_id: int) -> int:
+    last = session.scalar(
+        select(func.max(Commission.step)).where(
+            Commission.conversion_id == conversion_id,
+            Commission.affiliate_id == affiliate_id,
+            Commission.kind == CommissionKind.RAISE,
+        )
+    )
+    return (last or 0) + 1
+
+
+def _refunded(session: Session, sale_id: int, *, below: int | None = None) -> int:
+    """What was refunded of a sale (by refunds with ids below ``below``, when given)."""
+    query = select(func.coalesce(func.sum(Conversion.amount_cents), 0)).where(Conversion.refund_of_id == sale_id)
+    if below is not None:
+        query = query.where(Conversion.id < below)
+    return int(session.scalar(query))  # SUM of BIGINT is NUMERIC on PostgreSQL
+
+
+def _recruiter(session: Session, affiliate: User) -> User | None:
+    """The active affiliate who recruited this one, who earns the second tier."""
+    if affiliate.referred_by_id is None:
+        return None
+    recruiter = session.get(User, affiliate.referred_by_id)
+    if recruiter is None or recruiter.role != Role.AFFILIATE or recruiter.status != UserStatus.ACTIVE:
+        return None
+    return recruiter
+
+
+def _rule(line: CommissionLine, plan: CommissionPlan) -> str:
+    return f"{line.rule} (plan version {plan.id})"
+
+
+def _lock(session: Session, model, row_id: int | None) -> None:
+    """Lock a row until the transaction ends (PostgreSQL); SQLite's writer already holds the database."""
+    if row_id is not None:
+        session.execute(select(model.id).where(model.id == row_id).with_for_update()).all()
 
 
 def _transition(
@@ -325,14 +607,18 @@ def _transition(
     ).rowcount
     if not changed:
         return False
-    # A refund may already have taken part of a pending commission back: only what is left moves.
+    # A refund may already have taken part of the commission back: only what is left moves.
     remaining = commission.amount_cents - reversed_cents(session, commission.id)
     if remaining > 0:
         legs = [
-            Leg(account, sign * remaining, commission.currency,
-                commission.affiliate_id if account.startswith("affiliate_") else None)
+            Leg(
+                account,
+                sign * remaining,
+                commission.currency,
+                commission.affiliate_id if account.startswith("affiliate_") else None,
+            )
             for account, sign in accounts
-        ]  # fmt: skip
+        ]
         post(session, kind, f"commission:{commission.id}", legs, now=now)
     audit.record(
         session,

@@ -1,28 +1,30 @@
-"""Commission arithmetic: a conversion, the plan and the period's history in; commission lines out.
+"""Commission arithmetic: a conversion, its plan and its period in; commission lines out.
 
-Pure functions in integer cents. The rules, stated once:
+Pure functions in integer minor units. The rules are stated in full in docs/money.md; in short:
 
 - Percentages are basis points (1 bps = 0.01%). ``percent_of`` rounds half up, explicitly:
   (amount x bps + 5,000) // 10,000. Nothing here is ever a float.
-- Volume tiers: a tier applies from its threshold on, counted in approved conversions or in
-  revenue cents during the period (a calendar month by default). The base rate applies below
-  the first threshold. Thresholds are inclusive: reaching exactly the threshold is in the tier.
-- Scope ``whole_period``: a conversion earns the rate of the tier the period reaches with it;
-  when it crosses a threshold, an adjustment line pays the difference on the period's earlier
-  conversions (never an edit of them). Scope ``marginal``: only volume beyond a threshold earns
-  its rate; a sale that straddles a revenue threshold is split there, and the parts rounded once.
-- Recurring: the first sale of a customer earns; later sales earn while fewer than
-  ``recurring_months`` whole months have passed since it (0: the first sale only; None: always).
-- Second tier: the affiliate who recruited the earning affiliate gets ``second_tier_bps`` of
-  the earning affiliate's commission on this conversion (adjustments included).
-- Refer-a-friend: a referred member's signup credits the referrer, and the referred member
-  where the plan says so, with fixed rewards.
+- Volume tiers: ``rate_at(plan, volume)`` is the tier with the highest threshold <= volume, else the
+  base rate. Thresholds are inclusive. Volume is counted in conversions or in revenue within the
+  period (a calendar month), and the conversion being evaluated counts in full.
+- Scope ``whole_period``: the conversion earns the rate the period reaches with it. When that rate is a
+  tier, every other counted conversion of the period whose commissions so far are below what the tier
+  gives it gets a *raise* of the difference, a commission of its own. Nothing is ever lowered.
+- Scope ``marginal``: by count, the conversion earns the rate of its own position (the one that reaches
+  a threshold earns that tier); by revenue, the sale is cut at every threshold it crosses, each part
+  earns its own tier's percentage, and the parts are rounded once.
+- Recurring: a repeat sale earns while ``occurred_at < add_months(first sale, recurring_months)``
+  (0: the first sale only; None: always).
+- Second tier: the recruiter gets ``second_tier_bps`` of each rounded tier-1 commission (raises too).
+- Refer-a-friend: a referred member's signup rewards the referrer and the member with fixed amounts.
 """
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import pairwise
 
 WHOLE_PERIOD = "whole_period"
@@ -33,7 +35,7 @@ REVENUE = "revenue"
 
 @dataclass(frozen=True)
 class TierRate:
-    threshold: int  # conversions, or revenue in cents, from which the tier applies
+    threshold: int  # conversions, or revenue in minor units, from which the tier applies
     percent_bps: int
     flat_cents: int
 
@@ -52,22 +54,43 @@ class PlanTerms:
 
 
 @dataclass(frozen=True)
-class Earning:
-    """The conversion being paid for."""
-
-    kind: str  # "signup" | "sale"
-    amount_cents: int
-    first_sale: bool = True  # the customer's first sale in this program
-    months_since_first: int = 0  # whole months since that first sale
-    member_referral: bool = False  # a signup of a member referred by another member or affiliate
+class Rate:
+    percent_bps: int
+    flat_cents: int
+    rule: str
+    is_tier: bool
 
 
 @dataclass(frozen=True)
-class Line:
+class PaidConversion:
+    """The conversion being evaluated."""
+
+    kind: str  # "signup" | "sale"
+    amount_cents: int
+    member_referral: bool = False  # the signup of a member referred by the affiliate
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A conversion already counted in the period: what it weighs and what it has been brought to."""
+
+    conversion_id: int
+    amount_cents: int
+    net_cents: int  # the amount less refunds so far
+    brought_cents: int  # its own tier-1 commissions so far (earning and raises), before refunds
+
+
+@dataclass(frozen=True)
+class CommissionLine:
     beneficiary: str  # "affiliate" | "recruiter" | "referrer" | "referee"
-    tier_level: int  # 1 for the earning affiliate, 2 for their recruiter
+    kind: str  # "earning" | "raise" | "second_tier" | "referrer_reward" | "referee_reward"
     rule: str  # which rule produced the amount, in words
     amount_cents: int
+    raised_id: int | None = None  # a raise (or its second tier): the conversion it belongs to
+
+    @property
+    def tier_level(self) -> int:
+        return 2 if self.beneficiary == "recruiter" else 1
 
 
 def percent_of(amount_cents: int, bps: int) -> int:
@@ -89,87 +112,132 @@ def split(total_cents: int, weights: Sequence[int]) -> list[int]:
     return parts
 
 
-def rate_at(plan: PlanTerms, volume: int) -> tuple[int, int, str]:
-    """(percent bps, flat cents, rule) at a period volume: the highest tier reached, else the base rate."""
+def reversal_share(commission_cents: int, refunded_before: int, refunded_after: int, sale_cents: int) -> int:
+    """What one refund takes back of a commission: the floors of its refunded share after and before it."""
+    return commission_cents * refunded_after // sale_cents - commission_cents * refunded_before // sale_cents
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day and time ``months`` later, on the month's last day when it is shorter (Jan 31 + 1 = Feb 28)."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def period_of(moment: datetime) -> tuple[datetime, datetime]:
+    """The calendar month (UTC) a conversion's tiers count in: [its first instant, the next month's)."""
+    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return start, add_months(start, 1)
+
+
+def recurring_earns(plan: PlanTerms, occurred_at: datetime, first_sale_at: datetime | None) -> bool:
+    """Whether a sale earns: a first sale always; a repeat sale inside the plan's recurring months."""
+    if first_sale_at is None:
+        return True
+    if plan.recurring_months is None:
+        return True
+    return occurred_at < add_months(first_sale_at, plan.recurring_months)
+
+
+def rate_at(plan: PlanTerms, volume: int) -> Rate:
+    """The rate at a period volume: the tier with the highest threshold reached, else the base rate."""
     reached = [tier for tier in plan.tiers if tier.threshold <= volume]
     if not reached:
-        return plan.percent_bps, plan.flat_cents, "base rate"
+        return Rate(plan.percent_bps, plan.flat_cents, "base rate", is_tier=False)
     tier = max(reached, key=lambda t: t.threshold)
-    return tier.percent_bps, tier.flat_cents, f"tier from {tier.threshold} {_unit(plan)}"
+    return Rate(tier.percent_bps, tier.flat_cents, f"tier from {tier.threshold} {_unit(plan)}", is_tier=True)
 
 
-def compute(earning: Earning, plan: PlanTerms, period_amounts: Sequence[int], *, recruited: bool = False) -> list[Line]:
-    """Commission lines for one conversion.
+def earned_at(amount_cents: int, rate: Rate) -> int:
+    return percent_of(amount_cents, rate.percent_bps) + rate.flat_cents
 
-    ``period_amounts`` are the amounts of the affiliate's approved conversions earlier in the
-    period (their count and revenue place the affiliate in a tier).
+
+def evaluate(
+    conversion: PaidConversion, plan: PlanTerms, period: Sequence[Counted], *, recruited: bool = False
+) -> list[CommissionLine]:
+    """Every commission one evaluation creates: rewards, the conversion's earning, raises, second tier.
+
+    ``period`` holds the affiliate's counted conversions of the period evaluated before this one.
+    The caller has already decided that the conversion earns (the recurring rule).
     """
-    lines = [*_referral_rewards(earning, plan)]
-    if not _recurring_allows(earning, plan):
-        return lines
-    own = _own_lines(earning, plan, list(period_amounts))
+    lines = _referral_rewards(conversion, plan)
+    own = _own(conversion, plan, period)
     lines += own
-    earned = sum(line.amount_cents for line in own)
-    if recruited and plan.second_tier_bps and earned:
-        lines.append(Line("recruiter", 2, f"{_pct(plan.second_tier_bps)} of the recruited affiliate's commission",
-                          percent_of(earned, plan.second_tier_bps)))  # fmt: skip
-    return [line for line in lines if line.amount_cents]
+    if recruited and plan.second_tier_bps:
+        share = _pct(plan.second_tier_bps)
+        lines += [
+            CommissionLine(
+                "recruiter",
+                "second_tier",
+                f"{share} of the recruited affiliate's {line.kind}",
+                percent_of(line.amount_cents, plan.second_tier_bps),
+                line.raised_id,
+            )
+            for line in own
+        ]
+    return [line for line in lines if line.amount_cents > 0]
 
 
-def _own_lines(earning: Earning, plan: PlanTerms, earlier: list[int]) -> list[Line]:
-    amount = earning.amount_cents
-    before = len(earlier) if plan.tier_basis == COUNT else sum(earlier)
+def volume_of(plan: PlanTerms, period: Sequence[Counted]) -> int:
+    """The period's volume before the conversion being evaluated."""
+    if plan.tier_basis == COUNT:
+        return len(period)
+    return sum(counted.net_cents for counted in period)
+
+
+def _own(conversion: PaidConversion, plan: PlanTerms, period: Sequence[Counted]) -> list[CommissionLine]:
+    amount = conversion.amount_cents
+    before = volume_of(plan, period)
     after = before + (1 if plan.tier_basis == COUNT else amount)
-    if plan.tier_scope == MARGINAL:
-        return _marginal(earning, plan, before, after)
-    bps, flat, rule = rate_at(plan, after)
-    lines = [Line("affiliate", 1, _describe(rule, bps, flat), flat + percent_of(amount, bps))]
-    old_bps, old_flat, _ = rate_at(plan, before)
-    if (bps, flat) != (old_bps, old_flat) and earlier:
-        difference = sum(percent_of(a, bps) - percent_of(a, old_bps) for a in earlier) + len(earlier) * (
-            flat - old_flat
-        )
-        if difference > 0:
-            lines.append(Line("affiliate", 1, f"{rule} reached: the period's {len(earlier)} earlier conversions "
-                                              f"at the new rate", difference))  # fmt: skip
+    if plan.tier_scope == MARGINAL and plan.tier_basis == REVENUE and amount:
+        return [_marginal_revenue(plan, amount, before, after)]
+    rate = rate_at(plan, after)
+    lines = [CommissionLine("affiliate", "earning", _describe(rate), earned_at(amount, rate))]
+    if plan.tier_scope == MARGINAL or not rate.is_tier:
+        return lines
+    for counted in period:
+        raise_cents = earned_at(counted.amount_cents, rate) - counted.brought_cents
+        if raise_cents > 0:
+            rule = f"{rate.rule} reached in the period: brought to {_describe(rate)}"
+            lines.append(CommissionLine("affiliate", "raise", rule, raise_cents, counted.conversion_id))
     return lines
 
 
-def _marginal(earning: Earning, plan: PlanTerms, before: int, after: int) -> list[Line]:
-    bps, flat, rule = rate_at(plan, before)
-    if plan.tier_basis == COUNT or earning.amount_cents == 0:
-        return [Line("affiliate", 1, _describe(rule, bps, flat), flat + percent_of(earning.amount_cents, bps))]
-    # Revenue basis: split the sale at every threshold it crosses; each part earns its own tier's rate.
-    # The parts are summed in hundredths of a basis point and rounded once, so splitting a sale
-    # never earns a cent more than not splitting it.
+def _marginal_revenue(plan: PlanTerms, amount: int, before: int, after: int) -> CommissionLine:
+    # Each part earns its own tier's percentage; the parts are summed in hundredths of a basis point
+    # and rounded once, so splitting a sale never earns a cent more than not splitting it.
     cuts = sorted({before, after, *(t.threshold for t in plan.tiers if before < t.threshold < after)})
     exact, parts = 0, []
     for start, end in pairwise(cuts):
-        part_bps, _, part_rule = rate_at(plan, start)
-        exact += (end - start) * part_bps
-        parts.append(f"{part_rule}: {_pct(part_bps)} of {end - start} cents")
-    return [Line("affiliate", 1, "; ".join(parts) + (f"; {flat} cents flat" if flat else ""),
-                 (exact + 5_000) // 10_000 + flat)]  # fmt: skip
+        rate = rate_at(plan, start)
+        exact += (end - start) * rate.percent_bps
+        parts.append(f"{rate.rule}: {_pct(rate.percent_bps)} of {end - start}")
+    flat = rate_at(plan, after).flat_cents
+    rule = "; ".join(parts) + (f"; {flat} flat" if flat else "")
+    return CommissionLine("affiliate", "earning", rule, (exact + 5_000) // 10_000 + flat)
 
 
-def _recurring_allows(earning: Earning, plan: PlanTerms) -> bool:
-    if earning.kind != "sale" or earning.first_sale:
-        return True
-    return plan.recurring_months is None or earning.months_since_first < plan.recurring_months
-
-
-def _referral_rewards(earning: Earning, plan: PlanTerms) -> list[Line]:
-    if earning.kind != "signup" or not earning.member_referral:
+def _referral_rewards(conversion: PaidConversion, plan: PlanTerms) -> list[CommissionLine]:
+    if conversion.kind != "signup" or not conversion.member_referral:
         return []
     return [
-        Line("referrer", 1, "refer-a-friend reward", plan.referrer_reward_cents),
-        Line("referee", 1, "welcome reward for signing up through a friend", plan.referee_reward_cents),
+        CommissionLine("referrer", "referrer_reward", "refer-a-friend reward", plan.referrer_reward_cents),
+        CommissionLine(
+            "referee", "referee_reward", "welcome reward for signing up through a friend", plan.referee_reward_cents
+        ),
     ]
 
 
-def _describe(rule: str, bps: int, flat: int) -> str:
-    parts = [p for p in (f"{_pct(bps)} of the sale" if bps else "", f"{flat} cents flat" if flat else "") if p]
-    return f"{rule}: {' + '.join(parts) or 'nothing'}"
+def _describe(rate: Rate) -> str:
+    parts = [
+        part
+        for part in (
+            f"{_pct(rate.percent_bps)} of the sale" if rate.percent_bps else "",
+            f"{rate.flat_cents} flat" if rate.flat_cents else "",
+        )
+        if part
+    ]
+    return f"{rate.rule}: {' + '.join(parts) or 'nothing'}"
 
 
 def _pct(bps: int) -> str:
@@ -177,4 +245,4 @@ def _pct(bps: int) -> str:
 
 
 def _unit(plan: PlanTerms) -> str:
-    return "conversions" if plan.tier_basis == COUNT else "cents of revenue"
+    return "conversions" if plan.tier_basis == COUNT else "of revenue"

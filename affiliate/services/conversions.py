@@ -9,7 +9,6 @@ stores its trace with the conversion. The caller commits.
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from affiliate.models import (
     UserStatus,
 )
 from affiliate.services.attribution import Binding, ConversionFacts, Terms, Touch, attribute
+from affiliate.services.commissions import add_months
 from affiliate.services.screening import screen
 
 MAX_AMOUNT_CENTS = 10**11  # a billion in the major unit: far above any real order, far below overflow
@@ -52,6 +52,7 @@ _BY_KEY = select(Conversion).where(
     Conversion.program_id == bindparam("program_id"),
     Conversion.order_id == bindparam("order_id"),
     Conversion.type == bindparam("type"),
+    Conversion.refund_key == bindparam("refund_key"),
 )
 
 # The touch's columns, and those screening reads from the winning click.
@@ -93,10 +94,11 @@ _FIRST_CONVERSION = {
 
 _PROGRAM_PLAN = (
     select(CommissionPlan.__table__.c.recurring_months)
-    .where(CommissionPlan.program_id == bindparam("program_id"), CommissionPlan.affiliate_id.is_(None))
-    .order_by(CommissionPlan.id.desc())
+    .where(CommissionPlan.program_id == bindparam("program_id"), CommissionPlan.affiliate_id.is_(None),
+           CommissionPlan.effective_from <= bindparam("at"))
+    .order_by(CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
     .limit(1)
-)
+)  # fmt: skip
 
 # ON CONFLICT DO NOTHING answers a key stored meanwhile with no row instead of an error, so this
 # insert needs no SAVEPOINT (SQLite >= 3.35 and PostgreSQL). Text, because the dialects'
@@ -118,6 +120,12 @@ class ConversionError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class OutOfRange(ConversionError):
+    """A time outside what the API accepts (docs: README, "Back-dating")."""
+
+    status = 400
 
 
 class IdempotencyConflict(ConversionError):
@@ -241,7 +249,7 @@ def prepare_conversion(
     touches = [_touch(row) for row in candidates.values()]
     named = next((touch for touch in touches if report.click_id and touch.click_id == report.click_id), None)
     if named is not None and named.program_id == program.id and occurred_at < named.clicked_at:
-        raise ConversionError("occurred_before_click", "occurred_at is before the click the conversion names.")
+        raise OutOfRange("occurred_before_click", "occurred_at is before the click the conversion names.")
     binding = find_binding(session, program, report.customer_external_id, report.customer_user_id)
     terms = Terms(window=timedelta(days=program.attribution_window_days), model=program.attribution_model)
     result = attribute(facts, touches, terms, binding)
@@ -272,15 +280,24 @@ def prepare_conversion(
 
 
 def record_refund(session: Session, program: Program, report: RefundRequest, *, now: datetime) -> Recorded:
-    """Store a refund of a stored sale once; refunds never add up to more than the sale."""
-    refund_key = report.refund_id or report.order_id
+    """Store a refund of a stored sale once; refunds never add up to more than the sale.
+
+    A refund's key is (the refunded order, the merchant's refund id), "" when it names none: refund ids
+    and order ids are separate namespaces. The sale's row is locked while what is left is read, so
+    concurrent refunds are accepted one after the other.
+    """
+    refund_key = report.refund_id or ""
     digest = request_hash(asdict(report))
-    stored = _find(session, program.id, refund_key, ConversionType.REFUND)
+    stored = _find(session, program.id, report.order_id, ConversionType.REFUND, refund_key)
     if stored is not None:
         return _replay(stored, digest)
-    sale = _find(session, program.id, report.order_id, ConversionType.SALE)
+    sale = session.scalar(_BY_KEY.with_for_update(), _key(program.id, report.order_id, ConversionType.SALE))
     if sale is None:
         raise ConversionError("unknown_order", "No sale with this order_id was reported for this program.")
+    # A concurrent refund with the same key may have been stored while we waited for the lock.
+    stored = _find(session, program.id, report.order_id, ConversionType.REFUND, refund_key)
+    if stored is not None:
+        return _replay(stored, digest)
     # SUM of a BIGINT is NUMERIC on PostgreSQL: back to integer cents.
     refunded = int(
         session.scalar(
@@ -294,11 +311,14 @@ def record_refund(session: Session, program: Program, report: RefundRequest, *, 
         raise ConversionError("refund_exceeds_sale", message)
     occurred_at = report.occurred_at or now
     if occurred_at > now + CLOCK_SKEW:
-        raise ConversionError("occurred_in_future", "occurred_at is in the future.")
+        raise OutOfRange("occurred_in_future", "occurred_at is in the future.")
+    if occurred_at < sale.occurred_at:
+        raise OutOfRange("refund_before_sale", "occurred_at is before the sale it refunds.")
     refund = Conversion(
         program_id=program.id,
         type=ConversionType.REFUND,
-        order_id=refund_key,
+        order_id=report.order_id,
+        refund_key=refund_key,
         amount_cents=amount,
         currency=sale.currency,
         customer_external_id=sale.customer_external_id,
@@ -381,19 +401,12 @@ def _recurring_until(session: Session, program: Program, since: datetime) -> dat
     A plan without recurring commissions still binds for one attribution window, so a
     customer who buys again soon is not taken by whoever's link they clicked last.
     """
-    plan = session.connection().execute(_PROGRAM_PLAN, {"program_id": program.id}).first()
+    plan = session.connection().execute(_PROGRAM_PLAN, {"program_id": program.id, "at": since}).first()
     if plan is None or plan.recurring_months == 0:
         return since + timedelta(days=program.attribution_window_days)
     if plan.recurring_months is None:
         return None
     return add_months(since, plan.recurring_months)
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """The same day and time ``months`` later, on the month's last day when it is shorter (Jan 31 + 1 = Feb 28)."""
-    index = moment.month - 1 + months
-    year, month = moment.year + index // 12, index % 12 + 1
-    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
 
 
 def attribution_of(conversion: Conversion) -> dict:
@@ -427,7 +440,13 @@ def _check_report(program: Program, report: ConversionRequest, now: datetime) ->
     if report.type == ConversionType.SALE and report.amount_cents == 0:
         raise ConversionError("amount_out_of_range", "A sale needs an amount above zero.")
     if report.occurred_at is not None and report.occurred_at > now + CLOCK_SKEW:
-        raise ConversionError("occurred_in_future", "occurred_at is in the future.")
+        raise OutOfRange("occurred_in_future", "occurred_at is in the future.")
+    earliest = now - timedelta(days=program.attribution_window_days)
+    if report.occurred_at is not None and report.occurred_at < earliest:
+        raise OutOfRange(
+            "occurred_too_early",
+            f"occurred_at is more than the program's attribution window ({program.attribution_window_days} days) ago.",
+        )
 
 
 def _payload(report: ConversionRequest) -> dict:
@@ -436,8 +455,12 @@ def _payload(report: ConversionRequest) -> dict:
     return payload
 
 
-def _find(session: Session, program_id: int, order_id: str, kind: str) -> Conversion | None:
-    return session.scalar(_BY_KEY, {"program_id": program_id, "order_id": order_id, "type": kind})
+def _key(program_id: int, order_id: str, kind: str, refund_key: str = "") -> dict:
+    return {"program_id": program_id, "order_id": order_id, "type": kind, "refund_key": refund_key}
+
+
+def _find(session: Session, program_id: int, order_id: str, kind: str, refund_key: str = "") -> Conversion | None:
+    return session.scalar(_BY_KEY, _key(program_id, order_id, kind, refund_key))
 
 
 def _replay(stored: Conversion, digest: str) -> Recorded:
@@ -455,7 +478,8 @@ def _insert(session: Session, conversion: Conversion, digest: str) -> Recorded:
         with session.begin_nested():
             session.add(conversion)
     except IntegrityError:
-        stored = _find(session, conversion.program_id, conversion.order_id, conversion.type)
+        key = conversion.refund_key or ""
+        stored = _find(session, conversion.program_id, conversion.order_id, conversion.type, key)
         if stored is None:
             raise
         return _replay(stored, digest)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from affiliate.models import AttributionModel, CommissionPlan, Program, ProgramStatus, User
 from affiliate.services import audit
+from affiliate.services.plans import PLAN_BEGINNING
 
 
 class ProgramError(Exception):
@@ -76,7 +77,8 @@ def save_program(
         with session.begin_nested():
             if creating:
                 session.add(program)
-                session.add(CommissionPlan(program=program, created_at=now))
+                # The program's first plan covers all of its history, however far back a sale is dated.
+                session.add(CommissionPlan(program=program, effective_from=PLAN_BEGINNING, created_at=now))
             session.flush()
     except IntegrityError:
         raise ProgramError("Another program already has this name.", field="name") from None

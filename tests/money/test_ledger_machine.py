@@ -77,8 +77,8 @@ def test_ledger_invariants_under_random_operations(app):
             conversion = record_conversion(self.session, self.program, request, now=utcnow()).conversion
             conversion.affiliate_id, conversion.status = who, "flagged" if flagged else "pending"
             self.session.flush()
-            accrual.accrue(self.session, conversion, now=utcnow())
-            accrual.accrue(self.session, conversion, now=utcnow())  # a second run adds nothing
+            accrual.evaluate_conversion(self.session, conversion, now=utcnow())
+            accrual.evaluate_conversion(self.session, conversion, now=utcnow())  # a second run adds nothing
             self._finish(crash)
             if not crash:
                 self.sales.append(order)

@@ -101,8 +101,8 @@ def world(app) -> World:
                                occurred_at=datetime(2026, 11, 12, 9, tzinfo=UTC))  # fmt: skip
         record_refund(db.session, shop, refund, now=NOW)
         db.session.commit()
-        for conversion in accrual.conversions_to_accrue(db.session):
-            accrual.accrue(db.session, conversion, now=NOW)
+        for conversion in accrual.conversions_to_evaluate(db.session):
+            accrual.evaluate_conversion(db.session, conversion, now=NOW)
         for refund in accrual.refunds_to_reverse(db.session):
             accrual.reverse_for_refund(db.session, refund, now=NOW)
         db.session.commit()

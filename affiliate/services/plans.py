@@ -1,0 +1,87 @@
+"""Commission plan versions: a change is a new version from a moment on, never an edit of history.
+
+Which version pays a conversion is decided by ``accrual.plan_in_force`` (docs/money.md, "Plans and
+their versions"): the affiliate's own version in force at the conversion's ``occurred_at``, else the
+program default's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from affiliate.models import CommissionPlan, CommissionTier
+from affiliate.services import audit
+from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms
+
+# A program's first plan covers its whole history, however far back a conversion is dated.
+PLAN_BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class PlanError(ValueError):
+    """Terms a plan cannot have; the message says which and why."""
+
+
+def validate(terms: PlanTerms) -> None:
+    """Refuse terms the arithmetic cannot pay: negative amounts, rates outside 0-100%, repeated thresholds."""
+    if terms.tier_basis not in (COUNT, REVENUE):
+        raise PlanError("Tiers count conversions or revenue.")
+    if terms.tier_scope not in (WHOLE_PERIOD, MARGINAL):
+        raise PlanError("A tier applies to the whole period or to the volume beyond its threshold.")
+    amounts = [terms.flat_cents, terms.referrer_reward_cents, terms.referee_reward_cents]
+    rates = [terms.percent_bps, terms.second_tier_bps]
+    for tier in terms.tiers:
+        amounts.append(tier.flat_cents)
+        rates.append(tier.percent_bps)
+        if tier.threshold < 1:
+            raise PlanError("A tier's threshold is at least 1.")
+    if any(amount < 0 for amount in amounts):
+        raise PlanError("Amounts cannot be negative.")
+    if any(not 0 <= rate <= 10_000 for rate in rates):
+        raise PlanError("Percentages are between 0% and 100%.")
+    if len({tier.threshold for tier in terms.tiers}) != len(terms.tiers):
+        raise PlanError("Two tiers cannot start at the same threshold.")
+    if terms.recurring_months is not None and not 0 <= terms.recurring_months <= 1200:
+        raise PlanError("Recurring months are between 0 and 1,200, or for life.")
+
+
+def save_plan(
+    session: Session,
+    program_id: int,
+    terms: PlanTerms,
+    *,
+    affiliate_id: int | None = None,
+    effective_from: datetime,
+    actor_id: int | None,
+    now: datetime,
+) -> CommissionPlan:
+    """Add a plan version (the program default, or an affiliate's own) in force from ``effective_from``."""
+    validate(terms)
+    if effective_from < now:
+        raise PlanError("A plan change applies from now or a later moment, never to the past.")
+    fields = asdict(terms)
+    tiers = fields.pop("tiers")
+    plan = CommissionPlan(
+        program_id=program_id,
+        affiliate_id=affiliate_id,
+        effective_from=effective_from,
+        created_by_id=actor_id,
+        created_at=now,
+        **fields,
+    )
+    plan.tiers = [CommissionTier(**tier) for tier in sorted(tiers, key=lambda tier: tier["threshold"])]
+    session.add(plan)
+    session.flush()
+    audit.record(
+        session,
+        actor_id=actor_id,
+        action="plan.version_added",
+        subject_type="program",
+        subject_id=program_id,
+        before=None,
+        after={"plan_id": plan.id, "affiliate_id": affiliate_id, "effective_from": effective_from, **asdict(terms)},
+        now=now,
+    )
+    return plan

@@ -1,0 +1,69 @@
+"""Review decisions on conversions: approve or reject, once each, with what rejecting takes back.
+
+A flagged conversion earns nothing until review approves it (the money job then evaluates it); a
+rejected conversion earns nothing at all, so rejecting one that already has commissions takes every
+one of them back, whatever its state (docs/money.md, "Rejecting a conversion").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from affiliate.models import Conversion, ConversionStatus, ConversionType
+from affiliate.services import accrual, audit
+
+DECISIONS = {"approve": ConversionStatus.APPROVED, "reject": ConversionStatus.REJECTED}
+# Review approves what screening flagged; rejecting also reaches conversions already earning.
+DECIDABLE = {
+    "approve": (ConversionStatus.FLAGGED,),
+    "reject": (ConversionStatus.FLAGGED, ConversionStatus.PENDING, ConversionStatus.APPROVED),
+}
+
+
+class ReviewError(ValueError):
+    """A decision that cannot be taken as asked; the message says why."""
+
+
+def decide(
+    session: Session,
+    conversion_ids: list[int],
+    decision: str,
+    *,
+    actor_id: int | None,
+    note: str | None,
+    now: datetime,
+) -> list[int]:
+    """Approve or reject conversions; only those still in a decidable state change. Returns their ids."""
+    if decision not in DECISIONS:
+        raise ReviewError("Choose approve or reject.")
+    if decision == "reject" and not note:
+        raise ReviewError("Say why when rejecting: the note is kept in the audit log.")
+    changed = []
+    # One at a time in id order: each decision locks its conversion, then its commissions.
+    for conversion_id in sorted(set(conversion_ids)):
+        before = session.scalar(
+            select(Conversion.status)
+            .where(Conversion.id == conversion_id, Conversion.type != ConversionType.REFUND)
+            .with_for_update()
+        )
+        if before not in DECIDABLE[decision]:
+            continue
+        session.execute(update(Conversion).where(Conversion.id == conversion_id).values(status=DECISIONS[decision]))
+        changed.append(conversion_id)
+        if decision == "reject":
+            accrual.take_back(session, conversion_id, now=now, actor_id=actor_id, note=note)
+        audit.record(
+            session,
+            actor_id=actor_id,
+            action=f"conversion.{decision}",
+            subject_type="conversion",
+            subject_id=conversion_id,
+            before={"status": before},
+            after={"status": DECISIONS[decision].value},
+            now=now,
+            note=note or None,
+        )
+    return changed
