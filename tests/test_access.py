@@ -70,6 +70,7 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "payouts.yearly_csv": frozenset({"admin", "finance"}),
     "finance_audit.index": frozenset({"admin", "finance"}),
     "review.decide": frozenset({"admin", "finance"}),
+    "conversions.reject": frozenset({"admin", "finance"}),
     "fraud_rules.edit": frozenset({"admin"}),
     "api.openapi": PUBLIC,
     "api.conversions": API_KEY,

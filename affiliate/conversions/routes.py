@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import Conversion, ConversionStatus, ConversionType, Program, Role, User
+from affiliate.models import Conversion, ConversionStatus, ConversionType, Program, Role, User, utcnow
 from affiliate.services.conversions import attribution_of, trace_for_affiliate
+from affiliate.services.review import EARNING, decide
 
 PAGE_SIZE = 50
 FILTERS = ("program", "affiliate", "type", "status", "attributed")
@@ -46,8 +47,25 @@ def show(conversion_id: int):
     verdict = json.loads(conversion.fraud_reasons) if conversion.fraud_reasons else []
     return render_template(
         "conversions/show.html", conversion=conversion, trace=attribution_of(conversion), names=affiliates, staff=True,
-        verdict=verdict,
+        verdict=verdict, can_reject=conversion.type != ConversionType.REFUND and conversion.status in EARNING,
     )  # fmt: skip
+
+
+@staff.post("/<int:conversion_id>/reject")
+def reject(conversion_id: int):
+    """Fraud found after the fact: reject a conversion that is already earning and take its commissions back
+    (pending ones are rejected; approved or paid ones reversed from the affiliate's balance)."""
+    conversion = db.session.get(Conversion, conversion_id) or abort(404)
+    note = (request.form.get("note") or "").strip()[:1000]
+    if not note:
+        flash("Say why when rejecting: the note is kept in the audit log.", "error")
+    elif decide(db.session, [conversion.id], "reject", actor_id=current_user.id, note=note, now=utcnow(),
+                reopen=True):  # fmt: skip
+        db.session.commit()
+        flash("Conversion rejected; its commissions were taken back.", "success")
+    else:
+        flash("This conversion cannot be rejected here: it is not earning (it may already be rejected).", "error")
+    return redirect(url_for("conversions.show", conversion_id=conversion.id))
 
 
 @partner.route("/")

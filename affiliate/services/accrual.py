@@ -163,7 +163,7 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
     paid = PaidConversion(
         kind=conversion.type,
         amount_cents=conversion.amount_cents,
-        member_referral=conversion.type == ConversionType.SIGNUP and conversion.customer_user_id is not None,
+        member_referral=_refers_a_friend(session, conversion),
     )
     lines = evaluate(paid, terms, period, recruited=recruiter is not None)
     program = session.get(Program, conversion.program_id)
@@ -568,6 +568,15 @@ def _refunded(session: Session, sale_id: int, *, below: int | None = None) -> in
     if below is not None:
         query = query.where(Conversion.id < below)
     return int(session.scalar(query))  # SUM of BIGINT is NUMERIC on PostgreSQL
+
+
+def _refers_a_friend(session: Session, conversion: Conversion) -> bool:
+    """A member's signup pays refer-a-friend rewards only to the affiliate who referred that member; a
+    member who signed up through someone else's link earns them no reward."""
+    if conversion.type != ConversionType.SIGNUP or conversion.customer_user_id is None:
+        return False
+    member = session.get(User, conversion.customer_user_id)
+    return member is not None and member.referred_by_id == conversion.affiliate_id
 
 
 def _recruiter(session: Session, affiliate: User) -> User | None:

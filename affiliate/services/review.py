@@ -16,11 +16,10 @@ from affiliate.models import Conversion, ConversionStatus, ConversionType
 from affiliate.services import accrual, audit
 
 DECISIONS = {"approve": ConversionStatus.APPROVED, "reject": ConversionStatus.REJECTED}
-# Review approves what screening flagged; rejecting also reaches conversions already earning.
-DECIDABLE = {
-    "approve": (ConversionStatus.FLAGGED,),
-    "reject": (ConversionStatus.FLAGGED, ConversionStatus.PENDING, ConversionStatus.APPROVED),
-}
+# The review queue decides what screening flagged, once. Fraud found after the fact is a separate,
+# deliberate act (``reopen``) that can reject a conversion that is already earning.
+WAITING = (ConversionStatus.FLAGGED,)
+EARNING = (ConversionStatus.PENDING, ConversionStatus.APPROVED)
 
 
 class ReviewError(ValueError):
@@ -35,10 +34,15 @@ def decide(
     actor_id: int | None,
     note: str | None,
     now: datetime,
+    reopen: bool = False,
 ) -> list[int]:
-    """Approve or reject conversions; only those still in a decidable state change. Returns their ids."""
+    """Approve or reject conversions; only those still flagged change, or with ``reopen`` (rejecting
+    only) those already earning. Returns the ids that changed."""
     if decision not in DECISIONS:
         raise ReviewError("Choose approve or reject.")
+    if reopen and decision != "reject":
+        raise ReviewError("Only a rejection reopens a decided conversion.")
+    decidable = WAITING + EARNING if reopen else WAITING
     if decision == "reject" and not note:
         raise ReviewError("Say why when rejecting: the note is kept in the audit log.")
     changed = []
@@ -49,7 +53,7 @@ def decide(
             .where(Conversion.id == conversion_id, Conversion.type != ConversionType.REFUND)
             .with_for_update()
         )
-        if before not in DECIDABLE[decision]:
+        if before not in decidable:
             continue
         session.execute(update(Conversion).where(Conversion.id == conversion_id).values(status=DECISIONS[decision]))
         changed.append(conversion_id)

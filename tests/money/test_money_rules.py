@@ -115,8 +115,9 @@ def test_a_plan_change_pays_no_conversion_evaluated_before_it(app):
     tiny = report(app, program, alice.id, "tiny", 1)
     assert run_jobs(app).commissions == 0
     with app.app_context():
+        now = utcnow()
         save_plan(db.session, program.id, PlanTerms(flat_cents=500, percent_bps=1_000, recurring_months=None),
-                  effective_from=utcnow(), actor_id=admin.id, now=utcnow())  # fmt: skip
+                  effective_from=now, actor_id=admin.id, now=now)  # fmt: skip
         db.session.commit()
     assert run_jobs(app).commissions == 0, "both were evaluated once, at 0"
     assert own(app, signup) == own(app, tiny) == 0
@@ -243,7 +244,7 @@ def test_rejecting_a_paid_conversion_reverses_it_below_zero(app):
     with app.app_context():
         assert accrual.approve_due(db.session, now=utcnow()) == 1
         db.session.execute(update(Commission).where(Commission.conversion_id == sale).values(status="paid"))
-        review.decide(db.session, [sale], "reject", actor_id=None, note="chargeback fraud", now=utcnow())
+        review.decide(db.session, [sale], "reject", actor_id=None, note="chargeback fraud", now=utcnow(), reopen=True)
         db.session.commit()
         (commission,) = db.session.scalars(select(Commission).where(Commission.conversion_id == sale))
         assert commission.status == "reversed"
@@ -251,6 +252,37 @@ def test_rejecting_a_paid_conversion_reverses_it_below_zero(app):
 
         assert balance(db.session, f"affiliate_payable:{alice.id}", "USD") == 0
         assert balance(db.session, "commission_expense", "USD") == 0
+    assert problems(app) == []
+
+
+def test_fraud_found_after_approval_is_rejected_from_the_conversion_page_and_never_paid(app):
+    from affiliate.services.ledger import balance
+    from tests.factories import Auth, csrf_token, make_finance
+
+    program = make_program(app, make_admin(app), hold_days=0)
+    set_plan(app, program.id, percent_bps=1_000)
+    alice = make_affiliate(app)
+    sale = report(app, program, alice.id, "late-fraud", 10_000)
+    run_jobs(app)
+    with app.app_context():
+        assert accrual.approve_due(db.session, now=utcnow()) == 1
+        db.session.commit()
+    finance = app.test_client()
+    Auth(finance).login(make_finance(app).email)
+    page = finance.get(f"/admin/conversions/{sale}").get_data(as_text=True)
+    assert "Reject as fraud" in page
+    token = csrf_token(page)
+    unexplained = finance.post(f"/admin/conversions/{sale}/reject", data={"csrf_token": token}, follow_redirects=True)
+    assert "Say why" in unexplained.get_data(as_text=True)
+    rejected = finance.post(f"/admin/conversions/{sale}/reject", data={"note": "stolen card", "csrf_token": token},
+                            follow_redirects=True)  # fmt: skip
+    assert "commissions were taken back" in rejected.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(Conversion, sale).status == "rejected"
+        (commission,) = db.session.scalars(select(Commission).where(Commission.conversion_id == sale))
+        assert commission.status == "reversed"
+        assert balance(db.session, f"affiliate_payable:{alice.id}", "USD") == 0
+    assert "Reject as fraud" not in finance.get(f"/admin/conversions/{sale}").get_data(as_text=True)
     assert problems(app) == []
 
 

@@ -315,9 +315,9 @@ class Books:
         self.commit()
         self.model.conversions[conversion_id].status = "flagged"
 
-    def review(self, conversion_id: int, decision: str) -> None:
+    def review(self, conversion_id: int, decision: str, reopen: bool = False) -> None:
         changed = review.decide(self.session, [conversion_id], decision, actor_id=self.world.checker,
-                                note="found in review", now=self.now)  # fmt: skip
+                                note="found in review", now=self.now, reopen=reopen)  # fmt: skip
         self.commit()
         assert changed == [conversion_id]
         self.model.decide(conversion_id, decision)
@@ -594,7 +594,7 @@ def machine_for(app: Flask, world: World, currency: str):
             earning = sorted({c.conversion for c in self.books.model.commissions
                               if self.books.model.conversions[c.conversion].status in ("pending", "approved")})
             if earning:
-                self.books.review(earning[pick % len(earning)], "reject")
+                self.books.review(earning[pick % len(earning)], "reject", reopen=True)
 
         @rule(pick=st.integers(0, 10**6), decision=st.sampled_from(["approve", "approve", "reject"]))
         def hand_decision(self, pick, decision):
@@ -766,7 +766,7 @@ def test_flagged_commissions_wait_and_rejecting_a_paid_one_leaves_the_balance_ne
     books.build_batch()
     books.approve_batches()
     books.settle(0, paid=True)
-    books.review(paid, "reject")
+    books.review(paid, "reject", reopen=True)
     books.compare(reversals=True)
     assert books.session.get(Commission, books.commission_ids[1]).status == "reversed"
     payable = ledger.balance(books.session, f"affiliate_payable:{alice}", "USD")
