@@ -71,6 +71,7 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "finance_audit.index": frozenset({"admin", "finance"}),
     "review.decide": frozenset({"admin", "finance"}),
     "conversions.reject": frozenset({"admin", "finance"}),
+    "plans.edit": frozenset({"admin"}),
     "fraud_rules.edit": frozenset({"admin"}),
     "api.openapi": PUBLIC,
     "api.conversions": API_KEY,

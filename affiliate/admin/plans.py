@@ -1,0 +1,307 @@
+"""The program's commission plan, for admins: the version in force, every earlier version, a new version, a preview.
+
+A change is always a new version (affiliate/services/plans.py), in force from the moment it is saved or a
+chosen later moment; commissions already accrued never change. The preview comes from the same
+``commissions.evaluate`` the money job pays with.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import FieldList, Form, FormField, IntegerField, SelectField, StringField, SubmitField
+from wtforms.validators import InputRequired, NumberRange, ValidationError
+
+from affiliate.auth.access import require_roles
+from affiliate.extensions import db
+from affiliate.models import CommissionPlan, Program, Role, User, utcnow
+from affiliate.money import InvalidAmount, format_amount, parse_amount, plain_amount
+from affiliate.services import commissions
+from affiliate.services.accrual import plan_in_force, terms_of
+from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms, TierRate
+from affiliate.services.plans import PlanError, save_plan
+from affiliate.validators import options
+
+bp = Blueprint("plans", __name__, url_prefix="/admin/programs/<int:program_id>/plan")
+bp.before_request(require_roles(Role.ADMIN))
+
+TIER_ROWS = 5
+RECURRING = [("first", "First sale only"), ("months", "For a number of months"), ("life", "For the customer's lifetime")]
+
+
+def percent_to_bps(text: str) -> int:
+    """'12.5' or '12.5%' as basis points; at most two decimals, between 0 and 100."""
+    cleaned = (text or "").strip().rstrip("%").strip() or "0"
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError("Write a percentage such as 10 or 12.5.") from None
+    if not value.is_finite() or value.as_tuple().exponent < -2:
+        raise ValueError("Write a percentage such as 10 or 12.5 (at most two decimals).")
+    if not 0 <= value <= 100:
+        raise ValueError("A percentage is between 0 and 100.")
+    return int(value * 100)
+
+
+def bps_to_percent(bps: int) -> str:
+    return f"{bps // 100}" if bps % 100 == 0 else f"{bps / 100:.2f}".rstrip("0")
+
+
+class TierForm(Form):
+    threshold = StringField("From")
+    percent = StringField("Percent")
+    flat = StringField("Flat")
+
+
+class PlanForm(FlaskForm):
+    flat = StringField("Flat amount per conversion", default="0")
+    percent = StringField("Percent of each sale", default="0", description="e.g. 10 or 12.5")
+    tier_basis = SelectField(
+        "Tiers count", choices=options([(COUNT, "Conversions in the month"), (REVENUE, "Revenue in the month")])
+    )
+    tier_scope = SelectField(
+        "A reached tier pays",
+        choices=options(
+            [
+                (WHOLE_PERIOD, "The whole month (earlier conversions are raised to it)"),
+                (MARGINAL, "Only what lies beyond its threshold"),
+            ]
+        ),
+    )
+    tiers = FieldList(FormField(TierForm), min_entries=TIER_ROWS, max_entries=TIER_ROWS)
+    second_tier = StringField("Second tier for the recruiter (percent of the commission)", default="0")
+    recurring = SelectField("Repeat sales of a customer earn", choices=options(RECURRING))
+    recurring_months = StringField("Months")
+    referrer_reward = StringField("Refer-a-friend: reward to the referrer", default="0")
+    referee_reward = StringField("Refer-a-friend: reward to the new member", default="0")
+    effective_from = StringField(
+        "In force from (UTC)",
+        description="Leave empty for now, or a later moment as 2027-01-01 or 2027-01-01 09:00.",
+    )
+    preview_amount = StringField("Sale amount", default="120.00")
+    preview_count = IntegerField(
+        "Sales so far this month", default=12, validators=[InputRequired(), NumberRange(min=0, max=1_000_000)]
+    )
+    preview_revenue = StringField("Revenue so far this month", default="1000.00")
+    preview = SubmitField("Preview")
+    save = SubmitField("Save as a new version")
+
+    def __init__(self, currency: str, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency = currency
+
+    def money(self, field) -> int:
+        try:
+            return parse_amount(field.data or "0", self.currency)
+        except InvalidAmount as error:
+            raise ValidationError(str(error)) from None
+
+    def bps(self, field) -> int:
+        try:
+            return percent_to_bps(field.data)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+    def validate_flat(self, field) -> None:
+        self.flat_cents = self.money(field)
+
+    def validate_percent(self, field) -> None:
+        self.percent_bps = self.bps(field)
+
+    def validate_second_tier(self, field) -> None:
+        self.second_tier_bps = self.bps(field)
+
+    def validate_referrer_reward(self, field) -> None:
+        self.referrer_reward_cents = self.money(field)
+
+    def validate_referee_reward(self, field) -> None:
+        self.referee_reward_cents = self.money(field)
+
+    def validate_recurring_months(self, field) -> None:
+        self.months = None
+        if self.recurring.data != "months":
+            return
+        text = (field.data or "").strip()
+        if not text:
+            raise ValidationError("Say for how many months repeat sales earn.")
+        if not text.isdigit() or not 1 <= int(text) <= 1200:
+            raise ValidationError("Between 1 and 1,200 months.")
+        self.months = int(text)
+
+    def validate_preview_amount(self, field) -> None:
+        self.preview_amount_cents = self.money(field)
+
+    def validate_preview_revenue(self, field) -> None:
+        self.preview_revenue_cents = self.money(field)
+
+    def validate_effective_from(self, field) -> None:
+        self.effective_at = None
+        text = (field.data or "").strip()
+        if not text:
+            return
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValidationError("Write a moment as 2027-01-01 or 2027-01-01 09:00 (UTC).") from None
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        self.effective_at = moment.replace(tzinfo=UTC)
+
+    def validate_tiers(self, field) -> None:
+        self.tier_rates = []
+        errors = []
+        for row in field.entries:
+            threshold, percent, flat = (row.form.threshold.data or "").strip(), row.form.percent.data, row.form.flat.data
+            if not threshold and not (percent or "").strip() and not (flat or "").strip():
+                continue
+            try:
+                if self.tier_basis.data == REVENUE:
+                    at = parse_amount(threshold, self.currency)
+                else:
+                    if not threshold.isdigit():
+                        raise ValueError("A tier starts at a whole number of conversions.")
+                    at = int(threshold)
+                if at < 1:
+                    raise ValueError("A tier starts at 1 or more.")
+                self.tier_rates.append(
+                    TierRate(at, percent_to_bps(percent), parse_amount(flat or "0", self.currency))
+                )
+            except (ValueError, InvalidAmount) as error:
+                errors.append(str(error))
+        if errors:
+            raise ValidationError(" ".join(dict.fromkeys(errors)))
+        if len({tier.threshold for tier in self.tier_rates}) != len(self.tier_rates):
+            raise ValidationError("Two tiers cannot start at the same threshold.")
+
+    def terms(self) -> PlanTerms:
+        months = {"first": 0, "life": None}.get(self.recurring.data, self.months)
+        return PlanTerms(
+            flat_cents=self.flat_cents,
+            percent_bps=self.percent_bps,
+            tier_basis=self.tier_basis.data,
+            tier_scope=self.tier_scope.data,
+            tiers=tuple(sorted(self.tier_rates, key=lambda tier: tier.threshold)),
+            second_tier_bps=self.second_tier_bps,
+            recurring_months=months,
+            referrer_reward_cents=self.referrer_reward_cents,
+            referee_reward_cents=self.referee_reward_cents,
+        )
+
+    def fill(self, terms: PlanTerms) -> None:
+        """Show a version's terms in the form (for the next version to start from)."""
+        self.flat.data = plain_amount(terms.flat_cents, self.currency)
+        self.percent.data = bps_to_percent(terms.percent_bps)
+        self.tier_basis.data, self.tier_scope.data = terms.tier_basis, terms.tier_scope
+        for row, tier in zip(self.tiers.entries, terms.tiers, strict=False):
+            row.form.threshold.data = (
+                plain_amount(tier.threshold, self.currency) if terms.tier_basis == REVENUE else str(tier.threshold)
+            )
+            row.form.percent.data = bps_to_percent(tier.percent_bps)
+            row.form.flat.data = plain_amount(tier.flat_cents, self.currency)
+        self.second_tier.data = bps_to_percent(terms.second_tier_bps)
+        if terms.recurring_months is None:
+            self.recurring.data = "life"
+        elif terms.recurring_months == 0:
+            self.recurring.data = "first"
+        else:
+            self.recurring.data, self.recurring_months.data = "months", str(terms.recurring_months)
+        self.referrer_reward.data = plain_amount(terms.referrer_reward_cents, self.currency)
+        self.referee_reward.data = plain_amount(terms.referee_reward_cents, self.currency)
+
+
+def preview(terms: PlanTerms, amount: int, count: int, revenue: int, currency: str) -> str:
+    """What one more sale earns its affiliate under ``terms``, in a sentence."""
+    shares = commissions.split(revenue, [1] * count) if count else []
+    period = [commissions.Counted(n, share, share, 0) for n, share in enumerate(shares)]
+    if terms.tier_basis == REVENUE and not count and revenue:
+        period = [commissions.Counted(0, revenue, revenue, 0)]
+    lines = commissions.evaluate(commissions.PaidConversion("sale", amount), terms, period)
+    own = sum(line.amount_cents for line in lines if line.kind == "earning")
+    rule = next((line.rule for line in lines if line.kind == "earning"), "nothing")
+    sentence = (
+        f"A {format_amount(amount, currency)} sale by an affiliate with {count} sale{'s' if count != 1 else ''} "
+        f"({format_amount(revenue, currency)}) this month earns {format_amount(own, currency)} ({rule})."
+    )
+    if terms.second_tier_bps:
+        second = commissions.percent_of(own, terms.second_tier_bps)
+        sentence += f" Their recruiter earns {format_amount(second, currency)}."
+    return sentence
+
+
+@bp.route("/", methods=["GET", "POST"])
+def edit(program_id: int):
+    program = db.session.get(Program, program_id) or abort(404)
+    form = PlanForm(program.currency)
+    now = utcnow()
+    current = plan_in_force(db.session, program.id, None, now)
+    if not form.is_submitted():
+        form.fill(terms_of(current))
+    result = None
+    if form.validate_on_submit():
+        terms = form.terms()
+        if form.save.data:
+            try:
+                plan = save_plan(
+                    db.session, program.id, terms, effective_from=form.effective_at or now, actor_id=current_user.id,
+                    now=now,
+                )  # fmt: skip
+            except PlanError as error:
+                db.session.rollback()
+                form.form_errors.append(str(error))
+            else:
+                db.session.commit()
+                flash(f"Plan version {plan.id} saved; it pays conversions from "
+                      f"{plan.effective_from:%Y-%m-%d %H:%M} UTC on.", "success")  # fmt: skip
+                return redirect(url_for("plans.edit", program_id=program.id))
+        else:
+            result = preview(terms, form.preview_amount_cents, form.preview_count.data, form.preview_revenue_cents,
+                             program.currency)  # fmt: skip
+    versions = db.session.execute(
+        select(CommissionPlan, User.name)
+        .outerjoin(User, User.id == CommissionPlan.created_by_id)
+        .where(CommissionPlan.program_id == program.id, CommissionPlan.affiliate_id.is_(None))
+        .order_by(CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
+    ).all()
+    status = 200 if request.method == "GET" or not form.errors else 422
+    return render_template(
+        "admin/programs/plan.html", program=program, form=form, current=current, versions=versions,
+        describe=describe, terms_of=terms_of, result=result, now=now,
+    ), status  # fmt: skip
+
+
+def describe(terms: PlanTerms, currency: str) -> str:
+    """A plan in words, as affiliates and admins read it."""
+    parts = []
+    if terms.percent_bps:
+        parts.append(f"{bps_to_percent(terms.percent_bps)}% of each sale")
+    if terms.flat_cents:
+        parts.append(f"{format_amount(terms.flat_cents, currency)} per conversion")
+    text = " + ".join(parts) or "nothing per conversion"
+    for tier in terms.tiers:
+        at = format_amount(tier.threshold, currency) if terms.tier_basis == REVENUE else f"{tier.threshold} sales"
+        pay = " + ".join(
+            p
+            for p in (
+                f"{bps_to_percent(tier.percent_bps)}%" if tier.percent_bps else "",
+                format_amount(tier.flat_cents, currency) if tier.flat_cents else "",
+            )
+            if p
+        )
+        text += f"; from {at} in a month: {pay or 'nothing'}"
+    if terms.tiers:
+        text += " (whole month)" if terms.tier_scope == WHOLE_PERIOD else " (beyond each threshold)"
+    if terms.recurring_months is None:
+        text += "; repeat sales earn for the customer's lifetime"
+    elif terms.recurring_months:
+        text += f"; repeat sales earn for {terms.recurring_months} months"
+    if terms.second_tier_bps:
+        text += f"; recruiters earn {bps_to_percent(terms.second_tier_bps)}% of their recruits' commissions"
+    if terms.referrer_reward_cents or terms.referee_reward_cents:
+        text += (f"; refer-a-friend: {format_amount(terms.referrer_reward_cents, currency)} to the referrer, "
+                 f"{format_amount(terms.referee_reward_cents, currency)} to the new member")  # fmt: skip
+    return text + "."

@@ -1,0 +1,126 @@
+"""Admins set what a program pays in the portal: versions, tiers, a preview from the paying code, form errors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from affiliate.extensions import db
+from affiliate.models import AuditLog, Commission, CommissionPlan, utcnow
+from affiliate.services import accrual
+from tests.factories import make_admin, make_affiliate, make_program
+from tests.money.test_accrual import report
+
+BLANK_TIERS = {f"tiers-{n}-{part}": "" for n in range(5) for part in ("threshold", "percent", "flat")}
+PLAN = {
+    "percent": "10",
+    "flat": "0",
+    "tier_basis": "count",
+    "tier_scope": "whole_period",
+    **BLANK_TIERS,
+    "tiers-0-threshold": "3",
+    "tiers-0-percent": "20",
+    "tiers-0-flat": "0",
+    "second_tier": "0",
+    "recurring": "first",
+    "recurring_months": "",
+    "referrer_reward": "0",
+    "referee_reward": "0",
+    "effective_from": "",
+    "preview_amount": "120.00",
+    "preview_count": "12",
+    "preview_revenue": "1000.00",
+}
+
+
+@pytest.fixture
+def program(app, auth):
+    admin = make_admin(app)
+    auth.login(admin.email)
+    return make_program(app, admin, hold_days=0)
+
+
+def versions(app, program) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(CommissionPlan).where(
+            CommissionPlan.program_id == program.id))  # fmt: skip
+
+
+def test_a_new_version_pays_the_next_sales_and_is_listed_and_audited(app, auth, program):
+    alice = make_affiliate(app)
+    earlier = report(app, program, alice.id, "before-the-plan", 10_000)
+    with app.app_context():
+        accrual.run(db.session, now=utcnow())
+        db.session.commit()
+    url = f"/admin/programs/{program.id}/plan/"
+    saved = auth.post(url, {**PLAN, "save": "Save as a new version"})
+    assert saved.status_code == 302
+    page = auth.client.get(url).get_data(as_text=True)
+    assert "10% of each sale; from 3 sales in a month: 20% (whole month)" in page
+    assert "in force" in page
+    for n in range(3):
+        report(app, program, alice.id, f"after-{n}", 10_000)
+    with app.app_context():
+        accrual.run(db.session, now=utcnow() + timedelta(seconds=1))
+        db.session.commit()
+        paid = db.session.execute(select(Commission.conversion_id, func.sum(Commission.amount_cents))
+                                  .group_by(Commission.conversion_id)).all()  # fmt: skip
+        assert sorted(amount for _, amount in paid) == [2_000] * 4, "the tier raises the whole month to 20%"
+        kinds = db.session.execute(select(Commission.kind, Commission.amount_cents)
+                                   .where(Commission.conversion_id == earlier)).all()  # fmt: skip
+        assert kinds == [("raise", 2_000)], "the older version paid it nothing; the month's tier raised it"
+        (entry,) = db.session.scalars(select(AuditLog).where(AuditLog.action == "plan.version_added")).all()
+        assert entry.actor_id is not None
+
+
+def test_the_preview_comes_from_the_paying_rules(app, auth, program):
+    page = auth.post(f"/admin/programs/{program.id}/plan/", {**PLAN, "preview": "Preview"})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "A $120.00 sale by an affiliate with 12 sales ($1,000.00) this month earns $24.00" in text
+    assert versions(app, program) == 1, "a preview saves nothing"
+
+
+def test_a_later_start_is_scheduled_not_in_force(app, auth, program):
+    later = (utcnow() + timedelta(days=10)).strftime("%Y-%m-%d %H:%M")
+    assert auth.post(f"/admin/programs/{program.id}/plan/", {**PLAN, "effective_from": later,
+                                                               "save": "Save"}).status_code == 302  # fmt: skip
+    page = auth.client.get(f"/admin/programs/{program.id}/plan/").get_data(as_text=True)
+    assert "scheduled" in page and "no plan" not in page
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"percent": "101"}, "between 0 and 100"),
+        ({"percent": "ten"}, "such as 10"),
+        ({"percent": "10.555"}, "at most two decimals"),
+        ({"flat": "-1"}, ""),
+        ({"tiers-1-threshold": "3", "tiers-1-percent": "30"}, "same threshold"),
+        ({"tiers-0-threshold": "0"}, "1 or more"),
+        ({"tiers-0-threshold": "2.5"}, "whole number"),
+        ({"recurring": "months", "recurring_months": ""}, "how many months"),
+        ({"recurring": "months", "recurring_months": "99999"}, "Between 1 and 1,200"),
+        ({"effective_from": "next tuesday"}, "Write a moment"),
+        ({"effective_from": "2001-01-01"}, "never to the past"),
+        ({"second_tier": "1e400"}, "between 0 and 100"),
+    ],
+)
+def test_bad_values_are_form_errors_that_save_nothing(app, auth, program, change, message):
+    response = auth.post(f"/admin/programs/{program.id}/plan/", {**PLAN, **change, "save": "Save"})
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+    assert versions(app, program) == 1
+
+
+def test_revenue_tiers_take_amounts_in_the_programs_currency(app, auth, program):
+    plan = {**PLAN, "tier_basis": "revenue", "tier_scope": "marginal", "tiers-0-threshold": "1000.00",
+            "tiers-0-percent": "15", "save": "Save"}  # fmt: skip
+    assert auth.post(f"/admin/programs/{program.id}/plan/", plan).status_code == 302
+    with app.app_context():
+        latest = db.session.scalars(select(CommissionPlan).order_by(CommissionPlan.id.desc())).first()
+        assert [(t.threshold, t.percent_bps) for t in latest.tiers] == [(100_000, 1_500)]
+    page = auth.client.get(f"/admin/programs/{program.id}/plan/").get_data(as_text=True)
+    assert "from $1,000.00 in a month: 15% (beyond each threshold)" in page
