@@ -24,14 +24,18 @@ from affiliate.money import InvalidAmount, format_amount, parse_amount, plain_am
 from affiliate.services import commissions
 from affiliate.services.accrual import plan_in_force, terms_of
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms, TierRate
-from affiliate.services.plans import PlanError, save_plan
+from affiliate.services.plans import PlanError, bps_to_percent, in_words, save_plan
 from affiliate.validators import options
 
 bp = Blueprint("plans", __name__, url_prefix="/admin/programs/<int:program_id>/plan")
 bp.before_request(require_roles(Role.ADMIN))
 
 TIER_ROWS = 5
-RECURRING = [("first", "First sale only"), ("months", "For a number of months"), ("life", "For the customer's lifetime")]
+RECURRING = [
+    ("first", "First sale only"),
+    ("months", "For a number of months"),
+    ("life", "For the customer's lifetime"),
+]
 
 
 def percent_to_bps(text: str) -> int:
@@ -46,10 +50,6 @@ def percent_to_bps(text: str) -> int:
     if not 0 <= value <= 100:
         raise ValueError("A percentage is between 0 and 100.")
     return int(value * 100)
-
-
-def bps_to_percent(bps: int) -> str:
-    return f"{bps // 100}" if bps % 100 == 0 else f"{bps / 100:.2f}".rstrip("0")
 
 
 class TierForm(Form):
@@ -156,7 +156,8 @@ class PlanForm(FlaskForm):
         self.tier_rates = []
         errors = []
         for row in field.entries:
-            threshold, percent, flat = (row.form.threshold.data or "").strip(), row.form.percent.data, row.form.flat.data
+            threshold = (row.form.threshold.data or "").strip()
+            percent, flat = row.form.percent.data, row.form.flat.data
             if not threshold and not (percent or "").strip() and not (flat or "").strip():
                 continue
             try:
@@ -168,9 +169,7 @@ class PlanForm(FlaskForm):
                     at = int(threshold)
                 if at < 1:
                     raise ValueError("A tier starts at 1 or more.")
-                self.tier_rates.append(
-                    TierRate(at, percent_to_bps(percent), parse_amount(flat or "0", self.currency))
-                )
+                self.tier_rates.append(TierRate(at, percent_to_bps(percent), parse_amount(flat or "0", self.currency)))
             except (ValueError, InvalidAmount) as error:
                 errors.append(str(error))
         if errors:
@@ -270,38 +269,5 @@ def edit(program_id: int):
     status = 200 if request.method == "GET" or not form.errors else 422
     return render_template(
         "admin/programs/plan.html", program=program, form=form, current=current, versions=versions,
-        describe=describe, terms_of=terms_of, result=result, now=now,
+        describe=in_words, terms_of=terms_of, result=result, now=now,
     ), status  # fmt: skip
-
-
-def describe(terms: PlanTerms, currency: str) -> str:
-    """A plan in words, as affiliates and admins read it."""
-    parts = []
-    if terms.percent_bps:
-        parts.append(f"{bps_to_percent(terms.percent_bps)}% of each sale")
-    if terms.flat_cents:
-        parts.append(f"{format_amount(terms.flat_cents, currency)} per conversion")
-    text = " + ".join(parts) or "nothing per conversion"
-    for tier in terms.tiers:
-        at = format_amount(tier.threshold, currency) if terms.tier_basis == REVENUE else f"{tier.threshold} sales"
-        pay = " + ".join(
-            p
-            for p in (
-                f"{bps_to_percent(tier.percent_bps)}%" if tier.percent_bps else "",
-                format_amount(tier.flat_cents, currency) if tier.flat_cents else "",
-            )
-            if p
-        )
-        text += f"; from {at} in a month: {pay or 'nothing'}"
-    if terms.tiers:
-        text += " (whole month)" if terms.tier_scope == WHOLE_PERIOD else " (beyond each threshold)"
-    if terms.recurring_months is None:
-        text += "; repeat sales earn for the customer's lifetime"
-    elif terms.recurring_months:
-        text += f"; repeat sales earn for {terms.recurring_months} months"
-    if terms.second_tier_bps:
-        text += f"; recruiters earn {bps_to_percent(terms.second_tier_bps)}% of their recruits' commissions"
-    if terms.referrer_reward_cents or terms.referee_reward_cents:
-        text += (f"; refer-a-friend: {format_amount(terms.referrer_reward_cents, currency)} to the referrer, "
-                 f"{format_amount(terms.referee_reward_cents, currency)} to the new member")  # fmt: skip
-    return text + "."

@@ -67,9 +67,7 @@ class CommissionPlan(db.Model):
 
     __tablename__ = "commission_plans"
     __table_args__ = (
-        UniqueConstraint(
-            "program_id", "affiliate_id", "effective_from", name="uq_commission_plans_program_affiliate"
-        ),
+        UniqueConstraint("program_id", "affiliate_id", "effective_from", name="uq_commission_plans_program_affiliate"),
         CheckConstraint("flat_cents >= 0", name="flat_cents"),
         CheckConstraint("percent_bps BETWEEN 0 AND 10000", name="percent_bps"),
         CheckConstraint("second_tier_bps BETWEEN 0 AND 10000", name="second_tier_bps"),

@@ -8,7 +8,11 @@ from sqlalchemy import func, select
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import Link, Program, ProgramStatus, Referral, Role, User
+from affiliate.models import Link, Program, ProgramStatus, Referral, Role, User, utcnow
+from affiliate.money import format_amount
+from affiliate.services.accrual import Progress, progress
+from affiliate.services.commissions import REVENUE
+from affiliate.services.plans import bps_to_percent, in_words
 
 RECENT_REFERRALS = 10
 
@@ -31,6 +35,11 @@ def home():
         .limit(RECENT_REFERRALS)
     ).all()
     referral_count = db.session.scalar(select(func.count()).where(Referral.referrer_id == current_user.id))
+    now = utcnow()
+    pays = {}
+    for program in programs:
+        standing = progress(db.session, program.id, current_user.id, now)
+        pays[program.id] = (in_words(standing.terms, program.currency), standing_in_words(standing, program.currency))
     return render_template(
         "partner/home.html",
         user=current_user,
@@ -38,4 +47,26 @@ def home():
         link_count=link_count,
         referrals=referrals,
         referral_count=referral_count,
+        pays=pays,
     )
+
+
+def standing_in_words(standing: Progress, currency: str) -> str:
+    """This month's tier progress as a sentence: volume so far and what the next threshold pays."""
+    revenue = standing.terms.tier_basis == REVENUE
+    so_far = format_amount(standing.volume, currency) if revenue else f"{standing.volume} sale" + (
+        "s" if standing.volume != 1 else "")  # fmt: skip
+    text = f"This month: {so_far}"
+    if standing.rate.is_tier:
+        text += f", in the tier from {standing.rate.rule.split('from ', 1)[1]}"
+    tier = standing.next_tier
+    if tier is not None:
+        gap = tier.threshold - standing.volume
+        more = format_amount(gap, currency) if revenue else f"{gap} more sale" + ("s" if gap != 1 else "")
+        parts = (
+            f"{bps_to_percent(tier.percent_bps)}%" if tier.percent_bps else "",
+            format_amount(tier.flat_cents, currency) if tier.flat_cents else "",
+        )
+        pay = " + ".join(part for part in parts if part)
+        text += f"; {more} to reach {pay or 'the next tier'}"
+    return text + f" (the month ends {standing.period_end:%Y-%m-%d} UTC)."

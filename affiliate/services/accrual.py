@@ -41,11 +41,14 @@ from affiliate.services.commissions import (
     Counted,
     PaidConversion,
     PlanTerms,
+    Rate,
     TierRate,
     evaluate,
     period_of,
+    rate_at,
     recurring_earns,
     reversal_share,
+    volume_of,
 )
 from affiliate.services.ledger import Leg, Problem, post
 
@@ -485,21 +488,64 @@ def _catch_up(session: Session, sale: Conversion, commission: Commission, *, now
 
 def _counted(session: Session, conversion: Conversion, *, lock: bool) -> list[Counted]:
     """The affiliate's counted conversions of the period, evaluated before this one (docs/money.md)."""
-    start, end = period_of(conversion.occurred_at)
+    return counted_in_period(
+        session, conversion.program_id, conversion.affiliate_id, conversion.type, conversion.occurred_at,
+        leaving_out=conversion.id, lock=lock,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an affiliate stands in a program's sale tiers this month."""
+
+    terms: PlanTerms
+    volume: int  # sales counted, or their revenue net of refunds, in minor units
+    rate: Rate  # what the next sale would be paid at if it did not reach a tier itself
+    next_tier: TierRate | None
+    period_end: datetime
+
+
+def progress(session: Session, program_id: int, affiliate_id: int, now: datetime) -> Progress:
+    """The plan in force for this affiliate now, their counted sales this month and the next threshold."""
+    terms = terms_of(plan_in_force(session, program_id, affiliate_id, now))
+    counted = counted_in_period(session, program_id, affiliate_id, ConversionType.SALE, now)
+    volume = volume_of(terms, counted)
+    ahead = [tier for tier in terms.tiers if tier.threshold > volume]
+    return Progress(
+        terms=terms,
+        volume=volume,
+        rate=rate_at(terms, volume),
+        next_tier=min(ahead, key=lambda tier: tier.threshold) if ahead else None,
+        period_end=period_of(now)[1],
+    )
+
+
+def counted_in_period(
+    session: Session,
+    program_id: int,
+    affiliate_id: int,
+    kind: str,
+    at: datetime,
+    *,
+    leaving_out: int | None = None,
+    lock: bool = False,
+) -> list[Counted]:
+    """An affiliate's conversions of one type that count towards the tiers of the month holding ``at``."""
+    start, end = period_of(at)
     own = and_(
         Commission.conversion_id == Conversion.id,
-        Commission.affiliate_id == conversion.affiliate_id,
+        Commission.affiliate_id == affiliate_id,
         Commission.tier_level == 1,
         Commission.kind.in_(OWN_KINDS),
     )
     refunds = aliased(Conversion)
     in_period = (
-        Conversion.program_id == conversion.program_id,
-        Conversion.affiliate_id == conversion.affiliate_id,
-        Conversion.type == conversion.type,
+        Conversion.program_id == program_id,
+        Conversion.affiliate_id == affiliate_id,
+        Conversion.type == kind,
         Conversion.occurred_at >= start,
         Conversion.occurred_at < end,
-        Conversion.id != conversion.id,
+        Conversion.id != (leaving_out or 0),
         Conversion.evaluated_at.is_not(None),
         Conversion.counts_for_tiers.is_(True),
         Conversion.status.in_(EVALUABLE),
@@ -522,7 +568,7 @@ def _counted(session: Session, conversion: Conversion, *, lock: bool) -> list[Co
     counted = []
     for conversion_id, amount, refunded, brought in rows:
         net = amount - int(refunded)
-        if conversion.type == ConversionType.SALE and net <= 0:
+        if kind == ConversionType.SALE and net <= 0:
             continue  # fully refunded
         counted.append(Counted(conversion_id, amount, net, int(brought)))
     return counted

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from affiliate.models import CommissionPlan, CommissionTier
+from affiliate.money import format_amount
 from affiliate.services import audit
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms
 
@@ -85,3 +86,40 @@ def save_plan(
         now=now,
     )
     return plan
+
+
+def bps_to_percent(bps: int) -> str:
+    return f"{bps // 100}" if bps % 100 == 0 else f"{bps / 100:.2f}".rstrip("0")
+
+
+def in_words(terms: PlanTerms, currency: str) -> str:
+    """A plan in words, as affiliates and admins read it."""
+    parts = []
+    if terms.percent_bps:
+        parts.append(f"{bps_to_percent(terms.percent_bps)}% of each sale")
+    if terms.flat_cents:
+        parts.append(f"{format_amount(terms.flat_cents, currency)} per conversion")
+    text = " + ".join(parts) or "nothing per conversion"
+    for tier in terms.tiers:
+        at = format_amount(tier.threshold, currency) if terms.tier_basis == REVENUE else f"{tier.threshold} sales"
+        pay = " + ".join(
+            p
+            for p in (
+                f"{bps_to_percent(tier.percent_bps)}%" if tier.percent_bps else "",
+                format_amount(tier.flat_cents, currency) if tier.flat_cents else "",
+            )
+            if p
+        )
+        text += f"; from {at} in a month: {pay or 'nothing'}"
+    if terms.tiers:
+        text += " (whole month)" if terms.tier_scope == WHOLE_PERIOD else " (beyond each threshold)"
+    if terms.recurring_months is None:
+        text += "; repeat sales earn for the customer's lifetime"
+    elif terms.recurring_months:
+        text += f"; repeat sales earn for {terms.recurring_months} months"
+    if terms.second_tier_bps:
+        text += f"; recruiters earn {bps_to_percent(terms.second_tier_bps)}% of their recruits' commissions"
+    if terms.referrer_reward_cents or terms.referee_reward_cents:
+        text += (f"; refer-a-friend: {format_amount(terms.referrer_reward_cents, currency)} to the referrer, "
+                 f"{format_amount(terms.referee_reward_cents, currency)} to the new member")  # fmt: skip
+    return text + "."

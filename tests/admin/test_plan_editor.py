@@ -124,3 +124,20 @@ def test_revenue_tiers_take_amounts_in_the_programs_currency(app, auth, program)
         assert [(t.threshold, t.percent_bps) for t in latest.tiers] == [(100_000, 1_500)]
     page = auth.client.get(f"/admin/programs/{program.id}/plan/").get_data(as_text=True)
     assert "from $1,000.00 in a month: 15% (beyond each threshold)" in page
+
+
+def test_affiliates_see_what_the_plan_pays_them_and_their_progress_this_month(app, auth, program):
+    from tests.factories import Auth
+
+    assert auth.post(f"/admin/programs/{program.id}/plan/", {**PLAN, "save": "Save"}).status_code == 302
+    alice = make_affiliate(app)
+    for n in range(2):
+        report(app, program, alice.id, f"progress-{n}", 10_000, occurred_at=utcnow())
+    with app.app_context():
+        accrual.run(db.session, now=utcnow())
+        db.session.commit()
+    partner = app.test_client()
+    Auth(partner).login(alice.email)
+    home = partner.get("/partner/").get_data(as_text=True)
+    assert "10% of each sale; from 3 sales in a month: 20% (whole month)" in home
+    assert "This month: 2 sales; 1 more sale to reach 20%" in home

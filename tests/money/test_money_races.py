@@ -115,9 +115,13 @@ def test_an_approval_racing_a_refunds_reversal_moves_only_what_is_left(app):
             db.session.commit()
             commission_id = db.session.scalar(select(Commission.id).where(Commission.conversion_id == sale))
             program_row = db.session.get(type(program), program.id)
-            record_refund(db.session, program_row, RefundRequest(order_id=f"sale-{n}", amount_cents=5_000), now=utcnow())
+            record_refund(
+                db.session, program_row, RefundRequest(order_id=f"sale-{n}", amount_cents=5_000), now=utcnow()
+            )
             db.session.commit()
-        contenders = [money_job, approve_by_hand(commission_id)] if n % 2 else [approve_by_hand(commission_id), money_job]
+        contenders = (
+            [money_job, approve_by_hand(commission_id)] if n % 2 else [approve_by_hand(commission_id), money_job]
+        )
         results = race(app, *contenders)
         assert not any(isinstance(r, Exception) for r in results), results
     pending, payable, problems = settled(app, alice.id)
@@ -135,7 +139,9 @@ def test_the_rule_approval_racing_the_money_job_strands_nothing(app):
             accrual.run(db.session, now=utcnow())
             db.session.commit()
             program_row = db.session.get(type(program), program.id)
-            record_refund(db.session, program_row, RefundRequest(order_id=f"sale-{n}", amount_cents=2_500), now=utcnow())
+            record_refund(
+                db.session, program_row, RefundRequest(order_id=f"sale-{n}", amount_cents=2_500), now=utcnow()
+            )
             db.session.commit()
         results = race(app, approve_due, money_job, approve_due)
         assert not any(isinstance(r, Exception) for r in results), results
@@ -157,7 +163,9 @@ def test_a_rejection_racing_a_refund_takes_back_each_cent_once(app):
             accrual.approve_due(db.session, now=utcnow())
             db.session.commit()
             program_row = db.session.get(type(program), program.id)
-            record_refund(db.session, program_row, RefundRequest(order_id=f"sale-{n}", amount_cents=4_000), now=utcnow())
+            record_refund(
+                db.session, program_row, RefundRequest(order_id=f"sale-{n}", amount_cents=4_000), now=utcnow()
+            )
             db.session.commit()
 
         def reject(sale=sale):
