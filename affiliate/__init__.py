@@ -78,6 +78,7 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.account.routes import bp as account_bp
     from affiliate.admin.affiliates import bp as affiliates_bp
     from affiliate.admin.api_keys import bp as api_keys_bp
+    from affiliate.admin.groups import bp as groups_bp
     from affiliate.admin.plans import bp as plans_bp
     from affiliate.admin.programs import bp as programs_bp
     from affiliate.admin.routes import bp as admin_bp
@@ -100,7 +101,17 @@ def register_blueprints(app: Flask) -> None:
 
     blueprints = (
         *(main_bp, auth_bp, account_bp, member_bp, partner_bp, links_bp, partner_conversions_bp, earnings_bp),
-        *(admin_bp, affiliates_bp, programs_bp, plans_bp, api_keys_bp, fraud_rules_bp, conversions_bp, review_bp),
+        *(
+            admin_bp,
+            affiliates_bp,
+            programs_bp,
+            plans_bp,
+            groups_bp,
+            api_keys_bp,
+            fraud_rules_bp,
+            conversions_bp,
+            review_bp,
+        ),
         *(finance_commissions_bp, payouts_bp, finance_audit_bp, api_bp, partner_reports_bp, staff_reports_bp),
     )
     for blueprint in blueprints:

@@ -7,6 +7,7 @@ chosen later moment; commissions already accrued never change. The preview comes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
@@ -19,7 +20,7 @@ from wtforms.validators import InputRequired, NumberRange, ValidationError
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import CommissionPlan, Program, Role, User, utcnow
+from affiliate.models import CommissionPlan, PartnerGroup, Program, Role, User, utcnow
 from affiliate.money import InvalidAmount, format_amount, parse_amount, plain_amount
 from affiliate.services import commissions
 from affiliate.services.accrual import plan_in_force, terms_of
@@ -232,14 +233,79 @@ def preview(terms: PlanTerms, amount: int, count: int, revenue: int, currency: s
     return sentence
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Whose plan the page edits: the program's (default group), a named group's, or one affiliate's."""
+
+    group: PartnerGroup | None = None
+    affiliate: User | None = None
+
+    @property
+    def args(self) -> dict[str, int]:
+        if self.group is not None:
+            return {"group": self.group.id}
+        return {"affiliate": self.affiliate.id} if self.affiliate is not None else {}
+
+    def owns(self):
+        group_id = self.group.id if self.group is not None else None
+        affiliate_id = self.affiliate.id if self.affiliate is not None else None
+        return (
+            CommissionPlan.group_id.is_(None) if group_id is None else CommissionPlan.group_id == group_id,
+            CommissionPlan.affiliate_id.is_(None)
+            if affiliate_id is None
+            else CommissionPlan.affiliate_id == affiliate_id,
+        )
+
+    def label(self) -> str:
+        if self.group is not None:
+            return f"{self.group.name} group"
+        if self.affiliate is not None:
+            return f"override for {self.affiliate.name}"
+        return "default group"
+
+
+def _scope(program: Program) -> Scope:
+    group_id, affiliate_id = _row_id("group"), _row_id("affiliate")
+    if group_id is not None:
+        group = db.session.get(PartnerGroup, group_id)
+        if group is None or group.program_id != program.id:
+            abort(404)
+        return Scope(group=group)
+    if affiliate_id is not None:
+        affiliate = db.session.get(User, affiliate_id)
+        if affiliate is None or affiliate.role != Role.AFFILIATE:
+            abort(404)
+        return Scope(affiliate=affiliate)
+    return Scope()
+
+
+def _row_id(name: str) -> int | None:
+    text = request.args.get(name)
+    if text is None:
+        return None
+    if not text.isdigit() or not 0 < int(text) < 2**31:
+        abort(404)
+    return int(text)
+
+
 @bp.route("/", methods=["GET", "POST"])
 def edit(program_id: int):
     program = db.session.get(Program, program_id) or abort(404)
+    scope = _scope(program)
     form = PlanForm(program.currency)
     now = utcnow()
-    current = plan_in_force(db.session, program.id, None, now)
+    current = db.session.scalar(
+        select(CommissionPlan)
+        .where(CommissionPlan.program_id == program.id, *scope.owns(), CommissionPlan.effective_from <= now)
+        .order_by(CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
+        .limit(1)
+    )
+    fallback = None
+    if current is None and (scope.group or scope.affiliate):
+        affiliate_id = scope.affiliate.id if scope.affiliate else None
+        fallback = plan_in_force(db.session, program.id, affiliate_id, now)
     if not form.is_submitted():
-        form.fill(terms_of(current))
+        form.fill(terms_of(current or fallback))
     result = None
     if form.validate_on_submit():
         terms = form.terms()
@@ -247,27 +313,28 @@ def edit(program_id: int):
             try:
                 plan = save_plan(
                     db.session, program.id, terms, effective_from=form.effective_at or now, actor_id=current_user.id,
-                    now=now,
+                    now=now, group_id=scope.group.id if scope.group else None,
+                    affiliate_id=scope.affiliate.id if scope.affiliate else None,
                 )  # fmt: skip
             except PlanError as error:
                 db.session.rollback()
                 form.form_errors.append(str(error))
             else:
                 db.session.commit()
-                flash(f"Plan version {plan.id} saved; it pays conversions from "
+                flash(f"Plan version {plan.id} for the {scope.label()} saved; it pays conversions from "
                       f"{plan.effective_from:%Y-%m-%d %H:%M} UTC on.", "success")  # fmt: skip
-                return redirect(url_for("plans.edit", program_id=program.id))
+                return redirect(url_for("plans.edit", program_id=program.id, **scope.args))
         else:
             result = preview(terms, form.preview_amount_cents, form.preview_count.data, form.preview_revenue_cents,
                              program.currency)  # fmt: skip
     versions = db.session.execute(
         select(CommissionPlan, User.name)
         .outerjoin(User, User.id == CommissionPlan.created_by_id)
-        .where(CommissionPlan.program_id == program.id, CommissionPlan.affiliate_id.is_(None))
+        .where(CommissionPlan.program_id == program.id, *scope.owns())
         .order_by(CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
     ).all()
     status = 200 if request.method == "GET" or not form.errors else 422
     return render_template(
-        "admin/programs/plan.html", program=program, form=form, current=current, versions=versions,
-        describe=in_words, terms_of=terms_of, result=result, now=now,
+        "admin/programs/plan.html", program=program, form=form, current=current, fallback=fallback,
+        versions=versions, describe=in_words, terms_of=terms_of, result=result, now=now, scope=scope,
     ), status  # fmt: skip

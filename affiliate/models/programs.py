@@ -58,8 +58,41 @@ class Program(db.Model):
         return f"<Program {self.id} {self.name}>"
 
 
+class PartnerGroup(db.Model):
+    """A named group of a program's affiliates (e.g. "VIP") with its own commission plan.
+
+    Affiliates in no named group are in the program's default group, whose plan is the program's plan
+    (``commission_plans.group_id`` NULL), so a program without named groups works as before.
+    """
+
+    __tablename__ = "partner_groups"
+    __table_args__ = (UniqueConstraint("program_id", "name", name="uq_partner_groups_program_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    program: Mapped[Program] = relationship()
+
+
+class GroupMembership(db.Model):
+    """Which named group of a program an affiliate is in; none means the program's default group."""
+
+    __tablename__ = "group_memberships"
+    __table_args__ = (UniqueConstraint("program_id", "affiliate_id", name="uq_group_memberships_program_affiliate"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    affiliate_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("partner_groups.id"), index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class CommissionPlan(db.Model):
-    """One version of how a program pays; an affiliate-specific plan overrides the program default.
+    """One version of how a program pays: the default group's (no group, no affiliate), a named group's,
+    or one affiliate's own override.
 
     A change is a new row with a later ``effective_from``; rows are never edited once conversions may
     have been paid by them (docs/money.md, "Plans and their versions").
@@ -67,7 +100,9 @@ class CommissionPlan(db.Model):
 
     __tablename__ = "commission_plans"
     __table_args__ = (
-        UniqueConstraint("program_id", "affiliate_id", "effective_from", name="uq_commission_plans_program_affiliate"),
+        UniqueConstraint(
+            "program_id", "group_id", "affiliate_id", "effective_from", name="uq_commission_plans_program_affiliate"
+        ),
         CheckConstraint("flat_cents >= 0", name="flat_cents"),
         CheckConstraint("percent_bps BETWEEN 0 AND 10000", name="percent_bps"),
         CheckConstraint("second_tier_bps BETWEEN 0 AND 10000", name="second_tier_bps"),
@@ -76,6 +111,7 @@ class CommissionPlan(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
     affiliate_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("partner_groups.id"))
     flat_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     percent_bps: Mapped[int] = mapped_column(Integer, default=0)  # basis points of the sale amount
     tier_basis: Mapped[str] = mapped_column(String(16), default="count")  # count | revenue

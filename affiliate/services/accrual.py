@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from affiliate.models import (
@@ -27,6 +27,7 @@ from affiliate.models import (
     Conversion,
     ConversionStatus,
     ConversionType,
+    GroupMembership,
     LedgerEntry,
     LedgerTransaction,
     Program,
@@ -83,15 +84,24 @@ def terms_of(plan: CommissionPlan | None) -> PlanTerms:
 
 
 def plan_in_force(session: Session, program_id: int, affiliate_id: int | None, at: datetime) -> CommissionPlan | None:
-    """The plan version that pays a conversion of ``at``: the affiliate's own in force, else the program's."""
-    owner = CommissionPlan.affiliate_id.is_(None)
+    """The plan version that pays a conversion of ``at``, by precedence (docs/money.md): the affiliate's
+    own version in force, else their partner group's, else the program's (the default group's)."""
+    owners = [and_(CommissionPlan.affiliate_id.is_(None), CommissionPlan.group_id.is_(None))]
     if affiliate_id is not None:
-        owner = or_(owner, CommissionPlan.affiliate_id == affiliate_id)
+        owners.append(CommissionPlan.affiliate_id == affiliate_id)
+        group_id = session.scalar(
+            select(GroupMembership.group_id).where(
+                GroupMembership.program_id == program_id, GroupMembership.affiliate_id == affiliate_id
+            )
+        )
+        if group_id is not None:
+            owners.append(and_(CommissionPlan.affiliate_id.is_(None), CommissionPlan.group_id == group_id))
+    precedence = case((CommissionPlan.affiliate_id.is_not(None), 0), (CommissionPlan.group_id.is_not(None), 1), else_=2)
     return session.scalar(
         select(CommissionPlan)
         .options(selectinload(CommissionPlan.tiers))
-        .where(CommissionPlan.program_id == program_id, owner, CommissionPlan.effective_from <= at)
-        .order_by(CommissionPlan.affiliate_id.is_(None), CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
+        .where(CommissionPlan.program_id == program_id, or_(*owners), CommissionPlan.effective_from <= at)
+        .order_by(precedence, CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
         .limit(1)
     )
 

@@ -54,12 +54,16 @@ def save_plan(
     terms: PlanTerms,
     *,
     affiliate_id: int | None = None,
+    group_id: int | None = None,
     effective_from: datetime,
     actor_id: int | None,
     now: datetime,
 ) -> CommissionPlan:
-    """Add a plan version (the program default, or an affiliate's own) in force from ``effective_from``."""
+    """Add a plan version (the program default, a partner group's, or an affiliate's own) in force from
+    ``effective_from``."""
     validate(terms)
+    if affiliate_id is not None and group_id is not None:
+        raise PlanError("A plan belongs to a group or to one affiliate, not both.")
     if effective_from < now:
         raise PlanError("A plan change applies from now or a later moment, never to the past.")
     fields = asdict(terms)
@@ -67,6 +71,7 @@ def save_plan(
     plan = CommissionPlan(
         program_id=program_id,
         affiliate_id=affiliate_id,
+        group_id=group_id,
         effective_from=effective_from,
         created_by_id=actor_id,
         created_at=now,
@@ -82,7 +87,13 @@ def save_plan(
         subject_type="program",
         subject_id=program_id,
         before=None,
-        after={"plan_id": plan.id, "affiliate_id": affiliate_id, "effective_from": effective_from, **asdict(terms)},
+        after={
+            "plan_id": plan.id,
+            "affiliate_id": affiliate_id,
+            "group_id": group_id,
+            "effective_from": effective_from,
+            **asdict(terms),
+        },
         now=now,
     )
     return plan

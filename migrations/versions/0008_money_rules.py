@@ -54,7 +54,9 @@ def upgrade():
         batch_op.add_column(sa.Column("kind", sa.String(length=16), server_default="earning", nullable=False))
         batch_op.add_column(sa.Column("step", sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("plan_id", sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column("raised_by_id", sa.BigInteger(), nullable=True))
+        batch_op.add_column(
+            sa.Column("raised_by_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True)
+        )
         batch_op.create_foreign_key("fk_commissions_plan_id_commission_plans", "commission_plans", ["plan_id"], ["id"])
         batch_op.create_foreign_key("fk_commissions_raised_by_id_conversions", "conversions", ["raised_by_id"], ["id"])
         batch_op.drop_constraint("uq_commissions_conversion_level", type_="unique")

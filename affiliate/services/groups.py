@@ -1,0 +1,121 @@
+"""Partner groups: named groups of a program's affiliates, each paid by its own plan versions.
+
+Precedence (docs/money.md, "Plans and their versions"): an affiliate's own plan, else their group's,
+else the program's, which is the default group's plan. Moving an affiliate between groups changes the
+plan for conversions evaluated from then on; commissions already accrued never change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from affiliate.models import GroupMembership, PartnerGroup, Role, User
+from affiliate.services import audit
+
+DEFAULT_NAME = "Default"
+
+
+class GroupError(ValueError):
+    """A group operation that cannot be done as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    id: int | None  # None: the program's default group
+    name: str
+    members: int
+
+
+def create_group(session: Session, program_id: int, name: str, *, actor_id: int | None, now: datetime) -> PartnerGroup:
+    """Add a named group to a program; names are unique per program, case-insensitively."""
+    name = " ".join((name or "").split())
+    if not 1 <= len(name) <= 80:
+        raise GroupError("A group's name has 1 to 80 characters.")
+    if name.casefold() == DEFAULT_NAME.casefold():
+        raise GroupError("Every program already has a default group; choose another name.")
+    taken = session.scalar(
+        select(PartnerGroup.id).where(
+            PartnerGroup.program_id == program_id, func.lower(PartnerGroup.name) == name.lower()
+        )
+    )
+    if taken is not None:
+        raise GroupError(f"This program already has a group called {name}.")
+    group = PartnerGroup(program_id=program_id, name=name, created_by_id=actor_id, created_at=now)
+    session.add(group)
+    session.flush()
+    audit.record(session, actor_id=actor_id, action="group.created", subject_type="program", subject_id=program_id,
+                 before=None, after={"group_id": group.id, "name": name}, now=now)  # fmt: skip
+    return group
+
+
+def groups_of(session: Session, program_id: int) -> list[GroupSummary]:
+    """The default group first, then the named groups by name, each with its number of affiliates."""
+    counts = dict(
+        session.execute(
+            select(GroupMembership.group_id, func.count())
+            .where(GroupMembership.program_id == program_id)
+            .group_by(GroupMembership.group_id)
+        ).all()
+    )
+    affiliates = session.scalar(select(func.count()).select_from(User).where(User.role == Role.AFFILIATE)) or 0
+    named = session.scalars(
+        select(PartnerGroup).where(PartnerGroup.program_id == program_id).order_by(PartnerGroup.name)
+    ).all()
+    in_named = sum(counts.values())
+    return [GroupSummary(None, DEFAULT_NAME, affiliates - in_named)] + [
+        GroupSummary(group.id, group.name, counts.get(group.id, 0)) for group in named
+    ]
+
+
+def group_of(session: Session, program_id: int, affiliate_id: int) -> int | None:
+    return session.scalar(
+        select(GroupMembership.group_id).where(
+            GroupMembership.program_id == program_id, GroupMembership.affiliate_id == affiliate_id
+        )
+    )
+
+
+def move(
+    session: Session,
+    program_id: int,
+    affiliate_ids: list[int],
+    group_id: int | None,
+    *,
+    actor_id: int | None,
+    now: datetime,
+) -> int:
+    """Put affiliates in a group of the program (None: the default group); how many moved. Audited."""
+    if group_id is not None:
+        group = session.get(PartnerGroup, group_id)
+        if group is None or group.program_id != program_id:
+            raise GroupError("Choose one of this program's groups.")
+    wanted = set(affiliate_ids)
+    found = set(session.scalars(select(User.id).where(User.id.in_(wanted), User.role == Role.AFFILIATE)).all())
+    if wanted - found:
+        raise GroupError("Only affiliates can be put in a group.")
+    moved = 0
+    for affiliate_id in sorted(found):
+        # Two admins moving the same affiliate at once: the second waits and sees the first's move.
+        session.execute(select(User.id).where(User.id == affiliate_id).with_for_update()).all()
+        before = group_of(session, program_id, affiliate_id)
+        if before == group_id:
+            continue
+        session.execute(
+            delete(GroupMembership).where(
+                GroupMembership.program_id == program_id, GroupMembership.affiliate_id == affiliate_id
+            )
+        )
+        if group_id is not None:
+            session.add(
+                GroupMembership(program_id=program_id, affiliate_id=affiliate_id, group_id=group_id, updated_at=now)
+            )
+        audit.record(session, actor_id=actor_id, action="group.moved", subject_type="affiliate",
+                     subject_id=affiliate_id, before={"program_id": program_id, "group_id": before},
+                     after={"program_id": program_id, "group_id": group_id}, now=now)  # fmt: skip
+        moved += 1
+    session.flush()
+    return moved
