@@ -119,6 +119,8 @@ class Config:
     # Seconds between background rounds of accruing conversions and approving commissions past their
     # hold (affiliate/jobs.py); 0 leaves them to `flask accrue-commissions` and `flask approve-due`.
     MONEY_JOBS_SECONDS = env_int("MONEY_JOBS_SECONDS", 30)
+    # How long a program invitation link stays valid.
+    INVITATION_DAYS = env_int("INVITATION_DAYS", 14)
 
     # Data retention, applied by `flask purge-clicks` (affiliate/services/retention.py); 0 keeps forever.
     # Rollups and clicks that conversions or referrals point at are always kept.

@@ -78,6 +78,7 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.account.routes import bp as account_bp
     from affiliate.admin.affiliates import bp as affiliates_bp
     from affiliate.admin.api_keys import bp as api_keys_bp
+    from affiliate.admin.enrollments import bp as enrollments_bp
     from affiliate.admin.groups import bp as groups_bp
     from affiliate.admin.plans import bp as plans_bp
     from affiliate.admin.programs import bp as programs_bp
@@ -107,6 +108,7 @@ def register_blueprints(app: Flask) -> None:
             programs_bp,
             plans_bp,
             groups_bp,
+            enrollments_bp,
             api_keys_bp,
             fraud_rules_bp,
             conversions_bp,

@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, StringField, TextAreaField, URLField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from affiliate.models import AttributionModel, ProgramStatus
+from affiliate.models import AttributionModel, EnrollmentPolicy, ProgramStatus
 from affiliate.money import CURRENCIES, InvalidAmount, parse_amount
 from affiliate.validators import host_list, https_destination, options
 
@@ -60,6 +60,16 @@ class ProgramForm(FlaskForm):
         "Hold period (days)",
         default=30,
         validators=[InputRequired(), NumberRange(min=0, max=365, message="Between 0 and 365 days.")],
+    )
+    enrollment = SelectField(
+        "How affiliates join",
+        choices=options(
+            [
+                (EnrollmentPolicy.OPEN.value, "Open: every approved affiliate may promote it"),
+                (EnrollmentPolicy.APPLICATION.value, "By application: an admin approves each affiliate"),
+                (EnrollmentPolicy.PRIVATE.value, "Private: by invitation only"),
+            ]
+        ),
     )
     currency = SelectField("Currency", choices=options([(code, code) for code in CURRENCIES]), default="USD")
     minimum_payout = StringField("Minimum payout", default="50.00", validators=[DataRequired(), Length(max=32)])

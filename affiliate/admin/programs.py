@@ -71,6 +71,7 @@ def _settings(form: ProgramForm) -> ProgramSettings:
         hold_days=form.hold_days.data,
         currency=form.currency.data,
         minimum_payout_cents=form.minimum_payout_cents,
+        enrollment=form.enrollment.data,
     )
 
 

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.links.forms import LinkForm, ToggleForm
-from affiliate.models import Link, Program, ProgramStatus, Role, utcnow
+from affiliate.models import Link, Role, utcnow
+from affiliate.services import enrollment
 from affiliate.services import links as link_service
 
 bp = Blueprint("links", __name__, url_prefix="/partner/links")
@@ -28,9 +29,7 @@ def index():
 
 @bp.route("/new", methods=["GET", "POST"])
 def create():
-    programs = db.session.scalars(
-        select(Program).where(Program.status == ProgramStatus.ACTIVE).order_by(Program.name)
-    ).all()
+    programs = [entry.program for entry in enrollment.standings(db.session, current_user.id) if entry.can_promote]
     form = LinkForm()
     form.program_id.choices = [(program.id, program.name) for program in programs]
     if request.method == "GET" and request.args.get("program", "").isdigit():

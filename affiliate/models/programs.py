@@ -22,6 +22,21 @@ class ProgramStatus(enum.StrEnum):
     PAUSED = "paused"
 
 
+class EnrollmentPolicy(enum.StrEnum):
+    """How affiliates join a program."""
+
+    OPEN = "open"  # any approved affiliate may promote it
+    APPLICATION = "application"  # an admin approves each affiliate's application
+    PRIVATE = "private"  # by invitation only
+
+
+class EnrollmentStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    REMOVED = "removed"
+
+
 class Program(db.Model):
     __tablename__ = "programs"
     __table_args__ = (
@@ -45,6 +60,7 @@ class Program(db.Model):
     hold_days: Mapped[int] = mapped_column(Integer, default=30)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     minimum_payout_cents: Mapped[int] = mapped_column(BigInteger, default=5000)
+    enrollment: Mapped[str] = mapped_column(String(16), default=EnrollmentPolicy.OPEN, server_default="open")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -75,6 +91,22 @@ class PartnerGroup(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     program: Mapped[Program] = relationship()
+
+
+class Enrollment(db.Model):
+    """An affiliate's place in one program: applied, enrolled, turned down or removed (with the reason)."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (UniqueConstraint("program_id", "affiliate_id", name="uq_enrollments_program_affiliate"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    affiliate_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
 class GroupMembership(db.Model):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import Link, Program, ProgramStatus, Referral, Role, User, utcnow
+from affiliate.models import Link, Program, Referral, Role, User, utcnow
 from affiliate.money import format_amount
+from affiliate.services import enrollment
 from affiliate.services.accrual import Progress, progress
 from affiliate.services.commissions import REVENUE
 from affiliate.services.plans import bps_to_percent, in_words
@@ -22,9 +23,7 @@ bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
 
 @bp.route("/")
 def home():
-    programs = db.session.scalars(
-        select(Program).where(Program.status == ProgramStatus.ACTIVE).order_by(Program.name)
-    ).all()
+    standings = enrollment.standings(db.session, current_user.id)
     link_count = db.session.scalar(select(func.count()).where(Link.affiliate_id == current_user.id))
     referrals = db.session.execute(
         select(Referral.created_at, User.name, Program.name)
@@ -37,18 +36,55 @@ def home():
     referral_count = db.session.scalar(select(func.count()).where(Referral.referrer_id == current_user.id))
     now = utcnow()
     pays = {}
-    for program in programs:
+    for entry in standings:
+        program = entry.program
         standing = progress(db.session, program.id, current_user.id, now)
         pays[program.id] = (in_words(standing.terms, program.currency), standing_in_words(standing, program.currency))
     return render_template(
         "partner/home.html",
         user=current_user,
-        programs=programs,
+        standings=standings,
         link_count=link_count,
         referrals=referrals,
         referral_count=referral_count,
         pays=pays,
     )
+
+
+@bp.post("/programs/<int:program_id>/apply")
+def apply(program_id: int):
+    program = db.session.get(Program, program_id) or abort(404)
+    try:
+        enrollment.apply(db.session, program, current_user, now=utcnow())
+    except enrollment.EnrollmentError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+    else:
+        db.session.commit()
+        flash(f"You applied to {program.name}. An admin will decide; you will see the answer here.", "success")
+    return redirect(url_for("partner.home"))
+
+
+@bp.route("/join/<token>", methods=["GET", "POST"])
+def join(token: str):
+    """An invitation link: the affiliate confirms, then is enrolled (and put in the invitation's group)."""
+    if len(token) > 512:
+        abort(404)
+    if request.method == "GET":
+        return render_template("partner/join.html", token=token)
+    try:
+        program, group = enrollment.redeem(
+            db.session, current_app.config["SECRET_KEY"], token, current_user,
+            max_age_days=current_app.config["INVITATION_DAYS"], now=utcnow(),
+        )  # fmt: skip
+    except enrollment.EnrollmentError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+    else:
+        db.session.commit()
+        flash(f"You joined {program.name}" + (f" in the {group} group" if group else "") + ". Create a link to start.",
+              "success")  # fmt: skip
+    return redirect(url_for("partner.home"))
 
 
 def standing_in_words(standing: Progress, currency: str) -> str:

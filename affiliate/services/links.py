@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from affiliate.models import ClickRollup, Link, Program, ProgramStatus, User
+from affiliate.services import enrollment
 from affiliate.urls import InvalidUrl, host_of, resolve_deep_link
 
 # Letters and digits without look-alikes; 57**8 ~ 2**46.7 codes.
@@ -62,6 +63,8 @@ def create_link(
     program = session.get(Program, request.program_id)
     if program is None or program.status != ProgramStatus.ACTIVE:
         raise LinkError("Choose an active program.", field="program_id")
+    if not enrollment.can_promote(session, program, affiliate.id):
+        raise LinkError("You are not enrolled in this program; apply or ask for an invitation.", field="program_id")
     deep_link = None
     if request.deep_link:
         try:

@@ -36,6 +36,7 @@ class ProgramSettings:
     hold_days: int
     currency: str
     minimum_payout_cents: int
+    enrollment: str = "open"
 
 
 def snapshot(program: Program) -> dict:
@@ -52,6 +53,7 @@ def snapshot(program: Program) -> dict:
         "hold_days": program.hold_days,
         "currency": program.currency,
         "minimum_payout_cents": program.minimum_payout_cents,
+        "enrollment": program.enrollment,
     }
 
 

@@ -1,0 +1,72 @@
+"""Enrollment of a program, for admins: applications to decide, enrolled affiliates, invitation links."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from affiliate.auth.access import require_roles
+from affiliate.extensions import db
+from affiliate.models import Enrollment, EnrollmentStatus, Program, Role, User, utcnow
+from affiliate.services import enrollment
+from affiliate.services.groups import groups_of
+
+bp = Blueprint("enrollments", __name__, url_prefix="/admin/programs/<int:program_id>/enrollment")
+bp.before_request(require_roles(Role.ADMIN))
+
+
+@bp.route("/")
+def index(program_id: int):
+    return _page(db.session.get(Program, program_id) or abort(404))
+
+
+def _page(program: Program, invitation: str | None = None):
+    rows = db.session.execute(
+        select(Enrollment, User)
+        .join(User, User.id == Enrollment.affiliate_id)
+        .where(Enrollment.program_id == program.id)
+        .order_by(Enrollment.status, User.name)
+    ).all()
+    by_status: dict[str, list] = {status.value: [] for status in EnrollmentStatus}
+    for row, user in rows:
+        by_status[row.status].append((row, user))
+    return render_template(
+        "admin/programs/enrollment.html",
+        program=program,
+        by_status=by_status,
+        groups=groups_of(db.session, program.id),
+        invitation=invitation,
+    )
+
+
+@bp.post("/decide")
+def decide(program_id: int):
+    program = db.session.get(Program, program_id) or abort(404)
+    affiliate = request.form.get("affiliate", "")
+    if not affiliate.isdigit() or not 0 < int(affiliate) < 2**31:
+        flash("Choose an affiliate.", "error")
+        return redirect(url_for("enrollments.index", program_id=program.id))
+    try:
+        enrollment.decide(db.session, program, int(affiliate), request.form.get("decision", ""),
+                          actor_id=current_user.id, reason=request.form.get("reason"), now=utcnow())  # fmt: skip
+    except enrollment.EnrollmentError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+    else:
+        db.session.commit()
+        flash("Enrollment updated.", "success")
+    return redirect(url_for("enrollments.index", program_id=program.id))
+
+
+@bp.post("/invite")
+def invite(program_id: int):
+    program = db.session.get(Program, program_id) or abort(404)
+    group = request.form.get("group", "default")
+    group_ids = {g.id for g in groups_of(db.session, program.id) if g.id is not None}
+    if group != "default" and not (group.isdigit() and int(group) in group_ids):
+        flash("Choose one of this program's groups.", "error")
+        return redirect(url_for("enrollments.index", program_id=program.id))
+    token = enrollment.invitation(current_app.config["SECRET_KEY"], program, int(group) if group.isdigit() else None)
+    # Shown once, on this answer, never carried in a URL that someone else could craft.
+    return _page(program, invitation=url_for("partner.join", token=token, _external=True))

@@ -1,0 +1,187 @@
+"""Enrollment: which programs an affiliate may promote, applications, decisions, removals and invitations.
+
+A program is open (every approved affiliate may promote it), by application (an admin approves each
+affiliate) or private (invitation only). Whatever the policy, an affiliate an admin removed from a
+program cannot create links for it again until re-enrolled. Invitations are signed links that expire
+and put the affiliate in a chosen partner group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from affiliate.models import (
+    Enrollment,
+    EnrollmentPolicy,
+    EnrollmentStatus,
+    PartnerGroup,
+    Program,
+    ProgramStatus,
+    User,
+)
+from affiliate.services import audit, groups
+
+INVITE_SALT = "clicktrail.program-invitation"
+MAX_INVITE_DAYS = 90
+
+
+class EnrollmentError(ValueError):
+    """An enrollment step that cannot be taken; the message says why."""
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where an affiliate stands with a program, as their home page shows it."""
+
+    program: Program
+    status: str | None  # an EnrollmentStatus, or None when they have never applied or been enrolled
+    can_promote: bool
+    can_apply: bool
+    reason: str | None
+
+
+def enrollment_of(session: Session, program_id: int, affiliate_id: int, *, lock: bool = False) -> Enrollment | None:
+    query = select(Enrollment).where(Enrollment.program_id == program_id, Enrollment.affiliate_id == affiliate_id)
+    return session.scalar(query.with_for_update() if lock else query)
+
+
+def standing(program: Program, enrollment: Enrollment | None) -> Standing:
+    status = enrollment.status if enrollment else None
+    active = status == EnrollmentStatus.ACTIVE
+    # Open programs need no enrollment row; only a removal stops an affiliate promoting them.
+    promote = status != EnrollmentStatus.REMOVED if program.enrollment == EnrollmentPolicy.OPEN else active
+    can_apply = program.enrollment == EnrollmentPolicy.APPLICATION and status is None
+    turned_down = status in (EnrollmentStatus.REJECTED, EnrollmentStatus.REMOVED)
+    reason = enrollment.reason if enrollment is not None and turned_down else None
+    return Standing(program, status, promote and program.status == ProgramStatus.ACTIVE, can_apply, reason)
+
+
+def standings(session: Session, affiliate_id: int) -> list[Standing]:
+    """The programs an affiliate can see: open and by-application ones, and private ones they belong to."""
+    programs = session.scalars(
+        select(Program).where(Program.status == ProgramStatus.ACTIVE).order_by(Program.name)
+    ).all()
+    mine = {
+        row.program_id: row
+        for row in session.scalars(select(Enrollment).where(Enrollment.affiliate_id == affiliate_id))
+    }
+    seen = []
+    for program in programs:
+        entry = standing(program, mine.get(program.id))
+        if program.enrollment == EnrollmentPolicy.PRIVATE and entry.status != EnrollmentStatus.ACTIVE:
+            continue
+        seen.append(entry)
+    return seen
+
+
+def can_promote(session: Session, program: Program, affiliate_id: int) -> bool:
+    return standing(program, enrollment_of(session, program.id, affiliate_id)).can_promote
+
+
+def apply(session: Session, program: Program, affiliate: User, *, now: datetime) -> Enrollment:
+    """An affiliate asks to join a program that takes applications; open programs need no application."""
+    if program.enrollment != EnrollmentPolicy.APPLICATION or program.status != ProgramStatus.ACTIVE:
+        raise EnrollmentError("This program does not take applications.")
+    if not affiliate.can_use_partner_pages:
+        raise EnrollmentError("Only approved affiliates can apply to programs.")
+    if enrollment_of(session, program.id, affiliate.id, lock=True) is not None:
+        raise EnrollmentError("You have already applied to this program.")
+    enrollment = Enrollment(
+        program_id=program.id, affiliate_id=affiliate.id, status=EnrollmentStatus.PENDING, created_at=now
+    )
+    session.add(enrollment)
+    session.flush()
+    audit.record(session, actor_id=affiliate.id, action="enrollment.applied", subject_type="program",
+                 subject_id=program.id, before=None, after={"affiliate_id": affiliate.id}, now=now)  # fmt: skip
+    return enrollment
+
+
+def decide(
+    session: Session,
+    program: Program,
+    affiliate_id: int,
+    decision: str,
+    *,
+    actor_id: int,
+    reason: str | None,
+    now: datetime,
+) -> Enrollment:
+    """Approve or reject an application, remove an enrolled affiliate, or re-enroll one (audited)."""
+    moves = {
+        "approve": ((EnrollmentStatus.PENDING, EnrollmentStatus.REJECTED, EnrollmentStatus.REMOVED),
+                    EnrollmentStatus.ACTIVE),
+        "reject": ((EnrollmentStatus.PENDING,), EnrollmentStatus.REJECTED),
+        "remove": ((EnrollmentStatus.ACTIVE, None), EnrollmentStatus.REMOVED),
+    }  # fmt: skip
+    if decision not in moves:
+        raise EnrollmentError("Choose approve, reject or remove.")
+    if decision in ("reject", "remove") and not (reason or "").strip():
+        raise EnrollmentError("Say why: the affiliate sees the reason.")
+    allowed, target = moves[decision]
+    affiliate = session.get(User, affiliate_id)
+    if affiliate is None or affiliate.role != "affiliate":
+        raise EnrollmentError("Choose an affiliate.")
+    enrollment = enrollment_of(session, program.id, affiliate_id, lock=True)
+    before = enrollment.status if enrollment else None
+    open_member = before is None and program.enrollment == EnrollmentPolicy.OPEN
+    if before not in allowed or (before is None and not open_member):
+        raise EnrollmentError(f"This affiliate's enrollment is {before or 'not started'}; it cannot be {decision}d.")
+    if enrollment is None:
+        enrollment = Enrollment(program_id=program.id, affiliate_id=affiliate_id, created_at=now, status=target)
+        session.add(enrollment)
+    enrollment.status = target
+    kept_reason = (reason or "").strip()[:1000] or None
+    enrollment.reason = None if target == EnrollmentStatus.ACTIVE else kept_reason
+    enrollment.decided_at, enrollment.decided_by_id = now, actor_id
+    session.flush()
+    audit.record(session, actor_id=actor_id, action=f"enrollment.{decision}", subject_type="affiliate",
+                 subject_id=affiliate_id, before={"program_id": program.id, "status": before},
+                 after={"program_id": program.id, "status": target.value}, now=now, note=reason or None)  # fmt: skip
+    return enrollment
+
+
+def invitation(secret_key: str, program: Program, group_id: int | None) -> str:
+    """A signed invitation token for a program (and a partner group); its age is checked when redeemed."""
+    return URLSafeTimedSerializer(secret_key, salt=INVITE_SALT).dumps({"p": program.id, "g": group_id})
+
+
+def redeem(session: Session, secret_key: str, token: str, affiliate: User, *, max_age_days: int, now: datetime):
+    """Enroll the signed-in affiliate through an invitation; returns (program, group name or None)."""
+    try:
+        data = URLSafeTimedSerializer(secret_key, salt=INVITE_SALT).loads(token, max_age=max_age_days * 86_400)
+    except SignatureExpired:
+        raise EnrollmentError("This invitation has expired. Ask the program for a new one.") from None
+    except BadSignature:
+        raise EnrollmentError("This invitation link is not valid.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("p"), int):
+        raise EnrollmentError("This invitation link is not valid.")
+    program = session.get(Program, data["p"])
+    if program is None or program.status != ProgramStatus.ACTIVE:
+        raise EnrollmentError("This program is not taking affiliates now.")
+    if not affiliate.can_use_partner_pages:
+        raise EnrollmentError("Only approved affiliates can join programs.")
+    group_id = data.get("g")
+    group = session.get(PartnerGroup, group_id) if isinstance(group_id, int) else None
+    if group is not None and group.program_id != program.id:
+        group = None
+    enrollment = enrollment_of(session, program.id, affiliate.id, lock=True)
+    before = enrollment.status if enrollment else None
+    if before == EnrollmentStatus.REMOVED:
+        raise EnrollmentError("You were removed from this program; an admin can re-enroll you.")
+    if enrollment is None:
+        enrollment = Enrollment(program_id=program.id, affiliate_id=affiliate.id, created_at=now, status="active")
+        session.add(enrollment)
+    enrollment.status, enrollment.reason = EnrollmentStatus.ACTIVE, None
+    enrollment.decided_at = now
+    if group is not None:
+        groups.move(session, program.id, [affiliate.id], group.id, actor_id=affiliate.id, now=now)
+    session.flush()
+    audit.record(session, actor_id=affiliate.id, action="enrollment.invited", subject_type="program",
+                 subject_id=program.id, before={"status": before},
+                 after={"affiliate_id": affiliate.id, "group_id": group.id if group else None}, now=now)  # fmt: skip
+    return program, group.name if group else None

@@ -1,0 +1,120 @@
+"""Enrollment: open programs, applications an admin decides, private programs joined by invitation, removals."""
+
+from __future__ import annotations
+
+import re
+
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import select, update
+
+from affiliate.extensions import db
+from affiliate.models import GroupMembership, Link, PartnerGroup, Program
+from affiliate.services.enrollment import INVITE_SALT
+from tests.factories import Auth, make_admin, make_affiliate, make_program
+
+
+class SignedIn1970(TimestampSigner):
+    """Signs as if in 1970: an invitation long past any validity."""
+
+    def get_timestamp(self) -> int:
+        return 0
+
+
+LINK = {"campaign": "", "sub1": "", "sub2": "", "sub3": "", "sub4": "", "sub5": "", "deep_link": ""}
+
+
+def policy(app, program, value: str) -> None:
+    with app.app_context():
+        db.session.execute(update(Program).where(Program.id == program.id).values(enrollment=value))
+        db.session.commit()
+
+
+def links_of(app, affiliate) -> int:
+    with app.app_context():
+        return len(db.session.scalars(select(Link).where(Link.affiliate_id == affiliate.id)).all())
+
+
+def signed_in(app, user) -> Auth:
+    auth = Auth(app.test_client())
+    auth.login(user.email)
+    return auth
+
+
+def create_link(auth: Auth, program) -> int:
+    return auth.post("/partner/links/new", {**LINK, "program_id": program.id}).status_code
+
+
+def test_applications_are_decided_by_an_admin_with_reasons_the_affiliate_sees(app):
+    admin = make_admin(app)
+    program = make_program(app, admin, name="Apply Here")
+    policy(app, program, "application")
+    alice, bob = make_affiliate(app), make_affiliate(app)
+    staff, a, b = signed_in(app, admin), signed_in(app, alice), signed_in(app, bob)
+    assert "Apply" in a.client.get("/partner/").get_data(as_text=True)
+    assert create_link(a, program) == 200 and links_of(app, alice) == 0, "not enrolled: a form error"
+    for auth in (a, b):
+        auth.post(f"/partner/programs/{program.id}/apply", {}, token_from="/partner/")
+    again = a.post(f"/partner/programs/{program.id}/apply", {}, token_from="/partner/")
+    assert "already applied" in a.client.get(again.headers["Location"]).get_data(as_text=True)
+    assert "Application pending" in a.client.get("/partner/").get_data(as_text=True)
+    page = f"/admin/programs/{program.id}/enrollment/"
+    assert alice.email in staff.client.get(page).get_data(as_text=True)
+    staff.post(f"{page}decide", {"affiliate": alice.id, "decision": "approve"}, token_from=page)
+    unexplained = staff.post(f"{page}decide", {"affiliate": bob.id, "decision": "reject"}, token_from=page)
+    assert "Say why" in staff.client.get(unexplained.headers["Location"]).get_data(as_text=True)
+    staff.post(f"{page}decide", {"affiliate": bob.id, "decision": "reject", "reason": "Coupon sites only"},
+               token_from=page)  # fmt: skip
+    assert create_link(a, program) == 302 and links_of(app, alice) == 1
+    home = b.client.get("/partner/").get_data(as_text=True)
+    assert "Not accepted" in home and "Coupon sites only" in home
+    assert create_link(b, program) == 200 and links_of(app, bob) == 0
+
+
+def test_private_programs_are_joined_by_a_signed_expiring_invitation_into_a_group(app):
+    admin = make_admin(app)
+    program = make_program(app, admin, name="Secret")
+    policy(app, program, "private")
+    alice = make_affiliate(app)
+    staff, a = signed_in(app, admin), signed_in(app, alice)
+    assert "Secret" not in a.client.get("/partner/").get_data(as_text=True)
+    assert create_link(a, program) == 200 and links_of(app, alice) == 0
+    staff.post(f"/admin/programs/{program.id}/groups/new", {"name": "VIP"},
+               token_from=f"/admin/programs/{program.id}/groups/")  # fmt: skip
+    with app.app_context():
+        vip = db.session.scalar(select(PartnerGroup.id))
+    page = f"/admin/programs/{program.id}/enrollment/"
+    answer = staff.post(f"{page}invite", {"group": str(vip)}, token_from=page).get_data(as_text=True)
+    link = re.search(r'<code id="invitation">([^<]+)</code>', answer).group(1)
+    path = link.split("localhost", 1)[-1]
+    tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
+    assert "not valid" in a.client.get(a.post(tampered, {}, token_from=tampered).headers["Location"]).get_data(
+        as_text=True
+    )
+    with app.app_context():
+        old = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=INVITE_SALT, signer=SignedIn1970)
+        expired = f"/partner/join/{old.dumps({'p': program.id, 'g': vip})}"
+    assert "expired" in a.client.get(a.post(expired, {}, token_from=expired).headers["Location"]).get_data(as_text=True)
+    assert links_of(app, alice) == 0
+    joined = a.post(path, {}, token_from=path)
+    assert "You joined Secret in the VIP group" in a.client.get(joined.headers["Location"]).get_data(as_text=True)
+    with app.app_context():
+        assert (
+            db.session.scalar(select(GroupMembership.group_id).where(GroupMembership.affiliate_id == alice.id)) == vip
+        )
+    assert create_link(a, program) == 302 and links_of(app, alice) == 1
+
+
+def test_an_affiliate_removed_from_an_open_program_cannot_create_links_for_it(app):
+    admin = make_admin(app)
+    program = make_program(app, admin, name="Open One")
+    alice = make_affiliate(app)
+    staff, a = signed_in(app, admin), signed_in(app, alice)
+    assert create_link(a, program) == 302
+    page = f"/admin/programs/{program.id}/enrollment/"
+    staff.post(f"{page}decide", {"affiliate": alice.id, "decision": "remove", "reason": "Trademark bidding"},
+               token_from=page)  # fmt: skip
+    home = a.client.get("/partner/").get_data(as_text=True)
+    assert "Removed" in home and "Trademark bidding" in home
+    assert create_link(a, program) == 200 and links_of(app, alice) == 1
+    staff.post(f"{page}decide", {"affiliate": alice.id, "decision": "approve"}, token_from=page)
+    assert create_link(a, program) == 302 and links_of(app, alice) == 2
