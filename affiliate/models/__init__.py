@@ -2,9 +2,9 @@
 
 from affiliate.models.accounts import (
     STAFF_ROLES,
-    LoginAttempt,
     PayoutMethod,
     Role,
+    Throttle,
     User,
     UserSession,
     UserStatus,
@@ -57,7 +57,6 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "Link",
-    "LoginAttempt",
     "Payout",
     "PayoutBatch",
     "PayoutMethod",
@@ -67,6 +66,7 @@ __all__ = [
     "Referral",
     "Role",
     "RollupState",
+    "Throttle",
     "UTCDateTime",
     "User",
     "UserSession",
