@@ -361,17 +361,15 @@ def create_database(instance: Path, database: Path, env: dict[str, str]) -> list
     )
     codes: list[str] = []
     with app.app_context():
-        hasher = app.extensions["clicktrail.hasher"]
         now = utcnow()
-        password = "bench-password-not-secret"  # noqa: S105 - a throwaway database
+        password_hash = app.extensions["clicktrail.hasher"].hash("bench-password-not-secret")
         admin = create_user(
             db.session,
             name="Bench Admin",
             email="admin@bench.test",
-            password=password,
+            password_hash=password_hash,
             role=Role.ADMIN,
             status=UserStatus.ACTIVE,
-            hasher=hasher,
             now=now,
         )
         affiliates = [
@@ -379,10 +377,9 @@ def create_database(instance: Path, database: Path, env: dict[str, str]) -> list
                 db.session,
                 name=f"Affiliate {n}",
                 email=f"affiliate{n}@bench.test",
-                password=password,
+                password_hash=password_hash,
                 role=Role.AFFILIATE,
                 status=UserStatus.ACTIVE,
-                hasher=hasher,
                 now=now,
             )
             for n in range(AFFILIATES)
