@@ -353,7 +353,7 @@ def create_database(instance: Path, database: Path, env: dict[str, str]) -> list
             "INSTANCE_PATH": str(instance),
             "SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"],
             "SECRET_KEY": env["SECRET_KEY"],
-            # Seeding hashes 101 passwords; production-strength argon2 would take longer than the load test.
+            # Seeding hashes a password; production-strength argon2 is not what these benches measure.
             "ARGON2_TIME_COST": 1,
             "ARGON2_MEMORY_KIB": 8192,
             "ARGON2_PARALLELISM": 1,
