@@ -173,8 +173,9 @@ def run(rounds: int, phase_seconds: int, workdir: Path) -> dict:
     quiet_p99, quiet_p99_range = summary(quiet, "p99_us")
     busy_p50, busy_p50_range = summary(busy, "p50_us")
     busy_p99, busy_p99_range = summary(busy, "p99_us")
-    say(f"quiet p99 per phase {[round(p['p99_us'] / 1000, 1) for p in quiet]} ms, busy "
-        f"{[round(p['p99_us'] / 1000, 1) for p in busy]} ms; {signed_in} sign-ins, {sign_in_errors} failed")  # fmt: skip
+    quiet_p99s = [round(p["p99_us"] / 1000, 1) for p in quiet]
+    busy_p99s = [round(p["p99_us"] / 1000, 1) for p in busy]
+    say(f"p99 per phase: quiet {quiet_p99s} ms, busy {busy_p99s} ms; {signed_in} sign-ins, {sign_in_errors} failed")
     return {
         "bench": "login_interference",
         "quiet_p50_ms": quiet_p50,
