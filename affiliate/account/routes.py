@@ -72,8 +72,8 @@ def password():
     if form.validate_on_submit():
         user = current_user._get_current_object()
         try:
-            accounts.check_password(form.new.data, min_length=current_app.config["PASSWORD_MIN_LENGTH"],
-                                    email=user.email)  # fmt: skip
+            min_length = current_app.config["PASSWORD_MIN_LENGTH"]
+            accounts.check_password(form.new.data, min_length=min_length, email=user.email)
             # The sign-in check, so guesses at the current password count towards the same throttles (C18).
             checked = authenticate(user.email, form.current.data)
             old_hash = checked.password_hash

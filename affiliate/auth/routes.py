@@ -67,8 +67,9 @@ def signup():
             accounts.check_password(details.password, min_length=min_length, email=details.email)
             count_signup()
             password_hash = hash_new_password(details.password)
-            result = sign_up(db.session, details, password_hash=password_hash, min_password_length=min_length,
-                             now=utcnow())  # fmt: skip
+            result = sign_up(
+                db.session, details, password_hash=password_hash, min_password_length=min_length, now=utcnow()
+            )
         except throttles.Throttled as error:
             throttled = error
             form.form_errors.append(str(error))

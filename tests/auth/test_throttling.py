@@ -143,8 +143,8 @@ def test_parallel_wrong_passwords_are_counted_before_any_is_checked(app):
     clocked(app)
     alice = make_affiliate(app)
     clients = [app.test_client() for _ in range(12)]
-    tokens = [csrf_token(c.get("/login", environ_base={"REMOTE_ADDR": ATTACKER}).get_data(as_text=True))
-              for c in clients]  # fmt: skip
+    login_page = {"REMOTE_ADDR": ATTACKER}
+    tokens = [csrf_token(c.get("/login", environ_base=login_page).get_data(as_text=True)) for c in clients]
     start = threading.Barrier(len(clients))
     statuses: list[int] = []
 
