@@ -22,6 +22,7 @@ import http.client
 import json
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -208,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phase", type=int, default=PHASE_SECONDS, help=f"seconds per phase (default {PHASE_SECONDS})")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = parser.parse_args(argv)
+    # A SIGTERM (from bench/run.py's time limit) unwinds through the finally blocks that stop the server.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     workdir = Path(tempfile.mkdtemp(prefix="clicktrail-bench-login-"))
     try:
         result = run(args.rounds, args.phase, workdir)
