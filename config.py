@@ -90,10 +90,18 @@ class Config:
     ARGON2_MEMORY_KIB = env_int("ARGON2_MEMORY_KIB", 65536)
     ARGON2_PARALLELISM = env_int("ARGON2_PARALLELISM", 4)
 
-    # Login throttling, counted in the database so it holds across workers (C18).
-    LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)
-    LOGIN_MAX_FAILURES_PER_IP = env_int("LOGIN_MAX_FAILURES_PER_IP", 30)
-    LOGIN_THROTTLE_MINUTES = env_int("LOGIN_THROTTLE_MINUTES", 15)
+    # Sign-in and account-creation throttles, counted in the database so they hold across workers (C18).
+    # Failures allowed before each further attempt waits, the first wait (doubling per failure) and the
+    # longest; a key forgets after LOGIN_FORGET_HOURS without a failure (docs/sign-in.md).
+    LOGIN_FREE_FAILURES_PER_ACCOUNT = env_int("LOGIN_FREE_FAILURES_PER_ACCOUNT", 5)  # one email from one address
+    LOGIN_FREE_FAILURES_PER_IP = env_int("LOGIN_FREE_FAILURES_PER_IP", 30)  # one address, any email
+    LOGIN_FIRST_DELAY_SECONDS = env_int("LOGIN_FIRST_DELAY_SECONDS", 30)
+    LOGIN_LONGEST_DELAY_MINUTES = env_int("LOGIN_LONGEST_DELAY_MINUTES", 15)
+    LOGIN_FORGET_HOURS = env_int("LOGIN_FORGET_HOURS", 24)
+    SIGNUPS_FREE_PER_IP = env_int("SIGNUPS_FREE_PER_IP", 20)  # /apply and /signup together
+    SIGNUP_FIRST_DELAY_SECONDS = env_int("SIGNUP_FIRST_DELAY_SECONDS", 60)
+    SIGNUP_LONGEST_DELAY_MINUTES = env_int("SIGNUP_LONGEST_DELAY_MINUTES", 60)
+    SIGNUP_FORGET_HOURS = env_int("SIGNUP_FORGET_HOURS", 1)
     PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 12)
 
     HSTS = False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from argon2 import PasswordHasher
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -38,6 +37,7 @@ def create_app(config_class: type[Config] | None = None, overrides: dict | None 
 
 
 def register_extensions(app: Flask) -> None:
+    from affiliate.auth.hashing import BackgroundHasher
     from affiliate.auth.sessions import init_login
     from affiliate.database import configure_engine
     from affiliate.extensions import csrf, db, migrate
@@ -49,7 +49,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
     init_login(app)
-    app.extensions["clicktrail.hasher"] = PasswordHasher(
+    app.extensions["clicktrail.hasher"] = BackgroundHasher(
         time_cost=app.config["ARGON2_TIME_COST"],
         memory_cost=app.config["ARGON2_MEMORY_KIB"],
         parallelism=app.config["ARGON2_PARALLELISM"],

@@ -97,14 +97,15 @@ def create_user(email: str, name: str | None, role: str, password_env: str) -> N
     password = os.environ.get(password_env) or click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
         accounts.check_password(password, min_length=current_app.config["PASSWORD_MIN_LENGTH"], email=email)
+        # Hashed before the write transaction opens: on SQLite that holds the one write lock.
+        password_hash = current_app.extensions["clicktrail.hasher"].hash(password)
         user = accounts.create_user(
             db.session,
             name=name or email.split("@")[0],
             email=email,
-            password=password,
+            password_hash=password_hash,
             role=Role(role),
             status=UserStatus.ACTIVE,
-            hasher=current_app.extensions["clicktrail.hasher"],
             now=utcnow(),
         )
     except accounts.AccountError as error:
@@ -132,8 +133,9 @@ def seed_demo(if_empty: bool) -> None:
         else:
             click.echo("Database already has users; demo data not seeded.")
         return
+    db.session.commit()  # end the transaction that read the users, so the hash below holds no lock
     now = utcnow()
-    hasher = current_app.extensions["clicktrail.hasher"]
+    demo_hash = current_app.extensions["clicktrail.hasher"].hash(DEMO_PASSWORD)
     admin = None
     for name, email, role, status in DEMO_USERS:
         user = db.session.scalar(select(User).where(User.email == email))
@@ -142,10 +144,9 @@ def seed_demo(if_empty: bool) -> None:
                 db.session,
                 name=name,
                 email=email,
-                password=DEMO_PASSWORD,
+                password_hash=demo_hash,
                 role=role,
                 status=status,
-                hasher=hasher,
                 now=now,
                 website="https://blog.example.com" if role == Role.AFFILIATE else None,
                 promotion="A cooking blog with 40k monthly readers." if role == Role.AFFILIATE else None,

@@ -29,8 +29,9 @@ def make_user(app: Flask, **overrides) -> User:
         "status": UserStatus.ACTIVE,
     }
     fields.update(overrides)
+    fields["password_hash"] = app.extensions["clicktrail.hasher"].hash(fields.pop("password"))
     with app.app_context():
-        user = accounts.create_user(db.session, hasher=app.extensions["clicktrail.hasher"], now=utcnow(), **fields)
+        user = accounts.create_user(db.session, now=utcnow(), **fields)
         db.session.commit()
         db.session.refresh(user)
         db.session.expunge(user)

@@ -7,10 +7,11 @@ from flask_login import current_user, logout_user
 
 from affiliate.account.forms import PasswordForm, PayoutForm, ProfileForm
 from affiliate.auth.access import require_roles
-from affiliate.auth.sessions import hasher, sign_in
+from affiliate.auth.passwords import authenticate, form_page, hash_new_password
+from affiliate.auth.sessions import login_is_fresh, sign_in
 from affiliate.extensions import db
 from affiliate.models import PayoutMethod, Role, utcnow
-from affiliate.services import accounts
+from affiliate.services import accounts, throttles
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 bp.before_request(require_roles(*Role))
@@ -31,8 +32,12 @@ def profile():
 
 @bp.route("/payout", methods=["GET", "POST"])
 def payout():
+    """Where earnings are sent; changing it needs the password typed recently, as approving a payout does (C17)."""
     if current_user.role != Role.AFFILIATE:
         abort(403)
+    if not login_is_fresh(utcnow()):
+        # Someone at an unattended browser, or with a stolen cookie, must not redirect the money.
+        return redirect(url_for("auth.reauth", next=url_for("account.payout")), 303)
     form = PayoutForm(
         method=current_user.payout_method or "",
         email=current_user.payout_email,
@@ -63,27 +68,29 @@ def payout():
 @bp.route("/password", methods=["GET", "POST"])
 def password():
     form = PasswordForm()
+    throttled = None
     if form.validate_on_submit():
+        user = current_user._get_current_object()
         try:
-            accounts.change_password(
-                db.session,
-                current_user,
-                current=form.current.data,
-                new=form.new.data,
-                hasher=hasher(),
-                min_length=current_app.config["PASSWORD_MIN_LENGTH"],
-                now=utcnow(),
-            )
-        except accounts.InvalidCredentials as error:
+            min_length = current_app.config["PASSWORD_MIN_LENGTH"]
+            accounts.check_password(form.new.data, min_length=min_length, email=user.email)
+            # The sign-in check, so guesses at the current password count towards the same throttles (C18).
+            checked = authenticate(user.email, form.current.data)
+            old_hash = checked.password_hash
+            new_hash = hash_new_password(form.new.data)
+            accounts.change_password(db.session, user, old_hash=old_hash, new_hash=new_hash, now=utcnow())
+        except throttles.Throttled as error:
+            throttled = error
             form.current.errors.append(str(error))
+        except accounts.InvalidCredentials:
+            form.current.errors.append("Your current password is incorrect.")
         except accounts.WeakPassword as error:
             form.new.errors.append(str(error))
         else:
-            user = current_user._get_current_object()
             # Every earlier login, this one's cookies included, is revoked; start afresh here.
             logout_user()
             sign_in(user, remember=False)
             db.session.commit()
             flash("Password changed. You have been signed out everywhere else.", "success")
             return redirect(url_for("account.profile"))
-    return render_template("account/password.html", form=form)
+    return form_page(render_template("account/password.html", form=form), throttled)

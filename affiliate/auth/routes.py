@@ -8,20 +8,18 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import confirm_login, current_user, logout_user
 
 from affiliate.auth.forms import ApplyForm, LoginForm, ReauthForm, SignupForm
+from affiliate.auth.passwords import authenticate, count_signup, form_page, hash_new_password
 from affiliate.auth.sessions import (
     PASSWORD_AT,
     VISITOR_COOKIE,
-    client_ip,
-    hasher,
     mark_password_entered,
     request_fingerprint,
     sign_in,
-    throttle_policy,
     token_or_none,
 )
 from affiliate.extensions import db, login_manager
 from affiliate.models import Role, User, utcnow
-from affiliate.services import accounts
+from affiliate.services import accounts, throttles
 from affiliate.services.conversions import await_click
 from affiliate.services.signups import Signup, find_referrer, sign_up, signup_program
 from affiliate.urls import safe_next
@@ -51,6 +49,7 @@ def signup():
     ref = request.args.get("ref", "")[:32] or None
     program_id = request.args.get("program", type=int)
     click_id = _click_id(program_id)
+    throttled = None
     if form.validate_on_submit():
         await_click(db.session, click_id, clock=utcnow, sleep=time.sleep)
         details = Signup(
@@ -63,14 +62,17 @@ def signup():
             visitor_id=token_or_none(request.cookies.get(VISITOR_COOKIE)),
             fingerprint=request_fingerprint(),
         )
+        min_length = current_app.config["PASSWORD_MIN_LENGTH"]
         try:
+            accounts.check_password(details.password, min_length=min_length, email=details.email)
+            count_signup()
+            password_hash = hash_new_password(details.password)
             result = sign_up(
-                db.session,
-                details,
-                hasher=hasher(),
-                min_password_length=current_app.config["PASSWORD_MIN_LENGTH"],
-                now=utcnow(),
+                db.session, details, password_hash=password_hash, min_password_length=min_length, now=utcnow()
             )
+        except throttles.Throttled as error:
+            throttled = error
+            form.form_errors.append(str(error))
         except accounts.WeakPassword as error:
             form.password.errors.append(str(error))
         except accounts.EmailTaken as error:
@@ -82,7 +84,7 @@ def signup():
             return redirect(url_for("member.home"))
     # Shown to reassure the visitor who invited them; an unknown or malformed code shows nothing.
     referrer = find_referrer(db.session, ref)
-    return render_template("auth/signup.html", form=form, referrer=referrer)
+    return form_page(render_template("auth/signup.html", form=form, referrer=referrer), throttled)
 
 
 def _click_id(program_id: int | None) -> str | None:
@@ -100,6 +102,7 @@ def apply():
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
     form = ApplyForm()
+    throttled = None
     if form.validate_on_submit():
         application = accounts.AffiliateApplication(
             name=form.name.data,
@@ -112,7 +115,12 @@ def apply():
             accounts.check_password(
                 application.password, min_length=current_app.config["PASSWORD_MIN_LENGTH"], email=application.email
             )
-            user = accounts.apply_as_affiliate(db.session, application, hasher=hasher(), now=utcnow())
+            count_signup()
+            password_hash = hash_new_password(application.password)
+            user = accounts.apply_as_affiliate(db.session, application, password_hash=password_hash, now=utcnow())
+        except throttles.Throttled as error:
+            throttled = error
+            form.form_errors.append(str(error))
         except accounts.WeakPassword as error:
             form.password.errors.append(str(error))
         except accounts.EmailTaken as error:
@@ -122,7 +130,7 @@ def apply():
             db.session.commit()
             flash("Thanks for applying. We will review your application shortly.", "success")
             return redirect(url_for("account.profile"))
-    return render_template("auth/apply.html", form=form)
+    return form_page(render_template("auth/apply.html", form=form), throttled)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -130,22 +138,21 @@ def login():
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
     form = LoginForm()
-    status = 200
+    throttled = None
     if form.validate_on_submit():
         try:
-            user = _authenticate(form.email.data, form.password.data)
-        except accounts.LoginThrottled as error:
+            user = authenticate(form.email.data, form.password.data)
+        except throttles.Throttled as error:
+            throttled = error
             form.form_errors.append(str(error))
-            status = 429
         except accounts.InvalidCredentials as error:
-            db.session.commit()  # keep the failed attempt for throttling
             form.form_errors.append(str(error))
         else:
             sign_in(user, remember=form.remember.data)
             db.session.commit()
             target = safe_next(request.args.get("next"), request.host_url)
             return redirect(target or home_for(user))
-    return render_template("auth/login.html", form=form), status
+    return form_page(render_template("auth/login.html", form=form), throttled)
 
 
 @bp.route("/reauth", methods=["GET", "POST"])
@@ -155,15 +162,15 @@ def reauth():
         return login_manager.unauthorized()
     form = ReauthForm()
     status = 200
+    throttled = None
     if form.validate_on_submit():
         try:
-            # The sign-in check itself, so failed attempts count towards the same throttle (C18).
-            _authenticate(current_user.email, form.password.data)
-        except accounts.LoginThrottled as error:
+            # The sign-in check itself, so failed attempts count towards the same throttles (C18).
+            authenticate(current_user.email, form.password.data)
+        except throttles.Throttled as error:
+            throttled = error
             form.form_errors.append(str(error))
-            status = 429
         except accounts.InvalidCredentials:
-            db.session.commit()  # keep the failed attempt for throttling
             form.password.errors.append("That is not your password.")
             status = 422
         else:
@@ -172,13 +179,7 @@ def reauth():
             mark_password_entered()
             target = safe_next(request.args.get("next"), request.host_url)
             return redirect(target or home_for(current_user))
-    return render_template("auth/reauth.html", form=form), status
-
-
-def _authenticate(email: str, password: str) -> User:
-    """The sign-in check with this request's address, throttled across workers (C18)."""
-    return accounts.authenticate(db.session, email=email, password=password, ip=client_ip(), hasher=hasher(),
-                                 policy=throttle_policy(), now=utcnow())  # fmt: skip
+    return form_page(render_template("auth/reauth.html", form=form), throttled, status)
 
 
 @bp.route("/logout", methods=["POST"])

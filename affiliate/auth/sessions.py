@@ -35,15 +35,6 @@ def session_policy() -> accounts.SessionPolicy:
     )
 
 
-def throttle_policy() -> accounts.ThrottlePolicy:
-    config = current_app.config
-    return accounts.ThrottlePolicy(
-        max_failures_per_account=config["LOGIN_MAX_FAILURES_PER_ACCOUNT"],
-        max_failures_per_ip=config["LOGIN_MAX_FAILURES_PER_IP"],
-        window=timedelta(minutes=config["LOGIN_THROTTLE_MINUTES"]),
-    )
-
-
 def hasher():
     return current_app.extensions["clicktrail.hasher"]
 

@@ -2,9 +2,9 @@
 
 from affiliate.models.accounts import (
     STAFF_ROLES,
-    LoginAttempt,
     PayoutMethod,
     Role,
+    Throttle,
     User,
     UserSession,
     UserStatus,
@@ -66,7 +66,6 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "Link",
-    "LoginAttempt",
     "PartnerGroup",
     "Payout",
     "PayoutBatch",
@@ -77,6 +76,7 @@ __all__ = [
     "Referral",
     "Role",
     "RollupState",
+    "Throttle",
     "UTCDateTime",
     "User",
     "UserSession",

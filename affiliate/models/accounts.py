@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from affiliate.extensions import db
@@ -116,16 +116,16 @@ class UserSession(db.Model):
     user: Mapped[User] = relationship()
 
 
-class LoginAttempt(db.Model):
-    """Failed sign-ins, counted in the database so throttling holds across workers."""
+class Throttle(db.Model):
+    """Failures counted against one key (an email at an address, or an address), shared by every worker.
 
-    __tablename__ = "login_attempts"
-    __table_args__ = (
-        Index("ix_login_attempts_email_at", "email", "attempted_at"),
-        Index("ix_login_attempts_ip_at", "ip", "attempted_at"),
-    )
+    The key is a SHA-256 of what it counts, so the table holds no email or address in the clear.
+    """
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    email: Mapped[str] = mapped_column(String(254))
-    ip: Mapped[str] = mapped_column(String(45))
-    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    __tablename__ = "throttles"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from affiliate.models import LoginAttempt, Role, User, UserSession, UserStatus
-from affiliate.services import audit
+from affiliate.models import Role, User, UserSession, UserStatus
+from affiliate.services import audit, throttles
 
 # No 0/O, 1/I/L: codes are read aloud and typed from screenshots.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -38,19 +38,16 @@ class InvalidCredentials(AccountError):
     """The email and password do not match an account."""
 
 
-class LoginThrottled(AccountError):
-    """Too many recent failed sign-ins for this email or address."""
-
-
 class InvalidTransition(AccountError):
     """The affiliate's status does not allow that decision."""
 
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
-    max_failures_per_account: int
-    max_failures_per_ip: int
-    window: timedelta
+    """Sign-in limits: per email tried from one address, and per address whatever the email (docs/sign-in.md)."""
+
+    account_address: throttles.Limit
+    address: throttles.Limit
 
 
 @dataclass(frozen=True)
@@ -102,10 +99,9 @@ def create_user(
     *,
     name: str,
     email: str,
-    password: str,
+    password_hash: str,
     role: Role,
     status: UserStatus,
-    hasher: PasswordHasher,
     now: datetime,
     website: str | None = None,
     promotion: str | None = None,
@@ -114,10 +110,10 @@ def create_user(
     """Add a user with a unique referral code; raise EmailTaken if the email is in use.
 
     Codes are random, so a collision is possible but rare: each try runs in a savepoint
-    and a clash on the unique index just draws again.
+    and a clash on the unique index just draws again. The password comes hashed: the caller
+    hashes it before opening its write transaction (hashing holds no lock others wait for).
     """
     email = normalise_email(email)
-    password_hash = hasher.hash(password)
     for _ in range(8):
         user = User(
             name=name.strip(),
@@ -144,17 +140,16 @@ def create_user(
 
 
 def apply_as_affiliate(
-    session: Session, application: AffiliateApplication, *, hasher: PasswordHasher, now: datetime
+    session: Session, application: AffiliateApplication, *, password_hash: str, now: datetime
 ) -> User:
-    """Create a pending affiliate account from an application."""
+    """Create a pending affiliate account from an application, its password hashed beforehand."""
     return create_user(
         session,
         name=application.name,
         email=application.email,
-        password=application.password,
+        password_hash=password_hash,
         role=Role.AFFILIATE,
         status=UserStatus.PENDING,
-        hasher=hasher,
         now=now,
         website=application.website,
         promotion=application.promotion,
@@ -215,41 +210,65 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
     return _dummy_hashes[key]
 
 
-def authenticate(
+@dataclass(frozen=True)
+class StoredPassword:
+    """What checking a sign-in needs, read while its attempt is counted; None for an unknown email."""
+
+    user_id: int | None
+    password_hash: str | None
+
+
+def sign_in_keys(policy: ThrottlePolicy, email: str, ip: str) -> list[tuple[throttles.Limit, str]]:
+    return [
+        (policy.account_address, throttles.key_of(normalise_email(email)[:254], ip)),
+        (policy.address, throttles.key_of(ip)),
+    ]
+
+
+def begin_sign_in(session: Session, *, email: str, ip: str, policy: ThrottlePolicy, now: datetime) -> StoredPassword:
+    """Count a sign-in attempt and read the stored hash; raise throttles.Throttled if it must wait.
+
+    Signing in is three steps so that the slow password check runs with no transaction open:
+    this one (the caller commits it at once), ``verify_password`` outside any transaction, then
+    ``finish_sign_in``. The attempt counts as a failure until ``finish_sign_in`` forgives it, so
+    parallel guesses cannot outrun the count.
+    """
+    throttles.count_attempt(session, sign_in_keys(policy, email, ip), now=now)
+    row = session.execute(
+        select(User.id, User.password_hash).where(User.email == normalise_email(email)[:254])
+    ).one_or_none()
+    return StoredPassword(row.id, row.password_hash) if row else StoredPassword(None, None)
+
+
+def verify_password(hasher: PasswordHasher, stored: StoredPassword, password: str) -> bool:
+    """Whether the password is right; an unknown email still pays for one hash so timing does not tell."""
+    try:
+        hasher.verify(stored.password_hash or _dummy_hash(hasher), password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return stored.user_id is not None
+
+
+def finish_sign_in(
     session: Session,
+    stored: StoredPassword,
     *,
     email: str,
-    password: str,
     ip: str,
-    hasher: PasswordHasher,
     policy: ThrottlePolicy,
-    now: datetime,
+    new_hash: str | None,
 ) -> User:
-    """Return the user whose credentials these are.
+    """After a right password: forgive the attempt and store a stronger hash if one was made.
 
-    Raises LoginThrottled after too many recent failures for the email or the IP, and
-    InvalidCredentials otherwise; both read the same whether or not the account exists,
-    and an unknown email still pays for one hash so timing does not tell either.
+    Raises InvalidCredentials if the password was changed while it was being checked.
     """
-    email = normalise_email(email)[:254]
-    since = now - policy.window
-    by_email = session.scalar(
-        select(func.count()).where(LoginAttempt.email == email, LoginAttempt.attempted_at >= since)
-    )
-    by_ip = session.scalar(select(func.count()).where(LoginAttempt.ip == ip, LoginAttempt.attempted_at >= since))
-    if by_email >= policy.max_failures_per_account or by_ip >= policy.max_failures_per_ip:
-        raise LoginThrottled("Too many failed sign-ins. Wait a few minutes and try again.")
-    user = session.scalar(select(User).where(User.email == email))
-    try:
-        hasher.verify(user.password_hash if user else _dummy_hash(hasher), password)
-        if user is None:
-            raise VerificationError
-    except (VerificationError, InvalidHashError):
-        session.add(LoginAttempt(email=email, ip=ip, attempted_at=now))
-        raise InvalidCredentials("Email or password is incorrect.") from None
-    if hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hasher.hash(password)
-    session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
+    user = session.get(User, stored.user_id, populate_existing=True)
+    if user is None or user.password_hash != stored.password_hash:
+        raise InvalidCredentials("Email or password is incorrect.")
+    account_address, address = sign_in_keys(policy, email, ip)
+    throttles.forgive(session, clear=[account_address], give_back=[address])
+    if new_hash is not None:
+        user.password_hash = new_hash
     return user
 
 
@@ -323,24 +342,20 @@ def end_all_sessions(session: Session, user: User, *, now: datetime) -> None:
     )
 
 
-def change_password(
-    session: Session,
-    user: User,
-    *,
-    current: str,
-    new: str,
-    hasher: PasswordHasher,
-    min_length: int,
-    now: datetime,
-) -> None:
-    """Replace the password and end every login of the account, this one included."""
-    try:
-        hasher.verify(user.password_hash, current)
-    except (VerificationError, InvalidHashError):
-        raise InvalidCredentials("Your current password is incorrect.") from None
-    check_password(new, min_length=min_length, email=user.email)
-    user.password_hash = hasher.hash(new)
-    user.password_changed_at = now
+def change_password(session: Session, user: User, *, old_hash: str, new_hash: str, now: datetime) -> None:
+    """Replace the password checked as ``old_hash`` and end every login of the account, this one included.
+
+    The caller checks the current password and hashes the new one before its write transaction;
+    raises InvalidCredentials if the password changed meanwhile.
+    """
+    changed = session.execute(
+        update(User)
+        .where(User.id == user.id, User.password_hash == old_hash)
+        .values(password_hash=new_hash, password_changed_at=now)
+    ).rowcount
+    if changed != 1:
+        raise InvalidCredentials("Your current password is incorrect.")
+    session.refresh(user)
     end_all_sessions(session, user, now=now)
     audit.record(
         session,

@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -75,13 +74,14 @@ def signup_program(session: Session, program_id: int | None, click_id: str | Non
 
 
 def sign_up(
-    session: Session, signup: Signup, *, hasher: PasswordHasher, min_password_length: int, now: datetime
+    session: Session, signup: Signup, *, password_hash: str, min_password_length: int, now: datetime
 ) -> SignupResult:
     """Create the member, credit whoever referred them, and record the signup conversion.
 
     The referrer is the owner of the referral code if it is valid and not the new member's
     own address; otherwise the affiliate whose click attribution finds. An unknown,
     malformed or own code is ignored without a word: the person signs up either way.
+    ``password_hash`` is ``signup.password`` hashed by the caller before its write transaction.
     Raises accounts.WeakPassword or accounts.EmailTaken.
     """
     accounts.check_password(signup.password, min_length=min_password_length, email=signup.email)
@@ -92,10 +92,9 @@ def sign_up(
         session,
         name=signup.name,
         email=signup.email,
-        password=signup.password,
+        password_hash=password_hash,
         role=Role.MEMBER,
         status=UserStatus.ACTIVE,
-        hasher=hasher,
         now=now,
         referred_by=referrer,
     )

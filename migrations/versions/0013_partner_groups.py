@@ -1,7 +1,7 @@
 """partner groups: named groups of a program's affiliates, each with its own plan versions
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-04 16:00:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
