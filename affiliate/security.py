@@ -29,7 +29,7 @@ def add_security_headers(response: Response) -> Response:
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
     if current_app.config.get("HSTS"):
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        headers.setdefault("Strict-Transport-Security", current_app.config["HSTS"])
     # Pages about a signed-in person's money or account must not linger in shared caches.
     if current_user and current_user.is_authenticated:
         headers["Cache-Control"] = "no-store"
