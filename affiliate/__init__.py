@@ -117,9 +117,12 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_security(app: Flask) -> None:
+    from affiliate.addresses import UnmapClientAddress
     from affiliate.security import add_security_headers
 
     app.after_request(add_security_headers)
+    # Inside ProxyFix, so that the address it takes from X-Forwarded-For is unmapped too.
+    app.wsgi_app = UnmapClientAddress(app.wsgi_app)
     proxies = app.config["TRUSTED_PROXY_COUNT"]
     if proxies > 0:
         # Only then is X-Forwarded-For believed, and only the hops our own proxies added (C22).

@@ -8,8 +8,6 @@ idempotency key (409 for the same order with another payload).
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import json
 import re
 import time
@@ -20,6 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, Response, g, request
 from sqlalchemy import update
 
+from affiliate.addresses import normalise_ip
 from affiliate.api.signing import SignatureError, verify
 from affiliate.api.strict_json import JSONError, parse_object, require_int, require_str
 from affiliate.database import reading
@@ -262,8 +261,9 @@ def _ip(value) -> str | None:
     if value is None:
         return None
     if isinstance(value, str) and len(value) <= 45:
-        with contextlib.suppress(ValueError):
-            return str(ipaddress.ip_address(value))
+        address = normalise_ip(value)
+        if address is not None:
+            return address
     raise ApiError(422, "invalid_field", "customer.ip must be an IPv4 or IPv6 address.", "customer.ip")
 
 
