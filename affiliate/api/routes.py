@@ -53,10 +53,8 @@ REFUND_FIELDS = {"order_id", "refund_id", "amount", "occurred_at"}
 CUSTOMER_FIELDS = {"external_id", "email", "ip", "country"}
 COUNTRY = re.compile(r"[A-Z]{2}")
 LAST_USED_EVERY_SECONDS = 60
-EARLIEST_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
-EARLIEST_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ApiError(Exception):
@@ -282,14 +280,11 @@ def _time(value) -> datetime | None:
     if moment.tzinfo is None:
         raise ApiError(422, "invalid_field", "occurred_at needs a time zone (Z or +hh:mm).", "occurred_at")
     try:
-        # Stored in UTC: a time at the calendar's edge whose offset carries it past year 1 or 9999 has no UTC form,
-        # and attribution windows are subtracted from it, so nothing before the Unix epoch is a real sale's time.
-        in_range = moment.astimezone(UTC) >= EARLIEST_OCCURRED_AT
-    except OverflowError:
-        in_range = False
-    if not in_range:
-        message = f"occurred_at must be after {EARLIEST_OCCURRED_AT:%Y-%m-%d} (UTC)."
-        raise ApiError(400, "invalid_field", message, "occurred_at")
+        # Stored in UTC: a time at the calendar's edge whose offset carries it past year 1 or 9999 has no UTC form.
+        moment.astimezone(UTC)
+    except OverflowError as error:
+        message = "occurred_at is outside the years 1 to 9999 once converted to UTC."
+        raise ApiError(400, "invalid_field", message, "occurred_at") from error
     return moment
 
 
