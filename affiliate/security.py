@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import abort, current_app, request
 from flask.wrappers import Response
 from flask_login import current_user
+
+from affiliate.validators import UNSTORABLE_MESSAGE, unstorable
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -18,6 +20,13 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+
+
+def refuse_unstorable_arguments() -> None:
+    """A query string holding NUL or a lone surrogate is refused (400) before a view puts it in a query."""
+    for key, value in request.args.items(multi=True):
+        if unstorable(key) or unstorable(value):
+            abort(400, description=f"Query arguments {UNSTORABLE_MESSAGE}.")
 
 
 def add_security_headers(response: Response) -> Response:
