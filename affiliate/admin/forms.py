@@ -35,7 +35,8 @@ class ProgramForm(Form):
     allowed_hosts = TextAreaField(
         "Other hosts deep links may use",
         validators=[Optional(), Length(max=4000), host_list],
-        description="One per line. The destination's own host is always allowed.",
+        description="One per line. The destination's own host is always allowed. Deep links keep the "
+        "destination's scheme and port; add host:port (say shop.example.com:8443) to allow another port on a host.",
     )
     fallback_url = URLField(
         "Fallback URL for paused or unknown links", validators=[Optional(), Length(max=2048), https_destination]
