@@ -165,15 +165,25 @@ def resolve_deep_link(
             raise InvalidUrl(f"The link is longer than {MAX_URL_LENGTH} characters once encoded.")
     else:
         url = parse_destination(text, allow_http_loopback=allow_http_loopback)
+    problem = deep_link_problem(url, destination, hosts, allow_http_loopback=allow_http_loopback)
+    if problem:
+        raise InvalidUrl(problem)
+    return url
+
+
+def deep_link_problem(
+    url: str, destination: str, hosts: frozenset[str] | set[str], *, allow_http_loopback: bool = False
+) -> str | None:
+    """Why an absolute deep link may not be used with ``destination``, or None when it may."""
     if not destination_allowed(url, hosts, allow_http_loopback=allow_http_loopback):
-        raise InvalidUrl("Deep links must stay on the program's allowed hosts.")
+        return "Deep links must stay on the program's allowed hosts."
     parsed, home = ada_url.URL(url), ada_url.URL(destination)
     # Another scheme or port on an allowed host is another service, often one never meant for shoppers.
     if parsed.protocol != home.protocol:
-        raise InvalidUrl(f"Deep links must use the destination's scheme ({home.protocol[:-1]}).")
+        return f"Deep links must use the destination's scheme ({home.protocol[:-1]})."
     if parsed.port != home.port and f"{parsed.hostname}:{parsed.port}" not in hosts:
-        raise InvalidUrl("Deep links must use the destination's port, or one the program lists as host:port.")
+        return "Deep links must use the destination's port, or one the program lists as host:port."
     # A path starting with // is read as another host by many servers' own redirects (protocol-relative).
     if parsed.pathname.startswith("//"):
-        raise InvalidUrl("Deep link paths must not start with //.")
-    return url
+        return "Deep link paths must not start with //."
+    return None

@@ -72,3 +72,14 @@ def test_the_link_form_says_why_and_stores_nothing(app, setup):
     assert "destination&#39;s port" in response.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Link)) == 0
+
+
+@pytest.mark.parametrize("stored", ["https://shop.example.com:8443/admin", "https://shop.example.com//evil.test/x"])
+def test_redirector_refuses_such_deep_links_stored_before_the_rule(app, setup, shopper, stored):
+    affiliate, program = setup
+    link = make_link(app, affiliate, program, deep_link="/sale")
+    with app.app_context():
+        db.session.get(Link, link.id).deep_link = stored  # as a link made before deep links were held to this
+        db.session.commit()
+    location = shopper.get(f"/r/{link.code}").headers["Location"]
+    assert location.startswith("https://shop.example.com/signup?"), location
