@@ -56,7 +56,6 @@ LAST_USED_EVERY_SECONDS = 60
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
 
-
 class ApiError(Exception):
     """An answer other than success, in the API's error shape."""
 

@@ -40,7 +40,7 @@ def test_writer_quotes_text_cells_after_numbers_and_neutralises_every_piece():
     rows = [["ref", -1250, value, 3, value] for value in (HOSTILE, *OTHERS)]
     text = write_csv(rows, header=["ref", "amount", "name", "count", "again"])
     assert_inert(text, HOSTILE, *OTHERS)
-    assert text.splitlines()[1] == "\"ref\",-1250,\"Bob;'=2+5;x\",3,\"Bob;'=2+5;x\""
+    assert text.splitlines()[1] == '"ref",-1250,"Bob;\'=2+5;x",3,"Bob;\'=2+5;x"'
 
 
 def test_payout_files_are_inert(app):
