@@ -104,7 +104,9 @@ class Config:
     SIGNUP_FORGET_HOURS = env_int("SIGNUP_FORGET_HOURS", 1)
     PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 12)
 
-    HSTS = False
+    # Strict-Transport-Security for every answer of the portal and the redirector; empty sends none, since
+    # a browser told this over plain http (development, tests) would refuse the site's http address for a year.
+    HSTS = ""
 
     # The instance folder holds the SQLite database, the development key and the click spool.
     INSTANCE_PATH = env_str("CLICKTRAIL_INSTANCE", str(PROJECT_ROOT / "instance"))
@@ -204,7 +206,7 @@ class ProductionConfig(Config):
     ENV_NAME = "production"
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
-    HSTS = True
+    HSTS = "max-age=31536000; includeSubDomains"
     DEMO_SHOP = env_bool("DEMO_SHOP", False)
 
     @classmethod

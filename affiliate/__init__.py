@@ -26,6 +26,7 @@ def create_app(config_class: type[Config] | None = None, overrides: dict | None 
     config_class.init_app(app)
 
     register_extensions(app)
+    register_converters(app)
     register_read_only_requests(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -54,6 +55,13 @@ def register_extensions(app: Flask) -> None:
         memory_cost=app.config["ARGON2_MEMORY_KIB"],
         parallelism=app.config["ARGON2_PARALLELISM"],
     )
+
+
+def register_converters(app: Flask) -> None:
+    """Before any route is added: ``<int:...>`` matches only ids the database could hold (others are 404)."""
+    from affiliate.params import IdConverter
+
+    app.url_map.converters["int"] = IdConverter
 
 
 def register_read_only_requests(app: Flask) -> None:
@@ -131,9 +139,13 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_security(app: Flask) -> None:
-    from affiliate.security import add_security_headers
+    from affiliate.addresses import UnmapClientAddress
+    from affiliate.security import add_security_headers, refuse_unstorable_arguments
 
+    app.before_request(refuse_unstorable_arguments)
     app.after_request(add_security_headers)
+    # Inside ProxyFix, so that the address it takes from X-Forwarded-For is unmapped too.
+    app.wsgi_app = UnmapClientAddress(app.wsgi_app)
     proxies = app.config["TRUSTED_PROXY_COUNT"]
     if proxies > 0:
         # Only then is X-Forwarded-For believed, and only the hops our own proxies added (C22).

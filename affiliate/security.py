@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import abort, current_app, request
 from flask.wrappers import Response
 from flask_login import current_user
+
+from affiliate.validators import UNSTORABLE_MESSAGE, unstorable
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -20,6 +22,13 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
+def refuse_unstorable_arguments() -> None:
+    """A query string holding NUL or a lone surrogate is refused (400) before a view puts it in a query."""
+    for key, value in request.args.items(multi=True):
+        if unstorable(key) or unstorable(value):
+            abort(400, description=f"Query arguments {UNSTORABLE_MESSAGE}.")
+
+
 def add_security_headers(response: Response) -> Response:
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
@@ -29,7 +38,7 @@ def add_security_headers(response: Response) -> Response:
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
     if current_app.config.get("HSTS"):
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        headers.setdefault("Strict-Transport-Security", current_app.config["HSTS"])
     # Pages about a signed-in person's money or account must not linger in shared caches.
     if current_user and current_user.is_authenticated:
         headers["Cache-Control"] = "no-store"

@@ -62,8 +62,17 @@ def parse_destination(text: str, *, allow_http_loopback: bool = False) -> str:
 
 
 def normalise_host(text: str) -> str:
-    """Return a host name in its ASCII (punycode) form, or raise InvalidUrl."""
-    text = (text or "").strip().lower().rstrip(".")
+    """Return a host name in its ASCII (punycode) form, or raise InvalidUrl.
+
+    ``host:port`` names a port other than the destination's that deep links on that host may use.
+    """
+    text = (text or "").strip().lower()
+    name, colon, port = text.rpartition(":")
+    if colon and port.isascii() and port.isdigit():
+        if not 1 <= int(port) <= 65535 or len(port) > 5 or int(port) in (80, 443):
+            raise InvalidUrl(f"{text!r}: list a host alone for its usual port, or with another port (1 to 65535).")
+        return f"{normalise_host(name)}:{int(port)}"
+    text = text.rstrip(".")
     if not text or any(ch in _FORBIDDEN or ch in "/?#@:" for ch in text):
         raise InvalidUrl(f"{text!r} is not a host name.")
     try:
@@ -156,6 +165,25 @@ def resolve_deep_link(
             raise InvalidUrl(f"The link is longer than {MAX_URL_LENGTH} characters once encoded.")
     else:
         url = parse_destination(text, allow_http_loopback=allow_http_loopback)
-    if not destination_allowed(url, hosts, allow_http_loopback=allow_http_loopback):
-        raise InvalidUrl("Deep links must stay on the program's allowed hosts.")
+    problem = deep_link_problem(url, destination, hosts, allow_http_loopback=allow_http_loopback)
+    if problem:
+        raise InvalidUrl(problem)
     return url
+
+
+def deep_link_problem(
+    url: str, destination: str, hosts: frozenset[str] | set[str], *, allow_http_loopback: bool = False
+) -> str | None:
+    """Why an absolute deep link may not be used with ``destination``, or None when it may."""
+    if not destination_allowed(url, hosts, allow_http_loopback=allow_http_loopback):
+        return "Deep links must stay on the program's allowed hosts."
+    parsed, home = ada_url.URL(url), ada_url.URL(destination)
+    # Another scheme or port on an allowed host is another service, often one never meant for shoppers.
+    if parsed.protocol != home.protocol:
+        return f"Deep links must use the destination's scheme ({home.protocol[:-1]})."
+    if parsed.port != home.port and f"{parsed.hostname}:{parsed.port}" not in hosts:
+        return "Deep links must use the destination's port, or one the program lists as host:port."
+    # A path starting with // is read as another host by many servers' own redirects (protocol-relative).
+    if parsed.pathname.startswith("//"):
+        return "Deep link paths must not start with //."
+    return None

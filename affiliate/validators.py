@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import ada_url
 from flask import current_app
 from wtforms.fields.choices import SelectChoice
@@ -44,3 +46,13 @@ def host_list(form, field) -> None:
 def options(pairs) -> list[SelectChoice]:
     """Turn (value, label) pairs into WTForms select choices."""
     return [SelectChoice(value, label) for value, label in pairs]
+
+
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_MESSAGE = "must not contain NUL bytes or unpaired surrogate characters"
+
+
+def unstorable(text: str) -> bool:
+    """Whether ``text`` holds a character no database column can keep: PostgreSQL refuses NUL in text, and a
+    lone surrogate has no UTF-8 encoding at all."""
+    return UNSTORABLE.search(text) is not None

@@ -69,6 +69,8 @@ class Redirector:
         self.allow_http_loopback = bool(config.get("ALLOW_HTTP_LOOPBACK_DESTINATIONS"))
         self.visitor_max_age = int(config["VISITOR_COOKIE_DAYS"]) * 86400
         self.link_preload = int(config.get("LINK_CACHE_PRELOAD", 0))
+        hsts = config.get("HSTS")
+        self.extra_headers = [("Strict-Transport-Security", hsts)] if hsts else []
         ip_key = hashlib.sha256(b"clicktrail-ip-hash:" + config["SECRET_KEY"].encode()).digest()
         self.ip_hash = lru_cache(maxsize=65536)(partial(enrich.ip_hash, ip_key))
         process = config.get("CLICK_INGESTER", "thread") == "process"
@@ -112,7 +114,7 @@ class Redirector:
         answer = self.respond(environ)
         if isinstance(answer, PendingClick):
             answer = answer.settle(self.recorder.record(answer.click))
-        start_response(answer.status_line, answer.headers)
+        start_response(answer.status_line, answer.headers + self.extra_headers)
         return [answer.body]
 
     def __rsgi_init__(self, loop) -> None:
@@ -140,7 +142,7 @@ class Redirector:
         answer = self.respond(rsgi_environ(scope))
         if isinstance(answer, PendingClick):
             answer = answer.settle(await self.recorder.record_async(answer.click))
-        protocol.response_bytes(answer.status, answer.headers, answer.body)
+        protocol.response_bytes(answer.status, answer.headers + self.extra_headers, answer.body)
 
     def respond(self, environ: dict) -> Answer | PendingClick:
         """The answer to one request, or a click to store before the answer can be given."""

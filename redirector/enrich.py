@@ -18,6 +18,8 @@ from functools import lru_cache
 import user_agents
 from crawleruseragents import is_crawler
 
+from affiliate.addresses import normalise_ip
+
 log = logging.getLogger(__name__)
 
 USER_AGENT_MAX = 1024  # stored
@@ -155,21 +157,15 @@ def client_ip(environ: dict, trusted_proxies: int) -> str | None:
 
 
 @lru_cache(maxsize=65536)
-def normalise_ip(text: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(text.strip()[:45]))
-    except ValueError:
-        return None
-
-
-@lru_cache(maxsize=65536)
 def ip_prefix(ip: str | None) -> str | None:
     """The /24 (IPv4) or /48 (IPv6) network of an address: coarse enough to share, fine enough to match."""
     if not ip:
         return None
     address = ipaddress.ip_address(ip)
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     bits = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
 
 
 def ip_hash(key: bytes, ip: str | None) -> str | None:

@@ -13,7 +13,7 @@ import ada_url
 from sqlalchemy.engine import Engine
 
 from affiliate.models import ProgramStatus, UserStatus
-from affiliate.urls import destination_allowed, host_of
+from affiliate.urls import deep_link_problem, host_of
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ class LinkCache:
         (link_id, affiliate_id, program_id, active, deep_link, s1, s2, s3, s4, s5,
          destination, allowed, fallback, cookie_days, program_status, user_status, _code) = row  # fmt: skip
         hosts = frozenset({host_of(destination), *allowed.split()})
-        if deep_link and not destination_allowed(deep_link, hosts, allow_http_loopback=self.allow_http_loopback):
+        if deep_link and deep_link_problem(deep_link, destination, hosts, allow_http_loopback=self.allow_http_loopback):
+            # Judged again as the program stands now, and by today's rules (its port, scheme and path).
             log.warning("link %s deep link is off the program's allowlist now; using the destination", link_id)
             deep_link = None
         url = ada_url.URL(deep_link or destination)

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField, StringField, TextAreaField, URLField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
+from affiliate.forms import Form
 from affiliate.models import PayoutMethod
 from affiliate.validators import options, web_url
 
 
-class ProfileForm(FlaskForm):
+class ProfileForm(Form):
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     website = URLField("Website or main channel", validators=[Optional(), Length(max=500), web_url])
     promotion = TextAreaField("How you promote", validators=[Optional(), Length(max=2000)])
 
 
-class PayoutForm(FlaskForm):
+class PayoutForm(Form):
     method = SelectField(
         "Payout method",
         choices=options(
@@ -65,7 +65,7 @@ def is_valid_iban(iban: str) -> bool:
     return int(digits) % 97 == 1
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(Form):
     current = PasswordField("Current password", validators=[DataRequired(), Length(max=256)])
     new = PasswordField("New password", validators=[DataRequired(), Length(max=256)])
     confirm = PasswordField(

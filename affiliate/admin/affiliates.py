@@ -10,6 +10,7 @@ from affiliate.admin.forms import DecisionForm
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import AuditLog, Role, User, UserStatus, utcnow
+from affiliate.params import paginate
 from affiliate.services import accounts
 
 bp = Blueprint("affiliates", __name__, url_prefix="/admin/affiliates")
@@ -30,7 +31,7 @@ def index():
     if query:
         pattern = f"%{query.lower()}%"
         stmt = stmt.where(or_(User.email.like(pattern), User.name.ilike(pattern)))
-    page = db.paginate(stmt.order_by(User.created_at.desc(), User.id.desc()), per_page=50, error_out=False)
+    page = paginate(stmt.order_by(User.created_at.desc(), User.id.desc()), per_page=50)
     return render_template(
         "admin/affiliates/index.html", page=page, status=status, statuses=STATUS_FILTERS, query=query
     )

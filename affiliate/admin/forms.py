@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, StringField, TextAreaField, URLField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
+from affiliate.forms import Form
 from affiliate.models import AttributionModel, EnrollmentPolicy, ProgramStatus
 from affiliate.money import CURRENCIES, InvalidAmount, parse_amount
 from affiliate.validators import host_list, https_destination, options
 
 
-class DecisionForm(FlaskForm):
+class DecisionForm(Form):
     action = SelectField(
         "Decision",
         choices=options(
@@ -21,7 +21,7 @@ class DecisionForm(FlaskForm):
     reason = TextAreaField("Reason (shown to the affiliate)", validators=[Optional(), Length(max=1000)])
 
 
-class ProgramForm(FlaskForm):
+class ProgramForm(Form):
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     description = TextAreaField("Description for affiliates", validators=[Optional(), Length(max=4000)])
     status = SelectField(
@@ -35,7 +35,8 @@ class ProgramForm(FlaskForm):
     allowed_hosts = TextAreaField(
         "Other hosts deep links may use",
         validators=[Optional(), Length(max=4000), host_list],
-        description="One per line. The destination's own host is always allowed.",
+        description="One per line. The destination's own host is always allowed. Deep links keep the "
+        "destination's scheme and port; add host:port (say shop.example.com:8443) to allow another port on a host.",
     )
     fallback_url = URLField(
         "Fallback URL for paused or unknown links", validators=[Optional(), Length(max=2048), https_destination]
@@ -81,7 +82,7 @@ class ProgramForm(FlaskForm):
             raise ValidationError(str(error)) from None
 
 
-class ApiKeyForm(FlaskForm):
+class ApiKeyForm(Form):
     name = StringField(
         "Key name",
         validators=[DataRequired(), Length(max=120)],
@@ -89,5 +90,5 @@ class ApiKeyForm(FlaskForm):
     )
 
 
-class KeyActionForm(FlaskForm):
+class KeyActionForm(Form):
     """Revoke, rotate or retire: a button, so only the CSRF token."""

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import GroupMembership, PartnerGroup, Program, Role, User, utcnow
+from affiliate.params import paginate
 from affiliate.services.accrual import terms_of
 from affiliate.services.groups import GroupError, create_group, groups_of, move
 from affiliate.services.plans import in_words
@@ -33,10 +34,7 @@ def index(program_id: int):
             .where(GroupMembership.program_id == program.id)
         ).all()
     )
-    page = db.paginate(
-        select(User).where(User.role == Role.AFFILIATE).order_by(User.name, User.id), per_page=PAGE_SIZE,
-        error_out=False,
-    )  # fmt: skip
+    page = paginate(select(User).where(User.role == Role.AFFILIATE).order_by(User.name, User.id), PAGE_SIZE)
     return render_template(
         "admin/programs/groups.html", program=program, groups=groups, plans=plans, page=page, membership=membership
     )

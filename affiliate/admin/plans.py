@@ -13,13 +13,13 @@ from decimal import Decimal, InvalidOperation
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import FieldList, Form, FormField, IntegerField, SelectField, StringField, SubmitField
 from wtforms.validators import InputRequired, NumberRange, ValidationError
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
+from affiliate.forms import Form as PortalForm
 from affiliate.models import CommissionPlan, PartnerGroup, Program, Role, User, utcnow
 from affiliate.money import InvalidAmount, format_amount, parse_amount, plain_amount
 from affiliate.services import commissions
@@ -59,7 +59,7 @@ class TierForm(Form):
     flat = StringField("Flat")
 
 
-class PlanForm(FlaskForm):
+class PlanForm(PortalForm):
     flat = StringField("Flat amount per conversion", default="0")
     percent = StringField("Percent of each sale", default="0", description="e.g. 10 or 12.5")
     tier_basis = SelectField(

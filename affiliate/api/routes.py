@@ -8,18 +8,17 @@ idempotency key (409 for the same order with another payload).
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import json
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, Response, g, request
 from sqlalchemy import update
 
+from affiliate.addresses import normalise_ip
 from affiliate.api.signing import SignatureError, verify
 from affiliate.api.strict_json import JSONError, parse_object, require_int, require_str
 from affiliate.database import reading
@@ -262,8 +261,9 @@ def _ip(value) -> str | None:
     if value is None:
         return None
     if isinstance(value, str) and len(value) <= 45:
-        with contextlib.suppress(ValueError):
-            return str(ipaddress.ip_address(value))
+        address = normalise_ip(value)
+        if address is not None:
+            return address
     raise ApiError(422, "invalid_field", "customer.ip must be an IPv4 or IPv6 address.", "customer.ip")
 
 
@@ -278,6 +278,12 @@ def _time(value) -> datetime | None:
         raise ApiError(422, "invalid_field", "occurred_at must be an RFC 3339 time string.", "occurred_at") from error
     if moment.tzinfo is None:
         raise ApiError(422, "invalid_field", "occurred_at needs a time zone (Z or +hh:mm).", "occurred_at")
+    try:
+        # Stored in UTC: a time at the calendar's edge whose offset carries it past year 1 or 9999 has no UTC form.
+        moment.astimezone(UTC)
+    except OverflowError as error:
+        message = "occurred_at is outside the years 1 to 9999 once converted to UTC."
+        raise ApiError(400, "invalid_field", message, "occurred_at") from error
     return moment
 
 

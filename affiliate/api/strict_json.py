@@ -10,6 +10,8 @@ import json
 import re
 from typing import Any
 
+from affiliate.validators import unstorable
+
 
 class JSONError(Exception):
     """A body or field that is not acceptable; ``reason`` is a stable code."""
@@ -39,6 +41,11 @@ def parse_object(raw: bytes, *, max_depth: int = 20) -> dict:
         raise JSONError("not_an_object", "The body must be a JSON object.")
     if _depth(value) > max_depth:
         raise JSONError("too_deep", f"The body nests deeper than {max_depth} levels.")
+    where = _unstorable_string(value)
+    if where is not None:
+        raise JSONError(
+            "invalid_string", f"{where} must not contain NUL (\\u0000) or unpaired surrogates (\\ud800-\\udfff)."
+        )
     return value
 
 
@@ -96,6 +103,25 @@ def _depth(value: Any) -> int:
             deepest = max(deepest, level)
             stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
     return deepest
+
+
+def _unstorable_string(value: Any) -> str | None:
+    """Where in ``value`` a key or string holds NUL or a lone surrogate (no database column stores either)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if unstorable(item):
+                return path or "the body"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                name = f"{path}.{key}" if path else key
+                if unstorable(key):
+                    return f"a key in {path or 'the body'}"
+                stack.append((child, name))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
+    return None
 
 
 def _short(error: Exception) -> str:

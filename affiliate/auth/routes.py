@@ -19,6 +19,7 @@ from affiliate.auth.sessions import (
 )
 from affiliate.extensions import db, login_manager
 from affiliate.models import Role, User, utcnow
+from affiliate.params import query_id
 from affiliate.services import accounts, throttles
 from affiliate.services.conversions import await_click
 from affiliate.services.signups import Signup, find_referrer, sign_up, signup_program
@@ -47,7 +48,7 @@ def signup():
         return redirect(home_for(current_user))
     form = SignupForm()
     ref = request.args.get("ref", "")[:32] or None
-    program_id = request.args.get("program", type=int)
+    program_id = query_id("program")
     click_id = _click_id(program_id)
     throttled = None
     if form.validate_on_submit():

@@ -12,8 +12,10 @@ from sqlalchemy.orm import aliased
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import Conversion, ConversionStatus, ConversionType, Program, Role, User, utcnow
+from affiliate.params import paginate, query_id
 from affiliate.services.conversions import attribution_of, trace_for_affiliate
 from affiliate.services.review import EARNING, decide
+from affiliate.validators import UNSTORABLE_MESSAGE, unstorable
 
 PAGE_SIZE = 50
 FILTERS = ("program", "affiliate", "type", "status", "attributed")
@@ -27,7 +29,7 @@ partner.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
 
 @staff.route("/")
 def index():
-    page = db.paginate(_filtered(select(Conversion)), per_page=PAGE_SIZE, error_out=False)
+    page = paginate(_filtered(select(Conversion)), per_page=PAGE_SIZE)
     programs = db.session.scalars(select(Program).order_by(Program.name)).all()
     filters = {key: value for key, value in request.args.items() if key in FILTERS and value}
     return render_template(
@@ -57,7 +59,9 @@ def reject(conversion_id: int):
     (pending ones are rejected; approved or paid ones reversed from the affiliate's balance)."""
     conversion = db.session.get(Conversion, conversion_id) or abort(404)
     note = (request.form.get("note") or "").strip()[:1000]
-    if not note:
+    if unstorable(note):
+        flash(f"The note {UNSTORABLE_MESSAGE}.", "error")
+    elif not note:
         flash("Say why when rejecting: the note is kept in the audit log.", "error")
     elif decide(db.session, [conversion.id], "reject", actor_id=current_user.id, note=note, now=utcnow(),
                 reopen=True):  # fmt: skip
@@ -75,7 +79,7 @@ def mine():
         .where(Conversion.affiliate_id == current_user.id)
         .order_by(Conversion.occurred_at.desc(), Conversion.id.desc())
     )
-    return render_template("conversions/mine.html", page=db.paginate(query, per_page=PAGE_SIZE, error_out=False))
+    return render_template("conversions/mine.html", page=paginate(query, per_page=PAGE_SIZE))
 
 
 @partner.route("/<int:conversion_id>")
@@ -91,10 +95,10 @@ def mine_show(conversion_id: int):
 
 def _filtered(query):
     args = request.args
-    if args.get("program", type=int):
-        query = query.where(Conversion.program_id == args.get("program", type=int))
-    if args.get("affiliate", type=int):
-        query = query.where(Conversion.affiliate_id == args.get("affiliate", type=int))
+    if query_id("program"):
+        query = query.where(Conversion.program_id == query_id("program"))
+    if query_id("affiliate"):
+        query = query.where(Conversion.affiliate_id == query_id("affiliate"))
     if args.get("type") in set(ConversionType):
         query = query.where(Conversion.type == args["type"])
     if args.get("status") in set(ConversionStatus):

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import re
 
-from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, SelectField
 from wtforms.validators import DataRequired, Email, Length, Regexp
 
 from affiliate.demo_shop.catalogue import PRODUCTS
+from affiliate.forms import Form
 from affiliate.validators import options
 
 ORDER_ID = re.compile(r"SHOP-[0-9a-f]{16}")
 
 
-class CheckoutForm(FlaskForm):
+class CheckoutForm(Form):
     product = SelectField("Product", choices=options((product.slug, product.name) for product in PRODUCTS))
     email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
     # Made when the page is shown, so submitting the same page again is the same order (never a second sale).

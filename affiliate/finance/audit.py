@@ -8,6 +8,7 @@ from sqlalchemy import select
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import AuditLog, Payout, Role, User
+from affiliate.params import paginate
 
 PAGE_SIZE = 50
 # What money depends on; account, program and API key changes are on the admin dashboard.
@@ -26,7 +27,7 @@ def index():
     else:
         subject = ""
         query = query.where(AuditLog.subject_type.in_(SUBJECTS))
-    page = db.paginate(query.order_by(AuditLog.at.desc(), AuditLog.id.desc()), per_page=PAGE_SIZE, error_out=False)
+    page = paginate(query.order_by(AuditLog.at.desc(), AuditLog.id.desc()), per_page=PAGE_SIZE)
     actors = {entry.actor_id for entry in page.items} - {None}
     emails = dict(db.session.execute(select(User.id, User.email).where(User.id.in_(actors))).all())
     payout_ids = {entry.subject_id for entry in page.items if entry.subject_type == "payout"}

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from affiliate.forms import Form
 
-class BuildBatchForm(FlaskForm):
+
+class BuildBatchForm(Form):
     currency = SelectField("Currency", validators=[DataRequired(message="Choose the currency to pay.")])
 
 
-class MarkPaidForm(FlaskForm):
+class MarkPaidForm(Form):
     reference = StringField(
         "Reference from PayPal, Wise or the bank",
         validators=[DataRequired(message="Enter the payment's reference from PayPal, Wise or the bank."),
@@ -19,7 +20,7 @@ class MarkPaidForm(FlaskForm):
     )  # fmt: skip
 
 
-class MarkFailedForm(FlaskForm):
+class MarkFailedForm(Form):
     reason = TextAreaField(
         "Why it failed (shown to the affiliate)",
         validators=[DataRequired(message="Say why the payout failed: the affiliate sees it."), Length(max=1000)],

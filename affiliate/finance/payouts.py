@@ -24,6 +24,7 @@ from affiliate.models import (
     utcnow,
 )
 from affiliate.money import format_amount, to_decimal
+from affiliate.params import paginate
 from affiliate.services import payouts as service
 from affiliate.services.exports import FORMATS, ExportError, PayoutLine, payout_file, write_csv
 from affiliate.services.payout_reports import paid_in_year
@@ -39,10 +40,8 @@ bp.before_request(require_roles(Role.FINANCE, Role.ADMIN))
 
 @bp.route("/")
 def index():
-    page = db.paginate(
-        select(PayoutBatch).order_by(PayoutBatch.created_at.desc(), PayoutBatch.id.desc()),
-        per_page=PAGE_SIZE,
-        error_out=False,
+    page = paginate(
+        select(PayoutBatch).order_by(PayoutBatch.created_at.desc(), PayoutBatch.id.desc()), per_page=PAGE_SIZE
     )
     counts: dict[int, dict[str, int]] = {}
     for batch_id, status, count in db.session.execute(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
+
+from affiliate.forms import Form
 
 SUB_HINT = "Your own label for reports, e.g. a placement or an ad id."
 
 
-class LinkForm(FlaskForm):
+class LinkForm(Form):
     program_id = SelectField("Program", coerce=int, validators=[DataRequired(message="Choose a program.")])
     campaign = StringField("Campaign name", validators=[Optional(), Length(max=120)])
     sub1 = StringField("Sub-ID 1", validators=[Optional(), Length(max=255)], description=SUB_HINT)
@@ -24,5 +25,5 @@ class LinkForm(FlaskForm):
     )
 
 
-class ToggleForm(FlaskForm):
+class ToggleForm(Form):
     """Only a CSRF token: the action is in the URL."""

@@ -10,6 +10,7 @@ from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.links.forms import LinkForm, ToggleForm
 from affiliate.models import Link, Role, utcnow
+from affiliate.params import paginate, query_id
 from affiliate.services import enrollment
 from affiliate.services import links as link_service
 
@@ -20,7 +21,7 @@ bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
 @bp.route("/")
 def index():
     stmt = select(Link).where(Link.affiliate_id == current_user.id).order_by(Link.created_at.desc(), Link.id.desc())
-    page = db.paginate(stmt, per_page=50, error_out=False)
+    page = paginate(stmt, per_page=50)
     counts = link_service.click_counts(db.session, current_user.id, [link.id for link in page.items])
     return render_template(
         "links/index.html", page=page, counts=counts, empty=link_service.ClickCounts(), form=ToggleForm()
@@ -32,8 +33,8 @@ def create():
     programs = [entry.program for entry in enrollment.standings(db.session, current_user.id) if entry.can_promote]
     form = LinkForm()
     form.program_id.choices = [(program.id, program.name) for program in programs]
-    if request.method == "GET" and request.args.get("program", "").isdigit():
-        form.program_id.data = int(request.args["program"])
+    if request.method == "GET" and query_id("program"):
+        form.program_id.data = query_id("program")
     if form.validate_on_submit():
         link_request = link_service.LinkRequest(
             program_id=form.program_id.data,

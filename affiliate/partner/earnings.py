@@ -11,6 +11,7 @@ from affiliate.downloads import csv_download
 from affiliate.extensions import db
 from affiliate.models import Commission, CommissionStatus, Conversion, LedgerEntry, Payout, Role
 from affiliate.money import to_decimal
+from affiliate.params import paginate
 from affiliate.services.exports import write_csv
 from affiliate.services.payout_reports import statement as build_statement
 
@@ -41,9 +42,7 @@ def index():
     for currency, total in paid:
         balances.setdefault(currency, {})["paid"] = int(total)
     mine = select(Commission).where(Commission.affiliate_id == me)
-    page = db.paginate(
-        mine.order_by(Commission.created_at.desc(), Commission.id.desc()), per_page=PAGE_SIZE, error_out=False
-    )
+    page = paginate(mine.order_by(Commission.created_at.desc(), Commission.id.desc()), per_page=PAGE_SIZE)
     ids = {commission.conversion_id for commission in page.items}
     orders = dict(db.session.execute(select(Conversion.id, Conversion.order_id).where(Conversion.id.in_(ids))).all())
     payouts = db.session.scalars(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField
 from wtforms.validators import StopValidation, ValidationError
 
+from affiliate.forms import Form
 from affiliate.models import utcnow
 from affiliate.services.reports import MAX_DAYS
 
@@ -72,7 +72,7 @@ def _month_ago() -> date:
     return _today() - timedelta(days=DEFAULT_DAYS - 1)
 
 
-class ReportForm(FlaskForm):
+class ReportForm(Form):
     """GET filters: they change nothing, so they carry no CSRF token."""
 
     class Meta:

@@ -9,7 +9,9 @@ from sqlalchemy import select
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import Commission, CommissionStatus, Program, Role, User, utcnow
+from affiliate.params import form_ids, paginate, query_id
 from affiliate.services.accrual import approve, reject
+from affiliate.validators import UNSTORABLE_MESSAGE, unstorable
 
 PAGE_SIZE = 50
 MAX_BATCH = 500
@@ -24,11 +26,11 @@ def index():
     query = select(Commission)
     if status in set(CommissionStatus):
         query = query.where(Commission.status == status)
-    if request.args.get("program", type=int):
-        query = query.where(Commission.program_id == request.args.get("program", type=int))
-    if request.args.get("affiliate", type=int):
-        query = query.where(Commission.affiliate_id == request.args.get("affiliate", type=int))
-    page = db.paginate(query.order_by(Commission.created_at, Commission.id), per_page=PAGE_SIZE, error_out=False)
+    if query_id("program"):
+        query = query.where(Commission.program_id == query_id("program"))
+    if query_id("affiliate"):
+        query = query.where(Commission.affiliate_id == query_id("affiliate"))
+    page = paginate(query.order_by(Commission.created_at, Commission.id), per_page=PAGE_SIZE)
     names = dict(db.session.execute(
         select(User.id, User.name).where(User.id.in_({c.affiliate_id for c in page.items}))
     ).all())  # fmt: skip
@@ -43,10 +45,13 @@ def index():
 def decide():
     """Approve or reject the ticked pending commissions; each changes once (a guarded UPDATE), with its ledger entry."""
     action = request.form.get("decision")
-    ids = sorted({int(value) for value in request.form.getlist("ids") if value.isdigit()})[:MAX_BATCH]
+    ids = form_ids()[:MAX_BATCH]
     note = (request.form.get("note") or "").strip()[:1000]
     if action not in ("approve", "reject") or not ids:
         flash("Tick at least one commission and choose approve or reject.", "error")
+        return redirect(url_for("finance_commissions.index"))
+    if unstorable(note):
+        flash(f"The note {UNSTORABLE_MESSAGE}.", "error")
         return redirect(url_for("finance_commissions.index"))
     if action == "reject" and not note:
         flash("Say why when rejecting: the note is kept in the audit log.", "error")

@@ -11,11 +11,13 @@ from sqlalchemy import select
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import Conversion, ConversionStatus, Program, Role, User, utcnow
+from affiliate.params import form_ids, paginate, parse_id, query_id
 from affiliate.services.fraud import DEFAULT_RULES, DESCRIPTIONS, Action
 from affiliate.services.fraud_rules import RuleError, parse_settings, save_rules
 from affiliate.services.review import DECISIONS
 from affiliate.services.review import decide as decide_conversions
 from affiliate.services.screening import program_rules
+from affiliate.validators import UNSTORABLE_MESSAGE, unstorable
 
 PAGE_SIZE = 50
 MAX_BATCH = 500
@@ -31,14 +33,14 @@ rules.before_request(require_roles(Role.ADMIN))
 def queue():
     query = select(Conversion).where(Conversion.status == ConversionStatus.FLAGGED)
     args = request.args
-    if args.get("program", type=int):
-        query = query.where(Conversion.program_id == args.get("program", type=int))
-    if args.get("affiliate", type=int):
-        query = query.where(Conversion.affiliate_id == args.get("affiliate", type=int))
+    if query_id("program"):
+        query = query.where(Conversion.program_id == query_id("program"))
+    if query_id("affiliate"):
+        query = query.where(Conversion.affiliate_id == query_id("affiliate"))
     rule = args.get("rule")
     if rule in DEFAULT_RULES:
         query = query.where(Conversion.fraud_reasons.contains(json.dumps({"rule": rule})[1:-1]))
-    page = db.paginate(query.order_by(Conversion.created_at, Conversion.id), per_page=PAGE_SIZE, error_out=False)
+    page = paginate(query.order_by(Conversion.created_at, Conversion.id), per_page=PAGE_SIZE)
     affiliates = db.session.execute(
         select(User.id, User.name).where(User.id.in_({c.affiliate_id for c in page.items if c.affiliate_id}))
     ).all()
@@ -58,10 +60,13 @@ def queue():
 def decide():
     """Approve or reject the ticked conversions; only those still flagged change (a guarded UPDATE)."""
     decision = DECISIONS.get(request.form.get("decision", ""))
-    ids = sorted({int(value) for value in request.form.getlist("ids") if value.isdigit()})[:MAX_BATCH]
+    ids = form_ids()[:MAX_BATCH]
     note = (request.form.get("note") or "").strip()[:1000]
     if decision is None or not ids:
         flash("Tick at least one conversion and choose approve or reject.", "error")
+        return redirect(url_for("review.queue", **_filters(request.args)))
+    if unstorable(note):
+        flash(f"The note {UNSTORABLE_MESSAGE}.", "error")
         return redirect(url_for("review.queue", **_filters(request.args)))
     if decision == ConversionStatus.REJECTED and not note:
         flash("Say why when rejecting: the note is kept in the audit log.", "error")
@@ -80,7 +85,7 @@ def decide():
 def _filters(args) -> dict[str, int | str]:
     """The queue's filters in a query string: program and affiliate ids, and a rule name."""
     filters: dict[str, int | str] = {
-        key: args.get(key, type=int) for key in ("program", "affiliate") if args.get(key, type=int)
+        key: parse_id(args.get(key)) for key in ("program", "affiliate") if parse_id(args.get(key))
     }
     if args.get("rule") in DEFAULT_RULES:
         filters["rule"] = args["rule"]

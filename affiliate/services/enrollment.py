@@ -25,6 +25,7 @@ from affiliate.models import (
     User,
 )
 from affiliate.services import audit, groups
+from affiliate.validators import UNSTORABLE_MESSAGE, unstorable
 
 INVITE_SALT = "clicktrail.program-invitation"
 MAX_INVITE_DAYS = 90
@@ -120,6 +121,8 @@ def decide(
     }  # fmt: skip
     if decision not in moves:
         raise EnrollmentError("Choose approve, reject or remove.")
+    if unstorable(reason or ""):
+        raise EnrollmentError(f"The reason {UNSTORABLE_MESSAGE}.")
     if decision in ("reject", "remove") and not (reason or "").strip():
         raise EnrollmentError("Say why: the affiliate sees the reason.")
     allowed, target = moves[decision]

@@ -2,8 +2,12 @@
 
 A text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is read as a
 formula by Excel, LibreOffice and Google Sheets, so such cells get a leading single quote (OWASP's
-advice). Amounts are ``int`` or ``Decimal`` values and are written as plain numbers, never quoted
-or prefixed, so ``-12.50`` stays a number and a column of amounts sums to the ledger.
+advice). Every text cell is also written in double quotes, so a ``;`` or tab inside it stays inside it when a
+spreadsheet splits the file on ``;`` or tab instead of ``,``. Opened that way, though, the ``,`` between cells is
+not a separator and a quote after it is not at a cell's start, so a later text cell can still be cut at its own
+``;`` or tab; every piece that would start after one of those separators (or a line break) is neutralised too:
+``Bob;=2+5;x`` is written ``"Bob;'=2+5;x"``. Amounts are ``int`` or ``Decimal`` values and are written as plain
+numbers, never quoted or prefixed, so ``-12.50`` stays a number and a column of amounts sums to the ledger.
 
 Payout files (one per provider, each holding the batch's payouts of that method):
 
@@ -16,8 +20,7 @@ Payout files (one per provider, each holding the batch's payouts of that method)
 
 from __future__ import annotations
 
-import csv
-import io
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,21 +28,23 @@ from decimal import Decimal
 from affiliate.money import to_decimal
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# Where a spreadsheet may start a cell: the text's start, or after any separator it might split on.
+_CELL_STARTS = re.compile(r"(?:^|(?<=[,;\t\r\n]))(?=[=+\-@\t\r])")
 
 Cell = str | int | Decimal | None
 
 
 def neutralise(text: str) -> str:
-    """Prefix a single quote to text a spreadsheet would otherwise run as a formula."""
-    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+    """Prefix a single quote to text a spreadsheet would otherwise run as a formula, wherever it could start a cell."""
+    return _CELL_STARTS.sub("'", text)
 
 
 def cell(value: Cell) -> str:
-    """One cell's text: strings neutralised, numbers plain, None empty."""
+    """One cell as written: text neutralised and in double quotes, numbers plain, None empty."""
     if value is None:
         return ""
     if isinstance(value, str):
-        return neutralise(value)
+        return '"' + neutralise(value).replace('"', '""') + '"'
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         # Money is never a float (C25); anything else is a programming error, not data.
         raise TypeError(f"CSV cells are text, int or Decimal, not {type(value).__name__}")
@@ -48,13 +53,9 @@ def cell(value: Cell) -> str:
 
 def write_csv(rows: Iterable[Sequence[Cell]], header: Sequence[str] | None = None) -> str:
     """Render rows as RFC 4180 CSV (CRLF line ends), header first when given."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    if header is not None:
-        writer.writerow([cell(name) for name in header])
-    for row in rows:
-        writer.writerow([cell(value) for value in row])
-    return out.getvalue()
+    lines = [] if header is None else [",".join(cell(name) for name in header)]
+    lines.extend(",".join(cell(value) for value in row) for row in rows)
+    return "".join(line + "\r\n" for line in lines)
 
 
 @dataclass(frozen=True)

