@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, StringField, TextAreaField, URLField
+from wtforms import BooleanField, HiddenField, IntegerField, SelectField, StringField, TextAreaField, URLField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from affiliate.models import AttributionModel, ProgramStatus
@@ -81,3 +81,17 @@ class ApiKeyForm(FlaskForm):
 
 class KeyActionForm(FlaskForm):
     """Revoke, rotate or retire: a button, so only the CSRF token."""
+
+
+class ErasureForm(FlaskForm):
+    """Name a person to erase; the second step repeats the identifier with the confirmation."""
+
+    kind = SelectField(
+        "Find the person by",
+        choices=options(
+            [("email", "Email"), ("customer_id", "Customer id"), ("visitor_id", "Visitor id"), ("click_id", "Click id")]
+        ),
+    )
+    value = StringField("Identifier", validators=[DataRequired(), Length(max=254)])
+    step = HiddenField(default="find")
+    confirm = BooleanField("I understand that this cannot be undone")
