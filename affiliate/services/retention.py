@@ -13,7 +13,9 @@
 
 The purge cutoff is a UTC midnight and never later than the longest attribution window of any
 program, nor the 30 days fraud screening looks back: a click that could still win a conversion,
-or count in an affiliate's fraud history, is never deleted.
+or count in an affiliate's fraud history, is never deleted. IP addresses are held back the same
+way: the self-referral rule compares a conversion's customer with its click's IP when the
+conversion arrives, which can be as late as the click's attribution window allows.
 
 The work goes through the clicks table in ranges of ids, one short transaction each (the
 caller commits), so the ingester is never held up for long, and every row is read once.
@@ -83,7 +85,7 @@ def cutoffs(session: Session, policy: Policy, *, now: datetime) -> Cutoffs:
         purge_before = midnight - timedelta(days=max(policy.retention_days, floor_days))
     return Cutoffs(
         purge_before=purge_before,
-        ip_before=now - timedelta(days=policy.ip_days) if policy.ip_days else None,
+        ip_before=now - timedelta(days=max(policy.ip_days, floor_days)) if policy.ip_days else None,
         user_agent_before=now - timedelta(days=policy.user_agent_days) if policy.user_agent_days else None,
         floor_days=floor_days,
     )
