@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from affiliate.models import Click
 from redirector import create_redirector
-from redirector.ingester import MAX_LAG_SECONDS, CpuLoad
+from redirector.ingester import LOAD_SAMPLE_SECONDS, MAX_LAG_SECONDS, CpuLoad, _Priority
 from tests.factories import Visitor, make_link
 from tests.redirector.helpers import CHROME, setup_link
 from tests.redirector.server import ROOT, Load, Server, children
@@ -117,7 +117,7 @@ PRIORITY_PROBE = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     from redirector.ingester import _Priority
-    priority = _Priority(Path(sys.argv[1]))
+    priority = _Priority(Path(sys.argv[1]), clock=lambda: float(sys.argv[2]))
     priority.update()
     print(os.sched_getscheduler(0))
 """)
@@ -125,43 +125,56 @@ PRIORITY_PROBE = textwrap.dedent("""
 
 @pytest.mark.parametrize(("age", "policy"), [(0, os.SCHED_IDLE), (30, os.SCHED_OTHER)])
 def test_ingester_gives_way_to_redirects_until_clicks_wait_too_long(tmp_path, age, policy):
-    """Idle CPU priority while the handed-off log is fresh; its share of the CPU once a segment waits too long."""
+    """Idle CPU priority while the handed-off log is fresh; its share of the CPU once a segment waits too long.
+
+    The probe is a process of its own (it changes its own scheduling policy) and reads the time the test
+    gives it, so however long it takes to start on a busy machine, the segment is exactly ``age`` old.
+    """
     sealed = tmp_path / "sealed-1-abcd.log"
     sealed.write_bytes(b'{"click_id":"x"}\n')
-    os.utime(sealed, (time.time() - age, time.time() - age))
-    probe = subprocess.run([sys.executable, "-c", PRIORITY_PROBE, str(tmp_path)], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60, check=True)  # fmt: skip
+    now = time.time()
+    os.utime(sealed, (now - age, now - age))
+    probe = subprocess.run([sys.executable, "-c", PRIORITY_PROBE, str(tmp_path), repr(now)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
     assert int(probe.stdout) == policy
 
 
-TURN_PROBE = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from redirector.ingester import _Priority
-    shares = {"busy": 0.95, "quiet": 0.2, "unknown": None}
-    asked = []
-    priority = _Priority(Path(sys.argv[1]), load=lambda: asked.append(1) or shares[sys.argv[2]])
-    started = time.monotonic()
-    priority.wait_turn()
-    print(round(time.monotonic() - started, 2), len(asked))
-""")
+class FakeTime:
+    """A clock that moves only when the code under test sleeps."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert self.slept < 60, "held back for a minute: it would wait for good"
+        self.now += seconds
+        self.slept += seconds
 
 
 @pytest.mark.parametrize(("load", "waits"), [("busy", True), ("quiet", False), ("unknown", False)])
 def test_ingester_waits_for_a_pause_in_a_burst_until_clicks_wait_too_long(tmp_path, load, waits):
     """While the CPUs are busy with other work, the ingester holds back, but never past MAX_LAG_SECONDS."""
+    clock = FakeTime(time.time())
     sealed = tmp_path / "sealed-1-abcd.log"
     sealed.write_bytes(b'{"click_id":"x"}\n')
-    aged = time.time() - (MAX_LAG_SECONDS - 2.0)  # two seconds from waiting too long
+    aged = clock.now - (MAX_LAG_SECONDS - 2.0)  # two seconds from waiting too long
     os.utime(sealed, (aged, aged))
-    probe = subprocess.run([sys.executable, "-c", TURN_PROBE, str(tmp_path), load], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60, check=True)  # fmt: skip
-    waited, asked = probe.stdout.split()
+    shares = {"busy": 0.95, "quiet": 0.2, "unknown": None}
+    asked, policies = [], []
+    priority = _Priority(tmp_path, load=lambda: asked.append(1) or shares[load], clock=clock, sleep=clock.sleep,
+                         set_policy=policies.append)  # fmt: skip
+    priority.wait_turn()
     if waits:
-        assert 0.5 < float(waited) < 5, "held back until the oldest segment waited MAX_LAG_SECONDS"
-        assert int(asked) > 1
+        # Held back until the oldest segment waited MAX_LAG_SECONDS, then given its normal share of the CPU.
+        assert 2.0 - 1e-3 < clock.slept < 2.0 + LOAD_SAMPLE_SECONDS + 1e-3
+        assert len(asked) == round(clock.slept / LOAD_SAMPLE_SECONDS) + 1, "the load is read before each pause"
+        assert policies == [os.SCHED_IDLE, os.SCHED_OTHER]
     else:
-        assert float(waited) < 0.5 and int(asked) == 1
+        assert clock.slept == 0 and len(asked) == 1 and policies == [os.SCHED_IDLE]
 
 
 def test_cpu_load_counts_other_processes():
