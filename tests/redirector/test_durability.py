@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import signal
 import sqlite3
 import subprocess
@@ -119,7 +120,8 @@ PRIORITY_PROBE = textwrap.dedent("""
     from redirector.ingester import _Priority
     priority = _Priority(Path(sys.argv[1]), clock=lambda: float(sys.argv[2]))
     priority.update()
-    print(os.sched_getscheduler(0))
+    print(os.sched_getscheduler(0), flush=True)
+    sys.stdin.read()  # the test ends the probe: at idle priority on a busy machine, exiting could take minutes
 """)
 
 
@@ -134,9 +136,18 @@ def test_ingester_gives_way_to_redirects_until_clicks_wait_too_long(tmp_path, ag
     sealed.write_bytes(b'{"click_id":"x"}\n')
     now = time.time()
     os.utime(sealed, (now - age, now - age))
-    probe = subprocess.run([sys.executable, "-c", PRIORITY_PROBE, str(tmp_path), repr(now)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
-    assert int(probe.stdout) == policy
+    probe = subprocess.Popen([sys.executable, "-c", PRIORITY_PROBE, str(tmp_path), repr(now)], cwd=ROOT,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        with selectors.DefaultSelector() as waiting:
+            waiting.register(probe.stdout, selectors.EVENT_READ)
+            assert waiting.select(timeout=120), "the probe said nothing in 120 s"
+        assert int(probe.stdout.readline()) == policy
+    finally:
+        probe.kill()
+        probe.wait()
+        probe.stdin.close()
+        probe.stdout.close()
 
 
 class FakeTime:
