@@ -289,7 +289,7 @@ def _erase_clicks(session: Session, ids: frozenset[int], names: Pseudonyms) -> i
         Click.referrer,
     )
     count = 0
-    for row in session.execute(select(*columns).where(Click.id.in_(ids))).all() if ids else ():
+    for row in session.execute(select(*columns).where(Click.id.in_(ids)).with_for_update()).all() if ids else ():
         values = {
             "ip": names(row.ip, 45),
             "ip_hash": names(row.ip_hash, 64),
@@ -332,7 +332,7 @@ def _erase_conversions(session: Session, ids: frozenset[int], names: Pseudonyms)
         Conversion.extra,
     )
     changed = []
-    for row in session.execute(select(*columns).where(Conversion.id.in_(ids))).all() if ids else ():
+    for row in session.execute(select(*columns).where(Conversion.id.in_(ids)).with_for_update()).all() if ids else ():
         values = {
             "customer_email": names.email(row.customer_email),
             "customer_external_id": names(row.customer_external_id, 128),
