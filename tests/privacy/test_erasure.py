@@ -203,6 +203,7 @@ def test_erase_person_pseudonymises_every_copy_and_keeps_money_and_reports(app, 
         assert actions.count("conversion.erase") == 3 and actions.count("person.erase") == 3
         assert "user.erase" in actions
 
+
 @pytest.mark.parametrize("kind", ["customer-id", "visitor-id", "click-id"])
 def test_each_identifier_finds_the_same_person(app, runner, world, kind):
     value = {"customer-id": "cus_fran_42", "visitor-id": world.visitor_id, "click-id": world.click_ids[1]}[kind]

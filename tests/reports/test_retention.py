@@ -111,8 +111,13 @@ def test_purge_never_deletes_clicks_an_attribution_window_may_still_need(app, ru
     [("truncate", "81.2.69.0", "2001:db8:1234::", "Mozilla/5.0"), ("drop", None, None, None)],
 )
 def test_old_ips_and_user_agents_are_blurred(app, runner, aged, mode, ipv4, ipv6, agent):
-    app.config.update(CLICK_RETENTION_DAYS=0, CLICK_IP_DAYS=30, CLICK_IP_MODE=mode, CLICK_USER_AGENT_DAYS=30,
-                      CLICK_USER_AGENT_MODE=mode)
+    app.config.update(
+        CLICK_RETENTION_DAYS=0,
+        CLICK_IP_DAYS=30,
+        CLICK_IP_MODE=mode,
+        CLICK_USER_AGENT_DAYS=30,
+        CLICK_USER_AGENT_MODE=mode,
+    )
     before = stored_rollups(app)
     result = runner.invoke(args=["purge-clicks"])
     assert result.exit_code == 0, result.output
