@@ -30,6 +30,7 @@ from tests.redirector.helpers import CHROME, setup_link
 from tests.redirector.server import ROOT, Load, Server, children
 
 CLICKS = 2000
+STORE_DEADLINE_SECONDS = 120  # waits below end as soon as the clicks are stored; this only bounds a failing run
 
 
 def stored_click_ids(database_uri: str) -> set[str]:
@@ -66,7 +67,9 @@ def test_kill_minus_nine_loses_no_acknowledged_click(app, database_uri, tmp_path
         server.stop()
     # What the killed processes had logged but not yet ingested is picked up by whoever runs next.
     survivor = create_redirector({**app.config, "CLICK_LOG_DIR": str(tmp_path / "clicklog")})
-    deadline = time.monotonic() + 10  # a process in its last moments may still hold its log's lock
+    # A process in its last moments may still hold its log's lock. The loop ends as soon as the log is stored;
+    # the deadline only bounds a failing run, so it is what a loaded two-core machine needs, not what an idle one does.
+    deadline = time.monotonic() + 60
     logged = lambda: [*(tmp_path / "clicklog").glob("clicks-*.log"), *(tmp_path / "clicklog").glob("sealed-*.log")]  # noqa: E731
     while logged() and time.monotonic() < deadline:
         survivor.recorder.ingest()
@@ -95,7 +98,9 @@ def test_ingester_process_stores_clicks_and_is_restarted_after_kill_minus_nine(a
     try:
         load = Load(server.port, codes)
         load.run(300)
-        deadline = time.monotonic() + 20
+        # The ingester runs at idle priority (and starts up at it) while other work keeps the CPUs busy, so on a
+        # loaded machine it may take far longer than the clicks' own MAX_LAG_SECONDS; the loop ends when stored.
+        deadline = time.monotonic() + STORE_DEADLINE_SECONDS
         while load.acknowledged - stored_click_ids(database_uri) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert load.acknowledged and load.acknowledged <= stored_click_ids(database_uri), "stored by the ingester"
@@ -104,7 +109,7 @@ def test_ingester_process_stores_clicks_and_is_restarted_after_kill_minus_nine(a
         os.kill(first[0], signal.SIGKILL)
         more = Load(server.port, codes)
         more.run(300)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + STORE_DEADLINE_SECONDS
         while more.acknowledged - stored_click_ids(database_uri) and time.monotonic() < deadline:
             time.sleep(0.2)
         lost = more.acknowledged - stored_click_ids(database_uri)
@@ -219,7 +224,7 @@ def test_database_unavailable_clicks_wait_in_the_log_then_arrive(app, database_u
             assert answers == [302] * 20, "shoppers are redirected while the database is down"
             assert red.recorder.ingest() == 0 and red.recorder.log.pending, "the clicks wait in the click log"
             assert len(stored_click_ids(database_uri)) == 1
-        assert red.recorder.flush(timeout=15), "and arrive once the database is back"
+        assert red.recorder.flush(timeout=STORE_DEADLINE_SECONDS), "and arrive once the database is back"
     finally:
         red.close()
     assert len(stored_click_ids(database_uri)) == 21
@@ -285,7 +290,7 @@ DISK_FULL_SCRIPT = textwrap.dedent(
     red.recorder.ingest()
     refused = not red.recorder.database_ok and red.recorder.log.pending > 0
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # the disk has room again
-    drained = red.recorder.flush(timeout=20)
+    drained = red.recorder.flush(timeout=60)  # returns as soon as the log is stored; a bound for a loaded machine
     red.close()
     print(json.dumps({"statuses": statuses, "refused": refused, "drained": drained, "handed_out": handed_out}))
     """
@@ -306,7 +311,7 @@ def test_disk_full_still_redirects_and_loses_nothing(app, database_uri, tmp_path
     total = 200
     result = subprocess.run(
         [sys.executable, "-c", DISK_FULL_SCRIPT, make_url(database_uri).database, s.link.code, str(total)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
