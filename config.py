@@ -132,13 +132,18 @@ class Config:
     # How long a program invitation link stays valid.
     INVITATION_DAYS = env_int("INVITATION_DAYS", 14)
 
-    # Data retention, applied by `flask purge-clicks` (affiliate/services/retention.py); 0 keeps forever.
-    # Rollups and clicks that conversions or referrals point at are always kept.
-    CLICK_RETENTION_DAYS = env_int("CLICK_RETENTION_DAYS", 0)
-    CLICK_IP_DAYS = env_int("CLICK_IP_DAYS", 0)
+    # Data retention (affiliate/services/retention.py), applied every RETENTION_JOBS_SECONDS by the
+    # background jobs and by `flask purge-clicks`; 0 keeps forever. Rollups and clicks that conversions or
+    # referrals point at are always kept. The defaults keep what attribution and fraud screening read
+    # (docs/privacy.md): raw clicks and their IPs for the longest attribution window of any program and at
+    # least the 30 days screening looks back; user agents only until the click is stored and parsed.
+    CLICK_RETENTION_DAYS = env_int("CLICK_RETENTION_DAYS", 30)
+    CLICK_IP_DAYS = env_int("CLICK_IP_DAYS", 30)
     CLICK_IP_MODE = env_str("CLICK_IP_MODE", "truncate")  # truncate (to the /24 or /48 network) or drop
-    CLICK_USER_AGENT_DAYS = env_int("CLICK_USER_AGENT_DAYS", 0)
+    CLICK_USER_AGENT_DAYS = env_int("CLICK_USER_AGENT_DAYS", 1)
     CLICK_USER_AGENT_MODE = env_str("CLICK_USER_AGENT_MODE", "truncate")  # truncate (product token) or drop
+    # Seconds between background retention rounds; 0 leaves retention to `flask purge-clicks`.
+    RETENTION_JOBS_SECONDS = env_int("RETENTION_JOBS_SECONDS", 3600)
 
     @classmethod
     def init_app(cls, app) -> None:
@@ -195,6 +200,7 @@ class TestingConfig(Config):
     SQLALCHEMY_DATABASE_URI = None
     CLICK_INGESTER = "thread"  # tests store clicks when they choose (recorder.flush); some test process mode
     MONEY_JOBS_SECONDS = 0  # tests accrue and approve when they choose
+    RETENTION_JOBS_SECONDS = 0  # tests purge when they choose
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_KIB = 8192
     ARGON2_PARALLELISM = 1

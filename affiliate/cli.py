@@ -20,7 +20,8 @@ from affiliate.demo import record_demo_conversions, send_demo_clicks
 from affiliate.demo_shop import credentials as shop_credentials
 from affiliate.demo_shop.routes import LANDING_PATH
 from affiliate.extensions import db
-from affiliate.jobs import accrue_all
+from affiliate.jobs import accrue_all, policy_of
+from affiliate.jobs import purge_clicks as purge_clicks_job
 from affiliate.models import (
     ApiKey,
     Click,
@@ -35,7 +36,7 @@ from affiliate.models import (
     utcnow,
 )
 from affiliate.models.programs import AttributionModel, ProgramStatus
-from affiliate.services import accounts, accrual, ledger, retention, rollups
+from affiliate.services import accounts, accrual, erasure, ledger, rollups
 from affiliate.services.api_keys import find_key, issue_key, revoke_key
 from affiliate.services.links import LinkRequest, create_link
 from affiliate.services.programs import ProgramSettings, save_program, snapshot
@@ -415,50 +416,25 @@ def _rebuild_rollups() -> None:
 @with_appcontext
 def purge_clicks(dry_run: bool) -> None:
     """Blur old IPs and user agents and delete old raw clicks, as CLICK_*_DAYS say; rollups and money's clicks stay."""
-    config = current_app.config
-    policy = retention.Policy(
-        retention_days=config["CLICK_RETENTION_DAYS"],
-        ip_days=config["CLICK_IP_DAYS"],
-        ip_mode=config["CLICK_IP_MODE"],
-        user_agent_days=config["CLICK_USER_AGENT_DAYS"],
-        user_agent_mode=config["CLICK_USER_AGENT_MODE"],
-    )
+    policy = policy_of(current_app.config)
     if not policy.anything:
         click.echo("Nothing to do: CLICK_RETENTION_DAYS, CLICK_IP_DAYS and CLICK_USER_AGENT_DAYS are all 0 (keep).")
         return
-    now = utcnow()
-    limits = retention.cutoffs(db.session, policy, now=now)
-    low, high = retention.id_range(db.session)
-    db.session.commit()
+
+    def progress(windows):
+        with click.progressbar(windows, label="Going through raw clicks") as bar:
+            yield from bar
+
+    try:
+        limits, counts = purge_clicks_job(policy, dry_run=dry_run, progress=progress)
+    except rollups.MaintenanceBusy as error:
+        raise click.ClickException(str(error)) from None
     if limits.purge_before and policy.retention_days < limits.floor_days:
         click.echo(f"Raw clicks are kept {limits.floor_days} days, not {policy.retention_days}: a program's "
                    "attribution window (or fraud screening's history) still needs them.")  # fmt: skip
-    token = None
-    if limits.purge_before and not dry_run:
-        try:
-            token = rollups.take_lease(db.session, now=now)
-        except rollups.MaintenanceBusy as error:
-            db.session.rollback()
-            raise click.ClickException(str(error)) from None
-        retention.mark_purged(db.session, limits.purge_before)
-        db.session.commit()
-    counts = retention.Counts()
-    try:
-        with click.progressbar(range(low, high + 1, retention.WINDOW), label="Going through raw clicks") as windows:
-            for start in windows:
-                counts.add(retention.apply_window(db.session, policy, limits, start, start + retention.WINDOW - 1,
-                                                  dry_run=dry_run))  # fmt: skip
-                if token:
-                    rollups.renew_lease(db.session, token, now=utcnow())
-                if dry_run:
-                    db.session.rollback()
-                else:
-                    db.session.commit()
-    finally:
-        db.session.rollback()
-        if token:
-            rollups.release_lease(db.session, token)
-            db.session.commit()
+    if limits.ip_before and policy.ip_days < limits.floor_days:
+        click.echo(f"IP addresses are kept {limits.floor_days} days, not {policy.ip_days}: self-referral "
+                   "screening compares them with conversions for as long as a click can be credited.")  # fmt: skip
     done = {"delete": "Deleted", "truncate": "Truncated", "drop": "Dropped"}
 
     def did(action: str) -> str:
@@ -477,4 +453,47 @@ def purge_clicks(dry_run: bool) -> None:
         click.echo("Rollups are untouched: reports keep every day's counts.")
 
 
-commands = (create_user, seed_demo, ingest_clicks, ledger_check, accrue_commissions, approve_due, rollup, purge_clicks)
+@click.command("erase-person")
+@click.option("--email", help="The person's email (as a customer or a member).")
+@click.option("--customer-id", help="The merchant's customer id for them.")
+@click.option("--visitor-id", help="Their visitor cookie.")
+@click.option("--click-id", help="A click of theirs (the ct_click value).")
+@click.option("--yes", is_flag=True, help="Erase without asking (for scripts).")
+@with_appcontext
+def erase_person(email: str | None, customer_id: str | None, visitor_id: str | None, click_id: str | None,
+                 yes: bool) -> None:  # fmt: skip
+    """Pseudonymise a person's clicks, conversions and member account; money, reports and the ledger stay whole."""
+    given = [(kind, value) for kind, value in (("email", email), ("customer_id", customer_id),
+             ("visitor_id", visitor_id), ("click_id", click_id)) if value is not None]  # fmt: skip
+    if len(given) != 1:
+        raise click.UsageError("Name the person by exactly one of --email, --customer-id, --visitor-id, --click-id.")
+    kind, value = given[0]
+    try:
+        with reading(db.session):
+            found = erasure.find(db.session, kind, value)
+    except erasure.NothingToErase as error:
+        raise click.UsageError(str(error)) from None
+    click.echo(f"Found {len(found.clicks)} clicks, {len(found.conversions)} conversions and "
+               f"{len(found.members)} member accounts.")  # fmt: skip
+    if not yes and not found.empty:
+        click.confirm("Pseudonymise them? This cannot be undone", abort=True)
+    erased = erasure.erase(db.session, kind, value, actor_id=None, now=utcnow(), via="flask erase-person")
+    db.session.commit()
+    changed = erased.changed
+    click.echo(f"Pseudonymised {changed['clicks']} clicks, {changed['conversions']} conversions, "
+               f"{changed['members']} member accounts ({changed['sign_ins']} sign-ins, "
+               f"{changed['failed_sign_ins']} failed sign-ins); rows pseudonymised before are left as they are. "
+               "Amounts, commissions, the ledger and reports are unchanged.")  # fmt: skip
+
+
+commands = (
+    create_user,
+    seed_demo,
+    ingest_clicks,
+    ledger_check,
+    accrue_commissions,
+    approve_due,
+    rollup,
+    purge_clicks,
+    erase_person,
+)

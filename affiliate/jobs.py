@@ -1,10 +1,15 @@
-"""Money jobs a portal process runs in the background: accrue new conversions, reverse refunds, approve what is due.
+"""Jobs a portal process runs in the background: money (accrue, reverse refunds, approve what is due) and retention.
 
 So that a sale reported to the API or a hosted signup becomes a pending commission within
 seconds, and a commission is approved by rule once its hold has passed, without a cron entry.
 Every process of a server starts the thread on its first request; a lock file beside the
 instance lets one of them work at a time. ``MONEY_JOBS_SECONDS=0`` turns it off, for sites that
 run ``flask accrue-commissions`` and ``flask approve-due`` from a scheduler instead.
+
+Retention (blurring old IPs and user agents, deleting old raw clicks, as the ``CLICK_*_DAYS``
+settings say) runs in the same thread every ``RETENTION_JOBS_SECONDS``. When it last ran is kept
+in a stamp file beside its lock, so that however many processes run the thread, the round runs
+once per interval and a restart does not start it again early.
 """
 
 from __future__ import annotations
@@ -13,17 +18,21 @@ import fcntl
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import Flask
 
 from affiliate.extensions import db
 from affiliate.models import utcnow
-from affiliate.services import accrual
+from affiliate.services import accrual, retention, rollups
 from affiliate.services.accrual import Tally
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "money-jobs.lock"
+RETENTION_LOCK_NAME = "retention-jobs.lock"
+RETENTION_STAMP_NAME = "retention-jobs.last"
 
 
 def accrue_all() -> Tally:
@@ -61,20 +70,133 @@ def run_once(app: Flask) -> tuple[Tally, int] | None:
         os.close(fd)
 
 
+def policy_of(config) -> retention.Policy:
+    """The retention policy the settings give."""
+    return retention.Policy(
+        retention_days=config["CLICK_RETENTION_DAYS"],
+        ip_days=config["CLICK_IP_DAYS"],
+        ip_mode=config["CLICK_IP_MODE"],
+        user_agent_days=config["CLICK_USER_AGENT_DAYS"],
+        user_agent_mode=config["CLICK_USER_AGENT_MODE"],
+    )
+
+
+def purge_clicks(
+    policy: retention.Policy,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    dry_run: bool = False,
+    progress: Callable[[Iterable[int]], Iterable[int]] = iter,
+) -> tuple[retention.Cutoffs, retention.Counts]:
+    """Apply the policy to every raw click, one short transaction per window of ids.
+
+    Raises rollups.MaintenanceBusy when a rollup rebuild (or another purge) runs: deleting clicks
+    while a rebuild recounts them would lose their counts.
+    """
+    now = clock()
+    limits = retention.cutoffs(db.session, policy, now=now)
+    low, high = retention.id_range(db.session)
+    db.session.commit()
+    token = None
+    if limits.purge_before and not dry_run:
+        try:
+            token = rollups.take_lease(db.session, now=now)
+        except rollups.MaintenanceBusy:
+            db.session.rollback()
+            raise
+        retention.mark_purged(db.session, limits.purge_before)
+        db.session.commit()
+    counts = retention.Counts()
+    try:
+        for start in progress(range(low, high + 1, retention.WINDOW)):
+            counts.add(retention.apply_window(db.session, policy, limits, start, start + retention.WINDOW - 1,
+                                              dry_run=dry_run))  # fmt: skip
+            if token:
+                rollups.renew_lease(db.session, token, now=clock())
+            if dry_run:
+                db.session.rollback()
+            else:
+                db.session.commit()
+    finally:
+        db.session.rollback()
+        if token:
+            rollups.release_lease(db.session, token)
+            db.session.commit()
+    return limits, counts
+
+
+def run_retention(app: Flask, *, clock: Callable[[], datetime] = utcnow) -> retention.Counts | None:
+    """One retention round if RETENTION_JOBS_SECONDS have passed since the last (in any process); what it did.
+
+    None when it was not due, another process is in a round, the settings keep everything, or a
+    rollup rebuild holds the clicks (the next round tries again).
+    """
+    interval = timedelta(seconds=float(app.config.get("RETENTION_JOBS_SECONDS") or 0))
+    policy = policy_of(app.config)
+    if not policy.anything:
+        return None
+    instance = Path(app.instance_path)
+    fd = os.open(instance / RETENTION_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        stamp = instance / RETENTION_STAMP_NAME
+        last = _read_stamp(stamp)
+        now = clock()
+        if last is not None and now < last + interval:
+            return None
+        with app.app_context():
+            try:
+                _, counts = purge_clicks(policy, clock=clock)
+            except rollups.MaintenanceBusy:
+                log.info("retention round skipped: a rollup rebuild or purge holds the clicks")
+                return None
+            finally:
+                db.session.remove()
+        _write_stamp(stamp, now)
+        return counts
+    finally:
+        os.close(fd)
+
+
+def _read_stamp(path: Path) -> datetime | None:
+    try:
+        return datetime.fromisoformat(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_stamp(path: Path, when: datetime) -> None:
+    spare = path.with_suffix(".tmp")
+    spare.write_text(when.isoformat())
+    os.replace(spare, path)
+
+
 def init_app(app: Flask) -> None:
-    """Start the jobs' thread on this process's first request, when MONEY_JOBS_SECONDS is above zero."""
-    interval = float(app.config.get("MONEY_JOBS_SECONDS") or 0)
-    if interval <= 0:
+    """Start the jobs' thread on this process's first request, if MONEY_ or RETENTION_JOBS_SECONDS is above zero."""
+    money = float(app.config.get("MONEY_JOBS_SECONDS") or 0)
+    keeping = float(app.config.get("RETENTION_JOBS_SECONDS") or 0)
+    if money <= 0 and keeping <= 0:
         return
+    # The thread wakes often enough for the money jobs; retention checks its own stamp on each wake.
+    interval = min(seconds for seconds in (money, keeping) if seconds > 0)
     started = threading.Event()
     lock = threading.Lock()
 
     def loop() -> None:
         while True:
-            try:
-                run_once(app)
-            except Exception:
-                log.exception("money jobs failed; trying again in %s s", interval)
+            if money > 0:
+                try:
+                    run_once(app)
+                except Exception:
+                    log.exception("money jobs failed; trying again in %s s", interval)
+            if keeping > 0:
+                try:
+                    run_retention(app)
+                except Exception:
+                    log.exception("retention round failed; trying again in %s s", interval)
             threading.Event().wait(interval)
 
     @app.before_request

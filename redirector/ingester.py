@@ -118,11 +118,26 @@ class _Priority:
     their requests, and its CPU, caches and disk writes then slow each of them a little.
     """
 
-    def __init__(self, log_dir: Path, load: Callable[[], float | None] | None = None) -> None:
-        """``load``: others' share of the CPUs since it was last asked (None: unknown); /proc/stat by default."""
+    def __init__(
+        self,
+        log_dir: Path,
+        load: Callable[[], float | None] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        set_policy: Callable[[int], None] | None = None,
+    ) -> None:
+        """``load``: others' share of the CPUs since it was last asked (None: unknown); /proc/stat by default.
+
+        ``clock`` (seconds since the epoch, compared with segments' modification times), ``sleep`` and
+        ``set_policy`` (this process's scheduling policy) are the system's unless a test gives its own.
+        """
         self.log_dir = log_dir
         self.urgent: bool | None = None
         self.load = load or CpuLoad().others_share
+        self.clock = clock
+        self.sleep = sleep
+        self.set_policy = set_policy or _set_policy
 
     def wait_turn(self) -> None:
         """Return when the ingester may store: at once when clicks wait too long or the CPUs have room."""
@@ -131,25 +146,30 @@ class _Priority:
             share = self.load()
             if self.urgent or share is None or share <= BUSY_SHARE:
                 return
-            time.sleep(LOAD_SAMPLE_SECONDS)
+            self.sleep(LOAD_SAMPLE_SECONDS)
 
     def update(self) -> None:
         urgent = self._oldest_wait() > MAX_LAG_SECONDS
         if urgent == self.urgent:
             return
         try:
-            os.sched_setscheduler(0, os.SCHED_OTHER if urgent else os.SCHED_IDLE, os.sched_param(0))
+            self.set_policy(os.SCHED_OTHER if urgent else os.SCHED_IDLE)
         except OSError:
             log.warning("could not change the click ingester's CPU priority", exc_info=True)
         self.urgent = urgent
 
     def _oldest_wait(self) -> float:
         """Seconds since the oldest handed-off segment was last written (0 when none waits)."""
-        oldest = time.time()
+        now = self.clock()
+        oldest = now
         for path in self.log_dir.glob(SEALED_PATTERN):
             with suppress(FileNotFoundError):
                 oldest = min(oldest, path.stat().st_mtime)
-        return time.time() - oldest
+        return now - oldest
+
+
+def _set_policy(policy: int) -> None:
+    os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
 class CpuLoad:

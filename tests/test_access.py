@@ -93,6 +93,7 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "links.pause": frozenset({"affiliate"}),
     "links.resume": frozenset({"affiliate"}),
     "admin.index": frozenset({"admin"}),
+    "admin.erase_person": frozenset({"admin"}),
     "affiliates.index": frozenset({"admin", "finance"}),
     "affiliates.show": frozenset({"admin", "finance"}),
     "affiliates.decide": frozenset({"admin"}),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wtforms import IntegerField, SelectField, StringField, TextAreaField, URLField
+from wtforms import BooleanField, HiddenField, IntegerField, SelectField, StringField, TextAreaField, URLField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from affiliate.forms import Form
@@ -92,3 +92,17 @@ class ApiKeyForm(Form):
 
 class KeyActionForm(Form):
     """Revoke, rotate or retire: a button, so only the CSRF token."""
+
+
+class ErasureForm(Form):
+    """Name a person to erase; the second step repeats the identifier with the confirmation."""
+
+    kind = SelectField(
+        "Find the person by",
+        choices=options(
+            [("email", "Email"), ("customer_id", "Customer id"), ("visitor_id", "Visitor id"), ("click_id", "Click id")]
+        ),
+    )
+    value = StringField("Identifier", validators=[DataRequired(), Length(max=254)])
+    step = HiddenField(default="find")
+    confirm = BooleanField("I understand that this cannot be undone")

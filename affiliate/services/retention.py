@@ -13,7 +13,9 @@
 
 The purge cutoff is a UTC midnight and never later than the longest attribution window of any
 program, nor the 30 days fraud screening looks back: a click that could still win a conversion,
-or count in an affiliate's fraud history, is never deleted.
+or count in an affiliate's fraud history, is never deleted. IP addresses are held back the same
+way: the self-referral rule compares a conversion's customer with its click's IP when the
+conversion arrives, which can be as late as the click's attribution window allows.
 
 The work goes through the clicks table in ranges of ids, one short transaction each (the
 caller commits), so the ingester is never held up for long, and every row is read once.
@@ -83,7 +85,7 @@ def cutoffs(session: Session, policy: Policy, *, now: datetime) -> Cutoffs:
         purge_before = midnight - timedelta(days=max(policy.retention_days, floor_days))
     return Cutoffs(
         purge_before=purge_before,
-        ip_before=now - timedelta(days=policy.ip_days) if policy.ip_days else None,
+        ip_before=now - timedelta(days=max(policy.ip_days, floor_days)) if policy.ip_days else None,
         user_agent_before=now - timedelta(days=policy.user_agent_days) if policy.user_agent_days else None,
         floor_days=floor_days,
     )
@@ -150,7 +152,8 @@ def blur_user_agent(user_agent: str, mode: str) -> str | None:
 
 def _blur(session: Session, window, before: datetime, column, blur, mode: str, dry_run: bool) -> int:
     """Replace the column's old values in the window with their blurred form; return how many changed."""
-    rows = session.execute(select(Click.id, column).where(window, Click.clicked_at < before, column.is_not(None))).all()
+    old = (window, Click.clicked_at < before, column.is_not(None), *_unblurred(column, mode))
+    rows = session.execute(select(Click.id, column).where(*old)).all()
     changes = [{"key": click_id, "value": blur(value, mode)} for click_id, value in rows]
     changes = [change for change, (_, value) in zip(changes, rows, strict=True) if change["value"] != value]
     if changes and not dry_run:
@@ -161,3 +164,17 @@ def _blur(session: Session, window, before: datetime, column, blur, mode: str, d
             changes,
         )
     return len(changes)
+
+
+def _unblurred(column, mode: str) -> tuple:
+    """Conditions that pass over most values blurred before, so that a scheduled round re-reads few of them.
+
+    A truncated user agent is one token: no space, no parenthesis, at most 64 characters. A truncated IPv4
+    address is its /24 network, ending in ".0" (as does any IPv4 address that truncating leaves as it is).
+    Whatever passes is still compared with its blurred form in Python, so these only save reading.
+    """
+    if mode != "truncate":
+        return ()
+    if column is Click.user_agent:
+        return (or_(column.contains(" "), column.contains("("), func.length(column) > 64, func.length(column) == 0),)
+    return (~and_(column.like("%.0"), ~column.contains(":")),)

@@ -36,6 +36,9 @@ def aged(app):
         store.insert(old + recent)
     member = make_user(app, role="member")
     with app.app_context():
+        # The sale was reported while the program's window still reached its click (a conversion older than
+        # the window is refused); the window has been shortened since.
+        db.session.execute(update(Program).where(Program.id == program.id).values(attribution_window_days=120))
         sold = record_conversion(db.session, db.session.get(Program, program.id), ConversionRequest(
             type=ConversionType.SALE, order_id="OLD-1", amount_cents=2500, currency="USD",
             click_id=old[0]["click_id"], occurred_at=now - timedelta(days=99)), now=now).conversion  # fmt: skip
@@ -43,6 +46,7 @@ def aged(app):
         referred_click = db.session.scalar(select(Click.id).where(Click.click_id == old[1]["click_id"]))
         db.session.add(Referral(referrer_id=alice.id, referred_id=member.id, program_id=program.id,
                                 click_id=referred_click, created_at=now - timedelta(days=99)))  # fmt: skip
+        db.session.execute(update(Program).where(Program.id == program.id).values(attribution_window_days=30))
         db.session.commit()
     return {"alice": alice, "old": old, "recent": recent, "now": now}
 
@@ -107,7 +111,13 @@ def test_purge_never_deletes_clicks_an_attribution_window_may_still_need(app, ru
     [("truncate", "81.2.69.0", "2001:db8:1234::", "Mozilla/5.0"), ("drop", None, None, None)],
 )
 def test_old_ips_and_user_agents_are_blurred(app, runner, aged, mode, ipv4, ipv6, agent):
-    app.config.update(CLICK_IP_DAYS=30, CLICK_IP_MODE=mode, CLICK_USER_AGENT_DAYS=30, CLICK_USER_AGENT_MODE=mode)
+    app.config.update(
+        CLICK_RETENTION_DAYS=0,
+        CLICK_IP_DAYS=30,
+        CLICK_IP_MODE=mode,
+        CLICK_USER_AGENT_DAYS=30,
+        CLICK_USER_AGENT_MODE=mode,
+    )
     before = stored_rollups(app)
     result = runner.invoke(args=["purge-clicks"])
     assert result.exit_code == 0, result.output
@@ -126,6 +136,7 @@ def test_old_ips_and_user_agents_are_blurred(app, runner, aged, mode, ipv4, ipv6
 
 
 def test_purge_refuses_while_a_rebuild_runs_and_says_when_there_is_nothing_to_do(app, runner, aged):
+    app.config.update(CLICK_RETENTION_DAYS=0, CLICK_IP_DAYS=0, CLICK_USER_AGENT_DAYS=0)
     assert "Nothing to do" in runner.invoke(args=["purge-clicks"]).output
     app.config["CLICK_RETENTION_DAYS"] = 40
     with app.app_context():

@@ -1,0 +1,120 @@
+"""Retention by default: the background jobs blur and delete what attribution and fraud screening no longer need."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from affiliate import jobs
+from affiliate.extensions import db
+from affiliate.models import Click, Referral, utcnow
+from config import DevelopmentConfig
+from tests.factories import make_admin, make_affiliate, make_link, make_program, make_user
+from tests.reports.helpers import click_record, store_for, stored_rollups
+
+AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def _clicks(app) -> dict[str, tuple[str | None, str | None]]:
+    with app.app_context():
+        return {c.click_id: (c.ip, c.user_agent) for c in db.session.scalars(select(Click))}
+
+
+def test_make_run_applies_retention_every_hour_by_default():
+    assert DevelopmentConfig.RETENTION_JOBS_SECONDS == 3600
+    assert (DevelopmentConfig.CLICK_RETENTION_DAYS, DevelopmentConfig.CLICK_IP_DAYS) == (30, 30)
+    assert DevelopmentConfig.CLICK_USER_AGENT_DAYS == 1
+
+
+def test_the_defaults_blur_and_purge_on_schedule(app):
+    """With no retention setting changed, rounds of the background jobs as the days pass."""
+    app.config["RETENTION_JOBS_SECONDS"] = 3600
+    admin = make_admin(app)
+    alice = make_affiliate(app)
+    program = make_program(app, admin, attribution_window_days=30)
+    link = make_link(app, alice, program)
+    start = utcnow()
+    old = click_record(link, start - timedelta(days=100), ip="81.2.69.1", user_agent=AGENT)
+    kept = click_record(link, start - timedelta(days=100, minutes=1), ip="81.2.69.2", user_agent=AGENT)
+    yesterday = click_record(link, start - timedelta(days=2), ip="81.2.69.3", user_agent=AGENT)
+    evidence = click_record(link, start - timedelta(days=2, minutes=1), ip="81.2.69.4", user_agent=AGENT)
+    fresh = click_record(link, start - timedelta(minutes=5), ip="81.2.69.5", user_agent=AGENT)
+    with store_for(app) as store:
+        store.insert([old, kept, yesterday, evidence, fresh])
+    member, friend = make_user(app, role="member"), make_user(app, role="member")
+    with app.app_context():
+        for referred, record in ((member, kept), (friend, evidence)):
+            click_id = db.session.scalar(select(Click.id).where(Click.click_id == record["click_id"]))
+            db.session.add(Referral(referrer_id=alice.id, referred_id=referred.id, program_id=program.id,
+                                    click_id=click_id))  # fmt: skip
+        db.session.commit()
+    rollups = stored_rollups(app)
+    clock = Clock(start)
+
+    counts = jobs.run_retention(app, clock=clock)
+    assert counts is not None and counts.deleted == 1 and counts.ips == 1
+    clicks = _clicks(app)
+    assert old["click_id"] not in clicks, "a 100-day-old click nothing points at is deleted"
+    assert clicks[kept["click_id"]] == ("81.2.69.0", "Mozilla/5.0"), "money's click stays, blurred"
+    assert clicks[yesterday["click_id"]] == ("81.2.69.3", "Mozilla/5.0"), "user agents go after a day, IPs stay"
+    assert clicks[fresh["click_id"]] == ("81.2.69.5", AGENT)
+
+    clock.now = start + timedelta(minutes=59)
+    assert jobs.run_retention(app, clock=clock) is None, "not due again within the hour"
+    assert _clicks(app) == clicks
+
+    clock.now = start + timedelta(days=2)
+    assert jobs.run_retention(app, clock=clock).user_agents == 1
+    assert _clicks(app)[fresh["click_id"]] == ("81.2.69.5", "Mozilla/5.0")
+
+    clock.now = start + timedelta(days=40)  # the two-day-old clicks are now 42 days old
+    jobs.run_retention(app, clock=clock)
+    clicks = _clicks(app)
+    assert yesterday["click_id"] not in clicks and fresh["click_id"] not in clicks
+    assert clicks[evidence["click_id"]] == ("81.2.69.0", "Mozilla/5.0")
+    assert stored_rollups(app) == rollups, "reports keep every day's counts"
+
+
+def test_a_long_attribution_window_keeps_ips_and_clicks_as_long(app):
+    app.config["RETENTION_JOBS_SECONDS"] = 3600
+    admin = make_admin(app)
+    link = make_link(app, make_affiliate(app), make_program(app, admin, attribution_window_days=90))
+    start = utcnow()
+    record = click_record(link, start - timedelta(days=60), ip="81.2.69.9", user_agent=AGENT)
+    with store_for(app) as store:
+        store.insert([record])
+    jobs.run_retention(app, clock=Clock(start))
+    assert _clicks(app)[record["click_id"]] == ("81.2.69.9", "Mozilla/5.0"), "a conversion may still come"
+    jobs.run_retention(app, clock=Clock(start + timedelta(days=31)))
+    assert record["click_id"] not in _clicks(app)
+
+
+def test_only_one_process_runs_a_round_and_settings_of_zero_keep_everything(app):
+    app.config["RETENTION_JOBS_SECONDS"] = 3600
+    link = make_link(app, make_affiliate(app), make_program(app, make_admin(app)))
+    record = click_record(link, utcnow() - timedelta(days=100), ip="81.2.69.9", user_agent=AGENT)
+    with store_for(app) as store:
+        store.insert([record])
+    fd = os.open(Path(app.instance_path) / jobs.RETENTION_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another process is in a round
+        assert jobs.run_retention(app, clock=Clock(utcnow())) is None
+    finally:
+        os.close(fd)
+    app.config.update(CLICK_RETENTION_DAYS=0, CLICK_IP_DAYS=0, CLICK_USER_AGENT_DAYS=0)
+    assert jobs.run_retention(app, clock=Clock(utcnow())) is None
+    assert _clicks(app) == {record["click_id"]: ("81.2.69.9", AGENT)}
