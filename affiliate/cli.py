@@ -481,8 +481,8 @@ def erase_person(email: str | None, customer_id: str | None, visitor_id: str | N
     db.session.commit()
     changed = erased.changed
     click.echo(f"Pseudonymised {changed['clicks']} clicks, {changed['conversions']} conversions, "
-               f"{changed['members']} member accounts ({changed['sign_ins']} sign-ins, "
-               f"{changed['failed_sign_ins']} failed sign-ins); rows pseudonymised before are left as they are. "
+               f"{changed['members']} member accounts ({changed['sign_ins']} sign-ins); "
+               "rows pseudonymised before are left as they are. "
                "Amounts, commissions, the ledger and reports are unchanged.")  # fmt: skip
 
 

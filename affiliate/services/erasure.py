@@ -20,7 +20,7 @@ report reads of it). Conversions: customer email, customer id, IP and fingerprin
 and the merchant's free-form metadata (cleared). Member accounts (role ``member`` only; an
 affiliate's or staff account is never changed here): name, email, website, promotion, payout
 details and password (the account can no longer sign in), their sign-ins ended and the sign-in
-records and failed attempts of their email pseudonymised too.
+records pseudonymised too. Sign-in throttles hold only digests of what they count, never an email.
 
 **What stays.** Every id, time, amount, currency, status and fraud verdict; commissions, the
 ledger, payouts, referrals and every rollup (a click's country, device, browser, referrer host
@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from affiliate.models import Click, Conversion, LoginAttempt, Referral, Role, User, UserSession
+from affiliate.models import Click, Conversion, Referral, Role, User, UserSession
 from affiliate.services import audit
 
 PREFIX = "erased-"
@@ -220,13 +220,11 @@ def erase(session: Session, kind: str, value: str, *, actor_id: int | None, now:
         "conversions": len(conversions),
         "members": 0,
         "sign_ins": 0,
-        "failed_sign_ins": 0,
     }
     for member in session.scalars(select(User).where(User.id.in_(found.members)).with_for_update()):
-        account, sign_ins, failed = _erase_member(session, member, names, now=now)
+        account, sign_ins = _erase_member(session, member, names, now=now)
         changed["sign_ins"] += sign_ins
-        changed["failed_sign_ins"] += failed
-        if account or sign_ins or failed:
+        if account or sign_ins:
             changed["members"] += 1
             audit.record(
                 session,
@@ -346,9 +344,9 @@ def _erase_conversions(session: Session, ids: frozenset[int], names: Pseudonyms)
     return changed
 
 
-def _erase_member(session: Session, member: User, names: Pseudonyms, *, now: datetime) -> tuple[bool, int, int]:
+def _erase_member(session: Session, member: User, names: Pseudonyms, *, now: datetime) -> tuple[bool, int]:
     """Pseudonymise a member's account and end their sign-ins; return whether the account changed, and the
-    numbers of sign-ins and failed attempts changed."""
+    number of sign-ins changed."""
     email = member.email
     account = not is_pseudonym(email)
     if account:
@@ -381,13 +379,4 @@ def _erase_member(session: Session, member: User, names: Pseudonyms, *, now: dat
                 setattr(sign_in, name, value)
             sign_in.revoked_at = sign_in.revoked_at or now
             sign_ins += 1
-    failed = 0
-    if not is_pseudonym(email):
-        attempts = session.scalars(
-            select(LoginAttempt).where(LoginAttempt.email == email.strip().lower()).with_for_update()
-        ).all()
-        for attempt in attempts:
-            attempt.email = names.email(attempt.email)
-            attempt.ip = names(attempt.ip, 45)
-            failed += 1
-    return account, sign_ins, failed
+    return account, sign_ins

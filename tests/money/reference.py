@@ -11,6 +11,7 @@ import calendar
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 LIVE = ("pending", "approved", "paid")
 
@@ -166,7 +167,7 @@ class Model:
             self.add(conversion, a, 1, kind, amount, due)
         recruiter = self.recruiter.get(a)
         if recruiter is not None and plan.second_tier_bps:
-            for conversion, _, amount, due in tier_one:
+            for conversion, _, amount, _due in tier_one:
                 self.add(conversion, recruiter, 2, "second_tier", percent_of(amount, plan.second_tier_bps),
                          self.due(conversion))  # fmt: skip
         if x.type == "signup" and x.member is not None and self.referred_by.get(x.member) == a:
@@ -348,7 +349,7 @@ def earn(amount: int, rate: Tier) -> int:
 def marginal_revenue(plan: Plan, before: int, after: int) -> int:
     """The amount covers [before, after), cut at each threshold inside; parts summed exactly, rounded once."""
     cuts = [before, *sorted(t.threshold for t in plan.tiers if before < t.threshold < after), after]
-    exact = sum((end - start) * rate_at(plan, start).bps for start, end in zip(cuts, cuts[1:]))
+    exact = sum((end - start) * rate_at(plan, start).bps for start, end in pairwise(cuts))
     return (exact + 5_000) // 10_000 + rate_at(plan, after).flat
 
 

@@ -325,9 +325,7 @@ def test_ledger_check_finds_each_wrong_amount_on_purpose(app, runner):
     assert "evaluated_once" in _broken(app, forget_evaluation)
 
     def refund_too_much(session):
-        session.execute(
-            update(Conversion).where(Conversion.refund_of_id == sale).values(amount_cents=20_000)
-        )
+        session.execute(update(Conversion).where(Conversion.refund_of_id == sale).values(amount_cents=20_000))
 
     assert "refunds_within_sale" in _broken(app, refund_too_much)
 

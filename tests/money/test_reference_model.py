@@ -157,9 +157,9 @@ def _restorer(app: Flask, postgres):
                 name
                 for name in tables
                 if name != "alembic_version"
-                and connection.execute(text(f'SELECT NOT EXISTS (SELECT 1 FROM "{name}")')).scalar()  # noqa: S608
+                and connection.execute(text(f'SELECT NOT EXISTS (SELECT 1 FROM "{name}")')).scalar()
             ]
-        deletes = [text(f'DELETE FROM "{name}"') for name in empty]  # noqa: S608
+        deletes = [text(f'DELETE FROM "{name}"') for name in empty]
 
         def restore() -> None:
             with app.app_context():
@@ -416,7 +416,9 @@ class Books:
                    for positions in wanted.values() for p in positions]  # fmt: skip
         assert not unexpected and not missing, (
             "the money job's commissions differ from the rules:\n  the code made: "
-            + ("; ".join(unexpected) or "-") + "\n  the rules want: " + ("; ".join(missing) or "-")
+            + ("; ".join(unexpected) or "-")
+            + "\n  the rules want: "
+            + ("; ".join(missing) or "-")
         )
         self.commission_ids.extend(pairs[p] for p in fresh)
 
@@ -535,15 +537,25 @@ def machine_for(app: Flask, world: World, currency: str):
                 return moment if now - timedelta(days=20) <= moment <= now else now
             return now - backdate
 
-        @rule(who=st.integers(0, 3), data=st.data(), customer=st.one_of(st.none(), st.sampled_from(CUSTOMERS)),
-              backdate=BACKDATE, click_before=CLICK_BEFORE, flag=st.sampled_from([False, False, False, True]))
+        @rule(
+            who=st.integers(0, 3),
+            data=st.data(),
+            customer=st.one_of(st.none(), st.sampled_from(CUSTOMERS)),
+            backdate=BACKDATE,
+            click_before=CLICK_BEFORE,
+            flag=st.sampled_from([False, False, False, True]),
+        )
         def sale(self, who, data, customer, backdate, click_before, flag):  # fmt: skip
             amount = data.draw(amounts(currency))
             self.books.report(world.affiliates[who], amount, customer=customer, occurred_at=self.occurred(backdate),
                               click_before=click_before, flag=flag)  # fmt: skip
 
-        @rule(who=st.integers(0, 3), amount=st.sampled_from([0, 0, 1, 500]), backdate=BACKDATE,
-              flag=st.sampled_from([False, False, False, True]))
+        @rule(
+            who=st.integers(0, 3),
+            amount=st.sampled_from([0, 0, 1, 500]),
+            backdate=BACKDATE,
+            flag=st.sampled_from([False, False, False, True]),
+        )
         def signup(self, who, amount, backdate, flag):  # fmt: skip
             self.books.report(world.affiliates[who], amount, kind="signup", occurred_at=self.occurred(backdate),
                               flag=flag)  # fmt: skip
@@ -591,8 +603,13 @@ def machine_for(app: Flask, world: World, currency: str):
         @rule(pick=st.integers(0, 10**6))
         def reject_earning_conversion(self, pick):
             """Fraud found after the fact: a conversion that has commissions is rejected in review."""
-            earning = sorted({c.conversion for c in self.books.model.commissions
-                              if self.books.model.conversions[c.conversion].status in ("pending", "approved")})
+            earning = sorted(
+                {
+                    c.conversion
+                    for c in self.books.model.commissions
+                    if self.books.model.conversions[c.conversion].status in ("pending", "approved")
+                }
+            )
             if earning:
                 self.books.review(earning[pick % len(earning)], "reject", reopen=True)
 
@@ -602,8 +619,11 @@ def machine_for(app: Flask, world: World, currency: str):
             if pending:
                 self.books.hand(pending[pick % len(pending)], decision)
 
-        @rule(plan=plans(currency), override=st.one_of(st.none(), st.integers(0, 3)),
-              later=st.sampled_from([timedelta(0), timedelta(0), timedelta(hours=5), timedelta(days=3)]))
+        @rule(
+            plan=plans(currency),
+            override=st.one_of(st.none(), st.integers(0, 3)),
+            later=st.sampled_from([timedelta(0), timedelta(0), timedelta(hours=5), timedelta(days=3)]),
+        )
         def change_plan(self, plan, override, later):  # fmt: skip
             affiliate = None if override is None else world.affiliates[override]
             starts = self.books.now + later
@@ -611,8 +631,12 @@ def machine_for(app: Flask, world: World, currency: str):
                 return  # one version of an affiliate's plan per moment
             self.books.plan(plan, affiliate=affiliate, effective_from=starts)
 
-        @rule(delta=st.one_of(st.integers(1, 48).map(lambda h: timedelta(hours=h)),
-                              st.integers(1, 40).map(lambda d: timedelta(days=d))))
+        @rule(
+            delta=st.one_of(
+                st.integers(1, 48).map(lambda h: timedelta(hours=h)),
+                st.integers(1, 40).map(lambda d: timedelta(days=d)),
+            )
+        )
         def advance(self, delta):  # fmt: skip
             self.books.advance(delta)
 
