@@ -150,7 +150,7 @@ def world(app):
         key_id, conversion_id, batch_id, payout_id = key.id, conversion.conversion.id, batch.id, batch.payouts[0].id
     ids = {"user_id": target.id, "program_id": program.id, "link_id": link.id, "filename": "css/app.css",
            "key_id": key_id, "conversion_id": conversion_id, "batch_id": batch_id, "payout_id": payout_id,
-           "export_format": "paypal", "dimension": "day"}  # fmt: skip
+           "export_format": "paypal", "dimension": "day", "token": "not-an-invitation"}  # fmt: skip
     return {"users": users, "ids": ids}
 
 

@@ -21,6 +21,7 @@ VALID = {
     "hold_days": "14",
     "currency": "EUR",
     "minimum_payout": "25.50",
+    "enrollment": "open",
 }
 
 

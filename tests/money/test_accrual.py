@@ -100,9 +100,10 @@ def test_refer_a_friend_rewards_both_sides(app):
     program = make_program(app, make_admin(app))
     set_plan(app, program.id, referrer_reward_cents=500, referee_reward_cents=300)
     referrer = make_user(app, role="member")
-    friend = make_user(app, role="member", referred_by_id=referrer.id)
+    friend = make_user(app, role="member")
     stranger = make_user(app, role="member")  # signed up through the referrer's link, referred by nobody
     with app.app_context():
+        db.session.execute(update(User).where(User.id == friend.id).values(referred_by_id=referrer.id))
         for member in (friend, stranger):
             conversion_id = report(app, program, referrer.id, f"member-{member.id}", 0, type=ConversionType.SIGNUP,
                                    customer_user_id=member.id)  # fmt: skip
