@@ -20,6 +20,7 @@ from affiliate.models.money import (
     LedgerTransaction,
     Payout,
     PayoutBatch,
+    PayoutExport,
     PayoutStatus,
 )
 from affiliate.models.programs import (
@@ -60,6 +61,7 @@ __all__ = [
     "LoginAttempt",
     "Payout",
     "PayoutBatch",
+    "PayoutExport",
     "PayoutMethod",
     "PayoutStatus",
     "Program",
