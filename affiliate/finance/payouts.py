@@ -122,8 +122,12 @@ def export(batch_id: int, export_format: str):
     except service.RepeatExport:
         db.session.rollback()
         return _render_repeat(batch, export_format, form, 409)
-    except (service.PayoutError, ExportError) as error:
+    except service.PayoutError as error:
         db.session.rollback()
+        flash(str(error), "error")
+        return _render_batch(batch, 409)
+    except ExportError as error:
+        db.session.commit()  # no file, but the payouts of suspended affiliates found on the way stay held
         flash(str(error), "error")
         return _render_batch(batch, 409)
     db.session.commit()
