@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -276,3 +277,73 @@ def test_a_batch_with_no_changed_details_is_approved_without_a_warning(app, owed
     assert 'id="details-changed"' not in page and 'name="acknowledge_changes"' not in page
     assert post_on_batch(checking, batch_id, f"/finance/payouts/{batch_id}/approve").status_code == 303
     assert batch_status(app, batch_id) == "approved"
+
+
+def test_two_finance_users_exporting_at_once_make_one_first_file(app, owed):
+    from affiliate.models import PayoutExport
+    from affiliate.services.payouts import RepeatExport, export_batch
+
+    batch_id, _, _, maker, checker = built_and_approved(app)
+    start = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def click(person) -> None:
+        with app.app_context():
+            start.wait()
+            try:
+                export_batch(db.session, db.session.get(PayoutBatch, batch_id), "paypal",
+                             actor=db.session.get(User, person.id), now=utcnow())  # fmt: skip
+            except RepeatExport:
+                db.session.rollback()
+                outcomes.append("warned")
+            else:
+                db.session.commit()
+                outcomes.append("file")
+
+    threads = [threading.Thread(target=click, args=(person,)) for person in (maker, checker, maker, checker)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["file", "warned", "warned", "warned"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).where(PayoutExport.batch_id == batch_id)) == 1
+    assert batch_status(app, batch_id) == "exported"
+
+
+def test_cancelling_and_approving_at_once_leave_one_outcome_and_balanced_books(app, owed):
+    from affiliate.services.payouts import PayoutError, approve_batch, cancel_batch
+
+    maker, checker = make_finance(app), make_finance(app)
+    batch_id = int(build(signed_in(app, maker)).headers["Location"].rsplit("/", 1)[1])
+    start = threading.Barrier(2)
+    done: list[str] = []
+
+    def act(name: str) -> None:
+        with app.app_context():
+            start.wait()
+            batch = db.session.get(PayoutBatch, batch_id)
+            try:
+                if name == "cancel":
+                    cancel_batch(db.session, batch, actor=db.session.get(User, maker.id), reason="race", now=utcnow())
+                else:
+                    approve_batch(db.session, batch, approver=db.session.get(User, checker.id), now=utcnow())
+            except PayoutError:
+                db.session.rollback()
+            else:
+                db.session.commit()
+                done.append(name)
+
+    threads = [threading.Thread(target=act, args=(name,)) for name in ("cancel", "approve")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(done) == 1
+    status = batch_status(app, batch_id)
+    assert status == {"cancel": "cancelled", "approve": "approved"}[done[0]]
+    with app.app_context():
+        payouts = db.session.scalars(select(Payout.status).where(Payout.batch_id == batch_id)).all()
+        assert set(payouts) == {"cancelled" if status == "cancelled" else "approved"}
+        assert -balance(db.session, "payout_clearing", "USD") == (0 if status == "cancelled" else 21_000)
+        assert check(db.session) == []
