@@ -166,18 +166,21 @@ def _users(session: Session, ids: list[int]) -> list[User]:
 
 
 def details_changed(session: Session, batch: PayoutBatch, *, lock: bool = False) -> list[Changed]:
-    """Affiliates of the batch's unsettled payouts whose payout details changed after it was built."""
+    """Affiliates of the batch's unsettled payouts whose payout details changed after it was built.
+
+    With ``lock``, every affiliate of those payouts is locked (PostgreSQL), not only those who changed,
+    so no change can land between this read and the approval that depends on it.
+    """
     query = (
         select(User.id, User.name, User.payout_details_changed_at)
         .join(Payout, Payout.affiliate_id == User.id)
         .where(Payout.batch_id == batch.id, Payout.status.in_([PayoutStatus.PENDING, PayoutStatus.APPROVED,
-                                                               PayoutStatus.HELD]),
-               User.payout_details_changed_at > batch.created_at)
+                                                               PayoutStatus.HELD]))
         .order_by(User.id)
     )  # fmt: skip
     if lock:
         query = query.with_for_update(of=User)
-    return [Changed(*row) for row in session.execute(query).all()]
+    return [Changed(*row) for row in session.execute(query).all() if row[2] is not None and row[2] > batch.created_at]
 
 
 def approve_batch(
