@@ -7,10 +7,12 @@ from decimal import Decimal
 
 from babel.numbers import format_currency, get_currency_precision
 
-# The currencies a program may be run in (ISO 4217).
+# The currencies a program may be run in (ISO 4217). Minor units follow ISO 4217 through Babel: JPY has
+# none, the dinars (KWD, BHD, OMR, JOD) have three, so every amount is read and written in their fils.
 CURRENCIES = (
     "USD", "EUR", "GBP", "CAD", "AUD", "NZD", "CHF", "SEK", "NOK", "DKK",
     "PLN", "CZK", "HUF", "JPY", "SGD", "HKD", "INR", "BRL", "MXN", "ZAR",
+    "KWD", "BHD", "OMR", "JOD",
 )  # fmt: skip
 
 _AMOUNT = re.compile(r"([0-9]{1,16})(?:\.([0-9]{1,18}))?", re.ASCII)

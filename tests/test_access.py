@@ -64,6 +64,7 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "payouts.show": frozenset({"admin", "finance"}),
     "payouts.approve": frozenset({"admin", "finance"}),
     "payouts.export": frozenset({"admin", "finance"}),
+    "payouts.cancel": frozenset({"admin", "finance"}),
     "payouts.mark_paid": frozenset({"admin", "finance"}),
     "payouts.mark_failed": frozenset({"admin", "finance"}),
     "payouts.yearly": frozenset({"admin", "finance"}),

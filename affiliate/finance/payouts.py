@@ -10,15 +10,15 @@ from affiliate.auth.access import require_roles
 from affiliate.auth.sessions import login_is_fresh
 from affiliate.downloads import csv_download
 from affiliate.extensions import db
-from affiliate.finance.forms import BuildBatchForm, MarkFailedForm, MarkPaidForm
+from affiliate.finance.forms import BuildBatchForm, CancelBatchForm, MarkFailedForm, MarkPaidForm, RepeatExportForm
 from affiliate.models import (
     AuditLog,
     BatchStatus,
     Payout,
     PayoutBatch,
+    PayoutExport,
     PayoutStatus,
     Program,
-    ProgramStatus,
     Role,
     User,
     utcnow,
@@ -26,12 +26,11 @@ from affiliate.models import (
 from affiliate.money import format_amount, to_decimal
 from affiliate.params import paginate
 from affiliate.services import payouts as service
-from affiliate.services.exports import FORMATS, ExportError, PayoutLine, payout_file, write_csv
+from affiliate.services.exports import FORMATS, ExportError, write_csv
 from affiliate.services.payout_reports import paid_in_year
 
 PAGE_SIZE = 50
 HELD_SHOWN = 20  # flashes live in the session cookie: name the first few held affiliates, count the rest
-EXPORTABLE = (BatchStatus.APPROVED, BatchStatus.EXPORTED, BatchStatus.CLOSED)
 FIRST_YEAR, LAST_YEAR = 2000, 9998
 
 bp = Blueprint("payouts", __name__, url_prefix="/finance/payouts")
@@ -96,7 +95,7 @@ def approve(batch_id: int):
         flash("Approving a batch needs a recent sign-in. Enter your password, then approve again.", "info")
         return redirect(url_for("auth.reauth", next=url_for("payouts.show", batch_id=batch.id)), 303)
     try:
-        service.approve_batch(db.session, batch, approver=current_user, now=now)
+        service.approve_batch(db.session, batch, approver=current_user, now=now, acknowledged=_acknowledged())
     except service.PayoutError as error:
         db.session.rollback()
         flash(str(error), "error")
@@ -106,19 +105,54 @@ def approve(batch_id: int):
     return redirect(url_for("payouts.show", batch_id=batch.id), 303)
 
 
-@bp.route("/<int:batch_id>/<any(paypal, wise, bank):export_format>.csv")
+@bp.route("/<int:batch_id>/export/<any(paypal, wise, bank):export_format>", methods=["GET", "POST"])
 def export(batch_id: int, export_format: str):
-    """The provider file of an approved batch: its payouts by that method that still await payment."""
+    """Make a provider file of an approved batch and record it; a second file of a format needs a confirmation."""
     batch = _batch_or_404(batch_id)
-    if batch.status not in EXPORTABLE:
-        flash("Only an approved batch can be exported: a second finance user approves it first.", "error")
-        return _render_batch(batch, 409)
+    form = RepeatExportForm()
+    if request.method == "GET":
+        return _render_repeat(batch, export_format, form)
+    if not form.validate_on_submit():
+        _flash_errors(form)
+        return _render_batch(batch, 400)
     try:
-        text = payout_file(export_format, _awaiting_payment(batch))
-    except ExportError as error:
+        exported = service.export_batch(db.session, batch, export_format, actor=current_user, now=utcnow(),
+                                        repeat=bool(form.confirm_repeat.data))  # fmt: skip
+    except service.RepeatExport:
+        db.session.rollback()
+        return _render_repeat(batch, export_format, form, 409)
+    except service.PayoutError as error:
+        db.session.rollback()
         flash(str(error), "error")
         return _render_batch(batch, 409)
-    return csv_download(text, f"clicktrail-batch-{batch.id}-{export_format}.csv")
+    except ExportError as error:
+        db.session.commit()  # no file, but the payouts of suspended affiliates found on the way stay held
+        flash(str(error), "error")
+        return _render_batch(batch, 409)
+    db.session.commit()
+    suffix = f"-again-{exported.record.id}" if exported.record.repeat else ""
+    return csv_download(exported.text, f"clicktrail-batch-{batch.id}-{export_format}{suffix}.csv")
+
+
+@bp.post("/<int:batch_id>/cancel")
+def cancel(batch_id: int):
+    """Cancel a draft batch: its reserved amounts return to the affiliates' balances for a later batch."""
+    batch = _batch_or_404(batch_id)
+    form = CancelBatchForm()
+    if not form.validate_on_submit():
+        _flash_errors(form)
+        return _render_batch(batch, 422)
+    try:
+        count = service.cancel_batch(db.session, batch, actor=current_user, reason=form.reason.data.strip(),
+                                     now=utcnow())  # fmt: skip
+    except service.PayoutError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return _render_batch(batch, 409)
+    db.session.commit()
+    flash(f"Batch #{batch.id} cancelled: {count} payout{'s' if count != 1 else ''} returned to the affiliates' "
+          "balances for a later batch.", "success")  # fmt: skip
+    return redirect(url_for("payouts.show", batch_id=batch.id), 303)
 
 
 @bp.post("/payout/<int:payout_id>/paid")
@@ -133,6 +167,10 @@ def mark_paid(payout_id: int):
         db.session.commit()
         flash(f"Payout #{payout.id} marked paid (reference {reference}).", "success")
         return redirect(url_for("payouts.show", batch_id=payout.batch_id), 303)
+    if payout.status == PayoutStatus.HELD:
+        db.session.commit()  # the hold mark_paid made instead
+        flash(f"Payout #{payout.id} is held, not paid: {payout.hold_reason}.", "error")
+        return _render_batch(payout.batch, 409)
     return _not_settled(payout)
 
 
@@ -195,30 +233,46 @@ def _render_batch(batch: PayoutBatch, status: int = 200):
     ).all()  # fmt: skip
     people = {batch.created_by_id, batch.approved_by_id} - {None}
     names = dict(db.session.execute(select(User.id, User.name).where(User.id.in_(people))).all())
-    awaiting = _awaiting_payment(batch)
+    awaiting = service.awaiting_payment(db.session, batch)
     files = {
         name: (len(lines), sum(line.amount_cents for line in lines))
         for name, fmt in FORMATS.items()
         if (lines := [line for line in awaiting if line.method == fmt.method])
     }
+    exports = _exports(batch)
+    changed = service.details_changed(db.session, batch) if batch.status == BatchStatus.DRAFT else []
     return render_template(
         "finance/payouts/show.html", batch=batch, rows=rows, trail=trail, names=names, files=files,
-        formats=FORMATS, exportable=batch.status in EXPORTABLE, paid_form=MarkPaidForm(), failed_form=MarkFailedForm(),
+        formats=FORMATS, exportable=batch.status in service.EXPORTABLE, paid_form=MarkPaidForm(),
+        failed_form=MarkFailedForm(), exports=exports, exported_formats={e.format for e, _ in exports},
+        changed=changed, changed_ids=",".join(str(c.affiliate_id) for c in changed),
     ), status  # fmt: skip
 
 
-def _awaiting_payment(batch: PayoutBatch) -> list[PayoutLine]:
-    """Approved payouts not yet paid or failed: exporting again never pays a settled payout twice."""
-    rows = db.session.execute(
-        select(Payout, User.name)
-        .join(User, User.id == Payout.affiliate_id)
-        .where(Payout.batch_id == batch.id, Payout.status == PayoutStatus.APPROVED)
-        .order_by(Payout.id)
+def _exports(batch: PayoutBatch) -> list[tuple[PayoutExport, str | None]]:
+    return db.session.execute(
+        select(PayoutExport, User.email)
+        .outerjoin(User, User.id == PayoutExport.exported_by_id)
+        .where(PayoutExport.batch_id == batch.id)
+        .order_by(PayoutExport.id)
     ).all()
-    return [
-        PayoutLine(payout.id, batch.id, name, payout.method, payout.destination, payout.amount_cents, payout.currency)
-        for payout, name in rows
-    ]
+
+
+def _render_repeat(batch: PayoutBatch, export_format: str, form: RepeatExportForm, status: int = 200):
+    """The page that makes a file: for a format exported before, a warning and a confirmation to tick."""
+    earlier = [(record, email) for record, email in _exports(batch) if record.format == export_format]
+    return render_template(
+        "finance/payouts/export.html", batch=batch, fmt=FORMATS[export_format], export_format=export_format,
+        earlier=earlier, form=form, exportable=batch.status in service.EXPORTABLE,
+    ), status  # fmt: skip
+
+
+def _acknowledged() -> frozenset[int]:
+    """The affiliates whose changed payout details the approver saw and ticked the acknowledgement for."""
+    if request.form.get("acknowledge_changes") != "yes":
+        return frozenset()
+    ids = (request.form.get("changed") or "").split(",")
+    return frozenset(int(i) for i in ids if i.isascii() and i.isdigit() and len(i) <= 18)
 
 
 def _not_settled(payout: Payout):
@@ -237,9 +291,8 @@ def _batch_or_404(batch_id: int) -> PayoutBatch:
 
 def _build_form() -> BuildBatchForm:
     form = BuildBatchForm()
-    currencies = db.session.scalars(
-        select(Program.currency).where(Program.status == ProgramStatus.ACTIVE).distinct().order_by(Program.currency)
-    ).all()
+    # Paused programs' currencies too: what they earned is still owed.
+    currencies = db.session.scalars(select(Program.currency).distinct().order_by(Program.currency)).all()
     form.currency.choices = [(code, code) for code in currencies]
     return form
 

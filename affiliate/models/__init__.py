@@ -20,6 +20,7 @@ from affiliate.models.money import (
     LedgerTransaction,
     Payout,
     PayoutBatch,
+    PayoutExport,
     PayoutStatus,
 )
 from affiliate.models.programs import (
@@ -69,6 +70,7 @@ __all__ = [
     "PartnerGroup",
     "Payout",
     "PayoutBatch",
+    "PayoutExport",
     "PayoutMethod",
     "PayoutStatus",
     "Program",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from affiliate.extensions import db
@@ -42,6 +42,8 @@ class PayoutStatus(enum.StrEnum):
     APPROVED = "approved"
     PAID = "paid"
     FAILED = "failed"
+    HELD = "held"  # its affiliate is suspended: never approved, exported or paid while so
+    CANCELLED = "cancelled"  # its draft batch was cancelled and the amount returned to the affiliate
 
 
 class Commission(db.Model):
@@ -110,6 +112,8 @@ class Payout(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     method: Mapped[str] = mapped_column(String(16))
     destination: Mapped[str] = mapped_column(String(255))  # snapshot of the payout details used
+    payee_name: Mapped[str] = mapped_column(String(120), default="", server_default="")  # snapshot, as destination
+    hold_reason: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=PayoutStatus.PENDING)
     external_reference: Mapped[str | None] = mapped_column(String(255))
     failure_reason: Mapped[str | None] = mapped_column(Text)
@@ -117,6 +121,22 @@ class Payout(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     batch: Mapped[PayoutBatch] = relationship(back_populates="payouts")
+
+
+class PayoutExport(db.Model):
+    """One provider file made from a batch: who made it, when, and the SHA-256 of the bytes they downloaded."""
+
+    __tablename__ = "payout_exports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("payout_batches.id"), index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    payout_count: Mapped[int] = mapped_column(Integer)
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+    repeat: Mapped[bool] = mapped_column(Boolean, default=False)  # a confirmed second file of the same format
+    exported_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    exported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class LedgerTransaction(db.Model):

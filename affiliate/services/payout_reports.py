@@ -121,11 +121,14 @@ def _describe(kind: str, reference: str, commissions: dict, payouts: dict[int, P
             return "payout", reference
         if kind == "payout_failed":
             return "payout returned", f"Payout #{payout.id} failed; the amount is back in your balance"
+        if kind == "payout_cancel":
+            return "payout returned", f"Payout #{payout.id} was cancelled; the amount is back in your balance"
         if payout.status == PayoutStatus.PAID:
             paid = payout.paid_at.strftime("%Y-%m-%d") if payout.paid_at else ""
             state = f"paid {paid}, reference {payout.external_reference}"
         else:
-            state = "failed" if payout.status == PayoutStatus.FAILED else "awaiting payment"
+            state = {PayoutStatus.FAILED: "failed", PayoutStatus.CANCELLED: "cancelled",
+                     PayoutStatus.HELD: "held"}.get(payout.status, "awaiting payment")  # fmt: skip
         return "payout", f"Payout #{payout.id} by {payout.method} ({state})"
     commission = commissions.get(_id_after(reference, "commission:"))
     if commission is None:

@@ -1,13 +1,27 @@
 """Payout batches, maker-checker: built from the ledger, approved by a second person, each payout settled once.
 
+A batch is ``draft`` when built, ``approved`` by a second person, ``exported`` once its first provider
+file is made (paying and marking paid go on from there), or ``cancelled`` while still a draft. Every
+file made is recorded with its SHA-256; a second file of the same format is only made when the person
+confirms it, as uploading both pays everyone in them twice.
+
 Ledger moves: building a batch reserves each affiliate's payable balance (debit
 ``affiliate_payable:<id>``, credit ``payout_clearing``); a payout marked paid leaves clearing for
-``cash``; a failed payout returns to the affiliate's payable balance. Every state change is a
-guarded UPDATE (only from the expected state), so concurrent clicks settle a payout once (C9).
+``cash``; a failed payout, or any payout of a cancelled batch, returns to the affiliate's payable
+balance. Every state change is a guarded UPDATE (only from the expected state), so concurrent clicks
+settle a payout once (C9).
+
+Programs: the minimum is the lowest of every program in the currency, paused ones included, since
+pausing a program stops new clicks and conversions, not the payment of what was already earned.
+
+Holds: a suspended affiliate's payout is ``held`` (with the reason) when the batch is built, approved
+or exported, or when someone tries to mark it paid; a held payout is never approved, exported or paid.
+Marking it failed returns its amount to the affiliate's balance for a later batch.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,20 +35,56 @@ from affiliate.models import (
     LedgerEntry,
     Payout,
     PayoutBatch,
+    PayoutExport,
     PayoutStatus,
     Program,
-    ProgramStatus,
     User,
+    UserStatus,
 )
 from affiliate.services import audit
+from affiliate.services.exports import FORMATS, PayoutLine, payout_file
 from affiliate.services.ledger import IN_CHUNK, Leg, post, post_new
 
 COOLING_OFF = timedelta(hours=72)
 PAYABLE, PAYABLE_END = "affiliate_payable:", "affiliate_payable;"  # every affiliate's payable account, as a range
 
 
+EXPORTABLE = (BatchStatus.APPROVED, BatchStatus.EXPORTED, BatchStatus.CLOSED)
+
+
 class PayoutError(ValueError):
     """A payout action that is not allowed; the message says why."""
+
+
+class RepeatExport(PayoutError):
+    """The batch already had a file of this format: making another needs the person's confirmation."""
+
+    def __init__(self, earlier: list[PayoutExport]) -> None:
+        super().__init__("This file was exported before: uploading it again pays everyone in it twice.")
+        self.earlier = earlier
+
+
+class DetailsChanged(PayoutError):
+    """Affiliates changed their payout details after the batch was built, and the approver did not acknowledge it."""
+
+    def __init__(self, changed: list[Changed]) -> None:
+        names = ", ".join(change.name for change in changed)
+        super().__init__(f"Payout details changed since this batch was built: {names}. The files use the details "
+                         "as they were at the build; tick the acknowledgement to approve anyway.")  # fmt: skip
+        self.changed = changed
+
+
+@dataclass(frozen=True)
+class Changed:
+    affiliate_id: int
+    name: str
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class Exported:
+    text: str
+    record: PayoutExport
 
 
 @dataclass(frozen=True)
@@ -47,18 +97,12 @@ def build_batch(
     session: Session, currency: str, *, actor: User, now: datetime, cooling_off: timedelta = COOLING_OFF
 ) -> tuple[PayoutBatch | None, list[Held]]:
     """A draft batch of every affiliate whose approved balance reaches the minimum; amounts come from the ledger."""
-    minimum = session.scalar(
-        select(func.min(Program.minimum_payout_cents)).where(
-            Program.currency == currency, Program.status == ProgramStatus.ACTIVE
-        )
-    )
-    if minimum is None:
-        raise PayoutError(f"No active program pays in {currency}.")
     # Builds of one currency take turns (PostgreSQL: row locks; SQLite: writers are serial anyway), so
     # the second reads the balances the first left and cannot reserve the same money twice.
-    session.execute(
-        select(Program.id).where(Program.currency == currency, Program.status == ProgramStatus.ACTIVE).with_for_update()
-    ).all()
+    session.execute(select(Program.id).where(Program.currency == currency).with_for_update()).all()
+    minimum = session.scalar(select(func.min(Program.minimum_payout_cents)).where(Program.currency == currency))
+    if minimum is None:
+        raise PayoutError(f"No program pays in {currency}.")
     owed = session.execute(
         select(LedgerEntry.account, func.sum(LedgerEntry.amount_cents))
         .where(LedgerEntry.account >= PAYABLE, LedgerEntry.account < PAYABLE_END, LedgerEntry.currency == currency)
@@ -70,18 +114,22 @@ def build_batch(
     rows = []
     for affiliate in _users(session, sorted(due)):
         changed = affiliate.payout_details_changed_at
-        if not affiliate.has_payout_details:
+        snapshot = {"affiliate_id": affiliate.id, "amount_cents": due[affiliate.id], "currency": currency,
+                    "method": affiliate.payout_method, "destination": _destination(affiliate),
+                    "payee_name": affiliate.name, "created_at": now}  # fmt: skip
+        if affiliate.status == UserStatus.SUSPENDED and affiliate.has_payout_details:
+            # Reserved but held, so the batch page says why this affiliate is not being paid.
+            rows.append({**snapshot, "status": PayoutStatus.HELD, "hold_reason": _suspended(affiliate)})
+        elif not affiliate.has_payout_details:
             held.append(Held(affiliate.id, "no payout details"))
         elif changed is not None and now - changed < cooling_off:
             until = changed + cooling_off
             held.append(Held(affiliate.id, f"payout details changed {changed:%Y-%m-%d %H:%M} UTC: "
                                            f"held until {until:%Y-%m-%d %H:%M} UTC"))  # fmt: skip
         else:
-            rows.append({"affiliate_id": affiliate.id, "amount_cents": due[affiliate.id], "currency": currency,
-                         "method": affiliate.payout_method, "destination": _destination(affiliate),
-                         "status": PayoutStatus.PENDING, "created_at": now})  # fmt: skip
-    if not rows:
-        return None, held
+            rows.append({**snapshot, "status": PayoutStatus.PENDING, "hold_reason": None})
+    if not any(row["status"] == PayoutStatus.PENDING for row in rows):
+        return None, held + [Held(row["affiliate_id"], row["hold_reason"]) for row in rows]
     batch = PayoutBatch(currency=currency, created_by_id=actor.id, created_at=now,
                         total_cents=sum(row["amount_cents"] for row in rows))  # fmt: skip
     session.add(batch)
@@ -117,25 +165,188 @@ def _users(session: Session, ids: list[int]) -> list[User]:
     return users
 
 
-def approve_batch(session: Session, batch: PayoutBatch, *, approver: User, now: datetime) -> None:
-    """The second person approves a draft batch; its creator cannot (C19)."""
+def details_changed(session: Session, batch: PayoutBatch, *, lock: bool = False) -> list[Changed]:
+    """Affiliates of the batch's unsettled payouts whose payout details changed after it was built.
+
+    With ``lock``, every affiliate of those payouts is locked (PostgreSQL), not only those who changed,
+    so no change can land between this read and the approval that depends on it.
+    """
+    query = (
+        select(User.id, User.name, User.payout_details_changed_at)
+        .join(Payout, Payout.affiliate_id == User.id)
+        .where(Payout.batch_id == batch.id, Payout.status.in_([PayoutStatus.PENDING, PayoutStatus.APPROVED,
+                                                               PayoutStatus.HELD]))
+        .order_by(User.id)
+    )  # fmt: skip
+    if lock:
+        query = query.with_for_update(of=User)
+    return [Changed(*row) for row in session.execute(query).all() if row[2] is not None and row[2] > batch.created_at]
+
+
+def approve_batch(
+    session: Session, batch: PayoutBatch, *, approver: User, now: datetime, acknowledged: frozenset[int] = frozenset()
+) -> None:
+    """The second person approves a draft batch; its creator cannot (C19).
+
+    Whoever approves must acknowledge, by affiliate, every change of payout details made after the
+    build (the files pay the details as they were then). Payouts of suspended affiliates are held.
+    """
     if approver.id == batch.created_by_id:
         raise PayoutError("The person who built a batch cannot approve it; a second finance user must.")
-    changed = session.execute(
+    _lock_batch(session, batch)
+    # Locked so that no change of details or suspension slips in between this check and the approval.
+    changed = details_changed(session, batch, lock=True)
+    unacknowledged = [change for change in changed if change.affiliate_id not in acknowledged]
+    if unacknowledged:
+        raise DetailsChanged(unacknowledged)
+    updated = session.execute(
         update(PayoutBatch).where(PayoutBatch.id == batch.id, PayoutBatch.status == BatchStatus.DRAFT)
         .values(status=BatchStatus.APPROVED, approved_by_id=approver.id, approved_at=now)
     ).rowcount  # fmt: skip
-    if not changed:
+    if not updated:
         raise PayoutError("Only a draft batch can be approved.")
+    hold_suspended(session, batch, PayoutStatus.PENDING, actor=approver, now=now)
     session.execute(update(Payout).where(Payout.batch_id == batch.id, Payout.status == PayoutStatus.PENDING)
                     .values(status=PayoutStatus.APPROVED))  # fmt: skip
+    note = None
+    if changed:
+        note = "acknowledged payout details changed since the build: " + ", ".join(c.name for c in changed)
     _audit(session, approver.id, "payout_batch.approve", "payout_batch", batch.id, BatchStatus.DRAFT,
-           BatchStatus.APPROVED, now)  # fmt: skip
+           BatchStatus.APPROVED, now, note=note)  # fmt: skip
     session.expire(batch)
 
 
+def hold_suspended(session: Session, batch: PayoutBatch, status: PayoutStatus, *, actor: User, now: datetime) -> int:
+    """Hold the batch's payouts in ``status`` whose affiliate is suspended now; how many were held."""
+    suspended = session.execute(
+        select(Payout.id, User.status_reason)
+        .join(User, User.id == Payout.affiliate_id)
+        .where(Payout.batch_id == batch.id, Payout.status == status, User.status == UserStatus.SUSPENDED)
+        .order_by(Payout.id)
+        .with_for_update(of=User)
+    ).all()
+    held = 0
+    for payout_id, reason in suspended:
+        held += _hold(session, payout_id, status, _suspended_reason(reason), actor=actor, now=now)
+    return held
+
+
+def _hold(session: Session, payout_id: int, status: str, reason: str, *, actor: User, now: datetime) -> int:
+    changed = session.execute(
+        update(Payout).where(Payout.id == payout_id, Payout.status == status)
+        .values(status=PayoutStatus.HELD, hold_reason=reason)
+    ).rowcount  # fmt: skip
+    if changed:
+        _audit(session, actor.id, "payout.held", "payout", payout_id, status, PayoutStatus.HELD, now, note=reason)
+    return changed
+
+
+def cancel_batch(session: Session, batch: PayoutBatch, *, actor: User, reason: str, now: datetime) -> int:
+    """Cancel a draft batch: every payout's amount returns to its affiliate's balance; how many payouts."""
+    _lock_batch(session, batch)
+    updated = session.execute(
+        update(PayoutBatch).where(PayoutBatch.id == batch.id, PayoutBatch.status == BatchStatus.DRAFT)
+        .values(status=BatchStatus.CANCELLED)
+    ).rowcount  # fmt: skip
+    if not updated:
+        raise PayoutError("Only a draft batch can be cancelled; an approved one is paid, or its payouts marked failed.")
+    live = (PayoutStatus.PENDING, PayoutStatus.HELD)
+    payouts = session.execute(
+        select(Payout.id, Payout.affiliate_id, Payout.amount_cents, Payout.currency, Payout.status)
+        .where(Payout.batch_id == batch.id, Payout.status.in_(live))
+        .order_by(Payout.id)
+    ).all()
+    session.execute(update(Payout).where(Payout.batch_id == batch.id, Payout.status.in_(live))
+                    .values(status=PayoutStatus.CANCELLED))  # fmt: skip
+    if payouts:
+        post_new(session, "payout_cancel", [
+            (f"payout:{p.id}", [
+                Leg("payout_clearing", p.amount_cents, p.currency),
+                Leg(f"affiliate_payable:{p.affiliate_id}", -p.amount_cents, p.currency, p.affiliate_id),
+            ])
+            for p in payouts
+        ], now=now)  # fmt: skip
+        # The commissions they carried are free to join a later batch.
+        session.execute(
+            update(Commission)
+            .where(Commission.affiliate_id.in_(select(Payout.affiliate_id).where(Payout.batch_id == batch.id)),
+                   Commission.status == CommissionStatus.APPROVED,
+                   Commission.payout_id.in_(select(Payout.id).where(Payout.batch_id == batch.id)))
+            .values(payout_id=None)
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
+        for p in payouts:
+            _audit(session, actor.id, "payout.cancelled", "payout", p.id, p.status, PayoutStatus.CANCELLED, now)
+    _audit(session, actor.id, "payout_batch.cancel", "payout_batch", batch.id, BatchStatus.DRAFT,
+           BatchStatus.CANCELLED, now, note=reason)  # fmt: skip
+    session.expire(batch)
+    return len(payouts)
+
+
+def awaiting_payment(session: Session, batch: PayoutBatch) -> list[PayoutLine]:
+    """Approved payouts not yet paid, failed or held, as the files list them: details and name from the build."""
+    rows = session.scalars(
+        select(Payout).where(Payout.batch_id == batch.id, Payout.status == PayoutStatus.APPROVED).order_by(Payout.id)
+    ).all()
+    return [PayoutLine(p.id, batch.id, p.payee_name, p.method, p.destination, p.amount_cents, p.currency) for p in rows]
+
+
+def export_batch(
+    session: Session, batch: PayoutBatch, format_name: str, *, actor: User, now: datetime, repeat: bool = False
+) -> Exported:
+    """Make a provider file of the batch and record it; the first file moves the batch to ``exported``.
+
+    A second file of the same format is refused unless ``repeat`` says the person confirmed it.
+    Raises ExportError (from the file) or PayoutError; the caller commits what it returns.
+    """
+    _lock_batch(session, batch)
+    status = session.scalar(select(PayoutBatch.status).where(PayoutBatch.id == batch.id))
+    if status not in EXPORTABLE:
+        raise PayoutError("Only an approved batch can be exported: a second finance user approves it first.")
+    earlier = session.scalars(
+        select(PayoutExport)
+        .where(PayoutExport.batch_id == batch.id, PayoutExport.format == format_name)
+        .order_by(PayoutExport.id)
+    ).all()
+    if earlier and not repeat:
+        raise RepeatExport(list(earlier))
+    hold_suspended(session, batch, PayoutStatus.APPROVED, actor=actor, now=now)
+    lines = awaiting_payment(session, batch)
+    text = payout_file(format_name, lines)
+    mine = [line for line in lines if line.method == FORMATS[format_name].method]
+    record = PayoutExport(batch_id=batch.id, format=format_name, sha256=hashlib.sha256(text.encode()).hexdigest(),
+                          payout_count=len(mine), total_cents=sum(line.amount_cents for line in mine),
+                          repeat=bool(earlier), exported_by_id=actor.id, exported_at=now)  # fmt: skip
+    session.add(record)
+    session.flush()
+    note = f"{format_name} file, {len(mine)} payouts, sha256 {record.sha256}"
+    if earlier:
+        note = (
+            f"repeat export, {format_name} file number {len(earlier) + 1}, confirmed not to be uploaded twice; {note}"
+        )
+    action = "payout_batch.export_repeat" if earlier else "payout_batch.export"
+    audit.record(session, actor_id=actor.id, action=action, subject_type="payout_batch", subject_id=batch.id,
+                 before={"status": str(status)}, after={"status": str(BatchStatus.EXPORTED if status ==
+                 BatchStatus.APPROVED else status)}, now=now, note=note)  # fmt: skip
+    session.execute(update(PayoutBatch).where(PayoutBatch.id == batch.id, PayoutBatch.status == BatchStatus.APPROVED)
+                    .values(status=BatchStatus.EXPORTED))  # fmt: skip
+    session.expire(batch)
+    return Exported(text, record)
+
+
 def mark_paid(session: Session, payout: Payout, *, reference: str, actor: User, now: datetime) -> bool:
-    """Settle an approved payout once; False when it was not (any longer) approved."""
+    """Settle an approved payout once; False when it was not (any longer) approved.
+
+    A payout whose affiliate is suspended is held instead (and False returned): the caller commits the hold.
+    """
+    affiliate = session.execute(
+        select(User.status, User.status_reason).where(User.id == payout.affiliate_id).with_for_update()
+    ).one()
+    if affiliate.status == UserStatus.SUSPENDED:
+        _hold(session, payout.id, PayoutStatus.APPROVED, _suspended_reason(affiliate.status_reason), actor=actor,
+              now=now)  # fmt: skip
+        session.expire(payout)
+        return False
     changed = session.execute(
         update(Payout).where(Payout.id == payout.id, Payout.status == PayoutStatus.APPROVED)
         .values(status=PayoutStatus.PAID, external_reference=reference[:255], paid_at=now)
@@ -156,9 +367,12 @@ def mark_paid(session: Session, payout: Payout, *, reference: str, actor: User, 
 
 
 def mark_failed(session: Session, payout: Payout, *, reason: str, actor: User, now: datetime) -> bool:
-    """An approved payout that could not be made: its amount returns to the affiliate's balance."""
+    """An approved or held payout that was not made: its amount returns to the affiliate's balance."""
+    before = session.scalar(select(Payout.status).where(Payout.id == payout.id).with_for_update())
+    if before not in (PayoutStatus.APPROVED, PayoutStatus.HELD):
+        return False
     changed = session.execute(
-        update(Payout).where(Payout.id == payout.id, Payout.status == PayoutStatus.APPROVED)
+        update(Payout).where(Payout.id == payout.id, Payout.status == before)
         .values(status=PayoutStatus.FAILED, failure_reason=reason[:1000])
     ).rowcount  # fmt: skip
     if not changed:
@@ -172,10 +386,23 @@ def mark_failed(session: Session, payout: Payout, *, reason: str, actor: User, n
         .where(Commission.affiliate_id == payout.affiliate_id, Commission.payout_id == payout.id)
         .values(payout_id=None)
     )
-    _audit(session, actor.id, "payout.failed", "payout", payout.id, PayoutStatus.APPROVED, PayoutStatus.FAILED, now,
+    _audit(session, actor.id, "payout.failed", "payout", payout.id, before, PayoutStatus.FAILED, now,
            note=reason)  # fmt: skip
     session.expire(payout)
     return True
+
+
+def _lock_batch(session: Session, batch: PayoutBatch) -> None:
+    """Actions on one batch take turns on PostgreSQL, as SQLite's single writer makes them."""
+    session.execute(select(PayoutBatch.id).where(PayoutBatch.id == batch.id).with_for_update()).all()
+
+
+def _suspended(affiliate: User) -> str:
+    return _suspended_reason(affiliate.status_reason)
+
+
+def _suspended_reason(reason: str | None) -> str:
+    return f"affiliate suspended: {reason}" if reason else "affiliate suspended"
 
 
 def _destination(affiliate: User) -> str:

@@ -227,7 +227,7 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
         chris.click("main form[action$='/approve'] button[type=submit]")
         chris.wait_for_load_state()
     assert "approved" in chris.content()
-    name, text = download(chris, "a[href$='paypal.csv']")
+    name, text = download(chris, "main form[action$='/export/paypal'] button[type=submit]")
     assert name.endswith("-paypal.csv")
     rows = list(csv.reader(io.StringIO(text)))
     assert rows == [["ada-pay@example.com", "5.00", "USD", rows[0][3], rows[0][4], "PAYPAL"]], rows

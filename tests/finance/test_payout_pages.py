@@ -31,6 +31,10 @@ def post_on_batch(client, batch_id: int, path: str, data: dict | None = None):
     return client.post(path, data={**(data or {}), "csrf_token": token})
 
 
+def export(client, batch_id: int, export_format: str, **confirm):
+    return post_on_batch(client, batch_id, f"/finance/payouts/{batch_id}/export/{export_format}", confirm)
+
+
 def rows(response) -> list[list[str]]:
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
     assert response.mimetype == "text/csv"
@@ -58,7 +62,7 @@ def test_build_approve_export_and_pay_a_batch(app, owed):
 
     refused = post_on_batch(making, batch_id, f"/finance/payouts/{batch_id}/approve")
     assert refused.status_code == 409 and "cannot approve it" in refused.get_data(as_text=True)
-    draft = making.get(f"/finance/payouts/{batch_id}/paypal.csv")
+    draft = export(making, batch_id, "paypal")
     assert draft.status_code == 409 and "Only an approved batch can be exported" in draft.get_data(as_text=True)
 
     checking = signed_in(app, checker)
@@ -69,9 +73,9 @@ def test_build_approve_export_and_pay_a_batch(app, owed):
         assert (batch.status, batch.approved_by_id, batch.total_cents) == ("approved", checker.id, 21_000)
         reserved = -balance(db.session, "payout_clearing", "USD")
 
-    paypal = rows(checking.get(f"/finance/payouts/{batch_id}/paypal.csv"))
-    wise = rows(checking.get(f"/finance/payouts/{batch_id}/wise.csv"))
-    bank = rows(checking.get(f"/finance/payouts/{batch_id}/bank.csv"))
+    paypal = rows(export(checking, batch_id, "paypal"))
+    wise = rows(export(checking, batch_id, "wise"))
+    bank = rows(export(checking, batch_id, "bank"))
     alice_ref = f"CT-{batch_id}-{payout_of(app, owed.alice).id}"
     assert paypal == [["alice.pay@example.com", "60.00", "USD", alice_ref, f"Clicktrail payout {alice_ref}", "PAYPAL"]]
     assert wise[0] == ["name", "recipientEmail", "paymentReference", "receiverType", "amountCurrency", "amount",
@@ -110,9 +114,10 @@ def test_build_approve_export_and_pay_a_batch(app, owed):
         assert balance(db.session, f"affiliate_payable:{owed.bob.id}", "USD") == -7_000, "failed: owed again"
         assert check(db.session) == []
 
-    settled = checking.get(f"/finance/payouts/{batch_id}/paypal.csv")
+    settled = export(checking, batch_id, "paypal", confirm_repeat="y")
     assert settled.status_code == 409 and "No payout awaiting payment" in settled.get_data(as_text=True)
-    assert [row[0] for row in rows(checking.get(f"/finance/payouts/{batch_id}/bank.csv"))[1:]] == ["Carol Cruz"]
+    again = rows(export(checking, batch_id, "bank", confirm_repeat="y"))
+    assert [row[0] for row in again[1:]] == ["Carol Cruz"]
     detail = checking.get(f"/finance/payouts/{batch_id}").get_data(as_text=True)
     for action in ("payout_batch.build", "payout_batch.approve", "payout.paid", "payout.failed"):
         assert action in detail, f"the batch's audit trail shows {action}"
@@ -138,8 +143,8 @@ def test_a_second_build_with_nobody_due_says_nothing_to_pay(app, owed):
 def test_bad_input_is_a_clear_4xx(app, owed):
     client = signed_in(app, make_finance(app))
     assert client.get("/finance/payouts/999").status_code == 404
-    assert client.get("/finance/payouts/999/paypal.csv").status_code == 404
-    assert client.get("/finance/payouts/1/excel.csv").status_code == 404
+    assert client.get("/finance/payouts/999/export/paypal").status_code == 404
+    assert client.get("/finance/payouts/1/export/excel").status_code == 404
     token = csrf_token(client.get("/finance/payouts/").get_data(as_text=True))
     assert (
         client.post("/finance/payouts/payout/999/paid", data={"reference": "x", "csrf_token": token}).status_code == 404

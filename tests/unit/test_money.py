@@ -13,6 +13,7 @@ from affiliate.money import CURRENCIES, MAX_CENTS, InvalidAmount, format_amount,
 
 FAST = settings(max_examples=300, deadline=None)
 ZERO_DECIMAL = {"JPY"}
+THREE_DECIMAL = {"KWD", "BHD", "OMR", "JOD"}  # ISO 4217 dinars: 1,000 fils
 
 
 @pytest.mark.parametrize(
@@ -157,7 +158,8 @@ def exact_cents(text: str, currency: str) -> int | None:
     """Reference answer in exact fractions, or None where the documented rules refuse the text."""
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text.replace(",", "")):
         return None
-    value = Fraction(text.replace(",", "")) * 10 ** (0 if currency in ZERO_DECIMAL else 2)
+    digits = 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2
+    value = Fraction(text.replace(",", "")) * 10**digits
     if value.denominator != 1 or value > MAX_CENTS:
         return None
     return int(value)
@@ -189,3 +191,11 @@ def test_any_text_is_an_amount_or_invalid_amount(text, currency):
     except InvalidAmount:
         return
     assert type(cents) is int and 0 <= cents <= MAX_CENTS
+
+
+def test_dinars_are_read_and_written_in_fils():
+    assert {"KWD", "BHD"} <= set(CURRENCIES), "programs and the conversion API accept them"
+    assert parse_amount("1.5", "KWD") == 1_500 and parse_amount("0.001", "BHD") == 1
+    assert format_amount(60_125, "KWD") == "KWD60.125" and plain_amount(5_000, "BHD") == "5.000"
+    with pytest.raises(InvalidAmount, match="at most 3 decimal places"):
+        parse_amount("1.0005", "KWD")

@@ -5,16 +5,16 @@
 - login_attempts is dropped: a lockout counted from it let anyone lock any account; its rows only
   mattered for the 15 minutes they were counted.
 
-Revision ID: 0011
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-05 10:00:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
