@@ -9,6 +9,7 @@ from sqlalchemy import select
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import Enrollment, EnrollmentStatus, Program, Role, User, utcnow
+from affiliate.params import parse_id
 from affiliate.services import enrollment
 from affiliate.services.groups import groups_of
 
@@ -43,12 +44,12 @@ def _page(program: Program, invitation: str | None = None):
 @bp.post("/decide")
 def decide(program_id: int):
     program = db.session.get(Program, program_id) or abort(404)
-    affiliate = request.form.get("affiliate", "")
-    if not affiliate.isdigit() or not 0 < int(affiliate) < 2**31:
+    affiliate = parse_id(request.form.get("affiliate"))
+    if affiliate is None:
         flash("Choose an affiliate.", "error")
         return redirect(url_for("enrollments.index", program_id=program.id))
     try:
-        enrollment.decide(db.session, program, int(affiliate), request.form.get("decision", ""),
+        enrollment.decide(db.session, program, affiliate, request.form.get("decision", ""),
                           actor_id=current_user.id, reason=request.form.get("reason"), now=utcnow())  # fmt: skip
     except enrollment.EnrollmentError as error:
         db.session.rollback()
@@ -64,9 +65,10 @@ def invite(program_id: int):
     program = db.session.get(Program, program_id) or abort(404)
     group = request.form.get("group", "default")
     group_ids = {g.id for g in groups_of(db.session, program.id) if g.id is not None}
-    if group != "default" and not (group.isdigit() and int(group) in group_ids):
+    group_id = parse_id(group)
+    if group != "default" and group_id not in group_ids:
         flash("Choose one of this program's groups.", "error")
         return redirect(url_for("enrollments.index", program_id=program.id))
-    token = enrollment.invitation(current_app.config["SECRET_KEY"], program, int(group) if group.isdigit() else None)
+    token = enrollment.invitation(current_app.config["SECRET_KEY"], program, group_id)
     # Shown once, on this answer, never carried in a URL that someone else could craft.
     return _page(program, invitation=url_for("partner.join", token=token, _external=True))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import GroupMembership, PartnerGroup, Program, Role, User, utcnow
-from affiliate.params import paginate
+from affiliate.models import CommissionPlan, GroupMembership, PartnerGroup, Program, Role, User, utcnow
+from affiliate.params import form_ids, paginate, parse_id
 from affiliate.services.accrual import terms_of
 from affiliate.services.groups import GroupError, create_group, groups_of, move
 from affiliate.services.plans import in_words
@@ -58,15 +60,15 @@ def create(program_id: int):
 @bp.post("/move")
 def move_affiliates(program_id: int):
     program = db.session.get(Program, program_id) or abort(404)
-    ids = sorted({int(v) for v in request.form.getlist("ids") if v.isdigit() and 0 < int(v) < 2**31})[:MAX_MOVE]
+    ids = form_ids()[:MAX_MOVE]
     target = request.form.get("group", "")
     if not ids:
         flash("Tick at least one affiliate to move.", "error")
         return redirect(url_for("groups.index", program_id=program.id))
     if target == "default":
         group_id = None
-    elif target.isdigit() and 0 < int(target) < 2**31:
-        group_id = int(target)
+    elif parse_id(target) is not None:
+        group_id = parse_id(target)
     else:
         flash("Choose the group to move them to.", "error")
         return redirect(url_for("groups.index", program_id=program.id))
@@ -82,9 +84,8 @@ def move_affiliates(program_id: int):
     return redirect(url_for("groups.index", program_id=program.id))
 
 
-def _plan(program_id: int, group_id: int | None, now):
-    from affiliate.models import CommissionPlan
-
+def _plan(program_id: int, group_id: int | None, now: datetime) -> CommissionPlan | None:
+    """The group's own plan version in force now (the default group's is the program's)."""
     owner = CommissionPlan.group_id.is_(None) if group_id is None else CommissionPlan.group_id == group_id
     return db.session.scalar(
         select(CommissionPlan)

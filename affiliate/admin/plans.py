@@ -22,6 +22,7 @@ from affiliate.extensions import db
 from affiliate.forms import Form as PortalForm
 from affiliate.models import CommissionPlan, PartnerGroup, Program, Role, User, utcnow
 from affiliate.money import InvalidAmount, format_amount, parse_amount, plain_amount
+from affiliate.params import parse_id
 from affiliate.services import commissions
 from affiliate.services.accrual import plan_in_force, terms_of
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms, TierRate
@@ -86,7 +87,9 @@ class PlanForm(PortalForm):
     )
     preview_amount = StringField("Sale amount", default="120.00")
     preview_count = IntegerField(
-        "Sales so far this month", default=12, validators=[InputRequired(), NumberRange(min=0, max=1_000_000)]
+        "Sales so far this month",
+        default=12,
+        validators=[InputRequired(), NumberRange(min=0, max=10_000, message="Between 0 and 10,000 sales.")],
     )
     preview_revenue = StringField("Revenue so far this month", default="1000.00")
     preview = SubmitField("Preview")
@@ -130,7 +133,7 @@ class PlanForm(PortalForm):
         text = (field.data or "").strip()
         if not text:
             raise ValidationError("Say for how many months repeat sales earn.")
-        if not text.isdigit() or not 1 <= int(text) <= 1200:
+        if not (text.isascii() and text.isdigit() and len(text) <= 6) or not 1 <= int(text) <= 1200:
             raise ValidationError("Between 1 and 1,200 months.")
         self.months = int(text)
 
@@ -165,7 +168,7 @@ class PlanForm(PortalForm):
                 if self.tier_basis.data == REVENUE:
                     at = parse_amount(threshold, self.currency)
                 else:
-                    if not threshold.isdigit():
+                    if not (threshold.isascii() and threshold.isdigit() and len(threshold) <= 18):
                         raise ValueError("A tier starts at a whole number of conversions.")
                     at = int(threshold)
                 if at < 1:
@@ -283,9 +286,7 @@ def _row_id(name: str) -> int | None:
     text = request.args.get(name)
     if text is None:
         return None
-    if not text.isdigit() or not 0 < int(text) < 2**31:
-        abort(404)
-    return int(text)
+    return parse_id(text) or abort(404)
 
 
 @bp.route("/", methods=["GET", "POST"])

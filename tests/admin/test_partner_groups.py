@@ -63,7 +63,8 @@ def test_moving_back_to_the_default_group_and_refusals(app, auth):
     duplicate = auth.post(f"{base}/groups/new", {"name": "vip"}, token_from=f"{base}/groups/")
     assert "already has a group called vip" in auth.client.get(duplicate.headers["Location"]).get_data(as_text=True)
     for bad in ({"ids": [alice.id], "group": str(elsewhere)}, {"ids": [admin.id], "group": str(vip)},
-                {"ids": [alice.id], "group": "99999999999999999999"}, {"group": str(vip)}):  # fmt: skip
+                {"ids": [alice.id], "group": "99999999999999999999"}, {"group": str(vip)},
+                {"ids": ["\u00b2"], "group": str(vip)}, {"ids": [alice.id], "group": "\u00b2"}):  # fmt: skip
         auth.post(f"{base}/groups/move", bad, token_from=f"{base}/groups/")
         with app.app_context():
             assert db.session.scalars(select(GroupMembership)).all() == []

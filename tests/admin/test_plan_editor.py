@@ -106,6 +106,9 @@ def test_a_later_start_is_scheduled_not_in_force(app, auth, program):
         ({"effective_from": "next tuesday"}, "Write a moment"),
         ({"effective_from": "2001-01-01"}, "never to the past"),
         ({"second_tier": "1e400"}, "between 0 and 100"),
+        ({"recurring": "months", "recurring_months": "\u00b2"}, "Between 1 and 1,200"),
+        ({"recurring": "months", "recurring_months": "9" * 5000}, "Between 1 and 1,200"),
+        ({"tiers-0-threshold": "\u00b2"}, "whole number"),
     ],
 )
 def test_bad_values_are_form_errors_that_save_nothing(app, auth, program, change, message):
