@@ -104,11 +104,12 @@ def test_refer_a_friend_rewards_both_sides(app):
     stranger = make_user(app, role="member")  # signed up through the referrer's link, referred by nobody
     with app.app_context():
         db.session.execute(update(User).where(User.id == friend.id).values(referred_by_id=referrer.id))
+        db.session.commit()  # before report() writes from an app context of its own
         for member in (friend, stranger):
             conversion_id = report(app, program, referrer.id, f"member-{member.id}", 0, type=ConversionType.SIGNUP,
                                    customer_user_id=member.id)  # fmt: skip
             accrue(db.session, db.session.get(Conversion, conversion_id), now=utcnow())
-        db.session.commit()
+            db.session.commit()  # evaluation locks the referrer's row, which the next report's insert checks
     assert {(c.affiliate_id, c.amount_cents) for c in commissions(app)} == {(referrer.id, 500), (friend.id, 300)}
 
 
