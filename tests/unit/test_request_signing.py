@@ -193,8 +193,16 @@ def test_fuzzed_bodies_raise_only_json_errors(raw):
         assert isinstance(parse_object(raw), dict)
 
 
+# Storable text only: NUL and lone surrogates are refused by design (tests/api/test_hostile_strings.py).
+STORABLE = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+
+
 @settings(max_examples=200, deadline=None)
-@given(value=st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=20) | st.booleans(), max_size=8))
+@given(
+    value=st.dictionaries(
+        st.text(STORABLE, max_size=10), st.integers() | st.text(STORABLE, max_size=20) | st.booleans(), max_size=8
+    )
+)
 def test_valid_objects_parse_back(value):
     assert parse_object(json.dumps(value).encode()) == value
 
