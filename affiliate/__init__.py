@@ -65,7 +65,7 @@ def register_converters(app: Flask) -> None:
 
 
 def register_read_only_requests(app: Flask) -> None:
-    """GET, HEAD and OPTIONS never change anything (C16), so their transactions only read."""
+    """GET, HEAD and OPTIONS never change anything, so their transactions only read."""
     from flask import g, request
 
     from affiliate.database import read_only
@@ -148,7 +148,7 @@ def register_security(app: Flask) -> None:
     app.wsgi_app = UnmapClientAddress(app.wsgi_app)
     proxies = app.config["TRUSTED_PROXY_COUNT"]
     if proxies > 0:
-        # Only then is X-Forwarded-For believed, and only the hops our own proxies added (C22).
+        # Only then is X-Forwarded-For believed, and only the hops our own proxies added.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
 

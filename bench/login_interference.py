@@ -1,4 +1,4 @@
-"""Benchmark how much people signing in slow the conversion API down, on SQLite (C28).
+"""Benchmark how much people signing in slow the conversion API down, on SQLite.
 
 Argon2 costs tens of milliseconds of CPU by design; computed inside a write transaction it would hold
 SQLite's one write lock that every conversion waits for. One run: a fresh SQLite database seeded like

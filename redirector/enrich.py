@@ -147,7 +147,7 @@ def complete(click: dict, geo: GeoLookup) -> None:
 
 
 def client_ip(environ: dict, trusted_proxies: int) -> str | None:
-    """The client's address: the socket peer, or the hop our own proxies vouch for (C22)."""
+    """The client's address: the socket peer, or the hop our own proxies vouch for."""
     candidate = environ.get("REMOTE_ADDR") or ""
     if trusted_proxies > 0:
         hops = [hop.strip() for hop in (environ.get("HTTP_X_FORWARDED_FOR") or "").split(",") if hop.strip()]

@@ -1,4 +1,4 @@
-"""Every route against a role matrix (the start of C15), CSRF on every form (C16), headers (C21)."""
+"""Every route against a role matrix (the start of C15), CSRF on every form, headers."""
 
 from __future__ import annotations
 

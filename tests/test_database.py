@@ -53,7 +53,7 @@ def test_durability_settings(app):
 
 
 def test_sqlite_transactions_take_the_write_lock_up_front(app):
-    """BEGIN IMMEDIATE: a transaction holds the write lock from its first statement (C5)."""
+    """BEGIN IMMEDIATE: a transaction holds the write lock from its first statement."""
     with app.app_context():
         if db.engine.dialect.name != "sqlite":
             pytest.skip("SQLite locking")
@@ -67,7 +67,7 @@ def test_sqlite_transactions_take_the_write_lock_up_front(app):
 
 
 def test_concurrent_read_modify_write_loses_nothing(app):
-    """8 threads x 50 locked increments: no "database is locked", no lost update (C5)."""
+    """8 threads x 50 locked increments: no "database is locked", no lost update."""
     program_id = make_program(app, make_admin(app), minimum_payout_cents=0).id
     errors: list[Exception] = []
 

@@ -32,7 +32,7 @@ def profile():
 
 @bp.route("/payout", methods=["GET", "POST"])
 def payout():
-    """Where earnings are sent; changing it needs the password typed recently, as approving a payout does (C17)."""
+    """Where earnings are sent; changing it needs the password typed recently, as approving a payout does."""
     if current_user.role != Role.AFFILIATE:
         abort(403)
     if not login_is_fresh(utcnow()):
@@ -74,7 +74,7 @@ def password():
         try:
             min_length = current_app.config["PASSWORD_MIN_LENGTH"]
             accounts.check_password(form.new.data, min_length=min_length, email=user.email)
-            # The sign-in check, so guesses at the current password count towards the same throttles (C18).
+            # The sign-in check, so guesses at the current password count towards the same throttles.
             checked = authenticate(user.email, form.current.data)
             old_hash = checked.password_hash
             new_hash = hash_new_password(form.new.data)

@@ -1,4 +1,4 @@
-"""Signed merchant requests (C14): HMAC-SHA256 over ``request_id.timestamp.raw_body``.
+"""Signed merchant requests: HMAC-SHA256 over ``request_id.timestamp.raw_body``.
 
 A merchant sends three headers with each request:
 

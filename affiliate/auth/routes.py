@@ -158,7 +158,7 @@ def login():
 
 @bp.route("/reauth", methods=["GET", "POST"])
 def reauth():
-    """Ask the signed-in person for their password again before a sensitive action, then go back (C17)."""
+    """Ask the signed-in person for their password again before a sensitive action, then go back."""
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     form = ReauthForm()
@@ -166,7 +166,7 @@ def reauth():
     throttled = None
     if form.validate_on_submit():
         try:
-            # The sign-in check itself, so failed attempts count towards the same throttles (C18).
+            # The sign-in check itself, so failed attempts count towards the same throttles.
             authenticate(current_user.email, form.password.data)
         except throttles.Throttled as error:
             throttled = error

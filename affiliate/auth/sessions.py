@@ -68,7 +68,7 @@ def mark_password_entered() -> None:
 
 
 def login_is_fresh(now: datetime) -> bool:
-    """Whether this login was not restored from a remember cookie and the password was typed recently (C17)."""
+    """Whether this login was not restored from a remember cookie and the password was typed recently."""
     entered = session.get(PASSWORD_AT)
     if not login_fresh() or not isinstance(entered, int):
         return False

@@ -96,7 +96,7 @@ class User(UserMixin, db.Model):
 
 
 class UserSession(db.Model):
-    """One login: revoking the row ends its session and remember cookies (C17)."""
+    """One login: revoking the row ends its session and remember cookies."""
 
     __tablename__ = "user_sessions"
 

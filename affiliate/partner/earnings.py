@@ -59,7 +59,7 @@ def index():
 
 @bp.route("/statement.csv")
 def statement():
-    """Every commission, refund and payout of the signed-in affiliate with a running balance; nobody else's (C15)."""
+    """Every commission, refund and payout of the signed-in affiliate with a running balance; nobody else's."""
     header = ("date_utc", "type", "description", "currency", "amount", "balance")
     rows = [
         (line.at.strftime("%Y-%m-%d %H:%M:%S"), line.kind, line.description, line.currency,

@@ -1,8 +1,8 @@
 """Report pages: an affiliate's dashboard and breakdowns; staff overview, fraud, payouts and drill-downs.
 
-An affiliate's reports are always scoped to the signed-in affiliate (C15); the program filter
+An affiliate's reports are always scoped to the signed-in affiliate; the program filter
 only offers programs they have links on. Every table is paginated and downloadable as CSV
-through ``write_csv`` (C20).
+through ``write_csv``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The natural key of a conversion is ``(program, order_id, type)``, unique in the database:
 the same report again finds the stored row and gets the original answer, and the same key
-with a different payload is refused (C8). Attribution itself is the pure ``attribute``;
+with a different payload is refused. Attribution itself is the pure ``attribute``;
 this module loads its inputs (the candidate clicks, an existing customer binding) and
 stores its trace with the conversion. The caller commits.
 """

@@ -1,4 +1,4 @@
-"""CSV files people open in spreadsheets or upload to payment providers, safe from formula injection (C20).
+"""CSV files people open in spreadsheets or upload to payment providers, safe from formula injection.
 
 A text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is read as a
 formula by Excel, LibreOffice and Google Sheets, so such cells get a leading single quote (OWASP's
@@ -46,7 +46,7 @@ def cell(value: Cell) -> str:
     if isinstance(value, str):
         return '"' + neutralise(value).replace('"', '""') + '"'
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        # Money is never a float (C25); anything else is a programming error, not data.
+        # Money is never a float; anything else is a programming error, not data.
         raise TypeError(f"CSV cells are text, int or Decimal, not {type(value).__name__}")
     return format(value, "f") if isinstance(value, Decimal) else str(value)
 

@@ -133,7 +133,7 @@ def _describe(kind: str, reference: str, commissions: dict, payouts: dict[int, P
     commission = commissions.get(_id_after(reference, "commission:"))
     if commission is None:
         return kind, reference
-    # A recruit's order ids are theirs, not the recruiter's to see (C15), as on the earnings page.
+    # A recruit's order ids are theirs, not the recruiter's to see, as on the earnings page.
     what = f"order {commission.order_id}" if commission.tier_level == 1 else "a partner you recruited"
     if kind == "accrual":
         return "commission", f"Commission #{commission.id} for {what} ({commission.rule})"

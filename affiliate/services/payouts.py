@@ -9,7 +9,7 @@ Ledger moves: building a batch reserves each affiliate's payable balance (debit
 ``affiliate_payable:<id>``, credit ``payout_clearing``); a payout marked paid leaves clearing for
 ``cash``; a failed payout, or any payout of a cancelled batch, returns to the affiliate's payable
 balance. Every state change is a guarded UPDATE (only from the expected state), so concurrent clicks
-settle a payout once (C9).
+settle a payout once.
 
 Programs: the minimum is the lowest of every program in the currency, paused ones included, since
 pausing a program stops new clicks and conversions, not the payment of what was already earned.
@@ -186,7 +186,7 @@ def details_changed(session: Session, batch: PayoutBatch, *, lock: bool = False)
 def approve_batch(
     session: Session, batch: PayoutBatch, *, approver: User, now: datetime, acknowledged: frozenset[int] = frozenset()
 ) -> None:
-    """The second person approves a draft batch; its creator cannot (C19).
+    """The second person approves a draft batch; its creator cannot.
 
     Whoever approves must acknowledge, by affiliate, every change of payout details made after the
     build (the files pay the details as they were then). Payouts of suspended affiliates are held.

@@ -39,7 +39,7 @@ def test_staff_pages_404_for_non_affiliate_ids(app, client, auth):
 
 
 def test_mass_assignment_changes_nothing(app, client, auth):
-    """Extra fields posted to a form (status, role, referral code) are ignored (C15)."""
+    """Extra fields posted to a form (status, role, referral code) are ignored."""
     alice = make_affiliate(app, status="pending")
     auth.login(alice.email)
     response = auth.post(

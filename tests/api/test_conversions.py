@@ -106,7 +106,7 @@ def test_a_bound_customer_stays_with_their_first_affiliate(app, redirector):
     assert response.json["conversion"]["attribution"]["matched_by"] == "binding"
 
 
-# --- authentication and signatures (C14) ---
+# --- authentication and signatures ---
 
 
 def test_requests_without_a_valid_key_or_signature_are_refused(app):

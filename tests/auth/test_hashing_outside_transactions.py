@@ -1,4 +1,4 @@
-"""No password is hashed or checked while a transaction is open (C28).
+"""No password is hashed or checked while a transaction is open.
 
 Argon2 is slow on purpose; on SQLite a write transaction holds the database's one write lock, so a
 hash inside one stops every click and conversion for its duration. The hasher here is the real one,

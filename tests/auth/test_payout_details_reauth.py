@@ -1,4 +1,4 @@
-"""Changing where the money goes needs the password typed recently, as approving a payout does (C17)."""
+"""Changing where the money goes needs the password typed recently, as approving a payout does."""
 
 from __future__ import annotations
 

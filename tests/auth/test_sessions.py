@@ -1,4 +1,4 @@
-"""Cookies captured before logout or a password change stop working (C17)."""
+"""Cookies captured before logout or a password change stop working."""
 
 from tests.factories import PASSWORD, make_admin, make_affiliate, make_finance
 

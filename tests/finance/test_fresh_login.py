@@ -1,4 +1,4 @@
-"""Approving a payout batch needs a password typed in the last FRESH_LOGIN_MINUTES (C17)."""
+"""Approving a payout batch needs a password typed in the last FRESH_LOGIN_MINUTES."""
 
 from __future__ import annotations
 

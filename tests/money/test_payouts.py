@@ -1,4 +1,4 @@
-"""Payout batches: amounts from the ledger, maker-checker (C19), each payout settled exactly once (C9)."""
+"""Payout batches: amounts from the ledger, maker-checker, each payout settled exactly once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Nothing acknowledged is lost: kill -9 under load (C1), database down or disk full (C4).
+"""Nothing acknowledged is lost: kill -9 under load, database down or disk full.
 
 Acknowledged means a 302 carrying a click id: the click is in the fsynced click log then,
 and in the database once ingested (a survivor ingests what a killed process logged).

@@ -1,4 +1,4 @@
-"""Report arithmetic and CSV shape: rates and EPC rounded explicitly, money as numbers, text neutralised (C20)."""
+"""Report arithmetic and CSV shape: rates and EPC rounded explicitly, money as numbers, text neutralised."""
 
 from __future__ import annotations
 

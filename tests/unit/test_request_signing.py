@@ -1,4 +1,4 @@
-"""Signed requests (C14) and strict JSON (C24): known answers, tolerance edges, and fuzzing."""
+"""Signed requests and strict JSON: known answers, tolerance edges, and fuzzing."""
 
 from __future__ import annotations
 
