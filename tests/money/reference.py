@@ -167,9 +167,8 @@ class Model:
             self.add(conversion, a, 1, kind, amount, due)
         recruiter = self.recruiter.get(a)
         if recruiter is not None and plan.second_tier_bps:
-            for conversion, _, amount, _due in tier_one:
-                self.add(conversion, recruiter, 2, "second_tier", percent_of(amount, plan.second_tier_bps),
-                         self.due(conversion))  # fmt: skip
+            for conversion, _, amount, due in tier_one:  # a share is due when the commission it is taken of is
+                self.add(conversion, recruiter, 2, "second_tier", percent_of(amount, plan.second_tier_bps), due)
         if x.type == "signup" and x.member is not None and self.referred_by.get(x.member) == a:
             self.add(x, a, 1, "referrer_reward", plan.referrer_reward, self.due(x))
             self.add(x, x.member, 1, "referee_reward", plan.referee_reward, self.due(x))
