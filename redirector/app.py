@@ -36,9 +36,6 @@ SUB_MAX = 255
 SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
 FETCH_KEYS = ("HTTP_SEC_FETCH_SITE", "HTTP_SEC_FETCH_MODE", "HTTP_SEC_FETCH_DEST", "HTTP_SEC_FETCH_USER")
 JUDGED = ("protocol", "hostname", "username", "password")
-INACTIVE_AFFILIATE = json.dumps(
-    [{"rule": "affiliate_inactive", "action": "reject", "weight": 100, "evidence": "the affiliate is not active"}]
-)
 
 SECURITY_HEADERS = [
     ("Cache-Control", "no-store"),
@@ -227,9 +224,9 @@ class Redirector:
             "paid_click": ",".join(paid_click_params(set(query))) or None,
             "fingerprint": enrich.fingerprint(prefix, user_agent, environ),
             "is_unique": True,
-            "fraud_score": 0 if target.earns else 100,
-            "fraud_action": None if target.earns else "reject",
-            "fraud_reasons": None if target.earns else INACTIVE_AFFILIATE,
+            "fraud_score": 0 if target.rejection is None else 100,
+            "fraud_action": None if target.rejection is None else "reject",
+            "fraud_reasons": target.rejection,
         }
 
     def _destination(self, target: LinkTarget, query: dict[str, str]) -> str | None:

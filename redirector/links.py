@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import ada_url
 from sqlalchemy.engine import Engine
 
-from affiliate.models import ProgramStatus, UserStatus
+from affiliate.models import EnrollmentPolicy, EnrollmentStatus, ProgramStatus, UserStatus
 from affiliate.urls import deep_link_problem, host_of
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,31 @@ class LinkTarget:
     fallback_url: str | None
     cookie_days: int
     redirects: bool  # link and program both active
-    earns: bool  # the affiliate is active: clicks of others are recorded but never earn
+    # Why its clicks never earn, as the click's fraud reasons (JSON), or None when they may: clicks of a
+    # suspended affiliate, or of one removed from (or never admitted to) the program, are recorded all the same.
+    rejection: str | None
     subs: tuple[str | None, ...]
     query_keys: frozenset[str]  # parameters the destination already carries
+
+
+def rejection(user_status: str, policy: str, enrolled: str | None, removal_reason: str | None) -> str | None:
+    """Why a click on this affiliate's link cannot earn (a fraud-reasons list in JSON), or None.
+
+    The same rule as the partner pages' "may promote": an open program admits everyone it has not removed;
+    the others admit only enrolled affiliates.
+    """
+    if user_status != UserStatus.ACTIVE:
+        return _reasons("affiliate_inactive", "the affiliate is not active")
+    if enrolled == EnrollmentStatus.REMOVED:
+        why = f"removed from the program: {removal_reason}" if removal_reason else "removed from the program"
+        return _reasons("affiliate_not_enrolled", why[:500])
+    if policy != EnrollmentPolicy.OPEN and enrolled != EnrollmentStatus.ACTIVE:
+        return _reasons("affiliate_not_enrolled", "not enrolled in the program")
+    return None
+
+
+def _reasons(rule: str, evidence: str) -> str:
+    return json.dumps([{"rule": rule, "action": "reject", "weight": 100, "evidence": evidence}])
 
 
 class LookupFailed(Exception):
@@ -42,9 +65,12 @@ class LookupFailed(Exception):
 # Raw SQL: a cache miss is on the shopper's path, and a compiled ORM query costs ten times as much.
 SELECT_SQL = (
     "SELECT l.id, l.affiliate_id, l.program_id, l.active, l.deep_link, l.sub1, l.sub2, l.sub3, l.sub4, l.sub5, "
-    "p.destination_url, p.allowed_hosts, p.fallback_url, p.cookie_days, p.status, u.status, l.code "
+    "p.destination_url, p.allowed_hosts, p.fallback_url, p.cookie_days, p.status, u.status, l.code, "
+    "p.enrollment, e.status, e.reason "
     "FROM links l JOIN programs p ON p.id = l.program_id JOIN users u ON u.id = l.affiliate_id "
+    "LEFT JOIN enrollments e ON e.program_id = l.program_id AND e.affiliate_id = l.affiliate_id "
 )
+CODE_COLUMN = 16
 LOOKUP_SQL = SELECT_SQL + "WHERE l.code = {mark}"
 # The links a process caches before its first request: those that redirect, newest first.
 PRELOAD_SQL = SELECT_SQL + "WHERE l.active = {mark} AND p.status = {mark} ORDER BY l.id DESC LIMIT {mark}"
@@ -105,7 +131,7 @@ class LinkCache:
             except ValueError:
                 log.warning("link %s has a destination that is not a URL; it is looked up when clicked", row[0])
                 continue
-            self._entries[row[-1]] = (now + self.ttl * (1 + index / len(rows)) / 2, target)
+            self._entries[row[CODE_COLUMN]] = (now + self.ttl * (1 + index / len(rows)) / 2, target)
             loaded += 1
         return loaded
 
@@ -149,7 +175,8 @@ class LinkCache:
 
     def _target(self, row) -> LinkTarget:
         (link_id, affiliate_id, program_id, active, deep_link, s1, s2, s3, s4, s5,
-         destination, allowed, fallback, cookie_days, program_status, user_status, _code) = row  # fmt: skip
+         destination, allowed, fallback, cookie_days, program_status, user_status, _code,
+         policy, enrolled, removal_reason) = row  # fmt: skip
         hosts = frozenset({host_of(destination), *allowed.split()})
         if deep_link and deep_link_problem(deep_link, destination, hosts, allow_http_loopback=self.allow_http_loopback):
             # Judged again as the program stands now, and by today's rules (its port, scheme and path).
@@ -168,7 +195,7 @@ class LinkCache:
             fallback_url=fallback,
             cookie_days=cookie_days,
             redirects=bool(active) and program_status == ProgramStatus.ACTIVE,
-            earns=user_status == UserStatus.ACTIVE,
+            rejection=rejection(user_status, policy, enrolled, removal_reason),
             subs=(s1, s2, s3, s4, s5),
             query_keys=frozenset(params.keys()),
         )

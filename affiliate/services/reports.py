@@ -182,6 +182,7 @@ REASON_LABELS = {
     "bot:automation_tool": "Bot: automation tool",
     "bot:known_crawler": "Bot: known crawler",
     "rule:affiliate_inactive": "Affiliate not active",
+    "rule:affiliate_not_enrolled": "Affiliate not enrolled in the program",
 }
 # The click rollup column each breakdown groups by ("value" for the rest).
 ROLLUP_KEYS = {"day": ClickRollup.day, "program": ClickRollup.program_id, "affiliate": ClickRollup.affiliate_id}

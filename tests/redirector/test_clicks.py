@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from affiliate.extensions import db
-from affiliate.models import Link, Program, User
+from affiliate.models import EnrollmentPolicy, Link, Program, User, utcnow
+from affiliate.services import enrollment
 from redirector import Redirector, create_redirector
 from tests.factories import Visitor
 from tests.redirector.helpers import CHROME, IPHONE, all_clicks, live, setup_link
@@ -164,6 +166,45 @@ def test_suspended_affiliates_links_still_redirect_but_never_earn(app, shopper):
     assert shopper.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME}).status_code == 302
     [click] = all_clicks(app)
     assert click.fraud_action == "reject" and "affiliate_inactive" in click.fraud_reasons
+
+
+def test_clicks_of_an_affiliate_removed_from_the_program_are_rejected_with_the_reason(app, shopper):
+    s = setup_link(app)
+    with app.app_context():
+        program = db.session.get(Program, s.program.id)
+        enrollment.decide(db.session, program, s.affiliate.id, "remove", actor_id=s.admin.id,
+                          reason="Bidding on our brand name", now=utcnow())  # fmt: skip
+        db.session.commit()
+    answer = shopper.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})
+    assert answer.status_code == 302, "the shopper still reaches the merchant"
+    [click] = all_clicks(app)
+    assert click.fraud_action == "reject"
+    [reason] = json.loads(click.fraud_reasons)
+    assert reason["rule"] == "affiliate_not_enrolled"
+    assert reason["evidence"] == "removed from the program: Bidding on our brand name"
+
+
+def test_clicks_for_a_program_by_application_earn_only_once_the_affiliate_is_admitted(app, shopper):
+    s = setup_link(app)
+    with app.app_context():
+        db.session.get(Program, s.program.id).enrollment = EnrollmentPolicy.APPLICATION
+        db.session.commit()
+    shopper.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})
+    with app.app_context():
+        program = db.session.get(Program, s.program.id)
+        enrollment.apply(db.session, program, db.session.get(User, s.affiliate.id), now=utcnow())
+        enrollment.decide(db.session, program, s.affiliate.id, "approve", actor_id=s.admin.id, reason=None,
+                          now=utcnow())  # fmt: skip
+        db.session.commit()
+    # A fresh redirector: the first one may serve its cached lookup until the cache's time-to-live ends.
+    fresh = live(create_redirector({**app.config, "LINK_CACHE_SECONDS": 0}))
+    try:
+        Visitor(fresh).get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})
+    finally:
+        fresh.close()
+    before, after = all_clicks(app)
+    assert before.fraud_action == "reject" and "not enrolled in the program" in before.fraud_reasons
+    assert after.fraud_action != "reject" and "affiliate_not_enrolled" not in (after.fraud_reasons or "")
 
 
 def test_deep_links_and_the_visitor_cookie(app, shopper):
