@@ -6,12 +6,12 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import or_, select
 
-from affiliate.admin.forms import DecisionForm
+from affiliate.admin.forms import DecisionForm, RecruiterForm
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import AuditLog, Role, User, UserStatus, utcnow
 from affiliate.params import paginate
-from affiliate.services import accounts
+from affiliate.services import accounts, recruiters
 
 bp = Blueprint("affiliates", __name__, url_prefix="/admin/affiliates")
 bp.before_request(require_roles(Role.ADMIN, Role.FINANCE))
@@ -46,7 +46,15 @@ def show(user_id: int):
         .where(AuditLog.subject_type == "user", AuditLog.subject_id == affiliate.id)
         .order_by(AuditLog.id.desc())
     ).all()
-    return render_template("admin/affiliates/show.html", affiliate=affiliate, history=history, form=DecisionForm())
+    recruiter = affiliate.referred_by
+    return render_template(
+        "admin/affiliates/show.html",
+        affiliate=affiliate,
+        history=history,
+        form=DecisionForm(),
+        recruiter_form=RecruiterForm(formdata=None, code=recruiter.referral_code if recruiter else ""),
+        recruits=recruiters.recruits(db.session, affiliate.id),
+    )
 
 
 @bp.route("/<int:user_id>/decision", methods=["POST"])
@@ -70,6 +78,32 @@ def decide(user_id: int):
         return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
     db.session.commit()
     flash(f"{affiliate.name} is now {affiliate.status}.", "success")
+    return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+
+
+@bp.post("/<int:user_id>/recruiter")
+def change_recruiter(user_id: int):
+    """Set or clear who recruited an affiliate (admins only; audited). Counts for conversions evaluated after."""
+    if current_user.role != Role.ADMIN:
+        abort(403)
+    affiliate = _affiliate_or_404(user_id)
+    form = RecruiterForm()
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for error in errors:
+                flash(error, "error")
+        return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+    try:
+        recruiter = recruiters.set_recruiter(
+            db.session, affiliate, form.code.data or "", actor_id=current_user.id, now=utcnow()
+        )
+    except recruiters.RecruiterError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+    db.session.commit()
+    flash(f"{affiliate.name} is now recruited by {recruiter.name}." if recruiter
+          else f"{affiliate.name} has no recruiter now.", "success")  # fmt: skip
     return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
 
 

@@ -21,6 +21,15 @@ class DecisionForm(Form):
     reason = TextAreaField("Reason (shown to the affiliate)", validators=[Optional(), Length(max=1000)])
 
 
+class RecruiterForm(Form):
+    code = StringField(
+        "Recruiter's referral code",
+        validators=[Optional(), Length(max=32)],
+        description="Another affiliate's referral code, shown on their page; leave empty for nobody. It applies to "
+        "conversions evaluated from now on: commissions already accrued stay as they are.",
+    )
+
+
 class ProgramForm(Form):
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     description = TextAreaField("Description for affiliates", validators=[Optional(), Length(max=4000)])

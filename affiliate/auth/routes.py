@@ -20,7 +20,7 @@ from affiliate.auth.sessions import (
 from affiliate.extensions import db, login_manager
 from affiliate.models import Role, User, utcnow
 from affiliate.params import query_id
-from affiliate.services import accounts, throttles
+from affiliate.services import accounts, recruiters, throttles
 from affiliate.services.conversions import await_click
 from affiliate.services.signups import Signup, find_referrer, sign_up, signup_program
 from affiliate.urls import safe_next
@@ -103,6 +103,8 @@ def apply():
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
     form = ApplyForm()
+    # The recruiter's referral code, from their recruiting link; an unknown or malformed code is ignored.
+    recruiter = recruiters.find_recruiter(db.session, request.args.get("ref", "")[:32])
     throttled = None
     if form.validate_on_submit():
         application = accounts.AffiliateApplication(
@@ -118,7 +120,9 @@ def apply():
             )
             count_signup()
             password_hash = hash_new_password(application.password)
-            user = accounts.apply_as_affiliate(db.session, application, password_hash=password_hash, now=utcnow())
+            user = accounts.apply_as_affiliate(
+                db.session, application, password_hash=password_hash, now=utcnow(), recruiter=recruiter
+            )
         except throttles.Throttled as error:
             throttled = error
             form.form_errors.append(str(error))
@@ -131,7 +135,7 @@ def apply():
             db.session.commit()
             flash("Thanks for applying. We will review your application shortly.", "success")
             return redirect(url_for("account.profile"))
-    return form_page(render_template("auth/apply.html", form=form), throttled)
+    return form_page(render_template("auth/apply.html", form=form, recruiter=recruiter), throttled)
 
 
 @bp.route("/login", methods=["GET", "POST"])

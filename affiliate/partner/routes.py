@@ -10,7 +10,7 @@ from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import Link, Program, Referral, Role, User, utcnow
 from affiliate.money import format_amount
-from affiliate.services import enrollment
+from affiliate.services import enrollment, recruiters
 from affiliate.services.accrual import Progress, progress
 from affiliate.services.commissions import REVENUE
 from affiliate.services.plans import bps_to_percent, in_words
@@ -34,6 +34,9 @@ def home():
         .limit(RECENT_REFERRALS)
     ).all()
     referral_count = db.session.scalar(select(func.count()).where(Referral.referrer_id == current_user.id))
+    recruit_count = db.session.scalar(
+        select(func.count()).where(User.referred_by_id == current_user.id, User.role == Role.AFFILIATE)
+    )
     now = utcnow()
     pays = {}
     for entry in standings:
@@ -47,7 +50,18 @@ def home():
         link_count=link_count,
         referrals=referrals,
         referral_count=referral_count,
+        recruit_count=recruit_count,
         pays=pays,
+    )
+
+
+@bp.route("/recruits")
+def recruits():
+    """The affiliates this one recruited, the second tier each has earned them, and the link that recruits more."""
+    return render_template(
+        "partner/recruits.html",
+        recruits=recruiters.recruits(db.session, current_user.id),
+        link=url_for("auth.apply", ref=current_user.referral_code, _external=True),
     )
 
 

@@ -140,9 +140,15 @@ def create_user(
 
 
 def apply_as_affiliate(
-    session: Session, application: AffiliateApplication, *, password_hash: str, now: datetime
+    session: Session,
+    application: AffiliateApplication,
+    *,
+    password_hash: str,
+    now: datetime,
+    recruiter: User | None = None,
 ) -> User:
-    """Create a pending affiliate account from an application, its password hashed beforehand."""
+    """Create a pending affiliate account from an application, its password hashed beforehand; ``recruiter``
+    is the affiliate whose link brought them (they earn the second tier)."""
     return create_user(
         session,
         name=application.name,
@@ -153,6 +159,7 @@ def apply_as_affiliate(
         now=now,
         website=application.website,
         promotion=application.promotion,
+        referred_by=recruiter,
     )
 
 
