@@ -11,7 +11,7 @@ from sqlalchemy.orm import aliased
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import Conversion, ConversionStatus, ConversionType, Program, Role, User, utcnow
+from affiliate.models import Commission, Conversion, ConversionStatus, ConversionType, Program, Role, User, utcnow
 from affiliate.params import paginate, query_id
 from affiliate.services.conversions import attribution_of, trace_for_affiliate
 from affiliate.services.review import EARNING, decide
@@ -47,9 +47,12 @@ def show(conversion_id: int):
     conversion = db.session.get(Conversion, conversion_id) or abort(404)
     affiliates = _names(attribution_of(conversion))
     verdict = json.loads(conversion.fraud_reasons) if conversion.fraud_reasons else []
+    earned = _commissions(conversion)
+    affiliates.update(_people({c.affiliate_id for c in earned} - set(affiliates)))
     return render_template(
         "conversions/show.html", conversion=conversion, trace=attribution_of(conversion), names=affiliates, staff=True,
         verdict=verdict, can_reject=conversion.type != ConversionType.REFUND and conversion.status in EARNING,
+        commissions=earned,
     )  # fmt: skip
 
 
@@ -89,8 +92,9 @@ def mine_show(conversion_id: int):
         abort(404)
     trace = trace_for_affiliate(attribution_of(conversion), current_user.id)
     return render_template(
-        "conversions/show.html", conversion=conversion, trace=trace, names={current_user.id: "you"}, staff=False
-    )
+        "conversions/show.html", conversion=conversion, trace=trace, names={current_user.id: "you"}, staff=False,
+        commissions=_commissions(conversion, beneficiary=current_user.id),
+    )  # fmt: skip
 
 
 def _filtered(query):
@@ -108,9 +112,22 @@ def _filtered(query):
     return query.order_by(Conversion.occurred_at.desc(), Conversion.id.desc())
 
 
+def _commissions(conversion: Conversion, beneficiary: int | None = None) -> list[Commission]:
+    """What the conversion earned, each with the rule, plan version and group that paid it; an affiliate
+    sees only their own."""
+    query = select(Commission).where(Commission.conversion_id == conversion.id)
+    if beneficiary is not None:
+        query = query.where(Commission.affiliate_id == beneficiary)
+    return list(db.session.scalars(query.order_by(Commission.id)))
+
+
 def _names(trace: dict) -> dict[int, str]:
     ids = {line.get("affiliate_id") for line in trace.get("trace", [])} | {trace.get("affiliate_id")}
-    ids.discard(None)
+    return _people(ids)
+
+
+def _people(ids: set[int | None]) -> dict[int, str]:
+    ids = ids - {None}
     if not ids:
         return {}
     person = aliased(User)

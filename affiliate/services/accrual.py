@@ -30,6 +30,7 @@ from affiliate.models import (
     GroupMembership,
     LedgerEntry,
     LedgerTransaction,
+    PartnerGroup,
     Program,
     Role,
     User,
@@ -38,7 +39,6 @@ from affiliate.models import (
 from affiliate.services import audit
 from affiliate.services.commissions import (
     WHOLE_PERIOD,
-    CommissionLine,
     Counted,
     PaidConversion,
     PlanTerms,
@@ -186,6 +186,7 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
         "recruiter": recruiter.id if recruiter else None,
         "referee": conversion.customer_user_id,
     }
+    paid_by = plan_label(session, plan)
     steps: dict[int, int] = {}
     created = []
     for line in lines:
@@ -203,7 +204,7 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
             tier_level=line.tier_level,
             kind=line.kind,
             step=steps.get(line.raised_id, 0) if line.raised_id is not None else 0,
-            rule=_rule(line, plan)[:255],
+            rule=f"{line.rule} ({paid_by})"[:255],
             plan_id=plan.id,
             raised_by_id=conversion.id if line.raised_id is not None else None,
             amount_cents=line.amount_cents,
@@ -645,8 +646,17 @@ def _recruiter(session: Session, affiliate: User) -> User | None:
     return recruiter
 
 
-def _rule(line: CommissionLine, plan: CommissionPlan) -> str:
-    return f"{line.rule} (plan version {plan.id})"
+def plan_label(session: Session, plan: CommissionPlan) -> str:
+    """Which plan version paid, and whose plan it is: the program's default group, a named group or one
+    affiliate's own (each commission's rule ends with it)."""
+    if plan.affiliate_id is not None:
+        whose = "the affiliate's own plan"
+    elif plan.group_id is not None:
+        group = session.get(PartnerGroup, plan.group_id)
+        whose = f"group {group.name}" if group else "a partner group"
+    else:
+        whose = "default group"
+    return f"plan version {plan.id}, {whose}"
 
 
 def _lock(session: Session, model, row_id: int | None) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 from sqlalchemy import select
 
 from affiliate.extensions import db
@@ -42,6 +45,14 @@ def test_groups_pay_by_their_own_plans_in_order_of_precedence(app, auth):
         accrual.run(db.session, now=utcnow())
         db.session.commit()
     assert [earned(app, sales[who.email]) for who in (alice, bob, carol)] == [1_000, 2_500, 4_000]
+    # Each commission says which plan version and whose plan paid it, on the conversion's page.
+    pages = {who.email: auth.client.get(f"/admin/conversions/{sales[who.email]}").get_data(as_text=True)
+             for who in (alice, bob, carol)}  # fmt: skip
+    assert re.search(r"10.00% of the sale \(plan version \d+, default group\)", html.unescape(pages[alice.email]))
+    assert re.search(r"25.00% of the sale \(plan version \d+, group VIP\)", html.unescape(pages[bob.email]))
+    assert re.search(
+        r"40.00% of the sale \(plan version \d+, the affiliate's own plan\)", html.unescape(pages[carol.email])
+    )
     listing = auth.client.get(f"{base}/groups/").get_data(as_text=True)
     assert "25% of each sale" in listing
     with app.app_context():
