@@ -6,7 +6,7 @@ import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,7 +26,6 @@ from affiliate.models import (
     ApiKey,
     Click,
     ClickRollup,
-    CommissionPlan,
     Conversion,
     Link,
     Program,
@@ -36,8 +35,9 @@ from affiliate.models import (
     utcnow,
 )
 from affiliate.models.programs import AttributionModel, ProgramStatus
-from affiliate.services import accounts, accrual, erasure, ledger, rollups
+from affiliate.services import accounts, accrual, erasure, groups, ledger, payouts, plans, recruiters, rollups
 from affiliate.services.api_keys import find_key, issue_key, revoke_key
+from affiliate.services.commissions import REVENUE, WHOLE_PERIOD, PlanTerms, TierRate
 from affiliate.services.links import LinkRequest, create_link
 from affiliate.services.programs import ProgramSettings, save_program, snapshot
 from affiliate.urls import InvalidUrl, parse_destination
@@ -54,8 +54,17 @@ DEMO_USERS = (
 )
 DEMO_CLICKS = 2500
 ROLLUP_PROBLEMS_SHOWN = 20
-DEMO_PLAN_BPS = 1000  # 10% of each sale
-DEMO_SECOND_TIER_BPS = 500
+# Alice recruited Bob and has payout details; Bob is in the VIP group.
+DEMO_PARTNERS = ("alice@demo.clicktrail.example", "bob@demo.clicktrail.example")
+DEMO_DEFAULT_PLAN = PlanTerms(percent_bps=1_000, second_tier_bps=500)
+DEMO_VIP_PLAN = PlanTerms(
+    percent_bps=1_000,
+    tier_basis=REVENUE,
+    tier_scope=WHOLE_PERIOD,
+    tiers=(TierRate(threshold=30_000, percent_bps=1_200, flat_cents=0),
+           TierRate(threshold=100_000, percent_bps=1_500, flat_cents=0)),
+    second_tier_bps=500,
+)  # fmt: skip
 SHOP_CHECKOUT = f"{LANDING_PATH}checkout?product="  # deep links into the demo shop
 DEMO_LINKS = (
     ("alice@demo.clicktrail.example", "Newsletter", ("weekly", None, None, None, None), None),
@@ -75,7 +84,7 @@ DEMO_PROGRAM = ProgramSettings(
     attribution_window_days=30,
     cookie_days=30,
     attribution_model=AttributionModel.LAST_CLICK,
-    hold_days=30,
+    hold_days=7,  # most demo sales are past it, so there is money to pay out at once
     currency="USD",
     minimum_payout_cents=5000,
 )
@@ -175,8 +184,7 @@ def seed_demo(if_empty: bool) -> None:
         click.echo(f"Sent {landed} demo clicks through the redirector.")
     _ensure_click_rollups()
     if db.session.scalar(select(func.count()).select_from(Conversion)) == 0:
-        plan = db.session.scalar(select(CommissionPlan).where(CommissionPlan.program_id == program.id))
-        plan.percent_bps, plan.second_tier_bps = DEMO_PLAN_BPS, DEMO_SECOND_TIER_BPS
+        _seed_demo_partners(program, admin, utcnow())
         statuses = record_demo_conversions(db.session, program, utcnow())
         db.session.commit()
         summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
@@ -185,11 +193,28 @@ def seed_demo(if_empty: bool) -> None:
         approved = accrual.approve_due(db.session, now=utcnow())
         db.session.commit()
         click.echo(
-            f"Accrued {accrued} commissions at {DEMO_PLAN_BPS // 100}% of each sale; {approved} are past the hold."
+            f"Accrued {accrued} commissions (10% of each sale, VIP more by revenue); {approved} are past the hold."
         )
     click.echo("Reports: /partner/reports/ (affiliates), /admin/reports/ (admin and finance).")
     _print_demo_shop_link(program)
     _print_demo_logins()
+
+
+def _seed_demo_partners(program: Program, admin: User, now: datetime) -> None:
+    """The program's plans and partners, through the same services the portal uses: the default group's
+    10% plan and a VIP group paid by revenue tiers (Bob), Alice as Bob's recruiter, and Alice's payout
+    details old enough to be paid, so the payout journey can be walked at once."""
+    alice, bob = (db.session.scalar(select(User).where(User.email == email)) for email in DEMO_PARTNERS)
+    # Opening terms: the demo's history reaches back before today.
+    plans.save_plan(db.session, program.id, DEMO_DEFAULT_PLAN, effective_from=None, actor_id=admin.id, now=now)
+    vip = groups.create_group(db.session, program.id, "VIP", actor_id=admin.id, now=now)
+    plans.save_plan(db.session, program.id, DEMO_VIP_PLAN, group_id=vip.id, effective_from=None, actor_id=admin.id,
+                    now=now)  # fmt: skip
+    groups.move(db.session, program.id, [bob.id], vip.id, actor_id=admin.id, now=now)
+    recruiters.set_recruiter(db.session, bob, alice.referral_code, actor_id=admin.id, now=now)
+    details = accounts.PayoutDetails(method="paypal", email="alice.payouts@example.com", account_name=None, iban=None)
+    accounts.update_payout_details(db.session, alice, details, now=now - payouts.COOLING_OFF - timedelta(days=1))
+    db.session.commit()
 
 
 def demo_shop_url(config: Mapping) -> str | None:

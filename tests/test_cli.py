@@ -2,11 +2,13 @@
 
 from sqlalchemy import func, select, update
 
-from affiliate.cli import DEMO_PASSWORD, DEMO_PROGRAM, DEMO_USERS
+from affiliate.cli import DEMO_PARTNERS, DEMO_PASSWORD, DEMO_PROGRAM, DEMO_USERS
 from affiliate.demo_shop.credentials import credentials_path, load
 from affiliate.extensions import db
-from affiliate.models import ApiKey, Conversion, Link, Program, User, utcnow
+from affiliate.models import ApiKey, Commission, Conversion, Link, PartnerGroup, Program, User, utcnow
+from affiliate.services import groups
 from affiliate.services.api_keys import find_key, revoke_key
+from affiliate.services.payouts import build_batch
 from redirector import create_redirector
 from tests.conftest import build_app, dispose
 from tests.factories import Auth, Visitor
@@ -58,6 +60,7 @@ def test_seed_demo_is_idempotent_and_logins_work(app, runner, client):
     with app.app_context():
         statuses = dict(db.session.execute(select(Conversion.status, func.count()).group_by(Conversion.status)).all())
     assert sum(statuses.values()) == 60 and statuses["flagged"] and statuses["rejected"], statuses
+    _the_demo_is_ready_for_the_program_and_payout_journeys(app)
     again = runner.invoke(args=["seed-demo"])
     assert again.exit_code == 0 and _counts(app) == counts
     with app.app_context():
@@ -69,6 +72,30 @@ def test_seed_demo_is_idempotent_and_logins_work(app, runner, client):
     for _, email, _, _ in DEMO_USERS:
         assert auth.login(email, DEMO_PASSWORD).status_code == 302, email
         auth.logout()
+
+
+def _the_demo_is_ready_for_the_program_and_payout_journeys(app) -> None:
+    """Two groups (the default's 10% and VIP's revenue tiers, which paid Bob), Alice recruited Bob, and
+    Alice can be paid at once: details past their cooling-off, commissions past their hold."""
+    alice_email, bob_email = DEMO_PARTNERS
+    with app.app_context():
+        alice = db.session.scalar(select(User).where(User.email == alice_email))
+        bob = db.session.scalar(select(User).where(User.email == bob_email))
+        assert bob.referred_by_id == alice.id
+        [vip] = db.session.scalars(select(PartnerGroup)).all()
+        assert vip.name == "VIP" and groups.group_of(db.session, vip.program_id, bob.id) == vip.id
+        assert groups.group_of(db.session, vip.program_id, alice.id) is None
+        rules = set(db.session.scalars(select(Commission.rule).where(Commission.affiliate_id == bob.id)))
+        assert any("tier from" in rule and "group VIP" in rule for rule in rules), rules
+        assert all("default group" in rule for rule in
+                   db.session.scalars(select(Commission.rule).where(Commission.affiliate_id == alice.id,
+                                                                    Commission.kind == "earning")))  # fmt: skip
+        assert db.session.scalar(select(func.count()).where(Commission.affiliate_id == alice.id,
+                                                            Commission.kind == "second_tier"))  # fmt: skip
+        finance = db.session.scalar(select(User).where(User.email == DEMO_USERS[1][1]))
+        batch, held = build_batch(db.session, "USD", actor=finance, now=utcnow())
+        assert batch is not None and alice.id in {payout.affiliate_id for payout in batch.payouts}, held
+        db.session.rollback()
 
 
 def test_ingest_clicks_moves_a_dead_redirectors_log_into_the_database(app, runner, tmp_path):

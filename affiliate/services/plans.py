@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from affiliate.models import CommissionPlan, CommissionTier
+from affiliate.models import CommissionPlan, CommissionTier, Conversion
 from affiliate.money import format_amount
 from affiliate.services import audit
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms
@@ -55,16 +56,28 @@ def save_plan(
     *,
     affiliate_id: int | None = None,
     group_id: int | None = None,
-    effective_from: datetime,
+    effective_from: datetime | None,
     actor_id: int | None,
     now: datetime,
 ) -> CommissionPlan:
     """Add a plan version (the program default, a partner group's, or an affiliate's own) in force from
-    ``effective_from``."""
+    ``effective_from``.
+
+    ``effective_from=None`` makes opening terms, in force for every conversion however old (a demo's or an
+    import's history): allowed only while nothing of the program has been evaluated, so no accrued
+    commission was worked out by other terms.
+    """
     validate(terms)
     if affiliate_id is not None and group_id is not None:
         raise PlanError("A plan belongs to a group or to one affiliate, not both.")
-    if effective_from < now:
+    if effective_from is None:
+        evaluated = select(Conversion.id).where(
+            Conversion.program_id == program_id, Conversion.evaluated_at.is_not(None)
+        )
+        if session.scalar(evaluated.limit(1)) is not None:
+            raise PlanError("Opening terms are for a program none of whose conversions has been evaluated yet.")
+        effective_from = PLAN_BEGINNING
+    elif effective_from < now:
         raise PlanError("A plan change applies from now or a later moment, never to the past.")
     fields = asdict(terms)
     tiers = fields.pop("tiers")
