@@ -149,7 +149,8 @@ class CommissionPlan(db.Model):
     tier_basis: Mapped[str] = mapped_column(String(16), default="count")  # count | revenue
     tier_scope: Mapped[str] = mapped_column(String(16), default="whole_period")  # whole_period | marginal
     second_tier_bps: Mapped[int] = mapped_column(Integer, default=0)
-    recurring_months: Mapped[int | None] = mapped_column(Integer, default=0)  # None = for life
+    # None = for life. No column default: SQLAlchemy would write a default in place of an explicit None.
+    recurring_months: Mapped[int | None] = mapped_column(Integer)
     referrer_reward_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     referee_reward_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     effective_from: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

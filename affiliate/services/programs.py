@@ -80,7 +80,9 @@ def save_program(
             if creating:
                 session.add(program)
                 # The program's first plan covers all of its history, however far back a sale is dated.
-                session.add(CommissionPlan(program=program, effective_from=PLAN_BEGINNING, created_at=now))
+                session.add(
+                    CommissionPlan(program=program, effective_from=PLAN_BEGINNING, recurring_months=0, created_at=now)
+                )
             session.flush()
     except IntegrityError:
         raise ProgramError("Another program already has this name.", field="name") from None

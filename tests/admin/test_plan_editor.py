@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from affiliate.extensions import db
-from affiliate.models import AuditLog, Commission, CommissionPlan, utcnow
+from affiliate.models import AuditLog, Commission, CommissionPlan, Conversion, utcnow
 from affiliate.services import accrual
 from tests.factories import make_admin, make_affiliate, make_program
 from tests.money.test_accrual import report
@@ -144,3 +145,24 @@ def test_affiliates_see_what_the_plan_pays_them_and_their_progress_this_month(ap
     home = partner.get("/partner/").get_data(as_text=True)
     assert "10% of each sale; from 3 sales in a month: 20% (whole month)" in home
     assert "This month: 2 sales; 1 more sale to reach 20%" in home
+
+
+@pytest.mark.parametrize(("recurring", "months", "repeat_earns"), [("life", "", True), ("first", "", False)])
+def test_the_recurring_choice_is_kept_as_chosen(app, auth, program, recurring, months, repeat_earns):
+    """A plan paying repeat sales for life pays a customer's later sales; first-sale-only does not."""
+    alice = make_affiliate(app)
+    url = f"/admin/programs/{program.id}/plan/"
+    saved = auth.post(url, {**PLAN, "tiers-0-threshold": "", "tiers-0-percent": "", "tiers-0-flat": "",
+                            "recurring": recurring, "recurring_months": months, "save": "Save"})  # fmt: skip
+    assert saved.status_code == 302
+    for order in ("first", "repeat"):
+        report(app, program, alice.id, order, 10_000, customer_external_id="cust-1")
+    with app.app_context():
+        accrual.run(db.session, now=utcnow() + timedelta(seconds=1))
+        db.session.commit()
+        earned = dict(db.session.execute(select(Conversion.order_id, func.sum(Commission.amount_cents))
+                                         .join(Commission, Commission.conversion_id == Conversion.id)
+                                         .group_by(Conversion.order_id)).all())  # fmt: skip
+    assert earned == ({"first": 1_000, "repeat": 1_000} if repeat_earns else {"first": 1_000})
+    form = auth.client.get(url).get_data(as_text=True)
+    assert re.search(rf'<option selected value="{recurring}"|<option value="{recurring}" selected', form)
