@@ -12,7 +12,7 @@ from affiliate.models import Link, Program, Referral, Role, User, utcnow
 from affiliate.money import format_amount
 from affiliate.services import enrollment, recruiters
 from affiliate.services.accrual import Progress, progress
-from affiliate.services.commissions import REVENUE
+from affiliate.services.commissions import REVENUE, TierRate
 from affiliate.services.plans import bps_to_percent, in_words
 
 RECENT_REFERRALS = 10
@@ -107,16 +107,22 @@ def standing_in_words(standing: Progress, currency: str) -> str:
     so_far = format_amount(standing.volume, currency) if revenue else f"{standing.volume} sale" + (
         "s" if standing.volume != 1 else "")  # fmt: skip
     text = f"This month: {so_far}"
-    if standing.rate.is_tier:
-        text += f", in the tier from {standing.rate.rule.split('from ', 1)[1]}"
+    reached = [tier for tier in standing.terms.tiers if tier.threshold <= standing.volume]
+    if reached:
+        tier = max(reached, key=lambda tier: tier.threshold)
+        start = format_amount(tier.threshold, currency) if revenue else f"{tier.threshold} sales"
+        text += f", in the tier from {start} ({_pays(tier, currency)})"
     tier = standing.next_tier
     if tier is not None:
         gap = tier.threshold - standing.volume
         more = format_amount(gap, currency) if revenue else f"{gap} more sale" + ("s" if gap != 1 else "")
-        parts = (
-            f"{bps_to_percent(tier.percent_bps)}%" if tier.percent_bps else "",
-            format_amount(tier.flat_cents, currency) if tier.flat_cents else "",
-        )
-        pay = " + ".join(part for part in parts if part)
-        text += f"; {more} to reach {pay or 'the next tier'}"
+        text += f"; {more} to reach {_pays(tier, currency)}"
     return text + f" (the month ends {standing.period_end:%Y-%m-%d} UTC)."
+
+
+def _pays(tier: TierRate, currency: str) -> str:
+    parts = (
+        f"{bps_to_percent(tier.percent_bps)}%" if tier.percent_bps else "",
+        format_amount(tier.flat_cents, currency) if tier.flat_cents else "",
+    )
+    return " + ".join(part for part in parts if part) or "nothing"

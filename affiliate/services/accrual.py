@@ -36,8 +36,10 @@ from affiliate.models import (
     User,
     UserStatus,
 )
+from affiliate.money import format_amount
 from affiliate.services import audit
 from affiliate.services.commissions import (
+    REVENUE,
     WHOLE_PERIOD,
     Counted,
     PaidConversion,
@@ -204,7 +206,7 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
             tier_level=line.tier_level,
             kind=line.kind,
             step=steps.get(line.raised_id, 0) if line.raised_id is not None else 0,
-            rule=f"{line.rule} ({paid_by})"[:255],
+            rule=f"{_readable(line.rule, terms, conversion.currency)} ({paid_by})"[:255],
             plan_id=plan.id,
             raised_by_id=conversion.id if line.raised_id is not None else None,
             amount_cents=line.amount_cents,
@@ -644,6 +646,17 @@ def _recruiter(session: Session, affiliate: User) -> User | None:
     if recruiter is None or recruiter.role != Role.AFFILIATE or recruiter.status != UserStatus.ACTIVE:
         return None
     return recruiter
+
+
+def _readable(rule: str, terms: PlanTerms, currency: str) -> str:
+    """The rule with revenue thresholds as amounts ("tier from $100.00 of revenue", not "from 10000")."""
+    if terms.tier_basis != REVENUE:
+        return rule
+    for tier in terms.tiers:
+        rule = rule.replace(
+            f"tier from {tier.threshold} of revenue", f"tier from {format_amount(tier.threshold, currency)} of revenue"
+        )
+    return rule
 
 
 def plan_label(session: Session, plan: CommissionPlan) -> str:
