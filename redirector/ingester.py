@@ -33,9 +33,10 @@ LOCK_NAME = "ingester.lock"
 IDLE_SECONDS = 0.2
 RETRY_SECONDS = 2.0
 NICENESS = 10
-# How long clicks may wait in the log while the machine is busy with redirects: the time a conversion
-# naming a click issued moments ago waits for it (affiliate.services.conversions.CLICK_PATIENCE).
-MAX_LAG_SECONDS = 5.0
+# How long clicks may wait in the log while the machine is busy with redirects: half the time a conversion
+# naming a click issued moments ago waits for it (affiliate.services.conversions.CLICK_PATIENCE, 5 s), so
+# that a loaded machine still has time to store a held-back click before such a conversion stops waiting.
+MAX_LAG_SECONDS = 2.5
 BUSY_SHARE = 0.75  # the CPUs count as busy while other processes use more than this share of them
 LOAD_SAMPLE_SECONDS = 0.2
 

@@ -20,14 +20,11 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import select
 
-from affiliate.extensions import db
-from affiliate.models import Click
 from tests.api.helpers import make_merchant, sign
 from tests.factories import PASSWORD as FACTORY_PASSWORD
 from tests.factories import make_admin, make_affiliate, make_link, make_program
-from tests.redirector.helpers import CHROME
+from tests.redirector.helpers import CHROME, wait_for_click
 from tests.redirector.server import Server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -175,14 +172,3 @@ def test_click_land_sign_up_buy_and_see_it_credited(app, site, launch, tmp_path)
     assert "click id" in detail and "won" in detail
     context.close()
     shop.close()
-
-
-def wait_for_click(app, click_id: str, timeout: float = 30.0) -> None:
-    """The redirector answers once the click is in its log; the database has it a moment later."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with app.app_context():
-            if db.session.scalar(select(Click.id).where(Click.click_id == click_id)) is not None:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"click {click_id} never reached the database")

@@ -25,8 +25,9 @@ from affiliate.models import Commission, Conversion, Program
 from affiliate.services.ledger import check
 from tests.api.helpers import sign
 from tests.browser.test_journey import Shots, person, portal, sign_in, wait_until  # noqa: F401 - fixture
-from tests.browser.test_loop import CHROMIUM, MERCHANT_PAGE, MerchantSite, launch, wait_for_click  # noqa: F401
+from tests.browser.test_loop import CHROMIUM, MERCHANT_PAGE, MerchantSite, launch  # noqa: F401 - fixture
 from tests.factories import PASSWORD, make_admin, make_affiliate
+from tests.redirector.helpers import wait_for_click
 from tests.redirector.server import ROOT
 
 SHOTS = Path(os.environ.get("PROGRAM_SETUP_SCREENSHOTS", ROOT / "test-output" / "program-setup"))

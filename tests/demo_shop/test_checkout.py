@@ -16,6 +16,7 @@ from affiliate.models import ApiKey, Click, Conversion, User, utcnow
 from affiliate.services.api_keys import revoke_key
 from tests.demo_shop.helpers import Page, Shopper, click_id_of, give_shop_credentials
 from tests.factories import make_admin, make_affiliate, make_link, make_program
+from tests.redirector.helpers import wait_for_click
 from tests.redirector.server import Server
 
 
@@ -62,7 +63,9 @@ def test_click_then_checkout_is_a_sale_credited_to_the_links_affiliate_once(app,
     assert landing.status == 200 and "Demo merchant." in landing.text
     assert f"/signup?program={program.id}&amp;ct_click={click_id}" in landing.text
 
-    # 2. They buy the knife: the shop's server reports the sale, signed, and shows what Clicktrail answered.
+    # 2. They buy the knife (a shopper takes seconds, in which the click is stored even on a loaded machine):
+    # the shop's server reports the sale, signed, and shows what Clicktrail answered.
+    wait_for_click(app, click_id)
     form, placed = checkout(shopper, "/demo-shop/checkout?product=knife", "knife", "sam@example.com", click_id)
     assert placed.status == 200, placed.main
     assert "Order placed." in placed.main

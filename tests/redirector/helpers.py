@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import weakref
 from dataclasses import dataclass
 
@@ -59,3 +60,14 @@ def all_clicks(app) -> list[Click]:
         for click in clicks:
             db.session.expunge(click)
     return clicks
+
+
+def wait_for_click(app, click_id: str, timeout: float = 30.0) -> None:
+    """The redirector answers once the click is in its log; the database has it a moment later."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            if db.session.scalar(select(Click.id).where(Click.click_id == click_id)) is not None:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"click {click_id} never reached the database")
