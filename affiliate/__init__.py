@@ -59,9 +59,10 @@ def register_extensions(app: Flask) -> None:
 
 def register_converters(app: Flask) -> None:
     """Before any route is added: ``<int:...>`` matches only ids the database could hold (others are 404)."""
-    from affiliate.params import IdConverter
+    from affiliate.params import BigIdConverter, IdConverter
 
     app.url_map.converters["int"] = IdConverter
+    app.url_map.converters["bigid"] = BigIdConverter
 
 
 def register_read_only_requests(app: Flask) -> None:

@@ -28,11 +28,34 @@ HUGE = "99999999999999999999"
 ROLES = ("anonymous", "affiliate", "member", "finance", "admin")
 # Stand-ins for path variables that are not ids.
 FIXED = {"dimension": "day", "export_format": "paypal", "filename": "css/app.css"}
-PATH_IDS = (HUGE, str(2**63), "-1")
+# 2**31 and 2**63 - 1: past a 32-bit key (PostgreSQL refuses it for an INTEGER column) and the largest 64-bit one.
+PATH_IDS = (HUGE, str(2**63), str(2**63 - 1), str(2**31), "-1")
 QUERY_KEYS = ("page", "per_page", "program", "affiliate", "year", "ref", "q", "subject", "status", "type", "rule",
               "start", "end", "product", "ct_click", "next", "attributed", "conversion_id", "user_id")  # fmt: skip
-QUERY_VALUES = (HUGE, str(2**63), "-1", "²", "a%00b", "%ED%A0%80", "0001-01-01", "9999-12-31")
-FORM_VALUES = (HUGE, str(2**63), "-1", "²", "a\x00b", "\ud800", "0001-01-01T00:00", "9999-12-31")
+QUERY_VALUES = (
+    HUGE,
+    str(2**63),
+    str(2**63 - 1),
+    str(2**31),
+    "-1",
+    "²",
+    "a%00b",
+    "%ED%A0%80",
+    "0001-01-01",
+    "9999-12-31",
+)
+FORM_VALUES = (
+    HUGE,
+    str(2**63),
+    str(2**63 - 1),
+    str(2**31),
+    "-1",
+    "²",
+    "a\x00b",
+    "\ud800",
+    "0001-01-01T00:00",
+    "9999-12-31",
+)
 
 
 def _form_field_names() -> set[str]:

@@ -42,7 +42,7 @@ def index():
     )
 
 
-@staff.route("/<int:conversion_id>")
+@staff.route("/<bigid:conversion_id>")
 def show(conversion_id: int):
     conversion = db.session.get(Conversion, conversion_id) or abort(404)
     affiliates = _names(attribution_of(conversion))
@@ -56,7 +56,7 @@ def show(conversion_id: int):
     )  # fmt: skip
 
 
-@staff.post("/<int:conversion_id>/reject")
+@staff.post("/<bigid:conversion_id>/reject")
 def reject(conversion_id: int):
     """Fraud found after the fact: reject a conversion that is already earning and take its commissions back
     (pending ones are rejected; approved or paid ones reversed from the affiliate's balance)."""
@@ -85,7 +85,7 @@ def mine():
     return render_template("conversions/mine.html", page=paginate(query, per_page=PAGE_SIZE))
 
 
-@partner.route("/<int:conversion_id>")
+@partner.route("/<bigid:conversion_id>")
 def mine_show(conversion_id: int):
     conversion = db.session.get(Conversion, conversion_id)
     if conversion is None or conversion.affiliate_id != current_user.id:

@@ -45,7 +45,7 @@ def index():
 def decide():
     """Approve or reject the ticked pending commissions; each changes once (a guarded UPDATE), with its ledger entry."""
     action = request.form.get("decision")
-    ids = form_ids()[:MAX_BATCH]
+    ids = form_ids(big=True)[:MAX_BATCH]
     note = (request.form.get("note") or "").strip()[:1000]
     if action not in ("approve", "reject") or not ids:
         flash("Tick at least one commission and choose approve or reject.", "error")

@@ -60,7 +60,7 @@ def queue():
 def decide():
     """Approve or reject the ticked conversions; only those still flagged change (a guarded UPDATE)."""
     decision = DECISIONS.get(request.form.get("decision", ""))
-    ids = form_ids()[:MAX_BATCH]
+    ids = form_ids(big=True)[:MAX_BATCH]
     note = (request.form.get("note") or "").strip()[:1000]
     if decision is None or not ids:
         flash("Tick at least one conversion and choose approve or reject.", "error")
