@@ -64,10 +64,8 @@ def decide(user_id: int):
     affiliate = _affiliate_or_404(user_id)
     form = DecisionForm()
     if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for error in errors:
-                flash(error, "error")
-        return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+        _flash_errors(form)
+        return _back(affiliate)
     try:
         accounts.decide_affiliate(
             db.session, affiliate, form.action.data, reason=form.reason.data, actor=current_user, now=utcnow()
@@ -75,10 +73,10 @@ def decide(user_id: int):
     except accounts.InvalidTransition as error:
         db.session.rollback()
         flash(str(error), "error")
-        return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+        return _back(affiliate)
     db.session.commit()
     flash(f"{affiliate.name} is now {affiliate.status}.", "success")
-    return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+    return _back(affiliate)
 
 
 @bp.post("/<int:user_id>/recruiter")
@@ -89,10 +87,8 @@ def change_recruiter(user_id: int):
     affiliate = _affiliate_or_404(user_id)
     form = RecruiterForm()
     if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for error in errors:
-                flash(error, "error")
-        return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+        _flash_errors(form)
+        return _back(affiliate)
     try:
         recruiter = recruiters.set_recruiter(
             db.session, affiliate, form.code.data or "", actor_id=current_user.id, now=utcnow()
@@ -100,10 +96,20 @@ def change_recruiter(user_id: int):
     except recruiters.RecruiterError as error:
         db.session.rollback()
         flash(str(error), "error")
-        return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+        return _back(affiliate)
     db.session.commit()
     flash(f"{affiliate.name} is now recruited by {recruiter.name}." if recruiter
           else f"{affiliate.name} has no recruiter now.", "success")  # fmt: skip
+    return _back(affiliate)
+
+
+def _flash_errors(form) -> None:
+    for errors in form.errors.values():
+        for error in errors:
+            flash(error, "error")
+
+
+def _back(affiliate: User):
     return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
 
 
