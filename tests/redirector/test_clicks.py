@@ -184,11 +184,14 @@ def test_clicks_of_an_affiliate_removed_from_the_program_are_rejected_with_the_r
     assert reason["evidence"] == "removed from the program: Bidding on our brand name"
 
 
-def test_clicks_for_a_program_by_application_earn_only_once_the_affiliate_is_admitted(app, shopper):
+def test_clicks_for_a_program_by_application_earn_only_once_the_affiliate_is_admitted(app):
     s = setup_link(app)
     with app.app_context():
         db.session.get(Program, s.program.id).enrollment = EnrollmentPolicy.APPLICATION
         db.session.commit()
+    # A redirector that never caches a lookup: one started earlier may have cached the link as it stood.
+    fresh = live(create_redirector({**app.config, "LINK_CACHE_SECONDS": 0}))
+    shopper = Visitor(fresh)
     shopper.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})
     with app.app_context():
         program = db.session.get(Program, s.program.id)
@@ -196,10 +199,8 @@ def test_clicks_for_a_program_by_application_earn_only_once_the_affiliate_is_adm
         enrollment.decide(db.session, program, s.affiliate.id, "approve", actor_id=s.admin.id, reason=None,
                           now=utcnow())  # fmt: skip
         db.session.commit()
-    # A fresh redirector: the first one may serve its cached lookup until the cache's time-to-live ends.
-    fresh = live(create_redirector({**app.config, "LINK_CACHE_SECONDS": 0}))
     try:
-        Visitor(fresh).get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})
+        shopper.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})
     finally:
         fresh.close()
     before, after = all_clicks(app)
