@@ -144,6 +144,11 @@ class Config:
     CLICK_USER_AGENT_MODE = env_str("CLICK_USER_AGENT_MODE", "truncate")  # truncate (product token) or drop
     # Seconds between background retention rounds; 0 leaves retention to `flask purge-clicks`.
     RETENTION_JOBS_SECONDS = env_int("RETENTION_JOBS_SECONDS", 3600)
+    # Bonuses and clawbacks larger than this wait for a second finance user (docs/money.md). Whole units of
+    # the program's currency: "100" is 100.00 USD, 100 JPY or 100.000 KWD; currency codes after it set their
+    # own, as "100,JPY=15000,KWD=30"; "0" sends every adjustment for approval. Read into
+    # ADJUSTMENT_APPROVAL_THRESHOLDS ({"*": 100, "JPY": 15000, ...}).
+    ADJUSTMENT_APPROVAL_THRESHOLD = env_str("ADJUSTMENT_APPROVAL_THRESHOLD", "100")
 
     @classmethod
     def init_app(cls, app) -> None:
@@ -170,6 +175,9 @@ class Config:
         for name in ("CLICK_RETENTION_DAYS", "CLICK_IP_DAYS", "CLICK_USER_AGENT_DAYS"):
             if config.get(name, 0) < 0:
                 raise SystemExit(f"clicktrail: {name} must be 0 (keep) or a number of days, got {config.get(name)}")
+        config["ADJUSTMENT_APPROVAL_THRESHOLDS"] = adjustment_thresholds(
+            str(config.get("ADJUSTMENT_APPROVAL_THRESHOLD", "100"))
+        )
 
     @classmethod
     def as_dict(cls) -> dict:
@@ -231,6 +239,23 @@ CONFIGS: dict[str, type[Config]] = {
     "testing": TestingConfig,
     "production": ProductionConfig,
 }
+
+
+def adjustment_thresholds(text: str) -> dict[str, int]:
+    """ADJUSTMENT_APPROVAL_THRESHOLD ("100" or "100,JPY=15000") as whole units per currency, "*" for the rest."""
+    default, *overrides = [part.strip() for part in text.split(",")]
+    thresholds: dict[str, int] = {}
+    for code, amount in [("*", default), *(part.partition("=")[::2] for part in overrides)]:
+        code, amount = code.strip().upper(), amount.strip()
+        if not (amount.isascii() and amount.isdigit() and len(amount) <= 12) or not (
+            code == "*" or (code.isascii() and code.isalpha() and len(code) == 3)
+        ):
+            raise SystemExit(
+                "clicktrail: ADJUSTMENT_APPROVAL_THRESHOLD is a whole amount, then optional CODE=amount pairs, "
+                f"as 100,JPY=15000; got {text!r}"
+            )
+        thresholds[code] = int(amount)
+    return thresholds
 
 
 def config_from_env() -> type[Config]:

@@ -96,6 +96,7 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.auth.routes import bp as auth_bp
     from affiliate.conversions.routes import partner as partner_conversions_bp
     from affiliate.conversions.routes import staff as conversions_bp
+    from affiliate.finance.adjustments import bp as adjustments_bp
     from affiliate.finance.audit import bp as finance_audit_bp
     from affiliate.finance.payouts import bp as payouts_bp
     from affiliate.links.routes import bp as links_bp
@@ -123,7 +124,8 @@ def register_blueprints(app: Flask) -> None:
             conversions_bp,
             review_bp,
         ),
-        *(finance_commissions_bp, payouts_bp, finance_audit_bp, api_bp, partner_reports_bp, staff_reports_bp),
+        *(finance_commissions_bp, payouts_bp, adjustments_bp, finance_audit_bp, api_bp),
+        *(partner_reports_bp, staff_reports_bp),
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from affiliate.extensions import db
 from affiliate.models import ConversionType, Program, User, utcnow
+from affiliate.services import adjustments
 from affiliate.services.api_keys import issue_key
 from affiliate.services.conversions import ConversionRequest, record_conversion
 from affiliate.services.ledger import Leg, post
@@ -100,6 +101,10 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "affiliates.show": frozenset({"admin", "finance"}),
     "affiliates.decide": frozenset({"admin"}),
     "affiliates.change_recruiter": frozenset({"admin"}),
+    "affiliates.adjust": frozenset({"admin", "finance"}),
+    "adjustments.index": frozenset({"admin", "finance"}),
+    "adjustments.approve": frozenset({"admin", "finance"}),
+    "adjustments.reject": frozenset({"admin", "finance"}),
     "programs.index": frozenset({"admin"}),
     "programs.create": frozenset({"admin"}),
     "programs.edit": frozenset({"admin"}),
@@ -149,11 +154,18 @@ def world(app):
         post(db.session, "accrual", "world", [Leg("commission_expense", 6_000, "USD"),
              Leg(f"affiliate_payable:{target.id}", -6_000, "USD", target.id)], now=utcnow())  # fmt: skip
         batch, _ = build_batch(db.session, "USD", actor=db.session.get(User, users["finance"].id), now=utcnow())
+        # A bonus waiting for approval, added by the finance persona (who therefore cannot approve it either).
+        bonus = adjustments.create(
+            db.session, adjustments.AdjustmentRequest(target.id, program.id, "bonus", 1_000, "Secret Target's launch"),
+            actor=db.session.get(User, users["finance"].id), thresholds={"*": 0}, now=utcnow(),
+        )  # fmt: skip
         db.session.commit()
         key_id, conversion_id, batch_id, payout_id = key.id, conversion.conversion.id, batch.id, batch.payouts[0].id
+        adjustment_id = bonus.id
     ids = {"user_id": target.id, "program_id": program.id, "link_id": link.id, "filename": "css/app.css",
            "key_id": key_id, "conversion_id": conversion_id, "batch_id": batch_id, "payout_id": payout_id,
-           "export_format": "paypal", "dimension": "day", "token": "not-an-invitation"}  # fmt: skip
+           "export_format": "paypal", "dimension": "day", "token": "not-an-invitation",
+           "adjustment_id": adjustment_id}  # fmt: skip
     return {"users": users, "ids": ids}
 
 

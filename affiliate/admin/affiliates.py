@@ -1,17 +1,19 @@
-"""Affiliate applications and accounts, for admin and finance staff."""
+"""Affiliate applications and accounts, for admin and finance staff; finance's bonuses and clawbacks."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
 
 from affiliate.admin.forms import DecisionForm, RecruiterForm
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import AuditLog, Role, User, UserStatus, utcnow
+from affiliate.finance.forms import AdjustmentForm
+from affiliate.models import Adjustment, AdjustmentStatus, AuditLog, Program, Role, User, UserStatus, utcnow
+from affiliate.money import format_amount
 from affiliate.params import paginate
-from affiliate.services import accounts, recruiters
+from affiliate.services import accounts, adjustments, recruiters
 
 bp = Blueprint("affiliates", __name__, url_prefix="/admin/affiliates")
 bp.before_request(require_roles(Role.ADMIN, Role.FINANCE))
@@ -37,15 +39,54 @@ def index():
     )
 
 
+ADJUSTMENTS_SHOWN = 20
+
+
 @bp.route("/<int:user_id>")
 def show(user_id: int):
+    return _render_show(_affiliate_or_404(user_id))
+
+
+@bp.post("/<int:user_id>/adjustments")
+def adjust(user_id: int):
+    """Add a bonus or clawback: posted at once within the approval threshold, else left for a second person."""
     affiliate = _affiliate_or_404(user_id)
+    form = _adjustment_form()
+    if not form.validate_on_submit():
+        return _render_show(affiliate, form, 422)
+    request_ = adjustments.AdjustmentRequest(
+        affiliate_id=affiliate.id, program_id=form.program_id, kind=form.kind.data, amount_cents=form.amount_cents,
+        reason=form.reason.data,
+    )  # fmt: skip
+    try:
+        adjustment = adjustments.create(db.session, request_, actor=current_user, now=utcnow(),
+                                        thresholds=current_app.config["ADJUSTMENT_APPROVAL_THRESHOLDS"])  # fmt: skip
+    except adjustments.AdjustmentError as error:
+        db.session.rollback()
+        form.form_errors.append(str(error))
+        return _render_show(affiliate, form, 422)
+    db.session.commit()
+    amount = format_amount(adjustment.amount_cents, adjustment.currency)
+    if adjustment.status == AdjustmentStatus.PENDING_APPROVAL:
+        flash(f"{adjustment.kind.capitalize()} #{adjustment.id} of {amount} is over the approval threshold: a second "
+              "finance user must approve it before it is posted.", "info")  # fmt: skip
+    else:
+        flash(f"{adjustment.kind.capitalize()} #{adjustment.id} of {amount} posted to {affiliate.name}'s balance.",
+              "success")  # fmt: skip
+    return _back(affiliate)
+
+
+def _render_show(affiliate: User, adjustment_form: AdjustmentForm | None = None, status: int = 200):
     history = db.session.execute(
         select(AuditLog, User.email)
         .outerjoin(User, User.id == AuditLog.actor_id)
         .where(AuditLog.subject_type == "user", AuditLog.subject_id == affiliate.id)
         .order_by(AuditLog.id.desc())
     ).all()
+    recent = db.session.scalars(
+        select(Adjustment).where(Adjustment.affiliate_id == affiliate.id)
+        .order_by(Adjustment.created_at.desc(), Adjustment.id.desc()).limit(ADJUSTMENTS_SHOWN)
+    ).all()  # fmt: skip
     recruiter = affiliate.referred_by
     return render_template(
         "admin/affiliates/show.html",
@@ -54,7 +95,14 @@ def show(user_id: int):
         form=DecisionForm(),
         recruiter_form=RecruiterForm(formdata=None, code=recruiter.referral_code if recruiter else ""),
         recruits=recruiters.recruits(db.session, affiliate.id),
-    )
+        adjustment_form=adjustment_form or _adjustment_form(),
+        adjustments=recent,
+    ), status
+
+
+def _adjustment_form() -> AdjustmentForm:
+    programs = db.session.execute(select(Program.id, Program.name, Program.currency).order_by(Program.name)).all()
+    return AdjustmentForm([tuple(row) for row in programs])
 
 
 @bp.route("/<int:user_id>/decision", methods=["POST"])

@@ -81,6 +81,16 @@ class PlanForm(PortalForm):
     recurring_months = StringField("Months")
     referrer_reward = StringField("Refer-a-friend: reward to the referrer", default="0")
     referee_reward = StringField("Refer-a-friend: reward to the new member", default="0")
+    bonus = StringField(
+        "Performance bonus",
+        default="0",
+        description="Paid once a month, on the sale that brings the month to the threshold below. 0 for no bonus.",
+    )
+    bonus_threshold = StringField(
+        "Bonus threshold",
+        description="Sales in the month when tiers count conversions, or revenue in the month when they count "
+        "revenue (say 20, or 5000.00). Empty for no bonus.",
+    )
     effective_from = StringField(
         "In force from (UTC)",
         description="Leave empty for now, or a later moment as 2027-01-01 or 2027-01-01 09:00.",
@@ -125,6 +135,29 @@ class PlanForm(PortalForm):
 
     def validate_referee_reward(self, field) -> None:
         self.referee_reward_cents = self.money(field)
+
+    def validate_bonus(self, field) -> None:
+        self.bonus_cents = self.money(field)
+
+    def validate_bonus_threshold(self, field) -> None:
+        self.bonus_at = None
+        text = (field.data or "").strip()
+        bonus = getattr(self, "bonus_cents", 0)
+        if not text:
+            if bonus:
+                raise ValidationError("Say at what volume in a month the bonus is paid, or set the bonus to 0.")
+            return
+        if self.tier_basis.data == REVENUE:
+            at = self.money(field)
+        elif text.isascii() and text.isdigit() and len(text) <= 18:
+            at = int(text)
+        else:
+            raise ValidationError("When tiers count conversions, the bonus starts at a whole number of sales.")
+        if at < 1:
+            raise ValidationError("The bonus threshold is at least 1.")
+        if not bonus and not self.bonus.errors:
+            raise ValidationError("Give the bonus an amount, or leave its threshold empty.")
+        self.bonus_at = at
 
     def validate_recurring_months(self, field) -> None:
         self.months = None
@@ -193,6 +226,8 @@ class PlanForm(PortalForm):
             recurring_months=months,
             referrer_reward_cents=self.referrer_reward_cents,
             referee_reward_cents=self.referee_reward_cents,
+            bonus_threshold=self.bonus_at,
+            bonus_cents=self.bonus_cents if self.bonus_at is not None else 0,
         )
 
     def fill(self, terms: PlanTerms) -> None:
@@ -215,6 +250,13 @@ class PlanForm(PortalForm):
             self.recurring.data, self.recurring_months.data = "months", str(terms.recurring_months)
         self.referrer_reward.data = plain_amount(terms.referrer_reward_cents, self.currency)
         self.referee_reward.data = plain_amount(terms.referee_reward_cents, self.currency)
+        self.bonus.data = plain_amount(terms.bonus_cents, self.currency)
+        if terms.bonus_threshold is None:
+            self.bonus_threshold.data = ""
+        elif terms.tier_basis == REVENUE:
+            self.bonus_threshold.data = plain_amount(terms.bonus_threshold, self.currency)
+        else:
+            self.bonus_threshold.data = str(terms.bonus_threshold)
 
 
 def preview(terms: PlanTerms, amount: int, count: int, revenue: int, currency: str) -> str:
@@ -233,6 +275,9 @@ def preview(terms: PlanTerms, amount: int, count: int, revenue: int, currency: s
     if terms.second_tier_bps:
         second = commissions.percent_of(own, terms.second_tier_bps)
         sentence += f" Their recruiter earns {format_amount(second, currency)}."
+    bonus = sum(line.amount_cents for line in lines if line.kind == "performance_bonus")
+    if bonus:
+        sentence += f" It reaches the month's bonus threshold: {format_amount(bonus, currency)} more."
     return sentence
 
 

@@ -12,7 +12,7 @@ from affiliate.params import paginate
 
 PAGE_SIZE = 50
 # What money depends on; account, program and API key changes are on the admin dashboard.
-SUBJECTS = ("commission", "conversion", "payout", "payout_batch")
+SUBJECTS = ("commission", "conversion", "payout", "payout_batch", "adjustment")
 
 bp = Blueprint("finance_audit", __name__, url_prefix="/finance/audit")
 bp.before_request(require_roles(Role.FINANCE, Role.ADMIN))

@@ -11,6 +11,9 @@ from affiliate.models.accounts import (
 )
 from affiliate.models.conversions import Conversion, ConversionStatus, ConversionType
 from affiliate.models.money import (
+    Adjustment,
+    AdjustmentKind,
+    AdjustmentStatus,
     AuditLog,
     BatchStatus,
     Commission,
@@ -43,6 +46,9 @@ from affiliate.models.types import UTCDateTime, utcnow
 
 __all__ = [
     "STAFF_ROLES",
+    "Adjustment",
+    "AdjustmentKind",
+    "AdjustmentStatus",
     "ApiKey",
     "AttributionModel",
     "AuditLog",

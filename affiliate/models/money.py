@@ -5,7 +5,18 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from affiliate.extensions import db
@@ -27,6 +38,7 @@ class CommissionKind(enum.StrEnum):
     SECOND_TIER = "second_tier"  # the recruiter's share of an earning or a raise
     REFERRER_REWARD = "referrer_reward"
     REFEREE_REWARD = "referee_reward"
+    PERFORMANCE_BONUS = "performance_bonus"  # the plan's bonus, on the sale that takes the month past its threshold
 
 
 class BatchStatus(enum.StrEnum):
@@ -46,6 +58,20 @@ class PayoutStatus(enum.StrEnum):
     CANCELLED = "cancelled"  # its draft batch was cancelled and the amount returned to the affiliate
 
 
+class AdjustmentKind(enum.StrEnum):
+    BONUS = "bonus"  # adds to the affiliate's payable balance
+    CLAWBACK = "clawback"  # takes from it, below zero if need be: later payouts recover it
+
+
+class AdjustmentStatus(enum.StrEnum):
+    PENDING_APPROVAL = "pending_approval"  # over the approval threshold: waits for a second finance user
+    APPROVED = "approved"  # posted to the ledger
+    REJECTED = "rejected"
+
+
+LIVE_BONUS = "kind = 'performance_bonus' AND status IN ('pending', 'approved', 'paid')"
+
+
 class Commission(db.Model):
     """What one conversion earns one beneficiary: its earning, a raise, a second-tier share or a reward.
 
@@ -59,6 +85,17 @@ class Commission(db.Model):
             "conversion_id", "affiliate_id", "tier_level", "kind", "step", name="uq_commissions_conversion_level"
         ),
         Index("ix_commissions_affiliate_status", "affiliate_id", "status"),
+        # One live performance bonus per affiliate, program and month, whatever evaluates at once: a bonus
+        # taken back (its sale refunded in full or rejected) frees the month for the sale that crosses again.
+        Index(
+            "uq_commissions_performance_bonus",
+            "affiliate_id",
+            "program_id",
+            "period_start",
+            unique=True,
+            sqlite_where=text(LIVE_BONUS),
+            postgresql_where=text(LIVE_BONUS),
+        ),
         CheckConstraint("tier_level IN (1, 2)", name="tier_level"),
     )
 
@@ -67,7 +104,7 @@ class Commission(db.Model):
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     conversion_id: Mapped[int] = mapped_column(ForeignKey("conversions.id"))
     tier_level: Mapped[int] = mapped_column(Integer, default=1)
-    kind: Mapped[str] = mapped_column(String(16), default=CommissionKind.EARNING, server_default="earning")
+    kind: Mapped[str] = mapped_column(String(32), default=CommissionKind.EARNING, server_default="earning")
     step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     rule: Mapped[str] = mapped_column(String(255))  # which plan rule produced the amount
     plan_id: Mapped[int | None] = mapped_column(ForeignKey("commission_plans.id"))  # the plan version that paid
@@ -79,6 +116,8 @@ class Commission(db.Model):
     available_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Not indexed: a batch links a million of these at once; found by (affiliate_id, status) instead.
     payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
+    # A performance bonus: the first instant of the month it was earned in; None for every other kind.
+    period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -137,6 +176,38 @@ class PayoutExport(db.Model):
     repeat: Mapped[bool] = mapped_column(Boolean, default=False)  # a confirmed second file of the same format
     exported_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     exported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Adjustment(db.Model):
+    """A one-off bonus or clawback finance gives an affiliate, with the reason they see.
+
+    The amount is positive; the kind says which way it moves the payable balance. Over the approval
+    threshold it waits for a second finance user before it is posted (services/adjustments.py).
+    """
+
+    __tablename__ = "adjustments"
+    __table_args__ = (
+        Index("ix_adjustments_status", "status"),
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        CheckConstraint("kind IN ('bonus', 'clawback')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    affiliate_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(Text)  # shown to the affiliate
+    status: Mapped[str] = mapped_column(String(20))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Who posted it: the second finance user, or None when it was within the threshold and posted at once.
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rejected_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    rejected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rejection_note: Mapped[str | None] = mapped_column(Text)
 
 
 class LedgerTransaction(db.Model):

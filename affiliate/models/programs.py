@@ -138,6 +138,8 @@ class CommissionPlan(db.Model):
         CheckConstraint("flat_cents >= 0", name="flat_cents"),
         CheckConstraint("percent_bps BETWEEN 0 AND 10000", name="percent_bps"),
         CheckConstraint("second_tier_bps BETWEEN 0 AND 10000", name="second_tier_bps"),
+        CheckConstraint("bonus_threshold IS NULL OR bonus_threshold >= 1", name="bonus_threshold"),
+        CheckConstraint("bonus_cents >= 0", name="bonus_cents"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -153,6 +155,10 @@ class CommissionPlan(db.Model):
     recurring_months: Mapped[int | None] = mapped_column(Integer)
     referrer_reward_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     referee_reward_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A performance bonus: bonus_cents once a month when the month's sales reach bonus_threshold (a count,
+    # or revenue in minor units, as tier_basis says); no threshold, no bonus.
+    bonus_threshold: Mapped[int | None] = mapped_column(BigInteger)
+    bonus_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     effective_from: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -9,7 +9,17 @@ from sqlalchemy import func, select
 from affiliate.auth.access import require_roles
 from affiliate.downloads import csv_download
 from affiliate.extensions import db
-from affiliate.models import Commission, CommissionStatus, Conversion, LedgerEntry, Payout, Role
+from affiliate.models import (
+    Adjustment,
+    AdjustmentStatus,
+    Commission,
+    CommissionStatus,
+    Conversion,
+    LedgerEntry,
+    Payout,
+    Program,
+    Role,
+)
 from affiliate.money import to_decimal
 from affiliate.params import paginate
 from affiliate.services.exports import write_csv
@@ -19,6 +29,7 @@ bp = Blueprint("earnings", __name__, url_prefix="/partner/earnings")
 bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
 PAGE_SIZE = 50
 PAYOUTS_SHOWN = 24  # the statement CSV has every one
+ADJUSTMENTS_SHOWN = 24
 
 
 @bp.route("/")
@@ -49,17 +60,31 @@ def index():
         select(Payout).where(Payout.affiliate_id == me).order_by(Payout.created_at.desc(), Payout.id.desc())
         .limit(PAYOUTS_SHOWN)
     ).all()  # fmt: skip
+    # Only posted ones: a bonus waiting for a second approver is not yet owed, and a rejected one never was.
+    adjustments = db.session.execute(
+        select(Adjustment, Program.name)
+        .join(Program, Program.id == Adjustment.program_id)
+        .where(Adjustment.affiliate_id == me, Adjustment.status == AdjustmentStatus.APPROVED)
+        .order_by(Adjustment.approved_at.desc(), Adjustment.id.desc())
+        .limit(ADJUSTMENTS_SHOWN)
+    ).all()
     carried = {
         currency: b["affiliate_payable"] for currency, b in balances.items() if b.get("affiliate_payable", 0) < 0
     }
     return render_template(
-        "partner/earnings.html", balances=balances, page=page, orders=orders, payouts=payouts, carried=carried
+        "partner/earnings.html",
+        balances=balances,
+        page=page,
+        orders=orders,
+        payouts=payouts,
+        carried=carried,
+        adjustments=adjustments,
     )
 
 
 @bp.route("/statement.csv")
 def statement():
-    """Every commission, refund and payout of the signed-in affiliate with a running balance; nobody else's."""
+    """Every commission, refund, bonus, clawback and payout of the signed-in affiliate with a running balance."""
     header = ("date_utc", "type", "description", "currency", "amount", "balance")
     rows = [
         (line.at.strftime("%Y-%m-%d %H:%M:%S"), line.kind, line.description, line.currency,

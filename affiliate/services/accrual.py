@@ -5,7 +5,9 @@ rules read (the plan version in force, the period's counted conversions, the cus
 locks what it reads to decide (on PostgreSQL; SQLite's single writer already does), and writes.
 
 Each signup or sale is evaluated once (``conversions.evaluated_at``), even when it earns nothing; each
-refund is reversed once (its own ``evaluated_at``). Ledger accounts: an accrual debits
+refund is reversed once (its own ``evaluated_at``). A plan's performance bonus is a commission of the
+sale that crosses its threshold, held, approved, refunded and taken back with that sale like the
+others, at most one live per affiliate, program and month. Ledger accounts: an accrual debits
 ``commission_expense`` and credits ``affiliate_pending:<id>``; approval moves it to
 ``affiliate_payable:<id>``; a reversal takes it back to ``commission_expense``. The caller commits.
 """
@@ -82,6 +84,8 @@ def terms_of(plan: CommissionPlan | None) -> PlanTerms:
         recurring_months=plan.recurring_months,
         referrer_reward_cents=plan.referrer_reward_cents,
         referee_reward_cents=plan.referee_reward_cents,
+        bonus_threshold=plan.bonus_threshold,
+        bonus_cents=plan.bonus_cents,
     )
 
 
@@ -180,7 +184,9 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
         amount_cents=conversion.amount_cents,
         member_referral=_refers_a_friend(session, conversion),
     )
-    lines = evaluate(paid, terms, period, recruited=recruiter is not None)
+    month = period_of(conversion.occurred_at)[0]
+    lines = evaluate(paid, terms, period, recruited=recruiter is not None,
+                     bonus_paid=_bonus_paid(session, conversion, month))  # fmt: skip
     program = session.get(Program, conversion.program_id)
     beneficiaries = {
         "affiliate": affiliate.id,
@@ -213,6 +219,7 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
             currency=conversion.currency,
             status=CommissionStatus.PENDING,
             available_at=learned + timedelta(days=program.hold_days),
+            period_start=month if line.kind == CommissionKind.PERFORMANCE_BONUS else None,
             created_at=now,
         )
         session.add(commission)
@@ -585,6 +592,25 @@ def counted_in_period(
             continue  # fully refunded
         counted.append(Counted(conversion_id, amount, net, int(brought)))
     return counted
+
+
+def _bonus_paid(session: Session, conversion: Conversion, month: datetime) -> bool:
+    """Whether the affiliate already has a live performance bonus of this program for the month.
+
+    Read under the affiliate's lock that every evaluation takes first, so two sales crossing at once
+    cannot both pay it; the partial unique index on commissions refuses a second one all the same.
+    """
+    return session.scalar(
+        select(
+            exists().where(
+                Commission.affiliate_id == conversion.affiliate_id,
+                Commission.program_id == conversion.program_id,
+                Commission.kind == CommissionKind.PERFORMANCE_BONUS,
+                Commission.period_start == month,
+                Commission.status.in_(LIVE_COMMISSIONS),
+            )
+        )
+    )
 
 
 def _first_sale_at(session: Session, conversion: Conversion) -> datetime | None:

@@ -17,6 +17,9 @@ Pure functions in integer minor units. The rules are stated in full in docs/mone
   (0: the first sale only; None: always).
 - Second tier: the recruiter gets ``second_tier_bps`` of each rounded tier-1 commission (raises too).
 - Refer-a-friend: a referred member's signup rewards the referrer and the member with fixed amounts.
+- Performance bonus: the sale whose evaluation takes the month's sales volume (counted as tiers count it,
+  by ``tier_basis``) from below ``bonus_threshold`` to it or past it earns ``bonus_cents``, once a month;
+  the caller says whether the month already has one. No second tier is taken of it.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class PlanTerms:
     recurring_months: int | None = 0
     referrer_reward_cents: int = 0
     referee_reward_cents: int = 0
+    bonus_threshold: int | None = None  # sales, or revenue in minor units, as tier_basis says; None: no bonus
+    bonus_cents: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ class Counted:
 @dataclass(frozen=True)
 class CommissionLine:
     beneficiary: str  # "affiliate" | "recruiter" | "referrer" | "referee"
-    kind: str  # "earning" | "raise" | "second_tier" | "referrer_reward" | "referee_reward"
+    kind: str  # "earning" | "raise" | "second_tier" | "referrer_reward" | "referee_reward" | "performance_bonus"
     rule: str  # which rule produced the amount, in words
     amount_cents: int
     raised_id: int | None = None  # a raise (or its second tier): the conversion it belongs to
@@ -153,16 +158,24 @@ def earned_at(amount_cents: int, rate: Rate) -> int:
 
 
 def evaluate(
-    conversion: PaidConversion, plan: PlanTerms, period: Sequence[Counted], *, recruited: bool = False
+    conversion: PaidConversion,
+    plan: PlanTerms,
+    period: Sequence[Counted],
+    *,
+    recruited: bool = False,
+    bonus_paid: bool = False,
 ) -> list[CommissionLine]:
-    """Every commission one evaluation creates: rewards, the conversion's earning, raises, second tier.
+    """Every commission one evaluation creates: rewards, the conversion's earning, raises, second tier, bonus.
 
     ``period`` holds the affiliate's counted conversions of the period evaluated before this one.
-    The caller has already decided that the conversion earns (the recurring rule).
+    The caller has already decided that the conversion earns (the recurring rule), and says with
+    ``bonus_paid`` whether the period already has its performance bonus.
     """
     lines = _referral_rewards(conversion, plan)
     own = _own(conversion, plan, period)
     lines += own
+    if not bonus_paid:
+        lines += [bonus] if (bonus := performance_bonus(conversion, plan, period)) else []
     if recruited and plan.second_tier_bps:
         share = _pct(plan.second_tier_bps)
         lines += [
@@ -176,6 +189,24 @@ def evaluate(
             for line in own
         ]
     return [line for line in lines if line.amount_cents > 0]
+
+
+def performance_bonus(conversion: PaidConversion, plan: PlanTerms, period: Sequence[Counted]) -> CommissionLine | None:
+    """The plan's bonus when this sale takes the period's volume across the bonus threshold, else None.
+
+    Crossing is ``volume before < threshold <= volume after``: the sale that reaches the threshold
+    exactly earns it, and a period already past it (say, under a version without a bonus) earns none.
+    Signups never count towards it nor earn it.
+    """
+    if conversion.kind != "sale" or plan.bonus_threshold is None or plan.bonus_cents <= 0:
+        return None
+    before = volume_of(plan, period)
+    after = before + (1 if plan.tier_basis == COUNT else conversion.amount_cents)
+    if not before < plan.bonus_threshold <= after:
+        return None
+    at = f"{plan.bonus_threshold} sales" if plan.tier_basis == COUNT else f"{plan.bonus_threshold} of revenue"
+    return CommissionLine("affiliate", "performance_bonus", f"performance bonus: {at} reached in the month",
+                          plan.bonus_cents)  # fmt: skip
 
 
 def volume_of(plan: PlanTerms, period: Sequence[Counted]) -> int:

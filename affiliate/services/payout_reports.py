@@ -8,7 +8,16 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from affiliate.models import Commission, Conversion, LedgerEntry, LedgerTransaction, Payout, PayoutStatus, User
+from affiliate.models import (
+    Adjustment,
+    Commission,
+    Conversion,
+    LedgerEntry,
+    LedgerTransaction,
+    Payout,
+    PayoutStatus,
+    User,
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,8 @@ def statement(session: Session, affiliate_id: int) -> list[StatementLine]:
     """Every movement of what the affiliate is owed, oldest first, with a running balance per currency.
 
     Built from the ledger's entries on the affiliate's own accounts, so it always agrees with the
-    books: commissions earned, rejected or reversed by refunds, payouts reserved for them, and
-    failed payouts returned. Approvals only move money from pending to approved and are left out.
+    books: commissions earned, rejected or reversed by refunds, bonuses and clawbacks, payouts reserved
+    for them, and failed payouts returned. Approvals only move money from pending to approved and are left out.
     """
     accounts = (f"affiliate_pending:{affiliate_id}", f"affiliate_payable:{affiliate_id}")
     rows = session.execute(
@@ -77,6 +86,15 @@ def statement(session: Session, affiliate_id: int) -> list[StatementLine]:
     ).all()  # fmt: skip
     commission_ids = {
         _id_after(reference, "commission:") for _, kind, reference, *_ in rows if not kind.startswith("payout")
+    }
+    adjustment_ids = {_id_after(reference, "adjustment:") for _, kind, reference, *_ in rows if kind == "adjustment"}
+    adjustments = {
+        adjustment.id: adjustment
+        for adjustment in session.scalars(
+            select(Adjustment).where(
+                Adjustment.id.in_(adjustment_ids - {None}), Adjustment.affiliate_id == affiliate_id
+            )
+        )
     }
     payout_ids = {_id_after(reference, "payout:") for _, kind, reference, *_ in rows if kind.startswith("payout")}
     commissions = {
@@ -100,13 +118,17 @@ def statement(session: Session, affiliate_id: int) -> list[StatementLine]:
         if not owed:
             continue
         balances[currency] = balances.get(currency, 0) + owed
-        label, description = _describe(kind, reference, commissions, payouts)
+        if kind == "adjustment" and (adjustment := adjustments.get(_id_after(reference, "adjustment:"))):
+            label = adjustment.kind
+            description = f"{adjustment.kind.capitalize()} #{adjustment.id}: {adjustment.reason}"
+        else:
+            label, description = _describe(kind, reference, commissions, payouts)
         lines.append(StatementLine(at, currency, label, description, owed, balances[currency]))
     return lines
 
 
 def _id_after(reference: str, prefix: str) -> int | None:
-    """The id in a ledger reference such as "commission:12", "payout:5" or "refund:9:commission:12"."""
+    """The id in a ledger reference such as "commission:12", "payout:5", "adjustment:3" or "refund:9:commission:12"."""
     position = reference.rfind(prefix)
     if position < 0:
         return None

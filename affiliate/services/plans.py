@@ -32,7 +32,7 @@ def validate(terms: PlanTerms) -> None:
         raise PlanError("Tiers count conversions or revenue.")
     if terms.tier_scope not in (WHOLE_PERIOD, MARGINAL):
         raise PlanError("A tier applies to the whole period or to the volume beyond its threshold.")
-    amounts = [terms.flat_cents, terms.referrer_reward_cents, terms.referee_reward_cents]
+    amounts = [terms.flat_cents, terms.referrer_reward_cents, terms.referee_reward_cents, terms.bonus_cents]
     rates = [terms.percent_bps, terms.second_tier_bps]
     for tier in terms.tiers:
         amounts.append(tier.flat_cents)
@@ -47,6 +47,10 @@ def validate(terms: PlanTerms) -> None:
         raise PlanError("Two tiers cannot start at the same threshold.")
     if terms.recurring_months is not None and not 0 <= terms.recurring_months <= 1200:
         raise PlanError("Recurring months are between 0 and 1,200, or for life.")
+    if (terms.bonus_threshold is None) != (terms.bonus_cents == 0):
+        raise PlanError("A performance bonus needs both an amount and the volume that earns it.")
+    if terms.bonus_threshold is not None and terms.bonus_threshold < 1:
+        raise PlanError("A performance bonus's threshold is at least 1.")
 
 
 def save_plan(
@@ -143,6 +147,10 @@ def in_words(terms: PlanTerms, currency: str) -> str:
         text += f"; repeat sales earn for {terms.recurring_months} months"
     if terms.second_tier_bps:
         text += f"; recruiters earn {bps_to_percent(terms.second_tier_bps)}% of their recruits' commissions"
+    if terms.bonus_threshold is not None:
+        at = (format_amount(terms.bonus_threshold, currency) + " of sales" if terms.tier_basis == REVENUE
+              else f"{terms.bonus_threshold} sale{'s' if terms.bonus_threshold != 1 else ''}")  # fmt: skip
+        text += f"; plus a {format_amount(terms.bonus_cents, currency)} bonus at {at} this month (once a month)"
     if terms.referrer_reward_cents or terms.referee_reward_cents:
         text += (f"; refer-a-friend: {format_amount(terms.referrer_reward_cents, currency)} to the referrer, "
                  f"{format_amount(terms.referee_reward_cents, currency)} to the new member")  # fmt: skip
