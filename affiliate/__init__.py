@@ -92,6 +92,7 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.admin.plans import bp as plans_bp
     from affiliate.admin.programs import bp as programs_bp
     from affiliate.admin.routes import bp as admin_bp
+    from affiliate.api.management import bp as management_api_bp
     from affiliate.api.routes import bp as api_bp
     from affiliate.auth.routes import bp as auth_bp
     from affiliate.conversions.routes import partner as partner_conversions_bp
@@ -124,7 +125,7 @@ def register_blueprints(app: Flask) -> None:
             conversions_bp,
             review_bp,
         ),
-        *(finance_commissions_bp, payouts_bp, adjustments_bp, finance_audit_bp, api_bp),
+        *(finance_commissions_bp, payouts_bp, adjustments_bp, finance_audit_bp, api_bp, management_api_bp),
         *(partner_reports_bp, staff_reports_bp),
     )
     for blueprint in blueprints:

@@ -86,6 +86,10 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "api.openapi": PUBLIC,
     "api.conversions": API_KEY,
     "api.refunds": API_KEY,
+    **{f"management.{name}": API_KEY for name in (
+        "plans", "add_plan", "list_groups", "create_group", "group_members", "move_to_group", "list_enrollments",
+        "decide_enrollment", "invite", "list_adjustments", "show_adjustment", "add_adjustment",
+    )},  # fmt: skip
     "account.profile": SIGNED_IN,
     "account.password": SIGNED_IN,
     "account.payout": AFFILIATE_ANY_STATUS,
@@ -165,7 +169,7 @@ def world(app):
     ids = {"user_id": target.id, "program_id": program.id, "link_id": link.id, "filename": "css/app.css",
            "key_id": key_id, "conversion_id": conversion_id, "batch_id": batch_id, "payout_id": payout_id,
            "export_format": "paypal", "dimension": "day", "token": "not-an-invitation",
-           "adjustment_id": adjustment_id}  # fmt: skip
+           "adjustment_id": adjustment_id, "group_id": 1, "affiliate_id": target.id}  # fmt: skip
     return {"users": users, "ids": ids}
 
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from wtforms import BooleanField, HiddenField, IntegerField, SelectField, StringField, TextAreaField, URLField
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    IntegerField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+    URLField,
+)
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from affiliate.forms import Form
 from affiliate.models import AttributionModel, EnrollmentPolicy, ProgramStatus
 from affiliate.money import CURRENCIES, InvalidAmount, parse_amount
+from affiliate.services.api_keys import SCOPES, TRACKING_SCOPES
 from affiliate.validators import host_list, https_destination, options
 
 
@@ -96,6 +107,16 @@ class ApiKeyForm(Form):
         "Key name",
         validators=[DataRequired(), Length(max=120)],
         description="Where the key is used, e.g. “checkout server”.",
+    )
+    scopes = SelectMultipleField(
+        "What the key may do",
+        choices=list(SCOPES.items()),
+        default=list(TRACKING_SCOPES),
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+        validators=[DataRequired(message="Choose at least one thing the key may do.")],
+        description="A checkout server needs only signups, sales and refunds. The management scopes act for you: "
+        "what the key changes is audited under your name and the key's.",
     )
 
 

@@ -1,9 +1,7 @@
 """``POST /api/v1/conversions`` and ``/api/v1/refunds``: signed, idempotent, JSON in and out.
 
-Every answer is JSON. Errors have one shape: ``{"error": {"code", "message", "status"}}``
-plus ``field`` when one field is at fault. Checks run in this order: body size (413),
-content type (415), API key (401), signature (401), JSON (400), fields (422), then the
-idempotency key (409 for the same order with another payload).
+Authentication, the error shape and the order of checks are affiliate/api/common.py's; a conversion is
+idempotent by its order id, a refund by its refund id.
 """
 
 from __future__ import annotations
@@ -11,21 +9,30 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
-from flask import Blueprint, Response, g, request
+from flask import Response, g
 from sqlalchemy import update
 
 from affiliate.addresses import normalise_ip
-from affiliate.api.signing import SignatureError, verify
-from affiliate.api.strict_json import JSONError, parse_object, require_int, require_str
+from affiliate.api.common import (
+    ApiError,
+    api_blueprint,
+    authenticate,
+    field,
+    iso,
+    json_object,
+    no_unknown_fields,
+    parse_time,
+)
+from affiliate.api.strict_json import require_int, require_str
 from affiliate.database import reading
-from affiliate.extensions import csrf, db
+from affiliate.extensions import db
 from affiliate.models import ApiKey, Conversion, ConversionType, utcnow
 from affiliate.money import CURRENCIES
-from affiliate.services.api_keys import find_key, key_program, signing_secrets
+from affiliate.services.api_keys import key_program
 from affiliate.services.conversions import (
     MAX_AMOUNT_CENTS,
     ConversionError,
@@ -38,10 +45,8 @@ from affiliate.services.conversions import (
     store_conversion,
 )
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-csrf.exempt(bp)
+bp = api_blueprint("api", __name__)
 
-MAX_BODY_BYTES = 64 * 1024
 ORDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/#@+-]{0,127}")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22,32}")
 CURRENCY = re.compile(r"[A-Z]{3}")
@@ -56,29 +61,6 @@ LAST_USED_EVERY_SECONDS = 60
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
 
-class ApiError(Exception):
-    """An answer other than success, in the API's error shape."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
-
-
-@bp.errorhandler(ApiError)
-def _api_error(error: ApiError):
-    db.session.rollback()
-    body = {"error": {"code": error.code, "message": error.message, "status": error.status}}
-    if error.field:
-        body["error"]["field"] = error.field
-    headers = {"WWW-Authenticate": 'Bearer realm="clicktrail"'} if error.status == 401 else {}
-    return body, error.status, headers
-
-
-@bp.before_request
-def _limit_body() -> None:
-    request.max_content_length = MAX_BODY_BYTES
-
-
 @bp.get("/openapi.json")
 def openapi():
     """The OpenAPI 3.1 document describing this API."""
@@ -90,7 +72,7 @@ def conversions():
     """Record a signup or sale (201), or answer a replay of one with the original answer."""
     # Authentication, attribution and screening only read; the write that follows is one short insert.
     with reading(db.session):
-        key, body = _signed_json()
+        key, body = _signed_json("conversions:write")
         report = _conversion_request(body)
         await_click(db.session, report.click_id, clock=utcnow, sleep=time.sleep)
         program = key_program(db.session, key)
@@ -108,7 +90,7 @@ def conversions():
 @bp.post("/refunds")
 def refunds():
     """Record a full or partial refund of a reported sale (201), once."""
-    key, body = _signed_json()
+    key, body = _signed_json("refunds:write")
     report = _refund_request(body)
     program = key_program(db.session, key)
     try:
@@ -118,64 +100,48 @@ def refunds():
     return _answer(key, recorded.conversion, recorded.created)
 
 
-def _signed_json() -> tuple[ApiKey, dict]:
-    if request.mimetype != "application/json":
-        raise ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
-    raw = request.get_data(cache=True)
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    key = find_key(db.session, token.strip()) if scheme.lower() == "bearer" else None
-    if key is None:
-        raise ApiError(401, "invalid_api_key", "Send a valid, unrevoked API key as 'Authorization: Bearer <key>'.")
-    g.key_id, g.key_last_used = key.id, key.last_used_at
-    g.api_now = utcnow()
-    try:
-        verify(request.headers, raw, signing_secrets(key), now=g.api_now)
-    except SignatureError as error:
-        raise ApiError(401, error.reason, error.message) from error
-    try:
-        body = parse_object(raw)
-    except JSONError as error:
-        raise ApiError(400, error.reason, error.message) from error
-    return key, body
+def _signed_json(scope: str) -> tuple[ApiKey, dict]:
+    authenticated = authenticate(scope, json_body=True)
+    return authenticated.key, json_object(authenticated.raw)
 
 
 def _conversion_request(body: dict) -> ConversionRequest:
-    _no_unknown_fields(body, CONVERSION_FIELDS)
-    kind = _field(body, "type", require_str, max_length=8)
+    no_unknown_fields(body, CONVERSION_FIELDS)
+    kind = field(body, "type", require_str, max_length=8)
     if kind not in (ConversionType.SIGNUP, ConversionType.SALE):
         raise ApiError(422, "invalid_field", "type must be 'signup' or 'sale'.", "type")
     customer = body.get("customer") or {}
     if not isinstance(customer, dict):
         raise ApiError(422, "invalid_field", "customer must be an object.", "customer")
-    _no_unknown_fields(customer, CUSTOMER_FIELDS, prefix="customer.")
+    no_unknown_fields(customer, CUSTOMER_FIELDS, prefix="customer.")
     amount = body.get("amount", 0 if kind == ConversionType.SIGNUP else None)
     if amount is None:
         raise ApiError(422, "missing_field", "A sale needs an amount in minor units (cents).", "amount")
     return ConversionRequest(
         type=ConversionType(kind),
         order_id=_order_id(body, "order_id"),
-        amount_cents=_field({"amount": amount}, "amount", require_int, minimum=0, maximum=MAX_AMOUNT_CENTS),
+        amount_cents=field({"amount": amount}, "amount", require_int, minimum=0, maximum=MAX_AMOUNT_CENTS),
         currency=_currency(body),
-        customer_external_id=_field(customer, "external_id", require_str, max_length=128, optional=True),
+        customer_external_id=field(customer, "external_id", require_str, max_length=128, optional=True),
         customer_email=_email(customer.get("email")),
         customer_ip=_ip(customer.get("ip")),
-        customer_country=_field(customer, "country", require_str, max_length=2, pattern=COUNTRY, optional=True),
-        click_id=_field(body, "click_id", require_str, max_length=32, pattern=TOKEN, optional=True),
-        visitor_id=_field(body, "visitor_id", require_str, max_length=32, pattern=TOKEN, optional=True),
+        customer_country=field(customer, "country", require_str, max_length=2, pattern=COUNTRY, optional=True),
+        click_id=field(body, "click_id", require_str, max_length=32, pattern=TOKEN, optional=True),
+        visitor_id=field(body, "visitor_id", require_str, max_length=32, pattern=TOKEN, optional=True),
         occurred_at=_time(body.get("occurred_at")),
         metadata=_metadata(body.get("metadata")),
     )
 
 
 def _refund_request(body: dict) -> RefundRequest:
-    _no_unknown_fields(body, REFUND_FIELDS)
+    no_unknown_fields(body, REFUND_FIELDS)
     amount = body.get("amount")
     return RefundRequest(
         order_id=_order_id(body, "order_id"),
         refund_id=_order_id(body, "refund_id") if body.get("refund_id") is not None else None,
         amount_cents=None
         if amount is None
-        else _field(body, "amount", require_int, minimum=1, maximum=MAX_AMOUNT_CENTS),
+        else field(body, "amount", require_int, minimum=1, maximum=MAX_AMOUNT_CENTS),
         occurred_at=_time(body.get("occurred_at")),
     )
 
@@ -202,8 +168,8 @@ def conversion_json(conversion: Conversion) -> dict:
         "amount": conversion.amount_cents,
         "currency": conversion.currency,
         "status": conversion.status,
-        "occurred_at": _iso(conversion.occurred_at),
-        "created_at": _iso(conversion.created_at),
+        "occurred_at": iso(conversion.occurred_at),
+        "created_at": iso(conversion.created_at),
         "refund_of": conversion.refund_of_id,
         "refund_id": conversion.refund_key or None,
         "attribution": {
@@ -215,32 +181,12 @@ def conversion_json(conversion: Conversion) -> dict:
     }
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _no_unknown_fields(body: dict, allowed: set[str], prefix: str = "") -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ApiError(
-            400, "unknown_field", f"Unknown field {prefix}{unknown[0]}; the API document lists the fields.",
-            prefix + unknown[0],
-        )  # fmt: skip
-
-
-def _field(body: dict, name: str, check, **options):
-    try:
-        return check(body.get(name), name, **options)
-    except JSONError as error:
-        raise ApiError(422, error.reason, error.message, name) from error
-
-
 def _order_id(body: dict, name: str) -> str:
-    return _field(body, name, require_str, max_length=128, pattern=ORDER_ID)
+    return field(body, name, require_str, max_length=128, pattern=ORDER_ID)
 
 
 def _currency(body: dict) -> str:
-    currency = _field(body, "currency", require_str, max_length=3, pattern=CURRENCY)
+    currency = field(body, "currency", require_str, max_length=3, pattern=CURRENCY)
     if currency not in CURRENCIES:
         raise ApiError(422, "invalid_field", f"{currency} is not an ISO 4217 currency Clicktrail supports.", "currency")
     return currency
@@ -268,23 +214,7 @@ def _ip(value) -> str | None:
 
 
 def _time(value) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > 40:
-        raise ApiError(422, "invalid_field", "occurred_at must be an RFC 3339 time string.", "occurred_at")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as error:
-        raise ApiError(422, "invalid_field", "occurred_at must be an RFC 3339 time string.", "occurred_at") from error
-    if moment.tzinfo is None:
-        raise ApiError(422, "invalid_field", "occurred_at needs a time zone (Z or +hh:mm).", "occurred_at")
-    try:
-        # Stored in UTC: a time at the calendar's edge whose offset carries it past year 1 or 9999 has no UTC form.
-        moment.astimezone(UTC)
-    except OverflowError as error:
-        message = "occurred_at is outside the years 1 to 9999 once converted to UTC."
-        raise ApiError(400, "invalid_field", message, "occurred_at") from error
-    return moment
+    return parse_time(value, "occurred_at")
 
 
 def _metadata(value) -> dict:

@@ -27,6 +27,7 @@ from affiliate.models.money import (
     PayoutStatus,
 )
 from affiliate.models.programs import (
+    ApiIdempotencyKey,
     ApiKey,
     AttributionModel,
     CommissionPlan,
@@ -49,6 +50,7 @@ __all__ = [
     "Adjustment",
     "AdjustmentKind",
     "AdjustmentStatus",
+    "ApiIdempotencyKey",
     "ApiKey",
     "AttributionModel",
     "AuditLog",

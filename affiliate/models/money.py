@@ -250,6 +250,9 @@ class AuditLog(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the system
+    # Set when the change came through the management API: the key that made it (on behalf of actor_id,
+    # the admin who issued the key).
+    actor_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     action: Mapped[str] = mapped_column(String(64))
     subject_type: Mapped[str] = mapped_column(String(32))
     subject_id: Mapped[int] = mapped_column(BigInteger)

@@ -202,8 +202,34 @@ class ApiKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Space-separated scopes (services.api_keys.SCOPES); keys issued before scopes existed hold the two below.
+    scopes: Mapped[str] = mapped_column(
+        String(255), default="conversions:write refunds:write", server_default="conversions:write refunds:write"
+    )
 
     program: Mapped[Program] = relationship()
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+
+class ApiIdempotencyKey(db.Model):
+    """The answer a management API request got, kept under its request id so a retry gets the same answer
+    and changes nothing twice."""
+
+    __tablename__ = "api_idempotency_keys"
+    __table_args__ = (UniqueConstraint("api_key_id", "request_id", name="uq_api_idempotency_keys_key_request"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    request_id: Mapped[str] = mapped_column(String(128))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(255))
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)  # JSON
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class FraudRule(db.Model):

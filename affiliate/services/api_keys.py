@@ -15,6 +15,22 @@ from affiliate.models import ApiKey, Program, User
 from affiliate.services import audit
 
 KEY_PREFIX = "ct_"
+
+# What a key may be allowed to do, as the admin reads it when issuing one. A key reaches only its own program.
+SCOPES = {
+    "conversions:write": "Report signups and sales",
+    "refunds:write": "Report refunds",
+    "plans:read": "Read commission plan versions",
+    "plans:write": "Add commission plan versions",
+    "groups:read": "Read partner groups and who is in them",
+    "groups:write": "Create partner groups and move affiliates between them",
+    "enrollments:read": "Read who is enrolled, applying or removed",
+    "enrollments:write": "Approve, reject and remove affiliates; create invitation links",
+    "adjustments:read": "Read bonuses and clawbacks",
+    "adjustments:write": "Add bonuses and clawbacks (large ones still wait for a finance user's approval)",
+}
+# What the merchant's checkout needs, and all that keys issued before scopes existed could do.
+TRACKING_SCOPES = ("conversions:write", "refunds:write")
 PREFIX_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
 # Read on every API request: built once (building a select() per call costs more than running it).
@@ -41,8 +57,20 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_key(session: Session, program: Program, name: str, *, actor: User, now: datetime) -> IssuedKey:
-    """Create a key for ``program``; the caller shows ``token`` and ``signing_secret`` once."""
+def issue_key(
+    session: Session,
+    program: Program,
+    name: str,
+    *,
+    actor: User,
+    now: datetime,
+    scopes: tuple[str, ...] | list[str] = TRACKING_SCOPES,
+) -> IssuedKey:
+    """Create a key for ``program`` allowed ``scopes``; the caller shows ``token`` and ``signing_secret`` once."""
+    unknown = set(scopes) - set(SCOPES)
+    if unknown or not scopes:
+        raise ValueError(f"A key needs one or more of the known scopes, not {sorted(unknown)}.")
+    scope_text = " ".join(scope for scope in SCOPES if scope in scopes)
     prefix = "".join(secrets.choice(PREFIX_ALPHABET) for _ in range(8))
     token = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(24)}"
     secret = new_signing_secret()
@@ -54,10 +82,12 @@ def issue_key(session: Session, program: Program, name: str, *, actor: User, now
         signing_secret=secret,
         created_by_id=actor.id,
         created_at=now,
+        scopes=scope_text,
     )
     session.add(key)
     session.flush()
-    _audit(session, actor, "api_key.issue", key, now, after={"program_id": program.id, "name": name})
+    _audit(session, actor, "api_key.issue", key, now,
+           after={"program_id": program.id, "name": name, "scopes": scope_text})  # fmt: skip
     return IssuedKey(key, token, secret)
 
 

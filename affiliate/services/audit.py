@@ -1,4 +1,8 @@
-"""The audit log: who changed what, when, from what to what."""
+"""The audit log: who changed what, when, from what to what.
+
+A change made through the management API names the admin who issued the key as its actor and the key itself
+(``actor_key_id``): the API puts the key's id in ``session.info[API_KEY_INFO]`` for the length of the request.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from affiliate.models import AuditLog
+
+API_KEY_INFO = "audit_api_key_id"
 
 
 def record(
@@ -26,6 +32,7 @@ def record(
     """Add one audit row describing a change; the caller commits it with the change."""
     entry = AuditLog(
         actor_id=actor_id,
+        actor_key_id=session.info.get(API_KEY_INFO),
         action=action,
         subject_type=subject_type,
         subject_id=subject_id,

@@ -12,6 +12,8 @@ from affiliate.models import ApiKey, AuditLog
 from tests.api.helpers import sign
 from tests.factories import Auth, csrf_token, make_admin, make_program
 
+TRACKING = ("conversions:write", "refunds:write")
+
 BODY = b'{"type": "sale", "order_id": "k-1", "amount": 100, "currency": "USD"}'
 
 
@@ -38,7 +40,9 @@ def test_issue_rotate_retire_and_revoke_through_the_pages(app):
     assert "No keys yet" in page
     blank = browser.post(url, data={"name": "", "csrf_token": csrf_token(page)})
     assert "This field is required" in blank.get_data(as_text=True)
-    issued = browser.post(url, data={"name": "checkout server", "csrf_token": csrf_token(page)})
+    issued = browser.post(
+        url, data={"name": "checkout server", "scopes": list(TRACKING), "csrf_token": csrf_token(page)}
+    )
     shown = issued.get_data(as_text=True)
     token = re.search(r"<code>(ct_[^<]+)</code>", shown).group(1)
     secret = re.search(r"<code>(whsec_[^<]+)</code>", shown).group(1)
@@ -71,10 +75,37 @@ def test_keys_of_another_program_are_not_reachable_through_this_one(app):
     browser = app.test_client()
     Auth(browser).login(admin.email)
     page = browser.get(f"/admin/programs/{first.id}/keys/").get_data(as_text=True)
-    browser.post(f"/admin/programs/{first.id}/keys/", data={"name": "one", "csrf_token": csrf_token(page)})
+    browser.post(f"/admin/programs/{first.id}/keys/",
+                 data={"name": "one", "scopes": list(TRACKING), "csrf_token": csrf_token(page)})  # fmt: skip
     with app.app_context():
         key_id = db.session.scalar(select(ApiKey.id))
     refused = browser.post(f"/admin/programs/{second.id}/keys/{key_id}/revoke", data={"csrf_token": csrf_token(page)})
     assert refused.status_code == 404
     with app.app_context():
         assert db.session.get(ApiKey, key_id).revoked_at is None
+
+
+def test_a_key_is_issued_with_the_scopes_ticked_and_nothing_else(app):
+    admin = make_admin(app)
+    program = make_program(app, admin)
+    browser = app.test_client()
+    Auth(browser).login(admin.email)
+    url = f"/admin/programs/{program.id}/keys/"
+    page = browser.get(url).get_data(as_text=True)
+    assert page.count('type="checkbox"') == 10 and page.count("checked") == 2, "the checkout's two scopes come ticked"
+    none = browser.post(url, data={"name": "nothing", "csrf_token": csrf_token(page)})
+    assert "Choose at least one thing the key may do" in none.get_data(as_text=True)
+    forged = browser.post(url, data={"name": "root", "scopes": ["admin:*"], "csrf_token": csrf_token(page)})
+    assert forged.status_code == 200 and "ct_" not in forged.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(ApiKey)) is None, "refused forms issue no key"
+    shown = browser.post(url, data={"name": "ops", "scopes": ["plans:read", "adjustments:write"],
+                                    "csrf_token": csrf_token(page)}).get_data(as_text=True)  # fmt: skip
+    assert "<code>plans:read</code>, <code>adjustments:write</code>" in shown
+    with app.app_context():
+        key = db.session.scalar(select(ApiKey))
+        assert key.scope_set == {"plans:read", "adjustments:write"}
+        entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "api_key.issue"))
+        assert "plans:read adjustments:write" in entry.after
+    listing = browser.get(url).get_data(as_text=True)
+    assert "<code>plans:read</code> <code>adjustments:write</code>" in listing
