@@ -40,6 +40,25 @@ def test_downgrade_and_upgrade_again(app):
             assert "users" in db.inspect(conn).get_table_names()
 
 
+def test_a_key_issued_before_scopes_existed_keeps_exactly_conversions_and_refunds(app):
+    admin = make_admin(app)
+    program = make_program(app, admin)
+    with app.app_context():
+        downgrade(revision="0013")
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO api_keys (program_id, name, prefix, key_hash, signing_secret, created_by_id,"
+                    " created_at) VALUES (:program, 'old checkout', 'oldkey23', :hash, 'whsec_old', :admin, :now)"
+                ),
+                {"program": program.id, "hash": "0" * 64, "admin": admin.id, "now": utcnow()},
+            )
+        upgrade()
+        with db.engine.connect() as conn:
+            scopes = conn.execute(text("SELECT scopes FROM api_keys WHERE prefix = 'oldkey23'")).scalar_one()
+        assert scopes.split() == ["conversions:write", "refunds:write"]
+
+
 def test_durability_settings(app):
     with app.app_context(), db.engine.connect() as conn:
         if conn.dialect.name == "sqlite":

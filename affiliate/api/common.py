@@ -1,8 +1,9 @@
 """What every ``/api/v1`` endpoint shares: the error shape, signed-request authentication, scopes, and fields.
 
 Every answer is JSON. Errors have one shape: ``{"error": {"code", "message", "status"}}`` plus ``field`` when
-one field is at fault. Checks run in this order: body size (413), content type (415), API key (401),
-signature (401), scope (403), JSON (400), fields (422), then the request's idempotency (409).
+one field is at fault. Checks run in this order: content type (415), body size (413), API key (401),
+signature (401), scope (403), JSON (400), then fields (422); a management write checks its request id (409)
+after the JSON and before the fields.
 """
 
 from __future__ import annotations

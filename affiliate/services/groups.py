@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from affiliate.models import GroupMembership, PartnerGroup, Role, User
+from affiliate.models import GroupMembership, PartnerGroup, Program, Role, User
 from affiliate.services import audit
 from affiliate.validators import UNSTORABLE_MESSAGE, unstorable
 
@@ -40,12 +40,11 @@ def create_group(session: Session, program_id: int, name: str, *, actor_id: int 
         raise GroupError("A group's name has 1 to 80 characters.")
     if name.casefold() == DEFAULT_NAME.casefold():
         raise GroupError("Every program already has a default group; choose another name.")
-    taken = session.scalar(
-        select(PartnerGroup.id).where(
-            PartnerGroup.program_id == program_id, func.lower(PartnerGroup.name) == name.lower()
-        )
-    )
-    if taken is not None:
+    # Compared in Python: SQL lower() folds only ASCII, so "Ärzte" and "ärzte" would both pass a SQL check.
+    # The program's row is locked first, so two admins adding the same name at once take turns.
+    session.execute(select(Program.id).where(Program.id == program_id).with_for_update()).all()
+    names = session.scalars(select(PartnerGroup.name).where(PartnerGroup.program_id == program_id)).all()
+    if any(existing.casefold() == name.casefold() for existing in names):
         raise GroupError(f"This program already has a group called {name}.")
     group = PartnerGroup(program_id=program_id, name=name, created_by_id=actor_id, created_at=now)
     session.add(group)

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from affiliate.extensions import db
 from affiliate.models import Program, User, utcnow
-from affiliate.services.api_keys import issue_key
+from affiliate.services.api_keys import SCOPES, issue_key
 from tests.factories import make_admin, make_affiliate, make_link, make_program
 from tests.redirector.helpers import CHROME
 
@@ -45,6 +45,18 @@ class Merchant:
         }
         return self.client.post(path, data=data, headers=sent)
 
+    def get(self, path: str, *, query: dict | None = None, request_id: str | None = None):
+        """A signed GET: the signature covers the request id, the timestamp and the (empty) body."""
+        request_id = request_id or f"req-{next(_ids)}"
+        timestamp = int(time.time())
+        sent = {
+            "Authorization": f"Bearer {self.token}",
+            "Clicktrail-Request-Id": request_id,
+            "Clicktrail-Timestamp": str(timestamp),
+            "Clicktrail-Signature": f"v1={sign(self.secret, request_id, timestamp, b'')}",
+        }
+        return self.client.get(path, query_string=query, headers=sent)
+
     def sale(self, order_id: str, amount: int = 5000, **fields):
         return self.post("/api/v1/conversions", {"type": "sale", "order_id": order_id, "amount": amount,
                                                  "currency": self.program.currency, **fields})  # fmt: skip
@@ -55,12 +67,14 @@ def sign(secret: str, request_id: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def make_merchant(app, program: Program | None = None, admin: User | None = None) -> Merchant:
+def make_merchant(app, program: Program | None = None, admin: User | None = None, scopes=None) -> Merchant:
+    """A key for ``program``, with the checkout's scopes unless ``scopes`` names others (``"all"``: every one)."""
     admin = admin or make_admin(app)
     program = program or make_program(app, admin)
+    chosen = {"scopes": tuple(SCOPES) if scopes == "all" else tuple(scopes)} if scopes else {}
     with app.app_context():
         issued = issue_key(db.session, db.session.get(Program, program.id), "test server",
-                           actor=db.session.get(User, admin.id), now=utcnow())  # fmt: skip
+                           actor=db.session.get(User, admin.id), now=utcnow(), **chosen)  # fmt: skip
         db.session.commit()
         token, secret = issued.token, issued.signing_secret
     return Merchant(app.test_client(), program, token, secret)
