@@ -86,10 +86,23 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "api.openapi": PUBLIC,
     "api.conversions": API_KEY,
     "api.refunds": API_KEY,
-    **{f"management.{name}": API_KEY for name in (
-        "plans", "add_plan", "list_groups", "create_group", "group_members", "move_to_group", "list_enrollments",
-        "decide_enrollment", "invite", "list_adjustments", "show_adjustment", "add_adjustment",
-    )},  # fmt: skip
+    **{
+        f"management.{name}": API_KEY
+        for name in (
+            "plans",
+            "add_plan",
+            "list_groups",
+            "create_group",
+            "group_members",
+            "move_to_group",
+            "list_enrollments",
+            "decide_enrollment",
+            "invite",
+            "list_adjustments",
+            "show_adjustment",
+            "add_adjustment",
+        )
+    },
     "account.profile": SIGNED_IN,
     "account.password": SIGNED_IN,
     "account.payout": AFFILIATE_ANY_STATUS,

@@ -390,6 +390,11 @@ def test_a_small_bonus_is_posted_at_once_and_a_large_one_waits_for_a_finance_use
     with app.app_context():
         made = db.session.scalars(select(AuditLog).where(AuditLog.action == "adjustment.create")).all()
         assert {(entry.actor_id, entry.actor_key_id) for entry in made} == {(admin.id, key_id)}
+    browser = app.test_client()
+    Auth(browser).login(make_finance(app).email)
+    audit_page = browser.get("/finance/audit/?subject=adjustment").get_data(as_text=True)
+    prefix = merchant.token.split("_")[1]
+    assert f"{admin.email} via API key <code>ct_{prefix}_…</code>" in audit_page
 
 
 @pytest.mark.parametrize(
