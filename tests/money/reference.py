@@ -34,6 +34,8 @@ class Plan:
     recurring_months: int | None = 0  # None: for life
     referrer_reward: int = 0
     referee_reward: int = 0
+    bonus_threshold: int | None = None  # sales, or revenue, of a month; None: no performance bonus
+    bonus: int = 0
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Commission:
     conversion: int
     beneficiary: int
     level: int
-    kind: str  # earning | raise | second_tier | referrer_reward | referee_reward
+    kind: str  # earning | raise | second_tier | referrer_reward | referee_reward | performance_bonus
     amount: int
     available_at: datetime
     status: str = "pending"
@@ -169,9 +171,24 @@ class Model:
         if recruiter is not None and plan.second_tier_bps:
             for conversion, _, amount, due in tier_one:  # a share is due when the commission it is taken of is
                 self.add(conversion, recruiter, 2, "second_tier", percent_of(amount, plan.second_tier_bps), due)
+        crosses = plan.bonus_threshold is not None and before < plan.bonus_threshold <= after
+        # Once a month while a bonus of the month is live.
+        if x.type == "sale" and crosses and not self.bonus_paid(a, x.occurred_at):
+            self.add(x, a, 1, "performance_bonus", plan.bonus, self.due(x))
         if x.type == "signup" and x.member is not None and self.referred_by.get(x.member) == a:
             self.add(x, a, 1, "referrer_reward", plan.referrer_reward, self.due(x))
             self.add(x, x.member, 1, "referee_reward", plan.referee_reward, self.due(x))
+
+    def bonus_paid(self, affiliate: int, at: datetime) -> bool:
+        """Whether a pending, approved or paid performance bonus of ``at``'s month is the affiliate's already."""
+        return any(
+            c.kind == "performance_bonus"
+            and c.beneficiary == affiliate
+            and c.status in LIVE
+            and (self.conversions[c.conversion].occurred_at.year, self.conversions[c.conversion].occurred_at.month)
+            == (at.year, at.month)
+            for c in self.commissions
+        )
 
     def recurring_allows(self, x: Conversion, plan: Plan) -> bool:
         """A first sale earns; a repeat sale while X.occurred_at < add_months(first sale, recurring months)."""

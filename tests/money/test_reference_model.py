@@ -191,6 +191,8 @@ def plan_terms(plan: Plan) -> PlanTerms:
         recurring_months=plan.recurring_months,
         referrer_reward_cents=plan.referrer_reward,
         referee_reward_cents=plan.referee_reward,
+        bonus_threshold=plan.bonus_threshold,
+        bonus_cents=plan.bonus,
     )
 
 
@@ -482,13 +484,15 @@ def amounts(currency: str):
 
 @st.composite
 def plans(draw, currency: str) -> Plan:
-    """A plan of any kind: flat, percent, tiers (non-monotone too), second tier, recurring, rewards."""
+    """A plan of any kind: flat, percent, tiers (non-monotone too), second tier, recurring, rewards, a bonus."""
     large = LARGE[currency]
     bps = st.one_of(st.just(0), st.sampled_from([500, 1_000, 2_000, 5_000]), st.integers(1, 10_000))
     flat = st.one_of(st.just(0), st.integers(1, large // 20))
     basis = draw(st.sampled_from(["count", "revenue"]))
     thresholds = st.integers(1, 5) if basis == "count" else st.integers(1, 3 * large)
     tiers = tuple(Tier(t, draw(bps), draw(flat)) for t in sorted(draw(st.sets(thresholds, max_size=3))))
+    bonus = st.fixed_dictionaries({"bonus_threshold": thresholds, "bonus": st.integers(1, large // 20)})
+    bonuses = st.one_of(st.just({}), bonus)
     return Plan(
         flat=draw(flat),
         bps=draw(bps),
@@ -499,6 +503,7 @@ def plans(draw, currency: str) -> Plan:
         recurring_months=draw(st.sampled_from([0, 1, 2, None])),
         referrer_reward=draw(st.one_of(st.just(0), flat)),
         referee_reward=draw(st.one_of(st.just(0), flat)),
+        **draw(bonuses),
     )
 
 
