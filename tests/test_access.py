@@ -105,6 +105,9 @@ ACCESS: dict[str, str | frozenset[str]] = {
     },
     "account.profile": SIGNED_IN,
     "account.password": SIGNED_IN,
+    "account.sessions": SIGNED_IN,
+    "account.end_session": SIGNED_IN,
+    "account.end_other_sessions": SIGNED_IN,
     "account.payout": AFFILIATE_ANY_STATUS,
     "partner.home": frozenset({"affiliate"}),
     "partner.recruits": frozenset({"affiliate"}),
@@ -182,7 +185,7 @@ def world(app):
     ids = {"user_id": target.id, "program_id": program.id, "link_id": link.id, "filename": "css/app.css",
            "key_id": key_id, "conversion_id": conversion_id, "batch_id": batch_id, "payout_id": payout_id,
            "export_format": "paypal", "dimension": "day", "token": "not-an-invitation",
-           "adjustment_id": adjustment_id, "group_id": 1, "affiliate_id": target.id}  # fmt: skip
+           "adjustment_id": adjustment_id, "group_id": 1, "affiliate_id": target.id, "session_id": 1}  # fmt: skip
     return {"users": users, "ids": ids}
 
 

@@ -71,3 +71,7 @@ class PasswordForm(Form):
     confirm = PasswordField(
         "Repeat new password", validators=[DataRequired(), EqualTo("new", message="Passwords do not match.")]
     )
+
+
+class SignOutForm(Form):
+    """Sign out another device, or all of them: a button, so only the CSRF token."""

@@ -1,11 +1,12 @@
-"""Profile, payout details and password of the signed-in person."""
+"""Profile, payout details, password and signed-in devices of the signed-in person."""
 
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user, logout_user
+from user_agents import parse as parse_user_agent
 
-from affiliate.account.forms import PasswordForm, PayoutForm, ProfileForm
+from affiliate.account.forms import PasswordForm, PayoutForm, ProfileForm, SignOutForm
 from affiliate.auth.access import require_roles
 from affiliate.auth.passwords import authenticate, form_page, hash_new_password
 from affiliate.auth.sessions import login_is_fresh, sign_in
@@ -94,3 +95,53 @@ def password():
             flash("Password changed. You have been signed out everywhere else.", "success")
             return redirect(url_for("account.profile"))
     return form_page(render_template("account/password.html", form=form), throttled)
+
+
+@bp.get("/sessions")
+def sessions():
+    """Where this account is signed in, this device first; any other can be signed out."""
+    user = current_user._get_current_object()
+    rows = accounts.live_sessions(db.session, user, now=utcnow())
+    devices = sorted(
+        ((row, accounts.is_current(row, user.session_token), _device(row.user_agent)) for row in rows),
+        key=lambda device: not device[1],
+    )
+    return render_template("account/sessions.html", devices=devices, form=SignOutForm())
+
+
+@bp.post("/sessions/<int:session_id>/end")
+def end_session(session_id: int):
+    user = current_user._get_current_object()
+    if not SignOutForm().validate_on_submit():
+        flash("Your form expired. Please try again.", "error")
+    elif accounts.end_other_session(db.session, user, session_id, keep=user.session_token, now=utcnow()):
+        db.session.commit()
+        flash("That device is signed out.", "success")
+    else:
+        abort(404)
+    return redirect(url_for("account.sessions"))
+
+
+@bp.post("/sessions/end-others")
+def end_other_sessions():
+    user = current_user._get_current_object()
+    if not SignOutForm().validate_on_submit():
+        flash("Your form expired. Please try again.", "error")
+        return redirect(url_for("account.sessions"))
+    ended = accounts.end_other_sessions(db.session, user, keep=user.session_token, now=utcnow())
+    db.session.commit()
+    flash(f"Signed out {ended} other device{'s' if ended != 1 else ''}." if ended else "No other device was signed in.",
+          "success")  # fmt: skip
+    return redirect(url_for("account.sessions"))
+
+
+def _device(user_agent: str | None) -> str:
+    """'Chrome 120 on Windows 10', as a person recognises their device."""
+    if not user_agent:
+        return "Unknown device"
+    parsed = parse_user_agent(user_agent)
+    # Major and minor versions: "Chrome 120", "Mobile Safari 17.1".
+    version = ".".join(str(part) for part in parsed.browser.version[:2]).removesuffix(".0")
+    browser = f"{parsed.browser.family} {version}".strip()
+    system = f"{parsed.os.family} {parsed.os.version_string}".strip()
+    return f"{browser} on {system}"

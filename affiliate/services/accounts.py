@@ -341,6 +341,56 @@ def end_session(session: Session, token: str, *, now: datetime) -> None:
     )
 
 
+def live_sessions(session: Session, user: User, *, now: datetime) -> list[UserSession]:
+    """The user's logins that still work (not signed out, not expired), newest first."""
+    return list(
+        session.scalars(
+            select(UserSession)
+            .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None), UserSession.expires_at > now)
+            .order_by(UserSession.created_at.desc(), UserSession.id.desc())
+        )
+    )
+
+
+def is_current(row: UserSession, token: str | None) -> bool:
+    return token is not None and row.token_hash == _token_hash(token)
+
+
+def end_other_session(session: Session, user: User, session_id: int, *, keep: str, now: datetime) -> bool:
+    """Sign out one of the user's other logins; False when it is not theirs, is this one, or already ended."""
+    ended = session.execute(
+        update(UserSession)
+        .where(
+            UserSession.id == session_id,
+            UserSession.user_id == user.id,
+            UserSession.token_hash != _token_hash(keep),
+            UserSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    ).rowcount
+    if ended:
+        audit.record(session, actor_id=user.id, action="user.session_ended", subject_type="user",
+                     subject_id=user.id, before=None, after={"session_id": session_id}, now=now)  # fmt: skip
+    return bool(ended)
+
+
+def end_other_sessions(session: Session, user: User, *, keep: str, now: datetime) -> int:
+    """Sign out every login of the user but this one; how many were ended."""
+    ended = session.execute(
+        update(UserSession)
+        .where(
+            UserSession.user_id == user.id,
+            UserSession.token_hash != _token_hash(keep),
+            UserSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    ).rowcount
+    if ended:
+        audit.record(session, actor_id=user.id, action="user.other_sessions_ended", subject_type="user",
+                     subject_id=user.id, before=None, after={"ended": ended}, now=now)  # fmt: skip
+    return ended
+
+
 def end_all_sessions(session: Session, user: User, *, now: datetime) -> None:
     session.execute(
         update(UserSession)
