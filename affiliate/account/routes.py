@@ -114,7 +114,7 @@ def end_session(session_id: int):
     user = current_user._get_current_object()
     if not SignOutForm().validate_on_submit():
         flash("Your form expired. Please try again.", "error")
-    elif accounts.end_other_session(db.session, user, session_id, keep=user.session_token, now=utcnow()):
+    elif accounts.end_other_sessions(db.session, user, keep=user.session_token, now=utcnow(), session_id=session_id):
         db.session.commit()
         flash("That device is signed out.", "success")
     else:

@@ -356,38 +356,25 @@ def is_current(row: UserSession, token: str | None) -> bool:
     return token is not None and row.token_hash == _token_hash(token)
 
 
-def end_other_session(session: Session, user: User, session_id: int, *, keep: str, now: datetime) -> bool:
-    """Sign out one of the user's other logins; False when it is not theirs, is this one, or already ended."""
-    ended = session.execute(
-        update(UserSession)
-        .where(
-            UserSession.id == session_id,
-            UserSession.user_id == user.id,
-            UserSession.token_hash != _token_hash(keep),
-            UserSession.revoked_at.is_(None),
-        )
-        .values(revoked_at=now)
-    ).rowcount
-    if ended:
-        audit.record(session, actor_id=user.id, action="user.session_ended", subject_type="user",
-                     subject_id=user.id, before=None, after={"session_id": session_id}, now=now)  # fmt: skip
-    return bool(ended)
+def end_other_sessions(session: Session, user: User, *, keep: str, now: datetime, session_id: int | None = None) -> int:
+    """Sign out the user's logins other than ``keep`` (only ``session_id``, when given); how many ended.
 
-
-def end_other_sessions(session: Session, user: User, *, keep: str, now: datetime) -> int:
-    """Sign out every login of the user but this one; how many were ended."""
+    A session of another person, this one, or one already ended is never touched: 0.
+    """
     ended = session.execute(
         update(UserSession)
         .where(
             UserSession.user_id == user.id,
             UserSession.token_hash != _token_hash(keep),
             UserSession.revoked_at.is_(None),
+            *([UserSession.id == session_id] if session_id is not None else []),
         )
         .values(revoked_at=now)
     ).rowcount
     if ended:
-        audit.record(session, actor_id=user.id, action="user.other_sessions_ended", subject_type="user",
-                     subject_id=user.id, before=None, after={"ended": ended}, now=now)  # fmt: skip
+        audit.record(session, actor_id=user.id, action="user.sessions_ended", subject_type="user",
+                     subject_id=user.id, before=None, after={"ended": ended, "session_id": session_id},
+                     now=now)  # fmt: skip
     return ended
 
 

@@ -52,7 +52,7 @@ def test_signing_out_one_device_ends_it_and_keeps_this_one(app):
     assert "That device is signed out." in page and "iOS" not in page
     assert not reaches_account(phone) and reaches_account(laptop)
     with app.app_context():
-        entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "user.session_ended"))
+        entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "user.sessions_ended"))
         assert entry.actor_id == alice.id
 
 
