@@ -150,6 +150,39 @@ class Config:
     # ADJUSTMENT_APPROVAL_THRESHOLDS ({"*": 100, "JPY": 15000, ...}).
     ADJUSTMENT_APPROVAL_THRESHOLD = env_str("ADJUSTMENT_APPROVAL_THRESHOLD", "100")
 
+    # Mail (docs/mail.md). Every message waits in the outbox table until the background sender hands it
+    # to this SMTP server; with no SMTP_HOST (the `make run` default) mail stays in the outbox, where the
+    # admin's Outbox page shows it. SMTP_TLS: "starttls" (default), "ssl" (implicit TLS) or "none".
+    SMTP_HOST = env_str("SMTP_HOST")
+    SMTP_PORT = env_int("SMTP_PORT", 587)
+    SMTP_USERNAME = env_str("SMTP_USERNAME")
+    SMTP_PASSWORD = env_str("SMTP_PASSWORD")
+    SMTP_TLS = env_str("SMTP_TLS", "starttls")
+    SMTP_TIMEOUT_SECONDS = env_int("SMTP_TIMEOUT_SECONDS", 20)
+    MAIL_FROM = env_str("MAIL_FROM", "Clicktrail <no-reply@clicktrail.example>")
+    # How often each process's sender looks for mail that is due; 0 leaves sending to `flask send-mail`.
+    MAIL_SENDER_SECONDS = env_int("MAIL_SENDER_SECONDS", 2)
+    # A sender holds a message this long while sending it; one that dies mid-send frees it after this.
+    MAIL_CLAIM_SECONDS = env_int("MAIL_CLAIM_SECONDS", 120)
+    # After a failed send the next try waits MAIL_RETRY_FIRST_SECONDS, doubling each time up to the longest.
+    MAIL_RETRY_FIRST_SECONDS = env_int("MAIL_RETRY_FIRST_SECONDS", 30)
+    MAIL_RETRY_LONGEST_MINUTES = env_int("MAIL_RETRY_LONGEST_MINUTES", 60)
+    # Links in mail: password reset and email verification stay valid this long.
+    PASSWORD_RESET_MINUTES = env_int("PASSWORD_RESET_MINUTES", 60)
+    EMAIL_VERIFICATION_DAYS = env_int("EMAIL_VERIFICATION_DAYS", 7)
+    # Password reset requests: free ones per address (any email) and per email, before each waits.
+    RESET_FREE_PER_IP = env_int("RESET_FREE_PER_IP", 10)
+    RESET_FREE_PER_EMAIL = env_int("RESET_FREE_PER_EMAIL", 3)
+    RESET_FIRST_DELAY_SECONDS = env_int("RESET_FIRST_DELAY_SECONDS", 60)
+    RESET_LONGEST_DELAY_MINUTES = env_int("RESET_LONGEST_DELAY_MINUTES", 60)
+    # Second-factor codes: failures allowed per account before each further try waits.
+    SECOND_FACTOR_FREE_FAILURES = env_int("SECOND_FACTOR_FREE_FAILURES", 5)
+    # How long after the password a half-finished sign-in may still give its second factor.
+    SECOND_FACTOR_PENDING_MINUTES = env_int("SECOND_FACTOR_PENDING_MINUTES", 10)
+    # Security keys (WebAuthn): the relying party id is the host of PUBLIC_BASE_URL unless set here.
+    WEBAUTHN_RP_ID = env_str("WEBAUTHN_RP_ID")
+    WEBAUTHN_RP_NAME = env_str("WEBAUTHN_RP_NAME", "Clicktrail")
+
     @classmethod
     def init_app(cls, app) -> None:
         """Fill in settings that depend on the app's instance folder."""
@@ -175,6 +208,8 @@ class Config:
         for name in ("CLICK_RETENTION_DAYS", "CLICK_IP_DAYS", "CLICK_USER_AGENT_DAYS"):
             if config.get(name, 0) < 0:
                 raise SystemExit(f"clicktrail: {name} must be 0 (keep) or a number of days, got {config.get(name)}")
+        if config.get("SMTP_TLS", "starttls") not in ("starttls", "ssl", "none"):
+            raise SystemExit(f"clicktrail: SMTP_TLS must be starttls, ssl or none, got {config.get('SMTP_TLS')!r}")
         config["ADJUSTMENT_APPROVAL_THRESHOLDS"] = adjustment_thresholds(
             str(config.get("ADJUSTMENT_APPROVAL_THRESHOLD", "100"))
         )
@@ -209,6 +244,7 @@ class TestingConfig(Config):
     CLICK_INGESTER = "thread"  # tests store clicks when they choose (recorder.flush); some test process mode
     MONEY_JOBS_SECONDS = 0  # tests accrue and approve when they choose
     RETENTION_JOBS_SECONDS = 0  # tests purge when they choose
+    MAIL_SENDER_SECONDS = 0  # tests send the outbox when they choose
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_KIB = 8192
     ARGON2_PARALLELISM = 1

@@ -38,6 +38,7 @@ def create_app(config_class: type[Config] | None = None, overrides: dict | None 
 
 
 def register_extensions(app: Flask) -> None:
+    from affiliate import mail
     from affiliate.auth.hashing import BackgroundHasher
     from affiliate.auth.sessions import init_login
     from affiliate.database import configure_engine
@@ -50,6 +51,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
     init_login(app)
+    mail.init_app(app)
     app.extensions["clicktrail.hasher"] = BackgroundHasher(
         time_cost=app.config["ARGON2_TIME_COST"],
         memory_cost=app.config["ARGON2_MEMORY_KIB"],
@@ -84,11 +86,13 @@ def register_read_only_requests(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from affiliate.account.notifications import bp as notifications_bp
     from affiliate.account.routes import bp as account_bp
     from affiliate.admin.affiliates import bp as affiliates_bp
     from affiliate.admin.api_keys import bp as api_keys_bp
     from affiliate.admin.enrollments import bp as enrollments_bp
     from affiliate.admin.groups import bp as groups_bp
+    from affiliate.admin.outbox import bp as outbox_bp
     from affiliate.admin.plans import bp as plans_bp
     from affiliate.admin.programs import bp as programs_bp
     from affiliate.admin.routes import bp as admin_bp
@@ -112,7 +116,7 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.review.routes import rules as fraud_rules_bp
 
     blueprints = (
-        *(main_bp, auth_bp, account_bp, member_bp, partner_bp, links_bp, partner_conversions_bp, earnings_bp),
+        *(main_bp, auth_bp, account_bp, notifications_bp, member_bp, partner_bp, links_bp, partner_conversions_bp, earnings_bp),
         *(
             admin_bp,
             affiliates_bp,
@@ -121,6 +125,7 @@ def register_blueprints(app: Flask) -> None:
             groups_bp,
             enrollments_bp,
             api_keys_bp,
+            outbox_bp,
             fraud_rules_bp,
             conversions_bp,
             review_bp,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
+from affiliate import mail
 from affiliate.database import reading
 from affiliate.demo import record_demo_conversions, send_demo_clicks
 from affiliate.demo_shop import credentials as shop_credentials
@@ -35,7 +37,18 @@ from affiliate.models import (
     utcnow,
 )
 from affiliate.models.programs import AttributionModel, ProgramStatus
-from affiliate.services import accounts, accrual, erasure, groups, ledger, payouts, plans, recruiters, rollups
+from affiliate.services import (
+    accounts,
+    accrual,
+    erasure,
+    groups,
+    ledger,
+    outbox,
+    payouts,
+    plans,
+    recruiters,
+    rollups,
+)
 from affiliate.services.api_keys import find_key, issue_key, revoke_key
 from affiliate.services.commissions import REVENUE, WHOLE_PERIOD, PlanTerms, TierRate
 from affiliate.services.links import LinkRequest, create_link
@@ -345,6 +358,26 @@ def ingest_clicks() -> None:
     click.echo(f"Ingested {moved} clicks from {current_app.config['CLICK_LOG_DIR']}.")
 
 
+@click.command("send-mail")
+@click.option("--loop", "forever", is_flag=True, help="Keep sending as mail becomes due, until stopped.")
+@click.option("--every", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
+              help="Seconds between rounds with --loop.")  # fmt: skip
+@with_appcontext
+def send_mail(forever: bool, every: float) -> None:
+    """Send the mail waiting in the outbox through SMTP_HOST (the portal's own sender does this too)."""
+    if not mail.smtp_configured():
+        raise click.ClickException("SMTP_HOST is not set: mail stays in the outbox (the admin's Outbox page).")
+    while True:
+        sent, failed = mail.send_due()
+        if sent or failed:
+            click.echo(f"sent {sent}, failed {failed} (retried later), waiting {outbox.waiting(db.session)}")
+        db.session.commit()
+        if not forever:
+            return
+        if not sent or failed:
+            time.sleep(every)
+
+
 @click.command("ledger-check")
 @with_appcontext
 def ledger_check() -> None:
@@ -516,6 +549,7 @@ commands = (
     seed_demo,
     ingest_clicks,
     ledger_check,
+    send_mail,
     accrue_commissions,
     approve_due,
     rollup,

@@ -174,8 +174,51 @@ def _write_stamp(path: Path, when: datetime) -> None:
     os.replace(spare, path)
 
 
+def send_mail(app: Flask) -> tuple[int, int]:
+    """One round of the mail sender in this process: (sent, failed)."""
+    from affiliate import mail
+
+    with app.app_context():
+        try:
+            return mail.send_due()
+        finally:
+            db.session.remove()
+
+
+def start_mail_sender(app: Flask) -> None:
+    """Send the outbox from a thread of this process every MAIL_SENDER_SECONDS, once SMTP_HOST is set.
+
+    Every process runs one; claims in the outbox keep two senders off the same message.
+    """
+    interval = float(app.config.get("MAIL_SENDER_SECONDS") or 0)
+    if interval <= 0 or not app.config.get("SMTP_HOST"):
+        return
+    started = threading.Event()
+    lock = threading.Lock()
+
+    def loop() -> None:
+        while True:
+            try:
+                sent, failed = send_mail(app)
+            except Exception:
+                log.exception("mail sender failed; trying again in %s s", interval)
+                sent = failed = 0
+            if not sent or failed:
+                threading.Event().wait(interval)
+
+    @app.before_request
+    def start_sender() -> None:
+        if started.is_set():
+            return
+        with lock:
+            if not started.is_set():
+                threading.Thread(target=loop, name="mail-sender", daemon=True).start()
+                started.set()
+
+
 def init_app(app: Flask) -> None:
     """Start the jobs' thread on this process's first request, if MONEY_ or RETENTION_JOBS_SECONDS is above zero."""
+    start_mail_sender(app)
     money = float(app.config.get("MONEY_JOBS_SECONDS") or 0)
     keeping = float(app.config.get("RETENTION_JOBS_SECONDS") or 0)
     if money <= 0 and keeping <= 0:

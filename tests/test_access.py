@@ -109,6 +109,11 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "account.end_session": SIGNED_IN,
     "account.end_other_sessions": SIGNED_IN,
     "account.payout": AFFILIATE_ANY_STATUS,
+    "notifications.settings": SIGNED_IN,
+    "notifications.unsubscribe": PUBLIC,
+    "outbox.index": frozenset({"admin"}),
+    "outbox.show": frozenset({"admin"}),
+    "outbox.retry": frozenset({"admin"}),
     "partner.home": frozenset({"affiliate"}),
     "partner.recruits": frozenset({"affiliate"}),
     "links.index": frozenset({"affiliate"}),
@@ -185,7 +190,8 @@ def world(app):
     ids = {"user_id": target.id, "program_id": program.id, "link_id": link.id, "filename": "css/app.css",
            "key_id": key_id, "conversion_id": conversion_id, "batch_id": batch_id, "payout_id": payout_id,
            "export_format": "paypal", "dimension": "day", "token": "not-an-invitation",
-           "adjustment_id": adjustment_id, "group_id": 1, "affiliate_id": target.id, "session_id": 1}  # fmt: skip
+           "adjustment_id": adjustment_id, "group_id": 1, "affiliate_id": target.id, "session_id": 1,
+           "message_id": 1}  # fmt: skip
     return {"users": users, "ids": ids}
 
 
@@ -227,7 +233,9 @@ def test_every_route_is_in_the_matrix(app):
 @pytest.mark.parametrize("persona", PERSONAS)
 def test_route_matrix(app, world, persona):
     client = _client_for(app, world, persona)
-    quiet = ("throttles", "user_sessions")  # signing out at the end revokes the session
+    # Signing out at the end revokes the session; a bare POST to the notification settings is a valid
+    # "nothing ticked".
+    quiet = ("throttles", "user_sessions", "notification_opt_outs")
     before = _fingerprint(app, quiet)
     # Signing out last, so every other route is tried while signed in.
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.endpoint == "auth.logout"):
@@ -277,9 +285,19 @@ def test_no_get_request_changes_anything(app, world):
         assert _fingerprint(app) == before, persona
 
 
+# POSTs that a signed token in their own address authorises instead of a session and its CSRF token.
+TOKEN_IN_ADDRESS = frozenset({
+    "notifications.unsubscribe",  # RFC 8058 one-click: the mail client posts with no session
+})  # fmt: skip
+
+
 def _post_routes(app):
     """Routes behind a session and its CSRF token; the API authenticates each request by key and signature."""
-    return [rule for rule in app.url_map.iter_rules() if "POST" in rule.methods and ACCESS[rule.endpoint] != API_KEY]
+    return [
+        rule
+        for rule in app.url_map.iter_rules()
+        if "POST" in rule.methods and ACCESS[rule.endpoint] != API_KEY and rule.endpoint not in TOKEN_IN_ADDRESS
+    ]
 
 
 def test_every_form_refuses_missing_or_foreign_csrf_tokens(app, world):

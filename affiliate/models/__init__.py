@@ -3,13 +3,16 @@
 from affiliate.models.accounts import (
     STAFF_ROLES,
     PayoutMethod,
+    RecoveryCode,
     Role,
+    SecurityKey,
     Throttle,
     User,
     UserSession,
     UserStatus,
 )
 from affiliate.models.conversions import Conversion, ConversionStatus, ConversionType
+from affiliate.models.mail import NotificationOptOut, OutboxMessage
 from affiliate.models.money import (
     Adjustment,
     AdjustmentKind,
@@ -75,6 +78,8 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "Link",
+    "NotificationOptOut",
+    "OutboxMessage",
     "PartnerGroup",
     "Payout",
     "PayoutBatch",
@@ -83,9 +88,11 @@ __all__ = [
     "PayoutStatus",
     "Program",
     "ProgramStatus",
+    "RecoveryCode",
     "Referral",
     "Role",
     "RollupState",
+    "SecurityKey",
     "Throttle",
     "UTCDateTime",
     "User",

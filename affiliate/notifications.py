@@ -1,0 +1,137 @@
+"""Who hears about what: each notification kind, who it goes to, and the opt-outs that silence it.
+
+A notification is rendered and put in the outbox in the transaction of the event it tells about
+(affiliate/services/outbox.py), so it is sent exactly when the event happened. Every kind but the
+security notices can be turned off on the person's Notifications page or with the unsubscribe link
+in the mail itself (RFC 8058 one-click, so a mail client's "unsubscribe" button works too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from affiliate import mail
+from affiliate.models import NotificationOptOut, OutboxMessage, Role, User, UserStatus
+from affiliate.services import outbox
+
+
+@dataclass(frozen=True)
+class Kind:
+    label: str
+    roles: frozenset[str]
+    security: bool = False  # always sent: it tells the owner about their own account's safety
+
+
+EVERYONE = frozenset(Role)
+KINDS: dict[str, Kind] = {
+    "application_received": Kind("A new affiliate application", frozenset({Role.ADMIN})),
+    "application_decided": Kind("Your application approved or declined", frozenset({Role.AFFILIATE})),
+    "enrolled": Kind("Enrolled in a program", frozenset({Role.AFFILIATE})),
+    "commission_new": Kind("A new commission", frozenset({Role.AFFILIATE})),
+    "commissions_approved": Kind("Commissions approved", frozenset({Role.AFFILIATE})),
+    "conversion_rejected": Kind("A conversion rejected", frozenset({Role.AFFILIATE})),
+    "payout_sent": Kind("A payout sent", frozenset({Role.AFFILIATE})),
+    "payout_failed": Kind("A payout failed", frozenset({Role.AFFILIATE})),
+    "batch_awaiting_approval": Kind("A payout batch waiting for approval", frozenset({Role.FINANCE})),
+    "password_reset": Kind("Password reset link", EVERYONE, security=True),
+    "email_verification": Kind("Email address confirmation", EVERYONE, security=True),
+    "password_changed": Kind("Password changed", EVERYONE, security=True),
+    "payout_details_changed": Kind("Payout details changed", EVERYONE, security=True),
+    "new_sign_in": Kind("Sign-in from a new device", EVERYONE, security=True),
+    "second_factor_changed": Kind("Two-factor sign-in changed", EVERYONE, security=True),
+}
+
+
+def optional_kinds(role: str) -> list[tuple[str, Kind]]:
+    """The kinds a person of ``role`` receives and may turn off, in the order they are listed."""
+    return [(name, kind) for name, kind in KINDS.items() if not kind.security and role in kind.roles]
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.secret_key, salt="clicktrail.unsubscribe")
+
+
+def unsubscribe_token(user_id: int, kind: str) -> str:
+    return _serializer().dumps([user_id, kind])
+
+
+def read_unsubscribe_token(token: str) -> tuple[int, str] | None:
+    """The (user id, kind) an unsubscribe link names, or None if it was not made here."""
+    try:
+        value = _serializer().loads(token)
+    except BadSignature:
+        return None
+    if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], int)
+            or value[1] not in KINDS or KINDS[value[1]].security):  # fmt: skip
+        return None
+    return value[0], value[1]
+
+
+def opted_out(session: Session, user_id: int) -> set[str]:
+    return set(session.scalars(select(NotificationOptOut.kind).where(NotificationOptOut.user_id == user_id)))
+
+
+def set_opt_outs(session: Session, user: User, off: set[str], *, now: datetime) -> None:
+    """Make exactly ``off`` (of the kinds the person may turn off) silent."""
+    allowed = {name for name, _ in optional_kinds(user.role)}
+    off = off & allowed
+    session.execute(
+        delete(NotificationOptOut).where(NotificationOptOut.user_id == user.id, NotificationOptOut.kind.not_in(off))
+    )
+    for kind in off:
+        opt_out(session, user.id, kind, now=now)
+
+
+def opt_out(session: Session, user_id: int, kind: str, *, now: datetime) -> None:
+    """Silence one kind for one person; doing it twice (a double click on unsubscribe) changes nothing."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(NotificationOptOut)
+        .values(user_id=user_id, kind=kind, created_at=now)
+        .on_conflict_do_nothing(index_elements=["user_id", "kind"])
+    )
+
+
+def send(
+    session: Session, user: User, kind: str, *, subject: str, now: datetime, template: str | None = None, **context
+) -> OutboxMessage | None:
+    """Queue one notification to ``user`` unless they turned its kind off; security notices always go."""
+    spec = KINDS[kind]
+    if not spec.security and kind in opted_out(session, user.id):
+        return None
+    unsubscribe_url = None
+    if not spec.security:
+        unsubscribe_url = mail.external_url("notifications.unsubscribe", token=unsubscribe_token(user.id, kind))
+    text, html = mail.render(
+        template or kind,
+        user=user,
+        subject=subject,
+        kind_label=spec.label,
+        unsubscribe_url=unsubscribe_url,
+        settings_url=mail.external_url("notifications.settings"),
+        **context,
+    )
+    return outbox.queue(session, kind=kind, to=user.email, subject=subject, text=text, html=html, now=now,
+                        user_id=user.id, unsubscribe_url=unsubscribe_url)  # fmt: skip
+
+
+def send_to_role(
+    session: Session, role: Role, kind: str, *, subject: str, now: datetime, exclude: int | None = None, **context
+) -> int:
+    """Queue a notification to every active user of ``role`` (but ``exclude``); how many were queued."""
+    people = session.scalars(
+        select(User).where(User.role == role, User.status == UserStatus.ACTIVE).order_by(User.id)
+    ).all()
+    return sum(
+        send(session, person, kind, subject=subject, now=now, **context) is not None
+        for person in people
+        if person.id != exclude
+    )
