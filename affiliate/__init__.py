@@ -116,7 +116,8 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.review.routes import rules as fraud_rules_bp
 
     blueprints = (
-        *(main_bp, auth_bp, account_bp, notifications_bp, member_bp, partner_bp, links_bp, partner_conversions_bp, earnings_bp),
+        *(main_bp, auth_bp, account_bp, notifications_bp, member_bp, partner_bp, links_bp),
+        *(partner_conversions_bp, earnings_bp),
         *(
             admin_bp,
             affiliates_bp,
