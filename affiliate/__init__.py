@@ -88,6 +88,8 @@ def register_read_only_requests(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from affiliate.account.notifications import bp as notifications_bp
     from affiliate.account.routes import bp as account_bp
+    from affiliate.account.two_factor import bp as two_factor_bp
+    from affiliate.account.two_factor import init_app as require_staff_second_factor
     from affiliate.admin.affiliates import bp as affiliates_bp
     from affiliate.admin.api_keys import bp as api_keys_bp
     from affiliate.admin.enrollments import bp as enrollments_bp
@@ -116,7 +118,7 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.review.routes import rules as fraud_rules_bp
 
     blueprints = (
-        *(main_bp, auth_bp, account_bp, notifications_bp, member_bp, partner_bp, links_bp),
+        *(main_bp, auth_bp, account_bp, two_factor_bp, notifications_bp, member_bp, partner_bp, links_bp),
         *(partner_conversions_bp, earnings_bp),
         *(
             admin_bp,
@@ -136,6 +138,7 @@ def register_blueprints(app: Flask) -> None:
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    require_staff_second_factor(app)
     if app.config["DEMO_SHOP"]:
         from affiliate.demo_shop.routes import bp as demo_shop_bp
 

@@ -25,6 +25,7 @@ from affiliate.extensions import db
 from affiliate.jobs import accrue_all, policy_of
 from affiliate.jobs import purge_clicks as purge_clicks_job
 from affiliate.models import (
+    STAFF_ROLES,
     ApiKey,
     Click,
     ClickRollup,
@@ -341,7 +342,12 @@ def _print_demo_logins() -> None:
     click.echo(f"Demo data ready. Sign in with any of these (password: {DEMO_PASSWORD}):")
     for _, email, role, status in DEMO_USERS:
         note = "  (application pending)" if status == UserStatus.PENDING else ""
+        if role in STAFF_ROLES:
+            note = "  (sets up two-factor sign-in at first sign-in)"
         click.echo(f"  {role.value:<9} {email}{note}")
+    click.echo(
+        "Mail (password resets, confirmations, notifications) waits on the admin's Outbox page until SMTP_HOST is set."
+    )
 
 
 @click.command("ingest-clicks")

@@ -43,6 +43,16 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "auth.logout": PUBLIC,
     "auth.signup": PUBLIC,
     "auth.reauth": SIGNED_IN,
+    "auth.second_factor_step": PUBLIC,
+    "auth.key_options": PUBLIC,  # for the person half-way through signing in, or signed in
+    "auth.forgot_password": PUBLIC,
+    "auth.reset_password": PUBLIC,
+    "auth.verify_email": PUBLIC,
+    "auth.resend_verification": SIGNED_IN,
+    **{
+        f"two_factor.{name}": SIGNED_IN
+        for name in ("settings", "app_setup", "app_remove", "recovery_codes", "key_options", "key_add", "key_remove")
+    },
     "main.snippet_example": PUBLIC,
     "demo_shop.landing": PUBLIC,
     "demo_shop.checkout": PUBLIC,

@@ -5,7 +5,7 @@ from sqlalchemy import func, select, update
 from affiliate.cli import DEMO_PARTNERS, DEMO_PASSWORD, DEMO_PROGRAM, DEMO_USERS
 from affiliate.demo_shop.credentials import credentials_path, load
 from affiliate.extensions import db
-from affiliate.models import ApiKey, Commission, Conversion, Link, PartnerGroup, Program, User, utcnow
+from affiliate.models import STAFF_ROLES, ApiKey, Commission, Conversion, Link, PartnerGroup, Program, User, utcnow
 from affiliate.services import groups
 from affiliate.services.api_keys import find_key, revoke_key
 from affiliate.services.payouts import build_batch
@@ -69,8 +69,15 @@ def test_seed_demo_is_idempotent_and_logins_work(app, runner, client):
     assert if_empty.exit_code == 0 and _counts(app) == counts
     assert "admin@demo.clicktrail.example" in if_empty.output
     auth = Auth(client)
-    for _, email, _, _ in DEMO_USERS:
+    for _, email, role, _ in DEMO_USERS:
         assert auth.login(email, DEMO_PASSWORD).status_code == 302, email
+        if role in STAFF_ROLES:  # staff set up two-factor sign-in first, then sign in with it
+            assert client.get("/").status_code in (200, 302)
+            assert client.get("/account/").headers["Location"] == "/account/two-factor/"
+            auth.enrol(email)
+            auth.logout()
+            assert auth.login(email, DEMO_PASSWORD).status_code == 302
+            assert client.get("/account/").status_code == 200
         auth.logout()
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, session, url_for
 from flask_login import current_user, logout_user
-from user_agents import parse as parse_user_agent
 
 from affiliate.account.forms import PasswordForm, PayoutForm, ProfileForm, SignOutForm
+from affiliate.auth import notices
 from affiliate.auth.access import require_roles
+from affiliate.auth.notices import device_name
 from affiliate.auth.passwords import authenticate, form_page, hash_new_password
-from affiliate.auth.sessions import login_is_fresh, sign_in
+from affiliate.auth.sessions import SECOND_FACTOR_AT, login_is_fresh, sign_in
 from affiliate.extensions import db
 from affiliate.models import PayoutMethod, Role, utcnow
 from affiliate.services import accounts, throttles
@@ -54,6 +55,7 @@ def payout():
             iban=form.iban.data if method == PayoutMethod.BANK else None,
         )
         if accounts.update_payout_details(db.session, current_user, details, now=utcnow()):
+            notices.payout_details_changed(current_user)
             db.session.commit()
             flash(
                 "Payout details saved. For your security, the next payout waits out a short "
@@ -89,8 +91,12 @@ def password():
             form.new.errors.append(str(error))
         else:
             # Every earlier login, this one's cookies included, is revoked; start afresh here.
+            given = session.get(SECOND_FACTOR_AT)
             logout_user()
             sign_in(user, remember=False)
+            if given is not None:  # the new login keeps the second factor this one gave, and when
+                session[SECOND_FACTOR_AT] = given
+            notices.password_changed(user, "changed from your account page")
             db.session.commit()
             flash("Password changed. You have been signed out everywhere else.", "success")
             return redirect(url_for("account.profile"))
@@ -103,7 +109,7 @@ def sessions():
     user = current_user._get_current_object()
     rows = accounts.live_sessions(db.session, user, now=utcnow())
     devices = sorted(
-        ((row, accounts.is_current(row, user.session_token), _device(row.user_agent)) for row in rows),
+        ((row, accounts.is_current(row, user.session_token), device_name(row.user_agent)) for row in rows),
         key=lambda device: not device[1],
     )
     return render_template("account/sessions.html", devices=devices, form=SignOutForm())
@@ -133,15 +139,3 @@ def end_other_sessions():
     flash(f"Signed out {ended} other device{'s' if ended != 1 else ''}." if ended else "No other device was signed in.",
           "success")  # fmt: skip
     return redirect(url_for("account.sessions"))
-
-
-def _device(user_agent: str | None) -> str:
-    """'Chrome 120 on Windows 10', as a person recognises their device."""
-    if not user_agent:
-        return "Unknown device"
-    parsed = parse_user_agent(user_agent)
-    # Major and minor versions: "Chrome 120", "Mobile Safari 17.1".
-    version = ".".join(str(part) for part in parsed.browser.version[:2]).removesuffix(".0")
-    browser = f"{parsed.browser.family} {version}".strip()
-    system = f"{parsed.os.family} {parsed.os.version_string}".strip()
-    return f"{browser} on {system}"

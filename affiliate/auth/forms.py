@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wtforms import BooleanField, EmailField, PasswordField, StringField, TextAreaField, URLField
+from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField, TextAreaField, URLField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
 from affiliate.forms import Form
@@ -15,8 +15,34 @@ class LoginForm(Form):
     remember = BooleanField("Keep me signed in on this device (not available to staff)")
 
 
-class ReauthForm(Form):
+class SecondFactorFields:
+    """A code from the authenticator app or a recovery code, or (filled in by the page's script) a key's answer."""
+
+    code = StringField("Code from your authenticator app, or a recovery code", validators=[Optional(), Length(max=64)])
+    assertion = HiddenField(validators=[Optional(), Length(max=16_384)])
+
+
+class ReauthForm(SecondFactorFields, Form):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+
+
+class SecondFactorForm(SecondFactorFields, Form):
+    pass
+
+
+class ForgotPasswordForm(Form):
+    email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
+
+
+class ResetPasswordForm(Form):
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=256)])
+    confirm = PasswordField(
+        "Repeat new password", validators=[DataRequired(), EqualTo("password", message="Passwords do not match.")]
+    )
+
+
+class ConfirmForm(Form):
+    """A bare form: what it confirms is in the signed address."""
 
 
 class ApplyForm(Form):

@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import confirm_login, current_user, logout_user
+from sqlalchemy import select
 
-from affiliate.auth.forms import ApplyForm, LoginForm, ReauthForm, SignupForm
-from affiliate.auth.passwords import authenticate, count_signup, form_page, hash_new_password
+from affiliate.auth import notices, signed_links
+from affiliate.auth import second_factor as factor
+from affiliate.auth.forms import (
+    ApplyForm,
+    ConfirmForm,
+    ForgotPasswordForm,
+    LoginForm,
+    ReauthForm,
+    ResetPasswordForm,
+    SecondFactorForm,
+    SignupForm,
+)
+from affiliate.auth.passwords import authenticate, count_signup, end_transaction, form_page, hash_new_password, now
 from affiliate.auth.sessions import (
     PASSWORD_AT,
+    SECOND_FACTOR_AT,
     VISITOR_COOKIE,
+    client_ip,
     mark_password_entered,
+    mark_second_factor_given,
     request_fingerprint,
     sign_in,
     token_or_none,
@@ -20,7 +36,7 @@ from affiliate.auth.sessions import (
 from affiliate.extensions import db, login_manager
 from affiliate.models import Role, User, utcnow
 from affiliate.params import query_id
-from affiliate.services import accounts, recruiters, throttles
+from affiliate.services import accounts, recruiters, second_factor, security_keys, throttles
 from affiliate.services.conversions import await_click
 from affiliate.services.signups import Signup, find_referrer, sign_up, signup_program
 from affiliate.urls import safe_next
@@ -80,8 +96,10 @@ def signup():
             form.email.errors.append(str(error))
         else:
             sign_in(result.member, remember=False)
+            notices.send_verification(result.member)
             db.session.commit()
-            flash("Welcome! Your account is ready. Share your own link to invite friends.", "success")
+            flash("Welcome! Your account is ready. Share your own link to invite friends. We mailed you a link "
+                  "to confirm your email address.", "success")  # fmt: skip
             return redirect(url_for("member.home"))
     # Shown to reassure the visitor who invited them; an unknown or malformed code shows nothing.
     referrer = find_referrer(db.session, ref)
@@ -132,8 +150,10 @@ def apply():
             form.email.errors.append(str(error))
         else:
             sign_in(user, remember=False)
+            notices.send_verification(user)
             db.session.commit()
-            flash("Thanks for applying. We will review your application shortly.", "success")
+            flash("Thanks for applying. We mailed you a link to confirm your email address; we review "
+                  "applications with a confirmed address.", "success")  # fmt: skip
             return redirect(url_for("account.profile"))
     return form_page(render_template("auth/apply.html", form=form, recruiter=recruiter), throttled)
 
@@ -153,11 +173,72 @@ def login():
         except accounts.InvalidCredentials as error:
             form.form_errors.append(str(error))
         else:
+            target = safe_next(request.args.get("next"), request.host_url)
+            if second_factor.has_second_factor(db.session, user):
+                db.session.commit()
+                factor.start_pending(user, form.remember.data)
+                return redirect(url_for("auth.second_factor_step", next=target))
             sign_in(user, remember=form.remember.data)
             db.session.commit()
-            target = safe_next(request.args.get("next"), request.host_url)
             return redirect(target or home_for(user))
     return form_page(render_template("auth/login.html", form=form), throttled)
+
+
+@bp.route("/login/second-factor", methods=["GET", "POST"])
+def second_factor_step():
+    """The second step of signing in: a code from the authenticator app, a recovery code or a security key."""
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    pending = factor.pending_user()
+    if pending is None:
+        factor.end_pending()
+        flash("Sign in again: that sign-in took too long.", "info")
+        return redirect(url_for("auth.login"))
+    user, remember = pending
+    form = SecondFactorForm()
+    throttled = None
+    status = 200
+    if form.validate_on_submit():
+        try:
+            method = factor.check(user, code=form.code.data, assertion=form.assertion.data)
+        except throttles.Throttled as error:
+            throttled = error
+            form.form_errors.append(str(error))
+        else:
+            if method:
+                factor.end_pending()
+                sign_in(user, remember=remember, second_factor=True)
+                db.session.commit()
+                if method == "recovery code":
+                    left = second_factor.recovery_codes_left(db.session, user)
+                    flash(f"You signed in with a recovery code; {left} left. Make new ones on the two-factor "
+                          "page if you are running low.", "info")  # fmt: skip
+                target = safe_next(request.args.get("next"), request.host_url)
+                return redirect(target or home_for(user))
+            db.session.commit()
+            form.code.errors.append("That code is not right, or was used already. Try the next one.")
+            status = 422
+    keys = bool(security_keys.keys_of(db.session, user))
+    body = render_template("auth/second_factor.html", form=form, user=user, has_app=bool(user.totp_secret), keys=keys)
+    return form_page(body, throttled, status)
+
+
+@bp.post("/login/key-options")
+def key_options():
+    """The challenge for a security key, for the person half-way through signing in or re-authenticating."""
+    if current_user.is_authenticated:
+        user = current_user._get_current_object()
+    else:
+        pending = factor.pending_user()
+        if pending is None:
+            abort(404)
+        user = pending[0]
+    found = security_keys.authentication_options(db.session, user, factor.relying_party())
+    if found is None:
+        abort(404)
+    options, challenge = found
+    factor.keep_challenge(challenge)
+    return current_app.response_class(options, mimetype="application/json")
 
 
 @bp.route("/reauth", methods=["GET", "POST"])
@@ -165,13 +246,20 @@ def reauth():
     """Ask the signed-in person for their password again before a sensitive action, then go back."""
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
+    user = current_user._get_current_object()
     form = ReauthForm()
     status = 200
     throttled = None
+    needs_factor = second_factor.has_second_factor(db.session, user)
     if form.validate_on_submit():
         try:
             # The sign-in check itself, so failed attempts count towards the same throttles.
-            authenticate(current_user.email, form.password.data)
+            authenticate(user.email, form.password.data)
+            db.session.commit()
+            method = None
+            if needs_factor and (form.code.data or form.assertion.data):
+                method = factor.check(user, code=form.code.data, assertion=form.assertion.data)
+                db.session.commit()
         except throttles.Throttled as error:
             throttled = error
             form.form_errors.append(str(error))
@@ -179,12 +267,22 @@ def reauth():
             form.password.errors.append("That is not your password.")
             status = 422
         else:
-            db.session.commit()
-            confirm_login()
-            mark_password_entered()
-            target = safe_next(request.args.get("next"), request.host_url)
-            return redirect(target or home_for(current_user))
-    return form_page(render_template("auth/reauth.html", form=form), throttled, status)
+            if needs_factor and not method:
+                form.code.errors.append(
+                    "Give a code from your authenticator app, a recovery code or your security key."
+                )
+                status = 422
+            else:
+                confirm_login()
+                mark_password_entered()
+                if method:
+                    mark_second_factor_given()
+                target = safe_next(request.args.get("next"), request.host_url)
+                return redirect(target or home_for(user))
+    keys = needs_factor and bool(security_keys.keys_of(db.session, user))
+    body = render_template("auth/reauth.html", form=form, needs_factor=needs_factor, has_app=bool(user.totp_secret),
+                           keys=keys)  # fmt: skip
+    return form_page(body, throttled, status)
 
 
 @bp.route("/logout", methods=["POST"])
@@ -193,6 +291,115 @@ def logout():
         accounts.end_session(db.session, current_user.session_token, now=utcnow())
         db.session.commit()
     session.pop(PASSWORD_AT, None)
+    session.pop(SECOND_FACTOR_AT, None)
     logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
+
+
+def reset_limits(email: str) -> list[tuple[throttles.Limit, str]]:
+    config = current_app.config
+    delays = {
+        "first_delay": timedelta(seconds=config["RESET_FIRST_DELAY_SECONDS"]),
+        "longest_delay": timedelta(minutes=config["RESET_LONGEST_DELAY_MINUTES"]),
+        "forget_after": timedelta(hours=24),
+    }
+    return [
+        (throttles.Limit("reset_address", config["RESET_FREE_PER_IP"], **delays), throttles.key_of(client_ip())),
+        (throttles.Limit("reset_email", config["RESET_FREE_PER_EMAIL"], **delays),
+         throttles.key_of(accounts.normalise_email(email))),
+    ]  # fmt: skip
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+def forgot_password():
+    """Mail a reset link. The answer is the same whether or not an account has the address."""
+    form = ForgotPasswordForm()
+    throttled = None
+    if form.validate_on_submit():
+        end_transaction()
+        try:
+            # Every request counts: a reset link is not a guess to forgive, and the limit per email stops
+            # anyone filling a person's inbox.
+            throttles.count_attempt(db.session, reset_limits(form.email.data), now=now())
+        except throttles.Throttled as error:
+            db.session.rollback()
+            throttled = error
+            form.form_errors.append(str(error))
+        else:
+            user = db.session.scalar(select(User).where(User.email == accounts.normalise_email(form.email.data)))
+            if user is not None:
+                notices.send_reset_link(user)
+            db.session.commit()
+            return render_template("auth/reset_sent.html", email=form.email.data)
+    return form_page(render_template("auth/forgot_password.html", form=form), throttled)
+
+
+@bp.route("/reset-password/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    user = signed_links.user_for_reset(db.session, token)
+    if user is None:
+        return render_template("auth/link_expired.html", what="password reset"), 404
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        min_length = current_app.config["PASSWORD_MIN_LENGTH"]
+        try:
+            accounts.check_password(form.password.data, min_length=min_length, email=user.email)
+        except accounts.WeakPassword as error:
+            form.password.errors.append(str(error))
+        else:
+            old_hash = user.password_hash
+            new_hash = hash_new_password(form.password.data)
+            user = db.session.get(User, user.id)
+            try:
+                accounts.reset_password(db.session, user, old_hash=old_hash, new_hash=new_hash, now=now())
+            except accounts.InvalidCredentials:
+                db.session.rollback()
+                return render_template("auth/link_expired.html", what="password reset"), 404
+            notices.password_changed(user, "reset with a link mailed to you")
+            db.session.commit()
+            if current_user.is_authenticated:
+                logout_user()
+            flash("Your password is changed and every device was signed out. Sign in with the new password.",
+                  "success")  # fmt: skip
+            return redirect(url_for("auth.login"))
+    return render_template("auth/reset_password.html", form=form, user=user), 400 if form.is_submitted() else 200
+
+
+@bp.route("/verify-email/<token>", methods=["GET", "POST"])
+def verify_email(token: str):
+    """Confirm an address. Opening the link asks for a click, so a mail scanner that follows links confirms nothing."""
+    user = signed_links.user_for_verification(db.session, token)
+    if user is None:
+        return render_template("auth/link_expired.html", what="confirmation"), 404
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        accounts.confirm_email(db.session, user, now=now())
+        db.session.commit()
+        return render_template("auth/email_verified.html", user=user)
+    if user.email_verified:
+        return render_template("auth/email_verified.html", user=user)
+    return render_template("auth/verify_email.html", form=form, user=user)
+
+
+@bp.post("/verify-email/resend")
+def resend_verification():
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    user = current_user._get_current_object()
+    if not ConfirmForm().validate_on_submit():
+        flash("Your form expired. Please try again.", "error")
+    elif user.email_verified:
+        flash("Your email address is confirmed already.", "info")
+    else:
+        end_transaction()
+        try:
+            throttles.count_attempt(db.session, reset_limits(user.email)[1:], now=now())
+        except throttles.Throttled as error:
+            db.session.rollback()
+            flash(str(error), "error")
+        else:
+            notices.send_verification(user)
+            db.session.commit()
+            flash(f"We mailed a new confirmation link to {user.email}.", "success")
+    return redirect(url_for("account.profile"))

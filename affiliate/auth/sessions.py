@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app, request, session
-from flask_login import login_fresh, login_user
+from flask_login import current_user, login_fresh, login_user
 
 from affiliate.extensions import db, login_manager
 from affiliate.models import User, utcnow
@@ -14,6 +14,7 @@ from redirector.app import TOKEN, VISITOR_COOKIE
 from redirector.enrich import USER_AGENT_MAX, fingerprint, ip_prefix
 
 PASSWORD_AT = "password_at"  # noqa: S105 - a session key: when the password was last typed (Unix seconds)
+SECOND_FACTOR_AT = "second_factor_at"  # when a second factor was last given (Unix seconds)
 
 
 def init_login(app: Flask) -> None:
@@ -44,9 +45,19 @@ def client_ip() -> str:
     return (request.remote_addr or "unknown")[:45]
 
 
-def sign_in(user: User, *, remember: bool) -> None:
-    """Start a server-side login session for ``user`` and hand its token to Flask-Login."""
+def sign_in(user: User, *, remember: bool, second_factor: bool = False) -> None:
+    """Start a server-side login session for ``user`` and hand its token to Flask-Login.
+
+    ``second_factor`` says the person also gave their second factor. A device the account never
+    signed in from before gets the owner a mail about it.
+    """
+    from affiliate.auth.notices import new_sign_in
+
     remember = remember and not user.is_staff
+    fingerprint = request_fingerprint()
+    visitor_id = token_or_none(request.cookies.get(VISITOR_COOKIE))
+    if accounts.seen_device(db.session, user, fingerprint=fingerprint, visitor_id=visitor_id) is False:
+        new_sign_in(user)
     accounts.start_session(
         db.session,
         user,
@@ -55,11 +66,15 @@ def sign_in(user: User, *, remember: bool) -> None:
         user_agent=request.headers.get("User-Agent"),
         policy=session_policy(),
         now=utcnow(),
-        fingerprint=request_fingerprint(),
-        visitor_id=token_or_none(request.cookies.get(VISITOR_COOKIE)),
+        fingerprint=fingerprint,
+        visitor_id=visitor_id,
     )
     login_user(user, remember=remember, duration=current_app.config["REMEMBER_COOKIE_DURATION"])
     mark_password_entered()
+    if second_factor:
+        mark_second_factor_given()
+    else:
+        session.pop(SECOND_FACTOR_AT, None)
 
 
 def mark_password_entered() -> None:
@@ -67,14 +82,31 @@ def mark_password_entered() -> None:
     session[PASSWORD_AT] = int(utcnow().timestamp())
 
 
-def login_is_fresh(now: datetime) -> bool:
-    """Whether this login was not restored from a remember cookie and the password was typed recently."""
-    entered = session.get(PASSWORD_AT)
-    if not login_fresh() or not isinstance(entered, int):
+def mark_second_factor_given() -> None:
+    session[SECOND_FACTOR_AT] = int(utcnow().timestamp())
+
+
+def _recent(key: str, now: datetime) -> bool:
+    entered = session.get(key)
+    if not isinstance(entered, int):
         return False
     age = now.timestamp() - entered
     # A little slack below zero for clocks that differ between workers; the cookie is signed, so never forged.
     return -60 <= age <= current_app.config["FRESH_LOGIN_MINUTES"] * 60
+
+
+def login_is_fresh(now: datetime, *, second_factor: bool = False) -> bool:
+    """Whether this login was not restored from a remember cookie and the password was typed recently,
+    and, for an account with a second factor (or when ``second_factor`` demands one), that was given recently too.
+    """
+    from affiliate.services.second_factor import has_second_factor
+
+    if not login_fresh() or not _recent(PASSWORD_AT, now):
+        return False
+    user = current_user._get_current_object()
+    if second_factor or has_second_factor(db.session, user):
+        return has_second_factor(db.session, user) and _recent(SECOND_FACTOR_AT, now)
+    return True
 
 
 def token_or_none(value: str | None) -> str | None:

@@ -29,13 +29,13 @@ def index():
 
 @bp.post("/<int:adjustment_id>/approve")
 def approve(adjustment_id: int):
-    """The second person approves, which posts it; like a payout batch, it needs a recently typed password."""
+    """The second person approves, which posts it; like a payout batch, it needs a fresh password and second factor."""
     adjustment = db.session.get(Adjustment, adjustment_id) or abort(404)
     if not ApproveAdjustmentForm().validate_on_submit():
         return _render_index(400)
     now = utcnow()
-    if not login_is_fresh(now):
-        flash("Approving needs a recent sign-in. Enter your password, then approve again.", "info")
+    if not login_is_fresh(now, second_factor=True):
+        flash("Approving needs a recent sign-in. Enter your password and second factor, then approve again.", "info")
         return redirect(url_for("auth.reauth", next=url_for("adjustments.index")), 303)
     try:
         service.approve(db.session, adjustment.id, approver=current_user, now=now)

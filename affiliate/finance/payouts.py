@@ -88,11 +88,12 @@ def show(batch_id: int):
 
 @bp.post("/<int:batch_id>/approve")
 def approve(batch_id: int):
-    """The checker approves a draft batch; it needs a password typed in the last few minutes (C17, C19)."""
+    """The checker approves a draft batch; it needs the password and the second factor given in the last few minutes."""
     batch = _batch_or_404(batch_id)
     now = utcnow()
-    if not login_is_fresh(now):
-        flash("Approving a batch needs a recent sign-in. Enter your password, then approve again.", "info")
+    if not login_is_fresh(now, second_factor=True):
+        flash("Approving a batch needs a recent sign-in. Enter your password and your second factor, then approve "
+              "again.", "info")  # fmt: skip
         return redirect(url_for("auth.reauth", next=url_for("payouts.show", batch_id=batch.id)), 303)
     try:
         service.approve_batch(db.session, batch, approver=current_user, now=now, acknowledged=_acknowledged())

@@ -413,6 +413,56 @@ def change_password(session: Session, user: User, *, old_hash: str, new_hash: st
     )
 
 
+def reset_password(session: Session, user: User, *, old_hash: str, new_hash: str, now: datetime) -> None:
+    """Set the password from a reset link checked against ``old_hash`` and end every login of the account.
+
+    Raises InvalidCredentials if the password changed since the link was checked (the link is used up).
+    Following the mailed link proves the address, so an unconfirmed email counts as confirmed from now.
+    """
+    changed = session.execute(
+        update(User)
+        .where(User.id == user.id, User.password_hash == old_hash)
+        .values(password_hash=new_hash, password_changed_at=now)
+    ).rowcount
+    if changed != 1:
+        raise InvalidCredentials("This reset link has been used already. Ask for a new one.")
+    session.execute(
+        update(User).where(User.id == user.id, User.email_verified_at.is_(None)).values(email_verified_at=now)
+    )
+    session.refresh(user)
+    end_all_sessions(session, user, now=now)
+    audit.record(session, actor_id=user.id, action="user.password_reset", subject_type="user", subject_id=user.id,
+                 before=None, after=None, now=now)  # fmt: skip
+
+
+def confirm_email(session: Session, user: User, *, now: datetime) -> bool:
+    """Mark the account's email as confirmed; False if it already was."""
+    changed = session.execute(
+        update(User).where(User.id == user.id, User.email_verified_at.is_(None)).values(email_verified_at=now)
+    ).rowcount
+    session.refresh(user)
+    if changed:
+        audit.record(session, actor_id=user.id, action="user.email_verified", subject_type="user",
+                     subject_id=user.id, before=None, after={"email": user.email}, now=now)  # fmt: skip
+    return bool(changed)
+
+
+def seen_device(session: Session, user: User, *, fingerprint: str | None, visitor_id: str | None) -> bool | None:
+    """Whether an earlier login of the user came from this device (its fingerprint or its visitor cookie).
+
+    None when the account never signed in before: its first device is not "new" to anyone.
+    """
+    earlier = session.execute(
+        select(UserSession.fingerprint, UserSession.visitor_id).where(UserSession.user_id == user.id)
+    ).all()
+    if not earlier:
+        return None
+    return any(
+        (fingerprint and row.fingerprint == fingerprint) or (visitor_id and row.visitor_id == visitor_id)
+        for row in earlier
+    )
+
+
 def update_payout_details(session: Session, user: User, details: PayoutDetails, *, now: datetime) -> bool:
     """Store new payout details; return whether they changed (a change starts a cooling-off period)."""
     before = {

@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from affiliate.models import Click, Conversion, Referral, Role, User, UserSession
+from affiliate.models import Click, Conversion, OutboxMessage, Referral, Role, User, UserSession
 from affiliate.services import audit
 
 PREFIX = "erased-"
@@ -379,4 +379,11 @@ def _erase_member(session: Session, member: User, names: Pseudonyms, *, now: dat
                 setattr(sign_in, name, value)
             sign_in.revoked_at = sign_in.revoked_at or now
             sign_ins += 1
+    # Mail to them, sent or waiting, holds their name and address: it goes (waiting mail is not sent).
+    if session.execute(
+        delete(OutboxMessage).where(
+            or_(OutboxMessage.user_id == member.id, func.lower(OutboxMessage.to_address) == email.lower())
+        )
+    ).rowcount:
+        account = True
     return account, sign_ins

@@ -77,11 +77,11 @@ def upgrade():
 def downgrade():
     op.drop_table("security_keys")
     op.drop_table("recovery_codes")
-    with op.batch_alter_table("users") as batch_op:
-        batch_op.drop_column("totp_last_step")
-        batch_op.drop_column("totp_secret")
-        batch_op.drop_column("email_verified_at")
     op.drop_table("notification_opt_outs")
     op.drop_index("ix_outbox_user_id", table_name="outbox")
     op.drop_index("ix_outbox_due", table_name="outbox")
     op.drop_table("outbox")
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35+ and PostgreSQL) rather than a batch rebuild of users,
+    # which SQLite cannot drop while other tables' foreign keys point at it.
+    for column in ("totp_last_step", "totp_secret", "email_verified_at"):
+        op.execute(f"ALTER TABLE users DROP COLUMN {column}")

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from tests.factories import PASSWORD, Auth, csrf_token, make_affiliate, make_finance
+from tests.factories import PASSWORD, Auth, make_affiliate, make_finance
 
 NEW_PASSWORD = "an entirely new passphrase"
 
@@ -130,10 +130,10 @@ def sign_in_wrong(app, install):
 
 def reauthenticate(app, install):
     client = app.test_client()
-    Auth(client).login(make_finance(app).email)
+    finance = make_finance(app)
+    Auth(client).login(finance.email)
     hasher = install()
-    token = csrf_token(client.get("/reauth").get_data(as_text=True))
-    assert client.post("/reauth", data={"password": PASSWORD, "csrf_token": token}).status_code == 302
+    assert Auth(client).reauth(finance.email, "/account/").status_code == 302
     return hasher
 
 

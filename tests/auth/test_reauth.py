@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from tests.factories import PASSWORD, Auth, csrf_token, make_finance
+from tests.factories import PASSWORD, Auth, csrf_token, make_finance, recovery_codes
 
 
 def test_reauth_only_returns_to_our_own_pages(app, client):
     assert client.get("/reauth").headers["Location"].startswith("/login"), "signed out: sign in first"
-    Auth(client).login(make_finance(app).email)
+    finance = make_finance(app)
+    Auth(client).login(finance.email)
     for target, landing in (
         ("/finance/payouts/", "/finance/payouts/"),
         ("https://evil.test/steal", "/admin/affiliates/"),
@@ -16,5 +17,6 @@ def test_reauth_only_returns_to_our_own_pages(app, client):
     ):
         url = f"/reauth?next={target}"
         token = csrf_token(client.get(url).get_data(as_text=True))
-        response = client.post(url, data={"password": PASSWORD, "csrf_token": token})
+        code = recovery_codes[finance.email].pop()
+        response = client.post(url, data={"password": PASSWORD, "code": code, "csrf_token": token})
         assert response.status_code == 302 and response.headers["Location"] == landing, target

@@ -12,7 +12,7 @@ from affiliate.auth.passwords import CLOCK
 from affiliate.extensions import db
 from affiliate.models import Throttle
 from tests.conftest import build_app, dispose
-from tests.factories import PASSWORD, csrf_token, make_admin, make_affiliate
+from tests.factories import PASSWORD, Auth, csrf_token, make_admin, make_affiliate
 
 ATTACKER = "203.0.113.66"
 OWNER = "198.51.100.20"
@@ -72,7 +72,8 @@ def test_an_attackers_failures_do_not_lock_staff_out_from_their_own_address(app)
     answers = [login_from(attacker, ATTACKER, admin.email, WRONG).status_code for _ in range(12)]
     assert answers == [200] * 5 + [429] * 7
     owner = app.test_client()
-    assert login_from(owner, OWNER, admin.email).status_code == 302
+    assert login_from(owner, OWNER, admin.email).headers["Location"].startswith("/login/second-factor")
+    assert Auth(owner).second_factor(admin.email).status_code == 302
     assert owner.get("/admin/").status_code == 200
 
 

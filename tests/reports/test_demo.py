@@ -21,6 +21,7 @@ def test_seed_demo_gives_the_dashboards_data(app, runner):
     assert shown["revenue"].startswith("$") and shown["commissions-pending"].startswith("$")
     staff = app.test_client()
     assert Auth(staff).login("finance@demo.clicktrail.example", DEMO_PASSWORD).status_code == 302
+    Auth(staff).enrol("finance@demo.clicktrail.example")  # staff set up two-factor sign-in first
     overview = staff.get("/admin/reports/").get_data(as_text=True)
     assert "Alice Affiliate" in overview and "Bob Blogger" in overview
 
