@@ -95,6 +95,7 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.admin.enrollments import bp as enrollments_bp
     from affiliate.admin.groups import bp as groups_bp
     from affiliate.admin.outbox import bp as outbox_bp
+    from affiliate.admin.people import bp as people_bp
     from affiliate.admin.plans import bp as plans_bp
     from affiliate.admin.programs import bp as programs_bp
     from affiliate.admin.routes import bp as admin_bp
@@ -129,6 +130,7 @@ def register_blueprints(app: Flask) -> None:
             enrollments_bp,
             api_keys_bp,
             outbox_bp,
+            people_bp,
             fraud_rules_bp,
             conversions_bp,
             review_bp,

@@ -124,6 +124,8 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "outbox.index": frozenset({"admin"}),
     "outbox.show": frozenset({"admin"}),
     "outbox.retry": frozenset({"admin"}),
+    "people.index": frozenset({"admin"}),
+    "people.reset_second_factor": frozenset({"admin"}),
     "partner.home": frozenset({"affiliate"}),
     "partner.recruits": frozenset({"affiliate"}),
     "links.index": frozenset({"affiliate"}),

@@ -13,7 +13,7 @@ from affiliate.finance.forms import AdjustmentForm
 from affiliate.models import Adjustment, AdjustmentStatus, AuditLog, Program, Role, User, UserStatus, utcnow
 from affiliate.money import format_amount
 from affiliate.params import paginate
-from affiliate.services import accounts, adjustments, recruiters
+from affiliate.services import accounts, adjustments, recruiters, security_keys
 
 bp = Blueprint("affiliates", __name__, url_prefix="/admin/affiliates")
 bp.before_request(require_roles(Role.ADMIN, Role.FINANCE))
@@ -97,6 +97,7 @@ def _render_show(affiliate: User, adjustment_form: AdjustmentForm | None = None,
         recruits=recruiters.recruits(db.session, affiliate.id),
         adjustment_form=adjustment_form or _adjustment_form(),
         adjustments=recent,
+        has_security_key=bool(security_keys.keys_of(db.session, affiliate)),
     ), status
 
 
