@@ -14,6 +14,7 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from affiliate.auth import notices
 from affiliate.auth import second_factor as factor
+from affiliate.auth.passwords import now
 from affiliate.auth.sessions import login_is_fresh, mark_second_factor_given
 from affiliate.extensions import db
 from affiliate.forms import Form
@@ -96,7 +97,7 @@ def app_setup():
     form = CodeForm()
     status = 200
     if form.validate_on_submit():
-        codes = second_factor.enable_totp(db.session, user, secret, form.code.data, now=utcnow())
+        codes = second_factor.enable_totp(db.session, user, secret, form.code.data, now=now())
         if codes is not None:
             notices.second_factor_changed(user, "An authenticator app was set up for two-factor sign-in")
             db.session.commit()
