@@ -22,9 +22,10 @@ from sqlalchemy import select, update
 
 from affiliate.extensions import db
 from affiliate.models import Commission, Conversion, User, utcnow
+from tests.browser.staff import finish_sign_in
 from tests.browser.test_loop import CHROMIUM, MERCHANT_PAGE, MerchantSite, launch  # noqa: F401 - fixture
 from tests.factories import PASSWORD as STAFF_PASSWORD
-from tests.factories import make_admin, make_finance, make_program
+from tests.factories import make_admin, make_finance, make_program, recovery_codes
 from tests.money.test_accrual import set_plan
 from tests.redirector.helpers import CHROME
 from tests.redirector.server import ROOT, Server
@@ -72,6 +73,7 @@ def sign_in(browser, base: str, email: str, password: str, ip: str):
     page.fill("#password", password)
     page.click("main button[type=submit]")
     page.wait_for_load_state()
+    finish_sign_in(page, email)
     assert "/login" not in page.url, page.content()[:500]
     return page
 
@@ -233,6 +235,7 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
     chris.wait_for_load_state()
     if "/reauth" in chris.url:
         chris.fill("#password", STAFF_PASSWORD)
+        chris.fill("#code", recovery_codes[checker.email].pop())
         chris.click("main button[type=submit]")
         chris.wait_for_load_state()
         chris.click("main form[action$='/approve'] button[type=submit]")

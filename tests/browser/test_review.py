@@ -23,6 +23,7 @@ from affiliate.cli import DEMO_PASSWORD
 from affiliate.extensions import db
 from affiliate.models import AuditLog, Click, Conversion, FraudRule, Link, Program, User
 from tests.browser.conftest import demo_server
+from tests.browser.staff import finish_sign_in
 from tests.browser.test_journey import Shots, person, wait_until
 from tests.redirector.server import ROOT
 
@@ -53,6 +54,7 @@ def log_in(page, base: str, email: str) -> None:
     page.fill("#password", DEMO_PASSWORD)
     page.click("main button[type=submit]")
     page.wait_for_load_state()
+    finish_sign_in(page, email)
     assert "/login" not in page.url, page.inner_text("main")[:500]
 
 
