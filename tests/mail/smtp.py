@@ -17,16 +17,28 @@ from tests.redirector.server import free_port
 
 @dataclass
 class Inbox:
-    """What the server accepted, in order; ``refuse`` makes it answer every DATA with a temporary failure."""
+    """What the server accepted, in order; ``refuse`` makes it answer every DATA with a temporary failure.
+
+    ``hold``, while an unset Event, makes DATA wait (a server that hangs mid-send), once ``hold_after``
+    messages have arrived; ``holding`` is set when a DATA starts waiting. The whole server waits with it.
+    Let go, the held message is taken, or with ``drop_held`` refused (the server never took it).
+    """
 
     messages: list[EmailMessage] = field(default_factory=list)
     refuse: bool = False
-    hold: threading.Event | None = None  # while set to an unset Event, DATA waits (a server that hangs mid-send)
+    hold: threading.Event | None = None
+    hold_after: int = 0
+    drop_held: bool = False
+    holding: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Condition = field(default_factory=threading.Condition)
 
     async def handle_DATA(self, server, session, envelope) -> str:
-        if self.hold is not None:
-            self.hold.wait(60)
+        hold = self.hold
+        if hold is not None and not hold.is_set() and len(self.messages) >= self.hold_after:
+            self.holding.set()
+            hold.wait(60)
+            if self.drop_held:
+                return "451 4.3.0 Try again later"
         if self.refuse:
             return "451 4.3.0 Try again later"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
