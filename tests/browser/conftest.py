@@ -13,17 +13,21 @@ from tests.redirector.server import Server, free_port
 
 
 @contextmanager
-def demo_server(database_uri: str, tmp_path, **environment: str) -> Iterator[Server]:
-    """A database seeded as `make run` seeds it, served as `make run` serves it (plus ``environment``)."""
+def demo_server(database_uri: str, tmp_path, host: str = "127.0.0.1", **environment: str) -> Iterator[Server]:
+    """A database seeded as `make run` seeds it, served as `make run` serves it (plus ``environment``).
+
+    ``host`` names the server in PUBLIC_BASE_URL, for seeding and serving alike (it listens on 127.0.0.1
+    either way): "localhost" for security keys, which refuse an IP address as the site's name.
+    """
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{host}:{port}"
     seeder = build_app(database_uri, INSTANCE_PATH=str(tmp_path), PUBLIC_BASE_URL=base,
                        ALLOW_HTTP_LOOPBACK_DESTINATIONS=True)  # fmt: skip
     seeded = seeder.test_cli_runner().invoke(args=["seed-demo", "--if-empty"])
     assert seeded.exit_code == 0, seeded.output
     dispose(seeder)
     server = Server(database_uri, tmp_path, workers=1, interface="wsgi", target="wsgi:app", port=port,
-                    ALLOW_HTTP_LOOPBACK_DESTINATIONS="1", **environment)  # fmt: skip
+                    ALLOW_HTTP_LOOPBACK_DESTINATIONS="1", PUBLIC_BASE_URL=base, **environment)  # fmt: skip
     try:
         yield server
     finally:
