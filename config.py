@@ -167,6 +167,8 @@ class Config:
     # After a failed send the next try waits MAIL_RETRY_FIRST_SECONDS, doubling each time up to the longest.
     MAIL_RETRY_FIRST_SECONDS = env_int("MAIL_RETRY_FIRST_SECONDS", 30)
     MAIL_RETRY_LONGEST_MINUTES = env_int("MAIL_RETRY_LONGEST_MINUTES", 60)
+    # Delivered mail is deleted from the outbox after this many days (0 keeps it); mail not yet sent is never.
+    MAIL_KEEP_DAYS = env_int("MAIL_KEEP_DAYS", 30)
     # Links in mail: password reset and email verification stay valid this long.
     PASSWORD_RESET_MINUTES = env_int("PASSWORD_RESET_MINUTES", 60)
     EMAIL_VERIFICATION_DAYS = env_int("EMAIL_VERIFICATION_DAYS", 7)

@@ -99,6 +99,7 @@ def send_due(*, clock: Callable[[], datetime] = utcnow, limit: int = 50) -> tupl
         db.session.rollback()
         raise
     if not claimed:
+        _purge_sent(clock())
         return 0, 0
     sent = failed = 0
     retry = retry_policy()
@@ -129,6 +130,15 @@ def send_due(*, clock: Callable[[], datetime] = utcnow, limit: int = 50) -> tupl
         with contextlib.suppress(OSError, smtplib.SMTPException):
             connection.close()
     return sent, failed
+
+
+def _purge_sent(now: datetime) -> None:
+    """When the sender is idle, forget mail delivered more than MAIL_KEEP_DAYS ago (0 keeps it)."""
+    days = current_app.config["MAIL_KEEP_DAYS"]
+    if days > 0 and outbox.purge_sent(db.session, before=now - timedelta(days=days)):
+        db.session.commit()
+    else:
+        db.session.rollback()
 
 
 def _describe(error: BaseException) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from affiliate.models import OutboxMessage
@@ -121,6 +121,13 @@ def send_again_now(session: Session, message_id: int, *, now: datetime) -> bool:
             .values(next_attempt_at=now)
         ).rowcount
     )
+
+
+def purge_sent(session: Session, *, before: datetime) -> int:
+    """Delete mail sent before ``before``: once delivered, the outbox need not keep people's mail (links included)."""
+    return session.execute(
+        delete(OutboxMessage).where(OutboxMessage.sent_at.is_not(None), OutboxMessage.sent_at < before)
+    ).rowcount
 
 
 def waiting(session: Session) -> int:

@@ -116,3 +116,21 @@ def test_the_admin_cannot_read_mail_once_it_is_delivered_by_smtp(app, client, au
     assert client.get(f"/admin/outbox/{message_id}").status_code == 404
     with app.app_context():
         assert db.session.scalars(select(OutboxMessage.id)).all() == [message_id]
+
+
+def test_delivered_mail_is_forgotten_after_the_keep_days_and_waiting_mail_never(app, smtp):
+    start = utcnow()
+    old = queue(app, subject="Old", at=start)
+    with app.app_context():
+        assert mail.send_due(clock=lambda: start) == (1, 0)
+        db.session.remove()
+    waiting = queue(app, subject="Waiting", at=start)
+    smtp.inbox.refuse = True
+    later = start + timedelta(days=app.config["MAIL_KEEP_DAYS"], seconds=1)
+    with app.app_context():
+        mail.send_due(clock=lambda: start)  # fails: due again later
+        assert mail.send_due(clock=lambda: later) == (0, 1)
+        assert mail.send_due(clock=lambda: later) == (0, 0), "idle: purges"
+        remaining = db.session.scalars(select(OutboxMessage.id)).all()
+        db.session.remove()
+    assert remaining == [waiting] and old not in remaining
