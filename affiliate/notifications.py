@@ -8,18 +8,30 @@ in the mail itself (RFC 8058 one-click, so a mail client's "unsubscribe" button 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadData, URLSafeSerializer
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from affiliate import mail
-from affiliate.models import NotificationOptOut, OutboxMessage, Role, User, UserStatus
+from affiliate.models import (
+    Commission,
+    Conversion,
+    NotificationOptOut,
+    OutboxMessage,
+    PayoutMethod,
+    Program,
+    Role,
+    User,
+    UserStatus,
+)
+from affiliate.money import format_amount
 from affiliate.services import outbox
 
 
@@ -67,7 +79,7 @@ def read_unsubscribe_token(token: str) -> tuple[int, str] | None:
     """The (user id, kind) an unsubscribe link names, or None if it was not made here."""
     try:
         value = _serializer().loads(token)
-    except BadSignature:
+    except BadData:
         return None
     if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], int)
             or value[1] not in KINDS or KINDS[value[1]].security):  # fmt: skip
@@ -135,3 +147,99 @@ def send_to_role(
         for person in people
         if person.id != exclude
     )
+
+
+# What each commission kind is, in an affiliate's words (a referee's reward goes to a member, who is not told).
+COMMISSION_KINDS = {
+    "earning": "commission",
+    "raise": "raise of an earlier sale, as this month reached a better tier",
+    "second_tier": "second tier, on a sale of a partner you recruited",
+    "referrer_reward": "reward for referring a new member",
+    "performance_bonus": "performance bonus of the month",
+}
+PAYOUT_METHODS = {PayoutMethod.PAYPAL: "PayPal", PayoutMethod.WISE: "Wise", PayoutMethod.BANK: "bank transfer"}
+
+
+def tell_affiliate(
+    session: Session, user_id: int, kind: str, *, subject: str, now: datetime, **context
+) -> OutboxMessage | None:
+    """Queue a notification to the affiliate ``user_id``; nobody else hears (a member's reward, a staff account)."""
+    user = session.get(User, user_id)
+    if user is None or user.role != Role.AFFILIATE:
+        return None
+    return send(session, user, kind, subject=subject, now=now, **context)
+
+
+def one_line(text: str, limit: int = 80) -> str:
+    """Typed text (a name, a program's name) fit for a subject: no mail header may hold a line break."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def payout_destination(method: str, destination: str) -> str:
+    """Where a payout goes, as its affiliate recognises it: their PayPal or Wise address, or the last
+    digits of their bank account (a mailbox is no place for a whole IBAN)."""
+    if method == PayoutMethod.BANK:
+        return f"the bank account ending {destination.strip()[-4:]}"
+    return destination
+
+
+def new_commissions(session: Session, conversion: Conversion, commissions: list[Commission], *, now: datetime) -> None:
+    """Tell each affiliate in one mail what evaluating one conversion credited them: its commission, the raises
+    of earlier sales a better tier brings, a bonus, or a recruiter's second tier. A tier crossed then means one
+    mail, not one per raise, and each person's opt-outs are read once."""
+    if not commissions:
+        return
+    program = session.get(Program, conversion.program_id)
+    earnings_url = mail.external_url("earnings.index")
+    for affiliate_id, theirs in _by_affiliate(commissions).items():
+        total = format_amount(sum(c.amount_cents for c in theirs), conversion.currency)
+        subject = f"New commission{'s' if len(theirs) > 1 else ''}: {total} in {one_line(program.name)}"
+        tell_affiliate(
+            session,
+            affiliate_id,
+            "commission_new",
+            subject=subject,
+            now=now,
+            commissions=theirs,
+            program=program,
+            conversion=conversion,
+            kind_names=COMMISSION_KINDS,
+            earnings_url=earnings_url,
+        )
+
+
+def commissions_approved(session: Session, commissions: list[Commission], *, now: datetime, by_hand: bool) -> None:
+    """Tell each affiliate in one mail that commissions of theirs were approved: by finance (listed), or by rule
+    once their hold passed (counted and totalled per currency, however many one run approved)."""
+    if not commissions:
+        return
+    earnings_url = mail.external_url("earnings.index")
+    for affiliate_id, theirs in _by_affiliate(commissions).items():
+        totals: dict[str, int] = defaultdict(int)
+        for commission in theirs:
+            totals[commission.currency] += commission.amount_cents
+        in_words = " and ".join(format_amount(cents, currency) for currency, cents in sorted(totals.items()))
+        what = f"{len(theirs)} commissions" if len(theirs) > 1 else "Commission"
+        programs = {c.program_id: session.get(Program, c.program_id) for c in theirs} if by_hand else {}
+        tell_affiliate(
+            session,
+            affiliate_id,
+            "commissions_approved",
+            subject=f"{what} approved: {in_words}",
+            now=now,
+            commissions=theirs,
+            count=len(theirs),
+            totals=sorted(totals.items()),
+            by_hand=by_hand,
+            programs=programs,
+            kind_names=COMMISSION_KINDS,
+            earnings_url=earnings_url,
+        )
+
+
+def _by_affiliate(commissions: list[Commission]) -> dict[int, list[Commission]]:
+    people: dict[int, list[Commission]] = defaultdict(list)
+    for commission in commissions:
+        people[commission.affiliate_id].append(commission)
+    return people

@@ -14,7 +14,7 @@ from affiliate.auth import signed_links
 from affiliate.auth.sessions import client_ip
 from affiliate.extensions import db
 from affiliate.mail import external_url
-from affiliate.models import PayoutMethod, User, utcnow
+from affiliate.models import User, utcnow
 
 
 def _when() -> str:
@@ -40,11 +40,11 @@ def password_changed(user: User, how: str) -> None:
 
 
 def payout_details_changed(user: User) -> None:
-    method = {PayoutMethod.PAYPAL: "PayPal", PayoutMethod.WISE: "Wise", PayoutMethod.BANK: "bank transfer"}
-    destination = user.payout_email or _masked_iban(user.payout_iban)
+    destination = notifications.payout_destination(user.payout_method, user.payout_email or user.payout_iban or "—")
     notifications.send(db.session, user, "payout_details_changed", subject="Your payout details were changed",
-                       now=utcnow(), when=_when(), ip=client_ip(), method=method.get(user.payout_method, "—"),
-                       destination=destination, payout_url=external_url("account.payout"))  # fmt: skip
+                       now=utcnow(), when=_when(), ip=client_ip(),
+                       method=notifications.PAYOUT_METHODS.get(user.payout_method, "—"), destination=destination,
+                       payout_url=external_url("account.payout"))  # fmt: skip
 
 
 def new_sign_in(user: User) -> None:
@@ -69,7 +69,3 @@ def device_name(user_agent: str | None) -> str:
     browser = f"{parsed.browser.family} {version}".strip()
     system = f"{parsed.os.family} {parsed.os.version_string}".strip()
     return f"{browser} on {system}"
-
-
-def _masked_iban(iban: str | None) -> str:
-    return f"the account ending {iban[-4:]}" if iban else "—"

@@ -12,7 +12,7 @@ import hashlib
 from datetime import timedelta
 
 from flask import current_app
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from affiliate.models import User
@@ -41,7 +41,7 @@ def _load(purpose: str, token: str, max_age: timedelta) -> dict | None:
         return None
     try:
         value = _serializer(purpose).loads(token, max_age=int(max_age.total_seconds()))
-    except BadSignature:  # includes SignatureExpired
+    except BadData:  # a forged, altered or expired link
         return None
     return value if isinstance(value, dict) and isinstance(value.get("u"), int) else None
 

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from affiliate import mail, notifications
 from affiliate.models import Role, User, UserSession, UserStatus
 from affiliate.services import audit, throttles
 
@@ -148,8 +149,8 @@ def apply_as_affiliate(
     recruiter: User | None = None,
 ) -> User:
     """Create a pending affiliate account from an application, its password hashed beforehand; ``recruiter``
-    is the affiliate whose link brought them (they earn the second tier)."""
-    return create_user(
+    is the affiliate whose link brought them (they earn the second tier). Every active admin is told."""
+    user = create_user(
         session,
         name=application.name,
         email=application.email,
@@ -161,6 +162,18 @@ def apply_as_affiliate(
         promotion=application.promotion,
         referred_by=recruiter,
     )
+    subject = f"New affiliate application: {notifications.one_line(user.name)}"
+    affiliate_url = mail.external_url("affiliates.show", user_id=user.id)
+    notifications.send_to_role(
+        session,
+        Role.ADMIN,
+        "application_received",
+        subject=subject,
+        now=now,
+        applicant=user,
+        affiliate_url=affiliate_url,
+    )
+    return user
 
 
 # action -> (statuses it may start from, status it leads to, whether a reason is required)
@@ -175,7 +188,8 @@ TRANSITIONS: dict[str, tuple[tuple[UserStatus, ...], UserStatus, bool]] = {
 def decide_affiliate(
     session: Session, user: User, action: str, *, reason: str | None, actor: User, now: datetime
 ) -> User:
-    """Approve, reject, suspend or reactivate an affiliate with a guarded status change."""
+    """Approve, reject, suspend or reactivate an affiliate with a guarded status change; a decided application
+    is mailed to the applicant (with the reason when declined)."""
     if action not in TRANSITIONS:
         raise InvalidTransition("Unknown action.")
     sources, target, needs_reason = TRANSITIONS[action]
@@ -204,6 +218,19 @@ def decide_affiliate(
         note=reason,
         now=now,
     )
+    if action in ("approve", "reject"):
+        decided = "approved" if action == "approve" else "declined"
+        notifications.send(
+            session,
+            user,
+            "application_decided",
+            subject=f"Your Clicktrail application was {decided}",
+            now=now,
+            decided=decided,
+            reason=reason,
+            home_url=mail.external_url("partner.home"),
+            account_url=mail.external_url("account.profile"),
+        )
     return user
 
 

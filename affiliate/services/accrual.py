@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, selectinload
 
+from affiliate import notifications
 from affiliate.models import (
     Commission,
     CommissionKind,
@@ -238,6 +239,7 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
         created.append(commission)
         if target.type == ConversionType.SALE:
             _catch_up(session, target, commission, now=now)
+    notifications.new_commissions(session, conversion, created, now=now)
     return created
 
 
@@ -266,14 +268,15 @@ def reverse_for_refund(session: Session, refund: Conversion, *, now: datetime) -
 
 
 def approve(session: Session, commission: Commission, *, now: datetime, actor_id: int | None = None) -> bool:
-    """Move a pending commission to approved, once, unless its conversion is flagged or rejected."""
+    """Move a pending commission to approved, once, unless its conversion is flagged or rejected; approved by
+    a person (``actor_id``), its affiliate is mailed (approvals by rule are mailed once per run, by ``approve_due``)."""
     status = session.scalar(
         select(Conversion.status).where(Conversion.id == commission.conversion_id).with_for_update()
     )
     if status not in EVALUABLE:
         return False
     moves = [(f"affiliate_pending:{commission.affiliate_id}", 1), (f"affiliate_payable:{commission.affiliate_id}", -1)]
-    return _transition(
+    approved = _transition(
         session,
         commission,
         CommissionStatus.PENDING,
@@ -283,6 +286,9 @@ def approve(session: Session, commission: Commission, *, now: datetime, actor_id
         now=now,
         actor_id=actor_id,
     )
+    if approved and actor_id is not None:
+        notifications.commissions_approved(session, [commission], now=now, by_hand=True)
+    return approved
 
 
 def reject(
@@ -340,7 +346,8 @@ def take_back(
 
 
 def approve_due(session: Session, *, now: datetime) -> int:
-    """Approve by rule every pending commission whose hold has passed and whose conversion is not held for review."""
+    """Approve by rule every pending commission whose hold has passed and whose conversion is not held for review;
+    each affiliate gets one mail for all of theirs."""
     due = session.scalars(
         select(Commission)
         .join(Conversion, Conversion.id == Commission.conversion_id)
@@ -351,7 +358,9 @@ def approve_due(session: Session, *, now: datetime) -> int:
         )
         .order_by(Commission.id)
     ).all()
-    return sum(approve(session, commission, now=now) for commission in due)
+    approved = [commission for commission in due if approve(session, commission, now=now)]
+    notifications.commissions_approved(session, approved, now=now, by_hand=False)
+    return len(approved)
 
 
 def reversed_cents(session: Session, commission_id: int) -> int:

@@ -15,6 +15,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from affiliate import mail, notifications
 from affiliate.models import (
     Enrollment,
     EnrollmentPolicy,
@@ -112,7 +113,8 @@ def decide(
     reason: str | None,
     now: datetime,
 ) -> Enrollment:
-    """Approve or reject an application, remove an enrolled affiliate, or re-enroll one (audited)."""
+    """Approve or reject an application, remove an enrolled affiliate, or re-enroll one (audited); an affiliate
+    admitted is mailed."""
     moves = {
         "approve": ((EnrollmentStatus.PENDING, EnrollmentStatus.REJECTED, EnrollmentStatus.REMOVED),
                     EnrollmentStatus.ACTIVE),
@@ -145,6 +147,8 @@ def decide(
     audit.record(session, actor_id=actor_id, action=f"enrollment.{decision}", subject_type="affiliate",
                  subject_id=affiliate_id, before={"program_id": program.id, "status": before},
                  after={"program_id": program.id, "status": target.value}, now=now, note=reason or None)  # fmt: skip
+    if target == EnrollmentStatus.ACTIVE:
+        _tell_enrolled(session, affiliate, program, None, now=now)
     return enrollment
 
 
@@ -154,7 +158,8 @@ def invitation(secret_key: str, program: Program, group_id: int | None) -> str:
 
 
 def redeem(session: Session, secret_key: str, token: str, affiliate: User, *, max_age_days: int, now: datetime):
-    """Enroll the signed-in affiliate through an invitation; returns (program, group name or None)."""
+    """Enroll the signed-in affiliate through an invitation (mailed, unless they were enrolled already);
+    returns (program, group name or None)."""
     try:
         data = URLSafeTimedSerializer(secret_key, salt=INVITE_SALT).loads(token, max_age=max_age_days * 86_400)
     except SignatureExpired:
@@ -187,4 +192,19 @@ def redeem(session: Session, secret_key: str, token: str, affiliate: User, *, ma
     audit.record(session, actor_id=affiliate.id, action="enrollment.invited", subject_type="program",
                  subject_id=program.id, before={"status": before},
                  after={"affiliate_id": affiliate.id, "group_id": group.id if group else None}, now=now)  # fmt: skip
+    if before != EnrollmentStatus.ACTIVE:
+        _tell_enrolled(session, affiliate, program, group.name if group else None, now=now)
     return program, group.name if group else None
+
+
+def _tell_enrolled(session: Session, affiliate: User, program: Program, group: str | None, *, now: datetime) -> None:
+    notifications.send(
+        session,
+        affiliate,
+        "enrolled",
+        subject=f"You are enrolled in {notifications.one_line(program.name)}",
+        now=now,
+        program=program,
+        group=group,
+        links_url=mail.external_url("links.create", program=program.id),
+    )

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from affiliate.models import OutboxMessage
+from affiliate.models import OutboxMessage, utcnow
 
 ERROR_MAX = 500
 
@@ -56,17 +56,19 @@ def queue(
     user_id: int | None = None,
     unsubscribe_url: str | None = None,
 ) -> OutboxMessage:
-    """Add a message to the outbox in the caller's transaction; it is due at once."""
+    """Add a message to the outbox in the caller's transaction; it is due at once (or at ``now``, if earlier)."""
     message = OutboxMessage(
         kind=kind,
         user_id=user_id,
         to_address=to,
-        subject=subject[:200],
+        # A line break in a header would make the message fail on every try.
+        subject=" ".join(subject.split())[:200],
         body_text=text,
         body_html=html,
         unsubscribe_url=unsubscribe_url,
         created_at=now,
-        next_attempt_at=now,
+        # A job run for a date ahead (`flask approve-due --days-ahead`) still mails now.
+        next_attempt_at=min(now, utcnow()),
         attempts=0,
     )
     session.add(message)

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from affiliate import mail, notifications
 from affiliate.models import (
     BatchStatus,
     Commission,
@@ -38,9 +39,11 @@ from affiliate.models import (
     PayoutExport,
     PayoutStatus,
     Program,
+    Role,
     User,
     UserStatus,
 )
+from affiliate.money import format_amount
 from affiliate.services import audit
 from affiliate.services.exports import FORMATS, PayoutLine, payout_file
 from affiliate.services.ledger import IN_CHUNK, Leg, post, post_new
@@ -154,6 +157,19 @@ def build_batch(
         .execution_options(synchronize_session=False)
     )  # fmt: skip
     _audit(session, actor.id, "payout_batch.build", "payout_batch", batch.id, None, BatchStatus.DRAFT, now)
+    notifications.send_to_role(
+        session,
+        Role.FINANCE,
+        "batch_awaiting_approval",
+        subject=f"Payout batch #{batch.id} waits for your approval",
+        now=now,
+        exclude=actor.id,
+        batch=batch,
+        maker=actor,
+        payouts=len(rows),
+        held=sum(row["status"] == PayoutStatus.HELD for row in rows),
+        batch_url=mail.external_url("payouts.show", batch_id=batch.id),
+    )
     return batch, held
 
 
@@ -362,6 +378,14 @@ def mark_paid(session: Session, payout: Payout, *, reference: str, actor: User, 
                                              Commission.status == CommissionStatus.APPROVED)
                     .values(status=CommissionStatus.PAID))  # fmt: skip
     _audit(session, actor.id, "payout.paid", "payout", payout.id, PayoutStatus.APPROVED, PayoutStatus.PAID, now)
+    _tell(
+        session,
+        payout,
+        "payout_sent",
+        f"Payout sent: {format_amount(payout.amount_cents, payout.currency)}",
+        reference=reference[:255],
+        now=now,
+    )
     session.expire(payout)
     return True
 
@@ -388,8 +412,33 @@ def mark_failed(session: Session, payout: Payout, *, reason: str, actor: User, n
     )
     _audit(session, actor.id, "payout.failed", "payout", payout.id, before, PayoutStatus.FAILED, now,
            note=reason)  # fmt: skip
+    _tell(
+        session,
+        payout,
+        "payout_failed",
+        f"Payout failed: {format_amount(payout.amount_cents, payout.currency)}",
+        reason=reason[:1000],
+        now=now,
+    )
     session.expire(payout)
     return True
+
+
+def _tell(session: Session, payout: Payout, kind: str, subject: str, *, now: datetime, **context) -> None:
+    """Mail a payout's affiliate: the amount, and where it went as their own payout details name it."""
+    notifications.tell_affiliate(
+        session,
+        payout.affiliate_id,
+        kind,
+        subject=subject,
+        now=now,
+        payout=payout,
+        method=notifications.PAYOUT_METHODS.get(payout.method, payout.method),
+        destination=notifications.payout_destination(payout.method, payout.destination),
+        earnings_url=mail.external_url("earnings.index"),
+        payout_url=mail.external_url("account.payout"),
+        **context,
+    )
 
 
 def _lock_batch(session: Session, batch: PayoutBatch) -> None:

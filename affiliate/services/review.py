@@ -12,7 +12,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from affiliate.models import Conversion, ConversionStatus, ConversionType
+from affiliate import mail, notifications
+from affiliate.models import Conversion, ConversionStatus, ConversionType, Program
 from affiliate.services import accrual, audit
 
 DECISIONS = {"approve": ConversionStatus.APPROVED, "reject": ConversionStatus.REJECTED}
@@ -58,7 +59,8 @@ def decide(
         session.execute(update(Conversion).where(Conversion.id == conversion_id).values(status=DECISIONS[decision]))
         changed.append(conversion_id)
         if decision == "reject":
-            accrual.take_back(session, conversion_id, now=now, actor_id=actor_id, note=note)
+            taken_back = accrual.take_back(session, conversion_id, now=now, actor_id=actor_id, note=note)
+            _tell_rejected(session, conversion_id, taken_back, now=now)
         audit.record(
             session,
             actor_id=actor_id,
@@ -71,3 +73,23 @@ def decide(
             note=note or None,
         )
     return changed
+
+
+def _tell_rejected(session: Session, conversion_id: int, taken_back: int, *, now: datetime) -> None:
+    """Tell the affiliate credited with a rejected conversion what their conversion page shows: that it was
+    rejected and earns nothing. Not the note, which reviewers write for the audit log, nor the fraud verdict."""
+    conversion = session.get(Conversion, conversion_id)
+    if conversion.affiliate_id is None:
+        return
+    program = session.get(Program, conversion.program_id)
+    notifications.tell_affiliate(
+        session,
+        conversion.affiliate_id,
+        "conversion_rejected",
+        subject=f"A {conversion.type} in {notifications.one_line(program.name)} was rejected",
+        now=now,
+        conversion=conversion,
+        program=program,
+        taken_back=taken_back,
+        conversion_url=mail.external_url("partner_conversions.mine_show", conversion_id=conversion.id),
+    )
