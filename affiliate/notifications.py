@@ -8,6 +8,7 @@ in the mail itself (RFC 8058 one-click, so a mail client's "unsubscribe" button 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -157,6 +158,37 @@ COMMISSION_KINDS = {
     "referrer_reward": "reward for referring a new member",
     "performance_bonus": "performance bonus of the month",
 }
+# Why a conversion was rejected, as its affiliate may read it: which kind of check it failed, never the evidence
+# (addresses, devices, thresholds) that would teach someone how to pass it.
+REJECTION_REASONS = {
+    "bot": "the traffic looked automated",
+    "click_flooding": "its link received far more clicks than a person makes",
+    "duplicate_click": "it repeated a click already counted",
+    "cookie_stuffing": "the click did not come from a visitor choosing the link",
+    "self_referral": "the customer appears to be the affiliate themself",
+    "too_fast": "it followed its click too quickly",
+    "click_spamming": "its clicks did not look like people choosing the link",
+    "existing_customer": "the customer was already a customer",
+    "disposable_email": "the customer used a throwaway email address",
+    "paid_traffic": "it came from paid advertising the program does not allow",
+    "blocked_country": "it came from a country the program does not accept",
+    "country_mismatch": "the click and the purchase came from different countries",
+    "conversion_rate_outlier": "the link converts far above what is plausible",
+    "shared_device": "one device placed many conversions",
+}
+
+
+def rejection_reasons(fraud_reasons: str | None) -> list[str]:
+    """The redacted reasons of a conversion's fraud verdict (the rules that fired, in words); empty when a
+    reviewer rejected it without a rule firing."""
+    try:
+        fired = json.loads(fraud_reasons or "[]")
+    except ValueError:
+        return []
+    rules = [entry.get("rule") for entry in fired if isinstance(entry, dict)] if isinstance(fired, list) else []
+    return list(dict.fromkeys(REJECTION_REASONS[rule] for rule in rules if rule in REJECTION_REASONS))
+
+
 PAYOUT_METHODS = {PayoutMethod.PAYPAL: "PayPal", PayoutMethod.WISE: "Wise", PayoutMethod.BANK: "bank transfer"}
 
 

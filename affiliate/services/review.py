@@ -76,8 +76,9 @@ def decide(
 
 
 def _tell_rejected(session: Session, conversion_id: int, taken_back: int, *, now: datetime) -> None:
-    """Tell the affiliate credited with a rejected conversion what their conversion page shows: that it was
-    rejected and earns nothing. Not the note, which reviewers write for the audit log, nor the fraud verdict."""
+    """Tell the affiliate credited with a rejected conversion that it was rejected and earns nothing, and why in
+    redacted words: the kinds of check it failed, never their evidence, nor the note reviewers write for the
+    audit log."""
     conversion = session.get(Conversion, conversion_id)
     if conversion.affiliate_id is None:
         return
@@ -92,4 +93,5 @@ def _tell_rejected(session: Session, conversion_id: int, taken_back: int, *, now
         program=program,
         taken_back=taken_back,
         conversion_url=mail.external_url("partner_conversions.mine_show", conversion_id=conversion.id),
+        reasons=notifications.rejection_reasons(conversion.fraud_reasons),
     )

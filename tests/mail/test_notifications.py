@@ -302,9 +302,7 @@ def test_a_commission_approved_by_finance_is_mailed_per_approval(app, smtp, deli
     unsubscribable(received[0])
 
 
-def test_a_rejected_conversion_is_mailed_to_its_affiliate_without_the_reviewers_note_or_fraud_signals(
-    app, smtp, deliver
-):
+def test_a_rejected_conversion_is_mailed_to_its_affiliate_with_a_redacted_reason(app, smtp, deliver):
     admin = make_admin(app)
     program = make_program(app, admin, name="Coffee Beans")
     set_plan(app, program.id, percent_bps=1_000)
@@ -331,9 +329,11 @@ def test_a_rejected_conversion_is_mailed_to_its_affiliate_without_the_reviewers_
     assert "beans-1" in text and "$250.00" in text and "were taken back" in text
     assert f"http://portal.test/partner/conversions/{earning}" in text
     assert "4242" not in text + html, "the note is kept for the audit log"
+    assert "a reviewer found it did not meet the program's terms" in text, "no rule fired: a reviewer's decision"
     theirs = text_of(rejected[bob.email]) + html_of(rejected[bob.email])
     assert "beans-2" in theirs and "taken back" not in theirs, "a flagged sale had earned nothing yet"
-    assert "7f3a" not in theirs and "referral" not in theirs, "partner pages never show the fraud verdict or the note"
+    assert "the customer appears to be the affiliate themself" in theirs, "which check it failed, in words"
+    assert "7f3a" not in theirs and "Self referral" not in theirs, "never the evidence or the reviewer's note"
     unsubscribable(rejected[bob.email])
 
 
