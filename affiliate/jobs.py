@@ -193,8 +193,6 @@ def start_mail_sender(app: Flask) -> None:
     interval = float(app.config.get("MAIL_SENDER_SECONDS") or 0)
     if interval <= 0 or not app.config.get("SMTP_HOST"):
         return
-    started = threading.Event()
-    lock = threading.Lock()
 
     def loop() -> None:
         while True:
@@ -206,14 +204,7 @@ def start_mail_sender(app: Flask) -> None:
             if not sent or failed:
                 threading.Event().wait(interval)
 
-    @app.before_request
-    def start_sender() -> None:
-        if started.is_set():
-            return
-        with lock:
-            if not started.is_set():
-                threading.Thread(target=loop, name="mail-sender", daemon=True).start()
-                started.set()
+    start_on_first_request(app, "mail-sender", loop)
 
 
 def init_app(app: Flask) -> None:
@@ -225,8 +216,6 @@ def init_app(app: Flask) -> None:
         return
     # The thread wakes often enough for the money jobs; retention checks its own stamp on each wake.
     interval = min(seconds for seconds in (money, keeping) if seconds > 0)
-    started = threading.Event()
-    lock = threading.Lock()
 
     def loop() -> None:
         while True:
@@ -242,11 +231,20 @@ def init_app(app: Flask) -> None:
                     log.exception("retention round failed; trying again in %s s", interval)
             threading.Event().wait(interval)
 
-    @app.before_request
-    def start_money_jobs() -> None:
+    start_on_first_request(app, "money-jobs", loop)
+
+
+def start_on_first_request(app: Flask, name: str, loop: Callable[[], None]) -> None:
+    """Run ``loop`` in a daemon thread of this process, started by its first request (after a server forks)."""
+    started = threading.Event()
+    lock = threading.Lock()
+
+    def start() -> None:
         if started.is_set():
             return
         with lock:
             if not started.is_set():
-                threading.Thread(target=loop, name="money-jobs", daemon=True).start()
+                threading.Thread(target=loop, name=name, daemon=True).start()
                 started.set()
+
+    app.before_request(start)

@@ -419,15 +419,7 @@ def change_password(session: Session, user: User, *, old_hash: str, new_hash: st
     The caller checks the current password and hashes the new one before its write transaction;
     raises InvalidCredentials if the password changed meanwhile.
     """
-    changed = session.execute(
-        update(User)
-        .where(User.id == user.id, User.password_hash == old_hash)
-        .values(password_hash=new_hash, password_changed_at=now)
-    ).rowcount
-    if changed != 1:
-        raise InvalidCredentials("Your current password is incorrect.")
-    session.refresh(user)
-    end_all_sessions(session, user, now=now)
+    _replace_password(session, user, old_hash, new_hash, now=now, refused="Your current password is incorrect.")
     audit.record(
         session,
         actor_id=user.id,
@@ -440,24 +432,35 @@ def change_password(session: Session, user: User, *, old_hash: str, new_hash: st
     )
 
 
-def reset_password(session: Session, user: User, *, old_hash: str, new_hash: str, now: datetime) -> None:
-    """Set the password from a reset link checked against ``old_hash`` and end every login of the account.
-
-    Raises InvalidCredentials if the password changed since the link was checked (the link is used up).
-    Following the mailed link proves the address, so an unconfirmed email counts as confirmed from now.
-    """
+def _replace_password(
+    session: Session, user: User, old_hash: str, new_hash: str, *, now: datetime, refused: str
+) -> None:
+    """Swap ``old_hash`` for ``new_hash`` in one guarded update and sign the account out everywhere; raises
+    InvalidCredentials with ``refused`` if the password is no longer ``old_hash``."""
     changed = session.execute(
         update(User)
         .where(User.id == user.id, User.password_hash == old_hash)
         .values(password_hash=new_hash, password_changed_at=now)
     ).rowcount
     if changed != 1:
-        raise InvalidCredentials("This reset link has been used already. Ask for a new one.")
-    session.execute(
-        update(User).where(User.id == user.id, User.email_verified_at.is_(None)).values(email_verified_at=now)
-    )
+        raise InvalidCredentials(refused)
     session.refresh(user)
     end_all_sessions(session, user, now=now)
+
+
+def reset_password(session: Session, user: User, *, old_hash: str, new_hash: str, now: datetime) -> None:
+    """Set the password from a reset link checked against ``old_hash`` and end every login of the account.
+
+    Raises InvalidCredentials if the password changed since the link was checked (the link is used up).
+    Following the mailed link proves the address, so an unconfirmed email counts as confirmed from now.
+    """
+    session.execute(
+        update(User)
+        .where(User.id == user.id, User.password_hash == old_hash, User.email_verified_at.is_(None))
+        .values(email_verified_at=now)
+    )
+    refused = "This reset link has been used already. Ask for a new one."
+    _replace_password(session, user, old_hash, new_hash, now=now, refused=refused)
     audit.record(session, actor_id=user.id, action="user.password_reset", subject_type="user", subject_id=user.id,
                  before=None, after=None, now=now)  # fmt: skip
 
