@@ -60,6 +60,9 @@ class Config:
     # demo program can send shoppers to the demo shop on http://127.0.0.1: it also allows plain http to
     # 127.0.0.1, [::1] and localhost, and nothing else. Never in production.
     ALLOW_HTTP_LOOPBACK_DESTINATIONS = env_bool("ALLOW_HTTP_LOOPBACK_DESTINATIONS", False)
+    # Webhooks and postbacks (affiliate/outbound.py) may go to 127.0.0.0/8 and ::1: for the test suite's
+    # receivers only, never private or metadata addresses, and production refuses to start with it.
+    OUTBOUND_ALLOW_LOOPBACK = env_bool("OUTBOUND_ALLOW_LOOPBACK", False)
     # The demo merchant (affiliate/demo_shop): its pages, and how long its checkout waits for the
     # conversion API (which itself waits up to 5 s for a click issued moments before).
     DEMO_SHOP = env_bool("DEMO_SHOP", True)
@@ -169,6 +172,12 @@ class Config:
     MAIL_RETRY_LONGEST_MINUTES = env_int("MAIL_RETRY_LONGEST_MINUTES", 60)
     # Delivered mail is deleted from the outbox after this many days (0 keeps it); mail not yet sent is never.
     MAIL_KEEP_DAYS = env_int("MAIL_KEEP_DAYS", 30)
+    # Webhooks and postbacks (docs/webhooks.md): how often each process's sender looks for due deliveries (0 leaves
+    # it to `flask send-webhooks`), and how long a claimed delivery is left to its sender.
+    DELIVERY_SENDER_SECONDS = env_int("DELIVERY_SENDER_SECONDS", 2)
+    DELIVERY_CLAIM_SECONDS = env_int("DELIVERY_CLAIM_SECONDS", 60)
+    # Affiliates' trackers are often plain http; webhooks to merchants are https only, whatever this says.
+    POSTBACK_ALLOW_HTTP = env_bool("POSTBACK_ALLOW_HTTP", False)
     # Links in mail: password reset and email verification stay valid this long.
     PASSWORD_RESET_MINUTES = env_int("PASSWORD_RESET_MINUTES", 60)
     EMAIL_VERIFICATION_DAYS = env_int("EMAIL_VERIFICATION_DAYS", 7)
@@ -247,9 +256,11 @@ class TestingConfig(Config):
     MONEY_JOBS_SECONDS = 0  # tests accrue and approve when they choose
     RETENTION_JOBS_SECONDS = 0  # tests purge when they choose
     MAIL_SENDER_SECONDS = 0  # tests send the outbox when they choose
+    DELIVERY_SENDER_SECONDS = 0  # and deliver webhooks when they choose
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_KIB = 8192
     ARGON2_PARALLELISM = 1
+    OUTBOUND_ALLOW_LOOPBACK = True  # webhook receivers in tests listen on 127.0.0.1
 
 
 class ProductionConfig(Config):
@@ -265,6 +276,8 @@ class ProductionConfig(Config):
     def resolve(cls, config: dict) -> None:
         if config.get("ALLOW_HTTP_LOOPBACK_DESTINATIONS"):
             raise SystemExit("clicktrail: ALLOW_HTTP_LOOPBACK_DESTINATIONS is for a local demo, never production")
+        if config.get("OUTBOUND_ALLOW_LOOPBACK"):
+            raise SystemExit("clicktrail: OUTBOUND_ALLOW_LOOPBACK is for tests, never production")
         if not config.get("SECRET_KEY"):
             raise SystemExit("clicktrail: production needs SECRET_KEY set in the environment")
         if not config.get("SQLALCHEMY_DATABASE_URI"):

@@ -99,6 +99,8 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.admin.plans import bp as plans_bp
     from affiliate.admin.programs import bp as programs_bp
     from affiliate.admin.routes import bp as admin_bp
+    from affiliate.admin.webhooks import bp as webhooks_bp
+    from affiliate.api import webhooks as webhooks_api  # noqa: F401 - adds the webhook routes to the management API
     from affiliate.api.management import bp as management_api_bp
     from affiliate.api.routes import bp as api_bp
     from affiliate.auth.routes import bp as auth_bp
@@ -111,6 +113,7 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.main.routes import bp as main_bp
     from affiliate.member.routes import bp as member_bp
     from affiliate.partner.earnings import bp as earnings_bp
+    from affiliate.partner.postbacks import bp as partner_postbacks_bp
     from affiliate.partner.routes import bp as partner_bp
     from affiliate.reports.routes import partner as partner_reports_bp
     from affiliate.reports.routes import staff as staff_reports_bp
@@ -120,7 +123,7 @@ def register_blueprints(app: Flask) -> None:
 
     blueprints = (
         *(main_bp, auth_bp, account_bp, two_factor_bp, notifications_bp, member_bp, partner_bp, links_bp),
-        *(partner_conversions_bp, earnings_bp),
+        *(partner_conversions_bp, earnings_bp, partner_postbacks_bp),
         *(
             admin_bp,
             affiliates_bp,
@@ -129,6 +132,7 @@ def register_blueprints(app: Flask) -> None:
             groups_bp,
             enrollments_bp,
             api_keys_bp,
+            webhooks_bp,
             outbox_bp,
             people_bp,
             fraud_rules_bp,

@@ -16,7 +16,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from affiliate import mail
+from affiliate import delivery, mail
 from affiliate.database import reading
 from affiliate.demo import record_demo_conversions, send_demo_clicks
 from affiliate.demo_shop import credentials as shop_credentials
@@ -41,6 +41,7 @@ from affiliate.models.programs import AttributionModel, ProgramStatus
 from affiliate.services import (
     accounts,
     accrual,
+    deliveries,
     erasure,
     groups,
     ledger,
@@ -364,24 +365,48 @@ def ingest_clicks() -> None:
     click.echo(f"Ingested {moved} clicks from {current_app.config['CLICK_LOG_DIR']}.")
 
 
-@click.command("send-mail")
-@click.option("--loop", "forever", is_flag=True, help="Keep sending as mail becomes due, until stopped.")
-@click.option("--every", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
-              help="Seconds between rounds with --loop.")  # fmt: skip
-@with_appcontext
-def send_mail(forever: bool, every: float) -> None:
-    """Send the mail waiting in the outbox through SMTP_HOST (the portal's own sender does this too)."""
-    if not mail.smtp_configured():
-        raise click.ClickException("SMTP_HOST is not set: mail stays in the outbox (the admin's Outbox page).")
+LOOP_OPTIONS = (
+    click.option("--loop", "forever", is_flag=True, help="Keep sending as messages become due, until stopped."),
+    click.option("--every", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
+                 help="Seconds between rounds with --loop."),
+)  # fmt: skip
+
+
+def _looped(command):
+    for option in reversed(LOOP_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _send_rounds(send_round, waiting, forever: bool, every: float) -> None:
+    """Run a sender's rounds once, or until stopped: a round that found work is followed at once."""
     while True:
-        sent, failed = mail.send_due()
+        sent, failed = send_round()
         if sent or failed:
-            click.echo(f"sent {sent}, failed {failed} (retried later), waiting {outbox.waiting(db.session)}")
+            click.echo(f"sent {sent}, failed {failed} (retried later), waiting {waiting(db.session)}")
         db.session.commit()
         if not forever:
             return
         if not sent or failed:
             time.sleep(every)
+
+
+@click.command("send-mail")
+@_looped
+@with_appcontext
+def send_mail(forever: bool, every: float) -> None:
+    """Send the mail waiting in the outbox through SMTP_HOST (the portal's own sender does this too)."""
+    if not mail.smtp_configured():
+        raise click.ClickException("SMTP_HOST is not set: mail stays in the outbox (the admin's Outbox page).")
+    _send_rounds(mail.send_due, outbox.waiting, forever, every)
+
+
+@click.command("send-webhooks")
+@_looped
+@with_appcontext
+def send_webhooks(forever: bool, every: float) -> None:
+    """Deliver the webhooks and postbacks that are due (the portal's own sender does this too)."""
+    _send_rounds(delivery.send_due, deliveries.waiting, forever, every)
 
 
 @click.command("ledger-check")
@@ -556,6 +581,7 @@ commands = (
     ingest_clicks,
     ledger_check,
     send_mail,
+    send_webhooks,
     accrue_commissions,
     approve_due,
     rollup,

@@ -174,42 +174,50 @@ def _write_stamp(path: Path, when: datetime) -> None:
     os.replace(spare, path)
 
 
-def send_mail(app: Flask) -> tuple[int, int]:
-    """One round of the mail sender in this process: (sent, failed)."""
-    from affiliate import mail
-
+def in_context(app: Flask, send_round: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+    """One round of a sender (mail, webhooks) in an app context of its own: (sent, failed)."""
     with app.app_context():
         try:
-            return mail.send_due()
+            return send_round()
         finally:
             db.session.remove()
 
 
-def start_mail_sender(app: Flask) -> None:
-    """Send the outbox from a thread of this process every MAIL_SENDER_SECONDS, once SMTP_HOST is set.
+def start_senders(app: Flask) -> None:
+    """Send the outbox (once SMTP_HOST is set) and the webhook deliveries from threads of this process.
 
-    Every process runs one; claims in the outbox keep two senders off the same message.
+    Every process runs them; claims keep two senders off the same message. A sender that found work looks
+    again at once; an idle or failing one waits its interval.
     """
-    interval = float(app.config.get("MAIL_SENDER_SECONDS") or 0)
-    if interval <= 0 or not app.config.get("SMTP_HOST"):
-        return
+    from affiliate import delivery, mail
 
+    senders = (
+        ("mail-sender", float(app.config.get("MAIL_SENDER_SECONDS") or 0) if app.config.get("SMTP_HOST") else 0,
+         mail.send_due),
+        ("webhook-sender", float(app.config.get("DELIVERY_SENDER_SECONDS") or 0), delivery.send_due),
+    )  # fmt: skip
+    for name, interval, send_round in senders:
+        if interval > 0:
+            start_on_first_request(app, name, _sender_loop(app, name, interval, send_round))
+
+
+def _sender_loop(app: Flask, name: str, interval: float, send_round: Callable[[], tuple[int, int]]):
     def loop() -> None:
         while True:
             try:
-                sent, failed = send_mail(app)
+                sent, failed = in_context(app, send_round)
             except Exception:
-                log.exception("mail sender failed; trying again in %s s", interval)
+                log.exception("%s failed; trying again in %s s", name, interval)
                 sent = failed = 0
             if not sent or failed:
                 threading.Event().wait(interval)
 
-    start_on_first_request(app, "mail-sender", loop)
+    return loop
 
 
 def init_app(app: Flask) -> None:
     """Start the jobs' thread on this process's first request, if MONEY_ or RETENTION_JOBS_SECONDS is above zero."""
-    start_mail_sender(app)
+    start_senders(app)
     money = float(app.config.get("MONEY_JOBS_SECONDS") or 0)
     keeping = float(app.config.get("RETENTION_JOBS_SECONDS") or 0)
     if money <= 0 and keeping <= 0:

@@ -60,6 +60,8 @@ KINDS: dict[str, Kind] = {
     "payout_details_changed": Kind("Payout details changed", EVERYONE, security=True),
     "new_sign_in": Kind("Sign-in from a new device", EVERYONE, security=True),
     "second_factor_changed": Kind("Two-factor sign-in changed", EVERYONE, security=True),
+    # Sent whatever the settings: a webhook or postback that stopped is something its owner must act on.
+    "endpoint_disabled": Kind("A webhook or postback turned off after failing", EVERYONE, security=True),
 }
 
 

@@ -59,6 +59,8 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "member.home": frozenset({"member"}),
     "partner_conversions.mine": frozenset({"affiliate"}),
     "earnings.index": frozenset({"affiliate"}),
+    "partner_postbacks.index": frozenset({"affiliate"}),
+    "partner_postbacks.delete": frozenset({"affiliate"}),
     "earnings.statement": frozenset({"affiliate"}),
     "partner_conversions.mine_show": frozenset({"affiliate"}),
     "conversions.index": frozenset({"admin", "finance"}),
@@ -111,6 +113,14 @@ ACCESS: dict[str, str | frozenset[str]] = {
             "list_adjustments",
             "show_adjustment",
             "add_adjustment",
+            "list_webhooks",
+            "add_webhook",
+            "show_webhook",
+            "change_webhook",
+            "rotate_webhook_secret",
+            "delete_webhook",
+            "webhook_deliveries",
+            "redeliver_webhook",
         )
     },
     "account.profile": SIGNED_IN,
@@ -125,6 +135,10 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "outbox.show": frozenset({"admin"}),
     "outbox.retry": frozenset({"admin"}),
     "people.index": frozenset({"admin"}),
+    **{
+        f"webhooks.{name}": frozenset({"admin"})
+        for name in ("index", "add_postback", "delete_postback", "show", "rotate", "set_enabled", "delete", "redeliver")
+    },
     "people.reset_second_factor": frozenset({"admin"}),
     "partner.home": frozenset({"affiliate"}),
     "partner.recruits": frozenset({"affiliate"}),
@@ -203,7 +217,7 @@ def world(app):
            "key_id": key_id, "conversion_id": conversion_id, "batch_id": batch_id, "payout_id": payout_id,
            "export_format": "paypal", "dimension": "day", "token": "not-an-invitation",
            "adjustment_id": adjustment_id, "group_id": 1, "affiliate_id": target.id, "session_id": 1,
-           "message_id": 1}  # fmt: skip
+           "message_id": 1, "endpoint_id": 1, "delivery_id": 1, "postback_id": 1, "state": "on"}  # fmt: skip
     return {"users": users, "ids": ids}
 
 

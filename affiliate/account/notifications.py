@@ -11,6 +11,7 @@ from affiliate import notifications
 from affiliate.extensions import csrf, db
 from affiliate.forms import Form
 from affiliate.models import User, utcnow
+from affiliate.validators import options
 
 bp = Blueprint("notifications", __name__)
 
@@ -30,7 +31,7 @@ def settings():
     user = current_user._get_current_object()
     kinds = notifications.optional_kinds(user.role)
     form = SettingsForm()
-    form.on.choices = [(name, kind.label) for name, kind in kinds]
+    form.on.choices = options((name, kind.label) for name, kind in kinds)
     if form.validate_on_submit():
         off = {name for name, _ in kinds} - set(form.on.data or ())
         notifications.set_opt_outs(db.session, user, off, now=utcnow())

@@ -47,6 +47,7 @@ from affiliate.models.programs import (
 from affiliate.models.rollups import ClickRollup, CommissionRollup, ConversionRollup, RollupState
 from affiliate.models.tracking import Click, Link, Referral
 from affiliate.models.types import UTCDateTime, utcnow
+from affiliate.models.webhooks import Delivery, Postback, WebhookEndpoint
 
 __all__ = [
     "STAFF_ROLES",
@@ -70,6 +71,7 @@ __all__ = [
     "ConversionRollup",
     "ConversionStatus",
     "ConversionType",
+    "Delivery",
     "Enrollment",
     "EnrollmentPolicy",
     "EnrollmentStatus",
@@ -86,6 +88,7 @@ __all__ = [
     "PayoutExport",
     "PayoutMethod",
     "PayoutStatus",
+    "Postback",
     "Program",
     "ProgramStatus",
     "RecoveryCode",
@@ -98,5 +101,6 @@ __all__ = [
     "User",
     "UserSession",
     "UserStatus",
+    "WebhookEndpoint",
     "utcnow",
 ]

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from affiliate import mail, notifications
 from affiliate.models import Role, User, UserSession, UserStatus
-from affiliate.services import audit, throttles
+from affiliate.services import audit, throttles, webhooks
+from affiliate.services import webhook_payloads as payloads
 
 # No 0/O, 1/I/L: codes are read aloud and typed from screenshots.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -149,7 +150,8 @@ def apply_as_affiliate(
     recruiter: User | None = None,
 ) -> User:
     """Create a pending affiliate account from an application, its password hashed beforehand; ``recruiter``
-    is the affiliate whose link brought them (they earn the second tier). Every active admin is told."""
+    is the affiliate whose link brought them (they earn the second tier). Every active admin is told, and every
+    program's webhook endpoints."""
     user = create_user(
         session,
         name=application.name,
@@ -173,10 +175,14 @@ def apply_as_affiliate(
         applicant=user,
         affiliate_url=affiliate_url,
     )
+    webhooks.emit_everywhere(session, "affiliate.applied", payloads.affiliate(user), now=now)
     return user
 
 
 # action -> (statuses it may start from, status it leads to, whether a reason is required)
+# Webhook events of the decisions: an affiliate reactivated is approved again; a declined application is
+# no event, as its applicant never was an affiliate of any program.
+EVENTS = {"approve": "affiliate.approved", "reactivate": "affiliate.approved", "suspend": "affiliate.suspended"}
 TRANSITIONS: dict[str, tuple[tuple[UserStatus, ...], UserStatus, bool]] = {
     "approve": ((UserStatus.PENDING, UserStatus.REJECTED), UserStatus.ACTIVE, False),
     "reject": ((UserStatus.PENDING,), UserStatus.REJECTED, True),
@@ -189,7 +195,8 @@ def decide_affiliate(
     session: Session, user: User, action: str, *, reason: str | None, actor: User, now: datetime
 ) -> User:
     """Approve, reject, suspend or reactivate an affiliate with a guarded status change; a decided application
-    is mailed to the applicant (with the reason when declined)."""
+    is mailed to the applicant (with the reason when declined), and every program's webhook endpoints hear of
+    approvals and suspensions."""
     if action not in TRANSITIONS:
         raise InvalidTransition("Unknown action.")
     sources, target, needs_reason = TRANSITIONS[action]
@@ -231,6 +238,9 @@ def decide_affiliate(
             home_url=mail.external_url("partner.home"),
             account_url=mail.external_url("account.profile"),
         )
+    if action in EVENTS:
+        data = payloads.affiliate(user, previous_status=str(before))
+        webhooks.emit_everywhere(session, EVENTS[action], data, now=now)
     return user
 
 

@@ -40,7 +40,8 @@ from affiliate.models import (
     UserStatus,
 )
 from affiliate.money import format_amount
-from affiliate.services import audit
+from affiliate.services import audit, postbacks, webhooks
+from affiliate.services import webhook_payloads as payloads
 from affiliate.services.commissions import (
     REVENUE,
     WHOLE_PERIOD,
@@ -156,7 +157,8 @@ def refunds_to_reverse(session: Session, limit: int = BATCH) -> list[Conversion]
 
 
 def evaluate_conversion(session: Session, conversion: Conversion, *, now: datetime) -> list[Commission]:
-    """Work out once what a conversion earns (docs/money.md) and accrue it; returns the commissions made."""
+    """Work out once what a conversion earns (docs/money.md) and accrue it, telling the program's webhook
+    endpoints of each commission; returns the commissions made."""
     if conversion.affiliate_id is None or conversion.type == ConversionType.REFUND:
         return []
     # The affiliate's row first: one evaluation at a time per affiliate, as a period's raises read the
@@ -237,6 +239,8 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
             memo=f"conversion {target.id}: {commission.rule}",
         )
         created.append(commission)
+        data = payloads.commission(commission, status=CommissionStatus.PENDING)
+        webhooks.emit(session, program.id, "commission.created", data, now=now)
         if target.type == ConversionType.SALE:
             _catch_up(session, target, commission, now=now)
     notifications.new_commissions(session, conversion, created, now=now)
@@ -247,7 +251,8 @@ def reverse_for_refund(session: Session, refund: Conversion, *, now: datetime) -
     """Reverse the refunded share of the sale's commissions with new ledger entries, once; the cents reversed.
 
     Each commission c of a sale S with F refunded in total has had floor(c x F / S) reversed: this
-    refund posts the floor after it less the floor before it (refunds in id order).
+    refund posts the floor after it less the floor before it (refunds in id order). The affiliate's postbacks
+    hear ``conversion.reversed`` with what this refund took back of their own commissions.
     """
     _lock(session, Conversion, refund.refund_of_id)
     claimed = session.execute(
@@ -264,12 +269,23 @@ def reverse_for_refund(session: Session, refund: Conversion, *, now: datetime) -
         .with_for_update()
         .execution_options(populate_existing=True)
     ).all()
-    return sum(_reverse_share(session, refund, sale, commission, before, now=now) for commission in commissions)
+    total = own = 0
+    for commission in commissions:
+        share = _reverse_share(session, refund, sale, commission, before, now=now)
+        total += share
+        if _own(commission, sale):
+            own += share
+    postbacks.emit(session, sale, "conversion.reversed", now=now, commission_cents=own)
+    return total
 
 
 def approve(session: Session, commission: Commission, *, now: datetime, actor_id: int | None = None) -> bool:
     """Move a pending commission to approved, once, unless its conversion is flagged or rejected; approved by
-    a person (``actor_id``), its affiliate is mailed (approvals by rule are mailed once per run, by ``approve_due``)."""
+    a person (``actor_id``), its affiliate is mailed (approvals by rule are mailed once per run, by ``approve_due``).
+
+    The program's webhook endpoints hear ``commission.approved``; the conversion's own commission (its first
+    tier's earning) also fires the affiliate's ``conversion.approved`` postbacks, with its amount.
+    """
     status = session.scalar(
         select(Conversion.status).where(Conversion.id == commission.conversion_id).with_for_update()
     )
@@ -286,18 +302,32 @@ def approve(session: Session, commission: Commission, *, now: datetime, actor_id
         now=now,
         actor_id=actor_id,
     )
-    if approved and actor_id is not None:
+    if not approved:
+        return False
+    data = payloads.commission(commission, status=CommissionStatus.APPROVED)
+    webhooks.emit(session, commission.program_id, "commission.approved", data, now=now)
+    if commission.kind == CommissionKind.EARNING and commission.tier_level == 1:
+        conversion = session.get(Conversion, commission.conversion_id)
+        postbacks.emit(session, conversion, "conversion.approved", now=now, commission_cents=commission.amount_cents)
+    if actor_id is not None:
         notifications.commissions_approved(session, [commission], now=now, by_hand=True)
-    return approved
+    return True
 
 
 def reject(
-    session: Session, commission: Commission, *, now: datetime, actor_id: int | None = None, note: str | None = None
+    session: Session,
+    commission: Commission,
+    *,
+    now: datetime,
+    actor_id: int | None = None,
+    note: str | None = None,
+    reason: str = "commission_rejected",
 ) -> bool:
-    """Reject a pending commission, once: what refunds left of its accrual is reversed."""
+    """Reject a pending commission, once: what refunds left of its accrual is reversed, and the program's webhook
+    endpoints hear ``commission.reversed`` with ``reason`` (see webhook_payloads.commission_reversed)."""
     _lock(session, Conversion, commission.conversion_id)
     moves = [(f"affiliate_pending:{commission.affiliate_id}", 1), ("commission_expense", -1)]
-    return _transition(
+    rejected = _transition(
         session,
         commission,
         CommissionStatus.PENDING,
@@ -308,6 +338,10 @@ def reject(
         actor_id=actor_id,
         note=note,
     )
+    if rejected:
+        left = commission.amount_cents - reversed_cents(session, commission.id)
+        _tell_taken_back(session, commission, CommissionStatus.REJECTED, reason, left, now=now)
+    return rejected
 
 
 def take_back(
@@ -317,9 +351,12 @@ def take_back(
 
     A pending one is rejected; an approved or paid one is reversed from the payable balance (below zero
     when it was paid, recovered from later payouts). What refunds already reversed is not reversed again.
+    Each is told to the program's webhook endpoints (``commission.reversed``), and the conversion's affiliate's
+    postbacks hear ``conversion.reversed`` with what was taken back of their own commissions.
     """
     _lock(session, Conversion, conversion_id)
-    changed = 0
+    conversion = session.get(Conversion, conversion_id, populate_existing=True)
+    changed = own = 0
     for commission in session.scalars(
         select(Commission)
         .where(Commission.conversion_id == conversion_id)
@@ -327,11 +364,14 @@ def take_back(
         .with_for_update()
         .execution_options(populate_existing=True)
     ).all():
+        if commission.status not in LIVE_COMMISSIONS:
+            continue
+        left = commission.amount_cents - reversed_cents(session, commission.id)
         if commission.status == CommissionStatus.PENDING:
-            changed += reject(session, commission, now=now, actor_id=actor_id, note=note)
-        elif commission.status in (CommissionStatus.APPROVED, CommissionStatus.PAID):
+            done = reject(session, commission, now=now, actor_id=actor_id, note=note, reason="conversion_rejected")
+        else:
             moves = [(f"affiliate_payable:{commission.affiliate_id}", 1), ("commission_expense", -1)]
-            changed += _transition(
+            done = _transition(
                 session,
                 commission,
                 commission.status,
@@ -342,6 +382,12 @@ def take_back(
                 actor_id=actor_id,
                 note=note,
             )
+            if done:
+                _tell_taken_back(session, commission, CommissionStatus.REVERSED, "conversion_rejected", left, now=now)
+        changed += done
+        if done and _own(commission, conversion):
+            own += left
+    postbacks.emit(session, conversion, "conversion.reversed", now=now, commission_cents=own)
     return changed
 
 
@@ -493,14 +539,33 @@ def _reverse_share(
             now=now,
             memo=f"refund {refund.refund_key or refund.order_id} of sale {sale.order_id}",
         )
-    if after >= sale.amount_cents:
+    status = CommissionStatus.REVERSED if after >= sale.amount_cents else commission.status
+    if status == CommissionStatus.REVERSED:
         session.execute(
             update(Commission)
             .where(Commission.id == commission.id, Commission.status.in_(LIVE_COMMISSIONS))
             .values(status=CommissionStatus.REVERSED)
         )
         session.expire(commission, ["status"])
+    if share > 0 or status == CommissionStatus.REVERSED:
+        data = payloads.commission_reversed(
+            commission, status=status, reversed_cents=share, reason="refund", refund=refund
+        )
+        webhooks.emit(session, commission.program_id, "commission.reversed", data, now=now)
     return share
+
+
+def _own(commission: Commission, conversion: Conversion) -> bool:
+    """Whether a commission is the conversion's affiliate's own (not a recruiter's share or a member's reward)."""
+    return commission.affiliate_id == conversion.affiliate_id and commission.tier_level == 1
+
+
+def _tell_taken_back(
+    session: Session, commission: Commission, status: str, reason: str, left: int, *, now: datetime
+) -> None:
+    """Tell the program's webhook endpoints a commission was taken back: ``left`` is what refunds had not already."""
+    data = payloads.commission_reversed(commission, status=status, reversed_cents=max(left, 0), reason=reason)
+    webhooks.emit(session, commission.program_id, "commission.reversed", data, now=now)
 
 
 def _catch_up(session: Session, sale: Conversion, commission: Commission, *, now: datetime) -> None:

@@ -28,6 +28,8 @@ SCOPES = {
     "enrollments:write": "Approve, reject and remove affiliates; create invitation links",
     "adjustments:read": "Read bonuses and clawbacks",
     "adjustments:write": "Add bonuses and clawbacks (large ones still wait for a finance user's approval)",
+    "webhooks:read": "Read webhook endpoints and their delivery logs",
+    "webhooks:write": "Add, change and delete webhook endpoints, rotate their secrets, send messages again",
 }
 # What the merchant's checkout needs, and all that keys issued before scopes existed could do.
 TRACKING_SCOPES = ("conversions:write", "refunds:write")

@@ -30,6 +30,8 @@ from affiliate.models import (
     User,
     UserStatus,
 )
+from affiliate.services import postbacks, webhooks
+from affiliate.services import webhook_payloads as payloads
 from affiliate.services.attribution import Binding, ConversionFacts, Terms, Touch, attribute
 from affiliate.services.commissions import add_months
 from affiliate.services.screening import screen
@@ -195,14 +197,43 @@ def await_click(
         sleep(0.1)
 
 
-def record_conversion(session: Session, program: Program, report: ConversionRequest, *, now: datetime) -> Recorded:
-    """Store a signup or sale once, attributed; a replay returns the stored one."""
+def record_conversion(
+    session: Session, program: Program, report: ConversionRequest, *, now: datetime, quiet: bool = False
+) -> Recorded:
+    """Store a signup or sale once, attributed, and announce it; a replay returns the stored one.
+
+    ``quiet``: the caller changes the new conversion further and announces it itself.
+    """
     prepared = prepare_conversion(session, program, report, now=now)
-    return prepared if isinstance(prepared, Recorded) else _insert(session, prepared, prepared.request_hash)
+    if isinstance(prepared, Recorded):
+        return prepared
+    recorded = _insert(session, prepared, prepared.request_hash)
+    if recorded.created and not quiet:
+        announce(session, recorded.conversion, now=now)
+    return recorded
+
+
+def announce(session: Session, conversion: Conversion, *, now: datetime) -> None:
+    """Tell the program's webhook endpoints of a conversion just stored, and its affiliate's postbacks.
+
+    A signup or sale is ``conversion.created``, followed by ``conversion.flagged`` or ``conversion.rejected``
+    when screening decided so (and postbacks hear ``conversion.recorded``, its status in {status}); a refund is
+    ``refund.created`` (postbacks hear of it when its reversal is worked out).
+    """
+    if conversion.type == ConversionType.REFUND:
+        webhooks.emit(session, conversion.program_id, "refund.created", payloads.refund(conversion), now=now)
+        return
+    data = payloads.conversion(conversion)
+    webhooks.emit(session, conversion.program_id, "conversion.created", data, now=now)
+    screened = {ConversionStatus.FLAGGED: "conversion.flagged", ConversionStatus.REJECTED: "conversion.rejected"}
+    if conversion.status in screened:
+        webhooks.emit(session, conversion.program_id, screened[conversion.status], data, now=now)
+    postbacks.emit(session, conversion, "conversion.recorded", now=now)
 
 
 def store_conversion(session: Session, conversion: Conversion) -> Recorded:
-    """Insert a prepared conversion, unless its key was stored meanwhile (then answer as a replay, or 409).
+    """Insert a prepared conversion and announce it, unless its key was stored meanwhile (then answer as a
+    replay, or 409).
 
     A new conversion comes back detached, every column set as the row was stored: the API only
     answers with it. (record_conversion's callers change theirs further, so it goes through the ORM.)
@@ -221,6 +252,7 @@ def store_conversion(session: Session, conversion: Conversion) -> Recorded:
         return _replay(stored, conversion.request_hash)
     conversion.id = inserted
     make_transient_to_detached(conversion)
+    announce(session, conversion, now=conversion.created_at)
     return Recorded(conversion, created=True)
 
 
@@ -280,7 +312,7 @@ def prepare_conversion(
 
 
 def record_refund(session: Session, program: Program, report: RefundRequest, *, now: datetime) -> Recorded:
-    """Store a refund of a stored sale once; refunds never add up to more than the sale.
+    """Store a refund of a stored sale once, and announce it; refunds never add up to more than the sale.
 
     A refund's key is (the refunded order, the merchant's refund id), "" when it names none: refund ids
     and order ids are separate namespaces. The sale's row is locked while what is left is read, so
@@ -340,7 +372,10 @@ def record_refund(session: Session, program: Program, report: RefundRequest, *, 
         ),
         status=ConversionStatus.APPROVED,
     )
-    return _insert(session, refund, digest)
+    recorded = _insert(session, refund, digest)
+    if recorded.created:
+        announce(session, refund, now=now)
+    return recorded
 
 
 def load_touches(session: Session, facts: ConversionFacts) -> list[Touch]:
@@ -492,6 +527,7 @@ __all__ = [
     "IdempotencyConflict",
     "Recorded",
     "RefundRequest",
+    "announce",
     "attribution_of",
     "await_click",
     "click_in_flight",

@@ -25,7 +25,8 @@ from affiliate.models import (
     ProgramStatus,
     User,
 )
-from affiliate.services import audit, groups
+from affiliate.services import audit, groups, webhooks
+from affiliate.services import webhook_payloads as payloads
 from affiliate.validators import UNSTORABLE_MESSAGE, unstorable
 
 INVITE_SALT = "clicktrail.program-invitation"
@@ -114,7 +115,7 @@ def decide(
     now: datetime,
 ) -> Enrollment:
     """Approve or reject an application, remove an enrolled affiliate, or re-enroll one (audited); an affiliate
-    admitted is mailed."""
+    admitted is mailed, and the program's webhook endpoints told."""
     moves = {
         "approve": ((EnrollmentStatus.PENDING, EnrollmentStatus.REJECTED, EnrollmentStatus.REMOVED),
                     EnrollmentStatus.ACTIVE),
@@ -148,7 +149,7 @@ def decide(
                  subject_id=affiliate_id, before={"program_id": program.id, "status": before},
                  after={"program_id": program.id, "status": target.value}, now=now, note=reason or None)  # fmt: skip
     if target == EnrollmentStatus.ACTIVE:
-        _tell_enrolled(session, affiliate, program, None, now=now)
+        _tell_enrolled(session, affiliate, program, enrollment, None, now=now)
     return enrollment
 
 
@@ -158,8 +159,8 @@ def invitation(secret_key: str, program: Program, group_id: int | None) -> str:
 
 
 def redeem(session: Session, secret_key: str, token: str, affiliate: User, *, max_age_days: int, now: datetime):
-    """Enroll the signed-in affiliate through an invitation (mailed, unless they were enrolled already);
-    returns (program, group name or None)."""
+    """Enroll the signed-in affiliate through an invitation (mailed and told to the program's webhook endpoints,
+    unless they were enrolled already); returns (program, group name or None)."""
     try:
         data = URLSafeTimedSerializer(secret_key, salt=INVITE_SALT).loads(token, max_age=max_age_days * 86_400)
     except SignatureExpired:
@@ -193,11 +194,15 @@ def redeem(session: Session, secret_key: str, token: str, affiliate: User, *, ma
                  subject_id=program.id, before={"status": before},
                  after={"affiliate_id": affiliate.id, "group_id": group.id if group else None}, now=now)  # fmt: skip
     if before != EnrollmentStatus.ACTIVE:
-        _tell_enrolled(session, affiliate, program, group.name if group else None, now=now)
+        _tell_enrolled(session, affiliate, program, enrollment, group.name if group else None, now=now)
     return program, group.name if group else None
 
 
-def _tell_enrolled(session: Session, affiliate: User, program: Program, group: str | None, *, now: datetime) -> None:
+def _tell_enrolled(
+    session: Session, affiliate: User, program: Program, enrollment: Enrollment, group: str | None, *, now: datetime
+) -> None:
+    """Mail an affiliate just enrolled, and tell the program's webhook endpoints."""
+    webhooks.emit(session, program.id, "enrollment.approved", payloads.enrollment(enrollment), now=now)
     notifications.send(
         session,
         affiliate,

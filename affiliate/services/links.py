@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from affiliate.models import ClickRollup, Link, Program, ProgramStatus, User
-from affiliate.services import enrollment
+from affiliate.services import enrollment, webhooks
+from affiliate.services import webhook_payloads as payloads
 from affiliate.urls import InvalidUrl, host_of, resolve_deep_link
 
 # Letters and digits without look-alikes; 57**8 ~ 2**46.7 codes.
@@ -54,7 +55,8 @@ def program_hosts(program: Program) -> frozenset[str]:
 def create_link(
     session: Session, affiliate: User, request: LinkRequest, *, now: datetime, allow_http_loopback: bool = False
 ) -> Link:
-    """Create a link for an active affiliate on an active program, with a fresh unique code.
+    """Create a link for an active affiliate on an active program, with a fresh unique code; the program's
+    webhook endpoints are told.
 
     ``allow_http_loopback`` is the ALLOW_HTTP_LOOPBACK_DESTINATIONS setting, for deep links on a local demo.
     """
@@ -95,9 +97,10 @@ def create_link(
             with session.begin_nested():
                 session.add(link)
                 session.flush()
-            return link
         except IntegrityError:
             continue
+        webhooks.emit(session, program.id, "link.created", payloads.link(link), now=now)
+        return link
     raise RuntimeError("could not draw a unique link code")
 
 

@@ -44,7 +44,8 @@ from affiliate.models import (
     UserStatus,
 )
 from affiliate.money import format_amount
-from affiliate.services import audit
+from affiliate.services import audit, webhooks
+from affiliate.services import webhook_payloads as payloads
 from affiliate.services.exports import FORMATS, PayoutLine, payout_file
 from affiliate.services.ledger import IN_CHUNK, Leg, post, post_new
 
@@ -205,7 +206,8 @@ def approve_batch(
     """The second person approves a draft batch; its creator cannot.
 
     Whoever approves must acknowledge, by affiliate, every change of payout details made after the
-    build (the files pay the details as they were then). Payouts of suspended affiliates are held.
+    build (the files pay the details as they were then). Payouts of suspended affiliates are held. The webhook
+    endpoints of every program paying in the batch's currency hear ``payout_batch.approved``.
     """
     if approver.id == batch.created_by_id:
         raise PayoutError("The person who built a batch cannot approve it; a second finance user must.")
@@ -229,6 +231,14 @@ def approve_batch(
         note = "acknowledged payout details changed since the build: " + ", ".join(c.name for c in changed)
     _audit(session, approver.id, "payout_batch.approve", "payout_batch", batch.id, BatchStatus.DRAFT,
            BatchStatus.APPROVED, now, note=note)  # fmt: skip
+    statuses = dict(
+        session.execute(
+            select(Payout.status, func.count()).where(Payout.batch_id == batch.id).group_by(Payout.status)
+        ).all()
+    )
+    approved, held = statuses.get(PayoutStatus.APPROVED, 0), statuses.get(PayoutStatus.HELD, 0)
+    data = payloads.payout_batch(batch, payouts=approved, held=held, approved_at=now)
+    webhooks.emit_everywhere(session, "payout_batch.approved", data, now=now, currency=batch.currency)
     session.expire(batch)
 
 
@@ -351,7 +361,8 @@ def export_batch(
 
 
 def mark_paid(session: Session, payout: Payout, *, reference: str, actor: User, now: datetime) -> bool:
-    """Settle an approved payout once; False when it was not (any longer) approved.
+    """Settle an approved payout once (told to the webhook endpoints of the programs paying in its currency);
+    False when it was not (any longer) approved.
 
     A payout whose affiliate is suspended is held instead (and False returned): the caller commits the hold.
     """
@@ -378,6 +389,8 @@ def mark_paid(session: Session, payout: Payout, *, reference: str, actor: User, 
                                              Commission.status == CommissionStatus.APPROVED)
                     .values(status=CommissionStatus.PAID))  # fmt: skip
     _audit(session, actor.id, "payout.paid", "payout", payout.id, PayoutStatus.APPROVED, PayoutStatus.PAID, now)
+    data = payloads.payout(payout, status=PayoutStatus.PAID, reference=reference[:255], paid_at=now)
+    webhooks.emit_everywhere(session, "payout.paid", data, now=now, currency=payout.currency)
     _tell(
         session,
         payout,
@@ -391,7 +404,8 @@ def mark_paid(session: Session, payout: Payout, *, reference: str, actor: User, 
 
 
 def mark_failed(session: Session, payout: Payout, *, reason: str, actor: User, now: datetime) -> bool:
-    """An approved or held payout that was not made: its amount returns to the affiliate's balance."""
+    """An approved or held payout that was not made: its amount returns to the affiliate's balance (told to the
+    webhook endpoints of the programs paying in its currency)."""
     before = session.scalar(select(Payout.status).where(Payout.id == payout.id).with_for_update())
     if before not in (PayoutStatus.APPROVED, PayoutStatus.HELD):
         return False
@@ -412,6 +426,8 @@ def mark_failed(session: Session, payout: Payout, *, reason: str, actor: User, n
     )
     _audit(session, actor.id, "payout.failed", "payout", payout.id, before, PayoutStatus.FAILED, now,
            note=reason)  # fmt: skip
+    data = payloads.payout(payout, status=PayoutStatus.FAILED)
+    webhooks.emit_everywhere(session, "payout.failed", data, now=now, currency=payout.currency)
     _tell(
         session,
         payout,

@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session
 
 from affiliate import mail, notifications
 from affiliate.models import Conversion, ConversionStatus, ConversionType, Program
-from affiliate.services import accrual, audit
+from affiliate.services import accrual, audit, webhooks
+from affiliate.services import webhook_payloads as payloads
 
 DECISIONS = {"approve": ConversionStatus.APPROVED, "reject": ConversionStatus.REJECTED}
+EVENTS = {"approve": "conversion.approved", "reject": "conversion.rejected"}  # the webhook event of each
 # The review queue decides what screening flagged, once. Fraud found after the fact is a separate,
 # deliberate act (``reopen``) that can reject a conversion that is already earning.
 WAITING = (ConversionStatus.FLAGGED,)
@@ -38,7 +40,8 @@ def decide(
     reopen: bool = False,
 ) -> list[int]:
     """Approve or reject conversions; only those still flagged change, or with ``reopen`` (rejecting
-    only) those already earning. Returns the ids that changed."""
+    only) those already earning. Each change is told to the program's webhook endpoints (conversion.approved
+    or .rejected). Returns the ids that changed."""
     if decision not in DECISIONS:
         raise ReviewError("Choose approve or reject.")
     if reopen and decision != "reject":
@@ -58,6 +61,8 @@ def decide(
             continue
         session.execute(update(Conversion).where(Conversion.id == conversion_id).values(status=DECISIONS[decision]))
         changed.append(conversion_id)
+        conversion = session.get(Conversion, conversion_id, populate_existing=True)
+        webhooks.emit(session, conversion.program_id, EVENTS[decision], payloads.conversion(conversion), now=now)
         if decision == "reject":
             taken_back = accrual.take_back(session, conversion_id, now=now, actor_id=actor_id, note=note)
             _tell_rejected(session, conversion_id, taken_back, now=now)

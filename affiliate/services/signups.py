@@ -22,7 +22,7 @@ from affiliate.models import (
     UserStatus,
 )
 from affiliate.services import accounts
-from affiliate.services.conversions import ConversionRequest, record_conversion
+from affiliate.services.conversions import ConversionRequest, announce, record_conversion
 
 REFERRAL_CODE = re.compile(r"[A-Za-z0-9]{4,16}")
 
@@ -113,9 +113,12 @@ def sign_up(
             fingerprint=signup.fingerprint,
             customer_user_id=member.id,
         )
-        conversion = record_conversion(session, program, report, now=now).conversion
+        recorded = record_conversion(session, program, report, now=now, quiet=True)
+        conversion = recorded.conversion
         if conversion.affiliate_id is None and referrer is not None:
             _credit_referral_code(conversion, referrer)
+        if recorded.created:
+            announce(session, conversion, now=now)  # once credited, so postbacks reach the referrer's tracker
     if referrer is None and conversion is not None and conversion.affiliate_id is not None:
         referrer = session.get(User, conversion.affiliate_id)
         member.referred_by_id = referrer.id

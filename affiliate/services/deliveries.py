@@ -1,0 +1,178 @@
+"""Deliveries of webhooks and postbacks: claiming what is due, recording each try, giving up, sending again.
+
+As with mail, a sender claims a delivery by moving its next try past the time a send may take, sends with
+no transaction open, then records the outcome. A 2xx answer delivers it; anything else (another status, a
+timeout, a refused connection) schedules the next try with exponential backoff and jitter, for about three
+days; after the last try the delivery is dead and its endpoint is turned off, so a receiver that is gone for
+good stops costing anything. When a receiver answers again, its other waiting deliveries are due at once, so
+one that was down for ten minutes gets everything once it is back.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from affiliate.models import Delivery, Postback, WebhookEndpoint
+
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+# Seconds before each retry: quick ones for a blip, then hours; their sum is about three days.
+BACKOFF = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200, 57600, 57600, 57600)
+JITTER = 0.2  # each wait is stretched or shrunk by up to a fifth, so retries of many messages spread out
+PARKED = timedelta(hours=1)  # how long a delivery to a turned-off endpoint waits before it is looked at again
+RESPONSE_MAX = 1024
+ERROR_MAX = 500
+
+
+@dataclass(frozen=True)
+class Due:
+    """A delivery as the sender needs it, read while it was claimed."""
+
+    id: int
+    message_id: str
+    webhook_id: int | None
+    postback_id: int | None
+    event: str
+    method: str
+    url: str
+    body: str | None
+    created_at: datetime
+    attempt: int
+
+
+def retry_delay(attempt: int, rand: random.Random | None = None) -> timedelta | None:
+    """The wait after the ``attempt``-th failed try, with jitter; None once every retry is spent."""
+    if attempt > len(BACKOFF):
+        return None
+    spread = 1 + JITTER * (2 * (rand or random).random() - 1)
+    return timedelta(seconds=BACKOFF[attempt - 1] * spread)
+
+
+def claim_due(session: Session, *, now: datetime, hold: timedelta, limit: int = 100) -> list[Due]:
+    """Take up to ``limit`` due deliveries for ``hold``; on PostgreSQL other senders skip the locked rows."""
+    rows = session.scalars(
+        select(Delivery)
+        .where(Delivery.status == PENDING, Delivery.next_attempt_at <= now)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    claimed = []
+    for row in rows:
+        row.attempts += 1
+        row.next_attempt_at = now + hold
+        claimed.append(Due(row.id, row.message_id, row.webhook_id, row.postback_id, row.event, row.method, row.url,
+                           row.body, row.created_at, row.attempts))  # fmt: skip
+    return claimed
+
+
+def record_delivered(session: Session, due: Due, *, status: int, response: str, latency_ms: int, now: datetime) -> None:
+    """A 2xx: delivered. The endpoint's other waiting deliveries become due now: it is answering again."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == due.id, Delivery.status == PENDING)
+        .values(
+            status=DELIVERED,
+            delivered_at=now,
+            last_attempt_at=now,
+            last_status_code=status,
+            last_response=response[:RESPONSE_MAX],
+            last_latency_ms=latency_ms,
+            last_error=None,
+        )
+    )
+    owner = Delivery.webhook_id == due.webhook_id if due.webhook_id else Delivery.postback_id == due.postback_id
+    session.execute(
+        update(Delivery)
+        .where(
+            owner,
+            Delivery.status == PENDING,
+            Delivery.attempts > 0,
+            Delivery.next_attempt_at > now,
+            Delivery.id != due.id,
+        )
+        .values(next_attempt_at=now)
+    )
+
+
+def record_failed(
+    session: Session,
+    due: Due,
+    *,
+    error: str,
+    now: datetime,
+    status: int | None = None,
+    response: str | None = None,
+    latency_ms: int | None = None,
+    rand: random.Random | None = None,
+) -> bool:
+    """Record a failed try: due again after the backoff, or dead when the retries are spent (returns True then,
+    and turns the endpoint off)."""
+    delay = retry_delay(due.attempt, rand)
+    values = {
+        "last_attempt_at": now,
+        "last_status_code": status,
+        "last_response": (response or "")[:RESPONSE_MAX] or None,
+        "last_latency_ms": latency_ms,
+        "last_error": error[:ERROR_MAX],
+    }
+    if delay is not None:
+        values["next_attempt_at"] = now + delay
+    else:
+        values["status"] = DEAD
+    session.execute(update(Delivery).where(Delivery.id == due.id, Delivery.status == PENDING).values(**values))
+    if delay is None:
+        reason = f"turned off after {due.attempt} failed tries of message {due.message_id}: {error}"[:500]
+        model = WebhookEndpoint if due.webhook_id else Postback
+        session.execute(
+            update(model)
+            .where(model.id == (due.webhook_id or due.postback_id), model.enabled.is_(True))
+            .values(enabled=False, disabled_at=now, disabled_reason=reason)
+        )
+    return delay is None
+
+
+def park(session: Session, due: Due, *, now: datetime) -> None:
+    """Put back a delivery whose endpoint is turned off, its try not counted; turning the endpoint on wakes it."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == due.id, Delivery.status == PENDING)
+        .values(attempts=Delivery.attempts - 1, next_attempt_at=now + PARKED, last_error="the endpoint is turned off")
+    )
+
+
+def wake(session: Session, *, now: datetime, webhook_id: int | None = None, postback_id: int | None = None) -> int:
+    """Make the waiting deliveries of an endpoint due now (it was turned on again)."""
+    owner = Delivery.webhook_id == webhook_id if webhook_id is not None else Delivery.postback_id == postback_id
+    return session.execute(
+        update(Delivery).where(owner, Delivery.status == PENDING).values(next_attempt_at=now)
+    ).rowcount
+
+
+def redeliver(session: Session, delivery: Delivery, *, now: datetime) -> None:
+    """Send a delivery again now (a dead one included), with the same message id; its tries start afresh."""
+    delivery.status = PENDING
+    delivery.next_attempt_at = now
+    delivery.attempts = 0
+    delivery.delivered_at = None
+
+
+def log_of(session: Session, *, webhook_id: int | None = None, postback_id: int | None = None,
+           limit: int = 100) -> list[Delivery]:  # fmt: skip
+    owner = Delivery.webhook_id == webhook_id if webhook_id is not None else Delivery.postback_id == postback_id
+    return list(session.scalars(select(Delivery).where(owner).order_by(Delivery.id.desc()).limit(limit)))
+
+
+def counts(session: Session, **owner: int) -> dict[str, int]:
+    column = Delivery.webhook_id if "webhook_id" in owner else Delivery.postback_id
+    value = next(iter(owner.values()))
+    return dict(session.execute(select(Delivery.status, func.count()).where(column == value)
+                                .group_by(Delivery.status)).all())  # fmt: skip
+
+
+def waiting(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Delivery).where(or_(Delivery.status == PENDING)))
