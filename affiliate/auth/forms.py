@@ -27,7 +27,7 @@ class ReauthForm(SecondFactorFields, Form):
 
 
 class SecondFactorForm(SecondFactorFields, Form):
-    pass
+    """The second step of signing in: the second-factor fields alone."""
 
 
 class ForgotPasswordForm(Form):

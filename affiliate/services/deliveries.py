@@ -65,13 +65,18 @@ def claim_due(session: Session, *, now: datetime, hold: timedelta, limit: int = 
     for row in rows:
         row.attempts += 1
         row.next_attempt_at = now + hold
+        row.last_error = None  # in flight: a success elsewhere must not wake it (record_delivered)
         claimed.append(Due(row.id, row.message_id, row.webhook_id, row.postback_id, row.event, row.method, row.url,
                            row.body, row.created_at, row.attempts))  # fmt: skip
     return claimed
 
 
 def record_delivered(session: Session, due: Due, *, status: int, response: str, latency_ms: int, now: datetime) -> None:
-    """A 2xx: delivered. The endpoint's other waiting deliveries become due now: it is answering again."""
+    """A 2xx: delivered. The endpoint's other deliveries waiting out a retry become due now: it answers again.
+
+    Only those whose last try failed (``last_error`` set): a claim clears it, so a delivery another sender is
+    sending right now is left alone; woken, it would be claimed and sent a second time.
+    """
     session.execute(
         update(Delivery)
         .where(Delivery.id == due.id, Delivery.status == PENDING)
@@ -91,7 +96,7 @@ def record_delivered(session: Session, due: Due, *, status: int, response: str, 
         .where(
             owner,
             Delivery.status == PENDING,
-            Delivery.attempts > 0,
+            Delivery.last_error.is_not(None),
             Delivery.next_attempt_at > now,
             Delivery.id != due.id,
         )

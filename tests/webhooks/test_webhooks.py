@@ -12,10 +12,11 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from affiliate import outbound
 from affiliate.extensions import db
-from affiliate.models import Click, Conversion, ConversionType, Program, User, WebhookEndpoint, utcnow
+from affiliate.models import Click, Conversion, ConversionType, Delivery, Program, User, WebhookEndpoint, utcnow
 from affiliate.services import accounts, accrual, deliveries, enrollment, review, signups, webhooks
 from affiliate.services.conversions import ConversionRequest, RefundRequest, record_conversion, record_refund
 from affiliate.services.payouts import approve_batch, build_batch, mark_failed, mark_paid
@@ -462,8 +463,8 @@ def test_after_the_last_retry_the_delivery_is_dead_the_endpoint_off_and_its_crea
         off = db.session.get(WebhookEndpoint, endpoint.id)
         assert not off.enabled and off.disabled_at == clock.now
         assert row.message_id in off.disabled_reason and "answered 500" in off.disabled_reason
-    while deliver()[0]:
-        pass
+    while deliver()[0]:  # the outbox holds the mail the dead endpoint caused; send all of it
+        continue
     (mail,) = [message for message in smtp.inbox.messages if message["To"] == admin.email]
     assert mail["Subject"] == "Your webhook endpoint was turned off"
     assert endpoint.url in text_of(mail)
@@ -587,3 +588,27 @@ def test_conversions_from_the_api_and_from_the_services_are_announced_once(app, 
     clock.now = utcnow()
     assert send_all(app, clock) == (2, 0)
     assert sorted(json.loads(r.body)["data"]["order_id"] for r in hooks.received) == ["API-1", "SVC-1"]
+
+
+def test_a_success_wakes_deliveries_waiting_out_a_retry_but_not_those_another_sender_holds(app):
+    """Waking a claimed delivery would have a second sender claim and send it again while the first still is."""
+    admin = make_admin(app)
+    program = make_program(app, admin)
+    start = utcnow()
+    hold = timedelta(seconds=60)
+    with app.app_context():
+        webhooks.create_endpoint(db.session, db.session.get(Program, program.id),
+                                            webhooks.EndpointSettings("https://hooks.example.com/", ("*",)),
+                                            actor=db.session.get(User, admin.id), now=start,
+                                            check_url=outbound.check_url)  # fmt: skip
+        for n in range(3):
+            webhooks.emit(db.session, program.id, "link.created", {"n": n}, now=start)
+        first, held, retried = deliveries.claim_due(db.session, now=start, hold=hold)
+        deliveries.record_failed(db.session, retried, error="answered 503", now=start)
+        db.session.execute(update(Delivery).where(Delivery.id == retried.id)
+                           .values(next_attempt_at=start + timedelta(hours=1)))  # fmt: skip
+        deliveries.record_delivered(db.session, first, status=200, response="", latency_ms=5, now=start)
+        db.session.commit()
+        due = dict(db.session.execute(select(Delivery.id, Delivery.next_attempt_at)).all())
+    assert due[retried.id] == start, "the endpoint answers again: the retry goes now"
+    assert due[held.id] == start + hold, "still held by the sender that claimed it"
