@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from affiliate.models import Delivery, Postback, WebhookEndpoint
@@ -180,4 +180,4 @@ def counts(session: Session, **owner: int) -> dict[str, int]:
 
 
 def waiting(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Delivery).where(or_(Delivery.status == PENDING)))
+    return session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == PENDING))

@@ -7,17 +7,9 @@ the server hangs in the middle of a batch (``Inbox.hold``) so the kill lands whi
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import os
-import re
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -31,50 +23,17 @@ from affiliate.extensions import db
 from affiliate.models import OutboxMessage, utcnow
 from affiliate.services import outbox
 from tests.mail.smtp import Inbox, SmtpServer
+from tests.senders import Sender, eventually
 
-ROOT = Path(__file__).resolve().parents[2]
 MAIL_FROM = "Clicktrail <no-reply@clicktrail.example>"
 BATCH = inspect.signature(mail.send_due).parameters["limit"].default  # what one round of `send-mail` claims
-WAIT_SECONDS = 45  # bound on every wait; a passing run takes a few seconds
 
 
-class Sender:
-    """`flask --app wsgi send-mail --loop --every 0.2` in its own process group, on the test's database and SMTP."""
-
-    def __init__(self, name: str, database_uri: str, smtp: SmtpServer, instance: Path, *, claim_seconds: int) -> None:
-        instance.mkdir()
-        self.name = name
-        self.log = instance / "sender.log"
-        inherited = {key: value for key, value in os.environ.items() if not key.startswith(("SMTP_", "MAIL_"))}
-        environment = {
-            **inherited,
-            "CLICKTRAIL_ENV": "development",
-            "CLICKTRAIL_INSTANCE": str(instance),
-            "DATABASE_URL": database_uri,
-            "SECRET_KEY": "sender-crash-test",
-            **{key: str(value) for key, value in smtp.settings.items()},
-            "MAIL_FROM": MAIL_FROM,
-            "MAIL_CLAIM_SECONDS": str(claim_seconds),
-            "PYTHONUNBUFFERED": "1",  # its log survives SIGKILL
-        }
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "flask", "--app", "wsgi", "send-mail", "--loop", "--every", "0.2"],
-                cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-
-    def output(self) -> str:
-        return f"--- {self.name} sender ---\n{self.log.read_text(errors='replace')[-3000:]}"
-
-    def sent(self) -> int:
-        """Messages its `send-mail` reported sent."""
-        return sum(int(count) for count in re.findall(r"^sent (\d+),", self.log.read_text(), re.MULTILINE))
-
-    def kill(self) -> None:
-        """SIGKILL the process group: no handler runs, no transaction is ended, no SMTP QUIT is said."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+def mail_sender(name: str, database_uri: str, smtp: SmtpServer, instance: Path, *, claim_seconds: int) -> Sender:
+    """`flask send-mail --loop` on the test's database and SMTP server, and no SMTP or mail setting of our own."""
+    settings = {key: str(value) for key, value in smtp.settings.items()}
+    settings |= {"MAIL_FROM": MAIL_FROM, "MAIL_CLAIM_SECONDS": str(claim_seconds)}
+    return Sender("send-mail", name, database_uri, instance, settings, dropped=("SMTP_", "MAIL_"))
 
 
 @dataclass(frozen=True)
@@ -116,17 +75,6 @@ def received(inbox: Inbox) -> list[EmailMessage]:
         return list(inbox.messages)
 
 
-def eventually(check: Callable[[], bool], what: str, *senders: Sender, timeout: float = WAIT_SECONDS) -> None:
-    """Wait until ``check()`` holds; fail at once if a sender process died, or after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        dead = [sender for sender in senders if sender.process.poll() is not None]
-        logs = "\n".join(sender.output() for sender in senders)
-        assert not dead, f"{what}: the {dead[0].name} sender exited ({dead[0].process.returncode})\n{logs}"
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s\n{logs}"
-        time.sleep(0.05)
-
-
 def message_id(outbox_id: int) -> str:
     return f"<clicktrail-outbox-{outbox_id}@clicktrail.example>"
 
@@ -146,7 +94,7 @@ def test_a_sender_killed_mid_send_loses_nothing_and_sends_each_message_at_least_
     inbox.hold, inbox.hold_after, inbox.drop_held = threading.Event(), THROUGH, not server_took_it
     senders: list[Sender] = []
     try:
-        first = Sender("first", database_uri, smtp, tmp_path / "first", claim_seconds=2)
+        first = mail_sender("first", database_uri, smtp, tmp_path / "first", claim_seconds=2)
         senders.append(first)
         eventually(inbox.holding.is_set, "the first sender reaches the hanging server", first)
         first.kill()  # blocked in the DATA of `held`, the rest of its batch claimed and unsent
@@ -161,7 +109,7 @@ def test_a_sender_killed_mid_send_loses_nothing_and_sends_each_message_at_least_
         assert all(row.attempts == 1 for row in at_kill.values()), "the first sender claimed them all, once"
 
         inbox.hold.set()  # the server goes on: it takes or (drop_held) refuses the message the dead sender sent
-        second = Sender("second", database_uri, smtp, tmp_path / "second", claim_seconds=2)
+        second = mail_sender("second", database_uri, smtp, tmp_path / "second", claim_seconds=2)
         senders.append(second)
         eventually(lambda: set(subjects) <= {m["Subject"] for m in received(inbox)}, "every message arrives", second)
         eventually(lambda: all(row.sent for row in outbox_rows(app).values()), "every message is marked sent", second)
@@ -200,7 +148,7 @@ def test_two_senders_at_once_send_every_message_exactly_once(app, smtp, database
     senders: list[Sender] = []
     try:
         for name in ("one", "two"):
-            senders.append(Sender(name, database_uri, smtp, tmp_path / name, claim_seconds=60))
+            senders.append(mail_sender(name, database_uri, smtp, tmp_path / name, claim_seconds=60))
 
         def claimed() -> int:
             attempts = Counter(row.attempts for row in outbox_rows(app).values())

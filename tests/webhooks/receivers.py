@@ -107,6 +107,8 @@ class Receiver:
     status: int = 200
     statuses: list[int] = field(default_factory=list)
     hold: threading.Event | None = None
+    hold_after: int = 0
+    drop_held: bool = False
     holding: threading.Event = field(default_factory=threading.Event)
     received: list[Received] = field(default_factory=list)
     port: int = 0
@@ -137,9 +139,11 @@ class Receiver:
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> int:
         expected = self.secrets.get(path.split("?")[0], [])
         verified = [secret for secret in expected if verifies(secret, body, headers, self.clock())]
-        if self.hold is not None:
+        if self.hold is not None and not self.hold.is_set() and len(self.received) >= self.hold_after:
             self.holding.set()
             self.hold.wait(30)
+            if self.drop_held:
+                return 503
         self.received.append(Received(method, path, headers, body, verified))
         status = self.statuses.pop(0) if self.statuses else self.status
         return 401 if expected and not verified else status
