@@ -55,6 +55,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
 from bench.redirector import BIN, bench_env, cpu_busy, free_port, say  # noqa: E402
+from tests.certificates import Certificates, make_certificates  # noqa: E402
 
 WEBHOOKS = 3_000  # backlog: webhook messages (WEBHOOKS / ENDPOINTS events)
 CONVERSIONS = 300  # backlog: conversions, each firing two postbacks
@@ -186,70 +187,6 @@ class Receiver:
                 return False
             time.sleep(0.02)
         return True
-
-
-@dataclass(frozen=True)
-class Certificates:
-    ca: Path
-    chain: Path
-    key: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.chain, self.key)
-        return context
-
-
-def make_certificates(folder: Path) -> Certificates:
-    """A throwaway CA and a certificate it signed for 127.0.0.1 (EC keys, as tests/outbound/test_client.py)."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.now(UTC)
-    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Clicktrail bench CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = Certificates(folder / "ca.pem", folder / "chain.pem", folder / "key.pem")
-    paths.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths.chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths.key.write_bytes(
-        leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                               serialization.NoEncryption())
-    )  # fmt: skip
-    return paths
 
 
 # --- The app and its data --------------------------------------------------------------------------------------
@@ -688,7 +625,7 @@ def run(workdir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
         say(f"warning: the CPUs were {busy:.0%} busy before the run; other work on this machine lowers the figures")
     instance = workdir / "instance"
     instance.mkdir()
-    certificates = make_certificates(workdir)
+    certificates = make_certificates(workdir / "tls", "127.0.0.1")
     env = bench_env(instance, instance / "bench.db")
     env.update(
         OUTBOUND_ALLOW_LOOPBACK="1",  # the receiver is on 127.0.0.1 (development config: allowed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import http.server
 import socket
 import ssl
@@ -11,15 +10,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from affiliate.outbound import USER_AGENT, DeliveryFailed, UnsafeDestination, send
+from tests.certificates import Certificates, make_certificates
 from tests.outbound import PUBLIC_V4, StubResolver, record_connections
 
 HOOK_HOST = "hooks.example.test"
@@ -138,58 +133,9 @@ class Receiver(http.server.ThreadingHTTPServer):
         self.server_close()
 
 
-@dataclass(frozen=True)
-class Certificates:
-    ca: Path
-    chain: Path
-    key: Path
-
-
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory) -> Certificates:
-    """A throwaway CA and a certificate it signed for hooks.example.test (EC keys: generated in milliseconds)."""
-    folder = tmp_path_factory.mktemp("outbound-tls")
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Clicktrail test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
-        )  # digital signature, certificate and CRL signing
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOOK_HOST)]))
-        .issuer_name(ca_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOOK_HOST)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = Certificates(folder / "ca.pem", folder / "chain.pem", folder / "key.pem")
-    paths.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths.chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths.key.write_bytes(
-        leaf_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return paths
+    return make_certificates(tmp_path_factory.mktemp("outbound-tls"), HOOK_HOST)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
-import ipaddress
 import json
 import ssl
 import threading
@@ -17,15 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from pathlib import Path
 from unittest import mock
 
 import pytest
 import standardwebhooks.webhooks
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from flask import Flask
 from sqlalchemy import select
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -34,6 +28,7 @@ from affiliate import delivery, outbound
 from affiliate.extensions import db
 from affiliate.models import Delivery, Program, User, WebhookEndpoint, utcnow
 from affiliate.services import webhooks
+from tests.certificates import Certificates, make_certificates
 
 LOOPBACK = "127.0.0.1"
 ROUNDS = 40  # more rounds than any test needs: a sender that never runs dry fails instead of hanging
@@ -171,59 +166,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return None
 
 
-@dataclass(frozen=True)
-class Certificates:
-    ca: Path
-    chain: Path
-    key: Path
-
-
 @pytest.fixture(scope="session")
 def certificates(tmp_path_factory) -> Certificates:
-    """A throwaway CA and a certificate it signed for 127.0.0.1 (EC keys: made in milliseconds)."""
-    folder = tmp_path_factory.mktemp("webhook-tls")
-    now = dt.datetime.now(dt.UTC)
-    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Clicktrail webhook test CA")])
-
-    def certificate(subject, key, *extensions):
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=30))  # the tests' clocks run up to a few days ahead
-        )
-        for extension, critical in extensions:
-            builder = builder.add_extension(extension, critical=critical)
-        return builder.sign(ca_key, hashes.SHA256())
-
-    ca = certificate(
-        ca_name,
-        ca_key,
-        (x509.BasicConstraints(ca=True, path_length=0), True),
-        (x509.KeyUsage(True, False, False, False, False, True, True, False, False), True),
-        (x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False),
-    )
-    leaf = certificate(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOOPBACK)]),
-        leaf_key,
-        (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), False),
-        (x509.BasicConstraints(ca=False, path_length=None), True),
-        (x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), False),
-        (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False),
-    )
-    paths = Certificates(folder / "ca.pem", folder / "chain.pem", folder / "key.pem")
-    paths.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths.chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths.key.write_bytes(
-        leaf_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return paths
+    return make_certificates(tmp_path_factory.mktemp("webhook-tls"), LOOPBACK)
 
 
 @pytest.fixture
@@ -236,9 +181,7 @@ def hooks(certificates, clock, monkeypatch) -> Iterator[Receiver]:
     """A webhook receiver over https, its certificate trusted by the sender as a public CA's would be."""
     # OpenSSL reads SSL_CERT_FILE each time a default context loads its CAs: the sender's code stays as it is.
     monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca))
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(certificates.chain, certificates.key)
-    receiver = Receiver(tls=tls, clock=clock).start()
+    receiver = Receiver(tls=certificates.server_context(), clock=clock).start()
     yield receiver
     if receiver.hold is not None:
         receiver.hold.set()
