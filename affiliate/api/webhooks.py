@@ -52,6 +52,8 @@ def change_webhook(authenticated: Authenticated, actor: User, body: dict, endpoi
     """Change the URL, the events or the description (each optional); ``enabled`` turns it off or on."""
     no_unknown_fields(body, {"url", "events", "description", "enabled"})
     endpoint = _endpoint(authenticated, endpoint_id)
+    if "enabled" in body and not isinstance(body["enabled"], bool):
+        raise ApiError(422, "invalid_field", "enabled is true or false.", "enabled")
     settings = webhooks.EndpointSettings(
         url=field(body, "url", require_str, max_length=URL_MAX) if "url" in body else endpoint.url,
         events=_events(body) if "events" in body else tuple(endpoint.events.split()),
@@ -61,12 +63,9 @@ def change_webhook(authenticated: Authenticated, actor: User, body: dict, endpoi
         webhooks.update_endpoint(db.session, endpoint, settings, actor=actor, now=g.api_now, check_url=_check_url)
     except webhooks.WebhookError as error:
         raise ApiError(422, "invalid_endpoint", str(error)) from error
-    if "enabled" in body:
-        if not isinstance(body["enabled"], bool):
-            raise ApiError(422, "invalid_field", "enabled is true or false.", "enabled")
-        if body["enabled"] != endpoint.enabled:
-            webhooks.set_enabled(db.session, endpoint, body["enabled"], actor=actor, now=g.api_now,
-                                 reason="turned off through the API")  # fmt: skip
+    if "enabled" in body and body["enabled"] != endpoint.enabled:
+        webhooks.set_enabled(db.session, endpoint, body["enabled"], actor=actor, now=g.api_now,
+                             reason="turned off through the API")  # fmt: skip
     return {"endpoint": _endpoint_json(endpoint)}, 200
 
 
