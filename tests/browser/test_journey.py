@@ -130,6 +130,14 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
     admin_page.wait_for_load_state()
     with app.app_context():
         assert db.session.get(User, ada_id).status == "active"
+    # The merchant's CRM will hear of every event: the admin adds a webhook endpoint and sees its signing secret.
+    admin_page.goto(f"{base}/admin/programs/{program.id}/webhooks/")
+    admin_page.fill("#url", "https://hooks.example.com/clicktrail")
+    admin_page.check("main input[name=events][value='*']")
+    admin_page.click("main form[action$='/webhooks/'] button[type=submit]")
+    admin_page.wait_for_load_state()
+    assert "whsec_" in admin_page.inner_text("main"), "the new endpoint's page shows its secret"
+    shots.take(admin_page, "admin-webhook-endpoint")
 
     # 3. Ada creates a campaign link.
     ada_page = sign_in(browser, base, "ada@example.com", PASSWORD, "203.0.113.7")
@@ -143,6 +151,15 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
     link_url = ada_page.input_value("input.copy-source")
     assert urlsplit(link_url).path.startswith("/r/")
     shots.take(ada_page, "links")
+    # Her own tracker wants a postback when a conversion of hers is recorded.
+    ada_page.goto(f"{base}/partner/postbacks/")
+    ada_page.select_option("#program", str(program.id))
+    ada_page.fill("#url_template", "https://track.example.net/pb?cid={sub1}&payout={commission}")
+    ada_page.check("main input[name=events][value='conversion.recorded']")
+    ada_page.click("main button[type=submit]")
+    ada_page.wait_for_load_state()
+    assert "track.example.net" in ada_page.inner_text("main"), "her postback is listed"
+    shots.take(ada_page, "partner-postback")
 
     # 4. A shopper clicks it, lands on the merchant, and signs up on the hosted page.
     shopper = person(browser, "192.0.2.44", ignore_https_errors=True)
