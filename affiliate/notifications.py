@@ -177,6 +177,7 @@ REJECTION_REASONS = {
     "country_mismatch": "the click and the purchase came from different countries",
     "conversion_rate_outlier": "the link converts far above what is plausible",
     "shared_device": "one device placed many conversions",
+    "coupon_leak": "the coupon is being used far beyond your own audience",
 }
 
 

@@ -12,6 +12,7 @@ from affiliate.models.accounts import (
     UserStatus,
 )
 from affiliate.models.conversions import Conversion, ConversionStatus, ConversionType
+from affiliate.models.coupons import Coupon, CouponStatus, StripeCustomer, StripeEvent, StripePayment
 from affiliate.models.mail import NotificationOptOut, OutboxMessage
 from affiliate.models.money import (
     Adjustment,
@@ -33,6 +34,7 @@ from affiliate.models.programs import (
     ApiIdempotencyKey,
     ApiKey,
     AttributionModel,
+    CodePrecedence,
     CommissionPlan,
     CommissionTier,
     Enrollment,
@@ -61,6 +63,7 @@ __all__ = [
     "BatchStatus",
     "Click",
     "ClickRollup",
+    "CodePrecedence",
     "Commission",
     "CommissionKind",
     "CommissionPlan",
@@ -71,6 +74,8 @@ __all__ = [
     "ConversionRollup",
     "ConversionStatus",
     "ConversionType",
+    "Coupon",
+    "CouponStatus",
     "Delivery",
     "Enrollment",
     "EnrollmentPolicy",
@@ -96,6 +101,9 @@ __all__ = [
     "Role",
     "RollupState",
     "SecurityKey",
+    "StripeCustomer",
+    "StripeEvent",
+    "StripePayment",
     "Throttle",
     "UTCDateTime",
     "User",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from affiliate.extensions import db
@@ -38,6 +38,7 @@ class Conversion(db.Model):
         # Screening's count of an affiliate's latest conversions in a program reads only this index.
         Index("ix_conversions_affiliate_program_at", "affiliate_id", "program_id", "occurred_at", "type", "click_id"),
         Index("ix_conversions_program_customer", "program_id", "customer_external_id"),
+        Index("ix_conversions_coupon_at", "coupon_id", "occurred_at"),
         Index("ix_conversions_customer_ip_at", "customer_ip", "created_at"),
         Index("ix_conversions_customer_device_at", "customer_fingerprint", "created_at"),
         CheckConstraint("fraud_score BETWEEN 0 AND 100", name="fraud_score"),
@@ -56,6 +57,10 @@ class Conversion(db.Model):
     customer_fingerprint: Mapped[str | None] = mapped_column(String(64))
     customer_country: Mapped[str | None] = mapped_column(String(2))
     click_id: Mapped[int | None] = mapped_column(ForeignKey("clicks.id"), index=True)
+    # The coupon the customer used, when it is one of the program's; whether its affiliate had a qualifying
+    # click for this conversion too (coupon codes leaked to coupon sites convert without one).
+    coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id"))
+    coupon_with_click: Mapped[bool | None] = mapped_column(Boolean)
     affiliate_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     refund_of_id: Mapped[int | None] = mapped_column(ForeignKey("conversions.id"), index=True)
     refund_key: Mapped[str] = mapped_column(String(128), default="", server_default="")  # the merchant's refund id

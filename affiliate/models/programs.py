@@ -17,6 +17,11 @@ class AttributionModel(enum.StrEnum):
     FIRST_CLICK = "first_click"
 
 
+class CodePrecedence(enum.StrEnum):
+    CLICK = "click"  # another affiliate's qualifying click wins over a coupon
+    CODE = "code"  # the coupon wins
+
+
 class ProgramStatus(enum.StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
@@ -61,6 +66,10 @@ class Program(db.Model):
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     minimum_payout_cents: Mapped[int] = mapped_column(BigInteger, default=5000)
     enrollment: Mapped[str] = mapped_column(String(16), default=EnrollmentPolicy.OPEN, server_default="open")
+    # When a coupon (or referral code) and another affiliate's qualifying click both name a conversion.
+    code_precedence: Mapped[str] = mapped_column(String(8), default=CodePrecedence.CLICK, server_default="click")
+    # Given by Stripe for the program's webhook endpoint; verifies what arrives at /integrations/stripe/<id>.
+    stripe_webhook_secret: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -19,8 +19,13 @@ The rules, in order:
    first click), so the decision is the same however the candidates are ordered.
 5. Binding. A customer whose earlier conversion was attributed stays with that affiliate for
    the program's recurring period: while the binding is in force (and its affiliate active) it
-   wins over every click. An expired binding, or one whose affiliate is no longer active, is
-   ignored, and the trace says so.
+   wins over every click and code. An expired binding, or one whose affiliate is no longer
+   active, is ignored, and the trace says so.
+6. Codes. A coupon the customer typed (or a referral code carried by ct.js) names an affiliate
+   without a click. A code that is not the program's, retired, or whose affiliate is not active
+   is ignored. A valid code credits its affiliate when no click qualifies; when a click of
+   another affiliate qualifies, the program's precedence decides (``Terms.code_wins``). When the
+   winning click is the code's own affiliate's, both agree and the click is credited.
 """
 
 from __future__ import annotations
@@ -64,6 +69,20 @@ class ConversionFacts:
 class Terms:
     window: timedelta
     model: str = LAST_CLICK
+    code_wins: bool = False  # a valid code wins over another affiliate's qualifying click
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coupon (or referral code) the conversion carried, as found in the program; None fields: not found."""
+
+    kind: str  # "coupon" | "referral_code"
+    code: str
+    id: int | None = None  # the coupon's id, or the link's for a referral code
+    affiliate_id: int | None = None
+    link_id: int | None = None
+    usable: bool = True  # False: retired, declined or still requested
+    affiliate_active: bool = True
 
 
 @dataclass(frozen=True)
@@ -111,10 +130,14 @@ class Attribution:
     trace: tuple[TraceLine, ...]
     model: str = LAST_CLICK
     window_seconds: int = 0
+    code: Code | None = None
+    code_wins: bool = False
+    # Whether the code's affiliate had a qualifying click of their own (None: no valid code).
+    code_affiliate_clicked: bool | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready: times as ISO 8601 strings."""
-        return {
+        decided = {
             "affiliate_id": self.affiliate_id,
             "touch_id": self.touch.id if self.touch else None,
             "matched_by": self.matched_by,
@@ -123,6 +146,10 @@ class Attribution:
             "summary": self.summary,
             "trace": [line.as_dict() for line in self.trace],
         }
+        if self.code is not None:
+            decided["code"] = {"kind": self.code.kind, "code": self.code.code, "id": self.code.id,
+                               "precedence": "code" if self.code_wins else "click"}  # fmt: skip
+        return decided
 
     @property
     def summary(self) -> str:
@@ -130,15 +157,22 @@ class Attribution:
             return "No qualifying click: the conversion is not attributed."
         if self.matched_by == "binding":
             return "The customer is bound to the affiliate credited with their first conversion."
+        if self.matched_by in CODE_NAMES:
+            return f"The {CODE_NAMES[self.matched_by]} {self.code.code} credits its affiliate."
         rule = "latest" if self.model == LAST_CLICK else "earliest"
         return f"The {rule} qualifying click matched by {MATCH_NAMES[self.matched_by]} wins."
 
 
 MATCH_NAMES = {"click_id": "click id", "visitor": "visitor cookie", "fingerprint": "device fingerprint"}
+CODE_NAMES = {"coupon": "coupon", "referral_code": "referral code"}
 
 
 def attribute(
-    conversion: ConversionFacts, touches: Iterable[Touch], terms: Terms, binding: Binding | None = None
+    conversion: ConversionFacts,
+    touches: Iterable[Touch],
+    terms: Terms,
+    binding: Binding | None = None,
+    code: Code | None = None,
 ) -> Attribution:
     """Decide which touch earned the conversion, following the rules in this module's docstring."""
     _aware(conversion.occurred_at)
@@ -180,13 +214,64 @@ def attribute(
                 else:
                     reason = _lost_to(touch, winner, terms.model)
                     lines[touch.id] = _line(touch, matched, "lost", reason, LOST[reason])
+    problem = _code_problem(code) if code is not None else None
+    valid = code is not None and problem is None
+    clicked = (any(touch.affiliate_id == code.affiliate_id for group in qualifying.values() for touch in group)
+               if valid else None)  # fmt: skip
+    decided = {"code": code, "code_wins": terms.code_wins, "code_affiliate_clicked": clicked}
+    code_line = None
+    code_takes_it = False
+    if code is not None:
+        if problem is not None:
+            code_line = _code_line(code, "ignored", problem, CODE_IGNORED[problem])
+        elif bound:
+            code_line = _code_line(code, "lost", "customer_bound", BOUND)
+        elif winner is None:
+            code_takes_it = True
+            code_line = _code_line(code, "won", "no_click", "No click qualifies: the code credits its affiliate.")
+        elif winner.affiliate_id == code.affiliate_id:
+            code_line = _code_line(code, "won", "same_affiliate", "The winning click is the code's affiliate's too.")
+        elif terms.code_wins:
+            code_takes_it = True
+            code_line = _code_line(code, "won", "code_wins", "The program lets a code win over a click.")
+            lines[winner.id] = _line(winner, tier, "lost", "code_wins", "A code of another affiliate wins: the "
+                                     "program lets codes win over clicks.")  # fmt: skip
+        else:
+            code_line = _code_line(code, "lost", "click_wins", "A qualifying click of another affiliate wins: the "
+                                   "program lets clicks win over codes.")  # fmt: skip
     trace = tuple(lines[touch.id] for touch in candidates)
+    if code_line is not None:
+        trace = (code_line, *trace)
     if binding_line is not None:
         trace = (binding_line, *trace)
     if bound:
-        return Attribution(winner, binding.affiliate_id, "binding", trace, terms.model, window_seconds)
+        return Attribution(winner, binding.affiliate_id, "binding", trace, terms.model, window_seconds, **decided)
+    if code_takes_it:
+        return Attribution(None, code.affiliate_id, code.kind, trace, terms.model, window_seconds, **decided)
     return Attribution(winner, winner.affiliate_id if winner else None, tier if winner else None, trace,
-                       terms.model, window_seconds)  # fmt: skip
+                       terms.model, window_seconds, **decided)  # fmt: skip
+
+
+CODE_IGNORED = {
+    "code_unknown": "No such code in this program.",
+    "code_not_usable": "The code is retired, declined or not yet approved.",
+    "code_affiliate_inactive": "The code's affiliate is not active (suspended or not approved).",
+}
+
+
+def _code_problem(code: Code) -> str | None:
+    if code.affiliate_id is None:
+        return "code_unknown"
+    if not code.usable:
+        return "code_not_usable"
+    if not code.affiliate_active:
+        return "code_affiliate_inactive"
+    return None
+
+
+def _code_line(code: Code, outcome: str, reason: str, detail: str) -> TraceLine:
+    return TraceLine(None, None, code.affiliate_id, code.link_id, None, code.kind, outcome, reason,
+                     f"{CODE_NAMES[code.kind].capitalize()} {code.code}: {detail}")  # fmt: skip
 
 
 WON = {

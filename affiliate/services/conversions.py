@@ -22,17 +22,19 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from affiliate.ids import issued_at
 from affiliate.models import (
     Click,
+    CodePrecedence,
     CommissionPlan,
     Conversion,
     ConversionStatus,
     ConversionType,
+    Coupon,
     Program,
     User,
     UserStatus,
 )
-from affiliate.services import postbacks, webhooks
+from affiliate.services import coupons, postbacks, webhooks
 from affiliate.services import webhook_payloads as payloads
-from affiliate.services.attribution import Binding, ConversionFacts, Terms, Touch, attribute
+from affiliate.services.attribution import Binding, Code, ConversionFacts, Terms, Touch, attribute
 from affiliate.services.commissions import add_months
 from affiliate.services.screening import screen
 
@@ -154,6 +156,8 @@ class ConversionRequest:
     customer_user_id: int | None = None
     customer_ip: str | None = None  # where the customer converted from, when the merchant knows it
     customer_country: str | None = None
+    coupon: str | None = None  # a coupon code the customer used at checkout
+    referral_code: str | None = None  # a link's code ct.js carried from ?ref= or ?via= (through Stripe)
 
 
 @dataclass(frozen=True)
@@ -283,8 +287,10 @@ def prepare_conversion(
     if named is not None and named.program_id == program.id and occurred_at < named.clicked_at:
         raise OutOfRange("occurred_before_click", "occurred_at is before the click the conversion names.")
     binding = find_binding(session, program, report.customer_external_id, report.customer_user_id)
-    terms = Terms(window=timedelta(days=program.attribution_window_days), model=program.attribution_model)
-    result = attribute(facts, touches, terms, binding)
+    terms = Terms(window=timedelta(days=program.attribution_window_days), model=program.attribution_model,
+                  code_wins=program.code_precedence == CodePrecedence.CODE)  # fmt: skip
+    code, coupon = _code(session, program, report)
+    result = attribute(facts, touches, terms, binding, code)
     click = candidates[result.touch.id] if result.touch else None
     conversion = Conversion(
         program_id=program.id,
@@ -306,9 +312,20 @@ def prepare_conversion(
         decision_trace=json.dumps(result.as_dict()),
         status=ConversionStatus.PENDING,
         extra=json.dumps(report.metadata) if report.metadata else None,
+        coupon_id=coupon.id if coupon is not None and result.code_affiliate_clicked is not None else None,
+        coupon_with_click=result.code_affiliate_clicked if coupon is not None else None,
     )
     screen(session, conversion, click, now=now)
     return conversion
+
+
+def _code(session: Session, program: Program, report: ConversionRequest) -> tuple[Code | None, Coupon | None]:
+    """The coupon the report names (over a referral code: the customer typed it), as attribution needs it."""
+    if report.coupon:
+        return coupons.coupon_code(session, program.id, report.coupon)
+    if report.referral_code:
+        return coupons.referral_code(session, program.id, report.referral_code), None
+    return None, None
 
 
 def record_refund(session: Session, program: Program, report: RefundRequest, *, now: datetime) -> Recorded:
@@ -487,6 +504,9 @@ def _check_report(program: Program, report: ConversionRequest, now: datetime) ->
 def _payload(report: ConversionRequest) -> dict:
     payload = asdict(report)
     payload.pop("fingerprint")  # derived from the request, not part of what was reported
+    for key in ("coupon", "referral_code"):  # absent, they leave the digest of earlier reports as it was
+        if payload[key] is None:
+            del payload[key]
     return payload
 
 

@@ -76,11 +76,12 @@ DEFAULT_RULES: dict[str, RuleSetting] = {
         "conversion_rate_outlier", Action.FLAG, 30, {"min_conversions": 10, "max_rate": 0.5}
     ),
     "shared_device": RuleSetting("shared_device", Action.FLAG, 40, {"max_conversions": 3, "hours": 24}),
+    "coupon_leak": RuleSetting("coupon_leak", Action.FLAG, 30, {"min_conversions": 10, "max_share": 0.8, "days": 30}),
 }
 CLICK_RULES = ("bot", "click_flooding", "duplicate_click", "cookie_stuffing", "paid_traffic", "blocked_country")
 CONVERSION_RULES = ("self_referral", "too_fast", "click_spamming", "existing_customer", "disposable_email",
                     "paid_traffic", "blocked_country", "country_mismatch", "conversion_rate_outlier",
-                    "shared_device")  # fmt: skip
+                    "shared_device", "coupon_leak")  # fmt: skip
 DESCRIPTIONS = {
     "bot": "Bots and preview fetchers: user-agents' bot test, empty user agent, HEAD, link unfurlers, headless "
     "browsers, Purpose: prefetch.",
@@ -102,6 +103,8 @@ DESCRIPTIONS = {
     "country_mismatch": "The click's country differs from the conversion's.",
     "conversion_rate_outlier": "The affiliate converts far more of their clicks than is plausible.",
     "shared_device": "Many conversions from one IP or device across affiliates.",
+    "coupon_leak": "A coupon whose conversions mostly come without any click of its affiliate (posted on coupon "
+    "sites).",
 }
 
 
@@ -173,6 +176,9 @@ class ConversionSignals:
     affiliate_late_conversions: int = 0  # of those, how many came long after their click
     affiliate_clicks: int = 0  # human clicks of the affiliate in the same period
     same_device_conversions: int = 0  # recent conversions from this IP or device, any affiliate
+    coupon_code: str | None = None  # the coupon the conversion used
+    coupon_conversions: int = 0  # the coupon's conversions in the rule's period, this one included
+    coupon_without_click: int = 0  # of those, how many had no qualifying click of the coupon's affiliate
 
 
 def settings_for(stored: Mapping[str, RuleSetting]) -> dict[str, RuleSetting]:
@@ -250,6 +256,13 @@ def score_conversion(signals: ConversionSignals, rules: Mapping[str, RuleSetting
     if signals.same_device_conversions >= shared.get("max_conversions"):
         check("shared_device", f"{signals.same_device_conversions} conversions from this IP or device in the last "
                                f"{shared.get('hours')} h")  # fmt: skip
+    leak = rules["coupon_leak"]
+    if signals.coupon_code and signals.coupon_conversions >= leak.get("min_conversions"):
+        share = signals.coupon_without_click / signals.coupon_conversions
+        if share > leak.get("max_share"):
+            check("coupon_leak", f"{signals.coupon_without_click} of the {signals.coupon_conversions} conversions with "
+                                 f"coupon {signals.coupon_code} in {leak.get('days')} days ({share:.0%}) came without "
+                                 "any click of its affiliate")  # fmt: skip
     return _verdict(fired)
 
 

@@ -19,6 +19,7 @@ from affiliate.models import (
     Conversion,
     ConversionStatus,
     ConversionType,
+    Coupon,
     FraudRule,
     User,
     UserSession,
@@ -128,6 +129,20 @@ _SAME_DEVICE_CONVERSIONS = _per_key_set(
 )  # fmt: skip
 
 
+# The conversion being screened is not stored yet: it is counted by the caller.
+_COUPON_USE = select(func.count(), func.coalesce(func.sum(case((_conversions.c.coupon_with_click.is_(False), 1),
+                                                               else_=0)), 0)).where(
+    _conversions.c.coupon_id == bindparam("coupon_id"),
+    _conversions.c.occurred_at >= bindparam("since"),
+    _conversions.c.type != ConversionType.REFUND,
+    _OTHER_CONVERSION,
+)  # fmt: skip
+
+
+def _coupon_code(session: Session, coupon_id: int) -> str | None:
+    return session.connection().scalar(select(Coupon.code).where(Coupon.id == coupon_id))
+
+
 def program_rules(session: Session, program_id: int) -> dict[str, RuleSetting]:
     """A program's fraud rule settings over the defaults."""
     return _settings(session.execute(_RULES, {"program_id": program_id}))
@@ -192,6 +207,7 @@ def _signals(
         affiliate_late_conversions=late,
         affiliate_clicks=clicks,
         same_device_conversions=_same_device(session, conversion, rules, now),
+        **_coupon_use(session, conversion, rules, now),
     )
 
 
@@ -213,6 +229,22 @@ def _converted_before(session: Session, conversion: Conversion) -> bool:
         {**customer, "program_id": conversion.program_id, "conversion_id": conversion.id},
     )
     return earlier is not None
+
+
+def _coupon_use(session: Session, conversion: Conversion, rules: dict[str, RuleSetting], now: datetime) -> dict:
+    """The coupon's conversions in the rule's period, this one included, and how many came without a click of
+    its affiliate."""
+    if conversion.coupon_id is None or rules["coupon_leak"].action == Action.OFF:
+        return {}
+    since = now - timedelta(days=rules["coupon_leak"].get("days"))
+    total, without = (
+        session.connection()
+        .execute(_COUPON_USE, {"coupon_id": conversion.coupon_id, "since": since, "conversion_id": conversion.id})
+        .one()
+    )
+    mine = 0 if conversion.coupon_with_click else 1
+    return {"coupon_code": _coupon_code(session, conversion.coupon_id), "coupon_conversions": total + 1,
+            "coupon_without_click": without + mine}  # fmt: skip
 
 
 def _same_device(session: Session, conversion: Conversion, rules: dict[str, RuleSetting], now: datetime) -> int:
