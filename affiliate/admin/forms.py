@@ -77,6 +77,11 @@ class ProgramForm(Form):
             [(AttributionModel.LAST_CLICK.value, "Last click"), (AttributionModel.FIRST_CLICK.value, "First click")]
         ),
     )
+    code_precedence = SelectField(
+        "When a coupon and another affiliate's click both qualify",
+        choices=options([("click", "The click wins"), ("code", "The coupon wins")]),
+        description="A coupon credits its affiliate whenever no click qualifies.",
+    )
     hold_days = IntegerField(
         "Hold period (days)",
         default=30,

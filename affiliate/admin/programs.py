@@ -72,6 +72,7 @@ def _settings(form: ProgramForm) -> ProgramSettings:
         currency=form.currency.data,
         minimum_payout_cents=form.minimum_payout_cents,
         enrollment=form.enrollment.data,
+        code_precedence=form.code_precedence.data,
     )
 
 

@@ -53,7 +53,9 @@ CURRENCY = re.compile(r"[A-Z]{3}")
 MAX_METADATA_BYTES = 4096
 CONVERSION_FIELDS = {
     "type", "order_id", "amount", "currency", "customer", "click_id", "visitor_id", "occurred_at", "metadata",
+    "coupon",
 }  # fmt: skip
+COUPON = re.compile(r"[A-Za-z0-9_-]{1,40}")
 REFUND_FIELDS = {"order_id", "refund_id", "amount", "occurred_at"}
 CUSTOMER_FIELDS = {"external_id", "email", "ip", "country"}
 COUNTRY = re.compile(r"[A-Z]{2}")
@@ -130,6 +132,7 @@ def _conversion_request(body: dict) -> ConversionRequest:
         visitor_id=field(body, "visitor_id", require_str, max_length=32, pattern=TOKEN, optional=True),
         occurred_at=_time(body.get("occurred_at")),
         metadata=_metadata(body.get("metadata")),
+        coupon=field(body, "coupon", require_str, max_length=40, pattern=COUPON, optional=True),
     )
 
 
@@ -177,6 +180,7 @@ def conversion_json(conversion: Conversion) -> dict:
             "affiliate_id": conversion.affiliate_id,
             "click_id": won.get("click_id") if conversion.click_id else None,
             "matched_by": trace.get("matched_by"),
+            "coupon": (trace.get("code") or {}).get("code") if conversion.coupon_id else None,
         },
     }
 

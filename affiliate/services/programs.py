@@ -37,6 +37,7 @@ class ProgramSettings:
     currency: str
     minimum_payout_cents: int
     enrollment: str = "open"
+    code_precedence: str = "click"  # "code": a coupon wins over another affiliate's qualifying click
 
 
 def snapshot(program: Program) -> dict:
@@ -54,6 +55,7 @@ def snapshot(program: Program) -> dict:
         "currency": program.currency,
         "minimum_payout_cents": program.minimum_payout_cents,
         "enrollment": program.enrollment,
+        "code_precedence": program.code_precedence,
     }
 
 

@@ -48,6 +48,7 @@ def test_signed_sale_is_attributed_to_the_click_and_explained(app, redirector):
     assert body["amount"] == 12_345 and body["currency"] == "USD" and body["type"] == "sale"
     assert body["attribution"] == {
         "attributed": True, "affiliate_id": people["alice"].id, "click_id": click_id, "matched_by": "click_id",
+        "coupon": None,
     }  # fmt: skip
     (stored,) = conversions(app)
     assert stored.customer_email == "B@example.com"

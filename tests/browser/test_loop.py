@@ -144,7 +144,7 @@ def test_click_land_sign_up_buy_and_see_it_credited(app, site, launch, tmp_path)
         assert response.status == 201
         answer = json.load(response)
     assert answer["conversion"]["attribution"] == {
-        "attributed": True, "affiliate_id": alice.id, "click_id": click_id, "matched_by": "click_id",
+        "attributed": True, "affiliate_id": alice.id, "click_id": click_id, "matched_by": "click_id", "coupon": None,
     }  # fmt: skip
     order_id = answer["conversion"]["order_id"]
 
