@@ -109,6 +109,7 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.finance.adjustments import bp as adjustments_bp
     from affiliate.finance.audit import bp as finance_audit_bp
     from affiliate.finance.payouts import bp as payouts_bp
+    from affiliate.integrations.stripe import bp as stripe_integration_bp
     from affiliate.links.routes import bp as links_bp
     from affiliate.main.routes import bp as main_bp
     from affiliate.member.routes import bp as member_bp
@@ -140,7 +141,7 @@ def register_blueprints(app: Flask) -> None:
             review_bp,
         ),
         *(finance_commissions_bp, payouts_bp, adjustments_bp, finance_audit_bp, api_bp, management_api_bp),
-        *(partner_reports_bp, staff_reports_bp),
+        *(partner_reports_bp, staff_reports_bp, stripe_integration_bp),
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -98,6 +98,7 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "api.openapi": PUBLIC,
     "api.conversions": API_KEY,
     "api.refunds": API_KEY,
+    "stripe_integration.receive": API_KEY,  # Stripe's signature (tested in tests/integrations)
     **{
         f"management.{name}": API_KEY
         for name in (

@@ -1,0 +1,1 @@
+"""Endpoints other services call: Stripe's webhook events."""

@@ -1,0 +1,270 @@
+"""Stripe's events, read directly: a checkout becomes a sale (or binds a subscriber), a paid invoice a recurring
+sale, a refunded charge a refund, a cancelled subscription the end of its recurring sales.
+
+Each event is handled once per Stripe event id (``stripe_events``); a replay gets the first outcome. Stripe
+sends events out of order: an invoice of a subscription whose checkout has not arrived yet waits, with its
+payload, and is taken up when the checkout is; a refund's amount is worked out from the charge's running
+total (``amount_refunded``), so two refunds arriving in either order, or twice, refund what Stripe did.
+Amounts are Stripe's minor units as they are, in the currency Stripe names (upper-cased).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from affiliate.models import Click, Conversion, ConversionType, Program, StripeCustomer, StripeEvent, StripePayment
+from affiliate.services import coupons
+from affiliate.services.conversions import (
+    ConversionError,
+    ConversionRequest,
+    RefundRequest,
+    record_conversion,
+    record_refund,
+)
+
+HANDLED = ("checkout.session.completed", "invoice.paid", "charge.refunded", "customer.subscription.deleted")
+CLICK_ID = re.compile(r"[A-Za-z0-9_-]{22,32}")
+REFERENCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+RECORDED, WAITING, IGNORED, REFUSED = "recorded", "waiting", "ignored", "refused"
+
+
+class Outcome(Exception):
+    """How an event ends when it is not recorded: ``status`` and a reason for the admin's event log."""
+
+    def __init__(self, status: str, detail: str, waiting_for: str | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.waiting_for = status, detail, waiting_for
+
+
+def receive(session: Session, program: Program, event: dict, *, now: datetime) -> StripeEvent:
+    """Handle a verified event once; the same event id again returns the stored outcome. The caller commits."""
+    stored = _stored(session, program.id, event["id"])
+    if stored is not None:
+        return stored
+    row = StripeEvent(program_id=program.id, event_id=event["id"], type=event["type"][:64], received_at=now,
+                      stripe_created_at=datetime.fromtimestamp(event["created"], UTC), status=IGNORED)  # fmt: skip
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:  # the same event, delivered twice at once: the other delivery handles it
+        return _stored(session, program.id, event["id"])
+    _handle(session, program, row, event, now)
+    if row.status == RECORDED:
+        _take_up_waiting(session, program, _customer(event), now)
+    return row
+
+
+def _handle(session: Session, program: Program, row: StripeEvent, event: dict, now: datetime) -> None:
+    handler = {
+        "checkout.session.completed": _checkout,
+        "invoice.paid": _invoice,
+        "charge.refunded": _refund,
+        "customer.subscription.deleted": _cancelled,
+    }.get(event["type"])
+    try:
+        if handler is None:
+            raise Outcome(IGNORED, "Clicktrail does not use this event.")
+        row.conversion_id = handler(session, program, event["data"]["object"], row.stripe_created_at, now)
+        row.status, row.detail, row.waiting_for, row.payload = RECORDED, None, None, None
+    except Outcome as outcome:
+        row.status, row.detail, row.waiting_for = outcome.status, outcome.detail[:500], outcome.waiting_for
+        row.payload = json.dumps(event) if outcome.status == WAITING else None
+    except ConversionError as error:
+        row.status, row.detail, row.waiting_for, row.payload = REFUSED, error.message[:500], None, None
+
+
+def _take_up_waiting(session: Session, program: Program, customer: str | None, now: datetime) -> None:
+    """Events that waited for this customer's checkout, in Stripe's order."""
+    if not customer:
+        return
+    waiting = session.scalars(
+        select(StripeEvent)
+        .where(StripeEvent.program_id == program.id, StripeEvent.status == WAITING,
+               StripeEvent.waiting_for == customer)
+        .order_by(StripeEvent.stripe_created_at, StripeEvent.id)
+        .with_for_update()
+    ).all()  # fmt: skip
+    for row in waiting:
+        _handle(session, program, row, json.loads(row.payload), now)
+
+
+def _checkout(session: Session, program: Program, checkout: dict, at: datetime, now: datetime) -> int | None:
+    if checkout.get("payment_status") not in ("paid", "no_payment_required"):
+        raise Outcome(IGNORED, "The checkout is not paid.")
+    click_id, referral_code = _reference(session, checkout.get("client_reference_id"))
+    coupon = _coupon(session, program, checkout)
+    if not (click_id or referral_code or coupon):
+        raise Outcome(IGNORED, "The checkout names no click, referral code or affiliate coupon.")
+    customer = _text(checkout.get("customer"))
+    if checkout.get("mode") == "subscription":
+        if not customer:
+            raise Outcome(IGNORED, "A subscription checkout without a customer.")
+        bound = _bound(session, program, customer)
+        if bound is None:
+            bound = StripeCustomer(program_id=program.id, customer_id=customer, created_at=now)
+            session.add(bound)
+        bound.checkout_session_id = checkout["id"]
+        bound.click_id, bound.referral_code, bound.coupon = click_id, referral_code, coupon
+        bound.subscription_id, bound.ended_at = _text(checkout.get("subscription")), None
+        session.flush()
+        return None  # its invoices are the sales
+    order_id = _text(checkout.get("payment_intent")) or checkout["id"]
+    report = ConversionRequest(
+        type=ConversionType.SALE, order_id=order_id, amount_cents=_amount(checkout.get("amount_total")),
+        currency=_currency(checkout.get("currency")), customer_external_id=customer,
+        customer_email=_email(checkout), click_id=click_id, referral_code=referral_code, coupon=coupon,
+        occurred_at=at, metadata={"stripe_checkout_session": checkout["id"]},
+    )  # fmt: skip
+    conversion = record_conversion(session, program, report, now=now).conversion
+    session.add(StripePayment(program_id=program.id, order_id=order_id, payment_intent=_text(checkout.get(
+        "payment_intent")), amount_cents=report.amount_cents))  # fmt: skip
+    return conversion.id
+
+
+def _invoice(session: Session, program: Program, invoice: dict, at: datetime, now: datetime) -> int | None:
+    customer = _text(invoice.get("customer"))
+    bound = _bound(session, program, customer) if customer else None
+    first = invoice.get("billing_reason") == "subscription_create"
+    if not bound:
+        if first and customer:
+            raise Outcome(WAITING, "Waiting for the subscription's checkout.", waiting_for=customer)
+        raise Outcome(IGNORED, "The customer did not come through a referral.")
+    subscription = _subscription(invoice)
+    if bound.ended_at is not None and subscription == bound.subscription_id:
+        raise Outcome(IGNORED, "The subscription was cancelled: its recurring period is over.")
+    amount = _amount(invoice.get("amount_paid"))
+    if amount == 0:
+        raise Outcome(IGNORED, "Nothing was paid (a trial or a fully discounted invoice).")
+    report = ConversionRequest(
+        type=ConversionType.SALE, order_id=invoice["id"], amount_cents=amount,
+        currency=_currency(invoice.get("currency")), customer_external_id=customer,
+        customer_email=_text(invoice.get("customer_email")),
+        # The first invoice is credited as its checkout was; later ones follow the customer's binding.
+        click_id=bound.click_id if first else None, referral_code=bound.referral_code if first else None,
+        coupon=bound.coupon if first else None, occurred_at=at,
+        metadata={"stripe_invoice": invoice["id"], "stripe_subscription": subscription or ""},
+    )  # fmt: skip
+    conversion = record_conversion(session, program, report, now=now).conversion
+    session.add(StripePayment(program_id=program.id, order_id=invoice["id"], invoice=invoice["id"],
+                              payment_intent=_text(invoice.get("payment_intent")), charge=_text(invoice.get("charge")),
+                              amount_cents=amount))  # fmt: skip
+    return conversion.id
+
+
+def _refund(session: Session, program: Program, charge: dict, at: datetime, now: datetime) -> int | None:
+    keys = {"charge": _text(charge.get("id")), "payment_intent": _text(charge.get("payment_intent")),
+            "invoice": _text(charge.get("invoice"))}  # fmt: skip
+    matches = [getattr(StripePayment, key) == value for key, value in keys.items() if value]
+    payment = matches and session.scalar(
+        select(StripePayment).where(StripePayment.program_id == program.id, or_(*matches)).limit(1)
+    )
+    if not payment:
+        customer = _text(charge.get("customer"))
+        if customer:
+            raise Outcome(WAITING, "Waiting for the sale this charge paid.", waiting_for=customer)
+        raise Outcome(IGNORED, "The charge paid no referred sale.")
+    if not payment.charge and keys["charge"]:
+        payment.charge = keys["charge"]
+    sale = session.scalar(
+        select(Conversion)
+        .where(Conversion.program_id == program.id, Conversion.order_id == payment.order_id,
+               Conversion.type == ConversionType.SALE)
+        .with_for_update()
+    )  # fmt: skip
+    if sale is None:
+        raise Outcome(IGNORED, "The sale this charge paid was not recorded.")
+    refunded = session.scalar(
+        select(func.coalesce(func.sum(Conversion.amount_cents), 0)).where(Conversion.refund_of_id == sale.id)
+    )
+    total = min(_amount(charge.get("amount_refunded")), sale.amount_cents)
+    if total <= refunded:
+        raise Outcome(IGNORED, f"Already refunded {refunded} of the {total} Stripe has refunded.")
+    report = RefundRequest(order_id=payment.order_id, refund_id=f"{keys['charge']}-{total}",
+                           amount_cents=total - refunded, occurred_at=at)  # fmt: skip
+    return record_refund(session, program, report, now=now).conversion.id
+
+
+def _cancelled(session: Session, program: Program, subscription: dict, at: datetime, now: datetime) -> None:
+    bound = session.scalar(
+        select(StripeCustomer).where(StripeCustomer.program_id == program.id,
+                                     StripeCustomer.customer_id == _text(subscription.get("customer")),
+                                     StripeCustomer.subscription_id == _text(subscription.get("id")))
+    )  # fmt: skip
+    if bound is None:
+        raise Outcome(IGNORED, "Not the subscription of a referred customer.")
+    bound.ended_at = at
+    return None
+
+
+def _bound(session: Session, program: Program, customer: str) -> StripeCustomer | None:
+    return session.scalar(
+        select(StripeCustomer).where(StripeCustomer.program_id == program.id, StripeCustomer.customer_id == customer)
+    )
+
+
+def _reference(session: Session, reference) -> tuple[str | None, str | None]:
+    """client_reference_id as ct.js offers it: a click id when one is stored, else a referral (link) code."""
+    reference = _text(reference)
+    if not reference or not REFERENCE.fullmatch(reference):
+        return None, None
+    if CLICK_ID.fullmatch(reference) and session.scalar(select(Click.id).where(Click.click_id == reference)):
+        return reference, None
+    return None, reference
+
+
+def _coupon(session: Session, program: Program, checkout: dict) -> str | None:
+    for discount in checkout.get("discounts") or []:
+        promotion = discount.get("promotion_code") if isinstance(discount, dict) else None
+        if isinstance(promotion, dict):  # expanded
+            promotion = promotion.get("id")
+        coupon = coupons.by_promotion_code(session, program.id, _text(promotion))
+        if coupon is not None:
+            return coupon.code
+    return None
+
+
+def _customer(event: dict) -> str | None:
+    found = event["data"]["object"].get("customer")
+    return found.get("id") if isinstance(found, dict) else _text(found)
+
+
+def _subscription(invoice: dict) -> str | None:
+    """Older API versions name it on the invoice; 2025 versions under parent.subscription_details."""
+    details = ((invoice.get("parent") or {}).get("subscription_details") or {}) if isinstance(invoice.get(
+        "parent"), dict) else {}  # fmt: skip
+    return _text(invoice.get("subscription")) or _text(details.get("subscription"))
+
+
+def _email(checkout: dict) -> str | None:
+    details = checkout.get("customer_details")
+    return _text(details.get("email")) if isinstance(details, dict) else _text(checkout.get("customer_email"))
+
+
+def _text(value) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value[:255] if isinstance(value, str) and value else None
+
+
+def _amount(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Outcome(REFUSED, "The event's amount is not a whole number of minor units.")
+    return value
+
+
+def _currency(value) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-zA-Z]{3}", value):
+        raise Outcome(REFUSED, "The event's currency is not a three-letter code.")
+    return value.upper()
+
+
+def _stored(session: Session, program_id: int, event_id: str) -> StripeEvent | None:
+    return session.scalar(
+        select(StripeEvent).where(StripeEvent.program_id == program_id, StripeEvent.event_id == event_id)
+    )

@@ -1,0 +1,277 @@
+"""The Stripe endpoint end to end: events in the shapes of Stripe's API reference, signed as Stripe signs them
+(``t=<timestamp>,v1=<HMAC-SHA256 of "<timestamp>.<body>">``, computed here independently of the ``stripe``
+package that verifies them), posted through the HTTP layer; then what the program's ledger and commissions say.
+
+A subscriber comes through Alice's link and pays through Stripe Checkout; two renewals follow, then a partial
+refund and a cancellation. Replays, wrong secrets, stale timestamps and events out of order change nothing
+they should not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import timedelta
+from itertools import count
+
+import pytest
+from sqlalchemy import func, select
+
+from affiliate.extensions import db
+from affiliate.models import Conversion, Program, StripeEvent, User, utcnow
+from affiliate.services import accrual, coupons
+from affiliate.services.ledger import balance
+from tests.api.helpers import click
+from tests.factories import Visitor, make_admin, make_affiliate, make_link, make_program
+from tests.money.test_accrual import set_plan
+
+SECRET = "whsec_test_4eC39HqLyjWDarjtT1zdp7dc"
+_ids = count(1)
+
+
+def signed(body: bytes, secret: str = SECRET, timestamp: int | None = None) -> str:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={signature}"
+
+
+def event(kind: str, obj: dict, *, created: int | None = None, event_id: str | None = None) -> dict:
+    """An Event object as Stripe's API reference shows it; created a second on, so never before a click just made."""
+    return {
+        "id": event_id or f"evt_1Q{next(_ids):012d}", "object": "event", "api_version": "2024-06-20",
+        "created": created or int(time.time()) + 1, "livemode": False, "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None}, "type": kind, "data": {"object": obj},
+    }  # fmt: skip
+
+
+def checkout(
+    session_id: str,
+    *,
+    mode: str,
+    amount: int,
+    reference: str | None = None,
+    customer: str = "cus_Alpha1",
+    subscription: str | None = None,
+    payment_intent: str | None = None,
+    promotion: str | None = None,
+) -> dict:
+    return {
+        "id": session_id, "object": "checkout.session", "mode": mode, "status": "complete", "payment_status": "paid",
+        "amount_subtotal": amount, "amount_total": amount, "currency": "usd", "customer": customer,
+        "customer_details": {"email": "subscriber@example.com", "name": "Sam Subscriber"},
+        "client_reference_id": reference, "subscription": subscription, "payment_intent": payment_intent,
+        "invoice": None, "livemode": False,
+        "discounts": [{"coupon": None, "promotion_code": promotion}] if promotion else [],
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+    }  # fmt: skip
+
+
+def invoice(invoice_id: str, *, amount: int, reason: str, customer: str = "cus_Alpha1", subscription: str = "sub_1",
+            charge: str | None = None) -> dict:  # fmt: skip
+    return {
+        "id": invoice_id, "object": "invoice", "customer": customer, "customer_email": "subscriber@example.com",
+        "amount_due": amount, "amount_paid": amount, "amount_remaining": 0, "currency": "usd",
+        "billing_reason": reason, "status": "paid", "paid": True, "subscription": subscription,
+        "charge": charge, "payment_intent": f"pi_{invoice_id}", "livemode": False,
+    }  # fmt: skip
+
+
+def charge(charge_id: str, *, amount: int, refunded: int, invoice_id: str | None = None,
+           customer: str = "cus_Alpha1", payment_intent: str | None = None) -> dict:  # fmt: skip
+    return {
+        "id": charge_id, "object": "charge", "amount": amount, "amount_captured": amount,
+        "amount_refunded": refunded, "refunded": refunded == amount, "currency": "usd", "customer": customer,
+        "invoice": invoice_id, "payment_intent": payment_intent, "paid": True, "status": "succeeded",
+    }  # fmt: skip
+
+
+def subscription_deleted(subscription_id: str, customer: str = "cus_Alpha1") -> dict:
+    return {"id": subscription_id, "object": "subscription", "customer": customer, "status": "canceled"}
+
+
+@pytest.fixture
+def shop(app):
+    admin = make_admin(app)
+    program = make_program(app, admin)
+    set_plan(app, program.id, percent_bps=2_000, flat_cents=0, recurring_months=12)  # 20% of every payment
+    with app.app_context():
+        db.session.get(Program, program.id).stripe_webhook_secret = SECRET
+        db.session.commit()
+    alice = make_affiliate(app, name="Alice")
+    return {"admin": admin, "program": program, "alice": alice, "link": make_link(app, alice, program)}
+
+
+def post(app, program_id: int, payload: dict, **signing):
+    body = json.dumps(payload).encode()
+    return app.test_client().post(f"/integrations/stripe/{program_id}", data=body,
+                                  headers={"Stripe-Signature": signed(body, **signing),
+                                           "Content-Type": "application/json"})  # fmt: skip
+
+
+def deliver(app, program_id: int, *events: dict) -> list[str]:
+    """Post each event as Stripe would; the outcome of each."""
+    outcomes = []
+    for payload in events:
+        answer = post(app, program_id, payload)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        outcomes.append(answer.get_json()["status"])
+    return outcomes
+
+
+def sales_and_refunds(app) -> list[tuple[str, str, int, int | None]]:
+    with app.app_context():
+        rows = db.session.execute(select(Conversion.type, Conversion.order_id, Conversion.amount_cents,
+                                         Conversion.affiliate_id).order_by(Conversion.id)).all()  # fmt: skip
+        return [tuple(row) for row in rows]
+
+
+def earned(app, affiliate_id: int) -> int:
+    """What the ledger holds for the affiliate (pending commissions net of reversals), after the money job ran."""
+    with app.app_context():
+        accrual.run(db.session, now=utcnow() + timedelta(minutes=10))
+        db.session.commit()
+        return -balance(db.session, f"affiliate_pending:{affiliate_id}", "USD")
+
+
+def clicked(redirector, code: str) -> str:
+    click_id = click(Visitor(redirector), code)
+    redirector.recorder.flush()
+    return click_id
+
+
+def test_a_checkout_two_renewals_a_partial_refund_and_a_cancellation(app, redirector, shop):
+    program, alice = shop["program"], shop["alice"]
+    click_id = clicked(redirector, shop["link"].code)
+    start = int(time.time()) + 30  # the sale half a minute after its click: screening finds nothing to hold it for
+    outcomes = deliver(
+        app, program.id,
+        event("checkout.session.completed", checkout("cs_test_a1", mode="subscription", amount=5000,
+                                                     reference=click_id, subscription="sub_1"), created=start),
+        event("invoice.paid", invoice("in_1", amount=5000, reason="subscription_create", charge="ch_1"),
+              created=start + 1),
+        event("invoice.paid", invoice("in_2", amount=5000, reason="subscription_cycle", charge="ch_2"),
+              created=start + 2),
+        event("invoice.paid", invoice("in_3", amount=5000, reason="subscription_cycle", charge="ch_3"),
+              created=start + 3),
+        event("charge.refunded", charge("ch_1", amount=5000, refunded=2000, invoice_id="in_1"), created=start + 4),
+        event("customer.subscription.deleted", subscription_deleted("sub_1"), created=start + 5),
+        event("invoice.paid", invoice("in_4", amount=5000, reason="subscription_cycle", charge="ch_4"),
+              created=start + 6),
+    )  # fmt: skip
+    assert outcomes == ["recorded"] * 6 + ["ignored"], "after the cancellation no invoice is a sale"
+    assert sales_and_refunds(app) == [
+        ("sale", "in_1", 5000, alice.id),
+        ("sale", "in_2", 5000, alice.id),
+        ("sale", "in_3", 5000, alice.id),
+        ("refund", "in_1", 2000, alice.id),
+    ]
+    # 20% of three payments of $50, less 20% of the $20 refunded: the rules, worked out by hand.
+    assert earned(app, alice.id) == 3 * 1000 - 400
+    with app.app_context():
+        first = db.session.scalar(select(Conversion).where(Conversion.order_id == "in_1"))
+        assert json.loads(first.decision_trace)["matched_by"] == "click_id"
+        renewal = db.session.scalar(select(Conversion).where(Conversion.order_id == "in_2"))
+        assert json.loads(renewal.decision_trace)["matched_by"] == "binding"
+
+
+def test_the_same_event_twice_is_handled_once(app, redirector, shop):
+    click_id = clicked(redirector, shop["link"].code)
+    session = checkout("cs_test_p1", mode="payment", amount=7000, reference=click_id, payment_intent="pi_p1")
+    payment = event("checkout.session.completed", session)
+    assert deliver(app, shop["program"].id, payment, payment) == ["recorded", "recorded"]
+    assert sales_and_refunds(app) == [("sale", "pi_p1", 7000, shop["alice"].id)]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == 1
+
+
+@pytest.mark.parametrize("bad", ["wrong-secret", "stale", "future", "no-signature", "tampered"])
+def test_an_event_that_does_not_verify_is_a_400_and_changes_nothing(app, shop, bad):
+    payload = event("checkout.session.completed",
+                    checkout("cs_test_x", mode="payment", amount=7000, reference=shop["link"].code,
+                             payment_intent="pi_x"))  # fmt: skip
+    body = json.dumps(payload).encode()
+    header = {
+        "wrong-secret": signed(body, secret="whsec_someone_else"),
+        "stale": signed(body, timestamp=int(time.time()) - 600),
+        "future": signed(body, timestamp=int(time.time()) + 600),
+        "no-signature": "",
+        "tampered": signed(body.replace(b"7000", b"9000")),
+    }[bad]
+    answer = app.test_client().post(f"/integrations/stripe/{shop['program'].id}", data=body,
+                                    headers={"Stripe-Signature": header})  # fmt: skip
+    assert answer.status_code == 400
+    assert sales_and_refunds(app) == []
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == 0
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"id": 1}', b'{"id": "evt_1", "type": "x", "created": 1}'])
+def test_a_signed_body_that_is_not_an_event_is_a_400(app, shop, raw):
+    answer = app.test_client().post(f"/integrations/stripe/{shop['program'].id}", data=raw,
+                                    headers={"Stripe-Signature": signed(raw)})  # fmt: skip
+    assert answer.status_code == 400
+
+
+def test_a_program_without_a_stripe_secret_takes_no_events(app):
+    program = make_program(app, make_admin(app))
+    payload = event("invoice.paid", invoice("in_9", amount=100, reason="subscription_cycle"))
+    assert post(app, program.id, payload).status_code == 404
+    assert post(app, 999_999, payload).status_code == 404
+
+
+def test_an_invoice_before_its_checkout_waits_for_it(app, redirector, shop):
+    click_id = clicked(redirector, shop["link"].code)
+    start = int(time.time()) + 1
+    first_invoice = event("invoice.paid", invoice("in_1", amount=5000, reason="subscription_create"),
+                          created=start + 1)  # fmt: skip
+    assert deliver(app, shop["program"].id, first_invoice) == ["waiting"]
+    assert sales_and_refunds(app) == []
+    completed = checkout("cs_test_a1", mode="subscription", amount=5000, reference=click_id, subscription="sub_1")
+    session = event("checkout.session.completed", completed, created=start)
+    assert deliver(app, shop["program"].id, session) == ["recorded"]
+    assert sales_and_refunds(app) == [("sale", "in_1", 5000, shop["alice"].id)]
+    with app.app_context():
+        assert db.session.scalar(select(StripeEvent.status).where(StripeEvent.type == "invoice.paid")) == "recorded"
+
+
+def test_refunds_out_of_order_refund_what_stripe_refunded_in_total(app, redirector, shop):
+    click_id = clicked(redirector, shop["link"].code)
+    start = int(time.time()) + 1
+    deliver(app, shop["program"].id, event("checkout.session.completed",
+                                           checkout("cs_p", mode="payment", amount=8000, reference=click_id,
+                                                    payment_intent="pi_8"), created=start))  # fmt: skip
+    later = event("charge.refunded", charge("ch_8", amount=8000, refunded=5000, payment_intent="pi_8"),
+                  created=start + 2)  # fmt: skip
+    earlier = event("charge.refunded", charge("ch_8", amount=8000, refunded=1000, payment_intent="pi_8"),
+                    created=start + 1)  # fmt: skip
+    assert deliver(app, shop["program"].id, later, earlier, later) == ["recorded", "ignored", "recorded"]
+    refunds = [row for row in sales_and_refunds(app) if row[0] == "refund"]
+    assert refunds == [("refund", "pi_8", 5000, shop["alice"].id)]
+
+
+def test_a_checkout_with_an_affiliates_promotion_code_and_no_click_credits_the_coupon(app, shop):
+    with app.app_context():
+        coupons.create(db.session, db.session.get(Program, shop["program"].id), db.session.get(User, shop["alice"].id),
+                       coupons.CouponSettings("PODCAST20", stripe_promotion_code="promo_1PodCast20"),
+                       actor=db.session.get(User, shop["admin"].id), now=utcnow())  # fmt: skip
+        db.session.commit()
+    completed = checkout("cs_c", mode="payment", amount=4000, payment_intent="pi_c", promotion="promo_1PodCast20")
+    payment = event("checkout.session.completed", completed)
+    assert deliver(app, shop["program"].id, payment) == ["recorded"]
+    assert sales_and_refunds(app) == [("sale", "pi_c", 4000, shop["alice"].id)]
+    with app.app_context():
+        sale = db.session.scalar(select(Conversion).where(Conversion.order_id == "pi_c"))
+        assert json.loads(sale.decision_trace)["matched_by"] == "coupon"
+
+
+def test_a_checkout_with_no_referral_and_a_sale_in_another_currency_are_not_credited(app, shop):
+    plain = event("checkout.session.completed", checkout("cs_n", mode="payment", amount=4000, payment_intent="pi_n"))
+    foreign = checkout("cs_f", mode="payment", amount=4000, reference=shop["link"].code, payment_intent="pi_f")
+    foreign["currency"] = "eur"
+    assert deliver(app, shop["program"].id, plain, event("checkout.session.completed", foreign)) == [
+        "ignored",
+        "refused",
+    ]
+    assert sales_and_refunds(app) == []
