@@ -92,6 +92,7 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.account.two_factor import init_app as require_staff_second_factor
     from affiliate.admin.affiliates import bp as affiliates_bp
     from affiliate.admin.api_keys import bp as api_keys_bp
+    from affiliate.admin.coupons import bp as coupons_bp
     from affiliate.admin.enrollments import bp as enrollments_bp
     from affiliate.admin.groups import bp as groups_bp
     from affiliate.admin.outbox import bp as outbox_bp
@@ -113,6 +114,7 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.links.routes import bp as links_bp
     from affiliate.main.routes import bp as main_bp
     from affiliate.member.routes import bp as member_bp
+    from affiliate.partner.coupons import bp as partner_coupons_bp
     from affiliate.partner.earnings import bp as earnings_bp
     from affiliate.partner.postbacks import bp as partner_postbacks_bp
     from affiliate.partner.routes import bp as partner_bp
@@ -124,7 +126,7 @@ def register_blueprints(app: Flask) -> None:
 
     blueprints = (
         *(main_bp, auth_bp, account_bp, two_factor_bp, notifications_bp, member_bp, partner_bp, links_bp),
-        *(partner_conversions_bp, earnings_bp, partner_postbacks_bp),
+        *(partner_conversions_bp, earnings_bp, partner_postbacks_bp, partner_coupons_bp),
         *(
             admin_bp,
             affiliates_bp,
@@ -134,6 +136,7 @@ def register_blueprints(app: Flask) -> None:
             enrollments_bp,
             api_keys_bp,
             webhooks_bp,
+            coupons_bp,
             outbox_bp,
             people_bp,
             fraud_rules_bp,

@@ -30,6 +30,7 @@ from tests.factories import (
 
 PUBLIC = "public"
 API_KEY = "api key"  # no session role: a merchant's API key and signature (tested in tests/api)
+STRIPE_SIGNED = "stripe"  # Stripe's signature with the program's secret (tested in tests/integrations)
 SIGNED_IN = frozenset({"member", "affiliate", "pending", "suspended", "finance", "admin"})
 AFFILIATE_ANY_STATUS = frozenset({"affiliate", "pending", "suspended"})
 
@@ -98,7 +99,7 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "api.openapi": PUBLIC,
     "api.conversions": API_KEY,
     "api.refunds": API_KEY,
-    "stripe_integration.receive": API_KEY,  # Stripe's signature (tested in tests/integrations)
+    "stripe_integration.receive": STRIPE_SIGNED,
     **{
         f"management.{name}": API_KEY
         for name in (
@@ -140,6 +141,11 @@ ACCESS: dict[str, str | frozenset[str]] = {
         f"webhooks.{name}": frozenset({"admin"})
         for name in ("index", "add_postback", "delete_postback", "show", "rotate", "set_enabled", "delete", "redeliver")
     },
+    **{
+        f"coupons.{name}": frozenset({"admin"})
+        for name in ("index", "for_group", "change", "decide", "stripe", "forget_stripe")
+    },
+    "partner_coupons.index": frozenset({"affiliate"}),
     "people.reset_second_factor": frozenset({"admin"}),
     "partner.home": frozenset({"affiliate"}),
     "partner.recruits": frozenset({"affiliate"}),
@@ -218,7 +224,8 @@ def world(app):
            "key_id": key_id, "conversion_id": conversion_id, "batch_id": batch_id, "payout_id": payout_id,
            "export_format": "paypal", "dimension": "day", "token": "not-an-invitation",
            "adjustment_id": adjustment_id, "group_id": 1, "affiliate_id": target.id, "session_id": 1,
-           "message_id": 1, "endpoint_id": 1, "delivery_id": 1, "postback_id": 1, "state": "on"}  # fmt: skip
+           "message_id": 1, "endpoint_id": 1, "delivery_id": 1, "postback_id": 1, "state": "on",
+           "coupon_id": 1, "action": "retire"}  # fmt: skip
     return {"users": users, "ids": ids}
 
 
@@ -284,6 +291,8 @@ def test_route_matrix(app, world, persona):
         )
         if ACCESS[rule.endpoint] == PUBLIC:
             assert response.status_code < 500
+        elif ACCESS[rule.endpoint] == STRIPE_SIGNED:
+            assert response.status_code in (400, 404), (persona, rule.endpoint, response.status_code)
         elif ACCESS[rule.endpoint] == API_KEY:
             assert response.status_code in (401, 415), (persona, rule.endpoint, response.status_code)
             assert "secret" not in body.lower(), (persona, rule.endpoint)
@@ -323,7 +332,9 @@ def _post_routes(app):
     return [
         rule
         for rule in app.url_map.iter_rules()
-        if "POST" in rule.methods and ACCESS[rule.endpoint] != API_KEY and rule.endpoint not in TOKEN_IN_ADDRESS
+        if "POST" in rule.methods
+        and ACCESS[rule.endpoint] not in (API_KEY, STRIPE_SIGNED)
+        and rule.endpoint not in TOKEN_IN_ADDRESS
     ]
 
 
