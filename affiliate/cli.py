@@ -41,6 +41,7 @@ from affiliate.models.programs import AttributionModel, ProgramStatus
 from affiliate.services import (
     accounts,
     accrual,
+    coupons,
     deliveries,
     erasure,
     groups,
@@ -139,6 +140,25 @@ def create_user(email: str, name: str | None, role: str, password_env: str) -> N
     click.echo(f"Created {user.role} {user.email} (referral code {user.referral_code}).")
 
 
+DEMO_COUPON = ("bob@demo.clicktrail.example", "BOBSBLOG", "10% off your first order")
+
+
+def _ensure_demo_coupon(program: Program, admin: User) -> None:
+    """Bob's code for his readers: typed at the demo shop's checkout, it credits him without a click."""
+    email, code, discount = DEMO_COUPON
+    owner = db.session.scalar(select(User).where(User.email == email))
+    if owner is None or coupons.find(db.session, program.id, code) is not None:
+        return
+    try:
+        coupons.create(db.session, program, owner, coupons.CouponSettings(code, discount), actor=admin, now=utcnow())
+    except coupons.CouponError as error:
+        click.echo(f"Demo coupon not made: {error}")
+        db.session.rollback()
+        return
+    db.session.commit()
+    click.echo(f"Demo coupon {code} belongs to {owner.name}.")
+
+
 @click.command("seed-demo")
 @with_appcontext
 @click.option(
@@ -153,6 +173,7 @@ def seed_demo(if_empty: bool) -> None:
             program = db.session.scalar(select(Program).where(Program.name == DEMO_PROGRAM.name))
             if program is not None:
                 _ensure_demo_shop(program, admin)
+                _ensure_demo_coupon(program, admin)
                 _print_demo_shop_link(program)
             _print_demo_logins()
         else:
@@ -190,6 +211,7 @@ def seed_demo(if_empty: bool) -> None:
             request = LinkRequest(program_id=program.id, campaign=campaign, subs=subs, deep_link=deep_link)
             create_link(db.session, owner, request, now=now, allow_http_loopback=loopback)
     db.session.commit()
+    _ensure_demo_coupon(program, admin)
     if db.session.scalar(select(func.count()).select_from(Click)) == 0:
         codes = list(db.session.scalars(select(Link.code).order_by(Link.id)))
         db.session.commit()  # end our transaction: on SQLite it holds the write lock the redirector needs

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from wtforms import EmailField, HiddenField, SelectField
-from wtforms.validators import DataRequired, Email, Length, Regexp
+from wtforms import EmailField, HiddenField, SelectField, StringField
+from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
 
 from affiliate.demo_shop.catalogue import PRODUCTS
 from affiliate.forms import Form
@@ -21,3 +21,6 @@ class CheckoutForm(Form):
     order_id = HiddenField(validators=[DataRequired(), Regexp(ORDER_ID)])
     # Filled in by ct.js from the tracked link's ct_click (kept in its first-party cookie).
     click_id = HiddenField(render_kw={"data-clicktrail": "click_id"})
+    # A code from a podcast or a newsletter: it credits its affiliate even without a click.
+    coupon = StringField("Coupon code", validators=[Optional(), Regexp(r"^[A-Za-z0-9_-]{3,40}$",
+                         message="A coupon code is 3 to 40 letters, digits, dashes or underscores.")])  # fmt: skip

@@ -33,6 +33,7 @@ class Sale:
     customer_external_id: str
     click_id: str | None
     visitor_id: str | None
+    coupon: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ def sale_body(sale: Sale) -> bytes:
         body["click_id"] = sale.click_id
     if sale.visitor_id:
         body["visitor_id"] = sale.visitor_id
+    if sale.coupon:
+        body["coupon"] = sale.coupon
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -71,6 +71,7 @@ def checkout():
         customer_external_id="shop-" + hashlib.sha256(email.lower().encode()).hexdigest()[:16],
         click_id=token_or_none(form.click_id.data) or _click_id(),
         visitor_id=token_or_none(request.cookies.get(VISITOR_COOKIE)),
+        coupon=(form.coupon.data or "").strip() or None,
     )
     try:
         answer = merchant.report_sale(

@@ -107,3 +107,37 @@ def test_a_demo_link_lands_in_the_demo_shop_and_its_sale_is_credited(app, demo, 
     listing = alice_page.inner_text("main")
     assert order_id in listing and re.search(r"\$89\.00", listing), listing[:2000]
     shoot(alice_page, "affiliate-conversions", shots)
+
+
+BOB = "bob@demo.clicktrail.example"
+
+
+def test_a_shopper_with_bobs_coupon_and_no_click_buys_and_bob_sees_the_sale(app, demo, browser):
+    base = demo.url
+    with app.app_context():
+        bob_id = db.session.scalar(select(User.id).where(User.email == BOB))
+    # A podcast listener: straight to the shop, no link clicked, the code typed at checkout.
+    page = browser.new_context(user_agent=CHROME).new_page()
+    page.goto(f"{base}/demo-shop/checkout?product=knife")
+    assert page.input_value("input[name=click_id]") == ""
+    page.fill("#email", "listener@example.com")
+    page.fill("#coupon", "bobsblog")
+    page.click("main button[type=submit]")
+    page.wait_for_load_state()
+    confirmation = page.inner_text("main")
+    assert f"to affiliate #{bob_id}, matched by coupon" in confirmation, confirmation
+    assert "BOBSBLOG" in confirmation
+    order_id = page.inner_text("#order-id")
+    with app.app_context():
+        sale = db.session.scalar(select(Conversion).where(Conversion.order_id == order_id))
+        assert (sale.affiliate_id, sale.click_id, sale.coupon_id is not None) == (bob_id, None, True)
+
+    bob_page = browser.new_context(user_agent=CHROME).new_page()
+    bob_page.goto(f"{base}/login")
+    bob_page.fill("#email", BOB)
+    bob_page.fill("#password", DEMO_PASSWORD)
+    bob_page.click("main button[type=submit]")
+    bob_page.goto(f"{base}/partner/conversions/")
+    assert order_id in bob_page.inner_text("main")
+    bob_page.goto(f"{base}/partner/coupons/")
+    assert "BOBSBLOG" in bob_page.inner_text("main") and "10% off your first order" in bob_page.inner_text("main")
