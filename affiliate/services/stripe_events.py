@@ -43,7 +43,12 @@ class Outcome(Exception):
 
 
 def receive(session: Session, program: Program, event: dict, *, now: datetime) -> StripeEvent:
-    """Handle a verified event once; the same event id again returns the stored outcome. The caller commits."""
+    """Handle a verified event once; the same event id again returns the stored outcome. The caller commits.
+
+    A program's events are handled one at a time (its row locked on PostgreSQL, as SQLite's single writer
+    does): an invoice deciding to wait and the checkout taking up what waits must not pass each other.
+    """
+    session.execute(select(Program.id).where(Program.id == program.id).with_for_update())
     stored = _stored(session, program.id, event["id"])
     if stored is not None:
         return stored

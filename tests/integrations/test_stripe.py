@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import time
 from datetime import timedelta
 from itertools import count
@@ -275,3 +276,37 @@ def test_a_checkout_with_no_referral_and_a_sale_in_another_currency_are_not_cred
         "refused",
     ]
     assert sales_and_refunds(app) == []
+
+
+def test_a_checkout_and_its_first_invoice_arriving_at_once_always_end_in_one_sale(app, redirector, shop):
+    """Delivered together many times: neither may decide on what the other has not committed yet."""
+    click_id = clicked(redirector, shop["link"].code)
+    rounds = 8
+    for n in range(rounds):
+        customer = f"cus_race{n}"
+        events = [
+            event("checkout.session.completed", checkout(f"cs_race{n}", mode="subscription", amount=3000,
+                                                         reference=click_id, customer=customer,
+                                                         subscription=f"sub_race{n}")),
+            event("invoice.paid", invoice(f"in_race{n}", amount=3000, reason="subscription_create",
+                                          customer=customer, subscription=f"sub_race{n}")),
+        ]  # fmt: skip
+        start = threading.Barrier(2)
+        answers: list[int] = []
+
+        def send(payload, start=start, answers=answers):
+            start.wait()
+            answers.append(post(app, shop["program"].id, payload).status_code)
+
+        threads = [threading.Thread(target=send, args=(payload,)) for payload in events]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert answers == [200, 200]
+    sales = [row for row in sales_and_refunds(app) if row[1].startswith("in_race")]
+    assert sorted(sales) == sorted(("sale", f"in_race{n}", 3000, shop["alice"].id) for n in range(rounds))
+    with app.app_context():
+        assert (
+            db.session.scalar(select(func.count()).select_from(StripeEvent).where(StripeEvent.status == "waiting")) == 0
+        )
