@@ -169,17 +169,7 @@ def stripe(program_id: int):
     program = _program_or_404(program_id)
     form = StripeForm()
     if form.validate_on_submit():
-        program.stripe_webhook_secret = form.secret.data
-        audit.record(
-            db.session,
-            actor_id=current_user.id,
-            action="program.stripe_secret_set",
-            subject_type="program",
-            subject_id=program.id,
-            before=None,
-            after={"secret": "…" + form.secret.data[-4:]},
-            now=utcnow(),
-        )
+        _set_stripe_secret(program, form.secret.data)
         db.session.commit()
         flash("Stripe signing secret saved: events sent to the endpoint below are now taken.", "success")
         return redirect(url_for("coupons.stripe", program_id=program.id))
@@ -199,20 +189,18 @@ def stripe(program_id: int):
 def forget_stripe(program_id: int):
     program = _program_or_404(program_id)
     if ActionForm().validate_on_submit() and program.stripe_webhook_secret:
-        program.stripe_webhook_secret = None
-        audit.record(
-            db.session,
-            actor_id=current_user.id,
-            action="program.stripe_secret_removed",
-            subject_type="program",
-            subject_id=program.id,
-            before=None,
-            after=None,
-            now=utcnow(),
-        )
+        _set_stripe_secret(program, None)
         db.session.commit()
         flash("Stripe signing secret removed: the endpoint takes no more events.", "success")
     return redirect(url_for("coupons.stripe", program_id=program_id))
+
+
+def _set_stripe_secret(program: Program, secret: str | None) -> None:
+    """Keep (or forget) the secret; the audit log says that it changed and its end, never the secret."""
+    program.stripe_webhook_secret = secret
+    audit.record(db.session, actor_id=current_user.id, subject_type="program", subject_id=program.id, before=None,
+                 action="program.stripe_secret_set" if secret else "program.stripe_secret_removed",
+                 after={"secret": "…" + secret[-4:]} if secret else None, now=utcnow())  # fmt: skip
 
 
 def _render(program: Program, form: CouponForm, group_form: GroupCodesForm, status: int = 200):

@@ -34,6 +34,16 @@ def demo(database_uri, tmp_path):
         yield server
 
 
+def signed_in(browser, base: str, email: str):
+    """A demo affiliate's browser, signed in with the demo password."""
+    page = browser.new_context(user_agent=CHROME).new_page()
+    page.goto(f"{base}/login")
+    page.fill("#email", email)
+    page.fill("#password", DEMO_PASSWORD)
+    page.click("main button[type=submit]")
+    return page
+
+
 def shoot(page, name: str, count: list[int]) -> None:
     count[0] += 1
     page.screenshot(path=str(SHOTS / f"{count[0]:02d}-{name}.png"), full_page=True)
@@ -98,11 +108,7 @@ def test_a_demo_link_lands_in_the_demo_shop_and_its_sale_is_credited(app, demo, 
     context.close()
 
     # 4. Alice signs in and sees the sale among her conversions.
-    alice_page = browser.new_context(user_agent=CHROME).new_page()
-    alice_page.goto(f"{base}/login")
-    alice_page.fill("#email", ALICE)
-    alice_page.fill("#password", DEMO_PASSWORD)
-    alice_page.click("main button[type=submit]")
+    alice_page = signed_in(browser, base, ALICE)
     alice_page.goto(f"{base}/partner/conversions/")
     listing = alice_page.inner_text("main")
     assert order_id in listing and re.search(r"\$89\.00", listing), listing[:2000]
@@ -132,11 +138,7 @@ def test_a_shopper_with_bobs_coupon_and_no_click_buys_and_bob_sees_the_sale(app,
         sale = db.session.scalar(select(Conversion).where(Conversion.order_id == order_id))
         assert (sale.affiliate_id, sale.click_id, sale.coupon_id is not None) == (bob_id, None, True)
 
-    bob_page = browser.new_context(user_agent=CHROME).new_page()
-    bob_page.goto(f"{base}/login")
-    bob_page.fill("#email", BOB)
-    bob_page.fill("#password", DEMO_PASSWORD)
-    bob_page.click("main button[type=submit]")
+    bob_page = signed_in(browser, base, BOB)
     bob_page.goto(f"{base}/partner/conversions/")
     assert order_id in bob_page.inner_text("main")
     bob_page.goto(f"{base}/partner/coupons/")
