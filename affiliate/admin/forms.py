@@ -80,6 +80,7 @@ class ProgramForm(Form):
     code_precedence = SelectField(
         "When a coupon and another affiliate's click both qualify",
         choices=options([("click", "The click wins"), ("code", "The coupon wins")]),
+        default="click",
         description="A coupon credits its affiliate whenever no click qualifies.",
     )
     hold_days = IntegerField(

@@ -18,9 +18,19 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from affiliate.models import Click, Conversion, ConversionType, Program, StripeCustomer, StripeEvent, StripePayment
+from affiliate.models import (
+    Click,
+    Conversion,
+    ConversionType,
+    Link,
+    Program,
+    StripeCustomer,
+    StripeEvent,
+    StripePayment,
+)
 from affiliate.services import coupons
 from affiliate.services.conversions import (
+    MAX_AMOUNT_CENTS,
     ConversionError,
     ConversionRequest,
     RefundRequest,
@@ -28,9 +38,11 @@ from affiliate.services.conversions import (
     record_refund,
 )
 
-HANDLED = ("checkout.session.completed", "invoice.paid", "charge.refunded", "customer.subscription.deleted")
 CLICK_ID = re.compile(r"[A-Za-z0-9_-]{22,32}")
+# Stripe's object ids (cus_..., in_..., pi_...): kept only in this shape, so nothing else reaches a column.
+STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,128}")
 REFERENCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+EMAIL = re.compile(r"[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+")
 RECORDED, WAITING, IGNORED, REFUSED = "recorded", "waiting", "ignored", "refused"
 
 
@@ -102,7 +114,7 @@ def _take_up_waiting(session: Session, program: Program, customer: str | None, n
 def _checkout(session: Session, program: Program, checkout: dict, at: datetime, now: datetime) -> int | None:
     if checkout.get("payment_status") not in ("paid", "no_payment_required"):
         raise Outcome(IGNORED, "The checkout is not paid.")
-    click_id, referral_code = _reference(session, checkout.get("client_reference_id"))
+    click_id, referral_code = _reference(session, program, checkout.get("client_reference_id"))
     coupon = _coupon(session, program, checkout)
     if not (click_id or referral_code or coupon):
         raise Outcome(IGNORED, "The checkout names no click, referral code or affiliate coupon.")
@@ -114,17 +126,17 @@ def _checkout(session: Session, program: Program, checkout: dict, at: datetime, 
         if bound is None:
             bound = StripeCustomer(program_id=program.id, customer_id=customer, created_at=now)
             session.add(bound)
-        bound.checkout_session_id = checkout["id"]
+        bound.checkout_session_id = _object_id(checkout)
         bound.click_id, bound.referral_code, bound.coupon = click_id, referral_code, coupon
         bound.subscription_id, bound.ended_at = _text(checkout.get("subscription")), None
         session.flush()
         return None  # its invoices are the sales
-    order_id = _text(checkout.get("payment_intent")) or checkout["id"]
+    order_id = _text(checkout.get("payment_intent")) or _object_id(checkout)
     report = ConversionRequest(
         type=ConversionType.SALE, order_id=order_id, amount_cents=_amount(checkout.get("amount_total")),
         currency=_currency(checkout.get("currency")), customer_external_id=customer,
-        customer_email=_email(checkout), click_id=click_id, referral_code=referral_code, coupon=coupon,
-        occurred_at=at, metadata={"stripe_checkout_session": checkout["id"]},
+        customer_email=_checkout_email(checkout), click_id=click_id, referral_code=referral_code, coupon=coupon,
+        occurred_at=at, metadata={"stripe_checkout_session": _object_id(checkout)},
     )  # fmt: skip
     conversion = record_conversion(session, program, report, now=now).conversion
     session.add(StripePayment(program_id=program.id, order_id=order_id, payment_intent=_text(checkout.get(
@@ -146,17 +158,18 @@ def _invoice(session: Session, program: Program, invoice: dict, at: datetime, no
     amount = _amount(invoice.get("amount_paid"))
     if amount == 0:
         raise Outcome(IGNORED, "Nothing was paid (a trial or a fully discounted invoice).")
+    invoice_id = _object_id(invoice)
     report = ConversionRequest(
-        type=ConversionType.SALE, order_id=invoice["id"], amount_cents=amount,
+        type=ConversionType.SALE, order_id=invoice_id, amount_cents=amount,
         currency=_currency(invoice.get("currency")), customer_external_id=customer,
-        customer_email=_text(invoice.get("customer_email")),
+        customer_email=_email(invoice.get("customer_email")),
         # The first invoice is credited as its checkout was; later ones follow the customer's binding.
         click_id=bound.click_id if first else None, referral_code=bound.referral_code if first else None,
         coupon=bound.coupon if first else None, occurred_at=at,
-        metadata={"stripe_invoice": invoice["id"], "stripe_subscription": subscription or ""},
+        metadata={"stripe_invoice": invoice_id, "stripe_subscription": subscription or ""},
     )  # fmt: skip
     conversion = record_conversion(session, program, report, now=now).conversion
-    session.add(StripePayment(program_id=program.id, order_id=invoice["id"], invoice=invoice["id"],
+    session.add(StripePayment(program_id=program.id, order_id=invoice_id, invoice=invoice_id,
                               payment_intent=_text(invoice.get("payment_intent")), charge=_text(invoice.get("charge")),
                               amount_cents=amount))  # fmt: skip
     return conversion.id
@@ -213,18 +226,21 @@ def _bound(session: Session, program: Program, customer: str) -> StripeCustomer 
     )
 
 
-def _reference(session: Session, reference) -> tuple[str | None, str | None]:
-    """client_reference_id as ct.js offers it: a click id when one is stored, else a referral (link) code."""
-    reference = _text(reference)
-    if not reference or not REFERENCE.fullmatch(reference):
+def _reference(session: Session, program: Program, reference) -> tuple[str | None, str | None]:
+    """client_reference_id as ct.js offers it: a stored click id, else one of the program's link codes; anything
+    else names no referral."""
+    if not isinstance(reference, str) or not REFERENCE.fullmatch(reference):
         return None, None
     if CLICK_ID.fullmatch(reference) and session.scalar(select(Click.id).where(Click.click_id == reference)):
         return reference, None
-    return None, reference
+    if session.scalar(select(Link.id).where(Link.code == reference, Link.program_id == program.id)):
+        return None, reference
+    return None, None
 
 
 def _coupon(session: Session, program: Program, checkout: dict) -> str | None:
-    for discount in checkout.get("discounts") or []:
+    discounts = checkout.get("discounts")
+    for discount in discounts if isinstance(discounts, list) else []:
         promotion = discount.get("promotion_code") if isinstance(discount, dict) else None
         if isinstance(promotion, dict):  # expanded
             promotion = promotion.get("id")
@@ -235,8 +251,7 @@ def _coupon(session: Session, program: Program, checkout: dict) -> str | None:
 
 
 def _customer(event: dict) -> str | None:
-    found = event["data"]["object"].get("customer")
-    return found.get("id") if isinstance(found, dict) else _text(found)
+    return _text(event["data"]["object"].get("customer"))
 
 
 def _subscription(invoice: dict) -> str | None:
@@ -246,20 +261,33 @@ def _subscription(invoice: dict) -> str | None:
     return _text(invoice.get("subscription")) or _text(details.get("subscription"))
 
 
-def _email(checkout: dict) -> str | None:
+def _email(value) -> str | None:
+    """An address as the conversion API would take it; anything else is left out (it only feeds fraud rules)."""
+    return value if isinstance(value, str) and EMAIL.fullmatch(value) and len(value) <= 254 else None
+
+
+def _checkout_email(checkout: dict) -> str | None:
     details = checkout.get("customer_details")
-    return _text(details.get("email")) if isinstance(details, dict) else _text(checkout.get("customer_email"))
+    return _email(details.get("email") if isinstance(details, dict) else checkout.get("customer_email"))
 
 
 def _text(value) -> str | None:
+    """A Stripe id (an expanded object gives its id); anything else is treated as absent."""
     if isinstance(value, dict):
         value = value.get("id")
-    return value[:255] if isinstance(value, str) and value else None
+    return value if isinstance(value, str) and STRIPE_ID.fullmatch(value) else None
+
+
+def _object_id(obj: dict) -> str:
+    found = _text(obj.get("id"))
+    if found is None:
+        raise Outcome(REFUSED, "The event's object has no id Clicktrail can keep.")
+    return found
 
 
 def _amount(value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise Outcome(REFUSED, "The event's amount is not a whole number of minor units.")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_AMOUNT_CENTS:
+        raise Outcome(REFUSED, "The event's amount is not a whole number of minor units in range.")
     return value
 
 

@@ -310,3 +310,40 @@ def test_a_checkout_and_its_first_invoice_arriving_at_once_always_end_in_one_sal
         assert (
             db.session.scalar(select(func.count()).select_from(StripeEvent).where(StripeEvent.status == "waiting")) == 0
         )
+
+
+def _hostile_objects() -> list[tuple[str, dict]]:
+    session = checkout("cs_h", mode="payment", amount=4000, reference="x", payment_intent="pi_h")
+    paid = invoice("in_h", amount=4000, reason="subscription_cycle")
+    refunded = charge("ch_h", amount=4000, refunded=100)
+    changes = [
+        ("checkout.session.completed", {**session, "amount_total": "4000"}),
+        ("checkout.session.completed", {**session, "amount_total": 10**30}),
+        ("checkout.session.completed", {**session, "amount_total": -5}),
+        ("checkout.session.completed", {**session, "currency": 7}),
+        ("checkout.session.completed", {**session, "discounts": 12}),
+        ("checkout.session.completed", {**session, "discounts": ["promo_x", None]}),
+        ("checkout.session.completed", {**session, "client_reference_id": "<script>" * 40}),
+        ("checkout.session.completed", {**session, "payment_intent": "pi_" + "9" * 300}),
+        ("checkout.session.completed", {**session, "payment_intent": None, "id": "cs\x00nul"}),
+        ("checkout.session.completed", {**session, "customer": {"id": ["nested"]}}),
+        ("checkout.session.completed", {**session, "customer_details": {"email": "a\x00@b.example"}}),
+        ("checkout.session.completed", {**session, "mode": "subscription", "customer": None}),
+        ("invoice.paid", {**paid, "customer": 42}),
+        ("invoice.paid", {**paid, "amount_paid": 1.5}),
+        ("invoice.paid", {**paid, "parent": "sub_1"}),
+        ("charge.refunded", {**refunded, "amount_refunded": True}),
+        ("charge.refunded", {**refunded, "payment_intent": ["pi_h"]}),
+        ("customer.subscription.deleted", {"id": None, "customer": None}),
+        ("payment_intent.succeeded", {"id": "pi_h"}),
+    ]
+    return changes
+
+
+@pytest.mark.parametrize(("kind", "obj"), _hostile_objects(), ids=lambda value: value if isinstance(value, str) else "")
+def test_a_signed_event_with_strange_fields_is_answered_without_an_error_and_stores_no_sale(app, shop, kind, obj):
+    answer = post(app, shop["program"].id, event(kind, obj))
+    assert answer.status_code in (200, 400), answer.get_data(as_text=True)
+    if answer.status_code == 200:
+        assert answer.get_json()["status"] in ("ignored", "refused", "waiting")
+    assert sales_and_refunds(app) == []
