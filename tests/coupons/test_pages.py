@@ -97,3 +97,24 @@ def test_the_stripe_page_keeps_the_secret_and_shows_only_its_end(app):
         assert db.session.get(Program, program.id).stripe_webhook_secret is None
         assert db.session.scalar(select(func.count()).select_from(AuditLog).where(
             AuditLog.action.like("program.stripe_secret%"))) == 2  # fmt: skip
+
+
+def test_an_admin_maps_a_code_to_its_stripe_promotion_code_and_a_malformed_one_changes_nothing(app):
+    admin = make_admin(app)
+    program = make_program(app, admin)
+    alice = make_affiliate(app, name="Alice")
+    staff = signed_in(app, admin)
+    page = f"/admin/programs/{program.id}/coupons/"
+    post_form(staff, page, page, {"affiliate_id": str(alice.id), "code": "PODCAST"})
+    with app.app_context():
+        coupon_id = db.session.scalar(select(Coupon.id))
+    saved = post_form(
+        staff, page, f"{page}{coupon_id}", {"discount_text": "20% off", "stripe_promotion_code": "promo_1Ab"}
+    )
+    assert saved.status_code == 302
+    refused = post_form(staff, page, f"{page}{coupon_id}", {"discount_text": "x", "stripe_promotion_code": "coupon 1"})
+    assert refused.status_code == 302
+    assert "promo_" in staff.get(page).get_data(as_text=True)
+    with app.app_context():
+        coupon = db.session.get(Coupon, coupon_id)
+        assert (coupon.discount_text, coupon.stripe_promotion_code) == ("20% off", "promo_1Ab")
