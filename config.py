@@ -67,7 +67,7 @@ class Config:
     # conversion API (which itself waits up to 5 s for a click issued moments before).
     DEMO_SHOP = env_bool("DEMO_SHOP", True)
     DEMO_SHOP_API_TIMEOUT_SECONDS = env_int("DEMO_SHOP_API_TIMEOUT_SECONDS", 10)
-    # How many reverse proxies in front of us append to X-Forwarded-For; 0 trusts none (C22).
+    # How many reverse proxies in front of us append to X-Forwarded-For; 0 trusts none.
     TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
     # None means the GeoLite2-City file shipped by the maxminddb-geolite2 package.
     GEOIP_DATABASE = env_str("GEOIP_DATABASE")
@@ -85,7 +85,7 @@ class Config:
     # A login without "remember me" lasts this long on the server even if the browser stays open.
     SESSION_HOURS = env_int("SESSION_HOURS", 12)
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session that holds it
-    # Approving a payout batch needs the password entered this recently (C17).
+    # Approving a payout batch needs the password entered this recently.
     FRESH_LOGIN_MINUTES = env_int("FRESH_LOGIN_MINUTES", 15)
 
     # Argon2id, RFC 9106 "second recommended option" (stronger than OWASP's 19 MiB, t=2 minimum).
@@ -93,7 +93,7 @@ class Config:
     ARGON2_MEMORY_KIB = env_int("ARGON2_MEMORY_KIB", 65536)
     ARGON2_PARALLELISM = env_int("ARGON2_PARALLELISM", 4)
 
-    # Sign-in and account-creation throttles, counted in the database so they hold across workers (C18).
+    # Sign-in and account-creation throttles, counted in the database so they hold across workers.
     # Failures allowed before each further attempt waits, the first wait (doubling per failure) and the
     # longest; a key forgets after LOGIN_FORGET_HOURS without a failure (docs/sign-in.md).
     LOGIN_FREE_FAILURES_PER_ACCOUNT = env_int("LOGIN_FREE_FAILURES_PER_ACCOUNT", 5)  # one email from one address

@@ -24,7 +24,8 @@ def configure_engine(engine: Engine, *, immediate: bool = True, synchronous: str
 
     SQLite: WAL, synchronous=FULL, foreign keys, a busy timeout, and every transaction
     opened with BEGIN IMMEDIATE so two writers queue on the lock instead of one failing
-    with "database is locked" when it upgrades from a read (CHECKS.md, C5).
+    with "database is locked" when it upgrades from a read (docs/guarantees.md,
+    *Writers never see "database is locked"*).
     PostgreSQL: the server's own settings; we only insist on synchronous commits.
     ``immediate=False`` is for engines that only read (the redirector's link lookups), so
     they never queue behind writers for a lock they do not need.

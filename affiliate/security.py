@@ -1,4 +1,4 @@
-"""Response headers every page carries (CHECKS.md, C21)."""
+"""Response headers every page carries (docs/guarantees.md, *Security headers, no stack traces*)."""
 
 from __future__ import annotations
 

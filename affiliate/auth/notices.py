@@ -11,7 +11,7 @@ from user_agents import parse as parse_user_agent
 
 from affiliate import notifications
 from affiliate.auth import signed_links
-from affiliate.auth.sessions import client_ip
+from affiliate.auth.client import client_ip
 from affiliate.extensions import db
 from affiliate.mail import external_url
 from affiliate.models import User, utcnow

@@ -16,7 +16,8 @@ from argon2 import PasswordHasher
 from flask import current_app, make_response
 from flask.wrappers import Response
 
-from affiliate.auth.sessions import client_ip, hasher
+from affiliate.auth.client import client_ip
+from affiliate.auth.sessions import hasher
 from affiliate.extensions import db
 from affiliate.models import User, utcnow
 from affiliate.services import accounts, throttles

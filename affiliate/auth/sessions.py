@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from flask import Flask, current_app, request, session
 from flask_login import current_user, login_fresh, login_user
 
+from affiliate.auth.client import client_ip
+from affiliate.auth.notices import new_sign_in
 from affiliate.extensions import db, login_manager
 from affiliate.models import User, utcnow
 from affiliate.services import accounts
@@ -40,19 +42,12 @@ def hasher():
     return current_app.extensions["clicktrail.hasher"]
 
 
-def client_ip() -> str:
-    """The client address; X-Forwarded-For counts only through ProxyFix's trusted hops."""
-    return (request.remote_addr or "unknown")[:45]
-
-
 def sign_in(user: User, *, remember: bool, second_factor: bool = False) -> None:
     """Start a server-side login session for ``user`` and hand its token to Flask-Login.
 
     ``second_factor`` says the person also gave their second factor. A device the account never
     signed in from before gets the owner a mail about it.
     """
-    from affiliate.auth.notices import new_sign_in
-
     remember = remember and not user.is_staff
     fingerprint = request_fingerprint()
     visitor_id = token_or_none(request.cookies.get(VISITOR_COOKIE))

@@ -33,7 +33,7 @@ class PayoutMethod(enum.StrEnum):
     BANK = "bank"
 
 
-# Staff roles never get a remember-me cookie (CHECKS.md, C17).
+# Staff roles never get a remember-me cookie: a stolen device must not keep finance signed in.
 STAFF_ROLES = frozenset({Role.FINANCE, Role.ADMIN})
 
 

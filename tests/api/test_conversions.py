@@ -1,4 +1,4 @@
-"""The conversion API end to end: signed, idempotent, validated, attributed (C8, C14, issue 4)."""
+"""The conversion API end to end: signed, idempotent, validated, attributed."""
 
 from __future__ import annotations
 
@@ -270,7 +270,7 @@ def test_refunds_full_partial_and_never_more_than_the_sale(app):
     assert sorted(r.amount_cents for r in refunds) == [2_500, 7_500]
 
 
-# --- C8: exactly one conversion under concurrency ---
+# --- exactly one conversion under concurrency ---
 
 
 def test_fifty_concurrent_identical_requests_make_one_conversion(app):

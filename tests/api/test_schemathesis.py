@@ -1,4 +1,4 @@
-"""C24: schemathesis generates requests from the OpenAPI document; the API answers every one without a 5xx.
+"""Schemathesis generates requests from the OpenAPI document; the API answers every one without a 5xx.
 
 The document covers the conversion API (conversions, refunds) and the management API (plan versions, partner
 groups and their members, enrollments and decisions, invitations, adjustments), and every answer must be one it

@@ -97,7 +97,7 @@ def _session_ip(app) -> str:
 
 
 def test_spoofed_forwarded_for_is_ignored_by_the_portal(app, client, auth):
-    """C22: without trusted proxies the socket peer is the client, whatever X-Forwarded-For says."""
+    """Without trusted proxies the socket peer is the client, whatever X-Forwarded-For says."""
     alice = make_affiliate(app)
     token = auth.token()
     client.post("/login", data={"email": alice.email, "password": PASSWORD, "csrf_token": token},

@@ -1,4 +1,4 @@
-"""The ledger (part of C10): balanced, idempotent postings, rows the database will not change, and ledger-check."""
+"""The ledger: balanced, idempotent postings, rows the database will not change, and ledger-check."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""C10: random accruals, approvals, rejections, refunds, plan changes and payouts with crashes keep every invariant."""
+"""Random accruals, approvals, rejections, refunds, plan changes and payouts with crashes keep every invariant."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""send() against real receivers on loopback: answers, redirects, deadlines, size limits, TLS, DNS rebinding (C30)."""
+"""send() against real receivers on loopback: answers, redirects, deadlines, size limits, TLS, DNS rebinding."""
 
 from __future__ import annotations
 

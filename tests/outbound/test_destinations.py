@@ -1,4 +1,4 @@
-"""Hostile destinations are refused when saved (check_url) and when sent (send); good ones pass (C30, C24).
+"""Hostile destinations are refused when saved (check_url) and when sent (send); good ones pass.
 
 Every send() here runs with socket.create_connection recorded and refused, so "reached" is measured, not
 assumed: hostile destinations must produce no connection attempt at all, good ones exactly the checked one.

@@ -1,4 +1,4 @@
-"""Attribution rules, and C12: the service against a small, obviously correct reference model."""
+"""Attribution rules, and the service against a small, obviously correct reference model."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def test_naive_times_are_refused():
         attribute(facts(at=T0.replace(tzinfo=None)), [], TERMS)
 
 
-# --- C12: the reference model ---
+# --- the reference model ---
 
 
 def reference(conversion: ConversionFacts, touches: list[Touch], terms: Terms, binding: Binding | None):

@@ -1,4 +1,4 @@
-"""CSV exports: formulas neutralised in text cells only, amounts plain and exact, nothing dropped (C20, C24)."""
+"""CSV exports: formulas neutralised in text cells only, amounts plain and exact, nothing dropped."""
 
 from __future__ import annotations
 

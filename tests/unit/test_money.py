@@ -1,4 +1,4 @@
-"""Money parsing and formatting: exact integer minor units, never a float or a silent rounding (C11, C24)."""
+"""Money parsing and formatting: exact integer minor units, never a float or a silent rounding."""
 
 from __future__ import annotations
 

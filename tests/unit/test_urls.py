@@ -1,4 +1,4 @@
-"""URL rules: merchant destinations, allowlisted hosts and the login next= target (C13, C24)."""
+"""URL rules: merchant destinations, allowlisted hosts and the login next= target."""
 
 from __future__ import annotations
 
