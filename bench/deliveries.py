@@ -249,7 +249,7 @@ def create_program(app, label: str, https_port: int, http_port: int, endpoints: 
     from dataclasses import replace
 
     from affiliate import outbound
-    from affiliate.cli import DEMO_PROGRAM
+    from affiliate.demo import DEMO_PROGRAM
     from affiliate.extensions import db
     from affiliate.models import Role, UserStatus, utcnow
     from affiliate.services import postbacks, webhooks

@@ -339,7 +339,7 @@ def create_database(instance: Path, database: Path, env: dict[str, str]) -> list
     )
 
     from affiliate import create_app
-    from affiliate.cli import DEMO_PROGRAM
+    from affiliate.demo import DEMO_PROGRAM
     from affiliate.extensions import db
     from affiliate.models import Role, UserStatus, utcnow
     from affiliate.services.accounts import create_user

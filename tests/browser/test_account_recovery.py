@@ -22,7 +22,7 @@ import pytest
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
-from affiliate.cli import DEMO_PASSWORD
+from affiliate.demo import DEMO_PASSWORD
 from config import Config
 from tests.browser.conftest import demo_server
 from tests.browser.test_journey import Shots

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from affiliate.cli import DEMO_PASSWORD
+from affiliate.demo import DEMO_PASSWORD
 from affiliate.extensions import db
 from affiliate.models import Conversion, Link, User
 from tests.browser.conftest import demo_server
