@@ -18,7 +18,7 @@ from affiliate.extensions import db
 from affiliate.jobs import accrue_all, policy_of
 from affiliate.jobs import purge_clicks as purge_clicks_job
 from affiliate.models import Click, Role, UserStatus, utcnow
-from affiliate.services import accounts, accrual, deliveries, erasure, ledger, outbox, rollups
+from affiliate.services import accounts, accrual, deliveries, erasure, ledger, money_checks, outbox, rollups
 from redirector import Redirector
 
 ROLLUP_PROBLEMS_SHOWN = 20
@@ -129,7 +129,7 @@ def send_webhooks(forever: bool, every: float) -> None:
 @with_appcontext
 def ledger_check() -> None:
     """Verify the ledger's invariants and that every amount is the rules' (docs/money.md); exit 1 if any fails."""
-    problems = ledger.check(db.session) + accrual.check(db.session)
+    problems = ledger.check(db.session) + money_checks.check(db.session)
     db.session.rollback()
     for problem in problems:
         click.echo(f"FAILED {problem.invariant}: {problem.detail}", err=True)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from affiliate.extensions import db
 from affiliate.models import Commission, CommissionPlan, CommissionStatus, Conversion, ConversionType, User, utcnow
-from affiliate.services import accrual, ledger
+from affiliate.services import accrual, ledger, money_checks
 from affiliate.services.commissions import PlanTerms, period_of
 from affiliate.services.plans import PlanError, in_words, save_plan
 from tests.factories import make_admin, make_affiliate, make_program
@@ -34,7 +34,7 @@ def bonuses(app, affiliate_id: int) -> list[tuple[int, int, str]]:
 
 def books_hold(app) -> bool:
     with app.app_context():
-        return ledger.check(db.session) == [] and accrual.check(db.session) == []
+        return ledger.check(db.session) == [] and money_checks.check(db.session) == []
 
 
 @pytest.fixture
