@@ -118,7 +118,7 @@ class Destination:
 
 
 @dataclass(frozen=True)
-class Answer:
+class ReceiverResponse:
     """What a receiver answered; ``truncated`` when its body was cut (size limit, deadline or dropped)."""
 
     status: int
@@ -242,7 +242,7 @@ def send(
     allow_loopback: bool = False,
     resolver: Resolver = socket.getaddrinfo,
     cafile: str | None = None,
-) -> Answer:
+) -> ReceiverResponse:
     """Send one request to a destination and return its answer, following no redirect.
 
     Raises UnsafeDestination (never retry) or DeliveryFailed (retry later). ``cafile`` replaces the system
@@ -284,7 +284,7 @@ def send(
             connection.close()
     finally:
         deadline.stop()
-    return Answer(
+    return ReceiverResponse(
         status=response.status,
         body_head=data[:BODY_HEAD_BYTES].decode("utf-8", "replace"),
         latency_ms=round((time.monotonic() - started) * 1000),

@@ -81,6 +81,7 @@ def generate_referral_code() -> str:
 
 
 def normalise_email(email: str) -> str:
+    """The form an account's address is stored and looked up in: trimmed, lower case (``+tags`` kept)."""
     return email.strip().lower()
 
 
@@ -363,10 +364,6 @@ def load_session(session: Session, token: str, *, now: datetime) -> User | None:
     user = row.user
     user.session_token = token
     return user
-
-
-def session_started_at(session: Session, token: str) -> datetime | None:
-    return session.scalar(select(UserSession.created_at).where(UserSession.token_hash == _token_hash(token)))
 
 
 def end_session(session: Session, token: str, *, now: datetime) -> None:

@@ -102,7 +102,7 @@ class Progress:
 
 def progress(session: Session, program_id: int, affiliate_id: int, now: datetime) -> Progress:
     """The plan in force for this affiliate now, their counted sales this month and the next threshold."""
-    terms = terms_of(plan_in_force(session, program_id, affiliate_id, now))
+    terms = plan_terms(session, program_id, affiliate_id, now)
     counted = counted_in_period(session, program_id, affiliate_id, ConversionType.SALE, now)
     volume = volume_of(terms, counted)
     ahead = [tier for tier in terms.tiers if tier.threshold > volume]
