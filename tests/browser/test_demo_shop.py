@@ -21,7 +21,7 @@ from affiliate.extensions import db
 from affiliate.models import Conversion, Link, User
 from tests.browser.conftest import demo_server
 from tests.redirector.helpers import CHROME, wait_for_click
-from tests.redirector.server import ROOT
+from tests.servers import ROOT
 
 SHOTS = Path(os.environ.get("DEMO_SHOP_SCREENSHOTS", ROOT / "test-output" / "demo-shop"))
 ALICE = "alice@demo.clicktrail.example"
