@@ -1,4 +1,4 @@
-"""Benchmark the fraud engine's quality: recall per fraud class and false positives on legitimate traffic (issue 5).
+"""Benchmark the fraud engine's quality: recall per fraud class and false positives on legitimate traffic.
 
 Labelled synthetic traffic (bench/traffic.py) drives the real engine. It also runs every example
 user agent of the crawler-user-agents package, and a few hundred real browser strings, through the

@@ -1,4 +1,4 @@
-"""Benchmark building a payout batch: 10,000 affiliates over 1,000,000 approved commissions on SQLite (issue 6).
+"""Benchmark building a payout batch: 10,000 affiliates over 1,000,000 approved commissions on SQLite.
 
 One run: a fresh migrated SQLite database seeded directly (users, a program, a conversion and an
 approved commission per row, each with its accrual and approval in the ledger, exactly as the
