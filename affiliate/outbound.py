@@ -19,6 +19,9 @@ The rule, in the order ``send`` applies it:
 ``UnsafeDestination`` means "never send there" (a permanent refusal, with a message fit for a form);
 ``DeliveryFailed`` means "this attempt failed" (worth a retry later). No Flask here: the delivery engine and
 the forms call these functions with settings they read themselves.
+
+One module, read top to bottom: the five steps above are one rule, and each part below (the address
+table, the parser's checks, the pinned connections, the deadline) exists only to enforce one of them.
 """
 
 from __future__ import annotations

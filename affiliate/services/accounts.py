@@ -1,4 +1,9 @@
-"""Accounts: applying, deciding applications, signing in and out, passwords, profiles."""
+"""Accounts: applying, deciding applications, signing in and out, passwords, profiles.
+
+Sign-in and sessions (``ThrottlePolicy`` to ``end_all_sessions``) would make a module of their own; they stay
+here for now because the auth and account views call them all as ``accounts.*``, and replacing a password
+ends the account's sessions from here too.
+"""
 
 from __future__ import annotations
 

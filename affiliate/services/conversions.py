@@ -5,6 +5,9 @@ the same report again finds the stored row and gets the original answer, and the
 with a different payload is refused. Attribution itself is the pure ``attribute``;
 this module loads its inputs (the candidate clicks, an existing customer binding) and
 stores its trace with the conversion. The caller commits.
+
+Sales, signups and refunds stay in one module: they share the idempotent store (natural key, request
+hash, replay, conflict) and the statements built once below, so a refund is recorded as a sale is.
 """
 
 from __future__ import annotations
