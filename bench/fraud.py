@@ -21,15 +21,12 @@ if __name__ == "__main__":
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
     sys.path.insert(0, str(ROOT))
 
+from bench.redirector import say  # noqa: E402
 from bench.traffic import CLASSES, browser_agents, evaluate  # noqa: E402
 from redirector.enrich import bot_reason, parse_user_agent  # noqa: E402
 
 LEGITIMATE = 20_000
 PER_FRAUD_CLASS = 2_000
-
-
-def say(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def crawler_agents() -> list[str]:
