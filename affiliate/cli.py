@@ -191,6 +191,7 @@ def rollup(rebuild: bool, check: bool) -> None:
 
 
 def _rebuild_rollups() -> None:
+    """Recount the click rollups from raw clicks, one chunk per transaction, under the rollups' lease."""
     try:
         job = rollups.start_rebuild(db.session, now=utcnow())
     except rollups.MaintenanceBusy as error:
