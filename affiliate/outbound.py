@@ -19,6 +19,9 @@ The rule, in the order ``send`` applies it:
 ``UnsafeDestination`` means "never send there" (a permanent refusal, with a message fit for a form);
 ``DeliveryFailed`` means "this attempt failed" (worth a retry later). No Flask here: the delivery engine and
 the forms call these functions with settings they read themselves.
+
+One module, read top to bottom: the five steps above are one rule, and each part below (the address
+table, the parser's checks, the pinned connections, the deadline) exists only to enforce one of them.
 """
 
 from __future__ import annotations
@@ -118,7 +121,7 @@ class Destination:
 
 
 @dataclass(frozen=True)
-class Answer:
+class ReceiverResponse:
     """What a receiver answered; ``truncated`` when its body was cut (size limit, deadline or dropped)."""
 
     status: int
@@ -242,7 +245,7 @@ def send(
     allow_loopback: bool = False,
     resolver: Resolver = socket.getaddrinfo,
     cafile: str | None = None,
-) -> Answer:
+) -> ReceiverResponse:
     """Send one request to a destination and return its answer, following no redirect.
 
     Raises UnsafeDestination (never retry) or DeliveryFailed (retry later). ``cafile`` replaces the system
@@ -284,7 +287,7 @@ def send(
             connection.close()
     finally:
         deadline.stop()
-    return Answer(
+    return ReceiverResponse(
         status=response.status,
         body_head=data[:BODY_HEAD_BYTES].decode("utf-8", "replace"),
         latency_ms=round((time.monotonic() - started) * 1000),

@@ -39,8 +39,8 @@ def create_naive_app() -> Any:
     from affiliate.extensions import db
     from affiliate.models import Click, Link, utcnow
 
-    # The library keeps the last 200 user agents; a real long tail of shoppers misses it, so every
-    # click pays for a parse here, as the naive figure does.
+    # The library keeps the last 200 user agents; a real long tail of shoppers misses it, so here every
+    # click pays for a parse.
     user_agent_parser.MAX_CACHE_SIZE = 0
 
     app = Flask(__name__)

@@ -1,4 +1,4 @@
-"""Benchmark signed, attributed conversions per second with 1,000,000 clicks in the database (issue 4).
+"""Benchmark signed, attributed conversions per second with 1,000,000 clicks in the database.
 
 One run: a fresh SQLite database seeded like bench/redirector.py (10,000 links, 100 affiliates),
 then 1,000,000 clicks written straight into the clicks table (the redirector's own speed is

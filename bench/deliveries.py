@@ -54,8 +54,9 @@ if __name__ == "__main__":
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
     sys.path.insert(0, str(ROOT))
 
-from bench.redirector import BIN, bench_env, cpu_busy, free_port, say  # noqa: E402
+from bench.redirector import BIN, bench_env, cpu_busy, say  # noqa: E402
 from tests.certificates import Certificates, make_certificates  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 
 WEBHOOKS = 3_000  # backlog: webhook messages (WEBHOOKS / ENDPOINTS events)
 CONVERSIONS = 300  # backlog: conversions, each firing two postbacks
@@ -249,7 +250,7 @@ def create_program(app, label: str, https_port: int, http_port: int, endpoints: 
     from dataclasses import replace
 
     from affiliate import outbound
-    from affiliate.cli import DEMO_PROGRAM
+    from affiliate.demo import DEMO_PROGRAM
     from affiliate.extensions import db
     from affiliate.models import Role, UserStatus, utcnow
     from affiliate.services import postbacks, webhooks

@@ -1,4 +1,4 @@
-"""Benchmark the fraud engine's quality: recall per fraud class and false positives on legitimate traffic (issue 5).
+"""Benchmark the fraud engine's quality: recall per fraud class and false positives on legitimate traffic.
 
 Labelled synthetic traffic (bench/traffic.py) drives the real engine. It also runs every example
 user agent of the crawler-user-agents package, and a few hundred real browser strings, through the
@@ -21,15 +21,12 @@ if __name__ == "__main__":
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
     sys.path.insert(0, str(ROOT))
 
+from bench.redirector import say  # noqa: E402
 from bench.traffic import CLASSES, browser_agents, evaluate  # noqa: E402
 from redirector.enrich import bot_reason, parse_user_agent  # noqa: E402
 
 LEGITIMATE = 20_000
 PER_FRAUD_CLASS = 2_000
-
-
-def say(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def crawler_agents() -> list[str]:

@@ -8,7 +8,7 @@ production Argon2 settings), and the portal under granian (2 workers, 8 blocking
 phases of PHASE_SECONDS: alternately quiet, and busy with two loops signing in with the right
 password as fast as they are answered. Each round runs one quiet and one busy phase, in alternating
 order. Prints one JSON line: the median p50 and p99 of each kind of phase, their range over the
-rounds, and the ratio of the medians' p99s (the check: within 2).
+rounds, and the ratio of the medians' p99s (signing in should at most double it).
 
 Usage: .venv/bin/python bench/login_interference.py [--rounds N] [--phase SECONDS] [--keep]
 """

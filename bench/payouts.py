@@ -1,4 +1,4 @@
-"""Benchmark building a payout batch: 10,000 affiliates over 1,000,000 approved commissions on SQLite (issue 6).
+"""Benchmark building a payout batch: 10,000 affiliates over 1,000,000 approved commissions on SQLite.
 
 One run: a fresh migrated SQLite database seeded directly (users, a program, a conversion and an
 approved commission per row, each with its accrual and approval in the ledger, exactly as the
@@ -24,19 +24,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin").is_dir() else Path(sys.executable).parent
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
+
+from bench.redirector import BIN, say  # noqa: E402
 
 AFFILIATES = 10_000
 COMMISSIONS = 1_000_000
 MINIMUM_PAYOUT_CENTS = 5_000
 CHUNK = 50_000
 SEED = 5
-
-
-def say(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def stamp(value: datetime) -> str:

@@ -19,7 +19,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +38,8 @@ if __name__ == "__main__":
     # Run as a script, bench/ heads sys.path and this file would shadow the redirector package.
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
     sys.path.insert(0, str(ROOT))
+
+from tests.servers import children, free_port  # noqa: E402
 
 WORKERS = 2
 BLOCKING_THREADS = int(os.environ.get("BENCH_BLOCKING_THREADS", "32"))  # for the WSGI apps
@@ -339,7 +340,7 @@ def create_database(instance: Path, database: Path, env: dict[str, str]) -> list
     )
 
     from affiliate import create_app
-    from affiliate.cli import DEMO_PROGRAM
+    from affiliate.demo import DEMO_PROGRAM
     from affiliate.extensions import db
     from affiliate.models import Role, UserStatus, utcnow
     from affiliate.services.accounts import create_user
@@ -420,23 +421,6 @@ def cpu_busy(seconds: float) -> float:
     time.sleep(seconds)
     total_after, idle_after = sample()
     return 1 - (idle_after - idle) / max(1, total_after - total)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def children(pid: int) -> list[int]:
-    """Direct child processes of pid (granian's workers)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found.extend(int(child) for child in (task / "children").read_text().split())
-        except OSError:
-            continue
-    return found
 
 
 def rss_mb(pid: int) -> float:

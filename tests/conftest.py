@@ -11,7 +11,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import flask_migrate
 import pytest
@@ -145,8 +144,3 @@ def redirector(app) -> Iterator[Redirector]:
 def shopper(redirector) -> Visitor:
     """A browser on the redirector, from a public address."""
     return Visitor(redirector)
-
-
-@pytest.fixture(scope="session")
-def project_root() -> Path:
-    return Path(__file__).resolve().parent.parent

@@ -3,15 +3,15 @@ in a process group of their own, on the test's database, killed with SIGKILL whe
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tests.servers import kill_group
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_SECONDS = 45  # bound on every wait; a passing run takes a few seconds
@@ -54,9 +54,7 @@ class Sender:
 
     def kill(self) -> None:
         """SIGKILL the process group: no handler runs, no transaction is ended, no connection is closed politely."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+        kill_group(self.process)
 
 
 def eventually(check: Callable[[], bool], what: str, *senders: Sender, timeout: float = WAIT_SECONDS) -> None:

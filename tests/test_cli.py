@@ -2,7 +2,7 @@
 
 from sqlalchemy import func, select, update
 
-from affiliate.cli import DEMO_PARTNERS, DEMO_PASSWORD, DEMO_PROGRAM, DEMO_USERS
+from affiliate.demo import DEMO_PARTNERS, DEMO_PASSWORD, DEMO_PROGRAM, DEMO_USERS
 from affiliate.demo_shop.credentials import credentials_path, load
 from affiliate.extensions import db
 from affiliate.models import STAFF_ROLES, ApiKey, Commission, Conversion, Link, PartnerGroup, Program, User, utcnow

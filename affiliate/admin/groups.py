@@ -12,9 +12,9 @@ from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import CommissionPlan, GroupMembership, PartnerGroup, Program, Role, User, utcnow
 from affiliate.params import form_ids, paginate, parse_id
-from affiliate.services.accrual import terms_of
 from affiliate.services.groups import GroupError, create_group, groups_of, move
 from affiliate.services.plans import in_words
+from affiliate.services.standing import terms_of
 
 bp = Blueprint("groups", __name__, url_prefix="/admin/programs/<int:program_id>/groups")
 bp.before_request(require_roles(Role.ADMIN))

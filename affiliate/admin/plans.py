@@ -24,9 +24,9 @@ from affiliate.models import CommissionPlan, PartnerGroup, Program, Role, User, 
 from affiliate.money import InvalidAmount, format_amount, parse_amount, plain_amount
 from affiliate.params import parse_id
 from affiliate.services import commissions
-from affiliate.services.accrual import plan_in_force, terms_of
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms, TierRate
 from affiliate.services.plans import PlanError, bps_to_percent, in_words, save_plan
+from affiliate.services.standing import plan_in_force, terms_of
 from affiliate.validators import options
 
 bp = Blueprint("plans", __name__, url_prefix="/admin/programs/<int:program_id>/plan")

@@ -51,9 +51,9 @@ from affiliate.models import (
 from affiliate.money import MAX_CENTS
 from affiliate.params import ID_MAX, parse_id
 from affiliate.services import adjustments, enrollment, groups
-from affiliate.services.accrual import terms_of
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms, TierRate
 from affiliate.services.plans import PlanError, in_words, save_plan
+from affiliate.services.standing import terms_of
 
 bp = api_blueprint("management", __name__)
 

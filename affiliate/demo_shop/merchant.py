@@ -37,7 +37,7 @@ class Sale:
 
 
 @dataclass(frozen=True)
-class Answer:
+class StoredSale:
     """The conversion API's answer to a sale it stored (or had stored before: ``replayed``)."""
 
     conversion: dict
@@ -85,7 +85,9 @@ def signature(secret: str, request_id: str, timestamp: int, body: bytes) -> str:
     return f"v1={digest}"
 
 
-def report_sale(base_url: str, credentials: ShopCredentials, sale: Sale, *, timestamp: int, timeout: float) -> Answer:
+def report_sale(
+    base_url: str, credentials: ShopCredentials, sale: Sale, *, timestamp: int, timeout: float
+) -> StoredSale:
     """POST the signed sale to the conversion API at ``base_url``; return its answer or raise ReportFailed.
 
     Sending the same order again is safe: the API answers with the conversion it stored the first
@@ -118,10 +120,10 @@ def report_sale(base_url: str, credentials: ShopCredentials, sale: Sale, *, time
     except (OSError, http.client.HTTPException, ValueError) as error:
         reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
         raise ReportFailed(f"The conversion API at {where} could not be reached: {reason}.", status=502) from None
-    return _answer(response.status, response.getheader("Idempotent-Replayed") == "true", raw)
+    return _stored_sale(response.status, response.getheader("Idempotent-Replayed") == "true", raw)
 
 
-def _answer(status: int, replayed: bool, raw: bytes) -> Answer:
+def _stored_sale(status: int, replayed: bool, raw: bytes) -> StoredSale:
     try:
         document = json.loads(raw)
     except ValueError:
@@ -129,7 +131,7 @@ def _answer(status: int, replayed: bool, raw: bytes) -> Answer:
     if not isinstance(document, dict):
         raise ReportFailed(f"The conversion API answered HTTP {status} without its JSON body.", status=502)
     if status == 201 and isinstance(document.get("conversion"), dict):
-        return Answer(document["conversion"], replayed)
+        return StoredSale(document["conversion"], replayed)
     error = document.get("error") if isinstance(document.get("error"), dict) else {}
     code = str(error.get("code") or "unknown")
     message = str(error.get("message") or f"HTTP {status}")

@@ -56,7 +56,7 @@ class RollupState(db.Model):
 class ConversionRollup(db.Model):
     """Attributed conversions per UTC day (of ``occurred_at``), affiliate, program, type, status and currency.
 
-    Kept by database triggers on conversions (migration 0005), so every change, whichever code
+    Kept by database triggers on conversions (created in migration 0006), so every change, whichever code
     makes it, is counted in its own transaction. A refund is filed under its sale's status, so
     the refund of a sale that review rejected can be left out with the sale. The overviews read
     these; breakdowns by a click's dimension read the conversions themselves.

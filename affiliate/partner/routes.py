@@ -11,9 +11,9 @@ from affiliate.extensions import db
 from affiliate.models import Link, Program, Referral, Role, User, utcnow
 from affiliate.money import format_amount
 from affiliate.services import enrollment, recruiters
-from affiliate.services.accrual import Progress, progress
 from affiliate.services.commissions import REVENUE, TierRate
 from affiliate.services.plans import bps_to_percent, in_words
+from affiliate.services.standing import Progress, progress
 
 RECENT_REFERRALS = 10
 

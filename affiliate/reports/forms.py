@@ -10,7 +10,7 @@ from wtforms.validators import StopValidation, ValidationError
 
 from affiliate.forms import Form
 from affiliate.models import utcnow
-from affiliate.services.reports import MAX_DAYS
+from affiliate.services.report_figures import MAX_DAYS
 
 DEFAULT_DAYS = 30
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2100, 12, 31)  # far beyond any data; keeps date arithmetic safe

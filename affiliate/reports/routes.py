@@ -23,7 +23,7 @@ from affiliate.reports.charts import bar_chart
 from affiliate.reports.forms import ReportForm
 from affiliate.services import reports as service
 from affiliate.services.exports import write_csv
-from affiliate.services.reports import BREAKDOWNS, Period, Row, Scope
+from affiliate.services.report_figures import BREAKDOWNS, Period, Row, Scope
 
 PAGE_SIZE = 50
 TOP = 10

@@ -1,4 +1,9 @@
-"""Accounts: applying, deciding applications, signing in and out, passwords, profiles."""
+"""Accounts: applying, deciding applications, signing in and out, passwords, profiles.
+
+Sign-in and sessions (``ThrottlePolicy`` to ``end_all_sessions``) would make a module of their own; they stay
+here for now because the auth and account views call them all as ``accounts.*``, and replacing a password
+ends the account's sessions from here too.
+"""
 
 from __future__ import annotations
 
@@ -81,6 +86,7 @@ def generate_referral_code() -> str:
 
 
 def normalise_email(email: str) -> str:
+    """The form an account's address is stored and looked up in: trimmed, lower case (``+tags`` kept)."""
     return email.strip().lower()
 
 
@@ -363,10 +369,6 @@ def load_session(session: Session, token: str, *, now: datetime) -> User | None:
     user = row.user
     user.session_token = token
     return user
-
-
-def session_started_at(session: Session, token: str) -> datetime | None:
-    return session.scalar(select(UserSession.created_at).where(UserSession.token_hash == _token_hash(token)))
 
 
 def end_session(session: Session, token: str, *, now: datetime) -> None:

@@ -1,8 +1,11 @@
 """Turn conversions into commissions with their ledger entries; reverse refunds; approve and take back.
 
-The rules are docs/money.md's; the arithmetic is ``services.commissions``. This module loads what the
-rules read (the plan version in force, the period's counted conversions, the customer's first sale),
-locks what it reads to decide (on PostgreSQL; SQLite's single writer already does), and writes.
+The rules are docs/money.md's; the arithmetic is ``services.commissions``; the plan version in force and
+the period's counted conversions are ``services.standing``; the invariants ``flask ledger-check`` proves
+are ``services.money_checks``. This module loads the rest of what the rules read (the customer's first
+sale, what was refunded), locks what it reads to decide (on PostgreSQL; SQLite's single writer already
+does), and writes. Evaluation, reversal, approval and take-back stay in one module: they share the
+locks, the ledger legs and the refunded share, and read as one commission's life from top to bottom.
 
 Each signup or sale is evaluated once (``conversions.evaluated_at``), even when it earns nothing; each
 refund is reversed once (its own ``evaluated_at``). A plan's performance bonus is a commission of the
@@ -14,26 +17,22 @@ others, at most one live per affiliate, program and month. Ledger accounts: an a
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, exists, func, or_, select, update
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from affiliate import notifications
 from affiliate.models import (
     Commission,
     CommissionKind,
-    CommissionPlan,
     CommissionStatus,
     Conversion,
     ConversionStatus,
     ConversionType,
-    GroupMembership,
     LedgerEntry,
     LedgerTransaction,
-    PartnerGroup,
     Program,
     Role,
     User,
@@ -48,20 +47,15 @@ from affiliate.services.commissions import (
     Counted,
     PaidConversion,
     PlanTerms,
-    Rate,
-    TierRate,
     evaluate,
     period_of,
-    rate_at,
     recurring_earns,
     reversal_share,
-    volume_of,
 )
-from affiliate.services.ledger import Leg, Problem, post
+from affiliate.services.ledger import Leg, post
+from affiliate.services.standing import EVALUABLE, counted_in_period, plan_in_force, plan_label, terms_of
 
-EVALUABLE = (ConversionStatus.PENDING, ConversionStatus.APPROVED)
 LIVE_COMMISSIONS = (CommissionStatus.PENDING, CommissionStatus.APPROVED, CommissionStatus.PAID)
-OWN_KINDS = (CommissionKind.EARNING, CommissionKind.RAISE)
 BATCH = 500
 
 
@@ -70,53 +64,6 @@ class Tally:
     commissions: int
     conversions: int
     reversed_cents: int
-
-
-def terms_of(plan: CommissionPlan | None) -> PlanTerms:
-    """A stored plan version as the arithmetic reads it; no plan pays nothing."""
-    if plan is None:
-        return PlanTerms()
-    return PlanTerms(
-        flat_cents=plan.flat_cents,
-        percent_bps=plan.percent_bps,
-        tier_basis=plan.tier_basis,
-        tier_scope=plan.tier_scope,
-        tiers=tuple(TierRate(t.threshold, t.percent_bps, t.flat_cents) for t in plan.tiers),
-        second_tier_bps=plan.second_tier_bps,
-        recurring_months=plan.recurring_months,
-        referrer_reward_cents=plan.referrer_reward_cents,
-        referee_reward_cents=plan.referee_reward_cents,
-        bonus_threshold=plan.bonus_threshold,
-        bonus_cents=plan.bonus_cents,
-    )
-
-
-def plan_in_force(session: Session, program_id: int, affiliate_id: int | None, at: datetime) -> CommissionPlan | None:
-    """The plan version that pays a conversion of ``at``, by precedence (docs/money.md): the affiliate's
-    own version in force, else their partner group's, else the program's (the default group's)."""
-    owners = [and_(CommissionPlan.affiliate_id.is_(None), CommissionPlan.group_id.is_(None))]
-    if affiliate_id is not None:
-        owners.append(CommissionPlan.affiliate_id == affiliate_id)
-        group_id = session.scalar(
-            select(GroupMembership.group_id).where(
-                GroupMembership.program_id == program_id, GroupMembership.affiliate_id == affiliate_id
-            )
-        )
-        if group_id is not None:
-            owners.append(and_(CommissionPlan.affiliate_id.is_(None), CommissionPlan.group_id == group_id))
-    precedence = case((CommissionPlan.affiliate_id.is_not(None), 0), (CommissionPlan.group_id.is_not(None), 1), else_=2)
-    return session.scalar(
-        select(CommissionPlan)
-        .options(selectinload(CommissionPlan.tiers))
-        .where(CommissionPlan.program_id == program_id, or_(*owners), CommissionPlan.effective_from <= at)
-        .order_by(precedence, CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
-        .limit(1)
-    )
-
-
-def plan_terms(session: Session, program_id: int, affiliate_id: int | None, at: datetime) -> PlanTerms:
-    """The terms in force for an affiliate on a program at a moment."""
-    return terms_of(plan_in_force(session, program_id, affiliate_id, at))
 
 
 def run(session: Session, *, now: datetime) -> Tally:
@@ -423,100 +370,6 @@ def reversed_cents(session: Session, commission_id: int) -> int:
     return int(total)
 
 
-def check(session: Session) -> list[Problem]:
-    """The money invariants a balanced ledger cannot show: every amount is the one the rules allow."""
-    problems = []
-    refunds = aliased(Conversion)
-    refunded = (
-        select(refunds.refund_of_id.label("sale_id"), func.sum(refunds.amount_cents).label("total"))
-        .where(refunds.type == ConversionType.REFUND)
-        .group_by(refunds.refund_of_id)
-        .subquery()
-    )
-    over = session.execute(
-        select(Conversion.id, Conversion.amount_cents, refunded.c.total)
-        .join(refunded, refunded.c.sale_id == Conversion.id)
-        .where(refunded.c.total > Conversion.amount_cents)
-    ).all()
-    for sale_id, amount, total in over:
-        problems.append(Problem("refunds_within_sale", f"sale {sale_id} of {amount} has {int(total)} refunded"))
-    live_on_rejected = session.execute(
-        select(Commission.id, Commission.conversion_id)
-        .join(Conversion, Conversion.id == Commission.conversion_id)
-        .where(Conversion.status == ConversionStatus.REJECTED, Commission.status.in_(LIVE_COMMISSIONS))
-    ).all()
-    for commission_id, conversion_id in live_on_rejected:
-        problems.append(
-            Problem(
-                "rejected_earns_nothing", f"commission {commission_id} of rejected conversion {conversion_id} is live"
-            )
-        )
-    unevaluated = session.execute(
-        select(Commission.id, Commission.conversion_id)
-        .join(Conversion, Conversion.id == Commission.conversion_id)
-        .where(Conversion.evaluated_at.is_(None))
-    ).all()
-    for commission_id, conversion_id in unevaluated:
-        problems.append(
-            Problem("evaluated_once", f"commission {commission_id} of conversion {conversion_id}, never evaluated")
-        )
-    accrued = set(session.scalars(select(LedgerTransaction.reference).where(LedgerTransaction.kind == "accrual")))
-    for commission_id in session.scalars(select(Commission.id).order_by(Commission.id)):
-        if f"commission:{commission_id}" in accrued:
-            continue
-        problems.append(Problem("accrued_once", f"commission {commission_id} has no accrual in the ledger"))
-    problems += _check_reversals(session)
-    return problems
-
-
-def _check_reversals(session: Session) -> list[Problem]:
-    """Per commission: refunds reversed at most the commission, and exactly floor(c x F / S)."""
-    reversed_by: dict[int, int] = defaultdict(int)
-    rows = session.execute(
-        select(LedgerTransaction.reference, LedgerEntry.amount_cents)
-        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .where(LedgerTransaction.kind == "reversal", LedgerEntry.account.like("affiliate_%"))
-    )
-    for reference, amount in rows:
-        reversed_by[int(reference.rsplit(":", 1)[1])] += int(amount)
-    processed = aliased(Conversion)
-    refunded = (
-        select(func.coalesce(func.sum(processed.amount_cents), 0))
-        .where(processed.refund_of_id == Conversion.id, processed.evaluated_at.is_not(None))
-        .scalar_subquery()
-    )
-    problems = []
-    for commission_id, amount, status, sale_amount, sale_status, total in session.execute(
-        select(
-            Commission.id,
-            Commission.amount_cents,
-            Commission.status,
-            Conversion.amount_cents,
-            Conversion.status,
-            refunded,
-        )
-        .join(Conversion, Conversion.id == Commission.conversion_id)
-        .where(Conversion.type == ConversionType.SALE)
-    ):
-        done = reversed_by.get(commission_id, 0)
-        if done > amount:
-            problems.append(
-                Problem("reversal_within_commission", f"commission {commission_id} of {amount} had {done} reversed")
-            )
-            continue
-        if status == CommissionStatus.REJECTED or sale_status == ConversionStatus.REJECTED or not sale_amount:
-            continue
-        share = amount * int(total) // sale_amount
-        if done != share:
-            problems.append(
-                Problem(
-                    "reversal_is_refunded_share",
-                    f"commission {commission_id}: {done} reversed where the refunds' share is {share}",
-                )
-            )
-    return problems
-
-
 def _reverse_share(
     session: Session, refund: Conversion, sale: Conversion, commission: Commission, before: int, *, now: datetime
 ) -> int:
@@ -586,86 +439,6 @@ def _counted(session: Session, conversion: Conversion, *, lock: bool) -> list[Co
         session, conversion.program_id, conversion.affiliate_id, conversion.type, conversion.occurred_at,
         leaving_out=conversion.id, lock=lock,
     )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where an affiliate stands in a program's sale tiers this month."""
-
-    terms: PlanTerms
-    volume: int  # sales counted, or their revenue net of refunds, in minor units
-    rate: Rate  # what the next sale would be paid at if it did not reach a tier itself
-    next_tier: TierRate | None
-    period_end: datetime
-
-
-def progress(session: Session, program_id: int, affiliate_id: int, now: datetime) -> Progress:
-    """The plan in force for this affiliate now, their counted sales this month and the next threshold."""
-    terms = terms_of(plan_in_force(session, program_id, affiliate_id, now))
-    counted = counted_in_period(session, program_id, affiliate_id, ConversionType.SALE, now)
-    volume = volume_of(terms, counted)
-    ahead = [tier for tier in terms.tiers if tier.threshold > volume]
-    return Progress(
-        terms=terms,
-        volume=volume,
-        rate=rate_at(terms, volume),
-        next_tier=min(ahead, key=lambda tier: tier.threshold) if ahead else None,
-        period_end=period_of(now)[1],
-    )
-
-
-def counted_in_period(
-    session: Session,
-    program_id: int,
-    affiliate_id: int,
-    kind: str,
-    at: datetime,
-    *,
-    leaving_out: int | None = None,
-    lock: bool = False,
-) -> list[Counted]:
-    """An affiliate's conversions of one type that count towards the tiers of the month holding ``at``."""
-    start, end = period_of(at)
-    own = and_(
-        Commission.conversion_id == Conversion.id,
-        Commission.affiliate_id == affiliate_id,
-        Commission.tier_level == 1,
-        Commission.kind.in_(OWN_KINDS),
-    )
-    refunds = aliased(Conversion)
-    in_period = (
-        Conversion.program_id == program_id,
-        Conversion.affiliate_id == affiliate_id,
-        Conversion.type == kind,
-        Conversion.occurred_at >= start,
-        Conversion.occurred_at < end,
-        Conversion.id != (leaving_out or 0),
-        Conversion.evaluated_at.is_not(None),
-        Conversion.counts_for_tiers.is_(True),
-        Conversion.status.in_(EVALUABLE),
-    )
-    if lock:
-        # Raises read what these have been brought to and what was refunded of them.
-        session.execute(select(Conversion.id).where(*in_period).order_by(Conversion.id).with_for_update()).all()
-    rows = session.execute(
-        select(
-            Conversion.id,
-            Conversion.amount_cents,
-            select(func.coalesce(func.sum(refunds.amount_cents), 0))
-            .where(refunds.refund_of_id == Conversion.id)
-            .scalar_subquery(),
-            select(func.coalesce(func.sum(Commission.amount_cents), 0)).where(own).scalar_subquery(),
-        )
-        .where(*in_period, ~exists().where(own, Commission.status == CommissionStatus.REJECTED))
-        .order_by(Conversion.id)
-    ).all()
-    counted = []
-    for conversion_id, amount, refunded, brought in rows:
-        net = amount - int(refunded)
-        if kind == ConversionType.SALE and net <= 0:
-            continue  # fully refunded
-        counted.append(Counted(conversion_id, amount, net, int(brought)))
-    return counted
 
 
 def _bonus_paid(session: Session, conversion: Conversion, month: datetime) -> bool:
@@ -757,19 +530,6 @@ def _readable(rule: str, terms: PlanTerms, currency: str) -> str:
             f"tier from {tier.threshold} of revenue", f"tier from {format_amount(tier.threshold, currency)} of revenue"
         )
     return rule
-
-
-def plan_label(session: Session, plan: CommissionPlan) -> str:
-    """Which plan version paid, and whose plan it is: the program's default group, a named group or one
-    affiliate's own (each commission's rule ends with it)."""
-    if plan.affiliate_id is not None:
-        whose = "the affiliate's own plan"
-    elif plan.group_id is not None:
-        group = session.get(PartnerGroup, plan.group_id)
-        whose = f"group {group.name}" if group else "a partner group"
-    else:
-        whose = "default group"
-    return f"plan version {plan.id}, {whose}"
 
 
 def _lock(session: Session, model, row_id: int | None) -> None:

@@ -5,6 +5,9 @@ the same report again finds the stored row and gets the original answer, and the
 with a different payload is refused. Attribution itself is the pure ``attribute``;
 this module loads its inputs (the candidate clicks, an existing customer binding) and
 stores its trace with the conversion. The caller commits.
+
+Sales, signups and refunds stay in one module: they share the idempotent store (natural key, request
+hash, replay, conflict) and the statements built once below, so a refund is recorded as a sale is.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ CLOCK_SKEW = timedelta(seconds=300)  # a merchant's clock may run this far ahead
 # The redirector answers once a click is in its click log; its row reaches the database a moment later.
 # Seals every second, plus an ingester's start when the server has just started: 5 s covers both.
 CLICK_PATIENCE = timedelta(seconds=5)  # how long a conversion naming a click issued moments ago waits for it
-CANDIDATES_PER_KEY = 50
-OTHER_PARTNER = "Another partner's click."  # clicks loaded per visitor or device, newest first
+CANDIDATES_PER_KEY = 50  # clicks loaded per visitor or device, newest first
+OTHER_PARTNER = "Another partner's click."
 
 # The statements of the conversion API are built once, here: building a select() and its cache
 # key on every call cost far more CPU than running it. Values are bound at execution. Those that
@@ -395,17 +398,13 @@ def record_refund(session: Session, program: Program, report: RefundRequest, *, 
     return recorded
 
 
-def load_touches(session: Session, facts: ConversionFacts) -> list[Touch]:
-    """The clicks that could have led to this conversion: by click id, visitor and device.
+def _candidates(session: Session, facts: ConversionFacts) -> dict[int, Row]:
+    """The clicks that could have led to this conversion (by click id, visitor and device), by id, as rows of
+    the touch's columns and those screening reads.
 
     Clicks of every program are loaded so that the trace can say a click lost for being on
     another program; each key brings at most CANDIDATES_PER_KEY of its newest clicks.
     """
-    return [_touch(row) for row in _candidates(session, facts).values()]
-
-
-def _candidates(session: Session, facts: ConversionFacts) -> dict[int, Row]:
-    """The candidate clicks by id, as rows of the touch's columns and those screening reads."""
     connection = session.connection()
     found: dict[int, Row] = {}
     for key, value in (("click_id", facts.click_id), ("visitor_id", facts.visitor_id),
@@ -539,27 +538,6 @@ def _insert(session: Session, conversion: Conversion, digest: str) -> Recorded:
             raise
         return _replay(stored, digest)
     return Recorded(conversion, created=True)
-
-
-__all__ = [
-    "ConversionError",
-    "ConversionRequest",
-    "IdempotencyConflict",
-    "Recorded",
-    "RefundRequest",
-    "announce",
-    "attribution_of",
-    "await_click",
-    "click_in_flight",
-    "find_binding",
-    "load_touches",
-    "prepare_conversion",
-    "record_conversion",
-    "record_refund",
-    "request_hash",
-    "store_conversion",
-    "trace_for_affiliate",
-]
 
 
 def trace_for_affiliate(trace: dict, affiliate_id: int) -> dict:

@@ -9,6 +9,9 @@ sum of their weights, capped at 100. The same facts and settings always give the
 
 Click verdicts decide which clicks count as human and which may win attribution; conversion
 verdicts decide commissions (rejected earns nothing, flagged waits for review).
+
+``NavigationHistory``, the evidence the cookie-stuffing rule reads for browsers that hide user activation,
+stays beside that rule: its thresholds and its counting are one definition.
 """
 
 from __future__ import annotations
@@ -78,10 +81,6 @@ DEFAULT_RULES: dict[str, RuleSetting] = {
     "shared_device": RuleSetting("shared_device", Action.FLAG, 40, {"max_conversions": 3, "hours": 24}),
     "coupon_leak": RuleSetting("coupon_leak", Action.FLAG, 30, {"min_conversions": 10, "max_share": 0.8, "days": 30}),
 }
-CLICK_RULES = ("bot", "click_flooding", "duplicate_click", "cookie_stuffing", "paid_traffic", "blocked_country")
-CONVERSION_RULES = ("self_referral", "too_fast", "click_spamming", "existing_customer", "disposable_email",
-                    "paid_traffic", "blocked_country", "country_mismatch", "conversion_rate_outlier",
-                    "shared_device", "coupon_leak")  # fmt: skip
 DESCRIPTIONS = {
     "bot": "Bots and preview fetchers: user-agents' bot test, empty user agent, HEAD, link unfurlers, headless "
     "browsers, Purpose: prefetch.",
@@ -109,7 +108,7 @@ DESCRIPTIONS = {
 
 
 @dataclass(frozen=True)
-class Fired:
+class FiredRule:
     rule: str
     action: Action
     weight: int
@@ -120,7 +119,7 @@ class Fired:
 class Verdict:
     score: int
     action: Action  # allow when nothing flagged or rejected
-    fired: tuple[Fired, ...]
+    fired: tuple[FiredRule, ...]
 
     @property
     def reasons(self) -> list[str]:
@@ -188,7 +187,7 @@ def settings_for(stored: Mapping[str, RuleSetting]) -> dict[str, RuleSetting]:
 
 def score_click(signals: ClickSignals, rules: Mapping[str, RuleSetting]) -> Verdict:
     """Judge one click."""
-    fired: list[Fired] = []
+    fired: list[FiredRule] = []
     check = _checker(rules, fired)
     if signals.bot_reason:
         check("bot", f"bot click: {signals.bot_reason}")
@@ -219,7 +218,7 @@ def score_click(signals: ClickSignals, rules: Mapping[str, RuleSetting]) -> Verd
 
 def score_conversion(signals: ConversionSignals, rules: Mapping[str, RuleSetting]) -> Verdict:
     """Judge one attributed conversion."""
-    fired: list[Fired] = []
+    fired: list[FiredRule] = []
     check = _checker(rules, fired)
     evidence = _self_referral(signals)
     if evidence:
@@ -266,8 +265,9 @@ def score_conversion(signals: ConversionSignals, rules: Mapping[str, RuleSetting
     return _verdict(fired)
 
 
-def normalise_email(email: str | None) -> str | None:
-    """Fold case; for Gmail also drop dots and +tags, which all reach the same mailbox."""
+def mailbox_of(email: str | None) -> str | None:
+    """The mailbox an address reaches, to compare two addresses: case folded, +tags dropped, and for
+    Gmail the dots too; None for what is not an address."""
     if not email or "@" not in email:
         return None
     local, _, domain = email.strip().lower().rpartition("@")
@@ -286,16 +286,16 @@ def with_setting(rules: Mapping[str, RuleSetting], rule: str, **changes) -> dict
     return {**rules, rule: replace(rules[rule], **changes)}
 
 
-def _checker(rules: Mapping[str, RuleSetting], fired: list[Fired]):
+def _checker(rules: Mapping[str, RuleSetting], fired: list[FiredRule]):
     def check(rule: str, evidence: str) -> None:
         setting = rules[rule]
         if setting.action != Action.OFF:
-            fired.append(Fired(rule, setting.action, setting.weight, evidence))
+            fired.append(FiredRule(rule, setting.action, setting.weight, evidence))
 
     return check
 
 
-def _verdict(fired: list[Fired]) -> Verdict:
+def _verdict(fired: list[FiredRule]) -> Verdict:
     counted = [f for f in fired if f.action != Action.ALLOW]
     action = max((f.action for f in counted), key=SEVERITY.__getitem__, default=Action.ALLOW)
     return Verdict(min(100, sum(f.weight for f in counted)), action, tuple(fired))
@@ -429,7 +429,7 @@ def _hour(at: datetime) -> int:
 
 
 def _self_referral(signals: ConversionSignals) -> str | None:
-    customer, affiliate = normalise_email(signals.customer_email), normalise_email(signals.affiliate_email)
+    customer, affiliate = mailbox_of(signals.customer_email), mailbox_of(signals.affiliate_email)
     if customer and customer == affiliate:
         return "the customer's email is the affiliate's"
     for kind, mine, theirs in (

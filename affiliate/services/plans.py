@@ -1,6 +1,6 @@
 """Commission plan versions: a change is a new version from a moment on, never an edit of history.
 
-Which version pays a conversion is decided by ``accrual.plan_in_force`` (docs/money.md, "Plans and
+Which version pays a conversion is decided by ``standing.plan_in_force`` (docs/money.md, "Plans and
 their versions"): the affiliate's own version in force at the conversion's ``occurred_at``, else the
 program default's.
 """

@@ -1,17 +1,6 @@
 """Reports: clicks, conversions and earnings over a range of UTC days, in total, per day and per dimension.
 
-What each figure means (the pages say the same):
-
-- **raw, human, unique clicks**: as ``affiliate.services.traffic`` defines them, read from the
-  click rollups, never from raw clicks.
-- **signups, sales**: attributed conversions of that type that fraud review did not reject, on
-  the UTC day they occurred.
-- **revenue**: those sales' amounts less the refunds of them (on the refund's day), per currency.
-- **conversion rate**: signups and sales per 100 human clicks.
-- **commissions**: every commission of the affiliate on conversions in the range (a second tier
-  from recruited affiliates included), by its status now.
-- **earned** and **EPC**: live commissions (pending, approved, paid) on the affiliate's own
-  conversions, and those per human click; a breakdown credits them to the conversion's click.
+What each figure means is ``affiliate.services.report_figures``, with the types that hold them.
 
 Every report is three grouped queries, folded together here: clicks, conversions and
 commissions. Overviews (totals, days, programs, affiliates) read all three from rollups kept
@@ -25,9 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -37,7 +23,6 @@ from affiliate.models import (
     ClickRollup,
     Commission,
     CommissionRollup,
-    CommissionStatus,
     Conversion,
     ConversionRollup,
     ConversionStatus,
@@ -48,142 +33,24 @@ from affiliate.models import (
     User,
 )
 from affiliate.money import to_decimal
+from affiliate.services.accrual import LIVE_COMMISSIONS
 from affiliate.services.exports import Cell
+from affiliate.services.report_figures import (
+    BREAKDOWNS,
+    NONE_LABELS,
+    Figures,
+    Overview,
+    PayoutCount,
+    Period,
+    Row,
+    RuleCount,
+    Scope,
+    reason_label,
+    row_currencies,
+)
 from affiliate.services.rollups import as_date, utc_day
 from affiliate.services.traffic import referrer_host
 
-LIVE_COMMISSIONS = (CommissionStatus.PENDING, CommissionStatus.APPROVED, CommissionStatus.PAID)
-RATE_PLACES = Decimal("0.01")
-EPC_PLACES = Decimal("0.0001")  # a click often earns a fraction of a cent
-MAX_DAYS = 366
-
-
-@dataclass(frozen=True)
-class Period:
-    """UTC days from ``start`` to ``end``, both included."""
-
-    start: date
-    end: date
-
-    @property
-    def days(self) -> list[date]:
-        return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
-
-    @property
-    def start_at(self) -> datetime:
-        return datetime.combine(self.start, time.min, tzinfo=UTC)
-
-    @property
-    def end_at(self) -> datetime:
-        """The first moment after the period (exclusive)."""
-        return datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Whose data: one affiliate's (every affiliate's when None), of one program or all."""
-
-    affiliate_id: int | None = None
-    program_id: int | None = None
-
-
-@dataclass
-class Figures:
-    raw: int = 0
-    human: int = 0
-    unique: int = 0
-    signups: int = 0
-    sales: int = 0
-    revenue: dict[str, int] = field(default_factory=dict)  # currency -> cents
-    earned: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def excluded(self) -> int:
-        return self.raw - self.human
-
-    @property
-    def conversions(self) -> int:
-        return self.signups + self.sales
-
-    @property
-    def conversion_rate(self) -> Decimal | None:
-        """Signups and sales per 100 human clicks; None without human clicks."""
-        if not self.human:
-            return None
-        return (Decimal(self.conversions * 100) / self.human).quantize(RATE_PLACES, ROUND_HALF_EVEN)
-
-    def epc(self, currency: str) -> Decimal | None:
-        """Live commissions earned per human click, in major units; None without human clicks."""
-        if not self.human:
-            return None
-        return (to_decimal(self.earned.get(currency, 0), currency) / self.human).quantize(EPC_PLACES, ROUND_HALF_EVEN)
-
-    @property
-    def currencies(self) -> list[str]:
-        return sorted(self.revenue.keys() | self.earned.keys())
-
-    def add_clicks(self, raw: int, human: int, unique: int) -> None:
-        self.raw, self.human, self.unique = self.raw + raw, self.human + human, self.unique + unique
-
-    def add_conversions(self, kind: str, currency: str, count: int, cents: int) -> None:
-        if kind == ConversionType.SIGNUP:
-            self.signups += count
-        elif kind == ConversionType.SALE:
-            self.sales += count
-            self.revenue[currency] = self.revenue.get(currency, 0) + cents
-        else:
-            self.revenue[currency] = self.revenue.get(currency, 0) - cents
-
-    def add_earned(self, currency: str, cents: int) -> None:
-        self.earned[currency] = self.earned.get(currency, 0) + cents
-
-
-@dataclass
-class Row:
-    key: object  # the dimension's value; None for clicks and conversions without one
-    label: str
-    figures: Figures
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class Breakdown:
-    name: str
-    title: str
-    rollup: str  # the rollup dimension its clicks come from
-    staff_only: bool = False
-    has_none: bool = True  # clicks without a value are shown as one "none" row
-
-
-BREAKDOWNS: dict[str, Breakdown] = {
-    b.name: b
-    for b in (
-        Breakdown("day", "Day", "total", has_none=False),
-        Breakdown("link", "Link", "link", has_none=False),
-        Breakdown("campaign", "Campaign", "link", has_none=False),
-        *(Breakdown(f"sub{n}", f"Sub-ID {n}", f"sub{n}") for n in range(1, 6)),
-        Breakdown("country", "Country", "country"),
-        Breakdown("device", "Device", "device"),
-        Breakdown("browser", "Browser", "browser"),
-        Breakdown("referrer", "Referrer", "referrer"),
-        Breakdown("excluded", "Why clicks were excluded", "excluded", has_none=False),
-        Breakdown("program", "Program", "total", has_none=False),
-        Breakdown("affiliate", "Affiliate", "total", staff_only=True, has_none=False),
-    )
-}
-NONE_LABELS = {"link": "(no click)", "campaign": "(no campaign)", "referrer": "(none or direct)"}
-REASON_LABELS = {
-    "bot:empty_user_agent": "Bot: no user agent",
-    "bot:head_request": "Bot: HEAD request",
-    "bot:prefetch": "Bot: prefetch",
-    "bot:link_preview": "Bot: link preview",
-    "bot:headless_browser": "Bot: headless browser",
-    "bot:known_bot": "Bot: known bot",
-    "bot:automation_tool": "Bot: automation tool",
-    "bot:known_crawler": "Bot: known crawler",
-    "rule:affiliate_inactive": "Affiliate not active",
-    "rule:affiliate_not_enrolled": "Affiliate not enrolled in the program",
-}
 # The click rollup column each breakdown groups by ("value" for the rest).
 ROLLUP_KEYS = {"day": ClickRollup.day, "program": ClickRollup.program_id, "affiliate": ClickRollup.affiliate_id}
 # What a conversion is grouped by: its own column, or its click's ("day" is computed per database).
@@ -199,23 +66,6 @@ CONVERSION_KEYS: dict[str, ColumnElement] = {
     **{f"sub{n}": getattr(Click, f"sub{n}") for n in range(1, 6)},
 }
 CLICK_KEYED = {"link", "campaign", "country", "device", "browser", "referrer", "sub1", "sub2", "sub3", "sub4", "sub5"}
-
-
-def reason_label(reason: str) -> str:
-    """A reader's name for an exclusion reason ("rule:click_flooding" -> "Fraud rule: click flooding")."""
-    if reason in REASON_LABELS:
-        return REASON_LABELS[reason]
-    kind, _, name = reason.partition(":")
-    return f"{'Bot' if kind == 'bot' else 'Fraud rule'}: {name.replace('_', ' ')}"
-
-
-@dataclass
-class Overview:
-    total: Figures
-    commissions: dict[str, dict[str, int]]  # status -> currency -> cents
-    days: list[Row]  # every day of the period, in order
-    programs: list[Row]
-    affiliates: list[Row]  # most conversions first
 
 
 def overview(session: Session, scope: Scope, period: Period) -> Overview:
@@ -316,19 +166,6 @@ def csv_table(dimension: str, rows: list[Row]) -> tuple[tuple[str, ...], list[li
     return header, table
 
 
-def row_currencies(rows: list[Row]) -> list[str]:
-    """Every currency with money in any of the rows."""
-    return sorted({currency for row in rows for currency in row.figures.currencies})
-
-
-@dataclass(frozen=True)
-class RuleCount:
-    rule: str
-    action: str  # what the rule did: flag or reject
-    conversions: int
-    awaiting_review: int  # of those, still flagged
-
-
 def conversion_flags(session: Session, scope: Scope, period: Period) -> list[RuleCount]:
     """Conversions in the period per fraud rule that flagged or rejected them (one may count under several)."""
     stmt = select(Conversion.fraud_reasons, Conversion.status).where(
@@ -347,14 +184,6 @@ def conversion_flags(session: Session, scope: Scope, period: Period) -> list[Rul
         (RuleCount(rule, action, n, waiting) for (rule, action), (n, waiting) in counts.items()),
         key=lambda c: (-c.conversions, c.rule, c.action),
     )
-
-
-@dataclass(frozen=True)
-class PayoutCount:
-    status: str
-    currency: str
-    payouts: int
-    amount_cents: int
 
 
 def payout_summary(session: Session, period: Period) -> tuple[list[PayoutCount], list[PayoutCount]]:

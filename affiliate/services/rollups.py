@@ -8,7 +8,7 @@ recomputes them from raw clicks; days whose raw clicks were purged keep their ro
 they can no longer be recomputed.
 
 Conversions and commissions are rolled up per UTC day, affiliate and program by database
-triggers (migration 0005) rather than by the code that changes them: their status keeps
+triggers (created in migration 0006) rather than by the code that changes them: their status keeps
 changing after they are stored (review, refunds, approval, payouts), in many places, and a
 trigger follows every one of those changes in its own transaction. An overview over 100,000
 conversions then sums a few thousand rows instead of joining every conversion to its

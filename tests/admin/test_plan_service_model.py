@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 
 from affiliate.extensions import db
 from affiliate.models import CommissionPlan, Program, utcnow
-from affiliate.services import accrual, groups, ledger, plans
+from affiliate.services import groups, ledger, plans, standing
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PaidConversion, PlanTerms, TierRate
 from affiliate.services.commissions import evaluate as evaluate_commissions
 from tests.factories import make_admin, make_affiliate, make_program
@@ -130,7 +130,7 @@ def machine_for(app, admin, affiliates):
                     select(CommissionPlan).where(CommissionPlan.program_id == self.program.id)
                 )
                 self.model.versions.append(Version(("program",), opening.effective_from, self.next_saved(),
-                                                   accrual.terms_of(opening)))  # fmt: skip
+                                                   standing.terms_of(opening)))  # fmt: skip
 
         def next_saved(self) -> int:
             self.saved += 1
@@ -205,7 +205,7 @@ def machine_for(app, admin, affiliates):
             with app.app_context():
                 for i, affiliate in enumerate(affiliates):
                     for at in sorted(moments):
-                        got = accrual.plan_terms(db.session, self.program.id, affiliate.id, at)
+                        got = standing.plan_terms(db.session, self.program.id, affiliate.id, at)
                         want = self.model.in_force(i, at)
                         assert _normal(got) == _normal(want), f"affiliate {i} at {at}"
                         for amount in (9_999, 125_000):

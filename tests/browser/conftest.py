@@ -9,7 +9,7 @@ import pytest
 
 from tests.browser.test_loop import CHROMIUM, sync_api
 from tests.conftest import build_app, dispose
-from tests.redirector.server import Server, free_port
+from tests.servers import Server, free_port
 
 
 @contextmanager

@@ -22,13 +22,13 @@ import pytest
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
-from affiliate.cli import DEMO_PASSWORD
+from affiliate.demo import DEMO_PASSWORD
 from config import Config
 from tests.browser.conftest import demo_server
 from tests.browser.test_journey import Shots
 from tests.browser.test_loop import CHROMIUM, sync_api
 from tests.mail.smtp import Inbox, SmtpServer, text_of
-from tests.redirector.server import ROOT
+from tests.servers import ROOT
 
 SHOTS = Path(os.environ.get("RECOVERY_SCREENSHOTS", ROOT / "test-output" / "recovery"))
 SECRET_KEY = "account-recovery-test"

@@ -16,12 +16,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from affiliate.cli import DEMO_PASSWORD
+from affiliate.demo import DEMO_PASSWORD
 from affiliate.extensions import db
 from affiliate.models import Conversion, Link, User
 from tests.browser.conftest import demo_server
 from tests.redirector.helpers import CHROME, wait_for_click
-from tests.redirector.server import ROOT
+from tests.servers import ROOT
 
 SHOTS = Path(os.environ.get("DEMO_SHOP_SCREENSHOTS", ROOT / "test-output" / "demo-shop"))
 ALICE = "alice@demo.clicktrail.example"

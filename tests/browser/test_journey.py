@@ -28,7 +28,7 @@ from tests.factories import PASSWORD as STAFF_PASSWORD
 from tests.factories import make_admin, make_finance, make_program, recovery_codes
 from tests.money.test_accrual import set_plan
 from tests.redirector.helpers import CHROME
-from tests.redirector.server import ROOT, Server
+from tests.servers import ROOT, Server
 
 PASSWORD = "a long enough password"
 SHOTS = Path(os.environ.get("JOURNEY_SCREENSHOTS", ROOT / "test-output" / "journey"))

@@ -25,7 +25,7 @@ from tests.api.helpers import make_merchant, sign
 from tests.factories import PASSWORD as FACTORY_PASSWORD
 from tests.factories import make_admin, make_affiliate, make_link, make_program
 from tests.redirector.helpers import CHROME, wait_for_click
-from tests.redirector.server import Server
+from tests.servers import Server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):

@@ -28,7 +28,7 @@ from tests.browser.test_journey import Shots, person, portal, sign_in, wait_unti
 from tests.browser.test_loop import CHROMIUM, MERCHANT_PAGE, MerchantSite, launch  # noqa: F401 - fixture
 from tests.factories import PASSWORD, make_admin, make_affiliate
 from tests.redirector.helpers import wait_for_click
-from tests.redirector.server import ROOT
+from tests.servers import ROOT
 
 SHOTS = Path(os.environ.get("PROGRAM_SETUP_SCREENSHOTS", ROOT / "test-output" / "program-setup"))
 assert CHROMIUM

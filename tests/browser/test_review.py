@@ -19,13 +19,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from affiliate.cli import DEMO_PASSWORD
+from affiliate.demo import DEMO_PASSWORD
 from affiliate.extensions import db
 from affiliate.models import AuditLog, Click, Conversion, FraudRule, Link, Program, User
 from tests.browser.conftest import demo_server
 from tests.browser.staff import finish_sign_in
 from tests.browser.test_journey import Shots, person, wait_until
-from tests.redirector.server import ROOT
+from tests.servers import ROOT
 
 SHOTS = Path(os.environ.get("REVIEW_SCREENSHOTS", ROOT / "test-output" / "review"))
 ADMIN, FINANCE, ALICE = (f"{name}@demo.clicktrail.example" for name in ("admin", "finance", "alice"))

@@ -17,7 +17,7 @@ from affiliate.services.api_keys import revoke_key
 from tests.demo_shop.helpers import Page, Shopper, click_id_of, give_shop_credentials
 from tests.factories import make_admin, make_affiliate, make_link, make_program
 from tests.redirector.helpers import wait_for_click
-from tests.redirector.server import Server
+from tests.servers import Server
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
-from tests.redirector.server import free_port
+from tests.servers import free_port
 
 
 @dataclass

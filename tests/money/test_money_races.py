@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from affiliate.extensions import db
 from affiliate.models import Commission, Conversion, utcnow
-from affiliate.services import accrual
+from affiliate.services import accrual, money_checks
 from affiliate.services.conversions import ConversionError, RefundRequest, record_refund
 from affiliate.services.ledger import balance
 from tests.factories import make_admin, make_affiliate, make_program
@@ -82,7 +82,7 @@ def settled(app, affiliate_id: int) -> tuple[int, int, list[str]]:
         db.session.commit()
         pending = -balance(db.session, f"affiliate_pending:{affiliate_id}", "USD")
         payable = -balance(db.session, f"affiliate_payable:{affiliate_id}", "USD")
-        return pending, payable, [problem.invariant for problem in accrual.check(db.session)]
+        return pending, payable, [problem.invariant for problem in money_checks.check(db.session)]
 
 
 def test_refunds_sent_together_never_add_up_to_more_than_the_sale(app):

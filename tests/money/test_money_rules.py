@@ -9,7 +9,7 @@ from sqlalchemy import select, text, update
 
 from affiliate.extensions import db
 from affiliate.models import Commission, Conversion, ConversionType, LedgerEntry, User, utcnow
-from affiliate.services import accrual, review
+from affiliate.services import accrual, money_checks, review
 from affiliate.services.commissions import PlanTerms, TierRate
 from affiliate.services.conversions import (
     ConversionError,
@@ -43,7 +43,7 @@ def own(app, conversion_id: int) -> int:
 
 def problems(app) -> list[str]:
     with app.app_context():
-        return [problem.invariant for problem in accrual.check(db.session)]
+        return [problem.invariant for problem in money_checks.check(db.session)]
 
 
 def refund(app, program, order: str, refund_id: str | None = None, amount: int | None = None, **fields):

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from affiliate.extensions import db
 from affiliate.models import Commission, CommissionPlan, CommissionStatus, Conversion, ConversionType, User, utcnow
-from affiliate.services import accrual, ledger
+from affiliate.services import accrual, ledger, money_checks, standing
 from affiliate.services.commissions import PlanTerms, period_of
 from affiliate.services.plans import PlanError, in_words, save_plan
 from tests.factories import make_admin, make_affiliate, make_program
@@ -34,7 +34,7 @@ def bonuses(app, affiliate_id: int) -> list[tuple[int, int, str]]:
 
 def books_hold(app) -> bool:
     with app.app_context():
-        return ledger.check(db.session) == [] and accrual.check(db.session) == []
+        return ledger.check(db.session) == [] and money_checks.check(db.session) == []
 
 
 @pytest.fixture
@@ -254,7 +254,7 @@ def test_the_plan_editor_saves_a_bonus_and_the_affiliate_reads_it(app, auth, pro
     assert "It reaches the month&#39;s bonus threshold: $50.00 more." in preview, "the 20th sale crosses 20"
     assert auth.post(url, {**EDITOR, "save": "Save"}).status_code == 302
     with app.app_context():
-        plan = accrual.plan_in_force(db.session, program.id, None, utcnow())
+        plan = standing.plan_in_force(db.session, program.id, None, utcnow())
         assert (plan.bonus_threshold, plan.bonus_cents) == (20, 5_000)
     editor = auth.client.get(url).get_data(as_text=True)
     assert "plus a $50.00 bonus at 20 sales this month" in editor

@@ -46,7 +46,7 @@ from affiliate.models import (
     Program,
     User,
 )
-from affiliate.services import accrual, ledger, payouts, review
+from affiliate.services import accrual, ledger, money_checks, payouts, review
 from affiliate.services.commissions import PlanTerms, TierRate
 from affiliate.services.conversions import (
     ConversionError,
@@ -428,7 +428,7 @@ class Books:
         """Every commission's state, every balance, every conversion's evaluation, and both checks."""
         self.changed = False
         session = self.session
-        problems = accrual.check(session) + ledger.check(session)
+        problems = money_checks.check(session) + ledger.check(session)
         assert problems == [], problems
         rows = {row.id: row for row in session.scalars(select(Commission).where(
             Commission.program_id == self.program_id))}  # fmt: skip

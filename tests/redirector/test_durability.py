@@ -27,7 +27,8 @@ from redirector import create_redirector
 from redirector.ingester import LOAD_SAMPLE_SECONDS, MAX_LAG_SECONDS, CpuLoad, _Priority
 from tests.factories import Visitor, make_link
 from tests.redirector.helpers import CHROME, setup_link
-from tests.redirector.server import ROOT, Load, Server, children
+from tests.redirector.load import Load
+from tests.servers import ROOT, Server, children
 
 CLICKS = 2000
 STORE_DEADLINE_SECONDS = 120  # waits below end as soon as the clicks are stored; this only bounds a failing run

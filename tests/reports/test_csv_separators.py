@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime
 
 from affiliate.services.exports import FORMATS, FORMULA_TRIGGERS, PayoutLine, payout_file, write_csv
-from affiliate.services.reports import BREAKDOWNS
+from affiliate.services.report_figures import BREAKDOWNS
 from tests.factories import Auth, make_affiliate, make_link
 from tests.reports.conftest import RANGE
 from tests.reports.helpers import click_record, store_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from affiliate.cli import DEMO_PASSWORD
+from affiliate.demo import DEMO_PASSWORD
 from affiliate.extensions import db
 from tests.factories import Auth
 from tests.reports.helpers import stored_rollups

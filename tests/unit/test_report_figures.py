@@ -8,7 +8,8 @@ from decimal import Decimal
 
 from affiliate.reports.charts import bar_chart, nice_ceiling
 from affiliate.services.exports import write_csv
-from affiliate.services.reports import Figures, Row, csv_table, reason_label
+from affiliate.services.report_figures import Figures, Row, reason_label
+from affiliate.services.reports import csv_table
 
 
 def test_rates_and_epc_are_rounded_half_even_and_absent_without_human_clicks():

@@ -1,21 +1,18 @@
-"""Run the redirector under the production server (granian) for durability tests."""
+"""Servers the tests and the benchmarks start: a free loopback port, granian in a process group of its own, and
+stopping that whole group (workers included) so that no port, file lock or database connection outlives it."""
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 GRANIAN = str(Path(sys.executable).parent / "granian")
 
 
@@ -26,6 +23,7 @@ def free_port() -> int:
 
 
 def children(pid: int) -> list[int]:
+    """Direct child processes of pid (granian's workers)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -92,12 +90,17 @@ class Server:
 
     def stop(self) -> None:
         """Kill every process of the server and wait until they are gone (and their file locks with them)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+        kill_group(self.process)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and _group_alive(self.process.pid):
             time.sleep(0.05)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL a process started with ``start_new_session`` and everything in its group, and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -110,50 +113,3 @@ def _group_alive(pgid: int) -> bool:
             if int(fields[2]) == pgid and fields[0] != "Z":
                 return True
     return False
-
-
-@dataclass
-class Load:
-    """Bounded concurrent clicks; remembers the click id of every acknowledged (302) answer."""
-
-    port: int
-    codes: list[str]
-    acknowledged: set[str] = field(default_factory=set)
-    failures: int = 0
-    statuses: dict[int, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def run(self, total: int, threads: int = 16, on_progress=None, deadline_s: float = 60.0) -> None:
-        counter = iter(range(total))
-        stop_at = time.monotonic() + deadline_s
-
-        def worker() -> None:
-            conn = None
-            for n in counter:
-                if time.monotonic() > stop_at:
-                    return
-                code = self.codes[n % len(self.codes)]
-                try:
-                    if conn is None:
-                        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-                    conn.request("GET", f"/r/{code}", headers={"User-Agent": f"Mozilla/5.0 load-{n % 50}"})
-                    response = conn.getresponse()
-                    response.read()
-                except (OSError, http.client.HTTPException):
-                    with self._lock:
-                        self.failures += 1
-                    conn = None
-                    continue
-                with self._lock:
-                    self.statuses[response.status] = self.statuses.get(response.status, 0) + 1
-                    if response.status == 302:
-                        location = response.getheader("Location", "")
-                        self.acknowledged.add(parse_qs(urlsplit(location).query)["ct_click"][0])
-                    if on_progress:
-                        on_progress(len(self.acknowledged))
-
-        pool = [threading.Thread(target=worker) for _ in range(threads)]
-        for thread in pool:
-            thread.start()
-        for thread in pool:
-            thread.join()

@@ -1,4 +1,4 @@
-"""Demo traffic for `flask seed-demo`: realistic clicks sent through the real redirector."""
+"""Demo traffic for `flask seed-demo`: clicks sent through the real redirector, sales through the conversion service."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import random
 import threading
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from werkzeug.test import Client
+
+from affiliate.models import Click, ConversionType, User
+from affiliate.services.conversions import ConversionRequest, record_conversion
 
 # Real browser strings, long by nature.
 USER_AGENTS = (
@@ -94,11 +98,6 @@ def record_demo_conversions(session, program, now: datetime, seed: int = 2026) -
     sales seconds after their click (flagged: too fast), sales to the affiliate's own address
     (rejected: self-referral) and to disposable addresses (flagged). Returns counts per status.
     """
-    from sqlalchemy import select
-
-    from affiliate.models import Click, ConversionType, User
-    from affiliate.services.conversions import ConversionRequest, record_conversion
-
     rng = random.Random(seed)
     clicks = session.scalars(
         select(Click).where(Click.program_id == program.id, Click.is_bot.is_(False), Click.fraud_action.is_(None))
