@@ -20,7 +20,7 @@ The rule, in the order ``send`` applies it:
 ``DeliveryFailed`` means "this attempt failed" (worth a retry later). No Flask here: the delivery engine and
 the forms call these functions with settings they read themselves.
 
-One module, read top to bottom: the five steps above are one rule, and each part below (the address
+Why one module: read top to bottom, the five steps above are one rule, and each part below (the address
 table, the parser's checks, the pinned connections, the deadline) exists only to enforce one of them.
 """
 

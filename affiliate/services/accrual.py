@@ -4,7 +4,7 @@ The rules are docs/money.md's; the arithmetic is ``services.commissions``; the p
 the period's counted conversions are ``services.standing``; the invariants ``flask ledger-check`` proves
 are ``services.money_checks``. This module loads the rest of what the rules read (the customer's first
 sale, what was refunded), locks what it reads to decide (on PostgreSQL; SQLite's single writer already
-does), and writes. Evaluation, reversal, approval and take-back stay in one module: they share the
+does), and writes. Why one module: evaluation, reversal, approval and take-back share the
 locks, the ledger legs and the refunded share, and read as one commission's life from top to bottom.
 
 Each signup or sale is evaluated once (``conversions.evaluated_at``), even when it earns nothing; each

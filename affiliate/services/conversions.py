@@ -6,7 +6,7 @@ with a different payload is refused. Attribution itself is the pure ``attribute`
 this module loads its inputs (the candidate clicks, an existing customer binding) and
 stores its trace with the conversion. The caller commits.
 
-Sales, signups and refunds stay in one module: they share the idempotent store (natural key, request
+Why one module: sales, signups and refunds share the idempotent store (natural key, request
 hash, replay, conflict) and the statements built once below, so a refund is recorded as a sale is.
 """
 

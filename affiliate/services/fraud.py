@@ -10,7 +10,7 @@ sum of their weights, capped at 100. The same facts and settings always give the
 Click verdicts decide which clicks count as human and which may win attribution; conversion
 verdicts decide commissions (rejected earns nothing, flagged waits for review).
 
-``NavigationHistory``, the evidence the cookie-stuffing rule reads for browsers that hide user activation,
+Why one module: ``NavigationHistory``, the evidence the cookie-stuffing rule reads for browsers that hide user activation,
 stays beside that rule: its thresholds and its counting are one definition.
 """
 

@@ -18,7 +18,7 @@ Holds: a suspended affiliate's payout is ``held`` (with the reason) when the bat
 or exported, or when someone tries to mark it paid; a held payout is never approved, exported or paid.
 Marking it failed returns its amount to the affiliate's balance for a later batch.
 
-One module: every function is a step of the same batch's life, guarded by the same state checks and
+Why one module: every function is a step of the same batch's life, guarded by the same state checks and
 booked with the same ledger legs, so the steps are read in order here.
 """
 
