@@ -10,8 +10,8 @@ sum of their weights, capped at 100. The same facts and settings always give the
 Click verdicts decide which clicks count as human and which may win attribution; conversion
 verdicts decide commissions (rejected earns nothing, flagged waits for review).
 
-Why one module: ``NavigationHistory``, the evidence the cookie-stuffing rule reads for browsers that hide user activation,
-stays beside that rule: its thresholds and its counting are one definition.
+Why one module: ``NavigationHistory``, the evidence the cookie-stuffing rule reads for browsers that hide
+user activation, stays beside that rule: its thresholds and its counting are one definition.
 """
 
 from __future__ import annotations
