@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from affiliate.models import Delivery, Postback, WebhookEndpoint
+from affiliate.services.claims import claim_due_rows
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 # Seconds before each retry: quick ones for a blip, then hours; their sum is about three days.
@@ -54,17 +55,8 @@ def retry_delay(attempt: int, rand: random.Random | None = None) -> timedelta | 
 
 def claim_due(session: Session, *, now: datetime, hold: timedelta, limit: int = 100) -> list[Due]:
     """Take up to ``limit`` due deliveries for ``hold``; on PostgreSQL other senders skip the locked rows."""
-    rows = session.scalars(
-        select(Delivery)
-        .where(Delivery.status == PENDING, Delivery.next_attempt_at <= now)
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
     claimed = []
-    for row in rows:
-        row.attempts += 1
-        row.next_attempt_at = now + hold
+    for row in claim_due_rows(session, Delivery, Delivery.status == PENDING, now=now, hold=hold, limit=limit):
         row.last_error = None  # in flight: a success elsewhere must not wake it (record_delivered)
         claimed.append(Due(row.id, row.message_id, row.webhook_id, row.postback_id, row.event, row.method, row.url,
                            row.body, row.created_at, row.attempts))  # fmt: skip

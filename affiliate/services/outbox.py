@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from affiliate.models import OutboxMessage, utcnow
+from affiliate.services.claims import claim_due_rows
 
 ERROR_MAX = 500
 
@@ -76,22 +77,9 @@ def queue(
 
 
 def claim_due(session: Session, *, now: datetime, hold: timedelta, limit: int = 50) -> list[Mail]:
-    """Take up to ``limit`` due messages for ``hold``: other senders skip them until then.
-
-    On PostgreSQL the rows are locked with SKIP LOCKED, so two senders claiming at once take
-    different messages; on SQLite the transaction's write lock does the same.
-    """
-    rows = session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.next_attempt_at <= now)
-        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
+    """Take up to ``limit`` due messages for ``hold``: other senders skip them until then (``claim_due_rows``)."""
     claimed = []
-    for row in rows:
-        row.attempts += 1
-        row.next_attempt_at = now + hold
+    for row in claim_due_rows(session, OutboxMessage, OutboxMessage.sent_at.is_(None), now=now, hold=hold, limit=limit):
         claimed.append(Mail(row.id, row.to_address, row.subject, row.body_text, row.body_html,
                             row.unsubscribe_url, row.attempts))  # fmt: skip
     return claimed
