@@ -291,7 +291,7 @@ def _query(environ: dict) -> dict[str, str]:
 
 
 class FinishedResponse:
-    """A finished response: status, headers and body."""
+    """A response ready to send (status, headers and body), as against a PendingClick still to be stored."""
 
     __slots__ = ("body", "headers", "status")
 

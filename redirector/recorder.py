@@ -60,6 +60,8 @@ class _Ticket:
 
 
 class ClickRecorder:
+    """A process's click log writer: clicks made durable in group commits, then ingested here or handed on."""
+
     def __init__(
         self,
         engine_factory: Callable[[], Engine],
