@@ -20,10 +20,8 @@ _built: dict = {}
 # The garbage collector's generation thresholds in a server process. A request allocates hundreds of
 # objects (a click a few dozen, a conversion's ORM work far more), so with Python's default (700) the
 # collector runs every few requests and, now and then, walks every cached link, device and ORM
-# structure: a pause that every request queued behind it waits out. Measured with `make bench`'s loads
-# in alternating runs, default against these: redirector p99 68, 56, 76, 78, 64 ms against 39, 46, 34,
-# 31, 41 ms at the same rate, worker RSS 117.1 against 117.6 MB; signed conversions 525 and 541/s against
-# 561 and 589/s.
+# structure: a pause that every request queued behind it waits out. Collecting young objects far less
+# often shortens those pauses (the slowest requests' latency) for next to no more memory.
 GC_THRESHOLDS = (50_000, 20, 100)
 
 

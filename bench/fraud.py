@@ -36,7 +36,7 @@ def crawler_agents() -> list[str]:
 
 
 def detected(agent: str) -> bool:
-    return bot_reason("GET", agent, parse_user_agent(agent), {}) is not None
+    return bot_reason("GET", parse_user_agent(agent), {}) is not None
 
 
 def main() -> int:

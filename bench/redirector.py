@@ -1,4 +1,4 @@
-"""Benchmark the click redirector against a bare 302 and the naive Flask + ORM design (issue 3).
+"""Benchmark the click redirector against a bare 302 and the naive Flask + ORM design.
 
 One run: a fresh SQLite database with 10,000 links, then granian serving (a) a bare WSGI app
 answering a fixed 302, (b) the real redirector and (c) the naive design, one after another with

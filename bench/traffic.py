@@ -209,7 +209,7 @@ class Generator:
         link = link if link is not None else self.rng.randrange(LINKS)
         environ = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in (headers or {}).items()}
         device = parse_user_agent(agent)
-        reason = bot_reason(method, agent, device, environ)
+        reason = bot_reason(method, device, environ)
         activation = reports_user_activation(device.os, device.browser, agent)
         host = url_host(referrer)
         verdict = None

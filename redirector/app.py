@@ -21,6 +21,7 @@ from affiliate.services.fraud import paid_click_params
 from affiliate.urls import destination_allowed, scheme_allowed
 from redirector import enrich
 from redirector.clicklog import ClickLog
+from redirector.clickrecord import LoggedClick
 from redirector.engines import make_engine
 from redirector.links import LinkCache, LinkTarget, LookupFailed
 from redirector.recorder import ClickRecorder
@@ -29,12 +30,12 @@ log = logging.getLogger(__name__)
 
 CODE = re.compile(r"[A-Za-z0-9]{4,32}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-TOKEN = re.compile(r"[A-Za-z0-9_-]{22,32}")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{22,32}")  # a click or visitor id as affiliate.ids.new_id issues it
 VISITOR_COOKIE = "ct_vid"
 SUB_MAX = 255
 SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
 FETCH_KEYS = ("HTTP_SEC_FETCH_SITE", "HTTP_SEC_FETCH_MODE", "HTTP_SEC_FETCH_DEST", "HTTP_SEC_FETCH_USER")
-JUDGED = ("protocol", "hostname", "username", "password")
+JUDGED_URL_PARTS = ("protocol", "hostname", "username", "password")
 
 SECURITY_HEADERS = [
     ("Cache-Control", "no-store"),
@@ -140,7 +141,7 @@ class Redirector:
             answer = answer.settle(await self.recorder.record_async(answer.click))
         protocol.response_bytes(answer.status, answer.headers + self.extra_headers, answer.body)
 
-    def respond(self, environ: dict) -> Answer | PendingClick:
+    def respond(self, environ: dict) -> FinishedResponse | PendingClick:
         """The answer to one request, or a click to store before the answer can be given."""
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "")
@@ -170,7 +171,7 @@ class Redirector:
             return NOT_FOUND
         return self._click(environ, method, target)
 
-    def _click(self, environ: dict, method: str, target: LinkTarget) -> Answer | PendingClick:
+    def _click(self, environ: dict, method: str, target: LinkTarget) -> FinishedResponse | PendingClick:
         now = self.clock()
         click_id = new_id()
         raw_cookies = environ.get("HTTP_COOKIE", "")
@@ -179,8 +180,7 @@ class Redirector:
         if new_visitor:
             visitor_id = new_id()
         query = _query(environ)
-        click = self._facts(environ, method, target, query)
-        click.update(click_id=click_id, visitor_id=visitor_id, clicked_at=now)
+        click = self._logged_click(environ, method, target, query, click_id, visitor_id, now)
         destination = self._destination(target, query)
         if destination is None:
             log.error("link %s resolves off its program's allowlist", target.link_id)
@@ -194,9 +194,18 @@ class Redirector:
         secure = "; Secure" if self.secure_cookies else ""
         return f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax{secure}"
 
-    def _facts(self, environ: dict, method: str, target: LinkTarget, query: dict[str, str]) -> dict:
+    def _logged_click(
+        self,
+        environ: dict,
+        method: str,
+        target: LinkTarget,
+        query: dict[str, str],
+        click_id: str,
+        visitor_id: str,
+        now: datetime,
+    ) -> LoggedClick:
         """Everything recorded about a click here; its device and geo are filled in by the ingester
-        (enrich.complete), off the shopper's path."""
+        (enrich.add_device_and_geo), off the shopper's path."""
         user_agent = (environ.get("HTTP_USER_AGENT") or "")[: enrich.USER_AGENT_MAX]
         ip = enrich.client_ip(environ, self.trusted_proxies)
         prefix = enrich.ip_prefix(ip)
@@ -226,6 +235,9 @@ class Redirector:
             "fraud_score": 0 if target.rejection is None else 100,
             "fraud_action": None if target.rejection is None else "reject",
             "fraud_reasons": target.rejection,
+            "click_id": click_id,
+            "visitor_id": visitor_id,
+            "clicked_at": now,
         }
 
     def _destination(self, target: LinkTarget, query: dict[str, str]) -> str | None:
@@ -249,7 +261,7 @@ class Redirector:
 def _judge(location: str, allowed_hosts: frozenset[str], allow_http_loopback: bool) -> bool:
     """Whether a browser would take ``location`` to an allowed host: https (or loopback http when
     allowed), no credentials, the host on the allowlist (WHATWG parsing)."""
-    parts = ada_url.parse_url(location, attributes=JUDGED)
+    parts = ada_url.parse_url(location, attributes=JUDGED_URL_PARTS)
     if parts["username"] or parts["password"]:
         return False
     if not scheme_allowed(parts["protocol"], parts["hostname"], allow_http_loopback=allow_http_loopback):
@@ -278,8 +290,8 @@ def _query(environ: dict) -> dict[str, str]:
     return {key[:64]: value[:1024] for key, value in pairs if not CONTROL.search(key + value)}
 
 
-class Answer:
-    """A finished response: status, headers and body."""
+class FinishedResponse:
+    """A response ready to send (status, headers and body), as against a PendingClick still to be stored."""
 
     __slots__ = ("body", "headers", "status")
 
@@ -299,7 +311,7 @@ class PendingClick:
     __slots__ = ("click", "click_cookie", "click_param", "destination", "visitor_cookie")
 
     def __init__(
-        self, click: dict, destination: str, click_param: str, click_cookie: str, visitor_cookie: str | None
+        self, click: LoggedClick, destination: str, click_param: str, click_cookie: str, visitor_cookie: str | None
     ) -> None:
         """``click_param``: the query parameter's name, already URL-encoded."""
         self.click = click
@@ -308,7 +320,7 @@ class PendingClick:
         self.click_cookie = click_cookie
         self.visitor_cookie = visitor_cookie
 
-    def settle(self, stored: bool) -> Answer:
+    def settle(self, stored: bool) -> FinishedResponse:
         """The redirect; only a stored click is handed to the shopper (query parameter and cookie)."""
         headers = []
         location = self.destination
@@ -331,7 +343,8 @@ READ_HEADERS = (
     "sec-ch-ua-mobile",
 )  # fmt: skip
 ENVIRON_KEYS = {name: "HTTP_" + name.upper().replace("-", "_") for name in READ_HEADERS}
-JOINED = {"HTTP_COOKIE": "; "}
+# How a header sent more than once is joined into one value, as WSGI servers do (", " for any other).
+HEADER_SEPARATORS = {"HTTP_COOKIE": "; "}
 
 
 def rsgi_environ(scope) -> dict:
@@ -346,16 +359,16 @@ def rsgi_environ(scope) -> dict:
     for name, value in scope.headers.items():  # one call into the server, names in lower case
         key = ENVIRON_KEYS.get(name)
         if key is not None:
-            environ[key] = value if key not in environ else environ[key] + JOINED.get(key, ", ") + value
+            environ[key] = value if key not in environ else environ[key] + HEADER_SEPARATORS.get(key, ", ") + value
     return environ
 
 
-def _redirect(location: str, headers: list[tuple[str, str]]) -> Answer:
-    return Answer(302, [("Location", location), ("Content-Length", "0"), *SECURITY_HEADERS, *headers])
+def _redirect(location: str, headers: list[tuple[str, str]]) -> FinishedResponse:
+    return FinishedResponse(302, [("Location", location), ("Content-Length", "0"), *SECURITY_HEADERS, *headers])
 
 
-def _plain(status: int, body: bytes, headers: list | None = None) -> Answer:
-    return Answer(
+def _plain(status: int, body: bytes, headers: list | None = None) -> FinishedResponse:
+    return FinishedResponse(
         status,
         [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *SECURITY_HEADERS,
          *(headers or [])],
@@ -363,7 +376,7 @@ def _plain(status: int, body: bytes, headers: list | None = None) -> Answer:
     )  # fmt: skip
 
 
-NOT_FOUND = Answer(
+NOT_FOUND = FinishedResponse(
     404,
     [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(NOT_FOUND_BODY))), *SECURITY_HEADERS],
     NOT_FOUND_BODY,

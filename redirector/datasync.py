@@ -3,7 +3,7 @@
 The RSGI front door makes every batch of clicks durable before it answers. Waiting for fdatasync
 in a thread hands each batch to that thread and back: a futex wake one way, a self-pipe write the
 other, and the GIL taken in turn by a thread that needs it for a moment and a loop that is busy.
-On this kind of two-core machine those hand-offs cost more than the sync itself.
+On a machine with few cores those hand-offs can cost more than the sync itself.
 
 Linux's native AIO accepts an fdatasync of any file (IOCB_CMD_FDSYNC, since Linux 4.18), runs it in
 the kernel and signals an eventfd when it is done; the loop watches the eventfd like a socket, so no

@@ -19,6 +19,7 @@ import user_agents
 from crawleruseragents import is_crawler
 
 from affiliate.addresses import normalise_ip
+from redirector.clickrecord import ClickRecord
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +115,12 @@ def request_bot_reason(method: str, environ: dict) -> str | None:
     return None
 
 
-def bot_reason(method: str, user_agent: str, device: Device, environ: dict) -> str | None:
+def bot_reason(method: str, device: Device, environ: dict) -> str | None:
     """Why this click is not a person's, or None."""
     return request_bot_reason(method, environ) or device.bot_reason
 
 
-def complete(click: dict, geo: GeoLookup) -> None:
+def add_device_and_geo(click: ClickRecord, geo: GeoLookup) -> None:
     """Fill in a logged click's missing device, bot and geo fields from its user agent and IP.
 
     The ingester's half of enrichment: the request path records the user agent, the IP and

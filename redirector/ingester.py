@@ -23,20 +23,23 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from redirector.clicklog import SEALED_PATTERN, ingest_orphans
+from redirector.clickrecord import CLICK_PATIENCE_SECONDS
+from redirector.clickstore import RETRY_SECONDS, ClickStore, attempt_ingest, decode_click
+from redirector.engines import make_engine
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "ingester.lock"
 IDLE_SECONDS = 0.2
-RETRY_SECONDS = 2.0
 NICENESS = 10
 # How long clicks may wait in the log while the machine is busy with redirects: half the time a conversion
-# naming a click issued moments ago waits for it (affiliate.services.conversions.CLICK_PATIENCE, 5 s), so
-# that a loaded machine still has time to store a held-back click before such a conversion stops waiting.
-MAX_LAG_SECONDS = 2.5
+# naming a click issued moments ago waits for it, so that a loaded machine still has time to store a
+# held-back click before such a conversion stops waiting.
+MAX_LAG_SECONDS = CLICK_PATIENCE_SECONDS / 2
 BUSY_SHARE = 0.75  # the CPUs count as busy while other processes use more than this share of them
 LOAD_SAMPLE_SECONDS = 0.2
 
@@ -74,36 +77,26 @@ def serve(settings: dict) -> int:
     lock = settings.get("lock_fd")
     if lock is None and claim(log_dir) is None:  # run by hand: the lock is held until this process ends
         return 0  # another ingester has this directory
-    # Lowered before the imports below: starting up (a second of CPU) must not slow the workers either.
+    # Lowered before the click store is made: starting up must not slow the workers either.
     os.nice(NICENESS)
     priority = _Priority(log_dir)
     priority.update()
-
-    from redirector.engines import make_engine
-    from redirector.recorder import Store, decode_click
-
     window = timedelta(seconds=int(settings["unique_window_seconds"]))
-    store = Store(make_engine(settings["database_uri"], immediate=True), window, settings.get("geoip_database"))
+    store = ClickStore(make_engine(settings["database_uri"], immediate=True), window, settings.get("geoip_database"))
 
     def store_records(records: list[dict]) -> None:
         priority.wait_turn()
         store.insert([decode_click(record) for record in records])
 
     parent = int(settings.get("parent") or os.getppid())
-    failing = False
+    database_ok = True
     while True:
         priority.update()
-        try:
-            moved = ingest_orphans(log_dir, store_records)
-        except Exception:
-            if not failing:
-                log.warning("database refused logged clicks; they stay in the click log", exc_info=True)
-            failing = True
+        moved = attempt_ingest(partial(ingest_orphans, log_dir, store_records), database_ok=database_ok)
+        database_ok = moved is not None
+        if not database_ok:
             time.sleep(RETRY_SECONDS)
             continue
-        if failing:
-            log.warning("database is taking clicks again")
-        failing = False
         if moved:
             continue
         if os.getppid() != parent and not _alive(parent):

@@ -40,12 +40,13 @@ from affiliate.services import webhook_payloads as payloads
 from affiliate.services.attribution import Binding, Code, ConversionFacts, Terms, Touch, attribute
 from affiliate.services.commissions import add_months
 from affiliate.services.screening import screen
+from redirector.clickrecord import CLICK_PATIENCE_SECONDS
 
 MAX_AMOUNT_CENTS = 10**11  # a billion in the major unit: far above any real order, far below overflow
 CLOCK_SKEW = timedelta(seconds=300)  # a merchant's clock may run this far ahead of ours
 # The redirector answers once a click is in its click log; its row reaches the database a moment later.
-# Seals every second, plus an ingester's start when the server has just started: 5 s covers both.
-CLICK_PATIENCE = timedelta(seconds=5)  # how long a conversion naming a click issued moments ago waits for it
+# How long a conversion naming a click issued moments ago waits for it: the redirector's bound on that moment.
+CLICK_PATIENCE = timedelta(seconds=CLICK_PATIENCE_SECONDS)
 CANDIDATES_PER_KEY = 50  # clicks loaded per visitor or device, newest first
 OTHER_PARTNER = "Another partner's click."
 

@@ -2,7 +2,7 @@
 
 Reports read these instead of raw clicks, so a dashboard sums a few hundred rows however many
 millions of clicks there are. They are kept up to date incrementally: the ingester adds each
-batch's counts in the transaction that inserts the batch (``redirector.recorder.Store.insert``),
+batch's counts in the transaction that inserts the batch (``redirector.clickstore.ClickStore.insert``),
 so they never disagree with the clicks table, even after a crash. ``flask rollup --rebuild``
 recomputes them from raw clicks; days whose raw clicks were purged keep their rollups, since
 they can no longer be recomputed.

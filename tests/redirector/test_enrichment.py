@@ -1,4 +1,4 @@
-"""Geo, client IP and hostile input: enrichment never costs a click (C7, C22)."""
+"""Geo, client IP and hostile input: enrichment never costs a click."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Check C13, open redirect: crafted deep links, codes and fallbacks through link creation and the redirector.
+"""Open redirect: crafted deep links, codes and fallbacks through link creation and the redirector.
 
 Every Location is judged as a browser parses it (WHATWG, ada-url): https, and a host on the allowlist.
 Figures (SQLite and PostgreSQL alike; printed with ``pytest -s``):

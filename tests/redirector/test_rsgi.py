@@ -285,7 +285,7 @@ def test_user_agents_and_geo_are_resolved_off_the_shoppers_path(app, monkeypatch
     s = setup_link(app)
     redirector = live(create_redirector(app.config))
     threads = []
-    for name in ("parse_user_agent", "complete"):
+    for name in ("parse_user_agent", "add_device_and_geo"):
         original = getattr(enrich, name)
         monkeypatch.setattr(enrich, name, lambda *args, f=original: threads.append(threading.get_ident()) or f(*args))
     status, _, _ = call(redirector, Scope(f"/r/{s.link.code}", client="81.2.69.160:4000",

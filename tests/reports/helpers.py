@@ -14,8 +14,8 @@ from sqlalchemy import select
 from affiliate.extensions import db
 from affiliate.models import Click, ClickRollup, Link
 from affiliate.services.traffic import human_click, unique_click
+from redirector.clickstore import COLUMNS, ClickStore
 from redirector.engines import make_engine
-from redirector.recorder import COLUMNS, Store
 from tests.redirector.helpers import CHROME
 
 _ids = itertools.count(1)
@@ -44,9 +44,9 @@ def click_record(link: Link, at: datetime, **fields) -> dict:
 
 
 @contextmanager
-def store_for(app) -> Iterator[Store]:
-    """The ingester's Store on the app's database."""
-    store = Store(make_engine(app.config["SQLALCHEMY_DATABASE_URI"], immediate=True),
+def store_for(app) -> Iterator[ClickStore]:
+    """The ingester's ClickStore on the app's database."""
+    store = ClickStore(make_engine(app.config["SQLALCHEMY_DATABASE_URI"], immediate=True),
                   timedelta(seconds=app.config["UNIQUE_CLICK_WINDOW_SECONDS"]))  # fmt: skip
     try:
         yield store
