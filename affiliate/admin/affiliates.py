@@ -15,7 +15,7 @@ from affiliate.money import format_amount
 from affiliate.params import paginate
 from affiliate.services import accounts, adjustments, recruiters, security_keys
 
-bp = Blueprint("affiliates", __name__, url_prefix="/admin/affiliates")
+bp = Blueprint("admin_affiliates", __name__, url_prefix="/admin/affiliates")
 bp.before_request(require_roles(Role.ADMIN, Role.FINANCE))
 
 STATUS_FILTERS = ("all", *(status.value for status in UserStatus))
@@ -159,7 +159,7 @@ def _flash_errors(form) -> None:
 
 
 def _back(affiliate: User):
-    return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+    return redirect(url_for("admin_affiliates.show", user_id=affiliate.id), 303)
 
 
 def _affiliate_or_404(user_id: int) -> User:

@@ -21,7 +21,7 @@ from affiliate.services import audit, coupons, groups
 from affiliate.services.enrollment import can_promote
 from affiliate.validators import options
 
-bp = Blueprint("coupons", __name__, url_prefix="/admin/programs/<int:program_id>")
+bp = Blueprint("admin_coupons", __name__, url_prefix="/admin/programs/<int:program_id>")
 bp.before_request(require_roles(Role.ADMIN))
 EVENTS_SHOWN = 50
 
@@ -93,7 +93,7 @@ def index(program_id: int):
         else:
             db.session.commit()
             flash(f"Code {coupon.code} is active for {affiliate.name}.", "success")
-            return redirect(url_for("coupons.index", program_id=program.id))
+            return redirect(url_for("admin_coupons.index", program_id=program.id))
     return _render(program, form, _group_form(program), 422 if form.is_submitted() else 200)
 
 
@@ -118,7 +118,7 @@ def for_group(program_id: int):
         else:
             db.session.commit()
             flash(f"Made {len(made)} codes." + (f" Skipped: {'; '.join(skipped)}." if skipped else ""), "success")
-            return redirect(url_for("coupons.index", program_id=program.id))
+            return redirect(url_for("admin_coupons.index", program_id=program.id))
     return _render(program, _coupon_form(program, formdata=None), form, 422)
 
 
@@ -142,7 +142,7 @@ def change(program_id: int, coupon_id: int):
         else:
             db.session.commit()
             flash(f"Code {coupon.code} saved.", "success")
-    return redirect(url_for("coupons.index", program_id=program_id))
+    return redirect(url_for("admin_coupons.index", program_id=program_id))
 
 
 @bp.post("/coupons/<int:coupon_id>/<any(approve, decline, retire):action>")
@@ -161,7 +161,7 @@ def decide(program_id: int, coupon_id: int, action: str):
             db.session.commit()
             done = {"approve": "approved", "decline": "declined", "retire": "retired"}[action]
             flash(f"Code {coupon.code} {done}.", "success")
-    return redirect(url_for("coupons.index", program_id=program_id))
+    return redirect(url_for("admin_coupons.index", program_id=program_id))
 
 
 @bp.route("/stripe", methods=["GET", "POST"])
@@ -172,16 +172,16 @@ def stripe(program_id: int):
         _set_stripe_secret(program, form.secret.data)
         db.session.commit()
         flash("Stripe signing secret saved: events sent to the endpoint below are now taken.", "success")
-        return redirect(url_for("coupons.stripe", program_id=program.id))
+        return redirect(url_for("admin_coupons.stripe", program_id=program.id))
     events = db.session.scalars(
         select(StripeEvent)
         .where(StripeEvent.program_id == program.id)
         .order_by(StripeEvent.id.desc())
         .limit(EVENTS_SHOWN)
     ).all()
-    endpoint = url_for("stripe_integration.receive", program_id=program.id, _external=True)
+    endpoint = url_for("integrations_stripe.receive", program_id=program.id, _external=True)
     return render_template(
-        "admin/programs/stripe.html", program=program, form=form, events=events, endpoint=endpoint, action=ActionForm()
+        "admin/coupons/stripe.html", program=program, form=form, events=events, endpoint=endpoint, action=ActionForm()
     ), 422 if form.is_submitted() else 200
 
 
@@ -192,7 +192,7 @@ def forget_stripe(program_id: int):
         _set_stripe_secret(program, None)
         db.session.commit()
         flash("Stripe signing secret removed: the endpoint takes no more events.", "success")
-    return redirect(url_for("coupons.stripe", program_id=program_id))
+    return redirect(url_for("admin_coupons.stripe", program_id=program_id))
 
 
 def _set_stripe_secret(program: Program, secret: str | None) -> None:
@@ -217,7 +217,7 @@ def _render(program: Program, form: CouponForm, group_form: GroupCodesForm, stat
         else {}
     )
     return render_template(
-        "admin/programs/coupons.html",
+        "admin/coupons/index.html",
         program=program,
         coupons=found,
         used=used,
@@ -240,7 +240,7 @@ def _coupon_form(program: Program, formdata=...) -> CouponForm:
 def _group_form(program: Program) -> GroupCodesForm:
     form = (
         GroupCodesForm(prefix="group")
-        if request.endpoint == "coupons.for_group"
+        if request.endpoint == "admin_coupons.for_group"
         else GroupCodesForm(prefix="group", formdata=None)
     )
     form.group_id.choices = options(

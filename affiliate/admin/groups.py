@@ -11,15 +11,14 @@ from sqlalchemy import select
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import CommissionPlan, GroupMembership, PartnerGroup, Program, Role, User, utcnow
-from affiliate.params import form_ids, paginate, parse_id
+from affiliate.params import TICKING_PAGE_SIZE, form_ids, paginate, parse_id
 from affiliate.services.accrual import terms_of
 from affiliate.services.groups import GroupError, create_group, groups_of, move
 from affiliate.services.plans import in_words
 
-bp = Blueprint("groups", __name__, url_prefix="/admin/programs/<int:program_id>/groups")
+bp = Blueprint("admin_groups", __name__, url_prefix="/admin/programs/<int:program_id>/groups")
 bp.before_request(require_roles(Role.ADMIN))
 
-PAGE_SIZE = 100
 MAX_MOVE = 1000
 
 
@@ -36,9 +35,9 @@ def index(program_id: int):
             .where(GroupMembership.program_id == program.id)
         ).all()
     )
-    page = paginate(select(User).where(User.role == Role.AFFILIATE).order_by(User.name, User.id), PAGE_SIZE)
+    page = paginate(select(User).where(User.role == Role.AFFILIATE).order_by(User.name, User.id), TICKING_PAGE_SIZE)
     return render_template(
-        "admin/programs/groups.html", program=program, groups=groups, plans=plans, page=page, membership=membership
+        "admin/groups/index.html", program=program, groups=groups, plans=plans, page=page, membership=membership
     )
 
 
@@ -54,7 +53,7 @@ def create(program_id: int):
     else:
         db.session.commit()
         flash(f"Group {group.name} created. Give it a plan, then move affiliates into it.", "success")
-    return redirect(url_for("groups.index", program_id=program.id))
+    return redirect(url_for("admin_groups.index", program_id=program.id))
 
 
 @bp.post("/move")
@@ -64,14 +63,14 @@ def move_affiliates(program_id: int):
     target = request.form.get("group", "")
     if not ids:
         flash("Tick at least one affiliate to move.", "error")
-        return redirect(url_for("groups.index", program_id=program.id))
+        return redirect(url_for("admin_groups.index", program_id=program.id))
     if target == "default":
         group_id = None
     elif parse_id(target) is not None:
         group_id = parse_id(target)
     else:
         flash("Choose the group to move them to.", "error")
-        return redirect(url_for("groups.index", program_id=program.id))
+        return redirect(url_for("admin_groups.index", program_id=program.id))
     try:
         moved = move(db.session, program.id, ids, group_id, actor_id=current_user.id, now=utcnow())
     except GroupError as error:
@@ -81,7 +80,7 @@ def move_affiliates(program_id: int):
         db.session.commit()
         flash(f"{moved} affiliate{'s' if moved != 1 else ''} moved. Conversions evaluated from now on are paid by "
               "their new group's plan; commissions already accrued do not change.", "success")  # fmt: skip
-    return redirect(url_for("groups.index", program_id=program.id))
+    return redirect(url_for("admin_groups.index", program_id=program.id))
 
 
 def _plan(program_id: int, group_id: int | None, now: datetime) -> CommissionPlan | None:

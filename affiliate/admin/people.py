@@ -14,7 +14,7 @@ from affiliate.forms import Form
 from affiliate.models import STAFF_ROLES, Role, SecurityKey, User, utcnow
 from affiliate.services import second_factor
 
-bp = Blueprint("people", __name__, url_prefix="/admin/people")
+bp = Blueprint("admin_people", __name__, url_prefix="/admin/people")
 bp.before_request(require_roles(Role.ADMIN))
 
 
@@ -31,14 +31,18 @@ def index():
         .where(User.role.in_([role.value for role in STAFF_ROLES]))
         .order_by(User.role, User.email)
     ).all()
-    return render_template("admin/people.html", rows=rows, form=ResetForm())
+    return render_template("admin/people/index.html", rows=rows, form=ResetForm())
 
 
 @bp.post("/<int:user_id>/reset-second-factor")
 def reset_second_factor(user_id: int):
     """Remove every second factor of someone who lost them; they are signed out and mailed, and staff enrol again."""
     person = db.session.get(User, user_id) or abort(404)
-    back = url_for("affiliates.show", user_id=person.id) if person.role == Role.AFFILIATE else url_for("people.index")
+    back = (
+        url_for("admin_affiliates.show", user_id=person.id)
+        if person.role == Role.AFFILIATE
+        else url_for("admin_people.index")
+    )
     if not ResetForm().validate_on_submit():
         flash("Your form expired. Please try again.", "error")
         return redirect(back)

@@ -13,7 +13,7 @@ from affiliate.models import AttributionModel, Program, ProgramStatus, Role, utc
 from affiliate.money import plain_amount
 from affiliate.services.programs import ProgramError, ProgramSettings, save_program
 
-bp = Blueprint("programs", __name__, url_prefix="/admin/programs")
+bp = Blueprint("admin_programs", __name__, url_prefix="/admin/programs")
 bp.before_request(require_roles(Role.ADMIN))
 
 
@@ -34,7 +34,7 @@ def create():
         else:
             db.session.commit()
             flash(f"Program {program.name} created.", "success")
-            return redirect(url_for("programs.index"))
+            return redirect(url_for("admin_programs.index"))
     return render_template("admin/programs/form.html", form=form, program=None)
 
 
@@ -53,7 +53,7 @@ def edit(program_id: int):
         else:
             db.session.commit()
             flash(f"Program {program.name} saved.", "success")
-            return redirect(url_for("programs.index"))
+            return redirect(url_for("admin_programs.index"))
     return render_template("admin/programs/form.html", form=form, program=program)
 
 

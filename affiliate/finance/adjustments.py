@@ -15,10 +15,9 @@ from affiliate.money import format_amount
 from affiliate.params import paginate
 from affiliate.services import adjustments as service
 
-PAGE_SIZE = 50
 DECIDED_SHOWN = 20
 
-bp = Blueprint("adjustments", __name__, url_prefix="/finance/adjustments")
+bp = Blueprint("finance_adjustments", __name__, url_prefix="/finance/adjustments")
 bp.before_request(require_roles(Role.FINANCE, Role.ADMIN))
 
 
@@ -36,7 +35,7 @@ def approve(adjustment_id: int):
     now = utcnow()
     if not login_is_fresh(now, second_factor=True):
         flash("Approving needs a recent sign-in. Enter your password and second factor, then approve again.", "info")
-        return redirect(url_for("auth.reauth", next=url_for("adjustments.index")), 303)
+        return redirect(url_for("auth.reauth", next=url_for("finance_adjustments.index")), 303)
     try:
         service.approve(db.session, adjustment.id, approver=current_user, now=now)
     except service.AdjustmentError as error:
@@ -46,7 +45,7 @@ def approve(adjustment_id: int):
     db.session.commit()
     flash(f"Adjustment #{adjustment.id} approved and posted: "
           f"{format_amount(adjustment.amount_cents, adjustment.currency)} {adjustment.kind}.", "success")  # fmt: skip
-    return redirect(url_for("adjustments.index"), 303)
+    return redirect(url_for("finance_adjustments.index"), 303)
 
 
 @bp.post("/<int:adjustment_id>/reject")
@@ -66,7 +65,7 @@ def reject(adjustment_id: int):
         return _render_index(409)
     db.session.commit()
     flash(f"Adjustment #{adjustment.id} rejected: nothing was posted.", "success")
-    return redirect(url_for("adjustments.index"), 303)
+    return redirect(url_for("finance_adjustments.index"), 303)
 
 
 def _render_index(status: int = 200):
@@ -74,7 +73,6 @@ def _render_index(status: int = 200):
         select(Adjustment)
         .where(Adjustment.status == AdjustmentStatus.PENDING_APPROVAL)
         .order_by(Adjustment.created_at, Adjustment.id),
-        per_page=PAGE_SIZE,
     )
     decided = db.session.scalars(
         select(Adjustment).where(Adjustment.status != AdjustmentStatus.PENDING_APPROVAL)
@@ -88,6 +86,6 @@ def _render_index(status: int = 200):
         select(Program.id, Program.name).where(Program.id.in_({a.program_id for a in rows}))
     ).all())  # fmt: skip
     return render_template(
-        "finance/adjustments.html", page=page, decided=decided, names=names, programs=programs,
+        "finance/adjustments/index.html", page=page, decided=decided, names=names, programs=programs,
         approve_form=ApproveAdjustmentForm(), reject_form=RejectAdjustmentForm(),
     ), status  # fmt: skip

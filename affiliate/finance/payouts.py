@@ -29,19 +29,16 @@ from affiliate.services import payouts as service
 from affiliate.services.exports import FORMATS, ExportError, write_csv
 from affiliate.services.payout_reports import paid_in_year
 
-PAGE_SIZE = 50
 HELD_SHOWN = 20  # flashes live in the session cookie: name the first few held affiliates, count the rest
 FIRST_YEAR, LAST_YEAR = 2000, 9998
 
-bp = Blueprint("payouts", __name__, url_prefix="/finance/payouts")
+bp = Blueprint("finance_payouts", __name__, url_prefix="/finance/payouts")
 bp.before_request(require_roles(Role.FINANCE, Role.ADMIN))
 
 
 @bp.route("/")
 def index():
-    page = paginate(
-        select(PayoutBatch).order_by(PayoutBatch.created_at.desc(), PayoutBatch.id.desc()), per_page=PAGE_SIZE
-    )
+    page = paginate(select(PayoutBatch).order_by(PayoutBatch.created_at.desc(), PayoutBatch.id.desc()))
     counts: dict[int, dict[str, int]] = {}
     for batch_id, status, count in db.session.execute(
         select(Payout.batch_id, Payout.status, func.count())
@@ -60,25 +57,25 @@ def build():
     form = _build_form()
     if not form.validate_on_submit():
         _flash_errors(form)
-        return redirect(url_for("payouts.index"), 303)
+        return redirect(url_for("finance_payouts.index"), 303)
     currency = form.currency.data
     try:
         batch, held = service.build_batch(db.session, currency, actor=current_user, now=utcnow())
     except service.PayoutError as error:
         db.session.rollback()
         flash(str(error), "error")
-        return redirect(url_for("payouts.index"), 303)
+        return redirect(url_for("finance_payouts.index"), 303)
     db.session.commit()
     if held:
         flash(_held_message(held), "warning")
     if batch is None:
         flash(f"Nothing to pay: no affiliate with payout details is owed the minimum payout in {currency}.", "info")
-        return redirect(url_for("payouts.index"), 303)
+        return redirect(url_for("finance_payouts.index"), 303)
     count = db.session.scalar(select(func.count()).where(Payout.batch_id == batch.id))
     total = format_amount(batch.total_cents, currency)
     flash(f"Batch #{batch.id} built: {count} payout{'s' if count != 1 else ''}, {total}. "
           "A second finance user must approve it.", "success")  # fmt: skip
-    return redirect(url_for("payouts.show", batch_id=batch.id), 303)
+    return redirect(url_for("finance_payouts.show", batch_id=batch.id), 303)
 
 
 @bp.route("/<int:batch_id>")
@@ -94,7 +91,7 @@ def approve(batch_id: int):
     if not login_is_fresh(now, second_factor=True):
         flash("Approving a batch needs a recent sign-in. Enter your password and your second factor, then approve "
               "again.", "info")  # fmt: skip
-        return redirect(url_for("auth.reauth", next=url_for("payouts.show", batch_id=batch.id)), 303)
+        return redirect(url_for("auth.reauth", next=url_for("finance_payouts.show", batch_id=batch.id)), 303)
     try:
         service.approve_batch(db.session, batch, approver=current_user, now=now, acknowledged=_acknowledged())
     except service.PayoutError as error:
@@ -103,7 +100,7 @@ def approve(batch_id: int):
         return _render_batch(batch, 409)
     db.session.commit()
     flash(f"Batch #{batch.id} approved. Export it, pay it, then mark each payout paid or failed.", "success")
-    return redirect(url_for("payouts.show", batch_id=batch.id), 303)
+    return redirect(url_for("finance_payouts.show", batch_id=batch.id), 303)
 
 
 @bp.route("/<int:batch_id>/export/<any(paypal, wise, bank):export_format>", methods=["GET", "POST"])
@@ -153,7 +150,7 @@ def cancel(batch_id: int):
     db.session.commit()
     flash(f"Batch #{batch.id} cancelled: {count} payout{'s' if count != 1 else ''} returned to the affiliates' "
           "balances for a later batch.", "success")  # fmt: skip
-    return redirect(url_for("payouts.show", batch_id=batch.id), 303)
+    return redirect(url_for("finance_payouts.show", batch_id=batch.id), 303)
 
 
 @bp.post("/payout/<int:payout_id>/paid")
@@ -167,7 +164,7 @@ def mark_paid(payout_id: int):
     if service.mark_paid(db.session, payout, reference=reference, actor=current_user, now=utcnow()):
         db.session.commit()
         flash(f"Payout #{payout.id} marked paid (reference {reference}).", "success")
-        return redirect(url_for("payouts.show", batch_id=payout.batch_id), 303)
+        return redirect(url_for("finance_payouts.show", batch_id=payout.batch_id), 303)
     if payout.status == PayoutStatus.HELD:
         db.session.commit()  # the hold mark_paid made instead
         flash(f"Payout #{payout.id} is held, not paid: {payout.hold_reason}.", "error")
@@ -185,7 +182,7 @@ def mark_failed(payout_id: int):
     if service.mark_failed(db.session, payout, reason=form.reason.data.strip(), actor=current_user, now=utcnow()):
         db.session.commit()
         flash(f"Payout #{payout.id} marked failed: its amount is back in the affiliate's balance.", "success")
-        return redirect(url_for("payouts.show", batch_id=payout.batch_id), 303)
+        return redirect(url_for("finance_payouts.show", batch_id=payout.batch_id), 303)
     return _not_settled(payout)
 
 

@@ -25,9 +25,8 @@ from affiliate.params import paginate
 from affiliate.services.exports import write_csv
 from affiliate.services.payout_reports import statement as build_statement
 
-bp = Blueprint("earnings", __name__, url_prefix="/partner/earnings")
+bp = Blueprint("partner_earnings", __name__, url_prefix="/partner/earnings")
 bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
-PAGE_SIZE = 50
 PAYOUTS_SHOWN = 24  # the statement CSV has every one
 ADJUSTMENTS_SHOWN = 24
 
@@ -53,7 +52,7 @@ def index():
     for currency, total in paid:
         balances.setdefault(currency, {})["paid"] = int(total)
     mine = select(Commission).where(Commission.affiliate_id == me)
-    page = paginate(mine.order_by(Commission.created_at.desc(), Commission.id.desc()), per_page=PAGE_SIZE)
+    page = paginate(mine.order_by(Commission.created_at.desc(), Commission.id.desc()))
     ids = {commission.conversion_id for commission in page.items}
     orders = dict(db.session.execute(select(Conversion.id, Conversion.order_id).where(Conversion.id.in_(ids))).all())
     payouts = db.session.scalars(
@@ -72,7 +71,7 @@ def index():
         currency: b["affiliate_payable"] for currency, b in balances.items() if b.get("affiliate_payable", 0) < 0
     }
     return render_template(
-        "partner/earnings.html",
+        "partner/earnings/index.html",
         balances=balances,
         page=page,
         orders=orders,

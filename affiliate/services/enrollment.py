@@ -211,5 +211,5 @@ def _tell_enrolled(
         now=now,
         program=program,
         group=group,
-        links_url=mail.external_url("links.create", program=program.id),
+        links_url=mail.external_url("partner_links.create", program=program.id),
     )
