@@ -1,4 +1,4 @@
-"""Response headers every page carries (CHECKS.md, C21)."""
+"""Response headers every page carries."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from flask_login import current_user
 from sqlalchemy import or_, select
 
 from affiliate.admin.forms import DecisionForm, RecruiterForm
-from affiliate.auth.access import require_roles
+from affiliate.auth.access import only_roles, require_roles
 from affiliate.extensions import db
 from affiliate.finance.forms import AdjustmentForm
 from affiliate.models import Adjustment, AdjustmentStatus, AuditLog, Program, Role, User, UserStatus, utcnow
@@ -107,9 +107,8 @@ def _adjustment_form() -> AdjustmentForm:
 
 
 @bp.route("/<int:user_id>/decision", methods=["POST"])
+@only_roles(Role.ADMIN)
 def decide(user_id: int):
-    if current_user.role != Role.ADMIN:
-        abort(403)
     affiliate = _affiliate_or_404(user_id)
     form = DecisionForm()
     if not form.validate_on_submit():
@@ -129,10 +128,9 @@ def decide(user_id: int):
 
 
 @bp.post("/<int:user_id>/recruiter")
+@only_roles(Role.ADMIN)
 def change_recruiter(user_id: int):
     """Set or clear who recruited an affiliate (admins only; audited). Counts for conversions evaluated after."""
-    if current_user.role != Role.ADMIN:
-        abort(403)
     affiliate = _affiliate_or_404(user_id)
     form = RecruiterForm()
     if not form.validate_on_submit():

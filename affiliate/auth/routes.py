@@ -1,4 +1,4 @@
-"""Apply, sign up, sign in, sign out, and the signed links in mail: reset a password, confirm an address, unsubscribe."""
+"""Apply, sign up, sign in, sign out, and the signed links in mail: password reset, email confirmation, unsubscribe."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The re-authentication page: the password again, then back to one of our own pages (C13, C17)."""
+"""The re-authentication page: the password again, then back to one of our own pages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The people's journey in a real browser, with a screenshot of each page (issue 7).
+"""The people's journey in a real browser, with a screenshot of each page.
 
 An applicant applies and is approved, creates a link, a shopper clicks it and signs up on the hosted
 page, the affiliate sees the signup and the chart and exports CSV, finance approves the commission,

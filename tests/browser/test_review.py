@@ -1,4 +1,4 @@
-"""The fraud engine tried as a new user would (issue 5), in a real browser, with a screenshot of each step.
+"""The fraud engine tried as a new user would, in a real browser, with a screenshot of each step.
 
 Against `make run`'s demo (seeded by `seed-demo`, served by granian as `wsgi:app`, behind one trusted proxy so
 each person has an address of their own): an admin sets the demo program's self-referral rule to flag, bots

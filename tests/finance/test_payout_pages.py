@@ -1,4 +1,4 @@
-"""Finance pays a batch from the pages: build, a second person approves, export, mark paid or failed (C9, C19, C20)."""
+"""Finance pays a batch from the pages: build, a second person approves, export, mark paid or failed."""
 
 from __future__ import annotations
 

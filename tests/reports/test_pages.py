@@ -1,4 +1,4 @@
-"""Report pages and CSV exports on a small known world: figures, UTC day boundaries, C15, C20, bad input."""
+"""Report pages and CSV exports on a small known world: figures, UTC day boundaries, who sees what, bad input."""
 
 from __future__ import annotations
 
