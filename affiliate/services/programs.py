@@ -112,3 +112,8 @@ def promoted_by(session: Session, affiliate_id: int) -> list[Program]:
     """The programs an affiliate has links on, by name: the only ones their report filter offers."""
     linked = select(Link.program_id).where(Link.affiliate_id == affiliate_id)
     return list(session.scalars(select(Program).where(Program.id.in_(linked)).order_by(Program.name)))
+
+
+def names(session: Session, ids: set[int]) -> dict[int, str]:
+    """Each program's name by id, for the ids given."""
+    return dict(session.execute(select(Program.id, Program.name).where(Program.id.in_(ids))).all())
