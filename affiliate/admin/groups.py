@@ -10,10 +10,11 @@ from sqlalchemy import select
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import CommissionPlan, GroupMembership, PartnerGroup, Program, Role, User, utcnow
+from affiliate.models import CommissionPlan, Program, Role, utcnow
 from affiliate.params import TICKING_PAGE_SIZE, form_ids, paginate, parse_id
+from affiliate.services import people
 from affiliate.services.accrual import terms_of
-from affiliate.services.groups import GroupError, create_group, groups_of, move
+from affiliate.services.groups import GroupError, create_group, group_names, groups_of, move
 from affiliate.services.plans import in_words
 
 bp = Blueprint("admin_groups", __name__, url_prefix="/admin/programs/<int:program_id>/groups")
@@ -28,14 +29,8 @@ def index(program_id: int):
     now = utcnow()
     groups = groups_of(db.session, program.id)
     plans = {group.id: in_words(terms_of(_plan(program.id, group.id, now)), program.currency) for group in groups}
-    membership = dict(
-        db.session.execute(
-            select(GroupMembership.affiliate_id, PartnerGroup.name)
-            .join(PartnerGroup, PartnerGroup.id == GroupMembership.group_id)
-            .where(GroupMembership.program_id == program.id)
-        ).all()
-    )
-    page = paginate(select(User).where(User.role == Role.AFFILIATE).order_by(User.name, User.id), TICKING_PAGE_SIZE)
+    membership = group_names(db.session, program.id)
+    page = paginate(people.affiliates_by_name(), TICKING_PAGE_SIZE)
     return render_template(
         "admin/groups/index.html", program=program, groups=groups, plans=plans, page=page, membership=membership
     )

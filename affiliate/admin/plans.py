@@ -23,7 +23,7 @@ from affiliate.forms import Form as PortalForm
 from affiliate.models import CommissionPlan, PartnerGroup, Program, Role, User, utcnow
 from affiliate.money import InvalidAmount, format_amount, parse_amount, plain_amount
 from affiliate.params import parse_id
-from affiliate.services import commissions
+from affiliate.services import commissions, people
 from affiliate.services.accrual import plan_in_force, terms_of
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms, TierRate
 from affiliate.services.plans import PlanError, bps_to_percent, in_words, save_plan
@@ -320,10 +320,7 @@ def _scope(program: Program) -> Scope:
             abort(404)
         return Scope(group=group)
     if affiliate_id is not None:
-        affiliate = db.session.get(User, affiliate_id)
-        if affiliate is None or affiliate.role != Role.AFFILIATE:
-            abort(404)
-        return Scope(affiliate=affiliate)
+        return Scope(affiliate=people.affiliate(db.session, affiliate_id) or abort(404))
     return Scope()
 
 

@@ -150,6 +150,18 @@ def recently_decided(session: Session, limit: int) -> list[Adjustment]:
     )
 
 
+def recent_for(session: Session, affiliate_id: int, limit: int) -> list[Adjustment]:
+    """An affiliate's latest adjustments, in any status, newest first."""
+    return list(
+        session.scalars(
+            select(Adjustment)
+            .where(Adjustment.affiliate_id == affiliate_id)
+            .order_by(Adjustment.created_at.desc(), Adjustment.id.desc())
+            .limit(limit)
+        )
+    )
+
+
 def _locked(session: Session, adjustment_id: int) -> Adjustment:
     """The adjustment, read under its row lock (PostgreSQL) so concurrent decisions take turns."""
     adjustment = session.scalar(

@@ -72,3 +72,20 @@ def context_of(session: Session, shown: list[AuditLog]) -> Context:
         keys=dict(session.execute(select(ApiKey.id, ApiKey.prefix).where(ApiKey.id.in_(key_ids))).all()),
         batches=dict(session.execute(select(Payout.id, Payout.batch_id).where(Payout.id.in_(payout_ids))).all()),
     )
+
+
+def history_of(session: Session, subject_type: str, subject_id: int, limit: int | None = None) -> list:
+    """The audit entries about one subject, newest first, each with its actor's email."""
+    query = (
+        select(AuditLog, User.email)
+        .outerjoin(User, User.id == AuditLog.actor_id)
+        .where(AuditLog.subject_type == subject_type, AuditLog.subject_id == subject_id)
+        .order_by(AuditLog.id.desc())
+    )
+    return list(session.execute(query if limit is None else query.limit(limit)).all())
+
+
+def latest(session: Session, limit: int) -> list:
+    """The latest audit entries of any kind, newest first, each with its actor's email."""
+    query = select(AuditLog, User.email).outerjoin(User, User.id == AuditLog.actor_id).order_by(AuditLog.id.desc())
+    return list(session.execute(query.limit(limit)).all())

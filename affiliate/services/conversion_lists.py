@@ -53,3 +53,12 @@ def commissions_of(session: Session, conversion_id: int, beneficiary: int | None
     if beneficiary is not None:
         query = query.where(Commission.affiliate_id == beneficiary)
     return list(session.scalars(query.order_by(Commission.id)))
+
+
+def earned_by(session: Session, affiliate_id: int) -> list[Commission]:
+    """Every commission someone earned, newest first: a member's referral rewards."""
+    return list(
+        session.scalars(
+            select(Commission).where(Commission.affiliate_id == affiliate_id).order_by(Commission.id.desc())
+        )
+    )

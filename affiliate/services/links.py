@@ -136,3 +136,8 @@ def click_counts(session: Session, affiliate_id: int, link_ids: list[int]) -> di
         .group_by(ClickRollup.value)
     ).all()
     return {int(value): ClickCounts(int(raw), int(human), int(unique)) for value, raw, human, unique in rows}
+
+
+def count_of(session: Session, affiliate_id: int) -> int:
+    """How many links an affiliate has made."""
+    return session.scalar(select(func.count()).where(Link.affiliate_id == affiliate_id))

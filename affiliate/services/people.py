@@ -1,10 +1,10 @@
-"""Reads about people that many pages share: their names for a table, an affiliate looked up by id."""
+"""Reads about people that many pages share: names for a table, affiliates found by id, status or search."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from affiliate.models import Role, User
@@ -22,3 +22,26 @@ def affiliate(session: Session, user_id: int) -> User | None:
     """The affiliate with this id, or None when there is none (or the person is not an affiliate)."""
     person = session.get(User, user_id)
     return person if person is not None and person.role == Role.AFFILIATE else None
+
+
+def affiliates(*, status: str | None = None, search: str = "") -> Select:
+    """Affiliates newest first, narrowed to a status and to those whose email or name contains ``search`` (any case);
+    a statement, for the paginator."""
+    query = select(User).where(User.role == Role.AFFILIATE)
+    if status:
+        query = query.where(User.status == status)
+    if search:
+        pattern = f"%{search.lower()}%"
+        query = query.where(or_(User.email.like(pattern), User.name.ilike(pattern)))
+    return query.order_by(User.created_at.desc(), User.id.desc())
+
+
+def affiliates_by_name() -> Select:
+    """Every affiliate by name (a statement, for the paginator)."""
+    return select(User).where(User.role == Role.AFFILIATE).order_by(User.name, User.id)
+
+
+def affiliates_by_status(session: Session) -> dict[str, int]:
+    """How many affiliates are in each status."""
+    counts = select(User.status, func.count()).where(User.role == Role.AFFILIATE).group_by(User.status)
+    return dict(session.execute(counts).all())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -117,3 +117,7 @@ def promoted_by(session: Session, affiliate_id: int) -> list[Program]:
 def names(session: Session, ids: set[int]) -> dict[int, str]:
     """Each program's name by id, for the ids given."""
     return dict(session.execute(select(Program.id, Program.name).where(Program.id.in_(ids))).all())
+
+
+def count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Program))
