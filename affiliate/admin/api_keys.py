@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from affiliate.admin.forms import ApiKeyForm, KeyActionForm
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import ApiKey, Program, Role, utcnow
-from affiliate.services.api_keys import issue_key, retire_previous_secret, revoke_key, rotate_secret
+from affiliate.services.api_keys import issue_key, keys_of, retire_previous_secret, revoke_key, rotate_secret
 
 bp = Blueprint("admin_api_keys", __name__, url_prefix="/admin/programs/<int:program_id>/keys")
 bp.before_request(require_roles(Role.ADMIN))
@@ -60,7 +59,7 @@ def revoke(program_id: int, key_id: int):
 
 
 def _render(program: Program, form: ApiKeyForm):
-    keys = db.session.scalars(select(ApiKey).where(ApiKey.program_id == program.id).order_by(ApiKey.id.desc())).all()
+    keys = keys_of(db.session, program.id)
     return render_template(
         "admin/api_keys/index.html", program=program, keys=keys, form=form, action_form=KeyActionForm()
     )

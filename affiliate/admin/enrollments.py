@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import Enrollment, EnrollmentStatus, Program, Role, User, utcnow
+from affiliate.models import EnrollmentStatus, Program, Role, utcnow
 from affiliate.params import parse_id
 from affiliate.services import enrollment
 from affiliate.services.groups import groups_of
@@ -23,12 +22,7 @@ def index(program_id: int):
 
 
 def _page(program: Program, invitation: str | None = None):
-    rows = db.session.execute(
-        select(Enrollment, User)
-        .join(User, User.id == Enrollment.affiliate_id)
-        .where(Enrollment.program_id == program.id)
-        .order_by(Enrollment.status, User.name)
-    ).all()
+    rows = enrollment.enrollments_of(db.session, program.id)
     by_status: dict[str, list] = {status.value: [] for status in EnrollmentStatus}
     for row, user in rows:
         by_status[row.status].append((row, user))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import Link, Role, utcnow
+from affiliate.models import Role, utcnow
 from affiliate.params import paginate, query_id
 from affiliate.partner.forms import LinkForm, ToggleForm
 from affiliate.services import enrollment
@@ -20,8 +19,7 @@ bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
 
 @bp.route("/")
 def index():
-    stmt = select(Link).where(Link.affiliate_id == current_user.id).order_by(Link.created_at.desc(), Link.id.desc())
-    page = paginate(stmt, per_page=50)
+    page = paginate(link_service.links_of(current_user.id))
     counts = link_service.click_counts(db.session, current_user.id, [link.id for link in page.items])
     return render_template(
         "partner/links/index.html", page=page, counts=counts, empty=link_service.ClickCounts(), form=ToggleForm()
