@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.forms import Form
-from affiliate.models import Conversion, Coupon, Program, Role, StripeEvent, User, utcnow
-from affiliate.services import audit, coupons, groups
-from affiliate.services.enrollment import can_promote
+from affiliate.models import Coupon, Program, Role, User, utcnow
+from affiliate.services import coupons, groups
 from affiliate.validators import options
 
 bp = Blueprint("admin_coupons", __name__, url_prefix="/admin/programs/<int:program_id>")
@@ -169,16 +167,11 @@ def stripe(program_id: int):
     program = _program_or_404(program_id)
     form = StripeForm()
     if form.validate_on_submit():
-        _set_stripe_secret(program, form.secret.data)
+        coupons.set_stripe_secret(db.session, program, form.secret.data, actor_id=current_user.id, now=utcnow())
         db.session.commit()
         flash("Stripe signing secret saved: events sent to the endpoint below are now taken.", "success")
         return redirect(url_for("admin_coupons.stripe", program_id=program.id))
-    events = db.session.scalars(
-        select(StripeEvent)
-        .where(StripeEvent.program_id == program.id)
-        .order_by(StripeEvent.id.desc())
-        .limit(EVENTS_SHOWN)
-    ).all()
+    events = coupons.recent_stripe_events(db.session, program.id, EVENTS_SHOWN)
     endpoint = url_for("integrations_stripe.receive", program_id=program.id, _external=True)
     return render_template(
         "admin/coupons/stripe.html", program=program, form=form, events=events, endpoint=endpoint, action=ActionForm()
@@ -189,33 +182,15 @@ def stripe(program_id: int):
 def forget_stripe(program_id: int):
     program = _program_or_404(program_id)
     if ActionForm().validate_on_submit() and program.stripe_webhook_secret:
-        _set_stripe_secret(program, None)
+        coupons.set_stripe_secret(db.session, program, None, actor_id=current_user.id, now=utcnow())
         db.session.commit()
         flash("Stripe signing secret removed: the endpoint takes no more events.", "success")
     return redirect(url_for("admin_coupons.stripe", program_id=program_id))
 
 
-def _set_stripe_secret(program: Program, secret: str | None) -> None:
-    """Keep (or forget) the secret; the audit log says that it changed and its end, never the secret."""
-    program.stripe_webhook_secret = secret
-    audit.record(db.session, actor_id=current_user.id, subject_type="program", subject_id=program.id, before=None,
-                 action="program.stripe_secret_set" if secret else "program.stripe_secret_removed",
-                 after={"secret": "…" + secret[-4:]} if secret else None, now=utcnow())  # fmt: skip
-
-
 def _render(program: Program, form: CouponForm, group_form: GroupCodesForm, status: int = 200):
     found = coupons.of_program(db.session, program.id)
-    used = (
-        dict(
-            db.session.execute(
-                select(Conversion.coupon_id, func.count())
-                .where(Conversion.coupon_id.in_([c.id for c in found]))
-                .group_by(Conversion.coupon_id)
-            ).all()
-        )
-        if found
-        else {}
-    )
+    used = coupons.times_used(db.session, [c.id for c in found])
     return render_template(
         "admin/coupons/index.html",
         program=program,
@@ -230,10 +205,7 @@ def _render(program: Program, form: CouponForm, group_form: GroupCodesForm, stat
 
 def _coupon_form(program: Program, formdata=...) -> CouponForm:
     form = CouponForm() if formdata is ... else CouponForm(formdata=formdata)
-    affiliates = db.session.scalars(select(User).where(User.role == Role.AFFILIATE).order_by(User.name)).all()
-    form.affiliate_id.choices = options(
-        (a.id, f"{a.name} ({a.email})") for a in affiliates if can_promote(db.session, program, a.id)
-    )
+    form.affiliate_id.choices = options((a.id, f"{a.name} ({a.email})") for a in coupons.promoters(db.session, program))
     return form
 
 

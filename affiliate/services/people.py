@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from affiliate.models import Role, User
+from affiliate.models import STAFF_ROLES, Role, SecurityKey, User
 
 
 def names(session: Session, ids: Iterable[int | None]) -> dict[int, str]:
@@ -45,3 +45,14 @@ def affiliates_by_status(session: Session) -> dict[str, int]:
     """How many affiliates are in each status."""
     counts = select(User.status, func.count()).where(User.role == Role.AFFILIATE).group_by(User.status)
     return dict(session.execute(counts).all())
+
+
+def staff(session: Session) -> list:
+    """Everyone with a staff role, by role then email, each with whether they have a security key."""
+    has_key = exists().where(SecurityKey.user_id == User.id)
+    query = (
+        select(User, has_key.label("has_key"))
+        .where(User.role.in_([role.value for role in STAFF_ROLES]))
+        .order_by(User.role, User.email)
+    )
+    return list(session.execute(query).all())
