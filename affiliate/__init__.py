@@ -86,73 +86,62 @@ def register_read_only_requests(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from affiliate.account.notifications import bp as notifications_bp
-    from affiliate.account.routes import bp as account_bp
-    from affiliate.account.two_factor import bp as two_factor_bp
-    from affiliate.account.two_factor import init_app as require_staff_second_factor
-    from affiliate.admin.affiliates import bp as affiliates_bp
-    from affiliate.admin.api_keys import bp as api_keys_bp
-    from affiliate.admin.coupons import bp as coupons_bp
-    from affiliate.admin.enrollments import bp as enrollments_bp
-    from affiliate.admin.groups import bp as groups_bp
-    from affiliate.admin.outbox import bp as outbox_bp
-    from affiliate.admin.people import bp as people_bp
-    from affiliate.admin.plans import bp as plans_bp
-    from affiliate.admin.programs import bp as programs_bp
-    from affiliate.admin.routes import bp as admin_bp
-    from affiliate.admin.webhooks import bp as webhooks_bp
-    from affiliate.api import webhooks as webhooks_api  # noqa: F401 - adds the webhook routes to the management API
-    from affiliate.api.management import bp as management_api_bp
-    from affiliate.api.routes import bp as api_bp
-    from affiliate.auth.routes import bp as auth_bp
-    from affiliate.conversions.routes import partner as partner_conversions_bp
-    from affiliate.conversions.routes import staff as conversions_bp
-    from affiliate.finance.adjustments import bp as adjustments_bp
-    from affiliate.finance.audit import bp as finance_audit_bp
-    from affiliate.finance.payouts import bp as payouts_bp
-    from affiliate.integrations.stripe import bp as stripe_integration_bp
-    from affiliate.links.routes import bp as links_bp
-    from affiliate.main.routes import bp as main_bp
-    from affiliate.member.routes import bp as member_bp
-    from affiliate.partner.coupons import bp as partner_coupons_bp
-    from affiliate.partner.earnings import bp as earnings_bp
-    from affiliate.partner.postbacks import bp as partner_postbacks_bp
-    from affiliate.partner.routes import bp as partner_bp
-    from affiliate.reports.routes import partner as partner_reports_bp
-    from affiliate.reports.routes import staff as staff_reports_bp
-    from affiliate.review.commissions import bp as finance_commissions_bp
-    from affiliate.review.routes import review as review_bp
-    from affiliate.review.routes import rules as fraud_rules_bp
+    """Every blueprint, by package; docs/layout.md says how a blueprint's name, module, prefix and templates agree."""
+    from affiliate.account import notifications as account_notifications
+    from affiliate.account import routes as account
+    from affiliate.account import two_factor as account_two_factor
+    from affiliate.admin import affiliates as admin_affiliates
+    from affiliate.admin import api_keys as admin_api_keys
+    from affiliate.admin import conversions as admin_conversions
+    from affiliate.admin import coupons as admin_coupons
+    from affiliate.admin import enrollments as admin_enrollments
+    from affiliate.admin import fraud_rules as admin_fraud_rules
+    from affiliate.admin import groups as admin_groups
+    from affiliate.admin import outbox as admin_outbox
+    from affiliate.admin import people as admin_people
+    from affiliate.admin import plans as admin_plans
+    from affiliate.admin import programs as admin_programs
+    from affiliate.admin import reports as admin_reports
+    from affiliate.admin import routes as admin
+    from affiliate.admin import webhooks as admin_webhooks
+    from affiliate.api import management as api_management
+    from affiliate.api import routes as api
+    from affiliate.api import webhooks as api_webhooks
+    from affiliate.auth import routes as auth
+    from affiliate.finance import adjustments as finance_adjustments
+    from affiliate.finance import audit as finance_audit
+    from affiliate.finance import commissions as finance_commissions
+    from affiliate.finance import payouts as finance_payouts
+    from affiliate.finance import review as finance_review
+    from affiliate.integrations import stripe as integrations_stripe
+    from affiliate.main import routes as main
+    from affiliate.member import routes as member
+    from affiliate.partner import conversions as partner_conversions
+    from affiliate.partner import coupons as partner_coupons
+    from affiliate.partner import earnings as partner_earnings
+    from affiliate.partner import links as partner_links
+    from affiliate.partner import postbacks as partner_postbacks
+    from affiliate.partner import reports as partner_reports
+    from affiliate.partner import routes as partner
 
-    blueprints = (
-        *(main_bp, auth_bp, account_bp, two_factor_bp, notifications_bp, member_bp, partner_bp, links_bp),
-        *(partner_conversions_bp, earnings_bp, partner_postbacks_bp, partner_coupons_bp),
-        *(
-            admin_bp,
-            affiliates_bp,
-            programs_bp,
-            plans_bp,
-            groups_bp,
-            enrollments_bp,
-            api_keys_bp,
-            webhooks_bp,
-            coupons_bp,
-            outbox_bp,
-            people_bp,
-            fraud_rules_bp,
-            conversions_bp,
-            review_bp,
-        ),
-        *(finance_commissions_bp, payouts_bp, adjustments_bp, finance_audit_bp, api_bp, management_api_bp),
-        *(partner_reports_bp, staff_reports_bp, stripe_integration_bp),
+    modules = (
+        *(main, auth, member, integrations_stripe),
+        *(account, account_two_factor, account_notifications),
+        *(partner, partner_links, partner_conversions, partner_earnings, partner_postbacks, partner_coupons),
+        partner_reports,
+        *(admin, admin_affiliates, admin_programs, admin_plans, admin_groups, admin_enrollments, admin_api_keys),
+        *(admin_webhooks, admin_coupons, admin_outbox, admin_people, admin_fraud_rules, admin_conversions),
+        admin_reports,
+        *(finance_review, finance_commissions, finance_payouts, finance_adjustments, finance_audit),
+        *(api, api_management, api_webhooks),
     )
-    for blueprint in blueprints:
-        app.register_blueprint(blueprint)
-    require_staff_second_factor(app)
+    for module in modules:
+        app.register_blueprint(module.bp)
+    account_two_factor.init_app(app)
     if app.config["DEMO_SHOP"]:
-        from affiliate.demo_shop.routes import bp as demo_shop_bp
+        from affiliate.demo_shop import routes as demo_shop
 
-        app.register_blueprint(demo_shop_bp)
+        app.register_blueprint(demo_shop.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

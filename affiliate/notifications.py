@@ -124,14 +124,14 @@ def send(
         return None
     unsubscribe_url = None
     if not spec.security:
-        unsubscribe_url = mail.external_url("notifications.unsubscribe", token=unsubscribe_token(user.id, kind))
+        unsubscribe_url = mail.external_url("auth.unsubscribe", token=unsubscribe_token(user.id, kind))
     text, html = mail.render(
         template or kind,
         user=user,
         subject=subject,
         kind_label=spec.label,
         unsubscribe_url=unsubscribe_url,
-        settings_url=mail.external_url("notifications.settings"),
+        settings_url=mail.external_url("account_notifications.settings"),
         **context,
     )
     return outbox.queue(session, kind=kind, to=user.email, subject=subject, text=text, html=html, now=now,
@@ -226,7 +226,7 @@ def new_commissions(session: Session, conversion: Conversion, commissions: list[
     if not commissions:
         return
     program = session.get(Program, conversion.program_id)
-    earnings_url = mail.external_url("earnings.index")
+    earnings_url = mail.external_url("partner_earnings.index")
     for affiliate_id, theirs in _by_affiliate(commissions).items():
         total = format_amount(sum(c.amount_cents for c in theirs), conversion.currency)
         subject = f"New commission{'s' if len(theirs) > 1 else ''}: {total} in {one_line(program.name)}"
@@ -249,7 +249,7 @@ def commissions_approved(session: Session, commissions: list[Commission], *, now
     once their hold passed (counted and totalled per currency, however many one run approved)."""
     if not commissions:
         return
-    earnings_url = mail.external_url("earnings.index")
+    earnings_url = mail.external_url("partner_earnings.index")
     for affiliate_id, theirs in _by_affiliate(commissions).items():
         totals: dict[str, int] = defaultdict(int)
         for commission in theirs:

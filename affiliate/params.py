@@ -15,6 +15,9 @@ from affiliate.extensions import db
 # "no such row"); conversions, commissions, clicks and the ledger have 64-bit keys (models.tracking.BigId).
 ID_MAX = 2**31 - 1
 BIG_ID_MAX = 2**63 - 1
+PAGE_SIZE = 50  # rows on one page of any list
+# A list whose rows staff tick to act on many at once (moving affiliates between groups) shows more per page.
+TICKING_PAGE_SIZE = 100
 PAGE_MAX = 1_000_000  # far past any list's last page; keeps (page - 1) * per_page well inside 64 bits
 
 
@@ -59,6 +62,6 @@ def page_number() -> int:
     return max(1, min(int(text[:8]), PAGE_MAX))
 
 
-def paginate(stmt, per_page: int):
+def paginate(stmt, per_page: int = PAGE_SIZE):
     """One page of ``stmt``; the page size is the view's, never the visitor's."""
     return db.paginate(stmt, page=page_number(), per_page=per_page, max_per_page=per_page, error_out=False)

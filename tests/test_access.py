@@ -1,4 +1,4 @@
-"""Every route against a role matrix (the start of C15), CSRF on every form, headers."""
+"""Every route against a role matrix, CSRF on every form, headers."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "auth.verify_email": PUBLIC,
     "auth.resend_verification": SIGNED_IN,
     **{
-        f"two_factor.{name}": SIGNED_IN
+        f"account_two_factor.{name}": SIGNED_IN
         for name in ("settings", "app_setup", "app_remove", "recovery_codes", "key_options", "key_add", "key_remove")
     },
     "main.snippet_example": PUBLIC,
@@ -59,49 +59,49 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "demo_shop.checkout": PUBLIC,
     "member.home": frozenset({"member"}),
     "partner_conversions.mine": frozenset({"affiliate"}),
-    "earnings.index": frozenset({"affiliate"}),
+    "partner_earnings.index": frozenset({"affiliate"}),
     "partner_postbacks.index": frozenset({"affiliate"}),
     "partner_postbacks.delete": frozenset({"affiliate"}),
-    "earnings.statement": frozenset({"affiliate"}),
+    "partner_earnings.statement": frozenset({"affiliate"}),
     "partner_conversions.mine_show": frozenset({"affiliate"}),
-    "conversions.index": frozenset({"admin", "finance"}),
-    "conversions.show": frozenset({"admin", "finance"}),
-    "api_keys.index": frozenset({"admin"}),
-    "api_keys.rotate": frozenset({"admin"}),
-    "api_keys.retire": frozenset({"admin"}),
-    "api_keys.revoke": frozenset({"admin"}),
-    "review.queue": frozenset({"admin", "finance"}),
+    "admin_conversions.index": frozenset({"admin", "finance"}),
+    "admin_conversions.show": frozenset({"admin", "finance"}),
+    "admin_api_keys.index": frozenset({"admin"}),
+    "admin_api_keys.rotate": frozenset({"admin"}),
+    "admin_api_keys.retire": frozenset({"admin"}),
+    "admin_api_keys.revoke": frozenset({"admin"}),
+    "finance_review.queue": frozenset({"admin", "finance"}),
     "finance_commissions.index": frozenset({"admin", "finance"}),
     "finance_commissions.decide": frozenset({"admin", "finance"}),
-    "payouts.index": frozenset({"admin", "finance"}),
-    "payouts.build": frozenset({"admin", "finance"}),
-    "payouts.show": frozenset({"admin", "finance"}),
-    "payouts.approve": frozenset({"admin", "finance"}),
-    "payouts.export": frozenset({"admin", "finance"}),
-    "payouts.cancel": frozenset({"admin", "finance"}),
-    "payouts.mark_paid": frozenset({"admin", "finance"}),
-    "payouts.mark_failed": frozenset({"admin", "finance"}),
-    "payouts.yearly": frozenset({"admin", "finance"}),
-    "payouts.yearly_csv": frozenset({"admin", "finance"}),
+    "finance_payouts.index": frozenset({"admin", "finance"}),
+    "finance_payouts.build": frozenset({"admin", "finance"}),
+    "finance_payouts.show": frozenset({"admin", "finance"}),
+    "finance_payouts.approve": frozenset({"admin", "finance"}),
+    "finance_payouts.export": frozenset({"admin", "finance"}),
+    "finance_payouts.cancel": frozenset({"admin", "finance"}),
+    "finance_payouts.mark_paid": frozenset({"admin", "finance"}),
+    "finance_payouts.mark_failed": frozenset({"admin", "finance"}),
+    "finance_payouts.yearly": frozenset({"admin", "finance"}),
+    "finance_payouts.yearly_csv": frozenset({"admin", "finance"}),
     "finance_audit.index": frozenset({"admin", "finance"}),
-    "review.decide": frozenset({"admin", "finance"}),
-    "conversions.reject": frozenset({"admin", "finance"}),
-    "plans.edit": frozenset({"admin"}),
-    "groups.index": frozenset({"admin"}),
-    "groups.create": frozenset({"admin"}),
-    "groups.move_affiliates": frozenset({"admin"}),
-    "enrollments.index": frozenset({"admin"}),
-    "enrollments.decide": frozenset({"admin"}),
-    "enrollments.invite": frozenset({"admin"}),
+    "finance_review.decide": frozenset({"admin", "finance"}),
+    "admin_conversions.reject": frozenset({"admin", "finance"}),
+    "admin_plans.edit": frozenset({"admin"}),
+    "admin_groups.index": frozenset({"admin"}),
+    "admin_groups.create": frozenset({"admin"}),
+    "admin_groups.move_affiliates": frozenset({"admin"}),
+    "admin_enrollments.index": frozenset({"admin"}),
+    "admin_enrollments.decide": frozenset({"admin"}),
+    "admin_enrollments.invite": frozenset({"admin"}),
     "partner.apply": frozenset({"affiliate"}),
     "partner.join": frozenset({"affiliate"}),
-    "fraud_rules.edit": frozenset({"admin"}),
+    "admin_fraud_rules.edit": frozenset({"admin"}),
     "api.openapi": PUBLIC,
     "api.conversions": API_KEY,
     "api.refunds": API_KEY,
-    "stripe_integration.receive": STRIPE_SIGNED,
+    "integrations_stripe.receive": STRIPE_SIGNED,
     **{
-        f"management.{name}": API_KEY
+        f"api_management.{name}": API_KEY
         for name in (
             "plans",
             "add_plan",
@@ -115,6 +115,11 @@ ACCESS: dict[str, str | frozenset[str]] = {
             "list_adjustments",
             "show_adjustment",
             "add_adjustment",
+        )
+    },
+    **{
+        f"api_webhooks.{name}": API_KEY
+        for name in (
             "list_webhooks",
             "add_webhook",
             "show_webhook",
@@ -131,54 +136,54 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "account.end_session": SIGNED_IN,
     "account.end_other_sessions": SIGNED_IN,
     "account.payout": AFFILIATE_ANY_STATUS,
-    "notifications.settings": SIGNED_IN,
-    "notifications.unsubscribe": PUBLIC,
-    "outbox.index": frozenset({"admin"}),
-    "outbox.show": frozenset({"admin"}),
-    "outbox.retry": frozenset({"admin"}),
-    "people.index": frozenset({"admin"}),
+    "account_notifications.settings": SIGNED_IN,
+    "auth.unsubscribe": PUBLIC,
+    "admin_outbox.index": frozenset({"admin"}),
+    "admin_outbox.show": frozenset({"admin"}),
+    "admin_outbox.retry": frozenset({"admin"}),
+    "admin_people.index": frozenset({"admin"}),
     **{
-        f"webhooks.{name}": frozenset({"admin"})
+        f"admin_webhooks.{name}": frozenset({"admin"})
         for name in ("index", "add_postback", "delete_postback", "show", "rotate", "set_enabled", "delete", "redeliver")
     },
     **{
-        f"coupons.{name}": frozenset({"admin"})
+        f"admin_coupons.{name}": frozenset({"admin"})
         for name in ("index", "for_group", "change", "decide", "stripe", "forget_stripe")
     },
     "partner_coupons.index": frozenset({"affiliate"}),
-    "people.reset_second_factor": frozenset({"admin"}),
+    "admin_people.reset_second_factor": frozenset({"admin"}),
     "partner.home": frozenset({"affiliate"}),
     "partner.recruits": frozenset({"affiliate"}),
-    "links.index": frozenset({"affiliate"}),
-    "links.create": frozenset({"affiliate"}),
-    "links.pause": frozenset({"affiliate"}),
-    "links.resume": frozenset({"affiliate"}),
+    "partner_links.index": frozenset({"affiliate"}),
+    "partner_links.create": frozenset({"affiliate"}),
+    "partner_links.pause": frozenset({"affiliate"}),
+    "partner_links.resume": frozenset({"affiliate"}),
     "admin.index": frozenset({"admin"}),
     "admin.erase_person": frozenset({"admin"}),
-    "affiliates.index": frozenset({"admin", "finance"}),
-    "affiliates.show": frozenset({"admin", "finance"}),
-    "affiliates.decide": frozenset({"admin"}),
-    "affiliates.change_recruiter": frozenset({"admin"}),
-    "affiliates.adjust": frozenset({"admin", "finance"}),
-    "adjustments.index": frozenset({"admin", "finance"}),
-    "adjustments.approve": frozenset({"admin", "finance"}),
-    "adjustments.reject": frozenset({"admin", "finance"}),
-    "programs.index": frozenset({"admin"}),
-    "programs.create": frozenset({"admin"}),
-    "programs.edit": frozenset({"admin"}),
-    "reports.dashboard": frozenset({"affiliate"}),
-    "reports.breakdown": frozenset({"affiliate"}),
-    "reports.breakdown_csv": frozenset({"affiliate"}),
-    "staff_reports.overview": frozenset({"admin", "finance"}),
-    "staff_reports.program_breakdown": frozenset({"admin", "finance"}),
-    "staff_reports.program_breakdown_csv": frozenset({"admin", "finance"}),
-    "staff_reports.fraud": frozenset({"admin", "finance"}),
-    "staff_reports.fraud_csv": frozenset({"admin", "finance"}),
-    "staff_reports.payouts": frozenset({"admin", "finance"}),
-    "staff_reports.payouts_csv": frozenset({"admin", "finance"}),
-    "staff_reports.affiliate": frozenset({"admin", "finance"}),
-    "staff_reports.affiliate_breakdown": frozenset({"admin", "finance"}),
-    "staff_reports.affiliate_breakdown_csv": frozenset({"admin", "finance"}),
+    "admin_affiliates.index": frozenset({"admin", "finance"}),
+    "admin_affiliates.show": frozenset({"admin", "finance"}),
+    "admin_affiliates.decide": frozenset({"admin"}),
+    "admin_affiliates.change_recruiter": frozenset({"admin"}),
+    "admin_affiliates.adjust": frozenset({"admin", "finance"}),
+    "finance_adjustments.index": frozenset({"admin", "finance"}),
+    "finance_adjustments.approve": frozenset({"admin", "finance"}),
+    "finance_adjustments.reject": frozenset({"admin", "finance"}),
+    "admin_programs.index": frozenset({"admin"}),
+    "admin_programs.create": frozenset({"admin"}),
+    "admin_programs.edit": frozenset({"admin"}),
+    "partner_reports.dashboard": frozenset({"affiliate"}),
+    "partner_reports.breakdown": frozenset({"affiliate"}),
+    "partner_reports.breakdown_csv": frozenset({"affiliate"}),
+    "admin_reports.overview": frozenset({"admin", "finance"}),
+    "admin_reports.program_breakdown": frozenset({"admin", "finance"}),
+    "admin_reports.program_breakdown_csv": frozenset({"admin", "finance"}),
+    "admin_reports.fraud": frozenset({"admin", "finance"}),
+    "admin_reports.fraud_csv": frozenset({"admin", "finance"}),
+    "admin_reports.payouts": frozenset({"admin", "finance"}),
+    "admin_reports.payouts_csv": frozenset({"admin", "finance"}),
+    "admin_reports.affiliate": frozenset({"admin", "finance"}),
+    "admin_reports.affiliate_breakdown": frozenset({"admin", "finance"}),
+    "admin_reports.affiliate_breakdown_csv": frozenset({"admin", "finance"}),
 }
 
 PERSONAS = ("anonymous", "member", "affiliate", "pending", "suspended", "finance", "admin")
@@ -323,7 +328,7 @@ def test_no_get_request_changes_anything(app, world):
 
 # POSTs that a signed token in their own address authorises instead of a session and its CSRF token.
 TOKEN_IN_ADDRESS = frozenset({
-    "notifications.unsubscribe",  # RFC 8058 one-click: the mail client posts with no session
+    "auth.unsubscribe",  # RFC 8058 one-click: the mail client posts with no session
 })  # fmt: skip
 
 

@@ -1,19 +1,20 @@
-"""Which notifications a person receives: their settings page and the unsubscribe link in every notification."""
+"""Which notifications a person receives: their settings page (the unsubscribe link in every notification is
+auth.unsubscribe, as it works without signing in)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from wtforms import SelectMultipleField
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from affiliate import notifications
-from affiliate.extensions import csrf, db
+from affiliate.extensions import db
 from affiliate.forms import Form
-from affiliate.models import User, utcnow
+from affiliate.models import utcnow
 from affiliate.validators import options
 
-bp = Blueprint("notifications", __name__)
+bp = Blueprint("account_notifications", __name__, url_prefix="/account/notifications")
 
 
 class SettingsForm(Form):
@@ -21,11 +22,7 @@ class SettingsForm(Form):
                              option_widget=CheckboxInput(), validate_choice=True)  # fmt: skip
 
 
-class UnsubscribeForm(Form):
-    """A bare form: the signed token in the address names the person and the kind."""
-
-
-@bp.route("/account/notifications", methods=["GET", "POST"])
+@bp.route("", methods=["GET", "POST"])
 @login_required
 def settings():
     user = current_user._get_current_object()
@@ -37,31 +34,10 @@ def settings():
         notifications.set_opt_outs(db.session, user, off, now=utcnow())
         db.session.commit()
         flash("Notification settings saved.", "success")
-        return redirect(url_for("notifications.settings"))
+        return redirect(url_for("account_notifications.settings"))
     if not form.is_submitted():
         silenced = notifications.opted_out(db.session, user.id)
         form.on.data = [name for name, _ in kinds if name not in silenced]
     security = [kind.label for kind in notifications.KINDS.values() if kind.security]
     status = 400 if form.is_submitted() else 200
-    return render_template("account/notifications.html", form=form, security=security), status
-
-
-@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
-@csrf.exempt
-def unsubscribe(token: str):
-    """GET asks first (mail scanners follow links); POST turns the kind off, as RFC 8058's one-click does."""
-    found = notifications.read_unsubscribe_token(token[:512])
-    if found is None:
-        abort(404)
-    user_id, kind = found
-    user = db.session.get(User, user_id)
-    if user is None:
-        abort(404)
-    label = notifications.KINDS[kind].label
-    if request.method == "POST":
-        notifications.opt_out(db.session, user.id, kind, now=utcnow())
-        db.session.commit()
-        return render_template("account/unsubscribed.html", label=label, email=user.email, done=True,
-                               form=UnsubscribeForm())  # fmt: skip
-    return render_template("account/unsubscribed.html", label=label, email=user.email, done=False,
-                           form=UnsubscribeForm())  # fmt: skip
+    return render_template("account/notifications/settings.html", form=form, security=security), status

@@ -7,7 +7,7 @@ from flask_login import current_user, logout_user
 
 from affiliate.account.forms import PasswordForm, PayoutForm, ProfileForm, SignOutForm
 from affiliate.auth import notices
-from affiliate.auth.access import require_roles
+from affiliate.auth.access import only_roles, require_roles
 from affiliate.auth.notices import device_name
 from affiliate.auth.passwords import authenticate, form_page, hash_new_password
 from affiliate.auth.sessions import SECOND_FACTOR_AT, login_is_fresh, sign_in
@@ -33,10 +33,9 @@ def profile():
 
 
 @bp.route("/payout", methods=["GET", "POST"])
+@only_roles(Role.AFFILIATE)
 def payout():
     """Where earnings are sent; changing it needs the password typed recently, as approving a payout does."""
-    if current_user.role != Role.AFFILIATE:
-        abort(403)
     if not login_is_fresh(utcnow()):
         # Someone at an unattended browser, or with a stolen cookie, must not redirect the money.
         return redirect(url_for("auth.reauth", next=url_for("account.payout")), 303)

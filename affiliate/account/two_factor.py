@@ -21,7 +21,7 @@ from affiliate.forms import Form
 from affiliate.models import utcnow
 from affiliate.services import second_factor, security_keys
 
-bp = Blueprint("two_factor", __name__, url_prefix="/account/two-factor")
+bp = Blueprint("account_two_factor", __name__, url_prefix="/account/two-factor")
 bp.before_request(login_required(lambda: None))
 PENDING_SECRET = "totp_pending_secret"  # noqa: S105 - a session key, shown on the setup page anyway
 # What a staff member without a second factor may still open: these pages, signing out, and confirming the password.
@@ -55,7 +55,7 @@ def init_app(app: Flask) -> None:
             if not current_user.is_authenticated or not second_factor.required(current_user):
                 return None
             endpoint = request.endpoint or ""
-            if endpoint.startswith("two_factor.") or endpoint in OPEN_WITHOUT_FACTOR:
+            if endpoint.startswith("account_two_factor.") or endpoint in OPEN_WITHOUT_FACTOR:
                 return None
             if second_factor.has_second_factor(db.session, current_user):
                 return None
@@ -64,21 +64,21 @@ def init_app(app: Flask) -> None:
             # so a page that calls out holds nothing meanwhile (the demo shop's checkout calls this server's API).
             db.session.commit()
         flash("Your account moves money, so it needs two-factor sign-in. Set it up to continue.", "info")
-        return redirect(url_for("two_factor.settings"))
+        return redirect(url_for("account_two_factor.settings"))
 
 
 def _fresh_or_reauth():
     """None when the sign-in is fresh enough to change a factor; else the redirect to confirm it."""
     if login_is_fresh(utcnow()):
         return None
-    return redirect(url_for("auth.reauth", next=url_for("two_factor.settings")), 303)
+    return redirect(url_for("auth.reauth", next=url_for("account_two_factor.settings")), 303)
 
 
 @bp.get("/")
 def settings():
     user = current_user._get_current_object()
     return render_template(
-        "account/two_factor.html",
+        "account/two_factor/settings.html",
         user=user,
         required=second_factor.required(user),
         has_factor=second_factor.has_second_factor(db.session, user),
@@ -110,13 +110,19 @@ def app_setup():
             mark_second_factor_given()
             flash("Two-factor sign-in with your authenticator app is on.", "success")
             if codes:
-                return render_template("account/recovery_codes.html", codes=codes)
-            return redirect(url_for("two_factor.settings"))
+                return render_template("account/two_factor/recovery_codes.html", codes=codes)
+            return redirect(url_for("account_two_factor.settings"))
         form.code.errors.append("That code does not match. Check the time on your phone and try the newest code.")
         status = 422
     uri = second_factor.provisioning_uri(secret, user.email, current_app.config["WEBAUTHN_RP_NAME"])
-    return render_template("account/totp_setup.html", form=form, secret=secret, qr=second_factor.qr_data_uri(uri),
-                           replacing=bool(user.totp_secret)), status  # fmt: skip
+    page = render_template(
+        "account/two_factor/totp_setup.html",
+        form=form,
+        secret=secret,
+        qr=second_factor.qr_data_uri(uri),
+        replacing=bool(user.totp_secret),
+    )
+    return page, status
 
 
 @bp.post("/app/remove")
@@ -130,11 +136,11 @@ def app_remove():
         second_factor.disable_totp(db.session, user, now=utcnow())
     except second_factor.SecondFactorError as error:
         flash(str(error), "error")
-        return redirect(url_for("two_factor.settings"))
+        return redirect(url_for("account_two_factor.settings"))
     notices.second_factor_changed(user, "The authenticator app was removed from two-factor sign-in")
     db.session.commit()
     flash("The authenticator app no longer signs you in.", "success")
-    return redirect(url_for("two_factor.settings"))
+    return redirect(url_for("account_two_factor.settings"))
 
 
 @bp.post("/recovery-codes")
@@ -149,11 +155,11 @@ def recovery_codes():
         for errors in form.errors.values():
             for error in errors:
                 flash(error, "error")
-        return redirect(url_for("two_factor.settings"))
+        return redirect(url_for("account_two_factor.settings"))
     codes = second_factor.new_recovery_codes(db.session, user, now=utcnow())
     notices.second_factor_changed(user, "New recovery codes were made; the earlier ones no longer work")
     db.session.commit()
-    return render_template("account/recovery_codes.html", codes=codes)
+    return render_template("account/two_factor/recovery_codes.html", codes=codes)
 
 
 @bp.post("/keys/options")
@@ -183,19 +189,19 @@ def key_add():
         except security_keys.KeyRefused as error:
             db.session.rollback()
             flash(str(error), "error")
-            return redirect(url_for("two_factor.settings"))
+            return redirect(url_for("account_two_factor.settings"))
         codes = second_factor.new_recovery_codes(db.session, user, now=utcnow()) if first else []
         notices.second_factor_changed(user, f"A security key ({key.name}) was added to two-factor sign-in")
         db.session.commit()
         mark_second_factor_given()
         flash(f"Security key “{key.name}” added.", "success")
         if codes:
-            return render_template("account/recovery_codes.html", codes=codes)
-        return redirect(url_for("two_factor.settings"))
+            return render_template("account/two_factor/recovery_codes.html", codes=codes)
+        return redirect(url_for("account_two_factor.settings"))
     for errors in form.errors.values():
         for error in errors:
             flash(error, "error")
-    return redirect(url_for("two_factor.settings"))
+    return redirect(url_for("account_two_factor.settings"))
 
 
 @bp.post("/keys/<int:key_id>/remove")
@@ -209,10 +215,10 @@ def key_remove(key_id: int):
         removed = security_keys.remove(db.session, user, key_id, required=second_factor.required(user), now=utcnow())
     except security_keys.KeyRefused as error:
         flash(str(error), "error")
-        return redirect(url_for("two_factor.settings"))
+        return redirect(url_for("account_two_factor.settings"))
     if not removed:
         abort(404)
     notices.second_factor_changed(user, "A security key was removed from two-factor sign-in")
     db.session.commit()
     flash("Security key removed.", "success")
-    return redirect(url_for("two_factor.settings"))
+    return redirect(url_for("account_two_factor.settings"))

@@ -1,1 +1,1 @@
-"""Staff pages: the admin dashboard, affiliate approval, programs."""
+"""Staff pages under /admin/: the dashboard, affiliates, programs and their settings, people, conversions, reports."""

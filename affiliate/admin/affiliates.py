@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import or_, select
 
 from affiliate.admin.forms import DecisionForm, RecruiterForm
-from affiliate.auth.access import require_roles
+from affiliate.auth.access import only_roles, require_roles
 from affiliate.extensions import db
 from affiliate.finance.forms import AdjustmentForm
-from affiliate.models import Adjustment, AdjustmentStatus, AuditLog, Program, Role, User, UserStatus, utcnow
+from affiliate.models import AdjustmentStatus, Role, User, UserStatus, utcnow
 from affiliate.money import format_amount
 from affiliate.params import paginate
-from affiliate.services import accounts, adjustments, recruiters, security_keys
+from affiliate.services import accounts, adjustments, audit, people, programs, recruiters, security_keys
 
-bp = Blueprint("affiliates", __name__, url_prefix="/admin/affiliates")
+bp = Blueprint("admin_affiliates", __name__, url_prefix="/admin/affiliates")
 bp.before_request(require_roles(Role.ADMIN, Role.FINANCE))
 
 STATUS_FILTERS = ("all", *(status.value for status in UserStatus))
@@ -27,13 +26,7 @@ def index():
     if status not in STATUS_FILTERS:
         status = "all"
     query = (request.args.get("q") or "").strip()[:100]
-    stmt = select(User).where(User.role == Role.AFFILIATE)
-    if status != "all":
-        stmt = stmt.where(User.status == status)
-    if query:
-        pattern = f"%{query.lower()}%"
-        stmt = stmt.where(or_(User.email.like(pattern), User.name.ilike(pattern)))
-    page = paginate(stmt.order_by(User.created_at.desc(), User.id.desc()), per_page=50)
+    page = paginate(people.affiliates(status=None if status == "all" else status, search=query))
     return render_template(
         "admin/affiliates/index.html", page=page, status=status, statuses=STATUS_FILTERS, query=query
     )
@@ -77,16 +70,8 @@ def adjust(user_id: int):
 
 
 def _render_show(affiliate: User, adjustment_form: AdjustmentForm | None = None, status: int = 200):
-    history = db.session.execute(
-        select(AuditLog, User.email)
-        .outerjoin(User, User.id == AuditLog.actor_id)
-        .where(AuditLog.subject_type == "user", AuditLog.subject_id == affiliate.id)
-        .order_by(AuditLog.id.desc())
-    ).all()
-    recent = db.session.scalars(
-        select(Adjustment).where(Adjustment.affiliate_id == affiliate.id)
-        .order_by(Adjustment.created_at.desc(), Adjustment.id.desc()).limit(ADJUSTMENTS_SHOWN)
-    ).all()  # fmt: skip
+    history = audit.history_of(db.session, "user", affiliate.id)
+    recent = adjustments.recent_for(db.session, affiliate.id, ADJUSTMENTS_SHOWN)
     recruiter = affiliate.referred_by
     return render_template(
         "admin/affiliates/show.html",
@@ -102,14 +87,13 @@ def _render_show(affiliate: User, adjustment_form: AdjustmentForm | None = None,
 
 
 def _adjustment_form() -> AdjustmentForm:
-    programs = db.session.execute(select(Program.id, Program.name, Program.currency).order_by(Program.name)).all()
-    return AdjustmentForm([tuple(row) for row in programs])
+    choices = [(program.id, program.name, program.currency) for program in programs.by_name(db.session)]
+    return AdjustmentForm(choices)
 
 
 @bp.route("/<int:user_id>/decision", methods=["POST"])
+@only_roles(Role.ADMIN)
 def decide(user_id: int):
-    if current_user.role != Role.ADMIN:
-        abort(403)
     affiliate = _affiliate_or_404(user_id)
     form = DecisionForm()
     if not form.validate_on_submit():
@@ -129,10 +113,9 @@ def decide(user_id: int):
 
 
 @bp.post("/<int:user_id>/recruiter")
+@only_roles(Role.ADMIN)
 def change_recruiter(user_id: int):
     """Set or clear who recruited an affiliate (admins only; audited). Counts for conversions evaluated after."""
-    if current_user.role != Role.ADMIN:
-        abort(403)
     affiliate = _affiliate_or_404(user_id)
     form = RecruiterForm()
     if not form.validate_on_submit():
@@ -159,11 +142,8 @@ def _flash_errors(form) -> None:
 
 
 def _back(affiliate: User):
-    return redirect(url_for("affiliates.show", user_id=affiliate.id), 303)
+    return redirect(url_for("admin_affiliates.show", user_id=affiliate.id), 303)
 
 
 def _affiliate_or_404(user_id: int) -> User:
-    affiliate = db.session.get(User, user_id)
-    if affiliate is None or affiliate.role != Role.AFFILIATE:
-        abort(404)
-    return affiliate
+    return people.affiliate(db.session, user_id) or abort(404)

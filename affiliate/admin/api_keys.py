@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from affiliate.admin.forms import ApiKeyForm, KeyActionForm
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import ApiKey, Program, Role, utcnow
-from affiliate.services.api_keys import issue_key, retire_previous_secret, revoke_key, rotate_secret
+from affiliate.services.api_keys import issue_key, keys_of, retire_previous_secret, revoke_key, rotate_secret
 
-bp = Blueprint("api_keys", __name__, url_prefix="/admin/programs/<int:program_id>/keys")
+bp = Blueprint("admin_api_keys", __name__, url_prefix="/admin/programs/<int:program_id>/keys")
 bp.before_request(require_roles(Role.ADMIN))
 
 
@@ -25,7 +24,7 @@ def index(program_id: int):
                            scopes=form.scopes.data)  # fmt: skip
         db.session.commit()
         # Rendered, not redirected: the secrets exist only in this one response.
-        return render_template("admin/programs/key_issued.html", program=program, issued=issued)
+        return render_template("admin/api_keys/key_issued.html", program=program, issued=issued)
     return _render(program, form)
 
 
@@ -35,9 +34,9 @@ def rotate(program_id: int, key_id: int):
     if KeyActionForm().validate_on_submit() and key.revoked_at is None:
         secret = rotate_secret(db.session, key, actor=current_user, now=utcnow())
         db.session.commit()
-        return render_template("admin/programs/key_rotated.html", program=key_program(key), key=key, secret=secret)
+        return render_template("admin/api_keys/key_rotated.html", program=key_program(key), key=key, secret=secret)
     flash("That key cannot be rotated.", "error")
-    return redirect(url_for("api_keys.index", program_id=program_id))
+    return redirect(url_for("admin_api_keys.index", program_id=program_id))
 
 
 @bp.post("/<int:key_id>/retire")
@@ -47,7 +46,7 @@ def retire(program_id: int, key_id: int):
         retire_previous_secret(db.session, key, actor=current_user, now=utcnow())
         db.session.commit()
         flash(f"Key {key.prefix}: only the new signing secret is accepted now.", "success")
-    return redirect(url_for("api_keys.index", program_id=program_id))
+    return redirect(url_for("admin_api_keys.index", program_id=program_id))
 
 
 @bp.post("/<int:key_id>/revoke")
@@ -56,13 +55,13 @@ def revoke(program_id: int, key_id: int):
     if KeyActionForm().validate_on_submit() and revoke_key(db.session, key, actor=current_user, now=utcnow()):
         db.session.commit()
         flash(f"Key {key.prefix} revoked; requests with it are refused from now on.", "success")
-    return redirect(url_for("api_keys.index", program_id=program_id))
+    return redirect(url_for("admin_api_keys.index", program_id=program_id))
 
 
 def _render(program: Program, form: ApiKeyForm):
-    keys = db.session.scalars(select(ApiKey).where(ApiKey.program_id == program.id).order_by(ApiKey.id.desc())).all()
+    keys = keys_of(db.session, program.id)
     return render_template(
-        "admin/programs/keys.html", program=program, keys=keys, form=form, action_form=KeyActionForm()
+        "admin/api_keys/index.html", program=program, keys=keys, form=form, action_form=KeyActionForm()
     )
 
 

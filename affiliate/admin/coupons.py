@@ -9,19 +9,17 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.forms import Form
-from affiliate.models import Conversion, Coupon, Program, Role, StripeEvent, User, utcnow
-from affiliate.services import audit, coupons, groups
-from affiliate.services.enrollment import can_promote
+from affiliate.models import Coupon, Program, Role, User, utcnow
+from affiliate.services import coupons, groups
 from affiliate.validators import options
 
-bp = Blueprint("coupons", __name__, url_prefix="/admin/programs/<int:program_id>")
+bp = Blueprint("admin_coupons", __name__, url_prefix="/admin/programs/<int:program_id>")
 bp.before_request(require_roles(Role.ADMIN))
 EVENTS_SHOWN = 50
 
@@ -93,7 +91,7 @@ def index(program_id: int):
         else:
             db.session.commit()
             flash(f"Code {coupon.code} is active for {affiliate.name}.", "success")
-            return redirect(url_for("coupons.index", program_id=program.id))
+            return redirect(url_for("admin_coupons.index", program_id=program.id))
     return _render(program, form, _group_form(program), 422 if form.is_submitted() else 200)
 
 
@@ -118,7 +116,7 @@ def for_group(program_id: int):
         else:
             db.session.commit()
             flash(f"Made {len(made)} codes." + (f" Skipped: {'; '.join(skipped)}." if skipped else ""), "success")
-            return redirect(url_for("coupons.index", program_id=program.id))
+            return redirect(url_for("admin_coupons.index", program_id=program.id))
     return _render(program, _coupon_form(program, formdata=None), form, 422)
 
 
@@ -142,7 +140,7 @@ def change(program_id: int, coupon_id: int):
         else:
             db.session.commit()
             flash(f"Code {coupon.code} saved.", "success")
-    return redirect(url_for("coupons.index", program_id=program_id))
+    return redirect(url_for("admin_coupons.index", program_id=program_id))
 
 
 @bp.post("/coupons/<int:coupon_id>/<any(approve, decline, retire):action>")
@@ -161,7 +159,7 @@ def decide(program_id: int, coupon_id: int, action: str):
             db.session.commit()
             done = {"approve": "approved", "decline": "declined", "retire": "retired"}[action]
             flash(f"Code {coupon.code} {done}.", "success")
-    return redirect(url_for("coupons.index", program_id=program_id))
+    return redirect(url_for("admin_coupons.index", program_id=program_id))
 
 
 @bp.route("/stripe", methods=["GET", "POST"])
@@ -169,19 +167,14 @@ def stripe(program_id: int):
     program = _program_or_404(program_id)
     form = StripeForm()
     if form.validate_on_submit():
-        _set_stripe_secret(program, form.secret.data)
+        coupons.set_stripe_secret(db.session, program, form.secret.data, actor_id=current_user.id, now=utcnow())
         db.session.commit()
         flash("Stripe signing secret saved: events sent to the endpoint below are now taken.", "success")
-        return redirect(url_for("coupons.stripe", program_id=program.id))
-    events = db.session.scalars(
-        select(StripeEvent)
-        .where(StripeEvent.program_id == program.id)
-        .order_by(StripeEvent.id.desc())
-        .limit(EVENTS_SHOWN)
-    ).all()
-    endpoint = url_for("stripe_integration.receive", program_id=program.id, _external=True)
+        return redirect(url_for("admin_coupons.stripe", program_id=program.id))
+    events = coupons.recent_stripe_events(db.session, program.id, EVENTS_SHOWN)
+    endpoint = url_for("integrations_stripe.receive", program_id=program.id, _external=True)
     return render_template(
-        "admin/programs/stripe.html", program=program, form=form, events=events, endpoint=endpoint, action=ActionForm()
+        "admin/coupons/stripe.html", program=program, form=form, events=events, endpoint=endpoint, action=ActionForm()
     ), 422 if form.is_submitted() else 200
 
 
@@ -189,35 +182,17 @@ def stripe(program_id: int):
 def forget_stripe(program_id: int):
     program = _program_or_404(program_id)
     if ActionForm().validate_on_submit() and program.stripe_webhook_secret:
-        _set_stripe_secret(program, None)
+        coupons.set_stripe_secret(db.session, program, None, actor_id=current_user.id, now=utcnow())
         db.session.commit()
         flash("Stripe signing secret removed: the endpoint takes no more events.", "success")
-    return redirect(url_for("coupons.stripe", program_id=program_id))
-
-
-def _set_stripe_secret(program: Program, secret: str | None) -> None:
-    """Keep (or forget) the secret; the audit log says that it changed and its end, never the secret."""
-    program.stripe_webhook_secret = secret
-    audit.record(db.session, actor_id=current_user.id, subject_type="program", subject_id=program.id, before=None,
-                 action="program.stripe_secret_set" if secret else "program.stripe_secret_removed",
-                 after={"secret": "…" + secret[-4:]} if secret else None, now=utcnow())  # fmt: skip
+    return redirect(url_for("admin_coupons.stripe", program_id=program_id))
 
 
 def _render(program: Program, form: CouponForm, group_form: GroupCodesForm, status: int = 200):
     found = coupons.of_program(db.session, program.id)
-    used = (
-        dict(
-            db.session.execute(
-                select(Conversion.coupon_id, func.count())
-                .where(Conversion.coupon_id.in_([c.id for c in found]))
-                .group_by(Conversion.coupon_id)
-            ).all()
-        )
-        if found
-        else {}
-    )
+    used = coupons.times_used(db.session, [c.id for c in found])
     return render_template(
-        "admin/programs/coupons.html",
+        "admin/coupons/index.html",
         program=program,
         coupons=found,
         used=used,
@@ -230,17 +205,14 @@ def _render(program: Program, form: CouponForm, group_form: GroupCodesForm, stat
 
 def _coupon_form(program: Program, formdata=...) -> CouponForm:
     form = CouponForm() if formdata is ... else CouponForm(formdata=formdata)
-    affiliates = db.session.scalars(select(User).where(User.role == Role.AFFILIATE).order_by(User.name)).all()
-    form.affiliate_id.choices = options(
-        (a.id, f"{a.name} ({a.email})") for a in affiliates if can_promote(db.session, program, a.id)
-    )
+    form.affiliate_id.choices = options((a.id, f"{a.name} ({a.email})") for a in coupons.promoters(db.session, program))
     return form
 
 
 def _group_form(program: Program) -> GroupCodesForm:
     form = (
         GroupCodesForm(prefix="group")
-        if request.endpoint == "coupons.for_group"
+        if request.endpoint == "admin_coupons.for_group"
         else GroupCodesForm(prefix="group", formdata=None)
     )
     form.group_id.choices = options(

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import Enrollment, EnrollmentStatus, Program, Role, User, utcnow
+from affiliate.models import EnrollmentStatus, Program, Role, utcnow
 from affiliate.params import parse_id
 from affiliate.services import enrollment
 from affiliate.services.groups import groups_of
 
-bp = Blueprint("enrollments", __name__, url_prefix="/admin/programs/<int:program_id>/enrollment")
+bp = Blueprint("admin_enrollments", __name__, url_prefix="/admin/programs/<int:program_id>/enrollment")
 bp.before_request(require_roles(Role.ADMIN))
 
 
@@ -23,17 +22,12 @@ def index(program_id: int):
 
 
 def _page(program: Program, invitation: str | None = None):
-    rows = db.session.execute(
-        select(Enrollment, User)
-        .join(User, User.id == Enrollment.affiliate_id)
-        .where(Enrollment.program_id == program.id)
-        .order_by(Enrollment.status, User.name)
-    ).all()
+    rows = enrollment.enrollments_of(db.session, program.id)
     by_status: dict[str, list] = {status.value: [] for status in EnrollmentStatus}
     for row, user in rows:
         by_status[row.status].append((row, user))
     return render_template(
-        "admin/programs/enrollment.html",
+        "admin/enrollments/index.html",
         program=program,
         by_status=by_status,
         groups=groups_of(db.session, program.id),
@@ -47,7 +41,7 @@ def decide(program_id: int):
     affiliate = parse_id(request.form.get("affiliate"))
     if affiliate is None:
         flash("Choose an affiliate.", "error")
-        return redirect(url_for("enrollments.index", program_id=program.id))
+        return redirect(url_for("admin_enrollments.index", program_id=program.id))
     try:
         enrollment.decide(db.session, program, affiliate, request.form.get("decision", ""),
                           actor_id=current_user.id, reason=request.form.get("reason"), now=utcnow())  # fmt: skip
@@ -57,7 +51,7 @@ def decide(program_id: int):
     else:
         db.session.commit()
         flash("Enrollment updated.", "success")
-    return redirect(url_for("enrollments.index", program_id=program.id))
+    return redirect(url_for("admin_enrollments.index", program_id=program.id))
 
 
 @bp.post("/invite")
@@ -68,7 +62,7 @@ def invite(program_id: int):
     group_id = parse_id(group)
     if group != "default" and group_id not in group_ids:
         flash("Choose one of this program's groups.", "error")
-        return redirect(url_for("enrollments.index", program_id=program.id))
+        return redirect(url_for("admin_enrollments.index", program_id=program.id))
     token = enrollment.invitation(current_app.config["SECRET_KEY"], program, group_id)
     # Shown once, on this answer, never carried in a URL that someone else could craft.
     return _page(program, invitation=url_for("partner.join", token=token, _external=True))

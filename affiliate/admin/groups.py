@@ -10,16 +10,16 @@ from sqlalchemy import select
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import CommissionPlan, GroupMembership, PartnerGroup, Program, Role, User, utcnow
-from affiliate.params import form_ids, paginate, parse_id
-from affiliate.services.groups import GroupError, create_group, groups_of, move
+from affiliate.models import CommissionPlan, Program, Role, utcnow
+from affiliate.params import TICKING_PAGE_SIZE, form_ids, paginate, parse_id
+from affiliate.services import people
+from affiliate.services.groups import GroupError, create_group, group_names, groups_of, move
 from affiliate.services.plans import in_words
 from affiliate.services.standing import terms_of
 
-bp = Blueprint("groups", __name__, url_prefix="/admin/programs/<int:program_id>/groups")
+bp = Blueprint("admin_groups", __name__, url_prefix="/admin/programs/<int:program_id>/groups")
 bp.before_request(require_roles(Role.ADMIN))
 
-PAGE_SIZE = 100
 MAX_MOVE = 1000
 
 
@@ -29,16 +29,10 @@ def index(program_id: int):
     now = utcnow()
     groups = groups_of(db.session, program.id)
     plans = {group.id: in_words(terms_of(_plan(program.id, group.id, now)), program.currency) for group in groups}
-    membership = dict(
-        db.session.execute(
-            select(GroupMembership.affiliate_id, PartnerGroup.name)
-            .join(PartnerGroup, PartnerGroup.id == GroupMembership.group_id)
-            .where(GroupMembership.program_id == program.id)
-        ).all()
-    )
-    page = paginate(select(User).where(User.role == Role.AFFILIATE).order_by(User.name, User.id), PAGE_SIZE)
+    membership = group_names(db.session, program.id)
+    page = paginate(people.affiliates_by_name(), TICKING_PAGE_SIZE)
     return render_template(
-        "admin/programs/groups.html", program=program, groups=groups, plans=plans, page=page, membership=membership
+        "admin/groups/index.html", program=program, groups=groups, plans=plans, page=page, membership=membership
     )
 
 
@@ -54,7 +48,7 @@ def create(program_id: int):
     else:
         db.session.commit()
         flash(f"Group {group.name} created. Give it a plan, then move affiliates into it.", "success")
-    return redirect(url_for("groups.index", program_id=program.id))
+    return redirect(url_for("admin_groups.index", program_id=program.id))
 
 
 @bp.post("/move")
@@ -64,14 +58,14 @@ def move_affiliates(program_id: int):
     target = request.form.get("group", "")
     if not ids:
         flash("Tick at least one affiliate to move.", "error")
-        return redirect(url_for("groups.index", program_id=program.id))
+        return redirect(url_for("admin_groups.index", program_id=program.id))
     if target == "default":
         group_id = None
     elif parse_id(target) is not None:
         group_id = parse_id(target)
     else:
         flash("Choose the group to move them to.", "error")
-        return redirect(url_for("groups.index", program_id=program.id))
+        return redirect(url_for("admin_groups.index", program_id=program.id))
     try:
         moved = move(db.session, program.id, ids, group_id, actor_id=current_user.id, now=utcnow())
     except GroupError as error:
@@ -81,7 +75,7 @@ def move_affiliates(program_id: int):
         db.session.commit()
         flash(f"{moved} affiliate{'s' if moved != 1 else ''} moved. Conversions evaluated from now on are paid by "
               "their new group's plan; commissions already accrued do not change.", "success")  # fmt: skip
-    return redirect(url_for("groups.index", program_id=program.id))
+    return redirect(url_for("admin_groups.index", program_id=program.id))
 
 
 def _plan(program_id: int, group_id: int | None, now: datetime) -> CommissionPlan | None:

@@ -11,7 +11,7 @@ from affiliate.forms import Form
 from affiliate.models import OutboxMessage, Role, utcnow
 from affiliate.services import outbox
 
-bp = Blueprint("outbox", __name__, url_prefix="/admin/outbox")
+bp = Blueprint("admin_outbox", __name__, url_prefix="/admin/outbox")
 bp.before_request(require_roles(Role.ADMIN))
 
 
@@ -22,7 +22,7 @@ class RetryForm(Form):
 @bp.get("/")
 def index():
     return render_template(
-        "admin/outbox.html",
+        "admin/outbox/index.html",
         messages=outbox.recent(db.session, limit=200),
         waiting=outbox.waiting(db.session),
         smtp=mail.smtp_configured(),
@@ -40,7 +40,7 @@ def show(message_id: int):
     message = db.session.get(OutboxMessage, message_id)
     if message is None:
         abort(404)
-    return render_template("admin/outbox_message.html", message=message)
+    return render_template("admin/outbox/show.html", message=message)
 
 
 @bp.post("/<int:message_id>/retry")
@@ -52,4 +52,4 @@ def retry(message_id: int):
         flash("The message will be tried again at once.", "success")
     else:
         abort(404)
-    return redirect(url_for("outbox.index"))
+    return redirect(url_for("admin_outbox.index"))

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import exists, select
 
 from affiliate.auth import notices
 from affiliate.auth.access import require_roles
 from affiliate.auth.sessions import login_is_fresh
 from affiliate.extensions import db
 from affiliate.forms import Form
-from affiliate.models import STAFF_ROLES, Role, SecurityKey, User, utcnow
-from affiliate.services import second_factor
+from affiliate.models import Role, User, utcnow
+from affiliate.services import people, second_factor
 
-bp = Blueprint("people", __name__, url_prefix="/admin/people")
+bp = Blueprint("admin_people", __name__, url_prefix="/admin/people")
 bp.before_request(require_roles(Role.ADMIN))
 
 
@@ -25,20 +24,18 @@ class ResetForm(Form):
 @bp.get("/")
 def index():
     """Who works in the portal, and whether each has the second factor their role requires."""
-    has_key = exists().where(SecurityKey.user_id == User.id)
-    rows = db.session.execute(
-        select(User, has_key.label("has_key"))
-        .where(User.role.in_([role.value for role in STAFF_ROLES]))
-        .order_by(User.role, User.email)
-    ).all()
-    return render_template("admin/people.html", rows=rows, form=ResetForm())
+    return render_template("admin/people/index.html", rows=people.staff(db.session), form=ResetForm())
 
 
 @bp.post("/<int:user_id>/reset-second-factor")
 def reset_second_factor(user_id: int):
     """Remove every second factor of someone who lost them; they are signed out and mailed, and staff enrol again."""
     person = db.session.get(User, user_id) or abort(404)
-    back = url_for("affiliates.show", user_id=person.id) if person.role == Role.AFFILIATE else url_for("people.index")
+    back = (
+        url_for("admin_affiliates.show", user_id=person.id)
+        if person.role == Role.AFFILIATE
+        else url_for("admin_people.index")
+    )
     if not ResetForm().validate_on_submit():
         flash("Your form expired. Please try again.", "error")
         return redirect(back)

@@ -23,13 +23,13 @@ from affiliate.forms import Form as PortalForm
 from affiliate.models import CommissionPlan, PartnerGroup, Program, Role, User, utcnow
 from affiliate.money import InvalidAmount, format_amount, parse_amount, plain_amount
 from affiliate.params import parse_id
-from affiliate.services import commissions
+from affiliate.services import commissions, people
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms, TierRate
 from affiliate.services.plans import PlanError, bps_to_percent, in_words, save_plan
 from affiliate.services.standing import plan_in_force, terms_of
 from affiliate.validators import options
 
-bp = Blueprint("plans", __name__, url_prefix="/admin/programs/<int:program_id>/plan")
+bp = Blueprint("admin_plans", __name__, url_prefix="/admin/programs/<int:program_id>/plan")
 bp.before_request(require_roles(Role.ADMIN))
 
 TIER_ROWS = 5
@@ -320,10 +320,7 @@ def _scope(program: Program) -> Scope:
             abort(404)
         return Scope(group=group)
     if affiliate_id is not None:
-        affiliate = db.session.get(User, affiliate_id)
-        if affiliate is None or affiliate.role != Role.AFFILIATE:
-            abort(404)
-        return Scope(affiliate=affiliate)
+        return Scope(affiliate=people.affiliate(db.session, affiliate_id) or abort(404))
     return Scope()
 
 
@@ -369,7 +366,7 @@ def edit(program_id: int):
                 db.session.commit()
                 flash(f"Plan version {plan.id} for the {scope.label()} saved; it pays conversions from "
                       f"{plan.effective_from:%Y-%m-%d %H:%M} UTC on.", "success")  # fmt: skip
-                return redirect(url_for("plans.edit", program_id=program.id, **scope.args))
+                return redirect(url_for("admin_plans.edit", program_id=program.id, **scope.args))
         else:
             result = preview(terms, form.preview_amount_cents, form.preview_count.data, form.preview_revenue_cents,
                              program.currency)  # fmt: skip
@@ -381,6 +378,6 @@ def edit(program_id: int):
     ).all()
     status = 200 if request.method == "GET" or not form.errors else 422
     return render_template(
-        "admin/programs/plan.html", program=program, form=form, current=current, fallback=fallback,
+        "admin/plans/edit.html", program=program, form=form, current=current, fallback=fallback,
         versions=versions, describe=in_words, terms_of=terms_of, result=result, now=now, scope=scope,
     ), status  # fmt: skip

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from affiliate.admin.forms import ProgramForm
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import AttributionModel, Program, ProgramStatus, Role, utcnow
 from affiliate.money import plain_amount
+from affiliate.services import programs as program_service
 from affiliate.services.programs import ProgramError, ProgramSettings, save_program
 
-bp = Blueprint("programs", __name__, url_prefix="/admin/programs")
+bp = Blueprint("admin_programs", __name__, url_prefix="/admin/programs")
 bp.before_request(require_roles(Role.ADMIN))
 
 
 @bp.route("/")
 def index():
-    programs = db.session.scalars(select(Program).order_by(Program.name)).all()
-    return render_template("admin/programs/index.html", programs=programs)
+    return render_template("admin/programs/index.html", programs=program_service.by_name(db.session))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -34,7 +33,7 @@ def create():
         else:
             db.session.commit()
             flash(f"Program {program.name} created.", "success")
-            return redirect(url_for("programs.index"))
+            return redirect(url_for("admin_programs.index"))
     return render_template("admin/programs/form.html", form=form, program=None)
 
 
@@ -53,7 +52,7 @@ def edit(program_id: int):
         else:
             db.session.commit()
             flash(f"Program {program.name} saved.", "success")
-            return redirect(url_for("programs.index"))
+            return redirect(url_for("admin_programs.index"))
     return render_template("admin/programs/form.html", form=form, program=program)
 
 

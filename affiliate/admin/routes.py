@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
 
 from affiliate.admin.forms import ErasureForm
 from affiliate.auth.access import require_roles
 from affiliate.database import reading
 from affiliate.extensions import db
-from affiliate.models import AuditLog, Program, Role, User, UserStatus, utcnow
-from affiliate.services import erasure
+from affiliate.models import Role, UserStatus, utcnow
+from affiliate.services import audit, erasure, people, programs
+
+RECENT_CHANGES = 20
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(require_roles(Role.ADMIN))
@@ -19,24 +20,15 @@ bp.before_request(require_roles(Role.ADMIN))
 
 @bp.route("/")
 def index():
-    counts = dict(
-        db.session.execute(
-            select(User.status, func.count()).where(User.role == Role.AFFILIATE).group_by(User.status)
-        ).all()
-    )
-    programs = db.session.scalar(select(func.count()).select_from(Program))
-    recent = db.session.execute(
-        select(AuditLog, User.email)
-        .outerjoin(User, User.id == AuditLog.actor_id)
-        .order_by(AuditLog.id.desc())
-        .limit(20)
-    ).all()
+    counts = people.affiliates_by_status(db.session)
+    program_count = programs.count(db.session)
+    recent = audit.latest(db.session, RECENT_CHANGES)
     return render_template(
         "admin/index.html",
         pending=counts.get(UserStatus.PENDING.value, 0),
         active=counts.get(UserStatus.ACTIVE.value, 0),
         suspended=counts.get(UserStatus.SUSPENDED.value, 0),
-        programs=programs,
+        programs=program_count,
         recent=recent,
     )
 

@@ -17,7 +17,7 @@ from affiliate.models import Delivery, Postback, Program, Role, WebhookEndpoint,
 from affiliate.services import deliveries, postbacks, webhooks
 from affiliate.validators import options
 
-bp = Blueprint("webhooks", __name__, url_prefix="/admin/programs/<int:program_id>/webhooks")
+bp = Blueprint("admin_webhooks", __name__, url_prefix="/admin/programs/<int:program_id>/webhooks")
 bp.before_request(require_roles(Role.ADMIN))
 
 
@@ -66,7 +66,7 @@ def index(program_id: int):
         else:
             db.session.commit()
             flash("Endpoint added. Its signing secret is below: give it to whoever verifies the messages.", "success")
-            return redirect(url_for("webhooks.show", program_id=program.id, endpoint_id=endpoint.id))
+            return redirect(url_for("admin_webhooks.show", program_id=program.id, endpoint_id=endpoint.id))
     return _render_index(program, form, PostbackForm(prefix="postback"))
 
 
@@ -85,7 +85,7 @@ def add_postback(program_id: int):
         else:
             db.session.commit()
             flash("Program-wide postback saved: it fires for every affiliate's conversions.", "success")
-            return redirect(url_for("webhooks.index", program_id=program.id))
+            return redirect(url_for("admin_webhooks.index", program_id=program.id))
     return _render_index(program, EndpointForm(formdata=None), form, 422)
 
 
@@ -98,7 +98,7 @@ def delete_postback(program_id: int, postback_id: int):
         postbacks.delete(db.session, postback, actor=current_user, now=utcnow())
         db.session.commit()
         flash("Postback deleted.", "success")
-    return redirect(url_for("webhooks.index", program_id=program_id))
+    return redirect(url_for("admin_webhooks.index", program_id=program_id))
 
 
 @bp.route("/<int:endpoint_id>", methods=["GET", "POST"])
@@ -121,11 +121,11 @@ def show(program_id: int, endpoint_id: int):
         else:
             db.session.commit()
             flash("Endpoint saved.", "success")
-            return redirect(url_for("webhooks.show", program_id=program_id, endpoint_id=endpoint.id))
+            return redirect(url_for("admin_webhooks.show", program_id=program_id, endpoint_id=endpoint.id))
     elif form.is_submitted():
         status = 422
     return render_template(
-        "admin/programs/webhook.html",
+        "admin/webhooks/show.html",
         program=endpoint_program(endpoint),
         endpoint=endpoint,
         form=form,
@@ -143,7 +143,7 @@ def rotate(program_id: int, endpoint_id: int):
         webhooks.rotate_secret(db.session, endpoint, actor=current_user, now=utcnow())
         db.session.commit()
         flash("New signing secret made. For 24 hours messages carry signatures with both secrets.", "success")
-    return redirect(url_for("webhooks.show", program_id=program_id, endpoint_id=endpoint_id))
+    return redirect(url_for("admin_webhooks.show", program_id=program_id, endpoint_id=endpoint_id))
 
 
 @bp.post("/<int:endpoint_id>/enabled/<any(on, off):state>")
@@ -154,7 +154,7 @@ def set_enabled(program_id: int, endpoint_id: int, state: str):
         db.session.commit()
         flash("Endpoint turned on: waiting messages go now." if state == "on" else "Endpoint turned off: messages "
               "wait until it is turned on again.", "success")  # fmt: skip
-    return redirect(url_for("webhooks.show", program_id=program_id, endpoint_id=endpoint_id))
+    return redirect(url_for("admin_webhooks.show", program_id=program_id, endpoint_id=endpoint_id))
 
 
 @bp.post("/<int:endpoint_id>/delete")
@@ -164,8 +164,8 @@ def delete(program_id: int, endpoint_id: int):
         webhooks.delete_endpoint(db.session, endpoint, actor=current_user, now=utcnow())
         db.session.commit()
         flash("Endpoint deleted, with its waiting messages.", "success")
-        return redirect(url_for("webhooks.index", program_id=program_id))
-    return redirect(url_for("webhooks.show", program_id=program_id, endpoint_id=endpoint_id))
+        return redirect(url_for("admin_webhooks.index", program_id=program_id))
+    return redirect(url_for("admin_webhooks.show", program_id=program_id, endpoint_id=endpoint_id))
 
 
 @bp.post("/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver")
@@ -178,7 +178,7 @@ def redeliver(program_id: int, endpoint_id: int, delivery_id: int):
         deliveries.redeliver(db.session, delivery, now=utcnow())
         db.session.commit()
         flash(f"Message {delivery.message_id} will be sent again now, with the same id.", "success")
-    return redirect(url_for("webhooks.show", program_id=program_id, endpoint_id=endpoint_id))
+    return redirect(url_for("admin_webhooks.show", program_id=program_id, endpoint_id=endpoint_id))
 
 
 def endpoint_program(endpoint: WebhookEndpoint) -> Program:
@@ -188,7 +188,7 @@ def endpoint_program(endpoint: WebhookEndpoint) -> Program:
 def _render_index(program: Program, form: EndpointForm, postback_form: PostbackForm, status: int = 200):
     endpoints = webhooks.endpoints_of(db.session, program.id)
     return render_template(
-        "admin/programs/webhooks.html",
+        "admin/webhooks/index.html",
         program=program,
         endpoints=endpoints,
         counts={e.id: deliveries.counts(db.session, webhook_id=e.id) for e in endpoints},

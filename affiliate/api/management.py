@@ -55,7 +55,7 @@ from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIO
 from affiliate.services.plans import PlanError, in_words, save_plan
 from affiliate.services.standing import terms_of
 
-bp = api_blueprint("management", __name__)
+bp = api_blueprint("api_management", __name__)
 
 LAST_USED_EVERY_SECONDS = 60
 # A retry comes within the signature's 300-second window; a day keeps every answer a retry could ask for.

@@ -7,14 +7,16 @@ from __future__ import annotations
 from flask import current_app, g, request
 
 from affiliate import outbound
-from affiliate.api.common import ApiError, Authenticated, field, iso, no_unknown_fields
-from affiliate.api.management import _page, bp, reads, writes
+from affiliate.api.common import ApiError, Authenticated, api_blueprint, field, iso, no_unknown_fields
+from affiliate.api.management import _page, reads, writes
 from affiliate.api.strict_json import require_str
 from affiliate.extensions import db
 from affiliate.models import Delivery, User, WebhookEndpoint
 from affiliate.services import deliveries, webhooks
 
 URL_MAX = 2000
+
+bp = api_blueprint("api_webhooks", __name__)
 
 
 @bp.get("/webhooks")

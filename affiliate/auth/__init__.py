@@ -1,1 +1,1 @@
-"""Signing in, signing out, applying, and who may see which page."""
+"""Signing in and out, applying, the signed links mail carries, and who may see which page (access.py)."""

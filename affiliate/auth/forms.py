@@ -64,3 +64,7 @@ class SignupForm(Form):
     name = StringField("Your name", validators=[DataRequired(), Length(max=120)])
     email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+
+
+class UnsubscribeForm(Form):
+    """A bare form: the signed token in the address names the person and the kind."""

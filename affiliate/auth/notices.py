@@ -56,7 +56,7 @@ def new_sign_in(user: User) -> None:
 def second_factor_changed(user: User, change: str) -> None:
     notifications.send(db.session, user, "second_factor_changed", subject="Two-factor sign-in changed",
                        now=utcnow(), when=_when(), change=change,
-                       settings_url_2fa=external_url("two_factor.settings"))  # fmt: skip
+                       settings_url_2fa=external_url("account_two_factor.settings"))  # fmt: skip
 
 
 def device_name(user_agent: str | None) -> str:

@@ -1,4 +1,4 @@
-"""Apply, sign in, sign out."""
+"""Apply, sign up, sign in, sign out, and the signed links in mail: password reset, email confirmation, unsubscribe."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import confirm_login, current_user, logout_user
 from sqlalchemy import select
 
+from affiliate import notifications
 from affiliate.auth import notices, signed_links
 from affiliate.auth import second_factor as factor
 from affiliate.auth.forms import (
@@ -20,6 +21,7 @@ from affiliate.auth.forms import (
     ResetPasswordForm,
     SecondFactorForm,
     SignupForm,
+    UnsubscribeForm,
 )
 from affiliate.auth.passwords import authenticate, count_signup, end_transaction, form_page, hash_new_password, now
 from affiliate.auth.sessions import (
@@ -33,7 +35,7 @@ from affiliate.auth.sessions import (
     sign_in,
     token_or_none,
 )
-from affiliate.extensions import db, login_manager
+from affiliate.extensions import csrf, db, login_manager
 from affiliate.models import Role, User, utcnow
 from affiliate.params import query_id
 from affiliate.services import accounts, recruiters, second_factor, security_keys, throttles
@@ -49,7 +51,7 @@ def home_for(user: User) -> str:
     if user.role == Role.ADMIN:
         return url_for("admin.index")
     if user.role == Role.FINANCE:
-        return url_for("affiliates.index")
+        return url_for("admin_affiliates.index")
     if user.role == Role.AFFILIATE:
         return url_for("partner.home")
     if user.role == Role.MEMBER:
@@ -403,3 +405,24 @@ def resend_verification():
             db.session.commit()
             flash(f"We mailed a new confirmation link to {user.email}.", "success")
     return redirect(url_for("account.profile"))
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+@csrf.exempt
+def unsubscribe(token: str):
+    """GET asks first (mail scanners follow links); POST turns the kind off, as RFC 8058's one-click does."""
+    found = notifications.read_unsubscribe_token(token[:512])
+    if found is None:
+        abort(404)
+    user_id, kind = found
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404)
+    label = notifications.KINDS[kind].label
+    if request.method == "POST":
+        notifications.opt_out(db.session, user.id, kind, now=utcnow())
+        db.session.commit()
+        return render_template("auth/unsubscribed.html", label=label, email=user.email, done=True,
+                               form=UnsubscribeForm())  # fmt: skip
+    return render_template("auth/unsubscribed.html", label=label, email=user.email, done=False,
+                           form=UnsubscribeForm())  # fmt: skip

@@ -1,1 +1,1 @@
-"""Finance's payout batches, yearly payout report and money audit log."""
+"""Finance's pages under /finance/: the review queue, commissions, payout batches, adjustments, the money audit log."""

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from affiliate.auth.access import require_roles
 from affiliate.auth.sessions import login_is_fresh
 from affiliate.extensions import db
 from affiliate.finance.forms import ApproveAdjustmentForm, RejectAdjustmentForm
-from affiliate.models import Adjustment, AdjustmentStatus, Program, Role, User, utcnow
+from affiliate.models import Adjustment, Role, utcnow
 from affiliate.money import format_amount
 from affiliate.params import paginate
 from affiliate.services import adjustments as service
+from affiliate.services import people
+from affiliate.services import programs as program_service
 
-PAGE_SIZE = 50
 DECIDED_SHOWN = 20
 
-bp = Blueprint("adjustments", __name__, url_prefix="/finance/adjustments")
+bp = Blueprint("finance_adjustments", __name__, url_prefix="/finance/adjustments")
 bp.before_request(require_roles(Role.FINANCE, Role.ADMIN))
 
 
@@ -36,7 +36,7 @@ def approve(adjustment_id: int):
     now = utcnow()
     if not login_is_fresh(now, second_factor=True):
         flash("Approving needs a recent sign-in. Enter your password and second factor, then approve again.", "info")
-        return redirect(url_for("auth.reauth", next=url_for("adjustments.index")), 303)
+        return redirect(url_for("auth.reauth", next=url_for("finance_adjustments.index")), 303)
     try:
         service.approve(db.session, adjustment.id, approver=current_user, now=now)
     except service.AdjustmentError as error:
@@ -46,7 +46,7 @@ def approve(adjustment_id: int):
     db.session.commit()
     flash(f"Adjustment #{adjustment.id} approved and posted: "
           f"{format_amount(adjustment.amount_cents, adjustment.currency)} {adjustment.kind}.", "success")  # fmt: skip
-    return redirect(url_for("adjustments.index"), 303)
+    return redirect(url_for("finance_adjustments.index"), 303)
 
 
 @bp.post("/<int:adjustment_id>/reject")
@@ -66,28 +66,17 @@ def reject(adjustment_id: int):
         return _render_index(409)
     db.session.commit()
     flash(f"Adjustment #{adjustment.id} rejected: nothing was posted.", "success")
-    return redirect(url_for("adjustments.index"), 303)
+    return redirect(url_for("finance_adjustments.index"), 303)
 
 
 def _render_index(status: int = 200):
-    page = paginate(
-        select(Adjustment)
-        .where(Adjustment.status == AdjustmentStatus.PENDING_APPROVAL)
-        .order_by(Adjustment.created_at, Adjustment.id),
-        per_page=PAGE_SIZE,
-    )
-    decided = db.session.scalars(
-        select(Adjustment).where(Adjustment.status != AdjustmentStatus.PENDING_APPROVAL)
-        .order_by(Adjustment.id.desc()).limit(DECIDED_SHOWN)
-    ).all()  # fmt: skip
+    page = paginate(service.waiting())
+    decided = service.recently_decided(db.session, DECIDED_SHOWN)
     rows = [*page.items, *decided]
-    people = {a.affiliate_id for a in rows} | {a.created_by_id for a in rows} | {a.approved_by_id for a in rows}
-    people |= {a.rejected_by_id for a in rows}
-    names = dict(db.session.execute(select(User.id, User.name).where(User.id.in_(people - {None}))).all())
-    programs = dict(db.session.execute(
-        select(Program.id, Program.name).where(Program.id.in_({a.program_id for a in rows}))
-    ).all())  # fmt: skip
+    people_named = {a.affiliate_id for a in rows} | {a.created_by_id for a in rows} | {a.approved_by_id for a in rows}
+    names = people.names(db.session, people_named | {a.rejected_by_id for a in rows})
+    programs = program_service.names(db.session, {a.program_id for a in rows})
     return render_template(
-        "finance/adjustments.html", page=page, decided=decided, names=names, programs=programs,
+        "finance/adjustments/index.html", page=page, decided=decided, names=names, programs=programs,
         approve_form=ApproveAdjustmentForm(), reject_form=RejectAdjustmentForm(),
     ), status  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, or_, select
 
 from affiliate.auth.access import require_roles
 from affiliate.auth.sessions import login_is_fresh
@@ -12,45 +11,34 @@ from affiliate.downloads import csv_download
 from affiliate.extensions import db
 from affiliate.finance.forms import BuildBatchForm, CancelBatchForm, MarkFailedForm, MarkPaidForm, RepeatExportForm
 from affiliate.models import (
-    AuditLog,
     BatchStatus,
     Payout,
     PayoutBatch,
     PayoutExport,
     PayoutStatus,
-    Program,
     Role,
-    User,
     utcnow,
 )
 from affiliate.money import format_amount, to_decimal
 from affiliate.params import paginate
+from affiliate.services import batches, people
 from affiliate.services import payouts as service
 from affiliate.services.exports import FORMATS, ExportError, write_csv
 from affiliate.services.payout_reports import paid_in_year
 
-PAGE_SIZE = 50
 HELD_SHOWN = 20  # flashes live in the session cookie: name the first few held affiliates, count the rest
 FIRST_YEAR, LAST_YEAR = 2000, 9998
 
-bp = Blueprint("payouts", __name__, url_prefix="/finance/payouts")
+bp = Blueprint("finance_payouts", __name__, url_prefix="/finance/payouts")
 bp.before_request(require_roles(Role.FINANCE, Role.ADMIN))
 
 
 @bp.route("/")
 def index():
-    page = paginate(
-        select(PayoutBatch).order_by(PayoutBatch.created_at.desc(), PayoutBatch.id.desc()), per_page=PAGE_SIZE
-    )
-    counts: dict[int, dict[str, int]] = {}
-    for batch_id, status, count in db.session.execute(
-        select(Payout.batch_id, Payout.status, func.count())
-        .where(Payout.batch_id.in_([batch.id for batch in page.items]))
-        .group_by(Payout.batch_id, Payout.status)
-    ):
-        counts.setdefault(batch_id, {})[status] = count
-    people = {batch.created_by_id for batch in page.items} | {batch.approved_by_id for batch in page.items}
-    names = dict(db.session.execute(select(User.id, User.name).where(User.id.in_(people - {None}))).all())
+    page = paginate(batches.newest_first())
+    counts = batches.status_counts(db.session, [batch.id for batch in page.items])
+    deciders = {batch.created_by_id for batch in page.items} | {batch.approved_by_id for batch in page.items}
+    names = people.names(db.session, deciders)
     return render_template("finance/payouts/index.html", page=page, counts=counts, names=names, form=_build_form())
 
 
@@ -60,25 +48,25 @@ def build():
     form = _build_form()
     if not form.validate_on_submit():
         _flash_errors(form)
-        return redirect(url_for("payouts.index"), 303)
+        return redirect(url_for("finance_payouts.index"), 303)
     currency = form.currency.data
     try:
         batch, held = service.build_batch(db.session, currency, actor=current_user, now=utcnow())
     except service.PayoutError as error:
         db.session.rollback()
         flash(str(error), "error")
-        return redirect(url_for("payouts.index"), 303)
+        return redirect(url_for("finance_payouts.index"), 303)
     db.session.commit()
     if held:
         flash(_held_message(held), "warning")
     if batch is None:
         flash(f"Nothing to pay: no affiliate with payout details is owed the minimum payout in {currency}.", "info")
-        return redirect(url_for("payouts.index"), 303)
-    count = db.session.scalar(select(func.count()).where(Payout.batch_id == batch.id))
+        return redirect(url_for("finance_payouts.index"), 303)
+    count = batches.payout_count(db.session, batch.id)
     total = format_amount(batch.total_cents, currency)
     flash(f"Batch #{batch.id} built: {count} payout{'s' if count != 1 else ''}, {total}. "
           "A second finance user must approve it.", "success")  # fmt: skip
-    return redirect(url_for("payouts.show", batch_id=batch.id), 303)
+    return redirect(url_for("finance_payouts.show", batch_id=batch.id), 303)
 
 
 @bp.route("/<int:batch_id>")
@@ -94,7 +82,7 @@ def approve(batch_id: int):
     if not login_is_fresh(now, second_factor=True):
         flash("Approving a batch needs a recent sign-in. Enter your password and your second factor, then approve "
               "again.", "info")  # fmt: skip
-        return redirect(url_for("auth.reauth", next=url_for("payouts.show", batch_id=batch.id)), 303)
+        return redirect(url_for("auth.reauth", next=url_for("finance_payouts.show", batch_id=batch.id)), 303)
     try:
         service.approve_batch(db.session, batch, approver=current_user, now=now, acknowledged=_acknowledged())
     except service.PayoutError as error:
@@ -103,7 +91,7 @@ def approve(batch_id: int):
         return _render_batch(batch, 409)
     db.session.commit()
     flash(f"Batch #{batch.id} approved. Export it, pay it, then mark each payout paid or failed.", "success")
-    return redirect(url_for("payouts.show", batch_id=batch.id), 303)
+    return redirect(url_for("finance_payouts.show", batch_id=batch.id), 303)
 
 
 @bp.route("/<int:batch_id>/export/<any(paypal, wise, bank):export_format>", methods=["GET", "POST"])
@@ -153,7 +141,7 @@ def cancel(batch_id: int):
     db.session.commit()
     flash(f"Batch #{batch.id} cancelled: {count} payout{'s' if count != 1 else ''} returned to the affiliates' "
           "balances for a later batch.", "success")  # fmt: skip
-    return redirect(url_for("payouts.show", batch_id=batch.id), 303)
+    return redirect(url_for("finance_payouts.show", batch_id=batch.id), 303)
 
 
 @bp.post("/payout/<int:payout_id>/paid")
@@ -167,7 +155,7 @@ def mark_paid(payout_id: int):
     if service.mark_paid(db.session, payout, reference=reference, actor=current_user, now=utcnow()):
         db.session.commit()
         flash(f"Payout #{payout.id} marked paid (reference {reference}).", "success")
-        return redirect(url_for("payouts.show", batch_id=payout.batch_id), 303)
+        return redirect(url_for("finance_payouts.show", batch_id=payout.batch_id), 303)
     if payout.status == PayoutStatus.HELD:
         db.session.commit()  # the hold mark_paid made instead
         flash(f"Payout #{payout.id} is held, not paid: {payout.hold_reason}.", "error")
@@ -185,7 +173,7 @@ def mark_failed(payout_id: int):
     if service.mark_failed(db.session, payout, reason=form.reason.data.strip(), actor=current_user, now=utcnow()):
         db.session.commit()
         flash(f"Payout #{payout.id} marked failed: its amount is back in the affiliate's balance.", "success")
-        return redirect(url_for("payouts.show", batch_id=payout.batch_id), 303)
+        return redirect(url_for("finance_payouts.show", batch_id=payout.batch_id), 303)
     return _not_settled(payout)
 
 
@@ -216,24 +204,9 @@ def yearly_csv():
 
 
 def _render_batch(batch: PayoutBatch, status: int = 200):
-    rows = db.session.execute(
-        select(Payout, User.name, User.email)
-        .join(User, User.id == Payout.affiliate_id)
-        .where(Payout.batch_id == batch.id)
-        .order_by(Payout.id)
-    ).all()
-    payout_ids = [payout.id for payout, _, _ in rows]
-    trail = db.session.execute(
-        select(AuditLog, User.email)
-        .outerjoin(User, User.id == AuditLog.actor_id)
-        .where(or_(
-            (AuditLog.subject_type == "payout_batch") & (AuditLog.subject_id == batch.id),
-            (AuditLog.subject_type == "payout") & AuditLog.subject_id.in_(payout_ids),
-        ))
-        .order_by(AuditLog.at.desc(), AuditLog.id.desc())
-    ).all()  # fmt: skip
-    people = {batch.created_by_id, batch.approved_by_id} - {None}
-    names = dict(db.session.execute(select(User.id, User.name).where(User.id.in_(people))).all())
+    rows = batches.payouts_of(db.session, batch.id)
+    trail = batches.trail(db.session, batch.id, [payout.id for payout, _, _ in rows])
+    names = people.names(db.session, {batch.created_by_id, batch.approved_by_id})
     awaiting = service.awaiting_payment(db.session, batch)
     files = {
         name: (len(lines), sum(line.amount_cents for line in lines))
@@ -251,12 +224,7 @@ def _render_batch(batch: PayoutBatch, status: int = 200):
 
 
 def _exports(batch: PayoutBatch) -> list[tuple[PayoutExport, str | None]]:
-    return db.session.execute(
-        select(PayoutExport, User.email)
-        .outerjoin(User, User.id == PayoutExport.exported_by_id)
-        .where(PayoutExport.batch_id == batch.id)
-        .order_by(PayoutExport.id)
-    ).all()
+    return batches.exports_of(db.session, batch.id)
 
 
 def _render_repeat(batch: PayoutBatch, export_format: str, form: RepeatExportForm, status: int = 200):
@@ -292,16 +260,12 @@ def _batch_or_404(batch_id: int) -> PayoutBatch:
 
 def _build_form() -> BuildBatchForm:
     form = BuildBatchForm()
-    # Paused programs' currencies too: what they earned is still owed.
-    currencies = db.session.scalars(select(Program.currency).distinct().order_by(Program.currency)).all()
-    form.currency.choices = [(code, code) for code in currencies]
+    form.currency.choices = [(code, code) for code in batches.currencies(db.session)]
     return form
 
 
 def _held_message(held: list[service.Held]) -> str:
-    names = dict(
-        db.session.execute(select(User.id, User.name).where(User.id.in_([h.affiliate_id for h in held]))).all()
-    )
+    names = people.names(db.session, (h.affiliate_id for h in held))
     parts = [f"{names.get(h.affiliate_id, h.affiliate_id)} ({h.reason})" for h in held[:HELD_SHOWN]]
     more = f" and {len(held) - HELD_SHOWN} more" if len(held) > HELD_SHOWN else ""
     return f"Held back, though owed the minimum: {'; '.join(parts)}{more}."

@@ -19,7 +19,7 @@ from affiliate.extensions import csrf, db
 from affiliate.models import Program, utcnow
 from affiliate.services import stripe_events
 
-bp = Blueprint("stripe_integration", __name__, url_prefix="/integrations/stripe")
+bp = Blueprint("integrations_stripe", __name__, url_prefix="/integrations/stripe")
 csrf.exempt(bp)
 MAX_EVENT_BYTES = 512 * 1024  # Stripe's events are a few kB; an expanded checkout stays far below this
 TOLERANCE_SECONDS = 300

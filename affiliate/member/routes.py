@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import Commission, Referral, Role, User
+from affiliate.models import Role
+from affiliate.services import recruiters
+from affiliate.services.conversion_lists import earned_by
 
 bp = Blueprint("member", __name__, url_prefix="/member")
 bp.before_request(require_roles(Role.MEMBER))
@@ -16,14 +17,7 @@ bp.before_request(require_roles(Role.MEMBER))
 
 @bp.route("/")
 def home():
-    friends = db.session.execute(
-        select(Referral.created_at, User.name)
-        .join(User, User.id == Referral.referred_id)
-        .where(Referral.referrer_id == current_user.id)
-        .order_by(Referral.created_at.desc())
-    ).all()
-    rewards = db.session.scalars(
-        select(Commission).where(Commission.affiliate_id == current_user.id).order_by(Commission.id.desc())
-    ).all()
+    friends = [(created_at, name) for created_at, name, _ in recruiters.referrals_by(db.session, current_user.id)]
+    rewards = earned_by(db.session, current_user.id)
     link = url_for("auth.signup", ref=current_user.referral_code, _external=True)
     return render_template("member/home.html", user=current_user, link=link, friends=friends, rewards=rewards)

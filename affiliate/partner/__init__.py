@@ -1,1 +1,1 @@
-"""The partner (affiliate) pages."""
+"""The partner (affiliate) pages under /partner/: home, links, conversions, earnings, reports, coupons, postbacks."""

@@ -57,4 +57,4 @@ def index():
         status = 422
     names = {program.id: program.name for program in db.session.query(Program)}
     mine = coupons.of_affiliate(db.session, current_user.id)
-    return render_template("partner/coupons.html", form=form, coupons=mine, names=names), status
+    return render_template("partner/coupons/index.html", form=form, coupons=mine, names=names), status

@@ -51,7 +51,7 @@ def index():
     mine = [(program, postbacks.postbacks_of(db.session, program.id, current_user.id)) for program in programs]
     logs = {postback.id: deliveries.log_of(db.session, postback_id=postback.id, limit=10)
             for _, found in mine for postback in found}  # fmt: skip
-    return render_template("partner/postbacks.html", form=form, mine=mine, logs=logs, action=ActionForm(),
+    return render_template("partner/postbacks/index.html", form=form, mine=mine, logs=logs, action=ActionForm(),
                            macros=postbacks.MACROS), status  # fmt: skip
 
 

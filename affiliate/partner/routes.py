@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
-from affiliate.models import Link, Program, Referral, Role, User, utcnow
+from affiliate.models import Program, Role, utcnow
 from affiliate.money import format_amount
-from affiliate.services import enrollment, recruiters
+from affiliate.services import enrollment, links, recruiters
 from affiliate.services.commissions import REVENUE, TierRate
 from affiliate.services.plans import bps_to_percent, in_words
 from affiliate.services.standing import Progress, progress
@@ -24,19 +23,10 @@ bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
 @bp.route("/")
 def home():
     standings = enrollment.standings(db.session, current_user.id)
-    link_count = db.session.scalar(select(func.count()).where(Link.affiliate_id == current_user.id))
-    referrals = db.session.execute(
-        select(Referral.created_at, User.name, Program.name)
-        .join(User, User.id == Referral.referred_id)
-        .outerjoin(Program, Program.id == Referral.program_id)
-        .where(Referral.referrer_id == current_user.id)
-        .order_by(Referral.created_at.desc())
-        .limit(RECENT_REFERRALS)
-    ).all()
-    referral_count = db.session.scalar(select(func.count()).where(Referral.referrer_id == current_user.id))
-    recruit_count = db.session.scalar(
-        select(func.count()).where(User.referred_by_id == current_user.id, User.role == Role.AFFILIATE)
-    )
+    link_count = links.count_of(db.session, current_user.id)
+    referrals = recruiters.referrals_by(db.session, current_user.id, RECENT_REFERRALS)
+    referral_count = recruiters.referral_count(db.session, current_user.id)
+    recruit_count = recruiters.recruit_count(db.session, current_user.id)
     now = utcnow()
     pays = {}
     for entry in standings:

@@ -1,1 +1,1 @@
-"""Reports for affiliates (their own traffic and earnings) and for staff (programs, affiliates, fraud, payouts)."""
+"""What the partner's and staff's report pages share (no blueprint): dashboard and breakdown pages, filters."""

@@ -171,7 +171,7 @@ def apply_as_affiliate(
         referred_by=recruiter,
     )
     subject = f"New affiliate application: {notifications.one_line(user.name)}"
-    affiliate_url = mail.external_url("affiliates.show", user_id=user.id)
+    affiliate_url = mail.external_url("admin_affiliates.show", user_id=user.id)
     notifications.send_to_role(
         session,
         Role.ADMIN,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from affiliate.models import Adjustment, AdjustmentKind, AdjustmentStatus, Program, Role, User
@@ -127,6 +127,39 @@ def reject(session: Session, adjustment_id: int, *, actor: User, note: str, now:
     _audit(session, actor.id, "adjustment.reject", adjustment, AdjustmentStatus.PENDING_APPROVAL,
            AdjustmentStatus.REJECTED, now, note=note)  # fmt: skip
     return adjustment
+
+
+def waiting() -> Select:
+    """Adjustments waiting for a second approver, oldest first (a statement, for the paginator)."""
+    return (
+        select(Adjustment)
+        .where(Adjustment.status == AdjustmentStatus.PENDING_APPROVAL)
+        .order_by(Adjustment.created_at, Adjustment.id)
+    )
+
+
+def recently_decided(session: Session, limit: int) -> list[Adjustment]:
+    """The latest approved or rejected adjustments, newest first."""
+    return list(
+        session.scalars(
+            select(Adjustment)
+            .where(Adjustment.status != AdjustmentStatus.PENDING_APPROVAL)
+            .order_by(Adjustment.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def recent_for(session: Session, affiliate_id: int, limit: int) -> list[Adjustment]:
+    """An affiliate's latest adjustments, in any status, newest first."""
+    return list(
+        session.scalars(
+            select(Adjustment)
+            .where(Adjustment.affiliate_id == affiliate_id)
+            .order_by(Adjustment.created_at.desc(), Adjustment.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 def _locked(session: Session, adjustment_id: int) -> Adjustment:

@@ -157,3 +157,8 @@ def _audit(session: Session, actor: User, action: str, key: ApiKey, now: datetim
         after={"prefix": key.prefix, **(after or {})},
         now=now,
     )
+
+
+def keys_of(session: Session, program_id: int) -> list[ApiKey]:
+    """A program's API keys, newest first."""
+    return list(session.scalars(select(ApiKey).where(ApiKey.program_id == program_id).order_by(ApiKey.id.desc())))

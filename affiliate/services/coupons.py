@@ -12,11 +12,22 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from affiliate.models import Coupon, CouponStatus, GroupMembership, Link, Program, User, UserStatus
+from affiliate.models import (
+    Conversion,
+    Coupon,
+    CouponStatus,
+    GroupMembership,
+    Link,
+    Program,
+    Role,
+    StripeEvent,
+    User,
+    UserStatus,
+)
 from affiliate.services import audit
 from affiliate.services.attribution import Code
 from affiliate.services.enrollment import can_promote
@@ -201,3 +212,43 @@ def _audit(session: Session, actor: User, action: str, coupon: Coupon, before: d
     session.flush()
     audit.record(session, actor_id=actor.id, action=action, subject_type="coupon", subject_id=coupon.id,
                  before=before, after=_shown(coupon), now=now)  # fmt: skip
+
+
+def times_used(session: Session, coupon_ids: list[int]) -> dict[int, int]:
+    """How many conversions each coupon was used on (unused ones are absent)."""
+    if not coupon_ids:
+        return {}
+    counts = (
+        select(Conversion.coupon_id, func.count())
+        .where(Conversion.coupon_id.in_(coupon_ids))
+        .group_by(Conversion.coupon_id)
+    )
+    return dict(session.execute(counts).all())
+
+
+def promoters(session: Session, program: Program) -> list[User]:
+    """The affiliates, by name, who may promote the program: the people a code can be given to."""
+    affiliates = session.scalars(select(User).where(User.role == Role.AFFILIATE).order_by(User.name))
+    return [affiliate for affiliate in affiliates if can_promote(session, program, affiliate.id)]
+
+
+def recent_stripe_events(session: Session, program_id: int, limit: int) -> list[StripeEvent]:
+    """The latest Stripe events received for a program, newest first."""
+    query = select(StripeEvent).where(StripeEvent.program_id == program_id).order_by(StripeEvent.id.desc())
+    return list(session.scalars(query.limit(limit)))
+
+
+def set_stripe_secret(session: Session, program: Program, secret: str | None, *, actor_id: int, now: datetime) -> None:
+    """Keep (or, with None, forget) the program's Stripe signing secret; the audit log says that it changed and
+    shows its last four characters, never the secret."""
+    program.stripe_webhook_secret = secret
+    audit.record(
+        session,
+        actor_id=actor_id,
+        subject_type="program",
+        subject_id=program.id,
+        before=None,
+        action="program.stripe_secret_set" if secret else "program.stripe_secret_removed",
+        after={"secret": "…" + secret[-4:]} if secret else None,
+        now=now,
+    )

@@ -211,5 +211,17 @@ def _tell_enrolled(
         now=now,
         program=program,
         group=group,
-        links_url=mail.external_url("links.create", program=program.id),
+        links_url=mail.external_url("partner_links.create", program=program.id),
+    )
+
+
+def enrollments_of(session: Session, program_id: int) -> list:
+    """A program's enrollments, each with its affiliate, by status then name."""
+    return list(
+        session.execute(
+            select(Enrollment, User)
+            .join(User, User.id == Enrollment.affiliate_id)
+            .where(Enrollment.program_id == program_id)
+            .order_by(Enrollment.status, User.name)
+        ).all()
     )

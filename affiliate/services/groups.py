@@ -121,3 +121,14 @@ def move(
         moved += 1
     session.flush()
     return moved
+
+
+def group_names(session: Session, program_id: int) -> dict[int, str]:
+    """The name of each affiliate's group in a program, by affiliate id (affiliates in no group are absent)."""
+    return dict(
+        session.execute(
+            select(GroupMembership.affiliate_id, PartnerGroup.name)
+            .join(PartnerGroup, PartnerGroup.id == GroupMembership.group_id)
+            .where(GroupMembership.program_id == program_id)
+        ).all()
+    )

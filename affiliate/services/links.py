@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -136,3 +136,13 @@ def click_counts(session: Session, affiliate_id: int, link_ids: list[int]) -> di
         .group_by(ClickRollup.value)
     ).all()
     return {int(value): ClickCounts(int(raw), int(human), int(unique)) for value, raw, human, unique in rows}
+
+
+def count_of(session: Session, affiliate_id: int) -> int:
+    """How many links an affiliate has made."""
+    return session.scalar(select(func.count()).where(Link.affiliate_id == affiliate_id))
+
+
+def links_of(affiliate_id: int) -> Select:
+    """An affiliate's links, newest first (a statement, for the paginator)."""
+    return select(Link).where(Link.affiliate_id == affiliate_id).order_by(Link.created_at.desc(), Link.id.desc())

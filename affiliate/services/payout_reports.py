@@ -5,17 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from affiliate.models import (
     Adjustment,
+    AdjustmentStatus,
     Commission,
+    CommissionStatus,
     Conversion,
     LedgerEntry,
     LedgerTransaction,
     Payout,
     PayoutStatus,
+    Program,
     User,
 )
 
@@ -164,3 +167,65 @@ def _describe(kind: str, reference: str, commissions: dict, payouts: dict[int, P
     if kind == "rejection":
         return "rejection", f"Commission #{commission.id} for {what} rejected"
     return kind, f"Commission #{commission.id} for {what}"
+
+
+def balances(session: Session, affiliate_id: int) -> dict[str, dict[str, int]]:
+    """An affiliate's balances per currency: each ledger account's total as owed to them (``affiliate_pending``,
+    ``affiliate_payable``, ...), and ``paid``, what their paid commissions came to."""
+    found: dict[str, dict[str, int]] = {}
+    for account, currency, total in session.execute(
+        select(LedgerEntry.account, LedgerEntry.currency, func.sum(LedgerEntry.amount_cents))
+        .where(LedgerEntry.affiliate_id == affiliate_id)
+        .group_by(LedgerEntry.account, LedgerEntry.currency)
+    ):
+        # Credits to the affiliate are negative in the ledger; shown as what is owed to them.
+        found.setdefault(currency, {})[account.split(":", 1)[0]] = -int(total)
+    for currency, total in session.execute(
+        select(Commission.currency, func.sum(Commission.amount_cents))
+        .where(Commission.affiliate_id == affiliate_id, Commission.status == CommissionStatus.PAID)
+        .group_by(Commission.currency)
+    ):
+        found.setdefault(currency, {})["paid"] = int(total)
+    return found
+
+
+def commissions_of(affiliate_id: int) -> Select:
+    """An affiliate's commissions, newest first (a statement, for the paginator)."""
+    return (
+        select(Commission)
+        .where(Commission.affiliate_id == affiliate_id)
+        .order_by(Commission.created_at.desc(), Commission.id.desc())
+    )
+
+
+def order_ids(session: Session, conversion_ids: set[int]) -> dict[int, str]:
+    """The merchant's order id of each conversion."""
+    return dict(
+        session.execute(select(Conversion.id, Conversion.order_id).where(Conversion.id.in_(conversion_ids))).all()
+    )
+
+
+def recent_payouts(session: Session, affiliate_id: int, limit: int) -> list[Payout]:
+    """An affiliate's latest payouts, newest first."""
+    return list(
+        session.scalars(
+            select(Payout)
+            .where(Payout.affiliate_id == affiliate_id)
+            .order_by(Payout.created_at.desc(), Payout.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def posted_adjustments(session: Session, affiliate_id: int, limit: int) -> list[Row]:
+    """An affiliate's latest approved adjustments, each with its program's name. Only approved ones: a bonus waiting
+    for a second approver is not yet owed, and a rejected one never was."""
+    return list(
+        session.execute(
+            select(Adjustment, Program.name)
+            .join(Program, Program.id == Adjustment.program_id)
+            .where(Adjustment.affiliate_id == affiliate_id, Adjustment.status == AdjustmentStatus.APPROVED)
+            .order_by(Adjustment.approved_at.desc(), Adjustment.id.desc())
+            .limit(limit)
+        ).all()
+    )

@@ -172,7 +172,7 @@ def build_batch(
         maker=actor,
         payouts=len(rows),
         held=sum(row["status"] == PayoutStatus.HELD for row in rows),
-        batch_url=mail.external_url("payouts.show", batch_id=batch.id),
+        batch_url=mail.external_url("finance_payouts.show", batch_id=batch.id),
     )
     return batch, held
 
@@ -454,7 +454,7 @@ def _tell(session: Session, payout: Payout, kind: str, subject: str, *, now: dat
         payout=payout,
         method=notifications.PAYOUT_METHODS.get(payout.method, payout.method),
         destination=notifications.payout_destination(payout.method, payout.destination),
-        earnings_url=mail.external_url("earnings.index"),
+        earnings_url=mail.external_url("partner_earnings.index"),
         payout_url=mail.external_url("account.payout"),
         **context,
     )

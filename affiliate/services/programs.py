@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from affiliate.models import AttributionModel, CommissionPlan, Program, ProgramStatus, User
+from affiliate.models import AttributionModel, CommissionPlan, Link, Program, ProgramStatus, User
 from affiliate.services import audit
 from affiliate.services.plans import PLAN_BEGINNING
 
@@ -101,3 +101,23 @@ def save_program(
             now=now,
         )
     return program
+
+
+def by_name(session: Session) -> list[Program]:
+    """Every program, by name: the choices of a program filter."""
+    return list(session.scalars(select(Program).order_by(Program.name)))
+
+
+def promoted_by(session: Session, affiliate_id: int) -> list[Program]:
+    """The programs an affiliate has links on, by name: the only ones their report filter offers."""
+    linked = select(Link.program_id).where(Link.affiliate_id == affiliate_id)
+    return list(session.scalars(select(Program).where(Program.id.in_(linked)).order_by(Program.name)))
+
+
+def names(session: Session, ids: set[int]) -> dict[int, str]:
+    """Each program's name by id, for the ids given."""
+    return dict(session.execute(select(Program.id, Program.name).where(Program.id.in_(ids))).all())
+
+
+def count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Program))

@@ -13,7 +13,17 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from affiliate.models import Commission, CommissionKind, CommissionStatus, Conversion, Role, User, UserStatus
+from affiliate.models import (
+    Commission,
+    CommissionKind,
+    CommissionStatus,
+    Conversion,
+    Program,
+    Referral,
+    Role,
+    User,
+    UserStatus,
+)
 from affiliate.services import audit
 from affiliate.services.signups import REFERRAL_CODE
 
@@ -97,3 +107,24 @@ def recruits(session: Session, recruiter_id: int) -> list[Recruit]:
         if recruit_id in found:  # what a recruit since moved to another recruiter earned stays in the earnings page
             found[recruit_id].earned[currency] = (int(earned), int(paid_cents))
     return list(found.values())
+
+
+def referrals_by(session: Session, referrer_id: int, limit: int | None = None) -> list:
+    """The people someone referred, newest first: when, their name, and the program (None for a plain signup)."""
+    query = (
+        select(Referral.created_at, User.name, Program.name)
+        .join(User, User.id == Referral.referred_id)
+        .outerjoin(Program, Program.id == Referral.program_id)
+        .where(Referral.referrer_id == referrer_id)
+        .order_by(Referral.created_at.desc())
+    )
+    return list(session.execute(query if limit is None else query.limit(limit)).all())
+
+
+def referral_count(session: Session, referrer_id: int) -> int:
+    return session.scalar(select(func.count()).where(Referral.referrer_id == referrer_id))
+
+
+def recruit_count(session: Session, recruiter_id: int) -> int:
+    """How many affiliates this one recruited."""
+    return session.scalar(select(func.count()).where(User.referred_by_id == recruiter_id, User.role == Role.AFFILIATE))

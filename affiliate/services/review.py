@@ -1,19 +1,22 @@
-"""Review decisions on conversions: approve or reject, once each, with what rejecting takes back.
+"""Review decisions: conversions and commissions approved or rejected, once each, with what rejecting takes back.
 
 A flagged conversion earns nothing until review approves it (the money job then evaluates it); a
 rejected conversion earns nothing at all, so rejecting one that already has commissions takes every
-one of them back, whatever its state (docs/money.md, "Rejecting a conversion").
+one of them back, whatever its state (docs/money.md, "Rejecting a conversion"). A pending commission
+can be approved before its hold has passed, or rejected, unless its conversion still waits for review.
+Rejecting anything needs a note: it is kept in the audit log.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from affiliate import mail, notifications
-from affiliate.models import Conversion, ConversionStatus, ConversionType, Program
+from affiliate.models import Commission, CommissionStatus, Conversion, ConversionStatus, ConversionType, Program
 from affiliate.services import accrual, audit, webhooks
 from affiliate.services import webhook_payloads as payloads
 
@@ -25,8 +28,37 @@ WAITING = (ConversionStatus.FLAGGED,)
 EARNING = (ConversionStatus.PENDING, ConversionStatus.APPROVED)
 
 
+NOTE_REQUIRED = "Say why when rejecting: the note is kept in the audit log."
+
+
 class ReviewError(ValueError):
     """A decision that cannot be taken as asked; the message says why."""
+
+
+def flagged(*, program_id: int | None = None, affiliate_id: int | None = None, rule: str | None = None) -> Select:
+    """The review queue: flagged conversions, oldest first, narrowed to a program, an affiliate or the name of
+    a rule that flagged them (a statement, for the paginator)."""
+    query = select(Conversion).where(Conversion.status == ConversionStatus.FLAGGED)
+    if program_id:
+        query = query.where(Conversion.program_id == program_id)
+    if affiliate_id:
+        query = query.where(Conversion.affiliate_id == affiliate_id)
+    if rule:
+        # fraud_reasons is a JSON list of objects; a rule's name appears in it as "rule": "<name>".
+        query = query.where(Conversion.fraud_reasons.contains(json.dumps({"rule": rule})[1:-1]))
+    return query.order_by(Conversion.created_at, Conversion.id)
+
+
+def commissions(*, status: str | None = None, program_id: int | None = None, affiliate_id: int | None = None) -> Select:
+    """Commissions oldest first, narrowed to a status, a program or an affiliate (a statement, for the paginator)."""
+    query = select(Commission)
+    if status in set(CommissionStatus):
+        query = query.where(Commission.status == status)
+    if program_id:
+        query = query.where(Commission.program_id == program_id)
+    if affiliate_id:
+        query = query.where(Commission.affiliate_id == affiliate_id)
+    return query.order_by(Commission.created_at, Commission.id)
 
 
 def decide(
@@ -48,7 +80,7 @@ def decide(
         raise ReviewError("Only a rejection reopens a decided conversion.")
     decidable = WAITING + EARNING if reopen else WAITING
     if decision == "reject" and not note:
-        raise ReviewError("Say why when rejecting: the note is kept in the audit log.")
+        raise ReviewError(NOTE_REQUIRED)
     changed = []
     # One at a time in id order: each decision locks its conversion, then its commissions.
     for conversion_id in sorted(set(conversion_ids)):
@@ -77,6 +109,35 @@ def decide(
             now=now,
             note=note or None,
         )
+    return changed
+
+
+def decide_commissions(
+    session: Session,
+    commission_ids: list[int],
+    decision: str,
+    *,
+    actor_id: int | None,
+    note: str | None,
+    now: datetime,
+) -> list[int]:
+    """Approve or reject pending commissions, each once, with its ledger entry; one whose conversion still waits for
+    review, or that is no longer pending, does not change. Returns the ids that changed."""
+    if decision not in DECISIONS:
+        raise ReviewError("Choose approve or reject.")
+    if decision == "reject" and not note:
+        raise ReviewError(NOTE_REQUIRED)
+    changed = []
+    # In id order, so that two finance people deciding overlapping selections lock rows in the same order.
+    for commission in session.scalars(
+        select(Commission).where(Commission.id.in_(set(commission_ids))).order_by(Commission.id)
+    ):
+        if decision == "approve":
+            done = accrual.approve(session, commission, now=now, actor_id=actor_id)
+        else:
+            done = accrual.reject(session, commission, now=now, actor_id=actor_id, note=note)
+        if done:
+            changed.append(commission.id)
     return changed
 
 

@@ -1,4 +1,4 @@
-"""Report pages and CSV exports on a small known world: figures, UTC day boundaries, access, inert CSV, bad input."""
+"""Report pages and CSV exports on a small known world: figures, UTC day boundaries, who sees what, bad input."""
 
 from __future__ import annotations
 

@@ -159,9 +159,15 @@ def test_flagged_conversion_waits_for_finance_and_is_decided_once(app, redirecto
     assert "fast-1" not in finance.get("/finance/review/?rule=self_referral").get_data(as_text=True)
     token = csrf_token(page.get_data(as_text=True))
     refused = finance.post(
-        "/finance/review/decide", data={"ids": flagged.id, "decision": "reject", "csrf_token": token}
+        "/finance/review/decide?rule=too_fast", data={"ids": flagged.id, "decision": "reject", "csrf_token": token}
     )
-    assert refused.status_code == 302 and conversion(app, "fast-1").status == "flagged", "rejecting needs a note"
+    assert refused.status_code == 422 and conversion(app, "fast-1").status == "flagged", "rejecting needs a note"
+    shown_again = refused.get_data(as_text=True)
+    assert "Say why" in shown_again
+    assert f'value="{flagged.id}" id="pick-{flagged.id}" aria-label="Select fast-1" checked' in shown_again, (
+        "the ticked conversion stays ticked"
+    )
+    assert 'action="/finance/review/decide?rule=too_fast"' in shown_again, "and the filter stays"
     filtered = finance.get("/finance/review/?rule=too_fast").get_data(as_text=True)
     assert 'action="/finance/review/decide?rule=too_fast"' in filtered, "the decision keeps the queue's filter"
     approval = {"ids": flagged.id, "decision": "approve", "note": "known buyer", "csrf_token": token}

@@ -1,1 +1,0 @@
-"""Conversion pages: every conversion with its attribution trace, for staff and for the credited affiliate."""

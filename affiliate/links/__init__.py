@@ -1,1 +1,0 @@
-"""Affiliates' tracking links."""

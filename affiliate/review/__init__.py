@@ -1,1 +1,0 @@
-"""Finance's review queue of flagged conversions, and admins' fraud rule settings per program."""

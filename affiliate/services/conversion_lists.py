@@ -1,0 +1,64 @@
+"""The lists of conversions and commissions the portal shows: staff filters, an affiliate's own, what one earned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from affiliate.models import Commission, Conversion, ConversionStatus, ConversionType
+
+
+@dataclass(frozen=True)
+class ConversionFilter:
+    """What staff narrow the conversions list to; None (or False) leaves that column alone."""
+
+    program_id: int | None = None
+    affiliate_id: int | None = None
+    type: str | None = None
+    status: str | None = None
+    unattributed: bool = False
+
+
+def filtered(wanted: ConversionFilter) -> Select:
+    """Conversions matching the filter, newest first (a statement, for the paginator)."""
+    query = select(Conversion)
+    if wanted.program_id:
+        query = query.where(Conversion.program_id == wanted.program_id)
+    if wanted.affiliate_id:
+        query = query.where(Conversion.affiliate_id == wanted.affiliate_id)
+    if wanted.type in set(ConversionType):
+        query = query.where(Conversion.type == wanted.type)
+    if wanted.status in set(ConversionStatus):
+        query = query.where(Conversion.status == wanted.status)
+    if wanted.unattributed:
+        query = query.where(Conversion.affiliate_id.is_(None))
+    return query.order_by(Conversion.occurred_at.desc(), Conversion.id.desc())
+
+
+def credited_to(affiliate_id: int) -> Select:
+    """The conversions credited to one affiliate, newest first (a statement, for the paginator)."""
+    return (
+        select(Conversion)
+        .where(Conversion.affiliate_id == affiliate_id)
+        .order_by(Conversion.occurred_at.desc(), Conversion.id.desc())
+    )
+
+
+def commissions_of(session: Session, conversion_id: int, beneficiary: int | None = None) -> list[Commission]:
+    """What a conversion earned, each with the rule, plan version and group that paid it; with ``beneficiary``,
+    only that affiliate's."""
+    query = select(Commission).where(Commission.conversion_id == conversion_id)
+    if beneficiary is not None:
+        query = query.where(Commission.affiliate_id == beneficiary)
+    return list(session.scalars(query.order_by(Commission.id)))
+
+
+def earned_by(session: Session, affiliate_id: int) -> list[Commission]:
+    """Every commission someone earned, newest first: a member's referral rewards."""
+    return list(
+        session.scalars(
+            select(Commission).where(Commission.affiliate_id == affiliate_id).order_by(Commission.id.desc())
+        )
+    )
