@@ -83,9 +83,14 @@ def ingest_clicks() -> None:
 
 LOOP_OPTIONS = (
     click.option("--loop", "forever", is_flag=True, help="Keep sending as messages become due, until stopped."),
-    click.option("--every", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
-                 help="Seconds between rounds with --loop."),
-)  # fmt: skip
+    click.option(
+        "--every",
+        type=click.FloatRange(0.1, 3600),
+        default=2.0,
+        show_default=True,
+        help="Seconds between rounds with --loop.",
+    ),
+)
 
 
 def _looped(command):
@@ -150,8 +155,12 @@ def accrue_commissions() -> None:
 
 
 @click.command("approve-due")
-@click.option("--days-ahead", type=click.IntRange(0, 3650), default=0,
-              help="Act as if this many days had passed (to show the hold ending in a demo).")  # fmt: skip
+@click.option(
+    "--days-ahead",
+    type=click.IntRange(0, 3650),
+    default=0,
+    help="Act as if this many days had passed (to show the hold ending in a demo).",
+)
 @with_appcontext
 def approve_due(days_ahead: int) -> None:
     """Approve by rule the pending commissions whose hold has passed (conversions under review wait)."""
@@ -180,8 +189,10 @@ def rollup(rebuild: bool, check: bool) -> None:
                 f"stored {have or [0, 0, 0]}, raw clicks give {want or [0, 0, 0]}"
                 for (dimension, day, affiliate_id, program_id, value), have, want in rollups.differences(db.session)
             ]
-            problems += [f"{table} {key}: stored {have}, recomputed {want}"
-                         for table, key, have, want in rollups.money_differences(db.session)]  # fmt: skip
+            problems += [
+                f"{table} {key}: stored {have}, recomputed {want}"
+                for table, key, have, want in rollups.money_differences(db.session)
+            ]
         for problem in problems[:ROLLUP_PROBLEMS_SHOWN]:
             click.echo(f"DIFFERS {problem}", err=True)
         if problems:
@@ -236,25 +247,34 @@ def purge_clicks(dry_run: bool) -> None:
     except rollups.MaintenanceBusy as error:
         raise click.ClickException(str(error)) from None
     if limits.purge_before and policy.retention_days < limits.floor_days:
-        click.echo(f"Raw clicks are kept {limits.floor_days} days, not {policy.retention_days}: a program's "
-                   "attribution window (or fraud screening's history) still needs them.")  # fmt: skip
+        click.echo(
+            f"Raw clicks are kept {limits.floor_days} days, not {policy.retention_days}: a program's "
+            "attribution window (or fraud screening's history) still needs them."
+        )
     if limits.ip_before and policy.ip_days < limits.floor_days:
-        click.echo(f"IP addresses are kept {limits.floor_days} days, not {policy.ip_days}: self-referral "
-                   "screening compares them with conversions for as long as a click can be credited.")  # fmt: skip
+        click.echo(
+            f"IP addresses are kept {limits.floor_days} days, not {policy.ip_days}: self-referral "
+            "screening compares them with conversions for as long as a click can be credited."
+        )
     done = {"delete": "Deleted", "truncate": "Truncated", "drop": "Dropped"}
 
     def did(action: str) -> str:
         return f"Would {action}" if dry_run else done[action]
 
     if limits.purge_before:
-        click.echo(f"{did('delete')} {counts.deleted} raw clicks from before {limits.purge_before.date()} (UTC); "
-                   f"{counts.kept} kept, as conversions or referrals point at them.")  # fmt: skip
+        click.echo(
+            f"{did('delete')} {counts.deleted} raw clicks from before {limits.purge_before.date()} (UTC); "
+            f"{counts.kept} kept, as conversions or referrals point at them."
+        )
     if limits.ip_before:
-        click.echo(f"{did(policy.ip_mode)} {counts.ips} IP addresses of clicks before "
-                   f"{limits.ip_before:%Y-%m-%d %H:%M} UTC.")  # fmt: skip
+        click.echo(
+            f"{did(policy.ip_mode)} {counts.ips} IP addresses of clicks before {limits.ip_before:%Y-%m-%d %H:%M} UTC."
+        )
     if limits.user_agent_before:
-        click.echo(f"{did(policy.user_agent_mode)} {counts.user_agents} user agents of clicks before "
-                   f"{limits.user_agent_before:%Y-%m-%d %H:%M} UTC.")  # fmt: skip
+        click.echo(
+            f"{did(policy.user_agent_mode)} {counts.user_agents} user agents of clicks before "
+            f"{limits.user_agent_before:%Y-%m-%d %H:%M} UTC."
+        )
     if not dry_run:
         click.echo("Rollups are untouched: reports keep every day's counts.")
 
@@ -266,11 +286,20 @@ def purge_clicks(dry_run: bool) -> None:
 @click.option("--click-id", help="A click of theirs (the ct_click value).")
 @click.option("--yes", is_flag=True, help="Erase without asking (for scripts).")
 @with_appcontext
-def erase_person(email: str | None, customer_id: str | None, visitor_id: str | None, click_id: str | None,
-                 yes: bool) -> None:  # fmt: skip
+def erase_person(
+    email: str | None, customer_id: str | None, visitor_id: str | None, click_id: str | None, yes: bool
+) -> None:
     """Pseudonymise a person's clicks, conversions and member account; money, reports and the ledger stay whole."""
-    given = [(kind, value) for kind, value in (("email", email), ("customer_id", customer_id),
-             ("visitor_id", visitor_id), ("click_id", click_id)) if value is not None]  # fmt: skip
+    given = [
+        (kind, value)
+        for kind, value in (
+            ("email", email),
+            ("customer_id", customer_id),
+            ("visitor_id", visitor_id),
+            ("click_id", click_id),
+        )
+        if value is not None
+    ]
     if len(given) != 1:
         raise click.UsageError("Name the person by exactly one of --email, --customer-id, --visitor-id, --click-id.")
     kind, value = given[0]
@@ -279,17 +308,21 @@ def erase_person(email: str | None, customer_id: str | None, visitor_id: str | N
             found = erasure.find(db.session, kind, value)
     except erasure.NothingToErase as error:
         raise click.UsageError(str(error)) from None
-    click.echo(f"Found {len(found.clicks)} clicks, {len(found.conversions)} conversions and "
-               f"{len(found.members)} member accounts.")  # fmt: skip
+    click.echo(
+        f"Found {len(found.clicks)} clicks, {len(found.conversions)} conversions and "
+        f"{len(found.members)} member accounts."
+    )
     if not yes and not found.empty:
         click.confirm("Pseudonymise them? This cannot be undone", abort=True)
     erased = erasure.erase(db.session, kind, value, actor_id=None, now=utcnow(), via="flask erase-person")
     db.session.commit()
     changed = erased.changed
-    click.echo(f"Pseudonymised {changed['clicks']} clicks, {changed['conversions']} conversions, "
-               f"{changed['members']} member accounts ({changed['sign_ins']} sign-ins); "
-               "rows pseudonymised before are left as they are. "
-               "Amounts, commissions, the ledger and reports are unchanged.")  # fmt: skip
+    click.echo(
+        f"Pseudonymised {changed['clicks']} clicks, {changed['conversions']} conversions, "
+        f"{changed['members']} member accounts ({changed['sign_ins']} sign-ins); "
+        "rows pseudonymised before are left as they are. "
+        "Amounts, commissions, the ledger and reports are unchanged."
+    )
 
 
 commands = (

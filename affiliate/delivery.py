@@ -96,11 +96,19 @@ def _send(due: deliveries.Due, clock: Callable[[], datetime]) -> bool:
         _tell_if_dead(owner, dead, clock())
         return False
     if 200 <= answer.status < 300:
-        deliveries.record_delivered(db.session, due, status=answer.status, response=answer.body_head,
-                                    latency_ms=answer.latency_ms, now=clock())  # fmt: skip
+        deliveries.record_delivered(
+            db.session, due, status=answer.status, response=answer.body_head, latency_ms=answer.latency_ms, now=clock()
+        )
         return True
-    dead = deliveries.record_failed(db.session, due, error=f"answered {answer.status}", status=answer.status,
-                                    response=answer.body_head, latency_ms=answer.latency_ms, now=clock())  # fmt: skip
+    dead = deliveries.record_failed(
+        db.session,
+        due,
+        error=f"answered {answer.status}",
+        status=answer.status,
+        response=answer.body_head,
+        latency_ms=answer.latency_ms,
+        now=clock(),
+    )
     _tell_if_dead(owner, dead, clock())
     return False
 
@@ -112,11 +120,15 @@ def _tell_if_dead(owner: WebhookEndpoint | Postback, dead: bool, now: datetime) 
     from affiliate import notifications
     from affiliate.models import User
 
-    person = db.session.get(User, owner.affiliate_id or owner.created_by_id) if isinstance(owner, Postback) else (
-        db.session.get(User, owner.created_by_id))  # fmt: skip
+    person = (
+        db.session.get(User, owner.affiliate_id or owner.created_by_id)
+        if isinstance(owner, Postback)
+        else (db.session.get(User, owner.created_by_id))
+    )
     if person is None:
         return
     what = "webhook endpoint" if isinstance(owner, WebhookEndpoint) else "postback"
     url = owner.url if isinstance(owner, WebhookEndpoint) else owner.url_template
-    notifications.send(db.session, person, "endpoint_disabled", subject=f"Your {what} was turned off", now=now,
-                       what=what, url=url)  # fmt: skip
+    notifications.send(
+        db.session, person, "endpoint_disabled", subject=f"Your {what} was turned off", now=now, what=what, url=url
+    )

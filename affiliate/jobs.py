@@ -109,8 +109,9 @@ def purge_clicks(
     counts = retention.Counts()
     try:
         for start in progress(range(low, high + 1, retention.WINDOW)):
-            counts.add(retention.apply_window(db.session, policy, limits, start, start + retention.WINDOW - 1,
-                                              dry_run=dry_run))  # fmt: skip
+            counts.add(
+                retention.apply_window(db.session, policy, limits, start, start + retention.WINDOW - 1, dry_run=dry_run)
+            )
             if token:
                 rollups.renew_lease(db.session, token, now=clock())
             if dry_run:
@@ -192,10 +193,13 @@ def start_senders(app: Flask) -> None:
     from affiliate import delivery, mail
 
     senders = (
-        ("mail-sender", float(app.config.get("MAIL_SENDER_SECONDS") or 0) if app.config.get("SMTP_HOST") else 0,
-         mail.send_due),
+        (
+            "mail-sender",
+            float(app.config.get("MAIL_SENDER_SECONDS") or 0) if app.config.get("SMTP_HOST") else 0,
+            mail.send_due,
+        ),
         ("webhook-sender", float(app.config.get("DELIVERY_SENDER_SECONDS") or 0), delivery.send_due),
-    )  # fmt: skip
+    )
     for name, interval, send_round in senders:
         if interval > 0:
             start_on_first_request(app, name, _sender_loop(app, name, interval, send_round))

@@ -109,8 +109,9 @@ def send_due(*, clock: Callable[[], datetime] = utcnow, limit: int = 50) -> tupl
         connection.open()
     except (OSError, smtplib.SMTPException) as error:
         for mail in claimed:
-            outbox.mark_failed(db.session, mail.id, error=_describe(error), attempt=mail.attempt, retry=retry,
-                               now=clock())  # fmt: skip
+            outbox.mark_failed(
+                db.session, mail.id, error=_describe(error), attempt=mail.attempt, retry=retry, now=clock()
+            )
         db.session.commit()
         log.warning("SMTP server unreachable (%s); %d messages wait for the next try", _describe(error), len(claimed))
         return 0, len(claimed)
@@ -120,8 +121,9 @@ def send_due(*, clock: Callable[[], datetime] = utcnow, limit: int = 50) -> tupl
                 _message(mail, connection).send(fail_silently=False)
             except (OSError, smtplib.SMTPException) as error:
                 failed += 1
-                outbox.mark_failed(db.session, mail.id, error=_describe(error), attempt=mail.attempt, retry=retry,
-                                   now=clock())  # fmt: skip
+                outbox.mark_failed(
+                    db.session, mail.id, error=_describe(error), attempt=mail.attempt, retry=retry, now=clock()
+                )
             else:
                 sent += 1
                 outbox.mark_sent(db.session, mail.id, now=clock())

@@ -84,8 +84,13 @@ def read_unsubscribe_token(token: str) -> tuple[int, str] | None:
         value = _serializer().loads(token)
     except BadData:
         return None
-    if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], int)
-            or value[1] not in KINDS or KINDS[value[1]].security):  # fmt: skip
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not isinstance(value[0], int)
+        or value[1] not in KINDS
+        or KINDS[value[1]].security
+    ):
         return None
     return value[0], value[1]
 
@@ -134,8 +139,17 @@ def send(
         settings_url=mail.external_url("account_notifications.settings"),
         **context,
     )
-    return outbox.queue(session, kind=kind, to=user.email, subject=subject, text=text, html=html, now=now,
-                        user_id=user.id, unsubscribe_url=unsubscribe_url)  # fmt: skip
+    return outbox.queue(
+        session,
+        kind=kind,
+        to=user.email,
+        subject=subject,
+        text=text,
+        html=html,
+        now=now,
+        user_id=user.id,
+        unsubscribe_url=unsubscribe_url,
+    )
 
 
 def send_to_role(

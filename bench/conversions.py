@@ -154,8 +154,11 @@ def issue_key(instance: Path, env: dict[str, str]) -> tuple[str, str]:
     from affiliate.services.api_keys import issue_key as issue
     from config import DevelopmentConfig
 
-    overrides = {"INSTANCE_PATH": str(instance), "SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"],
-                 "SECRET_KEY": env["SECRET_KEY"]}  # fmt: skip
+    overrides = {
+        "INSTANCE_PATH": str(instance),
+        "SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"],
+        "SECRET_KEY": env["SECRET_KEY"],
+    }
     app = create_app(DevelopmentConfig, overrides)
     with app.app_context():
         admin = db.session.scalar(select(User).where(User.role == Role.ADMIN))
@@ -174,9 +177,18 @@ def write_requests(path: Path, sample: list[tuple[str, str, str]], token: str, s
     timestamp = int(time.time())
     with path.open("w") as out:
         for n, (click_id, visitor, _) in enumerate(sample[:REQUESTS]):
-            body = json.dumps({"type": "sale", "order_id": f"bench-{n}", "amount": rng.choice((1999, 4999, 12900)),
-                               "currency": "USD", "click_id": click_id, "visitor_id": visitor,
-                               "customer": {"external_id": f"cus-{n}"}}, separators=(",", ":"))  # fmt: skip
+            body = json.dumps(
+                {
+                    "type": "sale",
+                    "order_id": f"bench-{n}",
+                    "amount": rng.choice((1999, 4999, 12900)),
+                    "currency": "USD",
+                    "click_id": click_id,
+                    "visitor_id": visitor,
+                    "customer": {"external_id": f"cus-{n}"},
+                },
+                separators=(",", ":"),
+            )
             request_id = f"bench-{n}"
             message = f"{request_id}.{timestamp}.".encode() + body.encode()
             signature = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
@@ -200,8 +212,17 @@ def run(duration: int, workdir: Path) -> dict:
     lua = workdir / "conversions.lua"
     lua.write_text(LUA.replace("@PATH@", json.dumps(str(requests_path))).replace("@THREADS@", str(WRK_THREADS)))
     with serving("portal", "wsgi:portal", env, workdir, threads=PORTAL_THREADS) as server:
-        command = [wrk, f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", "--timeout=30s", "--latency",
-                   "-s", str(lua), server.url]  # fmt: skip
+        command = [
+            wrk,
+            f"-t{WRK_THREADS}",
+            f"-c{CONNECTIONS}",
+            f"-d{duration}s",
+            "--timeout=30s",
+            "--latency",
+            "-s",
+            str(lua),
+            server.url,
+        ]
         completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 90, check=False)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("WRK_RESULT ")]
     if completed.returncode != 0 or not lines:
@@ -214,9 +235,11 @@ def run(duration: int, workdir: Path) -> dict:
     clicks = db.execute("SELECT COUNT(*) FROM clicks").fetchone()[0]
     db.close()
     seconds = data["duration_us"] / 1e6
-    say(f"conversions: {data['requests']:.0f} requests in {seconds:.1f} s, 201 {data['s201']:.0f}, "
+    say(
+        f"conversions: {data['requests']:.0f} requests in {seconds:.1f} s, 201 {data['s201']:.0f}, "
         f"4xx {data['s4xx']:.0f}, 5xx {data['s5xx']:.0f}, socket errors {data['errors']:.0f}; stored {stored}, "
-        f"attributed {attributed}")  # fmt: skip
+        f"attributed {attributed}"
+    )
     return {
         "bench": "conversions",
         "per_second": round(data["s201"] / seconds),

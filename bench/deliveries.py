@@ -241,8 +241,15 @@ def create_app(env: dict[str, str]):
 
 
 def migrate(env: dict[str, str]) -> None:
-    subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True,
-                   stdout=sys.stderr, stderr=sys.stderr, timeout=120)  # fmt: skip
+    subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=sys.stderr,
+        stderr=sys.stderr,
+        timeout=120,
+    )
 
 
 def create_program(app, label: str, https_port: int, http_port: int, endpoints: int, *, program_wide: bool) -> Program:
@@ -263,22 +270,38 @@ def create_program(app, label: str, https_port: int, http_port: int, endpoints: 
         now = utcnow()
         password_hash = app.extensions["clicktrail.hasher"].hash("bench-password-not-secret")
         people = {
-            role: create_user(db.session, name=f"Bench {label} {role}", email=f"{label}-{role}@bench.test",
-                              password_hash=password_hash, role=role, status=UserStatus.ACTIVE, now=now)
+            role: create_user(
+                db.session,
+                name=f"Bench {label} {role}",
+                email=f"{label}-{role}@bench.test",
+                password_hash=password_hash,
+                role=role,
+                status=UserStatus.ACTIVE,
+                now=now,
+            )
             for role in (Role.ADMIN, Role.AFFILIATE)
-        }  # fmt: skip
+        }
         admin, affiliate = people[Role.ADMIN], people[Role.AFFILIATE]
-        settings = replace(DEMO_PROGRAM, name=f"Bench {label}", description="Benchmark program",
-                           destination_url="https://shop.example.com/", allowed_hosts=("shop.example.com",),
-                           fallback_url=None)  # fmt: skip
+        settings = replace(
+            DEMO_PROGRAM,
+            name=f"Bench {label}",
+            description="Benchmark program",
+            destination_url="https://shop.example.com/",
+            allowed_hosts=("shop.example.com",),
+            fallback_url=None,
+        )
         program = save_program(db.session, None, settings, actor=admin, now=now)
         found = Program(program.id, affiliate.id, [], [], {})
         for n in range(endpoints):
             path = f"/hooks/{label}/{n}"
             endpoint = webhooks.create_endpoint(
-                db.session, program, webhooks.EndpointSettings(f"https://127.0.0.1:{https_port}{path}", ("*",)),
-                actor=admin, now=now, check_url=check_webhook,
-            )  # fmt: skip
+                db.session,
+                program,
+                webhooks.EndpointSettings(f"https://127.0.0.1:{https_port}{path}", ("*",)),
+                actor=admin,
+                now=now,
+                check_url=check_webhook,
+            )
             found.endpoint_ids.append(endpoint.id)
             found.secrets[path] = endpoint.secret
         base = f"http://127.0.0.1:{http_port}/pb/{label}"
@@ -286,9 +309,15 @@ def create_program(app, label: str, https_port: int, http_port: int, endpoints: 
         if program_wide:
             choices.append((None, f"{base}/program/{{conversion_id}}?amount={{amount}}&currency={{currency}}", "POST"))
         for owner, template, method in choices:
-            postback = postbacks.save(db.session, program, owner,
-                                      postbacks.PostbackSettings(template, method, ("conversion.recorded",)),
-                                      actor=admin, now=now, check_url=check_postback)  # fmt: skip
+            postback = postbacks.save(
+                db.session,
+                program,
+                owner,
+                postbacks.PostbackSettings(template, method, ("conversion.recorded",)),
+                actor=admin,
+                now=now,
+                check_url=check_postback,
+            )
             found.postback_ids.append(postback.id)
         db.session.commit()
     return found
@@ -310,9 +339,19 @@ def emit(app, program: Program, events: int, conversions: int, now: Callable[[],
         rows = []
         for _ in range(conversions):
             program.conversions += 1
-            rows.append(Conversion(program_id=program.id, type="sale", order_id=f"order-{program.conversions}",
-                                   amount_cents=4999, currency="USD", affiliate_id=program.affiliate_id,
-                                   status="pending", occurred_at=now(), created_at=now()))  # fmt: skip
+            rows.append(
+                Conversion(
+                    program_id=program.id,
+                    type="sale",
+                    order_id=f"order-{program.conversions}",
+                    amount_cents=4999,
+                    currency="USD",
+                    affiliate_id=program.affiliate_id,
+                    status="pending",
+                    occurred_at=now(),
+                    created_at=now(),
+                )
+            )
         db.session.add_all(rows)
         db.session.flush()
         for conversion in rows:
@@ -344,8 +383,9 @@ def statuses(app, program: Program) -> dict[str, int]:
 
     with app.app_context(), reading(db.session):
         owner = or_(Delivery.webhook_id.in_(program.endpoint_ids), Delivery.postback_id.in_(program.postback_ids))
-        return dict(db.session.execute(select(Delivery.status, func.count()).where(owner)
-                                       .group_by(Delivery.status)).all())  # fmt: skip
+        return dict(
+            db.session.execute(select(Delivery.status, func.count()).where(owner).group_by(Delivery.status)).all()
+        )
 
 
 def next_due(app, program: Program) -> datetime | None:
@@ -440,15 +480,19 @@ def live(app, env: dict[str, str], certificates: Certificates, args: argparse.Na
 
         started = time.monotonic()
         backlog = emit(app, program, args.webhooks // ENDPOINTS, args.conversions, utcnow)
-        say(f"live: wrote {backlog.webhooks} webhook messages and {backlog.postbacks} postbacks in "
-            f"{time.monotonic() - started:.1f} s")  # fmt: skip
+        say(
+            f"live: wrote {backlog.webhooks} webhook messages and {backlog.postbacks} postbacks in "
+            f"{time.monotonic() - started:.1f} s"
+        )
         arrived = receiver.wait_for(backlog.keys, WAIT_SECONDS)
         time.sleep(GRACE_SECONDS)
         drained = tally(receiver, backlog)
         span = max(drained.last - drained.first, 1e-6)
         per_second = drained.received / span
-        say(f"live: backlog of {len(backlog.keys)} {'received' if arrived else 'NOT all received'} in {span:.1f} s "
-            f"({per_second:.0f}/s), {drained.duplicates} duplicates")  # fmt: skip
+        say(
+            f"live: backlog of {len(backlog.keys)} {'received' if arrived else 'NOT all received'} in {span:.1f} s "
+            f"({per_second:.0f}/s), {drained.duplicates} duplicates"
+        )
 
         # Paced: events written as they happen, at a fraction of the rate the backlog drained at.
         rate = max(10.0, per_second * PACED_FRACTION)  # deliveries per second
@@ -559,8 +603,10 @@ def receiver_down(app, certificates: Certificates, args: argparse.Namespace) -> 
                 receiver.serve(https_port, certificates.server_context())
                 receiver.serve(http_port)
                 wall_up, sim_up = time.time(), clock()
-                say(f"down: receiver back after {(sim_up - written_at).total_seconds():.0f} s (sender's clock); "
-                    f"{failed_tries} failed tries so far")  # fmt: skip
+                say(
+                    f"down: receiver back after {(sim_up - written_at).total_seconds():.0f} s (sender's clock); "
+                    f"{failed_tries} failed tries so far"
+                )
             results = send_round(app, args.senders, clock)
             rounds += 1
             failed_tries += sum(failed for _, failed in results)
@@ -588,8 +634,10 @@ def receiver_down(app, certificates: Certificates, args: argparse.Namespace) -> 
     with receiver.lock:
         sim_firsts = [min(sim for _, sim in receiver.receipts[key]) for key in phase.keys if key in receiver.receipts]
     sim_up_s = sim_up.timestamp() if sim_up else None
-    say(f"down: {'all' if complete else 'NOT all'} {len(phase.keys)} messages received; {rounds} rounds, {jumps} "
-        f"clock jumps, {failed_tries} failed tries, {wall_seconds:.1f} s on the wall")  # fmt: skip
+    say(
+        f"down: {'all' if complete else 'NOT all'} {len(phase.keys)} messages received; {rounds} rounds, {jumps} "
+        f"clock jumps, {failed_tries} failed tries, {wall_seconds:.1f} s on the wall"
+    )
     return {
         "bench": "deliveries_receiver_down",
         "messages": len(phase.keys),
@@ -644,8 +692,12 @@ def run(workdir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     say(f"migrated a fresh SQLite database in {time.monotonic() - started:.1f} s")
     os.environ.update(env)  # the app in this process (the receiver-down senders) reads the same settings
     app = create_app(env)
-    machine = {"database": "sqlite", "cpus": os.cpu_count(), "cpu_busy_before": round(busy, 2),
-               "python": sys.version.split()[0]}  # fmt: skip
+    machine = {
+        "database": "sqlite",
+        "cpus": os.cpu_count(),
+        "cpu_busy_before": round(busy, 2),
+        "python": sys.version.split()[0],
+    }
     results = []
     for bench in (partial(live, app, env, certificates, args), partial(receiver_down, app, certificates, args)):
         results.append(bench() | machine)
@@ -656,13 +708,15 @@ def run(workdir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--webhooks", type=int, default=WEBHOOKS, help=f"backlog webhook messages ({WEBHOOKS})")
-    parser.add_argument("--conversions", type=int, default=CONVERSIONS,
-                        help=f"backlog conversions, two postbacks each ({CONVERSIONS})")  # fmt: skip
+    parser.add_argument(
+        "--conversions", type=int, default=CONVERSIONS, help=f"backlog conversions, two postbacks each ({CONVERSIONS})"
+    )
     parser.add_argument("--senders", type=int, default=SENDERS, help=f"sender processes or threads ({SENDERS})")
     parser.add_argument("--every", type=float, default=EVERY, help=f"idle senders' wait in seconds ({EVERY})")
     parser.add_argument("--paced", type=float, default=PACED_SECONDS, help=f"seconds of paced load ({PACED_SECONDS})")
-    parser.add_argument("--down-webhooks", type=int, default=DOWN_WEBHOOKS,
-                        help=f"receiver-down webhook messages ({DOWN_WEBHOOKS})")  # fmt: skip
+    parser.add_argument(
+        "--down-webhooks", type=int, default=DOWN_WEBHOOKS, help=f"receiver-down webhook messages ({DOWN_WEBHOOKS})"
+    )
     parser.add_argument("--downtime", type=int, default=DOWNTIME, help=f"seconds the receiver is down ({DOWNTIME})")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = parser.parse_args(argv)

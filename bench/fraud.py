@@ -50,25 +50,36 @@ def main() -> int:
     say(f"recall {recall}, false positives {false_positive_rate:.2%} of {LEGITIMATE} legitimate events")
     for label in ("cookie_stuffing", "legitimate"):
         kinds = sorted({kind for (of, kind, _) in notes if of == label})
-        say(f"{label} clicks caught by kind: " + "; ".join(
-            f"{kind} {notes[(label, kind, True)]} of {notes[(label, kind, True)] + notes[(label, kind, False)]}"
-            for kind in kinds))  # fmt: skip
-    say(f"crawler examples missed: {len(missed)} of {len(crawlers)}; by first word: "
-        f"{Counter(agent.split('/')[0].split(' ')[0] for agent in missed).most_common(20)}")  # fmt: skip
+        say(
+            f"{label} clicks caught by kind: "
+            + "; ".join(
+                f"{kind} {notes[(label, kind, True)]} of {notes[(label, kind, True)] + notes[(label, kind, False)]}"
+                for kind in kinds
+            )
+        )
+    say(
+        f"crawler examples missed: {len(missed)} of {len(crawlers)}; by first word: "
+        f"{Counter(agent.split('/')[0].split(' ')[0] for agent in missed).most_common(20)}"
+    )
     for agent in missed[:15]:
         say(f"  missed: {agent[:140]}")
     for agent in flagged_browsers[:5]:
         say(f"  browser taken for a bot: {agent}")
-    print(json.dumps({
-        "bench": "fraud",
-        "recall": recall,
-        "false_positive_rate": false_positive_rate,
-        "crawler_recall": round(1 - len(missed) / len(crawlers), 4),
-        "crawler_user_agents": len(crawlers),
-        "browser_false_positive_rate": round(len(flagged_browsers) / len(browsers), 4),
-        "browsers": len(browsers),
-        "events": events,
-    }), flush=True)  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "bench": "fraud",
+                "recall": recall,
+                "false_positive_rate": false_positive_rate,
+                "crawler_recall": round(1 - len(missed) / len(crawlers), 4),
+                "crawler_user_agents": len(crawlers),
+                "browser_false_positive_rate": round(len(flagged_browsers) / len(browsers), 4),
+                "browsers": len(browsers),
+                "events": events,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -57,8 +57,16 @@ def write_requests(path: Path, token: str, secret: str) -> None:
     timestamp = int(time.time())
     with path.open("w") as out:
         for n in range(REQUESTS):
-            body = json.dumps({"type": "sale", "order_id": f"login-bench-{n}", "amount": 4999, "currency": "USD",
-                               "customer": {"external_id": f"cus-{n}"}}, separators=(",", ":"))  # fmt: skip
+            body = json.dumps(
+                {
+                    "type": "sale",
+                    "order_id": f"login-bench-{n}",
+                    "amount": 4999,
+                    "currency": "USD",
+                    "customer": {"external_id": f"cus-{n}"},
+                },
+                separators=(",", ":"),
+            )
             request_id = f"login-bench-{n}"
             message = f"{request_id}.{timestamp}.".encode() + body.encode()
             signature = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
@@ -71,8 +79,12 @@ def create_sign_in_accounts(env: dict[str, str]) -> list[str]:
     for email in emails:
         subprocess.run(
             [str(BIN / "flask"), "--app", "wsgi", "create-user", "--email", email, "--role", "affiliate"],
-            cwd=ROOT, env={**env, "CLICKTRAIL_PASSWORD": PASSWORD}, check=True, stdout=sys.stderr, timeout=60,
-        )  # fmt: skip
+            cwd=ROOT,
+            env={**env, "CLICKTRAIL_PASSWORD": PASSWORD},
+            check=True,
+            stdout=sys.stderr,
+            timeout=60,
+        )
     return emails
 
 
@@ -119,8 +131,17 @@ class SignInLoop(threading.Thread):
 
 
 def wrk_phase(wrk: str, lua: Path, url: str, seconds: int) -> dict:
-    command = [wrk, f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout=30s", "--latency",
-               "-s", str(lua), url]  # fmt: skip
+    command = [
+        wrk,
+        f"-t{WRK_THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "--timeout=30s",
+        "--latency",
+        "-s",
+        str(lua),
+        url,
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("WRK_RESULT ")]
     if completed.returncode != 0 or not lines:

@@ -42,8 +42,15 @@ def stamp(value: datetime) -> str:
 
 
 def migrate(env: dict[str, str]) -> None:
-    subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True,
-                   stdout=sys.stderr, stderr=sys.stderr, timeout=120)  # fmt: skip
+    subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=sys.stderr,
+        stderr=sys.stderr,
+        timeout=120,
+    )
 
 
 def seed(database: Path, affiliates: int, commissions: int, now: datetime) -> dict[int, int]:
@@ -72,8 +79,23 @@ def seed(database: Path, affiliates: int, commissions: int, now: datetime) -> di
         else:
             method, email, name, iban = "bank", None, f"Affiliate {affiliate_id}", f"DE89370400440532{affiliate_id:06d}"
         changed = stamp(now - timedelta(hours=10)) if n % 97 == 0 else long_ago  # a few in the cooling-off
-        users.append((affiliate_id, f"Affiliate {affiliate_id}", f"a{affiliate_id}@bench.test", "x", "affiliate",
-                      "active", f"REF{affiliate_id:07d}", method, email, name, iban, changed, long_ago))  # fmt: skip
+        users.append(
+            (
+                affiliate_id,
+                f"Affiliate {affiliate_id}",
+                f"a{affiliate_id}@bench.test",
+                "x",
+                "affiliate",
+                "active",
+                f"REF{affiliate_id:07d}",
+                method,
+                email,
+                name,
+                iban,
+                changed,
+                long_ago,
+            )
+        )
     connection.executemany(
         "INSERT INTO users (id, name, email, password_hash, role, status, referral_code, payout_method, payout_email, "
         "payout_account_name, payout_iban, payout_details_changed_at, created_at) "
@@ -99,18 +121,33 @@ def seed(database: Path, affiliates: int, commissions: int, now: datetime) -> di
             affiliate_id = owners[index]
             amount = rng.randint(50, 2_000)
             balances[affiliate_id] = balances.get(affiliate_id, 0) + amount
-            conversions.append((row_id, 1, "sale", f"order-{row_id}", amount * 10, "USD", affiliate_id, "approved",
-                                long_ago, long_ago, 0))  # fmt: skip
-            rows.append((row_id, affiliate_id, 1, row_id, 1, "10% of sale", amount, "USD", "approved", long_ago,
-                         long_ago))  # fmt: skip
+            conversions.append(
+                (
+                    row_id,
+                    1,
+                    "sale",
+                    f"order-{row_id}",
+                    amount * 10,
+                    "USD",
+                    affiliate_id,
+                    "approved",
+                    long_ago,
+                    long_ago,
+                    0,
+                )
+            )
+            rows.append(
+                (row_id, affiliate_id, 1, row_id, 1, "10% of sale", amount, "USD", "approved", long_ago, long_ago)
+            )
             for kind, debit, credit in (
                 ("accrual", "commission_expense", f"affiliate_pending:{affiliate_id}"),
                 ("approval", f"affiliate_pending:{affiliate_id}", f"affiliate_payable:{affiliate_id}"),
             ):
                 transaction_id += 1
                 transactions.append((transaction_id, kind, f"commission:{row_id}", long_ago))
-                entries.append((transaction_id, debit, affiliate_id if debit.startswith("affiliate_") else None,
-                                amount, "USD"))  # fmt: skip
+                entries.append(
+                    (transaction_id, debit, affiliate_id if debit.startswith("affiliate_") else None, amount, "USD")
+                )
                 entries.append((transaction_id, credit, affiliate_id, -amount, "USD"))
         connection.executemany(
             "INSERT INTO conversions (id, program_id, type, order_id, amount_cents, currency, affiliate_id, status, "
@@ -142,14 +179,20 @@ def run(workdir: Path, affiliates: int, commissions: int) -> dict:
     instance.mkdir()
     database = instance / "bench.db"
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "CLICKTRAIL_INSTANCE")}
-    env.update(CLICKTRAIL_ENV="development", CLICKTRAIL_INSTANCE=str(instance), DATABASE_URL=f"sqlite:///{database}",
-               SECRET_KEY="bench-secret")  # fmt: skip  # noqa: S106 - a throwaway database
+    env.update(
+        CLICKTRAIL_ENV="development",
+        CLICKTRAIL_INSTANCE=str(instance),
+        DATABASE_URL=f"sqlite:///{database}",
+        SECRET_KEY="bench-secret",  # noqa: S106 - a throwaway database
+    )
     migrate(env)
     now = datetime.now(UTC)
     started = time.monotonic()
     balances = seed(database, affiliates, commissions, now)
-    say(f"seeded {affiliates} affiliates, {commissions} approved commissions and their ledger in "
-        f"{time.monotonic() - started:.1f} s")  # fmt: skip
+    say(
+        f"seeded {affiliates} affiliates, {commissions} approved commissions and their ledger in "
+        f"{time.monotonic() - started:.1f} s"
+    )
 
     os.environ.update(env)
     from sqlalchemy import func, select
@@ -172,12 +215,22 @@ def run(workdir: Path, affiliates: int, commissions: int) -> dict:
     # The figures must be right, not only fast: every payout is the affiliate's whole approved balance.
     wrong = [affiliate for affiliate, amount in payouts.items() if balances[affiliate] != amount]
     under = sum(1 for amount in balances.values() if amount < MINIMUM_PAYOUT_CENTS)
-    say(f"batch: {len(payouts)} payouts, total {batch_total} cents, {len(held)} held, {under} under the minimum, "
-        f"{linked} commissions linked; built in {seconds:.2f} s")  # fmt: skip
+    say(
+        f"batch: {len(payouts)} payouts, total {batch_total} cents, {len(held)} held, {under} under the minimum, "
+        f"{linked} commissions linked; built in {seconds:.2f} s"
+    )
     if wrong or sum(payouts.values()) != batch_total or len(payouts) + len(held) + under != len(balances):
         raise SystemExit(f"the batch disagrees with the ledger: {len(wrong)} wrong amounts")
-    return {"bench": "payouts", "seconds": round(seconds, 2), "affiliates": affiliates, "commissions": commissions,
-            "payouts": len(payouts), "held": len(held), "under_minimum": under, "database": "sqlite"}  # fmt: skip
+    return {
+        "bench": "payouts",
+        "seconds": round(seconds, 2),
+        "affiliates": affiliates,
+        "commissions": commissions,
+        "payouts": len(payouts),
+        "held": len(held),
+        "under_minimum": under,
+        "database": "sqlite",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

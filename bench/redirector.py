@@ -437,9 +437,14 @@ class Server:
     """One granian server in its own process group, with its output in a log file."""
 
     def __init__(
-        self, name: str, target: str, env: dict[str, str], log_path: Path, interface: str = "wsgi",
+        self,
+        name: str,
+        target: str,
+        env: dict[str, str],
+        log_path: Path,
+        interface: str = "wsgi",
         threads: int = BLOCKING_THREADS,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.threads = threads
         self.name = name
         self.interface = interface
@@ -599,8 +604,17 @@ class WrkResult:
 def run_wrk(wrk: str, server: Server, lua: Path, duration: int) -> WrkResult:
     """Drive the server with wrk and read the line the Lua script prints."""
     # wrk leaves answers slower than --timeout (2 s by default) out of its latency histogram: widen it so p99 sees them.
-    command = [wrk, f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", f"--timeout={WRK_TIMEOUT_SECONDS}s",
-               "--latency", "-s", str(lua), server.url]  # fmt: skip
+    command = [
+        wrk,
+        f"-t{WRK_THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{duration}s",
+        f"--timeout={WRK_TIMEOUT_SECONDS}s",
+        "--latency",
+        "-s",
+        str(lua),
+        server.url,
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=False)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("WRK_RESULT ")]
     if completed.returncode != 0 or not lines:

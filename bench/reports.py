@@ -85,14 +85,28 @@ def seed_clicks(database: Path, now: datetime, rng: random.Random) -> None:
             at = now - timedelta(seconds=span - n * step)
             bot = rng.random() < 0.08
             rejected = not bot and rng.random() < 0.02
-            rows.append((
-                f"R{n:09d}{rng.getrandbits(64):016x}", link_id, affiliate_id, program_id, stamp(at),
-                f"198.{rng.randrange(18, 20)}.{rng.randrange(256)}.{rng.randrange(1, 255)}", bot,
-                rng.choice(BOT_REASONS) if bot else None, rng.choice(COUNTRIES), rng.choice(DEVICES),
-                rng.choice(BROWSERS), rng.choice(REFERRERS), sub1, f"{rng.getrandbits(64):016x}",
-                f"V{rng.randrange(2_000_000):021d}", rng.random() < 0.7, 100 if rejected else 0,
-                "reject" if rejected else None,
-            ))  # fmt: skip
+            rows.append(
+                (
+                    f"R{n:09d}{rng.getrandbits(64):016x}",
+                    link_id,
+                    affiliate_id,
+                    program_id,
+                    stamp(at),
+                    f"198.{rng.randrange(18, 20)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                    bot,
+                    rng.choice(BOT_REASONS) if bot else None,
+                    rng.choice(COUNTRIES),
+                    rng.choice(DEVICES),
+                    rng.choice(BROWSERS),
+                    rng.choice(REFERRERS),
+                    sub1,
+                    f"{rng.getrandbits(64):016x}",
+                    f"V{rng.randrange(2_000_000):021d}",
+                    rng.random() < 0.7,
+                    100 if rejected else 0,
+                    "reject" if rejected else None,
+                )
+            )
         db.executemany(insert, rows)
         db.commit()
         if (start // CHUNK) % 10 == 9:
@@ -113,8 +127,20 @@ def seed_conversions(database: Path, now: datetime, rng: random.Random) -> None:
         at = stamp(now - timedelta(seconds=rng.uniform(0, DAYS * 86400)))
         sale = rng.random() < 0.6
         status = rng.choices(("pending", "approved", "flagged", "rejected"), weights=(60, 30, 7, 3))[0]
-        rows.append((program_id, "sale" if sale else "signup", f"order-{n}", rng.choice((1999, 4999, 12900)) if sale
-                     else 0, "USD", rng.choice(affiliates), status, at, at, 0))  # fmt: skip
+        rows.append(
+            (
+                program_id,
+                "sale" if sale else "signup",
+                f"order-{n}",
+                rng.choice((1999, 4999, 12900)) if sale else 0,
+                "USD",
+                rng.choice(affiliates),
+                status,
+                at,
+                at,
+                0,
+            )
+        )
     db.executemany(
         "INSERT INTO conversions (program_id, type, order_id, amount_cents, currency, affiliate_id, status, "
         "occurred_at, created_at, fraud_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -139,8 +165,15 @@ def build_cache(directory: Path) -> None:
     seed_clicks(database, now, rng)
     seed_conversions(database, now, rng)
     started = time.monotonic()
-    subprocess.run([str(BIN / "flask"), "--app", "wsgi", "rollup", "--rebuild"], cwd=ROOT, env=env, check=True,
-                   stdout=sys.stderr, stderr=sys.stderr, timeout=1800)  # fmt: skip
+    subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "rollup", "--rebuild"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=sys.stderr,
+        stderr=sys.stderr,
+        timeout=1800,
+    )
     say(f"rollups rebuilt in {time.monotonic() - started:.0f} s")
     (building / "seeded_at").write_text(now.isoformat())
     building.rename(directory)
@@ -160,8 +193,16 @@ def raw_figures(database: Path, affiliate_id: int, start: date, end: date) -> in
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
         totals = f"COUNT(*), SUM({human}), SUM({human} AND is_unique)"
         produced += len(db.execute(f"SELECT {totals} FROM clicks WHERE {where}", args).fetchall())  # noqa: S608
-        for group in ("substr(clicked_at, 1, 10)", "link_id", "country", "device_type", "browser", "referrer",
-                      "sub1", "bot_reason"):  # fmt: skip
+        for group in (
+            "substr(clicked_at, 1, 10)",
+            "link_id",
+            "country",
+            "device_type",
+            "browser",
+            "referrer",
+            "sub1",
+            "bot_reason",
+        ):
             sql = f"SELECT {group}, {totals} FROM clicks WHERE {where} GROUP BY {group}"  # noqa: S608 - fixed text
             produced += len(db.execute(sql, args).fetchall())
     return produced
@@ -175,12 +216,20 @@ def measure(directory: Path, rounds: int) -> dict:
     from affiliate import create_app
     from config import DevelopmentConfig
 
-    app = create_app(DevelopmentConfig, {"INSTANCE_PATH": str(instance), "SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"],
-                                         "SECRET_KEY": env["SECRET_KEY"], "WTF_CSRF_ENABLED": False,
-                                         "MONEY_JOBS_SECONDS": 0})  # fmt: skip
+    app = create_app(
+        DevelopmentConfig,
+        {
+            "INSTANCE_PATH": str(instance),
+            "SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"],
+            "SECRET_KEY": env["SECRET_KEY"],
+            "WTF_CSRF_ENABLED": False,
+            "MONEY_JOBS_SECONDS": 0,
+        },
+    )
     with sqlite3.connect(database) as db:
-        (top,) = db.execute("SELECT affiliate_id FROM clicks GROUP BY affiliate_id ORDER BY COUNT(*) DESC LIMIT 1"
-                            ).fetchone()  # fmt: skip
+        (top,) = db.execute(
+            "SELECT affiliate_id FROM clicks GROUP BY affiliate_id ORDER BY COUNT(*) DESC LIMIT 1"
+        ).fetchone()
         email = db.execute("SELECT email FROM users WHERE id = ?", (top,)).fetchone()[0]
         clicks = db.execute("SELECT COUNT(*) FROM clicks").fetchone()[0]
         conversions = db.execute("SELECT COUNT(*) FROM conversions").fetchone()[0]
@@ -194,8 +243,10 @@ def measure(directory: Path, rounds: int) -> dict:
         for days in RANGES:
             start = end - timedelta(days=days - 1)
             query = f"?start={start}&end={end}"
-            for name, client, path in (("dashboard", affiliate, "/partner/reports/"),
-                                       ("overview", staff, "/admin/reports/")):  # fmt: skip
+            for name, client, path in (
+                ("dashboard", affiliate, "/partner/reports/"),
+                ("overview", staff, "/admin/reports/"),
+            ):
                 began = time.perf_counter()
                 answer = client.get(path + query)
                 timings[name].append((time.perf_counter() - began) * 1000)
@@ -206,8 +257,10 @@ def measure(directory: Path, rounds: int) -> dict:
                 timings["raw"].append((time.perf_counter() - began) * 1000)
     both = timings["dashboard"] + timings["overview"]
     for name, values in timings.items():
-        say(f"{name}: p50 {percentile(values, 0.5):.1f} ms, p95 {percentile(values, 0.95):.1f} ms, "
-            f"{len(values)} renders")  # fmt: skip
+        say(
+            f"{name}: p50 {percentile(values, 0.5):.1f} ms, p95 {percentile(values, 0.95):.1f} ms, "
+            f"{len(values)} renders"
+        )
     return {
         "bench": "reports",
         "p50_ms": round(percentile(both, 0.5), 1),

@@ -197,9 +197,20 @@ class Generator:
         self.clock += self.rng.expovariate(1 / 3.0)
         return self.clock
 
-    def _click(self, *, agent: str, method: str = "GET", headers: dict | None = None, query: set | None = None,
-               ip: str | None = None, link: int | None = None, referrer: str | None = None, rules=None,
-               burst: int = 1, at: float | None = None) -> bool:  # fmt: skip
+    def _click(
+        self,
+        *,
+        agent: str,
+        method: str = "GET",
+        headers: dict | None = None,
+        query: set | None = None,
+        ip: str | None = None,
+        link: int | None = None,
+        referrer: str | None = None,
+        rules=None,
+        burst: int = 1,
+        at: float | None = None,
+    ) -> bool:
         """Send ``burst`` clicks as one visitor, from ``at`` on; True when the engine catches the last."""
         at = self._arrival() if at is None else at
         ip = (
@@ -254,8 +265,12 @@ class Generator:
         """
         if self.rng.random() < 0.15:
             return {}  # older browsers send no Sec-Fetch headers at all
-        headers = {"Sec-Fetch-Site": self.rng.choice(("cross-site", "none")), "Sec-Fetch-Mode": "navigate",
-                   "Sec-Fetch-Dest": "document", "Sec-Fetch-User": "?1"}  # fmt: skip
+        headers = {
+            "Sec-Fetch-Site": self.rng.choice(("cross-site", "none")),
+            "Sec-Fetch-Mode": "navigate",
+            "Sec-Fetch-Dest": "document",
+            "Sec-Fetch-User": "?1",
+        }
         device = parse_user_agent(agent)
         app_opened = "; wv)" in agent and self.rng.random() < 0.5  # an app opening the link in its WebView
         webkit = device.os == "iOS" or "Safari/605" in agent  # WebKit never sends it
@@ -288,8 +303,16 @@ class Generator:
             for _ in range(clicks):  # a shopper who comes back to the link once or twice
                 at += rng.uniform(30, 900)
                 headers = self._navigation(agent, activated=not scripted)
-                caught = self._click(agent=agent, headers=headers, ip=ip, link=link, referrer=referrer, query=query,
-                                     rules=self.no_paid_rules if query else None, at=at)  # fmt: skip
+                caught = self._click(
+                    agent=agent,
+                    headers=headers,
+                    ip=ip,
+                    link=link,
+                    referrer=referrer,
+                    query=query,
+                    rules=self.no_paid_rules if query else None,
+                    at=at,
+                )
             self._note("legitimate", agent, headers, caught)
             return caught
         return score_conversion(self._conversion(), self.rules).action != Action.ALLOW
@@ -329,8 +352,13 @@ class Generator:
 
     def _paid_traffic(self) -> bool:
         agent = self.rng.choice(self.agents)
-        return self._click(agent=agent, headers=self._navigation(agent), referrer="https://www.google.com/",
-                           query={self.rng.choice(PAID), "utm_source"}, rules=self.no_paid_rules)  # fmt: skip
+        return self._click(
+            agent=agent,
+            headers=self._navigation(agent),
+            referrer="https://www.google.com/",
+            query={self.rng.choice(PAID), "utm_source"},
+            rules=self.no_paid_rules,
+        )
 
     # --- conversions ---
 
@@ -368,8 +396,10 @@ class Generator:
         local = f"partner.{rng.randint(1, 999)}"
         kind = rng.choice(("email", "ip", "device", "visitor"))
         if kind == "email":
-            signals = self._conversion(affiliate_email=f"{local}@gmail.com",
-                                       customer_email=f"{local.replace('.', '').upper()}+{rng.randint(1, 99)}@googlemail.com")  # fmt: skip  # noqa: E501 - a real user agent
+            signals = self._conversion(
+                affiliate_email=f"{local}@gmail.com",
+                customer_email=f"{local.replace('.', '').upper()}+{rng.randint(1, 99)}@googlemail.com",
+            )
         elif kind == "ip":
             signals = self._conversion(
                 customer_ips=base.affiliate_ips | base.customer_ips, affiliate_ips=base.affiliate_ips
@@ -379,8 +409,9 @@ class Generator:
                 customer_devices=base.affiliate_devices, affiliate_devices=base.affiliate_devices
             )
         else:
-            signals = self._conversion(customer_visitors=base.affiliate_visitors,
-                                       affiliate_visitors=base.affiliate_visitors)  # fmt: skip
+            signals = self._conversion(
+                customer_visitors=base.affiliate_visitors, affiliate_visitors=base.affiliate_visitors
+            )
         return score_conversion(signals, self.rules).action != Action.ALLOW
 
     def _disposable_email(self) -> bool:

@@ -370,10 +370,14 @@ def _redirect(location: str, headers: list[tuple[str, str]]) -> FinishedResponse
 def _plain(status: int, body: bytes, headers: list | None = None) -> FinishedResponse:
     return FinishedResponse(
         status,
-        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *SECURITY_HEADERS,
-         *(headers or [])],
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            *SECURITY_HEADERS,
+            *(headers or []),
+        ],
         body,
-    )  # fmt: skip
+    )
 
 
 NOT_FOUND = FinishedResponse(

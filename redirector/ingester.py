@@ -62,11 +62,15 @@ def spawn(settings: dict, lock: int) -> subprocess.Popen:
     """
     try:
         return subprocess.Popen(  # noqa: S603 - our own interpreter and module, settings as one JSON argument
-            [sys.executable, "-m", "redirector.ingester",
-             json.dumps({**settings, "parent": os.getpid(), "lock_fd": lock})],
+            [
+                sys.executable,
+                "-m",
+                "redirector.ingester",
+                json.dumps({**settings, "parent": os.getpid(), "lock_fd": lock}),
+            ],
             stdin=subprocess.DEVNULL,
             pass_fds=(lock,),
-        )  # fmt: skip
+        )
     finally:
         os.close(lock)
 

@@ -174,9 +174,28 @@ class LinkCache:
         return self._target(rows[0]) if rows else None
 
     def _target(self, row) -> LinkTarget:
-        (link_id, affiliate_id, program_id, active, deep_link, s1, s2, s3, s4, s5,
-         destination, allowed, fallback, cookie_days, program_status, user_status, _code,
-         policy, enrolled, removal_reason) = row  # fmt: skip
+        (
+            link_id,
+            affiliate_id,
+            program_id,
+            active,
+            deep_link,
+            s1,
+            s2,
+            s3,
+            s4,
+            s5,
+            destination,
+            allowed,
+            fallback,
+            cookie_days,
+            program_status,
+            user_status,
+            _code,
+            policy,
+            enrolled,
+            removal_reason,
+        ) = row
         hosts = frozenset({host_of(destination), *allowed.split()})
         if deep_link and deep_link_problem(deep_link, destination, hosts, allow_http_loopback=self.allow_http_loopback):
             # Judged again as the program stands now, and by today's rules (its port, scheme and path).

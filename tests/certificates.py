@@ -78,7 +78,8 @@ def make_certificates(folder: Path, name: str, *, days: int = 30) -> Certificate
     paths = Certificates(folder / "ca.pem", folder / "chain.pem", folder / "key.pem")
     paths.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths.chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    key = leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())  # fmt: skip
+    key = leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     paths.key.write_bytes(key)
     return paths

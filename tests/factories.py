@@ -47,8 +47,9 @@ def make_user(app: Flask, *, second_factor: bool | None = None, verified: bool =
         user.email_verified_at = utcnow() if verified else None
         if second_factor or (second_factor is None and user.is_staff):
             user.totp_secret = STAFF_TOTP_SECRET
-            recovery_codes[user.email] = factors.new_recovery_codes(db.session, user, now=utcnow(),
-                                                                    count=STAFF_RECOVERY_CODES)  # fmt: skip
+            recovery_codes[user.email] = factors.new_recovery_codes(
+                db.session, user, now=utcnow(), count=STAFF_RECOVERY_CODES
+            )
         db.session.commit()
         db.session.refresh(user)
         db.session.expunge(user)
@@ -155,8 +156,9 @@ class Auth:
         """
         page = self.client.get("/account/two-factor/app").get_data(as_text=True)
         secret = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', page).group(1)
-        done = self.client.post("/account/two-factor/app", data={"code": pyotp.TOTP(secret).now(),
-                                                                 "csrf_token": csrf_token(page)})  # fmt: skip
+        done = self.client.post(
+            "/account/two-factor/app", data={"code": pyotp.TOTP(secret).now(), "csrf_token": csrf_token(page)}
+        )
         codes = re.findall(r"<li><code>([a-z2-9]{5}-[a-z2-9]{5})</code></li>", done.get_data(as_text=True))
         assert codes, done.get_data(as_text=True)[:500]
         recovery_codes[email.lower()] = list(codes)

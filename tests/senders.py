@@ -24,8 +24,15 @@ class Sender:
     sender sees only the settings the test gives it.
     """
 
-    def __init__(self, command: str, name: str, database_uri: str, instance: Path, settings: dict[str, str],
-                 dropped: tuple[str, ...] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        command: str,
+        name: str,
+        database_uri: str,
+        instance: Path,
+        settings: dict[str, str],
+        dropped: tuple[str, ...] = (),
+    ) -> None:
         instance.mkdir()
         self.name = name
         self.log = instance / "sender.log"
@@ -42,8 +49,12 @@ class Sender:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "flask", "--app", "wsgi", command, "--loop", "--every", "0.2"],
-                cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                cwd=ROOT,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def output(self) -> str:
         return f"--- {self.name} sender ---\n{self.log.read_text(errors='replace')[-3000:]}"

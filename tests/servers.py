@@ -67,12 +67,28 @@ class Server:
         }
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [GRANIAN, "--interface", interface, "--host", "127.0.0.1", "--port", str(self.port),
-                 "--workers", str(workers), "--blocking-threads", "32" if interface == "wsgi" else "1", "--no-ws",
-                 "--respawn-failed-workers",
-                 target],
-                cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                [
+                    GRANIAN,
+                    "--interface",
+                    interface,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(workers),
+                    "--blocking-threads",
+                    "32" if interface == "wsgi" else "1",
+                    "--no-ws",
+                    "--respawn-failed-workers",
+                    target,
+                ],
+                cwd=ROOT,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 30.0) -> None:

@@ -206,31 +206,62 @@ def world(app):
     link = make_link(app, target, program, campaign="Secret Campaign")
     with app.app_context():
         key = issue_key(db.session, db.session.get(Program, program.id), "Secret Key", actor=admin, now=utcnow()).key
-        report = ConversionRequest(type=ConversionType.SALE, order_id="secret-order", amount_cents=100, currency="USD",
-                                   customer_email="target-secret@example.com")  # fmt: skip
+        report = ConversionRequest(
+            type=ConversionType.SALE,
+            order_id="secret-order",
+            amount_cents=100,
+            currency="USD",
+            customer_email="target-secret@example.com",
+        )
         conversion = record_conversion(db.session, db.session.get(Program, program.id), report, now=utcnow())
         conversion.conversion.affiliate_id = target.id
         # A draft payout batch for the target, built by the finance persona (who therefore cannot approve it).
         owed = db.session.get(User, target.id)
         owed.payout_method, owed.payout_email = "paypal", "target-secret@example.com"
         owed.payout_details_changed_at = utcnow() - timedelta(days=30)
-        post(db.session, "accrual", "world", [Leg("commission_expense", 6_000, "USD"),
-             Leg(f"affiliate_payable:{target.id}", -6_000, "USD", target.id)], now=utcnow())  # fmt: skip
+        post(
+            db.session,
+            "accrual",
+            "world",
+            [Leg("commission_expense", 6_000, "USD"), Leg(f"affiliate_payable:{target.id}", -6_000, "USD", target.id)],
+            now=utcnow(),
+        )
         batch, _ = build_batch(db.session, "USD", actor=db.session.get(User, users["finance"].id), now=utcnow())
         # A bonus waiting for approval, added by the finance persona (who therefore cannot approve it either).
         bonus = adjustments.create(
-            db.session, adjustments.AdjustmentRequest(target.id, program.id, "bonus", 1_000, "Secret Target's launch"),
-            actor=db.session.get(User, users["finance"].id), thresholds={"*": 0}, now=utcnow(),
-        )  # fmt: skip
+            db.session,
+            adjustments.AdjustmentRequest(target.id, program.id, "bonus", 1_000, "Secret Target's launch"),
+            actor=db.session.get(User, users["finance"].id),
+            thresholds={"*": 0},
+            now=utcnow(),
+        )
         db.session.commit()
         key_id, conversion_id, batch_id, payout_id = key.id, conversion.conversion.id, batch.id, batch.payouts[0].id
         adjustment_id = bonus.id
-    ids = {"user_id": target.id, "program_id": program.id, "link_id": link.id, "filename": "css/app.css",
-           "key_id": key_id, "conversion_id": conversion_id, "batch_id": batch_id, "payout_id": payout_id,
-           "export_format": "paypal", "dimension": "day", "token": "not-an-invitation",
-           "adjustment_id": adjustment_id, "group_id": 1, "affiliate_id": target.id, "session_id": 1,
-           "message_id": 1, "endpoint_id": 1, "delivery_id": 1, "postback_id": 1, "state": "on",
-           "coupon_id": 1, "action": "retire"}  # fmt: skip
+    ids = {
+        "user_id": target.id,
+        "program_id": program.id,
+        "link_id": link.id,
+        "filename": "css/app.css",
+        "key_id": key_id,
+        "conversion_id": conversion_id,
+        "batch_id": batch_id,
+        "payout_id": payout_id,
+        "export_format": "paypal",
+        "dimension": "day",
+        "token": "not-an-invitation",
+        "adjustment_id": adjustment_id,
+        "group_id": 1,
+        "affiliate_id": target.id,
+        "session_id": 1,
+        "message_id": 1,
+        "endpoint_id": 1,
+        "delivery_id": 1,
+        "postback_id": 1,
+        "state": "on",
+        "coupon_id": 1,
+        "action": "retire",
+    }
     return {"users": users, "ids": ids}
 
 

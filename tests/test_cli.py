@@ -94,11 +94,15 @@ def _the_demo_is_ready_for_the_program_and_payout_journeys(app) -> None:
         assert groups.group_of(db.session, vip.program_id, alice.id) is None
         rules = set(db.session.scalars(select(Commission.rule).where(Commission.affiliate_id == bob.id)))
         assert any("tier from" in rule and "group VIP" in rule for rule in rules), rules
-        assert all("default group" in rule for rule in
-                   db.session.scalars(select(Commission.rule).where(Commission.affiliate_id == alice.id,
-                                                                    Commission.kind == "earning")))  # fmt: skip
-        assert db.session.scalar(select(func.count()).where(Commission.affiliate_id == alice.id,
-                                                            Commission.kind == "second_tier"))  # fmt: skip
+        assert all(
+            "default group" in rule
+            for rule in db.session.scalars(
+                select(Commission.rule).where(Commission.affiliate_id == alice.id, Commission.kind == "earning")
+            )
+        )
+        assert db.session.scalar(
+            select(func.count()).where(Commission.affiliate_id == alice.id, Commission.kind == "second_tier")
+        )
         finance = db.session.scalar(select(User).where(User.email == DEMO_USERS[1][1]))
         batch, held = build_batch(db.session, "USD", actor=finance, now=utcnow())
         assert batch is not None and alice.id in {payout.affiliate_id for payout in batch.payouts}, held
@@ -116,9 +120,17 @@ def test_ingest_clicks_moves_a_dead_redirectors_log_into_the_database(app, runne
 
     s = setup_link(app)
     log_dir = app.config["CLICK_LOG_DIR"]
-    record = {"click_id": "01M8DEADPROCESSxxxxxxxxxxxxxxxx1", "link_id": s.link.id, "affiliate_id": s.affiliate.id,
-              "program_id": s.program.id, "clicked_at": "2026-11-24T01:00:00+00:00", "is_bot": False,
-              "visitor_id": "01M8VISITORxxxxxxxxxxxxxxxxxxxx", "fingerprint": "f" * 32, "fraud_score": 0}  # fmt: skip
+    record = {
+        "click_id": "01M8DEADPROCESSxxxxxxxxxxxxxxxx1",
+        "link_id": s.link.id,
+        "affiliate_id": s.affiliate.id,
+        "program_id": s.program.id,
+        "clicked_at": "2026-11-24T01:00:00+00:00",
+        "is_bot": False,
+        "visitor_id": "01M8VISITORxxxxxxxxxxxxxxxxxxxx",
+        "fingerprint": "f" * 32,
+        "fraud_score": 0,
+    }
     script = textwrap.dedent(f"""
         import os
         from redirector.clicklog import ClickLog
@@ -128,8 +140,9 @@ def test_ingest_clicks_moves_a_dead_redirectors_log_into_the_database(app, runne
         os._exit(0)
     """)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    subprocess.run([sys.executable, "-c", script], cwd=root, env={**os.environ, "PYTHONPATH": root}, check=True,
-                   timeout=30)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env={**os.environ, "PYTHONPATH": root}, check=True, timeout=30
+    )
     result = runner.invoke(args=["ingest-clicks"])
     assert result.exit_code == 0, result.output
     assert "Ingested 1 clicks" in result.output

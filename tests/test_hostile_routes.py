@@ -74,8 +74,12 @@ def _form_field_names() -> set[str]:
 @pytest.fixture
 def clients(app):
     admin = make_admin(app)
-    users = {"affiliate": make_affiliate(app), "member": make_user(app, role="member"),
-             "finance": make_finance(app), "admin": admin}  # fmt: skip
+    users = {
+        "affiliate": make_affiliate(app),
+        "member": make_user(app, role="member"),
+        "finance": make_finance(app),
+        "admin": admin,
+    }
     make_link(app, users["affiliate"], make_program(app, admin))
     result = {}
     for role in ROLES:
@@ -138,13 +142,19 @@ def test_no_route_answers_a_server_error_to_hostile_values(app, clients, role):
             if "POST" in rule.methods:
                 for value in FORM_VALUES:
                     body = _form_body(fields, value, token)
-                    failure = _server_error(client.post, f"{path}?{_queries()[0]}", data=body,
-                                            content_type="application/x-www-form-urlencoded")  # fmt: skip
+                    failure = _server_error(
+                        client.post,
+                        f"{path}?{_queries()[0]}",
+                        data=body,
+                        content_type="application/x-www-form-urlencoded",
+                    )
                     if failure:
                         failures.append(("POST", path, repr(value), failure))
     # One example per route and kind of failure, so that a regression reads in a few lines.
-    examples = {(method, path.split("?")[0], failure.split(":")[0]): (method, path, value, failure)
-                for method, path, value, failure in failures}  # fmt: skip
+    examples = {
+        (method, path.split("?")[0], failure.split(":")[0]): (method, path, value, failure)
+        for method, path, value, failure in failures
+    }
     assert not examples, "\n".join(map(repr, examples.values()))
 
 

@@ -19,11 +19,16 @@ HSTS = "max-age=31536000; includeSubDomains"
 @pytest.fixture
 def production(database_uri):
     """The portal as production configures it, on the test database (cheap jobs: none in the background)."""
-    portal = create_app(ProductionConfig, {
-        "SECRET_KEY": "production-test-secret", "SQLALCHEMY_DATABASE_URI": database_uri,
-        "INSTANCE_PATH": tempfile.mkdtemp(prefix="clicktrail-instance-"), "CLICK_INGESTER": "thread",
-        "MONEY_JOBS_SECONDS": 0,
-    })  # fmt: skip
+    portal = create_app(
+        ProductionConfig,
+        {
+            "SECRET_KEY": "production-test-secret",
+            "SQLALCHEMY_DATABASE_URI": database_uri,
+            "INSTANCE_PATH": tempfile.mkdtemp(prefix="clicktrail-instance-"),
+            "CLICK_INGESTER": "thread",
+            "MONEY_JOBS_SECONDS": 0,
+        },
+    )
     yield portal
     dispose(portal)
 

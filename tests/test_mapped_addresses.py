@@ -45,8 +45,11 @@ def _session_ip(app) -> str | None:
 def test_portal_unmaps_the_socket_peer(app, client):
     alice = make_affiliate(app)
     token = Auth(client).token()
-    client.post("/login", data={"email": alice.email, "password": PASSWORD, "csrf_token": token},
-                environ_base={"REMOTE_ADDR": "::ffff:198.51.100.9"})  # fmt: skip
+    client.post(
+        "/login",
+        data={"email": alice.email, "password": PASSWORD, "csrf_token": token},
+        environ_base={"REMOTE_ADDR": "::ffff:198.51.100.9"},
+    )
     assert _session_ip(app) == "198.51.100.9"
 
 
@@ -55,6 +58,10 @@ def test_portal_unmaps_a_trusted_forwarded_hop(database_uri):
     alice = make_affiliate(app)
     client = app.test_client()
     token = Auth(client).token()
-    client.post("/login", data={"email": alice.email, "password": PASSWORD, "csrf_token": token},
-                headers={"X-Forwarded-For": "::ffff:203.0.113.20"}, environ_base={"REMOTE_ADDR": "::1"})  # fmt: skip
+    client.post(
+        "/login",
+        data={"email": alice.email, "password": PASSWORD, "csrf_token": token},
+        headers={"X-Forwarded-For": "::ffff:203.0.113.20"},
+        environ_base={"REMOTE_ADDR": "::1"},
+    )
     assert _session_ip(app) == "203.0.113.20"

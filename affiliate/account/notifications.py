@@ -18,8 +18,13 @@ bp = Blueprint("account_notifications", __name__, url_prefix="/account/notificat
 
 
 class SettingsForm(Form):
-    on = SelectMultipleField("Send me mail about", choices=[], widget=ListWidget(prefix_label=False),
-                             option_widget=CheckboxInput(), validate_choice=True)  # fmt: skip
+    on = SelectMultipleField(
+        "Send me mail about",
+        choices=[],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+        validate_choice=True,
+    )
 
 
 @bp.route("", methods=["GET", "POST"])

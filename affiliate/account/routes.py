@@ -135,6 +135,8 @@ def end_other_sessions():
         return redirect(url_for("account.sessions"))
     ended = accounts.end_other_sessions(db.session, user, keep=user.session_token, now=utcnow())
     db.session.commit()
-    flash(f"Signed out {ended} other device{'s' if ended != 1 else ''}." if ended else "No other device was signed in.",
-          "success")  # fmt: skip
+    flash(
+        f"Signed out {ended} other device{'s' if ended != 1 else ''}." if ended else "No other device was signed in.",
+        "success",
+    )
     return redirect(url_for("account.sessions"))

@@ -33,8 +33,11 @@ class CodeForm(Form):
 
 
 class KeyForm(Form):
-    name = StringField("Name of this key", validators=[Optional(), Length(max=64)],
-                       description="So you can tell your keys apart, as “YubiKey on my keyring”.")  # fmt: skip
+    name = StringField(
+        "Name of this key",
+        validators=[Optional(), Length(max=64)],
+        description="So you can tell your keys apart, as “YubiKey on my keyring”.",
+    )
     credential = HiddenField(validators=[DataRequired(message="Touch your key first."), Length(max=16_384)])
 
 
@@ -43,8 +46,10 @@ class ActionForm(Form):
 
 
 class NewCodesForm(Form):
-    confirm = BooleanField("I understand my current recovery codes stop working",
-                           validators=[DataRequired(message="Tick the box to make new codes.")])  # fmt: skip
+    confirm = BooleanField(
+        "I understand my current recovery codes stop working",
+        validators=[DataRequired(message="Tick the box to make new codes.")],
+    )
 
 
 def init_app(app: Flask) -> None:
@@ -184,8 +189,15 @@ def key_add():
         try:
             if challenge is None:
                 raise security_keys.KeyRefused("The challenge expired. Touch your key again.")
-            key = security_keys.register(db.session, user, form.credential.data, form.name.data or "",
-                                         challenge=challenge, rp=factor.relying_party(), now=utcnow())  # fmt: skip
+            key = security_keys.register(
+                db.session,
+                user,
+                form.credential.data,
+                form.name.data or "",
+                challenge=challenge,
+                rp=factor.relying_party(),
+                now=utcnow(),
+            )
         except security_keys.KeyRefused as error:
             db.session.rollback()
             flash(str(error), "error")

@@ -48,12 +48,20 @@ def adjust(user_id: int):
     if not form.validate_on_submit():
         return _render_show(affiliate, form, 422)
     request_ = adjustments.AdjustmentRequest(
-        affiliate_id=affiliate.id, program_id=form.program_id, kind=form.kind.data, amount_cents=form.amount_cents,
+        affiliate_id=affiliate.id,
+        program_id=form.program_id,
+        kind=form.kind.data,
+        amount_cents=form.amount_cents,
         reason=form.reason.data,
-    )  # fmt: skip
+    )
     try:
-        adjustment = adjustments.create(db.session, request_, actor=current_user, now=utcnow(),
-                                        thresholds=current_app.config["ADJUSTMENT_APPROVAL_THRESHOLDS"])  # fmt: skip
+        adjustment = adjustments.create(
+            db.session,
+            request_,
+            actor=current_user,
+            now=utcnow(),
+            thresholds=current_app.config["ADJUSTMENT_APPROVAL_THRESHOLDS"],
+        )
     except adjustments.AdjustmentError as error:
         db.session.rollback()
         form.form_errors.append(str(error))
@@ -61,11 +69,16 @@ def adjust(user_id: int):
     db.session.commit()
     amount = format_amount(adjustment.amount_cents, adjustment.currency)
     if adjustment.status == AdjustmentStatus.PENDING_APPROVAL:
-        flash(f"{adjustment.kind.capitalize()} #{adjustment.id} of {amount} is over the approval threshold: a second "
-              "finance user must approve it before it is posted.", "info")  # fmt: skip
+        flash(
+            f"{adjustment.kind.capitalize()} #{adjustment.id} of {amount} is over the approval threshold: a second "
+            "finance user must approve it before it is posted.",
+            "info",
+        )
     else:
-        flash(f"{adjustment.kind.capitalize()} #{adjustment.id} of {amount} posted to {affiliate.name}'s balance.",
-              "success")  # fmt: skip
+        flash(
+            f"{adjustment.kind.capitalize()} #{adjustment.id} of {amount} posted to {affiliate.name}'s balance.",
+            "success",
+        )
     return _back(affiliate)
 
 
@@ -130,8 +143,12 @@ def change_recruiter(user_id: int):
         flash(str(error), "error")
         return _back(affiliate)
     db.session.commit()
-    flash(f"{affiliate.name} is now recruited by {recruiter.name}." if recruiter
-          else f"{affiliate.name} has no recruiter now.", "success")  # fmt: skip
+    flash(
+        f"{affiliate.name} is now recruited by {recruiter.name}."
+        if recruiter
+        else f"{affiliate.name} has no recruiter now.",
+        "success",
+    )
     return _back(affiliate)
 
 

@@ -20,8 +20,9 @@ def index(program_id: int):
     program = _program_or_404(program_id)
     form = ApiKeyForm()
     if form.validate_on_submit():
-        issued = issue_key(db.session, program, form.name.data.strip(), actor=current_user, now=utcnow(),
-                           scopes=form.scopes.data)  # fmt: skip
+        issued = issue_key(
+            db.session, program, form.name.data.strip(), actor=current_user, now=utcnow(), scopes=form.scopes.data
+        )
         db.session.commit()
         # Rendered, not redirected: the secrets exist only in this one response.
         return render_template("admin/api_keys/key_issued.html", program=program, issued=issued)

@@ -53,10 +53,15 @@ def show(conversion_id: int):
     names = people.names(db.session, credited | {c.affiliate_id for c in earned})
     verdict = json.loads(conversion.fraud_reasons) if conversion.fraud_reasons else []
     return render_template(
-        "shared/conversions/show.html", conversion=conversion, trace=trace, names=names, staff=True,
-        verdict=verdict, can_reject=conversion.type != ConversionType.REFUND and conversion.status in EARNING,
+        "shared/conversions/show.html",
+        conversion=conversion,
+        trace=trace,
+        names=names,
+        staff=True,
+        verdict=verdict,
+        can_reject=conversion.type != ConversionType.REFUND and conversion.status in EARNING,
         commissions=earned,
-    )  # fmt: skip
+    )
 
 
 @bp.post("/<bigid:conversion_id>/reject")
@@ -69,8 +74,7 @@ def reject(conversion_id: int):
         flash(f"The note {UNSTORABLE_MESSAGE}.", "error")
     elif not note:
         flash("Say why when rejecting: the note is kept in the audit log.", "error")
-    elif decide(db.session, [conversion.id], "reject", actor_id=current_user.id, note=note, now=utcnow(),
-                reopen=True):  # fmt: skip
+    elif decide(db.session, [conversion.id], "reject", actor_id=current_user.id, note=note, now=utcnow(), reopen=True):
         db.session.commit()
         flash("Conversion rejected; its commissions were taken back.", "success")
     else:

@@ -43,8 +43,15 @@ def decide(program_id: int):
         flash("Choose an affiliate.", "error")
         return redirect(url_for("admin_enrollments.index", program_id=program.id))
     try:
-        enrollment.decide(db.session, program, affiliate, request.form.get("decision", ""),
-                          actor_id=current_user.id, reason=request.form.get("reason"), now=utcnow())  # fmt: skip
+        enrollment.decide(
+            db.session,
+            program,
+            affiliate,
+            request.form.get("decision", ""),
+            actor_id=current_user.id,
+            reason=request.form.get("reason"),
+            now=utcnow(),
+        )
     except enrollment.EnrollmentError as error:
         db.session.rollback()
         flash(str(error), "error")

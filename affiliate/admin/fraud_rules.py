@@ -28,11 +28,19 @@ def edit(program_id: int):
         else:
             changed = save_rules(db.session, program, parsed, actor=current_user, now=utcnow())
             db.session.commit()
-            flash(f"{changed} rule{'s' if changed != 1 else ''} changed. Changes apply to new clicks and conversions "
-                  "(clicks within 30 seconds); verdicts already given stay as they were.", "success")  # fmt: skip
+            flash(
+                f"{changed} rule{'s' if changed != 1 else ''} changed. Changes apply to new clicks and conversions "
+                "(clicks within 30 seconds); verdicts already given stay as they were.",
+                "success",
+            )
             return redirect(url_for("admin_fraud_rules.edit", program_id=program.id))
     return render_template(
-        "admin/fraud_rules/edit.html", program=program, settings=program_rules(db.session, program.id), errors=errors,
-        form=request.form, descriptions=DESCRIPTIONS, actions=[a.value for a in Action],
+        "admin/fraud_rules/edit.html",
+        program=program,
+        settings=program_rules(db.session, program.id),
+        errors=errors,
+        form=request.form,
+        descriptions=DESCRIPTIONS,
+        actions=[a.value for a in Action],
         thresholds={name: list(rule.settings) for name, rule in DEFAULT_RULES.items()},
-    ), (422 if errors else 200)  # fmt: skip
+    ), (422 if errors else 200)

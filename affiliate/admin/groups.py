@@ -40,8 +40,9 @@ def index(program_id: int):
 def create(program_id: int):
     program = db.session.get(Program, program_id) or abort(404)
     try:
-        group = create_group(db.session, program.id, request.form.get("name", ""), actor_id=current_user.id,
-                             now=utcnow())  # fmt: skip
+        group = create_group(
+            db.session, program.id, request.form.get("name", ""), actor_id=current_user.id, now=utcnow()
+        )
     except GroupError as error:
         db.session.rollback()
         flash(str(error), "error")
@@ -73,8 +74,11 @@ def move_affiliates(program_id: int):
         flash(str(error), "error")
     else:
         db.session.commit()
-        flash(f"{moved} affiliate{'s' if moved != 1 else ''} moved. Conversions evaluated from now on are paid by "
-              "their new group's plan; commissions already accrued do not change.", "success")  # fmt: skip
+        flash(
+            f"{moved} affiliate{'s' if moved != 1 else ''} moved. Conversions evaluated from now on are paid by "
+            "their new group's plan; commissions already accrued do not change.",
+            "success",
+        )
     return redirect(url_for("admin_groups.index", program_id=program.id))
 
 
@@ -83,8 +87,12 @@ def _plan(program_id: int, group_id: int | None, now: datetime) -> CommissionPla
     owner = CommissionPlan.group_id.is_(None) if group_id is None else CommissionPlan.group_id == group_id
     return db.session.scalar(
         select(CommissionPlan)
-        .where(CommissionPlan.program_id == program_id, CommissionPlan.affiliate_id.is_(None), owner,
-               CommissionPlan.effective_from <= now)
+        .where(
+            CommissionPlan.program_id == program_id,
+            CommissionPlan.affiliate_id.is_(None),
+            owner,
+            CommissionPlan.effective_from <= now,
+        )
         .order_by(CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
         .limit(1)
-    )  # fmt: skip
+    )

@@ -43,18 +43,23 @@ def reset_second_factor(user_id: int):
         flash(f"{person.email} has no second factor to reset.", "info")
         return redirect(back)
     if not login_is_fresh(utcnow(), second_factor=True):
-        flash("Resetting someone's two-factor sign-in needs a recent sign-in. Confirm it is you, then reset again.",
-              "info")  # fmt: skip
+        flash(
+            "Resetting someone's two-factor sign-in needs a recent sign-in. Confirm it is you, then reset again.",
+            "info",
+        )
         return redirect(url_for("auth.reauth", next=back), 303)
     try:
         second_factor.reset(db.session, person, actor=current_user, now=utcnow())
     except second_factor.SecondFactorError as error:
         flash(str(error), "error")
         return redirect(back)
-    notices.second_factor_changed(person, f"{current_user.name}, an administrator, reset your two-factor sign-in "
-                                          "and signed you out everywhere")  # fmt: skip
+    notices.second_factor_changed(
+        person, f"{current_user.name}, an administrator, reset your two-factor sign-in and signed you out everywhere"
+    )
     db.session.commit()
-    flash(f"Two-factor sign-in of {person.email} is reset and they are signed out. "
-          + ("They set it up again at their next sign-in." if second_factor.required(person) else ""),
-          "success")  # fmt: skip
+    flash(
+        f"Two-factor sign-in of {person.email} is reset and they are signed out. "
+        + ("They set it up again at their next sign-in." if second_factor.required(person) else ""),
+        "success",
+    )
     return redirect(back)

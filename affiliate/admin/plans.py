@@ -355,21 +355,30 @@ def edit(program_id: int):
         if form.save.data:
             try:
                 plan = save_plan(
-                    db.session, program.id, terms, effective_from=form.effective_at or now, actor_id=current_user.id,
-                    now=now, group_id=scope.group.id if scope.group else None,
+                    db.session,
+                    program.id,
+                    terms,
+                    effective_from=form.effective_at or now,
+                    actor_id=current_user.id,
+                    now=now,
+                    group_id=scope.group.id if scope.group else None,
                     affiliate_id=scope.affiliate.id if scope.affiliate else None,
-                )  # fmt: skip
+                )
             except PlanError as error:
                 db.session.rollback()
                 form.form_errors.append(str(error))
             else:
                 db.session.commit()
-                flash(f"Plan version {plan.id} for the {scope.label()} saved; it pays conversions from "
-                      f"{plan.effective_from:%Y-%m-%d %H:%M} UTC on.", "success")  # fmt: skip
+                flash(
+                    f"Plan version {plan.id} for the {scope.label()} saved; it pays conversions from "
+                    f"{plan.effective_from:%Y-%m-%d %H:%M} UTC on.",
+                    "success",
+                )
                 return redirect(url_for("admin_plans.edit", program_id=program.id, **scope.args))
         else:
-            result = preview(terms, form.preview_amount_cents, form.preview_count.data, form.preview_revenue_cents,
-                             program.currency)  # fmt: skip
+            result = preview(
+                terms, form.preview_amount_cents, form.preview_count.data, form.preview_revenue_cents, program.currency
+            )
     versions = db.session.execute(
         select(CommissionPlan, User.name)
         .outerjoin(User, User.id == CommissionPlan.created_by_id)
@@ -378,6 +387,15 @@ def edit(program_id: int):
     ).all()
     status = 200 if request.method == "GET" or not form.errors else 422
     return render_template(
-        "admin/plans/edit.html", program=program, form=form, current=current, fallback=fallback,
-        versions=versions, describe=in_words, terms_of=terms_of, result=result, now=now, scope=scope,
-    ), status  # fmt: skip
+        "admin/plans/edit.html",
+        program=program,
+        form=form,
+        current=current,
+        fallback=fallback,
+        versions=versions,
+        describe=in_words,
+        terms_of=terms_of,
+        result=result,
+        now=now,
+        scope=scope,
+    ), status

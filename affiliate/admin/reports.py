@@ -90,8 +90,11 @@ def payouts_csv():
         abort(400)
     built, paid = service.payout_summary(db.session, period)
     header = ("counted_by", "status", "currency", "payouts", "amount")
-    rows = [(kind, p.status, p.currency, p.payouts, to_decimal(p.amount_cents, p.currency))
-            for kind, summary in (("built", built), ("paid", paid)) for p in summary]  # fmt: skip
+    rows = [
+        (kind, p.status, p.currency, p.payouts, to_decimal(p.amount_cents, p.currency))
+        for kind, summary in (("built", built), ("paid", paid))
+        for p in summary
+    ]
     return csv_download(write_csv(rows, header), f"clicktrail-payouts-{period.start}-{period.end}.csv")
 
 

@@ -22,19 +22,33 @@ bp.before_request(require_roles(Role.ADMIN))
 
 
 class EndpointForm(Form):
-    url = URLField("Endpoint URL", validators=[DataRequired(), Length(max=2000)],
-                   description="https only. It receives a signed POST for each event you choose.")  # fmt: skip
+    url = URLField(
+        "Endpoint URL",
+        validators=[DataRequired(), Length(max=2000)],
+        description="https only. It receives a signed POST for each event you choose.",
+    )
     description = StringField("Description", validators=[Optional(), Length(max=200)])
-    events = SelectMultipleField("Events", choices=options([(webhooks.ALL, "Every event"), *webhooks.EVENTS.items()]),
-                                 widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())  # fmt: skip
+    events = SelectMultipleField(
+        "Events",
+        choices=options([(webhooks.ALL, "Every event"), *webhooks.EVENTS.items()]),
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
 
 
 class PostbackForm(Form):
-    url_template = StringField("Postback URL", validators=[DataRequired(), Length(max=2000)],
-                               description="Macros: " + ", ".join("{" + m + "}" for m in postbacks.MACROS))  # fmt: skip
+    url_template = StringField(
+        "Postback URL",
+        validators=[DataRequired(), Length(max=2000)],
+        description="Macros: " + ", ".join("{" + m + "}" for m in postbacks.MACROS),
+    )
     method = SelectField("Method", choices=options([("GET", "GET"), ("POST", "POST (values also as a form body)")]))
-    events = SelectMultipleField("Send when", choices=options(postbacks.EVENTS.items()),
-                                 widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())  # fmt: skip
+    events = SelectMultipleField(
+        "Send when",
+        choices=options(postbacks.EVENTS.items()),
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
 
 
 class ActionForm(Form):
@@ -47,8 +61,9 @@ def check_webhook_url(url: str):
 
 def check_postback_url(url: str):
     config = current_app.config
-    return outbound.check_url(url, allow_http=config["POSTBACK_ALLOW_HTTP"],
-                              allow_loopback=config["OUTBOUND_ALLOW_LOOPBACK"])  # fmt: skip
+    return outbound.check_url(
+        url, allow_http=config["POSTBACK_ALLOW_HTTP"], allow_loopback=config["OUTBOUND_ALLOW_LOOPBACK"]
+    )
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -58,8 +73,9 @@ def index(program_id: int):
     if form.validate_on_submit():
         settings = webhooks.EndpointSettings(form.url.data, tuple(form.events.data or ()), form.description.data)
         try:
-            endpoint = webhooks.create_endpoint(db.session, program, settings, actor=current_user, now=utcnow(),
-                                                check_url=check_webhook_url)  # fmt: skip
+            endpoint = webhooks.create_endpoint(
+                db.session, program, settings, actor=current_user, now=utcnow(), check_url=check_webhook_url
+            )
         except webhooks.WebhookError as error:
             db.session.rollback()
             form.form_errors.append(str(error))
@@ -77,8 +93,9 @@ def add_postback(program_id: int):
     if form.validate_on_submit():
         settings = postbacks.PostbackSettings(form.url_template.data, form.method.data, tuple(form.events.data or ()))
         try:
-            postbacks.save(db.session, program, None, settings, actor=current_user, now=utcnow(),
-                           check_url=check_postback_url)  # fmt: skip
+            postbacks.save(
+                db.session, program, None, settings, actor=current_user, now=utcnow(), check_url=check_postback_url
+            )
         except postbacks.PostbackError as error:
             db.session.rollback()
             form.form_errors.append(str(error))
@@ -112,8 +129,9 @@ def show(program_id: int, endpoint_id: int):
     if form.validate_on_submit():
         settings = webhooks.EndpointSettings(form.url.data, tuple(form.events.data or ()), form.description.data)
         try:
-            webhooks.update_endpoint(db.session, endpoint, settings, actor=current_user, now=utcnow(),
-                                     check_url=check_webhook_url)  # fmt: skip
+            webhooks.update_endpoint(
+                db.session, endpoint, settings, actor=current_user, now=utcnow(), check_url=check_webhook_url
+            )
         except webhooks.WebhookError as error:
             db.session.rollback()
             form.form_errors.append(str(error))
@@ -152,8 +170,12 @@ def set_enabled(program_id: int, endpoint_id: int, state: str):
     if ActionForm().validate_on_submit():
         webhooks.set_enabled(db.session, endpoint, state == "on", actor=current_user, now=utcnow())
         db.session.commit()
-        flash("Endpoint turned on: waiting messages go now." if state == "on" else "Endpoint turned off: messages "
-              "wait until it is turned on again.", "success")  # fmt: skip
+        flash(
+            "Endpoint turned on: waiting messages go now."
+            if state == "on"
+            else "Endpoint turned off: messages wait until it is turned on again.",
+            "success",
+        )
     return redirect(url_for("admin_webhooks.show", program_id=program_id, endpoint_id=endpoint_id))
 
 

@@ -101,9 +101,11 @@ def no_unknown_fields(body: dict, allowed: set[str], prefix: str = "") -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ApiError(
-            400, "unknown_field", f"Unknown field {prefix}{unknown[0]}; the API document lists the fields.",
+            400,
+            "unknown_field",
+            f"Unknown field {prefix}{unknown[0]}; the API document lists the fields.",
             prefix + unknown[0],
-        )  # fmt: skip
+        )
 
 
 def field(body: dict, name: str, check, **options):

@@ -130,8 +130,11 @@ def _issuer(key: ApiKey) -> User:
     """The admin a key acts for; a key outlives its issuer's admin rights only for reporting conversions."""
     issuer = db.session.get(User, key.created_by_id) if key.created_by_id else None
     if issuer is None or issuer.role != Role.ADMIN or issuer.status != UserStatus.ACTIVE:
-        raise ApiError(403, "issuer_not_admin", "The admin who issued this key is no longer one; ask a current "
-                       "admin for a new key.")  # fmt: skip
+        raise ApiError(
+            403,
+            "issuer_not_admin",
+            "The admin who issued this key is no longer one; ask a current admin for a new key.",
+        )
     return issuer
 
 
@@ -144,9 +147,16 @@ def _claim(authenticated: Authenticated):
     earlier = db.session.scalar(select(ApiIdempotencyKey).where(*mine))
     if earlier is None:
         db.session.execute(delete(ApiIdempotencyKey).where(ApiIdempotencyKey.created_at < now - IDEMPOTENCY_KEPT))
-        claim = ApiIdempotencyKey(api_key_id=authenticated.key.id, request_id=request_id, method=request.method,
-                                  path=request.path[:255], body_sha256=digest, status=0, response="",
-                                  created_at=now)  # fmt: skip
+        claim = ApiIdempotencyKey(
+            api_key_id=authenticated.key.id,
+            request_id=request_id,
+            method=request.method,
+            path=request.path[:255],
+            body_sha256=digest,
+            status=0,
+            response="",
+            created_at=now,
+        )
         db.session.add(claim)
         try:
             db.session.flush()  # PostgreSQL: the same id sent twice at once waits here for the first to finish
@@ -157,8 +167,11 @@ def _claim(authenticated: Authenticated):
             if earlier is None:
                 raise ApiError(409, "conflict", "This request id is in use by another request; send again.") from None
     if (earlier.method, earlier.path, earlier.body_sha256) != (request.method, request.path[:255], digest):
-        raise ApiError(409, "request_id_reused", "This Clicktrail-Request-Id was used for another request; "
-                       "give each new request its own id.")  # fmt: skip
+        raise ApiError(
+            409,
+            "request_id_reused",
+            "This Clicktrail-Request-Id was used for another request; give each new request its own id.",
+        )
     db.session.rollback()
     return json.loads(earlier.response), earlier.status, {"Idempotent-Replayed": "true"}
 
@@ -249,9 +262,16 @@ def add_plan(authenticated: Authenticated, actor: User, body: dict):
     starts = parse_time(body.get("effective_from"), "effective_from") or g.api_now
     terms = _terms(body.get("terms"))
     try:
-        plan = save_plan(db.session, program.id, terms, affiliate_id=affiliate_id,
-                         group_id=group.id if group else None, effective_from=starts, actor_id=actor.id,
-                         now=g.api_now)  # fmt: skip
+        plan = save_plan(
+            db.session,
+            program.id,
+            terms,
+            affiliate_id=affiliate_id,
+            group_id=group.id if group else None,
+            effective_from=starts,
+            actor_id=actor.id,
+            now=g.api_now,
+        )
     except PlanError as error:
         raise ApiError(422, "invalid_plan", str(error), "terms") from error
     return {"plan": _plan_json(plan, program.currency, plan.effective_from <= g.api_now)}, 201
@@ -287,9 +307,13 @@ def _terms(value) -> PlanTerms:
         no_unknown_fields(tier, TIER_FIELDS, prefix=prefix)
         if tier.get("threshold") is None:
             raise ApiError(422, "missing_field", f"{prefix}threshold is required.", prefix + "threshold")
-        rates.append(TierRate(threshold=number("threshold", MAX_CENTS, 1, tier, prefix),
-                              percent_bps=number("percent_bps", 10_000, source=tier, prefix=prefix),
-                              flat_cents=number("flat", MAX_CENTS, source=tier, prefix=prefix)))  # fmt: skip
+        rates.append(
+            TierRate(
+                threshold=number("threshold", MAX_CENTS, 1, tier, prefix),
+                percent_bps=number("percent_bps", 10_000, source=tier, prefix=prefix),
+                flat_cents=number("flat", MAX_CENTS, source=tier, prefix=prefix),
+            )
+        )
     recurring = value.get("recurring_months", 0)
     bonus_threshold = value.get("bonus_threshold")
     return PlanTerms(
@@ -394,8 +418,9 @@ def move_to_group(authenticated: Authenticated, actor: User, body: dict):
         raise ApiError(422, "missing_field", "group_id is required (null for the default group).", "group_id")
     group = _group(program.id, _optional_id(body, "group_id"))
     try:
-        moved = groups.move(db.session, program.id, list(ids), group.id if group else None, actor_id=actor.id,
-                            now=g.api_now)  # fmt: skip
+        moved = groups.move(
+            db.session, program.id, list(ids), group.id if group else None, actor_id=actor.id, now=g.api_now
+        )
     except groups.GroupError as error:
         raise ApiError(422, "invalid_field", str(error), "affiliate_ids") from error
     return {"moved": moved, "group_id": group.id if group else None}, 200
@@ -448,8 +473,9 @@ def decide_enrollment(authenticated: Authenticated, actor: User, body: dict, aff
     if decision != "approve" and not (reason or "").strip():
         raise ApiError(422, "missing_field", "Rejecting or removing needs the reason the affiliate reads.", "reason")
     try:
-        record = enrollment.decide(db.session, program, affiliate.id, decision, actor_id=actor.id, reason=reason,
-                                   now=g.api_now)  # fmt: skip
+        record = enrollment.decide(
+            db.session, program, affiliate.id, decision, actor_id=actor.id, reason=reason, now=g.api_now
+        )
     except enrollment.EnrollmentError as error:
         raise ApiError(409, "enrollment_conflict", str(error)) from error
     group_id = groups.group_of(db.session, program.id, affiliate.id)
@@ -533,11 +559,21 @@ def add_adjustment(authenticated: Authenticated, actor: User, body: dict):
     reason = field(body, "reason", require_str, max_length=REASON_MAX)
     if not reason.strip():
         raise ApiError(422, "invalid_field", "reason is the text the affiliate reads; it cannot be blank.", "reason")
-    wanted = adjustments.AdjustmentRequest(affiliate_id=affiliate_id, program_id=authenticated.key.program.id,
-                                           kind=kind, amount_cents=amount, reason=reason)  # fmt: skip
+    wanted = adjustments.AdjustmentRequest(
+        affiliate_id=affiliate_id,
+        program_id=authenticated.key.program.id,
+        kind=kind,
+        amount_cents=amount,
+        reason=reason,
+    )
     try:
-        adjustment = adjustments.create(db.session, wanted, actor=actor, now=g.api_now,
-                                        thresholds=current_app.config["ADJUSTMENT_APPROVAL_THRESHOLDS"])  # fmt: skip
+        adjustment = adjustments.create(
+            db.session,
+            wanted,
+            actor=actor,
+            now=g.api_now,
+            thresholds=current_app.config["ADJUSTMENT_APPROVAL_THRESHOLDS"],
+        )
     except adjustments.AdjustmentError as error:
         raise ApiError(422, "invalid_adjustment", str(error)) from error
     db.session.flush()

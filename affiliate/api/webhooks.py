@@ -35,8 +35,9 @@ def add_webhook(authenticated: Authenticated, actor: User, body: dict):
         url=field(body, "url", require_str, max_length=URL_MAX), events=_events(body), description=_description(body)
     )
     try:
-        endpoint = webhooks.create_endpoint(db.session, authenticated.key.program, settings, actor=actor,
-                                            now=g.api_now, check_url=_check_url)  # fmt: skip
+        endpoint = webhooks.create_endpoint(
+            db.session, authenticated.key.program, settings, actor=actor, now=g.api_now, check_url=_check_url
+        )
     except webhooks.WebhookError as error:
         raise ApiError(422, "invalid_endpoint", str(error)) from error
     return {"endpoint": _endpoint_json(endpoint), "secret": endpoint.secret}, 201
@@ -66,8 +67,9 @@ def change_webhook(authenticated: Authenticated, actor: User, body: dict, endpoi
     except webhooks.WebhookError as error:
         raise ApiError(422, "invalid_endpoint", str(error)) from error
     if "enabled" in body and body["enabled"] != endpoint.enabled:
-        webhooks.set_enabled(db.session, endpoint, body["enabled"], actor=actor, now=g.api_now,
-                             reason="turned off through the API")  # fmt: skip
+        webhooks.set_enabled(
+            db.session, endpoint, body["enabled"], actor=actor, now=g.api_now, reason="turned off through the API"
+        )
     return {"endpoint": _endpoint_json(endpoint)}, 200
 
 
@@ -100,8 +102,10 @@ def webhook_deliveries(authenticated: Authenticated, endpoint_id: int):
     if "after" in request.args:
         query = query.where(Delivery.id < after)
     found = db.session.scalars(query.order_by(Delivery.id.desc()).limit(limit)).all()
-    return {"deliveries": [_delivery_json(d) for d in found],
-            "next_after": found[-1].id if len(found) == limit else None}  # fmt: skip
+    return {
+        "deliveries": [_delivery_json(d) for d in found],
+        "next_after": found[-1].id if len(found) == limit else None,
+    }
 
 
 @bp.post("/webhooks/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver")

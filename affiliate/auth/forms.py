@@ -31,8 +31,11 @@ class SecondFactorForm(SecondFactorFields, Form):
 
 
 class ForgotPasswordForm(Form):
-    email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)],
-                       filters=[lambda value: value.strip() if isinstance(value, str) else value])  # fmt: skip
+    email = EmailField(
+        "Email",
+        validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)],
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+    )
 
 
 class ResetPasswordForm(Form):

@@ -22,41 +22,85 @@ def _when() -> str:
 
 
 def send_reset_link(user: User) -> None:
-    notifications.send(db.session, user, "password_reset", subject="Reset your Clicktrail password", now=utcnow(),
-                       reset_url=external_url("auth.reset_password", token=signed_links.reset_token(user)),
-                       minutes=current_app.config["PASSWORD_RESET_MINUTES"], ip=client_ip())  # fmt: skip
+    notifications.send(
+        db.session,
+        user,
+        "password_reset",
+        subject="Reset your Clicktrail password",
+        now=utcnow(),
+        reset_url=external_url("auth.reset_password", token=signed_links.reset_token(user)),
+        minutes=current_app.config["PASSWORD_RESET_MINUTES"],
+        ip=client_ip(),
+    )
 
 
 def send_verification(user: User) -> None:
-    notifications.send(db.session, user, "email_verification", subject="Confirm your email address", now=utcnow(),
-                       verify_url=external_url("auth.verify_email", token=signed_links.verification_token(user)),
-                       days=current_app.config["EMAIL_VERIFICATION_DAYS"])  # fmt: skip
+    notifications.send(
+        db.session,
+        user,
+        "email_verification",
+        subject="Confirm your email address",
+        now=utcnow(),
+        verify_url=external_url("auth.verify_email", token=signed_links.verification_token(user)),
+        days=current_app.config["EMAIL_VERIFICATION_DAYS"],
+    )
 
 
 def password_changed(user: User, how: str) -> None:
-    notifications.send(db.session, user, "password_changed", subject="Your Clicktrail password was changed",
-                       now=utcnow(), how=how, when=_when(), ip=client_ip(),
-                       forgot_url=external_url("auth.forgot_password"))  # fmt: skip
+    notifications.send(
+        db.session,
+        user,
+        "password_changed",
+        subject="Your Clicktrail password was changed",
+        now=utcnow(),
+        how=how,
+        when=_when(),
+        ip=client_ip(),
+        forgot_url=external_url("auth.forgot_password"),
+    )
 
 
 def payout_details_changed(user: User) -> None:
     destination = notifications.payout_destination(user.payout_method, user.payout_email or user.payout_iban or "—")
-    notifications.send(db.session, user, "payout_details_changed", subject="Your payout details were changed",
-                       now=utcnow(), when=_when(), ip=client_ip(),
-                       method=notifications.PAYOUT_METHODS.get(user.payout_method, "—"), destination=destination,
-                       payout_url=external_url("account.payout"))  # fmt: skip
+    notifications.send(
+        db.session,
+        user,
+        "payout_details_changed",
+        subject="Your payout details were changed",
+        now=utcnow(),
+        when=_when(),
+        ip=client_ip(),
+        method=notifications.PAYOUT_METHODS.get(user.payout_method, "—"),
+        destination=destination,
+        payout_url=external_url("account.payout"),
+    )
 
 
 def new_sign_in(user: User) -> None:
-    notifications.send(db.session, user, "new_sign_in", subject="New sign-in to your Clicktrail account",
-                       now=utcnow(), when=_when(), ip=client_ip(), device=device_name(request.user_agent.string),
-                       sessions_url=external_url("account.sessions"))  # fmt: skip
+    notifications.send(
+        db.session,
+        user,
+        "new_sign_in",
+        subject="New sign-in to your Clicktrail account",
+        now=utcnow(),
+        when=_when(),
+        ip=client_ip(),
+        device=device_name(request.user_agent.string),
+        sessions_url=external_url("account.sessions"),
+    )
 
 
 def second_factor_changed(user: User, change: str) -> None:
-    notifications.send(db.session, user, "second_factor_changed", subject="Two-factor sign-in changed",
-                       now=utcnow(), when=_when(), change=change,
-                       settings_url_2fa=external_url("account_two_factor.settings"))  # fmt: skip
+    notifications.send(
+        db.session,
+        user,
+        "second_factor_changed",
+        subject="Two-factor sign-in changed",
+        now=utcnow(),
+        when=_when(),
+        change=change,
+        settings_url_2fa=external_url("account_two_factor.settings"),
+    )
 
 
 def device_name(user_agent: str | None) -> str:

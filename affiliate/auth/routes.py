@@ -100,8 +100,11 @@ def signup():
             sign_in(result.member, remember=False)
             notices.send_verification(result.member)
             db.session.commit()
-            flash("Welcome! Your account is ready. Share your own link to invite friends. We mailed you a link "
-                  "to confirm your email address.", "success")  # fmt: skip
+            flash(
+                "Welcome! Your account is ready. Share your own link to invite friends. We mailed you a link "
+                "to confirm your email address.",
+                "success",
+            )
             return redirect(url_for("member.home"))
     # Shown to reassure the visitor who invited them; an unknown or malformed code shows nothing.
     referrer = find_referrer(db.session, ref)
@@ -154,8 +157,11 @@ def apply():
             sign_in(user, remember=False)
             notices.send_verification(user)
             db.session.commit()
-            flash("Thanks for applying. We mailed you a link to confirm your email address; we review "
-                  "applications with a confirmed address.", "success")  # fmt: skip
+            flash(
+                "Thanks for applying. We mailed you a link to confirm your email address; we review "
+                "applications with a confirmed address.",
+                "success",
+            )
             return redirect(url_for("account.profile"))
     return form_page(render_template("auth/apply.html", form=form, recruiter=recruiter), throttled)
 
@@ -213,8 +219,11 @@ def second_factor_step():
                 db.session.commit()
                 if method == "recovery code":
                     left = second_factor.recovery_codes_left(db.session, user)
-                    flash(f"You signed in with a recovery code; {left} left. Make new ones on the two-factor "
-                          "page if you are running low.", "info")  # fmt: skip
+                    flash(
+                        f"You signed in with a recovery code; {left} left. Make new ones on the two-factor "
+                        "page if you are running low.",
+                        "info",
+                    )
                 target = safe_next(request.args.get("next"), request.host_url)
                 return redirect(target or home_for(user))
             db.session.commit()
@@ -282,8 +291,9 @@ def reauth():
                 target = safe_next(request.args.get("next"), request.host_url)
                 return redirect(target or home_for(user))
     keys = needs_factor and bool(security_keys.keys_of(db.session, user))
-    body = render_template("auth/reauth.html", form=form, needs_factor=needs_factor, has_app=bool(user.totp_secret),
-                           keys=keys)  # fmt: skip
+    body = render_template(
+        "auth/reauth.html", form=form, needs_factor=needs_factor, has_app=bool(user.totp_secret), keys=keys
+    )
     return form_page(body, throttled, status)
 
 
@@ -308,9 +318,11 @@ def reset_limits(email: str) -> list[tuple[throttles.Limit, str]]:
     }
     return [
         (throttles.Limit("reset_address", config["RESET_FREE_PER_IP"], **delays), throttles.key_of(client_ip())),
-        (throttles.Limit("reset_email", config["RESET_FREE_PER_EMAIL"], **delays),
-         throttles.key_of(accounts.normalise_email(email))),
-    ]  # fmt: skip
+        (
+            throttles.Limit("reset_email", config["RESET_FREE_PER_EMAIL"], **delays),
+            throttles.key_of(accounts.normalise_email(email)),
+        ),
+    ]
 
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
@@ -362,8 +374,7 @@ def reset_password(token: str):
             db.session.commit()
             if current_user.is_authenticated:
                 logout_user()
-            flash("Your password is changed and every device was signed out. Sign in with the new password.",
-                  "success")  # fmt: skip
+            flash("Your password is changed and every device was signed out. Sign in with the new password.", "success")
             return redirect(url_for("auth.login"))
     return render_template("auth/reset_password.html", form=form, user=user), 400 if form.is_submitted() else 200
 
@@ -422,7 +433,7 @@ def unsubscribe(token: str):
     if request.method == "POST":
         notifications.opt_out(db.session, user.id, kind, now=utcnow())
         db.session.commit()
-        return render_template("auth/unsubscribed.html", label=label, email=user.email, done=True,
-                               form=UnsubscribeForm())  # fmt: skip
-    return render_template("auth/unsubscribed.html", label=label, email=user.email, done=False,
-                           form=UnsubscribeForm())  # fmt: skip
+        return render_template(
+            "auth/unsubscribed.html", label=label, email=user.email, done=True, form=UnsubscribeForm()
+        )
+    return render_template("auth/unsubscribed.html", label=label, email=user.email, done=False, form=UnsubscribeForm())

@@ -67,8 +67,9 @@ def check(user: User, *, code: str | None, assertion: str | None) -> str | None:
         challenge = take_challenge()
         if challenge is not None:
             try:
-                security_keys.authenticate(db.session, user, assertion, challenge=challenge, rp=relying_party(),
-                                           now=now())  # fmt: skip
+                security_keys.authenticate(
+                    db.session, user, assertion, challenge=challenge, rp=relying_party(), now=now()
+                )
                 method = "security key"
             except security_keys.KeyRefused:
                 db.session.rollback()

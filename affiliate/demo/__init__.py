@@ -25,10 +25,12 @@ DEMO_VIP_PLAN = PlanTerms(
     percent_bps=1_000,
     tier_basis=REVENUE,
     tier_scope=WHOLE_PERIOD,
-    tiers=(TierRate(threshold=30_000, percent_bps=1_200, flat_cents=0),
-           TierRate(threshold=100_000, percent_bps=1_500, flat_cents=0)),
+    tiers=(
+        TierRate(threshold=30_000, percent_bps=1_200, flat_cents=0),
+        TierRate(threshold=100_000, percent_bps=1_500, flat_cents=0),
+    ),
     second_tier_bps=500,
-)  # fmt: skip
+)
 SHOP_CHECKOUT = f"{LANDING_PATH}checkout?product="  # deep links into the demo shop
 DEMO_LINKS = (
     ("alice@demo.clicktrail.example", "Newsletter", ("weekly", None, None, None, None), None),

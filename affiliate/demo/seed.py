@@ -131,8 +131,9 @@ def _seed_demo_partners(program: Program, admin: User, now: datetime) -> None:
     # Opening terms: the demo's history reaches back before today.
     plans.save_plan(db.session, program.id, DEMO_DEFAULT_PLAN, effective_from=None, actor_id=admin.id, now=now)
     vip = groups.create_group(db.session, program.id, "VIP", actor_id=admin.id, now=now)
-    plans.save_plan(db.session, program.id, DEMO_VIP_PLAN, group_id=vip.id, effective_from=None, actor_id=admin.id,
-                    now=now)  # fmt: skip
+    plans.save_plan(
+        db.session, program.id, DEMO_VIP_PLAN, group_id=vip.id, effective_from=None, actor_id=admin.id, now=now
+    )
     groups.move(db.session, program.id, [bob.id], vip.id, actor_id=admin.id, now=now)
     recruiters.set_recruiter(db.session, bob, alice.referral_code, actor_id=admin.id, now=now)
     details = accounts.PayoutDetails(method="paypal", email="alice.payouts@example.com", account_name=None, iban=None)

@@ -61,8 +61,12 @@ def ensure_demo_shop(program: Program, admin: User) -> None:
     config = current_app.config
     wanted = demo_program_settings(config)
     if program.destination_url != wanted.destination_url and _seeded_destination(program.destination_url):
-        moved = replace(ProgramSettings(**snapshot(program)), destination_url=wanted.destination_url,
-                        allowed_hosts=wanted.allowed_hosts, fallback_url=wanted.fallback_url)  # fmt: skip
+        moved = replace(
+            ProgramSettings(**snapshot(program)),
+            destination_url=wanted.destination_url,
+            allowed_hosts=wanted.allowed_hosts,
+            fallback_url=wanted.fallback_url,
+        )
         save_program(db.session, program, moved, actor=admin, now=utcnow())
         db.session.commit()
     if config["DEMO_SHOP"]:

@@ -22,5 +22,12 @@ class CheckoutForm(Form):
     # Filled in by ct.js from the tracked link's ct_click (kept in its first-party cookie).
     click_id = HiddenField(render_kw={"data-clicktrail": "click_id"})
     # A code from a podcast or a newsletter: it credits its affiliate even without a click.
-    coupon = StringField("Coupon code", validators=[Optional(), Regexp(r"^[A-Za-z0-9_-]{3,40}$",
-                         message="A coupon code is 3 to 40 letters, digits, dashes or underscores.")])  # fmt: skip
+    coupon = StringField(
+        "Coupon code",
+        validators=[
+            Optional(),
+            Regexp(
+                r"^[A-Za-z0-9_-]{3,40}$", message="A coupon code is 3 to 40 letters, digits, dashes or underscores."
+            ),
+        ],
+    )

@@ -137,5 +137,6 @@ def _stored_sale(status: int, replayed: bool, raw: bytes) -> StoredSale:
     message = str(error.get("message") or f"HTTP {status}")
     # 409 is the shopper's own doing (the same order with another basket); anything else is the shop's problem.
     page_status = 409 if status == 409 else 502
-    raise ReportFailed(f"The conversion API refused the sale (HTTP {status}, {code}): {message}", status=page_status,
-                       code=code)  # fmt: skip
+    raise ReportFailed(
+        f"The conversion API refused the sale (HTTP {status}, {code}): {message}", status=page_status, code=code
+    )

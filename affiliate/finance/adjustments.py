@@ -44,8 +44,11 @@ def approve(adjustment_id: int):
         flash(str(error), "error")
         return _render_index(409)
     db.session.commit()
-    flash(f"Adjustment #{adjustment.id} approved and posted: "
-          f"{format_amount(adjustment.amount_cents, adjustment.currency)} {adjustment.kind}.", "success")  # fmt: skip
+    flash(
+        f"Adjustment #{adjustment.id} approved and posted: "
+        f"{format_amount(adjustment.amount_cents, adjustment.currency)} {adjustment.kind}.",
+        "success",
+    )
     return redirect(url_for("finance_adjustments.index"), 303)
 
 
@@ -77,6 +80,11 @@ def _render_index(status: int = 200):
     names = people.names(db.session, people_named | {a.rejected_by_id for a in rows})
     programs = program_service.names(db.session, {a.program_id for a in rows})
     return render_template(
-        "finance/adjustments/index.html", page=page, decided=decided, names=names, programs=programs,
-        approve_form=ApproveAdjustmentForm(), reject_form=RejectAdjustmentForm(),
-    ), status  # fmt: skip
+        "finance/adjustments/index.html",
+        page=page,
+        decided=decided,
+        names=names,
+        programs=programs,
+        approve_form=ApproveAdjustmentForm(),
+        reject_form=RejectAdjustmentForm(),
+    ), status

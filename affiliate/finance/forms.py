@@ -20,9 +20,11 @@ class BuildBatchForm(Form):
 class MarkPaidForm(Form):
     reference = StringField(
         "Reference from PayPal, Wise or the bank",
-        validators=[DataRequired(message="Enter the payment's reference from PayPal, Wise or the bank."),
-                    Length(max=255)],
-    )  # fmt: skip
+        validators=[
+            DataRequired(message="Enter the payment's reference from PayPal, Wise or the bank."),
+            Length(max=255),
+        ],
+    )
 
 
 class MarkFailedForm(Form):
@@ -41,8 +43,10 @@ class CancelBatchForm(Form):
 
 class RepeatExportForm(Form):
     # Only read when the batch already had a file of the format: the person confirms they know.
-    confirm_repeat = BooleanField("I have checked that the earlier file was not uploaded, or will not be: "
-                                  "uploading both pays everyone in them twice")  # fmt: skip
+    confirm_repeat = BooleanField(
+        "I have checked that the earlier file was not uploaded, or will not be: "
+        "uploading both pays everyone in them twice"
+    )
 
 
 class AdjustmentForm(Form):
@@ -50,9 +54,13 @@ class AdjustmentForm(Form):
 
     kind = SelectField(
         "Bonus or clawback",
-        choices=options([(AdjustmentKind.BONUS.value, "Bonus: adds to what the affiliate is owed"),
-                         (AdjustmentKind.CLAWBACK.value, "Clawback: takes from what the affiliate is owed")]),
-    )  # fmt: skip
+        choices=options(
+            [
+                (AdjustmentKind.BONUS.value, "Bonus: adds to what the affiliate is owed"),
+                (AdjustmentKind.CLAWBACK.value, "Clawback: takes from what the affiliate is owed"),
+            ]
+        ),
+    )
     program = SelectField(
         "Program",
         validate_choice=False,  # validate_program says it once, in words
@@ -74,9 +82,10 @@ class AdjustmentForm(Form):
         """``programs`` as (id, name, currency)."""
         super().__init__(*args, **kwargs)
         self.currencies = {program_id: currency for program_id, _, currency in programs}
-        self.program.choices = options([("", "Choose a program")] + [
-            (str(program_id), f"{name} ({currency})") for program_id, name, currency in programs
-        ])  # fmt: skip
+        self.program.choices = options(
+            [("", "Choose a program")]
+            + [(str(program_id), f"{name} ({currency})") for program_id, name, currency in programs]
+        )
         self.program_id: int | None = None
         self.amount_cents = 0
 

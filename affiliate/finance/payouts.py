@@ -64,8 +64,11 @@ def build():
         return redirect(url_for("finance_payouts.index"), 303)
     count = batches.payout_count(db.session, batch.id)
     total = format_amount(batch.total_cents, currency)
-    flash(f"Batch #{batch.id} built: {count} payout{'s' if count != 1 else ''}, {total}. "
-          "A second finance user must approve it.", "success")  # fmt: skip
+    flash(
+        f"Batch #{batch.id} built: {count} payout{'s' if count != 1 else ''}, {total}. "
+        "A second finance user must approve it.",
+        "success",
+    )
     return redirect(url_for("finance_payouts.show", batch_id=batch.id), 303)
 
 
@@ -80,8 +83,10 @@ def approve(batch_id: int):
     batch = _batch_or_404(batch_id)
     now = utcnow()
     if not login_is_fresh(now, second_factor=True):
-        flash("Approving a batch needs a recent sign-in. Enter your password and your second factor, then approve "
-              "again.", "info")  # fmt: skip
+        flash(
+            "Approving a batch needs a recent sign-in. Enter your password and your second factor, then approve again.",
+            "info",
+        )
         return redirect(url_for("auth.reauth", next=url_for("finance_payouts.show", batch_id=batch.id)), 303)
     try:
         service.approve_batch(db.session, batch, approver=current_user, now=now, acknowledged=_acknowledged())
@@ -105,8 +110,9 @@ def export(batch_id: int, export_format: str):
         _flash_errors(form)
         return _render_batch(batch, 400)
     try:
-        exported = service.export_batch(db.session, batch, export_format, actor=current_user, now=utcnow(),
-                                        repeat=bool(form.confirm_repeat.data))  # fmt: skip
+        exported = service.export_batch(
+            db.session, batch, export_format, actor=current_user, now=utcnow(), repeat=bool(form.confirm_repeat.data)
+        )
     except service.RepeatExport:
         db.session.rollback()
         return _render_repeat(batch, export_format, form, 409)
@@ -132,15 +138,19 @@ def cancel(batch_id: int):
         _flash_errors(form)
         return _render_batch(batch, 422)
     try:
-        count = service.cancel_batch(db.session, batch, actor=current_user, reason=form.reason.data.strip(),
-                                     now=utcnow())  # fmt: skip
+        count = service.cancel_batch(
+            db.session, batch, actor=current_user, reason=form.reason.data.strip(), now=utcnow()
+        )
     except service.PayoutError as error:
         db.session.rollback()
         flash(str(error), "error")
         return _render_batch(batch, 409)
     db.session.commit()
-    flash(f"Batch #{batch.id} cancelled: {count} payout{'s' if count != 1 else ''} returned to the affiliates' "
-          "balances for a later batch.", "success")  # fmt: skip
+    flash(
+        f"Batch #{batch.id} cancelled: {count} payout{'s' if count != 1 else ''} returned to the affiliates' "
+        "balances for a later batch.",
+        "success",
+    )
     return redirect(url_for("finance_payouts.show", batch_id=batch.id), 303)
 
 
@@ -196,10 +206,17 @@ def yearly_csv():
         return render_template("finance/payouts/yearly.html", year=None, totals=[], error=error), 400
     header = ("affiliate_id", "name", "email", "payout_methods", "currency", "payouts", "total_paid")
     rows = [
-        (t.affiliate_id, t.name, t.email, " ".join(t.methods), t.currency, t.payouts,
-         to_decimal(t.total_cents, t.currency))
+        (
+            t.affiliate_id,
+            t.name,
+            t.email,
+            " ".join(t.methods),
+            t.currency,
+            t.payouts,
+            to_decimal(t.total_cents, t.currency),
+        )
         for t in paid_in_year(db.session, year)
-    ]  # fmt: skip
+    ]
     return csv_download(write_csv(rows, header), f"clicktrail-payouts-{year}.csv")
 
 
@@ -216,11 +233,21 @@ def _render_batch(batch: PayoutBatch, status: int = 200):
     exports = _exports(batch)
     changed = service.details_changed(db.session, batch) if batch.status == BatchStatus.DRAFT else []
     return render_template(
-        "finance/payouts/show.html", batch=batch, rows=rows, trail=trail, names=names, files=files,
-        formats=FORMATS, exportable=batch.status in service.EXPORTABLE, paid_form=MarkPaidForm(),
-        failed_form=MarkFailedForm(), exports=exports, exported_formats={e.format for e, _ in exports},
-        changed=changed, changed_ids=",".join(str(c.affiliate_id) for c in changed),
-    ), status  # fmt: skip
+        "finance/payouts/show.html",
+        batch=batch,
+        rows=rows,
+        trail=trail,
+        names=names,
+        files=files,
+        formats=FORMATS,
+        exportable=batch.status in service.EXPORTABLE,
+        paid_form=MarkPaidForm(),
+        failed_form=MarkFailedForm(),
+        exports=exports,
+        exported_formats={e.format for e, _ in exports},
+        changed=changed,
+        changed_ids=",".join(str(c.affiliate_id) for c in changed),
+    ), status
 
 
 def _exports(batch: PayoutBatch) -> list[tuple[PayoutExport, str | None]]:
@@ -231,9 +258,14 @@ def _render_repeat(batch: PayoutBatch, export_format: str, form: RepeatExportFor
     """The page that makes a file: for a format exported before, a warning and a confirmation to tick."""
     earlier = [(record, email) for record, email in _exports(batch) if record.format == export_format]
     return render_template(
-        "finance/payouts/export.html", batch=batch, fmt=FORMATS[export_format], export_format=export_format,
-        earlier=earlier, form=form, exportable=batch.status in service.EXPORTABLE,
-    ), status  # fmt: skip
+        "finance/payouts/export.html",
+        batch=batch,
+        fmt=FORMATS[export_format],
+        export_format=export_format,
+        earlier=earlier,
+        form=form,
+        exportable=batch.status in service.EXPORTABLE,
+    ), status
 
 
 def _acknowledged() -> frozenset[int]:

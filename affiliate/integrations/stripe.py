@@ -59,13 +59,16 @@ def receive(program_id: int):
 def _shaped(event) -> bool:
     return (
         isinstance(event, dict)
-        and isinstance(event.get("id"), str) and 0 < len(event["id"]) <= 255
+        and isinstance(event.get("id"), str)
+        and 0 < len(event["id"]) <= 255
         and isinstance(event.get("type"), str)
-        and isinstance(event.get("created"), int) and not isinstance(event["created"], bool)
+        and isinstance(event.get("created"), int)
+        and not isinstance(event["created"], bool)
         and 0 < event["created"] < 2**33
-        and isinstance(event.get("data"), dict) and isinstance(event["data"].get("object"), dict)
+        and isinstance(event.get("data"), dict)
+        and isinstance(event["data"].get("object"), dict)
         and isinstance(event["data"]["object"].get("id", ""), str)
-    )  # fmt: skip
+    )
 
 
 def _error(status: int, message: str):

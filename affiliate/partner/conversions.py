@@ -28,6 +28,10 @@ def mine_show(conversion_id: int):
         abort(404)
     trace = trace_for_affiliate(attribution_of(conversion), current_user.id)
     return render_template(
-        "shared/conversions/show.html", conversion=conversion, trace=trace, names={current_user.id: "you"}, staff=False,
+        "shared/conversions/show.html",
+        conversion=conversion,
+        trace=trace,
+        names={current_user.id: "you"},
+        staff=False,
         commissions=commissions_of(db.session, conversion.id, beneficiary=current_user.id),
-    )  # fmt: skip
+    )

@@ -48,8 +48,14 @@ def statement():
     """Every commission, refund, bonus, clawback and payout of the signed-in affiliate with a running balance."""
     header = ("date_utc", "type", "description", "currency", "amount", "balance")
     rows = [
-        (line.at.strftime("%Y-%m-%d %H:%M:%S"), line.kind, line.description, line.currency,
-         to_decimal(line.amount_cents, line.currency), to_decimal(line.balance_cents, line.currency))
+        (
+            line.at.strftime("%Y-%m-%d %H:%M:%S"),
+            line.kind,
+            line.description,
+            line.currency,
+            to_decimal(line.amount_cents, line.currency),
+            to_decimal(line.balance_cents, line.currency),
+        )
         for line in build_statement(db.session, current_user.id)
-    ]  # fmt: skip
+    ]
     return csv_download(write_csv(rows, header), "clicktrail-statement.csv")

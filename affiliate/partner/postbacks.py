@@ -36,8 +36,15 @@ def index():
         program = next(p for p in programs if str(p.id) == form.program.data)
         settings = postbacks.PostbackSettings(form.url_template.data, form.method.data, tuple(form.events.data or ()))
         try:
-            postbacks.save(db.session, program, current_user.id, settings, actor=current_user, now=utcnow(),
-                           check_url=check_postback_url)  # fmt: skip
+            postbacks.save(
+                db.session,
+                program,
+                current_user.id,
+                settings,
+                actor=current_user,
+                now=utcnow(),
+                check_url=check_postback_url,
+            )
         except postbacks.PostbackError as error:
             db.session.rollback()
             form.form_errors.append(str(error))
@@ -49,10 +56,14 @@ def index():
     elif form.is_submitted():
         status = 422
     mine = [(program, postbacks.postbacks_of(db.session, program.id, current_user.id)) for program in programs]
-    logs = {postback.id: deliveries.log_of(db.session, postback_id=postback.id, limit=10)
-            for _, found in mine for postback in found}  # fmt: skip
-    return render_template("partner/postbacks/index.html", form=form, mine=mine, logs=logs, action=ActionForm(),
-                           macros=postbacks.MACROS), status  # fmt: skip
+    logs = {
+        postback.id: deliveries.log_of(db.session, postback_id=postback.id, limit=10)
+        for _, found in mine
+        for postback in found
+    }
+    return render_template(
+        "partner/postbacks/index.html", form=form, mine=mine, logs=logs, action=ActionForm(), macros=postbacks.MACROS
+    ), status
 
 
 @bp.post("/<int:postback_id>/delete")

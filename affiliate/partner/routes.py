@@ -78,24 +78,33 @@ def join(token: str):
         return render_template("partner/join.html", token=token)
     try:
         program, group = enrollment.redeem(
-            db.session, current_app.config["SECRET_KEY"], token, current_user,
-            max_age_days=current_app.config["INVITATION_DAYS"], now=utcnow(),
-        )  # fmt: skip
+            db.session,
+            current_app.config["SECRET_KEY"],
+            token,
+            current_user,
+            max_age_days=current_app.config["INVITATION_DAYS"],
+            now=utcnow(),
+        )
     except enrollment.EnrollmentError as error:
         db.session.rollback()
         flash(str(error), "error")
     else:
         db.session.commit()
-        flash(f"You joined {program.name}" + (f" in the {group} group" if group else "") + ". Create a link to start.",
-              "success")  # fmt: skip
+        flash(
+            f"You joined {program.name}" + (f" in the {group} group" if group else "") + ". Create a link to start.",
+            "success",
+        )
     return redirect(url_for("partner.home"))
 
 
 def standing_in_words(standing: Progress, currency: str) -> str:
     """This month's tier progress as a sentence: volume so far and what the next threshold pays."""
     revenue = standing.terms.tier_basis == REVENUE
-    so_far = format_amount(standing.volume, currency) if revenue else f"{standing.volume} sale" + (
-        "s" if standing.volume != 1 else "")  # fmt: skip
+    so_far = (
+        format_amount(standing.volume, currency)
+        if revenue
+        else f"{standing.volume} sale" + ("s" if standing.volume != 1 else "")
+    )
     text = f"This month: {so_far}"
     reached = [tier for tier in standing.terms.tiers if tier.threshold <= standing.volume]
     if reached:

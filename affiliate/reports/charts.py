@@ -49,14 +49,25 @@ def bar_chart(chart_id: str, title: str, points: Sequence[tuple[str, int]]) -> C
     bars = []
     for n, (label, value) in enumerate(points):
         height = plot_height * value / top
-        bars.append(Bar(round(LEFT + n * band + band * 0.1, 2), round(TOP + plot_height - height, 2),
-                        round(max(band * 0.8, 1.0), 2), round(height, 2), label, value))  # fmt: skip
+        bars.append(
+            Bar(
+                round(LEFT + n * band + band * 0.1, 2),
+                round(TOP + plot_height - height, 2),
+                round(max(band * 0.8, 1.0), 2),
+                round(height, 2),
+                label,
+                value,
+            )
+        )
     # A middle line only where it falls on a whole number (not for an axis of 1 or 5).
     shares = (0, 0.5, 1) if top % 2 == 0 else (0, 1)
     ticks = [Tick(round(TOP + plot_height * (1 - share), 2), int(top * share)) for share in shares]
     step = max(1, math.ceil(len(points) / X_LABELS))
-    x_labels = [(round(LEFT + n * band + band / 2, 2), label[5:] if len(label) == 10 else label)
-                for n, (label, _) in enumerate(points) if n % step == 0]  # fmt: skip
+    x_labels = [
+        (round(LEFT + n * band + band / 2, 2), label[5:] if len(label) == 10 else label)
+        for n, (label, _) in enumerate(points)
+        if n % step == 0
+    ]
     return Chart(chart_id, title, _summary(points), bars, ticks, x_labels)
 
 

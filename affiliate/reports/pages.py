@@ -54,8 +54,13 @@ class Page:
 
 def dashboard(person: User, breakdown_endpoint: str, route_args: dict):
     form, period = filters(programs.promoted_by(db.session, person.id))
-    context = {"form": form, "person": person, "breakdown_endpoint": breakdown_endpoint, "route_args": route_args,
-               "breakdowns": [BREAKDOWNS[name] for name in PARTNER_BREAKDOWNS]}  # fmt: skip
+    context = {
+        "form": form,
+        "person": person,
+        "breakdown_endpoint": breakdown_endpoint,
+        "route_args": route_args,
+        "breakdowns": [BREAKDOWNS[name] for name in PARTNER_BREAKDOWNS],
+    }
     if period is None:
         return render_template("shared/reports/dashboard.html", report=None, **context), 400
     scope = Scope(person.id, form.program.data or None)
@@ -80,10 +85,10 @@ def breakdown_page(person: User | None, dimension: str, allowed: tuple[str, ...]
     context = {"form": form, "spec": spec, "person": person, "endpoint": request.endpoint, "route_args": route_args}
     if period is None:
         return render_template("shared/reports/breakdown.html", page=None, **context), 400
-    rows = service.breakdown(db.session, Scope(person.id if person else None, form.program.data or None), period,
-                             dimension)  # fmt: skip
-    return render_template("shared/reports/breakdown.html", page=paginate_rows(rows),
-                           query=query_of(form), **context)  # fmt: skip
+    rows = service.breakdown(
+        db.session, Scope(person.id if person else None, form.program.data or None), period, dimension
+    )
+    return render_template("shared/reports/breakdown.html", page=paginate_rows(rows), query=query_of(form), **context)
 
 
 def breakdown_csv(person: User | None, dimension: str, allowed: tuple[str, ...]):
@@ -127,8 +132,10 @@ def paginate_rows(rows: list) -> Page:
 def charts(days: list[Row]) -> list:
     clicks = [(row.label, row.figures.human) for row in days]
     conversions = [(row.label, row.figures.conversions) for row in days]
-    return [bar_chart("chart-clicks", "Human clicks per day", clicks),
-            bar_chart("chart-conversions", "Signups and sales per day", conversions)]  # fmt: skip
+    return [
+        bar_chart("chart-clicks", "Human clicks per day", clicks),
+        bar_chart("chart-conversions", "Signups and sales per day", conversions),
+    ]
 
 
 def affiliate_or_404(user_id: int) -> User:

@@ -411,9 +411,16 @@ def end_other_sessions(session: Session, user: User, *, keep: str, now: datetime
         .values(revoked_at=now)
     ).rowcount
     if ended:
-        audit.record(session, actor_id=user.id, action="user.sessions_ended", subject_type="user",
-                     subject_id=user.id, before=None, after={"ended": ended, "session_id": session_id},
-                     now=now)  # fmt: skip
+        audit.record(
+            session,
+            actor_id=user.id,
+            action="user.sessions_ended",
+            subject_type="user",
+            subject_id=user.id,
+            before=None,
+            after={"ended": ended, "session_id": session_id},
+            now=now,
+        )
     return ended
 
 
@@ -473,8 +480,16 @@ def reset_password(session: Session, user: User, *, old_hash: str, new_hash: str
     )
     refused = "This reset link has been used already. Ask for a new one."
     _replace_password(session, user, old_hash, new_hash, now=now, refused=refused)
-    audit.record(session, actor_id=user.id, action="user.password_reset", subject_type="user", subject_id=user.id,
-                 before=None, after=None, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=user.id,
+        action="user.password_reset",
+        subject_type="user",
+        subject_id=user.id,
+        before=None,
+        after=None,
+        now=now,
+    )
 
 
 def confirm_email(session: Session, user: User, *, now: datetime) -> bool:
@@ -484,8 +499,16 @@ def confirm_email(session: Session, user: User, *, now: datetime) -> bool:
     ).rowcount
     session.refresh(user)
     if changed:
-        audit.record(session, actor_id=user.id, action="user.email_verified", subject_type="user",
-                     subject_id=user.id, before=None, after={"email": user.email}, now=now)  # fmt: skip
+        audit.record(
+            session,
+            actor_id=user.id,
+            action="user.email_verified",
+            subject_type="user",
+            subject_id=user.id,
+            before=None,
+            after={"email": user.email},
+            now=now,
+        )
     return bool(changed)
 
 

@@ -135,8 +135,9 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
         member_referral=_refers_a_friend(session, conversion),
     )
     month = period_of(conversion.occurred_at)[0]
-    lines = evaluate(paid, terms, period, recruited=recruiter is not None,
-                     bonus_paid=_bonus_paid(session, conversion, month))  # fmt: skip
+    lines = evaluate(
+        paid, terms, period, recruited=recruiter is not None, bonus_paid=_bonus_paid(session, conversion, month)
+    )
     program = session.get(Program, conversion.program_id)
     beneficiaries = {
         "affiliate": affiliate.id,
@@ -436,9 +437,14 @@ def _catch_up(session: Session, sale: Conversion, commission: Commission, *, now
 def _counted(session: Session, conversion: Conversion, *, lock: bool) -> list[Counted]:
     """The affiliate's counted conversions of the period, evaluated before this one (docs/money.md)."""
     return counted_in_period(
-        session, conversion.program_id, conversion.affiliate_id, conversion.type, conversion.occurred_at,
-        leaving_out=conversion.id, lock=lock,
-    )  # fmt: skip
+        session,
+        conversion.program_id,
+        conversion.affiliate_id,
+        conversion.type,
+        conversion.occurred_at,
+        leaving_out=conversion.id,
+        lock=lock,
+    )
 
 
 def _bonus_paid(session: Session, conversion: Conversion, month: datetime) -> bool:

@@ -74,11 +74,17 @@ def create(
         raise AdjustmentError("Choose one of the programs.")
     needs_approval = request.amount_cents > approval_threshold(thresholds, program.currency)
     adjustment = Adjustment(
-        affiliate_id=affiliate.id, program_id=program.id, kind=request.kind, amount_cents=request.amount_cents,
-        currency=program.currency, reason=reason, created_by_id=actor.id, created_at=now,
+        affiliate_id=affiliate.id,
+        program_id=program.id,
+        kind=request.kind,
+        amount_cents=request.amount_cents,
+        currency=program.currency,
+        reason=reason,
+        created_by_id=actor.id,
+        created_at=now,
         status=AdjustmentStatus.PENDING_APPROVAL if needs_approval else AdjustmentStatus.APPROVED,
         approved_at=None if needs_approval else now,
-    )  # fmt: skip
+    )
     session.add(adjustment)
     session.flush()
     _audit(session, actor.id, "adjustment.create", adjustment, None, adjustment.status, now, note=reason)
@@ -103,8 +109,15 @@ def approve(session: Session, adjustment_id: int, *, approver: User, now: dateti
         raise AdjustmentError(f"Adjustment #{adjustment.id} was already {adjustment.status.replace('_', ' ')}.")
     session.expire(adjustment)
     _post(session, adjustment, now=now)
-    _audit(session, approver.id, "adjustment.approve", adjustment, AdjustmentStatus.PENDING_APPROVAL,
-           AdjustmentStatus.APPROVED, now)  # fmt: skip
+    _audit(
+        session,
+        approver.id,
+        "adjustment.approve",
+        adjustment,
+        AdjustmentStatus.PENDING_APPROVAL,
+        AdjustmentStatus.APPROVED,
+        now,
+    )
     return adjustment
 
 
@@ -124,8 +137,16 @@ def reject(session: Session, adjustment_id: int, *, actor: User, note: str, now:
     if not changed:
         raise AdjustmentError(f"Adjustment #{adjustment.id} was already {adjustment.status.replace('_', ' ')}.")
     session.expire(adjustment)
-    _audit(session, actor.id, "adjustment.reject", adjustment, AdjustmentStatus.PENDING_APPROVAL,
-           AdjustmentStatus.REJECTED, now, note=note)  # fmt: skip
+    _audit(
+        session,
+        actor.id,
+        "adjustment.reject",
+        adjustment,
+        AdjustmentStatus.PENDING_APPROVAL,
+        AdjustmentStatus.REJECTED,
+        now,
+        note=note,
+    )
     return adjustment
 
 
@@ -178,17 +199,34 @@ def _locked(session: Session, adjustment_id: int) -> Adjustment:
 def _post(session: Session, adjustment: Adjustment, *, now: datetime) -> None:
     payable = f"affiliate_payable:{adjustment.affiliate_id}"
     sign = 1 if adjustment.kind == AdjustmentKind.BONUS else -1
-    post(session, "adjustment", f"adjustment:{adjustment.id}", [
-        Leg("adjustment_expense", sign * adjustment.amount_cents, adjustment.currency),
-        Leg(payable, -sign * adjustment.amount_cents, adjustment.currency, adjustment.affiliate_id),
-    ], now=now, memo=f"{adjustment.kind}: {adjustment.reason}"[:1000])  # fmt: skip
+    post(
+        session,
+        "adjustment",
+        f"adjustment:{adjustment.id}",
+        [
+            Leg("adjustment_expense", sign * adjustment.amount_cents, adjustment.currency),
+            Leg(payable, -sign * adjustment.amount_cents, adjustment.currency, adjustment.affiliate_id),
+        ],
+        now=now,
+        memo=f"{adjustment.kind}: {adjustment.reason}"[:1000],
+    )
 
 
 def _audit(session, actor_id, action, adjustment: Adjustment, before, after, now, note=None) -> None:
     audit.record(
-        session, actor_id=actor_id, action=action, subject_type="adjustment", subject_id=adjustment.id,
+        session,
+        actor_id=actor_id,
+        action=action,
+        subject_type="adjustment",
+        subject_id=adjustment.id,
         before=None if before is None else {"status": str(before)},
-        after={"status": str(after), "kind": adjustment.kind, "amount_cents": adjustment.amount_cents,
-               "currency": adjustment.currency, "affiliate_id": adjustment.affiliate_id},
-        now=now, note=note,
-    )  # fmt: skip
+        after={
+            "status": str(after),
+            "kind": adjustment.kind,
+            "amount_cents": adjustment.amount_cents,
+            "currency": adjustment.currency,
+            "affiliate_id": adjustment.affiliate_id,
+        },
+        now=now,
+        note=note,
+    )

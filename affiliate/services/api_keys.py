@@ -88,8 +88,9 @@ def issue_key(
     )
     session.add(key)
     session.flush()
-    _audit(session, actor, "api_key.issue", key, now,
-           after={"program_id": program.id, "name": name, "scopes": scope_text})  # fmt: skip
+    _audit(
+        session, actor, "api_key.issue", key, now, after={"program_id": program.id, "name": name, "scopes": scope_text}
+    )
     return IssuedKey(key, token, secret)
 
 

@@ -147,8 +147,12 @@ class Attribution:
             "trace": [line.as_dict() for line in self.trace],
         }
         if self.code is not None:
-            decided["code"] = {"kind": self.code.kind, "code": self.code.code, "id": self.code.id,
-                               "precedence": "code" if self.code_wins else "click"}  # fmt: skip
+            decided["code"] = {
+                "kind": self.code.kind,
+                "code": self.code.code,
+                "id": self.code.id,
+                "precedence": "code" if self.code_wins else "click",
+            }
         return decided
 
     @property
@@ -198,8 +202,13 @@ def attribute(
         for matched, group in qualifying.items():
             for touch in group:
                 won = touch.id == binding.touch_id
-                lines[touch.id] = _line(touch, matched, "won" if won else "lost", "won" if won else "customer_bound",
-                                        "The bound customer's original click." if won else BOUND)  # fmt: skip
+                lines[touch.id] = _line(
+                    touch,
+                    matched,
+                    "won" if won else "lost",
+                    "won" if won else "customer_bound",
+                    "The bound customer's original click." if won else BOUND,
+                )
         winner = next((touch for touch in candidates if touch.id == binding.touch_id), None)
     else:
         tier = next((name for name in MATCH_ORDER if qualifying[name]), None)
@@ -216,8 +225,11 @@ def attribute(
                     lines[touch.id] = _line(touch, matched, "lost", reason, LOST[reason])
     problem = _code_problem(code) if code is not None else None
     valid = code is not None and problem is None
-    clicked = (any(touch.affiliate_id == code.affiliate_id for group in qualifying.values() for touch in group)
-               if valid else None)  # fmt: skip
+    clicked = (
+        any(touch.affiliate_id == code.affiliate_id for group in qualifying.values() for touch in group)
+        if valid
+        else None
+    )
     decided = {"code": code, "code_wins": terms.code_wins, "code_affiliate_clicked": clicked}
     code_line = None
     code_takes_it = False
@@ -234,11 +246,20 @@ def attribute(
         elif terms.code_wins:
             code_takes_it = True
             code_line = _code_line(code, "won", "code_wins", "The program lets a code win over a click.")
-            lines[winner.id] = _line(winner, tier, "lost", "code_wins", "A code of another affiliate wins: the "
-                                     "program lets codes win over clicks.")  # fmt: skip
+            lines[winner.id] = _line(
+                winner,
+                tier,
+                "lost",
+                "code_wins",
+                "A code of another affiliate wins: the program lets codes win over clicks.",
+            )
         else:
-            code_line = _code_line(code, "lost", "click_wins", "A qualifying click of another affiliate wins: the "
-                                   "program lets clicks win over codes.")  # fmt: skip
+            code_line = _code_line(
+                code,
+                "lost",
+                "click_wins",
+                "A qualifying click of another affiliate wins: the program lets clicks win over codes.",
+            )
     trace = tuple(lines[touch.id] for touch in candidates)
     if code_line is not None:
         trace = (code_line, *trace)
@@ -248,8 +269,15 @@ def attribute(
         return Attribution(winner, binding.affiliate_id, "binding", trace, terms.model, window_seconds, **decided)
     if code_takes_it:
         return Attribution(None, code.affiliate_id, code.kind, trace, terms.model, window_seconds, **decided)
-    return Attribution(winner, winner.affiliate_id if winner else None, tier if winner else None, trace,
-                       terms.model, window_seconds, **decided)  # fmt: skip
+    return Attribution(
+        winner,
+        winner.affiliate_id if winner else None,
+        tier if winner else None,
+        trace,
+        terms.model,
+        window_seconds,
+        **decided,
+    )
 
 
 CODE_IGNORED = {
@@ -270,8 +298,17 @@ def _code_problem(code: Code) -> str | None:
 
 
 def _code_line(code: Code, outcome: str, reason: str, detail: str) -> TraceLine:
-    return TraceLine(None, None, code.affiliate_id, code.link_id, None, code.kind, outcome, reason,
-                     f"{CODE_NAMES[code.kind].capitalize()} {code.code}: {detail}")  # fmt: skip
+    return TraceLine(
+        None,
+        None,
+        code.affiliate_id,
+        code.link_id,
+        None,
+        code.kind,
+        outcome,
+        reason,
+        f"{CODE_NAMES[code.kind].capitalize()} {code.code}: {detail}",
+    )
 
 
 WON = {
@@ -337,8 +374,12 @@ def _span(delta: timedelta) -> str:
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
-    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else "",
-             f"{seconds} s" if seconds else ""]  # fmt: skip
+    parts = [
+        f"{days} d" if days else "",
+        f"{hours} h" if hours else "",
+        f"{minutes} min" if minutes else "",
+        f"{seconds} s" if seconds else "",
+    ]
     return " ".join(part for part in parts if part) or "0 s"
 
 
@@ -375,10 +416,12 @@ def _binding_line(binding: Binding | None, bound: bool) -> TraceLine | None:
         outcome, reason, detail = "ignored", "binding_affiliate_inactive", "The bound affiliate is no longer active."
     else:
         outcome, reason, detail = "ignored", "binding_expired", "The binding has ended (recurring period over)."
-    return TraceLine(binding.touch_id, None, binding.affiliate_id, None, binding.bound_at, "binding", outcome, reason,
-                     detail)  # fmt: skip
+    return TraceLine(
+        binding.touch_id, None, binding.affiliate_id, None, binding.bound_at, "binding", outcome, reason, detail
+    )
 
 
 def _line(touch: Touch, matched: str | None, outcome: str, reason: str, detail: str) -> TraceLine:
-    return TraceLine(touch.id, touch.click_id, touch.affiliate_id, touch.link_id, touch.clicked_at, matched, outcome,
-                     reason, detail)  # fmt: skip
+    return TraceLine(
+        touch.id, touch.click_id, touch.affiliate_id, touch.link_id, touch.clicked_at, matched, outcome, reason, detail
+    )

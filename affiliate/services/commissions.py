@@ -205,8 +205,9 @@ def performance_bonus(conversion: PaidConversion, plan: PlanTerms, period: Seque
     if not before < plan.bonus_threshold <= after:
         return None
     at = f"{plan.bonus_threshold} sales" if plan.tier_basis == COUNT else f"{plan.bonus_threshold} of revenue"
-    return CommissionLine("affiliate", "performance_bonus", f"performance bonus: {at} reached in the month",
-                          plan.bonus_cents)  # fmt: skip
+    return CommissionLine(
+        "affiliate", "performance_bonus", f"performance bonus: {at} reached in the month", plan.bonus_cents
+    )
 
 
 def volume_of(plan: PlanTerms, period: Sequence[Counted]) -> int:

@@ -66,16 +66,27 @@ _BY_KEY = select(Conversion).where(
 # The touch's columns, and those screening reads from the winning click.
 _CANDIDATES = {
     key: select(
-        _clicks.c.id, _clicks.c.click_id, _clicks.c.program_id, _clicks.c.affiliate_id, _clicks.c.link_id,
-        _clicks.c.clicked_at, _clicks.c.visitor_id, _clicks.c.fingerprint, _clicks.c.is_bot, _clicks.c.fraud_action,
-        _clicks.c.ip, _clicks.c.paid_click, _clicks.c.country, _users.c.status.label("affiliate_status"),
+        _clicks.c.id,
+        _clicks.c.click_id,
+        _clicks.c.program_id,
+        _clicks.c.affiliate_id,
+        _clicks.c.link_id,
+        _clicks.c.clicked_at,
+        _clicks.c.visitor_id,
+        _clicks.c.fingerprint,
+        _clicks.c.is_bot,
+        _clicks.c.fraud_action,
+        _clicks.c.ip,
+        _clicks.c.paid_click,
+        _clicks.c.country,
+        _users.c.status.label("affiliate_status"),
     )
     .join(_users, _users.c.id == _clicks.c.affiliate_id)
     .where(_clicks.c[key] == bindparam("value"))
     .order_by(_clicks.c.clicked_at.desc(), _clicks.c.id.desc())
     .limit(CANDIDATES_PER_KEY)
     for key in ("click_id", "visitor_id", "fingerprint")
-}  # fmt: skip
+}
 
 
 def _first_conversion(*customer_keys: str):
@@ -102,11 +113,14 @@ _FIRST_CONVERSION = {
 
 _PROGRAM_PLAN = (
     select(CommissionPlan.__table__.c.recurring_months)
-    .where(CommissionPlan.program_id == bindparam("program_id"), CommissionPlan.affiliate_id.is_(None),
-           CommissionPlan.effective_from <= bindparam("at"))
+    .where(
+        CommissionPlan.program_id == bindparam("program_id"),
+        CommissionPlan.affiliate_id.is_(None),
+        CommissionPlan.effective_from <= bindparam("at"),
+    )
     .order_by(CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
     .limit(1)
-)  # fmt: skip
+)
 
 # ON CONFLICT DO NOTHING answers a key stored meanwhile with no row instead of an error, so this
 # insert needs no SAVEPOINT (SQLite >= 3.35 and PostgreSQL). Text, because the dialects'
@@ -291,8 +305,11 @@ def prepare_conversion(
     if named is not None and named.program_id == program.id and occurred_at < named.clicked_at:
         raise OutOfRange("occurred_before_click", "occurred_at is before the click the conversion names.")
     binding = find_binding(session, program, report.customer_external_id, report.customer_user_id)
-    terms = Terms(window=timedelta(days=program.attribution_window_days), model=program.attribution_model,
-                  code_wins=program.code_precedence == CodePrecedence.CODE)  # fmt: skip
+    terms = Terms(
+        window=timedelta(days=program.attribution_window_days),
+        model=program.attribution_model,
+        code_wins=program.code_precedence == CodePrecedence.CODE,
+    )
     code, coupon = _code(session, program, report)
     result = attribute(facts, touches, terms, binding, code)
     click = candidates[result.touch.id] if result.touch else None
@@ -408,8 +425,11 @@ def _candidates(session: Session, facts: ConversionFacts) -> dict[int, Row]:
     """
     connection = session.connection()
     found: dict[int, Row] = {}
-    for key, value in (("click_id", facts.click_id), ("visitor_id", facts.visitor_id),
-                       ("fingerprint", facts.fingerprint)):  # fmt: skip
+    for key, value in (
+        ("click_id", facts.click_id),
+        ("visitor_id", facts.visitor_id),
+        ("fingerprint", facts.fingerprint),
+    ):
         if not value:
             continue
         for row in connection.execute(_CANDIDATES[key], {"value": value}):

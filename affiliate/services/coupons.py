@@ -83,8 +83,15 @@ def coupon_code(session: Session, program_id: int, code: str) -> tuple[Code, Cou
     if coupon is None:
         return Code("coupon", code[:40]), None
     affiliate = session.get(User, coupon.affiliate_id)
-    return Code("coupon", coupon.code, coupon.id, coupon.affiliate_id, None, coupon.status == CouponStatus.ACTIVE,
-                affiliate is not None and affiliate.status == UserStatus.ACTIVE), coupon  # fmt: skip
+    return Code(
+        "coupon",
+        coupon.code,
+        coupon.id,
+        coupon.affiliate_id,
+        None,
+        coupon.status == CouponStatus.ACTIVE,
+        affiliate is not None and affiliate.status == UserStatus.ACTIVE,
+    ), coupon
 
 
 def referral_code(session: Session, program_id: int, code: str) -> Code:
@@ -93,12 +100,28 @@ def referral_code(session: Session, program_id: int, code: str) -> Code:
     if link is None:
         return Code("referral_code", code[:64])
     affiliate = session.get(User, link.affiliate_id)
-    return Code("referral_code", link.code, link.id, link.affiliate_id, link.id, link.active,
-                affiliate is not None and affiliate.status == UserStatus.ACTIVE)  # fmt: skip
+    return Code(
+        "referral_code",
+        link.code,
+        link.id,
+        link.affiliate_id,
+        link.id,
+        link.active,
+        affiliate is not None and affiliate.status == UserStatus.ACTIVE,
+    )
 
 
-def create(session: Session, program: Program, affiliate: User, settings: CouponSettings, *, actor: User,
-           now: datetime, requested: bool = False, group_id: int | None = None) -> Coupon:  # fmt: skip
+def create(
+    session: Session,
+    program: Program,
+    affiliate: User,
+    settings: CouponSettings,
+    *,
+    actor: User,
+    now: datetime,
+    requested: bool = False,
+    group_id: int | None = None,
+) -> Coupon:
     """A code for ``affiliate``: active when an admin makes it, waiting for approval when the affiliate asks."""
     code = checked_code(settings.code)
     if affiliate.role != "affiliate" or not can_promote(session, program, affiliate.id):
@@ -126,8 +149,15 @@ def create(session: Session, program: Program, affiliate: User, settings: Coupon
     return coupon
 
 
-def update(session: Session, coupon: Coupon, *, discount_text: str | None, stripe_promotion_code: str | None,
-           actor: User, now: datetime) -> None:  # fmt: skip
+def update(
+    session: Session,
+    coupon: Coupon,
+    *,
+    discount_text: str | None,
+    stripe_promotion_code: str | None,
+    actor: User,
+    now: datetime,
+) -> None:
     before = _shown(coupon)
     coupon.discount_text = _discount(discount_text)
     coupon.stripe_promotion_code = _promotion(stripe_promotion_code)
@@ -151,29 +181,49 @@ def retire(session: Session, coupon: Coupon, *, actor: User, now: datetime) -> N
     _audit(session, actor, "coupon.retired", coupon, before, now)
 
 
-def generate_for_group(session: Session, program: Program, group_id: int, pattern: str, discount_text: str | None,
-                       *, actor: User, now: datetime) -> tuple[list[Coupon], list[str]]:  # fmt: skip
+def generate_for_group(
+    session: Session,
+    program: Program,
+    group_id: int,
+    pattern: str,
+    discount_text: str | None,
+    *,
+    actor: User,
+    now: datetime,
+) -> tuple[list[Coupon], list[str]]:
     """A code per member of the group from ``pattern`` ({name}: the member's name, letters and digits only);
     members who already have an active code in the program are skipped. Returns (made, skipped: why)."""
     if "{name}" not in pattern:
         raise CouponError("The pattern needs {name}, for instance {name}10.")
     members = session.scalars(
-        select(User).join(GroupMembership, GroupMembership.affiliate_id == User.id)
+        select(User)
+        .join(GroupMembership, GroupMembership.affiliate_id == User.id)
         .where(GroupMembership.program_id == program.id, GroupMembership.group_id == group_id)
         .order_by(User.id)
-    ).all()  # fmt: skip
+    ).all()
     made, skipped = [], []
     for member in members:
-        has = session.scalar(select(Coupon.id).where(Coupon.program_id == program.id, Coupon.affiliate_id == member.id,
-                                                     Coupon.status == CouponStatus.ACTIVE))  # fmt: skip
+        has = session.scalar(
+            select(Coupon.id).where(
+                Coupon.program_id == program.id, Coupon.affiliate_id == member.id, Coupon.status == CouponStatus.ACTIVE
+            )
+        )
         if has is not None:
             skipped.append(f"{member.name}: has a code already")
             continue
         name = re.sub(r"[^A-Za-z0-9]", "", member.name or "").upper()[:30] or f"A{member.id}"
         try:
-            made.append(create(session, program, member, CouponSettings(pattern.replace("{name}", name),
-                                                                        discount_text), actor=actor, now=now,
-                               group_id=group_id))  # fmt: skip
+            made.append(
+                create(
+                    session,
+                    program,
+                    member,
+                    CouponSettings(pattern.replace("{name}", name), discount_text),
+                    actor=actor,
+                    now=now,
+                    group_id=group_id,
+                )
+            )
         except CouponError as error:
             skipped.append(f"{member.name}: {error}")
     return made, skipped
@@ -185,8 +235,11 @@ def of_program(session: Session, program_id: int) -> list[Coupon]:
 
 
 def of_affiliate(session: Session, affiliate_id: int) -> list[Coupon]:
-    return list(session.scalars(select(Coupon).where(Coupon.affiliate_id == affiliate_id)
-                                .order_by(Coupon.program_id, Coupon.code_key)))  # fmt: skip
+    return list(
+        session.scalars(
+            select(Coupon).where(Coupon.affiliate_id == affiliate_id).order_by(Coupon.program_id, Coupon.code_key)
+        )
+    )
 
 
 def _discount(text: str | None) -> str | None:
@@ -204,14 +257,27 @@ def _promotion(code: str | None) -> str | None:
 
 
 def _shown(coupon: Coupon) -> dict:
-    return {"code": coupon.code, "affiliate_id": coupon.affiliate_id, "status": coupon.status,
-            "discount_text": coupon.discount_text, "stripe_promotion_code": coupon.stripe_promotion_code}  # fmt: skip
+    return {
+        "code": coupon.code,
+        "affiliate_id": coupon.affiliate_id,
+        "status": coupon.status,
+        "discount_text": coupon.discount_text,
+        "stripe_promotion_code": coupon.stripe_promotion_code,
+    }
 
 
 def _audit(session: Session, actor: User, action: str, coupon: Coupon, before: dict | None, now: datetime) -> None:
     session.flush()
-    audit.record(session, actor_id=actor.id, action=action, subject_type="coupon", subject_id=coupon.id,
-                 before=before, after=_shown(coupon), now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action=action,
+        subject_type="coupon",
+        subject_id=coupon.id,
+        before=before,
+        after=_shown(coupon),
+        now=now,
+    )
 
 
 def times_used(session: Session, coupon_ids: list[int]) -> dict[int, int]:

@@ -58,8 +58,20 @@ def claim_due(session: Session, *, now: datetime, hold: timedelta, limit: int = 
     claimed = []
     for row in claim_due_rows(session, Delivery, Delivery.status == PENDING, now=now, hold=hold, limit=limit):
         row.last_error = None  # in flight: a success elsewhere must not wake it (record_delivered)
-        claimed.append(Due(row.id, row.message_id, row.webhook_id, row.postback_id, row.event, row.method, row.url,
-                           row.body, row.created_at, row.attempts))  # fmt: skip
+        claimed.append(
+            Due(
+                row.id,
+                row.message_id,
+                row.webhook_id,
+                row.postback_id,
+                row.event,
+                row.method,
+                row.url,
+                row.body,
+                row.created_at,
+                row.attempts,
+            )
+        )
     return claimed
 
 
@@ -158,8 +170,9 @@ def redeliver(session: Session, delivery: Delivery, *, now: datetime) -> None:
     delivery.delivered_at = None
 
 
-def log_of(session: Session, *, webhook_id: int | None = None, postback_id: int | None = None,
-           limit: int = 100) -> list[Delivery]:  # fmt: skip
+def log_of(
+    session: Session, *, webhook_id: int | None = None, postback_id: int | None = None, limit: int = 100
+) -> list[Delivery]:
     owner = Delivery.webhook_id == webhook_id if webhook_id is not None else Delivery.postback_id == postback_id
     return list(session.scalars(select(Delivery).where(owner).order_by(Delivery.id.desc()).limit(limit)))
 
@@ -167,8 +180,9 @@ def log_of(session: Session, *, webhook_id: int | None = None, postback_id: int 
 def counts(session: Session, **owner: int) -> dict[str, int]:
     column = Delivery.webhook_id if "webhook_id" in owner else Delivery.postback_id
     value = next(iter(owner.values()))
-    return dict(session.execute(select(Delivery.status, func.count()).where(column == value)
-                                .group_by(Delivery.status)).all())  # fmt: skip
+    return dict(
+        session.execute(select(Delivery.status, func.count()).where(column == value).group_by(Delivery.status)).all()
+    )
 
 
 def waiting(session: Session) -> int:

@@ -99,8 +99,16 @@ def apply(session: Session, program: Program, affiliate: User, *, now: datetime)
     )
     session.add(enrollment)
     session.flush()
-    audit.record(session, actor_id=affiliate.id, action="enrollment.applied", subject_type="program",
-                 subject_id=program.id, before=None, after={"affiliate_id": affiliate.id}, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=affiliate.id,
+        action="enrollment.applied",
+        subject_type="program",
+        subject_id=program.id,
+        before=None,
+        after={"affiliate_id": affiliate.id},
+        now=now,
+    )
     return enrollment
 
 
@@ -117,11 +125,13 @@ def decide(
     """Approve or reject an application, remove an enrolled affiliate, or re-enroll one (audited); an affiliate
     admitted is mailed, and the program's webhook endpoints told."""
     moves = {
-        "approve": ((EnrollmentStatus.PENDING, EnrollmentStatus.REJECTED, EnrollmentStatus.REMOVED),
-                    EnrollmentStatus.ACTIVE),
+        "approve": (
+            (EnrollmentStatus.PENDING, EnrollmentStatus.REJECTED, EnrollmentStatus.REMOVED),
+            EnrollmentStatus.ACTIVE,
+        ),
         "reject": ((EnrollmentStatus.PENDING,), EnrollmentStatus.REJECTED),
         "remove": ((EnrollmentStatus.ACTIVE, None), EnrollmentStatus.REMOVED),
-    }  # fmt: skip
+    }
     if decision not in moves:
         raise EnrollmentError("Choose approve, reject or remove.")
     if unstorable(reason or ""):
@@ -145,9 +155,17 @@ def decide(
     enrollment.reason = None if target == EnrollmentStatus.ACTIVE else kept_reason
     enrollment.decided_at, enrollment.decided_by_id = now, actor_id
     session.flush()
-    audit.record(session, actor_id=actor_id, action=f"enrollment.{decision}", subject_type="affiliate",
-                 subject_id=affiliate_id, before={"program_id": program.id, "status": before},
-                 after={"program_id": program.id, "status": target.value}, now=now, note=reason or None)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=actor_id,
+        action=f"enrollment.{decision}",
+        subject_type="affiliate",
+        subject_id=affiliate_id,
+        before={"program_id": program.id, "status": before},
+        after={"program_id": program.id, "status": target.value},
+        now=now,
+        note=reason or None,
+    )
     if target == EnrollmentStatus.ACTIVE:
         _tell_enrolled(session, affiliate, program, enrollment, None, now=now)
     return enrollment
@@ -190,9 +208,16 @@ def redeem(session: Session, secret_key: str, token: str, affiliate: User, *, ma
     if group is not None:
         groups.move(session, program.id, [affiliate.id], group.id, actor_id=affiliate.id, now=now)
     session.flush()
-    audit.record(session, actor_id=affiliate.id, action="enrollment.invited", subject_type="program",
-                 subject_id=program.id, before={"status": before},
-                 after={"affiliate_id": affiliate.id, "group_id": group.id if group else None}, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=affiliate.id,
+        action="enrollment.invited",
+        subject_type="program",
+        subject_id=program.id,
+        before={"status": before},
+        after={"affiliate_id": affiliate.id, "group_id": group.id if group else None},
+        now=now,
+    )
     if before != EnrollmentStatus.ACTIVE:
         _tell_enrolled(session, affiliate, program, enrollment, group.name if group else None, now=now)
     return program, group.name if group else None

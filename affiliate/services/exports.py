@@ -93,13 +93,28 @@ class PayoutFormat:
 
 
 def _paypal_row(line: PayoutLine) -> list[Cell]:
-    return [line.destination, line.amount, line.currency, line.reference, f"Clicktrail payout {line.reference}",
-            "PAYPAL"]  # fmt: skip
+    return [
+        line.destination,
+        line.amount,
+        line.currency,
+        line.reference,
+        f"Clicktrail payout {line.reference}",
+        "PAYPAL",
+    ]
 
 
 def _wise_row(line: PayoutLine) -> list[Cell]:
-    return [line.affiliate_name, line.destination, line.reference, "PERSON", "target", line.amount, line.currency,
-            line.currency, "EMAIL"]  # fmt: skip
+    return [
+        line.affiliate_name,
+        line.destination,
+        line.reference,
+        "PERSON",
+        "target",
+        line.amount,
+        line.currency,
+        line.currency,
+        "EMAIL",
+    ]
 
 
 def _bank_row(line: PayoutLine) -> list[Cell]:

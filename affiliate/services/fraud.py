@@ -126,8 +126,9 @@ class Verdict:
         return [f.rule for f in self.fired if f.action != Action.ALLOW]
 
     def as_json(self) -> str:
-        return json.dumps([{"rule": f.rule, "action": f.action.value, "weight": f.weight, "evidence": f.evidence}
-                           for f in self.fired])  # fmt: skip
+        return json.dumps(
+            [{"rule": f.rule, "action": f.action.value, "weight": f.weight, "evidence": f.evidence} for f in self.fired]
+        )
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,10 @@ def score_click(signals: ClickSignals, rules: Mapping[str, RuleSetting]) -> Verd
         key=lambda item: item[0] - item[3],
     )
     if worst[0] >= worst[3]:
-        check("click_flooding", f"{worst[0]} earlier clicks from this {worst[1]} on this link in the last {worst[2]}"
-                                f" (limit {worst[3]})")  # fmt: skip
+        check(
+            "click_flooding",
+            f"{worst[0]} earlier clicks from this {worst[1]} on this link in the last {worst[2]} (limit {worst[3]})",
+        )
     if not signals.is_unique:
         check("duplicate_click", "a repeat click of this visitor or device inside the unique window")
     stuffing = _stuffing(signals, rules["cookie_stuffing"])
@@ -225,14 +228,19 @@ def score_conversion(signals: ConversionSignals, rules: Mapping[str, RuleSetting
         check("self_referral", evidence)
     minimum = timedelta(seconds=rules["too_fast"].get("min_seconds"))
     if signals.since_click is not None and signals.since_click < minimum:
-        check("too_fast", f"{signals.since_click.total_seconds():.1f} s after the click (minimum "
-                          f"{minimum.total_seconds():.0f} s)")  # fmt: skip
+        check(
+            "too_fast",
+            f"{signals.since_click.total_seconds():.1f} s after the click (minimum {minimum.total_seconds():.0f} s)",
+        )
     spam = rules["click_spamming"]
     if signals.affiliate_conversions >= spam.get("min_conversions"):
         share = signals.affiliate_late_conversions / signals.affiliate_conversions
         if share > spam.get("max_late_share"):
-            check("click_spamming", f"{share:.0%} of the affiliate's {signals.affiliate_conversions} conversions came "
-                                    f"over {spam.get('late_hours')} h after their click")  # fmt: skip
+            check(
+                "click_spamming",
+                f"{share:.0%} of the affiliate's {signals.affiliate_conversions} conversions came "
+                f"over {spam.get('late_hours')} h after their click",
+            )
     if signals.existing_customer:
         check("existing_customer", "this customer had converted before")
     domain = _domain(signals.customer_email)
@@ -249,19 +257,26 @@ def score_conversion(signals: ConversionSignals, rules: Mapping[str, RuleSetting
     if signals.affiliate_conversions >= outlier.get("min_conversions") and signals.affiliate_clicks:
         rate = signals.affiliate_conversions / signals.affiliate_clicks
         if rate > outlier.get("max_rate"):
-            check("conversion_rate_outlier", f"{signals.affiliate_conversions} conversions from "
-                                             f"{signals.affiliate_clicks} clicks ({rate:.0%})")  # fmt: skip
+            check(
+                "conversion_rate_outlier",
+                f"{signals.affiliate_conversions} conversions from {signals.affiliate_clicks} clicks ({rate:.0%})",
+            )
     shared = rules["shared_device"]
     if signals.same_device_conversions >= shared.get("max_conversions"):
-        check("shared_device", f"{signals.same_device_conversions} conversions from this IP or device in the last "
-                               f"{shared.get('hours')} h")  # fmt: skip
+        check(
+            "shared_device",
+            f"{signals.same_device_conversions} conversions from this IP or device in the last {shared.get('hours')} h",
+        )
     leak = rules["coupon_leak"]
     if signals.coupon_code and signals.coupon_conversions >= leak.get("min_conversions"):
         share = signals.coupon_without_click / signals.coupon_conversions
         if share > leak.get("max_share"):
-            check("coupon_leak", f"{signals.coupon_without_click} of the {signals.coupon_conversions} conversions with "
-                                 f"coupon {signals.coupon_code} in {leak.get('days')} days ({share:.0%}) came without "
-                                 "any click of its affiliate")  # fmt: skip
+            check(
+                "coupon_leak",
+                f"{signals.coupon_without_click} of the {signals.coupon_conversions} conversions with "
+                f"coupon {signals.coupon_code} in {leak.get('days')} days ({share:.0%}) came without "
+                "any click of its affiliate",
+            )
     return _verdict(fired)
 
 
@@ -336,9 +351,11 @@ def _stuffing(signals: ClickSignals, setting: RuleSetting) -> str | None:
     if not enough or unactivated / navigations < setting.get("min_unactivated_share"):
         return None
     source = f"from {signals.referrer_host}" if signals.referrer_host else "without a referrer"
-    return (f"{(signals.browser or 'this browser')[:40]} cannot say whether the user clicked; {unactivated} of the "
-            f"{navigations} navigations through this link {source} in the last day by browsers that can had no user "
-            f"activation")  # fmt: skip
+    return (
+        f"{(signals.browser or 'this browser')[:40]} cannot say whether the user clicked; {unactivated} of the "
+        f"{navigations} navigations through this link {source} in the last day by browsers that can had no user "
+        f"activation"
+    )
 
 
 def _is_navigation(signals: ClickSignals) -> bool:
@@ -390,8 +407,9 @@ class NavigationHistory:
 
     def observe(self, signals: ClickSignals, link_id: int, at: datetime) -> Observed | None:
         """Count a click that is evidence (see the class); return what was counted, for ``forget``, or None."""
-        if not (signals.reports_user_activation and signals.is_unique and not signals.bot_reason
-                and _is_navigation(signals)):  # fmt: skip
+        if not (
+            signals.reports_user_activation and signals.is_unique and not signals.bot_reason and _is_navigation(signals)
+        ):
             return None
         key = (link_id, signals.referrer_host)
         counts = self._sources.get(key)
@@ -439,8 +457,11 @@ def _self_referral(signals: ConversionSignals) -> str | None:
     ):
         shared = (mine - {None, ""}) & theirs
         if shared:
-            return f"the customer shares an {kind} with the affiliate" if kind == "IP" else (
-                f"the customer shares a {kind} with the affiliate")  # fmt: skip
+            return (
+                f"the customer shares an {kind} with the affiliate"
+                if kind == "IP"
+                else (f"the customer shares a {kind} with the affiliate")
+            )
     return None
 
 

@@ -63,14 +63,23 @@ def save_rules(session: Session, program: Program, parsed: dict[str, dict], *, a
             continue
         row = rows.get(name) or FraudRule(program_id=program.id, rule=name)
         row.action, row.weight, row.settings, row.updated_at = (
-            wanted["action"], wanted["weight"], json.dumps(wanted["settings"]), now)  # fmt: skip
+            wanted["action"],
+            wanted["weight"],
+            json.dumps(wanted["settings"]),
+            now,
+        )
         session.add(row)
         session.flush()
         audit.record(
-            session, actor_id=actor.id, action="fraud_rule.update", subject_type="program", subject_id=program.id,
+            session,
+            actor_id=actor.id,
+            action="fraud_rule.update",
+            subject_type="program",
+            subject_id=program.id,
             before={"rule": name, "action": before.action.value, "weight": before.weight, "settings": effective},
-            after={"rule": name, **wanted}, now=now,
-        )  # fmt: skip
+            after={"rule": name, **wanted},
+            now=now,
+        )
         changed += 1
     return changed
 

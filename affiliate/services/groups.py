@@ -49,8 +49,16 @@ def create_group(session: Session, program_id: int, name: str, *, actor_id: int 
     group = PartnerGroup(program_id=program_id, name=name, created_by_id=actor_id, created_at=now)
     session.add(group)
     session.flush()
-    audit.record(session, actor_id=actor_id, action="group.created", subject_type="program", subject_id=program_id,
-                 before=None, after={"group_id": group.id, "name": name}, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=actor_id,
+        action="group.created",
+        subject_type="program",
+        subject_id=program_id,
+        before=None,
+        after={"group_id": group.id, "name": name},
+        now=now,
+    )
     return group
 
 
@@ -115,9 +123,16 @@ def move(
             session.add(
                 GroupMembership(program_id=program_id, affiliate_id=affiliate_id, group_id=group_id, updated_at=now)
             )
-        audit.record(session, actor_id=actor_id, action="group.moved", subject_type="affiliate",
-                     subject_id=affiliate_id, before={"program_id": program_id, "group_id": before},
-                     after={"program_id": program_id, "group_id": group_id}, now=now)  # fmt: skip
+        audit.record(
+            session,
+            actor_id=actor_id,
+            action="group.moved",
+            subject_type="affiliate",
+            subject_id=affiliate_id,
+            before={"program_id": program_id, "group_id": before},
+            after={"program_id": program_id, "group_id": group_id},
+            now=now,
+        )
         moved += 1
     session.flush()
     return moved

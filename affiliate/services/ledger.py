@@ -65,10 +65,15 @@ def post(
             session.add(transaction)
             session.flush()
             session.add_all(
-                LedgerEntry(transaction_id=transaction.id, account=leg.account, affiliate_id=leg.affiliate_id,
-                            amount_cents=leg.amount_cents, currency=leg.currency)
+                LedgerEntry(
+                    transaction_id=transaction.id,
+                    account=leg.account,
+                    affiliate_id=leg.affiliate_id,
+                    amount_cents=leg.amount_cents,
+                    currency=leg.currency,
+                )
                 for leg in legs
-            )  # fmt: skip
+            )
             session.flush()
     except IntegrityError:
         existing = _find(session, kind, reference)
@@ -87,8 +92,10 @@ def post_new(session: Session, kind: str, postings: Sequence[tuple[str, Sequence
     """
     for _, legs in postings:
         _check_balanced(legs)
-    session.execute(insert(LedgerTransaction), [{"kind": kind, "reference": reference, "created_at": now}
-                                                for reference, _ in postings])  # fmt: skip
+    session.execute(
+        insert(LedgerTransaction),
+        [{"kind": kind, "reference": reference, "created_at": now} for reference, _ in postings],
+    )
     ids: dict[str, int] = {}
     references = [reference for reference, _ in postings]
     for start in range(0, len(references), IN_CHUNK):
@@ -97,11 +104,20 @@ def post_new(session: Session, kind: str, postings: Sequence[tuple[str, Sequence
             LedgerTransaction.kind == kind, LedgerTransaction.reference.in_(chunk)
         )
         ids.update(session.execute(found).all())
-    session.execute(insert(LedgerEntry), [
-        {"transaction_id": ids[reference], "account": leg.account, "affiliate_id": leg.affiliate_id,
-         "amount_cents": leg.amount_cents, "currency": leg.currency}
-        for reference, legs in postings for leg in legs
-    ])  # fmt: skip
+    session.execute(
+        insert(LedgerEntry),
+        [
+            {
+                "transaction_id": ids[reference],
+                "account": leg.account,
+                "affiliate_id": leg.affiliate_id,
+                "amount_cents": leg.amount_cents,
+                "currency": leg.currency,
+            }
+            for reference, legs in postings
+            for leg in legs
+        ],
+    )
 
 
 def balance(session: Session, account: str, currency: str) -> int:

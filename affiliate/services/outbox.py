@@ -80,8 +80,9 @@ def claim_due(session: Session, *, now: datetime, hold: timedelta, limit: int = 
     """Take up to ``limit`` due messages for ``hold``: other senders skip them until then (``claim_due_rows``)."""
     claimed = []
     for row in claim_due_rows(session, OutboxMessage, OutboxMessage.sent_at.is_(None), now=now, hold=hold, limit=limit):
-        claimed.append(Mail(row.id, row.to_address, row.subject, row.body_text, row.body_html,
-                            row.unsubscribe_url, row.attempts))  # fmt: skip
+        claimed.append(
+            Mail(row.id, row.to_address, row.subject, row.body_text, row.body_html, row.unsubscribe_url, row.attempts)
+        )
     return claimed
 
 

@@ -63,10 +63,17 @@ def paid_in_year(session: Session, year: int) -> list[YearTotal]:
         merged[(affiliate_id, currency)] = (methods | {method}, cents + int(total), payouts + count)
     people = {user.id: user for user in session.scalars(select(User).where(User.id.in_({a for a, _ in merged})))}
     totals = [
-        YearTotal(affiliate_id, people[affiliate_id].name, people[affiliate_id].email, tuple(sorted(methods)),
-                  currency, cents, payouts)
+        YearTotal(
+            affiliate_id,
+            people[affiliate_id].name,
+            people[affiliate_id].email,
+            tuple(sorted(methods)),
+            currency,
+            cents,
+            payouts,
+        )
         for (affiliate_id, currency), (methods, cents, payouts) in merged.items()
-    ]  # fmt: skip
+    ]
     return sorted(totals, key=lambda t: (t.name.lower(), t.email, t.currency))
 
 
@@ -79,14 +86,25 @@ def statement(session: Session, affiliate_id: int) -> list[StatementLine]:
     """
     accounts = (f"affiliate_pending:{affiliate_id}", f"affiliate_payable:{affiliate_id}")
     rows = session.execute(
-        select(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.reference,
-               LedgerTransaction.created_at, LedgerEntry.currency, func.sum(LedgerEntry.amount_cents))
+        select(
+            LedgerTransaction.id,
+            LedgerTransaction.kind,
+            LedgerTransaction.reference,
+            LedgerTransaction.created_at,
+            LedgerEntry.currency,
+            func.sum(LedgerEntry.amount_cents),
+        )
         .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
         .where(LedgerEntry.account.in_(accounts))
-        .group_by(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.reference,
-                  LedgerTransaction.created_at, LedgerEntry.currency)
+        .group_by(
+            LedgerTransaction.id,
+            LedgerTransaction.kind,
+            LedgerTransaction.reference,
+            LedgerTransaction.created_at,
+            LedgerEntry.currency,
+        )
         .order_by(LedgerTransaction.created_at, LedgerTransaction.id)
-    ).all()  # fmt: skip
+    ).all()
     commission_ids = {
         _id_after(reference, "commission:") for _, kind, reference, *_ in rows if not kind.startswith("payout")
     }
@@ -152,8 +170,9 @@ def _describe(kind: str, reference: str, commissions: dict, payouts: dict[int, P
             paid = payout.paid_at.strftime("%Y-%m-%d") if payout.paid_at else ""
             state = f"paid {paid}, reference {payout.external_reference}"
         else:
-            state = {PayoutStatus.FAILED: "failed", PayoutStatus.CANCELLED: "cancelled",
-                     PayoutStatus.HELD: "held"}.get(payout.status, "awaiting payment")  # fmt: skip
+            state = {PayoutStatus.FAILED: "failed", PayoutStatus.CANCELLED: "cancelled", PayoutStatus.HELD: "held"}.get(
+                payout.status, "awaiting payment"
+            )
         return "payout", f"Payout #{payout.id} by {payout.method} ({state})"
     commission = commissions.get(_id_after(reference, "commission:"))
     if commission is None:

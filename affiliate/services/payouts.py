@@ -76,8 +76,10 @@ class DetailsChanged(PayoutError):
 
     def __init__(self, changed: list[Changed]) -> None:
         names = ", ".join(change.name for change in changed)
-        super().__init__(f"Payout details changed since this batch was built: {names}. The files use the details "
-                         "as they were at the build; tick the acknowledgement to approve anyway.")  # fmt: skip
+        super().__init__(
+            f"Payout details changed since this batch was built: {names}. The files use the details "
+            "as they were at the build; tick the acknowledgement to approve anyway."
+        )
         self.changed = changed
 
 
@@ -121,9 +123,15 @@ def build_batch(
     rows = []
     for affiliate in _users(session, sorted(due)):
         changed = affiliate.payout_details_changed_at
-        snapshot = {"affiliate_id": affiliate.id, "amount_cents": due[affiliate.id], "currency": currency,
-                    "method": affiliate.payout_method, "destination": _destination(affiliate),
-                    "payee_name": affiliate.name, "created_at": now}  # fmt: skip
+        snapshot = {
+            "affiliate_id": affiliate.id,
+            "amount_cents": due[affiliate.id],
+            "currency": currency,
+            "method": affiliate.payout_method,
+            "destination": _destination(affiliate),
+            "payee_name": affiliate.name,
+            "created_at": now,
+        }
         if affiliate.status == UserStatus.SUSPENDED and affiliate.has_payout_details:
             # Reserved but held, so the batch page says why this affiliate is not being paid.
             rows.append({**snapshot, "status": PayoutStatus.HELD, "hold_reason": _suspended(affiliate)})
@@ -131,35 +139,51 @@ def build_batch(
             held.append(Held(affiliate.id, "no payout details"))
         elif changed is not None and now - changed < cooling_off:
             until = changed + cooling_off
-            held.append(Held(affiliate.id, f"payout details changed {changed:%Y-%m-%d %H:%M} UTC: "
-                                           f"held until {until:%Y-%m-%d %H:%M} UTC"))  # fmt: skip
+            held.append(
+                Held(
+                    affiliate.id,
+                    f"payout details changed {changed:%Y-%m-%d %H:%M} UTC: held until {until:%Y-%m-%d %H:%M} UTC",
+                )
+            )
         else:
             rows.append({**snapshot, "status": PayoutStatus.PENDING, "hold_reason": None})
     if not any(row["status"] == PayoutStatus.PENDING for row in rows):
         return None, held + [Held(row["affiliate_id"], row["hold_reason"]) for row in rows]
-    batch = PayoutBatch(currency=currency, created_by_id=actor.id, created_at=now,
-                        total_cents=sum(row["amount_cents"] for row in rows))  # fmt: skip
+    batch = PayoutBatch(
+        currency=currency, created_by_id=actor.id, created_at=now, total_cents=sum(row["amount_cents"] for row in rows)
+    )
     session.add(batch)
     session.flush()
     session.execute(insert(Payout), [{**row, "batch_id": batch.id} for row in rows])
     payout_ids = dict(session.execute(select(Payout.affiliate_id, Payout.id).where(Payout.batch_id == batch.id)).all())
-    post_new(session, "payout_reserve", [
-        (f"payout:{payout_ids[row['affiliate_id']]}", [
-            Leg(f"affiliate_payable:{row['affiliate_id']}", row["amount_cents"], currency, row["affiliate_id"]),
-            Leg("payout_clearing", -row["amount_cents"], currency),
-        ])
-        for row in rows
-    ], now=now)  # fmt: skip
+    post_new(
+        session,
+        "payout_reserve",
+        [
+            (
+                f"payout:{payout_ids[row['affiliate_id']]}",
+                [
+                    Leg(f"affiliate_payable:{row['affiliate_id']}", row["amount_cents"], currency, row["affiliate_id"]),
+                    Leg("payout_clearing", -row["amount_cents"], currency),
+                ],
+            )
+            for row in rows
+        ],
+        now=now,
+    )
     # Each approved commission not yet in a payout joins its affiliate's payout in this batch.
     in_batch = select(Payout.id).where(Payout.batch_id == batch.id, Payout.affiliate_id == Commission.affiliate_id)
     session.execute(
         update(Commission)
-        .where(Commission.currency == currency, Commission.status == CommissionStatus.APPROVED,
-               Commission.payout_id.is_(None), Commission.affiliate_id.in_(select(Payout.affiliate_id)
-                                                                            .where(Payout.batch_id == batch.id)))
+        .where(
+            Commission.currency == currency,
+            Commission.status == CommissionStatus.APPROVED,
+            Commission.payout_id.is_(None),
+            Commission.affiliate_id.in_(select(Payout.affiliate_id).where(Payout.batch_id == batch.id)),
+        )
         .values(payout_id=in_batch.scalar_subquery())
         .execution_options(synchronize_session=False)
-    )  # fmt: skip
+    )
     _audit(session, actor.id, "payout_batch.build", "payout_batch", batch.id, None, BatchStatus.DRAFT, now)
     notifications.send_to_role(
         session,
@@ -194,10 +218,12 @@ def details_changed(session: Session, batch: PayoutBatch, *, lock: bool = False)
     query = (
         select(User.id, User.name, User.payout_details_changed_at)
         .join(Payout, Payout.affiliate_id == User.id)
-        .where(Payout.batch_id == batch.id, Payout.status.in_([PayoutStatus.PENDING, PayoutStatus.APPROVED,
-                                                               PayoutStatus.HELD]))
+        .where(
+            Payout.batch_id == batch.id,
+            Payout.status.in_([PayoutStatus.PENDING, PayoutStatus.APPROVED, PayoutStatus.HELD]),
+        )
         .order_by(User.id)
-    )  # fmt: skip
+    )
     if lock:
         query = query.with_for_update(of=User)
     return [Changed(*row) for row in session.execute(query).all() if row[2] is not None and row[2] > batch.created_at]
@@ -221,19 +247,32 @@ def approve_batch(
     if unacknowledged:
         raise DetailsChanged(unacknowledged)
     updated = session.execute(
-        update(PayoutBatch).where(PayoutBatch.id == batch.id, PayoutBatch.status == BatchStatus.DRAFT)
+        update(PayoutBatch)
+        .where(PayoutBatch.id == batch.id, PayoutBatch.status == BatchStatus.DRAFT)
         .values(status=BatchStatus.APPROVED, approved_by_id=approver.id, approved_at=now)
-    ).rowcount  # fmt: skip
+    ).rowcount
     if not updated:
         raise PayoutError("Only a draft batch can be approved.")
     hold_suspended(session, batch, PayoutStatus.PENDING, actor=approver, now=now)
-    session.execute(update(Payout).where(Payout.batch_id == batch.id, Payout.status == PayoutStatus.PENDING)
-                    .values(status=PayoutStatus.APPROVED))  # fmt: skip
+    session.execute(
+        update(Payout)
+        .where(Payout.batch_id == batch.id, Payout.status == PayoutStatus.PENDING)
+        .values(status=PayoutStatus.APPROVED)
+    )
     note = None
     if changed:
         note = "acknowledged payout details changed since the build: " + ", ".join(c.name for c in changed)
-    _audit(session, approver.id, "payout_batch.approve", "payout_batch", batch.id, BatchStatus.DRAFT,
-           BatchStatus.APPROVED, now, note=note)  # fmt: skip
+    _audit(
+        session,
+        approver.id,
+        "payout_batch.approve",
+        "payout_batch",
+        batch.id,
+        BatchStatus.DRAFT,
+        BatchStatus.APPROVED,
+        now,
+        note=note,
+    )
     statuses = dict(
         session.execute(
             select(Payout.status, func.count()).where(Payout.batch_id == batch.id).group_by(Payout.status)
@@ -262,9 +301,10 @@ def hold_suspended(session: Session, batch: PayoutBatch, status: PayoutStatus, *
 
 def _hold(session: Session, payout_id: int, status: str, reason: str, *, actor: User, now: datetime) -> int:
     changed = session.execute(
-        update(Payout).where(Payout.id == payout_id, Payout.status == status)
+        update(Payout)
+        .where(Payout.id == payout_id, Payout.status == status)
         .values(status=PayoutStatus.HELD, hold_reason=reason)
-    ).rowcount  # fmt: skip
+    ).rowcount
     if changed:
         _audit(session, actor.id, "payout.held", "payout", payout_id, status, PayoutStatus.HELD, now, note=reason)
     return changed
@@ -274,9 +314,10 @@ def cancel_batch(session: Session, batch: PayoutBatch, *, actor: User, reason: s
     """Cancel a draft batch: every payout's amount returns to its affiliate's balance; how many payouts."""
     _lock_batch(session, batch)
     updated = session.execute(
-        update(PayoutBatch).where(PayoutBatch.id == batch.id, PayoutBatch.status == BatchStatus.DRAFT)
+        update(PayoutBatch)
+        .where(PayoutBatch.id == batch.id, PayoutBatch.status == BatchStatus.DRAFT)
         .values(status=BatchStatus.CANCELLED)
-    ).rowcount  # fmt: skip
+    ).rowcount
     if not updated:
         raise PayoutError("Only a draft batch can be cancelled; an approved one is paid, or its payouts marked failed.")
     live = (PayoutStatus.PENDING, PayoutStatus.HELD)
@@ -285,29 +326,49 @@ def cancel_batch(session: Session, batch: PayoutBatch, *, actor: User, reason: s
         .where(Payout.batch_id == batch.id, Payout.status.in_(live))
         .order_by(Payout.id)
     ).all()
-    session.execute(update(Payout).where(Payout.batch_id == batch.id, Payout.status.in_(live))
-                    .values(status=PayoutStatus.CANCELLED))  # fmt: skip
+    session.execute(
+        update(Payout).where(Payout.batch_id == batch.id, Payout.status.in_(live)).values(status=PayoutStatus.CANCELLED)
+    )
     if payouts:
-        post_new(session, "payout_cancel", [
-            (f"payout:{p.id}", [
-                Leg("payout_clearing", p.amount_cents, p.currency),
-                Leg(f"affiliate_payable:{p.affiliate_id}", -p.amount_cents, p.currency, p.affiliate_id),
-            ])
-            for p in payouts
-        ], now=now)  # fmt: skip
+        post_new(
+            session,
+            "payout_cancel",
+            [
+                (
+                    f"payout:{p.id}",
+                    [
+                        Leg("payout_clearing", p.amount_cents, p.currency),
+                        Leg(f"affiliate_payable:{p.affiliate_id}", -p.amount_cents, p.currency, p.affiliate_id),
+                    ],
+                )
+                for p in payouts
+            ],
+            now=now,
+        )
         # The commissions they carried are free to join a later batch.
         session.execute(
             update(Commission)
-            .where(Commission.affiliate_id.in_(select(Payout.affiliate_id).where(Payout.batch_id == batch.id)),
-                   Commission.status == CommissionStatus.APPROVED,
-                   Commission.payout_id.in_(select(Payout.id).where(Payout.batch_id == batch.id)))
+            .where(
+                Commission.affiliate_id.in_(select(Payout.affiliate_id).where(Payout.batch_id == batch.id)),
+                Commission.status == CommissionStatus.APPROVED,
+                Commission.payout_id.in_(select(Payout.id).where(Payout.batch_id == batch.id)),
+            )
             .values(payout_id=None)
             .execution_options(synchronize_session=False)
-        )  # fmt: skip
+        )
         for p in payouts:
             _audit(session, actor.id, "payout.cancelled", "payout", p.id, p.status, PayoutStatus.CANCELLED, now)
-    _audit(session, actor.id, "payout_batch.cancel", "payout_batch", batch.id, BatchStatus.DRAFT,
-           BatchStatus.CANCELLED, now, note=reason)  # fmt: skip
+    _audit(
+        session,
+        actor.id,
+        "payout_batch.cancel",
+        "payout_batch",
+        batch.id,
+        BatchStatus.DRAFT,
+        BatchStatus.CANCELLED,
+        now,
+        note=reason,
+    )
     session.expire(batch)
     return len(payouts)
 
@@ -343,9 +404,16 @@ def export_batch(
     lines = awaiting_payment(session, batch)
     text = payout_file(format_name, lines)
     mine = [line for line in lines if line.method == FORMATS[format_name].method]
-    record = PayoutExport(batch_id=batch.id, format=format_name, sha256=hashlib.sha256(text.encode()).hexdigest(),
-                          payout_count=len(mine), total_cents=sum(line.amount_cents for line in mine),
-                          repeat=bool(earlier), exported_by_id=actor.id, exported_at=now)  # fmt: skip
+    record = PayoutExport(
+        batch_id=batch.id,
+        format=format_name,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        payout_count=len(mine),
+        total_cents=sum(line.amount_cents for line in mine),
+        repeat=bool(earlier),
+        exported_by_id=actor.id,
+        exported_at=now,
+    )
     session.add(record)
     session.flush()
     note = f"{format_name} file, {len(mine)} payouts, sha256 {record.sha256}"
@@ -354,11 +422,22 @@ def export_batch(
             f"repeat export, {format_name} file number {len(earlier) + 1}, confirmed not to be uploaded twice; {note}"
         )
     action = "payout_batch.export_repeat" if earlier else "payout_batch.export"
-    audit.record(session, actor_id=actor.id, action=action, subject_type="payout_batch", subject_id=batch.id,
-                 before={"status": str(status)}, after={"status": str(BatchStatus.EXPORTED if status ==
-                 BatchStatus.APPROVED else status)}, now=now, note=note)  # fmt: skip
-    session.execute(update(PayoutBatch).where(PayoutBatch.id == batch.id, PayoutBatch.status == BatchStatus.APPROVED)
-                    .values(status=BatchStatus.EXPORTED))  # fmt: skip
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action=action,
+        subject_type="payout_batch",
+        subject_id=batch.id,
+        before={"status": str(status)},
+        after={"status": str(BatchStatus.EXPORTED if status == BatchStatus.APPROVED else status)},
+        now=now,
+        note=note,
+    )
+    session.execute(
+        update(PayoutBatch)
+        .where(PayoutBatch.id == batch.id, PayoutBatch.status == BatchStatus.APPROVED)
+        .values(status=BatchStatus.EXPORTED)
+    )
     session.expire(batch)
     return Exported(text, record)
 
@@ -373,24 +452,37 @@ def mark_paid(session: Session, payout: Payout, *, reference: str, actor: User, 
         select(User.status, User.status_reason).where(User.id == payout.affiliate_id).with_for_update()
     ).one()
     if affiliate.status == UserStatus.SUSPENDED:
-        _hold(session, payout.id, PayoutStatus.APPROVED, _suspended_reason(affiliate.status_reason), actor=actor,
-              now=now)  # fmt: skip
+        _hold(
+            session, payout.id, PayoutStatus.APPROVED, _suspended_reason(affiliate.status_reason), actor=actor, now=now
+        )
         session.expire(payout)
         return False
     changed = session.execute(
-        update(Payout).where(Payout.id == payout.id, Payout.status == PayoutStatus.APPROVED)
+        update(Payout)
+        .where(Payout.id == payout.id, Payout.status == PayoutStatus.APPROVED)
         .values(status=PayoutStatus.PAID, external_reference=reference[:255], paid_at=now)
-    ).rowcount  # fmt: skip
+    ).rowcount
     if not changed:
         return False
-    post(session, "payout_paid", f"payout:{payout.id}", [
-        Leg("payout_clearing", payout.amount_cents, payout.currency),
-        Leg("cash", -payout.amount_cents, payout.currency),
-    ], now=now)  # fmt: skip
-    session.execute(update(Commission).where(Commission.affiliate_id == payout.affiliate_id,
-                                             Commission.payout_id == payout.id,
-                                             Commission.status == CommissionStatus.APPROVED)
-                    .values(status=CommissionStatus.PAID))  # fmt: skip
+    post(
+        session,
+        "payout_paid",
+        f"payout:{payout.id}",
+        [
+            Leg("payout_clearing", payout.amount_cents, payout.currency),
+            Leg("cash", -payout.amount_cents, payout.currency),
+        ],
+        now=now,
+    )
+    session.execute(
+        update(Commission)
+        .where(
+            Commission.affiliate_id == payout.affiliate_id,
+            Commission.payout_id == payout.id,
+            Commission.status == CommissionStatus.APPROVED,
+        )
+        .values(status=CommissionStatus.PAID)
+    )
     _audit(session, actor.id, "payout.paid", "payout", payout.id, PayoutStatus.APPROVED, PayoutStatus.PAID, now)
     data = payloads.payout(payout, status=PayoutStatus.PAID, reference=reference[:255], paid_at=now)
     webhooks.emit_everywhere(session, "payout.paid", data, now=now, currency=payout.currency)
@@ -413,22 +505,28 @@ def mark_failed(session: Session, payout: Payout, *, reason: str, actor: User, n
     if before not in (PayoutStatus.APPROVED, PayoutStatus.HELD):
         return False
     changed = session.execute(
-        update(Payout).where(Payout.id == payout.id, Payout.status == before)
+        update(Payout)
+        .where(Payout.id == payout.id, Payout.status == before)
         .values(status=PayoutStatus.FAILED, failure_reason=reason[:1000])
-    ).rowcount  # fmt: skip
+    ).rowcount
     if not changed:
         return False
-    post(session, "payout_failed", f"payout:{payout.id}", [
-        Leg("payout_clearing", payout.amount_cents, payout.currency),
-        Leg(f"affiliate_payable:{payout.affiliate_id}", -payout.amount_cents, payout.currency, payout.affiliate_id),
-    ], now=now)  # fmt: skip
+    post(
+        session,
+        "payout_failed",
+        f"payout:{payout.id}",
+        [
+            Leg("payout_clearing", payout.amount_cents, payout.currency),
+            Leg(f"affiliate_payable:{payout.affiliate_id}", -payout.amount_cents, payout.currency, payout.affiliate_id),
+        ],
+        now=now,
+    )
     session.execute(
         update(Commission)
         .where(Commission.affiliate_id == payout.affiliate_id, Commission.payout_id == payout.id)
         .values(payout_id=None)
     )
-    _audit(session, actor.id, "payout.failed", "payout", payout.id, before, PayoutStatus.FAILED, now,
-           note=reason)  # fmt: skip
+    _audit(session, actor.id, "payout.failed", "payout", payout.id, before, PayoutStatus.FAILED, now, note=reason)
     data = payloads.payout(payout, status=PayoutStatus.FAILED)
     webhooks.emit_everywhere(session, "payout.failed", data, now=now, currency=payout.currency)
     _tell(
@@ -480,6 +578,14 @@ def _destination(affiliate: User) -> str:
 
 
 def _audit(session, actor_id, action, subject_type, subject_id, before, after, now, note=None) -> None:
-    audit.record(session, actor_id=actor_id, action=action, subject_type=subject_type, subject_id=subject_id,
-                 before=None if before is None else {"status": str(before)}, after={"status": str(after)}, now=now,
-                 note=note)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=actor_id,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        before=None if before is None else {"status": str(before)},
+        after={"status": str(after)},
+        now=now,
+        note=note,
+    )

@@ -148,10 +148,15 @@ def in_words(terms: PlanTerms, currency: str) -> str:
     if terms.second_tier_bps:
         text += f"; recruiters earn {bps_to_percent(terms.second_tier_bps)}% of their recruits' commissions"
     if terms.bonus_threshold is not None:
-        at = (format_amount(terms.bonus_threshold, currency) + " of sales" if terms.tier_basis == REVENUE
-              else f"{terms.bonus_threshold} sale{'s' if terms.bonus_threshold != 1 else ''}")  # fmt: skip
+        at = (
+            format_amount(terms.bonus_threshold, currency) + " of sales"
+            if terms.tier_basis == REVENUE
+            else f"{terms.bonus_threshold} sale{'s' if terms.bonus_threshold != 1 else ''}"
+        )
         text += f"; plus a {format_amount(terms.bonus_cents, currency)} bonus at {at} this month (once a month)"
     if terms.referrer_reward_cents or terms.referee_reward_cents:
-        text += (f"; refer-a-friend: {format_amount(terms.referrer_reward_cents, currency)} to the referrer, "
-                 f"{format_amount(terms.referee_reward_cents, currency)} to the new member")  # fmt: skip
+        text += (
+            f"; refer-a-friend: {format_amount(terms.referrer_reward_cents, currency)} to the referrer, "
+            f"{format_amount(terms.referee_reward_cents, currency)} to the new member"
+        )
     return text + "."

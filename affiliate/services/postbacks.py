@@ -73,8 +73,11 @@ def check_template(template: str, check_url) -> str:
         raise PostbackError(f"Use at most {TEMPLATE_MAX} characters.")
     unknown = sorted({name for name in MACRO.findall(template) if name not in MACROS})
     if unknown:
-        raise PostbackError(f"Unknown macros: {', '.join('{' + name + '}' for name in unknown[:5])}. Known: "
-                            + ", ".join("{" + name + "}" for name in MACROS) + ".")  # fmt: skip
+        raise PostbackError(
+            f"Unknown macros: {', '.join('{' + name + '}' for name in unknown[:5])}. Known: "
+            + ", ".join("{" + name + "}" for name in MACROS)
+            + "."
+        )
     scheme, _, rest = template.partition("://")
     authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
     if "{" in scheme or "{" in authority or "}" in authority:
@@ -124,8 +127,17 @@ def postbacks_of(session: Session, program_id: int, affiliate_id: int | None) ->
     return list(session.scalars(select(Postback).where(Postback.program_id == program_id, owner).order_by(Postback.id)))
 
 
-def save(session: Session, program: Program, affiliate_id: int | None, settings: PostbackSettings, *,
-         actor: User, now: datetime, check_url, postback: Postback | None = None) -> Postback:  # fmt: skip
+def save(
+    session: Session,
+    program: Program,
+    affiliate_id: int | None,
+    settings: PostbackSettings,
+    *,
+    actor: User,
+    now: datetime,
+    check_url,
+    postback: Postback | None = None,
+) -> Postback:
     """Add a postback (or change ``postback``) after checking its template, method and events."""
     template = check_template(settings.url_template, check_url)
     method = (settings.method or "GET").upper()
@@ -136,24 +148,53 @@ def save(session: Session, program: Program, affiliate_id: int | None, settings:
     if postback is None:
         if len(postbacks_of(session, program.id, affiliate_id)) >= PER_PROGRAM:
             raise PostbackError(f"At most {PER_PROGRAM} postbacks per program.")
-        postback = Postback(program_id=program.id, affiliate_id=affiliate_id, created_by_id=actor.id, created_at=now,
-                            url_template=template, method=method, events=events, enabled=True)  # fmt: skip
+        postback = Postback(
+            program_id=program.id,
+            affiliate_id=affiliate_id,
+            created_by_id=actor.id,
+            created_at=now,
+            url_template=template,
+            method=method,
+            events=events,
+            enabled=True,
+        )
         session.add(postback)
     else:
         before = {"url_template": postback.url_template, "method": postback.method, "events": postback.events}
         postback.url_template, postback.method, postback.events = template, method, events
         postback.enabled, postback.disabled_at, postback.disabled_reason = True, None, None
     session.flush()
-    audit.record(session, actor_id=actor.id, action="postback.saved", subject_type="postback", subject_id=postback.id,
-                 before=before, after={"url_template": template, "method": method, "events": events,
-                                       "program_id": program.id, "affiliate_id": affiliate_id}, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action="postback.saved",
+        subject_type="postback",
+        subject_id=postback.id,
+        before=before,
+        after={
+            "url_template": template,
+            "method": method,
+            "events": events,
+            "program_id": program.id,
+            "affiliate_id": affiliate_id,
+        },
+        now=now,
+    )
     return postback
 
 
 def delete(session: Session, postback: Postback, *, actor: User, now: datetime) -> None:
     before = {"url_template": postback.url_template}
-    audit.record(session, actor_id=actor.id, action="postback.deleted", subject_type="postback",
-                 subject_id=postback.id, before=before, after=None, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action="postback.deleted",
+        subject_type="postback",
+        subject_id=postback.id,
+        before=before,
+        after=None,
+        now=now,
+    )
     session.delete(postback)
 
 
@@ -174,9 +215,18 @@ def emit(session: Session, conversion: Conversion, event: str, *, now: datetime,
     for postback in found:
         url = render(postback.url_template, values)
         body = urlencode(values) if postback.method == "POST" else None
-        delivery = Delivery(message_id=new_message_id(), postback_id=postback.id, event=event, method=postback.method,
-                            url=url, body=body, created_at=now, status="pending", next_attempt_at=now,
-                            attempts=0)  # fmt: skip
+        delivery = Delivery(
+            message_id=new_message_id(),
+            postback_id=postback.id,
+            event=event,
+            method=postback.method,
+            url=url,
+            body=body,
+            created_at=now,
+            status="pending",
+            next_attempt_at=now,
+            attempts=0,
+        )
         if len(url) > MAX_URL_LENGTH:
             # Sub ids come from whoever clicks; filled in, they can make a URL no sender accepts. It is logged
             # as given up at once rather than retried for days (or failing the conversion's own write).

@@ -80,9 +80,16 @@ def set_recruiter(session: Session, affiliate: User, code: str, *, actor_id: int
         return recruiter
     affiliate.referred_by_id = after
     session.flush()
-    audit.record(session, actor_id=actor_id, action="affiliate.recruiter_changed", subject_type="user",
-                 subject_id=affiliate.id, before={"recruiter_id": before}, after={"recruiter_id": after},
-                 now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=actor_id,
+        action="affiliate.recruiter_changed",
+        subject_type="user",
+        subject_id=affiliate.id,
+        before={"recruiter_id": before},
+        after={"recruiter_id": after},
+        now=now,
+    )
     return recruiter
 
 

@@ -74,8 +74,11 @@ def overview(session: Session, scope: Scope, period: Period) -> Overview:
     Each of the three sources is summed by day, by program and by affiliate in the database,
     so a few hundred rows come back however many affiliates and days there are.
     """
-    groups: dict[str, dict[object, Figures]] = {"day": {day: Figures() for day in period.days}, "program": {},
-                                                "affiliate": {}}  # fmt: skip
+    groups: dict[str, dict[object, Figures]] = {
+        "day": {day: Figures() for day in period.days},
+        "program": {},
+        "affiliate": {},
+    }
     statuses: dict[str, dict[str, int]] = {}
     for key, found in groups.items():
 
@@ -151,18 +154,31 @@ def csv_table(dimension: str, rows: list[Row]) -> tuple[tuple[str, ...], list[li
     if dimension == "excluded":
         return ("reason", "reason_code", "clicks"), [[row.label, row.key, row.figures.raw] for row in rows]
     money_in = row_currencies(rows)
-    header = (dimension, "detail", "raw_clicks", "human_clicks", "unique_clicks", "excluded_clicks", "signups",
-              "sales", "conversion_rate_percent",
-              *(f"{kind}_{currency}" for currency in money_in for kind in ("revenue", "earned", "epc")))  # fmt: skip
+    header = (
+        dimension,
+        "detail",
+        "raw_clicks",
+        "human_clicks",
+        "unique_clicks",
+        "excluded_clicks",
+        "signups",
+        "sales",
+        "conversion_rate_percent",
+        *(f"{kind}_{currency}" for currency in money_in for kind in ("revenue", "earned", "epc")),
+    )
     table = []
     for row in rows:
         f = row.figures
         money: list[Cell] = []
         for currency in money_in:
-            money += [to_decimal(f.revenue.get(currency, 0), currency), to_decimal(f.earned.get(currency, 0), currency),
-                      f.epc(currency)]  # fmt: skip
-        table.append([row.label, row.detail, f.raw, f.human, f.unique, f.excluded, f.signups, f.sales,
-                      f.conversion_rate, *money])  # fmt: skip
+            money += [
+                to_decimal(f.revenue.get(currency, 0), currency),
+                to_decimal(f.earned.get(currency, 0), currency),
+                f.epc(currency),
+            ]
+        table.append(
+            [row.label, row.detail, f.raw, f.human, f.unique, f.excluded, f.signups, f.sales, f.conversion_rate, *money]
+        )
     return header, table
 
 
@@ -242,10 +258,13 @@ def _rolled_up_conversions(
     group = (getattr(ConversionRollup, ROLLUP_GROUPS[key]), ConversionRollup.kind, ConversionRollup.currency)
     stmt = (
         select(*group, func.sum(ConversionRollup.conversion_count), func.sum(ConversionRollup.amount_cents))
-        .where(ConversionRollup.day >= period.start, ConversionRollup.day <= period.end,
-               ConversionRollup.status != ConversionStatus.REJECTED)
+        .where(
+            ConversionRollup.day >= period.start,
+            ConversionRollup.day <= period.end,
+            ConversionRollup.status != ConversionStatus.REJECTED,
+        )
         .group_by(*group)
-    )  # fmt: skip
+    )
     if scope.affiliate_id is not None:
         stmt = stmt.where(ConversionRollup.affiliate_id == scope.affiliate_id)
     if scope.program_id is not None:
@@ -258,8 +277,12 @@ def _rolled_up_commissions(
     session: Session, scope: Scope, period: Period, key: str
 ) -> Iterator[tuple[object, str, str, bool, int]]:
     """(day, program or affiliate, status, currency, own, cents) from the commission rollups."""
-    group = (getattr(CommissionRollup, ROLLUP_GROUPS[key]), CommissionRollup.status, CommissionRollup.currency,
-             CommissionRollup.own)  # fmt: skip
+    group = (
+        getattr(CommissionRollup, ROLLUP_GROUPS[key]),
+        CommissionRollup.status,
+        CommissionRollup.currency,
+        CommissionRollup.own,
+    )
     stmt = (
         select(*group, func.sum(CommissionRollup.amount_cents))
         .where(CommissionRollup.day >= period.start, CommissionRollup.day <= period.end)
@@ -338,8 +361,11 @@ def _conversion_column(session: Session, key: str) -> ColumnElement:
 
 
 def _conversion_scope(scope: Scope) -> list[ColumnElement]:
-    where = [Conversion.affiliate_id.is_not(None) if scope.affiliate_id is None
-             else Conversion.affiliate_id == scope.affiliate_id]  # fmt: skip
+    where = [
+        Conversion.affiliate_id.is_not(None)
+        if scope.affiliate_id is None
+        else Conversion.affiliate_id == scope.affiliate_id
+    ]
     if scope.program_id is not None:
         where.append(Conversion.program_id == scope.program_id)
     return where
@@ -351,10 +377,13 @@ def _converted_link_ids(session: Session, scope: Scope, period: Period) -> list[
         session.scalars(
             select(Click.link_id.distinct())
             .join(Conversion, Conversion.click_id == Click.id)
-            .where(Conversion.occurred_at >= period.start_at, Conversion.occurred_at < period.end_at,
-                   *_conversion_scope(scope))
+            .where(
+                Conversion.occurred_at >= period.start_at,
+                Conversion.occurred_at < period.end_at,
+                *_conversion_scope(scope),
+            )
         )
-    )  # fmt: skip
+    )
 
 
 def _load_links(session: Session, scope: Scope, ids: set[int]) -> dict[int, Link]:
@@ -384,11 +413,15 @@ def _label(session: Session, name: str, rows: dict[object, Figures], links: dict
     ids = [key for key in rows if key is not None]
     names: dict[object, tuple[str, str]] = {}
     if name == "program" and ids:
-        names = {pid: (title, "") for pid, title in session.execute(
-            select(Program.id, Program.name).where(Program.id.in_(ids)))}  # fmt: skip
+        names = {
+            pid: (title, "")
+            for pid, title in session.execute(select(Program.id, Program.name).where(Program.id.in_(ids)))
+        }
     elif name == "affiliate" and ids:
-        names = {uid: (person, email) for uid, person, email in session.execute(
-            select(User.id, User.name, User.email).where(User.id.in_(ids)))}  # fmt: skip
+        names = {
+            uid: (person, email)
+            for uid, person, email in session.execute(select(User.id, User.name, User.email).where(User.id.in_(ids)))
+        }
     elif name == "link":
         names = {key: (links[key].code, links[key].campaign or "") for key in ids if key in links}
     elif name == "excluded":

@@ -125,8 +125,15 @@ def apply_window(
     if limits.ip_before is not None:
         counts.ips = _blur(session, window, limits.ip_before, Click.ip, blur_ip, policy.ip_mode, dry_run)
     if limits.user_agent_before is not None:
-        counts.user_agents = _blur(session, window, limits.user_agent_before, Click.user_agent, blur_user_agent,
-                                   policy.user_agent_mode, dry_run)  # fmt: skip
+        counts.user_agents = _blur(
+            session,
+            window,
+            limits.user_agent_before,
+            Click.user_agent,
+            blur_user_agent,
+            policy.user_agent_mode,
+            dry_run,
+        )
     return counts
 
 

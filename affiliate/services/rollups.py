@@ -37,10 +37,26 @@ REBUILD_CHUNK = 20_000
 LEASE = timedelta(minutes=10)  # renewed with every chunk; a crashed command frees it after this long
 # What a rollup is computed from; the rebuild and the check read only these columns.
 CLICK_FIELDS = (
-    Click.id, Click.link_id, Click.affiliate_id, Click.program_id, Click.clicked_at, Click.country, Click.device_type,
-    Click.browser, Click.referrer, Click.sub1, Click.sub2, Click.sub3, Click.sub4, Click.sub5, Click.is_bot,
-    Click.bot_reason, Click.is_unique, Click.fraud_action, Click.fraud_reasons,
-)  # fmt: skip
+    Click.id,
+    Click.link_id,
+    Click.affiliate_id,
+    Click.program_id,
+    Click.clicked_at,
+    Click.country,
+    Click.device_type,
+    Click.browser,
+    Click.referrer,
+    Click.sub1,
+    Click.sub2,
+    Click.sub3,
+    Click.sub4,
+    Click.sub5,
+    Click.is_bot,
+    Click.bot_reason,
+    Click.is_unique,
+    Click.fraud_action,
+    Click.fraud_reasons,
+)
 
 
 class MaintenanceBusy(Exception):
@@ -210,10 +226,12 @@ def stored(session: Session, since: date | None = None) -> dict[Key, list[int]]:
         stmt = stmt.where(ClickRollup.day >= since)
     return {
         (row.dimension, row.day, row.affiliate_id, row.program_id, row.value): [
-            row.raw_clicks, row.human_clicks, row.unique_clicks,
+            row.raw_clicks,
+            row.human_clicks,
+            row.unique_clicks,
         ]
         for row in session.scalars(stmt)
-    }  # fmt: skip
+    }
 
 
 def differences(session: Session) -> list[tuple[Key, list[int] | None, list[int] | None]]:
@@ -242,8 +260,14 @@ def as_date(value: date | str) -> date:
 def _conversion_recount(session: Session):
     """What conversion_rollups should hold, as a query: attributed conversions, a refund under its sale's status."""
     sale = aliased(Conversion)
-    keys = (utc_day(session, Conversion.occurred_at), Conversion.affiliate_id, Conversion.program_id, Conversion.type,
-            func.coalesce(sale.status, Conversion.status), Conversion.currency)  # fmt: skip
+    keys = (
+        utc_day(session, Conversion.occurred_at),
+        Conversion.affiliate_id,
+        Conversion.program_id,
+        Conversion.type,
+        func.coalesce(sale.status, Conversion.status),
+        Conversion.currency,
+    )
     return (
         select(*keys, func.count(), func.sum(Conversion.amount_cents))
         .select_from(Conversion)
@@ -256,8 +280,14 @@ def _conversion_recount(session: Session):
 def _commission_recount(session: Session):
     """What commission_rollups should hold, as a query: commissions on their conversion's day."""
     own = func.coalesce(Commission.affiliate_id == Conversion.affiliate_id, False)
-    keys = (utc_day(session, Conversion.occurred_at), Commission.affiliate_id, Commission.program_id,
-            Commission.status, Commission.currency, own)  # fmt: skip
+    keys = (
+        utc_day(session, Conversion.occurred_at),
+        Commission.affiliate_id,
+        Commission.program_id,
+        Commission.status,
+        Commission.currency,
+        own,
+    )
     return (
         select(*keys, func.sum(Commission.amount_cents))
         .select_from(Commission)
@@ -291,12 +321,25 @@ def money_differences(session: Session) -> list[tuple[str, tuple, tuple | None, 
 
     A row whose counts are all zero (everything in it was taken out again) counts as absent.
     """
-    conversion_columns = (ConversionRollup.day, ConversionRollup.affiliate_id, ConversionRollup.program_id,
-                          ConversionRollup.kind, ConversionRollup.status, ConversionRollup.currency,
-                          ConversionRollup.conversion_count, ConversionRollup.amount_cents)  # fmt: skip
-    commission_columns = (CommissionRollup.day, CommissionRollup.affiliate_id, CommissionRollup.program_id,
-                          CommissionRollup.status, CommissionRollup.currency, CommissionRollup.own,
-                          CommissionRollup.amount_cents)  # fmt: skip
+    conversion_columns = (
+        ConversionRollup.day,
+        ConversionRollup.affiliate_id,
+        ConversionRollup.program_id,
+        ConversionRollup.kind,
+        ConversionRollup.status,
+        ConversionRollup.currency,
+        ConversionRollup.conversion_count,
+        ConversionRollup.amount_cents,
+    )
+    commission_columns = (
+        CommissionRollup.day,
+        CommissionRollup.affiliate_id,
+        CommissionRollup.program_id,
+        CommissionRollup.status,
+        CommissionRollup.currency,
+        CommissionRollup.own,
+        CommissionRollup.amount_cents,
+    )
     found = []
     for table, stored_query, recount_query in (
         ("conversion_rollups", select(*conversion_columns), _conversion_recount(session)),

@@ -87,22 +87,26 @@ def _later_than_postgresql(element, compiler, **kw) -> str:
 _latest = (
     select(_conversions.c.occurred_at, _clicks.c.clicked_at)
     .join(_clicks, _clicks.c.id == _conversions.c.click_id)
-    .where(_conversions.c.affiliate_id == bindparam("affiliate_id"),
-           _conversions.c.program_id == bindparam("program_id"),
-           _conversions.c.type != ConversionType.REFUND, _OTHER_CONVERSION)
+    .where(
+        _conversions.c.affiliate_id == bindparam("affiliate_id"),
+        _conversions.c.program_id == bindparam("program_id"),
+        _conversions.c.type != ConversionType.REFUND,
+        _OTHER_CONVERSION,
+    )
     .order_by(_conversions.c.occurred_at.desc())
     .limit(RECENT_CONVERSIONS)
     .subquery()
-)  # fmt: skip
+)
 _late = _LaterThan(_latest.c.occurred_at, _latest.c.clicked_at, bindparam("late_seconds", type_=Float()))
 _RECENT = select(func.count(), func.coalesce(func.sum(case((_late, 1), else_=0)), 0)).select_from(_latest)
 _HUMAN_CLICKS = select(func.count()).select_from(
     select(_clicks.c.id)
-    .where(_clicks.c.affiliate_id == bindparam("affiliate_id"), _clicks.c.clicked_at >= bindparam("since"),
-           human_click())
+    .where(
+        _clicks.c.affiliate_id == bindparam("affiliate_id"), _clicks.c.clicked_at >= bindparam("since"), human_click()
+    )
     .limit(bindparam("enough"))
     .subquery()
-)  # fmt: skip
+)
 
 
 def _per_key_set(build, first: str, second: str) -> dict[tuple[str, ...], Select]:
@@ -114,29 +118,44 @@ def _per_key_set(build, first: str, second: str) -> dict[tuple[str, ...], Select
 
 
 _EARLIER_CUSTOMER_CONVERSION = _per_key_set(
-    lambda customer: select(_conversions.c.id)
-    .where(_conversions.c.program_id == bindparam("program_id"), _conversions.c.type != ConversionType.REFUND,
-           _OTHER_CONVERSION, customer)
-    .limit(1),
-    "customer_external_id", "customer_user_id",
-)  # fmt: skip
+    lambda customer: (
+        select(_conversions.c.id)
+        .where(
+            _conversions.c.program_id == bindparam("program_id"),
+            _conversions.c.type != ConversionType.REFUND,
+            _OTHER_CONVERSION,
+            customer,
+        )
+        .limit(1)
+    ),
+    "customer_external_id",
+    "customer_user_id",
+)
 _SAME_DEVICE_CONVERSIONS = _per_key_set(
-    lambda device: select(func.count())
-    .select_from(_conversions)
-    .where(device, _conversions.c.created_at >= bindparam("since"), _OTHER_CONVERSION,
-           _conversions.c.type != ConversionType.REFUND),
-    "customer_ip", "customer_fingerprint",
-)  # fmt: skip
+    lambda device: (
+        select(func.count())
+        .select_from(_conversions)
+        .where(
+            device,
+            _conversions.c.created_at >= bindparam("since"),
+            _OTHER_CONVERSION,
+            _conversions.c.type != ConversionType.REFUND,
+        )
+    ),
+    "customer_ip",
+    "customer_fingerprint",
+)
 
 
 # The conversion being screened is not stored yet: it is counted by the caller.
-_COUPON_USE = select(func.count(), func.coalesce(func.sum(case((_conversions.c.coupon_with_click.is_(False), 1),
-                                                               else_=0)), 0)).where(
+_COUPON_USE = select(
+    func.count(), func.coalesce(func.sum(case((_conversions.c.coupon_with_click.is_(False), 1), else_=0)), 0)
+).where(
     _conversions.c.coupon_id == bindparam("coupon_id"),
     _conversions.c.occurred_at >= bindparam("since"),
     _conversions.c.type != ConversionType.REFUND,
     _OTHER_CONVERSION,
-)  # fmt: skip
+)
 
 
 def _coupon_code(session: Session, coupon_id: int) -> str | None:
@@ -183,9 +202,13 @@ def _signals(
     late_after = timedelta(hours=rules["click_spamming"].get("late_hours"))
     recent, late = connection.execute(
         _RECENT,
-        {**of_affiliate, "program_id": conversion.program_id, "conversion_id": conversion.id,
-         "late_seconds": late_after.total_seconds()},
-    ).one()  # fmt: skip
+        {
+            **of_affiliate,
+            "program_id": conversion.program_id,
+            "conversion_id": conversion.id,
+            "late_seconds": late_after.total_seconds(),
+        },
+    ).one()
     # Counting stops where the rate could no longer be an outlier: conversions / max_rate clicks.
     enough = int(recent / rules["conversion_rate_outlier"].get("max_rate")) + 1
     clicks = connection.scalar(_HUMAN_CLICKS, {**of_affiliate, "since": since, "enough": enough})
@@ -243,8 +266,11 @@ def _coupon_use(session: Session, conversion: Conversion, rules: dict[str, RuleS
         .one()
     )
     mine = 0 if conversion.coupon_with_click else 1
-    return {"coupon_code": _coupon_code(session, conversion.coupon_id), "coupon_conversions": total + 1,
-            "coupon_without_click": without + mine}  # fmt: skip
+    return {
+        "coupon_code": _coupon_code(session, conversion.coupon_id),
+        "coupon_conversions": total + 1,
+        "coupon_without_click": without + mine,
+    }
 
 
 def _same_device(session: Session, conversion: Conversion, rules: dict[str, RuleSetting], now: datetime) -> int:

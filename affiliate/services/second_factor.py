@@ -80,8 +80,16 @@ def enable_totp(session: Session, user: User, secret: str, code: str, *, now: da
     first = not has_second_factor(session, user)
     user.totp_secret = secret
     user.totp_last_step = step
-    audit.record(session, actor_id=user.id, action="user.totp_enabled", subject_type="user", subject_id=user.id,
-                 before=None, after=None, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=user.id,
+        action="user.totp_enabled",
+        subject_type="user",
+        subject_id=user.id,
+        before=None,
+        after=None,
+        now=now,
+    )
     return new_recovery_codes(session, user, now=now) if first else []
 
 
@@ -124,8 +132,16 @@ def new_recovery_codes(session: Session, user: User, *, now: datetime, count: in
         raw = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_LENGTH))
         codes.append(f"{raw[:5]}-{raw[5:]}")
         session.add(RecoveryCode(user_id=user.id, code_hash=_digest(raw), created_at=now))
-    audit.record(session, actor_id=user.id, action="user.recovery_codes_issued", subject_type="user",
-                 subject_id=user.id, before=None, after={"count": count}, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=user.id,
+        action="user.recovery_codes_issued",
+        subject_type="user",
+        subject_id=user.id,
+        before=None,
+        after={"count": count},
+        now=now,
+    )
     return codes
 
 
@@ -144,17 +160,25 @@ def use_recovery_code(session: Session, user: User, code: str, *, now: datetime)
         .values(used_at=now)
     ).rowcount
     if used:
-        audit.record(session, actor_id=user.id, action="user.recovery_code_used", subject_type="user",
-                     subject_id=user.id, before=None, after={"left": recovery_codes_left(session, user)},
-                     now=now)  # fmt: skip
+        audit.record(
+            session,
+            actor_id=user.id,
+            action="user.recovery_code_used",
+            subject_type="user",
+            subject_id=user.id,
+            before=None,
+            after={"left": recovery_codes_left(session, user)},
+            now=now,
+        )
     return used == 1
 
 
 def recovery_codes_left(session: Session, user: User) -> int:
     return session.scalar(
-        select(func.count()).select_from(RecoveryCode)
+        select(func.count())
+        .select_from(RecoveryCode)
         .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
-    )  # fmt: skip
+    )
 
 
 def disable_totp(session: Session, user: User, *, now: datetime) -> None:
@@ -166,8 +190,16 @@ def disable_totp(session: Session, user: User, *, now: datetime) -> None:
     user.totp_last_step = None
     if not keys:
         session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-    audit.record(session, actor_id=user.id, action="user.totp_disabled", subject_type="user", subject_id=user.id,
-                 before=None, after=None, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=user.id,
+        action="user.totp_disabled",
+        subject_type="user",
+        subject_id=user.id,
+        before=None,
+        after=None,
+        now=now,
+    )
 
 
 def reset(session: Session, user: User, *, actor: User, now: datetime) -> None:
@@ -177,13 +209,24 @@ def reset(session: Session, user: User, *, actor: User, now: datetime) -> None:
     """
     if actor.id == user.id:
         raise SecondFactorError("Ask another admin to reset your own two-factor sign-in.")
-    before = {"totp": bool(user.totp_secret),
-              "security_keys": session.scalar(select(func.count()).select_from(SecurityKey)
-                                              .where(SecurityKey.user_id == user.id))}  # fmt: skip
+    before = {
+        "totp": bool(user.totp_secret),
+        "security_keys": session.scalar(
+            select(func.count()).select_from(SecurityKey).where(SecurityKey.user_id == user.id)
+        ),
+    }
     user.totp_secret = None
     user.totp_last_step = None
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     session.execute(delete(SecurityKey).where(SecurityKey.user_id == user.id))
     accounts.end_all_sessions(session, user, now=now)
-    audit.record(session, actor_id=actor.id, action="user.second_factor_reset", subject_type="user",
-                 subject_id=user.id, before=before, after={"totp": False, "security_keys": 0}, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action="user.second_factor_reset",
+        subject_type="user",
+        subject_id=user.id,
+        before=before,
+        after={"totp": False, "security_keys": 0},
+        now=now,
+    )

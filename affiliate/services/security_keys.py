@@ -46,8 +46,11 @@ class RelyingParty:
     @classmethod
     def from_config(cls, config) -> RelyingParty:
         base = urlsplit(config["PUBLIC_BASE_URL"])
-        return cls(config.get("WEBAUTHN_RP_ID") or base.hostname or "localhost", config["WEBAUTHN_RP_NAME"],
-                   f"{base.scheme}://{base.netloc}")  # fmt: skip
+        return cls(
+            config.get("WEBAUTHN_RP_ID") or base.hostname or "localhost",
+            config["WEBAUTHN_RP_NAME"],
+            f"{base.scheme}://{base.netloc}",
+        )
 
 
 def keys_of(session: Session, user: User) -> list[SecurityKey]:
@@ -95,8 +98,16 @@ def register(
     )
     session.add(key)
     session.flush()
-    audit.record(session, actor_id=user.id, action="user.security_key_added", subject_type="user",
-                 subject_id=user.id, before=None, after={"key": key.id, "name": name}, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=user.id,
+        action="user.security_key_added",
+        subject_type="user",
+        subject_id=user.id,
+        before=None,
+        after={"key": key.id, "name": name},
+        now=now,
+    )
     return key
 
 
@@ -132,9 +143,13 @@ def authenticate(
         raise KeyRefused("That security key is not registered to this account.")
     try:
         verified = webauthn.verify_authentication_response(
-            credential=parsed, expected_challenge=challenge, expected_rp_id=rp.id, expected_origin=rp.origin,
-            credential_public_key=key.public_key, credential_current_sign_count=key.sign_count,
-        )  # fmt: skip
+            credential=parsed,
+            expected_challenge=challenge,
+            expected_rp_id=rp.id,
+            expected_origin=rp.origin,
+            credential_public_key=key.public_key,
+            credential_current_sign_count=key.sign_count,
+        )
     except (InvalidAuthenticationResponse, ValueError) as error:
         raise KeyRefused(f"The security key's answer was refused: {error}") from None
     key.sign_count = verified.new_sign_count
@@ -153,8 +168,16 @@ def remove(session: Session, user: User, key_id: int, *, required: bool, now: da
     if required and not others and not user.totp_secret:
         raise KeyRefused("Your account needs a second factor: set up an authenticator app before removing this key.")
     session.execute(delete(SecurityKey).where(SecurityKey.id == key.id))
-    audit.record(session, actor_id=user.id, action="user.security_key_removed", subject_type="user",
-                 subject_id=user.id, before={"key": key.id, "name": key.name}, after=None, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=user.id,
+        action="user.security_key_removed",
+        subject_type="user",
+        subject_id=user.id,
+        before={"key": key.id, "name": key.name},
+        after=None,
+        now=now,
+    )
     return True
 
 

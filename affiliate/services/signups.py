@@ -66,8 +66,9 @@ def signup_program(session: Session, program_id: int | None, click_id: str | Non
         if program is not None:
             return program
     if click_id:
-        program = session.scalar(select(Program).join(Click, Click.program_id == Program.id).where(
-            Click.click_id == click_id, active))  # fmt: skip
+        program = session.scalar(
+            select(Program).join(Click, Click.program_id == Program.id).where(Click.click_id == click_id, active)
+        )
         if program is not None:
             return program
     return session.scalar(select(Program).where(active).order_by(Program.id).limit(1))

@@ -64,8 +64,14 @@ def receive(session: Session, program: Program, event: dict, *, now: datetime) -
     stored = _stored(session, program.id, event["id"])
     if stored is not None:
         return stored
-    row = StripeEvent(program_id=program.id, event_id=event["id"], type=event["type"][:64], received_at=now,
-                      stripe_created_at=datetime.fromtimestamp(event["created"], UTC), status=IGNORED)  # fmt: skip
+    row = StripeEvent(
+        program_id=program.id,
+        event_id=event["id"],
+        type=event["type"][:64],
+        received_at=now,
+        stripe_created_at=datetime.fromtimestamp(event["created"], UTC),
+        status=IGNORED,
+    )
     try:
         with session.begin_nested():
             session.add(row)
@@ -102,11 +108,10 @@ def _take_up_waiting(session: Session, program: Program, customer: str | None, n
         return
     waiting = session.scalars(
         select(StripeEvent)
-        .where(StripeEvent.program_id == program.id, StripeEvent.status == WAITING,
-               StripeEvent.waiting_for == customer)
+        .where(StripeEvent.program_id == program.id, StripeEvent.status == WAITING, StripeEvent.waiting_for == customer)
         .order_by(StripeEvent.stripe_created_at, StripeEvent.id)
         .with_for_update()
-    ).all()  # fmt: skip
+    ).all()
     for row in waiting:
         _handle(session, program, row, json.loads(row.payload), now)
 
@@ -133,14 +138,27 @@ def _checkout(session: Session, program: Program, checkout: dict, at: datetime, 
         return None  # its invoices are the sales
     order_id = _text(checkout.get("payment_intent")) or _object_id(checkout)
     report = ConversionRequest(
-        type=ConversionType.SALE, order_id=order_id, amount_cents=_amount(checkout.get("amount_total")),
-        currency=_currency(checkout.get("currency")), customer_external_id=customer,
-        customer_email=_checkout_email(checkout), click_id=click_id, referral_code=referral_code, coupon=coupon,
-        occurred_at=at, metadata={"stripe_checkout_session": _object_id(checkout)},
-    )  # fmt: skip
+        type=ConversionType.SALE,
+        order_id=order_id,
+        amount_cents=_amount(checkout.get("amount_total")),
+        currency=_currency(checkout.get("currency")),
+        customer_external_id=customer,
+        customer_email=_checkout_email(checkout),
+        click_id=click_id,
+        referral_code=referral_code,
+        coupon=coupon,
+        occurred_at=at,
+        metadata={"stripe_checkout_session": _object_id(checkout)},
+    )
     conversion = record_conversion(session, program, report, now=now).conversion
-    session.add(StripePayment(program_id=program.id, order_id=order_id, payment_intent=_text(checkout.get(
-        "payment_intent")), amount_cents=report.amount_cents))  # fmt: skip
+    session.add(
+        StripePayment(
+            program_id=program.id,
+            order_id=order_id,
+            payment_intent=_text(checkout.get("payment_intent")),
+            amount_cents=report.amount_cents,
+        )
+    )
     return conversion.id
 
 
@@ -160,24 +178,39 @@ def _invoice(session: Session, program: Program, invoice: dict, at: datetime, no
         raise Outcome(IGNORED, "Nothing was paid (a trial or a fully discounted invoice).")
     invoice_id = _object_id(invoice)
     report = ConversionRequest(
-        type=ConversionType.SALE, order_id=invoice_id, amount_cents=amount,
-        currency=_currency(invoice.get("currency")), customer_external_id=customer,
+        type=ConversionType.SALE,
+        order_id=invoice_id,
+        amount_cents=amount,
+        currency=_currency(invoice.get("currency")),
+        customer_external_id=customer,
         customer_email=_email(invoice.get("customer_email")),
         # The first invoice is credited as its checkout was; later ones follow the customer's binding.
-        click_id=bound.click_id if first else None, referral_code=bound.referral_code if first else None,
-        coupon=bound.coupon if first else None, occurred_at=at,
+        click_id=bound.click_id if first else None,
+        referral_code=bound.referral_code if first else None,
+        coupon=bound.coupon if first else None,
+        occurred_at=at,
         metadata={"stripe_invoice": invoice_id, "stripe_subscription": subscription or ""},
-    )  # fmt: skip
+    )
     conversion = record_conversion(session, program, report, now=now).conversion
-    session.add(StripePayment(program_id=program.id, order_id=invoice_id, invoice=invoice_id,
-                              payment_intent=_text(invoice.get("payment_intent")), charge=_text(invoice.get("charge")),
-                              amount_cents=amount))  # fmt: skip
+    session.add(
+        StripePayment(
+            program_id=program.id,
+            order_id=invoice_id,
+            invoice=invoice_id,
+            payment_intent=_text(invoice.get("payment_intent")),
+            charge=_text(invoice.get("charge")),
+            amount_cents=amount,
+        )
+    )
     return conversion.id
 
 
 def _refund(session: Session, program: Program, charge: dict, at: datetime, now: datetime) -> int | None:
-    keys = {"charge": _text(charge.get("id")), "payment_intent": _text(charge.get("payment_intent")),
-            "invoice": _text(charge.get("invoice"))}  # fmt: skip
+    keys = {
+        "charge": _text(charge.get("id")),
+        "payment_intent": _text(charge.get("payment_intent")),
+        "invoice": _text(charge.get("invoice")),
+    }
     matches = [getattr(StripePayment, key) == value for key, value in keys.items() if value]
     payment = matches and session.scalar(
         select(StripePayment).where(StripePayment.program_id == program.id, or_(*matches)).limit(1)
@@ -191,10 +224,13 @@ def _refund(session: Session, program: Program, charge: dict, at: datetime, now:
         payment.charge = keys["charge"]
     sale = session.scalar(
         select(Conversion)
-        .where(Conversion.program_id == program.id, Conversion.order_id == payment.order_id,
-               Conversion.type == ConversionType.SALE)
+        .where(
+            Conversion.program_id == program.id,
+            Conversion.order_id == payment.order_id,
+            Conversion.type == ConversionType.SALE,
+        )
         .with_for_update()
-    )  # fmt: skip
+    )
     if sale is None:
         raise Outcome(IGNORED, "The sale this charge paid was not recorded.")
     refunded = session.scalar(
@@ -203,17 +239,20 @@ def _refund(session: Session, program: Program, charge: dict, at: datetime, now:
     total = min(_amount(charge.get("amount_refunded")), sale.amount_cents)
     if total <= refunded:
         raise Outcome(IGNORED, f"Already refunded {refunded} of the {total} Stripe has refunded.")
-    report = RefundRequest(order_id=payment.order_id, refund_id=f"{keys['charge']}-{total}",
-                           amount_cents=total - refunded, occurred_at=at)  # fmt: skip
+    report = RefundRequest(
+        order_id=payment.order_id, refund_id=f"{keys['charge']}-{total}", amount_cents=total - refunded, occurred_at=at
+    )
     return record_refund(session, program, report, now=now).conversion.id
 
 
 def _cancelled(session: Session, program: Program, subscription: dict, at: datetime, now: datetime) -> None:
     bound = session.scalar(
-        select(StripeCustomer).where(StripeCustomer.program_id == program.id,
-                                     StripeCustomer.customer_id == _text(subscription.get("customer")),
-                                     StripeCustomer.subscription_id == _text(subscription.get("id")))
-    )  # fmt: skip
+        select(StripeCustomer).where(
+            StripeCustomer.program_id == program.id,
+            StripeCustomer.customer_id == _text(subscription.get("customer")),
+            StripeCustomer.subscription_id == _text(subscription.get("id")),
+        )
+    )
     if bound is None:
         raise Outcome(IGNORED, "Not the subscription of a referred customer.")
     bound.ended_at = at
@@ -256,8 +295,11 @@ def _customer(event: dict) -> str | None:
 
 def _subscription(invoice: dict) -> str | None:
     """Older API versions name it on the invoice; 2025 versions under parent.subscription_details."""
-    details = ((invoice.get("parent") or {}).get("subscription_details") or {}) if isinstance(invoice.get(
-        "parent"), dict) else {}  # fmt: skip
+    details = (
+        ((invoice.get("parent") or {}).get("subscription_details") or {})
+        if isinstance(invoice.get("parent"), dict)
+        else {}
+    )
     return _text(invoice.get("subscription")) or _text(details.get("subscription"))
 
 

@@ -100,6 +100,7 @@ def dimension_values(click: Mapping) -> list[tuple[str, str]]:
         if value:
             pairs.append((dimension, value[:VALUE_MAX]))
     if not is_human(click.get("is_bot"), click.get("fraud_action")):
-        pairs.append(("excluded", exclusion_reason(click.get("is_bot"), click.get("bot_reason"),
-                                                   click.get("fraud_reasons"))))  # fmt: skip
+        pairs.append(
+            ("excluded", exclusion_reason(click.get("is_bot"), click.get("bot_reason"), click.get("fraud_reasons")))
+        )
     return pairs

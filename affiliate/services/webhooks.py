@@ -146,8 +146,15 @@ def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
     return found
 
 
-def set_enabled(session: Session, endpoint: WebhookEndpoint, enabled: bool, *, actor: User | None, now: datetime,
-                reason: str | None = None) -> None:  # fmt: skip
+def set_enabled(
+    session: Session,
+    endpoint: WebhookEndpoint,
+    enabled: bool,
+    *,
+    actor: User | None,
+    now: datetime,
+    reason: str | None = None,
+) -> None:
     """Turn an endpoint on or off; turned back on, its waiting messages go at once (dead ones stay dead)."""
     endpoint.enabled = enabled
     if enabled:
@@ -155,8 +162,15 @@ def set_enabled(session: Session, endpoint: WebhookEndpoint, enabled: bool, *, a
     endpoint.disabled_at = None if enabled else now
     endpoint.disabled_reason = None if enabled else (reason or "turned off by an admin")[:500]
     if actor is not None:
-        _audit(session, actor, "webhook.enabled" if enabled else "webhook.disabled", endpoint, None,
-               {"reason": endpoint.disabled_reason}, now)  # fmt: skip
+        _audit(
+            session,
+            actor,
+            "webhook.enabled" if enabled else "webhook.disabled",
+            endpoint,
+            None,
+            {"reason": endpoint.disabled_reason},
+            now,
+        )
 
 
 def delete_endpoint(session: Session, endpoint: WebhookEndpoint, *, actor: User, now: datetime) -> None:
@@ -191,14 +205,26 @@ def _write(session: Session, found: Iterable[WebhookEndpoint], event: str, data:
     if not endpoints:
         return 0
     body = json.dumps(
-        {"type": event, "timestamp": now.isoformat().replace("+00:00", "Z"), "api_version": API_VERSION,
-         "data": data},
-        separators=(",", ":"), sort_keys=True, default=str,
-    )  # fmt: skip
+        {"type": event, "timestamp": now.isoformat().replace("+00:00", "Z"), "api_version": API_VERSION, "data": data},
+        separators=(",", ":"),
+        sort_keys=True,
+        default=str,
+    )
     for endpoint in endpoints:
-        session.add(Delivery(message_id=new_message_id(), webhook_id=endpoint.id, event=event, method="POST",
-                             url=endpoint.url, body=body, created_at=now, status="pending", next_attempt_at=now,
-                             attempts=0))  # fmt: skip
+        session.add(
+            Delivery(
+                message_id=new_message_id(),
+                webhook_id=endpoint.id,
+                event=event,
+                method="POST",
+                url=endpoint.url,
+                body=body,
+                created_at=now,
+                status="pending",
+                next_attempt_at=now,
+                attempts=0,
+            )
+        )
     return len(endpoints)
 
 
@@ -220,5 +246,13 @@ def _shown(endpoint: WebhookEndpoint) -> dict:
 
 
 def _audit(session, actor: User, action: str, endpoint: WebhookEndpoint, before, after, now: datetime) -> None:
-    audit.record(session, actor_id=actor.id, action=action, subject_type="webhook_endpoint", subject_id=endpoint.id,
-                 before=before, after=after, now=now)  # fmt: skip
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action=action,
+        subject_type="webhook_endpoint",
+        subject_id=endpoint.id,
+        before=before,
+        after=after,
+        now=now,
+    )

@@ -14,8 +14,14 @@ from tests.mail.smtp import text_of
 
 def apply(client, email: str):
     token = csrf_token(client.get("/apply").get_data(as_text=True))
-    form = {"name": "Pat Partner", "email": email, "password": PASSWORD, "confirm": PASSWORD,
-            "promotion": "A cooking blog", "csrf_token": token}  # fmt: skip
+    form = {
+        "name": "Pat Partner",
+        "email": email,
+        "password": PASSWORD,
+        "confirm": PASSWORD,
+        "promotion": "A cooking blog",
+        "csrf_token": token,
+    }
     return client.post("/apply", data=form)
 
 
@@ -60,8 +66,16 @@ def test_an_applicant_confirms_their_address_and_the_admin_sees_it(app, smtp, de
 def test_a_member_signing_up_gets_a_confirmation_link(app, smtp, deliver):
     client = app.test_client()
     token = csrf_token(client.get("/signup").get_data(as_text=True))
-    signed_up = client.post("/signup", data={"name": "Mo Member", "email": "mo@example.com", "password": PASSWORD,
-                                             "confirm": PASSWORD, "csrf_token": token})  # fmt: skip
+    signed_up = client.post(
+        "/signup",
+        data={
+            "name": "Mo Member",
+            "email": "mo@example.com",
+            "password": PASSWORD,
+            "confirm": PASSWORD,
+            "csrf_token": token,
+        },
+    )
     assert signed_up.status_code == 302
     deliver()
     [mail] = smtp.inbox.wait_for(lambda got: len(got) == 1)

@@ -217,12 +217,15 @@ def test_changing_payout_details_asks_for_the_second_factor_and_is_mailed(app, c
     )
     assert password_only.status_code == 422
     clock.advance(30)
-    both = client.post("/reauth?next=/account/payout", data={"password": PASSWORD, "csrf_token": csrf_token(page),
-                                                              "code": pyotp.TOTP(secret).at(clock.now)})  # fmt: skip
+    both = client.post(
+        "/reauth?next=/account/payout",
+        data={"password": PASSWORD, "csrf_token": csrf_token(page), "code": pyotp.TOTP(secret).at(clock.now)},
+    )
     assert both.headers["Location"] == "/account/payout"
     form = client.get("/account/payout").get_data(as_text=True)
-    saved = client.post("/account/payout", data={"method": "paypal", "email": "new-wallet@example.com",
-                                                 "csrf_token": csrf_token(form)})  # fmt: skip
+    saved = client.post(
+        "/account/payout", data={"method": "paypal", "email": "new-wallet@example.com", "csrf_token": csrf_token(form)}
+    )
     assert saved.status_code == 302
     deliver()
     mails = smtp.inbox.wait_for(lambda got: any("payout details" in m["Subject"] for m in got))

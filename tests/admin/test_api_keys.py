@@ -76,8 +76,10 @@ def test_keys_of_another_program_are_not_reachable_through_this_one(app):
     browser = app.test_client()
     Auth(browser).login(admin.email)
     page = browser.get(f"/admin/programs/{first.id}/keys/").get_data(as_text=True)
-    browser.post(f"/admin/programs/{first.id}/keys/",
-                 data={"name": "one", "scopes": list(TRACKING), "csrf_token": csrf_token(page)})  # fmt: skip
+    browser.post(
+        f"/admin/programs/{first.id}/keys/",
+        data={"name": "one", "scopes": list(TRACKING), "csrf_token": csrf_token(page)},
+    )
     with app.app_context():
         key_id = db.session.scalar(select(ApiKey.id))
     refused = browser.post(f"/admin/programs/{second.id}/keys/{key_id}/revoke", data={"csrf_token": csrf_token(page)})
@@ -101,8 +103,9 @@ def test_a_key_is_issued_with_the_scopes_ticked_and_nothing_else(app):
     assert forged.status_code == 200 and "ct_" not in forged.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(ApiKey)) is None, "refused forms issue no key"
-    shown = browser.post(url, data={"name": "ops", "scopes": ["plans:read", "adjustments:write"],
-                                    "csrf_token": csrf_token(page)}).get_data(as_text=True)  # fmt: skip
+    shown = browser.post(
+        url, data={"name": "ops", "scopes": ["plans:read", "adjustments:write"], "csrf_token": csrf_token(page)}
+    ).get_data(as_text=True)
     assert "<code>plans:read</code>, <code>adjustments:write</code>" in shown
     with app.app_context():
         key = db.session.scalar(select(ApiKey))

@@ -62,8 +62,9 @@ def test_applications_are_decided_by_an_admin_with_reasons_the_affiliate_sees(ap
     staff.post(f"{page}decide", {"affiliate": alice.id, "decision": "approve"}, token_from=page)
     unexplained = staff.post(f"{page}decide", {"affiliate": bob.id, "decision": "reject"}, token_from=page)
     assert "Say why" in staff.client.get(unexplained.headers["Location"]).get_data(as_text=True)
-    staff.post(f"{page}decide", {"affiliate": bob.id, "decision": "reject", "reason": "Coupon sites only"},
-               token_from=page)  # fmt: skip
+    staff.post(
+        f"{page}decide", {"affiliate": bob.id, "decision": "reject", "reason": "Coupon sites only"}, token_from=page
+    )
     assert create_link(a, program) == 302 and links_of(app, alice) == 1
     home = b.client.get("/partner/").get_data(as_text=True)
     assert "Not accepted" in home and "Coupon sites only" in home
@@ -78,8 +79,9 @@ def test_private_programs_are_joined_by_a_signed_expiring_invitation_into_a_grou
     staff, a = signed_in(app, admin), signed_in(app, alice)
     assert "Secret" not in a.client.get("/partner/").get_data(as_text=True)
     assert create_link(a, program) == 200 and links_of(app, alice) == 0
-    staff.post(f"/admin/programs/{program.id}/groups/new", {"name": "VIP"},
-               token_from=f"/admin/programs/{program.id}/groups/")  # fmt: skip
+    staff.post(
+        f"/admin/programs/{program.id}/groups/new", {"name": "VIP"}, token_from=f"/admin/programs/{program.id}/groups/"
+    )
     with app.app_context():
         vip = db.session.scalar(select(PartnerGroup.id))
     page = f"/admin/programs/{program.id}/enrollment/"
@@ -111,8 +113,9 @@ def test_an_affiliate_removed_from_an_open_program_cannot_create_links_for_it(ap
     staff, a = signed_in(app, admin), signed_in(app, alice)
     assert create_link(a, program) == 302
     page = f"/admin/programs/{program.id}/enrollment/"
-    staff.post(f"{page}decide", {"affiliate": alice.id, "decision": "remove", "reason": "Trademark bidding"},
-               token_from=page)  # fmt: skip
+    staff.post(
+        f"{page}decide", {"affiliate": alice.id, "decision": "remove", "reason": "Trademark bidding"}, token_from=page
+    )
     home = a.client.get("/partner/").get_data(as_text=True)
     assert "Removed" in home and "Trademark bidding" in home
     assert create_link(a, program) == 200 and links_of(app, alice) == 1

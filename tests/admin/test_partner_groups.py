@@ -36,8 +36,9 @@ def test_groups_pay_by_their_own_plans_in_order_of_precedence(app, auth):
     page = auth.client.get(f"{base}/groups/").get_data(as_text=True)
     assert "VIP" in page and "10% of each sale" in page
     assert auth.post(f"{base}/plan/?group={vip.id}", {**FLAT, "percent": "25"}).status_code == 302
-    moved = auth.post(f"{base}/groups/move", {"ids": [bob.id, carol.id], "group": str(vip.id)},
-                      token_from=f"{base}/groups/")  # fmt: skip
+    moved = auth.post(
+        f"{base}/groups/move", {"ids": [bob.id, carol.id], "group": str(vip.id)}, token_from=f"{base}/groups/"
+    )
     assert moved.status_code == 302
     assert auth.post(f"{base}/plan/?affiliate={carol.id}", {**FLAT, "percent": "40"}).status_code == 302
     sales = {who.email: report(app, program, who.id, f"o-{who.id}", 10_000) for who in (alice, bob, carol)}
@@ -46,8 +47,10 @@ def test_groups_pay_by_their_own_plans_in_order_of_precedence(app, auth):
         db.session.commit()
     assert [earned(app, sales[who.email]) for who in (alice, bob, carol)] == [1_000, 2_500, 4_000]
     # Each commission says which plan version and whose plan paid it, on the conversion's page.
-    pages = {who.email: auth.client.get(f"/admin/conversions/{sales[who.email]}").get_data(as_text=True)
-             for who in (alice, bob, carol)}  # fmt: skip
+    pages = {
+        who.email: auth.client.get(f"/admin/conversions/{sales[who.email]}").get_data(as_text=True)
+        for who in (alice, bob, carol)
+    }
     assert re.search(r"10.00% of the sale \(plan version \d+, default group\)", html.unescape(pages[alice.email]))
     assert re.search(r"25.00% of the sale \(plan version \d+, group VIP\)", html.unescape(pages[bob.email]))
     assert re.search(
@@ -66,16 +69,25 @@ def test_moving_back_to_the_default_group_and_refusals(app, auth):
     alice = make_affiliate(app)
     base = f"/admin/programs/{program.id}"
     auth.post(f"{base}/groups/new", {"name": "VIP"}, token_from=f"{base}/groups/")
-    auth.post(f"/admin/programs/{other.id}/groups/new", {"name": "Elsewhere"},
-              token_from=f"/admin/programs/{other.id}/groups/")  # fmt: skip
+    auth.post(
+        f"/admin/programs/{other.id}/groups/new",
+        {"name": "Elsewhere"},
+        token_from=f"/admin/programs/{other.id}/groups/",
+    )
     with app.app_context():
-        vip, elsewhere = (db.session.scalar(select(PartnerGroup.id).where(PartnerGroup.name == n))
-                          for n in ("VIP", "Elsewhere"))  # fmt: skip
+        vip, elsewhere = (
+            db.session.scalar(select(PartnerGroup.id).where(PartnerGroup.name == n)) for n in ("VIP", "Elsewhere")
+        )
     duplicate = auth.post(f"{base}/groups/new", {"name": "vip"}, token_from=f"{base}/groups/")
     assert "already has a group called vip" in auth.client.get(duplicate.headers["Location"]).get_data(as_text=True)
-    for bad in ({"ids": [alice.id], "group": str(elsewhere)}, {"ids": [admin.id], "group": str(vip)},
-                {"ids": [alice.id], "group": "99999999999999999999"}, {"group": str(vip)},
-                {"ids": ["\u00b2"], "group": str(vip)}, {"ids": [alice.id], "group": "\u00b2"}):  # fmt: skip
+    for bad in (
+        {"ids": [alice.id], "group": str(elsewhere)},
+        {"ids": [admin.id], "group": str(vip)},
+        {"ids": [alice.id], "group": "99999999999999999999"},
+        {"group": str(vip)},
+        {"ids": ["\u00b2"], "group": str(vip)},
+        {"ids": [alice.id], "group": "\u00b2"},
+    ):
         auth.post(f"{base}/groups/move", bad, token_from=f"{base}/groups/")
         with app.app_context():
             assert db.session.scalars(select(GroupMembership)).all() == []

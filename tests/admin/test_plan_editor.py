@@ -45,8 +45,9 @@ def program(app, auth):
 
 def versions(app, program) -> int:
     with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(CommissionPlan).where(
-            CommissionPlan.program_id == program.id))  # fmt: skip
+        return db.session.scalar(
+            select(func.count()).select_from(CommissionPlan).where(CommissionPlan.program_id == program.id)
+        )
 
 
 def test_a_new_version_pays_the_next_sales_and_is_listed_and_audited(app, auth, program):
@@ -66,11 +67,13 @@ def test_a_new_version_pays_the_next_sales_and_is_listed_and_audited(app, auth, 
     with app.app_context():
         accrual.run(db.session, now=utcnow() + timedelta(seconds=1))
         db.session.commit()
-        paid = db.session.execute(select(Commission.conversion_id, func.sum(Commission.amount_cents))
-                                  .group_by(Commission.conversion_id)).all()  # fmt: skip
+        paid = db.session.execute(
+            select(Commission.conversion_id, func.sum(Commission.amount_cents)).group_by(Commission.conversion_id)
+        ).all()
         assert sorted(amount for _, amount in paid) == [2_000] * 4, "the tier raises the whole month to 20%"
-        kinds = db.session.execute(select(Commission.kind, Commission.amount_cents)
-                                   .where(Commission.conversion_id == earlier)).all()  # fmt: skip
+        kinds = db.session.execute(
+            select(Commission.kind, Commission.amount_cents).where(Commission.conversion_id == earlier)
+        ).all()
         assert kinds == [("raise", 2_000)], "the older version paid it nothing; the month's tier raised it"
         (entry,) = db.session.scalars(select(AuditLog).where(AuditLog.action == "plan.version_added")).all()
         assert entry.actor_id is not None
@@ -86,8 +89,10 @@ def test_the_preview_comes_from_the_paying_rules(app, auth, program):
 
 def test_a_later_start_is_scheduled_not_in_force(app, auth, program):
     later = (utcnow() + timedelta(days=10)).strftime("%Y-%m-%d %H:%M")
-    assert auth.post(f"/admin/programs/{program.id}/plan/", {**PLAN, "effective_from": later,
-                                                               "save": "Save"}).status_code == 302  # fmt: skip
+    assert (
+        auth.post(f"/admin/programs/{program.id}/plan/", {**PLAN, "effective_from": later, "save": "Save"}).status_code
+        == 302
+    )
     page = auth.client.get(f"/admin/programs/{program.id}/plan/").get_data(as_text=True)
     assert "scheduled" in page and "no plan" not in page
 
@@ -120,8 +125,14 @@ def test_bad_values_are_form_errors_that_save_nothing(app, auth, program, change
 
 
 def test_revenue_tiers_take_amounts_in_the_programs_currency(app, auth, program):
-    plan = {**PLAN, "tier_basis": "revenue", "tier_scope": "marginal", "tiers-0-threshold": "1000.00",
-            "tiers-0-percent": "15", "save": "Save"}  # fmt: skip
+    plan = {
+        **PLAN,
+        "tier_basis": "revenue",
+        "tier_scope": "marginal",
+        "tiers-0-threshold": "1000.00",
+        "tiers-0-percent": "15",
+        "save": "Save",
+    }
     assert auth.post(f"/admin/programs/{program.id}/plan/", plan).status_code == 302
     with app.app_context():
         latest = db.session.scalars(select(CommissionPlan).order_by(CommissionPlan.id.desc())).first()
@@ -152,17 +163,31 @@ def test_the_recurring_choice_is_kept_as_chosen(app, auth, program, recurring, m
     """A plan paying repeat sales for life pays a customer's later sales; first-sale-only does not."""
     alice = make_affiliate(app)
     url = f"/admin/programs/{program.id}/plan/"
-    saved = auth.post(url, {**PLAN, "tiers-0-threshold": "", "tiers-0-percent": "", "tiers-0-flat": "",
-                            "recurring": recurring, "recurring_months": months, "save": "Save"})  # fmt: skip
+    saved = auth.post(
+        url,
+        {
+            **PLAN,
+            "tiers-0-threshold": "",
+            "tiers-0-percent": "",
+            "tiers-0-flat": "",
+            "recurring": recurring,
+            "recurring_months": months,
+            "save": "Save",
+        },
+    )
     assert saved.status_code == 302
     for order in ("first", "repeat"):
         report(app, program, alice.id, order, 10_000, customer_external_id="cust-1")
     with app.app_context():
         accrual.run(db.session, now=utcnow() + timedelta(seconds=1))
         db.session.commit()
-        earned = dict(db.session.execute(select(Conversion.order_id, func.sum(Commission.amount_cents))
-                                         .join(Commission, Commission.conversion_id == Conversion.id)
-                                         .group_by(Conversion.order_id)).all())  # fmt: skip
+        earned = dict(
+            db.session.execute(
+                select(Conversion.order_id, func.sum(Commission.amount_cents))
+                .join(Commission, Commission.conversion_id == Conversion.id)
+                .group_by(Conversion.order_id)
+            ).all()
+        )
     assert earned == ({"first": 1_000, "repeat": 1_000} if repeat_earns else {"first": 1_000})
     form = auth.client.get(url).get_data(as_text=True)
     assert re.search(rf'<option selected value="{recurring}"|<option value="{recurring}" selected', form)

@@ -66,8 +66,12 @@ def acceptable(terms: PlanTerms) -> bool:
     """What the README allows a plan to be."""
     thresholds = [tier.threshold for tier in terms.tiers]
     rates = [terms.percent_bps, terms.second_tier_bps, *(tier.percent_bps for tier in terms.tiers)]
-    amounts = [terms.flat_cents, terms.referrer_reward_cents, terms.referee_reward_cents,
-               *(tier.flat_cents for tier in terms.tiers)]  # fmt: skip
+    amounts = [
+        terms.flat_cents,
+        terms.referrer_reward_cents,
+        terms.referee_reward_cents,
+        *(tier.flat_cents for tier in terms.tiers),
+    ]
     return (
         all(0 <= rate <= 10_000 for rate in rates)
         and all(amount >= 0 for amount in amounts)
@@ -129,8 +133,9 @@ def machine_for(app, admin, affiliates):
                 [opening] = db.session.scalars(
                     select(CommissionPlan).where(CommissionPlan.program_id == self.program.id)
                 )
-                self.model.versions.append(Version(("program",), opening.effective_from, self.next_saved(),
-                                                   standing.terms_of(opening)))  # fmt: skip
+                self.model.versions.append(
+                    Version(("program",), opening.effective_from, self.next_saved(), standing.terms_of(opening))
+                )
 
         def next_saved(self) -> int:
             self.saved += 1
@@ -167,9 +172,13 @@ def machine_for(app, admin, affiliates):
                 else:
                     self.model.group_of[i] = to
 
-        @rule(terms=plan_terms, owner=st.sampled_from(("program", "group", "affiliate")),
-              which=st.integers(0, AFFILIATES - 1), group=st.sampled_from(GROUP_NAMES),
-              starts=st.integers(-48, 24 * 60))  # fmt: skip
+        @rule(
+            terms=plan_terms,
+            owner=st.sampled_from(("program", "group", "affiliate")),
+            which=st.integers(0, AFFILIATES - 1),
+            group=st.sampled_from(GROUP_NAMES),
+            starts=st.integers(-48, 24 * 60),
+        )
         def save_version(self, terms, owner, which, group, starts):
             if owner == "group" and group not in self.groups:
                 return
@@ -183,8 +192,15 @@ def machine_for(app, admin, affiliates):
             with app.app_context():
                 before = db.session.scalar(select(func.count()).select_from(CommissionPlan))
                 try:
-                    plans.save_plan(db.session, self.program.id, terms, effective_from=effective_from,
-                                    actor_id=admin.id, now=self.now, **scope)  # fmt: skip
+                    plans.save_plan(
+                        db.session,
+                        self.program.id,
+                        terms,
+                        effective_from=effective_from,
+                        actor_id=admin.id,
+                        now=self.now,
+                        **scope,
+                    )
                 except plans.PlanError:
                     db.session.rollback()
                     assert not acceptable(terms) or effective_from < self.now, f"refused {terms}"
@@ -230,9 +246,15 @@ def test_the_plan_in_force_follows_versions_groups_and_overrides(app, people):
     admin, affiliates = people
     run_state_machine_as_test(
         machine_for(app, admin, affiliates),
-        settings=settings(max_examples=30, stateful_step_count=15, deadline=None, derandomize=True, database=None,
-                          suppress_health_check=list(HealthCheck)),
-    )  # fmt: skip
+        settings=settings(
+            max_examples=30,
+            stateful_step_count=15,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
     with app.app_context():
         assert ledger.check(db.session) == []
         assert db.session.scalar(select(func.count()).select_from(Program)) >= 1

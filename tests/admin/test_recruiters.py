@@ -97,8 +97,9 @@ def test_admins_change_a_recruiter_audited_and_bad_codes_change_nothing(app):
         assert answer.status_code == 303
         assert error in html.unescape(auth.client.get(page).get_data(as_text=True)), code
     # Rita was recruited by nobody; Sam cannot become his own recruiter's recruiter.
-    answer = auth.post(f"/admin/affiliates/{rita.id}/recruiter", {"code": sam.referral_code},
-                       token_from=f"/admin/affiliates/{rita.id}")  # fmt: skip
+    answer = auth.post(
+        f"/admin/affiliates/{rita.id}/recruiter", {"code": sam.referral_code}, token_from=f"/admin/affiliates/{rita.id}"
+    )
     assert "cannot recruit each other" in html.unescape(auth.client.get(f"/admin/affiliates/{rita.id}").get_data(True))
     with app.app_context():
         assert db.session.get(User, sam.id).referred_by_id == rita.id

@@ -28,9 +28,18 @@ class Merchant:
     token: str
     secret: str
 
-    def post(self, path: str, body, *, secret: str | None = None, timestamp: int | None = None,
-             request_id: str | None = None, raw: bytes | None = None, headers: dict | None = None,
-             content_type: str = "application/json"):  # fmt: skip
+    def post(
+        self,
+        path: str,
+        body,
+        *,
+        secret: str | None = None,
+        timestamp: int | None = None,
+        request_id: str | None = None,
+        raw: bytes | None = None,
+        headers: dict | None = None,
+        content_type: str = "application/json",
+    ):
         data = raw if raw is not None else json.dumps(body).encode()
         request_id = request_id or f"req-{next(_ids)}"
         timestamp = int(time.time()) if timestamp is None else timestamp
@@ -58,8 +67,10 @@ class Merchant:
         return self.client.get(path, query_string=query, headers=sent)
 
     def sale(self, order_id: str, amount: int = 5000, **fields):
-        return self.post("/api/v1/conversions", {"type": "sale", "order_id": order_id, "amount": amount,
-                                                 "currency": self.program.currency, **fields})  # fmt: skip
+        return self.post(
+            "/api/v1/conversions",
+            {"type": "sale", "order_id": order_id, "amount": amount, "currency": self.program.currency, **fields},
+        )
 
 
 def sign(secret: str, request_id: str, timestamp: int, body: bytes) -> str:
@@ -73,8 +84,14 @@ def make_merchant(app, program: Program | None = None, admin: User | None = None
     program = program or make_program(app, admin)
     chosen = {"scopes": tuple(SCOPES) if scopes == "all" else tuple(scopes)} if scopes else {}
     with app.app_context():
-        issued = issue_key(db.session, db.session.get(Program, program.id), "test server",
-                           actor=db.session.get(User, admin.id), now=utcnow(), **chosen)  # fmt: skip
+        issued = issue_key(
+            db.session,
+            db.session.get(Program, program.id),
+            "test server",
+            actor=db.session.get(User, admin.id),
+            now=utcnow(),
+            **chosen,
+        )
         db.session.commit()
         token, secret = issued.token, issued.signing_secret
     return Merchant(app.test_client(), program, token, secret)

@@ -47,9 +47,12 @@ def test_signed_sale_is_attributed_to_the_click_and_explained(app, redirector):
     body = response.json["conversion"]
     assert body["amount"] == 12_345 and body["currency"] == "USD" and body["type"] == "sale"
     assert body["attribution"] == {
-        "attributed": True, "affiliate_id": people["alice"].id, "click_id": click_id, "matched_by": "click_id",
+        "attributed": True,
+        "affiliate_id": people["alice"].id,
+        "click_id": click_id,
+        "matched_by": "click_id",
         "coupon": None,
-    }  # fmt: skip
+    }
     (stored,) = conversions(app)
     assert stored.customer_email == "B@example.com"
     trace = json.loads(stored.decision_trace)
@@ -153,20 +156,32 @@ def test_rotation_accepts_both_secrets_until_the_old_one_is_retired(app):
         ).status_code
         == 201
     )
-    assert merchant.post("/api/v1/conversions", {"type": "sale", "order_id": "r-2", "amount": 100, "currency": "USD"},
-                         secret=new).status_code == 201  # fmt: skip
+    assert (
+        merchant.post(
+            "/api/v1/conversions", {"type": "sale", "order_id": "r-2", "amount": 100, "currency": "USD"}, secret=new
+        ).status_code
+        == 201
+    )
     with app.app_context():
         key = db.session.scalar(select(ApiKey))
         retire_previous_secret(db.session, key, actor=admin, now=utcnow())
         db.session.commit()
-    assert merchant.post("/api/v1/conversions", {"type": "sale", "order_id": "r-3", "amount": 100, "currency": "USD"},
-                         secret=old).status_code == 401  # fmt: skip
+    assert (
+        merchant.post(
+            "/api/v1/conversions", {"type": "sale", "order_id": "r-3", "amount": 100, "currency": "USD"}, secret=old
+        ).status_code
+        == 401
+    )
     with app.app_context():
         key = db.session.scalar(select(ApiKey))
         revoke_key(db.session, key, actor=admin, now=utcnow())
         db.session.commit()
-    assert merchant.post("/api/v1/conversions", {"type": "sale", "order_id": "r-4", "amount": 100, "currency": "USD"},
-                         secret=new).status_code == 401  # fmt: skip
+    assert (
+        merchant.post(
+            "/api/v1/conversions", {"type": "sale", "order_id": "r-4", "amount": 100, "currency": "USD"}, secret=new
+        ).status_code
+        == 401
+    )
     assert len(conversions(app)) == 2
 
 
@@ -324,7 +339,8 @@ def test_trace_page_for_staff_and_for_the_credited_affiliate_only(app, redirecto
     won = click(shopper, links["alice"].code)
     redirector.recorder.flush()
     conversion_id = merchant.sale("t-1", 100, click_id=won, visitor_id=shopper.get_cookie("ct_vid").value).json[
-        "conversion"]["id"]  # fmt: skip
+        "conversion"
+    ]["id"]
     staff = app.test_client()
     Auth(staff).login(make_admin(app).email)
     page = staff.get(f"/admin/conversions/{conversion_id}").get_data(as_text=True)

@@ -35,8 +35,9 @@ def test_nul_and_lone_surrogates_are_400(app, raw, field):
     assert conversions(app) == []
 
 
-@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00Z",
-                                    "1969-12-31T23:59:59Z"])  # fmt: skip
+@pytest.mark.parametrize(
+    "moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z"]
+)
 def test_times_at_the_calendar_edges_are_400(app, moment):
     merchant, _, _ = world(app)
     response = merchant.post("/api/v1/conversions", None, raw=_sale(occurred_at=moment))
@@ -49,9 +50,11 @@ def test_refunds_refuse_them_too(app):
     merchant, _, _ = world(app)
     assert merchant.sale("hostile-2").status_code == 201
     edge = "0001-01-01T00:00:00+14:00"
-    for body in ({"order_id": "hostile-2", "refund_id": "r\x00", "amount": 100},
-                 {"order_id": "hostile-2", "refund_id": "r-1", "amount": 100, "occurred_at": edge},
-                 {"order_id": "hostile-2", "refund_id": "\ud800", "amount": 100}):  # fmt: skip
+    for body in (
+        {"order_id": "hostile-2", "refund_id": "r\x00", "amount": 100},
+        {"order_id": "hostile-2", "refund_id": "r-1", "amount": 100, "occurred_at": edge},
+        {"order_id": "hostile-2", "refund_id": "\ud800", "amount": 100},
+    ):
         response = merchant.post("/api/v1/refunds", body)
         assert response.status_code == 400, (body, response.json)
     assert len(conversions(app)) == 1

@@ -116,8 +116,9 @@ def test_a_key_reaches_only_its_own_program(app, admin, merchant):
     other = make_merchant(app, make_program(app, admin), admin, scopes=ALL)
     group = other.post("/api/v1/groups", {"name": "Theirs"}).json["group"]
     alice = make_affiliate(app)
-    bonus = other.post("/api/v1/adjustments", {"affiliate_id": alice.id, "kind": "bonus", "amount": 500,
-                                               "reason": "Theirs"}).json["adjustment"]  # fmt: skip
+    bonus = other.post(
+        "/api/v1/adjustments", {"affiliate_id": alice.id, "kind": "bonus", "amount": 500, "reason": "Theirs"}
+    ).json["adjustment"]
     assert [g["name"] for g in merchant.get("/api/v1/groups").json["groups"]] == ["Default"]
     assert merchant.get("/api/v1/adjustments").json["adjustments"] == []
     assert merchant.get(f"/api/v1/adjustments/{bonus['id']}").status_code == 404
@@ -289,8 +290,9 @@ def test_applications_are_decided_through_the_api_and_the_affiliate_sees_the_out
     alice, bob = make_affiliate(app), make_affiliate(app)
     with app.app_context():
         for who in (alice, bob):
-            enrollment.apply(db.session, db.session.get(Program, program.id), db.session.get(User, who.id),
-                             now=utcnow())  # fmt: skip
+            enrollment.apply(
+                db.session, db.session.get(Program, program.id), db.session.get(User, who.id), now=utcnow()
+            )
         db.session.commit()
     pending = merchant.get("/api/v1/enrollments", query={"status": "pending"}).json
     assert pending["enrollment_policy"] == "application"
@@ -299,18 +301,23 @@ def test_applications_are_decided_through_the_api_and_the_affiliate_sees_the_out
     assert approved.status_code == 200 and approved.json["enrollment"]["status"] == "active"
     no_reason = merchant.post(f"/api/v1/enrollments/{bob.id}/decision", {"decision": "reject", "reason": "  "})
     assert no_reason.status_code == 422 and no_reason.json["error"]["field"] == "reason"
-    rejected = merchant.post(f"/api/v1/enrollments/{bob.id}/decision",
-                             {"decision": "reject", "reason": "Coupon sites are not a fit"})  # fmt: skip
-    assert rejected.json["enrollment"] == {**rejected.json["enrollment"], "status": "rejected",
-                                           "reason": "Coupon sites are not a fit"}  # fmt: skip
+    rejected = merchant.post(
+        f"/api/v1/enrollments/{bob.id}/decision", {"decision": "reject", "reason": "Coupon sites are not a fit"}
+    )
+    assert rejected.json["enrollment"] == {
+        **rejected.json["enrollment"],
+        "status": "rejected",
+        "reason": "Coupon sites are not a fit",
+    }
     twice = merchant.post(f"/api/v1/enrollments/{bob.id}/decision", {"decision": "reject", "reason": "Again"})
     assert twice.status_code == 409 and twice.json["error"]["code"] == "enrollment_conflict"
     assert merchant.post("/api/v1/enrollments/999999/decision", {"decision": "approve"}).status_code == 404
     assert merchant.post(f"/api/v1/enrollments/{admin.id}/decision", {"decision": "approve"}).status_code == 404
     odd = merchant.post(f"/api/v1/enrollments/{alice.id}/decision", {"decision": "promote"})
     assert odd.status_code == 422 and odd.json["error"]["field"] == "decision"
-    removed = merchant.post(f"/api/v1/enrollments/{alice.id}/decision",
-                            {"decision": "remove", "reason": "Brand bidding"})  # fmt: skip
+    removed = merchant.post(
+        f"/api/v1/enrollments/{alice.id}/decision", {"decision": "remove", "reason": "Brand bidding"}
+    )
     assert removed.json["enrollment"]["status"] == "removed"
     browser = app.test_client()
     Auth(browser).login(bob.email)
@@ -362,15 +369,19 @@ def test_list_parameters_out_of_bounds_are_a_400(app, merchant, query):
 
 def test_a_small_bonus_is_posted_at_once_and_a_large_one_waits_for_a_finance_user(app, admin, merchant):
     alice = make_affiliate(app)
-    small = merchant.post("/api/v1/adjustments", {"affiliate_id": alice.id, "kind": "bonus", "amount": 5_000,
-                                                  "reason": "Launch week"})  # fmt: skip
+    small = merchant.post(
+        "/api/v1/adjustments", {"affiliate_id": alice.id, "kind": "bonus", "amount": 5_000, "reason": "Launch week"}
+    )
     assert small.status_code == 201 and small.json["adjustment"]["status"] == "approved"
     assert small.json["adjustment"]["currency"] == "USD"
-    large = merchant.post("/api/v1/adjustments", {"affiliate_id": alice.id, "kind": "bonus", "amount": 50_000,
-                                                  "reason": "Black Friday"})  # fmt: skip
+    large = merchant.post(
+        "/api/v1/adjustments", {"affiliate_id": alice.id, "kind": "bonus", "amount": 50_000, "reason": "Black Friday"}
+    )
     assert large.status_code == 201 and large.json["adjustment"]["status"] == "pending_approval"
-    clawback = merchant.post("/api/v1/adjustments", {"affiliate_id": alice.id, "kind": "clawback", "amount": 1_500,
-                                                     "reason": "Chargeback on order 77"})  # fmt: skip
+    clawback = merchant.post(
+        "/api/v1/adjustments",
+        {"affiliate_id": alice.id, "kind": "clawback", "amount": 1_500, "reason": "Chargeback on order 77"},
+    )
     assert clawback.json["adjustment"]["status"] == "approved"
     assert _payable(app, alice) == 5_000 - 1_500, "the pending bonus is not owed yet"
     pending_id = large.json["adjustment"]["id"]

@@ -48,8 +48,11 @@ def merchant(app):
     _seed(merchant, "/api/v1/group-memberships", {"affiliate_ids": [bob.id], "group_id": vip}, 200)
     tiered = {"percent_bps": 1_500, "tiers": [{"threshold": 10, "percent_bps": 2_000}]}
     _seed(merchant, "/api/v1/plans", {"group_id": vip, "terms": tiered}, 201)
-    later = {"affiliate_id": alice.id, "effective_from": "2999-01-01T00:00:00Z",
-             "terms": {"flat": 500, "recurring_months": None}}  # fmt: skip
+    later = {
+        "affiliate_id": alice.id,
+        "effective_from": "2999-01-01T00:00:00Z",
+        "terms": {"flat": 500, "recurring_months": None},
+    }
     _seed(merchant, "/api/v1/plans", later, 201)
     bonus = {"affiliate_id": alice.id, "kind": "bonus", "amount": 2_500, "reason": "Launch"}
     _seed(merchant, "/api/v1/adjustments", bonus, 201)  # posted at once
@@ -104,14 +107,17 @@ def test_no_generated_request_gets_a_server_error(case, merchant, edge, where, u
     if case.path != "/openapi.json" and not unsigned:
         # Its own request id: a management write sent again under an id already used gets the first answer.
         request_id, timestamp = f"fuzz-{time.monotonic_ns()}-{next(_sent)}", int(time.time())
-        headers.update({
-            "Authorization": f"Bearer {merchant.token}",
-            "Clicktrail-Request-Id": request_id,
-            "Clicktrail-Timestamp": str(timestamp),
-            "Clicktrail-Signature": f"v1={sign(merchant.secret, request_id, timestamp, raw)}",  # b"" for a GET
-        })  # fmt: skip
-    response = merchant.client.open(f"/api/v1{case.formatted_path}", method=case.method, data=raw, headers=headers,
-                                    query_string=case.query)  # fmt: skip
+        headers.update(
+            {
+                "Authorization": f"Bearer {merchant.token}",
+                "Clicktrail-Request-Id": request_id,
+                "Clicktrail-Timestamp": str(timestamp),
+                "Clicktrail-Signature": f"v1={sign(merchant.secret, request_id, timestamp, raw)}",  # b"" for a GET
+            }
+        )
+    response = merchant.client.open(
+        f"/api/v1{case.formatted_path}", method=case.method, data=raw, headers=headers, query_string=case.query
+    )
     assert response.status_code < 500, response.get_data(as_text=True)
     case.validate_response(response, checks=CHECKS)
 

@@ -100,8 +100,12 @@ def test_spoofed_forwarded_for_is_ignored_by_the_portal(app, client, auth):
     """Without trusted proxies the socket peer is the client, whatever X-Forwarded-For says."""
     alice = make_affiliate(app)
     token = auth.token()
-    client.post("/login", data={"email": alice.email, "password": PASSWORD, "csrf_token": token},
-                headers={"X-Forwarded-For": "8.8.8.8"}, environ_base={"REMOTE_ADDR": "198.51.100.9"})  # fmt: skip
+    client.post(
+        "/login",
+        data={"email": alice.email, "password": PASSWORD, "csrf_token": token},
+        headers={"X-Forwarded-For": "8.8.8.8"},
+        environ_base={"REMOTE_ADDR": "198.51.100.9"},
+    )
     assert _session_ip(app) == "198.51.100.9"
 
 

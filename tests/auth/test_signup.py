@@ -109,9 +109,10 @@ def test_unknown_or_malformed_codes_still_sign_up_without_attribution(app, clien
     page = client.get("/signup", query_string={"ref": ref}).get_data(as_text=True)
     assert "invited you" not in page and "<script>" not in page
     response = client.post(
-        "/signup", query_string={"ref": ref},
+        "/signup",
+        query_string={"ref": ref},
         data={"name": "Fran", "email": "friend@example.com", "password": PASSWORD, "csrf_token": csrf_token(page)},
-    )  # fmt: skip
+    )
     assert response.status_code == 302
     assert member(app, "friend@example.com").referred_by_id is None
     assert referrals(app) == []

@@ -21,13 +21,23 @@ def demo_server(database_uri: str, tmp_path, host: str = "127.0.0.1", **environm
     """
     port = free_port()
     base = f"http://{host}:{port}"
-    seeder = build_app(database_uri, INSTANCE_PATH=str(tmp_path), PUBLIC_BASE_URL=base,
-                       ALLOW_HTTP_LOOPBACK_DESTINATIONS=True)  # fmt: skip
+    seeder = build_app(
+        database_uri, INSTANCE_PATH=str(tmp_path), PUBLIC_BASE_URL=base, ALLOW_HTTP_LOOPBACK_DESTINATIONS=True
+    )
     seeded = seeder.test_cli_runner().invoke(args=["seed-demo", "--if-empty"])
     assert seeded.exit_code == 0, seeded.output
     dispose(seeder)
-    server = Server(database_uri, tmp_path, workers=1, interface="wsgi", target="wsgi:app", port=port,
-                    ALLOW_HTTP_LOOPBACK_DESTINATIONS="1", PUBLIC_BASE_URL=base, **environment)  # fmt: skip
+    server = Server(
+        database_uri,
+        tmp_path,
+        workers=1,
+        interface="wsgi",
+        target="wsgi:app",
+        port=port,
+        ALLOW_HTTP_LOOPBACK_DESTINATIONS="1",
+        PUBLIC_BASE_URL=base,
+        **environment,
+    )
     try:
         yield server
     finally:

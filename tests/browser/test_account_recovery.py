@@ -47,8 +47,9 @@ def smtp():
 def demo(database_uri, tmp_path, smtp):
     """`make run`'s demo named http://localhost:<port>, its background sender mailing through ``smtp``."""
     settings = {name: str(value) for name, value in smtp.settings.items()}
-    with demo_server(database_uri, tmp_path, host="localhost", MAIL_SENDER_SECONDS="1", SECRET_KEY=SECRET_KEY,
-                     **settings) as server:  # fmt: skip
+    with demo_server(
+        database_uri, tmp_path, host="localhost", MAIL_SENDER_SECONDS="1", SECRET_KEY=SECRET_KEY, **settings
+    ) as server:
         yield server
 
 
@@ -119,8 +120,11 @@ def mail(inbox: Inbox, address: str, subject: str, saying: str = "") -> EmailMes
     """The latest mail to ``address`` with ``subject`` in its subject (and ``saying`` in its text), once it is in."""
 
     def matching(messages: list[EmailMessage]) -> list[EmailMessage]:
-        return [m for m in messages if address in m["To"] and subject.lower() in m["Subject"].lower()
-                and saying in text_of(m)]  # fmt: skip
+        return [
+            m
+            for m in messages
+            if address in m["To"] and subject.lower() in m["Subject"].lower() and saying in text_of(m)
+        ]
 
     return matching(inbox.wait_for(matching, timeout=30))[-1]
 
@@ -243,10 +247,18 @@ def test_confirm_reset_and_two_factor_sign_in_with_mail_through_smtp(demo, smtp,
     fiona = new_page(chromium)
     cdp = fiona.context.new_cdp_session(fiona)
     cdp.send("WebAuthn.enable")
-    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
-        "protocol": "ctap2", "transport": "usb", "hasResidentKey": False, "hasUserVerification": False,
-        "automaticPresenceSimulation": True,
-    }})  # fmt: skip
+    cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "usb",
+                "hasResidentKey": False,
+                "hasUserVerification": False,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
     forced_to_two_factor(fiona, base, FIONA)
     shots.take(fiona, "finance-must-set-up-two-factor")
     fiona_app, fiona_codes = set_up_app(fiona, shots, "finance")

@@ -47,8 +47,12 @@ def test_a_code_is_kept_until_a_tracked_click_replaces_it_and_back(site, launch,
 
     # 1. A shopper lands through an affiliate's ?via= link: the code is kept in a first-party cookie.
     visit(page, "/?via=ada-2024_SPRING")
-    assert kept(page) == {"clickId": None, "referralCode": "ada-2024_SPRING", "referral": "ada-2024_SPRING",
-                          "input": "ada-2024_SPRING"}  # fmt: skip
+    assert kept(page) == {
+        "clickId": None,
+        "referralCode": "ada-2024_SPRING",
+        "referral": "ada-2024_SPRING",
+        "input": "ada-2024_SPRING",
+    }
     jar = cookies(context)
     assert jar["ct_ref"]["value"] == "ada-2024_SPRING" and "ct_click" not in jar
     assert jar["ct_ref"]["sameSite"] == "Lax" and jar["ct_ref"]["secure"]

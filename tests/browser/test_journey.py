@@ -37,8 +37,15 @@ assert CHROMIUM
 
 @pytest.fixture
 def portal(app, database_uri, tmp_path):
-    server = Server(database_uri, tmp_path, workers=1, interface="wsgi", target="wsgi:app", MONEY_JOBS_SECONDS="1",
-                    TRUSTED_PROXY_COUNT="1")  # fmt: skip
+    server = Server(
+        database_uri,
+        tmp_path,
+        workers=1,
+        interface="wsgi",
+        target="wsgi:app",
+        MONEY_JOBS_SECONDS="1",
+        TRUSTED_PROXY_COUNT="1",
+    )
     yield server
     server.stop()
 
@@ -215,8 +222,9 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
     ada_page.click("main button[type=submit]")
     ada_page.wait_for_load_state()
     with app.app_context():
-        db.session.execute(update(User).where(User.id == ada_id)
-                           .values(payout_details_changed_at=utcnow() - timedelta(days=4)))  # fmt: skip
+        db.session.execute(
+            update(User).where(User.id == ada_id).values(payout_details_changed_at=utcnow() - timedelta(days=4))
+        )
         db.session.commit()
 
     # 8. The signup came seconds after the click, so fraud screening flagged it: finance reviews and approves it,

@@ -54,10 +54,26 @@ class MerchantSite:
     def __init__(self, tmp_path, page: str) -> None:
         cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-             "-days", "1", "-subj", "/CN=shop.example.com"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-days",
+                "1",
+                "-subj",
+                "/CN=shop.example.com",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         body = page.encode()
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -131,21 +147,38 @@ def test_click_land_sign_up_buy_and_see_it_credited(app, site, launch, tmp_path)
 
     # 3. The merchant's back end sends the signed sale with that click id (once the ingester has stored it).
     wait_for_click(app, click_id)
-    body = json.dumps({"type": "sale", "order_id": "browser-1", "amount": 4_999, "currency": "USD",
-                       "click_id": page.evaluate("Clicktrail.clickId()")}).encode()  # fmt: skip
+    body = json.dumps(
+        {
+            "type": "sale",
+            "order_id": "browser-1",
+            "amount": 4_999,
+            "currency": "USD",
+            "click_id": page.evaluate("Clicktrail.clickId()"),
+        }
+    ).encode()
     timestamp = int(time.time())
     request = urllib.request.Request(  # noqa: S310 - the loopback test server
-        f"{site.url}/api/v1/conversions", data=body, method="POST",
-        headers={"Authorization": f"Bearer {merchant.token}", "Content-Type": "application/json",
-                 "Clicktrail-Request-Id": "browser-1", "Clicktrail-Timestamp": str(timestamp),
-                 "Clicktrail-Signature": f"v1={sign(merchant.secret, 'browser-1', timestamp, body)}"},
-    )  # fmt: skip
+        f"{site.url}/api/v1/conversions",
+        data=body,
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {merchant.token}",
+            "Content-Type": "application/json",
+            "Clicktrail-Request-Id": "browser-1",
+            "Clicktrail-Timestamp": str(timestamp),
+            "Clicktrail-Signature": f"v1={sign(merchant.secret, 'browser-1', timestamp, body)}",
+        },
+    )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the loopback test server
         assert response.status == 201
         answer = json.load(response)
     assert answer["conversion"]["attribution"] == {
-        "attributed": True, "affiliate_id": alice.id, "click_id": click_id, "matched_by": "click_id", "coupon": None,
-    }  # fmt: skip
+        "attributed": True,
+        "affiliate_id": alice.id,
+        "click_id": click_id,
+        "matched_by": "click_id",
+        "coupon": None,
+    }
     order_id = answer["conversion"]["order_id"]
 
     # 4. The shopper signs up on the hosted page; the click cookie set by the redirector carries the attribution.

@@ -138,15 +138,22 @@ def test_a_merchant_sets_up_a_program_and_an_invited_affiliate_earns_by_its_vip_
     assert landed.netloc == "shop.example.com" and landed.path == "/welcome"
     click_id = parse_qs(landed.query)["ct_click"][0]
     wait_for_click(app, click_id)
-    body = json.dumps({"type": "sale", "order_id": "KC-1001", "amount": 15_000, "currency": "USD",
-                       "click_id": click_id}).encode()  # fmt: skip
+    body = json.dumps(
+        {"type": "sale", "order_id": "KC-1001", "amount": 15_000, "currency": "USD", "click_id": click_id}
+    ).encode()
     stamp = int(time.time())
     request = urllib.request.Request(  # noqa: S310 - the loopback test server
-        f"{base}/api/v1/conversions", data=body, method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                 "Clicktrail-Request-Id": "kc-1001", "Clicktrail-Timestamp": str(stamp),
-                 "Clicktrail-Signature": f"v1={sign(secret, 'kc-1001', stamp, body)}"},
-    )  # fmt: skip
+        f"{base}/api/v1/conversions",
+        data=body,
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Clicktrail-Request-Id": "kc-1001",
+            "Clicktrail-Timestamp": str(stamp),
+            "Clicktrail-Signature": f"v1={sign(secret, 'kc-1001', stamp, body)}",
+        },
+    )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the loopback test server
         assert response.status == 201
         answer = json.load(response)["conversion"]

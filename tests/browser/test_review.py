@@ -200,8 +200,10 @@ def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, bro
         conversion_id: finance.locator("main tbody tr", has=finance.locator(f"#pick-{conversion_id}")).inner_text()
         for conversion_id in (shared_ip, own_purchase)
     }
-    evidence = {shared_ip: "the customer shares an IP with the affiliate",
-                own_purchase: "the customer shares a visitor cookie with the affiliate"}  # fmt: skip
+    evidence = {
+        shared_ip: "the customer shares an IP with the affiliate",
+        own_purchase: "the customer shares a visitor cookie with the affiliate",
+    }
     for conversion_id, why in evidence.items():
         assert f"self referral (flag): {why}" in rows[conversion_id], rows[conversion_id]
         assert "Alice Affiliate" in rows[conversion_id], rows[conversion_id]
@@ -230,20 +232,25 @@ def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, bro
         assert db.session.get(Conversion, shared_ip).status == "approved"
         assert db.session.get(Conversion, own_purchase).status == "rejected"
         decisions = db.session.execute(
-            select(AuditLog.subject_id, AuditLog.action, AuditLog.actor_id, AuditLog.note)
-            .where(AuditLog.subject_type == "conversion", AuditLog.subject_id.in_((shared_ip, own_purchase)))
-        ).all()  # fmt: skip
+            select(AuditLog.subject_id, AuditLog.action, AuditLog.actor_id, AuditLog.note).where(
+                AuditLog.subject_type == "conversion", AuditLog.subject_id.in_((shared_ip, own_purchase))
+            )
+        ).all()
     assert sorted(decisions) == sorted(
-        [(shared_ip, "conversion.approve", finance_id, approve_note),
-         (own_purchase, "conversion.reject", finance_id, reject_note)]
-    )  # fmt: skip
+        [
+            (shared_ip, "conversion.approve", finance_id, approve_note),
+            (own_purchase, "conversion.reject", finance_id, reject_note),
+        ]
+    )
 
     # ...the audit log shows both decisions, by whom and why...
     finance.goto(f"{base}/finance/audit/")
     finance.get_by_role("link", name="Conversion", exact=True).click()
     finance.wait_for_url("**/finance/audit/?subject=conversion")
-    for conversion_id, action, note in ((shared_ip, "conversion.approve", approve_note),
-                                        (own_purchase, "conversion.reject", reject_note)):  # fmt: skip
+    for conversion_id, action, note in (
+        (shared_ip, "conversion.approve", approve_note),
+        (own_purchase, "conversion.reject", reject_note),
+    ):
         subject = finance.get_by_role("link", name=f"conversion #{conversion_id}", exact=True)
         entry = finance.locator("main tbody tr", has=subject).inner_text()
         assert action in entry and note in entry and FINANCE in entry, entry
@@ -252,10 +259,14 @@ def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, bro
     # ...the fraud report counts the decided sales as no longer waiting and each bot under its reason...
     excluded_after, flags_after = fraud_report(admin, base, program_id)
     assert flags_after.get(FLAGGED) == (2, 0), flags_after
-    grew = {reason: excluded_after.get(reason, 0) - excluded_before.get(reason, 0)
-            for reason in excluded_before | excluded_after}  # fmt: skip
+    grew = {
+        reason: excluded_after.get(reason, 0) - excluded_before.get(reason, 0)
+        for reason in excluded_before | excluded_after
+    }
     assert {reason: n for reason, n in grew.items() if n} == {label: 1 for label, _ in BOTS.values()}, (
-        excluded_before, excluded_after)  # fmt: skip
+        excluded_before,
+        excluded_after,
+    )
     shots.take(admin, "fraud-report-after")
 
     # ...and Alice's dashboard counts the three bot fetches as excluded clicks, and nothing else.

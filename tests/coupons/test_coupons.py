@@ -24,15 +24,27 @@ def shop(app):
     alice, bob = make_affiliate(app, name="Alice"), make_affiliate(app, name="Bob")
     links = {"alice": make_link(app, alice, program), "bob": make_link(app, bob, program)}
     coupon = add_coupon(app, program, alice, admin, "ALICE10")
-    return {"admin": admin, "program": program, "alice": alice, "bob": bob, "links": links, "coupon": coupon,
-            "merchant": make_merchant(app, program, admin)}  # fmt: skip
+    return {
+        "admin": admin,
+        "program": program,
+        "alice": alice,
+        "bob": bob,
+        "links": links,
+        "coupon": coupon,
+        "merchant": make_merchant(app, program, admin),
+    }
 
 
 def add_coupon(app, program: Program, affiliate: User, admin: User, code: str, **settings) -> Coupon:
     with app.app_context():
-        coupon = coupons.create(db.session, db.session.get(Program, program.id), db.session.get(User, affiliate.id),
-                                coupons.CouponSettings(code, **settings), actor=db.session.get(User, admin.id),
-                                now=utcnow())  # fmt: skip
+        coupon = coupons.create(
+            db.session,
+            db.session.get(Program, program.id),
+            db.session.get(User, affiliate.id),
+            coupons.CouponSettings(code, **settings),
+            actor=db.session.get(User, admin.id),
+            now=utcnow(),
+        )
         db.session.commit()
         db.session.refresh(coupon)
         db.session.expunge(coupon)
@@ -62,8 +74,13 @@ def test_a_coupon_and_no_click_credits_its_affiliate_whatever_the_case_typed(app
     answer = shop["merchant"].sale("order-1", 4000, coupon="alice10")
     assert answer.status_code == 201, answer.get_json()
     attribution = answer.get_json()["conversion"]["attribution"]
-    assert attribution == {"attributed": True, "affiliate_id": shop["alice"].id, "click_id": None,
-                           "matched_by": "coupon", "coupon": "ALICE10"}  # fmt: skip
+    assert attribution == {
+        "attributed": True,
+        "affiliate_id": shop["alice"].id,
+        "click_id": None,
+        "matched_by": "coupon",
+        "coupon": "ALICE10",
+    }
     conversion, trace = stored(app, "order-1")
     assert conversion.affiliate_id == shop["alice"].id and conversion.coupon_id == shop["coupon"].id
     assert conversion.coupon_with_click is False
@@ -126,8 +143,12 @@ def test_a_code_that_is_not_usable_credits_no_one_and_says_why(app, shop, state)
     assert answer.get_json()["conversion"]["attribution"]["attributed"] is False
     conversion, trace = stored(app, "order-4")
     assert conversion.affiliate_id is None and conversion.coupon_id is None
-    reason = {"unknown": "code_unknown", "retired": "code_not_usable", "requested": "code_not_usable",
-              "suspended-affiliate": "code_affiliate_inactive"}[state]  # fmt: skip
+    reason = {
+        "unknown": "code_unknown",
+        "retired": "code_not_usable",
+        "requested": "code_not_usable",
+        "suspended-affiliate": "code_affiliate_inactive",
+    }[state]
     assert (code_line(trace)["outcome"], code_line(trace)["reason"]) == ("ignored", reason)
 
 

@@ -71,8 +71,12 @@ def test_codes_for_every_member_of_a_group(app):
         group_id = group.id
     staff = signed_in(app, admin)
     page = f"/admin/programs/{program.id}/coupons/"
-    made = post_form(staff, page, f"{page}for-group", {"group-group_id": str(group_id), "group-pattern": "{name}15",
-                                                        "group-discount_text": "15% off"})  # fmt: skip
+    made = post_form(
+        staff,
+        page,
+        f"{page}for-group",
+        {"group-group_id": str(group_id), "group-pattern": "{name}15", "group-discount_text": "15% off"},
+    )
     assert made.status_code == 302
     assert sorted(all_coupons(app)) == [("ANNLEE15", ann.id, "active"), ("BEN15", ben.id, "active")]
 
@@ -95,8 +99,12 @@ def test_the_stripe_page_keeps_the_secret_and_shows_only_its_end(app):
     assert post_form(staff, page, f"{page}/forget", {}).status_code == 302
     with app.app_context():
         assert db.session.get(Program, program.id).stripe_webhook_secret is None
-        assert db.session.scalar(select(func.count()).select_from(AuditLog).where(
-            AuditLog.action.like("program.stripe_secret%"))) == 2  # fmt: skip
+        assert (
+            db.session.scalar(
+                select(func.count()).select_from(AuditLog).where(AuditLog.action.like("program.stripe_secret%"))
+            )
+            == 2
+        )
 
 
 def test_an_admin_maps_a_code_to_its_stripe_promotion_code_and_a_malformed_one_changes_nothing(app):

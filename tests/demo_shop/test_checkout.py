@@ -22,8 +22,9 @@ from tests.servers import Server
 
 @pytest.fixture
 def server(app, database_uri, tmp_path):
-    server = Server(database_uri, tmp_path, workers=1, interface="wsgi", target="wsgi:app",
-                    ALLOW_HTTP_LOOPBACK_DESTINATIONS="1")  # fmt: skip
+    server = Server(
+        database_uri, tmp_path, workers=1, interface="wsgi", target="wsgi:app", ALLOW_HTTP_LOOPBACK_DESTINATIONS="1"
+    )
     yield server
     server.stop()
 
@@ -32,8 +33,13 @@ def checkout(shopper: Shopper, path: str, product: str, email: str, click_id: st
     """Open the checkout page and place the order as a browser with ct.js would; return the form and the answer."""
     page = shopper.get(path)
     assert page.status == 200
-    form = {"csrf_token": page.hidden("csrf_token"), "order_id": page.hidden("order_id"), "product": product,
-            "email": email, "click_id": click_id or page.hidden("click_id")}  # fmt: skip
+    form = {
+        "csrf_token": page.hidden("csrf_token"),
+        "order_id": page.hidden("order_id"),
+        "product": product,
+        "email": email,
+        "click_id": click_id or page.hidden("click_id"),
+    }
     return form, shopper.post("/demo-shop/checkout", form)
 
 

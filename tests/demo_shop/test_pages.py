@@ -39,8 +39,9 @@ def silent_api() -> Iterator[int]:
 
 
 def shop_app(database_uri: str, port: int, **overrides):
-    return build_app(database_uri, PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", DEMO_SHOP_API_TIMEOUT_SECONDS=1,
-                     **overrides)  # fmt: skip
+    return build_app(
+        database_uri, PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", DEMO_SHOP_API_TIMEOUT_SECONDS=1, **overrides
+    )
 
 
 @pytest.fixture

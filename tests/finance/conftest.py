@@ -24,8 +24,16 @@ class Owed:
     erin: User  # PayPal, owed 90.00 but changed her payout details today
 
 
-def set_details(app, user: User, method: str, *, email: str | None = None, name: str | None = None,
-                iban: str | None = None, days_ago: int = 10) -> None:  # fmt: skip
+def set_details(
+    app,
+    user: User,
+    method: str,
+    *,
+    email: str | None = None,
+    name: str | None = None,
+    iban: str | None = None,
+    days_ago: int = 10,
+) -> None:
     with app.app_context():
         row = db.session.get(User, user.id)
         row.payout_method, row.payout_email, row.payout_account_name, row.payout_iban = method, email, name, iban

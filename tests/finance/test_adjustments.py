@@ -58,8 +58,9 @@ def postings(app) -> int:
 def state(app) -> tuple[int, int, int]:
     """Adjustments, ledger entries and audit rows: what a refused request must leave alone."""
     with app.app_context():
-        return tuple(db.session.scalar(select(func.count()).select_from(model))
-                     for model in (Adjustment, LedgerEntry, AuditLog))  # fmt: skip
+        return tuple(
+            db.session.scalar(select(func.count()).select_from(model)) for model in (Adjustment, LedgerEntry, AuditLog)
+        )
 
 
 def test_a_bonus_within_the_threshold_posts_at_once_and_the_affiliate_reads_why(app, owed, runner):
@@ -100,17 +101,21 @@ def test_over_the_threshold_a_second_finance_user_approves_it_and_its_maker_cann
     assert again.status_code == 409 and "already approved" in again.get_data(as_text=True)
     approved = latest(app)
     assert (approved.status, approved.approved_by_id, approved.created_by_id) == (
-        "approved", checker_user.id, maker_user.id
-    )  # fmt: skip
+        "approved",
+        checker_user.id,
+        maker_user.id,
+    )
     assert postings(app) == 2 and payable(app, owed.bob) == 7_000 + 10_000 + 10_001
     with app.app_context():
         trail = db.session.execute(
-            select(AuditLog.action, AuditLog.actor_id).where(AuditLog.subject_id == pending.id,
-                                                             AuditLog.subject_type == "adjustment")
+            select(AuditLog.action, AuditLog.actor_id)
+            .where(AuditLog.subject_id == pending.id, AuditLog.subject_type == "adjustment")
             .order_by(AuditLog.id)
-        ).all()  # fmt: skip
-        assert [tuple(row) for row in trail] == [("adjustment.create", maker_user.id),
-                                                 ("adjustment.approve", checker_user.id)]  # fmt: skip
+        ).all()
+        assert [tuple(row) for row in trail] == [
+            ("adjustment.create", maker_user.id),
+            ("adjustment.approve", checker_user.id),
+        ]
     assert runner.invoke(args=["ledger-check"]).exit_code == 0
 
 
@@ -155,16 +160,26 @@ def test_a_clawback_after_a_payout_is_recovered_from_the_next_one(app, owed, run
     assert post_on_batch(checker, batch_id, f"/finance/payouts/{batch_id}/approve").status_code == 303
     first = payout_of(app, owed.alice)
     post_on_batch(checker, batch_id, f"/finance/payouts/payout/{first.id}/paid", {"reference": "PP-1"})
-    assert add(maker, owed.alice.id, kind="clawback", program=str(owed.program.id), amount="20.00",
-               reason="Order 17 was a test purchase").status_code == 303  # fmt: skip
+    assert (
+        add(
+            maker,
+            owed.alice.id,
+            kind="clawback",
+            program=str(owed.program.id),
+            amount="20.00",
+            reason="Order 17 was a test purchase",
+        ).status_code
+        == 303
+    )
     assert payable(app, owed.alice) == -2_000, "below zero: carried over"
     earnings = signed_in(app, owed.alice).get("/partner/earnings/").get_data(as_text=True)
     assert "$20.00 is carried over" in earnings and "Order 17 was a test purchase" in earnings
     _earn(app, owed.program, owed.alice, 7_000, "alice-order-2")
     assert build(maker).status_code == 303
     with app.app_context():
-        second = db.session.scalars(select(Payout).where(Payout.affiliate_id == owed.alice.id)
-                                    .order_by(Payout.id.desc())).first()  # fmt: skip
+        second = db.session.scalars(
+            select(Payout).where(Payout.affiliate_id == owed.alice.id).order_by(Payout.id.desc())
+        ).first()
         assert second.amount_cents == 7_000 - 2_000
     assert runner.invoke(args=["ledger-check"]).exit_code == 0
 
@@ -179,10 +194,12 @@ def test_three_and_zero_decimal_currencies_are_read_in_their_own_units(app, owed
     with app.app_context():
         assert balance(db.session, f"affiliate_payable:{owed.carol.id}", "KWD") == -12_125
     before = state(app)
-    assert "at most 3 decimal places" in add(finance, owed.carol.id, program=str(dinars.id),
-                                             amount="12.1255").get_data(as_text=True)  # fmt: skip
-    assert "at most 0 decimal places" in add(finance, owed.carol.id, program=str(yen.id),
-                                             amount="50.5").get_data(as_text=True)  # fmt: skip
+    assert "at most 3 decimal places" in add(finance, owed.carol.id, program=str(dinars.id), amount="12.1255").get_data(
+        as_text=True
+    )
+    assert "at most 0 decimal places" in add(finance, owed.carol.id, program=str(yen.id), amount="50.5").get_data(
+        as_text=True
+    )
     assert state(app) == before
     # The default threshold is 100 whole units of each currency: 100 yen, so 5,000 yen waits for approval.
     assert add(finance, owed.carol.id, program=str(yen.id), amount="5000").status_code == 303
@@ -240,21 +257,28 @@ def test_only_affiliates_get_adjustments_and_only_staff_make_them(app, owed):
     with app.app_context():
         request = adjustments.AdjustmentRequest(owed.alice.id, owed.program.id, "bonus", 100, "x")
         with pytest.raises(adjustments.AdjustmentError):
-            adjustments.create(db.session, request, actor=db.session.get(User, owed.alice.id), thresholds={"*": 100},
-                               now=utcnow())  # fmt: skip
+            adjustments.create(
+                db.session, request, actor=db.session.get(User, owed.alice.id), thresholds={"*": 100}, now=utcnow()
+            )
         # Text no column can keep is refused by the service too, whoever calls it (a browser's lone surrogate
         # arrives as U+FFFD, so only code can send one).
         for reason in ("a\x00b", "\ud800", " "):
             with pytest.raises(adjustments.AdjustmentError, match="reason"):
                 adjustments.create(
-                    db.session, adjustments.AdjustmentRequest(owed.alice.id, owed.program.id, "bonus", 100, reason),
-                    actor=db.session.get(User, finance_user.id), thresholds={"*": 100}, now=utcnow(),
-                )  # fmt: skip
+                    db.session,
+                    adjustments.AdjustmentRequest(owed.alice.id, owed.program.id, "bonus", 100, reason),
+                    actor=db.session.get(User, finance_user.id),
+                    thresholds={"*": 100},
+                    now=utcnow(),
+                )
         with pytest.raises(adjustments.AdjustmentError, match="for affiliates"):
             adjustments.create(
-                db.session, adjustments.AdjustmentRequest(member.id, owed.program.id, "bonus", 100, "x"),
-                actor=db.session.get(User, finance_user.id), thresholds={"*": 100}, now=utcnow(),
-            )  # fmt: skip
+                db.session,
+                adjustments.AdjustmentRequest(member.id, owed.program.id, "bonus", 100, "x"),
+                actor=db.session.get(User, finance_user.id),
+                thresholds={"*": 100},
+                now=utcnow(),
+            )
         db.session.rollback()
 
 
@@ -263,10 +287,12 @@ def test_two_approvals_at_the_same_moment_post_once(app, owed):
     set_details(app, owed.dan, "paypal", email="dan@example.com")
     for round_ in range(4):
         with app.app_context():
-            request = adjustments.AdjustmentRequest(owed.dan.id, owed.program.id, "clawback" if round_ % 2 else "bonus",
-                                                    50_000, f"round {round_}")  # fmt: skip
-            adjustment_id = adjustments.create(db.session, request, actor=db.session.get(User, maker.id),
-                                               thresholds={"*": 100}, now=utcnow()).id  # fmt: skip
+            request = adjustments.AdjustmentRequest(
+                owed.dan.id, owed.program.id, "clawback" if round_ % 2 else "bonus", 50_000, f"round {round_}"
+            )
+            adjustment_id = adjustments.create(
+                db.session, request, actor=db.session.get(User, maker.id), thresholds={"*": 100}, now=utcnow()
+            ).id
             db.session.commit()
 
         def approver(user_id: int, adjustment_id: int = adjustment_id):

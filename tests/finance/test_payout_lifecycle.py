@@ -51,7 +51,12 @@ def test_every_export_is_recorded_on_the_batch_page_and_the_first_moves_the_batc
     with app.app_context():
         (record,) = db.session.scalars(select(PayoutExport).where(PayoutExport.batch_id == batch_id)).all()
         assert (record.format, record.exported_by_id, record.payout_count, record.total_cents, record.repeat) == (
-            "paypal", checker.id, 1, 6_000, False)  # fmt: skip
+            "paypal",
+            checker.id,
+            1,
+            6_000,
+            False,
+        )
         assert record.sha256 == hashlib.sha256(body).hexdigest(), "the hash is of the bytes downloaded"
     page = checking.get(f"/finance/payouts/{batch_id}").get_data(as_text=True)
     assert record.sha256 in page and checker.email in page, "the batch page shows who exported what"
@@ -122,9 +127,12 @@ def test_cancelling_a_draft_returns_the_reserved_money_and_frees_it_for_a_later_
         assert balance(db.session, "payout_clearing", "USD") == 0, "nothing stays reserved"
         for person, cents in ((owed.alice, 6_000), (owed.bob, 7_000), (owed.carol, 8_000)):
             assert balance(db.session, f"affiliate_payable:{person.id}", "USD") == -cents
-        assert db.session.scalar(
-            select(func.count()).select_from(LedgerTransaction).where(LedgerTransaction.kind == "payout_cancel")
-        ) == 3  # fmt: skip
+        assert (
+            db.session.scalar(
+                select(func.count()).select_from(LedgerTransaction).where(LedgerTransaction.kind == "payout_cancel")
+            )
+            == 3
+        )
         assert check(db.session) == [], "every posting balances"
         statuses = db.session.scalars(select(Payout.status).where(Payout.batch_id == batch_id)).all()
         assert statuses == ["cancelled"] * 3
@@ -183,8 +191,14 @@ def test_money_earned_in_a_paused_program_is_still_paid(app, owed):
 def suspend(app, user, reason: str) -> None:
     admin = make_admin(app)
     with app.app_context():
-        decide_affiliate(db.session, db.session.get(User, user.id), "suspend", reason=reason,
-                         actor=db.session.get(User, admin.id), now=utcnow())  # fmt: skip
+        decide_affiliate(
+            db.session,
+            db.session.get(User, user.id),
+            "suspend",
+            reason=reason,
+            actor=db.session.get(User, admin.id),
+            now=utcnow(),
+        )
         db.session.commit()
 
 
@@ -211,8 +225,7 @@ def test_a_suspended_affiliate_is_held_at_build_and_approval_and_never_paid(app,
         assert balance(db.session, "cash", "USD") == 0
 
     # Returning a held payout to the balance pays it in a later batch, once the affiliate is active again.
-    returned = post_on_batch(checking, batch_id, f"/finance/payouts/payout/{alice.id}/failed",
-                             {"reason": "suspended"})  # fmt: skip
+    returned = post_on_batch(checking, batch_id, f"/finance/payouts/payout/{alice.id}/failed", {"reason": "suspended"})
     assert returned.status_code == 303 and payout_of(app, owed.alice).status == "failed"
     with app.app_context():
         assert balance(db.session, f"affiliate_payable:{owed.alice.id}", "USD") == -6_000
@@ -231,9 +244,12 @@ def test_an_affiliate_suspended_after_approval_is_held_at_export_and_when_marked
     assert paid.status_code == 409 and payout_of(app, owed.carol).status == "held"
     assert "payout.held" in audit_actions(app, "payout", carol.id)
     with app.app_context():
-        assert db.session.scalar(
-            select(func.count()).select_from(LedgerTransaction).where(LedgerTransaction.kind == "payout_paid")
-        ) == 0  # fmt: skip
+        assert (
+            db.session.scalar(
+                select(func.count()).select_from(LedgerTransaction).where(LedgerTransaction.kind == "payout_paid")
+            )
+            == 0
+        )
 
 
 def test_approving_warns_of_payout_details_changed_since_the_build_and_needs_an_acknowledgement(app, owed):
@@ -242,8 +258,12 @@ def test_approving_warns_of_payout_details_changed_since_the_build_and_needs_an_
     batch_id = int(build(making).headers["Location"].rsplit("/", 1)[1])
     with app.app_context():
         bob = db.session.get(User, owed.bob.id)
-        update_payout_details(db.session, bob, PayoutDetails("paypal", "someone-else@example.com", None, None),
-                              now=utcnow() + timedelta(seconds=1))  # fmt: skip
+        update_payout_details(
+            db.session,
+            bob,
+            PayoutDetails("paypal", "someone-else@example.com", None, None),
+            now=utcnow() + timedelta(seconds=1),
+        )
         db.session.commit()
     page = checking.get(f"/finance/payouts/{batch_id}").get_data(as_text=True)
     warning = page[page.index('id="details-changed"') :]
@@ -255,12 +275,20 @@ def test_approving_warns_of_payout_details_changed_since_the_build_and_needs_an_
     assert unacknowledged.status_code == 409 and "Payout details changed" in unacknowledged.get_data(as_text=True)
     assert batch_status(app, batch_id) == "draft"
     # Acknowledging someone else is not acknowledging Bob.
-    wrong = post_on_batch(checking, batch_id, f"/finance/payouts/{batch_id}/approve",
-                          {"acknowledge_changes": "yes", "changed": str(owed.alice.id)})  # fmt: skip
+    wrong = post_on_batch(
+        checking,
+        batch_id,
+        f"/finance/payouts/{batch_id}/approve",
+        {"acknowledge_changes": "yes", "changed": str(owed.alice.id)},
+    )
     assert wrong.status_code == 409 and batch_status(app, batch_id) == "draft"
 
-    approved = post_on_batch(checking, batch_id, f"/finance/payouts/{batch_id}/approve",
-                             {"acknowledge_changes": "yes", "changed": str(owed.bob.id)})  # fmt: skip
+    approved = post_on_batch(
+        checking,
+        batch_id,
+        f"/finance/payouts/{batch_id}/approve",
+        {"acknowledge_changes": "yes", "changed": str(owed.bob.id)},
+    )
     assert approved.status_code == 303 and batch_status(app, batch_id) == "approved"
     with app.app_context():
         note = db.session.scalar(select(AuditLog.note).where(AuditLog.action == "payout_batch.approve"))
@@ -291,8 +319,13 @@ def test_two_finance_users_exporting_at_once_make_one_first_file(app, owed):
         with app.app_context():
             start.wait()
             try:
-                export_batch(db.session, db.session.get(PayoutBatch, batch_id), "paypal",
-                             actor=db.session.get(User, person.id), now=utcnow())  # fmt: skip
+                export_batch(
+                    db.session,
+                    db.session.get(PayoutBatch, batch_id),
+                    "paypal",
+                    actor=db.session.get(User, person.id),
+                    now=utcnow(),
+                )
             except RepeatExport:
                 db.session.rollback()
                 outcomes.append("warned")

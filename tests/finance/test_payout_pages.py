@@ -78,11 +78,28 @@ def test_build_approve_export_and_pay_a_batch(app, owed):
     bank = rows(export(checking, batch_id, "bank"))
     alice_ref = f"CT-{batch_id}-{payout_of(app, owed.alice).id}"
     assert paypal == [["alice.pay@example.com", "60.00", "USD", alice_ref, f"Clicktrail payout {alice_ref}", "PAYPAL"]]
-    assert wise[0] == ["name", "recipientEmail", "paymentReference", "receiverType", "amountCurrency", "amount",
-                       "sourceCurrency", "targetCurrency", "type"]  # fmt: skip
+    assert wise[0] == [
+        "name",
+        "recipientEmail",
+        "paymentReference",
+        "receiverType",
+        "amountCurrency",
+        "amount",
+        "sourceCurrency",
+        "targetCurrency",
+        "type",
+    ]
     assert wise[1][0] == '\'=HYPERLINK("https://evil.test","Bob")', "a formula in a name is neutralised"
-    assert wise[1][1:] == ["bob.wise@example.com", f"CT-{batch_id}-{payout_of(app, owed.bob).id}", "PERSON", "target",
-                           "70.00", "USD", "USD", "EMAIL"]  # fmt: skip
+    assert wise[1][1:] == [
+        "bob.wise@example.com",
+        f"CT-{batch_id}-{payout_of(app, owed.bob).id}",
+        "PERSON",
+        "target",
+        "70.00",
+        "USD",
+        "USD",
+        "EMAIL",
+    ]
     assert bank[0] == ["beneficiary_name", "iban", "amount", "currency", "reference"]
     assert bank[1][:4] == ["Carol Cruz", "GB82WEST12345698765432", "80.00", "USD"]
     amounts = [Decimal(paypal[0][1]), Decimal(wise[1][5]), Decimal(bank[1][2])]
@@ -99,8 +116,9 @@ def test_build_approve_export_and_pay_a_batch(app, owed):
     bob = payout_of(app, owed.bob)
     no_reason = post_on_batch(checking, batch_id, f"/finance/payouts/payout/{bob.id}/failed", {"reason": ""})
     assert no_reason.status_code == 422 and payout_of(app, owed.bob).status == "approved"
-    failed = post_on_batch(checking, batch_id, f"/finance/payouts/payout/{bob.id}/failed",
-                           {"reason": "Wise says the email has no account"})  # fmt: skip
+    failed = post_on_batch(
+        checking, batch_id, f"/finance/payouts/payout/{bob.id}/failed", {"reason": "Wise says the email has no account"}
+    )
     assert failed.status_code == 303
     with app.app_context():
         assert (

@@ -47,8 +47,13 @@ def test_a_dinar_batch_shows_and_exports_three_decimals(app):
     set_details(app, layla, "paypal", email="layla@example.com")
     with app.app_context():
         # Approved earnings of 60.125 KWD, as accrual and approval post them.
-        post(db.session, "accrual", "kwd-earning", [Leg("commission_expense", 60_125, "KWD"),
-             Leg(f"affiliate_payable:{layla.id}", -60_125, "KWD", layla.id)], now=utcnow())  # fmt: skip
+        post(
+            db.session,
+            "accrual",
+            "kwd-earning",
+            [Leg("commission_expense", 60_125, "KWD"), Leg(f"affiliate_payable:{layla.id}", -60_125, "KWD", layla.id)],
+            now=utcnow(),
+        )
         db.session.commit()
     making, checking = signed_in(app, make_finance(app)), signed_in(app, make_finance(app))
     built = build(making, "KWD")

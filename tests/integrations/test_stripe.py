@@ -41,10 +41,16 @@ def signed(body: bytes, secret: str = SECRET, timestamp: int | None = None) -> s
 def event(kind: str, obj: dict, *, created: int | None = None, event_id: str | None = None) -> dict:
     """An Event object as Stripe's API reference shows it; created a second on, so never before a click just made."""
     return {
-        "id": event_id or f"evt_1Q{next(_ids):012d}", "object": "event", "api_version": "2024-06-20",
-        "created": created or int(time.time()) + 1, "livemode": False, "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None}, "type": kind, "data": {"object": obj},
-    }  # fmt: skip
+        "id": event_id or f"evt_1Q{next(_ids):012d}",
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": created or int(time.time()) + 1,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": kind,
+        "data": {"object": obj},
+    }
 
 
 def checkout(
@@ -59,33 +65,77 @@ def checkout(
     promotion: str | None = None,
 ) -> dict:
     return {
-        "id": session_id, "object": "checkout.session", "mode": mode, "status": "complete", "payment_status": "paid",
-        "amount_subtotal": amount, "amount_total": amount, "currency": "usd", "customer": customer,
+        "id": session_id,
+        "object": "checkout.session",
+        "mode": mode,
+        "status": "complete",
+        "payment_status": "paid",
+        "amount_subtotal": amount,
+        "amount_total": amount,
+        "currency": "usd",
+        "customer": customer,
         "customer_details": {"email": "subscriber@example.com", "name": "Sam Subscriber"},
-        "client_reference_id": reference, "subscription": subscription, "payment_intent": payment_intent,
-        "invoice": None, "livemode": False,
+        "client_reference_id": reference,
+        "subscription": subscription,
+        "payment_intent": payment_intent,
+        "invoice": None,
+        "livemode": False,
         "discounts": [{"coupon": None, "promotion_code": promotion}] if promotion else [],
         "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-    }  # fmt: skip
+    }
 
 
-def invoice(invoice_id: str, *, amount: int, reason: str, customer: str = "cus_Alpha1", subscription: str = "sub_1",
-            charge: str | None = None) -> dict:  # fmt: skip
+def invoice(
+    invoice_id: str,
+    *,
+    amount: int,
+    reason: str,
+    customer: str = "cus_Alpha1",
+    subscription: str = "sub_1",
+    charge: str | None = None,
+) -> dict:
     return {
-        "id": invoice_id, "object": "invoice", "customer": customer, "customer_email": "subscriber@example.com",
-        "amount_due": amount, "amount_paid": amount, "amount_remaining": 0, "currency": "usd",
-        "billing_reason": reason, "status": "paid", "paid": True, "subscription": subscription,
-        "charge": charge, "payment_intent": f"pi_{invoice_id}", "livemode": False,
-    }  # fmt: skip
+        "id": invoice_id,
+        "object": "invoice",
+        "customer": customer,
+        "customer_email": "subscriber@example.com",
+        "amount_due": amount,
+        "amount_paid": amount,
+        "amount_remaining": 0,
+        "currency": "usd",
+        "billing_reason": reason,
+        "status": "paid",
+        "paid": True,
+        "subscription": subscription,
+        "charge": charge,
+        "payment_intent": f"pi_{invoice_id}",
+        "livemode": False,
+    }
 
 
-def charge(charge_id: str, *, amount: int, refunded: int, invoice_id: str | None = None,
-           customer: str = "cus_Alpha1", payment_intent: str | None = None) -> dict:  # fmt: skip
+def charge(
+    charge_id: str,
+    *,
+    amount: int,
+    refunded: int,
+    invoice_id: str | None = None,
+    customer: str = "cus_Alpha1",
+    payment_intent: str | None = None,
+) -> dict:
     return {
-        "id": charge_id, "object": "charge", "amount": amount, "amount_captured": amount,
-        "amount_refunded": refunded, "refunded": refunded == amount, "currency": "usd", "customer": customer,
-        "invoice": invoice_id, "payment_intent": payment_intent, "paid": True, "status": "succeeded",
-    }  # fmt: skip
+        "id": charge_id,
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": amount,
+        "amount_refunded": refunded,
+        "refunded": refunded == amount,
+        "currency": "usd",
+        "customer": customer,
+        "invoice": invoice_id,
+        "payment_intent": payment_intent,
+        "paid": True,
+        "status": "succeeded",
+    }
 
 
 def subscription_deleted(subscription_id: str, customer: str = "cus_Alpha1") -> dict:
@@ -106,9 +156,11 @@ def shop(app):
 
 def post(app, program_id: int, payload: dict, **signing):
     body = json.dumps(payload).encode()
-    return app.test_client().post(f"/integrations/stripe/{program_id}", data=body,
-                                  headers={"Stripe-Signature": signed(body, **signing),
-                                           "Content-Type": "application/json"})  # fmt: skip
+    return app.test_client().post(
+        f"/integrations/stripe/{program_id}",
+        data=body,
+        headers={"Stripe-Signature": signed(body, **signing), "Content-Type": "application/json"},
+    )
 
 
 def deliver(app, program_id: int, *events: dict) -> list[str]:
@@ -123,8 +175,11 @@ def deliver(app, program_id: int, *events: dict) -> list[str]:
 
 def sales_and_refunds(app) -> list[tuple[str, str, int, int | None]]:
     with app.app_context():
-        rows = db.session.execute(select(Conversion.type, Conversion.order_id, Conversion.amount_cents,
-                                         Conversion.affiliate_id).order_by(Conversion.id)).all()  # fmt: skip
+        rows = db.session.execute(
+            select(Conversion.type, Conversion.order_id, Conversion.amount_cents, Conversion.affiliate_id).order_by(
+                Conversion.id
+            )
+        ).all()
         return [tuple(row) for row in rows]
 
 
@@ -147,20 +202,28 @@ def test_a_checkout_two_renewals_a_partial_refund_and_a_cancellation(app, redire
     click_id = clicked(redirector, shop["link"].code)
     start = int(time.time()) + 30  # the sale half a minute after its click: screening finds nothing to hold it for
     outcomes = deliver(
-        app, program.id,
-        event("checkout.session.completed", checkout("cs_test_a1", mode="subscription", amount=5000,
-                                                     reference=click_id, subscription="sub_1"), created=start),
-        event("invoice.paid", invoice("in_1", amount=5000, reason="subscription_create", charge="ch_1"),
-              created=start + 1),
-        event("invoice.paid", invoice("in_2", amount=5000, reason="subscription_cycle", charge="ch_2"),
-              created=start + 2),
-        event("invoice.paid", invoice("in_3", amount=5000, reason="subscription_cycle", charge="ch_3"),
-              created=start + 3),
+        app,
+        program.id,
+        event(
+            "checkout.session.completed",
+            checkout("cs_test_a1", mode="subscription", amount=5000, reference=click_id, subscription="sub_1"),
+            created=start,
+        ),
+        event(
+            "invoice.paid", invoice("in_1", amount=5000, reason="subscription_create", charge="ch_1"), created=start + 1
+        ),
+        event(
+            "invoice.paid", invoice("in_2", amount=5000, reason="subscription_cycle", charge="ch_2"), created=start + 2
+        ),
+        event(
+            "invoice.paid", invoice("in_3", amount=5000, reason="subscription_cycle", charge="ch_3"), created=start + 3
+        ),
         event("charge.refunded", charge("ch_1", amount=5000, refunded=2000, invoice_id="in_1"), created=start + 4),
         event("customer.subscription.deleted", subscription_deleted("sub_1"), created=start + 5),
-        event("invoice.paid", invoice("in_4", amount=5000, reason="subscription_cycle", charge="ch_4"),
-              created=start + 6),
-    )  # fmt: skip
+        event(
+            "invoice.paid", invoice("in_4", amount=5000, reason="subscription_cycle", charge="ch_4"), created=start + 6
+        ),
+    )
     assert outcomes == ["recorded"] * 6 + ["ignored"], "after the cancellation no invoice is a sale"
     assert sales_and_refunds(app) == [
         ("sale", "in_1", 5000, alice.id),
@@ -189,9 +252,10 @@ def test_the_same_event_twice_is_handled_once(app, redirector, shop):
 
 @pytest.mark.parametrize("bad", ["wrong-secret", "stale", "future", "no-signature", "tampered"])
 def test_an_event_that_does_not_verify_is_a_400_and_changes_nothing(app, shop, bad):
-    payload = event("checkout.session.completed",
-                    checkout("cs_test_x", mode="payment", amount=7000, reference=shop["link"].code,
-                             payment_intent="pi_x"))  # fmt: skip
+    payload = event(
+        "checkout.session.completed",
+        checkout("cs_test_x", mode="payment", amount=7000, reference=shop["link"].code, payment_intent="pi_x"),
+    )
     body = json.dumps(payload).encode()
     header = {
         "wrong-secret": signed(body, secret="whsec_someone_else"),
@@ -200,8 +264,9 @@ def test_an_event_that_does_not_verify_is_a_400_and_changes_nothing(app, shop, b
         "no-signature": "",
         "tampered": signed(body.replace(b"7000", b"9000")),
     }[bad]
-    answer = app.test_client().post(f"/integrations/stripe/{shop['program'].id}", data=body,
-                                    headers={"Stripe-Signature": header})  # fmt: skip
+    answer = app.test_client().post(
+        f"/integrations/stripe/{shop['program'].id}", data=body, headers={"Stripe-Signature": header}
+    )
     assert answer.status_code == 400
     assert sales_and_refunds(app) == []
     with app.app_context():
@@ -210,8 +275,9 @@ def test_an_event_that_does_not_verify_is_a_400_and_changes_nothing(app, shop, b
 
 @pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"id": 1}', b'{"id": "evt_1", "type": "x", "created": 1}'])
 def test_a_signed_body_that_is_not_an_event_is_a_400(app, shop, raw):
-    answer = app.test_client().post(f"/integrations/stripe/{shop['program'].id}", data=raw,
-                                    headers={"Stripe-Signature": signed(raw)})  # fmt: skip
+    answer = app.test_client().post(
+        f"/integrations/stripe/{shop['program'].id}", data=raw, headers={"Stripe-Signature": signed(raw)}
+    )
     assert answer.status_code == 400
 
 
@@ -225,8 +291,7 @@ def test_a_program_without_a_stripe_secret_takes_no_events(app):
 def test_an_invoice_before_its_checkout_waits_for_it(app, redirector, shop):
     click_id = clicked(redirector, shop["link"].code)
     start = int(time.time()) + 1
-    first_invoice = event("invoice.paid", invoice("in_1", amount=5000, reason="subscription_create"),
-                          created=start + 1)  # fmt: skip
+    first_invoice = event("invoice.paid", invoice("in_1", amount=5000, reason="subscription_create"), created=start + 1)
     assert deliver(app, shop["program"].id, first_invoice) == ["waiting"]
     assert sales_and_refunds(app) == []
     completed = checkout("cs_test_a1", mode="subscription", amount=5000, reference=click_id, subscription="sub_1")
@@ -240,13 +305,21 @@ def test_an_invoice_before_its_checkout_waits_for_it(app, redirector, shop):
 def test_refunds_out_of_order_refund_what_stripe_refunded_in_total(app, redirector, shop):
     click_id = clicked(redirector, shop["link"].code)
     start = int(time.time()) + 1
-    deliver(app, shop["program"].id, event("checkout.session.completed",
-                                           checkout("cs_p", mode="payment", amount=8000, reference=click_id,
-                                                    payment_intent="pi_8"), created=start))  # fmt: skip
-    later = event("charge.refunded", charge("ch_8", amount=8000, refunded=5000, payment_intent="pi_8"),
-                  created=start + 2)  # fmt: skip
-    earlier = event("charge.refunded", charge("ch_8", amount=8000, refunded=1000, payment_intent="pi_8"),
-                    created=start + 1)  # fmt: skip
+    deliver(
+        app,
+        shop["program"].id,
+        event(
+            "checkout.session.completed",
+            checkout("cs_p", mode="payment", amount=8000, reference=click_id, payment_intent="pi_8"),
+            created=start,
+        ),
+    )
+    later = event(
+        "charge.refunded", charge("ch_8", amount=8000, refunded=5000, payment_intent="pi_8"), created=start + 2
+    )
+    earlier = event(
+        "charge.refunded", charge("ch_8", amount=8000, refunded=1000, payment_intent="pi_8"), created=start + 1
+    )
     assert deliver(app, shop["program"].id, later, earlier, later) == ["recorded", "ignored", "recorded"]
     refunds = [row for row in sales_and_refunds(app) if row[0] == "refund"]
     assert refunds == [("refund", "pi_8", 5000, shop["alice"].id)]
@@ -254,9 +327,14 @@ def test_refunds_out_of_order_refund_what_stripe_refunded_in_total(app, redirect
 
 def test_a_checkout_with_an_affiliates_promotion_code_and_no_click_credits_the_coupon(app, shop):
     with app.app_context():
-        coupons.create(db.session, db.session.get(Program, shop["program"].id), db.session.get(User, shop["alice"].id),
-                       coupons.CouponSettings("PODCAST20", stripe_promotion_code="promo_1PodCast20"),
-                       actor=db.session.get(User, shop["admin"].id), now=utcnow())  # fmt: skip
+        coupons.create(
+            db.session,
+            db.session.get(Program, shop["program"].id),
+            db.session.get(User, shop["alice"].id),
+            coupons.CouponSettings("PODCAST20", stripe_promotion_code="promo_1PodCast20"),
+            actor=db.session.get(User, shop["admin"].id),
+            now=utcnow(),
+        )
         db.session.commit()
     completed = checkout("cs_c", mode="payment", amount=4000, payment_intent="pi_c", promotion="promo_1PodCast20")
     payment = event("checkout.session.completed", completed)
@@ -285,12 +363,28 @@ def test_a_checkout_and_its_first_invoice_arriving_at_once_always_end_in_one_sal
     for n in range(rounds):
         customer = f"cus_race{n}"
         events = [
-            event("checkout.session.completed", checkout(f"cs_race{n}", mode="subscription", amount=3000,
-                                                         reference=click_id, customer=customer,
-                                                         subscription=f"sub_race{n}")),
-            event("invoice.paid", invoice(f"in_race{n}", amount=3000, reason="subscription_create",
-                                          customer=customer, subscription=f"sub_race{n}")),
-        ]  # fmt: skip
+            event(
+                "checkout.session.completed",
+                checkout(
+                    f"cs_race{n}",
+                    mode="subscription",
+                    amount=3000,
+                    reference=click_id,
+                    customer=customer,
+                    subscription=f"sub_race{n}",
+                ),
+            ),
+            event(
+                "invoice.paid",
+                invoice(
+                    f"in_race{n}",
+                    amount=3000,
+                    reason="subscription_create",
+                    customer=customer,
+                    subscription=f"sub_race{n}",
+                ),
+            ),
+        ]
         start = threading.Barrier(2)
         answers: list[int] = []
 

@@ -32,8 +32,12 @@ ACCEPTED = {
 @pytest.fixture
 def setup(app):
     admin = make_admin(app)
-    program = make_program(app, admin, destination_url="https://shop.example.com/signup",
-                           allowed_hosts=("shop.example.com", "www.example.com", "www.example.com:8443"))  # fmt: skip
+    program = make_program(
+        app,
+        admin,
+        destination_url="https://shop.example.com/signup",
+        allowed_hosts=("shop.example.com", "www.example.com", "www.example.com:8443"),
+    )
     return make_affiliate(app), program
 
 

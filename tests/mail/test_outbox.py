@@ -17,9 +17,16 @@ from tests.mail.smtp import html_of, text_of
 
 def queue(app, to: str = "ann@example.com", subject: str = "Hello", *, at=None) -> int:
     with app.app_context():
-        message = outbox.queue(db.session, kind="test", to=to, subject=subject, text="Plain words\n",
-                               html="<p>Rich words</p>", now=at or utcnow(),
-                               unsubscribe_url="http://portal.test/unsubscribe/x")  # fmt: skip
+        message = outbox.queue(
+            db.session,
+            kind="test",
+            to=to,
+            subject=subject,
+            text="Plain words\n",
+            html="<p>Rich words</p>",
+            now=at or utcnow(),
+            unsubscribe_url="http://portal.test/unsubscribe/x",
+        )
         db.session.commit()
         return message.id
 

@@ -48,10 +48,17 @@ def queue_messages(app, count: int, label: str) -> dict[str, int]:
     now = utcnow()
     with app.app_context():
         messages = [
-            outbox.queue(db.session, kind="test", to=f"reader{n}@example.com", subject=f"{label} {n:03d}",
-                         text=f"Message {n}\n", html=f"<p>Message {n}</p>", now=now)
+            outbox.queue(
+                db.session,
+                kind="test",
+                to=f"reader{n}@example.com",
+                subject=f"{label} {n:03d}",
+                text=f"Message {n}\n",
+                html=f"<p>Message {n}</p>",
+                now=now,
+            )
             for n in range(count)
-        ]  # fmt: skip
+        ]
         db.session.commit()
         ids = {message.subject: message.id for message in messages}
         db.session.remove()

@@ -25,8 +25,9 @@ def report(app, program, affiliate_id: int | None, order: str, amount: int = 10_
     """A stored conversion credited to ``affiliate_id`` (as attribution would), returning its id."""
     status = fields.pop("status", "pending")
     with app.app_context():
-        request = ConversionRequest(type=fields.pop("type", ConversionType.SALE), order_id=order, amount_cents=amount,
-                                    currency="USD", **fields)  # fmt: skip
+        request = ConversionRequest(
+            type=fields.pop("type", ConversionType.SALE), order_id=order, amount_cents=amount, currency="USD", **fields
+        )
         conversion = record_conversion(db.session, db.session.get(type(program), program.id), request, now=utcnow())
         conversion.conversion.affiliate_id = affiliate_id
         conversion.conversion.status = status
@@ -106,8 +107,15 @@ def test_refer_a_friend_rewards_both_sides(app):
         db.session.execute(update(User).where(User.id == friend.id).values(referred_by_id=referrer.id))
         db.session.commit()  # before report() writes from an app context of its own
         for member in (friend, stranger):
-            conversion_id = report(app, program, referrer.id, f"member-{member.id}", 0, type=ConversionType.SIGNUP,
-                                   customer_user_id=member.id)  # fmt: skip
+            conversion_id = report(
+                app,
+                program,
+                referrer.id,
+                f"member-{member.id}",
+                0,
+                type=ConversionType.SIGNUP,
+                customer_user_id=member.id,
+            )
             accrue(db.session, db.session.get(Conversion, conversion_id), now=utcnow())
             db.session.commit()  # evaluation locks the referrer's row, which the next report's insert checks
     assert {(c.affiliate_id, c.amount_cents) for c in commissions(app)} == {(referrer.id, 500), (friend.id, 300)}
@@ -172,8 +180,12 @@ def test_partial_refunds_reverse_the_commission_exactly(app, runner):
         db.session.commit()
         sale = db.session.scalar(select(Conversion).where(Conversion.order_id == "sale-1"))
         for refund_id, cents in (("rf-1", 3_333), ("rf-2", 6_668)):
-            record_refund(db.session, sale.program, RefundRequest(order_id="sale-1", refund_id=refund_id,
-                                                                 amount_cents=cents), now=utcnow())  # fmt: skip
+            record_refund(
+                db.session,
+                sale.program,
+                RefundRequest(order_id="sale-1", refund_id=refund_id, amount_cents=cents),
+                now=utcnow(),
+            )
         db.session.commit()
     first = runner.invoke(args=["accrue-commissions"])
     assert "reversed 1000 cents" in first.output, first.output
@@ -198,8 +210,10 @@ def test_rejecting_a_conversion_in_review_takes_back_its_commission(app):
     finance = app.test_client()
     Auth(finance).login(make_finance(app).email)
     page = finance.get("/finance/review/").get_data(as_text=True)
-    finance.post("/finance/review/decide", data={"ids": conversion_id, "decision": "reject", "note": "stuffed cookies",
-                                                 "csrf_token": csrf_token(page)})  # fmt: skip
+    finance.post(
+        "/finance/review/decide",
+        data={"ids": conversion_id, "decision": "reject", "note": "stuffed cookies", "csrf_token": csrf_token(page)},
+    )
     with app.app_context():
         assert db.session.get(Commission, commission).status == "rejected"
         assert balance(db.session, f"affiliate_pending:{alice.id}", "USD") == 0
@@ -238,12 +252,17 @@ def test_finance_approves_and_rejects_commissions_from_the_page(app):
     page = finance.get("/finance/commissions/").get_data(as_text=True)
     assert "2 pending" in page
     token = csrf_token(page)
-    refused = finance.post("/finance/commissions/decide", data={"ids": drop, "decision": "reject", "csrf_token": token},
-                           follow_redirects=True)  # fmt: skip
+    refused = finance.post(
+        "/finance/commissions/decide",
+        data={"ids": drop, "decision": "reject", "csrf_token": token},
+        follow_redirects=True,
+    )
     assert "Say why" in refused.get_data(as_text=True)
     finance.post("/finance/commissions/decide", data={"ids": keep, "decision": "approve", "csrf_token": token})
-    finance.post("/finance/commissions/decide", data={"ids": [drop, keep], "decision": "reject", "note": "duplicate",
-                                                      "csrf_token": token})  # fmt: skip
+    finance.post(
+        "/finance/commissions/decide",
+        data={"ids": [drop, keep], "decision": "reject", "note": "duplicate", "csrf_token": token},
+    )
     with app.app_context():
         assert db.session.get(Commission, keep).status == "approved", "approved ones are no longer rejectable"
         assert db.session.get(Commission, drop).status == "rejected"

@@ -49,8 +49,11 @@ def test_ledger_invariants_under_random_operations(app):
             user = db.session.get(User, who)
             user.payout_method, user.payout_email = "paypal", f"pay-{who}@example.com"
             user.payout_details_changed_at = utcnow() - timedelta(days=30)
-        db.session.execute(update(CommissionPlan).where(CommissionPlan.program_id == program.id).values(
-            percent_bps=1_250, flat_cents=99))  # fmt: skip
+        db.session.execute(
+            update(CommissionPlan)
+            .where(CommissionPlan.program_id == program.id)
+            .values(percent_bps=1_250, flat_cents=99)
+        )
         db.session.commit()
 
     class Ledger(RuleBasedStateMachine):
@@ -116,8 +119,9 @@ def test_ledger_invariants_under_random_operations(app):
         @rule(percent=st.integers(0, 3_000), crash=CRASH)
         def change_plan(self, percent, crash):
             """A new rate applies to sales from now on; what was earned stays as it was."""
-            self.session.execute(update(CommissionPlan).where(CommissionPlan.program_id == program.id)
-                                 .values(percent_bps=percent))  # fmt: skip
+            self.session.execute(
+                update(CommissionPlan).where(CommissionPlan.program_id == program.id).values(percent_bps=percent)
+            )
             self._finish(crash)
 
         @rule(crash=CRASH)
@@ -165,26 +169,38 @@ def test_ledger_invariants_under_random_operations(app):
                 assert -balance(self.session, f"affiliate_pending:{who}", "USD") == left.get("pending", 0)
                 # Earned and approved = still payable + reserved or paid out (a refund after payment is a
                 # negative payable balance, carried over to the next payout).
-                out = sum(self.session.scalars(select(Payout.amount_cents).where(
-                    Payout.affiliate_id == who, Payout.status != PayoutStatus.FAILED)))  # fmt: skip
+                out = sum(
+                    self.session.scalars(
+                        select(Payout.amount_cents).where(
+                            Payout.affiliate_id == who, Payout.status != PayoutStatus.FAILED
+                        )
+                    )
+                )
                 payable = -balance(self.session, f"affiliate_payable:{who}", "USD")
                 assert payable + out == left.get("approved", 0) + left.get("paid", 0)
 
         @invariant()
         def clearing_holds_exactly_the_payouts_in_flight(self):
-            in_flight = self.session.scalars(select(Payout.amount_cents).where(
-                Payout.status.in_([PayoutStatus.PENDING, PayoutStatus.APPROVED])))  # fmt: skip
+            in_flight = self.session.scalars(
+                select(Payout.amount_cents).where(Payout.status.in_([PayoutStatus.PENDING, PayoutStatus.APPROVED]))
+            )
             assert -balance(self.session, "payout_clearing", "USD") == sum(in_flight)
             paid = self.session.scalars(select(Payout.amount_cents).where(Payout.status == PayoutStatus.PAID))
             assert -balance(self.session, "cash", "USD") == sum(paid)
-            unpaid = self.session.scalar(select(Commission.id).join(Payout, Payout.id == Commission.payout_id).where(
-                Payout.status == PayoutStatus.PAID, Commission.status == "approved"))  # fmt: skip
+            unpaid = self.session.scalar(
+                select(Commission.id)
+                .join(Payout, Payout.id == Commission.payout_id)
+                .where(Payout.status == PayoutStatus.PAID, Commission.status == "approved")
+            )
             assert unpaid is None, "every commission of a paid payout is paid"
 
         @invariant()
         def expense_equals_what_is_owed(self):
-            owed = sum(-balance(self.session, f"{kind}:{who}", "USD") for who in affiliates
-                       for kind in ("affiliate_pending", "affiliate_payable"))  # fmt: skip
+            owed = sum(
+                -balance(self.session, f"{kind}:{who}", "USD")
+                for who in affiliates
+                for kind in ("affiliate_pending", "affiliate_payable")
+            )
             out = -balance(self.session, "payout_clearing", "USD") - balance(self.session, "cash", "USD")
             assert balance(self.session, "commission_expense", "USD") == owed + out
 

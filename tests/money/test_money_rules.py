@@ -79,19 +79,26 @@ def test_back_dated_and_future_reports_are_refused_within_documented_bounds(app)
             (now - timedelta(days=31), "occurred_too_early"),
             (now + timedelta(minutes=6), "occurred_in_future"),
         ):
-            request = ConversionRequest(type="sale", order_id=f"bd-{code}-{occurred_at:%s}", amount_cents=100,
-                                        currency="USD", occurred_at=occurred_at)  # fmt: skip
+            request = ConversionRequest(
+                type="sale",
+                order_id=f"bd-{code}-{occurred_at:%s}",
+                amount_cents=100,
+                currency="USD",
+                occurred_at=occurred_at,
+            )
             with pytest.raises(OutOfRange) as refused:
                 record_conversion(db.session, program, request, now=now)
             assert refused.value.code == code and refused.value.status == 400
         db.session.rollback()
-        kept = ConversionRequest(type="sale", order_id="bd-ok", amount_cents=100, currency="USD",
-                                 occurred_at=now - timedelta(days=29))  # fmt: skip
+        kept = ConversionRequest(
+            type="sale", order_id="bd-ok", amount_cents=100, currency="USD", occurred_at=now - timedelta(days=29)
+        )
         record_conversion(db.session, program, kept, now=now)
         db.session.commit()
         with pytest.raises(OutOfRange):
-            record_refund(db.session, program, RefundRequest(order_id="bd-ok", occurred_at=now - timedelta(days=30)),
-                          now=now)  # fmt: skip
+            record_refund(
+                db.session, program, RefundRequest(order_id="bd-ok", occurred_at=now - timedelta(days=30)), now=now
+            )
 
 
 def test_holds_count_from_when_the_conversion_was_reported(app):
@@ -116,8 +123,14 @@ def test_a_plan_change_pays_no_conversion_evaluated_before_it(app):
     assert run_jobs(app).commissions == 0
     with app.app_context():
         now = utcnow()
-        save_plan(db.session, program.id, PlanTerms(flat_cents=500, percent_bps=1_000, recurring_months=None),
-                  effective_from=now, actor_id=admin.id, now=now)  # fmt: skip
+        save_plan(
+            db.session,
+            program.id,
+            PlanTerms(flat_cents=500, percent_bps=1_000, recurring_months=None),
+            effective_from=now,
+            actor_id=admin.id,
+            now=now,
+        )
         db.session.commit()
     assert run_jobs(app).commissions == 0, "both were evaluated once, at 0"
     assert own(app, signup) == own(app, tiny) == 0
@@ -139,18 +152,33 @@ def test_plans_refuse_terms_that_cannot_be_paid(app):
             with pytest.raises(PlanError):
                 save_plan(db.session, program.id, terms, effective_from=utcnow(), actor_id=None, now=utcnow())
         with pytest.raises(PlanError):
-            save_plan(db.session, program.id, PlanTerms(), effective_from=utcnow() - timedelta(days=1), actor_id=None,
-                      now=utcnow())  # fmt: skip
+            save_plan(
+                db.session,
+                program.id,
+                PlanTerms(),
+                effective_from=utcnow() - timedelta(days=1),
+                actor_id=None,
+                now=utcnow(),
+            )
 
 
 def test_a_first_sale_that_was_rejected_does_not_make_the_next_one_a_repeat(app):
     program = make_program(app, make_admin(app))
     set_plan(app, program.id, percent_bps=1_000, recurring_months=0)
     alice = make_affiliate(app)
-    report(app, program, alice.id, "first", 10_000, customer_external_id="c", status="rejected",
-           occurred_at=utcnow() - timedelta(days=1))  # fmt: skip
-    report(app, program, None, "unattributed", 10_000, customer_external_id="c",
-           occurred_at=utcnow() - timedelta(hours=12))  # fmt: skip
+    report(
+        app,
+        program,
+        alice.id,
+        "first",
+        10_000,
+        customer_external_id="c",
+        status="rejected",
+        occurred_at=utcnow() - timedelta(days=1),
+    )
+    report(
+        app, program, None, "unattributed", 10_000, customer_external_id="c", occurred_at=utcnow() - timedelta(hours=12)
+    )
     second = report(app, program, alice.id, "second", 10_000, customer_external_id="c")
     run_jobs(app)
     assert own(app, second) == 1_000
@@ -169,8 +197,9 @@ def test_recurring_months_count_to_the_same_time_of_day(app):
     from affiliate.services.commissions import add_months
 
     boundary = add_months(first_at, 1)
-    inside = report(app, program, alice.id, "m-2", 10_000, customer_external_id="c",
-                    occurred_at=boundary - timedelta(seconds=1))  # fmt: skip
+    inside = report(
+        app, program, alice.id, "m-2", 10_000, customer_external_id="c", occurred_at=boundary - timedelta(seconds=1)
+    )
     outside = report(app, program, alice.id, "m-3", 10_000, customer_external_id="c", occurred_at=boundary)
     run_jobs(app)
     assert (own(app, inside), own(app, outside)) == (1_000, 0)
@@ -178,21 +207,23 @@ def test_recurring_months_count_to_the_same_time_of_day(app):
 
 def test_a_referee_reward_is_not_part_of_the_members_own_volume(app):
     program = make_program(app, make_admin(app))
-    set_plan(app, program.id, referee_reward_cents=300, referrer_reward_cents=500,
-             tier_basis="count")  # fmt: skip
+    set_plan(app, program.id, referee_reward_cents=300, referrer_reward_cents=500, tier_basis="count")
     referrer = make_user(app, role="member")
     member = make_user(app, role="member")
     with app.app_context():
         db.session.execute(
-            text("INSERT INTO commission_tiers (plan_id, threshold, percent_bps, flat_cents) "
-                 "SELECT id, 2, 0, 1000 FROM commission_plans WHERE program_id = :p"),
+            text(
+                "INSERT INTO commission_tiers (plan_id, threshold, percent_bps, flat_cents) "
+                "SELECT id, 2, 0, 1000 FROM commission_plans WHERE program_id = :p"
+            ),
             {"p": program.id},
-        )  # fmt: skip
+        )
         db.session.commit()
     report(app, program, referrer.id, f"member-{member.id}", 0, type=ConversionType.SIGNUP, customer_user_id=member.id)
     friend = make_user(app, role="member")
-    theirs = report(app, program, member.id, f"member-{friend.id}", 0, type=ConversionType.SIGNUP,
-                    customer_user_id=friend.id)  # fmt: skip
+    theirs = report(
+        app, program, member.id, f"member-{friend.id}", 0, type=ConversionType.SIGNUP, customer_user_id=friend.id
+    )
     run_jobs(app)
     with app.app_context():
         flat = db.session.scalar(
@@ -206,10 +237,12 @@ def test_count_marginal_tiers_pay_the_conversion_that_reaches_the_threshold(app)
     set_plan(app, program.id, percent_bps=1_000, tier_scope="marginal")
     with app.app_context():
         db.session.execute(
-            text("INSERT INTO commission_tiers (plan_id, threshold, percent_bps, flat_cents) "
-                 "SELECT id, 3, 2000, 0 FROM commission_plans WHERE program_id = :p"),
+            text(
+                "INSERT INTO commission_tiers (plan_id, threshold, percent_bps, flat_cents) "
+                "SELECT id, 3, 2000, 0 FROM commission_plans WHERE program_id = :p"
+            ),
             {"p": program.id},
-        )  # fmt: skip
+        )
         db.session.commit()
     alice = make_affiliate(app)
     sales = [report(app, program, alice.id, f"cm-{n}", 10_000) for n in range(4)]
@@ -274,8 +307,9 @@ def test_fraud_found_after_approval_is_rejected_from_the_conversion_page_and_nev
     token = csrf_token(page)
     unexplained = finance.post(f"/admin/conversions/{sale}/reject", data={"csrf_token": token}, follow_redirects=True)
     assert "Say why" in unexplained.get_data(as_text=True)
-    rejected = finance.post(f"/admin/conversions/{sale}/reject", data={"note": "stolen card", "csrf_token": token},
-                            follow_redirects=True)  # fmt: skip
+    rejected = finance.post(
+        f"/admin/conversions/{sale}/reject", data={"note": "stolen card", "csrf_token": token}, follow_redirects=True
+    )
     assert "commissions were taken back" in rejected.get_data(as_text=True)
     with app.app_context():
         assert db.session.get(Conversion, sale).status == "rejected"
@@ -306,9 +340,16 @@ def test_ledger_check_finds_each_wrong_amount_on_purpose(app, runner):
         commission_id = db.session.scalar(select(Commission.id).where(Commission.conversion_id == sale))
 
     def over_reverse(session):
-        post(session, "reversal", f"refund:0:commission:{commission_id}", [
-            Leg(f"affiliate_pending:{alice.id}", 1, "USD", alice.id), Leg("commission_expense", -1, "USD"),
-        ], now=utcnow())  # fmt: skip
+        post(
+            session,
+            "reversal",
+            f"refund:0:commission:{commission_id}",
+            [
+                Leg(f"affiliate_pending:{alice.id}", 1, "USD", alice.id),
+                Leg("commission_expense", -1, "USD"),
+            ],
+            now=utcnow(),
+        )
 
     assert "reversal_is_refunded_share" in _broken(app, over_reverse)
     result = runner.invoke(args=["ledger-check"])
@@ -330,9 +371,21 @@ def test_ledger_check_finds_each_wrong_amount_on_purpose(app, runner):
     assert "refunds_within_sale" in _broken(app, refund_too_much)
 
     def commission_without_accrual(session):
-        session.add(Commission(affiliate_id=alice.id, program_id=program.id, conversion_id=sale, tier_level=1,
-                               kind="raise", step=9, rule="forged", amount_cents=1, currency="USD",
-                               status="pending", available_at=utcnow()))  # fmt: skip
+        session.add(
+            Commission(
+                affiliate_id=alice.id,
+                program_id=program.id,
+                conversion_id=sale,
+                tier_level=1,
+                kind="raise",
+                step=9,
+                rule="forged",
+                amount_cents=1,
+                currency="USD",
+                status="pending",
+                available_at=utcnow(),
+            )
+        )
 
     assert "accrued_once" in _broken(app, commission_without_accrual)
 

@@ -77,8 +77,9 @@ def test_four_concurrent_clicks_pay_a_payout_once(app, owed):
         with app.app_context():
             start.wait()
             payout = db.session.get(Payout, payout_id)
-            results.append(mark_paid(db.session, payout, reference="PP-1", actor=db.session.get(User, checker.id),
-                                     now=utcnow()))  # fmt: skip
+            results.append(
+                mark_paid(db.session, payout, reference="PP-1", actor=db.session.get(User, checker.id), now=utcnow())
+            )
             db.session.commit()
 
     threads = [threading.Thread(target=click) for _ in range(4)]
@@ -126,8 +127,9 @@ def test_a_failed_payout_returns_to_the_balance(app, owed):
         batch, _ = build_batch(db.session, "USD", actor=db.session.get(User, maker.id), now=utcnow())
         approve_batch(db.session, batch, approver=db.session.get(User, checker.id), now=utcnow())
         payout = db.session.scalar(select(Payout).where(Payout.batch_id == batch.id))
-        assert mark_failed(db.session, payout, reason="PayPal account closed", actor=db.session.get(User, checker.id),
-                           now=utcnow())  # fmt: skip
+        assert mark_failed(
+            db.session, payout, reason="PayPal account closed", actor=db.session.get(User, checker.id), now=utcnow()
+        )
         assert not mark_paid(db.session, payout, reference="late", actor=db.session.get(User, checker.id), now=utcnow())
         db.session.commit()
         assert balance(db.session, f"affiliate_payable:{owed['Alice'].id}", "USD") == -6_000

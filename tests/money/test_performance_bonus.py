@@ -26,10 +26,14 @@ BONUS = "performance_bonus"
 def bonuses(app, affiliate_id: int) -> list[tuple[int, int, str]]:
     """(conversion, amount, status) of the affiliate's performance bonuses, in order."""
     with app.app_context():
-        return [tuple(row) for row in db.session.execute(
-            select(Commission.conversion_id, Commission.amount_cents, Commission.status)
-            .where(Commission.affiliate_id == affiliate_id, Commission.kind == BONUS).order_by(Commission.id)
-        )]  # fmt: skip
+        return [
+            tuple(row)
+            for row in db.session.execute(
+                select(Commission.conversion_id, Commission.amount_cents, Commission.status)
+                .where(Commission.affiliate_id == affiliate_id, Commission.kind == BONUS)
+                .order_by(Commission.id)
+            )
+        ]
 
 
 def books_hold(app) -> bool:
@@ -173,8 +177,9 @@ def test_the_recruiter_takes_no_second_tier_of_the_bonus(app, program):
     report(app, program, recruit.id, "recruited", 10_000)
     run_jobs(app)
     with app.app_context():
-        rows = db.session.execute(select(Commission.affiliate_id, Commission.kind, Commission.amount_cents)
-                                  .order_by(Commission.id)).all()  # fmt: skip
+        rows = db.session.execute(
+            select(Commission.affiliate_id, Commission.kind, Commission.amount_cents).order_by(Commission.id)
+        ).all()
     assert sorted(tuple(r) for r in rows) == sorted(
         [(recruit.id, "earning", 1_000), (recruit.id, BONUS, 5_000), (recruiter.id, "second_tier", 100)]
     )
@@ -189,8 +194,14 @@ def test_a_month_already_past_the_threshold_pays_no_bonus_when_a_version_adds_on
     run_jobs(app)
     with app.app_context():
         now = utcnow()
-        save_plan(db.session, program.id, PlanTerms(percent_bps=1_000, bonus_threshold=3, bonus_cents=5_000),
-                  effective_from=now, actor_id=admin.id, now=now)  # fmt: skip
+        save_plan(
+            db.session,
+            program.id,
+            PlanTerms(percent_bps=1_000, bonus_threshold=3, bonus_cents=5_000),
+            effective_from=now,
+            actor_id=admin.id,
+            now=now,
+        )
         db.session.commit()
     report(app, program, alice.id, "after", 10_000)
     run_jobs(app, now=utcnow() + timedelta(seconds=1))
@@ -206,10 +217,17 @@ def test_the_database_refuses_a_second_live_bonus_in_a_month(app, program):
     with app.app_context():
         bonus = db.session.get(Commission, _bonus_id(sale))
         copy = Commission(
-            affiliate_id=bonus.affiliate_id, program_id=bonus.program_id, conversion_id=other, kind=BONUS,
-            rule="copy", amount_cents=500, currency="USD", status=CommissionStatus.PENDING,
-            available_at=bonus.available_at, period_start=bonus.period_start,
-        )  # fmt: skip
+            affiliate_id=bonus.affiliate_id,
+            program_id=bonus.program_id,
+            conversion_id=other,
+            kind=BONUS,
+            rule="copy",
+            amount_cents=500,
+            currency="USD",
+            status=CommissionStatus.PENDING,
+            available_at=bonus.available_at,
+            period_start=bonus.period_start,
+        )
         db.session.add(copy)
         with pytest.raises(IntegrityError):
             db.session.flush()
@@ -218,8 +236,12 @@ def test_the_database_refuses_a_second_live_bonus_in_a_month(app, program):
 
 def test_plans_refuse_half_a_bonus_and_describe_a_whole_one(app, program):
     with app.app_context():
-        for terms in (PlanTerms(bonus_cents=5_000), PlanTerms(bonus_threshold=20), PlanTerms(bonus_threshold=0,
-                      bonus_cents=1), PlanTerms(bonus_threshold=2, bonus_cents=-1)):  # fmt: skip
+        for terms in (
+            PlanTerms(bonus_cents=5_000),
+            PlanTerms(bonus_threshold=20),
+            PlanTerms(bonus_threshold=0, bonus_cents=1),
+            PlanTerms(bonus_threshold=2, bonus_cents=-1),
+        ):
             with pytest.raises(PlanError):
                 save_plan(db.session, program.id, terms, effective_from=utcnow(), actor_id=None, now=utcnow())
     assert in_words(PlanTerms(percent_bps=1_000, bonus_threshold=20, bonus_cents=5_000), "USD") == (
@@ -236,12 +258,23 @@ def _bonus_id(conversion_id: int) -> int:
 
 
 EDITOR = {
-    "percent": "10", "flat": "0", "tier_basis": "count", "tier_scope": "whole_period",
+    "percent": "10",
+    "flat": "0",
+    "tier_basis": "count",
+    "tier_scope": "whole_period",
     **{f"tiers-{n}-{part}": "" for n in range(5) for part in ("threshold", "percent", "flat")},
-    "second_tier": "0", "recurring": "first", "recurring_months": "", "referrer_reward": "0", "referee_reward": "0",
-    "bonus": "50.00", "bonus_threshold": "20", "effective_from": "", "preview_amount": "120.00",
-    "preview_count": "19", "preview_revenue": "1000.00",
-}  # fmt: skip
+    "second_tier": "0",
+    "recurring": "first",
+    "recurring_months": "",
+    "referrer_reward": "0",
+    "referee_reward": "0",
+    "bonus": "50.00",
+    "bonus_threshold": "20",
+    "effective_from": "",
+    "preview_amount": "120.00",
+    "preview_count": "19",
+    "preview_revenue": "1000.00",
+}
 
 
 def test_the_plan_editor_saves_a_bonus_and_the_affiliate_reads_it(app, auth, program):

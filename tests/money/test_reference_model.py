@@ -106,9 +106,15 @@ def build_world(app: Flask, postgres) -> World:
     with app.app_context():
         for who, recruiter in [*recruited_by.items(), *referred_by.items()]:
             db.session.execute(update(User).where(User.id == who).values(referred_by_id=recruiter))
-        db.session.execute(update(User).where(User.id.in_([a0, a1, a2, a3])).values(
-            payout_method="paypal", payout_email="payouts@example.com",
-            payout_details_changed_at=START - timedelta(days=90)))  # fmt: skip
+        db.session.execute(
+            update(User)
+            .where(User.id.in_([a0, a1, a2, a3]))
+            .values(
+                payout_method="paypal",
+                payout_email="payouts@example.com",
+                payout_details_changed_at=START - timedelta(days=90),
+            )
+        )
         for program in programs.values():
             for name in DEFAULT_RULES:
                 db.session.add(FraudRule(program_id=program, rule=name, action="off", weight=0, settings="{}"))
@@ -207,8 +213,9 @@ class Books:
         self.session.commit()
         self.changed = False  # whether anything was written since the last comparison
         self.now = START
-        self.model = reference.Model(hold_days=hold_days, recruiter=dict(world.recruiter),
-                                     referred_by=dict(world.referred_by))  # fmt: skip
+        self.model = reference.Model(
+            hold_days=hold_days, recruiter=dict(world.recruiter), referred_by=dict(world.referred_by)
+        )
         self.numbers = itertools.count(1)
         self.reports: dict[str, tuple[ConversionRequest, int]] = {}  # order -> (request, conversion id)
         self.orders: dict[int, str] = {}  # conversion id -> order, to name conversions in messages
@@ -230,9 +237,15 @@ class Books:
     def plan(self, plan: Plan, *, affiliate: int | None = None, effective_from: datetime | None = None) -> None:
         """A new version from ``effective_from`` (a first plan is saved as of that moment: never for the past)."""
         effective_from = effective_from or self.now
-        save_plan(self.session, self.program_id, plan_terms(plan), affiliate_id=affiliate,
-                  effective_from=effective_from, actor_id=self.world.admin,
-                  now=min(self.now, effective_from))  # fmt: skip
+        save_plan(
+            self.session,
+            self.program_id,
+            plan_terms(plan),
+            affiliate_id=affiliate,
+            effective_from=effective_from,
+            actor_id=self.world.admin,
+            now=min(self.now, effective_from),
+        )
         self.session.commit()
         self.model.add_plan(affiliate, effective_from, plan)
         self.plan_starts.add((affiliate, effective_from))
@@ -253,27 +266,45 @@ class Books:
         """A signup or sale through the conversion service, credited by a click on ``who``'s link."""
         occurred_at = occurred_at or self.now
         number = next(self.numbers)
-        click = Click(click_id=f"mc{number}", link_id=self.world.links[(self.program_id, who)], affiliate_id=who,
-                      program_id=self.program_id, clicked_at=occurred_at - click_before)  # fmt: skip
+        click = Click(
+            click_id=f"mc{number}",
+            link_id=self.world.links[(self.program_id, who)],
+            affiliate_id=who,
+            program_id=self.program_id,
+            clicked_at=occurred_at - click_before,
+        )
         self.session.add(click)
         self.session.flush()
         order = order or (f"member-{member}" if member else f"{kind}-{number}")
         request = ConversionRequest(
-            type=kind, order_id=order, amount_cents=amount, currency=self.currency,
-            customer_external_id=f"member-{member}" if member else customer, click_id=click.click_id,
-            occurred_at=occurred_at, customer_user_id=member,
-        )  # fmt: skip
+            type=kind,
+            order_id=order,
+            amount_cents=amount,
+            currency=self.currency,
+            customer_external_id=f"member-{member}" if member else customer,
+            click_id=click.click_id,
+            occurred_at=occurred_at,
+            customer_user_id=member,
+        )
         recorded = record_conversion(self.session, self.program, request, now=self.now)
         conversion = recorded.conversion
         assert recorded.created
         if flag:
             conversion.status = "flagged"  # as a fraud rule would have it
         self.session.flush()
-        self.model.record(reference.Conversion(
-            id=conversion.id, type=kind, amount=amount, affiliate=conversion.affiliate_id,
-            customer=None if member else customer, member=member, occurred_at=occurred_at, created_at=self.now,
-            status=conversion.status,
-        ))  # fmt: skip
+        self.model.record(
+            reference.Conversion(
+                id=conversion.id,
+                type=kind,
+                amount=amount,
+                affiliate=conversion.affiliate_id,
+                customer=None if member else customer,
+                member=member,
+                occurred_at=occurred_at,
+                created_at=self.now,
+                status=conversion.status,
+            )
+        )
         self.commit()
         self.reports[order] = (request, conversion.id)
         self.orders[conversion.id] = order
@@ -297,8 +328,9 @@ class Books:
     def refund(self, order: str, amount: int | None) -> bool:
         """A refund through the service; the model says whether it must be accepted."""
         _, sale_id = self.reports[order]
-        request = RefundRequest(order_id=order, refund_id=f"rf{next(self.numbers)}", amount_cents=amount,
-                                occurred_at=self.now)  # fmt: skip
+        request = RefundRequest(
+            order_id=order, refund_id=f"rf{next(self.numbers)}", amount_cents=amount, occurred_at=self.now
+        )
         try:
             record_refund(self.session, self.program, request, now=self.now)
         except ConversionError as error:
@@ -318,8 +350,15 @@ class Books:
         self.model.conversions[conversion_id].status = "flagged"
 
     def review(self, conversion_id: int, decision: str, reopen: bool = False) -> None:
-        changed = review.decide(self.session, [conversion_id], decision, actor_id=self.world.checker,
-                                note="found in review", now=self.now, reopen=reopen)  # fmt: skip
+        changed = review.decide(
+            self.session,
+            [conversion_id],
+            decision,
+            actor_id=self.world.checker,
+            note="found in review",
+            now=self.now,
+            reopen=reopen,
+        )
         self.commit()
         assert changed == [conversion_id]
         self.model.decide(conversion_id, decision)
@@ -357,12 +396,20 @@ class Books:
         batch, _ = payouts.build_batch(self.session, self.currency, actor=maker, now=self.now)
         self.commit()
         built = self.model.build_batch(list(self.world.affiliates), minimum=1)
-        got = {} if batch is None else dict(self.session.execute(
-            select(Payout.affiliate_id, Payout.amount_cents).where(Payout.batch_id == batch.id)).all())  # fmt: skip
+        got = (
+            {}
+            if batch is None
+            else dict(
+                self.session.execute(
+                    select(Payout.affiliate_id, Payout.amount_cents).where(Payout.batch_id == batch.id)
+                ).all()
+            )
+        )
         assert got == {who: self.model.payouts[n].amount for who, n in built.items()}, "payout amounts"
         if batch is not None:
-            ids = dict(self.session.execute(
-                select(Payout.affiliate_id, Payout.id).where(Payout.batch_id == batch.id)).all())  # fmt: skip
+            ids = dict(
+                self.session.execute(select(Payout.affiliate_id, Payout.id).where(Payout.batch_id == batch.id)).all()
+            )
             for who, number in sorted(built.items(), key=lambda item: item[1]):
                 assert number == len(self.payout_ids)
                 self.payout_ids.append(ids[who])
@@ -391,14 +438,21 @@ class Books:
 
     def describe(self, position: int) -> str:
         c = self.model.commissions[position]
-        return (f"{c.kind} of {self.orders.get(c.conversion, c.conversion)} for user {c.beneficiary} "
-                f"(level {c.level}): {c.amount}")  # fmt: skip
+        return (
+            f"{c.kind} of {self.orders.get(c.conversion, c.conversion)} for user {c.beneficiary} "
+            f"(level {c.level}): {c.amount}"
+        )
 
     def match_new_commissions(self) -> None:
         """Pair the job's new rows with the model's new commissions, or say which differ."""
         known = set(self.commission_ids)
-        rows = [row for row in self.session.scalars(select(Commission).where(Commission.program_id == self.program_id)
-                                                    .order_by(Commission.id)) if row.id not in known]  # fmt: skip
+        rows = [
+            row
+            for row in self.session.scalars(
+                select(Commission).where(Commission.program_id == self.program_id).order_by(Commission.id)
+            )
+            if row.id not in known
+        ]
         fresh = range(len(self.commission_ids), len(self.model.commissions))
         wanted: dict[tuple, list[int]] = {}
         for position in fresh:
@@ -412,10 +466,15 @@ class Books:
             if wanted.get(key):
                 pairs[wanted[key].pop(0)] = row.id
             else:
-                unexpected.append(f"{row.kind} of {self.orders.get(row.conversion_id)} for user {row.affiliate_id} "
-                                  f"(level {row.tier_level}): {row.amount_cents}, due {row.available_at}")  # fmt: skip
-        missing = [f"{self.describe(p)}, due {self.model.commissions[p].available_at}"
-                   for positions in wanted.values() for p in positions]  # fmt: skip
+                unexpected.append(
+                    f"{row.kind} of {self.orders.get(row.conversion_id)} for user {row.affiliate_id} "
+                    f"(level {row.tier_level}): {row.amount_cents}, due {row.available_at}"
+                )
+        missing = [
+            f"{self.describe(p)}, due {self.model.commissions[p].available_at}"
+            for positions in wanted.values()
+            for p in positions
+        ]
         assert not unexpected and not missing, (
             "the money job's commissions differ from the rules:\n  the code made: "
             + ("; ".join(unexpected) or "-")
@@ -430,25 +489,33 @@ class Books:
         session = self.session
         problems = money_checks.check(session) + ledger.check(session)
         assert problems == [], problems
-        rows = {row.id: row for row in session.scalars(select(Commission).where(
-            Commission.program_id == self.program_id))}  # fmt: skip
+        rows = {
+            row.id: row for row in session.scalars(select(Commission).where(Commission.program_id == self.program_id))
+        }
         assert set(rows) == set(self.commission_ids), "commissions made outside the money job"
         differences = []
         for position, commission_id in enumerate(self.commission_ids):
             c, row = self.model.commissions[position], rows[commission_id]
             payout = None if c.payout is None else self.payout_ids[c.payout]
             if (row.status, row.payout_id) != (c.status, payout):
-                differences.append(f"{self.describe(position)}: {row.status}, payout {row.payout_id}; "
-                                   f"the rules say {c.status}, payout {payout}")  # fmt: skip
+                differences.append(
+                    f"{self.describe(position)}: {row.status}, payout {row.payout_id}; "
+                    f"the rules say {c.status}, payout {payout}"
+                )
             if reversals and c.taken_back_by in (None, "refund"):
                 taken = accrual.reversed_cents(session, commission_id)
                 if taken != c.reversed:
-                    differences.append(f"{self.describe(position)}: refunds reversed {taken}, "
-                                       f"the rules say {c.reversed}")  # fmt: skip
+                    differences.append(
+                        f"{self.describe(position)}: refunds reversed {taken}, the rules say {c.reversed}"
+                    )
         assert not differences, "\n".join(differences)
-        owed = dict(session.execute(
-            select(LedgerEntry.account, func.sum(LedgerEntry.amount_cents))
-            .where(LedgerEntry.currency == self.currency).group_by(LedgerEntry.account)).all())  # fmt: skip
+        owed = dict(
+            session.execute(
+                select(LedgerEntry.account, func.sum(LedgerEntry.amount_cents))
+                .where(LedgerEntry.currency == self.currency)
+                .group_by(LedgerEntry.account)
+            ).all()
+        )
         people = {*self.world.affiliates, *self.world.members}
         for who in sorted(people):
             got = (-int(owed.get(f"affiliate_pending:{who}", 0)), -int(owed.get(f"affiliate_payable:{who}", 0)))
@@ -456,8 +523,11 @@ class Books:
             assert got == want, f"user {who}: pending, payable {got}; the rules say {want}"
         states = dict(session.execute(select(Payout.id, Payout.status)).all())
         assert [states[i] for i in self.payout_ids] == [p.status for p in self.model.payouts]
-        conversions = session.execute(select(Conversion.id, Conversion.status, Conversion.evaluated_at).where(
-            Conversion.program_id == self.program_id, Conversion.type != "refund")).all()  # fmt: skip
+        conversions = session.execute(
+            select(Conversion.id, Conversion.status, Conversion.evaluated_at).where(
+                Conversion.program_id == self.program_id, Conversion.type != "refund"
+            )
+        ).all()
         got = {row.id: (row.status, row.evaluated_at is not None) for row in conversions}
         want = {c.id: (c.status, c.evaluated is not None) for c in self.model.conversions.values()}
         assert got == want, "conversion status or evaluation differs"
@@ -465,13 +535,15 @@ class Books:
     def earned(self, conversion_id: int) -> tuple[int, int]:
         """(gross, net of reversals) of the conversion's live and reversed tier-1 commissions, from the database."""
         gross = net = 0
-        for row in self.session.scalars(select(Commission).where(Commission.conversion_id == conversion_id,
-                                                                 Commission.tier_level == 1)):  # fmt: skip
+        for row in self.session.scalars(
+            select(Commission).where(Commission.conversion_id == conversion_id, Commission.tier_level == 1)
+        ):
             if row.status == "rejected":
                 continue
             gross += row.amount_cents
-            net += row.amount_cents - (row.amount_cents if row.status == "reversed"
-                                       else accrual.reversed_cents(self.session, row.id))  # fmt: skip
+            net += row.amount_cents - (
+                row.amount_cents if row.status == "reversed" else accrual.reversed_cents(self.session, row.id)
+            )
         return gross, net
 
 
@@ -550,10 +622,16 @@ def machine_for(app: Flask, world: World, currency: str):
             click_before=CLICK_BEFORE,
             flag=st.sampled_from([False, False, False, True]),
         )
-        def sale(self, who, data, customer, backdate, click_before, flag):  # fmt: skip
+        def sale(self, who, data, customer, backdate, click_before, flag):
             amount = data.draw(amounts(currency))
-            self.books.report(world.affiliates[who], amount, customer=customer, occurred_at=self.occurred(backdate),
-                              click_before=click_before, flag=flag)  # fmt: skip
+            self.books.report(
+                world.affiliates[who],
+                amount,
+                customer=customer,
+                occurred_at=self.occurred(backdate),
+                click_before=click_before,
+                flag=flag,
+            )
 
         @rule(
             who=st.integers(0, 3),
@@ -561,16 +639,18 @@ def machine_for(app: Flask, world: World, currency: str):
             backdate=BACKDATE,
             flag=st.sampled_from([False, False, False, True]),
         )
-        def signup(self, who, amount, backdate, flag):  # fmt: skip
-            self.books.report(world.affiliates[who], amount, kind="signup", occurred_at=self.occurred(backdate),
-                              flag=flag)  # fmt: skip
+        def signup(self, who, amount, backdate, flag):
+            self.books.report(
+                world.affiliates[who], amount, kind="signup", occurred_at=self.occurred(backdate), flag=flag
+            )
 
         @rule(who=st.integers(0, 3), member=st.integers(0, 3), backdate=BACKDATE)
         def member_signup(self, who, member, backdate):
             member = world.members[member]
             if member not in self.books.signed_up:
-                self.books.report(world.affiliates[who], 0, kind="signup", member=member,
-                                  occurred_at=self.occurred(backdate))  # fmt: skip
+                self.books.report(
+                    world.affiliates[who], 0, kind="signup", member=member, occurred_at=self.occurred(backdate)
+                )
 
         @precondition(lambda self: self.books and self.books.reports)
         @rule(pick=st.integers(0, 10**6), other_amount=st.booleans())
@@ -594,8 +674,9 @@ def machine_for(app: Flask, world: World, currency: str):
 
         @rule(pick=st.integers(0, 10**6))
         def flag_fresh(self, pick):
-            fresh = [c.id for c in self.books.model.conversions.values()
-                     if c.evaluated is None and c.status == "pending"]  # fmt: skip
+            fresh = [
+                c.id for c in self.books.model.conversions.values() if c.evaluated is None and c.status == "pending"
+            ]
             if fresh:
                 self.books.flag(fresh[pick % len(fresh)])
 
@@ -629,7 +710,7 @@ def machine_for(app: Flask, world: World, currency: str):
             override=st.one_of(st.none(), st.integers(0, 3)),
             later=st.sampled_from([timedelta(0), timedelta(0), timedelta(hours=5), timedelta(days=3)]),
         )
-        def change_plan(self, plan, override, later):  # fmt: skip
+        def change_plan(self, plan, override, later):
             affiliate = None if override is None else world.affiliates[override]
             starts = self.books.now + later
             if affiliate is not None and (affiliate, starts) in self.books.plan_starts:
@@ -642,7 +723,7 @@ def machine_for(app: Flask, world: World, currency: str):
                 st.integers(1, 40).map(lambda d: timedelta(days=d)),
             )
         )
-        def advance(self, delta):  # fmt: skip
+        def advance(self, delta):
             self.books.advance(delta)
 
         @rule()
@@ -681,9 +762,15 @@ def machine_for(app: Flask, world: World, currency: str):
 def test_commissions_equal_the_documented_rules(app, world, currency):
     run_state_machine_as_test(
         machine_for(app, world, currency),
-        settings=settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, derandomize=True,
-                          database=None, suppress_health_check=list(HealthCheck)),
-    )  # fmt: skip
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
 
 
 # The rules at their plainest: hand-computed stories, each through the services and the model together.
@@ -760,8 +847,9 @@ def test_a_sale_reported_late_counts_in_the_month_it_occurred(books, world):
     books.run()
     books.advance(timedelta(days=7))  # 3 February
     february = books.report(alice, 10_000)
-    late = books.report(alice, 10_000, occurred_at=datetime(2030, 1, 31, 18, 0, tzinfo=UTC),
-                        click_before=timedelta(hours=1))  # fmt: skip
+    late = books.report(
+        alice, 10_000, occurred_at=datetime(2030, 1, 31, 18, 0, tzinfo=UTC), click_before=timedelta(hours=1)
+    )
     books.run()
     assert [books.earned(x)[0] for x in (first, late, february)] == [2_000, 2_000, 1_000]
 
@@ -790,8 +878,9 @@ def test_flagged_commissions_wait_and_rejecting_a_paid_one_leaves_the_balance_ne
     books.flag(held)
     books.advance(timedelta(days=1))
     books.approve_due()
-    assert not books.hand(books.model.commissions.index(next(c for c in books.model.commissions
-                                                              if c.conversion == held)), "approve")  # fmt: skip
+    assert not books.hand(
+        books.model.commissions.index(next(c for c in books.model.commissions if c.conversion == held)), "approve"
+    )
     books.build_batch()
     books.approve_batches()
     books.settle(0, paid=True)

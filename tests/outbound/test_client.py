@@ -292,8 +292,14 @@ def test_dns_rebinding_a_second_answer_is_never_asked_for(receiver, monkeypatch)
 def test_a_name_answering_loopback_is_refused_without_the_switch(receiver):
     resolver = StubResolver(["127.0.0.1"])
     with pytest.raises(UnsafeDestination):
-        send(f"http://rebind.example.test:{receiver.port}/ok", method="POST", body=b"{}", headers={},
-             allow_http=True, resolver=resolver)  # fmt: skip
+        send(
+            f"http://rebind.example.test:{receiver.port}/ok",
+            method="POST",
+            body=b"{}",
+            headers={},
+            allow_http=True,
+            resolver=resolver,
+        )
     assert len(resolver.calls) == 1
     local(receiver, "/ok")  # the control: a connection that is allowed is counted
     assert receiver.seen.connections == 1
@@ -312,7 +318,14 @@ def test_a_loopback_receiver_is_refused_before_any_connection(receiver):
 def test_the_next_checked_address_is_tried_when_one_refuses(receiver, monkeypatch):
     attempts = record_connections(monkeypatch, refuse=False)
     resolver = StubResolver(["127.0.0.2", "127.0.0.1"])
-    answer = send(f"http://two.example.test:{receiver.port}/ok", method="GET", body=None, headers={},
-                  allow_http=True, allow_loopback=True, resolver=resolver)  # fmt: skip
+    answer = send(
+        f"http://two.example.test:{receiver.port}/ok",
+        method="GET",
+        body=None,
+        headers={},
+        allow_http=True,
+        allow_loopback=True,
+        resolver=resolver,
+    )
     assert answer.status == 200
     assert attempts == [("127.0.0.2", receiver.port), ("127.0.0.1", receiver.port)]

@@ -181,30 +181,79 @@ HOSTILE_DNS = [
 
 GOOD = [
     # (url, allow_http, resolver answer, normalised destination)
-    ("https://hooks.example.com/clicktrail", False, [PUBLIC_V4],
-     Destination("https", "hooks.example.com", 443, "/clicktrail", "https://hooks.example.com/clicktrail")),
-    ("https://HOOKS.Example.COM./in?a=1&b=2#frag", False, [PUBLIC_V4, PUBLIC_V6],
-     Destination("https", "hooks.example.com", 443, "/in?a=1&b=2", "https://hooks.example.com/in?a=1&b=2")),
-    ("https://hooks.example.com:8443/in", False, [PUBLIC_V6],
-     Destination("https", "hooks.example.com", 8443, "/in", "https://hooks.example.com:8443/in")),
-    ("https://b\u00fccher.example/postback?c={click}", False, [PUBLIC_V4],
-     Destination("https", "xn--bcher-kva.example", 443, "/postback?c={click}",
-                 "https://xn--bcher-kva.example/postback?c={click}")),
-    ("http://hooks.example.com/", True, [PUBLIC_V4],
-     Destination("http", "hooks.example.com", 80, "/", "http://hooks.example.com/")),
-    ("  https://hooks.example.com/  ", False, [PUBLIC_V4],
-     Destination("https", "hooks.example.com", 443, "/", "https://hooks.example.com/")),
-    ("https://93.184.216.34/hook", False, [],
-     Destination("https", PUBLIC_V4, 443, "/hook", "https://93.184.216.34/hook")),
-    ("https://1572395042/hook", False, [],  # 93.184.216.34 as one number: public in any spelling
-     Destination("https", PUBLIC_V4, 443, "/hook", "https://93.184.216.34/hook")),
-    (f"https://[{PUBLIC_V6}]:8443/", False, [],
-     Destination("https", PUBLIC_V6, 8443, "/", f"https://[{PUBLIC_V6}]:8443/")),
-    ("https://[64:ff9b::5db8:d822]/", False, [],  # NAT64 of a public IPv4
-     Destination("https", "64:ff9b::5db8:d822", 443, "/", "https://[64:ff9b::5db8:d822]/")),
-    ("https://[2002:5db8:d822::1]/", False, [],  # 6to4 of a public IPv4
-     Destination("https", "2002:5db8:d822::1", 443, "/", "https://[2002:5db8:d822::1]/")),
-]  # fmt: skip
+    (
+        "https://hooks.example.com/clicktrail",
+        False,
+        [PUBLIC_V4],
+        Destination("https", "hooks.example.com", 443, "/clicktrail", "https://hooks.example.com/clicktrail"),
+    ),
+    (
+        "https://HOOKS.Example.COM./in?a=1&b=2#frag",
+        False,
+        [PUBLIC_V4, PUBLIC_V6],
+        Destination("https", "hooks.example.com", 443, "/in?a=1&b=2", "https://hooks.example.com/in?a=1&b=2"),
+    ),
+    (
+        "https://hooks.example.com:8443/in",
+        False,
+        [PUBLIC_V6],
+        Destination("https", "hooks.example.com", 8443, "/in", "https://hooks.example.com:8443/in"),
+    ),
+    (
+        "https://b\u00fccher.example/postback?c={click}",
+        False,
+        [PUBLIC_V4],
+        Destination(
+            "https",
+            "xn--bcher-kva.example",
+            443,
+            "/postback?c={click}",
+            "https://xn--bcher-kva.example/postback?c={click}",
+        ),
+    ),
+    (
+        "http://hooks.example.com/",
+        True,
+        [PUBLIC_V4],
+        Destination("http", "hooks.example.com", 80, "/", "http://hooks.example.com/"),
+    ),
+    (
+        "  https://hooks.example.com/  ",
+        False,
+        [PUBLIC_V4],
+        Destination("https", "hooks.example.com", 443, "/", "https://hooks.example.com/"),
+    ),
+    (
+        "https://93.184.216.34/hook",
+        False,
+        [],
+        Destination("https", PUBLIC_V4, 443, "/hook", "https://93.184.216.34/hook"),
+    ),
+    (
+        "https://1572395042/hook",
+        False,
+        [],  # 93.184.216.34 as one number: public in any spelling
+        Destination("https", PUBLIC_V4, 443, "/hook", "https://93.184.216.34/hook"),
+    ),
+    (
+        f"https://[{PUBLIC_V6}]:8443/",
+        False,
+        [],
+        Destination("https", PUBLIC_V6, 8443, "/", f"https://[{PUBLIC_V6}]:8443/"),
+    ),
+    (
+        "https://[64:ff9b::5db8:d822]/",
+        False,
+        [],  # NAT64 of a public IPv4
+        Destination("https", "64:ff9b::5db8:d822", 443, "/", "https://[64:ff9b::5db8:d822]/"),
+    ),
+    (
+        "https://[2002:5db8:d822::1]/",
+        False,
+        [],  # 6to4 of a public IPv4
+        Destination("https", "2002:5db8:d822::1", 443, "/", "https://[2002:5db8:d822::1]/"),
+    ),
+]
 
 
 @pytest.fixture
@@ -329,10 +378,26 @@ def test_is_public_refuses_every_listed_range(address):
 
 @pytest.mark.parametrize(
     "address",
-    [PUBLIC_V4, "8.8.8.8", "1.1.1.1", "100.63.255.255", "100.128.0.0", "172.15.255.255", "172.32.0.0",
-     "192.0.1.1", "192.167.255.255", "198.17.255.255", "198.20.0.0", "223.255.255.255", PUBLIC_V6,
-     "2001:4860:4860::8888", "::ffff:93.184.216.34", "64:ff9b::5db8:d822", "2002:5db8:d822::1"],
-)  # fmt: skip
+    [
+        PUBLIC_V4,
+        "8.8.8.8",
+        "1.1.1.1",
+        "100.63.255.255",
+        "100.128.0.0",
+        "172.15.255.255",
+        "172.32.0.0",
+        "192.0.1.1",
+        "192.167.255.255",
+        "198.17.255.255",
+        "198.20.0.0",
+        "223.255.255.255",
+        PUBLIC_V6,
+        "2001:4860:4860::8888",
+        "::ffff:93.184.216.34",
+        "64:ff9b::5db8:d822",
+        "2002:5db8:d822::1",
+    ],
+)
 def test_is_public_accepts_public_unicast(address):
     assert is_public(ipaddress.ip_address(address)) is True
 

@@ -71,10 +71,13 @@ def world(app, redirector) -> World:
     fran = Visitor(redirector, ip=FRAN_IP)
     referrer = {"Referer": "https://mail.example.net/inbox/fran?id=7"}
     fran_clicks = [
-        parse_qs(urlsplit(fran.get(f"/r/{link.code}", headers={"User-Agent": FRAN_AGENT, **headers})
-                          .headers["Location"]).query)["ct_click"][0]
+        parse_qs(
+            urlsplit(
+                fran.get(f"/r/{link.code}", headers={"User-Agent": FRAN_AGENT, **headers}).headers["Location"]
+            ).query
+        )["ct_click"][0]
         for headers in ({}, referrer)
-    ]  # fmt: skip
+    ]
     other_click = click(Visitor(redirector, ip=OTHER_IP), link.code)
     assert redirector.recorder.flush()
 
@@ -82,9 +85,13 @@ def world(app, redirector) -> World:
     page = portal.get(f"/signup?program={program.id}&ct_click={fran_clicks[0]}")
     signed_up = portal.post(
         f"/signup?program={program.id}&ct_click={fran_clicks[0]}",
-        data={"name": "Fran Friend", "email": "fran@example.com", "password": PASSWORD,
-              "csrf_token": csrf_token(page.get_data(as_text=True))},
-    )  # fmt: skip
+        data={
+            "name": "Fran Friend",
+            "email": "fran@example.com",
+            "password": PASSWORD,
+            "csrf_token": csrf_token(page.get_data(as_text=True)),
+        },
+    )
     assert signed_up.status_code == 302
     with app.app_context():
         stored = db.session.get(Program, program.id)
@@ -92,21 +99,36 @@ def world(app, redirector) -> World:
             select(Click.visitor_id, Click.fingerprint).where(Click.click_id == fran_clicks[1])
         ).one()
         member_id = db.session.scalar(select(User.id).where(User.email == "fran@example.com"))
-        sale = ConversionRequest(type=ConversionType.SALE, order_id="FRAN-1", amount_cents=10_000, currency="USD",
-                                 customer_email="Fran@Example.com", customer_external_id="cus_fran_42",
-                                 click_id=fran_clicks[1], customer_ip=FRAN_IP,
-                                 metadata={"phone": "+44 7700 900123"})  # fmt: skip
+        sale = ConversionRequest(
+            type=ConversionType.SALE,
+            order_id="FRAN-1",
+            amount_cents=10_000,
+            currency="USD",
+            customer_email="Fran@Example.com",
+            customer_external_id="cus_fran_42",
+            click_id=fran_clicks[1],
+            customer_ip=FRAN_IP,
+            metadata={"phone": "+44 7700 900123"},
+        )
         assert record_conversion(db.session, stored, sale, now=utcnow()).conversion.affiliate_id == bob.id
-        other = ConversionRequest(type=ConversionType.SALE, order_id="OTHER-1", amount_cents=5_000, currency="USD",
-                                  customer_email="olga@example.org", customer_external_id="cus_olga",
-                                  click_id=other_click, customer_ip=OTHER_IP)  # fmt: skip
+        other = ConversionRequest(
+            type=ConversionType.SALE,
+            order_id="OTHER-1",
+            amount_cents=5_000,
+            currency="USD",
+            customer_email="olga@example.org",
+            customer_external_id="cus_olga",
+            click_id=other_click,
+            customer_ip=OTHER_IP,
+        )
         record_conversion(db.session, stored, other, now=utcnow())
         db.session.commit()
         accrue_all()
         accrual.approve_due(db.session, now=utcnow())
         db.session.commit()
-        record_refund(db.session, stored, RefundRequest(order_id="FRAN-1", refund_id="R1", amount_cents=2_500),
-                      now=utcnow())  # fmt: skip
+        record_refund(
+            db.session, stored, RefundRequest(order_id="FRAN-1", refund_id="R1", amount_cents=2_500), now=utcnow()
+        )
         db.session.commit()
         accrue_all()
     return World(admin, bob, program.id, visitor_id, fran_clicks, fingerprint, member_id, other_click)
@@ -215,8 +237,12 @@ def test_each_identifier_finds_the_same_person(app, runner, world, kind):
 
 def test_erase_person_refuses_unclear_requests(app, runner, world):
     before = _dump(app)
-    for args in ([], ["--email", "fran@example.com", "--customer-id", "cus_fran_42"], ["--email", "not-an-email"],
-                 ["--visitor-id", "   "]):  # fmt: skip
+    for args in (
+        [],
+        ["--email", "fran@example.com", "--customer-id", "cus_fran_42"],
+        ["--email", "not-an-email"],
+        ["--visitor-id", "   "],
+    ):
         result = runner.invoke(args=["erase-person", *args, "--yes"])
         assert result.exit_code == 2, (args, result.output)
     declined = runner.invoke(args=["erase-person", "--email", "fran@example.com"], input="n\n")
@@ -235,16 +261,20 @@ def test_admin_erases_a_person_after_confirming(app, world):
     found = client.post("/admin/erase-person", data={"kind": "email", "value": "fran@example.com", "csrf_token": token})
     body = found.get_data(as_text=True)
     assert found.status_code == 200 and 'id="found-conversions">3<' in body and 'id="found-clicks">2<' in body
-    unconfirmed = client.post("/admin/erase-person", data={"kind": "email", "value": "fran@example.com",
-                                                           "step": "erase", "csrf_token": token})  # fmt: skip
+    unconfirmed = client.post(
+        "/admin/erase-person", data={"kind": "email", "value": "fran@example.com", "step": "erase", "csrf_token": token}
+    )
     assert unconfirmed.status_code == 400 and "Tick the box" in unconfirmed.get_data(as_text=True)
-    forged = client.post("/admin/erase-person", data={"kind": "email", "value": "fran@example.com", "step": "erase",
-                                                      "confirm": "y"})  # fmt: skip
+    forged = client.post(
+        "/admin/erase-person", data={"kind": "email", "value": "fran@example.com", "step": "erase", "confirm": "y"}
+    )
     assert forged.status_code == 400
     assert _dump(app) == before, "nothing changes until the admin confirms"
 
-    done = client.post("/admin/erase-person", data={"kind": "email", "value": "fran@example.com", "step": "erase",
-                                                    "confirm": "y", "csrf_token": token})  # fmt: skip
+    done = client.post(
+        "/admin/erase-person",
+        data={"kind": "email", "value": "fran@example.com", "step": "erase", "confirm": "y", "csrf_token": token},
+    )
     assert done.status_code == 303
     assert "Pseudonymised 2 clicks, 3 conversions and 1 member accounts" in client.get(
         done.headers["Location"]

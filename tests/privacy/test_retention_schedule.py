@@ -59,8 +59,9 @@ def test_the_defaults_blur_and_purge_on_schedule(app):
     with app.app_context():
         for referred, record in ((member, kept), (friend, evidence)):
             click_id = db.session.scalar(select(Click.id).where(Click.click_id == record["click_id"]))
-            db.session.add(Referral(referrer_id=alice.id, referred_id=referred.id, program_id=program.id,
-                                    click_id=click_id))  # fmt: skip
+            db.session.add(
+                Referral(referrer_id=alice.id, referred_id=referred.id, program_id=program.id, click_id=click_id)
+            )
         db.session.commit()
     rollups = stored_rollups(app)
     clock = Clock(start)

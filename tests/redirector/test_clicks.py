@@ -172,8 +172,15 @@ def test_clicks_of_an_affiliate_removed_from_the_program_are_rejected_with_the_r
     s = setup_link(app)
     with app.app_context():
         program = db.session.get(Program, s.program.id)
-        enrollment.decide(db.session, program, s.affiliate.id, "remove", actor_id=s.admin.id,
-                          reason="Bidding on our brand name", now=utcnow())  # fmt: skip
+        enrollment.decide(
+            db.session,
+            program,
+            s.affiliate.id,
+            "remove",
+            actor_id=s.admin.id,
+            reason="Bidding on our brand name",
+            now=utcnow(),
+        )
         db.session.commit()
     answer = shopper.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})
     assert answer.status_code == 302, "the shopper still reaches the merchant"
@@ -196,8 +203,9 @@ def test_clicks_for_a_program_by_application_earn_only_once_the_affiliate_is_adm
     with app.app_context():
         program = db.session.get(Program, s.program.id)
         enrollment.apply(db.session, program, db.session.get(User, s.affiliate.id), now=utcnow())
-        enrollment.decide(db.session, program, s.affiliate.id, "approve", actor_id=s.admin.id, reason=None,
-                          now=utcnow())  # fmt: skip
+        enrollment.decide(
+            db.session, program, s.affiliate.id, "approve", actor_id=s.admin.id, reason=None, now=utcnow()
+        )
         db.session.commit()
     try:
         shopper.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})

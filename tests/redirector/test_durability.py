@@ -142,8 +142,13 @@ def test_ingester_gives_way_to_redirects_until_clicks_wait_too_long(tmp_path, ag
     sealed.write_bytes(b'{"click_id":"x"}\n')
     now = time.time()
     os.utime(sealed, (now - age, now - age))
-    probe = subprocess.Popen([sys.executable, "-c", PRIORITY_PROBE, str(tmp_path), repr(now)], cwd=ROOT,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    probe = subprocess.Popen(
+        [sys.executable, "-c", PRIORITY_PROBE, str(tmp_path), repr(now)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         with selectors.DefaultSelector() as waiting:
             waiting.register(probe.stdout, selectors.EVENT_READ)
@@ -182,8 +187,13 @@ def test_ingester_waits_for_a_pause_in_a_burst_until_clicks_wait_too_long(tmp_pa
     os.utime(sealed, (aged, aged))
     shares = {"busy": 0.95, "quiet": 0.2, "unknown": None}
     asked, policies = [], []
-    priority = _Priority(tmp_path, load=lambda: asked.append(1) or shares[load], clock=clock, sleep=clock.sleep,
-                         set_policy=policies.append)  # fmt: skip
+    priority = _Priority(
+        tmp_path,
+        load=lambda: asked.append(1) or shares[load],
+        clock=clock,
+        sleep=clock.sleep,
+        set_policy=policies.append,
+    )
     priority.wait_turn()
     if waits:
         # Held back until the oldest segment waited MAX_LAG_SECONDS, then given its normal share of the CPU.
@@ -213,11 +223,15 @@ def test_database_unavailable_clicks_wait_in_the_log_then_arrive(app, database_u
         assert red.recorder.flush()
         with _database_refusing_writes(database_uri):
             threads = [
-                threading.Thread(target=lambda n=n: answers.append(
-                    Visitor(red, f"198.51.100.{n}").get(f"/r/{s.link.code}", headers={"User-Agent": CHROME}).status_code
-                ))
+                threading.Thread(
+                    target=lambda n=n: answers.append(
+                        Visitor(red, f"198.51.100.{n}")
+                        .get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})
+                        .status_code
+                    )
+                )
                 for n in range(20)
-            ]  # fmt: skip
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -312,8 +326,13 @@ def test_disk_full_still_redirects_and_loses_nothing(app, database_uri, tmp_path
     total = 200
     result = subprocess.run(
         [sys.executable, "-c", DISK_FULL_SCRIPT, make_url(database_uri).database, s.link.code, str(total)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["statuses"] == [302] * total, "every shopper is redirected"
@@ -328,16 +347,24 @@ def test_click_log_of_a_dead_process_is_ingested_by_another(tmp_path):
 
     records = [{"click_id": f"c{n}"} for n in range(5)]
     writer = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import os
             from redirector.clicklog import ClickLog
             click_log = ClickLog({str(tmp_path)!r}, 1 << 20)
             click_log.open()
             click_log.append({records!r})
             os._exit(0)  # dies without cleaning up, as kill -9 would
-        """)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        """),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert writer.returncode == 0, writer.stderr
     survivor = ClickLog(str(tmp_path), 1 << 20)
     survivor.open()

@@ -549,8 +549,10 @@ def test_with_loopback_http_allowed_crafted_deep_links_still_stay_on_the_allowli
             failures.append((short(text), response.status, short(location)))
         else:
             landed_on_loopback += ada_url.URL(location).protocol == "http:"
-    print(f"C13 loopback: crafted={len(crafted)} accepted={len(accepted)} http_landings={landed_on_loopback} "
-          f"failures={len(failures)} crashes={len(crashed)}")  # fmt: skip
+    print(
+        f"C13 loopback: crafted={len(crafted)} accepted={len(accepted)} http_landings={landed_on_loopback} "
+        f"failures={len(failures)} crashes={len(crashed)}"
+    )
     assert (failures, crashed) == ([], {})
     assert landed_on_loopback >= 3, "the shop's own pages were reached over http"
     for refused in ("http://localhost:8000/", "http://[::1]:8000/", "http://127.0.0.2/", "http://127.0.0.1@evil.test/"):

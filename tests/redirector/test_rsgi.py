@@ -34,8 +34,15 @@ class Headers:
 class Scope:
     proto = "http"
 
-    def __init__(self, path: str, *, method: str = "GET", query: str = "", client: str = "203.0.113.9:50000",
-                 headers: list[tuple[str, str]] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str,
+        *,
+        method: str = "GET",
+        query: str = "",
+        client: str = "203.0.113.9:50000",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.method = method
         self.path = path
         self.query_string = query
@@ -66,9 +73,15 @@ def test_environ_from_an_rsgi_scope():
         "/r/abcd",
         query="sub1=x",
         client="[2001:db8::7]:443",
-        headers=[("user-agent", CHROME), ("x-forwarded-for", "198.51.100.1"), ("x-forwarded-for", "198.51.100.2"),
-                 ("cookie", "a=1"), ("cookie", "ct_vid=zz"), ("x-unrelated", "ignored")],
-    )  # fmt: skip
+        headers=[
+            ("user-agent", CHROME),
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-for", "198.51.100.2"),
+            ("cookie", "a=1"),
+            ("cookie", "ct_vid=zz"),
+            ("x-unrelated", "ignored"),
+        ],
+    )
     environ = rsgi_environ(scope)
     assert environ["REMOTE_ADDR"] == "2001:db8::7"
     assert environ["QUERY_STRING"] == "sub1=x"
@@ -288,8 +301,9 @@ def test_user_agents_and_geo_are_resolved_off_the_shoppers_path(app, monkeypatch
     for name in ("parse_user_agent", "add_device_and_geo"):
         original = getattr(enrich, name)
         monkeypatch.setattr(enrich, name, lambda *args, f=original: threads.append(threading.get_ident()) or f(*args))
-    status, _, _ = call(redirector, Scope(f"/r/{s.link.code}", client="81.2.69.160:4000",
-                                          headers=[("user-agent", CHROME)]))  # fmt: skip
+    status, _, _ = call(
+        redirector, Scope(f"/r/{s.link.code}", client="81.2.69.160:4000", headers=[("user-agent", CHROME)])
+    )
     assert status == 302
     assert threading.get_ident() not in threads, "the shopper waited for the user agent and geo lookups"
     (click,) = all_clicks(app)  # the ingester completes the click

@@ -84,9 +84,15 @@ def world(app) -> World:
         db.session.commit()
 
         def sale(order, click, when, cents, kind=ConversionType.SALE, email=None):
-            report = ConversionRequest(type=kind, order_id=order, amount_cents=cents, currency="USD",
-                                       customer_email=email or f"{order}@customers.example", click_id=ids[click],
-                                       occurred_at=datetime.fromisoformat(when).replace(tzinfo=UTC))  # fmt: skip
+            report = ConversionRequest(
+                type=kind,
+                order_id=order,
+                amount_cents=cents,
+                currency="USD",
+                customer_email=email or f"{order}@customers.example",
+                click_id=ids[click],
+                occurred_at=datetime.fromisoformat(when).replace(tzinfo=UTC),
+            )
             return record_conversion(db.session, shop, report, now=NOW).conversion
 
         sale("S1", "first", "2026-11-10T01:00:00", 5000)
@@ -97,8 +103,9 @@ def world(app) -> World:
         assert rejected.status == "rejected", "self-referral"
         sale("B1", "bob1", "2026-11-11T10:00:00", 9900)
         db.session.commit()
-        refund = RefundRequest(order_id="S1", refund_id="R1", amount_cents=1000,
-                               occurred_at=datetime(2026, 11, 12, 9, tzinfo=UTC))  # fmt: skip
+        refund = RefundRequest(
+            order_id="S1", refund_id="R1", amount_cents=1000, occurred_at=datetime(2026, 11, 12, 9, tzinfo=UTC)
+        )
         record_refund(db.session, shop, refund, now=NOW)
         db.session.commit()
         for conversion in accrual.conversions_to_evaluate(db.session):

@@ -46,8 +46,10 @@ def click_record(link: Link, at: datetime, **fields) -> dict:
 @contextmanager
 def store_for(app) -> Iterator[ClickStore]:
     """The ingester's ClickStore on the app's database."""
-    store = ClickStore(make_engine(app.config["SQLALCHEMY_DATABASE_URI"], immediate=True),
-                  timedelta(seconds=app.config["UNIQUE_CLICK_WINDOW_SECONDS"]))  # fmt: skip
+    store = ClickStore(
+        make_engine(app.config["SQLALCHEMY_DATABASE_URI"], immediate=True),
+        timedelta(seconds=app.config["UNIQUE_CLICK_WINDOW_SECONDS"]),
+    )
     try:
         yield store
     finally:
@@ -76,9 +78,17 @@ def recount(app) -> dict[tuple, list[int]]:
             base = (c.clicked_at.astimezone(UTC).date(), c.affiliate_id, c.program_id)
             pairs = [("total", ""), ("link", str(c.link_id))]
             host = _host(c.referrer)
-            for dimension, value in (("country", c.country), ("device", c.device_type), ("browser", c.browser),
-                                     ("referrer", host), ("sub1", c.sub1), ("sub2", c.sub2), ("sub3", c.sub3),
-                                     ("sub4", c.sub4), ("sub5", c.sub5)):  # fmt: skip
+            for dimension, value in (
+                ("country", c.country),
+                ("device", c.device_type),
+                ("browser", c.browser),
+                ("referrer", host),
+                ("sub1", c.sub1),
+                ("sub2", c.sub2),
+                ("sub3", c.sub3),
+                ("sub4", c.sub4),
+                ("sub5", c.sub5),
+            ):
                 if value:
                     pairs.append((dimension, value))
             if c.id not in human:

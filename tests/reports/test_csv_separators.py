@@ -60,9 +60,19 @@ def _signed_in(app, user):
 def test_every_report_download_is_inert(app, world):
     bob = make_affiliate(app, name=HOSTILE, email="hostile@example.com")
     link = make_link(app, bob, world.program, campaign=HOSTILE, subs=(HOSTILE, *OTHERS))
-    record = click_record(link, datetime(2026, 11, 11, 9, tzinfo=UTC), sub1=HOSTILE, sub2=OTHERS[0], sub3=OTHERS[1],
-                          sub4=OTHERS[2], sub5=OTHERS[3], device_type=HOSTILE, browser=HOSTILE, country="US",
-                          referrer="https://evil.example/;=2+5")  # fmt: skip
+    record = click_record(
+        link,
+        datetime(2026, 11, 11, 9, tzinfo=UTC),
+        sub1=HOSTILE,
+        sub2=OTHERS[0],
+        sub3=OTHERS[1],
+        sub4=OTHERS[2],
+        sub5=OTHERS[3],
+        device_type=HOSTILE,
+        browser=HOSTILE,
+        country="US",
+        referrer="https://evil.example/;=2+5",
+    )
     with store_for(app) as store:
         store.insert([record])
     query = "?" + "&".join(f"{key}={value}" for key, value in RANGE.items())
@@ -71,8 +81,12 @@ def test_every_report_download_is_inert(app, world):
         (affiliate, f"/partner/reports/{name}.csv") for name, spec in BREAKDOWNS.items() if not spec.staff_only
     ] + [(staff, f"/admin/reports/{name}.csv") for name in BREAKDOWNS]
     downloads += [(staff, f"/admin/reports/affiliates/{bob.id}/{name}.csv") for name in BREAKDOWNS]
-    downloads += [(staff, "/admin/reports/fraud.csv"), (staff, "/admin/reports/payouts.csv"),
-                  (staff, "/finance/payouts/yearly.csv"), (affiliate, "/partner/earnings/statement.csv")]  # fmt: skip
+    downloads += [
+        (staff, "/admin/reports/fraud.csv"),
+        (staff, "/admin/reports/payouts.csv"),
+        (staff, "/finance/payouts/yearly.csv"),
+        (affiliate, "/partner/earnings/statement.csv"),
+    ]
     found = served = 0
     for client, url in downloads:
         response = client.get(url + query)

@@ -29,13 +29,16 @@ OPS = st.lists(
         st.tuples(st.just("move"), st.integers(0, 50), st.integers(-180, 180)),
         st.tuples(st.just("reassign"), st.integers(0, 50), st.integers(0, 2)),
         st.tuples(st.just("commission"), st.integers(0, 50), st.integers(0, 2), st.integers(1, 9_000)),
-        st.tuples(st.just("commission_status"), st.integers(0, 50),
-                  st.sampled_from(["pending", "approved", "paid", "rejected", "reversed"])),
+        st.tuples(
+            st.just("commission_status"),
+            st.integers(0, 50),
+            st.sampled_from(["pending", "approved", "paid", "rejected", "reversed"]),
+        ),
         st.tuples(st.just("delete_commission"), st.integers(0, 50)),
     ),
     min_size=8,
     max_size=60,
-)  # fmt: skip
+)
 
 
 def _world(app):
@@ -52,19 +55,36 @@ def _apply(op, programs, people) -> None:
     kind = op[0]
     if kind in ("sale", "signup", "unattributed"):
         minutes = op[-2] if kind == "sale" else op[-1]
-        session.add(Conversion(
-            program_id=programs[0], type="signup" if kind == "signup" else "sale", order_id=f"O{next(_orders)}",
-            amount_cents=op[3] if kind == "sale" else 0, currency="USD",
-            affiliate_id=None if kind == "unattributed" else people[op[1]],
-            occurred_at=START + timedelta(minutes=minutes), created_at=START, status="pending",
-        ))  # fmt: skip
+        session.add(
+            Conversion(
+                program_id=programs[0],
+                type="signup" if kind == "signup" else "sale",
+                order_id=f"O{next(_orders)}",
+                amount_cents=op[3] if kind == "sale" else 0,
+                currency="USD",
+                affiliate_id=None if kind == "unattributed" else people[op[1]],
+                occurred_at=START + timedelta(minutes=minutes),
+                created_at=START,
+                status="pending",
+            )
+        )
     elif kind == "refund" and sales:
         sale = sales[op[1] % len(sales)]
-        session.add(Conversion(
-            program_id=sale.program_id, type="refund", order_id=f"R{next(_orders)}", amount_cents=op[2],
-            currency="USD", affiliate_id=sale.affiliate_id, refund_of_id=sale.id, click_id=sale.click_id,
-            occurred_at=sale.occurred_at + timedelta(hours=2), created_at=START, status="approved",
-        ))  # fmt: skip
+        session.add(
+            Conversion(
+                program_id=sale.program_id,
+                type="refund",
+                order_id=f"R{next(_orders)}",
+                amount_cents=op[2],
+                currency="USD",
+                affiliate_id=sale.affiliate_id,
+                refund_of_id=sale.id,
+                click_id=sale.click_id,
+                occurred_at=sale.occurred_at + timedelta(hours=2),
+                created_at=START,
+                status="approved",
+            )
+        )
     elif kind == "status" and conversions:
         conversions[op[1] % len(conversions)].status = op[2]
     elif kind == "move" and conversions:
@@ -74,11 +94,20 @@ def _apply(op, programs, people) -> None:
         conversions[op[1] % len(conversions)].affiliate_id = people[op[2]]
     elif kind == "commission" and conversions:
         conversion = conversions[op[1] % len(conversions)]
-        session.add(Commission(
-            affiliate_id=people[op[2]], program_id=conversion.program_id, conversion_id=conversion.id,
-            tier_level=1 if people[op[2]] == conversion.affiliate_id else 2, rule="test", amount_cents=op[3],
-            currency="USD", status="pending", available_at=START, created_at=START,
-        ))  # fmt: skip
+        session.add(
+            Commission(
+                affiliate_id=people[op[2]],
+                program_id=conversion.program_id,
+                conversion_id=conversion.id,
+                tier_level=1 if people[op[2]] == conversion.affiliate_id else 2,
+                rule="test",
+                amount_cents=op[3],
+                currency="USD",
+                status="pending",
+                available_at=START,
+                created_at=START,
+            )
+        )
     elif kind == "commission_status" and commissions:
         # A bulk UPDATE, as the payout and approval code does: no ORM event would see it, a trigger does.
         target = commissions[op[1] % len(commissions)]
@@ -112,8 +141,14 @@ def test_money_rollups_equal_a_recount_after_any_changes(app, ops):
 def test_check_finds_drift_and_rebuild_repairs_it(app, runner):
     programs, people = _world(app)
     with app.app_context():
-        for op in (("sale", 0, 5, 5000), ("sale", 1, 70, 7000), ("refund", 0, 1000), ("commission", 0, 0, 500),
-                   ("status", 1, "rejected"), ("commission", 1, 2, 300)):  # fmt: skip
+        for op in (
+            ("sale", 0, 5, 5000),
+            ("sale", 1, 70, 7000),
+            ("refund", 0, 1000),
+            ("commission", 0, 0, 500),
+            ("status", 1, "rejected"),
+            ("commission", 1, 2, 300),
+        ):
             _apply(op, programs, people)
         assert money_differences(db.session) == []
         stored = _nonzero(db.session)
@@ -144,9 +179,13 @@ def test_a_refund_is_filed_under_its_sale_status(app):
         _apply(("refund", 0, 2000), programs, people)
         _apply(("status", 0, "rejected"), programs, people)
         rows = db.session.execute(
-            select(ConversionRollup.kind, ConversionRollup.status, ConversionRollup.conversion_count,
-                   ConversionRollup.amount_cents).where(ConversionRollup.conversion_count != 0)
-        ).all()  # fmt: skip
+            select(
+                ConversionRollup.kind,
+                ConversionRollup.status,
+                ConversionRollup.conversion_count,
+                ConversionRollup.amount_cents,
+            ).where(ConversionRollup.conversion_count != 0)
+        ).all()
     assert sorted(rows) == [("refund", "rejected", 1, 2000), ("sale", "rejected", 1, 5000)]
 
 
@@ -155,8 +194,9 @@ def test_the_triggers_exist(app):
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             found = set(db.session.scalars(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")))
-            expected = {f"conversions_rollup_{event}" for event in ("insert", "update", "refunds", "commissions",
-                                                                    "delete")}  # fmt: skip
+            expected = {
+                f"conversions_rollup_{event}" for event in ("insert", "update", "refunds", "commissions", "delete")
+            }
             expected |= {f"commissions_rollup_{event}" for event in ("insert", "update", "delete")}
         else:
             found = set(db.session.scalars(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")))

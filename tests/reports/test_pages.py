@@ -35,10 +35,20 @@ def test_dashboard_figures_for_a_known_world(app, world):
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert figures(html) == {
-        "raw": "6", "human": "5", "unique": "4", "excluded": "1", "signups": "1", "sales": "2",
-        "conversion-rate": "60.00%", "revenue": "$60.00", "earned": "$7.00", "epc": "1.4000 USD",
-        "commissions-pending": "$7.00", "commissions-approved": "—", "commissions-paid": "—",
-    }  # fmt: skip
+        "raw": "6",
+        "human": "5",
+        "unique": "4",
+        "excluded": "1",
+        "signups": "1",
+        "sales": "2",
+        "conversion-rate": "60.00%",
+        "revenue": "$60.00",
+        "earned": "$7.00",
+        "epc": "1.4000 USD",
+        "commissions-pending": "$7.00",
+        "commissions-approved": "—",
+        "commissions-paid": "—",
+    }
     # The charts are pictures with a title and a summary, and their numbers are in a table too.
     assert html.count('role="img"') == 2 and '<title id="chart-clicks-title">Human clicks per day</title>' in html
     assert "From 2026-11-10 to 2026-11-12: 5 in total; the most, 2, on 2026-11-10." in html
@@ -80,8 +90,9 @@ def test_breakdowns_add_up_and_credit_conversions_to_their_click(app, world):
         (world.spring.code, "spring", "4", "3"),
         (world.plain.code, "", "2", "1"),
     ]
-    referrers = {r["referrer"]: r["raw_clicks"] for r in rows(client.get("/partner/reports/referrer.csv",
-                                                                         query_string=RANGE))}  # fmt: skip
+    referrers = {
+        r["referrer"]: r["raw_clicks"] for r in rows(client.get("/partner/reports/referrer.csv", query_string=RANGE))
+    }
     assert referrers == {"t.co": "1", "www.youtube.com": "1", "(none or direct)": "4"}
     excluded = rows(client.get("/partner/reports/excluded.csv", query_string=RANGE))
     assert excluded == [{"reason": "Bot: known bot", "reason_code": "bot:known_bot", "clicks": "1"}]
@@ -175,10 +186,17 @@ def test_bad_input_is_a_clear_4xx(app, world, url, status, message):
 
 @pytest.mark.parametrize(
     "url",
-    ["/admin/reports/country", "/admin/reports/link.csv", "/admin/reports/?start=nope",
-     "/admin/reports/fraud?end=2026-99-01", "/admin/reports/fraud.csv?start=x", "/admin/reports/payouts.csv?start=x",
-     "/admin/reports/payouts?page=-1", "/admin/reports/affiliate?page=2"],
-)  # fmt: skip
+    [
+        "/admin/reports/country",
+        "/admin/reports/link.csv",
+        "/admin/reports/?start=nope",
+        "/admin/reports/fraud?end=2026-99-01",
+        "/admin/reports/fraud.csv?start=x",
+        "/admin/reports/payouts.csv?start=x",
+        "/admin/reports/payouts?page=-1",
+        "/admin/reports/affiliate?page=2",
+    ],
+)
 def test_bad_staff_input_is_a_clear_4xx(app, world, url):
     assert 400 <= signed_in(app, world.admin).get(url).status_code < 500
 

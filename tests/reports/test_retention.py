@@ -25,13 +25,32 @@ def aged(app):
     program = make_program(app, admin, attribution_window_days=30)
     link = make_link(app, alice, program)
     now = utcnow()
-    old = [click_record(link, now - timedelta(days=100, minutes=n), country="US", user_agent=CHROME,
-                        ip=f"81.2.69.{n + 1}", ip_prefix="81.2.69.0/24", ip_hash=f"{n:064x}")
-           for n in range(5)]  # fmt: skip
-    old.append(click_record(link, now - timedelta(days=100, minutes=9), ip="2001:db8:1234:5678::1", user_agent=CHROME,
-                            ip_prefix="2001:db8:1234::/48", ip_hash="f" * 64))  # fmt: skip
-    recent = [click_record(link, now - timedelta(days=10, minutes=n), country="GB", user_agent=CHROME,
-                           ip="81.2.69.200") for n in range(3)]  # fmt: skip
+    old = [
+        click_record(
+            link,
+            now - timedelta(days=100, minutes=n),
+            country="US",
+            user_agent=CHROME,
+            ip=f"81.2.69.{n + 1}",
+            ip_prefix="81.2.69.0/24",
+            ip_hash=f"{n:064x}",
+        )
+        for n in range(5)
+    ]
+    old.append(
+        click_record(
+            link,
+            now - timedelta(days=100, minutes=9),
+            ip="2001:db8:1234:5678::1",
+            user_agent=CHROME,
+            ip_prefix="2001:db8:1234::/48",
+            ip_hash="f" * 64,
+        )
+    )
+    recent = [
+        click_record(link, now - timedelta(days=10, minutes=n), country="GB", user_agent=CHROME, ip="81.2.69.200")
+        for n in range(3)
+    ]
     with store_for(app) as store:
         store.insert(old + recent)
     member = make_user(app, role="member")
@@ -39,13 +58,30 @@ def aged(app):
         # The sale was reported while the program's window still reached its click (a conversion older than
         # the window is refused); the window has been shortened since.
         db.session.execute(update(Program).where(Program.id == program.id).values(attribution_window_days=120))
-        sold = record_conversion(db.session, db.session.get(Program, program.id), ConversionRequest(
-            type=ConversionType.SALE, order_id="OLD-1", amount_cents=2500, currency="USD",
-            click_id=old[0]["click_id"], occurred_at=now - timedelta(days=99)), now=now).conversion  # fmt: skip
+        sold = record_conversion(
+            db.session,
+            db.session.get(Program, program.id),
+            ConversionRequest(
+                type=ConversionType.SALE,
+                order_id="OLD-1",
+                amount_cents=2500,
+                currency="USD",
+                click_id=old[0]["click_id"],
+                occurred_at=now - timedelta(days=99),
+            ),
+            now=now,
+        ).conversion
         assert sold.affiliate_id == alice.id
         referred_click = db.session.scalar(select(Click.id).where(Click.click_id == old[1]["click_id"]))
-        db.session.add(Referral(referrer_id=alice.id, referred_id=member.id, program_id=program.id,
-                                click_id=referred_click, created_at=now - timedelta(days=99)))  # fmt: skip
+        db.session.add(
+            Referral(
+                referrer_id=alice.id,
+                referred_id=member.id,
+                program_id=program.id,
+                click_id=referred_click,
+                created_at=now - timedelta(days=99),
+            )
+        )
         db.session.execute(update(Program).where(Program.id == program.id).values(attribution_window_days=30))
         db.session.commit()
     return {"alice": alice, "old": old, "recent": recent, "now": now}

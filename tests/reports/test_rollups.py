@@ -134,10 +134,15 @@ def test_bots_and_rejected_clicks_are_excluded_with_their_reason(app):
 def test_rebuild_equals_incremental_and_check_finds_drift(app, runner):
     links = _links(app)
     records = [
-        click_record(links[n % 3], MIDNIGHT + timedelta(hours=n * 5), country=("US", "GB", None)[n % 3],
-                     referrer="https://t.co/abc" if n % 2 else None, visitor_id=f"V{n % 4:031d}")
+        click_record(
+            links[n % 3],
+            MIDNIGHT + timedelta(hours=n * 5),
+            country=("US", "GB", None)[n % 3],
+            referrer="https://t.co/abc" if n % 2 else None,
+            visitor_id=f"V{n % 4:031d}",
+        )
         for n in range(30)
-    ]  # fmt: skip
+    ]
     with store_for(app) as store:
         store.insert(records[:10])
         store.insert(records[10:])
@@ -151,9 +156,10 @@ def test_rebuild_equals_incremental_and_check_finds_drift(app, runner):
 
     with app.app_context():
         db.session.execute(
-            update(ClickRollup).where(ClickRollup.dimension == "country", ClickRollup.value == "GB")
+            update(ClickRollup)
+            .where(ClickRollup.dimension == "country", ClickRollup.value == "GB")
             .values(raw_clicks=ClickRollup.raw_clicks + 1)
-        )  # fmt: skip
+        )
         db.session.execute(text("DELETE FROM click_rollups WHERE dimension = 'link'"))
         db.session.commit()
     check = runner.invoke(args=["rollup", "--check"])
@@ -176,8 +182,9 @@ def test_rebuild_waits_for_a_running_purge_and_keeps_purged_days(app, runner):
     assert busy.exit_code != 0 and "Another purge or rollup rebuild is running" in busy.output
     with app.app_context():
         # The lease lapsed (its command died); the raw clicks of the first day were purged.
-        db.session.execute(update(RollupState).values(lease_until=utcnow() - timedelta(seconds=1),
-                                                      purged_before=second_day))  # fmt: skip
+        db.session.execute(
+            update(RollupState).values(lease_until=utcnow() - timedelta(seconds=1), purged_before=second_day)
+        )
         db.session.execute(text("DELETE FROM clicks WHERE clicked_at < :day"), {"day": second_day.isoformat()})
         db.session.commit()
     before = stored_rollups(app)

@@ -17,8 +17,13 @@ from tests.factories import Auth, Visitor, csrf_token, make_admin, make_finance
 from tests.redirector.helpers import CHROME, all_clicks
 from tests.reports.helpers import click_record, store_for
 
-NAVIGATION = {"User-Agent": CHROME, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate",
-              "Sec-Fetch-Dest": "document", "Sec-Fetch-User": "?1"}  # fmt: skip
+NAVIGATION = {
+    "User-Agent": CHROME,
+    "Sec-Fetch-Site": "cross-site",
+    "Sec-Fetch-Mode": "navigate",
+    "Sec-Fetch-Dest": "document",
+    "Sec-Fetch-User": "?1",
+}
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
           "Version/18.1 Mobile/15E148 Safari/604.1")  # fmt: skip
 
@@ -80,9 +85,11 @@ def test_safari_taps_are_judged_by_the_other_browsers_on_the_same_link_and_refer
         Visitor(redirector, ip=f"198.18.{n}.2").get(
             f"/r/{clean}", headers={**NAVIGATION, "Referer": "https://blog.example/review"}
         )
-    taps = {"203.0.113.61": (stuffed, "https://coupons.example/deals"),
-            "192.0.2.62": (clean, "https://blog.example/review"),
-            "198.51.100.63": (stuffed, "https://blog.example/review")}  # fmt: skip
+    taps = {
+        "203.0.113.61": (stuffed, "https://coupons.example/deals"),
+        "192.0.2.62": (clean, "https://blog.example/review"),
+        "198.51.100.63": (stuffed, "https://blog.example/review"),
+    }
     for ip, (code, referrer) in taps.items():
         response = Visitor(redirector, ip=ip).get(f"/r/{code}", headers={**safari_tap, "Referer": referrer})
         assert response.status_code == 302
@@ -94,7 +101,8 @@ def test_safari_taps_are_judged_by_the_other_browsers_on_the_same_link_and_refer
     (fired,) = json.loads(stuffed_tap.fraud_reasons)
     assert fired["rule"] == "cookie_stuffing" and fired["evidence"] == (
         "Mobile Safari cannot say whether the user clicked; 5 of the 5 navigations through this link from "
-        "coupons.example in the last day by browsers that can had no user activation")  # fmt: skip
+        "coupons.example in the last day by browsers that can had no user activation"
+    )
     assert clicks["192.0.2.62"].fraud_action is None, "a tap through a clean link and page is a click"
     assert clicks["198.51.100.63"].fraud_action is None, "the same link from another page is judged on its own"
 
@@ -124,18 +132,24 @@ def test_a_batch_the_database_refused_counts_once_when_it_is_stored(app, monkeyp
     """The ingester retries a refused batch from the click log; its navigations must not count twice."""
     _, _, links = world(app)
     at = datetime.now(UTC)
-    navigation = {"link": links["alice"], "sec_fetch": "cross-site/navigate/document/",
-                  "referrer": "https://coupons.example/deals"}  # fmt: skip
-    scripted = [click_record(**navigation, at=at + timedelta(seconds=n), user_agent=CHROME, os="Windows",
-                             browser="Chrome") for n in range(4)]  # fmt: skip
+    navigation = {
+        "link": links["alice"],
+        "sec_fetch": "cross-site/navigate/document/",
+        "referrer": "https://coupons.example/deals",
+    }
+    scripted = [
+        click_record(**navigation, at=at + timedelta(seconds=n), user_agent=CHROME, os="Windows", browser="Chrome")
+        for n in range(4)
+    ]
     with store_for(app) as store:
         with monkeypatch.context() as patch:
             patch.setattr(rollups, "upsert", database_down)
             with pytest.raises(OperationalError):
                 store.insert(scripted)
         store.insert(scripted)
-        tap = click_record(**navigation, at=at + timedelta(seconds=5), user_agent=IPHONE, os="iOS",
-                           browser="Mobile Safari")  # fmt: skip
+        tap = click_record(
+            **navigation, at=at + timedelta(seconds=5), user_agent=IPHONE, os="iOS", browser="Mobile Safari"
+        )
         store.insert([tap])
     stored = {c.click_id: c for c in all_clicks(app)}
     assert [stored[c["click_id"]].fraud_action for c in scripted] == ["reject"] * 4
@@ -175,8 +189,11 @@ def test_flagged_conversion_waits_for_finance_and_is_decided_once(app, redirecto
     assert decided.headers["Location"].endswith("/finance/review/?rule=too_fast"), "back to the filtered queue"
     assert conversion(app, "fast-1").status == "approved"
     assert "0 waiting" in finance.get("/finance/review/").get_data(as_text=True)
-    again = finance.post("/finance/review/decide", data={"ids": flagged.id, "decision": "reject", "note": "x",
-                                                         "csrf_token": token}, follow_redirects=True)  # fmt: skip
+    again = finance.post(
+        "/finance/review/decide",
+        data={"ids": flagged.id, "decision": "reject", "note": "x", "csrf_token": token},
+        follow_redirects=True,
+    )
     assert "already been decided" in again.get_data(as_text=True)
     assert conversion(app, "fast-1").status == "approved"
     with app.app_context():

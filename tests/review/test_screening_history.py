@@ -20,22 +20,43 @@ def history(app, program, affiliate, link, after_click: list[timedelta]) -> None
     with app.app_context():
         for n, delay in enumerate(after_click):
             clicked_at = now - timedelta(days=20, minutes=n)
-            click = Click(click_id=f"spam-{next(_orders)}", link_id=link.id, affiliate_id=affiliate.id,
-                          program_id=program.id, clicked_at=clicked_at)  # fmt: skip
+            click = Click(
+                click_id=f"spam-{next(_orders)}",
+                link_id=link.id,
+                affiliate_id=affiliate.id,
+                program_id=program.id,
+                clicked_at=clicked_at,
+            )
             db.session.add(click)
             db.session.flush()
-            db.session.add(Conversion(
-                program_id=program.id, type=ConversionType.SALE, order_id=f"o-{next(_orders)}", amount_cents=100,
-                currency="USD", click_id=click.id, affiliate_id=affiliate.id, occurred_at=clicked_at + delay,
-                created_at=now, status=ConversionStatus.PENDING,
-            ))  # fmt: skip
+            db.session.add(
+                Conversion(
+                    program_id=program.id,
+                    type=ConversionType.SALE,
+                    order_id=f"o-{next(_orders)}",
+                    amount_cents=100,
+                    currency="USD",
+                    click_id=click.id,
+                    affiliate_id=affiliate.id,
+                    occurred_at=clicked_at + delay,
+                    created_at=now,
+                    status=ConversionStatus.PENDING,
+                )
+            )
         db.session.commit()
 
 
 def spamming_fires(app, program, affiliate) -> bool:
     with app.app_context():
-        new = Conversion(program_id=program.id, type=ConversionType.SALE, order_id=f"new-{next(_orders)}",
-                         amount_cents=100, currency="USD", affiliate_id=affiliate.id, occurred_at=utcnow())  # fmt: skip
+        new = Conversion(
+            program_id=program.id,
+            type=ConversionType.SALE,
+            order_id=f"new-{next(_orders)}",
+            amount_cents=100,
+            currency="USD",
+            affiliate_id=affiliate.id,
+            occurred_at=utcnow(),
+        )
         verdict = screen(db.session, new, None, now=utcnow())
         db.session.rollback()
         return "click_spamming" in {fired.rule for fired in verdict.fired}

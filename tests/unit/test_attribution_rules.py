@@ -18,8 +18,14 @@ TERMS = Terms(window=WINDOW)
 
 
 def touch(id: int, at: datetime, **fields) -> Touch:
-    values = {"click_id": f"click{id:027d}", "program_id": 1, "affiliate_id": 10 + id, "link_id": 100 + id,
-              "visitor_id": "visitor-a", "fingerprint": "device-a"}  # fmt: skip
+    values = {
+        "click_id": f"click{id:027d}",
+        "program_id": 1,
+        "affiliate_id": 10 + id,
+        "link_id": 100 + id,
+        "visitor_id": "visitor-a",
+        "fingerprint": "device-a",
+    }
     values.update(fields)
     return Touch(id=id, clicked_at=at, **values)
 
@@ -59,9 +65,16 @@ def test_each_losing_reason():
     result = attribute(facts(visitor_id="visitor-a"), touches, TERMS)
     assert result.touch.id == 8
     assert reasons(result) == {
-        1: "other_program", 2: "after_conversion", 3: "outside_window", 4: "bot", 5: "fraud_rejected",
-        6: "affiliate_inactive", 7: "no_match", 8: "won", 9: "older",
-    }  # fmt: skip
+        1: "other_program",
+        2: "after_conversion",
+        3: "outside_window",
+        4: "bot",
+        5: "fraud_rejected",
+        6: "affiliate_inactive",
+        7: "no_match",
+        8: "won",
+        9: "older",
+    }
 
 
 def test_click_id_beats_visitor_beats_fingerprint():
@@ -105,12 +118,18 @@ def test_a_binding_in_force_wins_over_later_clicks():
 @pytest.mark.parametrize(
     ("binding", "why"),
     [
-        (Binding(affiliate_id=50, touch_id=None, bound_at=T0 - timedelta(days=90), until=T0 - timedelta(seconds=1)),
-         "binding_expired"),
-        (Binding(affiliate_id=50, touch_id=None, bound_at=T0 - timedelta(days=9), until=None, affiliate_active=False),
-         "binding_affiliate_inactive"),
+        (
+            Binding(affiliate_id=50, touch_id=None, bound_at=T0 - timedelta(days=90), until=T0 - timedelta(seconds=1)),
+            "binding_expired",
+        ),
+        (
+            Binding(
+                affiliate_id=50, touch_id=None, bound_at=T0 - timedelta(days=9), until=None, affiliate_active=False
+            ),
+            "binding_affiliate_inactive",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_binding_not_in_force_is_ignored_and_said_so(binding, why):
     result = attribute(
         facts(visitor_id="visitor-a"), [touch(2, T0 - timedelta(hours=1), affiliate_id=60)], TERMS, binding
@@ -154,17 +173,38 @@ def reference(conversion: ConversionFacts, touches: list[Touch], terms: Terms, b
 
     def ok(t: Touch) -> bool:
         age = conversion.occurred_at - t.clicked_at
-        return (t.program_id == conversion.program_id and timedelta(0) <= age <= terms.window and not t.is_bot
-                and t.fraud_action != "reject" and t.affiliate_active)  # fmt: skip
+        return (
+            t.program_id == conversion.program_id
+            and timedelta(0) <= age <= terms.window
+            and not t.is_bot
+            and t.fraud_action != "reject"
+            and t.affiliate_active
+        )
 
     tiers = [
         ("click_id", [t for t in touches if conversion.click_id and t.click_id == conversion.click_id]),
-        ("visitor", [t for t in touches if conversion.visitor_id and t.visitor_id == conversion.visitor_id
-                     and not (conversion.click_id and t.click_id == conversion.click_id)]),
-        ("fingerprint", [t for t in touches if conversion.fingerprint and t.fingerprint == conversion.fingerprint
-                         and not (conversion.click_id and t.click_id == conversion.click_id)
-                         and not (conversion.visitor_id and t.visitor_id == conversion.visitor_id)]),
-    ]  # fmt: skip
+        (
+            "visitor",
+            [
+                t
+                for t in touches
+                if conversion.visitor_id
+                and t.visitor_id == conversion.visitor_id
+                and not (conversion.click_id and t.click_id == conversion.click_id)
+            ],
+        ),
+        (
+            "fingerprint",
+            [
+                t
+                for t in touches
+                if conversion.fingerprint
+                and t.fingerprint == conversion.fingerprint
+                and not (conversion.click_id and t.click_id == conversion.click_id)
+                and not (conversion.visitor_id and t.visitor_id == conversion.visitor_id)
+            ],
+        ),
+    ]
     for name, group in tiers:
         good = [t for t in group if ok(t)]
         if good:
@@ -182,14 +222,28 @@ OFFSETS = st.sampled_from(
 )
 touch_strategy = st.builds(
     lambda id, offset, program, affiliate, visitor, device, bot, action, active: Touch(
-        id=id, click_id=f"c{id:031d}", program_id=program, affiliate_id=affiliate, link_id=id,
-        clicked_at=T0 - timedelta(seconds=offset), visitor_id=visitor, fingerprint=device, is_bot=bot,
-        fraud_action=action, affiliate_active=active),
-    id=st.integers(1, 40), offset=OFFSETS, program=st.sampled_from([1, 1, 1, 2]), affiliate=st.integers(1, 4),
-    visitor=st.sampled_from([None, "va", "vb"]), device=st.sampled_from([None, "da", "db"]),
-    bot=st.sampled_from([False, False, False, True]), action=st.sampled_from([None, None, "allow", "flag", "reject"]),
+        id=id,
+        click_id=f"c{id:031d}",
+        program_id=program,
+        affiliate_id=affiliate,
+        link_id=id,
+        clicked_at=T0 - timedelta(seconds=offset),
+        visitor_id=visitor,
+        fingerprint=device,
+        is_bot=bot,
+        fraud_action=action,
+        affiliate_active=active,
+    ),
+    id=st.integers(1, 40),
+    offset=OFFSETS,
+    program=st.sampled_from([1, 1, 1, 2]),
+    affiliate=st.integers(1, 4),
+    visitor=st.sampled_from([None, "va", "vb"]),
+    device=st.sampled_from([None, "da", "db"]),
+    bot=st.sampled_from([False, False, False, True]),
+    action=st.sampled_from([None, None, "allow", "flag", "reject"]),
     active=st.sampled_from([True, True, True, False]),
-)  # fmt: skip
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -199,13 +253,21 @@ touch_strategy = st.builds(
     visitor=st.sampled_from([None, "va", "vb"]),
     device=st.sampled_from([None, "da", "db"]),
     model=st.sampled_from(["last_click", "first_click"]),
-    binding=st.none() | st.builds(
+    binding=st.none()
+    | st.builds(
         lambda affiliate, bound, until, active: Binding(
-            affiliate_id=affiliate, touch_id=None, bound_at=T0 - timedelta(seconds=bound),
-            until=None if until is None else T0 + timedelta(seconds=until), affiliate_active=active),
-        affiliate=st.integers(1, 4), bound=OFFSETS, until=st.none() | st.sampled_from([-1, 0, 1]),
-        active=st.booleans()),
-)  # fmt: skip
+            affiliate_id=affiliate,
+            touch_id=None,
+            bound_at=T0 - timedelta(seconds=bound),
+            until=None if until is None else T0 + timedelta(seconds=until),
+            affiliate_active=active,
+        ),
+        affiliate=st.integers(1, 4),
+        bound=OFFSETS,
+        until=st.none() | st.sampled_from([-1, 0, 1]),
+        active=st.booleans(),
+    ),
+)
 def test_c12_service_agrees_with_the_reference_model(touches, click_pick, visitor, device, model, binding):
     click_id = touches[click_pick].click_id if click_pick < len(touches) else None
     conversion = ConversionFacts(

@@ -128,8 +128,9 @@ def test_the_period_is_the_calendar_month():
 
 
 def test_second_tier_and_refer_a_friend():
-    plan = PlanTerms(flat_cents=500, percent_bps=1000, second_tier_bps=1000, referrer_reward_cents=300,
-                     referee_reward_cents=200)  # fmt: skip
+    plan = PlanTerms(
+        flat_cents=500, percent_bps=1000, second_tier_bps=1000, referrer_reward_cents=300, referee_reward_cents=200
+    )
     lines = evaluate(sale(10_000), plan, [], recruited=True)
     assert total(lines) == 1_500 and total(lines, "recruiter") == 150
     assert not [line for line in evaluate(sale(10_000), plan, [], recruited=False) if line.beneficiary == "recruiter"]
@@ -171,10 +172,14 @@ def _monotone_plan(base, pairs, basis, scope):
 
 @settings(max_examples=400, deadline=None)
 @given(
-    base=st.integers(0, 5000), pairs=tiers, basis=st.sampled_from(["count", "revenue"]),
-    scope=st.sampled_from(["whole_period", "marginal"]), amount=st.integers(0, 10**7),
-    earlier=st.lists(st.integers(0, 10**6), max_size=30), more=st.integers(1, 30),
-)  # fmt: skip
+    base=st.integers(0, 5000),
+    pairs=tiers,
+    basis=st.sampled_from(["count", "revenue"]),
+    scope=st.sampled_from(["whole_period", "marginal"]),
+    amount=st.integers(0, 10**7),
+    earlier=st.lists(st.integers(0, 10**6), max_size=30),
+    more=st.integers(1, 30),
+)
 def test_tiers_are_monotone_and_amounts_integer(base, pairs, basis, scope, amount, earlier, more):
     plan = _monotone_plan(base, pairs, basis, scope)
     lines = evaluate(sale(amount), plan, counted(earlier, plan))

@@ -27,9 +27,15 @@ def test_pseudonyms_fit_their_column_and_are_left_alone():
 
 @pytest.mark.parametrize(
     ("kind", "value"),
-    [("email", "no-at-sign"), ("email", ""), ("visitor_id", "   "), ("phone", "123"), ("click_id", "x" * 255),
-     ("email", "erased-abc@erased.invalid")],
-)  # fmt: skip
+    [
+        ("email", "no-at-sign"),
+        ("email", ""),
+        ("visitor_id", "   "),
+        ("phone", "123"),
+        ("click_id", "x" * 255),
+        ("email", "erased-abc@erased.invalid"),
+    ],
+)
 def test_unusable_identifiers_are_refused(kind, value):
     with pytest.raises(NothingToErase):
         normalise(kind, value)

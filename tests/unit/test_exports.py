@@ -62,8 +62,9 @@ def test_amounts_stay_plain_numbers_that_parse_back_exactly(cents, currency):
 @FAST
 @given(st.lists(st.tuples(st.integers(min_value=1, max_value=10**10), st.text(min_size=1, max_size=40)), max_size=30))
 def test_a_payout_file_sums_to_its_payouts(payouts):
-    lines = [PayoutLine(i, 7, name, "wise", f"p{i}@example.com", cents, "USD") for i, (cents, name) in
-             enumerate(payouts, 1)]  # fmt: skip
+    lines = [
+        PayoutLine(i, 7, name, "wise", f"p{i}@example.com", cents, "USD") for i, (cents, name) in enumerate(payouts, 1)
+    ]
     if not lines:
         with pytest.raises(ExportError):
             payout_file("wise", lines)

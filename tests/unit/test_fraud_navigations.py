@@ -21,11 +21,21 @@ from affiliate.services.fraud import (
 RULES = settings_for({})
 NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 # A tap in Safari on iOS: a top-level navigation, and never a Sec-Fetch-User header.
-SAFARI_TAP = ClickSignals(sec_fetch_mode="navigate", sec_fetch_dest="document", reports_user_activation=False,
-                          browser="Mobile Safari", referrer_host="coupons.example")  # fmt: skip
+SAFARI_TAP = ClickSignals(
+    sec_fetch_mode="navigate",
+    sec_fetch_dest="document",
+    reports_user_activation=False,
+    browser="Mobile Safari",
+    referrer_host="coupons.example",
+)
 # Chrome's navigations: one the user started, and one a page's script started.
-CHROME_CLICK = ClickSignals(sec_fetch_mode="navigate", sec_fetch_dest="document", sec_fetch_user="?1",
-                            browser="Chrome", referrer_host="coupons.example")  # fmt: skip
+CHROME_CLICK = ClickSignals(
+    sec_fetch_mode="navigate",
+    sec_fetch_dest="document",
+    sec_fetch_user="?1",
+    browser="Chrome",
+    referrer_host="coupons.example",
+)
 CHROME_SCRIPTED = replace(CHROME_CLICK, sec_fetch_user=None)
 
 

@@ -72,8 +72,11 @@ def test_a_real_navigation_and_an_old_browser_are_clean():
 )
 def test_browsers_that_never_send_sec_fetch_user_are_not_stuffing(os, browser, agent):
     """WebKit never sends Sec-Fetch-User, and in-app WebViews may not: a real tap there has none."""
-    tap = ClickSignals(sec_fetch_mode="navigate", sec_fetch_dest="document",
-                       reports_user_activation=reports_user_activation(os, browser, agent))  # fmt: skip
+    tap = ClickSignals(
+        sec_fetch_mode="navigate",
+        sec_fetch_dest="document",
+        reports_user_activation=reports_user_activation(os, browser, agent),
+    )
     assert score_click(tap, RULES).fired == ()
     framed = replace(tap, sec_fetch_dest="iframe", sec_fetch_mode="navigate")
     assert rules_fired(score_click(framed, RULES)) == ["cookie_stuffing"], "a frame is still caught"
@@ -144,13 +147,24 @@ def test_self_referral_by_shared_ip_device_or_cookie():
 
 def test_conversion_rules_that_flag_and_the_score_cap():
     signals = ConversionSignals(
-        customer_email="a@mailinator.com", since_click=timedelta(seconds=1), click_country="US",
-        conversion_country="FR", affiliate_conversions=20, affiliate_late_conversions=15, affiliate_clicks=30,
+        customer_email="a@mailinator.com",
+        since_click=timedelta(seconds=1),
+        click_country="US",
+        conversion_country="FR",
+        affiliate_conversions=20,
+        affiliate_late_conversions=15,
+        affiliate_clicks=30,
         same_device_conversions=3,
-    )  # fmt: skip
+    )
     verdict = score_conversion(signals, RULES)
-    assert set(rules_fired(verdict)) == {"too_fast", "click_spamming", "disposable_email", "country_mismatch",
-                                         "conversion_rate_outlier", "shared_device"}  # fmt: skip
+    assert set(rules_fired(verdict)) == {
+        "too_fast",
+        "click_spamming",
+        "disposable_email",
+        "country_mismatch",
+        "conversion_rate_outlier",
+        "shared_device",
+    }
     assert verdict.action == Action.FLAG and verdict.score == 100
     assert score_conversion(signals, RULES) == verdict, "the same input gives the same verdict"
 
@@ -164,8 +178,9 @@ def test_labelled_traffic_recall_and_false_positives():
     # Cookie stuffing at the bench's size: a script-started navigation looks like a tap in WebKit and in-app
     # WebViews (about a third of the generated browsers), and is caught there only once a stuffer's visitors
     # in other browsers have given it away, so small samples are mostly cold starts.
-    per_class = {label: (4000 if label == "legitimate" else 2000 if label == "cookie_stuffing" else 300)
-                 for label in CLASSES}  # fmt: skip
+    per_class = {
+        label: (4000 if label == "legitimate" else 2000 if label == "cookie_stuffing" else 300) for label in CLASSES
+    }
     recall, false_positive_rate, _ = evaluate(per_class, seed=3)
     assert all(value >= 0.95 for value in recall.values()), recall
     assert false_positive_rate <= 0.01

@@ -33,21 +33,56 @@ def test_refunds_take_revenue_away_in_their_currency():
 
 def test_csv_table_keeps_money_numeric_and_text_neutralised():
     rows = [
-        Row("=1+1", "=1+1", Figures(raw=4, human=2, unique=1, sales=1, revenue={"USD": -1000}, earned={"USD": 50}),
-            "-detail"),
+        Row(
+            "=1+1",
+            "=1+1",
+            Figures(raw=4, human=2, unique=1, sales=1, revenue={"USD": -1000}, earned={"USD": 50}),
+            "-detail",
+        ),
         Row(None, "(none)", Figures(raw=1, human=1, unique=1, revenue={"EUR": 250})),
-    ]  # fmt: skip
+    ]
     header, table = csv_table("sub1", rows)
     parsed = list(csv.reader(io.StringIO(write_csv(table, header), newline="")))
-    assert parsed[0] == ["sub1", "detail", "raw_clicks", "human_clicks", "unique_clicks", "excluded_clicks", "signups",
-                         "sales", "conversion_rate_percent", "revenue_EUR", "earned_EUR", "epc_EUR", "revenue_USD",
-                         "earned_USD", "epc_USD"]  # fmt: skip
-    assert parsed[1] == ["'=1+1", "'-detail", "4", "2", "1", "2", "0", "1", "50.00", "0.00", "0.00", "0.0000",
-                         "-10.00", "0.50", "0.2500"]  # fmt: skip
+    assert parsed[0] == [
+        "sub1",
+        "detail",
+        "raw_clicks",
+        "human_clicks",
+        "unique_clicks",
+        "excluded_clicks",
+        "signups",
+        "sales",
+        "conversion_rate_percent",
+        "revenue_EUR",
+        "earned_EUR",
+        "epc_EUR",
+        "revenue_USD",
+        "earned_USD",
+        "epc_USD",
+    ]
+    assert parsed[1] == [
+        "'=1+1",
+        "'-detail",
+        "4",
+        "2",
+        "1",
+        "2",
+        "0",
+        "1",
+        "50.00",
+        "0.00",
+        "0.00",
+        "0.0000",
+        "-10.00",
+        "0.50",
+        "0.2500",
+    ]
     assert parsed[2][:2] == ["(none)", ""] and parsed[2][9] == "2.50"
     header, table = csv_table("excluded", [Row("rule:click_flooding", "Fraud rule: click flooding", Figures(raw=3))])
-    assert (header, table) == (("reason", "reason_code", "clicks"),
-                               [["Fraud rule: click flooding", "rule:click_flooding", 3]])  # fmt: skip
+    assert (header, table) == (
+        ("reason", "reason_code", "clicks"),
+        [["Fraud rule: click flooding", "rule:click_flooding", 3]],
+    )
 
 
 def test_reason_labels():
@@ -57,8 +92,19 @@ def test_reason_labels():
 
 
 def test_nice_ceiling():
-    assert [nice_ceiling(n) for n in (0, 1, 2, 3, 7, 10, 11, 99, 101, 250, 5001)] == [1, 1, 2, 5, 10, 10, 20, 100,
-                                                                                      200, 500, 10000]  # fmt: skip
+    assert [nice_ceiling(n) for n in (0, 1, 2, 3, 7, 10, 11, 99, 101, 250, 5001)] == [
+        1,
+        1,
+        2,
+        5,
+        10,
+        10,
+        20,
+        100,
+        200,
+        500,
+        10000,
+    ]
 
 
 def test_bar_chart_fits_its_box_and_says_what_it_shows():

@@ -16,9 +16,13 @@ from affiliate.services.traffic import (
     referrer_host,
 )
 
-FLOOD = json.dumps([{"rule": "duplicate_click", "action": "allow", "weight": 10, "evidence": ""},
-                    {"rule": "click_flooding", "action": "reject", "weight": 60, "evidence": ""},
-                    {"rule": "cookie_stuffing", "action": "reject", "weight": 90, "evidence": ""}])  # fmt: skip
+FLOOD = json.dumps(
+    [
+        {"rule": "duplicate_click", "action": "allow", "weight": 10, "evidence": ""},
+        {"rule": "click_flooding", "action": "reject", "weight": 60, "evidence": ""},
+        {"rule": "cookie_stuffing", "action": "reject", "weight": 90, "evidence": ""},
+    ]
+)
 
 
 @pytest.mark.parametrize(
@@ -70,26 +74,54 @@ def test_referrer_host(referrer, host):
 
 
 def _click(**fields) -> dict:
-    click = {"link_id": 7, "affiliate_id": 3, "program_id": 2, "clicked_at": datetime(2026, 11, 20, 23, 59, tzinfo=UTC),
-             "country": None, "device_type": None, "browser": None, "referrer": None, "is_bot": False,
-             "bot_reason": None, "is_unique": True, "fraud_action": None, "fraud_reasons": None,
-             **{f"sub{n}": None for n in range(1, 6)}}  # fmt: skip
+    click = {
+        "link_id": 7,
+        "affiliate_id": 3,
+        "program_id": 2,
+        "clicked_at": datetime(2026, 11, 20, 23, 59, tzinfo=UTC),
+        "country": None,
+        "device_type": None,
+        "browser": None,
+        "referrer": None,
+        "is_bot": False,
+        "bot_reason": None,
+        "is_unique": True,
+        "fraud_action": None,
+        "fraud_reasons": None,
+        **{f"sub{n}": None for n in range(1, 6)},
+    }
     click.update(fields)
     return click
 
 
 def test_a_click_adds_to_total_link_and_only_the_dimensions_it_has():
     assert dimension_values(_click()) == [("total", ""), ("link", "7")]
-    values = dimension_values(_click(country="US", sub2="x" * 300, referrer="https://t.co/a", is_bot=True,
-                                     bot_reason="known_bot", device_type="bot"))  # fmt: skip
-    assert values == [("total", ""), ("link", "7"), ("country", "US"), ("device", "bot"), ("referrer", "t.co"),
-                      ("sub2", "x" * 255), ("excluded", "bot:known_bot")]  # fmt: skip
+    values = dimension_values(
+        _click(
+            country="US",
+            sub2="x" * 300,
+            referrer="https://t.co/a",
+            is_bot=True,
+            bot_reason="known_bot",
+            device_type="bot",
+        )
+    )
+    assert values == [
+        ("total", ""),
+        ("link", "7"),
+        ("country", "US"),
+        ("device", "bot"),
+        ("referrer", "t.co"),
+        ("sub2", "x" * 255),
+        ("excluded", "bot:known_bot"),
+    ]
 
 
 def test_aggregate_counts_raw_human_unique_per_utc_day():
     late = datetime.fromisoformat("2026-11-20T22:00:00-05:00")  # 2026-11-21 03:00 UTC
-    totals = aggregate([_click(), _click(is_unique=False), _click(fraud_action="reject", fraud_reasons=FLOOD),
-                        _click(clicked_at=late)])  # fmt: skip
+    totals = aggregate(
+        [_click(), _click(is_unique=False), _click(fraud_action="reject", fraud_reasons=FLOOD), _click(clicked_at=late)]
+    )
     assert totals[("total", date(2026, 11, 20), 3, 2, "")] == [3, 2, 1]
     assert totals[("excluded", date(2026, 11, 20), 3, 2, "rule:click_flooding")] == [1, 0, 0]
     assert totals[("total", date(2026, 11, 21), 3, 2, "")] == [1, 1, 1]

@@ -223,8 +223,13 @@ def test_final_location_may_be_loopback_http_only_with_the_setting_and_on_the_al
     assert not destination_allowed(shop, hosts)
     assert destination_allowed(shop, hosts, allow_http_loopback=True)
     assert destination_allowed("https://shop.example.com/", hosts, allow_http_loopback=True)
-    for location in ("http://localhost:8000/", "http://[::1]:8000/", "http://shop.example.com/",
-                     "http://user@127.0.0.1:8000/", "http://evil.test/"):  # fmt: skip
+    for location in (
+        "http://localhost:8000/",
+        "http://[::1]:8000/",
+        "http://shop.example.com/",
+        "http://user@127.0.0.1:8000/",
+        "http://evil.test/",
+    ):
         assert not destination_allowed(location, hosts, allow_http_loopback=True), location
 
 
@@ -409,9 +414,18 @@ PREFIXES = (
     "https://clicktrail.test:443@", "//clicktrail.test%40", "https://user:pw@",
 )  # fmt: skip
 HOSTS = (
-    "evil.test", "evil.test:443", "EVIL.TEST", "127.0.0.1", "2130706433", "0x7f.1", "[::1]",
-    "xn--80ak6aa92e.com", CYRILLIC_APPLE, "clicktrail.test.evil.test", "evil.test\\.clicktrail.test",
-)  # fmt: skip
+    "evil.test",
+    "evil.test:443",
+    "EVIL.TEST",
+    "127.0.0.1",
+    "2130706433",
+    "0x7f.1",
+    "[::1]",
+    "xn--80ak6aa92e.com",
+    CYRILLIC_APPLE,
+    "clicktrail.test.evil.test",
+    "evil.test\\.clicktrail.test",
+)
 SUFFIXES = ("", "/", "/login?next=/", "@clicktrail.test")
 
 

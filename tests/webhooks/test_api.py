@@ -45,8 +45,9 @@ def state(app) -> tuple:
 def test_an_endpoint_added_through_the_api_receives_events_signed_with_the_secret_it_was_given(
     app, merchant, hooks: Receiver, clock: Clock
 ):
-    added = merchant.post("/api/v1/webhooks", {"url": hooks.url(PATH), "events": ["link.created"],
-                                               "description": "CRM sync"})  # fmt: skip
+    added = merchant.post(
+        "/api/v1/webhooks", {"url": hooks.url(PATH), "events": ["link.created"], "description": "CRM sync"}
+    )
     assert added.status_code == 201, added.get_json()
     endpoint, secret = added.get_json()["endpoint"], added.get_json()["secret"]
     assert secret.startswith("whsec_") and endpoint["events"] == ["link.created"] and endpoint["enabled"]
@@ -182,8 +183,12 @@ def test_a_read_key_cannot_write_and_another_programs_key_finds_nothing(app, adm
     reader = make_merchant(app, merchant.program, admin, scopes=["webhooks:read"])
     assert reader.get(f"/api/v1/webhooks/{endpoint_id}").status_code == 200
     before = state(app)
-    for path in (f"/api/v1/webhooks/{endpoint_id}", f"/api/v1/webhooks/{endpoint_id}/rotate-secret",
-                 f"/api/v1/webhooks/{endpoint_id}/delete", "/api/v1/webhooks"):  # fmt: skip
+    for path in (
+        f"/api/v1/webhooks/{endpoint_id}",
+        f"/api/v1/webhooks/{endpoint_id}/rotate-secret",
+        f"/api/v1/webhooks/{endpoint_id}/delete",
+        "/api/v1/webhooks",
+    ):
         body = {"url": "https://hooks.example.com/", "events": ["*"]} if path == "/api/v1/webhooks" else {}
         assert reader.post(path, body).status_code == 403, path
     assert state(app) == before

@@ -33,8 +33,16 @@ def test_an_admin_adds_an_endpoint_sees_its_secret_rotates_and_turns_it_off(app)
     program = make_program(app, admin)
     client = signed_in(app, admin)
     page = f"/admin/programs/{program.id}/webhooks/"
-    added = post_form(client, page, page, {"url": "https://hooks.example.com/clicktrail", "description": "CRM",
-                                           "events": ["conversion.created", "payout.paid"]})  # fmt: skip
+    added = post_form(
+        client,
+        page,
+        page,
+        {
+            "url": "https://hooks.example.com/clicktrail",
+            "description": "CRM",
+            "events": ["conversion.created", "payout.paid"],
+        },
+    )
     assert added.status_code == 302
     [endpoint] = endpoints(app)
     assert endpoint.events == "conversion.created payout.paid" and endpoint.secret.startswith("whsec_")
@@ -59,9 +67,15 @@ def test_unsafe_or_malformed_endpoints_are_form_errors_and_change_nothing(app):
     program = make_program(app, admin)
     client = signed_in(app, admin)
     page = f"/admin/programs/{program.id}/webhooks/"
-    for url in ("http://hooks.example.com/", "https://169.254.169.254/latest/meta-data/", "https://10.0.0.5/hook",
-                "https://user:pass@hooks.example.com/", "ftp://hooks.example.com/", "not a url",
-                "https://[::ffff:10.0.0.1]/"):  # fmt: skip
+    for url in (
+        "http://hooks.example.com/",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.5/hook",
+        "https://user:pass@hooks.example.com/",
+        "ftp://hooks.example.com/",
+        "not a url",
+        "https://[::ffff:10.0.0.1]/",
+    ):
         refused = post_form(client, page, page, {"url": url, "events": ["*"]})
         assert refused.status_code == 200 and 'class="flash flash-error"' in refused.get_data(as_text=True), url
     unknown = post_form(client, page, page, {"url": "https://hooks.example.com/", "events": ["no.such.event"]})
@@ -74,9 +88,14 @@ def test_an_endpoint_of_another_program_is_not_found(app):
     mine, theirs = make_program(app, admin), make_program(app, admin)
     with app.app_context():
         settings = webhooks.EndpointSettings("https://hooks.example.com/", ("*",))
-        endpoint = webhooks.create_endpoint(db.session, db.session.get(Program, theirs.id), settings,
-                                            actor=db.session.get(User, admin.id), now=utcnow(),
-                                            check_url=outbound.check_url)  # fmt: skip
+        endpoint = webhooks.create_endpoint(
+            db.session,
+            db.session.get(Program, theirs.id),
+            settings,
+            actor=db.session.get(User, admin.id),
+            now=utcnow(),
+            check_url=outbound.check_url,
+        )
         db.session.commit()
         endpoint_id = endpoint.id
     client = signed_in(app, admin)
@@ -90,9 +109,17 @@ def test_an_affiliate_sets_a_postback_for_their_program_and_nobody_else_can_dele
     alice, bob = make_affiliate(app), make_affiliate(app)
     client = signed_in(app, alice)
     page = "/partner/postbacks/"
-    added = post_form(client, page, page, {"program": str(program.id), "method": "GET",
-                                           "url_template": "https://track.example.net/pb?cid={sub1}&payout={commission}",
-                                           "events": ["conversion.recorded", "conversion.approved"]})  # fmt: skip
+    added = post_form(
+        client,
+        page,
+        page,
+        {
+            "program": str(program.id),
+            "method": "GET",
+            "url_template": "https://track.example.net/pb?cid={sub1}&payout={commission}",
+            "events": ["conversion.recorded", "conversion.approved"],
+        },
+    )
     assert added.status_code == 302
     with app.app_context():
         [postback] = db.session.scalars(select(Postback)).all()

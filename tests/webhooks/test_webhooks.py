@@ -597,16 +597,21 @@ def test_a_success_wakes_deliveries_waiting_out_a_retry_but_not_those_another_se
     start = utcnow()
     hold = timedelta(seconds=60)
     with app.app_context():
-        webhooks.create_endpoint(db.session, db.session.get(Program, program.id),
-                                            webhooks.EndpointSettings("https://hooks.example.com/", ("*",)),
-                                            actor=db.session.get(User, admin.id), now=start,
-                                            check_url=outbound.check_url)  # fmt: skip
+        webhooks.create_endpoint(
+            db.session,
+            db.session.get(Program, program.id),
+            webhooks.EndpointSettings("https://hooks.example.com/", ("*",)),
+            actor=db.session.get(User, admin.id),
+            now=start,
+            check_url=outbound.check_url,
+        )
         for n in range(3):
             webhooks.emit(db.session, program.id, "link.created", {"n": n}, now=start)
         first, held, retried = deliveries.claim_due(db.session, now=start, hold=hold)
         deliveries.record_failed(db.session, retried, error="answered 503", now=start)
-        db.session.execute(update(Delivery).where(Delivery.id == retried.id)
-                           .values(next_attempt_at=start + timedelta(hours=1)))  # fmt: skip
+        db.session.execute(
+            update(Delivery).where(Delivery.id == retried.id).values(next_attempt_at=start + timedelta(hours=1))
+        )
         deliveries.record_delivered(db.session, first, status=200, response="", latency_ms=5, now=start)
         db.session.commit()
         due = dict(db.session.execute(select(Delivery.id, Delivery.next_attempt_at)).all())
