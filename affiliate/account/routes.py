@@ -13,7 +13,7 @@ from affiliate.auth.passwords import authenticate, form_page, hash_new_password
 from affiliate.auth.sessions import SECOND_FACTOR_AT, login_is_fresh, sign_in
 from affiliate.extensions import db
 from affiliate.models import PayoutMethod, Role, utcnow
-from affiliate.services import accounts, throttles
+from affiliate.services import accounts, throttles, user_sessions
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 bp.before_request(require_roles(*Role))
@@ -106,9 +106,9 @@ def password():
 def sessions():
     """Where this account is signed in, this device first; any other can be signed out."""
     user = current_user._get_current_object()
-    rows = accounts.live_sessions(db.session, user, now=utcnow())
+    rows = user_sessions.live_sessions(db.session, user, now=utcnow())
     devices = sorted(
-        ((row, accounts.is_current(row, user.session_token), device_name(row.user_agent)) for row in rows),
+        ((row, user_sessions.is_current(row, user.session_token), device_name(row.user_agent)) for row in rows),
         key=lambda device: not device[1],
     )
     return render_template("account/sessions.html", devices=devices, form=SignOutForm())
@@ -119,7 +119,9 @@ def end_session(session_id: int):
     user = current_user._get_current_object()
     if not SignOutForm().validate_on_submit():
         flash("Your form expired. Please try again.", "error")
-    elif accounts.end_other_sessions(db.session, user, keep=user.session_token, now=utcnow(), session_id=session_id):
+    elif user_sessions.end_other_sessions(
+        db.session, user, keep=user.session_token, now=utcnow(), session_id=session_id
+    ):
         db.session.commit()
         flash("That device is signed out.", "success")
     else:
@@ -133,7 +135,7 @@ def end_other_sessions():
     if not SignOutForm().validate_on_submit():
         flash("Your form expired. Please try again.", "error")
         return redirect(url_for("account.sessions"))
-    ended = accounts.end_other_sessions(db.session, user, keep=user.session_token, now=utcnow())
+    ended = user_sessions.end_other_sessions(db.session, user, keep=user.session_token, now=utcnow())
     db.session.commit()
     flash(
         f"Signed out {ended} other device{'s' if ended != 1 else ''}." if ended else "No other device was signed in.",

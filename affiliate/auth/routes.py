@@ -38,7 +38,7 @@ from affiliate.auth.sessions import (
 from affiliate.extensions import csrf, db, login_manager
 from affiliate.models import Role, User, utcnow
 from affiliate.params import query_id
-from affiliate.services import accounts, recruiters, second_factor, security_keys, throttles
+from affiliate.services import accounts, recruiters, second_factor, security_keys, throttles, user_sessions
 from affiliate.services.conversions import await_click
 from affiliate.services.signups import Signup, find_referrer, sign_up, signup_program
 from affiliate.urls import safe_next
@@ -300,7 +300,7 @@ def reauth():
 @bp.route("/logout", methods=["POST"])
 def logout():
     if current_user.is_authenticated:
-        accounts.end_session(db.session, current_user.session_token, now=utcnow())
+        user_sessions.end_session(db.session, current_user.session_token, now=utcnow())
         db.session.commit()
     session.pop(PASSWORD_AT, None)
     session.pop(SECOND_FACTOR_AT, None)

@@ -11,7 +11,7 @@ from affiliate.auth.client import client_ip
 from affiliate.auth.notices import new_sign_in
 from affiliate.extensions import db, login_manager
 from affiliate.models import User, utcnow
-from affiliate.services import accounts
+from affiliate.services import user_sessions
 from redirector.app import TOKEN, VISITOR_COOKIE
 from redirector.enrich import USER_AGENT_MAX, fingerprint, ip_prefix
 
@@ -28,11 +28,11 @@ def init_login(app: Flask) -> None:
 
 
 def _load_user(token: str) -> User | None:
-    return accounts.load_session(db.session, token, now=utcnow())
+    return user_sessions.load_session(db.session, token, now=utcnow())
 
 
-def session_policy() -> accounts.SessionPolicy:
-    return accounts.SessionPolicy(
+def session_policy() -> user_sessions.SessionPolicy:
+    return user_sessions.SessionPolicy(
         session_lifetime=timedelta(hours=current_app.config["SESSION_HOURS"]),
         remember_lifetime=current_app.config["REMEMBER_COOKIE_DURATION"],
     )
@@ -51,9 +51,9 @@ def sign_in(user: User, *, remember: bool, second_factor: bool = False) -> None:
     remember = remember and not user.is_staff
     fingerprint = request_fingerprint()
     visitor_id = token_or_none(request.cookies.get(VISITOR_COOKIE))
-    if accounts.seen_device(db.session, user, fingerprint=fingerprint, visitor_id=visitor_id) is False:
+    if user_sessions.seen_device(db.session, user, fingerprint=fingerprint, visitor_id=visitor_id) is False:
         new_sign_in(user)
-    accounts.start_session(
+    user_sessions.start_session(
         db.session,
         user,
         remember=remember,

@@ -19,7 +19,7 @@ from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from affiliate.models import RecoveryCode, SecurityKey, User
-from affiliate.services import accounts, audit
+from affiliate.services import audit, user_sessions
 
 STEP_SECONDS = 30
 DRIFT_STEPS = 1
@@ -219,7 +219,7 @@ def reset(session: Session, user: User, *, actor: User, now: datetime) -> None:
     user.totp_last_step = None
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     session.execute(delete(SecurityKey).where(SecurityKey.user_id == user.id))
-    accounts.end_all_sessions(session, user, now=now)
+    user_sessions.end_all_sessions(session, user, now=now)
     audit.record(
         session,
         actor_id=actor.id,
