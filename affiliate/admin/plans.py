@@ -3,6 +3,9 @@
 A change is always a new version (affiliate/services/plans.py), in force from the moment it is saved or a
 chosen later moment; commissions already accrued never change. The preview comes from the same
 ``commissions.evaluate`` the money job pays with.
+
+Why one module: one blueprint (docs/layout.md), and the plan form, its parsing into terms and its preview are
+the one page an admin edits a plan on.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ approval threshold waits for a finance user's approval in the portal (a key neve
 
 Every write is idempotent on its ``Clicktrail-Request-Id``: sent again, it gets the first answer with
 ``Idempotent-Replayed: true`` and changes nothing; the same id with another method, path or body is a 409.
+
+Why one module: one blueprint of thin handlers over services, sharing the key checks, the idempotent replay
+and the JSON shapes; each resource is a short section.
 """
 
 from __future__ import annotations

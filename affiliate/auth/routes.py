@@ -1,4 +1,8 @@
-"""Apply, sign up, sign in, sign out, and the signed links in mail: password reset, email confirmation, unsubscribe."""
+"""Apply, sign up, sign in, sign out, and the signed links in mail: password reset, email confirmation, unsubscribe.
+
+Why one module: these are the pages of the site's root blueprint, ``auth`` (docs/layout.md); the rules they
+follow are in services (accounts, user_sessions, signups, throttles) and ``auth/passwords.py``.
+"""
 
 from __future__ import annotations
 

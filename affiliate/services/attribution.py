@@ -26,6 +26,9 @@ The rules, in order:
    is ignored. A valid code credits its affiliate when no click qualifies; when a click of
    another affiliate qualifies, the program's precedence decides (``Terms.code_wins``). When the
    winning click is the code's own affiliate's, both agree and the click is credited.
+
+Why one module: the six rules above are one decision, and each step below is written in their order, with
+the trace line that explains it beside the code that decides it.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ per UTC day, affiliate and program (``affiliate.services.rollups``). A breakdown
 click's dimensions (country, sub-ID, link, ...) reads the click rollups of that dimension and
 the range's conversions themselves, each credited to its click's value, through the index on
 conversions (affiliate_id, occurred_at).
+
+Why one module: every report is built from the same three queries over the same scope filters, and the
+folding of their rows is shared by all of them.
 """
 
 from __future__ import annotations
