@@ -44,11 +44,12 @@ from affiliate.services.conversions import (
     record_refund,
     store_conversion,
 )
+from affiliate.services.fraud_rules import COUNTRY
+from redirector.app import TOKEN
 
 bp = api_blueprint("api", __name__)
 
 ORDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/#@+-]{0,127}")
-TOKEN = re.compile(r"[A-Za-z0-9_-]{22,32}")
 CURRENCY = re.compile(r"[A-Z]{3}")
 MAX_METADATA_BYTES = 4096
 CONVERSION_FIELDS = {
@@ -58,7 +59,6 @@ CONVERSION_FIELDS = {
 COUPON = re.compile(r"[A-Za-z0-9_-]{1,40}")
 REFUND_FIELDS = {"order_id", "refund_id", "amount", "occurred_at"}
 CUSTOMER_FIELDS = {"external_id", "email", "ip", "country"}
-COUNTRY = re.compile(r"[A-Z]{2}")
 LAST_USED_EVERY_SECONDS = 60
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
