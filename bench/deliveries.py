@@ -54,7 +54,7 @@ if __name__ == "__main__":
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
     sys.path.insert(0, str(ROOT))
 
-from bench.redirector import BIN, bench_env, cpu_busy, say  # noqa: E402
+from bench.redirector import BIN, bench_env, cpu_busy, migrate, say  # noqa: E402
 from tests.certificates import Certificates, make_certificates  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
@@ -237,18 +237,6 @@ def create_app(env: dict[str, str]):
             "ARGON2_MEMORY_KIB": 8192,
             "ARGON2_PARALLELISM": 1,
         },
-    )
-
-
-def migrate(env: dict[str, str]) -> None:
-    subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        stdout=sys.stderr,
-        stderr=sys.stderr,
-        timeout=120,
     )
 
 

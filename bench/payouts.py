@@ -16,7 +16,6 @@ import os
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
-from bench.redirector import BIN, say  # noqa: E402
+from bench.redirector import migrate, say  # noqa: E402
 
 AFFILIATES = 10_000
 COMMISSIONS = 1_000_000
@@ -39,18 +38,6 @@ SEED = 5
 def stamp(value: datetime) -> str:
     """UTC wall time as text, the form the models' UTCDateTime keeps on SQLite."""
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def migrate(env: dict[str, str]) -> None:
-    subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        stdout=sys.stderr,
-        stderr=sys.stderr,
-        timeout=120,
-    )
 
 
 def seed(database: Path, affiliates: int, commissions: int, now: datetime) -> dict[int, int]:

@@ -326,9 +326,8 @@ def bench_env(instance: Path, database: Path) -> dict[str, str]:
     return env
 
 
-def create_database(instance: Path, database: Path, env: dict[str, str]) -> list[str]:
-    """Migrate a fresh database and seed an admin, affiliates, a program and links; return the link codes."""
-    started = time.monotonic()
+def migrate(env: dict[str, str]) -> None:
+    """Bring the bench's database to the newest schema, as `make run` does."""
     subprocess.run(
         [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
         cwd=ROOT,
@@ -338,6 +337,12 @@ def create_database(instance: Path, database: Path, env: dict[str, str]) -> list
         stderr=sys.stderr,
         timeout=120,
     )
+
+
+def create_database(instance: Path, database: Path, env: dict[str, str]) -> list[str]:
+    """Migrate a fresh database and seed an admin, affiliates, a program and links; return the link codes."""
+    started = time.monotonic()
+    migrate(env)
 
     from affiliate import create_app
     from affiliate.demo import DEMO_PROGRAM
