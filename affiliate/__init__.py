@@ -165,9 +165,9 @@ def register_security(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
-    from affiliate.money import format_amount
+    from affiliate.formatting import FILTERS
 
-    app.add_template_filter(format_amount, "money")
+    app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals["public_base_url"] = app.config["PUBLIC_BASE_URL"].rstrip("/")
 
 
