@@ -136,6 +136,7 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "account.end_session": SIGNED_IN,
     "account.end_other_sessions": SIGNED_IN,
     "account.payout": AFFILIATE_ANY_STATUS,
+    "account.application": AFFILIATE_ANY_STATUS,
     "account_notifications.settings": SIGNED_IN,
     "auth.unsubscribe": PUBLIC,
     "admin_outbox.index": frozenset({"admin"}),

@@ -32,6 +32,15 @@ def profile():
     return render_template("account/profile.html", form=form, user=current_user)
 
 
+@bp.route("/application")
+@only_roles(Role.AFFILIATE)
+def application():
+    """Where an affiliate who cannot use the partner pages yet (pending, rejected, suspended) starts."""
+    if current_user.can_use_partner_pages:
+        return redirect(url_for("partner.home"))
+    return render_template("account/status.html", user=current_user)
+
+
 @bp.route("/payout", methods=["GET", "POST"])
 @only_roles(Role.AFFILIATE)
 def payout():

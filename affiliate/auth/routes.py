@@ -57,7 +57,7 @@ def home_for(user: User) -> str:
     if user.role == Role.FINANCE:
         return url_for("admin_affiliates.index")
     if user.role == Role.AFFILIATE:
-        return url_for("partner.home")
+        return url_for("partner.home" if user.can_use_partner_pages else "account.application")
     if user.role == Role.MEMBER:
         return url_for("member.home")
     return url_for("account.profile")
