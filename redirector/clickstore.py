@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from affiliate.models import Click
-from affiliate.services import rollups
+from affiliate.services import partitions, rollups
 from affiliate.services.fraud import (
     DEFAULT_RULES,
     Action,
@@ -75,7 +75,7 @@ class ClickStore:
         columns = ", ".join(COLUMNS)
         values = ", ".join([mark] * len(COLUMNS))
         # Fixed column names and placeholders only; every value is bound.
-        self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values}) ON CONFLICT (click_id) DO NOTHING"  # noqa: S608
+        self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"  # noqa: S608
         self.mark = mark
         self.rules = _RuleCache(mark)
         self.navigations = NavigationHistory()
@@ -123,6 +123,13 @@ class ClickStore:
         except BaseException:
             self.navigations.forget(observed)  # the batch stays in the click log and is judged again
             raise
+
+    def make_months_ahead(self, now: datetime) -> list[str]:
+        """Make the clicks table's partitions for this month and the next few where it is partitioned (PostgreSQL)."""
+        if self.sqlite:
+            return []
+        with self.engine.begin() as conn:
+            return partitions.ensure_months(conn, now=now)
 
     def _unstored(self, conn, clicks: list[ClickRecord]) -> list[ClickRecord]:
         """The batch without clicks already in the table, nor repeats of a click id within it."""

@@ -22,10 +22,13 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from affiliate.services import partitions
 from redirector.clicklog import SEALED_PATTERN, ingest_orphans
 from redirector.clickrecord import CLICK_PATIENCE_SECONDS
 from redirector.clickstore import RETRY_SECONDS, ClickStore, attempt_ingest, decode_click
@@ -94,8 +97,15 @@ def serve(settings: dict) -> int:
 
     parent = int(settings.get("parent") or os.getppid())
     database_ok = True
+    months_due = 0.0
     while True:
         priority.update()
+        if time.monotonic() >= months_due:
+            months_due = time.monotonic() + partitions.CHECK_SECONDS
+            try:
+                store.make_months_ahead(datetime.now(UTC))
+            except SQLAlchemyError:
+                log.exception("could not make the coming months' click partitions; the default partition holds them")
         moved = attempt_ingest(partial(ingest_orphans, log_dir, store_records), database_ok=database_ok)
         database_ok = moved is not None
         if not database_ok:

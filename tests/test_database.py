@@ -25,8 +25,29 @@ def test_one_migration_head(app):
 
 def test_upgraded_schema_matches_the_models(app):
     with app.app_context(), db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert compare_metadata(context, db.metadata) == []
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": _not_a_partition})
+        differences = compare_metadata(context, db.metadata)
+        if conn.dialect.name == "postgresql":
+            differences = [d for d in differences if not _partitioning_keys(d)]
+        assert differences == []
+
+
+def _not_a_partition(name, kind, parents) -> bool:
+    """The month partitions of clicks are the clicks table's storage, not tables of their own."""
+    return not (kind == "table" and name.startswith("clicks_p"))
+
+
+def _partitioning_keys(difference) -> bool:
+    """The differences PostgreSQL's partitioned clicks table is meant to have (affiliate/services/partitions.py):
+    the click id unique with clicked_at, and no foreign key from conversions or referrals to clicks."""
+    if isinstance(difference, list):  # a changed constraint comes as a list of a removal and an addition
+        return all(_partitioning_keys(d) for d in difference)
+    kind, constraint = difference[0], difference[1]
+    if kind in ("add_constraint", "remove_constraint"):
+        return constraint.name == "uq_clicks_click_id"
+    if kind == "add_fk":
+        return constraint.parent.name in ("conversions", "referrals") and constraint.referred_table.name == "clicks"
+    return False
 
 
 def test_downgrade_and_upgrade_again(app):
