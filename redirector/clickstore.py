@@ -142,7 +142,13 @@ class ClickStore:
             sql = f"SELECT click_id FROM clicks WHERE click_id IN ({', '.join(['?'] * len(ids))})"  # noqa: S608
             stored = conn.exec_driver_sql(sql, tuple(ids)).fetchall()
         else:
-            stored = conn.exec_driver_sql("SELECT click_id FROM clicks WHERE click_id = ANY(%s)", (ids,)).fetchall()
+            # A stored copy has the same clicked_at (both come from the click log), so only the batch's months
+            # of a partitioned table are searched.
+            times = [click["clicked_at"] for click in batch.values()]
+            stored = conn.exec_driver_sql(
+                "SELECT click_id FROM clicks WHERE click_id = ANY(%s) AND clicked_at BETWEEN %s AND %s",
+                (ids, min(times), max(times)),
+            ).fetchall()
         for (click_id,) in stored:
             del batch[click_id]
         return list(batch.values())
