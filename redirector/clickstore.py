@@ -76,6 +76,7 @@ class ClickStore:
         values = ", ".join([mark] * len(COLUMNS))
         # Fixed column names and placeholders only; every value is bound.
         self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"  # noqa: S608
+        self.copy_sql = f"COPY clicks ({columns}) FROM STDIN"
         self.mark = mark
         self.rules = _RuleCache(mark)
         self.navigations = NavigationHistory()
@@ -118,11 +119,24 @@ class ClickStore:
                     tuple(self._time(click[name]) if name == "clicked_at" else click[name] for name in COLUMNS)
                     for click in clicks
                 ]
-                conn.exec_driver_sql(self.insert_sql, rows)
+                if self.sqlite:
+                    conn.exec_driver_sql(self.insert_sql, rows)
+                else:
+                    self._copy(conn, rows)
                 rollups.upsert(conn, rollups.aggregate(clicks))
         except BaseException:
             self.navigations.forget(observed)  # the batch stays in the click log and is judged again
             raise
+
+    def _copy(self, conn, rows: list[tuple]) -> None:
+        """PostgreSQL's bulk path: the rows through COPY, several times faster than an INSERT per click.
+
+        COPY has no ON CONFLICT: _unstored has already left out every click stored before, and no other
+        transaction stores this segment's clicks meanwhile (see insert).
+        """
+        with conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def make_months_ahead(self, now: datetime) -> list[str]:
         """Make the clicks table's partitions for this month and the next few where it is partitioned (PostgreSQL)."""
