@@ -55,6 +55,11 @@ class Config:
         "pool_size": env_int("DATABASE_POOL_SIZE", 32),
         "max_overflow": env_int("DATABASE_POOL_OVERFLOW", 32),
     }
+    # A PostgreSQL streaming replica for reports and their CSV exports (affiliate/replica.py), used while it
+    # lags no more than REPLICA_MAX_LAG_SECONDS; its lag is looked at again every REPLICA_CHECK_SECONDS.
+    DATABASE_REPLICA_URL = normalise_database_url(env_str("DATABASE_REPLICA_URL"))
+    REPLICA_MAX_LAG_SECONDS = env_int("REPLICA_MAX_LAG_SECONDS", 10)
+    REPLICA_CHECK_SECONDS = env_int("REPLICA_CHECK_SECONDS", 5)
     PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
     # Program destinations, fallbacks and deep links are https only. `make run` turns this on so the
     # demo program can send shoppers to the demo shop on http://127.0.0.1: it also allows plain http to
@@ -252,6 +257,7 @@ class TestingConfig(Config):
     TESTING = True
     SECRET_KEY = "testing-secret-key-not-for-production"  # noqa: S105 - tests only
     SQLALCHEMY_DATABASE_URI = None
+    DATABASE_REPLICA_URL = None  # the replica tests set their own
     CLICK_INGESTER = "thread"  # tests store clicks when they choose (recorder.flush); some test process mode
     MONEY_JOBS_SECONDS = 0  # tests accrue and approve when they choose
     RETENTION_JOBS_SECONDS = 0  # tests purge when they choose

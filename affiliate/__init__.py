@@ -38,7 +38,7 @@ def create_app(config_class: type[Config] | None = None, overrides: dict | None 
 
 
 def register_extensions(app: Flask) -> None:
-    from affiliate import mail
+    from affiliate import mail, replica
     from affiliate.auth.hashing import BackgroundHasher
     from affiliate.auth.sessions import init_login
     from affiliate.database import configure_engine
@@ -49,6 +49,7 @@ def register_extensions(app: Flask) -> None:
         for engine in db.engines.values():
             configure_engine(engine)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    replica.init_app(app)
     csrf.init_app(app)
     init_login(app)
     mail.init_app(app)
