@@ -96,7 +96,6 @@ def test_a_replica_that_is_down_or_not_a_replica_is_passed_over(pair, site):
     pair.caught_up()
     assert _counted(app) == (2, True)
 
-    app.config["DATABASE_REPLICA_URL"] = app.config["SQLALCHEMY_DATABASE_URI"]
     not_a_replica = build_app(
         app.config["SQLALCHEMY_DATABASE_URI"], DATABASE_REPLICA_URL=app.config["SQLALCHEMY_DATABASE_URI"]
     )
