@@ -63,7 +63,7 @@ def mine(affiliate_id: int, wanted: Wanted) -> Select:
     if wanted.end is not None:
         query = query.where(Conversion.occurred_at < Period(wanted.end, wanted.end).end_at)
     if wanted.order:
-        query = query.where(Conversion.order_id.contains(wanted.order[:SEARCH_MAX], autoescape=True))
+        query = query.where(Conversion.order_id.icontains(wanted.order[:SEARCH_MAX], autoescape=True))
     return query.order_by(Conversion.occurred_at.desc(), Conversion.id.desc())
 
 
@@ -177,10 +177,9 @@ def describe(conversion: Conversion, facts: _Facts) -> Standing:
 
 def programs_of(session: Session, affiliate_id: int) -> list[tuple[int, str]]:
     """The programs the affiliate has conversions in, by name, for the filter."""
-    return list(
-        session.execute(
-            select(Program.id, Program.name)
-            .where(Program.id.in_(select(Conversion.program_id).where(Conversion.affiliate_id == affiliate_id)))
-            .order_by(func.lower(Program.name))
-        ).all()
+    found = session.execute(
+        select(Program.id, Program.name)
+        .where(Program.id.in_(select(Conversion.program_id).where(Conversion.affiliate_id == affiliate_id)))
+        .order_by(func.lower(Program.name))
     )
+    return [(program_id, name) for program_id, name in found]
