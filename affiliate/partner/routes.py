@@ -3,6 +3,8 @@ started, and each program's terms), their recruits, and joining programs."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
@@ -144,7 +146,8 @@ def standing_in_words(standing: Progress, currency: str) -> str:
         gap = tier.threshold - standing.volume
         more = format_amount(gap, currency) if revenue else f"{count(gap)} more sale" + ("s" if gap != 1 else "")
         text += f"; {more} to reach {_pays(tier, currency)}"
-    return text + f" (the month ends {day(standing.period_end)} UTC)."
+    last_day = standing.period_end - timedelta(microseconds=1)  # the period's end is the next month's first instant
+    return text + f" (the month ends with {day(last_day)}, UTC)."
 
 
 def _pays(tier: TierRate, currency: str) -> str:

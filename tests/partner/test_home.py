@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from babel.dates import format_date
 
@@ -108,3 +109,7 @@ def test_each_program_says_what_it_pays_and_its_terms(app):
     row = re.search(r"<strong>Terms Shop</strong>.*?</tr>", html, re.S).group(0)
     assert "12.5%" in row and "14 days" in row and "$1,234.00" in row
     assert "45-day cookie; last click wins within 30 days" in row
+    now = utcnow()
+    last_day = (now.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    ends = format_date(last_day, format="medium", locale="en_US")
+    assert f"This month: 0 sales (the month ends with {ends}, UTC)." in row
