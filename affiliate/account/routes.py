@@ -13,7 +13,7 @@ from affiliate.auth.passwords import authenticate, form_page, hash_new_password
 from affiliate.auth.sessions import SECOND_FACTOR_AT, login_is_fresh, sign_in
 from affiliate.extensions import db
 from affiliate.models import PayoutMethod, Role, utcnow
-from affiliate.services import accounts, throttles, user_sessions
+from affiliate.services import accounts, applicants, throttles, user_sessions
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 bp.before_request(require_roles(*Role))
@@ -38,7 +38,11 @@ def application():
     """Where an affiliate who cannot use the partner pages yet (pending, rejected, suspended) starts."""
     if current_user.can_use_partner_pages:
         return redirect(url_for("partner.home"))
-    return render_template("account/status.html", user=current_user)
+    return render_template(
+        "account/application.html",
+        user=current_user,
+        programs=applicants.programs_applied_to(db.session, current_user.id),
+    )
 
 
 @bp.route("/payout", methods=["GET", "POST"])

@@ -9,6 +9,7 @@ from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import Role
 from affiliate.services import recruiters
+from affiliate.services.accrual import LIVE_COMMISSIONS
 from affiliate.services.conversion_lists import earned_by
 
 bp = Blueprint("member", __name__, url_prefix="/member")
@@ -19,5 +20,16 @@ bp.before_request(require_roles(Role.MEMBER))
 def home():
     friends = [(created_at, name) for created_at, name, _ in recruiters.referrals_by(db.session, current_user.id)]
     rewards = earned_by(db.session, current_user.id)
+    totals: dict[str, int] = {}
+    for reward in rewards:
+        if reward.status in LIVE_COMMISSIONS:
+            totals[reward.currency] = totals.get(reward.currency, 0) + reward.amount_cents
     link = url_for("auth.signup", ref=current_user.referral_code, _external=True)
-    return render_template("member/home.html", user=current_user, link=link, friends=friends, rewards=rewards)
+    return render_template(
+        "member/home.html",
+        user=current_user,
+        link=link,
+        friends=friends,
+        rewards=rewards,
+        totals=sorted(totals.items()),
+    )

@@ -1,15 +1,18 @@
-"""An affiliate's own conversions: the list, and each one's trace with other affiliates' details hidden."""
+"""An affiliate's own conversions: the list (filtered, searchable by order id, with their commission and where each
+stands), and each one's trace with other affiliates' details hidden."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import Conversion, Role
 from affiliate.params import paginate
-from affiliate.services.conversion_lists import commissions_of, credited_to
+from affiliate.partner.forms import ConversionFilterForm
+from affiliate.services import partner_conversions
+from affiliate.services.conversion_lists import commissions_of
 from affiliate.services.conversions import attribution_of, trace_for_affiliate
 
 bp = Blueprint("partner_conversions", __name__, url_prefix="/partner/conversions")
@@ -18,7 +21,21 @@ bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
 
 @bp.route("/")
 def mine():
-    return render_template("partner/conversions/mine.html", page=paginate(credited_to(current_user.id)))
+    form = ConversionFilterForm(formdata=request.args)
+    form.program.choices = [(0, "All programs"), *partner_conversions.programs_of(db.session, current_user.id)]
+    filtered = bool(request.args.keys() - {"page"})
+    if not form.validate():
+        return render_template("partner/conversions/mine.html", form=form, page=None, filtered=filtered), 400
+    page = paginate(partner_conversions.mine(current_user.id, form.wanted()))
+    return render_template(
+        "partner/conversions/mine.html",
+        form=form,
+        page=page,
+        query=form.query(),
+        filtered=bool(form.query()),
+        standings=partner_conversions.standings(db.session, current_user.id, page.items),
+        type_names=partner_conversions.TYPE_NAMES,
+    )
 
 
 @bp.route("/<bigid:conversion_id>")

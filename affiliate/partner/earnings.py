@@ -1,4 +1,5 @@
-"""An affiliate's earnings: balances from the ledger, every commission with its rule, payouts, and a statement CSV."""
+"""An affiliate's earnings: the summary cards of their balances, their commissions a page at a time with when each is
+or was paid, payouts, bonuses and clawbacks, and a statement CSV."""
 
 from __future__ import annotations
 
@@ -8,38 +9,36 @@ from flask_login import current_user
 from affiliate.auth.access import require_roles
 from affiliate.downloads import csv_download
 from affiliate.extensions import db
-from affiliate.models import Role
+from affiliate.models import Role, utcnow
 from affiliate.money import to_decimal
+from affiliate.notifications import COMMISSION_KINDS, PAYOUT_METHODS
 from affiliate.params import paginate
-from affiliate.services import payout_reports
+from affiliate.services import partner_home, payout_reports, programs
 from affiliate.services.exports import write_csv
 from affiliate.services.payout_reports import statement as build_statement
 
 bp = Blueprint("partner_earnings", __name__, url_prefix="/partner/earnings")
 bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
-PAYOUTS_SHOWN = 24  # the statement CSV has every one
-ADJUSTMENTS_SHOWN = 24
+PAYOUTS_SHOWN = 6  # the statement CSV has every one
+ADJUSTMENTS_SHOWN = 6
 
 
 @bp.route("/")
 def index():
     me = current_user.id
-    balances = payout_reports.balances(db.session, me)
     page = paginate(payout_reports.commissions_of(me))
     orders = payout_reports.order_ids(db.session, {commission.conversion_id for commission in page.items})
-    payouts = payout_reports.recent_payouts(db.session, me, PAYOUTS_SHOWN)
-    adjustments = payout_reports.posted_adjustments(db.session, me, ADJUSTMENTS_SHOWN)
-    carried = {
-        currency: b["affiliate_payable"] for currency, b in balances.items() if b.get("affiliate_payable", 0) < 0
-    }
     return render_template(
         "partner/earnings/index.html",
-        balances=balances,
+        balances=partner_home.summary(db.session, current_user, now=utcnow()),
         page=page,
         orders=orders,
-        payouts=payouts,
-        carried=carried,
-        adjustments=adjustments,
+        in_payouts=partner_home.payouts_of(db.session, me, page.items),
+        program_names=programs.names(db.session, {commission.program_id for commission in page.items}),
+        payouts=payout_reports.recent_payouts(db.session, me, PAYOUTS_SHOWN),
+        adjustments=payout_reports.posted_adjustments(db.session, me, ADJUSTMENTS_SHOWN),
+        kind_names=COMMISSION_KINDS,
+        payout_methods=PAYOUT_METHODS,
     )
 
 

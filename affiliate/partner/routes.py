@@ -1,15 +1,21 @@
-"""The partner home: what an approved affiliate sees first."""
+"""The partner home: what an approved affiliate sees first (their money, the last 30 days, what is left to get
+started, and each program's terms), their recruits, and joining programs."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
+from affiliate.formatting import count, day
 from affiliate.models import Program, Role, utcnow
 from affiliate.money import format_amount
-from affiliate.services import enrollment, links, recruiters
+from affiliate.notifications import PAYOUT_METHODS
+from affiliate.reports.charts import bar_chart
+from affiliate.services import enrollment, links, partner_home, recruiters
 from affiliate.services.commissions import REVENUE, TierRate
 from affiliate.services.plans import bps_to_percent, in_words
 from affiliate.services.standing import Progress, progress
@@ -33,6 +39,7 @@ def home():
         program = entry.program
         standing = progress(db.session, program.id, current_user.id, now)
         pays[program.id] = (in_words(standing.terms, program.currency), standing_in_words(standing, program.currency))
+    recent = partner_home.recent(db.session, current_user.id, today=now.date())
     return render_template(
         "partner/home.html",
         user=current_user,
@@ -42,7 +49,30 @@ def home():
         referral_count=referral_count,
         recruit_count=recruit_count,
         pays=pays,
+        balances=partner_home.summary(db.session, current_user, now=now),
+        steps=partner_home.first_steps(
+            db.session, current_user, enrolled=any(entry.can_promote for entry in standings), links=link_count
+        ),
+        recent=recent,
+        charts=_charts(recent),
+        payout_methods=PAYOUT_METHODS,
     )
+
+
+def _charts(recent: partner_home.Recent) -> list:
+    """The last 30 days drawn: human clicks, sales, and earnings in each currency earned in."""
+    return [
+        bar_chart("chart-home-clicks", "Human clicks per day", recent.points("clicks")),
+        bar_chart("chart-home-sales", "Sales per day", recent.points("sales")),
+        *(
+            bar_chart(
+                f"chart-home-earned-{currency.lower()}",
+                f"Earned per day, in whole {currency}",
+                recent.points("earned", currency),
+            )
+            for currency in recent.currencies
+        ),
+    ]
 
 
 @bp.route("/recruits")
@@ -103,20 +133,21 @@ def standing_in_words(standing: Progress, currency: str) -> str:
     so_far = (
         format_amount(standing.volume, currency)
         if revenue
-        else f"{standing.volume} sale" + ("s" if standing.volume != 1 else "")
+        else f"{count(standing.volume)} sale" + ("s" if standing.volume != 1 else "")
     )
     text = f"This month: {so_far}"
     reached = [tier for tier in standing.terms.tiers if tier.threshold <= standing.volume]
     if reached:
         tier = max(reached, key=lambda tier: tier.threshold)
-        start = format_amount(tier.threshold, currency) if revenue else f"{tier.threshold} sales"
+        start = format_amount(tier.threshold, currency) if revenue else f"{count(tier.threshold)} sales"
         text += f", in the tier from {start} ({_pays(tier, currency)})"
     tier = standing.next_tier
     if tier is not None:
         gap = tier.threshold - standing.volume
-        more = format_amount(gap, currency) if revenue else f"{gap} more sale" + ("s" if gap != 1 else "")
+        more = format_amount(gap, currency) if revenue else f"{count(gap)} more sale" + ("s" if gap != 1 else "")
         text += f"; {more} to reach {_pays(tier, currency)}"
-    return text + f" (the month ends {standing.period_end:%Y-%m-%d} UTC)."
+    last_day = standing.period_end - timedelta(microseconds=1)  # the period's end is the next month's first instant
+    return text + f" (the month ends with {day(last_day)}, UTC)."
 
 
 def _pays(tier: TierRate, currency: str) -> str:

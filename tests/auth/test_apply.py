@@ -46,7 +46,7 @@ def test_approved_affiliate_reaches_partner_home(app, client, auth):
     auth.login("pat@example.com")
     home = client.get("/partner/")
     assert home.status_code == 200
-    assert "<h2>Programs</h2>" in home.get_data(as_text=True)
+    assert '<h2 id="programs">Programs</h2>' in home.get_data(as_text=True)
     with app.app_context():
         log = db.session.scalars(select(AuditLog).where(AuditLog.subject_id == pat.id)).all()
         assert [(e.action, e.actor_id) for e in log] == [("affiliate.approve", admin.id)]

@@ -139,7 +139,7 @@ def test_members_refer_friends_and_see_them(app, client):
     Auth(mia_client).login(mia.email)
     page = mia_client.get("/member/").get_data(as_text=True)
     assert "One," in page and "Two," in page
-    assert "<dt>Friends who signed up</dt><dd>2</dd>" in page
+    assert 'data-figure="friends">2</dd>' in page
     assert "one@example.com" not in page, "friends' addresses stay private"
 
 
