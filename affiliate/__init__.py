@@ -167,8 +167,22 @@ def register_security(app: Flask) -> None:
 
 def register_template_helpers(app: Flask) -> None:
     from affiliate.formatting import FILTERS
+    from affiliate.services.audit import status_word
+    from affiliate.services.fraud import DESCRIPTIONS, action_label, rule_label, setting_label
+    from affiliate.services.trace_words import matched_by, trace_time, verdict_action
 
     app.jinja_env.filters.update(FILTERS)
+    # Words for what code names in snake_case: fraud rules, their actions and thresholds, and statuses.
+    app.jinja_env.filters.update(
+        rule_label=rule_label,
+        rule_description=lambda rule: DESCRIPTIONS.get(rule, ""),
+        rule_action=action_label,
+        setting_label=setting_label,
+        status_word=status_word,
+        matched_by=matched_by,
+        trace_time=trace_time,
+        verdict_action=verdict_action,
+    )
     app.jinja_env.globals["public_base_url"] = app.config["PUBLIC_BASE_URL"].rstrip("/")
 
 

@@ -8,7 +8,7 @@ from flask_login import current_user
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import Program, Role, utcnow
-from affiliate.services.fraud import DEFAULT_RULES, DESCRIPTIONS, Action
+from affiliate.services.fraud import DEFAULT_RULES, Action
 from affiliate.services.fraud_rules import RuleError, parse_settings, save_rules
 from affiliate.services.screening import program_rules
 
@@ -40,7 +40,6 @@ def edit(program_id: int):
         settings=program_rules(db.session, program.id),
         errors=errors,
         form=request.form,
-        descriptions=DESCRIPTIONS,
         actions=[a.value for a in Action],
         thresholds={name: list(rule.settings) for name, rule in DEFAULT_RULES.items()},
     ), (422 if errors else 200)

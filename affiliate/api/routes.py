@@ -181,8 +181,19 @@ def conversion_json(conversion: Conversion) -> dict:
             "click_id": won.get("click_id") if conversion.click_id else None,
             "matched_by": trace.get("matched_by"),
             "coupon": (trace.get("code") or {}).get("code") if conversion.coupon_id else None,
+            # Why the clicks and codes that did not win lost (no_match, outside_window, bot, ...), once each.
+            "reasons": list(
+                dict.fromkeys(line["reason"] for line in trace.get("trace", []) if line["outcome"] != "won")
+            ),
         },
+        # The fraud rules that flagged or rejected the conversion (rules set to record only are left out).
+        "fraud": {"score": conversion.fraud_score, "rules": _fired(conversion.fraud_reasons)},
     }
+
+
+def _fired(fraud_reasons: str | None) -> list[str]:
+    fired = json.loads(fraud_reasons) if fraud_reasons else []
+    return [entry["rule"] for entry in fired if entry.get("action") in ("flag", "reject")]
 
 
 def _order_id(body: dict, name: str) -> str:

@@ -122,4 +122,4 @@ def print_demo_shop_link(program: Program) -> None:
     base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
     click.echo(f"Try the whole loop: open {base}/r/{link.code} ({owner.name}'s link), buy something in the demo shop,")
     click.echo(f"then sign in as {owner.email} to see the sale. Sign in afterwards: on one machine the shopper")
-    click.echo("has the affiliate's IP, and the self_referral rule rejects sales from where the affiliate signed in.")
+    click.echo("has the affiliate's IP, and the self-referral rule rejects sales from where the affiliate signed in.")

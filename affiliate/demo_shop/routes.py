@@ -15,7 +15,7 @@ import time
 from flask import Blueprint, current_app, render_template, request, url_for
 
 from affiliate.auth.sessions import token_or_none
-from affiliate.demo_shop import merchant
+from affiliate.demo_shop import merchant, reasons
 from affiliate.demo_shop.catalogue import PRODUCTS, find_product
 from affiliate.demo_shop.credentials import CredentialsMissing, ShopCredentials, credentials_path, load
 from affiliate.demo_shop.forms import CheckoutForm
@@ -84,7 +84,9 @@ def checkout():
     except merchant.ReportFailed as failure:
         # The same page (and order id) again, so trying once more cannot report the order twice.
         return render_template("demo_shop/checkout.html", form=form, problem=None, failure=failure), failure.status
-    return render_template("demo_shop/confirmation.html", sale=sale, product=product, answer=answer)
+    return render_template(
+        "demo_shop/confirmation.html", sale=sale, product=product, answer=answer, explanation=reasons.explain(answer)
+    )
 
 
 def _credentials() -> tuple[ShopCredentials | None, str | None]:

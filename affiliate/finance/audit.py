@@ -1,4 +1,4 @@
-"""Finance's audit log: every state change of money, newest first, filterable by what changed."""
+"""Finance's audit log: every state change of money, newest first, in words, filterable by what changed."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ from affiliate.models import Role
 from affiliate.params import paginate
 from affiliate.services import audit
 
-# What money depends on; account, program and API key changes are on the admin dashboard.
-SUBJECTS = ("commission", "conversion", "payout", "payout_batch", "adjustment")
+# What money depends on, and its name on the filter; account, program and API key changes are on the admin dashboard.
+SUBJECTS = {
+    "commission": "Commission",
+    "conversion": "Conversion",
+    "payout": "Payout",
+    "payout_batch": "Payout batch",
+    "adjustment": "Bonus or clawback",
+}
 
 bp = Blueprint("finance_audit", __name__, url_prefix="/finance/audit")
 bp.before_request(require_roles(Role.FINANCE, Role.ADMIN))
@@ -22,15 +28,21 @@ def index():
     subject = request.args.get("subject", "")
     if subject not in SUBJECTS:
         subject = ""
-    page = paginate(audit.entries((subject,) if subject else SUBJECTS))
-    shown = audit.context_of(db.session, page.items)
+    subjects = (subject,) if subject else tuple(SUBJECTS)
+    kinds = audit.kinds(subjects)
+    action = request.args.get("action", "")
+    if action not in kinds:
+        action = ""
+    page = paginate(audit.entries(subjects, action or None))
+    names = audit.names_for(db.session, page.items)
+    filters = {key: value for key, value in (("subject", subject), ("action", action)) if value}
     return render_template(
         "finance/audit/index.html",
         page=page,
-        emails=shown.emails,
-        keys=shown.keys,
-        batches=shown.batches,
+        wordings={entry.id: audit.describe(entry, names) for entry in page.items},
         subject=subject,
         subjects=SUBJECTS,
-        filters={"subject": subject} if subject else {},
+        action=action,
+        kinds=kinds,
+        filters=filters,
     )

@@ -81,30 +81,87 @@ DEFAULT_RULES: dict[str, RuleSetting] = {
     "shared_device": RuleSetting("shared_device", Action.FLAG, 40, {"max_conversions": 3, "hours": 24}),
     "coupon_leak": RuleSetting("coupon_leak", Action.FLAG, 30, {"min_conversions": 10, "max_share": 0.8, "days": 30}),
 }
-DESCRIPTIONS = {
-    "bot": "Bots and preview fetchers: user-agents' bot test, empty user agent, HEAD, link unfurlers, headless "
-    "browsers, Purpose: prefetch.",
-    "click_flooding": "More clicks than the thresholds from one IP or device on one link per minute or per hour.",
-    "duplicate_click": "A repeat click of the same visitor or device on the same link inside the unique window.",
-    "cookie_stuffing": "Clicks loaded as an image, iframe or script, or navigations without user activation. Safari, "
-    "iOS and in-app browsers cannot tell: their navigations are stuffing when, of the last day's navigations through "
-    "the same link and referrer in browsers that can, there were at least min navigations and at least the min "
-    "unactivated share had no user activation.",
-    "self_referral": "The affiliate and the customer share an email (normalised), IP, device, visitor cookie, or "
-    "an IP the affiliate signed in from.",
-    "too_fast": "The conversion came sooner after the click than a person could sign up or buy.",
-    "click_spamming": "Too large a share of the affiliate's conversions (default over 60%) come long after their click "
-    "(default over 7 days): clicks sprayed in the hope of claiming organic sales.",
-    "existing_customer": "The customer had converted before (first-time-customer programs).",
-    "disposable_email": "The customer's email is at a disposable-address provider.",
-    "paid_traffic": "The click carried an ad network's click id (gclid, fbclid, msclkid, ttclid, ...).",
-    "blocked_country": "The click came from a country the program blocks.",
-    "country_mismatch": "The click's country differs from the conversion's.",
-    "conversion_rate_outlier": "The affiliate converts far more of their clicks than is plausible.",
-    "shared_device": "Many conversions from one IP or device across affiliates.",
-    "coupon_leak": "A coupon whose conversions mostly come without any click of its affiliate (posted on coupon "
-    "sites).",
+# What people read: each rule's name and what it checks, in one sentence that says what the code below counts.
+LABELS = {
+    "bot": "Bot or link preview",
+    "click_flooding": "Click flooding",
+    "duplicate_click": "Repeat click",
+    "cookie_stuffing": "Cookie stuffing",
+    "self_referral": "Self-referral",
+    "too_fast": "Too fast after the click",
+    "click_spamming": "Click spamming",
+    "existing_customer": "Existing customer",
+    "disposable_email": "Disposable email address",
+    "paid_traffic": "Paid ad traffic",
+    "blocked_country": "Blocked country",
+    "country_mismatch": "Country mismatch",
+    "conversion_rate_outlier": "Unusual conversion rate",
+    "shared_device": "Shared device",
+    "coupon_leak": "Leaked coupon",
 }
+DESCRIPTIONS = {
+    "bot": "The click came from a bot, a link preview, a headless browser or a prefetch, had no user agent, or was "
+    "a HEAD request.",
+    "click_flooding": "More clicks on one link from one IP address or device than the limit per minute or per hour.",
+    "duplicate_click": "The same visitor or device clicked the same link again inside the unique-click window.",
+    "cookie_stuffing": "The link was loaded as an image, iframe or script, or opened without the user clicking; "
+    "Safari, iOS and in-app browsers cannot say whether the user clicked, so a navigation of theirs counts when, of "
+    "the last day's navigations through the same link from the same referrer in browsers that can, there were at "
+    "least the minimum number and at least the minimum share had no click.",
+    "self_referral": "The customer shares an email address (ignoring case, +tags and Gmail dots), an IP address, a "
+    "device or a visitor cookie with the affiliate, or an IP address the affiliate signed in or clicked from.",
+    "too_fast": "The conversion came fewer than the minimum seconds after its click, sooner than a person signs up "
+    "or buys.",
+    "click_spamming": "More than the maximum late share of the affiliate's conversions (once they have the minimum "
+    "number) came over the late hours after their click: clicks sprayed to claim sales that would have come anyway.",
+    "existing_customer": "The customer had converted in the program before (for programs that pay for new "
+    "customers only).",
+    "disposable_email": "The customer's email address is at a disposable-address provider.",
+    "paid_traffic": "The click carried an ad network's click id: gclid, gbraid, wbraid or dclid (Google), msclkid "
+    "(Microsoft), ttclid (TikTok), twclid (X), li_fat_id (LinkedIn), yclid (Yandex), epik (Pinterest), rdt_cid "
+    "(Reddit) or sccid (Snapchat); not fbclid, which Facebook adds to every link, organic posts included.",
+    "blocked_country": "The click came from a country the program blocks.",
+    "country_mismatch": "The click came from another country than the conversion.",
+    "conversion_rate_outlier": "The affiliate, once they have the minimum number of conversions, converts more than "
+    "the maximum rate of their clicks.",
+    "shared_device": "At least the maximum number of conversions, for any affiliates, came from one IP address or "
+    "device within the hours set.",
+    "coupon_leak": "Of a coupon's conversions in the days set (once there are the minimum number), more than the "
+    "maximum share came without any click of its affiliate, as when the code is posted on coupon sites.",
+}
+# The thresholds' names on the settings page and in the audit log.
+SETTING_LABELS = {
+    "per_minute": "Clicks per minute",
+    "per_hour": "Clicks per hour",
+    "min_navigations": "Minimum navigations",
+    "min_unactivated_share": "Minimum share without a click",
+    "min_seconds": "Minimum seconds",
+    "late_hours": "Late after (hours)",
+    "max_late_share": "Maximum late share",
+    "min_conversions": "Minimum conversions",
+    "countries": "Countries (two-letter codes)",
+    "max_rate": "Maximum conversion rate",
+    "max_conversions": "Maximum conversions",
+    "hours": "Within (hours)",
+    "max_share": "Maximum share without a click",
+    "days": "Period (days)",
+}
+ACTION_LABELS = {"off": "Off", "allow": "Record only", "flag": "Flag for review", "reject": "Reject"}
+
+
+def rule_label(rule: str | None) -> str:
+    """A rule's name as people read it: "self_referral" -> "Self-referral"; one not in the registry in plain words."""
+    return LABELS.get(rule or "") or (rule or "").replace("_", " ").capitalize()
+
+
+def setting_label(key: str) -> str:
+    """A threshold's name: "per_minute" -> "Clicks per minute"."""
+    return SETTING_LABELS.get(key) or key.replace("_", " ").capitalize()
+
+
+def action_label(action: str | None) -> str:
+    """What a rule does when it fires: "allow" -> "Record only"."""
+    return ACTION_LABELS.get(action or "") or (action or "").replace("_", " ").capitalize()
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,9 @@ def test_signed_sale_is_attributed_to_the_click_and_explained(app, redirector):
         "click_id": click_id,
         "matched_by": "click_id",
         "coupon": None,
+        "reasons": [],
     }
+    assert body["fraud"] == {"score": 40, "rules": ["too_fast"]}, "a sale the second its click lands is flagged"
     (stored,) = conversions(app)
     assert stored.customer_email == "B@example.com"
     trace = json.loads(stored.decision_trace)

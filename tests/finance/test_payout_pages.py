@@ -207,9 +207,10 @@ def test_audit_log_lists_money_changes_newest_first_and_filters(app, owed):
     batch_id = int(build(making).headers["Location"].rsplit("/", 1)[1])
     post_on_batch(checking, batch_id, f"/finance/payouts/{batch_id}/approve")
     page = checking.get("/finance/audit/").get_data(as_text=True)
-    assert page.index("payout_batch.approve") < page.index("payout_batch.build") < page.index("commission.approval")
+    approved, built = f"Approved payout batch #{batch_id}", f"Built payout batch #{batch_id}"
+    assert page.index(approved) < page.index(built) < page.index("Approved commission on order alice-order-1 ($60.00)")
     batches = checking.get("/finance/audit/?subject=payout_batch").get_data(as_text=True)
-    assert "payout_batch.build" in batches and "commission.approval" not in batches
+    assert built in batches and "Approved commission" not in batches
     with app.app_context():
         assert db.session.get(User, checker.id).email in batches
     assert checking.get("/finance/audit/?subject=nonsense&page=abc").status_code == 200
