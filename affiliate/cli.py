@@ -15,7 +15,7 @@ from affiliate import delivery, mail
 from affiliate.database import reading
 from affiliate.demo import seed
 from affiliate.extensions import db
-from affiliate.jobs import accrue_all, policy_of
+from affiliate.jobs import accrue_all, attribute_waiting, policy_of
 from affiliate.jobs import purge_clicks as purge_clicks_job
 from affiliate.models import Click, Role, UserStatus, utcnow
 from affiliate.services import accounts, accrual, deliveries, erasure, ledger, money_checks, outbox, rollups
@@ -151,6 +151,17 @@ def accrue_commissions() -> None:
     click.echo(
         f"Accrued {tally.commissions} commissions for {tally.conversions} conversions evaluated; "
         f"reversed {tally.reversed_cents} cents for refunds."
+    )
+
+
+@click.command("attribute-waiting")
+@with_appcontext
+def attribute_waiting_conversions() -> None:
+    """Attribute the conversions that waited for a click now stored; attribute without it those waited for too long."""
+    swept = attribute_waiting()
+    click.echo(
+        f"Attributed {swept.attributed} conversions whose click was stored; "
+        f"{swept.given_up} attributed without a click that never came."
     )
 
 
@@ -332,6 +343,7 @@ commands = (
     ledger_check,
     send_mail,
     send_webhooks,
+    attribute_waiting_conversions,
     accrue_commissions,
     approve_due,
     rollup,

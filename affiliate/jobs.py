@@ -1,4 +1,5 @@
-"""Jobs a portal process runs in the background: money (accrue, reverse refunds, approve what is due) and retention.
+"""Jobs a portal process runs in the background: money (attribute conversions whose click came late, accrue,
+reverse refunds, approve what is due) and retention.
 
 So that a sale reported to the API or a hosted signup becomes a pending commission within
 seconds, and a commission is approved by rule once its hold has passed, without a cron entry.
@@ -27,13 +28,25 @@ from flask import Flask
 
 from affiliate.extensions import db
 from affiliate.models import utcnow
-from affiliate.services import accrual, partitions, retention, rollups
+from affiliate.services import accrual, late_clicks, partitions, retention, rollups
 from affiliate.services.accrual import Tally
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "money-jobs.lock"
 RETENTION_LOCK_NAME = "retention-jobs.lock"
 RETENTION_STAMP_NAME = "retention-jobs.last"
+
+
+def attribute_waiting(*, clock: Callable[[], datetime] = utcnow) -> late_clicks.Swept:
+    """Attribute the conversions waiting for a click that is stored by now, and give up on those that waited
+    too long, committing per batch."""
+    attributed = given_up = 0
+    while True:
+        swept = late_clicks.sweep(db.session, now=clock())
+        db.session.commit()
+        attributed, given_up = attributed + swept.attributed, given_up + swept.given_up
+        if max(swept.attributed, swept.given_up) < late_clicks.SWEEP_BATCH:
+            return late_clicks.Swept(attributed, given_up)
 
 
 def accrue_all() -> Tally:
@@ -62,6 +75,7 @@ def run_once(app: Flask) -> tuple[Tally, int] | None:
         with app.app_context():
             try:
                 make_months_if_due()
+                attribute_waiting()
                 tally = accrue_all()
                 approved = accrual.approve_due(db.session, now=utcnow())
                 db.session.commit()

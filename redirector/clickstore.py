@@ -4,7 +4,8 @@ Runs where clicks are ingested: in the ingester process (redirector/ingester.py)
 ``CLICK_INGESTER=thread``, in each request process's ingester thread (redirector/recorder.py).
 Each batch is enriched (device and geo), marked unique or not, scored against its program's
 fraud rules and inserted with its rollups in one transaction. A database that refuses a batch
-leaves it in the click log, offered again every RETRY_SECONDS.
+leaves it in the click log, offered again every RETRY_SECONDS. Once a batch is stored, the conversions
+that waited for any of its clicks are attributed, in a transaction of their own (services/late_clicks.py).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from affiliate.models import Click
-from affiliate.services import partitions, rollups
+from affiliate.services import late_clicks, partitions, rollups
 from affiliate.services.fraud import (
     DEFAULT_RULES,
     Action,
@@ -104,6 +106,7 @@ class ClickStore:
                 clicks = self._unstored(conn, clicks)
                 if not clicks:
                     return
+                waiting = late_clicks.waiting_for(conn, (click["click_id"] for click in clicks))
                 first = min(click["clicked_at"] for click in clicks)
                 times = (
                     self._time(first - max(self.unique_window, timedelta(hours=1))),
@@ -127,6 +130,18 @@ class ClickStore:
         except BaseException:
             self.navigations.forget(observed)  # the batch stays in the click log and is judged again
             raise
+        if waiting:
+            self._attribute_waiting(waiting)
+
+    def _attribute_waiting(self, conversion_ids: list[int]) -> None:
+        """Attribute the conversions that waited for the clicks just stored. The clicks are stored either way:
+        a failure here leaves the conversions to the money jobs' sweep."""
+        try:
+            with Session(self.engine) as session:
+                late_clicks.attribute_arrived(session, conversion_ids, now=datetime.now(UTC))
+                session.commit()
+        except Exception:
+            log.warning("could not attribute conversions waiting for stored clicks; the sweep will", exc_info=True)
 
     def _copy(self, conn, rows: list[tuple]) -> None:
         """PostgreSQL's bulk path: the rows through COPY, several times faster than an INSERT per click.

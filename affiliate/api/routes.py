@@ -176,6 +176,7 @@ def conversion_json(conversion: Conversion) -> dict:
         "refund_of": conversion.refund_of_id,
         "refund_id": conversion.refund_key or None,
         "attribution": {
+            "status": _attribution_status(conversion),
             "attributed": conversion.affiliate_id is not None,
             "affiliate_id": conversion.affiliate_id,
             "click_id": won.get("click_id") if conversion.click_id else None,
@@ -194,6 +195,13 @@ def conversion_json(conversion: Conversion) -> dict:
 def _fired(fraud_reasons: str | None) -> list[str]:
     fired = json.loads(fraud_reasons) if fraud_reasons else []
     return [entry["rule"] for entry in fired if entry.get("action") in ("flag", "reject")]
+
+
+def _attribution_status(conversion: Conversion) -> str:
+    """``waiting_for_click`` while the click the conversion names is still in a click log, then as decided."""
+    if conversion.waiting_for_click is not None:
+        return "waiting_for_click"
+    return "attributed" if conversion.affiliate_id is not None else "unattributed"
 
 
 def _order_id(body: dict, name: str) -> str:

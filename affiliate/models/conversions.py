@@ -41,6 +41,8 @@ class Conversion(db.Model):
         Index("ix_conversions_coupon_at", "coupon_id", "occurred_at"),
         Index("ix_conversions_customer_ip_at", "customer_ip", "created_at"),
         Index("ix_conversions_customer_device_at", "customer_fingerprint", "created_at"),
+        # The ingester looks up, per batch of clicks it stored, the conversions waiting for any of them.
+        Index("ix_conversions_waiting_for_click", "waiting_for_click"),
         CheckConstraint("fraud_score BETWEEN 0 AND 100", name="fraud_score"),
     )
 
@@ -77,6 +79,12 @@ class Conversion(db.Model):
     # Whether, once evaluated, it counts towards its affiliate's tiers (a repeat sale past the plan's
     # recurring months does not).
     counts_for_tiers: Mapped[bool | None] = mapped_column()
+    # A conversion naming a click still in a redirector's click log (services/late_clicks.py): the click id it
+    # waits for, since when, and the report as received (JSON), attributed again once the click is stored.
+    # All three are cleared then; a waiting conversion is credited to nobody and not evaluated.
+    waiting_for_click: Mapped[str | None] = mapped_column(String(32))
+    waiting_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    waiting_report: Mapped[str | None] = mapped_column(Text)
 
     program: Mapped[Program] = relationship()
     click: Mapped[Click | None] = relationship()

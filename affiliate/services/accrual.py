@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from affiliate import notifications
 from affiliate.models import (
@@ -78,12 +78,13 @@ def run(session: Session, *, now: datetime) -> Tally:
 
 
 def conversions_to_evaluate(session: Session, limit: int = BATCH, after: int = 0) -> list[Conversion]:
-    """Credited signups and sales not yet evaluated and not waiting for review, oldest first."""
+    """Credited signups and sales not yet evaluated and not waiting for review or for their click, oldest first."""
     return session.scalars(
         select(Conversion)
         .where(
             Conversion.evaluated_at.is_(None),
             Conversion.affiliate_id.is_not(None),
+            Conversion.waiting_for_click.is_(None),
             Conversion.type != ConversionType.REFUND,
             Conversion.status.in_(EVALUABLE),
             Conversion.id > after,
@@ -94,10 +95,13 @@ def conversions_to_evaluate(session: Session, limit: int = BATCH, after: int = 0
 
 
 def refunds_to_reverse(session: Session, limit: int = BATCH) -> list[Conversion]:
-    """Refunds whose reversal has not been worked out yet, oldest first."""
+    """Refunds whose reversal has not been worked out yet, oldest first; a refund of a sale that waits for its
+    click waits with it (services/late_clicks.py)."""
+    sale = aliased(Conversion)
+    sale_waits = exists().where(sale.id == Conversion.refund_of_id, sale.waiting_for_click.is_not(None))
     return session.scalars(
         select(Conversion)
-        .where(Conversion.type == ConversionType.REFUND, Conversion.evaluated_at.is_(None))
+        .where(Conversion.type == ConversionType.REFUND, Conversion.evaluated_at.is_(None), ~sale_waits)
         .order_by(Conversion.id)
         .limit(limit)
     ).all()
@@ -112,9 +116,11 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
     # commissions of every conversion in it.
     _lock(session, User, conversion.affiliate_id)
     state = session.execute(
-        select(Conversion.evaluated_at, Conversion.status).where(Conversion.id == conversion.id).with_for_update()
+        select(Conversion.evaluated_at, Conversion.status, Conversion.waiting_for_click)
+        .where(Conversion.id == conversion.id)
+        .with_for_update()
     ).one()
-    if state.evaluated_at is not None or state.status not in EVALUABLE:
+    if state.evaluated_at is not None or state.status not in EVALUABLE or state.waiting_for_click is not None:
         return []
     plan = plan_in_force(session, conversion.program_id, conversion.affiliate_id, conversion.occurred_at)
     terms = terms_of(plan)

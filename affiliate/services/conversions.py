@@ -47,6 +47,9 @@ CLOCK_SKEW = timedelta(seconds=300)  # a merchant's clock may run this far ahead
 # The redirector answers once a click is in its click log; its row reaches the database a moment later.
 # How long a conversion naming a click issued moments ago waits for it: the redirector's bound on that moment.
 CLICK_PATIENCE = timedelta(seconds=CLICK_PATIENCE_SECONDS)
+# How old a click id a conversion names may be and still be waited for, past CLICK_PATIENCE: a click log
+# holds a burst's clicks for minutes, not hours, so an older id that is not stored never will be.
+CLICK_HORIZON = timedelta(hours=1)
 CANDIDATES_PER_KEY = 50  # clicks loaded per visitor or device, newest first
 OTHER_PARTNER = "Another partner's click."
 
@@ -224,13 +227,14 @@ def record_conversion(
 ) -> Recorded:
     """Store a signup or sale once, attributed, and announce it; a replay returns the stored one.
 
-    ``quiet``: the caller changes the new conversion further and announces it itself.
+    ``quiet``: the caller changes the new conversion further and announces it itself. A conversion waiting for
+    its click is announced once attributed (services/late_clicks.py), never before.
     """
     prepared = prepare_conversion(session, program, report, now=now)
     if isinstance(prepared, Recorded):
         return prepared
     recorded = _insert(session, prepared, prepared.request_hash)
-    if recorded.created and not quiet:
+    if recorded.created and not quiet and prepared.waiting_for_click is None:
         announce(session, recorded.conversion, now=now)
     return recorded
 
@@ -274,7 +278,8 @@ def store_conversion(session: Session, conversion: Conversion) -> Recorded:
         return _replay(stored, conversion.request_hash)
     conversion.id = inserted
     make_transient_to_detached(conversion)
-    announce(session, conversion, now=conversion.created_at)
+    if conversion.waiting_for_click is None:  # else announced once attributed
+        announce(session, conversion, now=conversion.created_at)
     return Recorded(conversion, created=True)
 
 
@@ -285,13 +290,35 @@ def prepare_conversion(
 
     Returns the stored conversion (as a replay) if the key is already taken, else a new,
     unsaved conversion for ``store_conversion``; the two may run in separate transactions.
+    A conversion naming a click still in a click log comes back waiting for it (see ``attribute_report``).
     """
     digest = request_hash(_payload(report))
     stored = _find(session, program.id, report.order_id, report.type)
     if stored is not None:
         return _replay(stored, digest)
     _check_report(program, report, now)
-    occurred_at = report.occurred_at or now
+    conversion = attribute_report(session, program, report, occurred_at=report.occurred_at or now, now=now)
+    conversion.request_hash = digest
+    return conversion
+
+
+def attribute_report(
+    session: Session,
+    program: Program,
+    report: ConversionRequest,
+    *,
+    occurred_at: datetime,
+    now: datetime,
+    stored_id: int | None = None,
+    may_wait: bool = True,
+) -> Conversion:
+    """A new, unsaved conversion for ``report``, attributed and screened as of ``now``.
+
+    A report naming a click id issued within CLICK_HORIZON whose click is not stored (it is still in a
+    redirector's click log) is not attributed yet: the conversion comes back credited to nobody, unscreened,
+    and waiting for that click (``waiting_for_click``), unless ``may_wait`` is False (services/late_clicks.py
+    attributes it again with ``stored_id``, the stored row's id, which screening leaves out of its counts).
+    """
     facts = ConversionFacts(
         program_id=program.id,
         occurred_at=occurred_at,
@@ -302,7 +329,9 @@ def prepare_conversion(
     candidates = _candidates(session, facts)
     touches = [_touch(row) for row in candidates.values()]
     named = next((touch for touch in touches if report.click_id and touch.click_id == report.click_id), None)
-    if named is not None and named.program_id == program.id and occurred_at < named.clicked_at:
+    if named is None and may_wait and click_awaitable(report.click_id, now=now):
+        return _waiting(program, report, occurred_at, now)
+    if stored_id is None and named is not None and named.program_id == program.id and occurred_at < named.clicked_at:
         raise OutOfRange("occurred_before_click", "occurred_at is before the click the conversion names.")
     binding = find_binding(session, program, report.customer_external_id, report.customer_user_id)
     terms = Terms(
@@ -314,6 +343,7 @@ def prepare_conversion(
     result = attribute(facts, touches, terms, binding, code)
     click = candidates[result.touch.id] if result.touch else None
     conversion = Conversion(
+        id=stored_id,
         program_id=program.id,
         type=report.type,
         order_id=report.order_id,
@@ -329,7 +359,6 @@ def prepare_conversion(
         affiliate_id=result.affiliate_id,
         occurred_at=occurred_at,
         created_at=now,
-        request_hash=digest,
         decision_trace=json.dumps(result.as_dict()),
         status=ConversionStatus.PENDING,
         extra=json.dumps(report.metadata) if report.metadata else None,
@@ -338,6 +367,48 @@ def prepare_conversion(
     )
     screen(session, conversion, click, now=now)
     return conversion
+
+
+def click_awaitable(click_id: str | None, *, now: datetime) -> bool:
+    """Whether a conversion naming ``click_id`` may wait for it: an id of ours issued within CLICK_HORIZON."""
+    issued = issued_at(click_id) if click_id else None
+    return issued is not None and now - CLICK_HORIZON <= issued <= now + timedelta(seconds=1)
+
+
+def _waiting(program: Program, report: ConversionRequest, occurred_at: datetime, now: datetime) -> Conversion:
+    """A conversion stored before the click it names: credited to nobody until the click is stored."""
+    summary = (
+        f"Waiting for its click: the click it names ({report.click_id}) is still in a redirector's click log. "
+        "It is attributed once the click is stored."
+    )
+    trace = {"affiliate_id": None, "touch_id": None, "matched_by": None, "summary": summary, "trace": []}
+    return Conversion(
+        program_id=program.id,
+        type=report.type,
+        order_id=report.order_id,
+        amount_cents=report.amount_cents,
+        currency=report.currency,
+        customer_external_id=report.customer_external_id,
+        customer_email=report.customer_email,
+        customer_user_id=report.customer_user_id,
+        customer_ip=report.customer_ip,
+        customer_fingerprint=report.fingerprint,
+        customer_country=report.customer_country,
+        occurred_at=occurred_at,
+        created_at=now,
+        decision_trace=json.dumps(trace),
+        status=ConversionStatus.PENDING,
+        extra=json.dumps(report.metadata) if report.metadata else None,
+        waiting_for_click=report.click_id,
+        waiting_since=now,
+        waiting_report=json.dumps(asdict(report), default=str),
+    )
+
+
+def waiting_report(conversion: Conversion) -> ConversionRequest:
+    """The report a waiting conversion was stored from, to attribute again."""
+    data = json.loads(conversion.waiting_report)
+    return ConversionRequest(**data | {"type": ConversionType(data["type"]), "occurred_at": conversion.occurred_at})
 
 
 def _code(session: Session, program: Program, report: ConversionRequest) -> tuple[Code | None, Coupon | None]:
@@ -411,7 +482,7 @@ def record_refund(session: Session, program: Program, report: RefundRequest, *, 
         status=ConversionStatus.APPROVED,
     )
     recorded = _insert(session, refund, digest)
-    if recorded.created:
+    if recorded.created and sale.waiting_for_click is None:  # else with the sale, once it is attributed
         announce(session, refund, now=now)
     return recorded
 

@@ -116,6 +116,10 @@ def sign_up(
         )
         recorded = record_conversion(session, program, report, now=now, quiet=True)
         conversion = recorded.conversion
+        if conversion.waiting_for_click is not None:
+            # Credited when its click is stored (credit_late_signup); the referral code's owner, if any, is
+            # this member's referrer already.
+            return SignupResult(member, _add_referral(session, member, referrer, program, None, now), conversion)
         if conversion.affiliate_id is None and referrer is not None:
             _credit_referral_code(conversion, referrer)
         if recorded.created:
@@ -123,18 +127,49 @@ def sign_up(
     if referrer is None and conversion is not None and conversion.affiliate_id is not None:
         referrer = session.get(User, conversion.affiliate_id)
         member.referred_by_id = referrer.id
-    referral = None
-    if referrer is not None:
-        referral = Referral(
-            referrer_id=referrer.id,
-            referred_id=member.id,
-            program_id=program.id if program else None,
-            click_id=conversion.click_id if conversion else None,
-            created_at=now,
-        )
-        session.add(referral)
-        session.flush()
-    return SignupResult(member, referral, conversion)
+    return SignupResult(member, _add_referral(session, member, referrer, program, conversion, now), conversion)
+
+
+def credit_late_signup(session: Session, conversion: Conversion, *, now: datetime) -> None:
+    """Finish a hosted signup whose conversion waited for its click, as sign_up would have on the spot.
+
+    Before it is announced: credit the member's referral code when no click won, or else make the
+    credited affiliate the member's referrer, with the referral, when the member came without a code.
+    """
+    member = session.get(User, conversion.customer_user_id) if conversion.customer_user_id else None
+    if member is None or conversion.type != ConversionType.SIGNUP:
+        return
+    if conversion.affiliate_id is None:
+        referrer = session.get(User, member.referred_by_id) if member.referred_by_id else None
+        if referrer is not None:
+            _credit_referral_code(conversion, referrer)
+        return
+    if member.referred_by_id is None:
+        member.referred_by_id = conversion.affiliate_id
+        referrer = session.get(User, conversion.affiliate_id)
+        _add_referral(session, member, referrer, conversion.program, conversion, conversion.created_at)
+
+
+def _add_referral(
+    session: Session,
+    member: User,
+    referrer: User | None,
+    program: Program | None,
+    conversion: Conversion | None,
+    now: datetime,
+) -> Referral | None:
+    if referrer is None:
+        return None
+    referral = Referral(
+        referrer_id=referrer.id,
+        referred_id=member.id,
+        program_id=program.id if program else None,
+        click_id=conversion.click_id if conversion else None,
+        created_at=now,
+    )
+    session.add(referral)
+    session.flush()
+    return referral
 
 
 def _credit_referral_code(conversion: Conversion, referrer: User) -> None:

@@ -34,6 +34,7 @@ from affiliate.services.conversions import (
     ConversionError,
     ConversionRequest,
     RefundRequest,
+    click_awaitable,
     record_conversion,
     record_refund,
 )
@@ -119,7 +120,7 @@ def _take_up_waiting(session: Session, program: Program, customer: str | None, n
 def _checkout(session: Session, program: Program, checkout: dict, at: datetime, now: datetime) -> int | None:
     if checkout.get("payment_status") not in ("paid", "no_payment_required"):
         raise Outcome(IGNORED, "The checkout is not paid.")
-    click_id, referral_code = _reference(session, program, checkout.get("client_reference_id"))
+    click_id, referral_code = _reference(session, program, checkout.get("client_reference_id"), now)
     coupon = _coupon(session, program, checkout)
     if not (click_id or referral_code or coupon):
         raise Outcome(IGNORED, "The checkout names no click, referral code or affiliate coupon.")
@@ -265,15 +266,18 @@ def _bound(session: Session, program: Program, customer: str) -> StripeCustomer 
     )
 
 
-def _reference(session: Session, program: Program, reference) -> tuple[str | None, str | None]:
-    """client_reference_id as ct.js offers it: a stored click id, else one of the program's link codes; anything
-    else names no referral."""
+def _reference(session: Session, program: Program, reference, now: datetime) -> tuple[str | None, str | None]:
+    """client_reference_id as ct.js offers it: a stored click id, else one of the program's link codes, else a click
+    id issued within the last hour whose click is still in a click log (the sale waits for it); anything else names
+    no referral."""
     if not isinstance(reference, str) or not REFERENCE.fullmatch(reference):
         return None, None
     if CLICK_ID.fullmatch(reference) and session.scalar(select(Click.id).where(Click.click_id == reference)):
         return reference, None
     if session.scalar(select(Link.id).where(Link.code == reference, Link.program_id == program.id)):
         return None, reference
+    if CLICK_ID.fullmatch(reference) and click_awaitable(reference, now=now):
+        return reference, None
     return None, None
 
 

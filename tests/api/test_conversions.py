@@ -47,6 +47,7 @@ def test_signed_sale_is_attributed_to_the_click_and_explained(app, redirector):
     body = response.json["conversion"]
     assert body["amount"] == 12_345 and body["currency"] == "USD" and body["type"] == "sale"
     assert body["attribution"] == {
+        "status": "attributed",
         "attributed": True,
         "affiliate_id": people["alice"].id,
         "click_id": click_id,

@@ -173,6 +173,7 @@ def test_click_land_sign_up_buy_and_see_it_credited(app, site, launch, tmp_path)
         assert response.status == 201
         answer = json.load(response)
     assert answer["conversion"]["attribution"] == {
+        "status": "attributed",
         "attributed": True,
         "affiliate_id": alice.id,
         "click_id": click_id,

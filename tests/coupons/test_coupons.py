@@ -75,6 +75,7 @@ def test_a_coupon_and_no_click_credits_its_affiliate_whatever_the_case_typed(app
     assert answer.status_code == 201, answer.get_json()
     attribution = answer.get_json()["conversion"]["attribution"]
     assert attribution == {
+        "status": "attributed",
         "attributed": True,
         "affiliate_id": shop["alice"].id,
         "click_id": None,

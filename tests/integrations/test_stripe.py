@@ -441,3 +441,14 @@ def test_a_signed_event_with_strange_fields_is_answered_without_an_error_and_sto
     if answer.status_code == 200:
         assert answer.get_json()["status"] in ("ignored", "refused", "waiting")
     assert sales_and_refunds(app) == []
+
+
+def test_a_checkout_naming_a_click_still_in_the_click_log_is_credited_once_the_click_is_stored(app, redirector, shop):
+    late = click(Visitor(redirector), shop["link"].code)  # logged; stored on flush()
+    completed = checkout("cs_late", mode="payment", amount=5000, reference=late, payment_intent="pi_late")
+    paid = event("checkout.session.completed", completed, created=int(time.time()) + 30)  # not too fast after the click
+    assert deliver(app, shop["program"].id, paid) == ["recorded"]
+    assert sales_and_refunds(app) == [("sale", "pi_late", 5000, None)], "waiting for its click"
+    redirector.recorder.flush()
+    assert sales_and_refunds(app) == [("sale", "pi_late", 5000, shop["alice"].id)]
+    assert earned(app, shop["alice"].id) == 1000
