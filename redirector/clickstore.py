@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 COLUMNS = tuple(column.name for column in Click.__table__.columns if column.name != "id")
 RULES_SECONDS = 30.0
 RETRY_SECONDS = 2.0  # how long refused clicks wait in the click log before the database is asked again
+# The PostgreSQL advisory lock every ingester (of every redirector node) holds while it judges and stores a batch.
+JUDGE_LOCK_KEY = 0x436C6963  # any number, the same in every ingester
 
 
 def attempt_ingest(ingest: Callable[[], int], *, database_ok: bool) -> int | None:
@@ -103,6 +105,7 @@ class ClickStore:
         observed: list[Observed] = []
         try:
             with self.engine.begin() as conn:
+                self._take_turn(conn)
                 clicks = self._unstored(conn, clicks)
                 if not clicks:
                     return
@@ -142,6 +145,18 @@ class ClickStore:
                 session.commit()
         except Exception:
             log.warning("could not attribute conversions waiting for stored clicks; the sweep will", exc_info=True)
+
+    def _take_turn(self, conn) -> None:
+        """Wait until no other ingester is judging and storing a batch, and hold the turn until this one commits.
+
+        A click is judged against the clicks stored before it (is its device's first on the link, is it
+        over the flooding limit), and one device's clicks may reach several redirector nodes, each storing
+        with an ingester of its own. Two transactions judging at once would not see each other's clicks
+        and count both as firsts. SQLite already lets one writer in at a time (BEGIN IMMEDIATE); on
+        PostgreSQL a transaction-level advisory lock does, released by the commit or rollback.
+        """
+        if not self.sqlite:
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (JUDGE_LOCK_KEY,))
 
     def _copy(self, conn, rows: list[tuple]) -> None:
         """PostgreSQL's bulk path: the rows through COPY, several times faster than an INSERT per click.
