@@ -2,7 +2,8 @@
 drill-down), the filters, the charts and the pagination of a computed list.
 
 An affiliate's reports are always scoped to one affiliate; the program filter only offers programs they have links
-on. Every table is paginated and downloadable as CSV through ``write_csv``.
+on. Every table is paginated and downloadable as CSV through ``write_csv``. The figures are read from the
+streaming replica when one is set and close enough (affiliate/replica.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from affiliate.downloads import csv_download
 from affiliate.extensions import db
 from affiliate.models import Program, User
 from affiliate.params import PAGE_SIZE
+from affiliate.replica import reading_session
 from affiliate.reports.charts import bar_chart
 from affiliate.reports.forms import ReportForm
 from affiliate.services import people, programs
@@ -64,8 +66,8 @@ def dashboard(person: User, breakdown_endpoint: str, route_args: dict):
     if period is None:
         return render_template("shared/reports/dashboard.html", report=None, **context), 400
     scope = Scope(person.id, form.program.data or None)
-    report = service.overview(db.session, scope, period)
-    excluded = service.breakdown(db.session, scope, period, "excluded")
+    report = service.overview(reading_session(), scope, period)
+    excluded = service.breakdown(reading_session(), scope, period, "excluded")
     return render_template(
         "shared/reports/dashboard.html",
         report=report,
@@ -86,7 +88,7 @@ def breakdown_page(person: User | None, dimension: str, allowed: tuple[str, ...]
     if period is None:
         return render_template("shared/reports/breakdown.html", page=None, **context), 400
     rows = service.breakdown(
-        db.session, Scope(person.id if person else None, form.program.data or None), period, dimension
+        reading_session(), Scope(person.id if person else None, form.program.data or None), period, dimension
     )
     return render_template("shared/reports/breakdown.html", page=paginate_rows(rows), query=query_of(form), **context)
 
@@ -98,7 +100,7 @@ def breakdown_csv(person: User | None, dimension: str, allowed: tuple[str, ...])
     if period is None:
         abort(400)
     scope = Scope(person.id if person else None, form.program.data or None)
-    header, rows = service.csv_table(dimension, service.breakdown(db.session, scope, period, dimension))
+    header, rows = service.csv_table(dimension, service.breakdown(reading_session(), scope, period, dimension))
     return csv_download(write_csv(rows, header), f"clicktrail-{dimension}-{period.start}-{period.end}.csv")
 
 

@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import func, select
 
 from affiliate.extensions import db
-from affiliate.models import Click, utcnow
+from affiliate.models import Click, User, utcnow
 from affiliate.replica import EXTENSION, reading_session
 from tests.conftest import build_app, dispose
 from tests.factories import make_admin, make_affiliate, make_link, make_program
 from tests.replica.cluster import ReplicatedPair, server_binaries
 from tests.reports.helpers import click_record, store_for
+from tests.reports.test_pages import figures, rows, signed_in
 
 _names = itertools.count()
 
@@ -104,3 +105,22 @@ def test_a_replica_that_is_down_or_not_a_replica_is_passed_over(pair, site):
     finally:
         not_a_replica.extensions[EXTENSION].engine.dispose()
         dispose(not_a_replica)
+
+
+def test_the_report_pages_and_their_csv_read_the_replica(pair, site):
+    app, link = site
+    _clicks(app, link, 4)
+    pair.caught_up()
+    with app.app_context():
+        affiliate = db.session.get(User, link.affiliate_id)
+    client = signed_in(app, affiliate)
+    assert figures(client.get("/partner/reports/").get_data(as_text=True))["raw"] == "4"
+
+    pair.replica.sql("SELECT pg_wal_replay_pause()")
+    _clicks(app, link, 3)
+    assert figures(client.get("/partner/reports/").get_data(as_text=True))["raw"] == "4", "read on the replica"
+    by_day = rows(client.get("/partner/reports/day.csv"))
+    assert sum(int(row["raw_clicks"]) for row in by_day) == 4, "and so is the CSV"
+
+    app.extensions[EXTENSION].max_lag = 0
+    assert figures(client.get("/partner/reports/").get_data(as_text=True))["raw"] == "7", "the primary, once it lags"
