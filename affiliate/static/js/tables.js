@@ -22,7 +22,8 @@
         var column = 0;
         Array.prototype.forEach.call(row.cells, function (cell) {
           var name = names[column];
-          if (name && !cell.hasAttribute("data-label")) cell.setAttribute("data-label", name);
+          // A row header (<th scope="row">) stays unlabelled: it reads as the title of its row's card.
+          if (name && cell.tagName === "TD" && !cell.hasAttribute("data-label")) cell.setAttribute("data-label", name);
           column += cell.colSpan || 1;
         });
       });
