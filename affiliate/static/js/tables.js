@@ -32,4 +32,40 @@
   }
 
   document.querySelectorAll("main table").forEach(stack);
+
+  // On a phone each labelled cell's content goes into one <div class="cell-value">, so the label and the value
+  // are two columns of the cell however many elements the value holds (done only when the layout stacks).
+  var phone = window.matchMedia("(max-width: 760px)");
+  function wrapCells() {
+    if (!phone.matches) return;
+    document.querySelectorAll("main table.stacked td[data-label]").forEach(function (cell) {
+      if (cell.firstElementChild && cell.firstElementChild.classList.contains("cell-value") && cell.childNodes.length === 1) return;
+      var value = document.createElement("div");
+      value.className = "cell-value";
+      while (cell.firstChild) value.appendChild(cell.firstChild);
+      cell.appendChild(value);
+    });
+  }
+  wrapCells();
+  if (phone.addEventListener) phone.addEventListener("change", wrapCells);
+
+  // A frame that scrolls sideways (a .no-stack table on a phone, a wide table without stacking) must be reachable
+  // by keyboard: it becomes a focusable region named after the table's caption.
+  function focusable() {
+    document.querySelectorAll("main .table-wrap").forEach(function (wrap) {
+      var scrolls = wrap.scrollWidth > wrap.clientWidth + 1;
+      if (scrolls && !wrap.hasAttribute("tabindex")) {
+        var caption = wrap.querySelector("caption");
+        wrap.setAttribute("tabindex", "0");
+        wrap.setAttribute("role", "region");
+        wrap.setAttribute("aria-label", caption ? caption.textContent.trim() : "Table, scrolls sideways");
+      } else if (!scrolls && wrap.getAttribute("tabindex") === "0") {
+        wrap.removeAttribute("tabindex");
+        wrap.removeAttribute("role");
+        wrap.removeAttribute("aria-label");
+      }
+    });
+  }
+  focusable();
+  window.addEventListener("resize", focusable);
 })();
