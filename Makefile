@@ -9,7 +9,7 @@ WORKERS ?= 2
 PYTEST_ARGS ?= -q -n 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-sqlite test-postgres lint bench clean
+.PHONY: install run test test-sqlite test-postgres test-accessibility lint bench clean
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ test-postgres: $(STAMP)
 	fi; \
 	echo "PostgreSQL pass on $$url"; \
 	CLICKTRAIL_TEST_DATABASE_URL="$$url" $(PY) -m pytest $(PYTEST_ARGS)
+
+# axe-core on every page of the browser journeys at 1280 and 390 px (docs/design.md); fetches the pinned axe-core first.
+test-accessibility: $(STAMP)
+	$(PY) -m tests.browser.axe
+	env -u CLICKTRAIL_TEST_DATABASE_URL $(PY) -m pytest -q tests/browser/test_accessibility.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

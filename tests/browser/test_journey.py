@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 
 from affiliate.extensions import db
 from affiliate.models import Commission, Conversion, User, utcnow
+from tests.browser.screens import capture
 from tests.browser.staff import finish_sign_in
 from tests.browser.test_loop import CHROMIUM, MERCHANT_PAGE, MerchantSite, launch  # noqa: F401 - fixture
 from tests.factories import PASSWORD as STAFF_PASSWORD
@@ -124,6 +125,7 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
     applicant.click("main button[type=submit]")
     applicant.wait_for_load_state()
     assert "review" in applicant.content().lower()
+    capture(applicant, "journey-applicant-application")
     with app.app_context():
         ada = db.session.scalar(select(User).where(User.email == "ada@example.com"))
         assert ada.status == "pending"
@@ -131,6 +133,8 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
 
     # 2. An admin approves her.
     admin_page = sign_in(browser, base, admin.email, STAFF_PASSWORD, "198.51.100.2")
+    admin_page.goto(f"{base}/admin/")
+    capture(admin_page, "journey-admin-dashboard")
     admin_page.goto(f"{base}/admin/affiliates/{ada_id}")
     shots.take(admin_page, "admin-reviews-applicant")
     admin_page.click("main button[value=approve]")
@@ -148,6 +152,7 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
 
     # 3. Ada creates a campaign link.
     ada_page = sign_in(browser, base, "ada@example.com", PASSWORD, "203.0.113.7")
+    capture(ada_page, "journey-affiliate-home")
     ada_page.goto(f"{base}/partner/links/new")
     ada_page.select_option("#program_id", str(program.id))
     ada_page.fill("#campaign", "Launch")
@@ -181,6 +186,7 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
     shopper.click("main button[type=submit]")
     shopper.wait_for_url(f"{base}/member/")
     shots.take(shopper, "member-home")
+    capture(shopper, "journey-member-home")
 
     # 5. The signup is recorded for Ada; it came seconds after its click, so screening flags it and it earns
     # nothing until finance's review approves it (docs/money.md).
@@ -204,6 +210,7 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
     wait_until(on_dashboard, what="the click and signup on the dashboard")
     assert "Earned\n$5.00" not in ada_page.inner_text("main"), "a flagged signup earns nothing before review"
     shots.take(ada_page, "dashboard")
+    capture(ada_page, "journey-affiliate-reports")
     ada_page.goto(f"{base}/partner/reports/link")
     shots.take(ada_page, "breakdown-by-link")
     name, text = download(ada_page, "main a[download]")
@@ -230,10 +237,12 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
     # 8. The signup came seconds after the click, so fraud screening flagged it: finance reviews and approves it,
     # then approves the pending commission.
     fran = sign_in(browser, base, maker.email, STAFF_PASSWORD, "198.51.100.3")
+    capture(fran, "journey-finance-home")
     fran.goto(f"{base}/finance/review/")
     assert "too fast" in fran.content()
     fran.check("main input[name=ids]")
     shots.take(fran, "review-queue")
+    capture(fran, "journey-finance-review-queue")
     fran.click("main button[value=approve]")
     fran.wait_for_load_state()
     wait_until(accrued, what="the signup's commission once review approved it")
@@ -252,6 +261,7 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
     assert "Batch #" in fran.content() and "$5.00" in fran.content()
     batch_url = fran.url
     shots.take(fran, "batch-built")
+    capture(fran, "journey-finance-batch")
 
     # 10. Chris approves it, entering his password again, exports the PayPal file and marks it paid.
     chris = sign_in(browser, base, checker.email, STAFF_PASSWORD, "198.51.100.4")
@@ -282,5 +292,6 @@ def test_apply_link_click_sign_up_see_it_and_get_paid(app, portal, launch, tmp_p
     earnings = ada_page.inner_text("body")
     assert "PAYPAL-BATCH-1" in earnings and "paid" in earnings.lower()
     shots.take(ada_page, "earnings-paid")
+    capture(ada_page, "journey-affiliate-earnings")
     assert len(shots.names) >= 12
     shop.close()

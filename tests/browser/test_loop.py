@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.api.helpers import make_merchant, sign
+from tests.browser.screens import capture
 from tests.factories import PASSWORD as FACTORY_PASSWORD
 from tests.factories import make_admin, make_affiliate, make_link, make_program
 from tests.redirector.helpers import CHROME, wait_for_click
@@ -191,6 +192,7 @@ def test_click_land_sign_up_buy_and_see_it_credited(app, site, launch, tmp_path)
     page.click("button[type=submit]")
     page.wait_for_url(f"{site.url}/member/")
     assert "Your referral link" in page.content()
+    capture(page, "loop-member-home")
 
     # 5. Alice signs in and sees the sale and the signup, each with why it was credited to her.
     alice_page = browser.new_context().new_page()

@@ -24,6 +24,7 @@ from affiliate.extensions import db
 from affiliate.models import Commission, Conversion, Program
 from affiliate.services.ledger import check
 from tests.api.helpers import sign
+from tests.browser.screens import capture
 from tests.browser.test_journey import Shots, person, portal, sign_in, wait_until  # noqa: F401 - fixture
 from tests.browser.test_loop import CHROMIUM, MERCHANT_PAGE, MerchantSite, launch  # noqa: F401 - fixture
 from tests.factories import PASSWORD, make_admin, make_affiliate
@@ -61,6 +62,8 @@ def test_a_merchant_sets_up_a_program_and_an_invited_affiliate_earns_by_its_vip_
 
     # 1. The admin creates a private program from nothing.
     staff = sign_in(browser, base, admin.email, PASSWORD, "198.51.100.2")
+    staff.goto(f"{base}/admin/")
+    capture(staff, "program-setup-admin-dashboard")
     staff.goto(f"{base}/admin/programs/new")
     staff.fill("#name", "Kitchen Club")
     staff.fill("#description", "Cookware for people who cook every day.")
@@ -77,6 +80,7 @@ def test_a_merchant_sets_up_a_program_and_an_invited_affiliate_earns_by_its_vip_
     # 2. Its plan: 10%, 12% from 100.00 of sales in a month, 15% from 1,000.00; the preview comes first.
     save_plan(staff, base, f"/admin/programs/{program_id}/plan/", "10", [("100.00", "12"), ("1000.00", "15")])
     shots.take(staff, "program-plan")
+    capture(staff, "program-setup-plan-editor")
 
     # 3. A VIP group with a better plan: 15%, 20% from 100.00, 25% from 1,000.00.
     staff.goto(f"{base}/admin/programs/{program_id}/groups/")
@@ -179,12 +183,14 @@ def test_a_merchant_sets_up_a_program_and_an_invited_affiliate_earns_by_its_vip_
     assert "$30.00" in page and "group VIP" in page and "plan version" in page, page
     assert "won" in page and "Vince VIP" in page
     shots.take(staff, "conversion-and-commission")
+    capture(staff, "program-setup-admin-conversion")
 
     # 9. Vince's home: what the program pays him, and his progress towards the 25% tier.
     partner.goto(f"{base}/partner/")
     home = partner.inner_text("main")
     assert "This month: $150.00, in the tier from $100.00 (20%); $850.00 to reach 25%" in home, home
     shots.take(partner, "affiliate-tier-progress")
+    capture(partner, "program-setup-affiliate-home")
     partner.goto(f"{base}/partner/earnings/")
     assert "$30.00" in partner.inner_text("main")
     shots.take(partner, "affiliate-earnings")

@@ -23,6 +23,7 @@ from affiliate.demo import DEMO_PASSWORD
 from affiliate.extensions import db
 from affiliate.models import AuditLog, Click, Conversion, FraudRule, Link, Program, User
 from tests.browser.conftest import demo_server
+from tests.browser.screens import capture
 from tests.browser.staff import finish_sign_in
 from tests.browser.test_journey import Shots, person, wait_until
 from tests.servers import ROOT
@@ -71,9 +72,16 @@ def fraud_report(page, base: str, program_id: int) -> tuple[dict[str, int], dict
     page.click("main form.filters button[type=submit]")
     page.wait_for_load_state()
     assert page.locator("main h1").inner_text() == "Fraud flags"
-    excluded = {reason: int(clicks) for reason, clicks in table(page, "Excluded clicks by reason")}
-    flags = {(rule, did): (int(n), int(waiting)) for rule, did, n, waiting in table(page, "Conversions per fraud rule")}
+    excluded = {reason: number(clicks) for reason, clicks in table(page, "Excluded clicks by reason")}
+    flags = {
+        (rule, did): (number(n), number(waiting)) for rule, did, n, waiting in table(page, "Conversions per fraud rule")
+    }
     return excluded, flags
+
+
+def number(text: str) -> int:
+    """A count as the portal writes it, with thousands separators ("1,234")."""
+    return int(text.replace(",", ""))
 
 
 def bot_click(port: int, path: str, agent: str, ip: str) -> str:
@@ -111,7 +119,7 @@ def queue_for_rule(page, base: str, rule: str) -> int:
     page.click("main form.filters button[type=submit]")
     page.wait_for_load_state()
     assert f"rule={rule}" in page.url
-    return int(page.inner_text("main h1 .badge").split()[0])
+    return number(page.inner_text("main h1 .badge").split()[0])
 
 
 def decide(page, conversion_id: int, decision: str, note: str) -> str:
@@ -137,6 +145,7 @@ def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, bro
     # by default it rejects, and a rejected sale never reaches a person.
     admin = person(browser, ADMIN_DESK)
     log_in(admin, base, ADMIN)
+    capture(admin, "review-admin-dashboard")
     admin.goto(f"{base}/admin/programs/")
     admin.locator("main tr", has_text="Demo Store").get_by_role("link", name="fraud rules").click()
     admin.wait_for_url(f"{base}/admin/programs/{program_id}/fraud/")
@@ -159,6 +168,7 @@ def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, bro
     shots.take(admin, "fraud-report-before")
     finance = person(browser, FINANCE_DESK)
     log_in(finance, base, FINANCE)
+    capture(finance, "review-finance-home")
     assert queue_for_rule(finance, base, "self_referral") == 0
     assert "Nothing is waiting for review." in finance.inner_text("main")
 
@@ -169,7 +179,7 @@ def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, bro
     assert urlsplit(alice_page.url).path == "/demo-shop/"
     log_in(alice_page, base, ALICE)
     alice_page.goto(f"{base}/partner/reports/")
-    alice_excluded_before = int(alice_page.inner_text("[data-figure=excluded]"))
+    alice_excluded_before = number(alice_page.inner_text("[data-figure=excluded]"))
 
     # 2a. Bots fetch her link over plain HTTP, as bots do: they still get their redirect.
     bot_clicks = [bot_click(demo.port, link_path, agent, ip) for agent, (_, ip) in BOTS.items()]
@@ -209,6 +219,7 @@ def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, bro
         assert "Alice Affiliate" in rows[conversion_id], rows[conversion_id]
     assert finance.locator(f"#pick-{stranger}").count() == 0
     shots.take(finance, "review-queue-self-referral")
+    capture(finance, "review-finance-queue")
     with app.app_context():
         reasons = json.loads(db.session.get(Conversion, stranger).fraud_reasons or "[]")
         assert "self_referral" not in {reason["rule"] for reason in reasons}, reasons
@@ -256,6 +267,7 @@ def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, bro
         assert sentence in entry and note in entry and FINANCE in entry, entry
         assert "Status: flagged → " in entry, entry
     shots.take(finance, "audit-log")
+    capture(finance, "review-finance-audit-log")
 
     # ...the fraud report counts the decided sales as no longer waiting and each bot under its reason...
     excluded_after, flags_after = fraud_report(admin, base, program_id)
@@ -269,9 +281,12 @@ def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, bro
         excluded_after,
     )
     shots.take(admin, "fraud-report-after")
+    capture(admin, "review-admin-fraud-report")
 
     # ...and Alice's dashboard counts the three bot fetches as excluded clicks, and nothing else.
     alice_page.goto(f"{base}/partner/reports/")
-    assert int(alice_page.inner_text("[data-figure=excluded]")) == alice_excluded_before + len(BOTS)
+    assert number(alice_page.inner_text("[data-figure=excluded]")) == alice_excluded_before + len(BOTS)
     shots.take(alice_page, "affiliate-dashboard")
+    alice_page.goto(f"{base}/partner/")
+    capture(alice_page, "review-affiliate-home")
     assert len(shots.names) == 9

@@ -17,7 +17,9 @@ def test_seed_demo_gives_the_dashboards_data(app, runner):
     client = app.test_client()
     assert Auth(client).login("alice@demo.clicktrail.example", DEMO_PASSWORD).status_code == 302
     shown = figures(client.get("/partner/reports/").get_data(as_text=True))
-    assert int(shown["raw"]) > 500 and int(shown["excluded"]) > 0 and int(shown["sales"]) > 10
+    count = {name: int(shown[name].replace(",", "")) for name in ("raw", "excluded", "sales")}  # "1,524"
+    assert shown["raw"].count(",") == (count["raw"] >= 1000), "thousands are separated"
+    assert count["raw"] > 500 and count["excluded"] > 0 and count["sales"] > 10
     assert shown["revenue"].startswith("$") and shown["commissions-pending"].startswith("$")
     staff = app.test_client()
     assert Auth(staff).login("finance@demo.clicktrail.example", DEMO_PASSWORD).status_code == 302

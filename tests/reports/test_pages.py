@@ -41,16 +41,18 @@ def test_dashboard_figures_for_a_known_world(app, world):
         "excluded": "1",
         "signups": "1",
         "sales": "2",
-        "conversion-rate": "60.00%",
+        "conversion-rate": "60.0%",
         "revenue": "$60.00",
         "earned": "$7.00",
-        "epc": "1.4000 USD",
+        "epc": "$1.40",
         "commissions-pending": "$7.00",
         "commissions-approved": "—",
         "commissions-paid": "—",
     }
     # The charts are pictures with a title and a summary, and their numbers are in a table too.
-    assert html.count('role="img"') == 2 and '<title id="chart-clicks-title">Human clicks per day</title>' in html
+    # Each chart is drawn twice, wide and compact (the stylesheet shows one, by screen width).
+    assert html.count('<figure class="chart">') == 2 and html.count('role="img"') == 4
+    assert '<title id="chart-clicks-title">Human clicks per day</title>' in html
     assert "From 2026-11-10 to 2026-11-12: 5 in total; the most, 2, on 2026-11-10." in html
     cells = r'<tr><th scope="row">(2026-11-1\d)</th><td class="num">(\d+)</td><td class="num">(\d+)</td>'
     days = re.findall(cells, html)
