@@ -180,6 +180,7 @@ def test_click_land_sign_up_buy_and_see_it_credited(app, site, launch, tmp_path)
         "click_id": click_id,
         "matched_by": "click_id",
         "coupon": None,
+        "reasons": [],
     }
     order_id = answer["conversion"]["order_id"]
 
