@@ -81,6 +81,7 @@ def test_a_coupon_and_no_click_credits_its_affiliate_whatever_the_case_typed(app
         "click_id": None,
         "matched_by": "coupon",
         "coupon": "ALICE10",
+        "reasons": [],
     }
     conversion, trace = stored(app, "order-1")
     assert conversion.affiliate_id == shop["alice"].id and conversion.coupon_id == shop["coupon"].id
