@@ -515,6 +515,21 @@ class Settled:
     held: list[int]  # held (the affiliate is suspended), now or before: not paid
     not_approved: list[int]  # its batch is not approved yet, or it was cancelled
 
+    def sentence(self, reference: str) -> str:
+        """What was done, for the person who did it: "2 payouts marked paid (reference X); 1 was already paid." """
+        paid = len(self.paid)
+        done = f"{paid} payout{'s' if paid != 1 else ''} marked paid" + (f" (reference {reference})" if paid else "")
+        parts = [done]
+        for ids, said in (
+            (self.already_paid, "already paid"),
+            (self.failed, "marked failed before, so not paid"),
+            (self.held, "held (the affiliate is suspended), so not paid"),
+            (self.not_approved, "not approved, so not paid"),
+        ):
+            if ids:
+                parts.append(f"{len(ids)} {'was' if len(ids) == 1 else 'were'} {said}")
+        return "; ".join(parts) + "."
+
 
 def mark_many_paid(
     session: Session, batch: PayoutBatch, payout_ids: list[int], *, reference: str, actor: User, now: datetime

@@ -51,9 +51,7 @@ def waiting(session: Session) -> Waiting:
     )
     to_review = session.scalar(select(func.count()).where(Conversion.status == ConversionStatus.FLAGGED))
     commissions = session.scalar(select(func.count()).where(Commission.status == CommissionStatus.PENDING))
-    adjustments = session.scalar(
-        select(func.count()).where(Adjustment.status == AdjustmentStatus.PENDING_APPROVAL)
-    )
+    adjustments = session.scalar(select(func.count()).where(Adjustment.status == AdjustmentStatus.PENDING_APPROVAL))
     open_statuses = (BatchStatus.DRAFT, BatchStatus.APPROVED, BatchStatus.EXPORTED)
     batches = dict(
         session.execute(

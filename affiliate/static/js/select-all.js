@@ -1,15 +1,16 @@
 // A header checkbox that ticks every row of its table, for the pages that act on many rows at once.
 // Markup: <input type="checkbox" data-select-all="ids" hidden> in the table's header, row checkboxes named "ids"
-// in the same form, and an element with data-selected-count (aria-live) to announce "N selected".
+// in the same form (inside it, or naming it with form=""), and an element with data-selected-count (aria-live)
+// inside the form to announce "N selected".
 // Without script the header box stays hidden and the row boxes work on their own.
 (function () {
   function setUp(master) {
-    var form = master.form || master.closest("form");
+    var form = master.form;
     if (!form) { return; }
-    var rows = Array.prototype.filter.call(
-      form.querySelectorAll('input[type="checkbox"][name="' + master.dataset.selectAll + '"]'),
-      function (box) { return box !== master; }
-    );
+    // form.elements also holds boxes outside the form that name it in their form="" attribute.
+    var rows = Array.prototype.filter.call(form.elements, function (box) {
+      return box !== master && box.type === "checkbox" && box.name === master.dataset.selectAll;
+    });
     if (!rows.length) { return; }
     var counter = form.querySelector("[data-selected-count]");
     function refresh(announce) {
