@@ -114,6 +114,7 @@ def register_blueprints(app: Flask) -> None:
     from affiliate.finance import commissions as finance_commissions
     from affiliate.finance import payouts as finance_payouts
     from affiliate.finance import review as finance_review
+    from affiliate.finance import routes as finance
     from affiliate.integrations import stripe as integrations_stripe
     from affiliate.main import routes as main
     from affiliate.member import routes as member
@@ -133,7 +134,7 @@ def register_blueprints(app: Flask) -> None:
         *(admin, admin_affiliates, admin_programs, admin_plans, admin_groups, admin_enrollments, admin_api_keys),
         *(admin_webhooks, admin_coupons, admin_outbox, admin_people, admin_fraud_rules, admin_conversions),
         admin_reports,
-        *(finance_review, finance_commissions, finance_payouts, finance_adjustments, finance_audit),
+        *(finance, finance_review, finance_commissions, finance_payouts, finance_adjustments, finance_audit),
         *(api, api_management, api_webhooks),
     )
     for module in modules:

@@ -11,7 +11,7 @@ from affiliate.extensions import db
 from affiliate.finance.forms import AdjustmentForm
 from affiliate.models import AdjustmentStatus, Role, User, UserStatus, utcnow
 from affiliate.money import format_amount
-from affiliate.params import paginate
+from affiliate.params import paginate, sort_param, text_param
 from affiliate.services import accounts, adjustments, audit, people, programs, recruiters, security_keys
 
 bp = Blueprint("admin_affiliates", __name__, url_prefix="/admin/affiliates")
@@ -25,10 +25,19 @@ def index():
     status = request.args.get("status", "pending" if current_user.role == Role.ADMIN else "all")
     if status not in STATUS_FILTERS:
         status = "all"
-    query = (request.args.get("q") or "").strip()[:100]
-    page = paginate(people.affiliates(status=None if status == "all" else status, search=query))
+    query = text_param("q")
+    sort = sort_param(people.AFFILIATE_SORTS, people.NEWEST)
+    page = paginate(people.affiliates(status=None if status == "all" else status, search=query, sort=sort))
+    filters = {"status": status, **({"q": query} if query else {})}
     return render_template(
-        "admin/affiliates/index.html", page=page, status=status, statuses=STATUS_FILTERS, query=query
+        "admin/affiliates/index.html",
+        page=page,
+        status=status,
+        statuses=STATUS_FILTERS,
+        query=query,
+        sort=sort,
+        filters=filters,
+        kept={**filters, **sort.args()},
     )
 
 

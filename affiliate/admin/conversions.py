@@ -10,14 +10,12 @@ from flask_login import current_user
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.models import Conversion, ConversionStatus, ConversionType, Role, utcnow
-from affiliate.params import paginate, query_id
+from affiliate.params import list_filters, paginate, sort_param
 from affiliate.services import people, programs
-from affiliate.services.conversion_lists import ConversionFilter, commissions_of, filtered
+from affiliate.services.conversion_lists import CONVERSION_SORTS, NEWEST, ConversionFilter, commissions_of, filtered
 from affiliate.services.conversions import attribution_of
 from affiliate.services.review import EARNING, decide
 from affiliate.validators import UNSTORABLE_MESSAGE, unstorable
-
-FILTERS = ("program", "affiliate", "type", "status", "attributed")
 
 bp = Blueprint("admin_conversions", __name__, url_prefix="/admin/conversions")
 bp.before_request(require_roles(Role.ADMIN, Role.FINANCE))
@@ -25,22 +23,36 @@ bp.before_request(require_roles(Role.ADMIN, Role.FINANCE))
 
 @bp.route("/")
 def index():
+    """Every conversion, newest first or sorted by a column, narrowed by program, affiliate (name, email, referral
+    code or id), order id, type, status, attribution and the days it occurred on."""
     args = request.args
+    shared = list_filters()
+    kind = args.get("type") if args.get("type") in set(ConversionType) else ""
+    status = args.get("status") if args.get("status") in set(ConversionStatus) else ""
+    unattributed = args.get("attributed") == "no"
     wanted = ConversionFilter(
-        program_id=query_id("program"),
-        affiliate_id=query_id("affiliate"),
-        type=args.get("type"),
-        status=args.get("status"),
-        unattributed=args.get("attributed") == "no",
+        program_id=shared.program_id,
+        type=kind or None,
+        status=status or None,
+        unattributed=unattributed,
+        affiliate=shared.affiliate,
+        order=shared.order,
+        days=shared.days,
     )
-    filters = {key: value for key, value in args.items() if key in FILTERS and value}
+    filters = {**shared.args, "type": kind, "status": status, "attributed": "no" if unattributed else ""}
+    filters = {key: value for key, value in filters.items() if value}
+    sort = sort_param(CONVERSION_SORTS, NEWEST)
+    for error in shared.errors:
+        flash(error, "warning")
     return render_template(
         "admin/conversions/index.html",
-        page=paginate(filtered(wanted)),
+        page=paginate(filtered(wanted, sort)),
         programs=programs.by_name(db.session),
         types=list(ConversionType),
         statuses=list(ConversionStatus),
         filters=filters,
+        sort=sort,
+        kept={**filters, **sort.args()},
     )
 
 

@@ -11,6 +11,7 @@ from affiliate.database import reading
 from affiliate.extensions import db
 from affiliate.models import Role, UserStatus, utcnow
 from affiliate.services import audit, erasure, people, programs
+from affiliate.services.waiting import waiting
 
 RECENT_CHANGES = 20
 
@@ -20,12 +21,14 @@ bp.before_request(require_roles(Role.ADMIN))
 
 @bp.route("/")
 def index():
+    """What waits for staff (applications, reviews, commissions, adjustments, batches), the affiliates and programs
+    at a glance, and the latest changes."""
     counts = people.affiliates_by_status(db.session)
     program_count = programs.count(db.session)
     recent = audit.latest(db.session, RECENT_CHANGES)
     return render_template(
         "admin/index.html",
-        pending=counts.get(UserStatus.PENDING.value, 0),
+        waiting=waiting(db.session),
         active=counts.get(UserStatus.ACTIVE.value, 0),
         suspended=counts.get(UserStatus.SUSPENDED.value, 0),
         programs=program_count,

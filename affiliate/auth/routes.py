@@ -55,7 +55,7 @@ def home_for(user: User) -> str:
     if user.role == Role.ADMIN:
         return url_for("admin.index")
     if user.role == Role.FINANCE:
-        return url_for("admin_affiliates.index")
+        return url_for("finance.index")
     if user.role == Role.AFFILIATE:
         return url_for("partner.home" if user.can_use_partner_pages else "account.application")
     if user.role == Role.MEMBER:

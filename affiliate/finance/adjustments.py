@@ -11,7 +11,7 @@ from affiliate.extensions import db
 from affiliate.finance.forms import ApproveAdjustmentForm, RejectAdjustmentForm
 from affiliate.models import Adjustment, Role, utcnow
 from affiliate.money import format_amount
-from affiliate.params import paginate
+from affiliate.params import paginate, sort_param
 from affiliate.services import adjustments as service
 from affiliate.services import people
 from affiliate.services import programs as program_service
@@ -73,7 +73,8 @@ def reject(adjustment_id: int):
 
 
 def _render_index(status: int = 200):
-    page = paginate(service.waiting())
+    sort = sort_param(service.WAITING_SORTS, service.OLDEST)
+    page = paginate(service.waiting(sort))
     decided = service.recently_decided(db.session, DECIDED_SHOWN)
     rows = [*page.items, *decided]
     people_named = {a.affiliate_id for a in rows} | {a.created_by_id for a in rows} | {a.approved_by_id for a in rows}
@@ -87,4 +88,5 @@ def _render_index(status: int = 200):
         programs=programs,
         approve_form=ApproveAdjustmentForm(),
         reject_form=RejectAdjustmentForm(),
+        sort=sort,
     ), status

@@ -27,6 +27,19 @@ class MarkPaidForm(Form):
     )
 
 
+class MarkManyPaidForm(Form):
+    """The ticked payouts of a batch, paid in one go (a PayPal or Wise batch, one bank run): one reference for all;
+    the ids are read from the form's ``payouts`` boxes."""
+
+    reference = StringField(
+        "Reference of the payment run (PayPal, Wise or the bank)",
+        validators=[
+            DataRequired(message="Enter the payment run's reference from PayPal, Wise or the bank."),
+            Length(max=255),
+        ],
+    )
+
+
 class MarkFailedForm(Form):
     reason = TextAreaField(
         "Why it failed (shown to the affiliate)",

@@ -9,18 +9,24 @@ from affiliate.auth.access import require_roles
 from affiliate.auth.sessions import login_is_fresh
 from affiliate.downloads import csv_download
 from affiliate.extensions import db
-from affiliate.finance.forms import BuildBatchForm, CancelBatchForm, MarkFailedForm, MarkPaidForm, RepeatExportForm
+from affiliate.finance.forms import (
+    BuildBatchForm,
+    CancelBatchForm,
+    MarkFailedForm,
+    MarkManyPaidForm,
+    MarkPaidForm,
+    RepeatExportForm,
+)
 from affiliate.models import (
     BatchStatus,
     Payout,
     PayoutBatch,
-    PayoutExport,
     PayoutStatus,
     Role,
     utcnow,
 )
 from affiliate.money import format_amount, to_decimal
-from affiliate.params import paginate
+from affiliate.params import form_ids, paginate, sort_param
 from affiliate.services import batches, people
 from affiliate.services import payouts as service
 from affiliate.services.exports import FORMATS, ExportError, write_csv
@@ -35,11 +41,26 @@ bp.before_request(require_roles(Role.FINANCE, Role.ADMIN))
 
 @bp.route("/")
 def index():
-    page = paginate(batches.newest_first())
-    counts = batches.status_counts(db.session, [batch.id for batch in page.items])
+    status = request.args.get("status", "")
+    if status not in set(BatchStatus):
+        status = ""
+    sort = sort_param(batches.BATCH_SORTS, batches.NEWEST)
+    page = paginate(batches.newest_first(status=status or None, sort=sort))
     deciders = {batch.created_by_id for batch in page.items} | {batch.approved_by_id for batch in page.items}
     names = people.names(db.session, deciders)
-    return render_template("finance/payouts/index.html", page=page, counts=counts, names=names, form=_build_form())
+    filters = {"status": status} if status else {}
+    return render_template(
+        "finance/payouts/index.html",
+        page=page,
+        progress=batches.progress_of(db.session, page.items),
+        names=names,
+        form=_build_form(),
+        statuses=list(BatchStatus),
+        status=status,
+        filters=filters,
+        sort=sort,
+        kept={**filters, **sort.args()},
+    )
 
 
 @bp.post("/build")
@@ -164,13 +185,47 @@ def mark_paid(payout_id: int):
     reference = form.reference.data.strip()
     if service.mark_paid(db.session, payout, reference=reference, actor=current_user, now=utcnow()):
         db.session.commit()
-        flash(f"Payout #{payout.id} marked paid (reference {reference}).", "success")
+        flash(f"Payout #{payout.id} marked paid (reference {reference}).{_closed(payout.batch)}", "success")
         return redirect(url_for("finance_payouts.show", batch_id=payout.batch_id), 303)
     if payout.status == PayoutStatus.HELD:
         db.session.commit()  # the hold mark_paid made instead
         flash(f"Payout #{payout.id} is held, not paid: {payout.hold_reason}.", "error")
         return _render_batch(payout.batch, 409)
     return _not_settled(payout)
+
+
+@bp.post("/<int:batch_id>/paid")
+def mark_many_paid(batch_id: int):
+    """Mark the ticked payouts of the batch paid with one reference, each as marking it paid alone does; those
+    already paid, failed or held are said, not an error."""
+    batch = _batch_or_404(batch_id)
+    form = MarkManyPaidForm()
+    ids = form_ids()
+    if not form.validate_on_submit() or not ids:
+        _flash_errors(form)
+        if not ids:
+            flash("Tick the payouts you paid.", "error")
+        return _render_batch(batch, 422, ticked=frozenset(ids), reference=form.reference.data or "")
+    reference = form.reference.data.strip()
+    try:
+        settled = service.mark_many_paid(db.session, batch, ids, reference=reference, actor=current_user, now=utcnow())
+    except service.PayoutError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return _render_batch(batch, 409, ticked=frozenset(ids), reference=reference)
+    db.session.commit()  # the payments, and the holds of suspended affiliates found on the way
+    flash(settled.sentence(reference) + _closed(batch), "success" if settled.paid else "warning")
+    return redirect(
+        url_for("finance_payouts.show", batch_id=batch.id, **sort_param(batches.PAYOUT_SORTS, batches.BY_ID).args()),
+        303,
+    )
+
+
+def _closed(batch: PayoutBatch) -> str:
+    """A sentence to add when the batch is closed now, else nothing."""
+    db.session.refresh(batch)
+    closed = batch.status == BatchStatus.CLOSED
+    return f" Batch #{batch.id} is closed: every payout in it is paid or failed." if closed else ""
 
 
 @bp.post("/payout/<int:payout_id>/failed")
@@ -182,7 +237,10 @@ def mark_failed(payout_id: int):
         return _render_batch(payout.batch, 422)
     if service.mark_failed(db.session, payout, reason=form.reason.data.strip(), actor=current_user, now=utcnow()):
         db.session.commit()
-        flash(f"Payout #{payout.id} marked failed: its amount is back in the affiliate's balance.", "success")
+        flash(
+            f"Payout #{payout.id} marked failed: its amount is back in the affiliate's balance.{_closed(payout.batch)}",
+            "success",
+        )
         return redirect(url_for("finance_payouts.show", batch_id=payout.batch_id), 303)
     return _not_settled(payout)
 
@@ -220,8 +278,11 @@ def yearly_csv():
     return csv_download(write_csv(rows, header), f"clicktrail-payouts-{year}.csv")
 
 
-def _render_batch(batch: PayoutBatch, status: int = 200):
-    rows = batches.payouts_of(db.session, batch.id)
+def _render_batch(batch: PayoutBatch, status: int = 200, *, ticked: frozenset[int] = frozenset(), reference: str = ""):
+    """The batch's page; after a refused bulk mark-paid, ``ticked`` and ``reference`` are shown again."""
+    sort = sort_param(batches.PAYOUT_SORTS, batches.BY_ID)
+    rows = batches.payouts_of(db.session, batch.id, sort)
+    counts = batches.status_counts(db.session, [batch.id]).get(batch.id, {})
     trail = batches.trail(db.session, batch.id, [payout.id for payout, _, _ in rows])
     names = people.names(db.session, {batch.created_by_id, batch.approved_by_id})
     awaiting = service.awaiting_payment(db.session, batch)
@@ -230,7 +291,7 @@ def _render_batch(batch: PayoutBatch, status: int = 200):
         for name, fmt in FORMATS.items()
         if (lines := [line for line in awaiting if line.method == fmt.method])
     }
-    exports = _exports(batch)
+    exports = batches.exports_of(db.session, batch.id)
     changed = service.details_changed(db.session, batch) if batch.status == BatchStatus.DRAFT else []
     return render_template(
         "finance/payouts/show.html",
@@ -247,16 +308,20 @@ def _render_batch(batch: PayoutBatch, status: int = 200):
         exported_formats={e.format for e, _ in exports},
         changed=changed,
         changed_ids=",".join(str(c.affiliate_id) for c in changed),
+        progress=batches.progress(batch.status, counts),
+        sort=sort,
+        sort_filters={"batch_id": batch.id},
+        many_form=MarkManyPaidForm(formdata=None, reference=reference),
+        ticked=ticked,
+        payable=any(p.status == PayoutStatus.APPROVED for p, _, _ in rows),
     ), status
-
-
-def _exports(batch: PayoutBatch) -> list[tuple[PayoutExport, str | None]]:
-    return batches.exports_of(db.session, batch.id)
 
 
 def _render_repeat(batch: PayoutBatch, export_format: str, form: RepeatExportForm, status: int = 200):
     """The page that makes a file: for a format exported before, a warning and a confirmation to tick."""
-    earlier = [(record, email) for record, email in _exports(batch) if record.format == export_format]
+    earlier = [
+        (record, email) for record, email in batches.exports_of(db.session, batch.id) if record.format == export_format
+    ]
     return render_template(
         "finance/payouts/export.html",
         batch=batch,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, flash, render_template, request
 from flask_login import current_user
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.finance.bulk_decide import Selection, bulk_decide
 from affiliate.models import Role, utcnow
-from affiliate.params import paginate, parse_id
+from affiliate.params import list_filters, paginate, sort_param
 from affiliate.services import people, programs, review
 from affiliate.services.fraud import DEFAULT_RULES
 
@@ -36,18 +36,27 @@ def decide():
         noun="conversion",
         unchanged="had already been decided and did not change.",
         back="finance_review.queue",
-        filters=_filters(request.args),
+        filters=_kept(request.args),
         show_again=lambda selection: (_queue(selection), 422),
     )
 
 
 def _queue(selection: Selection) -> str:
+    shared = list_filters()
     filters = _filters(request.args)
+    sort = sort_param(review.QUEUE_SORTS, review.OLDEST_FLAGGED)
     page = paginate(
         review.flagged(
-            program_id=filters.get("program"), affiliate_id=filters.get("affiliate"), rule=filters.get("rule")
+            program_id=shared.program_id,
+            rule=filters.get("rule"),
+            affiliate=shared.affiliate,
+            order=shared.order,
+            days=shared.days,
+            sort=sort,
         )
     )
+    for error in shared.errors:
+        flash(error, "warning")
     return render_template(
         "finance/review/queue.html",
         page=page,
@@ -56,15 +65,21 @@ def _queue(selection: Selection) -> str:
         programs=programs.by_name(db.session),
         rules=list(DEFAULT_RULES),
         filters=filters,
+        sort=sort,
+        kept={**filters, **sort.args()},
         selection=selection,
     )
 
 
-def _filters(args) -> dict[str, int | str]:
-    """The queue's filters in a query string: program and affiliate ids, and a rule name."""
-    filters: dict[str, int | str] = {
-        key: parse_id(args.get(key)) for key in ("program", "affiliate") if parse_id(args.get(key))
-    }
+def _filters(args) -> dict[str, str]:
+    """The queue's filters in a query string: a program, an affiliate (name, email, referral code or id), part of
+    an order id, the days the conversions occurred on, and a rule name."""
+    filters = dict(list_filters().args)
     if args.get("rule") in DEFAULT_RULES:
         filters["rule"] = args["rule"]
     return filters
+
+
+def _kept(args) -> dict[str, str]:
+    """The filters and the order asked for, to go back to the same list after a decision."""
+    return {**_filters(args), **sort_param(review.QUEUE_SORTS, review.OLDEST_FLAGGED).args()}

@@ -24,10 +24,19 @@ from affiliate.models import Adjustment, AdjustmentKind, AdjustmentStatus, Progr
 from affiliate.money import MAX_CENTS, minor_digits
 from affiliate.services import audit
 from affiliate.services.ledger import Leg, post
+from affiliate.services.listing import ASC, Sort, ordered
 from affiliate.validators import unstorable
 
 REASON_MAX = 1000
 STAFF = (Role.FINANCE, Role.ADMIN)
+# The sortable columns of the adjustments waiting for approval.
+WAITING_SORTS = {
+    "added": Adjustment.created_at,
+    "affiliate": User.name,
+    "kind": Adjustment.kind,
+    "amount": Adjustment.amount_cents,
+}
+OLDEST = Sort("added", ASC)
 
 
 class AdjustmentError(ValueError):
@@ -150,13 +159,15 @@ def reject(session: Session, adjustment_id: int, *, actor: User, note: str, now:
     return adjustment
 
 
-def waiting() -> Select:
-    """Adjustments waiting for a second approver, oldest first (a statement, for the paginator)."""
-    return (
+def waiting(sort: Sort = OLDEST) -> Select:
+    """Adjustments waiting for a second approver, oldest first unless ``sort`` says otherwise (a statement, for the
+    paginator)."""
+    query = (
         select(Adjustment)
+        .join(User, User.id == Adjustment.affiliate_id)
         .where(Adjustment.status == AdjustmentStatus.PENDING_APPROVAL)
-        .order_by(Adjustment.created_at, Adjustment.id)
     )
+    return ordered(query, sort, WAITING_SORTS, Adjustment.id)
 
 
 def recently_decided(session: Session, limit: int) -> list[Adjustment]:

@@ -1,16 +1,84 @@
-"""Reads of payout batches for finance's pages: the list, a batch's payouts, its audit trail and its exports."""
+"""Reads of payout batches for finance's pages: the list, a batch's payouts and progress, its audit trail and its
+exports."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import Row, Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from affiliate.models import AuditLog, Payout, PayoutBatch, PayoutExport, Program, User
+from affiliate.models import AuditLog, BatchStatus, Payout, PayoutBatch, PayoutExport, PayoutStatus, Program, User
+from affiliate.services.listing import ASC, DESC, Sort, ordered
+
+# The sortable columns of the batches list and of one batch's payouts.
+BATCH_SORTS = {
+    "built": PayoutBatch.created_at,
+    "status": PayoutBatch.status,
+    "currency": PayoutBatch.currency,
+    "total": PayoutBatch.total_cents,
+}
+NEWEST = Sort("built", DESC)
+PAYOUT_SORTS = {
+    "payout": Payout.id,
+    "affiliate": User.name,
+    "method": Payout.method,
+    "amount": Payout.amount_cents,
+    "status": Payout.status,
+    "paid": Payout.paid_at,
+}
+BY_ID = Sort("payout", ASC)
+# Payouts still to settle: a batch with none of these left (and some paid or failed) is settled.
+UNSETTLED = (PayoutStatus.PENDING, PayoutStatus.APPROVED, PayoutStatus.HELD)
 
 
-def newest_first() -> Select:
-    """Every batch, newest first (a statement, for the paginator)."""
-    return select(PayoutBatch).order_by(PayoutBatch.created_at.desc(), PayoutBatch.id.desc())
+@dataclass(frozen=True)
+class Progress:
+    """What happened to a batch: its payouts by outcome and the state people read.
+
+    ``state`` is the stored status while the batch is a draft, approved, exported or cancelled; once every payout
+    is settled it is ``paid`` (all paid), ``partly_paid`` (some paid, some failed) or ``failed`` (none paid).
+    """
+
+    state: str
+    closed: bool
+    payouts: int  # in the batch, cancelled ones left out
+    paid: int
+    failed: int
+    held: int
+    waiting: int  # approved (or pending in a draft), not yet paid or failed
+
+    @property
+    def label(self) -> str:
+        return self.state.replace("_", " ")
+
+
+def progress(status: str, counts: dict[str, int]) -> Progress:
+    """The progress of a batch in ``status`` whose payouts are ``counts`` (by payout status)."""
+    paid, failed, held = (counts.get(s, 0) for s in (PayoutStatus.PAID, PayoutStatus.FAILED, PayoutStatus.HELD))
+    waiting = counts.get(PayoutStatus.APPROVED, 0) + counts.get(PayoutStatus.PENDING, 0)
+    payouts = paid + failed + held + waiting
+    state = str(status)
+    live = status in (BatchStatus.APPROVED, BatchStatus.EXPORTED, BatchStatus.CLOSED)
+    # A batch settled before batches were closed by the last payout reads the same as one closed since.
+    if live and payouts and not (waiting or held):
+        state = "paid" if paid == payouts else "failed" if not paid else "partly_paid"
+    return Progress(state, status == BatchStatus.CLOSED, payouts, paid, failed, held, waiting)
+
+
+def newest_first(*, status: str | None = None, sort: Sort = NEWEST) -> Select:
+    """Every batch, newest first unless ``sort`` says otherwise, narrowed to a stored status (a statement, for the
+    paginator)."""
+    query = select(PayoutBatch)
+    if status in set(BatchStatus):
+        query = query.where(PayoutBatch.status == status)
+    return ordered(query, sort, BATCH_SORTS, PayoutBatch.id)
+
+
+def progress_of(session: Session, batches: list[PayoutBatch]) -> dict[int, Progress]:
+    """Each batch's progress, by id."""
+    counts = status_counts(session, [batch.id for batch in batches])
+    return {batch.id: progress(batch.status, counts.get(batch.id, {})) for batch in batches}
 
 
 def status_counts(session: Session, batch_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -29,16 +97,10 @@ def payout_count(session: Session, batch_id: int) -> int:
     return session.scalar(select(func.count()).where(Payout.batch_id == batch_id))
 
 
-def payouts_of(session: Session, batch_id: int) -> list[Row]:
-    """The batch's payouts in id order, each with its affiliate's name and email."""
-    return list(
-        session.execute(
-            select(Payout, User.name, User.email)
-            .join(User, User.id == Payout.affiliate_id)
-            .where(Payout.batch_id == batch_id)
-            .order_by(Payout.id)
-        ).all()
-    )
+def payouts_of(session: Session, batch_id: int, sort: Sort = BY_ID) -> list[Row]:
+    """The batch's payouts in id order (or as ``sort`` says), each with its affiliate's name and email."""
+    query = select(Payout, User.name, User.email).join(User, User.id == Payout.affiliate_id)
+    return list(session.execute(ordered(query.where(Payout.batch_id == batch_id), sort, PAYOUT_SORTS, Payout.id)).all())
 
 
 def trail(session: Session, batch_id: int, payout_ids: list[int]) -> list[Row]:

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from affiliate.models import Commission, Conversion, ConversionStatus, ConversionType
+from affiliate.services import people
+from affiliate.services.listing import DESC, Days, Sort, contains, ordered, within
+
+# The staff conversions table's sortable columns.
+CONVERSION_SORTS = {
+    "occurred": Conversion.occurred_at,
+    "order": Conversion.order_id,
+    "type": Conversion.type,
+    "amount": Conversion.amount_cents,
+    "status": Conversion.status,
+}
+NEWEST = Sort("occurred", DESC)
 
 
 @dataclass(frozen=True)
@@ -19,11 +32,15 @@ class ConversionFilter:
     type: str | None = None
     status: str | None = None
     unattributed: bool = False
+    affiliate: str = ""  # a name, email or referral code (part of one, any case), or an id
+    order: str = ""  # part of an order id, any case
+    days: Days = field(default_factory=Days)  # when it occurred
 
 
-def filtered(wanted: ConversionFilter) -> Select:
-    """Conversions matching the filter, newest first (a statement, for the paginator)."""
-    query = select(Conversion)
+def filtered(wanted: ConversionFilter, sort: Sort = NEWEST) -> Select:
+    """Conversions matching the filter, newest first unless ``sort`` says otherwise, each with its program and
+    affiliate loaded (a statement, for the paginator)."""
+    query = select(Conversion).options(selectinload(Conversion.program), selectinload(Conversion.affiliate))
     if wanted.program_id:
         query = query.where(Conversion.program_id == wanted.program_id)
     if wanted.affiliate_id:
@@ -34,7 +51,21 @@ def filtered(wanted: ConversionFilter) -> Select:
         query = query.where(Conversion.status == wanted.status)
     if wanted.unattributed:
         query = query.where(Conversion.affiliate_id.is_(None))
-    return query.order_by(Conversion.occurred_at.desc(), Conversion.id.desc())
+    if wanted.affiliate:
+        query = query.where(Conversion.affiliate_id.in_(people.matching(wanted.affiliate)))
+    if wanted.order:
+        query = query.where(contains(Conversion.order_id, wanted.order))
+    query = query.where(*within(Conversion.occurred_at, wanted.days))
+    return ordered(query, sort, CONVERSION_SORTS, Conversion.id)
+
+
+def by_id(session: Session, ids: Iterable[int]) -> dict[int, Conversion]:
+    """The conversions with these ids, each with its program, by id."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    query = select(Conversion).options(selectinload(Conversion.program)).where(Conversion.id.in_(wanted))
+    return {conversion.id: conversion for conversion in session.scalars(query)}
 
 
 def credited_to(affiliate_id: int) -> Select:

@@ -1,7 +1,8 @@
 """Payout batches, maker-checker: built from the ledger, approved by a second person, each payout settled once.
 
 A batch is ``draft`` when built, ``approved`` by a second person, ``exported`` once its first provider
-file is made (paying and marking paid go on from there), or ``cancelled`` while still a draft. Every
+file is made (paying and marking paid go on from there), ``closed`` when its last payout is marked paid or
+failed, or ``cancelled`` while still a draft. Every
 file made is recorded with its SHA-256; a second file of the same format is only made when the person
 confirms it, as uploading both pays everyone in them twice.
 
@@ -49,6 +50,7 @@ from affiliate.models import (
 from affiliate.money import format_amount
 from affiliate.services import audit, webhooks
 from affiliate.services import webhook_payloads as payloads
+from affiliate.services.batches import UNSETTLED
 from affiliate.services.exports import FORMATS, PayoutLine, payout_file
 from affiliate.services.ledger import IN_CHUNK, Leg, post, post_new
 
@@ -57,6 +59,7 @@ PAYABLE, PAYABLE_END = "affiliate_payable:", "affiliate_payable;"  # every affil
 
 
 EXPORTABLE = (BatchStatus.APPROVED, BatchStatus.EXPORTED, BatchStatus.CLOSED)
+OPEN = (BatchStatus.APPROVED, BatchStatus.EXPORTED)  # approved, payouts being paid: closed by the last one settled
 
 
 class PayoutError(ValueError):
@@ -447,7 +450,10 @@ def mark_paid(session: Session, payout: Payout, *, reference: str, actor: User, 
     False when it was not (any longer) approved.
 
     A payout whose affiliate is suspended is held instead (and False returned): the caller commits the hold.
+    The last payout of the batch to be settled closes it (``close_if_settled``).
     """
+    # The batch first, as every action on a batch takes its locks (batch, then affiliates and payouts).
+    _lock_batch_id(session, payout.batch_id)
     affiliate = session.execute(
         select(User.status, User.status_reason).where(User.id == payout.affiliate_id).with_for_update()
     ).one()
@@ -494,13 +500,96 @@ def mark_paid(session: Session, payout: Payout, *, reference: str, actor: User, 
         reference=reference[:255],
         now=now,
     )
+    close_if_settled(session, payout.batch_id, actor=actor, now=now)
     session.expire(payout)
     return True
 
 
+@dataclass(frozen=True)
+class Settled:
+    """What marking many payouts paid did, payout ids by outcome."""
+
+    paid: list[int]
+    already_paid: list[int]
+    failed: list[int]  # marked failed before: not paid
+    held: list[int]  # held (the affiliate is suspended), now or before: not paid
+    not_approved: list[int]  # its batch is not approved yet, or it was cancelled
+
+    def sentence(self, reference: str) -> str:
+        """What was done, for the person who did it: "2 payouts marked paid (reference X); 1 was already paid." """
+        paid = len(self.paid)
+        done = f"{paid} payout{'s' if paid != 1 else ''} marked paid" + (f" (reference {reference})" if paid else "")
+        parts = [done]
+        for ids, said in (
+            (self.already_paid, "already paid"),
+            (self.failed, "marked failed before, so not paid"),
+            (self.held, "held (the affiliate is suspended), so not paid"),
+            (self.not_approved, "not approved, so not paid"),
+        ):
+            if ids:
+                parts.append(f"{len(ids)} {'was' if len(ids) == 1 else 'were'} {said}")
+        return "; ".join(parts) + "."
+
+
+def mark_many_paid(
+    session: Session, batch: PayoutBatch, payout_ids: list[int], *, reference: str, actor: User, now: datetime
+) -> Settled:
+    """Mark the batch's payouts ``payout_ids`` paid with one reference, each exactly as ``mark_paid`` does (the same
+    guarded update, ledger entry, audit entry, webhook and mail), so none is paid twice; those that cannot be paid
+    are reported by why. An id that is not a payout of this batch refuses the whole request before anything
+    changes."""
+    wanted = sorted(set(payout_ids))
+    payouts = list(session.scalars(select(Payout).where(Payout.id.in_(wanted)).order_by(Payout.id)))
+    if not wanted or len(payouts) != len(wanted) or any(p.batch_id != batch.id for p in payouts):
+        raise PayoutError(f"Tick payouts of batch #{batch.id} only: nothing was marked paid.")
+    outcome: dict[str, list[int]] = {name: [] for name in ("paid", "already_paid", "failed", "held", "not_approved")}
+    for payout in payouts:
+        if mark_paid(session, payout, reference=reference, actor=actor, now=now):
+            outcome["paid"].append(payout.id)
+            continue
+        status = session.scalar(select(Payout.status).where(Payout.id == payout.id))
+        kind = {PayoutStatus.PAID: "already_paid", PayoutStatus.FAILED: "failed", PayoutStatus.HELD: "held"}
+        outcome[kind.get(status, "not_approved")].append(payout.id)
+    session.expire(batch)
+    return Settled(**outcome)
+
+
+def close_if_settled(session: Session, batch_id: int, *, actor: User, now: datetime) -> bool:
+    """Close an approved or exported batch once none of its payouts is left to pay (each paid or failed), with its
+    audit entry; False when some are left, or it was closed already.
+
+    The batch is locked (the callers lock it first), so of two people settling its last two payouts at once the
+    second sees the first's and closes it."""
+    _lock_batch_id(session, batch_id)
+    left = session.scalar(select(func.count()).where(Payout.batch_id == batch_id, Payout.status.in_(UNSETTLED)))
+    if left:
+        return False
+    before = session.scalar(select(PayoutBatch.status).where(PayoutBatch.id == batch_id))
+    closed = session.execute(
+        update(PayoutBatch)
+        .where(PayoutBatch.id == batch_id, PayoutBatch.status.in_(OPEN))
+        .values(status=BatchStatus.CLOSED)
+    ).rowcount
+    if closed:
+        _audit(
+            session,
+            actor.id,
+            "payout_batch.close",
+            "payout_batch",
+            batch_id,
+            before,
+            BatchStatus.CLOSED,
+            now,
+            note="every payout is paid or failed",
+        )
+    return bool(closed)
+
+
 def mark_failed(session: Session, payout: Payout, *, reason: str, actor: User, now: datetime) -> bool:
     """An approved or held payout that was not made: its amount returns to the affiliate's balance (told to the
-    webhook endpoints of the programs paying in its currency)."""
+    webhook endpoints of the programs paying in its currency). The last payout of the batch to be settled closes
+    it."""
+    _lock_batch_id(session, payout.batch_id)
     before = session.scalar(select(Payout.status).where(Payout.id == payout.id).with_for_update())
     if before not in (PayoutStatus.APPROVED, PayoutStatus.HELD):
         return False
@@ -537,6 +626,7 @@ def mark_failed(session: Session, payout: Payout, *, reason: str, actor: User, n
         reason=reason[:1000],
         now=now,
     )
+    close_if_settled(session, payout.batch_id, actor=actor, now=now)
     session.expire(payout)
     return True
 
@@ -560,7 +650,11 @@ def _tell(session: Session, payout: Payout, kind: str, subject: str, *, now: dat
 
 def _lock_batch(session: Session, batch: PayoutBatch) -> None:
     """Actions on one batch take turns on PostgreSQL, as SQLite's single writer makes them."""
-    session.execute(select(PayoutBatch.id).where(PayoutBatch.id == batch.id).with_for_update()).all()
+    _lock_batch_id(session, batch.id)
+
+
+def _lock_batch_id(session: Session, batch_id: int) -> None:
+    session.execute(select(PayoutBatch.id).where(PayoutBatch.id == batch_id).with_for_update()).all()
 
 
 def _suspended(affiliate: User) -> str:

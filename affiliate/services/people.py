@@ -8,6 +8,12 @@ from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from affiliate.models import STAFF_ROLES, Role, SecurityKey, User
+from affiliate.params import parse_id
+from affiliate.services.listing import DESC, Sort, contains, ordered
+
+# The affiliates table's sortable columns.
+AFFILIATE_SORTS = {"name": User.name, "email": User.email, "status": User.status, "applied": User.created_at}
+NEWEST = Sort("applied", DESC)
 
 
 def names(session: Session, ids: Iterable[int | None]) -> dict[int, str]:
@@ -24,16 +30,25 @@ def affiliate(session: Session, user_id: int) -> User | None:
     return person if person is not None and person.role == Role.AFFILIATE else None
 
 
-def affiliates(*, status: str | None = None, search: str = "") -> Select:
-    """Affiliates newest first, narrowed to a status and to those whose email or name contains ``search`` (any case);
-    a statement, for the paginator."""
+def affiliates(*, status: str | None = None, search: str = "", sort: Sort = NEWEST) -> Select:
+    """Affiliates (newest first unless ``sort`` says otherwise), narrowed to a status and to those ``search``
+    finds (see ``matching``); a statement, for the paginator."""
     query = select(User).where(User.role == Role.AFFILIATE)
     if status:
         query = query.where(User.status == status)
     if search:
-        pattern = f"%{search.lower()}%"
-        query = query.where(or_(User.email.like(pattern), User.name.ilike(pattern)))
-    return query.order_by(User.created_at.desc(), User.id.desc())
+        query = query.where(User.id.in_(matching(search)))
+    return ordered(query, sort, AFFILIATE_SORTS, User.id)
+
+
+def matching(search: str) -> Select:
+    """The ids of the affiliates whose name, email or referral code contains ``search`` (any case), or whose id it
+    is (links made when the filters asked for an id still work); a subquery for ``IN``."""
+    found = or_(contains(User.name, search), contains(User.email, search), contains(User.referral_code, search))
+    wanted_id = parse_id(search)
+    if wanted_id is not None:
+        found = or_(found, User.id == wanted_id)
+    return select(User.id).where(User.role == Role.AFFILIATE, found)
 
 
 def affiliates_by_name() -> Select:

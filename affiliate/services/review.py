@@ -13,12 +13,13 @@ import json
 from datetime import datetime
 
 from sqlalchemy import Select, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from affiliate import mail, notifications
 from affiliate.models import Commission, CommissionStatus, Conversion, ConversionStatus, ConversionType, Program
-from affiliate.services import accrual, audit, webhooks
+from affiliate.services import accrual, audit, people, webhooks
 from affiliate.services import webhook_payloads as payloads
+from affiliate.services.listing import ASC, Days, Sort, contains, ordered, within
 
 DECISIONS = {"approve": ConversionStatus.APPROVED, "reject": ConversionStatus.REJECTED}
 EVENTS = {"approve": "conversion.approved", "reject": "conversion.rejected"}  # the webhook event of each
@@ -30,35 +31,90 @@ EARNING = (ConversionStatus.PENDING, ConversionStatus.APPROVED)
 
 NOTE_REQUIRED = "Say why when rejecting: the note is kept in the audit log."
 
+# The sortable columns of the review queue and of the commissions table.
+QUEUE_SORTS = {
+    "flagged": Conversion.created_at,
+    "occurred": Conversion.occurred_at,
+    "order": Conversion.order_id,
+    "amount": Conversion.amount_cents,
+    "score": Conversion.fraud_score,
+}
+OLDEST_FLAGGED = Sort("flagged", ASC)
+COMMISSION_SORTS = {
+    "created": Commission.created_at,
+    "order": Conversion.order_id,
+    "amount": Commission.amount_cents,
+    "status": Commission.status,
+    "available": Commission.available_at,
+}
+OLDEST_COMMISSION = Sort("created", ASC)
+
 
 class ReviewError(ValueError):
     """A decision that cannot be taken as asked; the message says why."""
 
 
-def flagged(*, program_id: int | None = None, affiliate_id: int | None = None, rule: str | None = None) -> Select:
-    """The review queue: flagged conversions, oldest first, narrowed to a program, an affiliate or the name of
-    a rule that flagged them (a statement, for the paginator)."""
-    query = select(Conversion).where(Conversion.status == ConversionStatus.FLAGGED)
+def flagged(
+    *,
+    program_id: int | None = None,
+    affiliate_id: int | None = None,
+    rule: str | None = None,
+    affiliate: str = "",
+    order: str = "",
+    days: Days | None = None,
+    sort: Sort = OLDEST_FLAGGED,
+) -> Select:
+    """The review queue: flagged conversions, oldest first unless ``sort`` says otherwise, narrowed to a program,
+    an affiliate (by id, or by a name, email or referral code), the name of a rule that flagged them, part of an
+    order id, or the days they occurred on; each with its program loaded (a statement, for the paginator)."""
+    query = (
+        select(Conversion)
+        .options(selectinload(Conversion.program))
+        .where(Conversion.status == ConversionStatus.FLAGGED)
+    )
     if program_id:
         query = query.where(Conversion.program_id == program_id)
     if affiliate_id:
         query = query.where(Conversion.affiliate_id == affiliate_id)
+    if affiliate:
+        query = query.where(Conversion.affiliate_id.in_(people.matching(affiliate)))
     if rule:
         # fraud_reasons is a JSON list of objects; a rule's name appears in it as "rule": "<name>".
         query = query.where(Conversion.fraud_reasons.contains(json.dumps({"rule": rule})[1:-1]))
-    return query.order_by(Conversion.created_at, Conversion.id)
+    if order:
+        query = query.where(contains(Conversion.order_id, order))
+    if days:
+        query = query.where(*within(Conversion.occurred_at, days))
+    return ordered(query, sort, QUEUE_SORTS, Conversion.id)
 
 
-def commissions(*, status: str | None = None, program_id: int | None = None, affiliate_id: int | None = None) -> Select:
-    """Commissions oldest first, narrowed to a status, a program or an affiliate (a statement, for the paginator)."""
-    query = select(Commission)
+def commissions(
+    *,
+    status: str | None = None,
+    program_id: int | None = None,
+    affiliate_id: int | None = None,
+    affiliate: str = "",
+    order: str = "",
+    days: Days | None = None,
+    sort: Sort = OLDEST_COMMISSION,
+) -> Select:
+    """Commissions oldest first unless ``sort`` says otherwise, narrowed to a status, a program, an affiliate (by
+    id, or by a name, email or referral code), part of their conversion's order id, or the days they were made on
+    (a statement, for the paginator)."""
+    query = select(Commission).join(Conversion, Conversion.id == Commission.conversion_id)
     if status in set(CommissionStatus):
         query = query.where(Commission.status == status)
     if program_id:
         query = query.where(Commission.program_id == program_id)
     if affiliate_id:
         query = query.where(Commission.affiliate_id == affiliate_id)
-    return query.order_by(Commission.created_at, Commission.id)
+    if affiliate:
+        query = query.where(Commission.affiliate_id.in_(people.matching(affiliate)))
+    if order:
+        query = query.where(contains(Conversion.order_id, order))
+    if days:
+        query = query.where(*within(Commission.created_at, days))
+    return ordered(query, sort, COMMISSION_SORTS, Commission.id)
 
 
 def decide(

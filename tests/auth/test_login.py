@@ -27,7 +27,7 @@ def test_unknown_user_and_wrong_password_get_identical_answers(app, client, auth
 def test_login_lands_each_role_on_its_home(app, client, auth):
     homes = {
         make_admin(app).email: "/admin/",
-        make_finance(app).email: "/admin/affiliates/",
+        make_finance(app).email: "/finance/",
         make_affiliate(app).email: "/partner/",
         make_user(app, role="member").email: "/member/",
     }

@@ -11,9 +11,9 @@ def test_reauth_only_returns_to_our_own_pages(app, client):
     Auth(client).login(finance.email)
     for target, landing in (
         ("/finance/payouts/", "/finance/payouts/"),
-        ("https://evil.test/steal", "/admin/affiliates/"),
-        ("//evil.test/", "/admin/affiliates/"),
-        ("/%09/evil.test", "/admin/affiliates/"),
+        ("https://evil.test/steal", "/finance/"),
+        ("//evil.test/", "/finance/"),
+        ("/%09/evil.test", "/finance/"),
     ):
         url = f"/reauth?next={target}"
         token = csrf_token(client.get(url).get_data(as_text=True))

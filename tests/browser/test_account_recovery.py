@@ -276,14 +276,14 @@ def test_confirm_reset_and_two_factor_sign_in_with_mail_through_smtp(demo, smtp,
     assert "use your security key or enter the 6-digit code from your authenticator app" in main_text(fiona)
     shots.take(fiona, "second-step")
     fiona.click("[data-security-key=get]")
-    fiona.wait_for_url(f"{base}/admin/affiliates/")
+    fiona.wait_for_url(f"{base}/finance/")
     shots.take(fiona, "signed-in-with-security-key")
 
     sign_out(fiona)
     enter_password(fiona, base, FIONA, DEMO_PASSWORD)
     fiona.fill("#code", fiona_app.code())
     submit(fiona)
-    assert fiona.url == f"{base}/admin/affiliates/", main_text(fiona)
+    assert fiona.url == f"{base}/finance/", main_text(fiona)
     shots.take(fiona, "signed-in-with-app-code")
 
     sign_out(fiona)
