@@ -92,7 +92,7 @@ def adjust(user_id: int):
 
 
 def _render_show(affiliate: User, adjustment_form: AdjustmentForm | None = None, status: int = 200):
-    history = audit.history_of(db.session, "user", affiliate.id)
+    history = audit.in_words(db.session, audit.history_of(db.session, "user", affiliate.id))
     recent = adjustments.recent_for(db.session, affiliate.id, ADJUSTMENTS_SHOWN)
     recruiter = affiliate.referred_by
     return render_template(

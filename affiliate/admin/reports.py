@@ -9,6 +9,7 @@ from affiliate.downloads import csv_download
 from affiliate.extensions import db
 from affiliate.models import Role
 from affiliate.money import to_decimal
+from affiliate.replica import reading_session
 from affiliate.reports import pages
 from affiliate.reports.pages import PARTNER_BREAKDOWNS, charts, filters, paginate_rows, query_of
 from affiliate.services import programs
@@ -29,7 +30,7 @@ def overview():
     form, period = filters(programs.by_name(db.session))
     if period is None:
         return render_template("admin/reports/overview.html", form=form, report=None), 400
-    report = service.overview(db.session, Scope(program_id=form.program.data or None), period)
+    report = service.overview(reading_session(), Scope(program_id=form.program.data or None), period)
     return render_template(
         "admin/reports/overview.html",
         form=form,
@@ -56,8 +57,8 @@ def fraud():
     if period is None:
         return render_template("admin/reports/fraud.html", form=form, clicks=None, flags=None), 400
     scope = Scope(program_id=form.program.data or None)
-    clicks = service.breakdown(db.session, scope, period, "excluded")
-    flags = paginate_rows(service.conversion_flags(db.session, scope, period))
+    clicks = service.breakdown(reading_session(), scope, period, "excluded")
+    flags = paginate_rows(service.conversion_flags(reading_session(), scope, period))
     return render_template("admin/reports/fraud.html", form=form, clicks=clicks, flags=flags, query=query_of(form))
 
 
@@ -66,7 +67,7 @@ def fraud_csv():
     form, period = filters(programs.by_name(db.session))
     if period is None:
         abort(400)
-    flags = service.conversion_flags(db.session, Scope(program_id=form.program.data or None), period)
+    flags = service.conversion_flags(reading_session(), Scope(program_id=form.program.data or None), period)
     header = ("rule", "action", "conversions", "awaiting_review")
     rows = [(flag.rule, flag.action, flag.conversions, flag.awaiting_review) for flag in flags]
     return csv_download(write_csv(rows, header), f"clicktrail-fraud-flags-{period.start}-{period.end}.csv")

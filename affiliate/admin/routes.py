@@ -25,7 +25,7 @@ def index():
     at a glance, and the latest changes."""
     counts = people.affiliates_by_status(db.session)
     program_count = programs.count(db.session)
-    recent = audit.latest(db.session, RECENT_CHANGES)
+    recent = audit.in_words(db.session, audit.latest(db.session, RECENT_CHANGES))
     return render_template(
         "admin/index.html",
         waiting=waiting(db.session),

@@ -27,7 +27,7 @@ from affiliate.models import (
 )
 from affiliate.money import format_amount, to_decimal
 from affiliate.params import form_ids, paginate, sort_param
-from affiliate.services import batches, people
+from affiliate.services import audit, batches, people
 from affiliate.services import payouts as service
 from affiliate.services.exports import FORMATS, ExportError, write_csv
 from affiliate.services.payout_reports import paid_in_year
@@ -283,7 +283,7 @@ def _render_batch(batch: PayoutBatch, status: int = 200, *, ticked: frozenset[in
     sort = sort_param(batches.PAYOUT_SORTS, batches.BY_ID)
     rows = batches.payouts_of(db.session, batch.id, sort)
     counts = batches.status_counts(db.session, [batch.id]).get(batch.id, {})
-    trail = batches.trail(db.session, batch.id, [payout.id for payout, _, _ in rows])
+    trail = audit.in_words(db.session, batches.trail(db.session, batch.id, [payout.id for payout, _, _ in rows]))
     names = people.names(db.session, {batch.created_by_id, batch.approved_by_id})
     awaiting = service.awaiting_payment(db.session, batch)
     files = {

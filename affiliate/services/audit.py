@@ -309,6 +309,13 @@ def describe(entry: AuditLog, names: Names) -> Wording:
     )
 
 
+def in_words(session: Session, rows: Iterable) -> list[tuple[AuditLog, Wording]]:
+    """Entries as history_of, latest and batch trails give them (each with its actor's email), with their wording."""
+    shown = [row[0] for row in rows]
+    names = names_for(session, shown)
+    return [(entry, describe(entry, names)) for entry in shown]
+
+
 def names_for(session: Session, shown: Iterable[AuditLog]) -> Names:
     """The names ``describe`` needs for these entries, in one query per kind of thing they mention."""
     shown = list(shown)

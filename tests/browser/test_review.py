@@ -39,7 +39,7 @@ BOTS = {
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)": ("Bot: known bot", "66.249.66.1"),
     "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)": ("Bot: link preview", "54.209.1.9"),
 }
-FLAGGED = ("self referral", "flagged")  # the fraud report's row for conversions the rule flagged
+FLAGGED = ("Self-referral", "flagged")  # the fraud report's row for conversions the rule flagged
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, bro
     log_in(finance, base, FINANCE)
     capture(finance, "review-finance-home")
     assert queue_for_rule(finance, base, "self_referral") == 0
-    assert "Nothing is waiting for review." in finance.inner_text("main")
+    assert "No flagged conversion matches these filters." in finance.inner_text("main")
 
     # Alice checks at home that her newsletter link lands in the shop, then signs in from the same browser: her
     # home IP and that browser's visitor cookie are now known as hers.
@@ -215,7 +215,7 @@ def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, bro
         own_purchase: "the customer shares a visitor cookie with the affiliate",
     }
     for conversion_id, why in evidence.items():
-        assert f"self referral (flag): {why}" in rows[conversion_id], rows[conversion_id]
+        assert f"Self-referral (flagged): {why}" in rows[conversion_id], rows[conversion_id]
         assert "Alice Affiliate" in rows[conversion_id], rows[conversion_id]
     assert finance.locator(f"#pick-{stranger}").count() == 0
     shots.take(finance, "review-queue-self-referral")

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from affiliate.extensions import db
 from affiliate.models import LedgerTransaction, Payout, PayoutBatch, User, utcnow
 from affiliate.services.ledger import balance, check
-from tests.factories import Auth, csrf_token, make_finance
+from tests.factories import Auth, csrf_token, make_admin, make_finance
 
 
 def signed_in(app, user):
@@ -214,3 +214,16 @@ def test_audit_log_lists_money_changes_newest_first_and_filters(app, owed):
     with app.app_context():
         assert db.session.get(User, checker.id).email in batches
     assert checking.get("/finance/audit/?subject=nonsense&page=abc").status_code == 200
+
+
+def test_the_batch_page_and_the_admin_dashboard_tell_the_audit_trail_in_words(app, owed):
+    maker, checker = make_finance(app), make_finance(app)
+    making, checking = signed_in(app, maker), signed_in(app, checker)
+    batch_id = int(build(making).headers["Location"].rsplit("/", 1)[1])
+    post_on_batch(checking, batch_id, f"/finance/payouts/{batch_id}/approve")
+    batch_page = checking.get(f"/finance/payouts/{batch_id}").get_data(as_text=True)
+    trail = batch_page[batch_page.index("Audit trail") :]
+    assert trail.index(f"Approved payout batch #{batch_id}") < trail.index(f"Built payout batch #{batch_id}")
+    assert "payout_batch.approve" not in trail.split("Raw record")[0], "the action's code is kept for the raw record"
+    dashboard = signed_in(app, make_admin(app)).get("/admin/").get_data(as_text=True)
+    assert f"Approved payout batch #{batch_id}" in dashboard

@@ -167,7 +167,7 @@ def test_flagged_conversion_waits_for_finance_and_is_decided_once(app, redirecto
 
     finance = signed_in(app, make_finance(app))
     page = finance.get("/finance/review/")
-    assert "fast-1" in page.get_data(as_text=True) and "too fast" in page.get_data(as_text=True)
+    assert "fast-1" in page.get_data(as_text=True) and "Too fast after the click" in page.get_data(as_text=True)
     assert "1 waiting" in page.get_data(as_text=True)
     assert "Fraud verdict: score 40" in finance.get(f"/admin/conversions/{flagged.id}").get_data(as_text=True)
     assert "fast-1" not in finance.get("/finance/review/?rule=self_referral").get_data(as_text=True)
