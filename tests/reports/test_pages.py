@@ -147,7 +147,7 @@ def test_staff_overview_totals_every_affiliate(app, world):
         ("Bob Other", "bob@example.com", "1", "2"),
     ]
     fraud = client.get("/admin/reports/fraud", query_string=RANGE).get_data(as_text=True)
-    assert "self referral" in fraud and "Bot: known bot" in fraud
+    assert "Self-referral" in fraud and "Bot: known bot" in fraud
     flags = rows(client.get("/admin/reports/fraud.csv", query_string=RANGE))
     assert {"rule": "self_referral", "action": "reject", "conversions": "1", "awaiting_review": "0"} in flags
     assert client.get("/admin/reports/payouts", query_string=RANGE).status_code == 200
