@@ -10,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from affiliate.extensions import db
-from affiliate.models import LedgerTransaction, Payout, PayoutBatch, User, utcnow
+from affiliate.models import AuditLog, LedgerTransaction, Payout, PayoutBatch, User, utcnow
 from affiliate.services.ledger import balance, check
 from tests.factories import Auth, csrf_token, make_admin, make_finance
 
@@ -227,3 +227,45 @@ def test_the_batch_page_and_the_admin_dashboard_tell_the_audit_trail_in_words(ap
     assert "payout_batch.approve" not in trail.split("Raw record")[0], "the action's code is kept for the raw record"
     dashboard = signed_in(app, make_admin(app)).get("/admin/").get_data(as_text=True)
     assert f"Approved payout batch #{batch_id}" in dashboard
+
+
+def test_marking_many_payouts_paid_pays_each_once_as_marking_one_does_and_closes_the_batch(app, owed):
+    maker, checker = make_finance(app), make_finance(app)
+    making, checking = signed_in(app, maker), signed_in(app, checker)
+    batch_id = int(build(making).headers["Location"].rsplit("/", 1)[1])
+    post_on_batch(checking, batch_id, f"/finance/payouts/{batch_id}/approve")
+    ids = [payout_of(app, person).id for person in (owed.alice, owed.bob, owed.carol)]
+
+    nothing_ticked = post_on_batch(checking, batch_id, f"/finance/payouts/{batch_id}/paid", {"reference": "WIRE-1"})
+    assert nothing_ticked.status_code == 422 and "Tick the payouts you paid" in nothing_ticked.get_data(as_text=True)
+
+    paid = post_on_batch(checking, batch_id, f"/finance/payouts/{batch_id}/paid", {"reference": "WIRE-1", "ids": ids})
+    assert paid.status_code == 303
+
+    def state():
+        with app.app_context():
+            payouts = [db.session.get(Payout, payout_id) for payout_id in ids]
+            audit = db.session.scalar(
+                select(func.count())
+                .select_from(AuditLog)
+                .where(
+                    AuditLog.subject_type == "payout", AuditLog.subject_id.in_(ids), AuditLog.action == "payout.paid"
+                )
+            )
+            return (
+                [(p.status, p.external_reference) for p in payouts],
+                db.session.scalar(select(func.count()).select_from(LedgerTransaction)),
+                audit,
+                db.session.get(PayoutBatch, batch_id).status,
+                check(db.session),
+                balance(db.session, "payout_clearing", "USD"),
+            )
+
+    statuses, transactions, audited, batch_status, problems, clearing = state()
+    assert statuses == [("paid", "WIRE-1")] * 3
+    assert audited == 3 and problems == [] and clearing == 0
+    assert batch_status == "closed", "every payout in it is paid"
+
+    again = post_on_batch(checking, batch_id, f"/finance/payouts/{batch_id}/paid", {"reference": "WIRE-2", "ids": ids})
+    assert again.status_code == 303
+    assert state()[:3] == ([("paid", "WIRE-1")] * 3, transactions, 3), "a repeated post pays nothing twice"
