@@ -70,7 +70,7 @@ def _conversions(app):
 
 
 def test_conversions_are_found_by_affiliate_name_and_order_id_and_show_what_people_look_for(app):
-    admin, shoes, _, ada, _ = _conversions(app)
+    _, shoes, _, ada, _ = _conversions(app)
     client = signed_in(app, make_finance(app))
 
     by_name = client.get("/admin/conversions/?affiliate=lovelace").get_data(as_text=True)
