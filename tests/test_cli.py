@@ -30,9 +30,7 @@ def test_create_user_with_password_from_environment(app, runner, client):
     )
     assert result.exit_code == 0, result.output
     assert "Created finance ops@example.com" in result.output
-    assert (
-        Auth(client).login("ops@example.com", "a long finance passphrase").headers["Location"] == "/finance/"
-    )
+    assert Auth(client).login("ops@example.com", "a long finance passphrase").headers["Location"] == "/finance/"
 
 
 def test_create_user_prompts_and_refuses_weak_or_duplicate(app, runner):
