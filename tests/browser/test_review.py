@@ -218,6 +218,14 @@ def test_bots_and_self_referrals_are_flagged_reviewed_and_counted(app, demo, bro
         assert f"Self-referral (flagged): {why}" in rows[conversion_id], rows[conversion_id]
         assert "Alice Affiliate" in rows[conversion_id], rows[conversion_id]
     assert finance.locator(f"#pick-{stranger}").count() == 0
+    # The header box ticks every row on the page, says how many, and clears them again.
+    everything = finance.locator("main [data-select-all]")
+    rows_boxes = finance.locator("main input[name=ids]:not([data-select-all])")
+    everything.check()
+    assert all(box.is_checked() for box in rows_boxes.all()) and rows_boxes.count() >= 2
+    assert f"{rows_boxes.count()} selected" in finance.inner_text("main [data-selected-count]")
+    everything.uncheck()
+    assert not any(box.is_checked() for box in rows_boxes.all())
     shots.take(finance, "review-queue-self-referral")
     capture(finance, "review-finance-queue")
     with app.app_context():
