@@ -179,6 +179,7 @@ def site(demo, chromium):
             "affiliate-report": f"/admin/reports/affiliates/{alice_id}",
         },
         "finance": {
+            "home": "/finance/",
             "affiliates": "/admin/affiliates/",
             "review": "/finance/review/",
             "commissions": "/finance/commissions/",
