@@ -42,12 +42,14 @@ def affiliates(*, status: str | None = None, search: str = "", sort: Sort = NEWE
 
 
 def matching(search: str) -> Select:
-    """The ids of the affiliates whose name, email or referral code contains ``search`` (any case), or whose id it
-    is (links made when the filters asked for an id still work); a subquery for ``IN``."""
-    found = or_(contains(User.name, search), contains(User.email, search), contains(User.referral_code, search))
+    """The ids of the affiliates whose name, email or referral code contains ``search`` (any case); a number is an
+    affiliate's id (links made when the filters asked for an id still work), so it finds that one affiliate, not
+    everyone whose email or code happens to contain its digits. A subquery for ``IN``."""
     wanted_id = parse_id(search)
     if wanted_id is not None:
-        found = or_(found, User.id == wanted_id)
+        found = or_(User.id == wanted_id, User.referral_code == search)
+    else:
+        found = or_(contains(User.name, search), contains(User.email, search), contains(User.referral_code, search))
     return select(User.id).where(User.role == Role.AFFILIATE, found)
 
 
