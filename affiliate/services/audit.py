@@ -115,6 +115,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "payout_batch.cancel": ("Payout batch cancelled", "Cancelled {s}"),
     "payout_batch.export": ("Payout file exported", "Exported the payout file of {s}"),
     "payout_batch.export_repeat": ("Payout file exported again", "Exported the payout file of {s} again"),
+    "payout_batch.close": ("Payout batch closed", "Closed {s}: every payout in it is paid or failed"),
     "adjustment.create": ("Bonus or clawback added", "Added {s}"),
     "adjustment.approve": ("Bonus or clawback approved", "Approved {s}"),
     "adjustment.reject": ("Bonus or clawback rejected", "Rejected {s}"),
