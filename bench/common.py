@@ -115,6 +115,22 @@ def connect(url: str) -> Iterator[Any]:
         connection.close()
 
 
+@contextlib.contextmanager
+def transaction(connection: Any) -> Iterator[None]:
+    """One transaction on a connection from connect()."""
+    if isinstance(connection, sqlite3.Connection):
+        connection.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+    else:
+        with connection.transaction():
+            yield
+
+
 def scalar(url: str, sql: str, args: Sequence = ()) -> Any:
     with connect(url) as connection:
         if url.startswith("sqlite"):
@@ -475,3 +491,32 @@ def run_databases(choice: str, measure: Callable[[str], list[dict[str, Any]]]) -
     finally:
         stop_cluster_if_started()
     return 1 if failed else 0
+
+
+def make_click_months(url: str, first: datetime, last: datetime) -> list[str]:
+    """On PostgreSQL, make the month partitions of clicks from ``first`` to ``last`` that are missing.
+
+    The migration makes months from the oldest click it found (none, in a fresh database) to a few ahead;
+    a seed writing older clicks makes theirs first, so that none lands in the default partition.
+    """
+    if url.startswith("sqlite"):
+        return []
+    from sqlalchemy import create_engine, text
+
+    from affiliate.services import partitions
+
+    engine = create_engine(url)
+    made = []
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": partitions.LOCK_KEY})
+            have = partitions.existing(conn)
+            for month in partitions.months_between(first, last):
+                if month.name not in have:
+                    partitions.make_month(conn, month)
+                    made.append(month.name)
+    finally:
+        engine.dispose()
+    if made:
+        say(f"made click partitions {', '.join(made)}")
+    return made
