@@ -175,7 +175,7 @@ def rollup_statements(postgresql: bool) -> list[str]:
     for dimension, value in dimensions.items():
         keep = "" if dimension == "total" else f"WHERE {value} IS NOT NULL AND {value} <> ''"
         statements.append(
-            "INSERT INTO click_rollups (dimension, day, affiliate_id, program_id, value, raw_clicks, human_clicks, "
+            "INSERT INTO click_rollups (dimension, day, affiliate_id, program_id, value, raw_clicks, human_clicks, "  # noqa: S608
             f"unique_clicks) SELECT '{dimension}', {day}, affiliate_id, program_id, {value}{text}, count(*), "
             f"sum(CASE WHEN {human} THEN 1 ELSE 0 END), sum(CASE WHEN {human} AND is_unique THEN 1 ELSE 0 END) "
             f"FROM clicks {keep} GROUP BY {day}, affiliate_id, program_id, {value}"
