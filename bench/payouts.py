@@ -109,7 +109,7 @@ def _seed(connection, affiliates: int, commissions: int, now: datetime) -> None:
             "payout_iban",
             "payout_details_changed_at",
             "created_at",
-        ),  # fmt: skip
+        ),
         users,
     )
     common.bulk_insert(
@@ -129,7 +129,7 @@ def _seed(connection, affiliates: int, commissions: int, now: datetime) -> None:
             "status",
             "created_at",
             "updated_at",
-        ),  # fmt: skip
+        ),
         [
             (
                 1,
@@ -146,7 +146,7 @@ def _seed(connection, affiliates: int, commissions: int, now: datetime) -> None:
                 long_ago,
                 long_ago,
             )
-        ],  # fmt: skip
+        ],
     )
     # Most affiliates earn a little, a few earn a lot: some stay under the minimum.
     weights = [rng.paretovariate(1.2) - 0.95 for _ in range(affiliates)]
