@@ -33,6 +33,8 @@ BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin").is_dir() else Path(sys.
 DATABASES = ("sqlite", "postgresql")
 # Quick runs (BENCH_QUICK=1): small worlds and short loads, to try the scripts; the figures mean nothing.
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+# Seeding only (BENCH_SEED_ONLY=1, as bench/run.py's first phase): build the cached worlds, measure nothing.
+SEED_ONLY = os.environ.get("BENCH_SEED_ONLY", "") not in ("", "0")
 SEED_FORMAT = 1  # bump to rebuild every cached world
 MARKER = "CLICKTRAIL_BENCH_RUN"  # in the environment of every process a bench starts (see settle)
 LOAD_THRESHOLD = float(os.environ.get("BENCH_LOAD_THRESHOLD", "0.5"))  # 1-minute load average per CPU
@@ -216,6 +218,11 @@ def cache_key(name: str, params: dict[str, Any]) -> str:
 
 
 @dataclass
+class SeededOnly(Exception):
+    """Raised by world() in a seeding-only run once the world is cached."""
+
+
+@dataclass
 class World:
     """A fresh copy of a cached seeded world for one run: its URL, instance folder and what the seed noted."""
 
@@ -248,6 +255,7 @@ def world(
     workdir: Path,
     *,
     max_age_days: float | None = None,
+    clone: bool = True,
 ) -> World:
     """A fresh copy of the world ``build`` seeds, building and caching it first when no valid copy is cached.
 
@@ -272,6 +280,10 @@ def world(
             seeded = True
         else:
             seeded = False
+        if SEED_ONLY:
+            raise SeededOnly(
+                f"{name} ({database}) {'seeded' if seeded else 'cached'} in {time.monotonic() - started:.0f} s"
+            )
         target = instance / "bench.db"
         shutil.copyfile(cached, target)
         url = f"sqlite:///{target}"
@@ -283,12 +295,19 @@ def world(
             seeded = True
         else:
             seeded = False
-        run_name = f"bench_run_{name}"
-        drop_database(run_name)
-        with connect(server_url()) as connection:
-            connection.execute(f'CREATE DATABASE "{run_name}" TEMPLATE "{template}"')
-        url = database_url(server_url(), run_name)
-        drop = run_name
+        if SEED_ONLY:
+            raise SeededOnly(
+                f"{name} ({database}) {'seeded' if seeded else 'cached'} in {time.monotonic() - started:.0f} s"
+            )
+        if clone:
+            run_name = f"bench_run_{name}"
+            drop_database(run_name)
+            with connect(server_url()) as connection:
+                connection.execute(f'CREATE DATABASE "{run_name}" TEMPLATE "{template}"')
+            url = database_url(server_url(), run_name)
+            drop = run_name
+        else:
+            url, drop = database_url(server_url(), template), None
     seconds = time.monotonic() - started
     say(f"{name} ({database}): {'seeded and copied' if seeded else 'copied the cached world'} in {seconds:.1f} s")
     return World(database, url, instance, meta, seconds, seeded, drop)
@@ -464,10 +483,10 @@ def spread(values: Sequence[float], digits: int = 2) -> dict[str, Any]:
     }
 
 
-def target(figure: float | None, goal: float, *, at_most: bool) -> dict[str, Any]:
-    """The target beside the figure and whether it is met."""
-    meets = figure is not None and (figure <= goal if at_most else figure >= goal)
-    return {"target": f"{'<=' if at_most else '>='} {goal}", "meets_target": bool(meets)}
+def target(figure: float | None, goal: float, *, under: bool) -> dict[str, Any]:
+    """The target beside the figure (strictly under ``goal``, or at least ``goal``) and whether it is met."""
+    meets = figure is not None and (figure < goal if under else figure >= goal)
+    return {"target": f"{'<' if under else '>='} {goal}", "meets_target": bool(meets)}
 
 
 def emit(result: dict[str, Any]) -> None:
@@ -482,6 +501,8 @@ def run_databases(choice: str, measure: Callable[[str], list[dict[str, Any]]]) -
             try:
                 for result in measure(database):
                     emit(result)
+            except SeededOnly as done:
+                say(f"seeding only: {done}")
             except Exception:  # one database failing must not hide the other's figures
                 import traceback
 

@@ -34,6 +34,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyotp
+
 ROOT = Path(__file__).resolve().parent.parent
 if __name__ == "__main__":
     # Run as a script, bench/ heads sys.path and would shadow the redirector package.
@@ -58,6 +60,7 @@ LARGE_RATIO_TARGET = 1.5
 BYTES_PER_CLICK = 650
 DISK_HEADROOM = 12 * 2**30
 CHECK_ROLLUPS_UP_TO = 300_000  # small worlds are checked with `flask rollup --check`
+TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # noqa: S105 - a throwaway database
 PASSWORD = "bench-password-not-secret"  # noqa: S105 - seed_links's throwaway accounts
 COUNTRIES = ("US", "GB", "DE", "FR", "CA", "AU", "IN", "BR", "NL", "ES", "IT", "SE", "PL", "JP", None)
 DEVICES = ("desktop", "mobile", "tablet")
@@ -174,11 +177,12 @@ def rollup_statements(postgresql: bool) -> list[str]:
     statements = []
     for dimension, value in dimensions.items():
         keep = "" if dimension == "total" else f"WHERE {value} IS NOT NULL AND {value} <> ''"
+        group = "" if dimension == "total" else f", {value}"  # PostgreSQL refuses a constant in GROUP BY
         statements.append(
             "INSERT INTO click_rollups (dimension, day, affiliate_id, program_id, value, raw_clicks, human_clicks, "  # noqa: S608
             f"unique_clicks) SELECT '{dimension}', {day}, affiliate_id, program_id, {value}{text}, count(*), "
             f"sum(CASE WHEN {human} THEN 1 ELSE 0 END), sum(CASE WHEN {human} AND is_unique THEN 1 ELSE 0 END) "
-            f"FROM clicks {keep} GROUP BY {day}, affiliate_id, program_id, {value}"
+            f"FROM clicks {keep} GROUP BY {day}, affiliate_id, program_id{group}"
         )
     return statements
 
@@ -214,7 +218,7 @@ def check_disk(clicks: int) -> None:
     say(f"disk: about {need / 2**30:.0f} GiB needed for {clicks:,} clicks, {free / 2**30:.0f} GiB free")
 
 
-def reports_world(database: str, clicks: int, workdir: Path, name: str = "reports") -> common.World:
+def reports_world(database: str, clicks: int, workdir: Path, name: str = "reports", clone: bool = True) -> common.World:
     conversions = clicks // CLICKS_PER_CONVERSION
 
     def build(url: str, instance: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -229,7 +233,7 @@ def reports_world(database: str, clicks: int, workdir: Path, name: str = "report
         return {"seed_now": now.isoformat()}
 
     params = {"clicks": clicks, "conversions": conversions, "days": DAYS, "links": LINKS, "affiliates": AFFILIATES}
-    return common.world(database, name, params, build, workdir)
+    return common.world(database, name, params, build, workdir, clone=clone)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -294,10 +298,16 @@ class Pages:
                 0
             ]
             self.conversions = db.execute("SELECT COUNT(*) FROM conversions").fetchone()[0]
+            # Staff sign in with a second factor: the admin of this copy gets an authenticator secret.
+            db.execute(f"UPDATE users SET totp_secret = {mark} WHERE email = 'admin@bench.test'", (TOTP_SECRET,))  # noqa: S608
         self.affiliate, self.staff = self.app.test_client(), self.app.test_client()
         for client, login in ((self.affiliate, email), (self.staff, "admin@bench.test")):
             answer = client.post("/login", data={"email": login, "password": PASSWORD})
+            if answer.status_code == 302 and answer.headers["Location"].startswith("/login/second-factor"):
+                code = pyotp.TOTP(TOTP_SECRET).now()
+                answer = client.post(answer.headers["Location"], data={"code": code})
             assert answer.status_code == 302, f"could not sign in as {login}: {answer.status_code}"
+            assert not answer.headers["Location"].startswith(("/login", "/account/two-factor")), answer.headers
         self.timings: dict[str, list[float]] = {"dashboard": [], "overview": [], "raw": []}
 
     def render(self, rounds: int, raw_rounds: int = 0, *, record: bool = True) -> list[float]:
@@ -348,7 +358,7 @@ class Pages:
             "database": self.world.database,
             "clicks": self.clicks,
             "dashboard_p95_ms": dashboard_p95,
-            **common.target(dashboard_p95, P95_TARGET_MS, at_most=True),
+            **common.target(dashboard_p95, P95_TARGET_MS, under=True),
             "overview_p95_ms": round(percentile(self.timings["overview"], 0.95), 1),
             "p50_ms": round(percentile(both, 0.5), 1),
             "p95_ms": round(percentile(both, 0.95), 1),
@@ -368,10 +378,19 @@ def measure(database: str, args: argparse.Namespace, workdir: Path) -> list[dict
     workdir = workdir / database
     workdir.mkdir()
     large = database == "postgresql" and args.large_clicks > 0
+    if common.SEED_ONLY:
+        for clicks, name in [(args.clicks, "reports"), *([(args.large_clicks, "bigreports")] if large else [])]:
+            try:
+                reports_world(database, clicks, workdir / name, name=name)
+            except common.SeededOnly as done:
+                say(f"seeding only: {done}")
+        return []
     worlds = [reports_world(database, args.clicks, workdir / "base")]
     try:
         if large:
-            worlds.append(reports_world(database, args.large_clicks, workdir / "large", name="bigreports"))
+            # Read in place: a copy of 50M clicks would cost tens of GB and minutes a run; the pages only read,
+            # and signing in writes a few rows.
+            worlds.append(reports_world(database, args.large_clicks, workdir / "large", name="bigreports", clone=False))
         pages = [Pages(world) for world in worlds]
         settled = common.settle(f"reports on {database}", warm_note="one warm-up round of renders per world")
         for each in pages:
