@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -294,19 +295,23 @@ class Pages:
             ).fetchone()[0]
             mark = "?" if world.url.startswith("sqlite") else "%s"
             email = db.execute(f"SELECT email FROM users WHERE id = {mark}", (self.top,)).fetchone()[0]  # noqa: S608
-            self.clicks = db.execute("SELECT SUM(raw_clicks) FROM click_rollups WHERE dimension = 'total'").fetchone()[
-                0
-            ]
+            total = "SELECT SUM(raw_clicks) FROM click_rollups WHERE dimension = 'total'"
+            self.clicks = int(db.execute(total).fetchone()[0] or 0)  # a Decimal on PostgreSQL
             self.conversions = db.execute("SELECT COUNT(*) FROM conversions").fetchone()[0]
             # Staff sign in with a second factor: the admin of this copy gets an authenticator secret.
-            db.execute(f"UPDATE users SET totp_secret = {mark} WHERE email = 'admin@bench.test'", (TOTP_SECRET,))  # noqa: S608
+            db.execute(
+                f"UPDATE users SET totp_secret = {mark}, totp_last_step = NULL WHERE email = 'admin@bench.test'",  # noqa: S608
+                (TOTP_SECRET,),
+            )
         self.affiliate, self.staff = self.app.test_client(), self.app.test_client()
         for client, login in ((self.affiliate, email), (self.staff, "admin@bench.test")):
             answer = client.post("/login", data={"email": login, "password": PASSWORD})
             if answer.status_code == 302 and answer.headers["Location"].startswith("/login/second-factor"):
                 code = pyotp.TOTP(TOTP_SECRET).now()
                 answer = client.post(answer.headers["Location"], data={"code": code})
-            assert answer.status_code == 302, f"could not sign in as {login}: {answer.status_code}"
+            assert answer.status_code == 302, f"could not sign in as {login}: {answer.status_code} " + " ".join(
+                re.findall(r'class="[^"]*(?:error|flash)[^"]*"[^>]*>([^<]+)<', answer.get_data(as_text=True))
+            )
             assert not answer.headers["Location"].startswith(("/login", "/account/two-factor")), answer.headers
         self.timings: dict[str, list[float]] = {"dashboard": [], "overview": [], "raw": []}
 
