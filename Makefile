@@ -53,8 +53,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Benchmarks on SQLite and on a PostgreSQL cluster of their own (docs/benchmarks.md). A first run seeds
+# cached worlds under bench/.cache/ for long; BENCH_SKIP_50M=1 leaves out the 50M-click one, BENCH_QUICK=1
+# tries the scripts on small worlds, BENCH_ARGS="--only redirector,ingest" picks benches.
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

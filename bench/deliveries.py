@@ -515,6 +515,7 @@ def live(app, env: dict[str, str], certificates: Certificates, args: argparse.Na
         say(f"live: receiver errors: {receiver.errors[:5]}")
     return {
         "bench": "deliveries",
+        "database": "sqlite",
         "per_second": round(per_second, 1),
         "p95_latency_ms": round(p95),
         "p50_latency_ms": round(p50),
@@ -628,6 +629,7 @@ def receiver_down(app, certificates: Certificates, args: argparse.Namespace) -> 
     )
     return {
         "bench": "deliveries_receiver_down",
+        "database": "sqlite",
         "messages": len(phase.keys),
         "webhooks": phase.webhooks,
         "postbacks": phase.postbacks,

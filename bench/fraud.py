@@ -69,6 +69,7 @@ def main() -> int:
         json.dumps(
             {
                 "bench": "fraud",
+                "database": "sqlite",
                 "recall": recall,
                 "false_positive_rate": false_positive_rate,
                 "crawler_recall": round(1 - len(missed) / len(crawlers), 4),

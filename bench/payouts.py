@@ -1,21 +1,21 @@
-"""Benchmark building a payout batch: 10,000 affiliates over 1,000,000 approved commissions on SQLite.
+"""Benchmark building a payout batch: 10,000 affiliates over 1,000,000 approved commissions, on both databases.
 
-One run: a fresh migrated SQLite database seeded directly (users, a program, a conversion and an
-approved commission per row, each with its accrual and approval in the ledger, exactly as the
-accrual service books them), then ``build_batch`` timed through the real service and committed,
-then its result checked against the ledger. Prints one JSON line; diagnostics go to stderr.
+Per database: a copy of the cached world (bench/common.py), seeded directly through the bulk path
+(users, a program, a conversion and an approved commission per row, each with its accrual and
+approval in the ledger, exactly as the accrual service books them), a settled machine, one warm-up
+``build_batch`` rolled back, then ``build_batch`` timed through the real service and committed, and
+its result checked against the ledger. Prints one JSON line per database; diagnostics go to stderr.
 
-Usage: .venv/bin/python bench/payouts.py [--affiliates N] [--commissions N] [--keep]
+Usage: .venv/bin/python bench/payouts.py [--database sqlite|postgresql|both] [--affiliates N] [--commissions N]
+       [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import shutil
-import sqlite3
+import signal
 import sys
 import tempfile
 import time
@@ -24,34 +24,43 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if __name__ == "__main__":
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
     sys.path.insert(0, str(ROOT))
 
-from bench.redirector import migrate, say  # noqa: E402
+from bench import common  # noqa: E402
+from bench.common import say  # noqa: E402
 
 AFFILIATES = 10_000
 COMMISSIONS = 1_000_000
 MINIMUM_PAYOUT_CENTS = 5_000
 CHUNK = 50_000
 SEED = 5
+SECONDS_TARGET = 3.0
 
 
-def stamp(value: datetime) -> str:
-    """UTC wall time as text, the form the models' UTCDateTime keeps on SQLite."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+def seed(url: str, affiliates: int, commissions: int, now: datetime) -> None:
+    """Seed directly through the database's bulk path (COPY on PostgreSQL)."""
+    with common.connect(url) as connection:
+        if url.startswith("sqlite"):
+            connection.execute("PRAGMA synchronous=OFF")  # seeding only; the timed build runs with the app's settings
+        with common.transaction(connection):
+            _seed(connection, affiliates, commissions, now)
+        if not url.startswith("sqlite"):
+            # Rows were written with their ids: the sequences must continue after them.
+            for table in ("users", "programs", "conversions", "commissions", "ledger_transactions"):
+                connection.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # noqa: S608
+                )
 
 
-def seed(database: Path, affiliates: int, commissions: int, now: datetime) -> dict[int, int]:
-    """Seed directly with SQL; return each affiliate's approved balance in cents."""
+def _seed(connection, affiliates: int, commissions: int, now: datetime) -> None:
     rng = random.Random(SEED)
-    long_ago = stamp(now - timedelta(days=60))
-    connection = sqlite3.connect(database, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=OFF")  # seeding only; the timed build runs with the app's settings
-    connection.execute("BEGIN")
-    connection.execute(
-        "INSERT INTO users (id, name, email, password_hash, role, status, referral_code, created_at) "
-        "VALUES (1, 'Finance', 'finance@bench.test', 'x', 'finance', 'active', 'FINANCE1', ?)",
-        (long_ago,),
+    long_ago = now - timedelta(days=60)
+    common.bulk_insert(
+        connection,
+        "users",
+        ("id", "name", "email", "password_hash", "role", "status", "referral_code", "created_at"),
+        [(1, "Finance", "finance@bench.test", "x", "finance", "active", "FINANCE1", long_ago)],
     )
     users = []
     for n in range(affiliates):
@@ -65,7 +74,7 @@ def seed(database: Path, affiliates: int, commissions: int, now: datetime) -> di
             method, email, name, iban = "wise", f"a{affiliate_id}@wise.test", None, None
         else:
             method, email, name, iban = "bank", None, f"Affiliate {affiliate_id}", f"DE89370400440532{affiliate_id:06d}"
-        changed = stamp(now - timedelta(hours=10)) if n % 97 == 0 else long_ago  # a few in the cooling-off
+        changed = now - timedelta(hours=10) if n % 97 == 0 else long_ago  # a few in the cooling-off
         users.append(
             (
                 affiliate_id,
@@ -83,23 +92,65 @@ def seed(database: Path, affiliates: int, commissions: int, now: datetime) -> di
                 long_ago,
             )
         )
-    connection.executemany(
-        "INSERT INTO users (id, name, email, password_hash, role, status, referral_code, payout_method, payout_email, "
-        "payout_account_name, payout_iban, payout_details_changed_at, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    common.bulk_insert(
+        connection,
+        "users",
+        (
+            "id",
+            "name",
+            "email",
+            "password_hash",
+            "role",
+            "status",
+            "referral_code",
+            "payout_method",
+            "payout_email",
+            "payout_account_name",
+            "payout_iban",
+            "payout_details_changed_at",
+            "created_at",
+        ),
         users,
     )
-    connection.execute(
-        "INSERT INTO programs (id, name, destination_url, allowed_hosts, attribution_window_days, cookie_days, "
-        "attribution_model, hold_days, currency, minimum_payout_cents, status, created_at, updated_at) "
-        "VALUES (1, 'Bench', 'https://shop.example.com/', 'shop.example.com', 30, 30, 'last_click', 30, 'USD', ?, "
-        "'active', ?, ?)",
-        (MINIMUM_PAYOUT_CENTS, long_ago, long_ago),
+    common.bulk_insert(
+        connection,
+        "programs",
+        (
+            "id",
+            "name",
+            "destination_url",
+            "allowed_hosts",
+            "attribution_window_days",
+            "cookie_days",
+            "attribution_model",
+            "hold_days",
+            "currency",
+            "minimum_payout_cents",
+            "status",
+            "created_at",
+            "updated_at",
+        ),
+        [
+            (
+                1,
+                "Bench",
+                "https://shop.example.com/",
+                "shop.example.com",
+                30,
+                30,
+                "last_click",
+                30,
+                "USD",
+                MINIMUM_PAYOUT_CENTS,
+                "active",
+                long_ago,
+                long_ago,
+            )
+        ],
     )
     # Most affiliates earn a little, a few earn a lot: some stay under the minimum.
     weights = [rng.paretovariate(1.2) - 0.95 for _ in range(affiliates)]
     owners = rng.choices(range(2, affiliates + 2), weights=weights, k=commissions)
-    balances: dict[int, int] = {}
     transaction_id = 0
     for start in range(0, commissions, CHUNK):
         conversions, rows, transactions, entries = [], [], [], []
@@ -107,7 +158,6 @@ def seed(database: Path, affiliates: int, commissions: int, now: datetime) -> di
             row_id = index + 1
             affiliate_id = owners[index]
             amount = rng.randint(50, 2_000)
-            balances[affiliate_id] = balances.get(affiliate_id, 0) + amount
             conversions.append(
                 (
                     row_id,
@@ -136,61 +186,63 @@ def seed(database: Path, affiliates: int, commissions: int, now: datetime) -> di
                     (transaction_id, debit, affiliate_id if debit.startswith("affiliate_") else None, amount, "USD")
                 )
                 entries.append((transaction_id, credit, affiliate_id, -amount, "USD"))
-        connection.executemany(
-            "INSERT INTO conversions (id, program_id, type, order_id, amount_cents, currency, affiliate_id, status, "
-            "occurred_at, created_at, fraud_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            conversions,
-        )
-        connection.executemany(
-            "INSERT INTO commissions (id, affiliate_id, program_id, conversion_id, tier_level, rule, amount_cents, "
-            "currency, status, available_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        connection.executemany(
-            "INSERT INTO ledger_transactions (id, kind, reference, created_at) VALUES (?, ?, ?, ?)", transactions
-        )
-        connection.executemany(
-            "INSERT INTO ledger_entries (transaction_id, account, affiliate_id, amount_cents, currency) "
-            "VALUES (?, ?, ?, ?, ?)",
-            entries,
-        )
-    connection.execute("COMMIT")
-    connection.execute("ANALYZE")
-    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    connection.close()
-    return balances
+        for table, columns, values in (
+            ("conversions", ("id", "program_id", "type", "order_id", "amount_cents", "currency", "affiliate_id",
+                             "status", "occurred_at", "created_at", "fraud_score"), conversions),
+            ("commissions", ("id", "affiliate_id", "program_id", "conversion_id", "tier_level", "rule",
+                             "amount_cents", "currency", "status", "available_at", "created_at"), rows),
+            ("ledger_transactions", ("id", "kind", "reference", "created_at"), transactions),
+            ("ledger_entries", ("transaction_id", "account", "affiliate_id", "amount_cents", "currency"), entries),
+        ):  # fmt: skip
+            common.bulk_insert(connection, table, columns, values)
 
 
-def run(workdir: Path, affiliates: int, commissions: int) -> dict:
-    instance = workdir / "instance"
-    instance.mkdir()
-    database = instance / "bench.db"
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "CLICKTRAIL_INSTANCE")}
-    env.update(
-        CLICKTRAIL_ENV="development",
-        CLICKTRAIL_INSTANCE=str(instance),
-        DATABASE_URL=f"sqlite:///{database}",
-        SECRET_KEY="bench-secret",  # noqa: S106 - a throwaway database
-    )
-    migrate(env)
-    now = datetime.now(UTC)
-    started = time.monotonic()
-    balances = seed(database, affiliates, commissions, now)
-    say(
-        f"seeded {affiliates} affiliates, {commissions} approved commissions and their ledger in "
-        f"{time.monotonic() - started:.1f} s"
-    )
+def payouts_world(database: str, affiliates: int, commissions: int, workdir: Path) -> common.World:
+    def build(url: str, instance: Path, env: dict[str, str]) -> dict:
+        started = time.monotonic()
+        seed(url, affiliates, commissions, datetime.now(UTC))
+        say(f"seeded {affiliates} affiliates, {commissions} approved commissions and their ledger in "
+            f"{time.monotonic() - started:.1f} s")  # fmt: skip
+        return {}
 
-    os.environ.update(env)
+    params = {"affiliates": affiliates, "commissions": commissions, "minimum": MINIMUM_PAYOUT_CENTS, "seed": SEED}
+    return common.world(database, "payouts", params, build, workdir)
+
+
+def measure(database: str, affiliates: int, commissions: int, workdir: Path) -> dict:
+    workdir = workdir / database
+    workdir.mkdir()
+    world = payouts_world(database, affiliates, commissions, workdir)
+    try:
+        return _measure(world, affiliates, commissions)
+    finally:
+        world.dispose()
+
+
+def _measure(world: common.World, affiliates: int, commissions: int) -> dict:
     from sqlalchemy import func, select
 
     from affiliate import create_app
     from affiliate.extensions import db
     from affiliate.models import Commission, Payout, User
     from affiliate.services.payouts import build_batch
+    from config import DevelopmentConfig
 
-    app = create_app()
+    with common.connect(world.url) as connection:
+        query = (
+            "SELECT affiliate_id, SUM(amount_cents) FROM commissions WHERE status = 'approved' GROUP BY affiliate_id"
+        )
+        balances = dict(connection.execute(query).fetchall())
+    overrides = {"INSTANCE_PATH": str(world.instance), "SQLALCHEMY_DATABASE_URI": world.url, "SECRET_KEY": "bench"}
+    app = create_app(DevelopmentConfig, overrides)
+    settled = common.settle(f"payouts on {world.database}", warm_note="one warm-up build, rolled back")
     with app.app_context():
+        actor = db.session.get(User, 1)
+        now = datetime.now(UTC)
+        started = time.monotonic()
+        build_batch(db.session, "USD", actor=actor, now=now)
+        db.session.rollback()
+        say(f"warm-up build (rolled back) in {time.monotonic() - started:.2f} s")
         actor = db.session.get(User, 1)
         started = time.monotonic()
         batch, held = build_batch(db.session, "USD", actor=actor, now=now)
@@ -199,42 +251,51 @@ def run(workdir: Path, affiliates: int, commissions: int) -> dict:
         payouts = dict(db.session.execute(select(Payout.affiliate_id, Payout.amount_cents)).all())
         linked = db.session.scalar(select(func.count()).where(Commission.payout_id.is_not(None)))
         batch_total = batch.total_cents if batch else 0
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()
     # The figures must be right, not only fast: every payout is the affiliate's whole approved balance.
     wrong = [affiliate for affiliate, amount in payouts.items() if balances[affiliate] != amount]
     under = sum(1 for amount in balances.values() if amount < MINIMUM_PAYOUT_CENTS)
     say(
-        f"batch: {len(payouts)} payouts, total {batch_total} cents, {len(held)} held, {under} under the minimum, "
-        f"{linked} commissions linked; built in {seconds:.2f} s"
+        f"batch on {world.database}: {len(payouts)} payouts, total {batch_total} cents, {len(held)} held, "
+        f"{under} under the minimum, {linked} commissions linked; built in {seconds:.2f} s"
     )
     if wrong or sum(payouts.values()) != batch_total or len(payouts) + len(held) + under != len(balances):
-        raise SystemExit(f"the batch disagrees with the ledger: {len(wrong)} wrong amounts")
+        raise RuntimeError(f"the batch disagrees with the ledger: {len(wrong)} wrong amounts")
     return {
         "bench": "payouts",
+        "database": world.database,
         "seconds": round(seconds, 2),
+        **common.target(round(seconds, 2), SECONDS_TARGET, under=True),
         "affiliates": affiliates,
         "commissions": commissions,
         "payouts": len(payouts),
         "held": len(held),
         "under_minimum": under,
-        "database": "sqlite",
+        "setup_seconds": round(world.setup_seconds, 1),
+        **settled,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--affiliates", type=int, default=AFFILIATES)
-    parser.add_argument("--commissions", type=int, default=COMMISSIONS)
+    parser.add_argument("--affiliates", type=int, default=common.quick(AFFILIATES, 500))
+    parser.add_argument("--commissions", type=int, default=common.quick(COMMISSIONS, 20_000))
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    common.add_database_argument(parser)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     workdir = Path(tempfile.mkdtemp(prefix="clicktrail-bench-payouts-"))
     try:
-        print(json.dumps(run(workdir, args.affiliates, args.commissions)), flush=True)
+        return common.run_databases(
+            args.database, lambda database: [measure(database, args.affiliates, args.commissions, workdir)]
+        )
     finally:
         if args.keep:
             say(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

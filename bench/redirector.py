@@ -1,11 +1,16 @@
-"""Benchmark the click redirector against a bare 302 and the naive Flask + ORM design.
+"""Benchmark the click redirector against a bare 302 (and the naive Flask + ORM design), on SQLite and PostgreSQL.
 
-One run: a fresh SQLite database with 10,000 links, then granian serving (a) a bare WSGI app
-answering a fixed 302, (b) the real redirector and (c) the naive design, one after another with
-the same settings, each driven by wrk for 10 s at 32 connections with a few hundred realistic
-user agents and client IPs. Prints one JSON line to stdout; diagnostics go to stderr.
+Per database: a copy of the cached world of 10,000 links (bench/common.py), a settled machine, then
+granian serving (a) a bare WSGI app answering a fixed 302 and (b) the real redirector (RSGI, clicks
+stored by the ingester process, as production) in alternation, baseline then redirector, PAIRS times,
+each server warmed up for a moment and then driven by wrk for 10 s at 32 connections with a few hundred
+realistic user agents and client IPs; the click log is drained after each redirector run so that the
+ingester never runs under the next baseline. Then (c) the naive design once. The ratio is per pair
+(redirector / the baseline just before it); the JSON line gives the median and [min, max] of it, of the
+rates and of p99. Prints one JSON line per database to stdout; diagnostics go to stderr.
 
-Usage: .venv/bin/python bench/redirector.py [--duration SECONDS] [--keep]
+Usage: .venv/bin/python bench/redirector.py [--database sqlite|postgresql|both] [--pairs N] [--duration SECONDS]
+       [--warmup SECONDS] [--keep]
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import random
 import re
 import shutil
 import signal
-import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,13 +37,14 @@ from pathlib import Path
 from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin").is_dir() else Path(sys.executable).parent
 
 if __name__ == "__main__":
     # Run as a script, bench/ heads sys.path and this file would shadow the redirector package.
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
     sys.path.insert(0, str(ROOT))
 
+from bench import common  # noqa: E402
+from bench.common import BIN, migrate, say  # noqa: E402 - the other benches import them from here
 from tests.servers import children, free_port  # noqa: E402
 
 WORKERS = 2
@@ -47,6 +53,8 @@ BLOCKING_THREADS = int(os.environ.get("BENCH_BLOCKING_THREADS", "32"))  # for th
 REDIRECTOR_INTERFACE = os.environ.get("BENCH_REDIRECTOR_INTERFACE", "rsgi")
 EXTRA_RSGI_ARGS = os.environ.get("BENCH_RSGI_ARGS", "").split()
 CONNECTIONS = 32
+RATIO_TARGET = 0.30  # of the bare baseline's rate
+P99_TARGET_MS = 10
 WRK_THREADS = 2
 WRK_TIMEOUT_SECONDS = 30
 LINKS = 10_000
@@ -132,11 +140,6 @@ BOTS = (
     "Wget/1.21.4",
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.6099.71 Safari/537.36",
 )
-
-
-def say(message: str) -> None:
-    """Write a diagnostic line to stderr."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def ensure_wrk() -> str:
@@ -310,39 +313,20 @@ def write_lua(path: Path, codes: list[str], agents: list[str], ips: list[str], i
     path.write_text(script)
 
 
-def bench_env(instance: Path, database: Path) -> dict[str, str]:
-    """The environment every server and command of the run gets."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("CLICK_", "GRANIAN_"))}
-    env.update(
-        CLICKTRAIL_ENV="development",
-        CLICKTRAIL_INSTANCE=str(instance),
-        DATABASE_URL=f"sqlite:///{database}",
-        SECRET_KEY="bench-secret",  # noqa: S106 - a throwaway database
-        TRUSTED_PROXY_COUNT="1",
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("GEOIP_DATABASE", None)
-    return env
-
-
-def migrate(env: dict[str, str]) -> None:
-    """Bring the bench's database to the newest schema, as `make run` does."""
-    subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        stdout=sys.stderr,
-        stderr=sys.stderr,
-        timeout=120,
-    )
+def bench_env(instance: Path, database: Path | str) -> dict[str, str]:
+    """The environment every server and command of the run gets (database: a SQLite file or a URL)."""
+    return common.bench_env(instance, f"sqlite:///{database}" if isinstance(database, Path) else database)
 
 
 def create_database(instance: Path, database: Path, env: dict[str, str]) -> list[str]:
     """Migrate a fresh database and seed an admin, affiliates, a program and links; return the link codes."""
-    started = time.monotonic()
     migrate(env)
+    return seed_links(instance, env)
+
+
+def seed_links(instance: Path, env: dict[str, str]) -> list[str]:
+    """Seed a migrated database with an admin, affiliates, a program and links; return the link codes."""
+    started = time.monotonic()
 
     from affiliate import create_app
     from affiliate.demo import DEMO_PROGRAM
@@ -606,7 +590,7 @@ class WrkResult:
         return sum(count for name, count in self.statuses.items() if name != "s302")
 
 
-def run_wrk(wrk: str, server: Server, lua: Path, duration: int) -> WrkResult:
+def run_wrk(wrk: str, server: Server, lua: Path, duration: int, label: str = "") -> WrkResult:
     """Drive the server with wrk and read the line the Lua script prints."""
     # wrk leaves answers slower than --timeout (2 s by default) out of its latency histogram: widen it so p99 sees them.
     command = [
@@ -637,15 +621,20 @@ def run_wrk(wrk: str, server: Server, lua: Path, duration: int) -> WrkResult:
         socket_errors=socket_errors,
     )
     say(
-        f"{server.name}: {result.requests} requests, {result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+        f"{server.name}{' ' + label if label else ''}: {result.requests} requests, {result.rps:.0f} req/s, "
+        f"p50 {result.p50_ms:.2f} ms, "
         f"p99 {result.p99_ms:.2f} ms, max {result.max_ms:.1f} ms, statuses {statuses}, socket errors {socket_errors}"
     )
     return result
 
 
-def stored_click_ids(database: Path) -> set[str]:
-    with sqlite3.connect(database) as connection:
+def stored_click_ids(url: str) -> set[str]:
+    with common.connect(url) as connection:
         return {row[0] for row in connection.execute("SELECT click_id FROM clicks")}
+
+
+def stored_clicks(url: str) -> int:
+    return common.scalar(url, "SELECT count(*) FROM clicks")
 
 
 def logged_clicks(instance: Path) -> int:
@@ -658,107 +647,171 @@ def logged_clicks(instance: Path) -> int:
     return count
 
 
-def wait_for_ingest(instance: Path, timeout: float = 30.0) -> None:
-    """Give the redirector's ingesters time to move the click log into the database."""
-    deadline = time.monotonic() + timeout
+def wait_for_ingest(instance: Path, timeout: float = 30.0) -> float:
+    """Give the redirector's ingesters time to move the click log into the database; return the seconds waited."""
+    started = time.monotonic()
+    deadline = started + timeout
     while logged_clicks(instance) and time.monotonic() < deadline:
         time.sleep(0.2)
+    return time.monotonic() - started
 
 
-def run(duration: int, workdir: Path) -> dict[str, Any]:
-    """Seed the database, load the three servers in turn and return the figures."""
-    wrk = ensure_wrk()
-    busy = cpu_busy(1.0)
-    if busy > 0.25:
-        say(f"warning: the CPUs were {busy:.0%} busy before the run; other work on this machine lowers the figures")
-    instance = workdir / "instance"
-    database = instance / "bench.db"
-    instance.mkdir()
-    env = bench_env(instance, database)
-    codes = create_database(instance, database, env)
+def links_world(database: str, workdir: Path) -> common.World:
+    """The cached world of AFFILIATES affiliates and LINKS links (bench/common.py's cache)."""
+
+    def build(url: str, instance: Path, env: dict[str, str]) -> dict[str, Any]:
+        seed_links(instance, env)
+        return {}
+
+    return common.world(database, "links", {"links": LINKS, "affiliates": AFFILIATES}, build, workdir)
+
+
+def link_codes(url: str) -> list[str]:
+    with common.connect(url) as connection:
+        return [row[0] for row in connection.execute("SELECT code FROM links ORDER BY id")]
+
+
+def load_scripts(workdir: Path, codes: list[str], ids_paths: list[Path]) -> tuple[Path, list[Path]]:
+    """The untracked wrk script and one tracked script per ids path (each saving the click ids it got)."""
     rng = random.Random(SEED)
     agents = make_user_agents(rng, USER_AGENTS)
     ips = make_client_ips(rng, CLIENT_IPS)
     lua = workdir / "clicks.lua"
-    ids_path = workdir / "acknowledged.txt"
     write_lua(lua, codes, agents, ips, None)
-    tracked_lua = workdir / "clicks-tracked.lua"
-    write_lua(tracked_lua, codes, agents, ips, ids_path)
+    tracked = []
+    for n, ids_path in enumerate(ids_paths):
+        tracked.append(workdir / f"clicks-tracked-{n}.lua")
+        write_lua(tracked[-1], codes, agents, ips, ids_path)
     say(f"{len(agents)} user agents, {len(ips)} client IPs, {len(codes)} links; wrk scripts in {workdir}")
+    return lua, tracked
 
-    with serving("baseline", "bench.apps:bare_app", env, workdir) as server:
-        baseline = run_wrk(wrk, server, lua, duration)
 
-    before = stored_click_ids(database)
-    with serving("redirector", "wsgi:redirector", env, workdir, REDIRECTOR_INTERFACE) as server:
-        sampler = RssSampler(server)
-        sampler.start()
-        try:
-            real = run_wrk(wrk, server, tracked_lua, duration)
-            backlog = logged_clicks(instance)
-            drained_at = time.monotonic()
-            wait_for_ingest(instance)
-            ingest_lag = time.monotonic() - drained_at
-        finally:
-            rss = sampler.finish()
-        say(f"redirector: worker RSS peak {', '.join(f'{pid}={mb:.1f} MB' for pid, mb in sampler.peak.items())}")
-        say(f"redirector: {backlog} clicks waited in the click log when wrk stopped; stored {ingest_lag:.1f} s later")
-    stored_ids = stored_click_ids(database) - before
-    acknowledged_ids = set(ids_path.read_text().split()) if ids_path.exists() else set()
+def measure(database: str, duration: int, pairs: int, warmup: int, workdir: Path) -> dict[str, Any]:
+    """Alternate the bare baseline and the redirector ``pairs`` times on one database; return the figures."""
+    wrk = ensure_wrk()
+    workdir = workdir / database
+    workdir.mkdir()
+    world = links_world(database, workdir)
+    try:
+        return _measure(wrk, world, duration, pairs, warmup, workdir)
+    finally:
+        world.dispose()
+
+
+def _measure(wrk: str, world: common.World, duration: int, pairs: int, warmup: int, workdir: Path) -> dict[str, Any]:
+    env = world.env
+    instance = world.instance
+    codes = link_codes(world.url)
+    ids_paths = [workdir / f"acknowledged-{n}.txt" for n in range(pairs)]
+    lua, tracked = load_scripts(workdir, codes, ids_paths)
+    settled = common.settle(f"redirector on {world.database}", warm_note=f"each server gets {warmup} s of warm-up load")
+    before = stored_click_ids(world.url)
+    baselines: list[WrkResult] = []
+    subjects: list[WrkResult] = []
+    backlogs: list[int] = []
+    lags: list[float] = []
+    rss: list[float] = []
+    for pair in range(pairs):
+        with serving(f"baseline-{pair}", "bench.apps:bare_app", env, workdir) as server:
+            if warmup:
+                run_wrk(wrk, server, lua, warmup, label="warm-up")
+            baselines.append(run_wrk(wrk, server, lua, duration))
+        with serving(f"redirector-{pair}", "wsgi:redirector", env, workdir, REDIRECTOR_INTERFACE) as server:
+            if warmup:
+                run_wrk(wrk, server, lua, warmup, label="warm-up")
+                wait_for_ingest(instance)
+            sampler = RssSampler(server)
+            sampler.start()
+            try:
+                subjects.append(run_wrk(wrk, server, tracked[pair], duration))
+                backlogs.append(logged_clicks(instance))
+                lags.append(wait_for_ingest(instance))  # also keeps the ingester out of the next baseline
+            finally:
+                rss.append(sampler.finish())
+        say(
+            f"pair {pair + 1}/{pairs}: redirector {subjects[-1].rps:.0f}/s vs baseline {baselines[-1].rps:.0f}/s "
+            f"(ratio {subjects[-1].rps / baselines[-1].rps:.3f}); {backlogs[-1]} clicks waited in the click log "
+            f"when wrk stopped, stored {lags[-1]:.1f} s later"
+        )
+    wait_for_ingest(instance, timeout=60)
+    stored_ids = stored_click_ids(world.url) - before
+    acknowledged_ids: set[str] = set()
+    for ids_path in ids_paths:
+        if ids_path.exists():
+            acknowledged_ids |= set(ids_path.read_text().split())
     lost = len(acknowledged_ids - stored_ids)
-    waiting = logged_clicks(instance)
+    acknowledged = sum(result.redirects for result in subjects)
     say(
-        f"redirector: acknowledged {real.redirects} (ids read {len(acknowledged_ids)}), stored {len(stored_ids)}, "
-        f"acknowledged but not stored {lost}, stored but unanswered when wrk stopped "
-        f"{len(stored_ids - acknowledged_ids)}, still in the click log {waiting}"
+        f"redirector: acknowledged {acknowledged} (ids read {len(acknowledged_ids)}), stored {len(stored_ids)} "
+        f"(warm-up clicks included), acknowledged but not stored {lost}, "
+        f"still in the click log {logged_clicks(instance)}"
     )
-
-    before_naive = len(stored_click_ids(database))
+    before_naive = stored_clicks(world.url)
     with serving("naive", "bench.apps:naive", env, workdir) as server:
         naive = run_wrk(wrk, server, lua, duration)
-    say(f"naive: acknowledged {naive.redirects}, stored {len(stored_click_ids(database)) - before_naive}")
+    say(f"naive: acknowledged {naive.redirects}, stored {stored_clicks(world.url) - before_naive}")
 
+    ratios = [subject.rps / baseline.rps for subject, baseline in zip(subjects, baselines, strict=True)]
+    ratio = common.spread(ratios, 3)
+    p99 = common.spread([result.p99_ms for result in subjects])
+    meets = ratio["median"] >= RATIO_TARGET and p99["median"] < P99_TARGET_MS
     return {
         "bench": "redirector",
-        "rps": round(real.rps),
-        "p50_ms": round(real.p50_ms, 2),
-        "p99_ms": round(real.p99_ms, 2),
-        "baseline_rps": round(baseline.rps),
-        "ratio": round(real.rps / baseline.rps, 3) if baseline.rps else 0.0,
-        "acknowledged": real.redirects,
-        "stored": len(stored_ids),
+        "database": world.database,
+        "ratio": ratio["median"],
+        "ratio_range": ratio["range"],
+        "rps": round(statistics.median(result.rps for result in subjects)),
+        "rps_range": [round(min(r.rps for r in subjects)), round(max(r.rps for r in subjects))],
+        "p99_ms": p99["median"],
+        "p99_ms_range": p99["range"],
+        "p50_ms": round(statistics.median(result.p50_ms for result in subjects), 2),
+        "baseline_rps": round(statistics.median(result.rps for result in baselines)),
+        "baseline_rps_range": [round(min(r.rps for r in baselines)), round(max(r.rps for r in baselines))],
+        "baseline_p99_ms": common.spread([result.p99_ms for result in baselines])["median"],
+        "baseline_p99_ms_range": common.spread([result.p99_ms for result in baselines])["range"],
+        "target": {"ratio": f">= {RATIO_TARGET}", "p99_ms": f"< {P99_TARGET_MS}"},
+        "meets_target": meets,
+        "pairs": pairs,
+        "order": "baseline, redirector, alternating",
+        "acknowledged": acknowledged,
         "lost": lost,
-        "rss_mb_per_worker": round(rss, 1),
-        "ingest_backlog": backlog,
-        "ingest_lag_s": round(ingest_lag, 1),
+        "non_3xx": sum(result.not_302 for result in subjects),
+        "ingest_backlog": round(statistics.median(backlogs)),
+        "ingest_lag_s": round(statistics.median(lags), 1),
+        "rss_mb_per_worker": round(max(rss), 1),
         "naive_rps": round(naive.rps),
-        "non_3xx": real.not_302,
         "server": "granian",
         "interface": REDIRECTOR_INTERFACE,
         "workers": WORKERS,
         "connections": CONNECTIONS,
         "duration_s": duration,
+        "warmup_s": warmup,
+        "setup_seconds": round(world.setup_seconds, 1),
+        **settled,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print its JSON line."""
+    """Run the benchmark and print one JSON line per database."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds of load per server (default 10)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder (database, logs, wrk scripts)")
+    parser.add_argument("--duration", type=int, default=common.quick(10, 3), help="seconds of load per run")
+    parser.add_argument("--pairs", type=int, default=common.quick(3, 2), help="baseline/redirector pairs (default 3)")
+    parser.add_argument("--warmup", type=int, default=common.quick(2, 1), help="seconds of warm-up load per server")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder (databases, logs, wrk scripts)")
+    common.add_database_argument(parser)
     args = parser.parse_args(argv)
     # A SIGTERM (from bench/run.py's time limit) unwinds through the finally blocks that stop the servers.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     workdir = Path(tempfile.mkdtemp(prefix="clicktrail-bench-"))
     try:
-        result = run(args.duration, workdir)
+        return common.run_databases(
+            args.database, lambda database: [measure(database, args.duration, args.pairs, args.warmup, workdir)]
+        )
     finally:
         if args.keep:
             say(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(result), flush=True)
-    return 0
 
 
 if __name__ == "__main__":
