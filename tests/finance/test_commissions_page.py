@@ -57,3 +57,35 @@ def test_a_form_error_keeps_the_ticked_rows_and_the_note(app):
     assert f'action="/finance/commissions/decide?program={program.id}"' in body
     with app.app_context():
         assert {db.session.get(Commission, i).status for i in (first, second)} == {"pending"}
+
+
+def test_commissions_are_found_by_affiliate_name_and_order_id_and_sorted(app):
+    program, _alice, first, _second, finance = _world(app)
+    bob = make_affiliate(app, name="Bob Stone")
+    bobs = _accrued(app, program, bob, "BOB-ORDER-9", 5_000_000)  # earns 10%: $5,000.00
+    by_name = finance.get("/finance/commissions/?affiliate=stone").get_data(as_text=True)
+    assert "BOB-ORDER-9" in by_name and "first" not in by_name.split("<tbody>", 1)[1]
+    assert f'href="/admin/affiliates/{bob.id}">Bob Stone</a>' in by_name
+    assert "$5,000.00" in by_name, "the amount, with a thousands separator"
+    by_order = finance.get("/finance/commissions/?order=bob-order").get_data(as_text=True)
+    assert f"Select commission {bobs}" in by_order and f"Select commission {first}" not in by_order
+    largest = finance.get("/finance/commissions/?sort=amount&dir=desc").get_data(as_text=True)
+    assert largest.index(f"Select commission {bobs}") < largest.index(f"Select commission {first}")
+    oldest = finance.get("/finance/commissions/?sort=amount&dir=asc").get_data(as_text=True)
+    assert oldest.index(f"Select commission {first}") < oldest.index(f"Select commission {bobs}")
+    assert finance.get("/finance/commissions/?status=nonsense&sort=rule&dir=up").status_code == 200
+
+
+def test_the_commissions_table_has_a_select_all_box_and_a_decision_keeps_the_search_and_order(app):
+    program, _alice, first, second, finance = _world(app)
+    listing = f"/finance/commissions/?program={program.id}&affiliate=User&order=s&sort=amount&dir=desc"
+    page = finance.get(listing).get_data(as_text=True)
+    assert 'data-select-all="ids"' in page and "js/select-all.js" in page
+    assert 'data-selected-count aria-live="polite"' in page
+    decided = finance.post(
+        listing.replace("/finance/commissions/", "/finance/commissions/decide"),
+        data={"ids": [first, second], "decision": "approve", "csrf_token": csrf_token(page)},
+    )
+    assert decided.status_code == 302 and decided.headers["Location"].endswith(listing)
+    with app.app_context():
+        assert {db.session.get(Commission, i).status for i in (first, second)} == {"approved"}
