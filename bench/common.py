@@ -217,7 +217,6 @@ def cache_key(name: str, params: dict[str, Any]) -> str:
     return digest.hexdigest()[:12]
 
 
-@dataclass
 class SeededOnly(Exception):
     """Raised by world() in a seeding-only run once the world is cached."""
 
