@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -201,10 +202,12 @@ def test_click_land_sign_up_buy_and_see_it_credited(app, site, launch, tmp_path)
     alice_page.fill("#email", alice.email)
     alice_page.fill("#password", FACTORY_PASSWORD)
     alice_page.click("button[type=submit]")
+    alice_page.wait_for_url(f"{site.url}/partner/")
     alice_page.goto(f"{site.url}/partner/conversions/")
     listing = alice_page.content()
     assert order_id in listing and "signup" in listing
     alice_page.click(f"text={order_id}")
+    alice_page.wait_for_url(re.compile(r".*/partner/conversions/\d+$"))
     detail = alice_page.content()
     assert "click id" in detail and "won" in detail
     context.close()
