@@ -68,15 +68,6 @@ def by_id(session: Session, ids: Iterable[int]) -> dict[int, Conversion]:
     return {conversion.id: conversion for conversion in session.scalars(query)}
 
 
-def credited_to(affiliate_id: int) -> Select:
-    """The conversions credited to one affiliate, newest first (a statement, for the paginator)."""
-    return (
-        select(Conversion)
-        .where(Conversion.affiliate_id == affiliate_id)
-        .order_by(Conversion.occurred_at.desc(), Conversion.id.desc())
-    )
-
-
 def commissions_of(session: Session, conversion_id: int, beneficiary: int | None = None) -> list[Commission]:
     """What a conversion earned, each with the rule, plan version and group that paid it; with ``beneficiary``,
     only that affiliate's."""

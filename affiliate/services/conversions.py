@@ -342,26 +342,17 @@ def attribute_report(
     code, coupon = _code(session, program, report)
     result = attribute(facts, touches, terms, binding, code)
     click = candidates[result.touch.id] if result.touch else None
-    conversion = Conversion(
+    conversion = _reported(
+        program,
+        report,
+        occurred_at,
+        now,
+        result.as_dict(),
         id=stored_id,
-        program_id=program.id,
-        type=report.type,
-        order_id=report.order_id,
-        amount_cents=report.amount_cents,
-        currency=report.currency,
-        customer_external_id=report.customer_external_id,
-        customer_email=report.customer_email,
-        customer_user_id=report.customer_user_id,
         customer_ip=report.customer_ip or (click.ip if click else None),
         customer_fingerprint=report.fingerprint or (click.fingerprint if click else None),
-        customer_country=report.customer_country,
         click_id=click.id if click else None,
         affiliate_id=result.affiliate_id,
-        occurred_at=occurred_at,
-        created_at=now,
-        decision_trace=json.dumps(result.as_dict()),
-        status=ConversionStatus.PENDING,
-        extra=json.dumps(report.metadata) if report.metadata else None,
         coupon_id=coupon.id if coupon is not None and result.code_affiliate_clicked is not None else None,
         coupon_with_click=result.code_affiliate_clicked if coupon is not None else None,
     )
@@ -382,27 +373,41 @@ def _waiting(program: Program, report: ConversionRequest, occurred_at: datetime,
         "It is attributed once the click is stored."
     )
     trace = {"affiliate_id": None, "touch_id": None, "matched_by": None, "summary": summary, "trace": []}
-    return Conversion(
-        program_id=program.id,
-        type=report.type,
-        order_id=report.order_id,
-        amount_cents=report.amount_cents,
-        currency=report.currency,
-        customer_external_id=report.customer_external_id,
-        customer_email=report.customer_email,
-        customer_user_id=report.customer_user_id,
-        customer_ip=report.customer_ip,
-        customer_fingerprint=report.fingerprint,
-        customer_country=report.customer_country,
-        occurred_at=occurred_at,
-        created_at=now,
-        decision_trace=json.dumps(trace),
-        status=ConversionStatus.PENDING,
-        extra=json.dumps(report.metadata) if report.metadata else None,
+    return _reported(
+        program,
+        report,
+        occurred_at,
+        now,
+        trace,
         waiting_for_click=report.click_id,
         waiting_since=now,
         waiting_report=json.dumps(asdict(report), default=str),
     )
+
+
+def _reported(
+    program: Program, report: ConversionRequest, occurred_at: datetime, now: datetime, trace: dict, **decided
+) -> Conversion:
+    """A pending conversion holding what the merchant reported; ``decided`` adds what attribution worked out."""
+    fields = {
+        "program_id": program.id,
+        "type": report.type,
+        "order_id": report.order_id,
+        "amount_cents": report.amount_cents,
+        "currency": report.currency,
+        "customer_external_id": report.customer_external_id,
+        "customer_email": report.customer_email,
+        "customer_user_id": report.customer_user_id,
+        "customer_ip": report.customer_ip,
+        "customer_fingerprint": report.fingerprint,
+        "customer_country": report.customer_country,
+        "occurred_at": occurred_at,
+        "created_at": now,
+        "decision_trace": json.dumps(trace),
+        "status": ConversionStatus.PENDING,
+        "extra": json.dumps(report.metadata) if report.metadata else None,
+    }
+    return Conversion(**(fields | decided))
 
 
 def waiting_report(conversion: Conversion) -> ConversionRequest:
