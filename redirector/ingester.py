@@ -4,8 +4,9 @@ With ``CLICK_INGESTER=process`` the redirector's workers only append clicks to t
 (fdatasync'ed before each 302) and seal a segment every second; one ingester process per click
 log directory moves sealed segments into the database, judging each click on the way. A lock
 file says whether one runs: a worker that finds the lock free starts one. It runs at a lower
-CPU priority than the workers, so in a burst the redirects come first and the database catches
-up afterwards, the clicks waiting durably in the log meanwhile. It exits once the worker that
+CPU priority than the workers while its clicks are fresh, so the redirects come first; once a
+handed-off segment has waited MAX_LAG_SECONDS it takes the same share of the CPUs as a worker, so a
+sustained burst is stored as fast as it is answered, the clicks waiting durably in the log meanwhile. It exits once the worker that
 started it is gone and nothing is left to store; a surviving worker starts the next.
 
 Run by hand: ``python -m redirector.ingester '{"database_uri": ..., "log_dir": ..., ...}'``.
@@ -30,7 +31,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from affiliate.services import partitions
 from redirector.clicklog import SEALED_PATTERN, ingest_orphans
-from redirector.clickrecord import CLICK_PATIENCE_SECONDS
 from redirector.clickstore import RETRY_SECONDS, ClickStore, attempt_ingest, decode_click
 from redirector.engines import make_engine
 
@@ -38,13 +38,12 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = "ingester.lock"
 IDLE_SECONDS = 0.2
-NICENESS = 10
-# How long clicks may wait in the log while the machine is busy with redirects: half the time a conversion
-# naming a click issued moments ago waits for it, so that a loaded machine still has time to store a
-# held-back click before such a conversion stops waiting.
-MAX_LAG_SECONDS = CLICK_PATIENCE_SECONDS / 2
+# How long clicks may wait in the log while the machine is busy with redirects before the ingester takes
+# its full share of the CPU: under a second of traffic, so that a sustained burst is stored as fast as it
+# is answered and reports, fraud rules and conversions naming a click never fall further behind.
+MAX_LAG_SECONDS = 0.5
 BUSY_SHARE = 0.75  # the CPUs count as busy while other processes use more than this share of them
-LOAD_SAMPLE_SECONDS = 0.2
+LOAD_SAMPLE_SECONDS = 0.1
 
 
 def claim(log_dir: str | Path) -> int | None:
@@ -84,8 +83,9 @@ def serve(settings: dict) -> int:
     lock = settings.get("lock_fd")
     if lock is None and claim(log_dir) is None:  # run by hand: the lock is held until this process ends
         return 0  # another ingester has this directory
-    # Lowered before the click store is made: starting up must not slow the workers either.
-    os.nice(NICENESS)
+    # Idle priority before the click store is made: starting up must not slow the workers either. No nice
+    # value: once clicks wait too long the ingester needs the same share of the CPUs as each worker, or a
+    # burst outruns it (an unprivileged process cannot lower its nice value again).
     priority = _Priority(log_dir)
     priority.update()
     window = timedelta(seconds=int(settings["unique_window_seconds"]))
@@ -119,7 +119,7 @@ def serve(settings: dict) -> int:
 
 
 class _Priority:
-    """Idle CPU priority while the log is fresh; the ingester's normal (niced) share once clicks wait too long.
+    """Idle CPU priority while the log is fresh; a worker's share of the CPUs once clicks wait too long.
 
     While the log is fresh, the ingester also waits for a pause when the machine is busy with other
     work (the redirect workers in a burst): at idle priority it still runs in every gap between

@@ -183,7 +183,7 @@ def test_ingester_waits_for_a_pause_in_a_burst_until_clicks_wait_too_long(tmp_pa
     clock = FakeTime(time.time())
     sealed = tmp_path / "sealed-1-abcd.log"
     sealed.write_bytes(b'{"click_id":"x"}\n')
-    aged = clock.now - (MAX_LAG_SECONDS - 2.0)  # two seconds from waiting too long
+    aged = clock.now - MAX_LAG_SECONDS / 2  # half its time from waiting too long
     os.utime(sealed, (aged, aged))
     shares = {"busy": 0.95, "quiet": 0.2, "unknown": None}
     asked, policies = [], []
@@ -197,7 +197,7 @@ def test_ingester_waits_for_a_pause_in_a_burst_until_clicks_wait_too_long(tmp_pa
     priority.wait_turn()
     if waits:
         # Held back until the oldest segment waited MAX_LAG_SECONDS, then given its normal share of the CPU.
-        assert 2.0 - 1e-3 < clock.slept < 2.0 + LOAD_SAMPLE_SECONDS + 1e-3
+        assert MAX_LAG_SECONDS / 2 - 1e-3 < clock.slept < MAX_LAG_SECONDS / 2 + LOAD_SAMPLE_SECONDS + 1e-3
         assert len(asked) == round(clock.slept / LOAD_SAMPLE_SECONDS) + 1, "the load is read before each pause"
         assert policies == [os.SCHED_IDLE, os.SCHED_OTHER]
     else:
