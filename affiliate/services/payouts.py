@@ -174,17 +174,18 @@ def build_batch(
         ],
         now=now,
     )
-    # Each approved commission not yet in a payout joins its affiliate's payout in this batch.
-    in_batch = select(Payout.id).where(Payout.batch_id == batch.id, Payout.affiliate_id == Commission.affiliate_id)
+    # Each approved commission not yet in a payout joins its affiliate's payout in this batch: one UPDATE ... FROM
+    # (a join), not a subquery per commission.
     session.execute(
         update(Commission)
         .where(
+            Payout.batch_id == batch.id,
+            Payout.affiliate_id == Commission.affiliate_id,
             Commission.currency == currency,
             Commission.status == CommissionStatus.APPROVED,
             Commission.payout_id.is_(None),
-            Commission.affiliate_id.in_(select(Payout.affiliate_id).where(Payout.batch_id == batch.id)),
         )
-        .values(payout_id=in_batch.scalar_subquery())
+        .values(payout_id=Payout.id)
         .execution_options(synchronize_session=False)
     )
     _audit(session, actor.id, "payout_batch.build", "payout_batch", batch.id, None, BatchStatus.DRAFT, now)
