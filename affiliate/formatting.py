@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel.numbers import format_currency, format_decimal, format_percent, get_group_symbol, get_minus_sign_symbol
 
 from affiliate.money import format_amount
 
@@ -20,9 +20,21 @@ LOCALE = "en_US"
 NOTHING = "—"  # a figure that does not exist (no clicks, so no rate), as against a zero that does
 
 
-def count(value: int | None) -> str:
+# The locale's symbols, read from Babel once: a report page writes hundreds of counts (every bar of its charts
+# has one), and Babel's general number formatting costs a quarter of a millisecond each.
+GROUP, MINUS = get_group_symbol(LOCALE), get_minus_sign_symbol(LOCALE)
+
+
+def count(value: int | Decimal | None) -> str:
     """A whole number with thousands separators: 12345 -> "12,345"."""
-    return NOTHING if value is None else format_decimal(value, locale=LOCALE)
+    if value is None:
+        return NOTHING
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        value = int(value)  # a SUM on PostgreSQL
+    if isinstance(value, int):
+        digits = f"{abs(value):,}".replace(",", GROUP)
+        return MINUS + digits if value < 0 else digits
+    return format_decimal(value, locale=LOCALE)
 
 
 def percent(value: float | Decimal | None, digits: int = 1) -> str:

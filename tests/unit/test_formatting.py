@@ -13,6 +13,17 @@ def test_counts_have_thousands_separators():
     assert formatting.count(0) == "0"
 
 
+def test_counts_read_as_babel_writes_them_whatever_the_type():
+    """The quick path for whole numbers gives what Babel's number formatting gives, negatives and sums included."""
+    from babel.numbers import format_decimal
+
+    for value in (0, 7, 999, 1000, -1000, 1234567, -98765432, 10**15):
+        assert formatting.count(value) == format_decimal(value, locale=formatting.LOCALE), value
+    assert formatting.count(Decimal("12345")) == "12,345"  # a SUM on PostgreSQL
+    assert formatting.count(Decimal("2.5")) == "2.5"
+    assert formatting.count(None) == "—"
+
+
 def test_a_missing_figure_is_a_dash_and_a_zero_amount_is_money():
     assert formatting.money(0, "USD") == "$0.00"
     assert formatting.money(None, "USD") == "—"
