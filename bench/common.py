@@ -55,6 +55,7 @@ def quick(full: Any, small: Any) -> Any:
 
 
 def add_database_argument(parser) -> None:
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs, scripts)")
     parser.add_argument(
         "--database",
         choices=("sqlite", "postgresql", "both"),
@@ -490,6 +491,25 @@ def target(figure: float | None, goal: float, *, under: bool) -> dict[str, Any]:
 
 def emit(result: dict[str, Any]) -> None:
     print(json.dumps(result), flush=True)
+
+
+def run_in_workdir(args, name: str, measure: Callable[[str, Path], list[dict[str, Any]]]) -> int:
+    """``run_databases`` with a work folder of its own, removed at the end unless ``--keep``.
+
+    A SIGTERM (bench/run.py's time limit) unwinds through the finally blocks that stop the servers.
+    """
+    import signal
+    import tempfile
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    workdir = Path(tempfile.mkdtemp(prefix=f"clicktrail-bench-{name}-"))
+    try:
+        return run_databases(args.database, lambda database: measure(database, workdir))
+    finally:
+        if args.keep:
+            say(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_databases(choice: str, measure: Callable[[str], list[dict[str, Any]]]) -> int:

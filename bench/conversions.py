@@ -18,11 +18,8 @@ import hmac
 import json
 import os
 import random
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -294,20 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=common.quick(15, 5), help="seconds of load (default 15)")
     parser.add_argument("--warmup", type=int, default=common.quick(3, 1), help="seconds of warm-up sales")
     parser.add_argument("--clicks", type=int, default=common.quick(CLICKS, 50_000), help="clicks stored (1,000,000)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     common.add_database_argument(parser)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    workdir = Path(tempfile.mkdtemp(prefix="clicktrail-bench-conversions-"))
-    try:
-        return common.run_databases(
-            args.database, lambda database: [measure(database, args.clicks, args.duration, args.warmup, workdir)]
-        )
-    finally:
-        if args.keep:
-            say(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return common.run_in_workdir(
+        args,
+        "conversions",
+        lambda database, workdir: [measure(database, args.clicks, args.duration, args.warmup, workdir)],
+    )
 
 
 if __name__ == "__main__":

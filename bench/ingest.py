@@ -15,10 +15,7 @@ Usage: .venv/bin/python bench/ingest.py [--database sqlite|postgresql|both] [--d
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -110,20 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=common.quick(60, 10), help="seconds of load (default 60)")
     parser.add_argument("--warmup", type=int, default=common.quick(2, 1), help="seconds of warm-up load")
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     common.add_database_argument(parser)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    workdir = Path(tempfile.mkdtemp(prefix="clicktrail-bench-ingest-"))
-    try:
-        return common.run_databases(
-            args.database, lambda database: [measure(database, args.duration, args.warmup, workdir)]
-        )
-    finally:
-        if args.keep:
-            say(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return common.run_in_workdir(
+        args, "ingest", lambda database, workdir: [measure(database, args.duration, args.warmup, workdir)]
+    )
 
 
 if __name__ == "__main__":

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -282,20 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--affiliates", type=int, default=common.quick(AFFILIATES, 500))
     parser.add_argument("--commissions", type=int, default=common.quick(COMMISSIONS, 20_000))
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
     common.add_database_argument(parser)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    workdir = Path(tempfile.mkdtemp(prefix="clicktrail-bench-payouts-"))
-    try:
-        return common.run_databases(
-            args.database, lambda database: [measure(database, args.affiliates, args.commissions, workdir)]
-        )
-    finally:
-        if args.keep:
-            say(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return common.run_in_workdir(
+        args, "payouts", lambda database, workdir: [measure(database, args.affiliates, args.commissions, workdir)]
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -797,21 +796,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=common.quick(10, 3), help="seconds of load per run")
     parser.add_argument("--pairs", type=int, default=common.quick(3, 2), help="baseline/redirector pairs (default 3)")
     parser.add_argument("--warmup", type=int, default=common.quick(2, 1), help="seconds of warm-up load per server")
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder (databases, logs, wrk scripts)")
     common.add_database_argument(parser)
     args = parser.parse_args(argv)
-    # A SIGTERM (from bench/run.py's time limit) unwinds through the finally blocks that stop the servers.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    workdir = Path(tempfile.mkdtemp(prefix="clicktrail-bench-"))
-    try:
-        return common.run_databases(
-            args.database, lambda database: [measure(database, args.duration, args.pairs, args.warmup, workdir)]
-        )
-    finally:
-        if args.keep:
-            say(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return common.run_in_workdir(
+        args,
+        "redirector",
+        lambda database, workdir: [measure(database, args.duration, args.pairs, args.warmup, workdir)],
+    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -456,11 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rebuild_cache:
         for path in [*common.CACHE.glob("reports-*.json"), *common.CACHE.glob("bigreports-*.json")]:
             path.unlink()  # without its notes a world is rebuilt (and the old one dropped)
-    workdir = Path(tempfile.mkdtemp(prefix="clicktrail-bench-reports-"))
-    try:
-        return common.run_databases(args.database, lambda database: measure(database, args, workdir))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return common.run_in_workdir(args, "reports", lambda database, workdir: measure(database, args, workdir))
 
 
 if __name__ == "__main__":
