@@ -40,8 +40,10 @@ def seed(url: str, affiliates: int, commissions: int, now: datetime) -> None:
     with common.connect(url) as connection:
         if url.startswith("sqlite"):
             connection.execute("PRAGMA synchronous=OFF")  # seeding only; the timed build runs with the app's settings
-        with common.transaction(connection):
-            _seed(connection, affiliates, commissions, now)
+        # A transaction per chunk: the triggers that keep the money rollups update the same few thousand rows
+        # for every commission, and PostgreSQL can only prune those rows' old versions between transactions
+        # (in one transaction the seed slows down with every chunk, for the better part of an hour).
+        _seed(connection, affiliates, commissions, now)
         if not url.startswith("sqlite"):
             # Rows were written with their ids: the sequences must continue after them.
             for table in ("users", "programs", "conversions", "commissions", "ledger_transactions"):
@@ -53,6 +55,19 @@ def seed(url: str, affiliates: int, commissions: int, now: datetime) -> None:
 def _seed(connection, affiliates: int, commissions: int, now: datetime) -> None:
     rng = random.Random(SEED)
     long_ago = now - timedelta(days=60)
+    with common.transaction(connection):
+        _seed_people(connection, affiliates, now, long_ago)
+    # Most affiliates earn a little, a few earn a lot: some stay under the minimum.
+    weights = [rng.paretovariate(1.2) - 0.95 for _ in range(affiliates)]
+    owners = rng.choices(range(2, affiliates + 2), weights=weights, k=commissions)
+    transaction_id = 0
+    for start in range(0, commissions, CHUNK):
+        with common.transaction(connection):
+            end = min(start + CHUNK, commissions)
+            transaction_id = _seed_chunk(connection, rng, owners, start, end, transaction_id, long_ago)
+
+
+def _seed_people(connection, affiliates: int, now: datetime, long_ago: datetime) -> None:
     common.bulk_insert(
         connection,
         "users",
@@ -145,53 +160,53 @@ def _seed(connection, affiliates: int, commissions: int, now: datetime) -> None:
             )
         ],
     )
-    # Most affiliates earn a little, a few earn a lot: some stay under the minimum.
-    weights = [rng.paretovariate(1.2) - 0.95 for _ in range(affiliates)]
-    owners = rng.choices(range(2, affiliates + 2), weights=weights, k=commissions)
-    transaction_id = 0
-    for start in range(0, commissions, CHUNK):
-        conversions, rows, transactions, entries = [], [], [], []
-        for index in range(start, min(start + CHUNK, commissions)):
-            row_id = index + 1
-            affiliate_id = owners[index]
-            amount = rng.randint(50, 2_000)
-            conversions.append(
-                (
-                    row_id,
-                    1,
-                    "sale",
-                    f"order-{row_id}",
-                    amount * 10,
-                    "USD",
-                    affiliate_id,
-                    "approved",
-                    long_ago,
-                    long_ago,
-                    0,
-                )
+
+
+def _seed_chunk(
+    connection, rng: random.Random, owners: list[int], start: int, end: int, transaction_id: int, long_ago: datetime
+) -> int:
+    """Commissions ``start`` to ``end``, their conversions and ledger rows; return the last ledger transaction id."""
+    conversions, rows, transactions, entries = [], [], [], []
+    for index in range(start, end):
+        row_id = index + 1
+        affiliate_id = owners[index]
+        amount = rng.randint(50, 2_000)
+        conversions.append(
+            (
+                row_id,
+                1,
+                "sale",
+                f"order-{row_id}",
+                amount * 10,
+                "USD",
+                affiliate_id,
+                "approved",
+                long_ago,
+                long_ago,
+                0,
             )
-            rows.append(
-                (row_id, affiliate_id, 1, row_id, 1, "10% of sale", amount, "USD", "approved", long_ago, long_ago)
+        )
+        rows.append((row_id, affiliate_id, 1, row_id, 1, "10% of sale", amount, "USD", "approved", long_ago, long_ago))
+        for kind, debit, credit in (
+            ("accrual", "commission_expense", f"affiliate_pending:{affiliate_id}"),
+            ("approval", f"affiliate_pending:{affiliate_id}", f"affiliate_payable:{affiliate_id}"),
+        ):
+            transaction_id += 1
+            transactions.append((transaction_id, kind, f"commission:{row_id}", long_ago))
+            entries.append(
+                (transaction_id, debit, affiliate_id if debit.startswith("affiliate_") else None, amount, "USD")
             )
-            for kind, debit, credit in (
-                ("accrual", "commission_expense", f"affiliate_pending:{affiliate_id}"),
-                ("approval", f"affiliate_pending:{affiliate_id}", f"affiliate_payable:{affiliate_id}"),
-            ):
-                transaction_id += 1
-                transactions.append((transaction_id, kind, f"commission:{row_id}", long_ago))
-                entries.append(
-                    (transaction_id, debit, affiliate_id if debit.startswith("affiliate_") else None, amount, "USD")
-                )
-                entries.append((transaction_id, credit, affiliate_id, -amount, "USD"))
-        for table, columns, values in (
-            ("conversions", ("id", "program_id", "type", "order_id", "amount_cents", "currency", "affiliate_id",
-                             "status", "occurred_at", "created_at", "fraud_score"), conversions),
-            ("commissions", ("id", "affiliate_id", "program_id", "conversion_id", "tier_level", "rule",
-                             "amount_cents", "currency", "status", "available_at", "created_at"), rows),
-            ("ledger_transactions", ("id", "kind", "reference", "created_at"), transactions),
-            ("ledger_entries", ("transaction_id", "account", "affiliate_id", "amount_cents", "currency"), entries),
-        ):  # fmt: skip
-            common.bulk_insert(connection, table, columns, values)
+            entries.append((transaction_id, credit, affiliate_id, -amount, "USD"))
+    for table, columns, values in (
+        ("conversions", ("id", "program_id", "type", "order_id", "amount_cents", "currency", "affiliate_id",
+                         "status", "occurred_at", "created_at", "fraud_score"), conversions),
+        ("commissions", ("id", "affiliate_id", "program_id", "conversion_id", "tier_level", "rule",
+                         "amount_cents", "currency", "status", "available_at", "created_at"), rows),
+        ("ledger_transactions", ("id", "kind", "reference", "created_at"), transactions),
+        ("ledger_entries", ("transaction_id", "account", "affiliate_id", "amount_cents", "currency"), entries),
+    ):  # fmt: skip
+        common.bulk_insert(connection, table, columns, values)
+    return transaction_id
 
 
 def payouts_world(database: str, affiliates: int, commissions: int, workdir: Path) -> common.World:
