@@ -6,11 +6,13 @@ suite creates and drops its own) to run everything on PostgreSQL instead of SQLi
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import flask_migrate
 import pytest
@@ -36,9 +38,15 @@ def pytest_report_header(config) -> str:
     return f"clicktrail database: {backend}"
 
 
+# Every throwaway instance folder of this test process lives under one folder, removed when the process ends:
+# each holds a click log whose segments are written full of zeros, megabytes a test.
+INSTANCES = Path(tempfile.mkdtemp(prefix=f"clicktrail-test-{WORKER}-"))
+atexit.register(shutil.rmtree, INSTANCES, ignore_errors=True)
+
+
 def build_app(database_uri: str, **overrides) -> Flask:
-    """A portal app on ``database_uri`` with a throwaway instance folder."""
-    overrides.setdefault("INSTANCE_PATH", tempfile.mkdtemp(prefix="clicktrail-instance-"))
+    """A portal app on ``database_uri`` with a throwaway instance folder (removed by ``dispose``)."""
+    overrides.setdefault("INSTANCE_PATH", tempfile.mkdtemp(prefix="instance-", dir=INSTANCES))
     return create_app(TestingConfig, {"SQLALCHEMY_DATABASE_URI": database_uri, **overrides})
 
 
@@ -46,6 +54,8 @@ def dispose(app: Flask) -> None:
     with app.app_context():
         for engine in db.engines.values():
             engine.dispose()
+    if Path(app.instance_path).parent == INSTANCES:
+        shutil.rmtree(app.instance_path, ignore_errors=True)
 
 
 class PostgresServer:

@@ -9,7 +9,7 @@ import pytest
 from affiliate import create_app
 from config import ProductionConfig
 from redirector import create_redirector
-from tests.conftest import dispose
+from tests.conftest import INSTANCES, dispose
 from tests.factories import Visitor
 from tests.redirector.helpers import live, setup_link
 
@@ -24,7 +24,7 @@ def production(database_uri):
         {
             "SECRET_KEY": "production-test-secret",
             "SQLALCHEMY_DATABASE_URI": database_uri,
-            "INSTANCE_PATH": tempfile.mkdtemp(prefix="clicktrail-instance-"),
+            "INSTANCE_PATH": tempfile.mkdtemp(prefix="instance-", dir=INSTANCES),
             "CLICK_INGESTER": "thread",
             "MONEY_JOBS_SECONDS": 0,
         },

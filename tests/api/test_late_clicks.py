@@ -29,6 +29,7 @@ from affiliate.services import conversions, late_clicks, webhooks
 from affiliate.services.signups import Signup, sign_up
 from tests.api.helpers import click, world
 from tests.factories import Visitor
+from tests.redirector.helpers import clicks_held
 
 
 @pytest.fixture(autouse=True)
@@ -82,28 +83,28 @@ def test_a_sale_naming_a_click_still_in_the_log_is_attributed_once_the_click_is_
     merchant, people, links = world(app)
     paying(app, merchant.program)
     shopper = Visitor(redirector)
-    late = click(shopper, links["alice"].code)  # logged, not stored: the test's redirector stores on flush()
-    with app.app_context():
-        assert db.session.scalar(select(Click.id).where(Click.click_id == late)) is None
+    with clicks_held(redirector):  # logged, not stored until flush()
+        late = click(shopper, links["alice"].code)
+        with app.app_context():
+            assert db.session.scalar(select(Click.id).where(Click.click_id == late)) is None
 
-    first = merchant.sale("late-1", 20_000, click_id=late, customer={"external_id": "cus_late"})
-    assert first.status_code == 201, first.json
-    answer = first.json["conversion"]
-    assert answer["attribution"]["status"] == "waiting_for_click"
-    assert answer["attribution"]["attributed"] is False and answer["attribution"]["affiliate_id"] is None
-    replay = merchant.sale("late-1", 20_000, click_id=late, customer={"external_id": "cus_late"})
-    assert replay.headers["Idempotent-Replayed"] == "true" and replay.json == first.json
-    refund = merchant.post("/api/v1/refunds", {"order_id": "late-1", "amount": 5_000})
-    assert refund.status_code == 201 and refund.json["conversion"]["attribution"]["affiliate_id"] is None
-    conversion_id = answer["id"]
-    with app.app_context():
-        tally = accrue_all()
-    assert tally.commissions == 0 and tally.reversed_cents == 0, "neither the sale nor its refund is evaluated yet"
-    assert events_of(app, conversion_id) == [], "announced once attributed, not before"
-    waiting = stored(app, conversion_id)
-    assert (
-        waiting.waiting_for_click == late and "Waiting for its click" in json.loads(waiting.decision_trace)["summary"]
-    )
+        first = merchant.sale("late-1", 20_000, click_id=late, customer={"external_id": "cus_late"})
+        assert first.status_code == 201, first.json
+        answer = first.json["conversion"]
+        assert answer["attribution"]["status"] == "waiting_for_click"
+        assert answer["attribution"]["attributed"] is False and answer["attribution"]["affiliate_id"] is None
+        replay = merchant.sale("late-1", 20_000, click_id=late, customer={"external_id": "cus_late"})
+        assert replay.headers["Idempotent-Replayed"] == "true" and replay.json == first.json
+        refund = merchant.post("/api/v1/refunds", {"order_id": "late-1", "amount": 5_000})
+        assert refund.status_code == 201 and refund.json["conversion"]["attribution"]["affiliate_id"] is None
+        conversion_id = answer["id"]
+        with app.app_context():
+            tally = accrue_all()
+        assert tally.commissions == 0 and tally.reversed_cents == 0, "neither the sale nor its refund is evaluated yet"
+        assert events_of(app, conversion_id) == [], "announced once attributed, not before"
+        waiting = stored(app, conversion_id)
+        assert waiting.waiting_for_click == late
+        assert "Waiting for its click" in json.loads(waiting.decision_trace)["summary"]
 
     assert redirector.recorder.flush(), "the ingester stores the click and attributes what waited for it"
     row = stored(app, conversion_id)
@@ -161,8 +162,9 @@ def test_a_conversion_whose_click_never_arrives_is_attributed_without_it_after_t
 def test_the_sweep_attributes_a_conversion_whose_click_was_stored_before_it_was(app, redirector, monkeypatch):
     """A conversion committed just after its click's batch: the ingester did not see it; the money jobs do."""
     merchant, people, links = world(app)
-    late = click(Visitor(redirector), links["alice"].code)
-    sale = merchant.sale("race-1", 5_000, click_id=late)
+    with clicks_held(redirector):
+        late = click(Visitor(redirector), links["alice"].code)
+        sale = merchant.sale("race-1", 5_000, click_id=late)
     assert sale.json["conversion"]["attribution"]["status"] == "waiting_for_click"
     monkeypatch.setattr(late_clicks, "waiting_for", lambda connection, click_ids: [])
     redirector.recorder.flush()

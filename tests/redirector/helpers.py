@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -50,6 +52,18 @@ LIVE: weakref.WeakSet = weakref.WeakSet()
 def live(redirector):
     LIVE.add(redirector)
     return redirector
+
+
+@contextmanager
+def clicks_held(redirector) -> Iterator[None]:
+    """Clicks logged by ``redirector`` stay in its click log until the block ends.
+
+    In the tests' thread mode the recorder's ingester thread stores the log every tenth of a second, so a test
+    that needs a click still in the log cannot count on being quick; it holds the lock each store takes.
+    ``recorder.flush()`` after the block stores them.
+    """
+    with redirector.recorder._ingest_lock:
+        yield
 
 
 def all_clicks(app) -> list[Click]:
