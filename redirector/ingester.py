@@ -3,11 +3,12 @@
 With ``CLICK_INGESTER=process`` the redirector's workers only append clicks to the click log
 (fdatasync'ed before each 302) and seal a segment every second; one ingester process per click
 log directory moves sealed segments into the database, judging each click on the way. A lock
-file says whether one runs: a worker that finds the lock free starts one. It runs at a lower
-CPU priority than the workers while its clicks are fresh, so the redirects come first; once a
-handed-off segment has waited MAX_LAG_SECONDS it takes the same share of the CPUs as a worker, so a
-sustained burst is stored as fast as it is answered, the clicks waiting durably in the log meanwhile. It exits once the worker that
-started it is gone and nothing is left to store; a surviving worker starts the next.
+file says whether one runs: a worker that finds the lock free starts one. While its clicks are
+fresh it holds back whenever the workers keep the CPUs busy, so the redirects come first; once a
+handed-off segment has waited MAX_LAG_SECONDS it takes the same share of the CPUs as a worker, so
+a sustained burst is stored as fast as it is answered, the clicks waiting durably in the log
+meanwhile. It exits once the worker that started it is gone and nothing is left to store; a
+surviving worker starts the next.
 
 Run by hand: ``python -m redirector.ingester '{"database_uri": ..., "log_dir": ..., ...}'``.
 """
@@ -83,8 +84,8 @@ def serve(settings: dict) -> int:
     lock = settings.get("lock_fd")
     if lock is None and claim(log_dir) is None:  # run by hand: the lock is held until this process ends
         return 0  # another ingester has this directory
-    # Idle priority before the click store is made: starting up must not slow the workers either. No nice
-    # value: once clicks wait too long the ingester needs the same share of the CPUs as each worker, or a
+    # Batch scheduling before the click store is made: starting up must not preempt the workers either. No
+    # nice value: once clicks wait too long the ingester needs the same share of the CPUs as each worker, or a
     # burst outruns it (an unprivileged process cannot lower its nice value again).
     priority = _Priority(log_dir)
     priority.update()
@@ -119,11 +120,13 @@ def serve(settings: dict) -> int:
 
 
 class _Priority:
-    """Idle CPU priority while the log is fresh; a worker's share of the CPUs once clicks wait too long.
+    """Batch scheduling while the log is fresh; a worker's share of the CPUs once clicks wait too long.
 
-    While the log is fresh, the ingester also waits for a pause when the machine is busy with other
-    work (the redirect workers in a burst): at idle priority it still runs in every gap between
-    their requests, and its CPU, caches and disk writes then slow each of them a little.
+    While the log is fresh, the ingester waits for a pause when the machine is busy with other work
+    (the redirect workers in a burst), looking at the CPUs every LOAD_SAMPLE_SECONDS, and as a batch
+    process it does not preempt a worker when it wakes. Not idle priority (SCHED_IDLE): on CPUs the
+    workers keep saturated, an idle-priority process gets no time at all, not even the moment it needs
+    to notice that its clicks have waited too long, and a burst outruns it for as long as it lasts.
     """
 
     def __init__(
@@ -161,7 +164,7 @@ class _Priority:
         if urgent == self.urgent:
             return
         try:
-            self.set_policy(os.SCHED_OTHER if urgent else os.SCHED_IDLE)
+            self.set_policy(os.SCHED_OTHER if urgent else os.SCHED_BATCH)
         except OSError:
             log.warning("could not change the click ingester's CPU priority", exc_info=True)
         self.urgent = urgent
