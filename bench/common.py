@@ -192,17 +192,22 @@ def bench_env(instance: Path, url: str) -> dict[str, str]:
     return env
 
 
-def migrate(env: dict[str, str]) -> None:
-    """Bring a bench database to the newest schema, as `make run` does."""
+def flask(env: dict[str, str], *args: str, timeout: float = 600) -> None:
+    """Run a `flask --app wsgi` command on a bench database; its output goes to stderr."""
     subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        [str(BIN / "flask"), "--app", "wsgi", *args],
         cwd=ROOT,
         env=env,
         check=True,
         stdout=sys.stderr,
         stderr=sys.stderr,
-        timeout=600,
+        timeout=timeout,
     )
+
+
+def migrate(env: dict[str, str]) -> None:
+    """Bring a bench database to the newest schema, as `make run` does."""
+    flask(env, "db", "upgrade")
 
 
 # --- Cached worlds --------------------------------------------------------------------------------------------
@@ -273,41 +278,31 @@ def world(
         if age > max_age_days:
             say(f"{name} ({database}): the cached world is {age:.1f} days old (at most {max_age_days}); rebuilding it")
             meta = None
+    cached = CACHE / f"{name}-{key}.db"
+    template = f"bench_{name}_{key}"
+    seeded = meta is None or not (cached.exists() if database == "sqlite" else database_exists(template))
+    if seeded and database == "sqlite":
+        meta = _build_sqlite(name, key, params, build, cached, meta_path)
+    elif seeded:
+        meta = _build_postgresql(name, key, params, build, template, meta_path, workdir)
+    if SEED_ONLY:
+        raise SeededOnly(
+            f"{name} ({database}) {'seeded' if seeded else 'cached'} in {time.monotonic() - started:.0f} s"
+        )
     if database == "sqlite":
-        cached = CACHE / f"{name}-{key}.db"
-        if meta is None or not cached.exists():
-            meta = _build_sqlite(name, key, params, build, cached, meta_path)
-            seeded = True
-        else:
-            seeded = False
-        if SEED_ONLY:
-            raise SeededOnly(
-                f"{name} ({database}) {'seeded' if seeded else 'cached'} in {time.monotonic() - started:.0f} s"
-            )
         target = instance / "bench.db"
         shutil.copyfile(cached, target)
         url = f"sqlite:///{target}"
         drop = None
+    elif clone:
+        run_name = f"bench_run_{name}"
+        drop_database(run_name)
+        with connect(server_url()) as connection:
+            connection.execute(f'CREATE DATABASE "{run_name}" TEMPLATE "{template}"')
+        url = database_url(server_url(), run_name)
+        drop = run_name
     else:
-        template = f"bench_{name}_{key}"
-        if meta is None or not database_exists(template):
-            meta = _build_postgresql(name, key, params, build, template, meta_path, workdir)
-            seeded = True
-        else:
-            seeded = False
-        if SEED_ONLY:
-            raise SeededOnly(
-                f"{name} ({database}) {'seeded' if seeded else 'cached'} in {time.monotonic() - started:.0f} s"
-            )
-        if clone:
-            run_name = f"bench_run_{name}"
-            drop_database(run_name)
-            with connect(server_url()) as connection:
-                connection.execute(f'CREATE DATABASE "{run_name}" TEMPLATE "{template}"')
-            url = database_url(server_url(), run_name)
-            drop = run_name
-        else:
-            url, drop = database_url(server_url(), template), None
+        url, drop = database_url(server_url(), template), None
     seconds = time.monotonic() - started
     say(f"{name} ({database}): {'seeded and copied' if seeded else 'copied the cached world'} in {seconds:.1f} s")
     return World(database, url, instance, meta, seconds, seeded, drop)

@@ -27,7 +27,6 @@ import random
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -43,7 +42,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402
-from bench.common import BIN, say  # noqa: E402
+from bench.common import say  # noqa: E402
 from bench.redirector import AFFILIATES, LINKS, seed_links  # noqa: E402
 
 CLICKS = 5_000_000
@@ -194,15 +193,7 @@ def write_rollups(url: str, env: dict[str, str], clicks: int) -> None:
             db.execute(statement)
     say(f"wrote the click rollups in {time.monotonic() - started:.0f} s")
     if clicks <= CHECK_ROLLUPS_UP_TO:
-        subprocess.run(
-            [str(BIN / "flask"), "--app", "wsgi", "rollup", "--check"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            stdout=sys.stderr,
-            stderr=sys.stderr,
-            timeout=1800,
-        )
+        common.flask(env, "rollup", "--check", timeout=1800)
         say("flask rollup --check: the written rollups agree with the clicks")
 
 
