@@ -274,6 +274,9 @@ class Pages:
                 "SECRET_KEY": "bench-secret",
                 "WTF_CSRF_ENABLED": False,
                 "MONEY_JOBS_SECONDS": 0,
+                "RETENTION_JOBS_SECONDS": 0,  # its first round would purge and blur the seed's older clicks
+                "DELIVERY_SENDER_SECONDS": 0,  # nothing here sends, and the senders would outlive the bench's cluster
+                "MAIL_SENDER_SECONDS": 0,
             },
         )
         self.end = datetime.fromisoformat(world.meta["seed_now"]).date()
