@@ -92,20 +92,19 @@ def post_new(session: Session, kind: str, postings: Sequence[tuple[str, Sequence
     """
     for _, legs in postings:
         _check_balanced(legs)
-    session.execute(
-        insert(LedgerTransaction),
-        [{"kind": kind, "reference": reference, "created_at": now} for reference, _ in postings],
+    if not postings:
+        return
+    # Core inserts of the tables, not the ORM's: the ORM leaves out a key whose value is None and sends each run
+    # of rows with the same keys as its own statement, so legs with and without an affiliate, alternating,
+    # went one statement per leg. A transaction's id comes back with its reference (RETURNING).
+    transactions = LedgerTransaction.__table__
+    made = session.execute(
+        insert(transactions).returning(transactions.c.reference, transactions.c.id),
+        [{"kind": kind, "reference": reference, "memo": None, "created_at": now} for reference, _ in postings],
     )
-    ids: dict[str, int] = {}
-    references = [reference for reference, _ in postings]
-    for start in range(0, len(references), IN_CHUNK):
-        chunk = references[start : start + IN_CHUNK]
-        found = select(LedgerTransaction.reference, LedgerTransaction.id).where(
-            LedgerTransaction.kind == kind, LedgerTransaction.reference.in_(chunk)
-        )
-        ids.update(session.execute(found).all())
+    ids: dict[str, int] = dict(made.all())
     session.execute(
-        insert(LedgerEntry),
+        insert(LedgerEntry.__table__),
         [
             {
                 "transaction_id": ids[reference],

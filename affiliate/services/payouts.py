@@ -55,6 +55,8 @@ from affiliate.services.exports import FORMATS, PayoutLine, payout_file
 from affiliate.services.ledger import IN_CHUNK, Leg, post, post_new
 
 COOLING_OFF = timedelta(hours=72)
+# A batch whose commissions are more than one in SCAN_SHARE of the table links them reading the table in order.
+SCAN_SHARE = 8
 PAYABLE, PAYABLE_END = "affiliate_payable:", "affiliate_payable;"  # every affiliate's payable account, as a range
 
 
@@ -157,7 +159,9 @@ def build_batch(
     )
     session.add(batch)
     session.flush()
-    session.execute(insert(Payout), [{**row, "batch_id": batch.id} for row in rows])
+    # The table's insert, not the ORM's: the ORM sends each run of rows with the same non-None keys as a
+    # statement of its own, and held payouts (with a reason) come between pending ones (without).
+    session.execute(insert(Payout.__table__), [{**row, "batch_id": batch.id} for row in rows])
     payout_ids = dict(session.execute(select(Payout.affiliate_id, Payout.id).where(Payout.batch_id == batch.id)).all())
     post_new(
         session,
@@ -174,20 +178,7 @@ def build_batch(
         ],
         now=now,
     )
-    # Each approved commission not yet in a payout joins its affiliate's payout in this batch: one UPDATE ... FROM
-    # (a join), not a subquery per commission.
-    session.execute(
-        update(Commission)
-        .where(
-            Payout.batch_id == batch.id,
-            Payout.affiliate_id == Commission.affiliate_id,
-            Commission.currency == currency,
-            Commission.status == CommissionStatus.APPROVED,
-            Commission.payout_id.is_(None),
-        )
-        .values(payout_id=Payout.id)
-        .execution_options(synchronize_session=False)
-    )
+    _link_commissions(session, batch.id, currency, [row["affiliate_id"] for row in rows])
     _audit(session, actor.id, "payout_batch.build", "payout_batch", batch.id, None, BatchStatus.DRAFT, now)
     notifications.send_to_role(
         session,
@@ -203,6 +194,39 @@ def build_batch(
         batch_url=mail.external_url("finance_payouts.show", batch_id=batch.id),
     )
     return batch, held
+
+
+def _link_commissions(session: Session, batch_id: int, currency: str, affiliate_ids: list[int]) -> None:
+    """Each approved commission not yet in a payout joins its affiliate's payout in the batch: one UPDATE ... FROM.
+
+    Found through the (affiliate, status) index, a batch's commissions are read in affiliate order, one
+    table page per row, scattered; when they are a good share of the table, reading the whole table in
+    order and finding each row's payout is twice as fast (a million commissions, SQLite: 2.2 s, not 5.5 s).
+    The index's entries are counted first (from the index alone) to choose.
+    """
+    candidates = 0
+    for start in range(0, len(affiliate_ids), IN_CHUNK):
+        chunk = affiliate_ids[start : start + IN_CHUNK]
+        candidates += session.scalar(
+            select(func.count())
+            .select_from(Commission)
+            .where(Commission.affiliate_id.in_(chunk), Commission.status == CommissionStatus.APPROVED)
+        )
+    highest = session.scalar(select(func.max(Commission.id))) or 0
+    # "affiliate_id + 0" is not the indexed column, so the database reads the table in order instead.
+    affiliate = Commission.affiliate_id + 0 if candidates * SCAN_SHARE > highest else Commission.affiliate_id
+    session.execute(
+        update(Commission)
+        .where(
+            Payout.batch_id == batch_id,
+            Payout.affiliate_id == affiliate,
+            Commission.currency == currency,
+            Commission.status == CommissionStatus.APPROVED,
+            Commission.payout_id.is_(None),
+        )
+        .values(payout_id=Payout.id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _users(session: Session, ids: list[int]) -> list[User]:
