@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from affiliate.extensions import db
-from affiliate.models import Commission, LedgerTransaction, Payout, PayoutBatch, User, utcnow
+from affiliate.models import Commission, LedgerTransaction, Payout, PayoutBatch, Program, User, utcnow
+from affiliate.services import payouts as payouts_service
 from affiliate.services.accrual import approve
 from affiliate.services.ledger import balance, check
 from affiliate.services.payouts import PayoutError, approve_batch, build_batch, mark_failed, mark_paid
@@ -135,3 +136,25 @@ def test_a_failed_payout_returns_to_the_balance(app, owed):
         assert balance(db.session, f"affiliate_payable:{owed['Alice'].id}", "USD") == -6_000
         assert balance(db.session, "payout_clearing", "USD") == 0
         assert check(db.session) == []
+
+
+@pytest.mark.parametrize("scan_share", [0, 10**9], ids=["through-the-index", "reading-the-table"])
+def test_a_batch_links_exactly_its_payees_approved_commissions(app, owed, monkeypatch, scan_share):
+    """However the commissions are found (the build chooses by the batch's share of the table), a payout
+    carries its affiliate's approved commissions not yet in a payout, and nobody else's."""
+    monkeypatch.setattr(payouts_service, "SCAN_SHARE", scan_share)
+    with app.app_context():
+        program = db.session.scalar(select(Program))
+        db.session.expunge(program)
+    _earn(app, program, owed["Alice"], 1_000, "Alice-2")
+    maker = make_finance(app)
+    with app.app_context():
+        batch, _ = build_batch(db.session, "USD", actor=db.session.get(User, maker.id), now=utcnow())
+        db.session.commit()
+        payout = db.session.scalar(select(Payout).where(Payout.batch_id == batch.id))
+        linked = db.session.execute(
+            select(Commission.affiliate_id, Commission.payout_id).where(Commission.payout_id.is_not(None))
+        ).all()
+        assert sorted(linked) == [(owed["Alice"].id, payout.id)] * 2
+        unlinked = db.session.scalars(select(Commission.affiliate_id).where(Commission.payout_id.is_(None))).all()
+        assert sorted(unlinked) == sorted([owed["Bob"].id, owed["Carol"].id])
