@@ -62,12 +62,19 @@ class _WriterQueue:
     SQLite's own busy handler sleeps and retries (1, 2, 5 ... 100 ms), so under contention
     writers wait far longer than the lock is held and one process can starve another; a
     blocked flock is woken the moment the lock is free. Each pooled connection has its own
-    descriptor (flock is per open file), taken at BEGIN IMMEDIATE and given back when the
-    connection returns to the pool, after its COMMIT or ROLLBACK.
+    descriptors (flock is per open file), the writers' lock taken at BEGIN IMMEDIATE and given
+    back when the connection returns to the pool, after its COMMIT or ROLLBACK.
+
+    An flock is not a queue: a loop of short write transactions (a retention round, a click
+    backlog being stored) takes the lock back the instant it lets go, ahead of a writer that
+    has waited all along, and a sign-in could wait minutes. So a writer first passes a gate
+    (a second flock, held only while waiting for the writers' lock): whoever waits for the
+    lock holds the gate, and the writer that just let go must pass the gate behind it.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.gate_path = f"{path}.gate"
 
     def begin(self, connection) -> None:
         if read_only.get():
@@ -75,8 +82,13 @@ class _WriterQueue:
             return
         info = connection.connection.info
         if "writer_fd" not in info:
+            info["gate_fd"] = os.open(self.gate_path, os.O_RDWR | os.O_CREAT, 0o600)
             info["writer_fd"] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(info["writer_fd"], fcntl.LOCK_EX)
+        fcntl.flock(info["gate_fd"], fcntl.LOCK_EX)
+        try:
+            fcntl.flock(info["writer_fd"], fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(info["gate_fd"], fcntl.LOCK_UN)
         info["writer_locked"] = True
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 

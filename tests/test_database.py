@@ -1,7 +1,10 @@
 """The schema: one migration history that builds exactly the models, with durable settings."""
 
+import fcntl
+import os
 import sqlite3
 import threading
+import time
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -104,6 +107,58 @@ def test_sqlite_transactions_take_the_write_lock_up_front(app):
                 other.execute("BEGIN IMMEDIATE")
             other.close()
             conn.rollback()
+
+
+def test_a_waiting_sqlite_writer_goes_before_the_writer_that_just_let_go(app):
+    """A loop of short write transactions (a retention round, a click backlog) must not take the write lock back
+    ahead of a writer that was already waiting for it."""
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("SQLite's writers' queue")
+        engine = db.engine
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE turns (who TEXT)"))
+    gate = f"{engine.url.database}.writers.gate"
+    first_held, looper_may_go = threading.Event(), threading.Event()
+
+    def looper() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO turns VALUES ('looper 1')"))
+            first_held.set()
+            looper_may_go.wait(10)
+        with engine.begin() as conn:  # straight back for the lock, as a loop does
+            conn.execute(text("INSERT INTO turns VALUES ('looper 2')"))
+
+    def waiter() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO turns VALUES ('waiter')"))
+
+    threads = [threading.Thread(target=looper), threading.Thread(target=waiter)]
+    threads[0].start()
+    assert first_held.wait(10)
+    threads[1].start()
+    _wait_until_held(gate)  # the waiter holds the gate while it waits for the lock
+    looper_may_go.set()
+    for thread in threads:
+        thread.join(10)
+    with engine.connect() as conn:
+        turns = [row[0] for row in conn.execute(text("SELECT who FROM turns ORDER BY rowid"))]
+    assert turns == ["looper 1", "waiter", "looper 2"]
+
+
+def _wait_until_held(path: str, seconds: float = 10.0) -> None:
+    """Poll (bounded by tries, not time) until another descriptor holds ``path``'s flock."""
+    for _ in range(int(seconds / 0.01)):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            return
+        finally:
+            os.close(fd)
+        time.sleep(0.01)
+    raise AssertionError(f"nobody took {path}")
 
 
 def test_concurrent_read_modify_write_loses_nothing(app):

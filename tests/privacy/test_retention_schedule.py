@@ -7,11 +7,13 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import event, select, text
 
 from affiliate import jobs
 from affiliate.extensions import db
 from affiliate.models import Click, Referral, utcnow
+from affiliate.services import retention
 from config import DevelopmentConfig
 from tests.factories import make_admin, make_affiliate, make_link, make_program, make_user
 from tests.reports.helpers import click_record, store_for, stored_rollups
@@ -119,3 +121,40 @@ def test_only_one_process_runs_a_round_and_settings_of_zero_keep_everything(app)
     app.config.update(CLICK_RETENTION_DAYS=0, CLICK_IP_DAYS=0, CLICK_USER_AGENT_DAYS=0)
     assert jobs.run_retention(app, clock=Clock(utcnow())) is None
     assert _clicks(app) == {record["click_id"]: ("81.2.69.9", AGENT)}
+
+
+def test_a_purge_window_finds_money_s_clicks_through_their_indexes(app):
+    """Statistics where almost no conversion names a click (coupon and no-click sales) once made SQLite scan every
+    conversion for every click of a window: a round over millions of clicks then held the write lock for hours."""
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("SQLite's planner and its statistics")
+        with db.engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+            conn.execute(text("DELETE FROM sqlite_stat1 WHERE tbl IN ('conversions', 'referrals')"))
+            for table, index in (("conversions", "ix_conversions_click_id"), ("referrals", "ix_referrals_click_id")):
+                conn.execute(
+                    text("INSERT INTO sqlite_stat1 VALUES (:table, :index, '100000 100000')"),
+                    {"table": table, "index": index},
+                )
+        db.engine.dispose()  # new connections read the statistics
+        statements: list[tuple[str, tuple]] = []
+
+        def seen(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().upper().startswith(("SELECT", "DELETE", "UPDATE")):
+                statements.append((statement, parameters))
+
+        event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            policy = jobs.policy_of(app.config)
+            limits = retention.cutoffs(db.session, policy, now=utcnow())
+            retention.apply_window(db.session, policy, limits, 1, retention.WINDOW, dry_run=True)
+            db.session.rollback()
+        finally:
+            event.remove(db.engine, "before_cursor_execute", seen)
+        plans = []
+        with db.engine.connect() as conn:
+            for statement, parameters in statements:
+                plans += [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+        assert any("conversions" in step for step in plans), plans
+        assert not [step for step in plans if step.startswith(("SCAN conversions", "SCAN referrals"))], plans
