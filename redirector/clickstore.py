@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -39,6 +40,9 @@ from redirector.clickrecord import ClickRecord
 log = logging.getLogger(__name__)
 
 COLUMNS = tuple(column.name for column in Click.__table__.columns if column.name != "id")
+_COLUMN_VALUES = itemgetter(*COLUMNS)  # a click's values in COLUMNS order, in one call
+_AT = COLUMNS.index("clicked_at")
+MINUTE = timedelta(minutes=1)
 RULES_SECONDS = 30.0
 RETRY_SECONDS = 2.0  # how long refused clicks wait in the click log before the database is asked again
 # The PostgreSQL advisory lock every ingester (of every redirector node) holds while it judges and stores a batch.
@@ -87,7 +91,14 @@ class ClickStore:
 
     def _time(self, value: datetime) -> datetime | str:
         # SQLite keeps UTC wall time as text, in the same form the ORM's UTCDateTime writes.
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds") if self.sqlite else value
+        if not self.sqlite:
+            return value
+        utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+        return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    def _row(self, click: ClickRecord) -> tuple:
+        row = _COLUMN_VALUES(click)
+        return (*row[:_AT], self._time(row[_AT]), *row[_AT + 1 :])
 
     def insert(self, clicks: list[ClickRecord]) -> None:
         """Insert clicks and add them to the rollups, skipping any already stored (a log replayed after a crash).
@@ -121,10 +132,7 @@ class ClickStore:
                 }
                 self._mark_unique(clicks, recent)
                 self._judge(conn, clicks, recent, observed)
-                rows = [
-                    tuple(self._time(click[name]) if name == "clicked_at" else click[name] for name in COLUMNS)
-                    for click in clicks
-                ]
+                rows = [self._row(click) for click in clicks]
                 if self.sqlite:
                     conn.exec_driver_sql(self.insert_sql, rows)
                 else:
@@ -259,7 +267,7 @@ class ClickStore:
                     continue
                 earlier = batch.setdefault(key, [])
                 base = stored.get(key, [0, 0])
-                in_minute = sum(1 for at in earlier if click["clicked_at"] - at <= timedelta(minutes=1))
+                in_minute = sum(1 for at in earlier if click["clicked_at"] - at <= MINUTE)
                 counts[kind] = (base[0] + in_minute, base[1] + len(earlier))
                 earlier.append(click["clicked_at"])
             _site, mode, dest, user = [*(click["sec_fetch"] or "").split("/"), "", "", "", ""][:4]

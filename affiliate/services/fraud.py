@@ -188,6 +188,9 @@ class Verdict:
         )
 
 
+CLEAN = Verdict(0, Action.ALLOW, ())  # what a click or conversion no rule fired on gets
+
+
 @dataclass(frozen=True)
 class ClickSignals:
     """What is known about one click when it is stored, with bounded counts of its recent neighbours."""
@@ -251,13 +254,15 @@ def score_click(signals: ClickSignals, rules: Mapping[str, RuleSetting]) -> Verd
         check("bot", f"bot click: {signals.bot_reason}")
     flood = rules["click_flooding"]
     per_minute, per_hour = flood.get("per_minute"), flood.get("per_hour")
-    worst = max(
-        (signals.same_ip_last_minute, "IP", "minute", per_minute),
+    # The count furthest over (or least under) its limit; the first of equals, in this order.
+    worst = (signals.same_ip_last_minute, "IP", "minute", per_minute)
+    for candidate in (
         (signals.same_device_last_minute, "device", "minute", per_minute),
         (signals.same_ip_last_hour, "IP", "hour", per_hour),
         (signals.same_device_last_hour, "device", "hour", per_hour),
-        key=lambda item: item[0] - item[3],
-    )
+    ):
+        if candidate[0] - candidate[3] > worst[0] - worst[3]:
+            worst = candidate
     if worst[0] >= worst[3]:
         check(
             "click_flooding",
@@ -270,9 +275,10 @@ def score_click(signals: ClickSignals, rules: Mapping[str, RuleSetting]) -> Verd
         check("cookie_stuffing", stuffing)
     if signals.paid_click_params:
         check("paid_traffic", f"ad click id on the click: {', '.join(signals.paid_click_params)}")
-    blocked = {c.upper() for c in rules["blocked_country"].get("countries") or []}
-    if signals.country and signals.country.upper() in blocked:
-        check("blocked_country", f"click from {signals.country}, which this program blocks")
+    if signals.country:
+        blocked = {c.upper() for c in rules["blocked_country"].get("countries") or []}
+        if signals.country.upper() in blocked:
+            check("blocked_country", f"click from {signals.country}, which this program blocks")
     return _verdict(fired)
 
 
@@ -368,6 +374,8 @@ def _checker(rules: Mapping[str, RuleSetting], fired: list[FiredRule]):
 
 
 def _verdict(fired: list[FiredRule]) -> Verdict:
+    if not fired:
+        return CLEAN  # most clicks: one shared verdict, not a new one each
     counted = [f for f in fired if f.action != Action.ALLOW]
     action = max((f.action for f in counted), key=SEVERITY.__getitem__, default=Action.ALLOW)
     return Verdict(min(100, sum(f.weight for f in counted)), action, tuple(fired))
