@@ -101,7 +101,11 @@ def test_no_generated_request_gets_a_server_error(case, merchant, edge, where, u
             body["currency"] = merchant.program.currency
         _plant(body, edge, where)
     raw = _raw(body)
-    headers = {key: value for key, value in (case.headers or {}).items() if isinstance(value, str)}
+    # Without Host: the test client names the host itself, and schemathesis, given an empty one, cannot rebuild the
+    # request's URL for its own checks.
+    headers = {
+        key: value for key, value in (case.headers or {}).items() if isinstance(value, str) and key.lower() != "host"
+    }
     if case.method.upper() != "GET":
         headers["Content-Type"] = case.media_type or "application/json"
     if case.path != "/openapi.json" and not unsigned:
