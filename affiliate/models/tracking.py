@@ -48,6 +48,8 @@ class Click(db.Model):
         # from one visitor or one device, so these serve both.
         Index("ix_clicks_visitor_at", "visitor_id", "clicked_at"),
         Index("ix_clicks_fingerprint_at", "fingerprint", "clicked_at"),
+        # The flooding rule's counts: one address's clicks on one link in the last hour.
+        Index("ix_clicks_link_ip_at", "link_id", "ip", "clicked_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
