@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask, render_template, request
+from flask import Flask, Response, render_template, request
+from flask.globals import request_ctx
 from werkzeug.exceptions import HTTPException
 
 MESSAGES = {
@@ -26,4 +27,8 @@ def _http_error(error: HTTPException):
         name = (error.name or "error").lower().replace(" ", "_").replace("'", "")
         return {"error": {"code": name, "message": error.description, "status": code}}, code
     message = MESSAGES.get(code, error.description)
+    if request_ctx.url_adapter is None:
+        # The Host header is no name a URL can carry (Werkzeug answers it with BadHost), so no page that links to
+        # others can be drawn for this request: the message alone.
+        return Response(f"{code} {error.name}: {message}\n", status=code, mimetype="text/plain")
     return render_template("errors/error.html", code=code, title=error.name, message=message), code

@@ -15,6 +15,7 @@ from wtforms.fields.core import UnboundField
 
 from tests.factories import (
     Auth,
+    Visitor,
     csrf_token,
     make_admin,
     make_affiliate,
@@ -180,3 +181,58 @@ def test_query_strings_with_nul_are_400_and_huge_ids_404(app, clients):
     assert admin.get(f"/admin/affiliates/{HUGE}").status_code == 404
     assert admin.get(f"/admin/conversions/?program={HUGE}&page={HUGE}").status_code == 200
     assert clients["anonymous"].get(f"/signup?program={HUGE}").status_code == 200
+
+
+# Host headers no URL can carry (empty labels, an over-long label, a broken IPv6 literal, controls) or that are not
+# ours: Werkzeug refuses the first kind with BadHost, and the error page for it must not need links to be built.
+HOSTILE_HOSTS = ("", "..", "a..b", "x" * 300, "[::1", "a b", "ünïcode.example", "host:99999", "%00", "evil.example")
+
+
+def test_no_route_answers_a_server_error_to_a_hostile_host_header(app, redirector):
+    admin = make_admin(app)
+    link = make_link(app, make_affiliate(app), make_program(app, admin))
+    client = app.test_client()
+    errors = []
+    for rule in _routes(app):
+        for method in sorted(rule.methods & {"GET", "POST"}):
+            for host in HOSTILE_HOSTS:
+                problem = _server_error(client.open, _paths(rule)[0], method=method, headers={"Host": host})
+                if problem:
+                    errors.append(f"{method} {rule.rule} Host {host!r}: {problem}")
+    api = app.test_client()
+    for host in HOSTILE_HOSTS:
+        for problem in (
+            _server_error(api.post, "/api/v1/conversions", data=b"{}", headers={"Host": host}),
+            _server_error(api.get, "/api/v1/plans", headers={"Host": host}),
+        ):
+            if problem:
+                errors.append(f"API Host {host!r}: {problem}")
+        click = Visitor(redirector, "198.51.100.9").get(f"/r/{link.code}", headers={"Host": host})
+        if click.status_code != 302:
+            errors.append(f"redirector Host {host!r}: status {click.status_code}")
+    assert not errors, "\n".join(errors[:30])
+    bad = client.get("/login", headers={"Host": ".."})
+    assert bad.status_code == 400 and b"could not be understood" in bad.data
+
+
+def test_links_people_copy_are_under_the_public_address_whatever_the_host_header_says(app):
+    """A portal behind a proxy that passes its own Host, or a forged one, must not hand out links to that host."""
+    admin = make_admin(app)
+    affiliate, member = make_affiliate(app), make_user(app, role="member")
+    program = make_program(app, admin)
+    public = app.config["PUBLIC_BASE_URL"].rstrip("/")
+    pages = {
+        affiliate: ["/partner/recruits"],
+        member: ["/member/"],
+        admin: [f"/admin/programs/{program.id}/stripe"],
+    }
+    for user, paths in pages.items():
+        client = app.test_client()
+        assert Auth(client).login(user.email).status_code == 302
+        name = app.config["SESSION_COOKIE_NAME"]
+        client.set_cookie(name, client.get_cookie(name).value, domain="evil.example")  # as a browser at that host
+        for path in paths:
+            page = client.get(path, headers={"Host": "evil.example"})
+            assert page.status_code == 200, path
+            text = page.get_data(as_text=True)
+            assert "evil.example" not in text and f"{public}/" in text, path

@@ -15,6 +15,7 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.forms import Form
+from affiliate.mail import external_url
 from affiliate.models import Coupon, Program, Role, User, utcnow
 from affiliate.services import coupons, groups
 from affiliate.validators import options
@@ -172,7 +173,7 @@ def stripe(program_id: int):
         flash("Stripe signing secret saved: events sent to the endpoint below are now taken.", "success")
         return redirect(url_for("admin_coupons.stripe", program_id=program.id))
     events = coupons.recent_stripe_events(db.session, program.id, EVENTS_SHOWN)
-    endpoint = url_for("integrations_stripe.receive", program_id=program.id, _external=True)
+    endpoint = external_url("integrations_stripe.receive", program_id=program.id)
     return render_template(
         "admin/coupons/stripe.html", program=program, form=form, events=events, endpoint=endpoint, action=ActionForm()
     ), 422 if form.is_submitted() else 200

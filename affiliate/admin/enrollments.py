@@ -7,6 +7,7 @@ from flask_login import current_user
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
+from affiliate.mail import external_url
 from affiliate.models import EnrollmentStatus, Program, Role, utcnow
 from affiliate.params import parse_id
 from affiliate.services import enrollment
@@ -72,4 +73,4 @@ def invite(program_id: int):
         return redirect(url_for("admin_enrollments.index", program_id=program.id))
     token = enrollment.invitation(current_app.config["SECRET_KEY"], program, group_id)
     # Shown once, on this answer, never carried in a URL that someone else could craft.
-    return _page(program, invitation=url_for("partner.join", token=token, _external=True))
+    return _page(program, invitation=external_url("partner.join", token=token))

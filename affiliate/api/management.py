@@ -20,7 +20,7 @@ import hashlib
 import json
 from datetime import timedelta
 
-from flask import current_app, g, request, url_for
+from flask import current_app, g, request
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -37,6 +37,7 @@ from affiliate.api.common import (
 )
 from affiliate.api.strict_json import require_int, require_str
 from affiliate.extensions import db
+from affiliate.mail import external_url
 from affiliate.models import (
     Adjustment,
     AdjustmentStatus,
@@ -495,7 +496,7 @@ def invite(authenticated: Authenticated, actor: User, body: dict):
     token = enrollment.invitation(current_app.config["SECRET_KEY"], program, group.id if group else None)
     days = current_app.config["INVITATION_DAYS"]
     return {
-        "url": url_for("partner.join", token=token, _external=True),
+        "url": external_url("partner.join", token=token),
         "group_id": group.id if group else None,
         "expires_at": iso(g.api_now + timedelta(days=days)),
     }, 201

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, url_for
+from flask import Blueprint, render_template
 from flask_login import current_user
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
+from affiliate.mail import external_url
 from affiliate.models import Role
 from affiliate.services import recruiters
 from affiliate.services.accrual import LIVE_COMMISSIONS
@@ -24,7 +25,7 @@ def home():
     for reward in rewards:
         if reward.status in LIVE_COMMISSIONS:
             totals[reward.currency] = totals.get(reward.currency, 0) + reward.amount_cents
-    link = url_for("auth.signup", ref=current_user.referral_code, _external=True)
+    link = external_url("auth.signup", ref=current_user.referral_code)
     return render_template(
         "member/home.html",
         user=current_user,

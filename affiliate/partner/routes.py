@@ -11,6 +11,7 @@ from flask_login import current_user
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.formatting import count, day
+from affiliate.mail import external_url
 from affiliate.models import Program, Role, utcnow
 from affiliate.money import format_amount
 from affiliate.notifications import PAYOUT_METHODS
@@ -81,7 +82,7 @@ def recruits():
     return render_template(
         "partner/recruits.html",
         recruits=recruiters.recruits(db.session, current_user.id),
-        link=url_for("auth.apply", ref=current_user.referral_code, _external=True),
+        link=external_url("auth.apply", ref=current_user.referral_code),
     )
 
 
