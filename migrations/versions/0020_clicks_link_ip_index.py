@@ -3,7 +3,9 @@
 - ix_clicks_link_ip_at (link_id, ip, clicked_at): the ingester counts, for each click of a batch, the clicks its
   address made on its link in the last hour and minute (the flooding rule). Without it those counts read every click
   of the batch's links in the hour, which on a busy link grows with its traffic and slowed every batch. On
-  PostgreSQL the index is made on the partitioned table, so each month's partition gets one.
+  PostgreSQL the index is made on the partitioned table, so each month's partition gets one. Building it reads every
+  stored click and holds off inserts meanwhile: the redirectors keep answering, their clicks wait in the click logs
+  and are stored once the upgrade commits.
 
 Revision ID: 0020
 Revises: 0019
