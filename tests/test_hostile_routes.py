@@ -183,7 +183,7 @@ def test_query_strings_with_nul_are_400_and_huge_ids_404(app, clients):
     assert clients["anonymous"].get(f"/signup?program={HUGE}").status_code == 200
 
 
-# Host headers no URL can carry (empty labels, an over-long label, a broken IPv6 literal, controls) or that are not
+# Host headers no URL can carry (empty labels, an over-long label, a broken IPv6 literal, a space) or that are not
 # ours: Werkzeug refuses the first kind with BadHost, and the error page for it must not need links to be built.
 HOSTILE_HOSTS = ("", "..", "a..b", "x" * 300, "[::1", "a b", "ünïcode.example", "host:99999", "%00", "evil.example")
 
