@@ -168,6 +168,7 @@ def register_security(app: Flask) -> None:
 
 def register_template_helpers(app: Flask) -> None:
     from affiliate.formatting import FILTERS
+    from affiliate.mail import external_url
     from affiliate.services.audit import status_word
     from affiliate.services.fraud import DESCRIPTIONS, action_label, rule_label, setting_label
     from affiliate.services.trace_words import matched_by, trace_time, verdict_action
@@ -185,6 +186,8 @@ def register_template_helpers(app: Flask) -> None:
         verdict_action=verdict_action,
     )
     app.jinja_env.globals["public_base_url"] = app.config["PUBLIC_BASE_URL"].rstrip("/")
+    # Absolute links in pages are built on PUBLIC_BASE_URL, as in mail, never on the request's Host header.
+    app.jinja_env.globals["external_url"] = external_url
 
 
 def register_jobs(app: Flask) -> None:

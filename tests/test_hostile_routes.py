@@ -224,7 +224,7 @@ def test_links_people_copy_are_under_the_public_address_whatever_the_host_header
     pages = {
         affiliate: ["/partner/recruits"],
         member: ["/member/"],
-        admin: [f"/admin/programs/{program.id}/stripe"],
+        admin: [f"/admin/programs/{program.id}/stripe", f"/admin/programs/{program.id}/keys/", "/examples/landing"],
     }
     for user, paths in pages.items():
         client = app.test_client()

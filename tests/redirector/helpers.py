@@ -21,6 +21,14 @@ IPHONE = (
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
+# A shopper's tap on a link in Chrome: a top-level navigation the user started.
+NAVIGATION = {
+    "User-Agent": CHROME,
+    "Sec-Fetch-Site": "cross-site",
+    "Sec-Fetch-Mode": "navigate",
+    "Sec-Fetch-Dest": "document",
+    "Sec-Fetch-User": "?1",
+}
 
 
 @dataclass

@@ -11,15 +11,7 @@ from sqlalchemy import event
 
 from redirector import Redirector
 from tests.factories import Visitor, make_link
-from tests.redirector.helpers import CHROME, all_clicks, live, setup_link
-
-NAVIGATION = {
-    "User-Agent": CHROME,
-    "Sec-Fetch-Site": "cross-site",
-    "Sec-Fetch-Mode": "navigate",
-    "Sec-Fetch-Dest": "document",
-    "Sec-Fetch-User": "?1",
-}
+from tests.redirector.helpers import NAVIGATION, all_clicks, live, setup_link
 
 
 def test_flooding_counts_one_address_per_link_across_batches(app):

@@ -14,16 +14,9 @@ from affiliate.models import AuditLog, Click, Conversion
 from affiliate.services import rollups
 from tests.api.helpers import click, world
 from tests.factories import Auth, Visitor, csrf_token, make_admin, make_finance
-from tests.redirector.helpers import CHROME, all_clicks
+from tests.redirector.helpers import CHROME, NAVIGATION, all_clicks
 from tests.reports.helpers import click_record, store_for
 
-NAVIGATION = {
-    "User-Agent": CHROME,
-    "Sec-Fetch-Site": "cross-site",
-    "Sec-Fetch-Mode": "navigate",
-    "Sec-Fetch-Dest": "document",
-    "Sec-Fetch-User": "?1",
-}
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
           "Version/18.1 Mobile/15E148 Safari/604.1")  # fmt: skip
 
