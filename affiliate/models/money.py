@@ -114,7 +114,8 @@ class Commission(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default=CommissionStatus.PENDING)
     available_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # Not indexed: a batch links a million of these at once; found by (affiliate_id, status) instead.
+    # Not indexed: a batch links a million of these at once; found by (affiliate_id, status) instead. On
+    # PostgreSQL the key is not declared either (migration 0021); `flask ledger-check` proves every link.
     payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
     # A performance bonus: the first instant of the month it was earned in; None for every other kind.
     period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -2,7 +2,8 @@
 
 ``ledger.check`` proves the books balance; these prove what was booked: refunds stay within their sale,
 a rejected conversion earns nothing, a commission comes from an evaluated conversion and is accrued once,
-and refunds took back exactly each commission's share of what was refunded (docs/money.md).
+refunds took back exactly each commission's share of what was refunded, and a commission linked to a payout
+names a payout of its own affiliate and currency (docs/money.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from affiliate.models import (
     ConversionType,
     LedgerEntry,
     LedgerTransaction,
+    Payout,
 )
 from affiliate.services.accrual import LIVE_COMMISSIONS
 from affiliate.services.ledger import Problem
@@ -68,7 +70,33 @@ def check(session: Session) -> list[Problem]:
             continue
         problems.append(Problem("accrued_once", f"commission {commission_id} has no accrual in the ledger"))
     problems += _check_reversals(session)
+    problems += _check_payout_links(session)
     return problems
+
+
+def _check_payout_links(session: Session) -> list[Problem]:
+    """Every commission linked to a payout names one that exists, of the commission's affiliate and currency.
+
+    PostgreSQL declares no foreign key for this link (a batch writes up to a million at once), so this is
+    where a dangling or crossed link would show."""
+    crossed = session.execute(
+        select(Commission.id, Commission.payout_id, Payout.id)
+        .outerjoin(Payout, Payout.id == Commission.payout_id)
+        .where(
+            Commission.payout_id.is_not(None),
+            (Payout.id.is_(None))
+            | (Payout.affiliate_id != Commission.affiliate_id)
+            | (Payout.currency != Commission.currency),
+        )
+    ).all()
+    return [
+        Problem(
+            "linked_to_own_payout",
+            f"commission {commission_id} is linked to "
+            + (f"payout {payout_id}, which does not exist" if found is None else f"payout {payout_id} of another"),
+        )
+        for commission_id, payout_id, found in crossed
+    ]
 
 
 def _check_reversals(session: Session) -> list[Problem]:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from affiliate.extensions import db
-from affiliate.models import Commission, Conversion, ConversionType, LedgerEntry, User, utcnow
+from affiliate.models import Commission, Conversion, ConversionType, LedgerEntry, Payout, PayoutBatch, User, utcnow
 from affiliate.services import accrual, money_checks, review
 from affiliate.services.commissions import PlanTerms, TierRate
 from affiliate.services.conversions import (
@@ -388,6 +388,38 @@ def test_ledger_check_finds_each_wrong_amount_on_purpose(app, runner):
         )
 
     assert "accrued_once" in _broken(app, commission_without_accrual)
+
+
+def test_ledger_check_finds_a_commission_linked_to_a_payout_not_its_own(app, runner):
+    admin = make_admin(app)
+    program = make_program(app, admin, hold_days=0)
+    set_plan(app, program.id, percent_bps=1_000)
+    alice, bob = make_affiliate(app), make_affiliate(app)
+    sale = report(app, program, alice.id, "link-1", 10_000)
+    run_jobs(app)
+    with app.app_context():
+        batch = PayoutBatch(currency="USD", created_by_id=admin.id, created_at=utcnow())
+        db.session.add(batch)
+        db.session.flush()
+        bobs = Payout(batch_id=batch.id, affiliate_id=bob.id, amount_cents=100, currency="USD", method="paypal",
+                      destination="bob@example.com", created_at=utcnow())  # fmt: skip
+        db.session.add(bobs)
+        db.session.commit()
+        bobs_id, dialect = bobs.id, db.engine.dialect.name
+    assert problems(app) == []
+
+    def link_to(payout_id):
+        def setup(session):
+            session.execute(update(Commission).where(Commission.conversion_id == sale).values(payout_id=payout_id))
+
+        return setup
+
+    assert "linked_to_own_payout" in _broken(app, link_to(bobs_id))
+    result = runner.invoke(args=["ledger-check"])
+    assert result.exit_code == 1 and "linked_to_own_payout" in result.output
+    if dialect == "postgresql":  # SQLite's foreign key refuses a dangling link before any check could
+        assert "linked_to_own_payout" in _broken(app, link_to(bobs_id + 1000))
+    assert "linked_to_own_payout" not in _broken(app, link_to(None))
 
 
 def test_concurrent_style_double_refund_is_refused_even_when_the_first_is_unprocessed(app):
