@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from affiliate import bulk
 from affiliate.models import LedgerEntry, LedgerTransaction
 
 IN_CHUNK = 5000  # values per IN (...) list: well inside SQLite's and PostgreSQL's limits
@@ -96,15 +97,28 @@ def post_new(session: Session, kind: str, postings: Sequence[tuple[str, Sequence
         return
     # Core inserts of the tables, not the ORM's: the ORM leaves out a key whose value is None and sends each run
     # of rows with the same keys as its own statement, so legs with and without an affiliate, alternating,
-    # went one statement per leg. A transaction's id comes back with its reference (RETURNING).
+    # went one statement per leg.
     transactions = LedgerTransaction.__table__
-    made = session.execute(
-        insert(transactions).returning(transactions.c.reference, transactions.c.id),
-        [{"kind": kind, "reference": reference, "memo": None, "created_at": now} for reference, _ in postings],
-    )
-    ids: dict[str, int] = dict(made.all())
-    session.execute(
-        insert(LedgerEntry.__table__),
+    if bulk.postgresql(session):
+        fresh = bulk.new_ids(session, transactions, len(postings))
+        ids = dict(zip((reference for reference, _ in postings), fresh, strict=True))
+        bulk.insert_rows(
+            session,
+            transactions,
+            [
+                {"id": ids[reference], "kind": kind, "reference": reference, "memo": None, "created_at": now}
+                for reference, _ in postings
+            ],
+        )
+    else:  # a transaction's id comes back with its reference
+        made = session.execute(
+            insert(transactions).returning(transactions.c.reference, transactions.c.id),
+            [{"kind": kind, "reference": reference, "memo": None, "created_at": now} for reference, _ in postings],
+        )
+        ids = dict(made.all())
+    bulk.insert_rows(
+        session,
+        LedgerEntry.__table__,
         [
             {
                 "transaction_id": ids[reference],

@@ -29,10 +29,10 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from affiliate import mail, notifications
+from affiliate import bulk, mail, notifications
 from affiliate.models import (
     BatchStatus,
     Commission,
@@ -161,7 +161,7 @@ def build_batch(
     session.flush()
     # The table's insert, not the ORM's: the ORM sends each run of rows with the same non-None keys as a
     # statement of its own, and held payouts (with a reason) come between pending ones (without).
-    session.execute(insert(Payout.__table__), [{**row, "batch_id": batch.id} for row in rows])
+    bulk.insert_rows(session, Payout.__table__, [{**row, "batch_id": batch.id} for row in rows])
     payout_ids = dict(session.execute(select(Payout.affiliate_id, Payout.id).where(Payout.batch_id == batch.id)).all())
     post_new(
         session,
@@ -201,20 +201,26 @@ def _link_commissions(session: Session, batch_id: int, currency: str, affiliate_
 
     Found through the (affiliate, status) index, a batch's commissions are read in affiliate order, one
     table page per row, scattered; when they are a good share of the table, reading the whole table in
-    order and finding each row's payout is about twice as fast.
-    The index's entries are counted first (from the index alone) to choose.
+    order and finding each row's payout is about twice as fast. PostgreSQL's planner chooses between the
+    two once it knows how many payouts the batch has (the rows were just written, so they are analyzed
+    first); SQLite has no statistics to choose with, so the index's entries are counted first (from the
+    index alone).
     """
-    candidates = 0
-    for start in range(0, len(affiliate_ids), IN_CHUNK):
-        chunk = affiliate_ids[start : start + IN_CHUNK]
-        candidates += session.scalar(
-            select(func.count())
-            .select_from(Commission)
-            .where(Commission.affiliate_id.in_(chunk), Commission.status == CommissionStatus.APPROVED)
-        )
-    highest = session.scalar(select(func.max(Commission.id))) or 0
-    # "affiliate_id + 0" is not the indexed column, so the database reads the table in order instead.
-    affiliate = Commission.affiliate_id + 0 if candidates * SCAN_SHARE > highest else Commission.affiliate_id
+    affiliate = Commission.affiliate_id
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE payouts"))
+    else:
+        candidates = 0
+        for start in range(0, len(affiliate_ids), IN_CHUNK):
+            chunk = affiliate_ids[start : start + IN_CHUNK]
+            candidates += session.scalar(
+                select(func.count())
+                .select_from(Commission)
+                .where(Commission.affiliate_id.in_(chunk), Commission.status == CommissionStatus.APPROVED)
+            )
+        highest = session.scalar(select(func.max(Commission.id))) or 0
+        if candidates * SCAN_SHARE > highest:
+            affiliate = Commission.affiliate_id + 0  # not the indexed column: the table is read in order instead
     session.execute(
         update(Commission)
         .where(

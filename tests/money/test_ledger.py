@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import delete, select, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from affiliate.extensions import db
 from affiliate.models import LedgerEntry, LedgerTransaction, utcnow
-from affiliate.services.ledger import ConflictingPosting, Leg, UnbalancedPosting, balance, check, post
+from affiliate.services.ledger import ConflictingPosting, Leg, UnbalancedPosting, balance, check, post, post_new
 from tests.factories import make_affiliate
 
 
@@ -35,6 +35,33 @@ def test_balanced_postings_once_per_reference(app, payable):
         assert db.session.scalar(select(text("count(*)")).select_from(LedgerEntry)) == 2
         with pytest.raises(ConflictingPosting):
             post(db.session, "accrual", "commission:1", accrual(payable, 9), now=utcnow())
+
+
+def test_bulk_postings_land_whole_or_not_at_all(app, payable):
+    """Many postings at once (a payout batch's reserves): each balanced with its own legs; a reference already
+    posted refuses the whole lot as the database's integrity error, and the rollback leaves no trace of it."""
+    account, affiliate_id = payable
+    postings = [(f"payout:{n}", [Leg(account, n, "USD", affiliate_id), Leg("payout_clearing", -n, "USD")]) for n in
+                range(1, 1_201)]  # fmt: skip
+    with app.app_context():
+        post_new(db.session, "payout_reserve", postings, now=utcnow())
+        db.session.commit()
+        legs = db.session.execute(
+            select(LedgerTransaction.reference, LedgerEntry.account, LedgerEntry.affiliate_id, LedgerEntry.amount_cents)
+            .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+            .where(LedgerTransaction.kind == "payout_reserve")
+        ).all()
+        assert len(legs) == 2_400 and check(db.session) == []
+        assert all(amount == int(reference.split(":")[1]) for reference, acc, _, amount in legs if acc == account)
+        assert balance(db.session, account, "USD") == 1_200 * 1_201 // 2
+        again = [("payout:5000", postings[0][1]), postings[-1]]
+        with pytest.raises(IntegrityError):
+            post_new(db.session, "payout_reserve", again, now=utcnow())
+        db.session.rollback()
+        assert (
+            db.session.scalar(select(LedgerTransaction.id).where(LedgerTransaction.reference == "payout:5000")) is None
+        )
+        assert balance(db.session, account, "USD") == 1_200 * 1_201 // 2
 
 
 @pytest.mark.parametrize(
