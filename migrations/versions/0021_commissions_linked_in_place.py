@@ -6,8 +6,9 @@ in another page and a new entry in every index of the table, and checked the pay
 
 - ``fillfactor = 50`` on commissions: new rows fill pages only half, so the linking update (which changes no
   indexed column) writes each new version beside the old one without touching the indexes (a "HOT" update).
-  It applies to pages written from now on; commissions stored before the upgrade keep their full pages
-  (most of them are already linked).
+  The table takes about twice the disk it did (a million commissions: about 260 MB instead of 130 MB). It
+  applies to pages written from now on; commissions stored before the upgrade keep their full pages (most of
+  them are already linked).
 - The foreign key from ``commissions.payout_id`` to payouts is dropped on PostgreSQL. The link is written
   only by the batch's own join with payouts (or cleared), payouts are never deleted, and `flask ledger-check`
   proves more than the key did: every linked commission names a payout of its own affiliate and currency.
