@@ -77,8 +77,8 @@ def check(session: Session) -> list[Problem]:
 def _check_payout_links(session: Session) -> list[Problem]:
     """Every commission linked to a payout names one that exists, of the commission's affiliate and currency.
 
-    PostgreSQL declares no foreign key for this link (a batch writes up to a million at once), so this is
-    where a dangling or crossed link would show."""
+    No foreign key guards this link (a batch writes up to a million at once), so this is where a dangling or
+    crossed link would show."""
     crossed = session.execute(
         select(Commission.id, Commission.payout_id, Payout.id)
         .outerjoin(Payout, Payout.id == Commission.payout_id)
