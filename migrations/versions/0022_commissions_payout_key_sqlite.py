@@ -61,6 +61,4 @@ def upgrade():
 def downgrade():
     if op.get_bind().dialect.name != "sqlite":
         return
-    _recreate_commissions(
-        lambda batch_op: batch_op.create_foreign_key(FOREIGN_KEY, "payouts", ["payout_id"], ["id"])
-    )
+    _recreate_commissions(lambda batch_op: batch_op.create_foreign_key(FOREIGN_KEY, "payouts", ["payout_id"], ["id"]))
