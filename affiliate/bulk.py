@@ -30,15 +30,22 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         session.execute(insert(table), list(rows))
         return
     names = list(rows[0])
-    for name in names:
-        table.c[name]  # an unknown column is a KeyError here, never text in the COPY statement
+    connection = session.connection()
+    # Each value as an INSERT would bind it (an unknown column is a KeyError here, never text in the statement):
+    # the columns' own types first, so a naive time is refused for a UTC column here too.
+    processors = [table.c[name].type.bind_processor(connection.dialect) for name in names]
     columns = ", ".join(f'"{name}"' for name in names)
     statement = f'COPY "{table.name}" ({columns}) FROM STDIN'
-    cursor = session.connection().connection.dbapi_connection.cursor()
+    cursor = connection.connection.dbapi_connection.cursor()
     try:
         with cursor.copy(statement) as copy:
             for row in rows:
-                copy.write_row([row[name] for name in names])
+                copy.write_row(
+                    [
+                        row[name] if bind is None else bind(row[name])
+                        for name, bind in zip(names, processors, strict=True)
+                    ]
+                )
     except psycopg.Error as error:
         # As SQLAlchemy's own statements fail (an IntegrityError for a broken constraint), so callers and the
         # session's rollback treat a refused COPY like a refused INSERT.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -62,6 +64,16 @@ def test_bulk_postings_land_whole_or_not_at_all(app, payable):
             db.session.scalar(select(LedgerTransaction.id).where(LedgerTransaction.reference == "payout:5000")) is None
         )
         assert balance(db.session, account, "USD") == 1_200 * 1_201 // 2
+
+
+def test_bulk_postings_refuse_a_naive_time_as_single_ones_do(app, payable):
+    account, affiliate_id = payable
+    postings = [("payout:1", [Leg(account, 5, "USD", affiliate_id), Leg("payout_clearing", -5, "USD")])]
+    with app.app_context():
+        with pytest.raises(Exception, match="naive datetime"):
+            post_new(db.session, "payout_reserve", postings, now=datetime(2026, 12, 6, 12, 0))
+        db.session.rollback()
+        assert db.session.scalar(select(LedgerTransaction.id)) is None
 
 
 @pytest.mark.parametrize(
