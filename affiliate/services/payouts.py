@@ -207,7 +207,7 @@ def _link_commissions(session: Session, batch_id: int, currency: str, affiliate_
     index alone).
     """
     affiliate = Commission.affiliate_id
-    if session.get_bind().dialect.name == "postgresql":
+    if bulk.postgresql(session):
         # Holds a lock on the payouts table's statistics until the build commits: builds in other currencies
         # wait here for this one, which only batches contend for.
         session.execute(text("ANALYZE payouts"))
