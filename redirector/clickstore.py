@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 
+import orjson
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -122,10 +123,13 @@ class ClickStore:
                     return
                 waiting = late_clicks.waiting_for(conn, (click["click_id"] for click in clicks))
                 first = min(click["clicked_at"] for click in clicks)
+                last = max(click["clicked_at"] for click in clicks)
+                reach = max(self.unique_window, timedelta(hours=1))
                 times = (
-                    self._time(first - max(self.unique_window, timedelta(hours=1))),
+                    self._time(first - reach),
                     self._time(first - timedelta(hours=1)),
                     self._time(first - timedelta(minutes=1)),
+                    self._time(last + reach),
                 )
                 recent = {
                     column: self._recent(conn, clicks, column, times) for column in ("visitor_id", "fingerprint", "ip")
@@ -206,8 +210,14 @@ class ClickStore:
         return list(batch.values())
 
     def _recent(self, conn, clicks: list[ClickRecord], column: str, times: tuple) -> dict[tuple, tuple]:
-        """For each of the batch's (link, value) pairs: the latest stored click since ``times[0]``, and how
-        many stored clicks came since ``times[1]`` (an hour before the batch) and ``times[2]`` (a minute).
+        """For each of the batch's (link, value) pairs: the latest stored click from ``times[0]`` to ``times[3]``,
+        and how many stored clicks came since ``times[1]`` (an hour before the batch) and ``times[2]`` (a minute).
+
+        A click stored before this batch may be later than it (another node's ingester, a log replayed after a
+        crash). One within the window still counts, as the batch's click would have counted against it had the
+        batch been stored first; one beyond it does not, as it would not in time order. The upper bound also
+        leaves out the later months of a partitioned table, and PostgreSQL then looks each pair up in the
+        index that starts with its value instead of scanning its link's clicks.
 
         One query per column, looking each pair up in an index that starts with its value (visitor, device) or
         with its link and address, so that a batch reads only its own pairs' clicks. Asking for the batch's values
@@ -230,17 +240,19 @@ class ClickStore:
             sql = (
                 f"WITH pairs(link, value) AS (VALUES {values}) SELECT c.link_id, c.{column}, {counts}"  # noqa: S608
                 f" FROM pairs JOIN clicks c ON c.link_id = pairs.link AND c.{column} = pairs.value"
-                f" WHERE c.clicked_at >= ? GROUP BY c.link_id, c.{column}"
+                f" WHERE c.clicked_at >= ? AND c.clicked_at <= ? GROUP BY c.link_id, c.{column}"
             )
-            args = (*(item for pair in pairs for item in pair), times[1], times[2], times[0])
+            args = (*(item for pair in pairs for item in pair), times[1], times[2], times[0], times[3])
         else:
+            # The pairs go as one JSON parameter, written by orjson in C (psycopg builds arrays in Python).
             sql = (
                 "SELECT pairs.link, pairs.value, found.*"  # noqa: S608
-                " FROM unnest(%s::bigint[], %s::text[]) AS pairs(link, value)"
+                " FROM json_to_recordset(%s::json) AS pairs(link bigint, value text)"
                 f" CROSS JOIN LATERAL (SELECT {counts} FROM clicks c WHERE c.link_id = pairs.link"
-                f" AND c.{column} = pairs.value AND c.clicked_at >= %s) AS found"
+                f" AND c.{column} = pairs.value AND c.clicked_at >= %s AND c.clicked_at <= %s) AS found"
             )
-            args = ([link for link, _ in pairs], [value for _, value in pairs], times[1], times[2], times[0])
+            pairs_json = orjson.dumps([{"link": link, "value": value} for link, value in pairs]).decode()
+            args = (pairs_json, times[1], times[2], times[0], times[3])
         rows = conn.exec_driver_sql(sql, args).fetchall()
         # A pair with no stored click in the window has no latest click (PostgreSQL answers it with NULLs).
         return {

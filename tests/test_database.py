@@ -41,14 +41,17 @@ def _not_a_partition(name, kind, parents) -> bool:
 
 
 def _postgresql_only(difference) -> bool:
-    """The differences PostgreSQL's partitioned clicks table is meant to have (affiliate/services/partitions.py):
-    the click id unique with clicked_at, and no foreign key from conversions or referrals to clicks."""
+    """The differences PostgreSQL's clicks table is meant to have: the click id unique with clicked_at, and no
+    foreign key from conversions or referrals to clicks (affiliate/services/partitions.py), nor from clicks to
+    their link, affiliate and program (migration 0023)."""
     if isinstance(difference, list):  # a changed constraint comes as a list of a removal and an addition
         return all(_postgresql_only(d) for d in difference)
     kind, constraint = difference[0], difference[1]
     if kind in ("add_constraint", "remove_constraint"):
         return constraint.name == "uq_clicks_click_id"
     if kind == "add_fk":
+        if constraint.parent.name == "clicks":
+            return constraint.referred_table.name in ("links", "users", "programs")
         return constraint.parent.name in ("conversions", "referrals") and constraint.referred_table.name == "clicks"
     return False
 

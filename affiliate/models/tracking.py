@@ -54,6 +54,7 @@ class Click(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     click_id: Mapped[str] = mapped_column(String(32), unique=True)  # 128 random bits, URL-safe
+    # SQLite checks these three keys; PostgreSQL, where clicks arrive by COPY, does not (migration 0023).
     link_id: Mapped[int] = mapped_column(ForeignKey("links.id"))
     affiliate_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))

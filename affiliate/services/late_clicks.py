@@ -52,6 +52,12 @@ def waiting_for(connection: Connection, click_ids: Iterable[str]) -> list[int]:
     ids = list(click_ids)
     if not ids:
         return []
+    # Conversions rarely wait, and a batch holds up to a few thousand click ids: an indexed probe for
+    # any waiting conversion first spares the list's binding and lookup for nearly every batch. A
+    # conversion that starts waiting after the probe could not have been seen by the list either.
+    anyone = select(_conversions.c.id).where(_conversions.c.waiting_for_click.is_not(None)).limit(1)
+    if connection.execute(anyone).first() is None:
+        return []
     query = select(_conversions.c.id).where(_conversions.c.waiting_for_click.in_(ids)).order_by(_conversions.c.id)
     return list(connection.execute(query).scalars())
 

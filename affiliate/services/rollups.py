@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+import orjson
 from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, aliased
 
@@ -93,12 +94,14 @@ def _upsert_sql(values: str) -> str:
 
 
 # SQLite 3.24+: one prepared statement run per row, in process. PostgreSQL: every row in one
-# statement, as arrays: a row-by-row executemany there cost twice as much (18 us a click, not 9).
+# statement, as one JSON parameter: a row-by-row executemany there cost twice as much as one statement,
+# and psycopg builds an array parameter element by element in Python, where orjson writes the JSON in C.
 SQLITE_UPSERT = _upsert_sql(f"VALUES ({', '.join('?' * (len(KEY_COLUMNS) + len(COUNTERS)))})")
 POSTGRESQL_UPSERT = _upsert_sql(
-    "SELECT * FROM unnest(%s::varchar[], %s::date[], %s::int[], %s::int[], %s::varchar[], %s::bigint[],"
-    " %s::bigint[], %s::bigint[])"
+    "SELECT * FROM json_to_recordset(%s::json) AS r(dimension varchar, day date, affiliate_id int,"
+    " program_id int, value varchar, raw_clicks bigint, human_clicks bigint, unique_clicks bigint)"
 )
+_NAMES = (*KEY_COLUMNS, *COUNTERS)
 
 
 def upsert(connection: Connection, totals: Mapping[Key, list[int]]) -> None:
@@ -108,11 +111,14 @@ def upsert(connection: Connection, totals: Mapping[Key, list[int]]) -> None:
     """
     if not totals:
         return
-    rows = [(*key, *counts) for key, counts in sorted(totals.items())]
+    rows = sorted(totals.items())
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(POSTGRESQL_UPSERT, tuple(list(column) for column in zip(*rows, strict=True)))
+        records = [dict(zip(_NAMES, (*key, *counts), strict=True)) for key, counts in rows]
+        connection.exec_driver_sql(POSTGRESQL_UPSERT, (orjson.dumps(records).decode(),))
     else:
-        connection.exec_driver_sql(SQLITE_UPSERT, [(d, day.isoformat(), *rest) for d, day, *rest in rows])
+        connection.exec_driver_sql(
+            SQLITE_UPSERT, [(dimension, day.isoformat(), *rest, *counts) for (dimension, day, *rest), counts in rows]
+        )
 
 
 def add(session: Session, totals: Mapping[Key, list[int]]) -> None:

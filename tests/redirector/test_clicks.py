@@ -138,6 +138,29 @@ def test_clicks_outside_the_window_are_unique_again(app, database_uri):
     assert [c.is_unique for c in all_clicks(app)] == [True, False, False]
 
 
+@pytest.mark.parametrize(("gap_minutes", "earlier_unique"), [(30, False), (120, True)])
+def test_a_click_stored_after_a_later_one_is_judged_as_in_time_order(app, gap_minutes, earlier_unique):
+    """Another node's ingester, or a click log replayed after a crash, can store a later click first."""
+    from datetime import UTC, datetime, timedelta
+
+    s = setup_link(app)
+    start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    now = [start + timedelta(minutes=gap_minutes)]
+    red = live(Redirector(dict(app.config), clock=lambda: now[0]))
+    try:
+        client = Visitor(red, "198.51.100.1")
+        client.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})  # the later click, stored first
+        assert red.recorder.flush()
+        now[0] = start
+        client.get(f"/r/{s.link.code}", headers={"User-Agent": CHROME})
+        assert red.recorder.flush()
+    finally:
+        red.close()
+    # Within the hour the pair keeps one unique click, as in time order; two hours apart, both count.
+    in_time_order = sorted(all_clicks(app), key=lambda click: click.clicked_at)
+    assert [click.is_unique for click in in_time_order] == [earlier_unique, True]
+
+
 def test_paused_and_unknown_links(app, shopper):
     s = setup_link(app)
     assert shopper.get("/r/Nope1234").status_code == 404
