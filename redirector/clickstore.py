@@ -99,6 +99,8 @@ class ClickStore:
 
     def _row(self, click: ClickRecord) -> tuple:
         row = _COLUMN_VALUES(click)
+        if not self.sqlite:
+            return row
         return (*row[:_AT], self._time(row[_AT]), *row[_AT + 1 :])
 
     def insert(self, clicks: list[ClickRecord]) -> None:
@@ -361,6 +363,8 @@ class _RuleCache:
 
 def decode_click(record: dict) -> ClickRecord:
     """A click as read from the click log (JSON), with every column present and ``clicked_at`` a datetime."""
-    click: ClickRecord = {name: record.get(name) for name in COLUMNS}  # type: ignore[assignment]
+    # Every column, None unless the record has it (a record holds click columns only: a LoggedClick).
+    click: ClickRecord = dict.fromkeys(COLUMNS)  # type: ignore[assignment]
+    click.update(record)
     click["clicked_at"] = datetime.fromisoformat(record["clicked_at"])
     return click

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
@@ -183,9 +184,15 @@ class Verdict:
         return [f.rule for f in self.fired if f.action != Action.ALLOW]
 
     def as_json(self) -> str:
-        return json.dumps(
-            [{"rule": f.rule, "action": f.action.value, "weight": f.weight, "evidence": f.evidence} for f in self.fired]
-        )
+        return _fired_json(self.fired)
+
+
+@lru_cache(maxsize=1024)
+def _fired_json(fired: tuple[FiredRule, ...]) -> str:
+    # Most fired verdicts repeat (a repeat click's duplicate_click, the same bot's reasons): written once each.
+    return json.dumps(
+        [{"rule": f.rule, "action": f.action.value, "weight": f.weight, "evidence": f.evidence} for f in fired]
+    )
 
 
 CLEAN = Verdict(0, Action.ALLOW, ())  # what a click or conversion no rule fired on gets

@@ -101,7 +101,6 @@ POSTGRESQL_UPSERT = _upsert_sql(
     "SELECT * FROM json_to_recordset(%s::json) AS r(dimension varchar, day date, affiliate_id int,"
     " program_id int, value varchar, raw_clicks bigint, human_clicks bigint, unique_clicks bigint)"
 )
-_NAMES = (*KEY_COLUMNS, *COUNTERS)
 
 
 def upsert(connection: Connection, totals: Mapping[Key, list[int]]) -> None:
@@ -113,7 +112,19 @@ def upsert(connection: Connection, totals: Mapping[Key, list[int]]) -> None:
         return
     rows = sorted(totals.items())
     if connection.dialect.name == "postgresql":
-        records = [dict(zip(_NAMES, (*key, *counts), strict=True)) for key, counts in rows]
+        records = [
+            {
+                "dimension": dimension,
+                "day": day,
+                "affiliate_id": affiliate_id,
+                "program_id": program_id,
+                "value": value,
+                "raw_clicks": raw,
+                "human_clicks": human,
+                "unique_clicks": unique,
+            }
+            for (dimension, day, affiliate_id, program_id, value), (raw, human, unique) in rows
+        ]
         connection.exec_driver_sql(POSTGRESQL_UPSERT, (orjson.dumps(records).decode(),))
     else:
         connection.exec_driver_sql(
