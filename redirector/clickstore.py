@@ -251,17 +251,14 @@ class ClickStore:
                 "SELECT pairs.link, pairs.value, found.*"  # noqa: S608
                 " FROM json_to_recordset(%s::json) AS pairs(link bigint, value text)"
                 f" CROSS JOIN LATERAL (SELECT {counts} FROM clicks c WHERE c.link_id = pairs.link"
-                f" AND c.{column} = pairs.value AND c.clicked_at >= %s AND c.clicked_at <= %s) AS found"
+                f" AND c.{column} = pairs.value AND c.clicked_at >= %s AND c.clicked_at <= %s"
+                " HAVING COUNT(*) > 0) AS found"
             )
             pairs_json = orjson.dumps([{"link": link, "value": value} for link, value in pairs]).decode()
             args = (pairs_json, times[1], times[2], times[0], times[3])
         rows = conn.exec_driver_sql(sql, args).fetchall()
-        # A pair with no stored click in the window has no latest click (PostgreSQL answers it with NULLs).
-        return {
-            (link, value): (at, int(hour or 0), int(minute or 0))
-            for link, value, at, hour, minute in rows
-            if at is not None
-        }
+        # Only pairs with a stored click in the window come back (most pairs of a batch have none).
+        return {(link, value): (at, int(hour), int(minute)) for link, value, at, hour, minute in rows}
 
     def _mark_unique(self, clicks: list[ClickRecord], recent: dict[str, dict]) -> None:
         """A click is unique unless its visitor or device clicked the same link within the window.

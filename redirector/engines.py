@@ -16,6 +16,12 @@ def make_engine(url: str, *, immediate: bool) -> Engine:
         # A database that hangs must not hold up ingesting for long: give up and retry later.
         timeouts = "-c lock_timeout=3000 -c statement_timeout=5000"
         options["connect_args"] = {"connect_timeout": 3, "options": timeouts}
+        if immediate:
+            # The ingester's statements are planned afresh each time, never as prepared statements: a batch's
+            # judging lookups asked as a prepared statement got a plan made for whatever the month's partition
+            # held when it was prepared (nearly nothing, early in a month), and kept it for the process's life:
+            # three times slower once the partition had filled, where planning anew costs under a millisecond.
+            options["connect_args"]["prepare_threshold"] = None
     engine = create_engine(url, **options)
     configure_engine(engine, immediate=immediate)
     if immediate and engine.dialect.name == "sqlite":
