@@ -50,6 +50,34 @@ RETRY_SECONDS = 2.0  # how long refused clicks wait in the click log before the 
 JUDGE_LOCK_KEY = 0x436C6963  # any number, the same in every ingester
 
 
+JUDGED_COLUMNS = ("visitor_id", "fingerprint", "ip")  # a click's history is looked up by each, on its link
+
+
+def _recent_postgresql() -> str:
+    """ClickStore._recent's statement on PostgreSQL: the batch's (link, visitor, device, address) rows, each with
+    its latest stored click and its counts for the three columns, only where one of them has stored clicks."""
+    lookups = "".join(
+        f" LEFT JOIN LATERAL (SELECT MAX(c.clicked_at) AS at,"  # noqa: S608 - fixed column names only
+        f" SUM(CASE WHEN c.clicked_at >= %(hour)s THEN 1 ELSE 0 END) AS hour,"
+        f" SUM(CASE WHEN c.clicked_at >= %(minute)s THEN 1 ELSE 0 END) AS minute"
+        f" FROM clicks c WHERE c.link_id = b.link AND c.{column} = b.v{n}"
+        f" AND c.clicked_at >= %(since)s AND c.clicked_at <= %(until)s HAVING COUNT(*) > 0) AS r{n} ON true"
+        for n, column in enumerate(JUDGED_COLUMNS)
+    )
+    numbers = range(len(JUDGED_COLUMNS))
+    answers = ", ".join(f"b.v{n}, r{n}.at, r{n}.hour, r{n}.minute" for n in numbers)
+    values = ", ".join(f"v{n} text" for n in numbers)
+    found = " OR ".join(f"r{n}.at IS NOT NULL" for n in numbers)
+    # Fixed column names and placeholders only; every value is bound.
+    return (
+        f"SELECT b.link, {answers} FROM json_to_recordset(%(batch)s::json) AS b(link bigint, {values})"  # noqa: S608
+        f"{lookups} WHERE {found}"
+    )
+
+
+RECENT_POSTGRESQL = _recent_postgresql()
+
+
 def attempt_ingest(ingest: Callable[[], int], *, database_ok: bool) -> int | None:
     """Run one ingest pass; None when the database refused it (its clicks stay in the click log).
 
@@ -133,9 +161,7 @@ class ClickStore:
                     self._time(first - timedelta(minutes=1)),
                     self._time(last + reach),
                 )
-                recent = {
-                    column: self._recent(conn, clicks, column, times) for column in ("visitor_id", "fingerprint", "ip")
-                }
+                recent = self._recent(conn, clicks, times)
                 self._mark_unique(clicks, recent)
                 self._judge(conn, clicks, recent, observed)
                 rows = [self._row(click) for click in clicks]
@@ -211,7 +237,7 @@ class ClickStore:
             del batch[click_id]
         return list(batch.values())
 
-    def _recent(self, conn, clicks: list[ClickRecord], column: str, times: tuple) -> dict[tuple, tuple]:
+    def _recent(self, conn, clicks: list[ClickRecord], times: tuple) -> dict[str, dict[tuple, tuple]]:
         """For each of the batch's (link, value) pairs: the latest stored click from ``times[0]`` to ``times[3]``,
         and how many stored clicks came since ``times[1]`` (an hour before the batch) and ``times[2]`` (a minute).
 
@@ -221,43 +247,52 @@ class ClickStore:
         leaves out the later months of a partitioned table, and PostgreSQL then looks each pair up in the
         index that starts with its value instead of scanning its link's clicks.
 
-        One query per column, looking each pair up in an index that starts with its value (visitor, device) or
-        with its link and address, so that a batch reads only its own pairs' clicks. Asking for the batch's values
+        Each pair is looked up in an index that starts with its value (visitor, device) or with its link and
+        address, so that a batch reads only its own pairs' clicks. Asking for the batch's values
         and links separately would read every click of its links in the hour, which on a busy link grows with the
-        link's traffic. SQLite joins the pairs to the clicks one by one anyway; PostgreSQL is given each pair as a
-        lateral subquery, which it cannot turn into a scan of the month's partition.
+        link's traffic. SQLite joins the pairs to the clicks one by one anyway, one query per column; PostgreSQL is
+        given the batch once, as one JSON parameter (orjson writes it in C, where psycopg builds an array parameter
+        element by element in Python), and each pair as a lateral subquery, which it cannot turn into a scan of the
+        month's partition: one statement, parsed and planned once, for the three columns.
         """
+        if self.sqlite:
+            return {column: self._recent_sqlite(conn, clicks, column, times) for column in JUDGED_COLUMNS}
+        batch = {(click["link_id"], *(click[column] or None for column in JUDGED_COLUMNS)) for click in clicks}
+        keys = ("link", *(f"v{n}" for n in range(len(JUDGED_COLUMNS))))
+        params = {
+            "batch": orjson.dumps([dict(zip(keys, row, strict=True)) for row in batch]).decode(),
+            "since": times[0],
+            "hour": times[1],
+            "minute": times[2],
+            "until": times[3],
+        }
+        found: dict[str, dict[tuple, tuple]] = {column: {} for column in JUDGED_COLUMNS}
+        for link, *answers in conn.exec_driver_sql(RECENT_POSTGRESQL, params):
+            for n, column in enumerate(JUDGED_COLUMNS):
+                value, at, hour, minute = answers[4 * n : 4 * n + 4]
+                if at is not None:
+                    found[column][(link, value)] = (at, int(hour), int(minute))
+        return found
+
+    def _recent_sqlite(self, conn, clicks: list[ClickRecord], column: str, times: tuple) -> dict[tuple, tuple]:
+        """_recent's lookups of one column on SQLite."""
         pairs = list({(click["link_id"], click[column]) for click in clicks if click[column]})
         if not pairs:
             return {}
-        mark = self.mark
         counts = (
-            f"MAX(c.clicked_at), SUM(CASE WHEN c.clicked_at >= {mark} THEN 1 ELSE 0 END),"
-            f" SUM(CASE WHEN c.clicked_at >= {mark} THEN 1 ELSE 0 END)"
+            "MAX(c.clicked_at), SUM(CASE WHEN c.clicked_at >= ? THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN c.clicked_at >= ? THEN 1 ELSE 0 END)"
         )
         # Fixed column names and placeholders only; every value is bound. A batch is at most STORE_CHUNK (2,000)
-        # clicks, so SQLite gets at most 4,003 values, far under its limit of 32,766.
-        if self.sqlite:
-            values = ", ".join(["(?, ?)"] * len(pairs))
-            sql = (
-                f"WITH pairs(link, value) AS (VALUES {values}) SELECT c.link_id, c.{column}, {counts}"  # noqa: S608
-                f" FROM pairs JOIN clicks c ON c.link_id = pairs.link AND c.{column} = pairs.value"
-                f" WHERE c.clicked_at >= ? AND c.clicked_at <= ? GROUP BY c.link_id, c.{column}"
-            )
-            args = (*(item for pair in pairs for item in pair), times[1], times[2], times[0], times[3])
-        else:
-            # The pairs go as one JSON parameter, written by orjson in C (psycopg builds arrays in Python).
-            sql = (
-                "SELECT pairs.link, pairs.value, found.*"  # noqa: S608
-                " FROM json_to_recordset(%s::json) AS pairs(link bigint, value text)"
-                f" CROSS JOIN LATERAL (SELECT {counts} FROM clicks c WHERE c.link_id = pairs.link"
-                f" AND c.{column} = pairs.value AND c.clicked_at >= %s AND c.clicked_at <= %s"
-                " HAVING COUNT(*) > 0) AS found"
-            )
-            pairs_json = orjson.dumps([{"link": link, "value": value} for link, value in pairs]).decode()
-            args = (pairs_json, times[1], times[2], times[0], times[3])
+        # clicks, so SQLite gets at most 4,004 values, far under its limit of 32,766.
+        values = ", ".join(["(?, ?)"] * len(pairs))
+        sql = (
+            f"WITH pairs(link, value) AS (VALUES {values}) SELECT c.link_id, c.{column}, {counts}"  # noqa: S608
+            f" FROM pairs JOIN clicks c ON c.link_id = pairs.link AND c.{column} = pairs.value"
+            f" WHERE c.clicked_at >= ? AND c.clicked_at <= ? GROUP BY c.link_id, c.{column}"
+        )
+        args = (*(item for pair in pairs for item in pair), times[1], times[2], times[0], times[3])
         rows = conn.exec_driver_sql(sql, args).fetchall()
-        # Only pairs with a stored click in the window come back (most pairs of a batch have none).
         return {(link, value): (at, int(hour), int(minute)) for link, value, at, hour, minute in rows}
 
     def _mark_unique(self, clicks: list[ClickRecord], recent: dict[str, dict]) -> None:
