@@ -114,7 +114,6 @@ class ClickStore:
         # Fixed column names and placeholders only; every value is bound.
         self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"  # noqa: S608
         self.copy_sql = f"COPY clicks ({columns}) FROM STDIN"
-        self.mark = mark
         self.rules = _RuleCache(mark)
         self.navigations = NavigationHistory()
 
@@ -238,8 +237,9 @@ class ClickStore:
         return list(batch.values())
 
     def _recent(self, conn, clicks: list[ClickRecord], times: tuple) -> dict[str, dict[tuple, tuple]]:
-        """For each of the batch's (link, value) pairs: the latest stored click from ``times[0]`` to ``times[3]``,
-        and how many stored clicks came since ``times[1]`` (an hour before the batch) and ``times[2]`` (a minute).
+        """Per judged column, for each of the batch's (link, value) pairs with stored clicks: the latest stored
+        click from ``times[0]`` to ``times[3]``, and how many stored clicks came since ``times[1]`` (an hour before
+        the batch) and ``times[2]`` (a minute).
 
         A click stored before this batch may be later than it (another node's ingester, a log replayed after a
         crash). One within the window still counts, as the batch's click would have counted against it had the
