@@ -56,13 +56,21 @@ JUDGE_LOCK_KEY = 0x436C6963  # any number, the same in every ingester
 JUDGED_COLUMNS = ("visitor_id", "fingerprint", "ip")  # a click's history is looked up by each, on its link
 
 
+def _counts(hour: str, minute: str) -> str:
+    """A judging lookup's answer for one (link, value) pair: its latest stored click, and how many stored clicks
+    came since the marks ``hour`` and ``minute`` (parameter marks of the database's driver)."""
+    return (
+        f"MAX(c.clicked_at) AS at, SUM(CASE WHEN c.clicked_at >= {hour} THEN 1 ELSE 0 END) AS hour,"
+        f" SUM(CASE WHEN c.clicked_at >= {minute} THEN 1 ELSE 0 END) AS minute"
+    )
+
+
 def _recent_postgresql() -> str:
     """ClickStore._recent's statement on PostgreSQL: the batch's (link, visitor, device, address) rows, each with
     its latest stored click and its counts for the three columns, only where one of them has stored clicks."""
+    counts = _counts("%(hour)s", "%(minute)s")
     lookups = "".join(
-        f" LEFT JOIN LATERAL (SELECT MAX(c.clicked_at) AS at,"  # noqa: S608 - fixed column names only
-        f" SUM(CASE WHEN c.clicked_at >= %(hour)s THEN 1 ELSE 0 END) AS hour,"
-        f" SUM(CASE WHEN c.clicked_at >= %(minute)s THEN 1 ELSE 0 END) AS minute"
+        f" LEFT JOIN LATERAL (SELECT {counts}"  # noqa: S608 - see below
         f" FROM clicks c WHERE c.link_id = b.link AND c.{column} = b.v{n}"
         f" AND c.clicked_at >= %(since)s AND c.clicked_at <= %(until)s HAVING COUNT(*) > 0) AS r{n} ON true"
         for n, column in enumerate(JUDGED_COLUMNS)
@@ -71,7 +79,7 @@ def _recent_postgresql() -> str:
     answers = ", ".join(f"b.v{n}, r{n}.at, r{n}.hour, r{n}.minute" for n in numbers)
     values = ", ".join(f"v{n} text" for n in numbers)
     found = " OR ".join(f"r{n}.at IS NOT NULL" for n in numbers)
-    # Fixed column names and placeholders only; every value is bound.
+    # The SQL text holds our own column names and parameter marks only; every value goes as a bound parameter.
     return (
         f"SELECT b.link, {answers} FROM json_to_recordset(%(batch)s::json) AS b(link bigint, {values})"  # noqa: S608
         f"{lookups} WHERE {found}"
@@ -114,7 +122,7 @@ class ClickStore:
         mark = "?" if self.sqlite else "%s"
         columns = ", ".join(COLUMNS)
         values = ", ".join([mark] * len(COLUMNS))
-        # Fixed column names and placeholders only; every value is bound.
+        # The SQL text holds our own column names and parameter marks only; every value goes as a bound parameter.
         self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"  # noqa: S608
         self.copy_sql = f"COPY clicks ({columns}) FROM STDIN"
         self.rules = _RuleCache(mark)
@@ -224,7 +232,7 @@ class ClickStore:
             batch.setdefault(click["click_id"], click)  # the first copy, as ON CONFLICT DO NOTHING would keep
         ids = list(batch)
         if self.sqlite:
-            # Fixed placeholders only; every value is bound. A batch is at most STORE_CHUNK (2,000) ids.
+            # Parameter marks only; every id is bound. A batch is at most STORE_CHUNK (2,000) ids.
             sql = f"SELECT click_id FROM clicks WHERE click_id IN ({', '.join(['?'] * len(ids))})"  # noqa: S608
             stored = conn.exec_driver_sql(sql, tuple(ids)).fetchall()
         else:
@@ -282,11 +290,8 @@ class ClickStore:
         pairs = list({(click["link_id"], click[column]) for click in clicks if click[column]})
         if not pairs:
             return {}
-        counts = (
-            "MAX(c.clicked_at), SUM(CASE WHEN c.clicked_at >= ? THEN 1 ELSE 0 END),"
-            " SUM(CASE WHEN c.clicked_at >= ? THEN 1 ELSE 0 END)"
-        )
-        # Fixed column names and placeholders only; every value is bound. A batch is at most STORE_CHUNK (2,000)
+        counts = _counts("?", "?")
+        # Our own column names and parameter marks only; every value is bound. A batch is at most STORE_CHUNK (2,000)
         # clicks, so SQLite gets at most 4,004 values, far under its limit of 32,766.
         values = ", ".join(["(?, ?)"] * len(pairs))
         sql = (
