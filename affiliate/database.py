@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -47,6 +48,7 @@ def configure_engine(engine: Engine, *, immediate: bool = True, synchronous: str
             event.listen(engine, "begin", _sqlite_on_begin if immediate else _sqlite_on_begin_deferred)
     elif engine.dialect.name == "postgresql":
         event.listen(engine, "connect", _postgresql_on_connect)
+        _end_reads_with_commit(engine)
 
 
 def writer_lock_path(database: str | None) -> str | None:
@@ -123,6 +125,33 @@ def _postgresql_on_connect(dbapi_connection, connection_record) -> None:
     cursor.execute("SET synchronous_commit TO on")
     cursor.close()
     dbapi_connection.commit()
+
+
+def _end_reads_with_commit(engine: Engine) -> None:
+    """On PostgreSQL, a transaction that has written nothing is ended with COMMIT where it would be rolled back.
+
+    psycopg forgets every statement it has prepared on a connection whenever a transaction there is rolled
+    back (and tells the server to drop them). Every GET request, and every read-only phase of a request,
+    ends that way, so PostgreSQL would plan each of their queries afresh every time. A transaction without a
+    transaction id has written nothing (no row, no lock taken FOR UPDATE, no DDL): ending it with COMMIT
+    leaves the database exactly as ROLLBACK would. Nothing here sends NOTIFY, the one thing a COMMIT would
+    deliver. A transaction that wrote, or failed, is rolled back as before.
+    """
+    rollback = engine.dialect.do_rollback
+
+    def do_rollback(connection) -> None:
+        driver = getattr(connection, "driver_connection", connection)
+        if driver.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            try:
+                written = driver.execute("SELECT pg_current_xact_id_if_assigned()").fetchone()[0]
+            except psycopg.Error:
+                written = True
+            if written is None:
+                driver.commit()
+                return
+        rollback(connection)
+
+    engine.dialect.do_rollback = do_rollback
 
 
 @contextmanager

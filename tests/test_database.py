@@ -262,3 +262,32 @@ def test_pages_being_read_do_not_hold_the_write_lock(app, client, auth):
     auth.login(make_affiliate(app).email)
     client.get("/account/")
     assert seen == [True]
+
+
+def _prepared_statements(conn) -> set[str]:
+    return set(conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars())
+
+
+def test_a_transaction_that_only_read_keeps_the_connections_prepared_statements(app):
+    """PostgreSQL: ending a read-only transaction must not make the server plan every query again."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("PostgreSQL's prepared statements")
+        with db.engine.connect() as conn:
+            for _ in range(6):  # psycopg prepares a statement on its fifth run
+                conn.execute(text("SELECT count(*) FROM users WHERE id > :id"), {"id": 0})
+                conn.rollback()
+            assert any("FROM users WHERE id > $1" in statement for statement in _prepared_statements(conn))
+
+
+def test_a_transaction_that_wrote_is_still_rolled_back(app):
+    """PostgreSQL: only a transaction that wrote nothing is ended with COMMIT in place of ROLLBACK."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("how PostgreSQL transactions end")
+        admin = make_admin(app)
+        with db.engine.connect() as conn:
+            conn.execute(text("UPDATE users SET email = 'changed@example.com' WHERE id = :id"), {"id": admin.id})
+            conn.rollback()
+            email = conn.execute(text("SELECT email FROM users WHERE id = :id"), {"id": admin.id}).scalar()
+        assert email == admin.email
