@@ -17,8 +17,9 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from itertools import combinations
 
-from sqlalchemy import Row, bindparam, func, or_, select, text
+from sqlalchemy import Row, bindparam, func, literal_column, or_, select, text, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -67,28 +68,46 @@ _BY_KEY = select(Conversion).where(
 )
 
 # The touch's columns, and those screening reads from the winning click.
+_CANDIDATE_COLUMNS = (
+    _clicks.c.id,
+    _clicks.c.click_id,
+    _clicks.c.program_id,
+    _clicks.c.affiliate_id,
+    _clicks.c.link_id,
+    _clicks.c.clicked_at,
+    _clicks.c.visitor_id,
+    _clicks.c.fingerprint,
+    _clicks.c.is_bot,
+    _clicks.c.fraud_action,
+    _clicks.c.ip,
+    _clicks.c.paid_click,
+    _clicks.c.country,
+    _users.c.status.label("affiliate_status"),
+)
+_CANDIDATE_KEYS = ("click_id", "visitor_id", "fingerprint")
+
+
+def _candidates_by(keys: tuple[str, ...]):
+    """One statement for the clicks of every key a report gives, each key's newest first, in the keys' order."""
+    arms = [
+        select(*_CANDIDATE_COLUMNS, literal_column(str(arm)).label("arm"))
+        .join(_users, _users.c.id == _clicks.c.affiliate_id)
+        .where(_clicks.c[key] == bindparam(key))
+        .order_by(_clicks.c.clicked_at.desc(), _clicks.c.id.desc())
+        .limit(CANDIDATES_PER_KEY)
+        for arm, key in enumerate(keys)
+    ]
+    if len(arms) == 1:
+        return arms[0]
+    lookups = union_all(*(select(arm.subquery()) for arm in arms)).subquery()
+    return select(lookups).order_by(lookups.c.arm, lookups.c.clicked_at.desc(), lookups.c.id.desc())
+
+
+# By which of the keys a report gives (a round trip each would cost more than the lookups).
 _CANDIDATES = {
-    key: select(
-        _clicks.c.id,
-        _clicks.c.click_id,
-        _clicks.c.program_id,
-        _clicks.c.affiliate_id,
-        _clicks.c.link_id,
-        _clicks.c.clicked_at,
-        _clicks.c.visitor_id,
-        _clicks.c.fingerprint,
-        _clicks.c.is_bot,
-        _clicks.c.fraud_action,
-        _clicks.c.ip,
-        _clicks.c.paid_click,
-        _clicks.c.country,
-        _users.c.status.label("affiliate_status"),
-    )
-    .join(_users, _users.c.id == _clicks.c.affiliate_id)
-    .where(_clicks.c[key] == bindparam("value"))
-    .order_by(_clicks.c.clicked_at.desc(), _clicks.c.id.desc())
-    .limit(CANDIDATES_PER_KEY)
-    for key in ("click_id", "visitor_id", "fingerprint")
+    keys: _candidates_by(keys)
+    for size in range(1, len(_CANDIDATE_KEYS) + 1)
+    for keys in combinations(_CANDIDATE_KEYS, size)
 }
 
 
@@ -499,17 +518,12 @@ def _candidates(session: Session, facts: ConversionFacts) -> dict[int, Row]:
     Clicks of every program are loaded so that the trace can say a click lost for being on
     another program; each key brings at most CANDIDATES_PER_KEY of its newest clicks.
     """
-    connection = session.connection()
+    given = {key: getattr(facts, key) for key in _CANDIDATE_KEYS if getattr(facts, key)}
+    if not given:
+        return {}
     found: dict[int, Row] = {}
-    for key, value in (
-        ("click_id", facts.click_id),
-        ("visitor_id", facts.visitor_id),
-        ("fingerprint", facts.fingerprint),
-    ):
-        if not value:
-            continue
-        for row in connection.execute(_CANDIDATES[key], {"value": value}):
-            found.setdefault(row.id, row)
+    for row in session.connection().execute(_CANDIDATES[tuple(given)], given):
+        found.setdefault(row.id, row)
     return found
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import Boolean, Float, Row, Select, bindparam, case, func, or_, select
+from sqlalchemy import Boolean, Float, Row, Select, bindparam, case, func, literal, null, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -98,7 +99,11 @@ _latest = (
     .subquery()
 )
 _late = _LaterThan(_latest.c.occurred_at, _latest.c.clicked_at, bindparam("late_seconds", type_=Float()))
-_RECENT = select(func.count(), func.coalesce(func.sum(case((_late, 1), else_=0)), 0)).select_from(_latest)
+_RECENT = (
+    select(func.count().label("conversions"), func.coalesce(func.sum(case((_late, 1), else_=0)), 0).label("late"))
+    .select_from(_latest)
+    .subquery()
+)
 _HUMAN_CLICKS = select(func.count()).select_from(
     select(_clicks.c.id)
     .where(
@@ -137,7 +142,7 @@ _SAME_DEVICE_CONVERSIONS = _per_key_set(
         .select_from(_conversions)
         .where(
             device,
-            _conversions.c.created_at >= bindparam("since"),
+            _conversions.c.created_at >= bindparam("device_since"),
             _OTHER_CONVERSION,
             _conversions.c.type != ConversionType.REFUND,
         )
@@ -145,6 +150,21 @@ _SAME_DEVICE_CONVERSIONS = _per_key_set(
     "customer_ip",
     "customer_fingerprint",
 )
+
+
+@cache
+def _history(customer: tuple[str, ...], device: tuple[str, ...]) -> Select:
+    """One statement for the history screening reads about the affiliate and the customer: the affiliate's
+    email, its latest conversions and how many came long after their click, whether the customer converted
+    before, and the recent conversions from the customer's IP or device (a round trip each cost more than
+    the queries). ``customer`` and ``device``: the keys the conversion has a value for."""
+    earlier = (_EARLIER_CUSTOMER_CONVERSION[customer].scalar_subquery() if customer else null()).label(
+        "earlier_conversion"
+    )
+    same_device = (_SAME_DEVICE_CONVERSIONS[device].scalar_subquery() if device else literal(0)).label("same_device")
+    return select(
+        _RECENT.c.conversions, _RECENT.c.late, _AFFILIATE_EMAIL.scalar_subquery().label("email"), earlier, same_device
+    )
 
 
 # The conversion being screened is not stored yet: it is counted by the caller.
@@ -196,25 +216,28 @@ def _signals(
 ) -> ConversionSignals:
     connection = session.connection()
     of_affiliate = {"affiliate_id": conversion.affiliate_id}
-    affiliate_email = connection.scalar(_AFFILIATE_EMAIL, of_affiliate)
-    since = now - timedelta(days=HISTORY_DAYS)
     logins = connection.execute(_LOGINS, of_affiliate).all()
-    late_after = timedelta(hours=rules["click_spamming"].get("late_hours"))
-    recent, late = connection.execute(
-        _RECENT,
+    customer = _customer_keys(conversion, "customer_external_id", "customer_user_id")
+    device = _customer_keys(conversion, "customer_ip", "customer_fingerprint")
+    history = connection.execute(
+        _history(tuple(customer), tuple(device)),
         {
             **of_affiliate,
+            **customer,
+            **device,
             "program_id": conversion.program_id,
             "conversion_id": conversion.id,
-            "late_seconds": late_after.total_seconds(),
+            "late_seconds": timedelta(hours=rules["click_spamming"].get("late_hours")).total_seconds(),
+            "device_since": now - timedelta(hours=rules["shared_device"].get("hours")),
         },
     ).one()
     # Counting stops where the rate could no longer be an outlier: conversions / max_rate clicks.
-    enough = int(recent / rules["conversion_rate_outlier"].get("max_rate")) + 1
+    enough = int(history.conversions / rules["conversion_rate_outlier"].get("max_rate")) + 1
+    since = now - timedelta(days=HISTORY_DAYS)
     clicks = connection.scalar(_HUMAN_CLICKS, {**of_affiliate, "since": since, "enough": enough})
     return ConversionSignals(
         customer_email=conversion.customer_email,
-        affiliate_email=affiliate_email,
+        affiliate_email=history.email,
         customer_ips=_present(conversion.customer_ip, click.ip if click else None),
         customer_devices=_present(conversion.customer_fingerprint, click.fingerprint if click else None),
         customer_visitors=_present(click.visitor_id if click else None),
@@ -222,14 +245,14 @@ def _signals(
         affiliate_devices=_present(*(device for _, device, _ in logins)),
         affiliate_visitors=_present(*(visitor for _, _, visitor in logins)),
         since_click=conversion.occurred_at - click.clicked_at if click else None,
-        existing_customer=_converted_before(session, conversion),
+        existing_customer=history.earlier_conversion is not None,
         paid_click_params=tuple(filter(None, ((click.paid_click if click else None) or "").split(","))),
         click_country=click.country if click else None,
         conversion_country=conversion.customer_country,
-        affiliate_conversions=recent,
-        affiliate_late_conversions=late,
+        affiliate_conversions=history.conversions,
+        affiliate_late_conversions=history.late,
         affiliate_clicks=clicks,
-        same_device_conversions=_same_device(session, conversion, rules, now),
+        same_device_conversions=history.same_device,
         **_coupon_use(session, conversion, rules, now),
     )
 
@@ -241,17 +264,6 @@ def _present(*values: str | None) -> frozenset[str]:
 def _customer_keys(conversion: Conversion, *keys: str) -> dict[str, object]:
     """Those of the conversion's customer keys it has a value for."""
     return {key: getattr(conversion, key) for key in keys if getattr(conversion, key)}
-
-
-def _converted_before(session: Session, conversion: Conversion) -> bool:
-    customer = _customer_keys(conversion, "customer_external_id", "customer_user_id")
-    if not customer:
-        return False
-    earlier = session.connection().scalar(
-        _EARLIER_CUSTOMER_CONVERSION[tuple(customer)],
-        {**customer, "program_id": conversion.program_id, "conversion_id": conversion.id},
-    )
-    return earlier is not None
 
 
 def _coupon_use(session: Session, conversion: Conversion, rules: dict[str, RuleSetting], now: datetime) -> dict:
@@ -271,14 +283,3 @@ def _coupon_use(session: Session, conversion: Conversion, rules: dict[str, RuleS
         "coupon_conversions": total + 1,
         "coupon_without_click": without + mine,
     }
-
-
-def _same_device(session: Session, conversion: Conversion, rules: dict[str, RuleSetting], now: datetime) -> int:
-    """Other conversions in the rule's window from this conversion's IP or device, whoever was credited."""
-    device = _customer_keys(conversion, "customer_ip", "customer_fingerprint")
-    if not device:
-        return 0
-    since = now - timedelta(hours=rules["shared_device"].get("hours"))
-    return session.connection().scalar(
-        _SAME_DEVICE_CONVERSIONS[tuple(device)], {**device, "since": since, "conversion_id": conversion.id}
-    )
