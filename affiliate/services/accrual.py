@@ -57,6 +57,10 @@ from affiliate.services.standing import EVALUABLE, counted_in_period, plan_in_fo
 
 LIVE_COMMISSIONS = (CommissionStatus.PENDING, CommissionStatus.APPROVED, CommissionStatus.PAID)
 BATCH = 500
+# How an UPDATE here brings the session's copies of the rows it changed up to date: by the ids the database
+# says it changed. SQLAlchemy's default tests the UPDATE's criteria against every object of the model in the
+# session, and a batch holds hundreds of them: each update cost as much as the whole batch's objects.
+BY_ROWS_CHANGED = "fetch"
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,10 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
         terms, conversion.occurred_at, _first_sale_at(session, conversion)
     )
     session.execute(
-        update(Conversion).where(Conversion.id == conversion.id).values(evaluated_at=now, counts_for_tiers=earns)
+        update(Conversion)
+        .where(Conversion.id == conversion.id)
+        .values(evaluated_at=now, counts_for_tiers=earns)
+        .execution_options(synchronize_session=BY_ROWS_CHANGED)
     )
     if plan is None or not earns:
         return []
@@ -210,7 +217,10 @@ def reverse_for_refund(session: Session, refund: Conversion, *, now: datetime) -
     """
     _lock(session, Conversion, refund.refund_of_id)
     claimed = session.execute(
-        update(Conversion).where(Conversion.id == refund.id, Conversion.evaluated_at.is_(None)).values(evaluated_at=now)
+        update(Conversion)
+        .where(Conversion.id == refund.id, Conversion.evaluated_at.is_(None))
+        .values(evaluated_at=now)
+        .execution_options(synchronize_session=BY_ROWS_CHANGED)
     ).rowcount
     if not claimed:
         return 0
@@ -405,6 +415,7 @@ def _reverse_share(
             update(Commission)
             .where(Commission.id == commission.id, Commission.status.in_(LIVE_COMMISSIONS))
             .values(status=CommissionStatus.REVERSED)
+            .execution_options(synchronize_session=BY_ROWS_CHANGED)
         )
         session.expire(commission, ["status"])
     if share > 0 or status == CommissionStatus.REVERSED:
@@ -563,7 +574,10 @@ def _transition(
     note: str | None = None,
 ) -> bool:
     changed = session.execute(
-        update(Commission).where(Commission.id == commission.id, Commission.status == before).values(status=after)
+        update(Commission)
+        .where(Commission.id == commission.id, Commission.status == before)
+        .values(status=after)
+        .execution_options(synchronize_session=BY_ROWS_CHANGED)
     ).rowcount
     if not changed:
         return False
