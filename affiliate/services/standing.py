@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from affiliate.models import (
@@ -27,6 +27,70 @@ from affiliate.services.commissions import Counted, PlanTerms, Rate, TierRate, p
 
 EVALUABLE = (ConversionStatus.PENDING, ConversionStatus.APPROVED)
 OWN_KINDS = (CommissionKind.EARNING, CommissionKind.RAISE)
+
+# The statements below are built once, their values bound at execution: building a select() with its
+# correlated subqueries, and its cache key, on every call cost several times more than running it.
+_GROUP = select(GroupMembership.group_id).where(
+    GroupMembership.program_id == bindparam("program_id"), GroupMembership.affiliate_id == bindparam("affiliate_id")
+)
+
+
+def _plan_in_force(of_affiliate: bool, of_group: bool):
+    owners = [and_(CommissionPlan.affiliate_id.is_(None), CommissionPlan.group_id.is_(None))]
+    if of_affiliate:
+        owners.append(CommissionPlan.affiliate_id == bindparam("affiliate_id"))
+    if of_group:
+        owners.append(and_(CommissionPlan.affiliate_id.is_(None), CommissionPlan.group_id == bindparam("group_id")))
+    precedence = case((CommissionPlan.affiliate_id.is_not(None), 0), (CommissionPlan.group_id.is_not(None), 1), else_=2)
+    return (
+        select(CommissionPlan)
+        .options(selectinload(CommissionPlan.tiers))
+        .where(
+            CommissionPlan.program_id == bindparam("program_id"),
+            or_(*owners),
+            CommissionPlan.effective_from <= bindparam("at"),
+        )
+        .order_by(precedence, CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
+        .limit(1)
+    )
+
+
+# By (an affiliate is named, they are in a partner group).
+_PLAN_IN_FORCE = {(False, False): _plan_in_force(False, False)} | {
+    (True, of_group): _plan_in_force(True, of_group) for of_group in (False, True)
+}
+
+_own = and_(
+    Commission.conversion_id == Conversion.id,
+    Commission.affiliate_id == bindparam("affiliate_id"),
+    Commission.tier_level == 1,
+    Commission.kind.in_(OWN_KINDS),
+)
+_refunds = aliased(Conversion)
+_in_period = (
+    Conversion.program_id == bindparam("program_id"),
+    Conversion.affiliate_id == bindparam("affiliate_id"),
+    Conversion.type == bindparam("kind"),
+    Conversion.occurred_at >= bindparam("start"),
+    Conversion.occurred_at < bindparam("end"),
+    Conversion.id != bindparam("leaving_out"),
+    Conversion.evaluated_at.is_not(None),
+    Conversion.counts_for_tiers.is_(True),
+    Conversion.status.in_(EVALUABLE),
+)
+_LOCK_COUNTED = select(Conversion.id).where(*_in_period).order_by(Conversion.id).with_for_update()
+_COUNTED = (
+    select(
+        Conversion.id,
+        Conversion.amount_cents,
+        select(func.coalesce(func.sum(_refunds.amount_cents), 0))
+        .where(_refunds.refund_of_id == Conversion.id)
+        .scalar_subquery(),
+        select(func.coalesce(func.sum(Commission.amount_cents), 0)).where(_own).scalar_subquery(),
+    )
+    .where(*_in_period, ~exists().where(_own, Commission.status == CommissionStatus.REJECTED))
+    .order_by(Conversion.id)
+)
 
 
 def terms_of(plan: CommissionPlan | None) -> PlanTerms:
@@ -51,23 +115,12 @@ def terms_of(plan: CommissionPlan | None) -> PlanTerms:
 def plan_in_force(session: Session, program_id: int, affiliate_id: int | None, at: datetime) -> CommissionPlan | None:
     """The plan version that pays a conversion of ``at``, by precedence (docs/money.md): the affiliate's
     own version in force, else their partner group's, else the program's (the default group's)."""
-    owners = [and_(CommissionPlan.affiliate_id.is_(None), CommissionPlan.group_id.is_(None))]
+    group_id = None
     if affiliate_id is not None:
-        owners.append(CommissionPlan.affiliate_id == affiliate_id)
-        group_id = session.scalar(
-            select(GroupMembership.group_id).where(
-                GroupMembership.program_id == program_id, GroupMembership.affiliate_id == affiliate_id
-            )
-        )
-        if group_id is not None:
-            owners.append(and_(CommissionPlan.affiliate_id.is_(None), CommissionPlan.group_id == group_id))
-    precedence = case((CommissionPlan.affiliate_id.is_not(None), 0), (CommissionPlan.group_id.is_not(None), 1), else_=2)
+        group_id = session.scalar(_GROUP, {"program_id": program_id, "affiliate_id": affiliate_id})
+    statement = _PLAN_IN_FORCE[affiliate_id is not None, group_id is not None]
     return session.scalar(
-        select(CommissionPlan)
-        .options(selectinload(CommissionPlan.tiers))
-        .where(CommissionPlan.program_id == program_id, or_(*owners), CommissionPlan.effective_from <= at)
-        .order_by(precedence, CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
-        .limit(1)
+        statement, {"program_id": program_id, "affiliate_id": affiliate_id, "group_id": group_id, "at": at}
     )
 
 
@@ -127,39 +180,18 @@ def counted_in_period(
 ) -> list[Counted]:
     """An affiliate's conversions of one type that count towards the tiers of the month holding ``at``."""
     start, end = period_of(at)
-    own = and_(
-        Commission.conversion_id == Conversion.id,
-        Commission.affiliate_id == affiliate_id,
-        Commission.tier_level == 1,
-        Commission.kind.in_(OWN_KINDS),
-    )
-    refunds = aliased(Conversion)
-    in_period = (
-        Conversion.program_id == program_id,
-        Conversion.affiliate_id == affiliate_id,
-        Conversion.type == kind,
-        Conversion.occurred_at >= start,
-        Conversion.occurred_at < end,
-        Conversion.id != (leaving_out or 0),
-        Conversion.evaluated_at.is_not(None),
-        Conversion.counts_for_tiers.is_(True),
-        Conversion.status.in_(EVALUABLE),
-    )
+    values = {
+        "program_id": program_id,
+        "affiliate_id": affiliate_id,
+        "kind": kind,
+        "start": start,
+        "end": end,
+        "leaving_out": leaving_out or 0,
+    }
     if lock:
         # Raises read what these have been brought to and what was refunded of them.
-        session.execute(select(Conversion.id).where(*in_period).order_by(Conversion.id).with_for_update()).all()
-    rows = session.execute(
-        select(
-            Conversion.id,
-            Conversion.amount_cents,
-            select(func.coalesce(func.sum(refunds.amount_cents), 0))
-            .where(refunds.refund_of_id == Conversion.id)
-            .scalar_subquery(),
-            select(func.coalesce(func.sum(Commission.amount_cents), 0)).where(own).scalar_subquery(),
-        )
-        .where(*in_period, ~exists().where(own, Commission.status == CommissionStatus.REJECTED))
-        .order_by(Conversion.id)
-    ).all()
+        session.execute(_LOCK_COUNTED, values).all()
+    rows = session.execute(_COUNTED, values).all()
     counted = []
     for conversion_id, amount, refunded, brought in rows:
         net = amount - int(refunded)
