@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from affiliate import notifications
@@ -61,6 +61,34 @@ BATCH = 500
 # says it changed. SQLAlchemy's default tests the UPDATE's criteria against every object of the model in the
 # session, and a batch holds hundreds of them: each update cost as much as the whole batch's objects.
 BY_ROWS_CHANGED = "fetch"
+
+# Statements that run for every conversion evaluated, built once with their values bound at execution:
+# building a select() and its cache key on every call cost more than running it.
+_LOCK = {model: select(model.id).where(model.id == bindparam("id")).with_for_update() for model in (User, Conversion)}
+_BONUS_PAID = select(
+    exists().where(
+        Commission.affiliate_id == bindparam("affiliate_id"),
+        Commission.program_id == bindparam("program_id"),
+        Commission.kind == CommissionKind.PERFORMANCE_BONUS,
+        Commission.period_start == bindparam("month"),
+        Commission.status.in_(LIVE_COMMISSIONS),
+    )
+)
+# By the customer key a sale names: its external id, else its member's user id.
+_FIRST_SALE_AT = {
+    by: select(func.min(Conversion.occurred_at)).where(
+        Conversion.program_id == bindparam("program_id"),
+        Conversion.type == ConversionType.SALE,
+        Conversion.affiliate_id == bindparam("affiliate_id"),
+        Conversion.status != ConversionStatus.REJECTED,
+        getattr(Conversion, by) == bindparam("customer"),
+        or_(
+            Conversion.occurred_at < bindparam("occurred_at"),
+            and_(Conversion.occurred_at == bindparam("occurred_at"), Conversion.id < bindparam("id")),
+        ),
+    )
+    for by in ("customer_external_id", "customer_user_id")
+}
 
 
 @dataclass(frozen=True)
@@ -471,38 +499,28 @@ def _bonus_paid(session: Session, conversion: Conversion, month: datetime) -> bo
     cannot both pay it; the partial unique index on commissions refuses a second one all the same.
     """
     return session.scalar(
-        select(
-            exists().where(
-                Commission.affiliate_id == conversion.affiliate_id,
-                Commission.program_id == conversion.program_id,
-                Commission.kind == CommissionKind.PERFORMANCE_BONUS,
-                Commission.period_start == month,
-                Commission.status.in_(LIVE_COMMISSIONS),
-            )
-        )
+        _BONUS_PAID,
+        {"affiliate_id": conversion.affiliate_id, "program_id": conversion.program_id, "month": month},
     )
 
 
 def _first_sale_at(session: Session, conversion: Conversion) -> datetime | None:
     """The customer's earlier sale credited to the same affiliate that is not rejected, if any."""
     if conversion.customer_external_id:
-        customer = Conversion.customer_external_id == conversion.customer_external_id
+        by, customer = "customer_external_id", conversion.customer_external_id
     elif conversion.customer_user_id:
-        customer = Conversion.customer_user_id == conversion.customer_user_id
+        by, customer = "customer_user_id", conversion.customer_user_id
     else:
         return None
     return session.scalar(
-        select(func.min(Conversion.occurred_at)).where(
-            Conversion.program_id == conversion.program_id,
-            Conversion.type == ConversionType.SALE,
-            Conversion.affiliate_id == conversion.affiliate_id,
-            Conversion.status != ConversionStatus.REJECTED,
-            customer,
-            or_(
-                Conversion.occurred_at < conversion.occurred_at,
-                and_(Conversion.occurred_at == conversion.occurred_at, Conversion.id < conversion.id),
-            ),
-        )
+        _FIRST_SALE_AT[by],
+        {
+            "program_id": conversion.program_id,
+            "affiliate_id": conversion.affiliate_id,
+            "customer": customer,
+            "occurred_at": conversion.occurred_at,
+            "id": conversion.id,
+        },
     )
 
 
@@ -558,7 +576,7 @@ def _readable(rule: str, terms: PlanTerms, currency: str) -> str:
 def _lock(session: Session, model, row_id: int | None) -> None:
     """Lock a row until the transaction ends (PostgreSQL); SQLite's writer already holds the database."""
     if row_id is not None:
-        session.execute(select(model.id).where(model.id == row_id).with_for_update()).all()
+        session.execute(_LOCK[model], {"id": row_id}).all()
 
 
 def _transition(

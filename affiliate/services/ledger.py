@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -187,10 +187,14 @@ def _check_balanced(legs: Sequence[Leg]) -> None:
         raise UnbalancedPosting(f"legs do not balance: {off}")
 
 
+# Looked up for every posting: built once, as building the select() cost more than running it.
+_BY_REFERENCE = select(LedgerTransaction).where(
+    LedgerTransaction.kind == bindparam("kind"), LedgerTransaction.reference == bindparam("reference")
+)
+
+
 def _find(session: Session, kind: str, reference: str) -> LedgerTransaction | None:
-    return session.scalar(
-        select(LedgerTransaction).where(LedgerTransaction.kind == kind, LedgerTransaction.reference == reference)
-    )
+    return session.scalar(_BY_REFERENCE, {"kind": kind, "reference": reference})
 
 
 def _same_or_conflict(session: Session, existing: LedgerTransaction, legs: Sequence[Leg]) -> LedgerTransaction:
