@@ -5,7 +5,8 @@ then 1,000,000 clicks written straight into the clicks table (the redirector's o
 bench/redirector.py's business; this measures the conversion API on a big clicks table). The
 portal runs under granian (2 workers of one blocking thread each, WSGI), and wrk posts pre-signed
 sales, each naming one of the stored clicks (click id and visitor id), for 15 s at 16 connections.
-Prints one JSON line.
+The run's copy of the program pays 10% of a sale; once the load is over, the run's sales are accrued in one
+process, as the portal's money jobs accrue them, and timed (``accrued_per_second``). Prints one JSON line.
 
 Usage: .venv/bin/python bench/conversions.py [--duration SECONDS] [--keep]
 """
@@ -183,6 +184,29 @@ def issue_key(instance: Path, env: dict[str, str]) -> tuple[str, str]:
     return token, secret
 
 
+def accrue(instance: Path, env: dict[str, str]) -> tuple[int, int, float]:
+    """Accrue every sale the run stored, as the portal's money jobs would; return (conversions, commissions, s)."""
+    from affiliate import create_app
+    from affiliate.extensions import db
+    from affiliate.jobs import accrue_all
+    from config import DevelopmentConfig
+
+    overrides = {
+        "INSTANCE_PATH": str(instance),
+        "SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"],
+        "SECRET_KEY": env["SECRET_KEY"],
+    }
+    app = create_app(DevelopmentConfig, overrides)
+    with app.app_context():
+        started = time.perf_counter()
+        tally = accrue_all()
+        seconds = time.perf_counter() - started
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()
+    return tally.conversions, tally.commissions, seconds
+
+
 def write_requests(
     path: Path, sample: list[tuple[str, str]], token: str, secret: str, rng: random.Random, prefix: str
 ) -> None:
@@ -233,6 +257,9 @@ def _measure(wrk: str, world: common.World, duration: int, warmup: int, workdir:
     lua, warm_lua = workdir / "conversions.lua", workdir / "warmup.lua"
     for script, path in ((lua, requests_path), (warm_lua, warm_path)):
         script.write_text(LUA.replace("@PATH@", json.dumps(str(path))).replace("@THREADS@", str(WRK_THREADS)))
+    with common.connect(world.url) as db:
+        # The world's plan pays nothing; the run's copy pays 10% of a sale, so that accruing costs what it would.
+        db.execute("UPDATE commission_plans SET percent_bps = 1000")
     settled = common.settle(f"conversions on {world.database}", warm_note=f"{warmup} s of warm-up sales")
     with serving("portal", "wsgi:portal", env, workdir, threads=PORTAL_THREADS) as server:
         if warmup:
@@ -244,6 +271,7 @@ def _measure(wrk: str, world: common.World, duration: int, warmup: int, workdir:
             "SELECT COUNT(*), COUNT(affiliate_id) FROM conversions WHERE order_id LIKE 'bench-%'"
         ).fetchone()
         clicks = db.execute("SELECT COUNT(*) FROM clicks").fetchone()[0]
+    accrued, commissions, accrual_seconds = accrue(world.instance, env)
     seconds = data["duration_us"] / 1e6
     say(
         f"conversions on {world.database}: {data['requests']:.0f} requests in {seconds:.1f} s, 201 {data['s201']:.0f}, "
@@ -264,6 +292,11 @@ def _measure(wrk: str, world: common.World, duration: int, warmup: int, workdir:
         "conversions": stored,
         "attributed": attributed,
         "errors": int(data["requests"] - data["s201"] + data["errors"]),
+        # Accruing the run's sales afterwards, in one process as the money jobs do: the commissions per second
+        # the portal can keep up with.
+        "accrued_per_second": round(accrued / accrual_seconds) if accrual_seconds else None,
+        "accrued": accrued,
+        "commissions": commissions,
         "server": "granian",
         "workers": 2,
         "threads_per_worker": PORTAL_THREADS,
