@@ -23,6 +23,8 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -157,55 +159,52 @@ def clicks_world(database: str, clicks: int, workdir: Path) -> common.World:
     return common.world(database, "clicks", params, build, workdir, max_age_days=WINDOW_DAYS - DAYS - 1)
 
 
+@contextmanager
+def app_context(instance: Path, env: dict[str, str]) -> Iterator[None]:
+    """The portal's app on the run's database, in context, its connections closed after."""
+    from affiliate import create_app
+    from affiliate.extensions import db
+    from config import DevelopmentConfig
+
+    overrides = {
+        "INSTANCE_PATH": str(instance),
+        "SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"],
+        "SECRET_KEY": env["SECRET_KEY"],
+    }
+    app = create_app(DevelopmentConfig, overrides)
+    with app.app_context():
+        try:
+            yield
+        finally:
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+
+
 def issue_key(instance: Path, env: dict[str, str]) -> tuple[str, str]:
     """An API key for the bench program through the real service; return (token, signing secret)."""
     from sqlalchemy import select
 
-    from affiliate import create_app
     from affiliate.extensions import db
     from affiliate.models import Program, Role, User, utcnow
     from affiliate.services.api_keys import issue_key as issue
-    from config import DevelopmentConfig
 
-    overrides = {
-        "INSTANCE_PATH": str(instance),
-        "SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"],
-        "SECRET_KEY": env["SECRET_KEY"],
-    }
-    app = create_app(DevelopmentConfig, overrides)
-    with app.app_context():
+    with app_context(instance, env):
         admin = db.session.scalar(select(User).where(User.role == Role.ADMIN))
         program = db.session.scalar(select(Program))
         issued = issue(db.session, program, "bench", actor=admin, now=utcnow())
         db.session.commit()
-        token, secret = issued.token, issued.signing_secret
-        db.session.remove()
-        for engine in db.engines.values():
-            engine.dispose()
-    return token, secret
+        return issued.token, issued.signing_secret
 
 
 def accrue(instance: Path, env: dict[str, str]) -> tuple[int, int, float]:
     """Accrue every sale the run stored, as the portal's money jobs would; return (conversions, commissions, s)."""
-    from affiliate import create_app
-    from affiliate.extensions import db
     from affiliate.jobs import accrue_all
-    from config import DevelopmentConfig
 
-    overrides = {
-        "INSTANCE_PATH": str(instance),
-        "SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"],
-        "SECRET_KEY": env["SECRET_KEY"],
-    }
-    app = create_app(DevelopmentConfig, overrides)
-    with app.app_context():
+    with app_context(instance, env):
         started = time.perf_counter()
         tally = accrue_all()
-        seconds = time.perf_counter() - started
-        db.session.remove()
-        for engine in db.engines.values():
-            engine.dispose()
-    return tally.conversions, tally.commissions, seconds
+        return tally.conversions, tally.commissions, time.perf_counter() - started
 
 
 def write_requests(
