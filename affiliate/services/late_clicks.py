@@ -153,6 +153,9 @@ def attribute_waiting(session: Session, conversion_id: int, *, now: datetime) ->
             waiting_since=None,
             waiting_report=None,
         )
+        # The row is refreshed below; matching the UPDATE against every conversion of the session, as
+        # SQLAlchemy would by default, cost each conversion of a sweep as much as the sweep's whole batch.
+        .execution_options(synchronize_session=False)
     ).rowcount
     if not changed:
         return False
