@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -48,7 +47,6 @@ def configure_engine(engine: Engine, *, immediate: bool = True, synchronous: str
             event.listen(engine, "begin", _sqlite_on_begin if immediate else _sqlite_on_begin_deferred)
     elif engine.dialect.name == "postgresql":
         event.listen(engine, "connect", _postgresql_on_connect)
-        _end_reads_with_commit(engine)
 
 
 def writer_lock_path(database: str | None) -> str | None:
@@ -127,33 +125,6 @@ def _postgresql_on_connect(dbapi_connection, connection_record) -> None:
     dbapi_connection.commit()
 
 
-def _end_reads_with_commit(engine: Engine) -> None:
-    """On PostgreSQL, a transaction that has written nothing is ended with COMMIT where it would be rolled back.
-
-    psycopg forgets every statement it has prepared on a connection whenever a transaction there is rolled
-    back (and tells the server to drop them). Every GET request, and every read-only phase of a request,
-    ends that way, so PostgreSQL would plan each of their queries afresh every time. A transaction without a
-    transaction id has written nothing (no row, no lock taken FOR UPDATE, no DDL): ending it with COMMIT
-    leaves the database exactly as ROLLBACK would. Nothing here sends NOTIFY, the one thing a COMMIT would
-    deliver. A transaction that wrote, or failed, is rolled back as before.
-    """
-    rollback = engine.dialect.do_rollback
-
-    def do_rollback(connection) -> None:
-        driver = getattr(connection, "driver_connection", connection)
-        if driver.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
-            try:
-                written = driver.execute("SELECT pg_current_xact_id_if_assigned()").fetchone()[0]
-            except psycopg.Error:
-                written = True
-            if written is None:
-                driver.commit()
-                return
-        rollback(connection)
-
-    engine.dialect.do_rollback = do_rollback
-
-
 @contextmanager
 def reading(session: Session) -> Iterator[None]:
     """Run the block in its own read-only transaction, ended with the block.
@@ -161,11 +132,23 @@ def reading(session: Session) -> Iterator[None]:
     On SQLite a write transaction holds the database's one write lock from BEGIN IMMEDIATE
     to COMMIT, so a request that must read a lot before writing a little does the reading
     here (alongside other readers, under WAL) and only then starts its short write.
+
+    The block must only read. Its transaction ends with COMMIT when the block succeeds: psycopg drops every
+    statement it has prepared on a connection whenever a transaction there is rolled back, and the queries run
+    here (the conversion API's lookups) would otherwise be planned afresh by PostgreSQL on every request. (Pages
+    still end in a rollback: the reports' queries are faster planned for their own values than prepared.)
     """
     session.rollback()
     token = read_only.set(True)
     try:
         yield
-    finally:
+    except BaseException:
         session.rollback()
+        raise
+    else:
+        if session.new or session.dirty or session.deleted:
+            session.rollback()
+            raise RuntimeError("A block run as reading changed objects in the session; it must only read.")
+        session.commit()
+    finally:
         read_only.reset(token)

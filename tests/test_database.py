@@ -15,6 +15,7 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from affiliate.database import reading
 from affiliate.extensions import db
 from affiliate.models import Program, Role, User, UserStatus, utcnow
 from tests.factories import make_admin, make_affiliate, make_program
@@ -264,30 +265,21 @@ def test_pages_being_read_do_not_hold_the_write_lock(app, client, auth):
     assert seen == [True]
 
 
-def _prepared_statements(conn) -> set[str]:
-    return set(conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars())
-
-
-def test_a_transaction_that_only_read_keeps_the_connections_prepared_statements(app):
-    """PostgreSQL: ending a read-only transaction must not make the server plan every query again."""
+def test_a_read_before_a_write_keeps_the_connections_prepared_statements(app):
+    """PostgreSQL: the conversion API's reads, run in ``reading``, must not be planned afresh on every request."""
     with app.app_context():
         if db.engine.dialect.name != "postgresql":
             pytest.skip("PostgreSQL's prepared statements")
-        with db.engine.connect() as conn:
-            for _ in range(6):  # psycopg prepares a statement on its fifth run
-                conn.execute(text("SELECT count(*) FROM users WHERE id > :id"), {"id": 0})
-                conn.rollback()
-            assert any("FROM users WHERE id > $1" in statement for statement in _prepared_statements(conn))
+        for _ in range(6):  # psycopg prepares a statement on its fifth run
+            with reading(db.session):
+                db.session.execute(text("SELECT count(*) FROM users WHERE id > :id"), {"id": 0})
+        prepared = db.session.execute(text("SELECT statement FROM pg_prepared_statements")).scalars().all()
+        assert any("FROM users WHERE id > $1" in statement for statement in prepared)
 
 
-def test_a_transaction_that_wrote_is_still_rolled_back(app):
-    """PostgreSQL: only a transaction that wrote nothing is ended with COMMIT in place of ROLLBACK."""
+def test_a_block_run_as_reading_that_changes_something_is_refused_and_changes_nothing(app):
     with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("how PostgreSQL transactions end")
         admin = make_admin(app)
-        with db.engine.connect() as conn:
-            conn.execute(text("UPDATE users SET email = 'changed@example.com' WHERE id = :id"), {"id": admin.id})
-            conn.rollback()
-            email = conn.execute(text("SELECT email FROM users WHERE id = :id"), {"id": admin.id}).scalar()
-        assert email == admin.email
+        with pytest.raises(RuntimeError, match="must only read"), reading(db.session):
+            db.session.get(User, admin.id).email = "changed@example.com"
+        assert db.session.get(User, admin.id).email == admin.email
