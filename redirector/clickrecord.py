@@ -21,6 +21,12 @@ from typing import TypedDict
 # tenth of it (redirector.ingester.MAX_LAG_SECONDS), so a loaded machine still has time to store them.
 CLICK_PATIENCE_SECONDS = 5.0
 
+# The PostgreSQL advisory lock every ingester (of every redirector node) holds exclusively from before it looks
+# up the conversions waiting for its batch until the batch commits. A conversion about to be stored waiting for
+# its click holds it shared, then looks for the click once more: it either sees the batch's clicks or is seen by
+# the batch, never neither. Any number, the same in every process.
+INGEST_TURN_KEY = 0x436C6963
+
 
 class LoggedClick(TypedDict):
     """A click as the request records it in the click log: what the request itself tells."""

@@ -39,7 +39,7 @@ from affiliate.services.fraud import (
 )
 from affiliate.urls import url_host
 from redirector import enrich
-from redirector.clickrecord import ClickRecord
+from redirector.clickrecord import INGEST_TURN_KEY, ClickRecord
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ _AT = COLUMNS.index("clicked_at")
 MINUTE = timedelta(minutes=1)
 RULES_SECONDS = 30.0
 RETRY_SECONDS = 2.0  # how long refused clicks wait in the click log before the database is asked again
-# The PostgreSQL advisory lock every ingester (of every redirector node) holds while it judges and stores a batch.
-JUDGE_LOCK_KEY = 0x436C6963  # any number, the same in every ingester
 
 
 JUDGED_COLUMNS = ("visitor_id", "fingerprint", "ip")  # a click's history is looked up by each, on its link
@@ -203,10 +201,12 @@ class ClickStore:
         over the flooding limit), and one device's clicks may reach several redirector nodes, each storing
         with an ingester of its own. Two transactions judging at once would not see each other's clicks
         and count both as firsts. SQLite already lets one writer in at a time (BEGIN IMMEDIATE); on
-        PostgreSQL a transaction-level advisory lock does, released by the commit or rollback.
+        PostgreSQL a transaction-level advisory lock does, released by the commit or rollback. The same
+        turn lets a conversion about to wait for one of the batch's clicks in only before the batch looks up
+        the waiting conversions or after it commits (affiliate.services.conversions).
         """
         if not self.sqlite:
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (JUDGE_LOCK_KEY,))
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (INGEST_TURN_KEY,))
 
     def _copy(self, conn, rows: list[tuple]) -> None:
         """PostgreSQL's bulk path: the rows through COPY, several times faster than an INSERT per click.

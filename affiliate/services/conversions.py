@@ -41,7 +41,7 @@ from affiliate.services import webhook_payloads as payloads
 from affiliate.services.attribution import Binding, Code, ConversionFacts, Terms, Touch, attribute
 from affiliate.services.commissions import add_months
 from affiliate.services.screening import screen
-from redirector.clickrecord import CLICK_PATIENCE_SECONDS
+from redirector.clickrecord import CLICK_PATIENCE_SECONDS, INGEST_TURN_KEY
 
 MAX_AMOUNT_CENTS = 10**11  # a billion in the major unit: far above any real order, far below overflow
 CLOCK_SKEW = timedelta(seconds=300)  # a merchant's clock may run this far ahead of ours
@@ -148,6 +148,7 @@ _PROGRAM_PLAN = (
 # insert needs no SAVEPOINT (SQLite >= 3.35 and PostgreSQL). Text, because the dialects'
 # insert().on_conflict_do_nothing() cannot be cached and is compiled anew on every call. The
 # names in the text are the model's own columns.
+_CLICK_STORED = select(Click.id).where(Click.click_id == bindparam("click_id"))
 _STORED_COLUMNS = [column for column in _conversions.columns if column.key != "id"]
 _INSERT_NEW = text(
     f"INSERT INTO conversions ({', '.join(column.name for column in _STORED_COLUMNS)}) "  # noqa: S608
@@ -227,7 +228,7 @@ def click_in_flight(session: Session, click_id: str | None, *, now: datetime) ->
     issued = issued_at(click_id) if click_id else None
     if issued is None or not now - CLICK_PATIENCE * 2 <= issued <= now + timedelta(seconds=1):
         return False
-    return session.scalar(select(Click.id).where(Click.click_id == click_id)) is None
+    return session.scalar(_CLICK_STORED, {"click_id": click_id}) is None
 
 
 def await_click(
@@ -252,6 +253,7 @@ def record_conversion(
     prepared = prepare_conversion(session, program, report, now=now)
     if isinstance(prepared, Recorded):
         return prepared
+    prepared = unless_arrived(session, prepared)
     recorded = _insert(session, prepared, prepared.request_hash)
     if recorded.created and not quiet and prepared.waiting_for_click is None:
         announce(session, recorded.conversion, now=now)
@@ -283,6 +285,7 @@ def store_conversion(session: Session, conversion: Conversion) -> Recorded:
     A new conversion comes back detached, every column set as the row was stored: the API only
     answers with it. (record_conversion's callers change theirs further, so it goes through the ORM.)
     """
+    conversion = unless_arrived(session, conversion)
     for column in _STORED_COLUMNS:
         # The defaults a flush would have filled in (a fraud score of 0 when not screened).
         if getattr(conversion, column.key) is None:
@@ -300,6 +303,31 @@ def store_conversion(session: Session, conversion: Conversion) -> Recorded:
     if conversion.waiting_for_click is None:  # else announced once attributed
         announce(session, conversion, now=conversion.created_at)
     return Recorded(conversion, created=True)
+
+
+def unless_arrived(session: Session, conversion: Conversion) -> Conversion:
+    """A conversion prepared to wait for its click, attributed after all when the click is stored by now.
+
+    The ingester looks up the conversions waiting for a batch's clicks before it commits them. A conversion
+    prepared while the batch was on its way, and stored after that lookup, would be seen by neither: left to
+    the money jobs' sweep. So this runs in the storing transaction, in the ingesters' turn: on PostgreSQL it
+    takes their advisory lock shared (waiting out a batch in progress, and holding the next one back until
+    this transaction ends); on SQLite the transaction's BEGIN IMMEDIATE already keeps every ingester out.
+    """
+    if conversion.waiting_for_click is None:
+        return conversion
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock_shared(%s)", (INGEST_TURN_KEY,))
+    if connection.scalar(_CLICK_STORED, {"click_id": conversion.waiting_for_click}) is None:
+        return conversion
+    program = session.get(Program, conversion.program_id)
+    report = waiting_report(conversion)
+    arrived = attribute_report(
+        session, program, report, occurred_at=conversion.occurred_at, now=conversion.created_at, may_wait=False
+    )
+    arrived.request_hash = conversion.request_hash
+    return arrived
 
 
 def prepare_conversion(

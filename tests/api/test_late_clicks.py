@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, text, update
 
 from affiliate import outbound
 from affiliate.extensions import db
@@ -17,6 +19,7 @@ from affiliate.models import (
     Commission,
     CommissionPlan,
     Conversion,
+    ConversionType,
     Delivery,
     FraudRule,
     Program,
@@ -159,8 +162,83 @@ def test_a_conversion_whose_click_never_arrives_is_attributed_without_it_after_t
     assert trace["summary"].startswith(f"The click it names ({lost}) was not stored within 24 h")
 
 
+def sale_of(click_id: str, order_id: str) -> conversions.ConversionRequest:
+    return conversions.ConversionRequest(
+        type=ConversionType.SALE, order_id=order_id, amount_cents=5_000, currency="USD", click_id=click_id
+    )
+
+
+def test_a_sale_whose_click_is_stored_while_it_is_prepared_is_attributed_when_stored(app, redirector):
+    """The API prepares a sale in one transaction and stores it in the next; the ingester may commit between."""
+    _, people, links = world(app)
+    with clicks_held(redirector):
+        late = click(Visitor(redirector), links["alice"].code)
+        with app.app_context():
+            program = db.session.get(Program, links["alice"].program_id)
+            prepared = conversions.prepare_conversion(db.session, program, sale_of(late, "between-1"), now=utcnow())
+            db.session.commit()
+            assert prepared.waiting_for_click == late
+    assert redirector.recorder.flush(), "the batch commits, and no conversion waited for its click then"
+    with app.app_context():
+        recorded = conversions.store_conversion(db.session, prepared)
+        db.session.commit()
+    row = stored(app, recorded.conversion.id)
+    assert row.waiting_for_click is None and row.affiliate_id == people["alice"].id
+    assert json.loads(row.decision_trace)["matched_by"] == "click_id"
+    with app.app_context():
+        assert late_clicks.sweep(db.session, now=utcnow()) == late_clicks.Swept(0, 0), "nothing left to the sweep"
+
+
+def test_a_sale_stored_while_its_clicks_batch_is_being_stored_is_attributed(app, redirector, database_uri, monkeypatch):
+    """The batch has looked up the waiting conversions and not yet committed: the sale waits its turn."""
+    _, people, links = world(app)
+    looked_up, go = threading.Event(), threading.Event()
+    lookup = late_clicks.waiting_for
+
+    def pausing(connection, click_ids):
+        found = lookup(connection, click_ids)
+        looked_up.set()
+        assert go.wait(30), "the test lets the batch commit"
+        return found
+
+    monkeypatch.setattr(late_clicks, "waiting_for", pausing)
+    with clicks_held(redirector):
+        late = click(Visitor(redirector), links["alice"].code)
+        with app.app_context():
+            program = db.session.get(Program, links["alice"].program_id)
+            prepared = conversions.prepare_conversion(db.session, program, sale_of(late, "during-1"), now=utcnow())
+            db.session.commit()
+    storing = threading.Thread(target=redirector.recorder.flush)
+    storing.start()
+    assert looked_up.wait(30), "the batch reached its lookup"
+    recorded = []
+
+    def store() -> None:
+        with app.app_context():
+            recorded.append(conversions.store_conversion(db.session, prepared))
+            db.session.commit()
+
+    saving = threading.Thread(target=store)
+    saving.start()
+    if database_uri.startswith("postgresql"):
+        watcher = create_engine(database_uri)
+        deadline = time.monotonic() + 30
+        with watcher.connect() as connection:
+            held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            while connection.execute(text(held)).scalar() == 0 and time.monotonic() < deadline:
+                connection.rollback()
+                time.sleep(0.02)
+            assert connection.execute(text(held)).scalar() == 1, "the sale waits for the batch's turn"
+        watcher.dispose()
+    go.set()
+    storing.join(30)
+    saving.join(30)
+    row = stored(app, recorded[0].conversion.id)
+    assert row.waiting_for_click is None and row.affiliate_id == people["alice"].id
+
+
 def test_the_sweep_attributes_a_conversion_whose_click_was_stored_before_it_was(app, redirector, monkeypatch):
-    """A conversion committed just after its click's batch: the ingester did not see it; the money jobs do."""
+    """The ingester attributes after its batch commits; a crash in between leaves the conversion to the money jobs."""
     merchant, people, links = world(app)
     with clicks_held(redirector):
         late = click(Visitor(redirector), links["alice"].code)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import create_engine, func, select, update
 
 from affiliate.extensions import db
-from affiliate.jobs import accrue_all, attribute_waiting
+from affiliate.jobs import accrue_all
 from affiliate.models import Click, Commission, CommissionPlan, Conversion, FraudRule, Link
 from affiliate.services import conversions
 from affiliate.services.fraud import DEFAULT_RULES
@@ -73,6 +73,9 @@ def test_sales_naming_clicks_in_the_log_are_attributed_once_the_burst_is_stored(
         while load.acknowledged - stored_click_ids(database_uri) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert load.acknowledged <= stored_click_ids(database_uri), "the ingester caught up"
+        # It attributes a batch's waiting conversions just after the batch commits.
+        while waiting_for_stored_clicks(engine) and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         app_clicks.close()
         engine.dispose()
@@ -84,7 +87,6 @@ def test_sales_naming_clicks_in_the_log_are_attributed_once_the_burst_is_stored(
 
     with app.app_context():
         waiting = db.session.scalar(select(func.count()).where(Conversion.waiting_for_click.is_not(None)))
-        attribute_waiting()  # as the money jobs do: any conversion the ingester could not have seen
         accrue_all()
         clicks = {
             row.click_id: row
@@ -96,8 +98,7 @@ def test_sales_naming_clicks_in_the_log_are_attributed_once_the_burst_is_stored(
         earned = db.session.execute(
             select(Commission.conversion_id, Commission.affiliate_id, Commission.amount_cents)
         ).all()
-    # Only a sale stored in the moment between its click's batch being looked up and committed is left to the sweep.
-    assert waiting < len(sales) // 2, f"{waiting} of {len(sales)} were left for the sweep: the ingester attributes them"
+    assert waiting == 0, f"{waiting} of {len(sales)} were left for the sweep: the ingester attributes every one"
     for click_id, conversion_id in sales.items():
         row, clicked = rows[conversion_id], clicks[click_id]
         trace = json.loads(row.decision_trace)
@@ -111,3 +112,15 @@ def test_sales_naming_clicks_in_the_log_are_attributed_once_the_burst_is_stored(
     assert expected == AMOUNT // 10
     for conversion_id in sales.values():
         assert paid[conversion_id] == (rows[conversion_id].affiliate_id, expected), "as a sale attributed on the spot"
+
+
+def waiting_for_stored_clicks(engine) -> int:
+    """How many conversions still wait for a click that is stored by now."""
+    query = (
+        select(func.count())
+        .select_from(Conversion)
+        .join(Click, Click.click_id == Conversion.waiting_for_click)
+        .where(Conversion.waiting_for_click.is_not(None))
+    )
+    with engine.connect() as connection:
+        return connection.execute(query).scalar()
