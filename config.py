@@ -134,6 +134,10 @@ class Config:
     # "process": one ingester process per click log stores the clicks, off the request workers;
     # "thread": each redirector process stores its own, in a thread (tests, single-process tools).
     CLICK_INGESTER = env_str("CLICK_INGESTER", "process")
+    # How much lower than its ingester a redirector worker (RSGI) runs on the CPUs (a nice value, 0-19): when the
+    # machine is saturated, storing clicks comes before answering more of them, so the click log cannot grow
+    # without bound. With CPU to spare it changes nothing.
+    REDIRECTOR_NICE = env_int("REDIRECTOR_NICE", 10)
     # Seconds between background rounds of accruing conversions and approving commissions past their
     # hold (affiliate/jobs.py); 0 leaves them to `flask accrue-commissions` and `flask approve-due`.
     MONEY_JOBS_SECONDS = env_int("MONEY_JOBS_SECONDS", 30)
@@ -216,6 +220,8 @@ class Config:
         ingester = config.get("CLICK_INGESTER")
         if ingester not in ("process", "thread"):
             raise SystemExit(f"clicktrail: CLICK_INGESTER must be process or thread, got {ingester!r}")
+        if not 0 <= int(config.get("REDIRECTOR_NICE", 0)) <= 19:
+            raise SystemExit(f"clicktrail: REDIRECTOR_NICE must be 0 to 19, got {config.get('REDIRECTOR_NICE')!r}")
         for name in ("CLICK_IP_MODE", "CLICK_USER_AGENT_MODE"):
             if config.get(name, "truncate") not in ("truncate", "drop"):
                 raise SystemExit(f"clicktrail: {name} must be truncate or drop, got {config.get(name)!r}")
@@ -259,6 +265,7 @@ class TestingConfig(Config):
     SQLALCHEMY_DATABASE_URI = None
     DATABASE_REPLICA_URL = None  # the replica tests set their own
     CLICK_INGESTER = "thread"  # tests store clicks when they choose (recorder.flush); some test process mode
+    REDIRECTOR_NICE = 0  # tests start workers in their own process; the test runner keeps its priority
     MONEY_JOBS_SECONDS = 0  # tests accrue and approve when they choose
     RETENTION_JOBS_SECONDS = 0  # tests purge when they choose
     MAIL_SENDER_SECONDS = 0  # tests send the outbox when they choose

@@ -120,6 +120,7 @@ class Redirector:
             self.recorder.start()
         except OSError:
             log.exception("could not open the click log; the first click tries again")
+        self.recorder.yield_to_ingester(int(self.config.get("REDIRECTOR_NICE", 0)))
         started = time.monotonic()
         try:
             loaded = self.links.preload(self.link_preload)

@@ -16,16 +16,20 @@ from typing import TypedDict
 
 # How long a click's row may take to reach the database after its redirect was answered, and so how long a
 # conversion naming a click issued moments ago waits for it (affiliate.services.conversions.CLICK_PATIENCE).
-# A request process hands its click log segment on every second, and the first clicks after a server starts
+# A request process hands its click log segment on every half second, and the first clicks after a server starts
 # may wait for an ingester process to start: 5 s covers both. The ingester holds clicks back for at most a
 # tenth of it (redirector.ingester.MAX_LAG_SECONDS), so a loaded machine still has time to store them.
 CLICK_PATIENCE_SECONDS = 5.0
 
 # The PostgreSQL advisory lock every ingester (of every redirector node) holds exclusively from before it looks
-# up the conversions waiting for its batch until the batch commits. A conversion about to be stored waiting for
-# its click holds it shared, then looks for the click once more: it either sees the batch's clicks or is seen by
-# the batch, never neither. Any number, the same in every process.
+# up the conversions waiting for its batch until the batch commits (one per lane, below). A conversion about to
+# be stored waiting for its click holds them all shared, then looks for the click once more: it either sees the
+# batch's clicks or is seen by the batch, never neither. Any number, the same in every process.
 INGEST_TURN_KEY = 0x436C6963
+# On PostgreSQL an ingester stores a batch as this many transactions side by side, its clicks split by
+# affiliate, each lane with a turn (the advisory lock INGEST_TURN_KEY, lane) of its own. The same in every
+# process: a lane's clicks must be judged in turn with that lane's clicks from every node.
+INGEST_LANES = 2
 
 
 class LoggedClick(TypedDict):

@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 
@@ -39,7 +40,7 @@ from affiliate.services.fraud import (
 )
 from affiliate.urls import url_host
 from redirector import enrich
-from redirector.clickrecord import INGEST_TURN_KEY, ClickRecord
+from redirector.clickrecord import INGEST_LANES, INGEST_TURN_KEY, ClickRecord
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class ClickStore:
     """Raw, batched SQL for the hot path: a few grouped queries and two executemanys per batch.
 
     ``navigations`` is the cookie-stuffing rule's history of recent navigations per link and referrer host:
-    in memory, of the clicks this ClickStore judged since it was made (see NavigationHistory).
+    in memory, of the clicks this ClickStore judged since it was made (see NavigationHistory), one per lane.
     """
 
     def __init__(self, engine: Engine, unique_window: timedelta, geoip_database: str | None = None) -> None:
@@ -124,7 +125,15 @@ class ClickStore:
         self.insert_sql = f"INSERT INTO clicks ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"  # noqa: S608
         self.copy_sql = f"COPY clicks ({columns}) FROM STDIN"
         self.rules = _RuleCache(mark)
-        self.navigations = NavigationHistory()
+        self.lanes = 1 if self.sqlite else INGEST_LANES
+        # One history per lane: a link's clicks are always judged in its affiliate's lane (see insert).
+        self.navigations = [NavigationHistory(NavigationHistory.MAX_SOURCES // self.lanes) for _ in range(self.lanes)]
+        self._lane_pool = ThreadPoolExecutor(self.lanes - 1, "click-lane") if self.lanes > 1 else None
+
+    def close(self) -> None:
+        """Stop the lanes' threads (the engine is its owner's to dispose)."""
+        if self._lane_pool is not None:
+            self._lane_pool.shutdown(wait=True)
 
     def _time(self, value: datetime) -> datetime | str:
         # SQLite keeps UTC wall time as text, in the same form the ORM's UTCDateTime writes.
@@ -142,20 +151,52 @@ class ClickStore:
     def insert(self, clicks: list[ClickRecord]) -> None:
         """Insert clicks and add them to the rollups, skipping any already stored (a log replayed after a crash).
 
+        On PostgreSQL the batch is split into lanes by affiliate, stored side by side, each in a transaction of
+        its own: while one lane's statements run in the database, another's clicks are judged in Python, so a
+        batch takes the longer of the two rather than their sum. Everything a click is judged against (its
+        link's stored clicks and navigations) and every rollup row it adds to belong to its affiliate, so lanes
+        never wait for each other. A lane that fails leaves the whole segment in the click log; offered again,
+        the lanes that went through find their clicks stored and skip them.
+        """
+        if not clicks:
+            return
+        for click in clicks:
+            enrich.add_device_and_geo(click, self.geo)  # before the write transaction: a parse may take a millisecond
+        if self.lanes == 1:
+            self._insert_lane(0, clicks)
+            return
+        lanes: list[list[ClickRecord]] = [[] for _ in range(self.lanes)]
+        for click in clicks:
+            lanes[click["affiliate_id"] % self.lanes].append(click)
+        busy = [(lane, part) for lane, part in enumerate(lanes) if part]
+        others = [self._lane_pool.submit(self._insert_lane, lane, part) for lane, part in busy[1:]]
+        failure = None
+        try:
+            self._insert_lane(*busy[0])
+        except BaseException as error:
+            failure = error
+        for other in others:
+            try:
+                other.result()
+            except BaseException as error:
+                failure = failure or error
+        if failure is not None:
+            raise failure
+
+    def _insert_lane(self, lane: int, clicks: list[ClickRecord]) -> None:
+        """Store one lane's clicks and their rollups in one transaction.
+
         The rollups are updated in the same transaction as the clicks, so they agree even after
         a crash. A replayed click must not be counted twice, so the batch's click ids already in
         the table are found first, and only the others are judged, inserted and counted. No
         other transaction stores the same click meanwhile: a click is in one log segment, and a
         segment is stored by whoever holds its exclusive lock (redirector/clicklog.py).
         """
-        if not clicks:
-            return
-        for click in clicks:
-            enrich.add_device_and_geo(click, self.geo)  # before the write transaction: a parse may take a millisecond
         observed: list[Observed] = []
+        navigations = self.navigations[lane]
         try:
             with self.engine.begin() as conn:
-                self._take_turn(conn)
+                self._take_turn(conn, lane)
                 clicks = self._unstored(conn, clicks)
                 if not clicks:
                     return
@@ -171,7 +212,7 @@ class ClickStore:
                 )
                 recent = self._recent(conn, clicks, times)
                 self._mark_unique(clicks, recent)
-                self._judge(conn, clicks, recent, observed)
+                self._judge(conn, clicks, recent, navigations, observed)
                 rows = [self._row(click) for click in clicks]
                 if self.sqlite:
                     conn.exec_driver_sql(self.insert_sql, rows)
@@ -179,7 +220,7 @@ class ClickStore:
                     self._copy(conn, rows)
                 rollups.upsert(conn, rollups.aggregate(clicks))
         except BaseException:
-            self.navigations.forget(observed)  # the batch stays in the click log and is judged again
+            navigations.forget(observed)  # the batch stays in the click log and is judged again
             raise
         if waiting:
             self._attribute_waiting(waiting)
@@ -194,19 +235,20 @@ class ClickStore:
         except Exception:
             log.warning("could not attribute conversions waiting for stored clicks; the sweep will", exc_info=True)
 
-    def _take_turn(self, conn) -> None:
-        """Wait until no other ingester is judging and storing a batch, and hold the turn until this one commits.
+    def _take_turn(self, conn, lane: int) -> None:
+        """Wait until no other ingester is judging and storing a batch of this lane, and hold the turn until this
+        one commits.
 
         A click is judged against the clicks stored before it (is its device's first on the link, is it
         over the flooding limit), and one device's clicks may reach several redirector nodes, each storing
-        with an ingester of its own. Two transactions judging at once would not see each other's clicks
-        and count both as firsts. SQLite already lets one writer in at a time (BEGIN IMMEDIATE); on
-        PostgreSQL a transaction-level advisory lock does, released by the commit or rollback. The same
-        turn lets a conversion about to wait for one of the batch's clicks in only before the batch looks up
-        the waiting conversions or after it commits (affiliate.services.conversions).
+        with an ingester of its own. Two transactions judging the same links at once would not see each
+        other's clicks and count both as firsts. SQLite already lets one writer in at a time (BEGIN
+        IMMEDIATE); on PostgreSQL a transaction-level advisory lock per lane does, released by the commit or
+        rollback. The same turn lets a conversion about to wait for one of the batch's clicks in only before
+        the batch looks up the waiting conversions or after it commits (affiliate.services.conversions).
         """
         if not self.sqlite:
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (INGEST_TURN_KEY,))
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, %s)", (INGEST_TURN_KEY, lane))
 
     def _copy(self, conn, rows: list[tuple]) -> None:
         """PostgreSQL's bulk path: the rows through COPY, several times faster than an INSERT per click.
@@ -321,7 +363,14 @@ class ClickStore:
                 if key[2]:
                     seen[key] = at
 
-    def _judge(self, conn, clicks: list[ClickRecord], recent: dict[str, dict], observed: list[Observed]) -> None:
+    def _judge(
+        self,
+        conn,
+        clicks: list[ClickRecord],
+        recent: dict[str, dict],
+        navigations: NavigationHistory,
+        observed: list[Observed],
+    ) -> None:
         """Score each click with its program's fraud rules; add what ``navigations`` counted to ``observed``.
 
         Flooding counts are of stored clicks in the hour (and minute) before the batch's first
@@ -348,7 +397,7 @@ class ClickStore:
                 earlier.append(click["clicked_at"])
             _site, mode, dest, user = [*(click["sec_fetch"] or "").split("/"), "", "", "", ""][:4]
             host = url_host(click["referrer"])
-            navigations, unactivated = self.navigations.recent(click["link_id"], host, click["clicked_at"])
+            earlier, unactivated = navigations.recent(click["link_id"], host, click["clicked_at"])
             signals = ClickSignals(
                 bot_reason=click["bot_reason"],
                 is_unique=click["is_unique"],
@@ -358,7 +407,7 @@ class ClickStore:
                 reports_user_activation=reports_user_activation(click["os"], click["browser"], click["user_agent"]),
                 browser=click["browser"],
                 referrer_host=host,
-                source_navigations=navigations,
+                source_navigations=earlier,
                 source_unactivated=unactivated,
                 paid_click_params=tuple(filter(None, (click["paid_click"] or "").split(","))),
                 country=click["country"],
@@ -368,7 +417,7 @@ class ClickStore:
                 same_device_last_hour=counts["device"][1],
             )
             verdict = score_click(signals, self.rules.for_program(conn, click["program_id"]))
-            counted = self.navigations.observe(signals, click["link_id"], click["clicked_at"])
+            counted = navigations.observe(signals, click["link_id"], click["clicked_at"])
             if counted:
                 observed.append(counted)
             if click["fraud_action"] == "reject":  # decided when the click was made (an inactive affiliate)

@@ -1,7 +1,7 @@
 """The click ingester process: stores the click log segments that request processes hand off.
 
 With ``CLICK_INGESTER=process`` the redirector's workers only append clicks to the click log
-(fdatasync'ed before each 302) and seal a segment every second; one ingester process per click
+(fdatasync'ed before each 302) and seal a segment every half second; one ingester process per click
 log directory moves sealed segments into the database, judging each click on the way. A lock
 file says whether one runs: a worker that finds the lock free starts one. While its clicks are
 fresh it holds back whenever the workers keep the CPUs busy, so the redirects come first; once a

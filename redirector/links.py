@@ -147,19 +147,23 @@ class LinkCache:
                 if self._engine is None:
                     self._engine = self._engine_factory()
                     self._mark = "?" if self._engine.dialect.name == "sqlite" else "%s"
-            self._local.connection = self._engine.raw_connection()
-            cursor = self._local.cursor = self._local.connection.cursor()
+            connection = self._local.connection = self._engine.raw_connection()
+            if self._engine.dialect.name == "postgresql":
+                # Each lookup then commits as it runs: no snapshot is held open after it, no ROLLBACK costs a
+                # round trip, and the lookup stays a prepared statement (psycopg drops a connection's prepared
+                # statements on every ROLLBACK, and planning the join cost the database more than running it).
+                # SQLite's connections already leave a SELECT outside any transaction (configure_engine).
+                connection.rollback()
+                connection.dbapi_connection.autocommit = True
+            cursor = self._local.cursor = connection.cursor()
         return cursor
 
     def _fetch(self, sql: str, parameters: tuple) -> list:
-        """The rows of ``sql``, its bind markers written ``{mark}``, read in a transaction of its own: no
-        snapshot held open after."""
+        """The rows of ``sql``, its bind markers written ``{mark}``, read as a statement of its own (see _cursor)."""
         try:
             cursor = self._cursor()
             cursor.execute(sql.format(mark=self._mark), parameters)
-            rows = cursor.fetchall()
-            self._local.connection.rollback()
-            return rows
+            return cursor.fetchall()
         except Exception:
             # A broken connection is dropped; the next lookup of this thread opens a fresh one.
             self._local.cursor = None

@@ -39,7 +39,7 @@ from redirector.datasync import AioSync, ThreadSync, open_data_sync
 log = logging.getLogger(__name__)
 
 INGEST_INTERVAL_SECONDS = 0.05
-SEAL_SECONDS = 1.0  # process mode: how long a click may wait in a worker's open segment
+SEAL_SECONDS = 0.5  # process mode: how long a click may wait in a worker's open segment
 SUPERVISE_SECONDS = 2.0  # process mode: how often a worker checks that an ingester runs
 # Group commit on an event loop, as PostgreSQL's commit_delay and commit_siblings: when a sync finishes
 # and fewer than GROUP_MIN clicks wait, they wait up to GROUP_WAIT_SECONDS for company, so the kernel
@@ -173,6 +173,32 @@ class ClickRecorder:
             self.appender = ThreadPoolExecutor(1, thread_name_prefix="click-appender")
             self._started = True
 
+    def yield_to_ingester(self, nice: int) -> int:
+        """Lower every thread of this process but the recorder's own by ``nice``; return how many were lowered.
+
+        The recorder's thread stores the clicks (thread mode) or starts the ingester process, which inherits
+        its priority (process mode). A thread made later inherits the priority of the thread that made it.
+        Raising a nice value needs no privilege; lowering it again would, so this is for a worker's life.
+        """
+        if nice <= 0 or self._ingester is None:
+            return 0
+        keep = self._ingester.native_id
+        lowered = 0
+        try:
+            tasks = [int(task) for task in os.listdir("/proc/self/task")]
+        except OSError:
+            log.warning("cannot list this process's threads (no /proc); the redirector keeps its CPU priority")
+            return 0
+        for tid in tasks:
+            if tid == keep:
+                continue
+            try:
+                os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+                lowered += 1
+            except OSError:  # the thread ended meanwhile
+                continue
+        return lowered
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Ingest everything logged so far; return True when the log is empty."""
         deadline = time.monotonic() + timeout
@@ -202,6 +228,8 @@ class ClickRecorder:
         if self._started:
             self.ingest()
         self.log.close()
+        if self._store is not None:
+            self._store.close()
         if self._engine is not None:
             self._engine.dispose()
 

@@ -41,7 +41,7 @@ from affiliate.services import webhook_payloads as payloads
 from affiliate.services.attribution import Binding, Code, ConversionFacts, Terms, Touch, attribute
 from affiliate.services.commissions import add_months
 from affiliate.services.screening import screen
-from redirector.clickrecord import CLICK_PATIENCE_SECONDS, INGEST_TURN_KEY
+from redirector.clickrecord import CLICK_PATIENCE_SECONDS, INGEST_LANES, INGEST_TURN_KEY
 
 MAX_AMOUNT_CENTS = 10**11  # a billion in the major unit: far above any real order, far below overflow
 CLOCK_SKEW = timedelta(seconds=300)  # a merchant's clock may run this far ahead of ours
@@ -311,14 +311,17 @@ def unless_arrived(session: Session, conversion: Conversion) -> Conversion:
     The ingester looks up the conversions waiting for a batch's clicks before it commits them. A conversion
     prepared while the batch was on its way, and stored after that lookup, would be seen by neither: left to
     the money jobs' sweep. So this runs in the storing transaction, in the ingesters' turn: on PostgreSQL it
-    takes their advisory lock shared (waiting out a batch in progress, and holding the next one back until
-    this transaction ends); on SQLite the transaction's BEGIN IMMEDIATE already keeps every ingester out.
+    takes every lane's advisory lock shared (waiting out a batch in progress, and holding the next one back
+    until this transaction ends); on SQLite the transaction's BEGIN IMMEDIATE already keeps every ingester out.
     """
     if conversion.waiting_for_click is None:
         return conversion
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("SELECT pg_advisory_xact_lock_shared(%s)", (INGEST_TURN_KEY,))
+        connection.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock_shared(%s, lane) FROM generate_series(0, %s) AS lane",
+            (INGEST_TURN_KEY, INGEST_LANES - 1),
+        )
     if connection.scalar(_CLICK_STORED, {"click_id": conversion.waiting_for_click}) is None:
         return conversion
     program = session.get(Program, conversion.program_id)

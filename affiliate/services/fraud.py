@@ -455,8 +455,9 @@ class NavigationHistory:
     """
 
     HOURS = 24
+    MAX_SOURCES = 20_000
 
-    def __init__(self, max_sources: int = 20_000) -> None:
+    def __init__(self, max_sources: int = MAX_SOURCES) -> None:
         self.max_sources = max_sources
         # source -> [hour, navigations, without activation, hour, ...]: flat, half the memory of a dict per source
         self._sources: OrderedDict[Source, list[int]] = OrderedDict()

@@ -6,6 +6,7 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import text
 
 from affiliate.extensions import db
 from affiliate.models import EnrollmentPolicy, Link, Program, User, utcnow
@@ -179,6 +180,30 @@ def test_paused_and_unknown_links(app, shopper):
     finally:
         fresh.close()
     assert all_clicks(app) == []
+
+
+def test_link_lookups_leave_no_transaction_open_and_stay_prepared(app):
+    """A worker looks links up for as long as it lives: a transaction left open would hold back the database's
+    cleanup, and a lookup planned afresh every time costs PostgreSQL more than running it."""
+    s = setup_link(app)
+    fresh = live(create_redirector({**app.config, "LINK_CACHE_SECONDS": 0}))  # every click looks its link up
+    try:
+        for _ in range(6):
+            assert Visitor(fresh).get(f"/r/{s.link.code}").status_code == 302
+        reader = fresh.links._local.connection.dbapi_connection
+        if fresh.links._engine.dialect.name == "sqlite":
+            assert not reader.in_transaction
+        else:
+            with app.app_context():
+                state = db.session.execute(
+                    text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": reader.info.backend_pid}
+                ).scalar()
+            assert state == "idle"
+            prepared = reader.execute("SELECT statement FROM pg_prepared_statements").fetchall()
+            assert any("FROM links l" in statement for (statement,) in prepared), prepared
+    finally:
+        fresh.close()
+    assert len(all_clicks(app)) == 6
 
 
 def test_suspended_affiliates_links_still_redirect_but_never_earn(app, shopper):

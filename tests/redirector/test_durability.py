@@ -95,7 +95,7 @@ def _ingesters(server: Server) -> list[int]:
 def test_ingester_process_stores_clicks_and_is_restarted_after_kill_minus_nine(app, database_uri, tmp_path):
     """Production mode: workers only log clicks; one ingester process stores them, and comes back if killed."""
     codes = _codes(app, 5)
-    server = Server(database_uri, tmp_path, CLICK_INGESTER="process")
+    server = Server(database_uri, tmp_path, CLICK_INGESTER="process", REDIRECTOR_NICE="7")
     try:
         load = Load(server.port, codes)
         load.run(300)
@@ -116,8 +116,23 @@ def test_ingester_process_stores_clicks_and_is_restarted_after_kill_minus_nine(a
         lost = more.acknowledged - stored_click_ids(database_uri)
         assert lost == set(), f"{len(lost)} clicks not stored after the ingester was killed"
         assert _ingesters(server) and _ingesters(server) != first, "a worker started another ingester"
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        for worker in server.workers():
+            threads = _nice_values(worker)
+            assert threads.count(ours) == 1 and threads.count(ours + 7) == len(threads) - 1, threads
+        for ingester in _ingesters(server):
+            assert set(_nice_values(ingester)) == {ours}, "stored at the server's priority, above the workers'"
     finally:
         server.stop()
+
+
+def _nice_values(pid: int) -> list[int]:
+    """The nice value of each thread of a process: one recorder thread per worker, the request threads lower."""
+    values = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        values.append(int(fields[16]))
+    return values
 
 
 PRIORITY_PROBE = textwrap.dedent("""
