@@ -137,7 +137,7 @@ class Config:
     # How much lower than its ingester a redirector worker (RSGI) runs on the CPUs (a nice value, 0-19): when the
     # machine is saturated, storing clicks comes before answering more of them, so the click log cannot grow
     # without bound. With CPU to spare it changes nothing.
-    REDIRECTOR_NICE = env_int("REDIRECTOR_NICE", 10)
+    REDIRECTOR_NICE = env_int("REDIRECTOR_NICE", 19)
     # Seconds between background rounds of accruing conversions and approving commissions past their
     # hold (affiliate/jobs.py); 0 leaves them to `flask accrue-commissions` and `flask approve-due`.
     MONEY_JOBS_SECONDS = env_int("MONEY_JOBS_SECONDS", 30)
