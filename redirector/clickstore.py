@@ -3,12 +3,15 @@
 Runs where clicks are ingested: in the ingester process (redirector/ingester.py) or, with
 ``CLICK_INGESTER=thread``, in each request process's ingester thread (redirector/recorder.py).
 Each batch is enriched (device and geo), marked unique or not, scored against its program's
-fraud rules and inserted with its rollups in one transaction. A database that refuses a batch
-leaves it in the click log, offered again every RETRY_SECONDS. Once a batch is stored, the conversions
-that waited for any of its clicks are attributed, in a transaction of their own (services/late_clicks.py).
+fraud rules and inserted with its rollups in one transaction per lane (on PostgreSQL a batch is
+split by affiliate into INGEST_LANES lanes, stored side by side; see ClickStore.insert). A database
+that refuses a batch leaves it in the click log, offered again every RETRY_SECONDS. Once a batch is
+stored, the conversions that waited for any of its clicks are attributed, in a transaction of their own
+(services/late_clicks.py).
 
 Why one module: a batch's steps (its stored history looked up, uniqueness, fraud verdicts, the insert and the
-rollups) share one transaction and one turn among ingesters, and each reads what the step before it decided.
+rollups) share one transaction and one turn among ingesters per lane, and each reads what the step before it
+decided.
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ With ``CLICK_INGESTER=process`` the redirector's workers only append clicks to t
 log directory moves sealed segments into the database, judging each click on the way. A lock
 file says whether one runs: a worker that finds the lock free starts one. While its clicks are
 fresh it holds back whenever the workers keep the CPUs busy, so the redirects come first; once a
-handed-off segment has waited MAX_LAG_SECONDS it takes the same share of the CPUs as a worker, so
-a sustained burst is stored as fast as it is answered, the clicks waiting durably in the log
-meanwhile. It exits once the worker that started it is gone and nothing is left to store; a
-surviving worker starts the next.
+handed-off segment has waited MAX_LAG_SECONDS it runs as an ordinary process, ahead of the workers
+(which lower their own priority by REDIRECTOR_NICE, redirector/recorder.py), so a sustained burst is
+stored as fast as it is answered, the clicks waiting durably in the log meanwhile. It exits once the
+worker that started it is gone and nothing is left to store; a surviving worker starts the next.
 
 Run by hand: ``python -m redirector.ingester '{"database_uri": ..., "log_dir": ..., ...}'``.
 """
@@ -120,7 +120,8 @@ def serve(settings: dict) -> int:
 
 
 class _Priority:
-    """Batch scheduling while the log is fresh; a worker's share of the CPUs once clicks wait too long.
+    """Batch scheduling while the log is fresh; ordinary scheduling, ahead of the niced workers, once clicks
+    wait too long.
 
     While the log is fresh, the ingester waits for a pause when the machine is busy with other work
     (the redirect workers in a burst), looking at the CPUs every LOAD_SAMPLE_SECONDS, and as a batch
