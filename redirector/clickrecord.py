@@ -17,8 +17,8 @@ from typing import TypedDict
 # How long a click's row may take to reach the database after its redirect was answered, and so how long a
 # conversion naming a click issued moments ago waits for it (affiliate.services.conversions.CLICK_PATIENCE).
 # A request process hands its click log segment on every half second, and the first clicks after a server starts
-# may wait for an ingester process to start: 5 s covers both. The ingester holds clicks back for at most a
-# tenth of it (redirector.ingester.MAX_LAG_SECONDS), so a loaded machine still has time to store them.
+# may wait for an ingester process to start: 5 s covers both. The ingester holds clicks back for a small part of
+# it (redirector.ingester.MAX_LAG_SECONDS), so a loaded machine still has time to store them.
 CLICK_PATIENCE_SECONDS = 5.0
 
 # The PostgreSQL advisory lock every ingester (of every redirector node) holds exclusively from before it looks

@@ -40,9 +40,12 @@ log = logging.getLogger(__name__)
 LOCK_NAME = "ingester.lock"
 IDLE_SECONDS = 0.2
 # How long clicks may wait in the log while the machine is busy with redirects before the ingester takes
-# its full share of the CPU: under a second of traffic, so that a sustained burst is stored as fast as it
-# is answered and reports, fraud rules and conversions naming a click never fall further behind.
-MAX_LAG_SECONDS = 0.5
+# its full share of the CPU. A sustained burst must be stored as fast as it is answered, with under a
+# second of traffic waiting, and the open segments already hold up to redirector.recorder.SEAL_SECONDS of
+# it: holding back longer only moves the same work later (every segment is stored whole either way) and
+# adds to what waits. Holding back at all lets a burst shorter than this pass without the ingester
+# preempting anything.
+MAX_LAG_SECONDS = 0.1
 BUSY_SHARE = 0.75  # the CPUs count as busy while other processes use more than this share of them
 LOAD_SAMPLE_SECONDS = 0.1
 
