@@ -37,6 +37,7 @@ from affiliate.services.fraud import (
     NavigationHistory,
     Observed,
     RuleSetting,
+    Verdict,
     reports_user_activation,
     score_click,
     settings_for,
@@ -353,13 +354,15 @@ class ClickStore:
 
         The stored clicks come from ``recent``; the batch itself is then walked in order.
         """
-        seen: dict[tuple, datetime | str] = {}
+        seen: dict[tuple, datetime] = {}
         for kind, column in (("v", "visitor_id"), ("f", "fingerprint")):
             for (link, value), (at, _, _) in recent[column].items():
-                seen[(kind, link, value)] = at
+                # SQLite hands back its UTC wall-time text: read once per pair, not written once per click.
+                seen[(kind, link, value)] = datetime.fromisoformat(at).replace(tzinfo=UTC) if self.sqlite else at
+        window = self.unique_window
         for click in clicks:
-            link, at = click["link_id"], self._time(click["clicked_at"])
-            horizon = self._time(click["clicked_at"] - self.unique_window)
+            link, at = click["link_id"], click["clicked_at"]
+            horizon = at - window
             keys = (("v", link, click["visitor_id"]), ("f", link, click["fingerprint"]))
             click["is_unique"] = not any(key in seen and seen[key] >= horizon for key in keys if key[2])
             for key in keys:
@@ -379,7 +382,11 @@ class ClickStore:
         Flooding counts are of stored clicks in the hour (and minute) before the batch's first
         click, plus the batch's own earlier clicks: bounded, indexed windows, never the whole history.
         Navigation evidence comes from ``navigations``, which every judged click then joins, in order.
+        A batch judges each program's clicks by one reading of its rules, and most of its clicks alike (no
+        rule fired, or the same ones on the same evidence): each distinct verdict is worked out once.
         """
+        rules: dict[int, dict[str, RuleSetting]] = {}
+        verdicts: dict[tuple[int, ClickSignals], Verdict] = {}
         stored = {
             (kind, link, value): [minute, hour]
             for kind, column in (("ip", "ip"), ("device", "fingerprint"))
@@ -419,7 +426,12 @@ class ClickStore:
                 same_device_last_minute=counts["device"][0],
                 same_device_last_hour=counts["device"][1],
             )
-            verdict = score_click(signals, self.rules.for_program(conn, click["program_id"]))
+            program_id = click["program_id"]
+            verdict = verdicts.get((program_id, signals))
+            if verdict is None:
+                if program_id not in rules:
+                    rules[program_id] = self.rules.for_program(conn, program_id)
+                verdict = verdicts[(program_id, signals)] = score_click(signals, rules[program_id])
             counted = navigations.observe(signals, click["link_id"], click["clicked_at"])
             if counted:
                 observed.append(counted)

@@ -97,20 +97,23 @@ def _upsert_sql(values: str) -> str:
 # statement, as one JSON parameter: a row-by-row executemany there cost twice as much as one statement,
 # and psycopg builds an array parameter element by element in Python, where orjson writes the JSON in C.
 SQLITE_UPSERT = _upsert_sql(f"VALUES ({', '.join('?' * (len(KEY_COLUMNS) + len(COUNTERS)))})")
+# In key order, so that concurrent writers (an ingester lane and a rollup rebuild's chunk) lock rows in one
+# order and cannot deadlock; the database sorts them in C, several times faster than Python's sort of the keys.
 POSTGRESQL_UPSERT = _upsert_sql(
     "SELECT * FROM json_to_recordset(%s::json) AS r(dimension varchar, day date, affiliate_id int,"
     " program_id int, value varchar, raw_clicks bigint, human_clicks bigint, unique_clicks bigint)"
+    " ORDER BY dimension, day, affiliate_id, program_id, value"
 )
 
 
 def upsert(connection: Connection, totals: Mapping[Key, list[int]]) -> None:
     """Add counts to the rollups in the connection's transaction: INSERT ... ON CONFLICT DO UPDATE.
 
-    Rows go in key order, so concurrent writers lock them in one order (no deadlocks).
+    On PostgreSQL the rows go in key order (see POSTGRESQL_UPSERT); SQLite lets one writer in at a time.
     """
     if not totals:
         return
-    rows = sorted(totals.items())
+    rows = totals.items()
     if connection.dialect.name == "postgresql":
         records = [
             {

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import text
 
 from affiliate.extensions import db
-from affiliate.models import EnrollmentPolicy, Link, Program, User, utcnow
+from affiliate.models import EnrollmentPolicy, FraudRule, Link, Program, User, utcnow
 from affiliate.services import enrollment
 from redirector import Redirector, create_redirector
 from tests.factories import Visitor
-from tests.redirector.helpers import CHROME, IPHONE, all_clicks, live, setup_link
+from tests.redirector.helpers import CHROME, IPHONE, all_clicks, clicks_held, live, setup_link
 
 
 def test_click_redirects_once_with_click_id_and_cookies(app, shopper):
@@ -160,6 +160,25 @@ def test_a_click_stored_after_a_later_one_is_judged_as_in_time_order(app, gap_mi
     # Within the hour the pair keeps one unique click, as in time order; two hours apart, both count.
     in_time_order = sorted(all_clicks(app), key=lambda click: click.clicked_at)
     assert [click.is_unique for click in in_time_order] == [earlier_unique, True]
+
+
+def test_alike_clicks_in_one_batch_are_judged_by_each_programs_own_rules(app, redirector):
+    """Two programs' clicks with the same evidence, stored together, each get their own program's verdict."""
+    strict, lenient = setup_link(app), setup_link(app)
+    with app.app_context():
+        db.session.add(
+            FraudRule(program_id=strict.program.id, rule="paid_traffic", action="reject", weight=50, settings="{}")
+        )
+        db.session.commit()
+    shopper = Visitor(redirector, "198.51.100.9")
+    with clicks_held(redirector):  # one batch
+        for s in (strict, lenient, strict):
+            shopper.get(f"/r/{s.link.code}?gclid=abc", headers={"User-Agent": CHROME})
+    clicks = {(c.link_id, c.is_unique): c for c in all_clicks(app)}
+    assert clicks[(strict.link.id, True)].fraud_action == "reject"
+    assert "paid_traffic" in clicks[(strict.link.id, True)].fraud_reasons
+    assert clicks[(lenient.link.id, True)].fraud_action is None, "the other program lets ad traffic through"
+    assert clicks[(strict.link.id, False)].fraud_action == "reject"
 
 
 def test_paused_and_unknown_links(app, shopper):
