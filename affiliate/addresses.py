@@ -10,7 +10,8 @@ IP_TEXT_MAX = 45  # the longest spelling of an IPv6 address with an embedded IPv
 
 @lru_cache(maxsize=65536)
 def normalise_ip(text: str) -> str | None:
-    """The address in canonical form, an IPv4-mapped IPv6 address (::ffff:1.2.3.4) as plain IPv4; None if not one.
+    """The address in canonical form, an IPv4-mapped IPv6 address (::ffff:1.2.3.4) as plain IPv4 and without an
+    IPv6 zone (fe80::1%eth0); None if not one.
 
     A dual-stack listener reports every IPv4 peer as mapped IPv6. Left mapped, every IPv4 visitor would share the
     network ::/48, so prefixes, fingerprints, fraud rules and geo would all treat them as one visitor.
@@ -19,6 +20,9 @@ def normalise_ip(text: str) -> str | None:
         address = ipaddress.ip_address(text.strip()[:IP_TEXT_MAX])
     except ValueError:
         return None
+    if address.version == 6 and address.scope_id:
+        # A zone ("%eth0") names an interface of the machine that saw the address, not part of the visitor's.
+        address = ipaddress.IPv6Address(address.packed)
     if address.version == 6 and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return str(address)

@@ -13,6 +13,7 @@ import pytest
 from flask_wtf import FlaskForm
 from wtforms.fields.core import UnboundField
 
+from affiliate.services.fraud import DEFAULT_RULES
 from tests.factories import (
     Auth,
     Visitor,
@@ -60,9 +61,23 @@ FORM_VALUES = (
 
 
 def _form_field_names() -> set[str]:
-    """Every field name of every form the portal defines, and the raw fields its bulk forms read."""
+    """Every field name of every form the portal defines, and the raw fields other views read (bulk decisions,
+    groups, enrollments, payout acknowledgements, each fraud rule's action, weight and thresholds)."""
 
-    names = {"ids", "decision", "note", "action"}
+    names = {
+        "ids",
+        "decision",
+        "note",
+        "action",
+        "group",
+        "affiliate",
+        "reason",
+        "name",
+        "acknowledge_changes",
+        "changed",
+    }
+    for rule, setting in DEFAULT_RULES.items():
+        names.update(f"{rule}.{field}" for field in ("action", "weight", *setting.settings))
     pending = list(FlaskForm.__subclasses__())
     while pending:
         form = pending.pop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from affiliate.addresses import normalise_ip
 from affiliate.extensions import db
 from affiliate.models import UserSession
 from redirector.app import rsgi_environ
@@ -35,6 +36,16 @@ def test_rsgi_peer_and_trusted_forwarded_hop_are_unmapped():
     environ = rsgi_environ(Scope())
     assert client_ip(environ, 0) == "81.2.69.160"
     assert client_ip(environ, 1) == "198.51.100.4"
+
+
+def test_a_forwarded_address_with_an_ipv6_zone_is_recorded_without_it():
+    class Scope:
+        method, path, query_string, client = "GET", "/r/abcd", "", "[2001:db8::7]:51234"
+        headers = {"x-forwarded-for": "fe80::1%eth0, 2001:db8::7"}
+
+    environ = rsgi_environ(Scope())
+    assert client_ip(environ, 2) == "fe80::1"
+    assert normalise_ip("::ffff:81.2.69.160%3") == "81.2.69.160"
 
 
 def _session_ip(app) -> str | None:

@@ -8,13 +8,13 @@ sending it again would change nothing.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
 import stripe
 from flask import Blueprint, request
 
+from affiliate.api.strict_json import JSONError, parse_object
 from affiliate.extensions import csrf, db
 from affiliate.models import Program, utcnow
 from affiliate.services import stripe_events
@@ -23,6 +23,7 @@ bp = Blueprint("integrations_stripe", __name__, url_prefix="/integrations/stripe
 csrf.exempt(bp)
 MAX_EVENT_BYTES = 512 * 1024  # Stripe's events are a few kB; an expanded checkout stays far below this
 TOLERANCE_SECONDS = 300
+MAX_DEPTH = 64  # an event's object with every expandable field expanded nests far less deeply
 
 
 @bp.post("/<int:program_id>")
@@ -36,6 +37,11 @@ def receive(program_id: int):
     if len(payload) > MAX_EVENT_BYTES:
         return _error(413, "The event is too large.")
     header = request.headers.get("Stripe-Signature", "")
+    # Stripe writes a JSON body in UTF-8 and a header of ASCII; the library cannot even compare anything else.
+    if not _utf8(payload):
+        return _error(400, "The body is not a Stripe event.")
+    if not header.isascii():
+        return _error(400, "The Stripe-Signature header is not one Stripe writes.")
     try:
         stripe.WebhookSignature.verify_header(payload, header, program.stripe_webhook_secret, TOLERANCE_SECONDS)
     except stripe.SignatureVerificationError:
@@ -45,8 +51,10 @@ def receive(program_id: int):
     if signed_at is None or int(signed_at.group(1)) > time.time() + TOLERANCE_SECONDS:
         return _error(400, "The Stripe-Signature's timestamp is in the future.")
     try:
-        event = json.loads(payload)
-    except ValueError:
+        # As strict as the API's own bodies: no text a database column cannot keep (NUL, lone surrogates), no
+        # duplicate keys or NaN.
+        event = parse_object(payload, max_depth=MAX_DEPTH)
+    except JSONError:
         return _error(400, "The body is not a Stripe event.")
     if not _shaped(event):
         return _error(400, "The body is not a Stripe event.")
@@ -69,6 +77,14 @@ def _shaped(event) -> bool:
         and isinstance(event["data"].get("object"), dict)
         and isinstance(event["data"]["object"].get("id", ""), str)
     )
+
+
+def _utf8(payload: bytes) -> bool:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _error(status: int, message: str):

@@ -146,7 +146,8 @@ def decide(
     before = enrollment.status if enrollment else None
     open_member = before is None and program.enrollment == EnrollmentPolicy.OPEN
     if before not in allowed or (before is None and not open_member):
-        raise EnrollmentError(f"This affiliate's enrollment is {before or 'not started'}; it cannot be {decision}d.")
+        done = {"approve": "approved", "reject": "rejected", "remove": "removed"}[decision]
+        raise EnrollmentError(f"This affiliate's enrollment is {before or 'not started'}; it cannot be {done}.")
     if enrollment is None:
         enrollment = Enrollment(program_id=program.id, affiliate_id=affiliate_id, created_at=now, status=target)
         session.add(enrollment)

@@ -154,7 +154,7 @@ def _id_after(reference: str, prefix: str) -> int | None:
     if position < 0:
         return None
     tail = reference[position + len(prefix) :]
-    return int(tail) if tail.isdigit() else None
+    return int(tail) if tail.isascii() and tail.isdigit() else None
 
 
 def _describe(kind: str, reference: str, commissions: dict, payouts: dict[int, Payout]) -> tuple[str, str]:

@@ -299,12 +299,13 @@ def _customer(event: dict) -> str | None:
 
 def _subscription(invoice: dict) -> str | None:
     """Older API versions name it on the invoice; 2025 versions under parent.subscription_details."""
-    details = (
-        ((invoice.get("parent") or {}).get("subscription_details") or {})
-        if isinstance(invoice.get("parent"), dict)
-        else {}
-    )
+    details = _object(_object(invoice.get("parent")).get("subscription_details"))
     return _text(invoice.get("subscription")) or _text(details.get("subscription"))
+
+
+def _object(value) -> dict:
+    """A nested object of the event; anything else (a string, a list, null) is treated as empty."""
+    return value if isinstance(value, dict) else {}
 
 
 def _email(value) -> str | None:

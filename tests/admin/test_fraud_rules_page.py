@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 
-from affiliate.services.fraud import DESCRIPTIONS
+from sqlalchemy import select
+
+from affiliate.extensions import db
+from affiliate.models import FraudRule
+from affiliate.services.fraud import DEFAULT_RULES, DESCRIPTIONS
 from tests.factories import Auth, csrf_token, make_admin, make_program
 
 
@@ -23,3 +27,30 @@ def test_rules_and_their_settings_read_as_words_and_save_by_their_values(app):
     saved = browser.post(url, data={"csrf_token": csrf_token(page), "too_fast.action": "off"}, follow_redirects=True)
     assert "1 rule changed" in saved.get_data(as_text=True)
     assert re.search(r'<option value="off"\s+selected>Off</option>', saved.get_data(as_text=True))
+
+
+def test_a_number_field_that_is_not_a_plain_whole_number_is_a_form_error_and_changes_nothing(app):
+    """One field at a time, the others left as they are: digits int() refuses (superscripts, other scripts), signs,
+    decimals, blanks, NUL and numbers out of range each get the field's own message."""
+    admin = make_admin(app)
+    program = make_program(app, admin)
+    browser = app.test_client()
+    Auth(browser).login(admin.email)
+    url = f"/admin/programs/{program.id}/fraud/"
+    before = browser.get(url).get_data(as_text=True)
+    token = csrf_token(before)
+    fields = [f"{name}.weight" for name in DEFAULT_RULES] + [
+        f"{name}.{key}"
+        for name, rule in DEFAULT_RULES.items()
+        for key, value in rule.settings.items()
+        if isinstance(value, int) and not isinstance(value, bool)
+    ]
+    assert len(fields) > len(DEFAULT_RULES)
+    for field in fields:
+        for value in ("²", "¹²", "١٢", "-1", "+5", "1.5", "", " ", "\x00", "9" * 30):
+            answer = browser.post(url, data={"csrf_token": token, field: value})
+            assert answer.status_code == 422, (field, value)
+            assert "Enter a whole number" in answer.get_data(as_text=True), (field, value)
+    with app.app_context():
+        stored = db.session.scalars(select(FraudRule).where(FraudRule.program_id == program.id)).all()
+        assert stored == [], "nothing was saved"

@@ -311,6 +311,7 @@ def test_applications_are_decided_through_the_api_and_the_affiliate_sees_the_out
     }
     twice = merchant.post(f"/api/v1/enrollments/{bob.id}/decision", {"decision": "reject", "reason": "Again"})
     assert twice.status_code == 409 and twice.json["error"]["code"] == "enrollment_conflict"
+    assert twice.json["error"]["message"] == "This affiliate's enrollment is rejected; it cannot be rejected."
     assert merchant.post("/api/v1/enrollments/999999/decision", {"decision": "approve"}).status_code == 404
     assert merchant.post(f"/api/v1/enrollments/{admin.id}/decision", {"decision": "approve"}).status_code == 404
     odd = merchant.post(f"/api/v1/enrollments/{alice.id}/decision", {"decision": "promote"})

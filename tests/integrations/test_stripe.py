@@ -240,6 +240,26 @@ def test_a_checkout_two_renewals_a_partial_refund_and_a_cancellation(app, redire
         assert json.loads(renewal.decision_trace)["matched_by"] == "binding"
 
 
+@pytest.mark.parametrize("details", ["sub_1", ["sub_1"], 7, None])
+def test_a_renewal_whose_subscription_details_are_not_an_object_is_still_credited_by_the_customer(
+    app, redirector, shop, details
+):
+    click_id = clicked(redirector, shop["link"].code)
+    start = int(time.time()) + 30
+    completed = checkout("cs_test_d1", mode="subscription", amount=5000, reference=click_id, subscription="sub_1")
+    renewal = {**invoice("in_d2", amount=5000, reason="subscription_cycle"), "subscription": None}
+    renewal["parent"] = {"type": "subscription_details", "subscription_details": details}
+    outcomes = deliver(
+        app,
+        shop["program"].id,
+        event("checkout.session.completed", completed, created=start),
+        event("invoice.paid", invoice("in_d1", amount=5000, reason="subscription_create"), created=start + 1),
+        event("invoice.paid", renewal, created=start + 2),
+    )
+    assert outcomes == ["recorded"] * 3
+    assert sales_and_refunds(app)[-1] == ("sale", "in_d2", 5000, shop["alice"].id)
+
+
 def test_the_same_event_twice_is_handled_once(app, redirector, shop):
     click_id = clicked(redirector, shop["link"].code)
     session = checkout("cs_test_p1", mode="payment", amount=7000, reference=click_id, payment_intent="pi_p1")
@@ -279,6 +299,41 @@ def test_a_signed_body_that_is_not_an_event_is_a_400(app, shop, raw):
         f"/integrations/stripe/{shop['program'].id}", data=raw, headers={"Stripe-Signature": signed(raw)}
     )
     assert answer.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "header"),
+    [
+        (b"\xff\xfe", "t={now},v1=" + "0" * 64),  # not UTF-8
+        (b"{}", "t={now},v1=" + "\u00e9" * 64),  # a signature of characters Stripe never writes
+        (b"{}", "t=\u00b2,v1=" + "0" * 64),
+    ],
+    ids=["body-not-utf8", "signature-not-ascii", "timestamp-not-ascii"],
+)
+def test_an_unreadable_body_or_signature_is_a_400_before_any_check_of_it(app, shop, body, header):
+    answer = app.test_client().post(
+        f"/integrations/stripe/{shop['program'].id}",
+        data=body,
+        headers={"Stripe-Signature": header.format(now=int(time.time()))},
+    )
+    assert answer.status_code == 400
+    assert "error" in answer.get_json()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"id": "evt_\ud800x"}, {"id": "evt_\u0000"}, {"type": "\u0000invoice.paid"}, {"type": "invoice.paid\udfff"}],
+    ids=["id-surrogate", "id-nul", "type-nul", "type-surrogate"],
+)
+def test_a_signed_event_with_text_no_database_keeps_is_a_400_and_stores_nothing(app, shop, change):
+    payload = {**event("invoice.paid", invoice("in_t", amount=100, reason="subscription_cycle")), **change}
+    body = json.dumps(payload).encode()  # escapes the characters, as JSON allows: the parser must refuse them
+    answer = app.test_client().post(
+        f"/integrations/stripe/{shop['program'].id}", data=body, headers={"Stripe-Signature": signed(body)}
+    )
+    assert answer.status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == 0
 
 
 def test_a_program_without_a_stripe_secret_takes_no_events(app):
@@ -426,6 +481,8 @@ def _hostile_objects() -> list[tuple[str, dict]]:
         ("invoice.paid", {**paid, "customer": 42}),
         ("invoice.paid", {**paid, "amount_paid": 1.5}),
         ("invoice.paid", {**paid, "parent": "sub_1"}),
+        ("invoice.paid", {**paid, "subscription": None, "parent": {"subscription_details": "sub_1"}}),
+        ("invoice.paid", {**paid, "parent": {"subscription_details": ["sub_1"]}}),
         ("charge.refunded", {**refunded, "amount_refunded": True}),
         ("charge.refunded", {**refunded, "payment_intent": ["pi_h"]}),
         ("customer.subscription.deleted", {"id": None, "customer": None}),
