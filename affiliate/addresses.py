@@ -16,13 +16,14 @@ def normalise_ip(text: str) -> str | None:
     A dual-stack listener reports every IPv4 peer as mapped IPv6. Left mapped, every IPv4 visitor would share the
     network ::/48, so prefixes, fingerprints, fraud rules and geo would all treat them as one visitor.
     """
+    text = text.strip()
+    if ":" in text:
+        # A zone ("%eth0") names an interface of the machine that saw the address, not part of the visitor's.
+        text = text.split("%", 1)[0]
     try:
-        address = ipaddress.ip_address(text.strip()[:IP_TEXT_MAX])
+        address = ipaddress.ip_address(text[:IP_TEXT_MAX])
     except ValueError:
         return None
-    if address.version == 6 and address.scope_id:
-        # A zone ("%eth0") names an interface of the machine that saw the address, not part of the visitor's.
-        address = ipaddress.IPv6Address(address.packed)
     if address.version == 6 and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return str(address)

@@ -46,6 +46,8 @@ def test_a_forwarded_address_with_an_ipv6_zone_is_recorded_without_it():
     environ = rsgi_environ(Scope())
     assert client_ip(environ, 2) == "fe80::1"
     assert normalise_ip("::ffff:81.2.69.160%3") == "81.2.69.160"
+    longest = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+    assert normalise_ip(f"{longest}%enp0s31f6") == "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
 
 
 def _session_ip(app) -> str | None:

@@ -86,8 +86,10 @@ def save_rules(session: Session, program: Program, parsed: dict[str, dict], *, a
 
 def _int(form: Mapping[str, str], field: str, default: int, low: int, high: int) -> int:
     text = form.get(field, str(default)).strip()
-    # isdigit alone also takes digits int() refuses, such as superscripts ("²").
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+    # isdigit alone also takes digits int() refuses, such as superscripts ("²"); the length check keeps int() from
+    # reading thousands of digits (past Python's limit it raises).
+    plain = text.isascii() and text.isdigit() and len(text) <= len(str(high))
+    if not plain or not low <= int(text) <= high:
         raise RuleError(field, f"Enter a whole number from {low} to {high}.")
     return int(text)
 

@@ -47,7 +47,7 @@ def test_a_number_field_that_is_not_a_plain_whole_number_is_a_form_error_and_cha
     ]
     assert len(fields) > len(DEFAULT_RULES)
     for field in fields:
-        for value in ("²", "¹²", "١٢", "-1", "+5", "1.5", "", " ", "\x00", "9" * 30):
+        for value in ("²", "¹²", "١٢", "-1", "+5", "1.5", "", " ", "\x00", "9" * 30, "9" * 5000):
             answer = browser.post(url, data={"csrf_token": token, field: value})
             assert answer.status_code == 422, (field, value)
             assert "Enter a whole number" in answer.get_data(as_text=True), (field, value)

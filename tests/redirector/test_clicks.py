@@ -12,7 +12,7 @@ from affiliate.extensions import db
 from affiliate.models import EnrollmentPolicy, FraudRule, Link, Program, User, utcnow
 from affiliate.services import enrollment
 from redirector import Redirector, create_redirector
-from tests.factories import Visitor
+from tests.factories import Visitor, make_link, make_program
 from tests.redirector.helpers import CHROME, IPHONE, all_clicks, clicks_held, live, setup_link
 
 
@@ -163,8 +163,12 @@ def test_a_click_stored_after_a_later_one_is_judged_as_in_time_order(app, gap_mi
 
 
 def test_alike_clicks_in_one_batch_are_judged_by_each_programs_own_rules(app, redirector):
-    """Two programs' clicks with the same evidence, stored together, each get their own program's verdict."""
-    strict, lenient = setup_link(app), setup_link(app)
+    """Two programs' clicks with the same evidence, stored together, each get their own program's verdict.
+
+    One affiliate's links, so that they share a batch and its lane on PostgreSQL too."""
+    strict = setup_link(app)
+    other = make_program(app, strict.admin, allowed_hosts=("shop.example.com",))
+    lenient = make_link(app, strict.affiliate, other)
     with app.app_context():
         db.session.add(
             FraudRule(program_id=strict.program.id, rule="paid_traffic", action="reject", weight=50, settings="{}")
@@ -172,12 +176,12 @@ def test_alike_clicks_in_one_batch_are_judged_by_each_programs_own_rules(app, re
         db.session.commit()
     shopper = Visitor(redirector, "198.51.100.9")
     with clicks_held(redirector):  # one batch
-        for s in (strict, lenient, strict):
-            shopper.get(f"/r/{s.link.code}?gclid=abc", headers={"User-Agent": CHROME})
+        for code in (strict.link.code, lenient.code, strict.link.code):
+            shopper.get(f"/r/{code}?gclid=abc", headers={"User-Agent": CHROME})
     clicks = {(c.link_id, c.is_unique): c for c in all_clicks(app)}
     assert clicks[(strict.link.id, True)].fraud_action == "reject"
     assert "paid_traffic" in clicks[(strict.link.id, True)].fraud_reasons
-    assert clicks[(lenient.link.id, True)].fraud_action is None, "the other program lets ad traffic through"
+    assert clicks[(lenient.id, True)].fraud_action is None, "the other program lets ad traffic through"
     assert clicks[(strict.link.id, False)].fraud_action == "reject"
 
 
