@@ -28,22 +28,24 @@ def test_redirector_unmaps_ipv4_mapped_visitors(app, shopper):
     assert other.fingerprint != mapped.fingerprint
 
 
-def test_rsgi_peer_and_trusted_forwarded_hop_are_unmapped():
-    class Scope:
-        method, path, query_string, client = "GET", "/r/abcd", "", "[::ffff:81.2.69.160]:51234"
-        headers = {"x-forwarded-for": "::ffff:198.51.100.4"}
+def _rsgi_environ(peer: str, forwarded_for: str) -> dict:
+    """The WSGI environ the redirector makes of an RSGI request from ``peer`` with an X-Forwarded-For header."""
 
-    environ = rsgi_environ(Scope())
+    class Scope:
+        method, path, query_string, client = "GET", "/r/abcd", "", peer
+        headers = {"x-forwarded-for": forwarded_for}
+
+    return rsgi_environ(Scope())
+
+
+def test_rsgi_peer_and_trusted_forwarded_hop_are_unmapped():
+    environ = _rsgi_environ("[::ffff:81.2.69.160]:51234", "::ffff:198.51.100.4")
     assert client_ip(environ, 0) == "81.2.69.160"
     assert client_ip(environ, 1) == "198.51.100.4"
 
 
 def test_a_forwarded_address_with_an_ipv6_zone_is_recorded_without_it():
-    class Scope:
-        method, path, query_string, client = "GET", "/r/abcd", "", "[2001:db8::7]:51234"
-        headers = {"x-forwarded-for": "fe80::1%eth0, 2001:db8::7"}
-
-    environ = rsgi_environ(Scope())
+    environ = _rsgi_environ("[2001:db8::7]:51234", "fe80::1%eth0, 2001:db8::7")
     assert client_ip(environ, 2) == "fe80::1"
     assert normalise_ip("::ffff:81.2.69.160%3") == "81.2.69.160"
     longest = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"

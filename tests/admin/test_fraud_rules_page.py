@@ -12,12 +12,17 @@ from affiliate.services.fraud import DEFAULT_RULES, DESCRIPTIONS
 from tests.factories import Auth, csrf_token, make_admin, make_program
 
 
-def test_rules_and_their_settings_read_as_words_and_save_by_their_values(app):
+def _signed_in_on_the_rules_page(app):
+    """A program, an admin's browser signed in, and the program's fraud rules page."""
     admin = make_admin(app)
     program = make_program(app, admin)
     browser = app.test_client()
     Auth(browser).login(admin.email)
-    url = f"/admin/programs/{program.id}/fraud/"
+    return program, browser, f"/admin/programs/{program.id}/fraud/"
+
+
+def test_rules_and_their_settings_read_as_words_and_save_by_their_values(app):
+    _, browser, url = _signed_in_on_the_rules_page(app)
     page = browser.get(url).get_data(as_text=True)
     for label in ("Self-referral", "Click flooding", "Paid ad traffic", "Clicks per minute", "Flag for review"):
         assert label in page
@@ -32,11 +37,7 @@ def test_rules_and_their_settings_read_as_words_and_save_by_their_values(app):
 def test_a_number_field_that_is_not_a_plain_whole_number_is_a_form_error_and_changes_nothing(app):
     """One field at a time, the others left as they are: digits int() refuses (superscripts, other scripts), signs,
     decimals, blanks, NUL and numbers out of range each get the field's own message."""
-    admin = make_admin(app)
-    program = make_program(app, admin)
-    browser = app.test_client()
-    Auth(browser).login(admin.email)
-    url = f"/admin/programs/{program.id}/fraud/"
+    program, browser, url = _signed_in_on_the_rules_page(app)
     before = browser.get(url).get_data(as_text=True)
     token = csrf_token(before)
     fields = [f"{name}.weight" for name in DEFAULT_RULES] + [
