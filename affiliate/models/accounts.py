@@ -33,6 +33,15 @@ class PayoutMethod(enum.StrEnum):
     BANK = "bank"
 
 
+def payout_details_complete(details) -> bool:
+    """Whether a user, or a row of a user's payout columns, says where to send money."""
+    if details.payout_method in (PayoutMethod.PAYPAL, PayoutMethod.WISE):
+        return bool(details.payout_email)
+    if details.payout_method == PayoutMethod.BANK:
+        return bool(details.payout_account_name and details.payout_iban)
+    return False
+
+
 # Staff roles never get a remember-me cookie: a stolen device must not keep finance signed in.
 STAFF_ROLES = frozenset({Role.FINANCE, Role.ADMIN})
 
@@ -94,11 +103,7 @@ class User(UserMixin, db.Model):
 
     @property
     def has_payout_details(self) -> bool:
-        if self.payout_method in (PayoutMethod.PAYPAL, PayoutMethod.WISE):
-            return bool(self.payout_email)
-        if self.payout_method == PayoutMethod.BANK:
-            return bool(self.payout_account_name and self.payout_iban)
-        return False
+        return payout_details_complete(self)
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email} {self.role}/{self.status}>"
