@@ -116,7 +116,7 @@ class ApiKeyForm(Form):
     )
     scopes = SelectMultipleField(
         "What the key may do",
-        choices=list(SCOPES.items()),
+        choices=options(SCOPES.items()),
         default=list(TRACKING_SCOPES),
         widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput(),

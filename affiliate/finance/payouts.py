@@ -31,6 +31,7 @@ from affiliate.services import audit, batches, people
 from affiliate.services import payouts as service
 from affiliate.services.exports import FORMATS, ExportError, write_csv
 from affiliate.services.payout_reports import paid_in_year
+from affiliate.validators import options
 
 HELD_SHOWN = 20  # flashes live in the session cookie: name the first few held affiliates, count the rest
 FIRST_YEAR, LAST_YEAR = 2000, 9998
@@ -357,7 +358,7 @@ def _batch_or_404(batch_id: int) -> PayoutBatch:
 
 def _build_form() -> BuildBatchForm:
     form = BuildBatchForm()
-    form.currency.choices = [(code, code) for code in batches.currencies(db.session)]
+    form.currency.choices = options((code, code) for code in batches.currencies(db.session))
     return form
 
 

@@ -14,6 +14,7 @@ from affiliate.partner.forms import ConversionFilterForm
 from affiliate.services import partner_conversions
 from affiliate.services.conversion_lists import commissions_of
 from affiliate.services.conversions import attribution_of, trace_for_affiliate
+from affiliate.validators import options
 
 bp = Blueprint("partner_conversions", __name__, url_prefix="/partner/conversions")
 bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
@@ -22,7 +23,7 @@ bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
 @bp.route("/")
 def mine():
     form = ConversionFilterForm(formdata=request.args)
-    form.program.choices = [(0, "All programs"), *partner_conversions.programs_of(db.session, current_user.id)]
+    form.program.choices = options([(0, "All programs"), *partner_conversions.programs_of(db.session, current_user.id)])
     filtered = bool(request.args.keys() - {"page"})
     if not form.validate():
         return render_template("partner/conversions/mine.html", form=form, page=None, filtered=filtered), 400

@@ -8,6 +8,7 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from affiliate.forms import Form
 from affiliate.reports.forms import FIRST_DAY, LAST_DAY, DayField, ProgramField
 from affiliate.services.partner_conversions import SEARCH_MAX, STATUS_NAMES, TYPE_NAMES, Wanted
+from affiliate.validators import options
 
 SUB_HINT = "Your own label for reports, e.g. a placement or an ad id."
 
@@ -45,7 +46,7 @@ class ChoiceField(SelectField):
     """One of the options listed (the first, "", for any); anything else gets one plain message."""
 
     def pre_validate(self, form) -> None:
-        if self.data not in {value for value, _ in self.choices}:
+        if self.data not in {choice.value for choice in self.choices}:
             raise ValidationError(f"Choose one of the {self.label.text.lower()} options listed.")
 
 
@@ -57,8 +58,8 @@ class ConversionFilterForm(Form):
 
     order = StringField("Order id", validators=[Optional(), Length(max=SEARCH_MAX)])
     program = ProgramField("Program", coerce=int, default=0)
-    type = ChoiceField("Type", default="", choices=[("", "Any type"), *TYPE_NAMES.items()])
-    status = ChoiceField("Status", default="", choices=[("", "Any status"), *STATUS_NAMES.items()])
+    type = ChoiceField("Type", default="", choices=options([("", "Any type"), *TYPE_NAMES.items()]))
+    status = ChoiceField("Status", default="", choices=options([("", "Any status"), *STATUS_NAMES.items()]))
     start = OptionalDayField("From (UTC)", validators=[Optional()])
     end = OptionalDayField("To (UTC)", validators=[Optional()])
 

@@ -12,6 +12,7 @@ from affiliate.params import paginate, query_id
 from affiliate.partner.forms import LinkForm, ToggleForm
 from affiliate.services import enrollment
 from affiliate.services import links as link_service
+from affiliate.validators import options
 
 bp = Blueprint("partner_links", __name__, url_prefix="/partner/links")
 bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
@@ -30,7 +31,7 @@ def index():
 def create():
     programs = [entry.program for entry in enrollment.standings(db.session, current_user.id) if entry.can_promote]
     form = LinkForm()
-    form.program_id.choices = [(program.id, program.name) for program in programs]
+    form.program_id.choices = options((program.id, program.name) for program in programs)
     if request.method == "GET" and query_id("program"):
         form.program_id.data = query_id("program")
     if form.validate_on_submit():

@@ -45,7 +45,7 @@ class ProgramField(SelectField):
             raise ValueError(self.MESSAGE) from None
 
     def pre_validate(self, form) -> None:
-        if self.data not in {value for value, _ in self.choices}:
+        if self.data not in {choice.value for choice in self.choices}:
             raise ValidationError(self.MESSAGE)
 
 

@@ -24,6 +24,7 @@ from affiliate.services import people, programs
 from affiliate.services import reports as service
 from affiliate.services.exports import write_csv
 from affiliate.services.report_figures import BREAKDOWNS, Period, Row, Scope
+from affiliate.validators import options
 
 PARTNER_BREAKDOWNS = tuple(name for name, spec in BREAKDOWNS.items() if not spec.staff_only)
 
@@ -106,7 +107,7 @@ def breakdown_csv(person: User | None, dimension: str, allowed: tuple[str, ...])
 
 def filters(choices: list[Program]) -> tuple[ReportForm, Period | None]:
     form = ReportForm(formdata=request.args)
-    form.program.choices = [(0, "All programs"), *((program.id, program.name) for program in choices)]
+    form.program.choices = options([(0, "All programs"), *((program.id, program.name) for program in choices)])
     if not form.validate():
         return form, None
     return form, Period(form.start.data, form.end.data)
