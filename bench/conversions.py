@@ -162,7 +162,6 @@ def clicks_world(database: str, clicks: int, workdir: Path) -> common.World:
 @contextmanager
 def app_context(instance: Path, env: dict[str, str]) -> Iterator[None]:
     """The portal's app on the run's database, in context, its connections closed after."""
-    from affiliate import create_app
     from affiliate.extensions import db
     from config import DevelopmentConfig
 
@@ -171,7 +170,7 @@ def app_context(instance: Path, env: dict[str, str]) -> Iterator[None]:
         "SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"],
         "SECRET_KEY": env["SECRET_KEY"],
     }
-    app = create_app(DevelopmentConfig, overrides)
+    app = common.portal_app(DevelopmentConfig, overrides)
     with app.app_context():
         try:
             yield

@@ -234,7 +234,6 @@ def measure(database: str, affiliates: int, commissions: int, workdir: Path) -> 
 def _measure(world: common.World, affiliates: int, commissions: int) -> dict:
     from sqlalchemy import func, select
 
-    from affiliate import create_app
     from affiliate.extensions import db
     from affiliate.models import Commission, Payout, User
     from affiliate.services.payouts import build_batch
@@ -246,7 +245,7 @@ def _measure(world: common.World, affiliates: int, commissions: int) -> dict:
         )
         balances = dict(connection.execute(query).fetchall())
     overrides = {"INSTANCE_PATH": str(world.instance), "SQLALCHEMY_DATABASE_URI": world.url, "SECRET_KEY": "bench"}
-    app = create_app(DevelopmentConfig, overrides)
+    app = common.portal_app(DevelopmentConfig, overrides)
     settled = common.settle(f"payouts on {world.database}", warm_note="one warm-up build, rolled back")
     with app.app_context():
         actor = db.session.get(User, 1)

@@ -262,11 +262,10 @@ class Pages:
     """The report pages of one world, rendered through the app by a signed-in affiliate and a staff member."""
 
     def __init__(self, world: common.World) -> None:
-        from affiliate import create_app
         from config import DevelopmentConfig
 
         self.world = world
-        self.app = create_app(
+        self.app = common.portal_app(
             DevelopmentConfig,
             {
                 "INSTANCE_PATH": str(world.instance),
