@@ -60,9 +60,13 @@ class ConversionRollup(db.Model):
     makes it, is counted in its own transaction. A refund is filed under its sale's status, so
     the refund of a sale that review rejected can be left out with the sale. The overviews read
     these; breakdowns by a click's dimension read the conversions themselves.
+
+    The primary key leads with the day, for program-wide reports; ``ix_conversion_rollups_affiliate`` serves
+    one affiliate's, which would otherwise read every affiliate's rows of the period.
     """
 
     __tablename__ = "conversion_rollups"
+    __table_args__ = (Index("ix_conversion_rollups_affiliate", "affiliate_id", "day"),)
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     affiliate_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -78,10 +82,12 @@ class CommissionRollup(db.Model):
     """Commission amounts per UTC day of their conversion, affiliate, program, status, currency and ``own``.
 
     ``own``: the commission is the converting affiliate's (not a second tier for their recruiter,
-    nor a friend's welcome reward). Kept by database triggers on commissions and conversions.
+    nor a friend's welcome reward). Kept by database triggers on commissions and conversions. Indexed for
+    one affiliate's reports as conversion rollups are.
     """
 
     __tablename__ = "commission_rollups"
+    __table_args__ = (Index("ix_commission_rollups_affiliate", "affiliate_id", "day"),)
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     affiliate_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
