@@ -1,12 +1,14 @@
 """Strict JSON for the API: one object, UTF-8, no duplicate keys, no NaN or Infinity, bounded depth.
 
-The standard library accepts all of these silently (the last duplicate key wins, NaN parses);
+The standard library accepts all of these silently (the last duplicate key wins, NaN parses, and a number too
+large for a float, such as 1e400, becomes Infinity without a word);
 for a request that moves money each would be a way to say two things at once.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -31,7 +33,7 @@ def parse_object(raw: bytes, *, max_depth: int = 20) -> dict:
     except UnicodeDecodeError as error:
         raise JSONError("invalid_encoding", "The body must be UTF-8.") from error
     try:
-        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float)
     except JSONError:
         raise
     except (ValueError, RecursionError) as error:
@@ -92,6 +94,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
 
 def _no_constant(name: str) -> Any:
     raise JSONError("non_finite_number", f"{name} is not a number JSON allows.")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise JSONError("non_finite_number", f"{literal[:40]} is too large for a number JSON can carry.")
+    return value
 
 
 def _depth(value: Any) -> int:

@@ -64,7 +64,14 @@ BY_ROWS_CHANGED = "fetch"
 
 # Statements that run for every conversion evaluated, built once with their values bound at execution:
 # building a select() and its cache key on every call cost more than running it.
-_LOCK = {model: select(model.id).where(model.id == bindparam("id")).with_for_update() for model in (User, Conversion)}
+# Every lock here and in the other money services is FOR NO KEY UPDATE on PostgreSQL (key_share=True): the lockers
+# still take turns, but a sale or refund that only references the locked affiliate or conversion is written without
+# waiting. FOR UPDATE also blocks those inserts' foreign-key checks, and a refund holding its sale's lock would then
+# wait for the money job holding the affiliate's lock while the job waited for that sale: a deadlock.
+_LOCK = {
+    model: select(model.id).where(model.id == bindparam("id")).with_for_update(key_share=True)
+    for model in (User, Conversion)
+}
 _BONUS_PAID = select(
     exists().where(
         Commission.affiliate_id == bindparam("affiliate_id"),
@@ -150,7 +157,7 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
     state = session.execute(
         select(Conversion.evaluated_at, Conversion.status, Conversion.waiting_for_click)
         .where(Conversion.id == conversion.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).one()
     if state.evaluated_at is not None or state.status not in EVALUABLE or state.waiting_for_click is not None:
         return []
@@ -258,7 +265,7 @@ def reverse_for_refund(session: Session, refund: Conversion, *, now: datetime) -
         select(Commission)
         .where(Commission.conversion_id == sale.id)
         .order_by(Commission.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     ).all()
     total = own = 0
@@ -279,7 +286,7 @@ def approve(session: Session, commission: Commission, *, now: datetime, actor_id
     tier's earning) also fires the affiliate's ``conversion.approved`` postbacks, with its amount.
     """
     status = session.scalar(
-        select(Conversion.status).where(Conversion.id == commission.conversion_id).with_for_update()
+        select(Conversion.status).where(Conversion.id == commission.conversion_id).with_for_update(key_share=True)
     )
     if status not in EVALUABLE:
         return False
@@ -353,7 +360,7 @@ def take_back(
         select(Commission)
         .where(Commission.conversion_id == conversion_id)
         .order_by(Commission.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     ).all():
         if commission.status not in LIVE_COMMISSIONS:

@@ -75,7 +75,7 @@ def create(
     if not reason or len(reason) > REASON_MAX or unstorable(reason):
         raise AdjustmentError(f"Give a reason the affiliate can read, up to {REASON_MAX} characters.")
     # The affiliate's row is locked as payouts lock it, so a batch being built sees this posting whole or not at all.
-    affiliate = session.scalar(select(User).where(User.id == request.affiliate_id).with_for_update())
+    affiliate = session.scalar(select(User).where(User.id == request.affiliate_id).with_for_update(key_share=True))
     if affiliate is None or affiliate.role != Role.AFFILIATE:
         raise AdjustmentError("Bonuses and clawbacks are for affiliates.")
     program = session.get(Program, request.program_id)
@@ -199,7 +199,7 @@ def _locked(session: Session, adjustment_id: int) -> Adjustment:
     adjustment = session.scalar(
         select(Adjustment)
         .where(Adjustment.id == adjustment_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     if adjustment is None:

@@ -487,7 +487,9 @@ def record_refund(session: Session, program: Program, report: RefundRequest, *, 
     stored = _find(session, program.id, report.order_id, ConversionType.REFUND, refund_key)
     if stored is not None:
         return _replay(stored, digest)
-    sale = session.scalar(_BY_KEY.with_for_update(), _key(program.id, report.order_id, ConversionType.SALE))
+    sale = session.scalar(
+        _BY_KEY.with_for_update(key_share=True), _key(program.id, report.order_id, ConversionType.SALE)
+    )
     if sale is None:
         raise ConversionError("unknown_order", "No sale with this order_id was reported for this program.")
     # A concurrent refund with the same key may have been stored while we waited for the lock.

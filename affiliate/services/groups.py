@@ -42,7 +42,7 @@ def create_group(session: Session, program_id: int, name: str, *, actor_id: int 
         raise GroupError("Every program already has a default group; choose another name.")
     # Compared in Python: SQL lower() folds only ASCII, so "Ärzte" and "ärzte" would both pass a SQL check.
     # The program's row is locked first, so two admins adding the same name at once take turns.
-    session.execute(select(Program.id).where(Program.id == program_id).with_for_update()).all()
+    session.execute(select(Program.id).where(Program.id == program_id).with_for_update(key_share=True)).all()
     names = session.scalars(select(PartnerGroup.name).where(PartnerGroup.program_id == program_id)).all()
     if any(existing.casefold() == name.casefold() for existing in names):
         raise GroupError(f"This program already has a group called {name}.")
@@ -110,7 +110,7 @@ def move(
     moved = 0
     for affiliate_id in sorted(found):
         # Two admins moving the same affiliate at once: the second waits and sees the first's move.
-        session.execute(select(User.id).where(User.id == affiliate_id).with_for_update()).all()
+        session.execute(select(User.id).where(User.id == affiliate_id).with_for_update(key_share=True)).all()
         before = group_of(session, program_id, affiliate_id)
         if before == group_id:
             continue

@@ -95,7 +95,7 @@ def attribute_waiting(session: Session, conversion_id: int, *, now: datetime) ->
     row = session.scalar(
         select(Conversion)
         .where(Conversion.id == conversion_id, Conversion.waiting_for_click.is_not(None))
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     if row is None:
@@ -170,7 +170,10 @@ def attribute_waiting(session: Session, conversion_id: int, *, now: datetime) ->
 def _refunds_follow(session: Session, sale: Conversion, *, now: datetime) -> None:
     """The refunds stored while the sale waited take its attribution, and are announced after it."""
     refunds = session.scalars(
-        select(Conversion).where(Conversion.refund_of_id == sale.id).order_by(Conversion.id).with_for_update()
+        select(Conversion)
+        .where(Conversion.refund_of_id == sale.id)
+        .order_by(Conversion.id)
+        .with_for_update(key_share=True)
     ).all()
     followed = {"affiliate_id": sale.affiliate_id, "matched_by": json.loads(sale.decision_trace).get("matched_by")}
     for refund in refunds:

@@ -114,7 +114,7 @@ def build_batch(
     """A draft batch of every affiliate whose approved balance reaches the minimum; amounts come from the ledger."""
     # Builds of one currency take turns (PostgreSQL: row locks; SQLite: writers are serial anyway), so
     # the second reads the balances the first left and cannot reserve the same money twice.
-    session.execute(select(Program.id).where(Program.currency == currency).with_for_update()).all()
+    session.execute(select(Program.id).where(Program.currency == currency).with_for_update(key_share=True)).all()
     minimum = session.scalar(select(func.min(Program.minimum_payout_cents)).where(Program.currency == currency))
     if minimum is None:
         raise PayoutError(f"No program pays in {currency}.")
@@ -278,7 +278,7 @@ def details_changed(session: Session, batch: PayoutBatch, *, lock: bool = False)
         .order_by(User.id)
     )
     if lock:
-        query = query.with_for_update(of=User)
+        query = query.with_for_update(of=User, key_share=True)
     return [Changed(*row) for row in session.execute(query).all() if row[2] is not None and row[2] > batch.created_at]
 
 
@@ -344,7 +344,7 @@ def hold_suspended(session: Session, batch: PayoutBatch, status: PayoutStatus, *
         .join(User, User.id == Payout.affiliate_id)
         .where(Payout.batch_id == batch.id, Payout.status == status, User.status == UserStatus.SUSPENDED)
         .order_by(Payout.id)
-        .with_for_update(of=User)
+        .with_for_update(of=User, key_share=True)
     ).all()
     held = 0
     for payout_id, reason in suspended:
@@ -505,7 +505,7 @@ def mark_paid(session: Session, payout: Payout, *, reference: str, actor: User, 
     # The batch first, as every action on a batch takes its locks (batch, then affiliates and payouts).
     _lock_batch_id(session, payout.batch_id)
     affiliate = session.execute(
-        select(User.status, User.status_reason).where(User.id == payout.affiliate_id).with_for_update()
+        select(User.status, User.status_reason).where(User.id == payout.affiliate_id).with_for_update(key_share=True)
     ).one()
     if affiliate.status == UserStatus.SUSPENDED:
         _hold(
@@ -640,7 +640,7 @@ def mark_failed(session: Session, payout: Payout, *, reason: str, actor: User, n
     webhook endpoints of the programs paying in its currency). The last payout of the batch to be settled closes
     it."""
     _lock_batch_id(session, payout.batch_id)
-    before = session.scalar(select(Payout.status).where(Payout.id == payout.id).with_for_update())
+    before = session.scalar(select(Payout.status).where(Payout.id == payout.id).with_for_update(key_share=True))
     if before not in (PayoutStatus.APPROVED, PayoutStatus.HELD):
         return False
     changed = session.execute(
@@ -704,7 +704,7 @@ def _lock_batch(session: Session, batch: PayoutBatch) -> None:
 
 
 def _lock_batch_id(session: Session, batch_id: int) -> None:
-    session.execute(select(PayoutBatch.id).where(PayoutBatch.id == batch_id).with_for_update()).all()
+    session.execute(select(PayoutBatch.id).where(PayoutBatch.id == batch_id).with_for_update(key_share=True)).all()
 
 
 def _suspended(affiliate) -> str:

@@ -143,7 +143,7 @@ def decide(
         before = session.scalar(
             select(Conversion.status)
             .where(Conversion.id == conversion_id, Conversion.type != ConversionType.REFUND)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
         if before not in decidable:
             continue

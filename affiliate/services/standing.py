@@ -78,7 +78,7 @@ _in_period = (
     Conversion.counts_for_tiers.is_(True),
     Conversion.status.in_(EVALUABLE),
 )
-_LOCK_COUNTED = select(Conversion.id).where(*_in_period).order_by(Conversion.id).with_for_update()
+_LOCK_COUNTED = select(Conversion.id).where(*_in_period).order_by(Conversion.id).with_for_update(key_share=True)
 _COUNTED = (
     select(
         Conversion.id,

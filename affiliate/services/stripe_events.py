@@ -61,7 +61,7 @@ def receive(session: Session, program: Program, event: dict, *, now: datetime) -
     A program's events are handled one at a time (its row locked on PostgreSQL, as SQLite's single writer
     does): an invoice deciding to wait and the checkout taking up what waits must not pass each other.
     """
-    session.execute(select(Program.id).where(Program.id == program.id).with_for_update())
+    session.execute(select(Program.id).where(Program.id == program.id).with_for_update(key_share=True))
     stored = _stored(session, program.id, event["id"])
     if stored is not None:
         return stored
@@ -111,7 +111,7 @@ def _take_up_waiting(session: Session, program: Program, customer: str | None, n
         select(StripeEvent)
         .where(StripeEvent.program_id == program.id, StripeEvent.status == WAITING, StripeEvent.waiting_for == customer)
         .order_by(StripeEvent.stripe_created_at, StripeEvent.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).all()
     for row in waiting:
         _handle(session, program, row, json.loads(row.payload), now)
@@ -230,7 +230,7 @@ def _refund(session: Session, program: Program, charge: dict, at: datetime, now:
             Conversion.order_id == payment.order_id,
             Conversion.type == ConversionType.SALE,
         )
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     if sale is None:
         raise Outcome(IGNORED, "The sale this charge paid was not recorded.")

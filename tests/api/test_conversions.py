@@ -210,6 +210,8 @@ def _with(**fields) -> bytes:
     [
         (_with(amount=100.0), 422, None),
         (_with(amount=float("nan")), 400, "non_finite_number"),
+        (b'{"type": "sale", "order_id": "v-1", "amount": 100, "currency": "USD", "metadata": {"x": 1e400}}', 400,
+         "non_finite_number"),  # fmt: skip
         (
             b'{"type": "sale", "order_id": "v-1", "order_id": "v-2", "amount": 1, "currency": "USD"}',
             400,

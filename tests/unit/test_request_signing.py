@@ -148,6 +148,8 @@ def test_sign_then_verify_round_trips(body, request_id):
         (b'{"a": NaN}', "non_finite_number"),
         (b'{"a": Infinity}', "non_finite_number"),
         (b'{"a": -Infinity}', "non_finite_number"),
+        (b'{"a": 1e400}', "non_finite_number"),
+        (b'{"a": {"b": [-1.5e309]}}', "non_finite_number"),
         (b"\xef\xbb\xbf{}", "invalid_encoding"),
         ('{"a": "é"}'.encode("latin-1"), "invalid_encoding"),
         (b"[]", "not_an_object"),
