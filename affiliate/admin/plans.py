@@ -23,7 +23,7 @@ from wtforms.validators import InputRequired, NumberRange, ValidationError
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.forms import Form as PortalForm
-from affiliate.models import CommissionPlan, PartnerGroup, Program, Role, User, utcnow
+from affiliate.models import CommissionPlan, PartnerGroup, Program, Role, User, in_utc, utcnow
 from affiliate.money import InvalidAmount, format_amount, parse_amount, plain_amount
 from affiliate.params import parse_id
 from affiliate.services import commissions, people
@@ -188,9 +188,10 @@ class PlanForm(PortalForm):
             moment = datetime.fromisoformat(text)
         except ValueError:
             raise ValidationError("Write a moment as 2027-01-01 or 2027-01-01 09:00 (UTC).") from None
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC).replace(tzinfo=None)
-        self.effective_at = moment.replace(tzinfo=UTC)
+        try:
+            self.effective_at = moment.replace(tzinfo=UTC) if moment.tzinfo is None else in_utc(moment)
+        except ValueError as error:
+            raise ValidationError(f"That moment is {error}.") from None
 
     def validate_tiers(self, field) -> None:
         self.tier_rates = []

@@ -9,14 +9,14 @@ after the JSON and before the fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import Blueprint, g, request
 
 from affiliate.api.signing import SignatureError, SignedRequest, verify
 from affiliate.api.strict_json import JSONError, parse_object
 from affiliate.extensions import csrf, db
-from affiliate.models import ApiKey, utcnow
+from affiliate.models import ApiKey, in_utc, utcnow
 from affiliate.services.api_keys import find_key, signing_secrets
 from affiliate.services.audit import API_KEY_INFO
 
@@ -121,7 +121,11 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def parse_time(value, name: str) -> datetime | None:
-    """An RFC 3339 time with its zone, or None when absent."""
+    """An RFC 3339 time with its zone, as UTC, or None when absent.
+
+    As UTC, so that every answer names the moment as a replay of it will (and as the lists do), and the same
+    moment written with another offset is the same request, not a conflicting one.
+    """
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > 40:
@@ -133,9 +137,6 @@ def parse_time(value, name: str) -> datetime | None:
     if moment.tzinfo is None:
         raise ApiError(422, "invalid_field", f"{name} needs a time zone (Z or +hh:mm).", name)
     try:
-        # Stored in UTC: a time at the calendar's edge whose offset carries it past year 1 or 9999 has no UTC form.
-        moment.astimezone(UTC)
-    except OverflowError as error:
-        message = f"{name} is outside the years 1 to 9999 once converted to UTC."
-        raise ApiError(400, "invalid_field", message, name) from error
-    return moment
+        return in_utc(moment)
+    except ValueError as error:
+        raise ApiError(400, "invalid_field", f"{name} is {error}.", name) from error

@@ -48,7 +48,7 @@ from affiliate.models.programs import (
 )
 from affiliate.models.rollups import ClickRollup, CommissionRollup, ConversionRollup, RollupState
 from affiliate.models.tracking import Click, Link, Referral
-from affiliate.models.types import UTCDateTime, utcnow
+from affiliate.models.types import UTCDateTime, in_utc, utcnow
 from affiliate.models.webhooks import Delivery, Postback, WebhookEndpoint
 
 __all__ = [
@@ -110,5 +110,6 @@ __all__ = [
     "UserSession",
     "UserStatus",
     "WebhookEndpoint",
+    "in_utc",
     "utcnow",
 ]

@@ -13,6 +13,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def in_utc(moment: datetime) -> datetime:
+    """An aware ``moment`` as UTC. ValueError when its offset carries it past year 1 or 9999, where UTC has no
+    such moment (0001-01-01T00:00+14:00 is a valid RFC 3339 time, and still unstorable)."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError("outside the years 1 to 9999 once converted to UTC") from error
+
+
 class UTCDateTime(TypeDecorator):
     """An aware UTC datetime on every database.
 

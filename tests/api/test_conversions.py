@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -70,6 +70,24 @@ def test_the_same_request_again_returns_the_original_answer(app):
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json == first.json
     assert len(conversions(app)) == 1
+
+
+def test_a_time_with_an_offset_is_answered_in_utc_the_first_time_and_on_every_replay(app):
+    merchant, _, _ = world(app)
+    moment = (utcnow() - timedelta(hours=2)).replace(microsecond=0)
+    india = moment.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()
+    first = merchant.sale("order-ist", 5000, occurred_at=india)
+    assert first.status_code == 201
+    assert first.json["conversion"]["occurred_at"] == moment.isoformat().replace("+00:00", "Z")
+    again = merchant.sale("order-ist", 5000, occurred_at=india)
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json == first.json
+    same_moment = merchant.sale("order-ist", 5000, occurred_at=moment.isoformat().replace("+00:00", "Z"))
+    assert same_moment.status_code == 201, "the same moment written in UTC is the same request, not a 409"
+    assert same_moment.json == first.json
+    refund = merchant.post("/api/v1/refunds", {"order_id": "order-ist", "amount": 100, "occurred_at": india})
+    assert refund.status_code == 201
+    assert refund.json["conversion"]["occurred_at"] == first.json["conversion"]["occurred_at"]
+    assert len(conversions(app)) == 2
 
 
 def test_same_order_with_another_payload_is_409_and_changes_nothing(app):
@@ -210,8 +228,11 @@ def _with(**fields) -> bytes:
     [
         (_with(amount=100.0), 422, None),
         (_with(amount=float("nan")), 400, "non_finite_number"),
-        (b'{"type": "sale", "order_id": "v-1", "amount": 100, "currency": "USD", "metadata": {"x": 1e400}}', 400,
-         "non_finite_number"),  # fmt: skip
+        (
+            b'{"type": "sale", "order_id": "v-1", "amount": 100, "currency": "USD", "metadata": {"x": 1e400}}',
+            400,
+            "non_finite_number",
+        ),
         (
             b'{"type": "sale", "order_id": "v-1", "order_id": "v-2", "amount": 1, "currency": "USD"}',
             400,
