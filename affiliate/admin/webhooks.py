@@ -190,7 +190,7 @@ def delete(program_id: int, endpoint_id: int):
     return redirect(url_for("admin_webhooks.show", program_id=program_id, endpoint_id=endpoint_id))
 
 
-@bp.post("/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver")
+@bp.post("/<int:endpoint_id>/deliveries/<bigid:delivery_id>/redeliver")
 def redeliver(program_id: int, endpoint_id: int, delivery_id: int):
     endpoint = _endpoint_or_404(program_id, endpoint_id)
     delivery = db.session.get(Delivery, delivery_id)

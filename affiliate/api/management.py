@@ -53,7 +53,7 @@ from affiliate.models import (
     UserStatus,
 )
 from affiliate.money import MAX_CENTS
-from affiliate.params import ID_MAX, parse_id
+from affiliate.params import BIG_ID_MAX, ID_MAX, parse_id
 from affiliate.services import adjustments, enrollment, groups
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms, TierRate
 from affiliate.services.plans import PlanError, in_words, save_plan
@@ -186,12 +186,15 @@ def _note_use(key: ApiKey) -> None:
         db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=g.api_now))
 
 
-def _page() -> tuple[int, int]:
-    """``?after=<id>&limit=<n>``: the ids after a cursor, and how many."""
+def _page(*, big: bool = False) -> tuple[int, int]:
+    """``?after=<id>&limit=<n>``: the ids after a cursor, and how many (``big``: ids of a table with 64-bit keys,
+    such as the deliveries, whose cursors pass 32 bits)."""
     after_text = request.args.get("after")
-    after = 0 if after_text is None else parse_id(after_text)
+    after = 0 if after_text is None else parse_id(after_text, big=big)
     if after is None:
-        raise ApiError(400, "invalid_parameter", f"after is an id between 1 and {ID_MAX}.", "after")
+        raise ApiError(
+            400, "invalid_parameter", f"after is an id between 1 and {BIG_ID_MAX if big else ID_MAX}.", "after"
+        )
     limit_text = request.args.get("limit", str(PAGE_LIMIT))
     # Length first: int() of a long digit string is slow, and past 4,300 digits an error.
     digits = limit_text.lstrip("0")

@@ -97,7 +97,7 @@ def delete_webhook(authenticated: Authenticated, actor: User, body: dict, endpoi
 def webhook_deliveries(authenticated: Authenticated, endpoint_id: int):
     """The endpoint's messages, newest first, a page at a time (``?after=`` an id: older than it)."""
     endpoint = _endpoint(authenticated, endpoint_id)
-    after, limit = _page()
+    after, limit = _page(big=True)
     query = db.select(Delivery).where(Delivery.webhook_id == endpoint.id)
     if "after" in request.args:
         query = query.where(Delivery.id < after)
@@ -108,7 +108,7 @@ def webhook_deliveries(authenticated: Authenticated, endpoint_id: int):
     }
 
 
-@bp.post("/webhooks/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver")
+@bp.post("/webhooks/<int:endpoint_id>/deliveries/<bigid:delivery_id>/redeliver")
 @writes("webhooks:write")
 def redeliver_webhook(authenticated: Authenticated, actor: User, body: dict, endpoint_id: int, delivery_id: int):
     """Send a message again now, with the same id (a dead one included)."""

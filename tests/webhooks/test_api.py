@@ -215,3 +215,30 @@ def test_a_message_of_another_endpoint_cannot_be_redelivered_through_this_one(ap
     crossed = merchant.post(f"/api/v1/webhooks/{second}/deliveries/{of_first['id']}/redeliver", {})
     assert crossed.status_code == 404
     assert merchant.get(f"/api/v1/webhooks/{first}/deliveries").get_json()["deliveries"][0]["status"] == "delivered"
+
+
+def test_messages_with_ids_past_32_bits_are_paged_and_redelivered(app, merchant, hooks, clock):
+    """Deliveries have 64-bit keys: the cursor the list hands out, and a message's id, work past 2**31."""
+    endpoint_id = merchant.post("/api/v1/webhooks", {"url": hooks.url(PATH), "events": ["*"]}).get_json()["endpoint"][
+        "id"
+    ]
+    for n in range(3):
+        emit(app, merchant, "link.created", {"link": f"big-{n}"})
+    with app.app_context():
+        db.session.execute(db.update(Delivery).values(id=Delivery.id + 3_000_000_000, status="dead", attempts=14))
+        db.session.commit()
+    first = merchant.get(f"/api/v1/webhooks/{endpoint_id}/deliveries", query={"limit": "2"}).get_json()
+    assert first["next_after"] > 2**31 and len(first["deliveries"]) == 2
+    rest = merchant.get(
+        f"/api/v1/webhooks/{endpoint_id}/deliveries", query={"limit": "2", "after": str(first["next_after"])}
+    )
+    assert rest.status_code == 200, rest.get_json()
+    [oldest] = rest.get_json()["deliveries"]
+    assert oldest["id"] < first["next_after"] and rest.get_json()["next_after"] is None
+    again = merchant.post(f"/api/v1/webhooks/{endpoint_id}/deliveries/{oldest['id']}/redeliver", {})
+    assert again.status_code == 200 and again.get_json()["delivery"]["status"] == "pending"
+    send_all(app, clock)
+    assert [request.payload["data"]["link"] for request in hooks.at(PATH)] == ["big-0"]
+    portal = app.url_map.bind("localhost")
+    path = f"/admin/programs/{merchant.program.id}/webhooks/{endpoint_id}/deliveries/{oldest['id']}/redeliver"
+    assert portal.match(path, method="POST")[0] == "admin_webhooks.redeliver", "the portal's button takes it too"
