@@ -5,12 +5,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from affiliate.models import AttributionModel, CommissionPlan, Link, Program, ProgramStatus, User
+from affiliate.models import (
+    Adjustment,
+    AttributionModel,
+    CommissionPlan,
+    CommissionTier,
+    Conversion,
+    Link,
+    Program,
+    ProgramStatus,
+    User,
+)
 from affiliate.services import audit
+from affiliate.services.commissions import REVENUE
 from affiliate.services.plans import PLAN_BEGINNING
 
 
@@ -68,6 +79,8 @@ def save_program(
     )
     if clash is not None:
         raise ProgramError("Another program already has this name.", field="name")
+    if program is not None and settings.currency != program.currency:
+        _check_currency_can_change(session, program)
     before = snapshot(program) if program else None
     creating = program is None
     if creating:
@@ -101,6 +114,39 @@ def save_program(
             now=now,
         )
     return program
+
+
+def _check_currency_can_change(session: Session, program: Program) -> None:
+    """A program's amounts are stored in its currency's minor units: once money is recorded in it, or its plan
+    names an amount, another currency would read those numbers as something else (5.00 USD as 500 yen), and what
+    is owed in the old one could no longer be paid out. The currency is fixed from then on."""
+    program_id, currency = program.id, program.currency
+    money = (
+        select(Conversion.id)
+        .where(Conversion.program_id == program_id)
+        .union_all(select(Adjustment.id).where(Adjustment.program_id == program_id))
+    )
+    if session.scalar(select(money.limit(1).subquery().c.id)) is not None:
+        raise ProgramError(
+            f"This program has recorded sales or adjustments in {currency}; its currency can no longer change. "
+            "Create another program for the new currency.",
+            field="currency",
+        )
+    plans = select(CommissionPlan.id).where(CommissionPlan.program_id == program_id)
+    priced = or_(
+        CommissionPlan.flat_cents > 0,
+        CommissionPlan.referrer_reward_cents > 0,
+        CommissionPlan.referee_reward_cents > 0,
+        CommissionPlan.bonus_cents > 0,
+        and_(CommissionPlan.tier_basis == REVENUE, exists().where(CommissionTier.plan_id == CommissionPlan.id)),
+    )
+    tiers_priced = select(CommissionTier.id).where(CommissionTier.plan_id.in_(plans), CommissionTier.flat_cents > 0)
+    if session.scalar(select(plans.where(priced).exists())) or session.scalar(select(tiers_priced.exists())):
+        raise ProgramError(
+            f"This program's commission plan names amounts in {currency} (a flat amount, a reward, a bonus or "
+            "revenue tiers); its currency can no longer change. Create another program for the new currency.",
+            field="currency",
+        )
 
 
 def by_name(session: Session) -> list[Program]:

@@ -153,3 +153,35 @@ def test_loopback_http_destination_needs_the_setting(database_uri, allowed):
         assert response.status_code == 200 and "URL must start with https://." in response.get_data(as_text=True)
         assert program is None
     dispose(app)
+
+
+def test_the_currency_is_fixed_once_money_or_a_plan_amount_is_in_it(app, auth):
+    """Amounts are stored in the currency's minor units: 60.00 USD owed must not become 6,000 yen nobody can pay."""
+    from affiliate.models import utcnow
+    from affiliate.services.adjustments import AdjustmentRequest, create
+    from tests.factories import make_affiliate
+    from tests.money.test_accrual import report, set_plan
+
+    admin = _signed_in_admin(app, auth)
+    sold, priced, adjusted, fresh = (make_program(app, admin, name=name) for name in ("Sold", "Priced", "Adj", "New"))
+    report(app, sold, make_affiliate(app).id, "o-1", 6_000)
+    set_plan(app, priced.id, flat_cents=500)
+    with app.app_context():
+        request = AdjustmentRequest(make_affiliate(app).id, adjusted.id, "bonus", 500, "Welcome bonus")
+        create(db.session, request, actor=db.session.get(type(admin), admin.id), thresholds={"*": 10_000}, now=utcnow())
+        db.session.commit()
+    for program, why in ((sold, "recorded sales or adjustments in USD"), (priced, "names amounts in USD"),
+                         (adjusted, "recorded sales or adjustments in USD")):  # fmt: skip
+        refused = auth.post(
+            f"/admin/programs/{program.id}/edit",
+            {**VALID, "name": program.name, "currency": "JPY", "minimum_payout": "5000"},
+        )
+        page = refused.get_data(as_text=True)
+        assert refused.status_code == 200 and why in page
+        with app.app_context():
+            assert db.session.get(Program, program.id).currency == "USD"
+    changed = auth.post(f"/admin/programs/{fresh.id}/edit", {**VALID, "name": "New", "currency": "JPY",
+                                                             "minimum_payout": "5000"})  # fmt: skip
+    assert changed.status_code == 302, "a program with no money and no amounts in its plan may still change"
+    with app.app_context():
+        assert db.session.get(Program, fresh.id).currency == "JPY"
