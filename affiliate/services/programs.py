@@ -121,6 +121,9 @@ def _check_currency_can_change(session: Session, program: Program) -> None:
     names an amount, another currency would read those numbers as something else (5.00 USD as 500 yen), and what
     is owed in the old one could no longer be paid out. The currency is fixed from then on."""
     program_id, currency = program.id, program.currency
+    # FOR UPDATE, not the money services' NO KEY UPDATE: a sale being stored holds a key-share lock on the program
+    # until it commits, so this waits for it and then counts it; one that starts after waits for this change.
+    session.execute(select(Program.id).where(Program.id == program_id).with_for_update()).all()
     money = (
         select(Conversion.id)
         .where(Conversion.program_id == program_id)

@@ -94,7 +94,10 @@ def _handle(session: Session, program: Program, row: StripeEvent, event: dict, n
     try:
         if handler is None:
             raise Outcome(IGNORED, "Clicktrail does not use this event.")
-        row.conversion_id = handler(session, program, event["data"]["object"], row.stripe_created_at, now)
+        # In a savepoint: an event refused or left waiting halfway keeps nothing its handler had begun to write.
+        with session.begin_nested():
+            conversion_id = handler(session, program, event["data"]["object"], row.stripe_created_at, now)
+        row.conversion_id = conversion_id
         row.status, row.detail, row.waiting_for, row.payload = RECORDED, None, None, None
     except Outcome as outcome:
         row.status, row.detail, row.waiting_for = outcome.status, outcome.detail[:500], outcome.waiting_for
@@ -137,6 +140,7 @@ def _checkout(session: Session, program: Program, checkout: dict, at: datetime, 
         bound.subscription_id, bound.ended_at = _text(checkout.get("subscription")), None
         session.flush()
         return None  # its invoices are the sales
+    _unless_paid_already(session, program, _text(checkout.get("payment_intent")))
     order_id = _text(checkout.get("payment_intent")) or _object_id(checkout)
     report = ConversionRequest(
         type=ConversionType.SALE,
@@ -178,6 +182,7 @@ def _invoice(session: Session, program: Program, invoice: dict, at: datetime, no
     if amount == 0:
         raise Outcome(IGNORED, "Nothing was paid (a trial or a fully discounted invoice).")
     invoice_id = _object_id(invoice)
+    _unless_paid_already(session, program, _text(invoice.get("payment_intent")))
     report = ConversionRequest(
         type=ConversionType.SALE,
         order_id=invoice_id,
@@ -258,6 +263,20 @@ def _cancelled(session: Session, program: Program, subscription: dict, at: datet
         raise Outcome(IGNORED, "Not the subscription of a referred customer.")
     bound.ended_at = at
     return None
+
+
+def _unless_paid_already(session: Session, program: Program, payment_intent: str | None) -> None:
+    """One payment is one sale: a one-off Checkout that also issues an invoice sends both a completed checkout and
+    a paid invoice for the same payment intent, and whichever comes second is not a second sale."""
+    if not payment_intent:
+        return
+    recorded = session.scalar(
+        select(StripePayment.order_id).where(
+            StripePayment.program_id == program.id, StripePayment.payment_intent == payment_intent
+        )
+    )
+    if recorded is not None:
+        raise Outcome(IGNORED, f"This payment ({payment_intent}) is already recorded as sale {recorded}.")
 
 
 def _bound(session: Session, program: Program, customer: str) -> StripeCustomer | None:

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from affiliate.extensions import db
-from affiliate.models import Conversion, Program, StripeEvent, User, utcnow
+from affiliate.models import Conversion, Program, StripeCustomer, StripeEvent, User, utcnow
 from affiliate.services import accrual, coupons
 from affiliate.services.ledger import balance
 from tests.api.helpers import click
@@ -508,3 +508,45 @@ def test_a_checkout_naming_a_click_still_in_the_click_log_is_credited_once_the_c
     redirector.recorder.flush()
     assert sales_and_refunds(app) == [("sale", "pi_late", 5000, shop["alice"].id)]
     assert earned(app, shop["alice"].id) == 1000
+
+
+@pytest.mark.parametrize("session_id", [None, "", "cs-with-a-dash", "x" * 200, "ü"])
+def test_a_subscription_checkout_whose_id_cannot_be_kept_is_refused_and_binds_no_customer(app, shop, session_id):
+    """The customer's binding was begun before the id was read: a refusal must leave none of it behind."""
+    obj = checkout("cs_x", mode="subscription", amount=5000, reference=shop["link"].code, subscription="sub_1")
+    if session_id is None:
+        del obj["id"]
+    else:
+        obj["id"] = session_id
+    answer = post(app, shop["program"].id, event("checkout.session.completed", obj))
+    assert answer.status_code == 200 and answer.get_json()["status"] == "refused", answer.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(StripeCustomer)) == 0
+
+
+@pytest.mark.parametrize("invoice_first", [False, True])
+def test_a_one_off_checkout_and_its_invoice_are_one_sale(app, redirector, shop, invoice_first):
+    """Checkout's invoice creation sends a paid invoice for the same payment intent as the completed checkout."""
+    click_id = clicked(redirector, shop["link"].code)
+    start = int(time.time()) + 30
+    subscribed = [
+        event("checkout.session.completed",
+              checkout("cs_s1", mode="subscription", amount=5000, reference=click_id, subscription="sub_1"),
+              created=start),
+        event("invoice.paid", invoice("in_1", amount=5000, reason="subscription_create"), created=start + 1),
+    ]  # fmt: skip
+    one_off = event(
+        "checkout.session.completed",
+        checkout("cs_p9", mode="payment", amount=3000, reference=click_id, payment_intent="pi_9"),
+        created=start + 2,
+    )
+    its_invoice = event(
+        "invoice.paid",
+        {**invoice("in_9", amount=3000, reason="manual"), "subscription": None, "payment_intent": "pi_9"},
+        created=start + 3,
+    )
+    pair = [its_invoice, one_off] if invoice_first else [one_off, its_invoice]
+    outcomes = deliver(app, shop["program"].id, *subscribed, *pair)
+    assert outcomes == ["recorded", "recorded", "recorded", "ignored"]
+    sales = [row for row in sales_and_refunds(app) if row[0] == "sale"]
+    assert sorted(row[2] for row in sales) == [3000, 5000], "the 30.00 payment is one sale, not two"
