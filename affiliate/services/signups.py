@@ -23,6 +23,7 @@ from affiliate.models import (
 )
 from affiliate.services import accounts
 from affiliate.services.conversions import ConversionRequest, announce, record_conversion
+from affiliate.services.screening import screen
 
 REFERRAL_CODE = re.compile(r"[A-Za-z0-9]{4,16}")
 
@@ -121,7 +122,7 @@ def sign_up(
             # this member's referrer already.
             return SignupResult(member, _add_referral(session, member, referrer, program, None, now), conversion)
         if conversion.affiliate_id is None and referrer is not None:
-            _credit_referral_code(conversion, referrer)
+            _credit_referral_code(session, conversion, referrer, now=now)
         if recorded.created:
             announce(session, conversion, now=now)  # once credited, so postbacks reach the referrer's tracker
     if referrer is None and conversion is not None and conversion.affiliate_id is not None:
@@ -142,7 +143,7 @@ def credit_late_signup(session: Session, conversion: Conversion, *, now: datetim
     if conversion.affiliate_id is None:
         referrer = session.get(User, member.referred_by_id) if member.referred_by_id else None
         if referrer is not None:
-            _credit_referral_code(conversion, referrer)
+            _credit_referral_code(session, conversion, referrer, now=now)
         return
     if member.referred_by_id is None:
         member.referred_by_id = conversion.affiliate_id
@@ -172,8 +173,13 @@ def _add_referral(
     return referral
 
 
-def _credit_referral_code(conversion: Conversion, referrer: User) -> None:
-    """No click won, but the person came with a valid referral code: credit its owner, and say so."""
+def _credit_referral_code(session: Session, conversion: Conversion, referrer: User, *, now: datetime) -> None:
+    """No click won, but the person came with a valid referral code: credit its owner, say so, and screen it.
+
+    Attribution screened the conversion while it was credited to no one, which scores nothing: credited now, it
+    goes through the fraud rules as any attributed conversion does (a referrer signing themselves up under an
+    address alias from their own device is self-referral, however they came).
+    """
     trace = json.loads(conversion.decision_trace or "{}")
     trace.update(
         affiliate_id=referrer.id,
@@ -191,3 +197,4 @@ def _credit_referral_code(conversion: Conversion, referrer: User) -> None:
     )
     conversion.affiliate_id = referrer.id
     conversion.decision_trace = json.dumps(trace)
+    screen(session, conversion, None, now=now)

@@ -65,6 +65,18 @@ def test_signup_with_a_referral_code_credits_the_affiliate(app, client):
     assert f"ref={friend.referral_code}" in home
 
 
+def test_a_signup_credited_by_referral_code_is_screened_like_any_other(app, client):
+    """Attribution screens while no one is credited; the code's owner is credited after, and screened then."""
+    make_program(app, make_admin(app))
+    alice = make_affiliate(app, email="alice@gmail.com")
+    assert sign_up(client, f"?ref={alice.referral_code}", email="a.lice+2@gmail.com").status_code == 302
+    conversion = signup_conversion(app, member(app, "a.lice+2@gmail.com"))
+    assert conversion.affiliate_id == alice.id
+    assert json.loads(conversion.decision_trace)["matched_by"] == "referral_code"
+    assert conversion.status == "rejected", "her own address under a Gmail alias is self-referral"
+    assert "self_referral" in conversion.fraud_reasons
+
+
 def test_signup_after_a_tracked_click_is_attributed_to_the_click(app, redirector):
     admin = make_admin(app)
     program = make_program(app, admin)
