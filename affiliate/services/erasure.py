@@ -17,7 +17,8 @@ are, so a second request changes nothing.
 **What changes.** Clicks: IP, its hash and network, user agent, fingerprint, visitor cookie
 (pseudonyms), region and city (cleared), referrer (cut to its scheme and host, which is all a
 report reads of it). Conversions: customer email, customer id, IP and fingerprint (pseudonyms)
-and the merchant's free-form metadata (cleared). Member accounts (role ``member`` only; an
+and the merchant's free-form metadata (cleared), in the conversions and in the webhook messages about them,
+sent or waiting. Member accounts (role ``member`` only; an
 affiliate's or staff account is never changed here): name, email, website, promotion, payout
 details and password (the account can no longer sign in), their sign-ins ended and the sign-in
 records pseudonymised too. Sign-in throttles hold only digests of what they count, never an email.
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,7 +46,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from affiliate.models import Click, Conversion, OutboxMessage, Referral, Role, User, UserSession
+from affiliate.models import AuditLog, Click, Conversion, Delivery, OutboxMessage, Referral, Role, User, UserSession
 from affiliate.services import audit
 
 PREFIX = "erased-"
@@ -52,6 +54,8 @@ EMAIL_DOMAIN = "@erased.invalid"  # .invalid never resolves (RFC 2606): mail to 
 ERASED_NAME = "Erased member"
 UNUSABLE_PASSWORD = "!erased"  # noqa: S105 - not a hash: no password verifies against it
 KINDS = ("email", "customer_id", "visitor_id", "click_id")
+# The webhook events whose message carries a conversion's customer and metadata (webhook_payloads.conversion).
+CONVERSION_EVENTS = ("conversion.created", "conversion.flagged", "conversion.approved", "conversion.rejected")
 MAX_ROUNDS = 20  # following copies stops here; each round only adds what the last one found
 
 
@@ -154,6 +158,8 @@ def find(session: Session, kind: str, value: str, *, lock: bool = False) -> Foun
         matches = []
         if emails:
             matches.append(func.lower(Conversion.customer_email).in_(emails))
+            for email in sorted(email for email in emails if not email.isascii()):
+                matches.append(Conversion.id.in_(_conversions_with_email(session, email)))
         for program_id, customer in customers:
             same = Conversion.customer_external_id == customer
             matches.append(same if program_id is None else same & (Conversion.program_id == program_id))
@@ -218,6 +224,7 @@ def erase(session: Session, kind: str, value: str, *, actor_id: int | None, now:
     changed = {
         "clicks": _erase_clicks(session, found.clicks, names),
         "conversions": len(conversions),
+        "messages": _erase_messages(session, found.conversions, names),
         "members": 0,
         "sign_ins": 0,
     }
@@ -267,6 +274,23 @@ def erase(session: Session, kind: str, value: str, *, actor_id: int | None, now:
         },
     )
     return Erased(found, changed)
+
+
+def _conversions_with_email(session: Session, email: str) -> list[int]:
+    """The conversions whose customer email is ``email`` in any case, where it has letters beyond ASCII.
+
+    The databases' lower() folds only ASCII here (SQLite always, PostgreSQL in a cluster without a locale), and
+    the API keeps the case of an address's local part: ``Élise@example.com`` is stored as sent. So the letters
+    beyond ASCII are left to a LIKE wildcard, and the few rows that pattern finds are compared in Python.
+    """
+    pattern = "".join(
+        "_" if not character.isascii() else "\\" + character if character in "%_\\" else character
+        for character in email
+    )
+    rows = session.execute(
+        select(Conversion.id, Conversion.customer_email).where(Conversion.customer_email.ilike(pattern, escape="\\"))
+    ).all()
+    return [row.id for row in rows if row.customer_email.strip().lower() == email]
 
 
 def _locked(statement, lock: bool):
@@ -344,11 +368,83 @@ def _erase_conversions(session: Session, ids: frozenset[int], names: Pseudonyms)
     return changed
 
 
+def _erase_messages(session: Session, ids: frozenset[int], names: Pseudonyms) -> int:
+    """Pseudonymise the customer in the webhook messages about these conversions, sent or waiting, and clear
+    their metadata, as the conversions themselves were; return how many messages changed.
+
+    A message's body is its event as written (sorted keys, no spaces), so the conversion's id is found as text
+    first and the body parsed to be sure.
+    """
+    if not ids:
+        return 0
+    named = or_(*(Delivery.body.contains(f'"id":{conversion_id},') for conversion_id in sorted(ids)))
+    rows = session.execute(
+        select(Delivery.id, Delivery.body)
+        .where(Delivery.event.in_(CONVERSION_EVENTS), Delivery.body.is_not(None), named)
+        .with_for_update()
+    ).all()
+    changed = 0
+    for row in rows:
+        message = json.loads(row.body)
+        data = message.get("data") or {}
+        if data.get("id") not in ids:
+            continue
+        customer = data.get("customer") or {}
+        data["customer"] = {
+            "external_id": names(customer.get("external_id"), 128),
+            "email": names.email(customer.get("email")),
+        }
+        data["metadata"] = {}
+        body = json.dumps(message, separators=(",", ":"), sort_keys=True)
+        if body != row.body:
+            session.execute(update(Delivery).where(Delivery.id == row.id).values(body=body))
+            changed += 1
+    return changed
+
+
+def _erase_quotes(session: Session, member_id: int, quoted: set[str], names: Pseudonyms) -> int:
+    """Pseudonymise the member's details where the audit log quotes them (an address confirmed, payout details
+    changed): the entries stay, saying what happened and when, without saying to whom. Return how many changed."""
+    if not quoted:
+        return 0
+    folded = {value.strip().lower() for value in quoted}
+
+    def erased(value):
+        if isinstance(value, dict):
+            return {key: erased(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [erased(item) for item in value]
+        if isinstance(value, str) and value.strip().lower() in folded:
+            return names.email(value) if "@" in value else names(value, 64)
+        return value
+
+    changed = 0
+    entries = session.execute(
+        select(AuditLog.id, AuditLog.before, AuditLog.after)
+        .where(AuditLog.subject_type == "user", AuditLog.subject_id == member_id)
+        .with_for_update()
+    ).all()
+    for entry in entries:
+        values = {
+            column: json.dumps(erased(json.loads(text)), sort_keys=True) if text else text
+            for column, text in (("before", entry.before), ("after", entry.after))
+        }
+        if values != {"before": entry.before, "after": entry.after}:
+            session.execute(update(AuditLog).where(AuditLog.id == entry.id).values(**values))
+            changed += 1
+    return changed
+
+
 def _erase_member(session: Session, member: User, names: Pseudonyms, *, now: datetime) -> tuple[bool, int]:
     """Pseudonymise a member's account and end their sign-ins; return whether the account changed, and the
     number of sign-ins changed."""
     email = member.email
     account = not is_pseudonym(email)
+    quoted = {
+        getattr(member, name)
+        for name in ("email", "name", "website", "promotion", "payout_email", "payout_account_name", "payout_iban")
+        if getattr(member, name) and not is_pseudonym(getattr(member, name))
+    }
     if account:
         member.email = names.email(email)
         member.name = ERASED_NAME
@@ -379,6 +475,8 @@ def _erase_member(session: Session, member: User, names: Pseudonyms, *, now: dat
                 setattr(sign_in, name, value)
             sign_in.revoked_at = sign_in.revoked_at or now
             sign_ins += 1
+    if _erase_quotes(session, member.id, quoted, names):
+        account = True
     # Mail to them, sent or waiting, holds their name and address: it goes (waiting mail is not sent).
     if session.execute(
         delete(OutboxMessage).where(

@@ -174,7 +174,8 @@ def _holding(rows: dict[str, list], values: list[str]) -> dict[str, set[str]]:
     """For each personal value, the tables that still hold it (in any column, any case)."""
     found: dict[str, set[str]] = {}
     for table, table_rows in rows.items():
-        blob = repr(table_rows).lower()
+        # Each value whole: a row's repr cuts long text short, and a value in a long column would go unseen.
+        blob = "\n".join(str(value) for row in table_rows for value in row).lower()
         for value in values:
             if value.lower() in blob:
                 found.setdefault(value, set()).add(table)
@@ -305,3 +306,87 @@ def test_only_admins_may_erase(app, world):
     # Signing in changes sign-ins, throttles and, for staff, spends a recovery code (audited).
     signing_in = ("user_sessions", "throttles", "recovery_codes", "audit_log")
     assert _dump(app, skip=signing_in) == {k: v for k, v in before.items() if k not in signing_in}
+
+
+def test_erasure_reaches_the_webhook_messages_about_the_conversions(app, runner, redirector):
+    """A message carries the customer as the merchant named them, and the metadata: erased with the conversion."""
+    from affiliate.models import Delivery
+    from tests.webhooks.receivers import add_endpoint
+
+    admin = make_admin(app)
+    program = make_program(app, admin, hold_days=0)
+    link = make_link(app, make_affiliate(app), program)
+    add_endpoint(app, program, admin, "https://127.0.0.1:8443/hook")
+    click_id = click(Visitor(redirector, ip="203.0.113.9"), link.code)
+    assert redirector.recorder.flush()
+    personal = ["fran@example.com", "cus_fran_42", "+44 7700 900123"]
+    with app.app_context():
+        report = ConversionRequest(
+            type=ConversionType.SALE,
+            order_id="FRAN-1",
+            amount_cents=10_000,
+            currency="USD",
+            customer_email=personal[0],
+            customer_external_id=personal[1],
+            click_id=click_id,
+            metadata={"phone": personal[2]},
+        )
+        record_conversion(db.session, db.session.get(Program, program.id), report, now=utcnow())
+        db.session.commit()
+    assert set(_holding(_dump(app), personal)) == set(personal), "the messages were written with her details"
+    result = runner.invoke(args=["erase-person", "--email", personal[0], "--yes"])
+    assert result.exit_code == 0, result.output
+    assert _holding(_dump(app), personal) == {}
+    with app.app_context():
+        bodies = db.session.scalars(select(Delivery.body)).all()
+        assert bodies and all('"email":"erased-' in body for body in bodies), "still one message per event, erased"
+
+
+def test_erasure_reaches_the_audit_entries_that_quote_the_member(app, runner):
+    """Confirming an address is audited with the address: the entry stays, without saying whose it was."""
+    from affiliate.services import accounts
+
+    program = make_program(app, make_admin(app), hold_days=0)
+    portal = app.test_client()
+    page = portal.get(f"/signup?program={program.id}")
+    signed = portal.post(
+        f"/signup?program={program.id}",
+        data={
+            "name": "Fran Friend",
+            "email": "fran@example.com",
+            "password": "a long enough password",
+            "csrf_token": csrf_token(page.get_data(as_text=True)),
+        },
+    )
+    assert signed.status_code == 302
+    with app.app_context():
+        member = db.session.scalar(select(User).where(User.email == "fran@example.com"))
+        accounts.confirm_email(db.session, member, now=utcnow())  # what the emailed link's page calls
+        db.session.commit()
+    personal = ["fran@example.com", "Fran Friend"]
+    assert "audit_log" in _holding(_dump(app), personal)["fran@example.com"]
+    result = runner.invoke(args=["erase-person", "--email", "fran@example.com", "--yes"])
+    assert result.exit_code == 0 and "1 member accounts" in result.output, result.output
+    assert _holding(_dump(app), personal) == {}
+    with app.app_context():
+        actions = db.session.scalars(select(AuditLog.action).where(AuditLog.subject_type == "user")).all()
+        assert "user.email_verified" in actions, "the entry itself stays"
+
+
+def test_an_email_with_letters_beyond_ascii_is_found_in_any_case(app, runner):
+    """The API keeps an address's local part as sent; the databases' lower() folds ASCII only."""
+    program = make_program(app, make_admin(app), hold_days=0)
+    with app.app_context():
+        stored = db.session.get(Program, program.id)
+        for order, email in (("E-1", "Élise@example.com"), ("E-2", "elise@example.com"), ("E-3", "ÉLISE@example.com")):
+            report = ConversionRequest(
+                type=ConversionType.SALE, order_id=order, amount_cents=1_000, currency="USD", customer_email=email
+            )
+            record_conversion(db.session, stored, report, now=utcnow())
+        db.session.commit()
+    result = runner.invoke(args=["erase-person", "--email", "élise@EXAMPLE.com", "--yes"])
+    assert result.exit_code == 0 and "0 clicks, 2 conversions" in result.output, result.output
+    with app.app_context():
+        emails = dict(db.session.execute(select(Conversion.order_id, Conversion.customer_email)).all())
+    assert emails["E-2"] == "elise@example.com", "another person, with a plain e, is not her"
+    assert emails["E-1"].startswith("erased-") and emails["E-1"] == emails["E-3"], "one person, one pseudonym"
