@@ -34,6 +34,7 @@ TOKEN = re.compile(r"[A-Za-z0-9_-]{22,32}")  # a click or visitor id as affiliat
 VISITOR_COOKIE = "ct_vid"
 SUB_MAX = 255
 SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
+QUERY_FIELDS = 64  # query parameters of a click that are read; the rest are ignored
 FETCH_KEYS = ("HTTP_SEC_FETCH_SITE", "HTTP_SEC_FETCH_MODE", "HTTP_SEC_FETCH_DEST", "HTTP_SEC_FETCH_USER")
 JUDGED_URL_PARTS = ("protocol", "hostname", "username", "password")
 
@@ -284,10 +285,9 @@ def _query(environ: dict) -> dict[str, str]:
     text = environ.get("QUERY_STRING")
     if not text:
         return {}
-    try:
-        pairs = parse_qsl(text, max_num_fields=64)
-    except ValueError:
-        return {}
+    # The first QUERY_FIELDS parameters count and the rest are ignored, so a URL padded with junk cannot hide
+    # the utm_* and sub-IDs at its start (parse_qsl's own limit refuses the whole query instead).
+    pairs = parse_qsl("&".join(text.split("&", QUERY_FIELDS)[:QUERY_FIELDS]))
     return {key[:64]: value[:1024] for key, value in pairs if not CONTROL.search(key + value)}
 
 

@@ -35,6 +35,17 @@ def test_click_redirects_once_with_click_id_and_cookies(app, shopper):
     assert "Max-Age=3888000" in program_cookie and "HttpOnly" in program_cookie and "SameSite=Lax" in program_cookie
 
 
+def test_a_query_padded_past_64_parameters_keeps_those_at_its_start(app, shopper):
+    s = setup_link(app)
+    padding = "&".join(f"pad{n}=x" for n in range(70))
+    response = shopper.get(f"/r/{s.link.code}?utm_source=news&sub1=top&{padding}&utm_medium=late")
+    assert response.status_code == 302
+    query = parse_qs(urlsplit(response.headers["Location"]).query)
+    assert query["utm_source"] == ["news"] and "utm_medium" not in query, "the first 64 parameters are read"
+    [click] = all_clicks(app)
+    assert click.sub1 == "top"
+
+
 def test_every_field_is_recorded(app, shopper):
     s = setup_link(app, campaign="spring", subs=("newsletter", "top", None, None, None))
     shopper.get(
