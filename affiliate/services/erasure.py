@@ -31,6 +31,9 @@ give the same answers before and after.
 The rows are read with FOR UPDATE (on SQLite the transaction holds the write lock already), so
 an erasure and, say, a review of the same conversion happen one after the other. The caller
 commits.
+
+Why one module: finding a person and pseudonymising every copy share one key per request and one rule for
+what counts as theirs; split, a copy could be found by one half and missed by the other.
 """
 
 from __future__ import annotations
