@@ -81,18 +81,7 @@ def world(app, redirector) -> World:
     other_click = click(Visitor(redirector, ip=OTHER_IP), link.code)
     assert redirector.recorder.flush()
 
-    portal = app.test_client()
-    page = portal.get(f"/signup?program={program.id}&ct_click={fran_clicks[0]}")
-    signed_up = portal.post(
-        f"/signup?program={program.id}&ct_click={fran_clicks[0]}",
-        data={
-            "name": "Fran Friend",
-            "email": "fran@example.com",
-            "password": PASSWORD,
-            "csrf_token": csrf_token(page.get_data(as_text=True)),
-        },
-    )
-    assert signed_up.status_code == 302
+    assert _fran_signs_up(app, f"?program={program.id}&ct_click={fran_clicks[0]}").status_code == 302
     with app.app_context():
         stored = db.session.get(Program, program.id)
         visitor_id, fingerprint = db.session.execute(
@@ -132,6 +121,21 @@ def world(app, redirector) -> World:
         db.session.commit()
         accrue_all()
     return World(admin, bob, program.id, visitor_id, fran_clicks, fingerprint, member_id, other_click)
+
+
+def _fran_signs_up(app, query: str):
+    """The shopper signs up on the hosted page as a member (the query carries the program and her click)."""
+    portal = app.test_client()
+    page = portal.get(f"/signup{query}")
+    return portal.post(
+        f"/signup{query}",
+        data={
+            "name": "Fran Friend",
+            "email": "fran@example.com",
+            "password": PASSWORD,
+            "csrf_token": csrf_token(page.get_data(as_text=True)),
+        },
+    )
 
 
 def _dump(app, skip: tuple[str, ...] = ()) -> dict[str, list]:
@@ -347,18 +351,7 @@ def test_erasure_reaches_the_audit_entries_that_quote_the_member(app, runner):
     from affiliate.services import accounts
 
     program = make_program(app, make_admin(app), hold_days=0)
-    portal = app.test_client()
-    page = portal.get(f"/signup?program={program.id}")
-    signed = portal.post(
-        f"/signup?program={program.id}",
-        data={
-            "name": "Fran Friend",
-            "email": "fran@example.com",
-            "password": "a long enough password",
-            "csrf_token": csrf_token(page.get_data(as_text=True)),
-        },
-    )
-    assert signed.status_code == 302
+    assert _fran_signs_up(app, f"?program={program.id}").status_code == 302
     with app.app_context():
         member = db.session.scalar(select(User).where(User.email == "fran@example.com"))
         accounts.confirm_email(db.session, member, now=utcnow())  # what the emailed link's page calls
