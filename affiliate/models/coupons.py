@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from affiliate.extensions import db
@@ -102,4 +102,4 @@ class StripePayment(db.Model):
     payment_intent: Mapped[str | None] = mapped_column(String(255), index=True)
     charge: Mapped[str | None] = mapped_column(String(255), index=True)
     invoice: Mapped[str | None] = mapped_column(String(255), index=True)
-    amount_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)

@@ -10,6 +10,7 @@ Amounts are Stripe's minor units as they are, in the currency Stripe names (uppe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import UTC, datetime
@@ -246,9 +247,17 @@ def _refund(session: Session, program: Program, charge: dict, at: datetime, now:
     if total <= refunded:
         raise Outcome(IGNORED, f"Already refunded {refunded} of the {total} Stripe has refunded.")
     report = RefundRequest(
-        order_id=payment.order_id, refund_id=f"{keys['charge']}-{total}", amount_cents=total - refunded, occurred_at=at
-    )
+        order_id=payment.order_id, refund_id=_refund_key(keys["charge"], total), amount_cents=total - refunded,
+        occurred_at=at,
+    )  # fmt: skip
     return record_refund(session, program, report, now=now).conversion.id
+
+
+def _refund_key(charge: str | None, total: int) -> str:
+    """The refund's id: the charge and Stripe's running total refunded, so each step of a charge is recorded once.
+    A Stripe id may take all 128 characters a refund id has; a key that would not fit is a digest of itself."""
+    key = f"{charge or 'charge'}-{total}"
+    return key if len(key) <= 128 else "stripe-" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def _cancelled(session: Session, program: Program, subscription: dict, at: datetime, now: datetime) -> None:

@@ -550,3 +550,27 @@ def test_a_one_off_checkout_and_its_invoice_are_one_sale(app, redirector, shop, 
     assert outcomes == ["recorded", "recorded", "recorded", "ignored"]
     sales = [row for row in sales_and_refunds(app) if row[0] == "sale"]
     assert sorted(row[2] for row in sales) == [3000, 5000], "the 30.00 payment is one sale, not two"
+
+
+def test_payments_past_32_bits_and_refunds_of_the_longest_charge_ids_are_recorded(app, shop):
+    """Amounts up to the API's limit fit every column a sale touches; a charge id may take 128 characters."""
+    code, program_id = shop["link"].code, shop["program"].id
+    big = checkout("cs_big", mode="payment", amount=3_000_000_000, reference=code, payment_intent="pi_big")
+    subscribed = checkout("cs_sub", mode="subscription", amount=0, reference=code, subscription="sub_1")
+    first_invoice = invoice("in_big", amount=2_500_000_000, reason="subscription_create")
+    longest = "ch_" + "A" * 125
+    outcomes = deliver(
+        app,
+        program_id,
+        event("checkout.session.completed", big),
+        event("checkout.session.completed", subscribed),
+        event("invoice.paid", first_invoice),
+        event("charge.refunded", charge(longest, amount=3_000_000_000, refunded=1_000, payment_intent="pi_big")),
+        event("charge.refunded", charge(longest, amount=3_000_000_000, refunded=1_500, payment_intent="pi_big")),
+    )
+    assert outcomes == ["recorded"] * 5
+    assert sorted(amount for kind, _, amount, _ in sales_and_refunds(app) if kind != "sale") == [500, 1_000]
+    assert sorted(amount for kind, _, amount, _ in sales_and_refunds(app) if kind == "sale") == [
+        2_500_000_000,
+        3_000_000_000,
+    ]
