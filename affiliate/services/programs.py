@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -135,16 +135,19 @@ def _check_currency_can_change(session: Session, program: Program) -> None:
             "Create another program for the new currency.",
             field="currency",
         )
-    plans = select(CommissionPlan.id).where(CommissionPlan.program_id == program_id)
+    # A tier names an amount when its threshold is revenue or it pays a flat amount.
+    priced_tier = exists().where(
+        CommissionTier.plan_id == CommissionPlan.id,
+        or_(CommissionPlan.tier_basis == REVENUE, CommissionTier.flat_cents > 0),
+    )
     priced = or_(
         CommissionPlan.flat_cents > 0,
         CommissionPlan.referrer_reward_cents > 0,
         CommissionPlan.referee_reward_cents > 0,
         CommissionPlan.bonus_cents > 0,
-        and_(CommissionPlan.tier_basis == REVENUE, exists().where(CommissionTier.plan_id == CommissionPlan.id)),
+        priced_tier,
     )
-    tiers_priced = select(CommissionTier.id).where(CommissionTier.plan_id.in_(plans), CommissionTier.flat_cents > 0)
-    if session.scalar(select(plans.where(priced).exists())) or session.scalar(select(tiers_priced.exists())):
+    if session.scalar(select(exists().where(CommissionPlan.program_id == program_id, priced))):
         raise ProgramError(
             f"This program's commission plan names amounts in {currency} (a flat amount, a reward, a bonus or "
             "revenue tiers); its currency can no longer change. Create another program for the new currency.",

@@ -247,9 +247,11 @@ def _refund(session: Session, program: Program, charge: dict, at: datetime, now:
     if total <= refunded:
         raise Outcome(IGNORED, f"Already refunded {refunded} of the {total} Stripe has refunded.")
     report = RefundRequest(
-        order_id=payment.order_id, refund_id=_refund_key(keys["charge"], total), amount_cents=total - refunded,
+        order_id=payment.order_id,
+        refund_id=_refund_key(keys["charge"], total),
+        amount_cents=total - refunded,
         occurred_at=at,
-    )  # fmt: skip
+    )
     return record_refund(session, program, report, now=now).conversion.id
 
 
