@@ -292,6 +292,7 @@ def store_conversion(session: Session, conversion: Conversion) -> Recorded:
             default = column.default
             setattr(conversion, column.key, default.arg if default is not None and default.is_scalar else None)
     values = {column.key: getattr(conversion, column.key) for column in _STORED_COLUMNS}
+    _check_currency_still(session, conversion)
     inserted = session.connection().scalar(_INSERT_NEW, values)
     if inserted is None:
         stored = _find(session, conversion.program_id, conversion.order_id, conversion.type)
@@ -644,6 +645,21 @@ def _check_report(program: Program, report: ConversionRequest, now: datetime) ->
         )
 
 
+def _check_currency_still(session: Session, conversion: Conversion) -> None:
+    """Checked again in the storing transaction: the report was checked against the program as read before it,
+    and a program with no money recorded yet may have changed its currency since. On PostgreSQL the key-share
+    lock waits for a currency change in progress (it holds the program FOR UPDATE) and then reads what it set;
+    on SQLite this transaction already holds the only write lock."""
+    query = select(Program.currency).where(Program.id == conversion.program_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(read=True, key_share=True)
+    currency = session.scalar(query)
+    if currency != conversion.currency:
+        raise ConversionError(
+            "currency_mismatch", f"This program is in {currency}; the conversion is in {conversion.currency}."
+        )
+
+
 def _payload(report: ConversionRequest) -> dict:
     payload = asdict(report)
     payload.pop("fingerprint")  # derived from the request, not part of what was reported
@@ -672,6 +688,7 @@ def _replay(stored: Conversion, digest: str) -> Recorded:
 
 def _insert(session: Session, conversion: Conversion, digest: str) -> Recorded:
     """Insert, or, when a concurrent request stored the same key first, answer as a replay."""
+    _check_currency_still(session, conversion)
     try:
         with session.begin_nested():
             session.add(conversion)

@@ -1,5 +1,7 @@
 """Admins create and edit programs; bad values are form errors that change nothing."""
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import func, select
 
@@ -185,3 +187,37 @@ def test_the_currency_is_fixed_once_money_or_a_plan_amount_is_in_it(app, auth):
     assert changed.status_code == 302, "a program with no money and no amounts in its plan may still change"
     with app.app_context():
         assert db.session.get(Program, fresh.id).currency == "JPY"
+
+
+def test_a_sale_checked_before_a_currency_change_and_stored_after_it_is_refused(app, auth):
+    """The API checks a sale against the program it read, then stores it in a second transaction; a currency
+    changed in between (the program had no money yet, so it could) must not leave a USD sale in a JPY program.
+    The same holds for a conversion recorded in one transaction (signups, Stripe), stored after the change."""
+    from affiliate.models import Conversion, ConversionType, utcnow
+    from affiliate.services.conversions import (
+        ConversionError,
+        ConversionRequest,
+        prepare_conversion,
+        record_conversion,
+        store_conversion,
+    )
+
+    admin = _signed_in_admin(app, auth)
+    program = make_program(app, admin, name="Switching")
+    sale = ConversionRequest(type=ConversionType.SALE, order_id="o-1", amount_cents=6_000, currency="USD")
+    with app.app_context():
+        prepared = prepare_conversion(db.session, db.session.get(Program, program.id), sale, now=utcnow())
+        read_before = db.session.get(Program, program.id)
+        db.session.expunge(read_before)  # as a caller holding it across the change has it: USD
+        db.session.commit()
+        changed = auth.post(f"/admin/programs/{program.id}/edit", {**VALID, "name": "Switching", "currency": "JPY",
+                                                                   "minimum_payout": "5000"})  # fmt: skip
+        assert changed.status_code == 302
+        with pytest.raises(ConversionError, match="in JPY") as refused:
+            store_conversion(db.session, prepared)
+        assert refused.value.code == "currency_mismatch"
+        db.session.rollback()
+        with pytest.raises(ConversionError, match="in JPY"):
+            record_conversion(db.session, read_before, replace(sale, order_id="o-2"), now=utcnow())
+        db.session.rollback()
+        assert db.session.scalar(select(func.count(Conversion.id))) == 0
