@@ -7,6 +7,8 @@ guessed; a right one forgives them.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import timedelta
 
 from flask import current_app, session
@@ -85,7 +87,14 @@ def check(user: User, *, code: str | None, assertion: str | None) -> str | None:
 
 def start_pending(user: User, remember: bool) -> None:
     """The password was right; remember who is signing in until their second factor comes."""
-    session[PENDING] = {"u": user.id, "r": bool(remember), "t": int(now().timestamp())}
+    session[PENDING] = {"u": user.id, "r": bool(remember), "t": int(now().timestamp()), "p": _password_mark(user)}
+
+
+def _password_mark(user: User) -> str:
+    """Ties a pending sign-in to the password it was started with: once the password is reset or changed, the
+    step half-way through with the old one is over (the cookie is only signed, so it carries a digest, not the
+    hash)."""
+    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:32]
 
 
 def pending_user() -> tuple[User, bool] | None:
@@ -97,7 +106,9 @@ def pending_user() -> tuple[User, bool] | None:
     if not -60 <= age <= current_app.config["SECOND_FACTOR_PENDING_MINUTES"] * 60:
         return None
     user = db.session.get(User, pending["u"])
-    return (user, bool(pending.get("r"))) if user is not None else None
+    if user is None or not hmac.compare_digest(str(pending.get("p", "")), _password_mark(user)):
+        return None
+    return user, bool(pending.get("r"))
 
 
 def end_pending() -> None:

@@ -51,6 +51,7 @@ NOT_CREDITED = {
     "code_unknown": "The coupon you entered is not a partner coupon of this program.",
     "code_not_usable": "The coupon you entered is retired or not approved yet, so it credits nobody.",
     "code_affiliate_inactive": "The partner whose coupon you entered is not active in the program at the moment.",
+    "program_paused": "The shop's partner program is paused, so no partner is credited with orders placed meanwhile.",
 }
 # Which check held the order back, by fraud rule: what it noticed, in the shopper's terms.
 HELD_BACK = {

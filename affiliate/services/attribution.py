@@ -11,7 +11,8 @@ The rules, in order:
 2. Qualifying. A matching touch qualifies when it is on the conversion's program, was made at
    or before the conversion, at most ``window`` before it (inclusive: a conversion exactly
    ``window`` after the click is attributed, one second later it is not), is not a bot, was
-   not rejected by fraud rules, and its affiliate is active. The first failed test is its reason.
+   not rejected by fraud rules, and its affiliate is active in the program (not suspended, and
+   admitted by its enrollment: never removed from it). The first failed test is its reason.
 3. Confidence. Among qualifying touches, the strongest match tier that has any decides;
    qualifying touches of weaker tiers lose ("weaker_match").
 4. Model. Within that tier, last click takes the latest touch and first click the earliest;
@@ -26,15 +27,17 @@ The rules, in order:
    is ignored. A valid code credits its affiliate when no click qualifies; when a click of
    another affiliate qualifies, the program's precedence decides (``Terms.code_wins``). When the
    winning click is the code's own affiliate's, both agree and the click is credited.
+7. Pause. While the program is paused (``Terms.paused``) the decision is made and traced all the
+   same, and credits nobody: what would have won loses to "program_paused".
 
-Why one module: the six rules above are one decision, and each step below is written in their order, with
+Why one module: the seven rules above are one decision, and each step below is written in their order, with
 the trace line that explains it beside the code that decides it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 MATCH_ORDER = ("click_id", "visitor", "fingerprint")
@@ -73,6 +76,7 @@ class Terms:
     window: timedelta
     model: str = LAST_CLICK
     code_wins: bool = False  # a valid code wins over another affiliate's qualifying click
+    paused: bool = False  # the program is paused: what would have won is recorded, and credits nobody
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ class Attribution:
     code_wins: bool = False
     # Whether the code's affiliate had a qualifying click of their own (None: no valid code).
     code_affiliate_clicked: bool | None = None
+    paused: bool = False
 
     def as_dict(self) -> dict:
         """JSON-ready: times as ISO 8601 strings."""
@@ -160,6 +165,8 @@ class Attribution:
 
     @property
     def summary(self) -> str:
+        if self.paused:
+            return "The program is paused: the conversion is recorded and credits no affiliate."
         if self.affiliate_id is None:
             return "No qualifying click: the conversion is not attributed."
         if self.matched_by == "binding":
@@ -269,24 +276,44 @@ def attribute(
     if binding_line is not None:
         trace = (binding_line, *trace)
     if bound:
-        return Attribution(winner, binding.affiliate_id, "binding", trace, terms.model, window_seconds, **decided)
-    if code_takes_it:
-        return Attribution(None, code.affiliate_id, code.kind, trace, terms.model, window_seconds, **decided)
-    return Attribution(
-        winner,
-        winner.affiliate_id if winner else None,
-        tier if winner else None,
-        trace,
-        terms.model,
-        window_seconds,
-        **decided,
+        result = Attribution(winner, binding.affiliate_id, "binding", trace, terms.model, window_seconds, **decided)
+    elif code_takes_it:
+        result = Attribution(None, code.affiliate_id, code.kind, trace, terms.model, window_seconds, **decided)
+    else:
+        result = Attribution(
+            winner,
+            winner.affiliate_id if winner else None,
+            tier if winner else None,
+            trace,
+            terms.model,
+            window_seconds,
+            **decided,
+        )
+    return _paused(result) if terms.paused else result
+
+
+PAUSED = "The program was paused when the conversion arrived: it credits no affiliate."
+
+
+def _paused(result: Attribution) -> Attribution:
+    """What a paused program keeps of a decision: the trace, with what would have won marked as lost to the pause."""
+    pause = TraceLine(None, None, None, None, None, None, "lost", "program_paused", PAUSED)
+    trace = tuple(
+        replace(line, outcome="lost", reason="program_paused", detail=PAUSED) if line.outcome == "won" else line
+        for line in result.trace
+    )
+    if not any(line.reason == "program_paused" for line in trace):
+        trace = (pause, *trace)
+    return replace(
+        result, touch=None, affiliate_id=None, matched_by=None, trace=trace, code_affiliate_clicked=None, paused=True
     )
 
 
 CODE_IGNORED = {
     "code_unknown": "No such code in this program.",
     "code_not_usable": "The code is retired, declined or not yet approved.",
-    "code_affiliate_inactive": "The code's affiliate is not active (suspended or not approved).",
+    "code_affiliate_inactive": "The code's affiliate is not active in the program (suspended, not approved, or "
+    "removed from it).",
 }
 
 
@@ -368,7 +395,8 @@ def _why(reason: str, touch: Touch, conversion: ConversionFacts, terms: Terms) -
         "after_conversion": "Clicked after the conversion happened.",
         "bot": "A bot or preview click never earns.",
         "fraud_rejected": "Rejected by a fraud rule.",
-        "affiliate_inactive": "The affiliate is not active (suspended or not approved).",
+        "affiliate_inactive": "The affiliate is not active in the program (suspended, not approved, or removed from "
+        "it).",
     }[reason]
 
 
@@ -416,7 +444,11 @@ def _binding_line(binding: Binding | None, bound: bool) -> TraceLine | None:
     if bound:
         outcome, reason, detail = "won", "customer_bound", BOUND
     elif not binding.affiliate_active:
-        outcome, reason, detail = "ignored", "binding_affiliate_inactive", "The bound affiliate is no longer active."
+        outcome, reason, detail = (
+            "ignored",
+            "binding_affiliate_inactive",
+            "The bound affiliate is no longer active in the program.",
+        )
     else:
         outcome, reason, detail = "ignored", "binding_expired", "The binding has ended (recurring period over)."
     return TraceLine(

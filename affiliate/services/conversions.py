@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from itertools import combinations
 
-from sqlalchemy import Row, bindparam, func, literal_column, or_, select, text, union_all
+from sqlalchemy import Row, and_, bindparam, func, literal_column, or_, select, text, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -32,7 +32,9 @@ from affiliate.models import (
     ConversionStatus,
     ConversionType,
     Coupon,
+    Enrollment,
     Program,
+    ProgramStatus,
     User,
     UserStatus,
 )
@@ -40,6 +42,7 @@ from affiliate.services import coupons, postbacks, webhooks
 from affiliate.services import webhook_payloads as payloads
 from affiliate.services.attribution import Binding, Code, ConversionFacts, Terms, Touch, attribute
 from affiliate.services.commissions import add_months
+from affiliate.services.enrollment import admits
 from affiliate.services.screening import screen
 from redirector.clickrecord import CLICK_PATIENCE_SECONDS, INGEST_LANES, INGEST_TURN_KEY
 
@@ -59,6 +62,7 @@ OTHER_PARTNER = "Another partner's click."
 # read columns run on the session's connection, so they do not autoflush; prepare_conversion's
 # first query (_find, through the ORM) has already flushed whatever the caller added.
 _clicks, _conversions, _users = Click.__table__, Conversion.__table__, User.__table__
+_enrollments = Enrollment.__table__
 
 _BY_KEY = select(Conversion).where(
     Conversion.program_id == bindparam("program_id"),
@@ -83,8 +87,15 @@ _CANDIDATE_COLUMNS = (
     _clicks.c.paid_click,
     _clicks.c.country,
     _users.c.status.label("affiliate_status"),
+    _enrollments.c.status.label("enrollment_status"),
 )
 _CANDIDATE_KEYS = ("click_id", "visitor_id", "fingerprint")
+
+
+def _enrolled(program_id, affiliate_id):
+    """The enrollment row of a click's or conversion's affiliate in its program, if any: an affiliate removed from
+    the program (or never admitted to one that needs it) earns nothing there from then on (enrollment.admits)."""
+    return _enrollments, and_(_enrollments.c.program_id == program_id, _enrollments.c.affiliate_id == affiliate_id)
 
 
 def _candidates_by(keys: tuple[str, ...]):
@@ -92,6 +103,7 @@ def _candidates_by(keys: tuple[str, ...]):
     arms = [
         select(*_CANDIDATE_COLUMNS, literal_column(str(arm)).label("arm"))
         .join(_users, _users.c.id == _clicks.c.affiliate_id)
+        .outerjoin(*_enrolled(_clicks.c.program_id, _clicks.c.affiliate_id))
         .where(_clicks.c[key] == bindparam(key))
         .order_by(_clicks.c.clicked_at.desc(), _clicks.c.id.desc())
         .limit(CANDIDATES_PER_KEY)
@@ -113,8 +125,15 @@ _CANDIDATES = {
 
 def _first_conversion(*customer_keys: str):
     return (
-        select(_conversions.c.affiliate_id, _conversions.c.click_id, _conversions.c.occurred_at, _users.c.status)
+        select(
+            _conversions.c.affiliate_id,
+            _conversions.c.click_id,
+            _conversions.c.occurred_at,
+            _users.c.status,
+            _enrollments.c.status.label("enrollment_status"),
+        )
         .join(_users, _users.c.id == _conversions.c.affiliate_id)
+        .outerjoin(*_enrolled(_conversions.c.program_id, _conversions.c.affiliate_id))
         .where(
             _conversions.c.program_id == bindparam("program_id"),
             _conversions.c.type != ConversionType.REFUND,
@@ -378,7 +397,7 @@ def attribute_report(
         fingerprint=report.fingerprint,
     )
     candidates = _candidates(session, facts)
-    touches = [_touch(row) for row in candidates.values()]
+    touches = [_touch(row, program) for row in candidates.values()]
     named = next((touch for touch in touches if report.click_id and touch.click_id == report.click_id), None)
     if named is None and may_wait and click_awaitable(report.click_id, now=now):
         return _waiting(program, report, occurred_at, now)
@@ -389,6 +408,7 @@ def attribute_report(
         window=timedelta(days=program.attribution_window_days),
         model=program.attribution_model,
         code_wins=program.code_precedence == CodePrecedence.CODE,
+        paused=program.status != ProgramStatus.ACTIVE,
     )
     code, coupon = _code(session, program, report)
     result = attribute(facts, touches, terms, binding, code)
@@ -587,7 +607,7 @@ def find_binding(
         touch_id=first.click_id,
         bound_at=first.occurred_at,
         until=_recurring_until(session, program, first.occurred_at),
-        affiliate_active=first.status == UserStatus.ACTIVE,
+        affiliate_active=first.status == UserStatus.ACTIVE and admits(program.enrollment, first.enrollment_status),
     )
 
 
@@ -610,7 +630,7 @@ def attribution_of(conversion: Conversion) -> dict:
     return json.loads(conversion.decision_trace) if conversion.decision_trace else {}
 
 
-def _touch(click: Row) -> Touch:
+def _touch(click: Row, program: Program) -> Touch:
     return Touch(
         id=click.id,
         click_id=click.click_id,
@@ -622,7 +642,9 @@ def _touch(click: Row) -> Touch:
         fingerprint=click.fingerprint,
         is_bot=click.is_bot,
         fraud_action=click.fraud_action,
-        affiliate_active=click.affiliate_status == UserStatus.ACTIVE,
+        # Another program's click is ruled out as such before this matters.
+        affiliate_active=click.affiliate_status == UserStatus.ACTIVE
+        and admits(program.enrollment, click.enrollment_status),
     )
 
 

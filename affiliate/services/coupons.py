@@ -30,7 +30,7 @@ from affiliate.models import (
 )
 from affiliate.services import audit
 from affiliate.services.attribution import Code
-from affiliate.services.enrollment import can_promote
+from affiliate.services.enrollment import admits, can_promote, enrollment_status
 
 CODE = re.compile(r"[A-Za-z0-9_-]{3,40}")
 PROMOTION_CODE = re.compile(r"promo_[A-Za-z0-9]{1,58}")
@@ -82,7 +82,6 @@ def coupon_code(session: Session, program_id: int, code: str) -> tuple[Code, Cou
     coupon = find(session, program_id, code)
     if coupon is None:
         return Code("coupon", code[:40]), None
-    affiliate = session.get(User, coupon.affiliate_id)
     return Code(
         "coupon",
         coupon.code,
@@ -90,7 +89,7 @@ def coupon_code(session: Session, program_id: int, code: str) -> tuple[Code, Cou
         coupon.affiliate_id,
         None,
         coupon.status == CouponStatus.ACTIVE,
-        affiliate is not None and affiliate.status == UserStatus.ACTIVE,
+        _may_earn(session, program_id, coupon.affiliate_id),
     ), coupon
 
 
@@ -99,7 +98,6 @@ def referral_code(session: Session, program_id: int, code: str) -> Code:
     link = session.scalar(select(Link).where(Link.code == code, Link.program_id == program_id))
     if link is None:
         return Code("referral_code", code[:64])
-    affiliate = session.get(User, link.affiliate_id)
     return Code(
         "referral_code",
         link.code,
@@ -107,8 +105,18 @@ def referral_code(session: Session, program_id: int, code: str) -> Code:
         link.affiliate_id,
         link.id,
         link.active,
-        affiliate is not None and affiliate.status == UserStatus.ACTIVE,
+        _may_earn(session, program_id, link.affiliate_id),
     )
+
+
+def _may_earn(session: Session, program_id: int, affiliate_id: int) -> bool:
+    """A code earns only for an active affiliate the program still admits: one removed from it since the code was
+    made (or never admitted to a program that needs it) earns nothing through it, as through their links."""
+    affiliate = session.get(User, affiliate_id)
+    if affiliate is None or affiliate.status != UserStatus.ACTIVE:
+        return False
+    program = session.get(Program, program_id)
+    return admits(program.enrollment, enrollment_status(session, program_id, affiliate_id))
 
 
 def create(
@@ -167,6 +175,8 @@ def update(
 def decide(session: Session, coupon: Coupon, approve: bool, *, actor: User, now: datetime) -> None:
     if coupon.status != CouponStatus.REQUESTED:
         raise CouponError("Only a requested code can be approved or declined.")
+    if approve and not can_promote(session, session.get(Program, coupon.program_id), coupon.affiliate_id):
+        raise CouponError("This affiliate no longer promotes the program: the code can only be declined.")
     before = _shown(coupon)
     coupon.status = CouponStatus.ACTIVE if approve else CouponStatus.DECLINED
     coupon.decided_by_id, coupon.decided_at = actor.id, now

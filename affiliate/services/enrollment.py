@@ -53,11 +53,21 @@ def enrollment_of(session: Session, program_id: int, affiliate_id: int, *, lock:
     return session.scalar(query.with_for_update() if lock else query)
 
 
+def admits(policy: str, status: str | None) -> bool:
+    """Whether a program with this enrollment policy lets an affiliate with this enrollment status (None: no row)
+    promote it and earn from it. Open programs need no enrollment row; only a removal stops an affiliate there."""
+    return status != EnrollmentStatus.REMOVED if policy == EnrollmentPolicy.OPEN else status == EnrollmentStatus.ACTIVE
+
+
+def enrollment_status(session: Session, program_id: int, affiliate_id: int) -> str | None:
+    return session.scalar(
+        select(Enrollment.status).where(Enrollment.program_id == program_id, Enrollment.affiliate_id == affiliate_id)
+    )
+
+
 def standing(program: Program, enrollment: Enrollment | None) -> Standing:
     status = enrollment.status if enrollment else None
-    active = status == EnrollmentStatus.ACTIVE
-    # Open programs need no enrollment row; only a removal stops an affiliate promoting them.
-    promote = status != EnrollmentStatus.REMOVED if program.enrollment == EnrollmentPolicy.OPEN else active
+    promote = admits(program.enrollment, status)
     can_apply = program.enrollment == EnrollmentPolicy.APPLICATION and status is None
     turned_down = status in (EnrollmentStatus.REJECTED, EnrollmentStatus.REMOVED)
     reason = enrollment.reason if enrollment is not None and turned_down else None

@@ -23,6 +23,7 @@ from affiliate.models import (
 )
 from affiliate.services import accounts
 from affiliate.services.conversions import ConversionRequest, announce, record_conversion
+from affiliate.services.enrollment import admits, enrollment_status
 from affiliate.services.screening import screen
 
 REFERRAL_CODE = re.compile(r"[A-Za-z0-9]{4,16}")
@@ -121,7 +122,7 @@ def sign_up(
             # Credited when its click is stored (credit_late_signup); the referral code's owner, if any, is
             # this member's referrer already.
             return SignupResult(member, _add_referral(session, member, referrer, program, None, now), conversion)
-        if conversion.affiliate_id is None and referrer is not None:
+        if conversion.affiliate_id is None and referrer is not None and _code_credits(session, program, referrer):
             _credit_referral_code(session, conversion, referrer, now=now)
         if recorded.created:
             announce(session, conversion, now=now)  # once credited, so postbacks reach the referrer's tracker
@@ -142,7 +143,7 @@ def credit_late_signup(session: Session, conversion: Conversion, *, now: datetim
         return
     if conversion.affiliate_id is None:
         referrer = session.get(User, member.referred_by_id) if member.referred_by_id else None
-        if referrer is not None:
+        if referrer is not None and _code_credits(session, conversion.program, referrer):
             _credit_referral_code(session, conversion, referrer, now=now)
         return
     if member.referred_by_id is None:
@@ -171,6 +172,17 @@ def _add_referral(
     session.add(referral)
     session.flush()
     return referral
+
+
+def _code_credits(session: Session, program: Program, referrer: User) -> bool:
+    """Whether a referral code may credit its owner in this program: not while it is paused, and an affiliate only
+    while the program admits them (a removed one earns nothing there, by link or by code). A member refers as a
+    person, enrolled nowhere."""
+    if program.status != ProgramStatus.ACTIVE:
+        return False
+    if referrer.role != Role.AFFILIATE:
+        return True
+    return admits(program.enrollment, enrollment_status(session, program.id, referrer.id))
 
 
 def _credit_referral_code(session: Session, conversion: Conversion, referrer: User, *, now: datetime) -> None:

@@ -131,6 +131,32 @@ def test_a_half_finished_sign_in_expires(app, clock):
     assert client.get("/partner/").status_code == 302
 
 
+def test_a_sign_in_half_way_through_with_the_old_password_ends_when_the_password_changes(app, clock):
+    """Someone who knew the old password and reached the second step must start again once the owner resets or
+    changes it, and the new password's first step no longer works for them."""
+    from argon2 import PasswordHasher
+
+    from affiliate.services.accounts import change_password
+
+    ada = make_affiliate(app)
+    client = app.test_client()
+    Auth(client).login(ada.email)
+    secret, _ = enrol(client, clock)
+    Auth(client).logout()
+    thief = app.test_client()
+    assert password_step(thief, ada.email).headers["Location"].startswith("/login/second-factor")
+    token = csrf_token(thief.get("/login/second-factor").get_data(as_text=True))
+    with app.app_context():
+        user = db.session.get(User, ada.id)
+        change_password(db.session, user, old_hash=user.password_hash, new_hash=PasswordHasher().hash("n3w-Secret!x"),
+                        now=utcnow())  # fmt: skip
+        db.session.commit()
+    clock.advance(30)
+    late = thief.post("/login/second-factor", data={"code": pyotp.TOTP(secret).at(clock.now), "csrf_token": token})
+    assert late.status_code == 302 and late.headers["Location"] == "/login"
+    assert thief.get("/partner/").status_code == 302, "not signed in"
+
+
 def test_staff_must_set_up_a_second_factor_before_anything_else(app, clock):
     finance = make_finance(app, second_factor=False)
     client = app.test_client()

@@ -77,6 +77,24 @@ def test_a_signup_credited_by_referral_code_is_screened_like_any_other(app, clie
     assert "self_referral" in conversion.fraud_reasons
 
 
+def test_a_referral_code_of_an_affiliate_removed_from_the_program_credits_no_one(app, client):
+    """The person still signs up (and is the affiliate's referral), but the program's signup earns the affiliate
+    nothing, as their links and coupons earn nothing there since the removal."""
+    from affiliate.models import Program, utcnow
+    from affiliate.services.enrollment import decide
+
+    admin = make_admin(app)
+    program = make_program(app, admin)
+    alice = make_affiliate(app)
+    with app.app_context():
+        decide(db.session, db.session.get(Program, program.id), alice.id, "remove", actor_id=admin.id, reason="Spam",
+               now=utcnow())  # fmt: skip
+        db.session.commit()
+    assert sign_up(client, f"?ref={alice.referral_code}").status_code == 302
+    conversion = signup_conversion(app, member(app, "friend@example.com"))
+    assert conversion.affiliate_id is None
+
+
 def test_signup_after_a_tracked_click_is_attributed_to_the_click(app, redirector):
     admin = make_admin(app)
     program = make_program(app, admin)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from affiliate.extensions import db
 from affiliate.models import Conversion, Coupon, Program, User, utcnow
 from affiliate.services import coupons
+from affiliate.services.enrollment import decide
 from tests.api.helpers import click, make_merchant
 from tests.factories import Visitor, make_admin, make_affiliate, make_link, make_program
 
@@ -49,6 +50,19 @@ def add_coupon(app, program: Program, affiliate: User, admin: User, code: str, *
         db.session.refresh(coupon)
         db.session.expunge(coupon)
     return coupon
+
+
+def remove(program: Program, affiliate: User, admin: User) -> None:
+    """Remove the affiliate from the program, as an admin does from the program's enrollment page."""
+    decide(
+        db.session,
+        db.session.get(Program, program.id),
+        affiliate.id,
+        "remove",
+        actor_id=admin.id,
+        reason="Brand bidding",
+        now=utcnow(),
+    )
 
 
 def clicked(redirector, code: str, ip: str = "203.0.113.7") -> str:
@@ -126,7 +140,7 @@ def test_a_coupon_whose_affiliate_also_has_the_winning_click_credits_the_click(a
     assert code_line(trace)["reason"] == "same_affiliate"
 
 
-@pytest.mark.parametrize("state", ["unknown", "retired", "requested", "suspended-affiliate"])
+@pytest.mark.parametrize("state", ["unknown", "retired", "requested", "suspended-affiliate", "removed-affiliate"])
 def test_a_code_that_is_not_usable_credits_no_one_and_says_why(app, shop, state):
     code = "ALICE10"
     with app.app_context():
@@ -137,6 +151,8 @@ def test_a_code_that_is_not_usable_credits_no_one_and_says_why(app, shop, state)
             coupon.status = "requested"
         elif state == "suspended-affiliate":
             db.session.get(User, shop["alice"].id).status = "suspended"
+        elif state == "removed-affiliate":
+            remove(shop["program"], shop["alice"], shop["admin"])
         else:
             code = "NOBODY99"
         db.session.commit()
@@ -150,6 +166,7 @@ def test_a_code_that_is_not_usable_credits_no_one_and_says_why(app, shop, state)
         "retired": "code_not_usable",
         "requested": "code_not_usable",
         "suspended-affiliate": "code_affiliate_inactive",
+        "removed-affiliate": "code_affiliate_inactive",
     }[state]
     assert (code_line(trace)["outcome"], code_line(trace)["reason"]) == ("ignored", reason)
 
@@ -192,3 +209,68 @@ def test_a_coupon_used_with_its_affiliates_own_clicks_is_not_a_leak(app, redirec
         assert answer.status_code == 201
     conversion, _ = stored(app, "fair-9")
     assert "coupon_leak" not in (conversion.fraud_reasons or "")
+
+
+def test_an_affiliate_removed_from_the_program_earns_by_none_of_their_earlier_clicks_codes_or_customers(
+    app, redirector, shop
+):
+    """Removal stops the earning, not only the links: a click made before it, a code made before it, a customer
+    bound before it and a code waiting for approval all credit nobody afterwards, and each says why."""
+    before = clicked(redirector, shop["links"]["alice"].code)
+    assert (
+        shop["merchant"].sale("bound-1", 4000, coupon="ALICE10", customer={"external_id": "cus-1"}).status_code == 201
+    )
+    with app.app_context():
+        requested = coupons.create(
+            db.session,
+            db.session.get(Program, shop["program"].id),
+            db.session.get(User, shop["alice"].id),
+            coupons.CouponSettings("ALICE20"),
+            actor=db.session.get(User, shop["alice"].id),
+            now=utcnow(),
+            requested=True,
+        )
+        remove(shop["program"], shop["alice"], shop["admin"])
+        db.session.commit()
+        with pytest.raises(coupons.CouponError, match="no longer promotes"):
+            coupons.decide(db.session, requested, True, actor=db.session.get(User, shop["admin"].id), now=utcnow())
+    reasons = {}
+    for order, fields in {
+        "by-click": {"click_id": before},
+        "by-coupon": {"coupon": "ALICE10"},
+        "by-binding": {"customer": {"external_id": "cus-1"}},
+    }.items():
+        answer = shop["merchant"].sale(order, 4000, **fields)
+        assert answer.status_code == 201
+        attribution = answer.get_json()["conversion"]["attribution"]
+        assert attribution["attributed"] is False, order
+        reasons[order] = attribution["reasons"]
+    assert reasons == {
+        "by-click": ["affiliate_inactive"],
+        "by-coupon": ["code_affiliate_inactive"],
+        "by-binding": ["binding_affiliate_inactive"],
+    }
+    _, trace = stored(app, "by-click")
+    assert "removed from it" in trace["trace"][0]["detail"]
+
+
+def test_a_paused_program_records_conversions_and_credits_no_one_until_it_is_resumed(app, redirector, shop):
+    """Pausing a program stops new conversions earning: a sale with the affiliate's click and coupon is recorded
+    (the merchant's record stays whole) and credits nobody, saying so; once resumed, sales earn again."""
+    click_id = clicked(redirector, shop["links"]["alice"].code)
+    with app.app_context():
+        db.session.get(Program, shop["program"].id).status = "paused"
+        db.session.commit()
+    answer = shop["merchant"].sale("paused-1", 4000, coupon="ALICE10", click_id=click_id)
+    assert answer.status_code == 201
+    attribution = answer.get_json()["conversion"]["attribution"]
+    assert (attribution["attributed"], attribution["reasons"]) == (False, ["program_paused"])
+    conversion, trace = stored(app, "paused-1")
+    assert conversion.affiliate_id is None and conversion.click_id is None and conversion.coupon_id is None
+    assert trace["summary"].startswith("The program is paused")
+    assert {line["outcome"] for line in trace["trace"]} == {"lost"}
+    with app.app_context():
+        db.session.get(Program, shop["program"].id).status = "active"
+        db.session.commit()
+    resumed = shop["merchant"].sale("resumed-1", 4000, coupon="ALICE10", click_id=click_id)
+    assert resumed.get_json()["conversion"]["attribution"]["affiliate_id"] == shop["alice"].id
