@@ -12,11 +12,22 @@ from config import Config, config_from_env
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+class Portal(Flask):
+    """Flask, with each request's work run again when PostgreSQL ends its transaction to break a deadlock
+    (affiliate.database.retrying): the loser kept nothing, so the person sees their action done, not a 500."""
+
+    def dispatch_request(self):
+        from affiliate.database import retrying
+        from affiliate.extensions import db
+
+        return retrying(db.session, super().dispatch_request)
+
+
 def create_app(config_class: type[Config] | None = None, overrides: dict | None = None) -> Flask:
     """Build the portal app: configuration, extensions, blueprints, errors, commands."""
     config_class = config_class or config_from_env()
     overrides = overrides or {}
-    app = Flask(
+    app = Portal(
         __name__,
         template_folder=str(PROJECT_ROOT / "templates"),
         instance_path=overrides.get("INSTANCE_PATH", config_class.INSTANCE_PATH),

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import timedelta
+from functools import partial
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from affiliate import delivery, mail
-from affiliate.database import reading
+from affiliate import delivery, jobs, mail
+from affiliate.database import reading, retrying
 from affiliate.demo import seed
 from affiliate.extensions import db
 from affiliate.jobs import accrue_all, attribute_waiting, policy_of
 from affiliate.jobs import purge_clicks as purge_clicks_job
 from affiliate.models import Click, Role, UserStatus, utcnow
-from affiliate.services import accounts, accrual, deliveries, erasure, ledger, money_checks, outbox, rollups
+from affiliate.services import accounts, deliveries, erasure, ledger, money_checks, outbox, rollups
 from redirector import Redirector
 
 ROLLUP_PROBLEMS_SHOWN = 20
@@ -147,7 +147,7 @@ def ledger_check() -> None:
 @with_appcontext
 def accrue_commissions() -> None:
     """Evaluate the conversions that wait (pending commissions and their accruals) and reverse new refunds."""
-    tally = accrue_all()
+    tally = retrying(db.session, accrue_all)
     click.echo(
         f"Accrued {tally.commissions} commissions for {tally.conversions} conversions evaluated; "
         f"reversed {tally.reversed_cents} cents for refunds."
@@ -158,7 +158,7 @@ def accrue_commissions() -> None:
 @with_appcontext
 def attribute_waiting_conversions() -> None:
     """Attribute the conversions that waited for a click now stored; attribute without it those waited for too long."""
-    swept = attribute_waiting()
+    swept = retrying(db.session, attribute_waiting)
     click.echo(
         f"Attributed {swept.attributed} conversions whose click was stored; "
         f"{swept.given_up} attributed without a click that never came."
@@ -175,8 +175,7 @@ def attribute_waiting_conversions() -> None:
 @with_appcontext
 def approve_due(days_ahead: int) -> None:
     """Approve by rule the pending commissions whose hold has passed (conversions under review wait)."""
-    approved = accrual.approve_due(db.session, now=utcnow() + timedelta(days=days_ahead))
-    db.session.commit()
+    approved = retrying(db.session, partial(jobs.approve_due, days_ahead=days_ahead))
     click.echo(f"Approved {approved} commissions.")
 
 

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# A transaction PostgreSQL ended to break a deadlock (40P01) or a serialization failure (40001) kept nothing.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+TRANSACTION_ATTEMPTS = 4
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Set for work that only reads (the portal's GET requests): its SQLite transactions begin
 # DEFERRED, so a page being rendered never holds the write lock that clicks are waiting for.
@@ -152,3 +163,30 @@ def reading(session: Session) -> Iterator[None]:
         session.commit()
     finally:
         read_only.reset(token)
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether the database ended the transaction only to break a deadlock or a serialization conflict."""
+    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def retrying(session: Session, work: Callable[[], T], *, attempts: int = TRANSACTION_ATTEMPTS, sleep=time.sleep) -> T:
+    """Run ``work`` (which reads, writes and commits through ``session``) again when PostgreSQL ends its transaction
+    to break a deadlock, as PostgreSQL's manual tells applications to do.
+
+    Why deadlocks happen at all: the click and money rollups are kept by triggers, so two transactions that change
+    conversions or commissions of several affiliates (two reviewers deciding overlapping selections, a refund
+    beside an approval, the money job beside a reviewer) update the same rollup rows in whatever order their rows
+    come. Each service locks its own rows in one order; the rollup rows they share cannot be, so the loser is
+    rolled back whole and run again, after a short random pause that lets the winner commit.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except DBAPIError as error:
+            if not retryable(error) or attempt == attempts:
+                raise
+            session.rollback()
+            log.info("transaction ended to break a deadlock; running it again (attempt %d)", attempt + 1)
+            sleep(random.uniform(0.005, 0.05) * attempt)
+    raise AssertionError("unreachable")

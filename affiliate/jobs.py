@@ -26,6 +26,7 @@ from pathlib import Path
 
 from flask import Flask
 
+from affiliate.database import retrying
 from affiliate.extensions import db
 from affiliate.models import utcnow
 from affiliate.services import accrual, late_clicks, partitions, retention, rollups
@@ -64,6 +65,13 @@ def accrue_all() -> Tally:
     return Tally(commissions, conversions, reversed_cents)
 
 
+def approve_due(*, days_ahead: int = 0) -> int:
+    """Approve by rule the pending commissions whose hold has passed, and commit."""
+    approved = accrual.approve_due(db.session, now=utcnow() + timedelta(days=days_ahead))
+    db.session.commit()
+    return approved
+
+
 def run_once(app: Flask) -> tuple[Tally, int] | None:
     """One round of the jobs, unless another process is doing them; returns what was done."""
     fd = os.open(Path(app.instance_path) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
@@ -75,10 +83,9 @@ def run_once(app: Flask) -> tuple[Tally, int] | None:
         with app.app_context():
             try:
                 make_months_if_due()
-                attribute_waiting()
-                tally = accrue_all()
-                approved = accrual.approve_due(db.session, now=utcnow())
-                db.session.commit()
+                retrying(db.session, attribute_waiting)
+                tally = retrying(db.session, accrue_all)
+                approved = retrying(db.session, approve_due)
             finally:
                 db.session.remove()
         return tally, approved
