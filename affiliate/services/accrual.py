@@ -72,14 +72,12 @@ _LOCK = {
     model: select(model.id).where(model.id == bindparam("id")).with_for_update(key_share=True)
     for model in (User, Conversion)
 }
-_BONUS_PAID = select(
-    exists().where(
-        Commission.affiliate_id == bindparam("affiliate_id"),
-        Commission.program_id == bindparam("program_id"),
-        Commission.kind == CommissionKind.PERFORMANCE_BONUS,
-        Commission.period_start == bindparam("month"),
-        Commission.status.in_(LIVE_COMMISSIONS),
-    )
+_BONUS_PAID = select(Commission.conversion_id).where(
+    Commission.affiliate_id == bindparam("affiliate_id"),
+    Commission.program_id == bindparam("program_id"),
+    Commission.kind == CommissionKind.PERFORMANCE_BONUS,
+    Commission.period_start == bindparam("month"),
+    Commission.status.in_(LIVE_COMMISSIONS),
 )
 # By the customer key a sale names: its external id, else its member's user id.
 _FIRST_SALE_AT = {
@@ -184,7 +182,11 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
     )
     month = period_of(conversion.occurred_at)[0]
     lines = evaluate(
-        paid, terms, period, recruited=recruiter is not None, bonus_paid=_bonus_paid(session, conversion, month)
+        paid,
+        terms,
+        period,
+        recruited=recruiter is not None,
+        bonus_paid=_bonus_paid(session, conversion, month, now=now),
     )
     program = session.get(Program, conversion.program_id)
     beneficiaries = {
@@ -499,16 +501,27 @@ def _counted(session: Session, conversion: Conversion, *, lock: bool) -> list[Co
     )
 
 
-def _bonus_paid(session: Session, conversion: Conversion, month: datetime) -> bool:
+def _bonus_paid(session: Session, conversion: Conversion, month: datetime, *, now: datetime) -> bool:
     """Whether the affiliate already has a live performance bonus of this program for the month.
 
     Read under the affiliate's lock that every evaluation takes first, so two sales crossing at once
     cannot both pay it; the partial unique index on commissions refuses a second one all the same.
+
+    The month's volume leaves out a sale refunded in full as soon as the refund is stored, but the money job
+    works refunds out after the sales it evaluates: a bonus still live on such a sale is taken back here first
+    (its refunds worked out now, in their order), so the sale that really crosses the threshold earns it.
     """
-    return session.scalar(
-        _BONUS_PAID,
-        {"affiliate_id": conversion.affiliate_id, "program_id": conversion.program_id, "month": month},
-    )
+    values = {"affiliate_id": conversion.affiliate_id, "program_id": conversion.program_id, "month": month}
+    holder = session.scalar(_BONUS_PAID, values)
+    if holder is None:
+        return False
+    sale = session.get(Conversion, holder)
+    if sale.type != ConversionType.SALE or _refunded(session, sale.id) < sale.amount_cents:
+        return True
+    waiting = select(Conversion).where(Conversion.refund_of_id == sale.id, Conversion.evaluated_at.is_(None))
+    for refund in session.scalars(waiting.order_by(Conversion.id)).all():
+        reverse_for_refund(session, refund, now=now)
+    return session.scalar(_BONUS_PAID, values) is not None
 
 
 def _first_sale_at(session: Session, conversion: Conversion) -> datetime | None:

@@ -152,6 +152,22 @@ def test_a_fully_refunded_crossing_sale_frees_the_month_for_the_sale_that_crosse
     assert books_hold(app)
 
 
+def test_a_sale_refunded_in_full_before_the_money_job_runs_leaves_the_bonus_to_the_next_crossing_sale(app, program):
+    """An order cancelled at once: the sale and its full refund both arrive before the money job's next run, which
+    evaluates sales before it works refunds out. The refunded sale no longer counts, so the next sale is the one
+    that reaches the threshold, and it earns the bonus, in the same run."""
+    set_plan(app, program.id, percent_bps=1_000, bonus_threshold=1, bonus_cents=500)
+    alice = make_affiliate(app)
+    cancelled = report(app, program, alice.id, "x-1", 1_000)
+    refund(app, program, "x-1")
+    kept = report(app, program, alice.id, "x-2", 2_000)
+    run_jobs(app)
+    assert bonuses(app, alice.id) == [(cancelled, 500, "reversed"), (kept, 500, "pending")]
+    with app.app_context():
+        assert -ledger.balance(db.session, f"affiliate_pending:{alice.id}", "USD") == 200 + 500
+    assert books_hold(app)
+
+
 def test_rejecting_the_crossing_sale_takes_its_bonus_back(app, program):
     set_plan(app, program.id, percent_bps=1_000, bonus_threshold=1, bonus_cents=700)
     alice = make_affiliate(app)
