@@ -20,6 +20,7 @@ from affiliate.jobs import purge_clicks as purge_clicks_job
 from affiliate.models import Click, Role, UserStatus, utcnow
 from affiliate.services import accounts, deliveries, erasure, ledger, money_checks, outbox, rollups
 from redirector import Redirector
+from redirector.clickstore import REJECTED_NAME
 
 ROLLUP_PROBLEMS_SHOWN = 20
 
@@ -68,12 +69,18 @@ def seed_demo(if_empty: bool) -> None:
 
 
 @click.command("ingest-clicks")
+@click.option(
+    "--rejected",
+    is_flag=True,
+    help=f"Offer again the clicks the database refused, kept in {REJECTED_NAME} beside the click log, once the "
+    "cause is mended; those refused again stay there.",
+)
 @with_appcontext
-def ingest_clicks() -> None:
+def ingest_clicks(rejected: bool) -> None:
     """Move clicks left in the click log (by a stopped or killed redirector) into the database."""
     redirector = Redirector(dict(current_app.config))
     try:
-        moved = redirector.recorder.ingest()
+        moved = redirector.recorder.offer_rejected() if rejected else redirector.recorder.ingest()
     finally:
         redirector.close()
     if not redirector.recorder.database_ok:

@@ -35,6 +35,7 @@ VISITOR_COOKIE = "ct_vid"
 SUB_MAX = 255
 SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
 QUERY_FIELDS = 64  # query parameters of a click that are read; the rest are ignored
+PAID_CLICK_MAX = 64  # the clicks.paid_click column's length
 FETCH_KEYS = ("HTTP_SEC_FETCH_SITE", "HTTP_SEC_FETCH_MODE", "HTTP_SEC_FETCH_DEST", "HTTP_SEC_FETCH_USER")
 JUDGED_URL_PARTS = ("protocol", "hostname", "username", "password")
 
@@ -231,7 +232,7 @@ class Redirector:
             "sub4": subs[3] and subs[3][:SUB_MAX],
             "sub5": subs[4] and subs[4][:SUB_MAX],
             "sec_fetch": fetch[:255] if fetch != "///" else None,
-            "paid_click": ",".join(paid_click_params(set(query))) or None,
+            "paid_click": _paid_click(query),
             "fingerprint": enrich.fingerprint(prefix, user_agent, environ),
             "is_unique": True,
             "fraud_score": 0 if target.rejection is None else 100,
@@ -273,6 +274,17 @@ def _judge(location: str, allowed_hosts: frozenset[str], allow_http_loopback: bo
 
 # Only links' own destinations are remembered (at most 2 kB each): visitors' utm values never fill it.
 _destination_judged = lru_cache(maxsize=4096)(_judge)
+
+
+def _paid_click(query: dict[str, str]) -> str | None:
+    """The ad click id parameters the query carries, as "gclid,fbclid": as many as fit the column."""
+    names = ""
+    for name in paid_click_params(set(query)):
+        joined = f"{names},{name}" if names else name
+        if len(joined) > PAID_CLICK_MAX:
+            break
+        names = joined
+    return names or None
 
 
 def _add_query(url: str, encoded: str) -> str:

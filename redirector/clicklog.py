@@ -261,9 +261,30 @@ def decode(lines: list[bytes]) -> list[dict]:
     return records
 
 
+def records_end(data: bytes) -> int:
+    """Where a segment's records end and the zeros it was reserved with begin.
+
+    Appends go one after another, so the records normally end at the first zero byte. A block of zeros in the
+    middle (a damaged disk block) must not hide the records after it: when a record ends after the first zero,
+    the records run to that record's end (finding the last newline is a backwards memory scan).
+    """
+    first = data.find(b"\0")
+    if first < 0:
+        return len(data)
+    last = data.rfind(b"\n")
+    return first if last < first else last + 1
+
+
 def _store_all(data: bytes, store: Callable[[list[dict]], None]) -> int:
-    """Decode and store a segment's records a chunk at a time (a full segment decoded at once is ~50 MB)."""
-    lines = data.split(b"\0", 1)[0].split(b"\n")
+    """Decode and store a segment's records a chunk at a time (a full segment decoded at once is ~50 MB).
+
+    Zeros among the records come out of the lines they fall in: a line they tore is then unreadable and skipped,
+    as a torn last line is, and the records after them are stored."""
+    written = data[: records_end(data)]
+    if b"\0" in written:
+        log.warning("a click log segment has zeros between its records; reading past them")
+        written = written.replace(b"\0", b"")
+    lines = written.split(b"\n")
     stored = 0
     for start in range(0, len(lines), STORE_CHUNK):
         records = decode(lines[start : start + STORE_CHUNK])
@@ -296,7 +317,7 @@ def ingest_orphans(directory: Path, store: Callable[[list[dict]], None], *, spar
             data = os.pread(fd, os.fstat(fd).st_size, 0)
             moved += _store_all(data, store)
             if spares:
-                _recycle(directory, path, fd, len(data.split(b"\0", 1)[0]))
+                _recycle(directory, path, fd, records_end(data))
             else:
                 path.unlink()
         finally:

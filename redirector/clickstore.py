@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
+from pathlib import Path
 
 import orjson
+import psycopg
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from affiliate.models import Click
@@ -53,6 +58,7 @@ _COLUMN_VALUES = itemgetter(*COLUMNS)  # a click's values in COLUMNS order, in o
 _AT = COLUMNS.index("clicked_at")
 MINUTE = timedelta(minutes=1)
 RULES_SECONDS = 30.0
+OFFER_CHUNK = 2000  # records of the rejected file stored at a time
 RETRY_SECONDS = 2.0  # how long refused clicks wait in the click log before the database is asked again
 
 
@@ -466,9 +472,113 @@ class _RuleCache:
 
 
 def decode_click(record: dict) -> ClickRecord:
-    """A click as read from the click log (JSON), with every column present and ``clicked_at`` a datetime."""
+    """A click as read from the click log (JSON), with every column present and ``clicked_at`` a datetime.
+
+    Raises one of RECORD_ERRORS for a record that cannot be a click (a damaged one): ``store_records`` sets it
+    aside."""
     # Every column, None unless the record has it (a record holds click columns only: a LoggedClick).
     click: ClickRecord = dict.fromkeys(COLUMNS)  # type: ignore[assignment]
     click.update(record)
-    click["clicked_at"] = datetime.fromisoformat(record["clicked_at"])
+    clicked_at = datetime.fromisoformat(record["clicked_at"])
+    if clicked_at.utcoffset() is None:
+        raise ValueError("clicked_at has no time zone")
+    click["clicked_at"] = clicked_at
     return click
+
+
+# What a record, not the database, is to blame for: a value the database refuses (too long, of the wrong type, a
+# broken constraint; through SQLAlchemy, or from the driver itself on PostgreSQL's COPY path) or a record that is
+# not a click at all. OperationalError and its kind (the database down, a lock, a missing table) leave the
+# clicks in the click log to be offered again.
+RECORD_ERRORS = (
+    DataError,
+    IntegrityError,
+    sqlite3.DataError,
+    sqlite3.IntegrityError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+)
+REJECTED_NAME = "rejected-clicks.jsonl"
+_LENGTHS = {column.name: column.type.length for column in Click.__table__.columns if getattr(column.type, "length", 0)}
+
+
+def store_records(store: ClickStore, records: list, directory: Path) -> None:
+    """Decode and store click log records, so that one record that cannot be stored never holds up the others.
+
+    A batch the database refuses for a record's sake is stored in halves until the record is alone; that record
+    is stored once more with each text cut to its column's length, and failing that is set aside in
+    ``REJECTED_NAME`` beside the click log, with why, for the operator (``flask ingest-clicks --rejected``
+    offers the file again once the cause is mended). Clicks stored before a failure are skipped when offered
+    again, as after a crash.
+    """
+    clicks = []
+    for record in records:
+        try:
+            clicks.append(decode_click(record))
+        except RECORD_ERRORS as error:
+            set_aside(directory, record, error)
+    if clicks:
+        _store_parts(store, clicks, directory)
+
+
+def _store_parts(store: ClickStore, clicks: list[ClickRecord], directory: Path) -> None:
+    try:
+        store.insert(clicks)
+        return
+    except RECORD_ERRORS as error:
+        failure = error
+    if len(clicks) > 1:
+        half = len(clicks) // 2
+        _store_parts(store, clicks[:half], directory)
+        _store_parts(store, clicks[half:], directory)
+        return
+    fitted = fit_columns(clicks[0])
+    if fitted != clicks[0]:
+        try:
+            store.insert([fitted])
+            log.warning("stored click %s with values cut to their columns' lengths", fitted.get("click_id"))
+            return
+        except RECORD_ERRORS as error:
+            failure = error
+    set_aside(directory, clicks[0], failure)
+
+
+def offer_rejected(store: ClickStore, directory: Path) -> int:
+    """Store the records kept in REJECTED_NAME again; those refused again are set aside in a new file."""
+    path = directory / REJECTED_NAME
+    if not path.exists():
+        return 0
+    offering = path.rename(directory / f"rejected-{os.getpid()}-{os.urandom(4).hex()}.offering")
+    records = [orjson.loads(line)["record"] for line in offering.read_bytes().splitlines() if line.strip()]
+    for start in range(0, len(records), OFFER_CHUNK):
+        store_records(store, records[start : start + OFFER_CHUNK], directory)
+    offering.unlink()
+    return len(records)
+
+
+def fit_columns(click: ClickRecord) -> ClickRecord:
+    """The click with every text cut to its column's length (SQLite stores longer ones; PostgreSQL refuses them)."""
+    fitted = dict(click)
+    for name, length in _LENGTHS.items():
+        value = fitted.get(name)
+        if isinstance(value, str) and len(value) > length:
+            fitted[name] = value[:length]
+    return fitted  # type: ignore[return-value]
+
+
+def set_aside(directory: Path, record: object, error: BaseException) -> None:
+    """Keep a record that cannot be stored, with why, in the click log directory; durable before the segment that
+    held it is recycled."""
+    line = orjson.dumps(
+        {"record": record, "error": f"{type(error).__name__}: {error}"[:2000], "set_aside_at": datetime.now(UTC)},
+        default=str,
+    )
+    with open(directory / REJECTED_NAME, "ab") as rejected:
+        rejected.write(line + b"\n")
+        rejected.flush()
+        os.fsync(rejected.fileno())
+    log.error("set aside a click log record that cannot be stored (%s); it is kept in %s", error, REJECTED_NAME)

@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from affiliate.services import partitions
 from redirector.clicklog import SEALED_PATTERN, ingest_orphans
-from redirector.clickstore import RETRY_SECONDS, ClickStore, attempt_ingest, decode_click
+from redirector.clickstore import RETRY_SECONDS, ClickStore, attempt_ingest, store_records
 from redirector.engines import make_engine
 
 log = logging.getLogger(__name__)
@@ -95,9 +95,9 @@ def serve(settings: dict) -> int:
     window = timedelta(seconds=int(settings["unique_window_seconds"]))
     store = ClickStore(make_engine(settings["database_uri"], immediate=True), window, settings.get("geoip_database"))
 
-    def store_records(records: list[dict]) -> None:
+    def store_in_turn(records: list[dict]) -> None:
         priority.wait_turn()
-        store.insert([decode_click(record) for record in records])
+        store_records(store, records, log_dir)
 
     parent = int(settings.get("parent") or os.getppid())
     database_ok = True
@@ -110,7 +110,7 @@ def serve(settings: dict) -> int:
                 store.make_months_ahead(datetime.now(UTC))
             except SQLAlchemyError:
                 log.exception("could not make the coming months' click partitions; the default partition holds them")
-        moved = attempt_ingest(partial(ingest_orphans, log_dir, store_records), database_ok=database_ok)
+        moved = attempt_ingest(partial(ingest_orphans, log_dir, store_in_turn), database_ok=database_ok)
         database_ok = moved is not None
         if not database_ok:
             time.sleep(RETRY_SECONDS)

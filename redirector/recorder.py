@@ -32,8 +32,8 @@ from functools import partial
 from sqlalchemy.engine import Engine
 
 from redirector.clicklog import ClickLog
-from redirector.clickrecord import ClickRecord, LoggedClick
-from redirector.clickstore import RETRY_SECONDS, ClickStore, attempt_ingest, decode_click
+from redirector.clickrecord import LoggedClick
+from redirector.clickstore import RETRY_SECONDS, ClickStore, attempt_ingest, offer_rejected, store_records
 from redirector.datasync import AioSync, ThreadSync, open_data_sync
 
 log = logging.getLogger(__name__)
@@ -289,9 +289,14 @@ class ClickRecorder:
             self.database_ok = moved is not None
             return moved or 0
 
+    def offer_rejected(self) -> int:
+        """Offer the records set aside in the click log directory again; return how many were offered (those
+        refused again are set aside anew)."""
+        with self._ingest_lock:
+            return attempt_ingest(partial(offer_rejected, self.store, self.log.directory), database_ok=True) or 0
+
     def _store_records(self, records: list[dict]) -> None:
-        clicks: list[ClickRecord] = [decode_click(record) for record in records]
-        self.store.insert(clicks)
+        store_records(self.store, records, self.log.directory)
 
 
 class _LoopQueue:
