@@ -15,7 +15,9 @@ CURRENCIES = (
     "KWD", "BHD", "OMR", "JOD",
 )  # fmt: skip
 
-_AMOUNT = re.compile(r"([0-9]{1,16})(?:\.([0-9]{1,18}))?", re.ASCII)
+# Commas only between groups of three digits ("1,234.50"): "0,50" or "9,9" is a decimal comma, which would
+# otherwise be read as 50.00 or 99.00, and is refused rather than guessed.
+_AMOUNT = re.compile(r"((?:[0-9]{1,3}(?:,[0-9]{3})+)|[0-9]{1,16})(?:\.([0-9]{1,18}))?", re.ASCII)
 MAX_CENTS = 10**13  # 100 billion in a two-decimal currency: beyond any real payout
 
 
@@ -34,10 +36,12 @@ def parse_amount(text: str, currency: str) -> int:
     places than the currency has is an error rather than a silent rounding, except
     trailing zeros ("10.500" is 10.50).
     """
-    match = _AMOUNT.fullmatch((text or "").strip().replace(",", ""))
+    match = _AMOUNT.fullmatch((text or "").strip())
     if match is None:
-        raise InvalidAmount("Enter an amount such as 50.00.")
-    whole, fraction = match.group(1), (match.group(2) or "").rstrip("0")
+        raise InvalidAmount("Enter an amount such as 50.00 (a dot before the decimals; commas only between thousands).")
+    whole, fraction = match.group(1).replace(",", ""), (match.group(2) or "").rstrip("0")
+    if len(whole) > 16:
+        raise InvalidAmount("The amount is too large.")
     digits = minor_digits(currency)
     if len(fraction) > digits:
         raise InvalidAmount(f"{currency} amounts have at most {digits} decimal places.")

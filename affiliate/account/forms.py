@@ -7,6 +7,7 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
 from affiliate.forms import Form
 from affiliate.models import PayoutMethod
+from affiliate.services.exports import neutralise
 from affiliate.validators import options, web_url
 
 
@@ -41,6 +42,13 @@ class PayoutForm(Form):
         method = self.method.data
         if method in (PayoutMethod.PAYPAL, PayoutMethod.WISE) and not self.email.data:
             self.email.errors.append("Enter the email address of your PayPal or Wise account.")
+            valid = False
+        elif method in (PayoutMethod.PAYPAL, PayoutMethod.WISE) and neutralise(self.email.data) != self.email.data:
+            # A payout file would have to carry it with a quote before it (spreadsheets run such text), and the
+            # provider would be told to pay another address.
+            self.email.errors.append(
+                "An address starting with -, +, = or @ cannot go into a payout file as it is; use another address."
+            )
             valid = False
         if method == PayoutMethod.BANK:
             if not (self.account_name.data or "").strip():

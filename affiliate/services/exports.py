@@ -123,8 +123,15 @@ def _bank_row(line: PayoutLine) -> list[Cell]:
 
 
 def _has_email(line: PayoutLine) -> bool:
+    """An address the provider can be given exactly: one a spreadsheet would read as a formula (``-sales@...`` is a
+    valid address) would have to be written with a quote before it, and the provider would pay another address;
+    the payout details form refuses such addresses, and a file never carries one altered."""
     local, at, domain = line.destination.partition("@")
-    return bool(local and at and "." in domain) and not any(ch.isspace() for ch in line.destination)
+    return (
+        bool(local and at and "." in domain)
+        and not any(ch.isspace() for ch in line.destination)
+        and neutralise(line.destination) == line.destination
+    )
 
 
 def _has_iban(line: PayoutLine) -> bool:

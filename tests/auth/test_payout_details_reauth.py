@@ -62,3 +62,14 @@ def test_a_fresh_login_changes_payout_details_directly(app):
     token = csrf_token(client.get("/account/payout").get_data(as_text=True))
     assert post_payout(client, token).status_code == 302
     assert payout_method(app, alice.id) == "bank"
+
+
+def test_a_payout_address_a_spreadsheet_would_run_is_a_form_error(app):
+    """It could not go into a payout file as it is (docs/payouts.md), so it is refused where it is typed."""
+    alice, client = signed_in(app)
+    token = csrf_token(client.get("/account/payout").get_data(as_text=True))
+    refused = client.post(
+        "/account/payout", data={"method": "paypal", "email": "-sales@example.com", "csrf_token": token}
+    )
+    assert refused.status_code == 200 and "cannot go into a payout file" in refused.get_data(as_text=True)
+    assert payout_method(app, alice.id) is None

@@ -93,6 +93,19 @@ def test_each_file_takes_only_its_method_and_refuses_unusable_details():
         payout_file("paypal", broken)
 
 
+@pytest.mark.parametrize("address", ["-sales@example.com", "+shop@example.com", "=team@example.com"])
+def test_a_payout_address_a_spreadsheet_would_run_is_refused_never_altered(address):
+    """A valid address starting like a formula would have to be written with a quote before it, and the provider
+    would be told to pay an address that is not the affiliate's: the file names the payout instead."""
+    lines = [PayoutLine(1, 3, "Alice", "paypal", "alice@example.com", 1234, "USD")]
+    lines.append(PayoutLine(2, 3, "Sam", "paypal", address, 500, "USD"))
+    with pytest.raises(ExportError, match=r"#2 \(Sam\)"):
+        payout_file("paypal", lines)
+    lines[1] = PayoutLine(2, 3, "Sam", "wise", address, 500, "USD")
+    with pytest.raises(ExportError, match=r"#2 \(Sam\)"):
+        payout_file("wise", lines)
+
+
 def test_floats_never_reach_a_money_file():
     with pytest.raises(TypeError):
         write_csv([[12.34]])

@@ -29,6 +29,7 @@ THREE_DECIMAL = {"KWD", "BHD", "OMR", "JOD"}  # ISO 4217 dinars: 1,000 fils
         (" 12.30 ", "USD", 1230),
         ("100", "JPY", 100),
         ("1,000", "JPY", 1000),
+        ("12,345,678.90", "USD", 1234567890),
         ("100.0", "JPY", 100),
         ("10.500", "USD", 1050),
         ("100.000", "JPY", 100),
@@ -42,7 +43,30 @@ def test_amount_is_parsed_to_minor_units(text, currency, cents):
 
 @pytest.mark.parametrize(
     "text",
-    ["1e3", "1E3", "1e-2", "1.5e1", "+5", "-0", "-0.00", "1_000", "\u0661\u0662\u0663", "\uff15\uff10", "5O.00"],
+    [
+        "1e3",
+        "1E3",
+        "1e-2",
+        "1.5e1",
+        "+5",
+        "-0",
+        "-0.00",
+        "1_000",
+        "\u0661\u0662\u0663",
+        "\uff15\uff10",
+        "5O.00",
+        # A decimal comma is refused, not read as thousands: "0,50" was taken for 50.00.
+        "0,50",
+        "9,9",
+        "1,5",
+        ",,,7",
+        "50,00",
+        "1,23,456",
+        "1,2345",
+        "12,",
+        ",5",
+        "1,000,00",
+    ],
 )
 def test_only_plain_ascii_decimal_notation_is_accepted(text):
     with pytest.raises(InvalidAmount):
@@ -158,6 +182,8 @@ def exact_cents(text: str, currency: str) -> int | None:
     """Reference answer in exact fractions, or None where the documented rules refuse the text."""
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text.replace(",", "")):
         return None
+    if "," in text and not re.fullmatch(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?", text):
+        return None  # commas only between groups of three: anything else may be a decimal comma
     digits = 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2
     value = Fraction(text.replace(",", "")) * 10**digits
     if value.denominator != 1 or value > MAX_CENTS:
