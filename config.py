@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+MAX_RETENTION_DAYS = 36_500  # a century: longer is "keep" (0), and dates that far back overflow
 
 
 def env_str(name: str, default: str | None = None) -> str | None:
@@ -228,8 +229,11 @@ class Config:
         if config.get("DEMO_SHOP_API_TIMEOUT_SECONDS", 10) < 1:
             raise SystemExit("clicktrail: DEMO_SHOP_API_TIMEOUT_SECONDS must be at least 1")
         for name in ("CLICK_RETENTION_DAYS", "CLICK_IP_DAYS", "CLICK_USER_AGENT_DAYS"):
-            if config.get(name, 0) < 0:
-                raise SystemExit(f"clicktrail: {name} must be 0 (keep) or a number of days, got {config.get(name)}")
+            if not 0 <= config.get(name, 0) <= MAX_RETENTION_DAYS:
+                raise SystemExit(
+                    f"clicktrail: {name} must be 0 (keep) or a number of days up to {MAX_RETENTION_DAYS}, "
+                    f"got {config.get(name)}"
+                )
         if config.get("SMTP_TLS", "starttls") not in ("starttls", "ssl", "none"):
             raise SystemExit(f"clicktrail: SMTP_TLS must be starttls, ssl or none, got {config.get('SMTP_TLS')!r}")
         config["ADJUSTMENT_APPROVAL_THRESHOLDS"] = adjustment_thresholds(

@@ -266,7 +266,8 @@ def purge_clicks(dry_run: bool) -> None:
     if limits.purge_before and policy.retention_days < limits.floor_days:
         click.echo(
             f"Raw clicks are kept {limits.floor_days} days, not {policy.retention_days}: a program's "
-            "attribution window (or fraud screening's history) still needs them."
+            "attribution window (a back-dated sale looks one window further back), or fraud screening's history, "
+            "still needs them."
         )
     if limits.ip_before and policy.ip_days < limits.floor_days:
         click.echo(

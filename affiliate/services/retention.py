@@ -24,7 +24,7 @@ caller commits), so the ingester is never held up for long, and every row is rea
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from affiliate.models import Click, Conversion, Program, Referral, RollupState
 from affiliate.services.rollups import STATE_ID
 from affiliate.services.screening import HISTORY_DAYS
+from config import MAX_RETENTION_DAYS
 
 MODES = ("truncate", "drop")
 WINDOW = 10_000  # click ids per transaction
@@ -76,9 +77,19 @@ class Counts:
 
 
 def cutoffs(session: Session, policy: Policy, *, now: datetime) -> Cutoffs:
-    """When each kind of data becomes old, with the purge held back to the longest attribution window."""
+    """When each kind of data becomes old, held back for as long as a conversion may still be credited to a click.
+
+    That is two of the longest attribution windows: a merchant may report a sale up to one window after it
+    happened (back-dated), and that sale is credited to a click up to one window before it.
+    """
     longest = session.scalar(select(func.max(Program.attribution_window_days))) or 0
-    floor_days = max(longest, HISTORY_DAYS)
+    floor_days = max(2 * longest, HISTORY_DAYS)
+    policy = replace(
+        policy,
+        retention_days=min(policy.retention_days, MAX_RETENTION_DAYS),
+        ip_days=min(policy.ip_days, MAX_RETENTION_DAYS),
+        user_agent_days=min(policy.user_agent_days, MAX_RETENTION_DAYS),
+    )
     purge_before = None
     if policy.retention_days:
         midnight = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)

@@ -84,7 +84,10 @@ def test_the_defaults_blur_and_purge_on_schedule(app):
     assert jobs.run_retention(app, clock=clock).user_agents == 1
     assert _clicks(app)[fresh["click_id"]] == ("81.2.69.5", "Mozilla/5.0")
 
-    clock.now = start + timedelta(days=40)  # the two-day-old clicks are now 42 days old
+    clock.now = start + timedelta(days=40)  # 42 days old: a sale back-dated 25 days may still be credited to them
+    jobs.run_retention(app, clock=clock)
+    assert yesterday["click_id"] in _clicks(app) and fresh["click_id"] in _clicks(app)
+    clock.now = start + timedelta(days=62)  # every click is now past two windows (the fresh one, 62 days old)
     jobs.run_retention(app, clock=clock)
     clicks = _clicks(app)
     assert yesterday["click_id"] not in clicks and fresh["click_id"] not in clicks
@@ -102,8 +105,31 @@ def test_a_long_attribution_window_keeps_ips_and_clicks_as_long(app):
         store.insert([record])
     jobs.run_retention(app, clock=Clock(start))
     assert _clicks(app)[record["click_id"]] == ("81.2.69.9", "Mozilla/5.0"), "a conversion may still come"
-    jobs.run_retention(app, clock=Clock(start + timedelta(days=31)))
+    jobs.run_retention(app, clock=Clock(start + timedelta(days=110)))
+    assert _clicks(app)[record["click_id"]] == ("81.2.69.9", "Mozilla/5.0"), "a sale back-dated by the window may come"
+    jobs.run_retention(app, clock=Clock(start + timedelta(days=121)))
     assert record["click_id"] not in _clicks(app)
+
+
+def test_a_sale_back_dated_within_the_window_is_still_credited_to_its_click_after_a_purge(app):
+    """The API takes a sale up to one window after it happened, and attribution looks one window before the sale:
+    a click two windows old minus a day is still money's evidence, so the purge keeps it."""
+    from tests.api.helpers import make_merchant
+
+    app.config["RETENTION_JOBS_SECONDS"] = 3600
+    admin = make_admin(app)
+    alice = make_affiliate(app)
+    program = make_program(app, admin, attribution_window_days=30)
+    link = make_link(app, alice, program)
+    start = utcnow()
+    record = click_record(link, start - timedelta(days=40), ip="81.2.69.9", user_agent=AGENT)
+    with store_for(app) as store:
+        store.insert([record])
+    jobs.run_retention(app, clock=Clock(start))
+    occurred = (start - timedelta(days=25)).isoformat()
+    answer = make_merchant(app, program, admin).sale("late-1", 5000, click_id=record["click_id"], occurred_at=occurred)
+    assert answer.status_code == 201
+    assert answer.get_json()["conversion"]["attribution"]["affiliate_id"] == alice.id
 
 
 def test_only_one_process_runs_a_round_and_settings_of_zero_keep_everything(app):
@@ -158,3 +184,19 @@ def test_a_purge_window_finds_money_s_clicks_through_their_indexes(app):
                 plans += [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
         assert any("conversions" in step for step in plans), plans
         assert not [step for step in plans if step.startswith(("SCAN conversions", "SCAN referrals"))], plans
+
+
+def test_retention_settings_past_a_century_are_refused_at_start_and_never_overflow_a_round(app, runner):
+    from config import DevelopmentConfig
+
+    for name in ("CLICK_RETENTION_DAYS", "CLICK_IP_DAYS", "CLICK_USER_AGENT_DAYS"):
+        config = {**DevelopmentConfig.as_dict(), name: 3_000_000}
+        with pytest.raises(SystemExit, match=name):
+            DevelopmentConfig.resolve(config)
+    link = make_link(app, make_affiliate(app), make_program(app, make_admin(app)))
+    with store_for(app) as store:
+        store.insert([click_record(link, utcnow() - timedelta(days=100), ip="81.2.69.9", user_agent=AGENT)])
+    app.config.update(CLICK_RETENTION_DAYS=3_000_000, CLICK_IP_DAYS=999_999_999_999, CLICK_USER_AGENT_DAYS=800_000)
+    result = runner.invoke(args=["purge-clicks"])
+    assert result.exit_code == 0, result.output
+    assert len(_clicks(app)) == 1, "kept: a century is as good as for ever here"
