@@ -120,7 +120,7 @@ def test_purging_drops_whole_months_and_keeps_the_clicks_money_points_at(on_post
             ),
             now=old[0]["clicked_at"] + timedelta(hours=1),
         )
-        program.attribution_window_days = 30
+        program.attribution_window_days = 15  # two windows are within the 31 days retention keeps
         db.session.commit()
     rollups_before, oids_before = stored_rollups(app), _oids(app)
     app.config["CLICK_RETENTION_DAYS"] = 31

@@ -99,7 +99,7 @@ def _report(app, alice, start, end) -> dict[str, str]:
 
 
 def test_purge_keeps_money_evidence_and_every_rollup(app, runner, aged):
-    app.config["CLICK_RETENTION_DAYS"] = 40
+    app.config["CLICK_RETENTION_DAYS"] = 70  # past two of the program's 30-day windows
     before_ids, before_rollups = _click_ids(app), stored_rollups(app)
     old_days = tuple((aged["now"] - timedelta(days=days)).date().isoformat() for days in (101, 99))
     report_before = _report(app, aged["alice"], *old_days)
@@ -120,7 +120,7 @@ def test_purge_keeps_money_evidence_and_every_rollup(app, runner, aged):
     assert _report(app, aged["alice"], *old_days) == report_before, "reports read rollups, not raw clicks"
     with app.app_context():
         purged_before = db.session.scalar(select(RollupState.purged_before))
-        assert purged_before == (aged["now"] - timedelta(days=40)).date()
+        assert purged_before == (aged["now"] - timedelta(days=70)).date()
         assert db.session.scalar(select(RollupState.lease_holder)) is None
 
     # A rebuild now recounts only the days whose raw clicks are all there, and keeps the rest.
@@ -138,7 +138,7 @@ def test_purge_never_deletes_clicks_an_attribution_window_may_still_need(app, ru
         db.session.commit()
     result = runner.invoke(args=["purge-clicks"])
     assert result.exit_code == 0, result.output
-    assert "Raw clicks are kept 120 days, not 5" in result.output and "Deleted 0 raw clicks" in result.output
+    assert "Raw clicks are kept 240 days, not 5" in result.output and "Deleted 0 raw clicks" in result.output
     assert len(_click_ids(app)) == 9
 
 
