@@ -82,6 +82,7 @@ def receive(session: Session, program: Program, event: dict, *, now: datetime) -
     _handle(session, program, row, event, now)
     if row.status == RECORDED:
         _take_up_waiting(session, program, _customer(event), now)
+        _take_up_waiting(session, program, _payment_intent(event), now)
     return row
 
 
@@ -183,7 +184,8 @@ def _invoice(session: Session, program: Program, invoice: dict, at: datetime, no
     if amount == 0:
         raise Outcome(IGNORED, "Nothing was paid (a trial or a fully discounted invoice).")
     invoice_id = _object_id(invoice)
-    _unless_paid_already(session, program, _text(invoice.get("payment_intent")))
+    payment_intent, charge = _invoice_payment(invoice)
+    _unless_paid_already(session, program, payment_intent)
     report = ConversionRequest(
         type=ConversionType.SALE,
         order_id=invoice_id,
@@ -204,8 +206,8 @@ def _invoice(session: Session, program: Program, invoice: dict, at: datetime, no
             program_id=program.id,
             order_id=invoice_id,
             invoice=invoice_id,
-            payment_intent=_text(invoice.get("payment_intent")),
-            charge=_text(invoice.get("charge")),
+            payment_intent=payment_intent,
+            charge=charge,
             amount_cents=amount,
         )
     )
@@ -222,11 +224,19 @@ def _refund(session: Session, program: Program, charge: dict, at: datetime, now:
     payment = matches and session.scalar(
         select(StripePayment).where(StripePayment.program_id == program.id, or_(*matches)).limit(1)
     )
+    customer = _text(charge.get("customer"))
+    if not payment and customer:
+        payment = _invoice_paid_by(session, program, customer, charge)
     if not payment:
-        customer = _text(charge.get("customer"))
-        if customer:
-            raise Outcome(WAITING, "Waiting for the sale this charge paid.", waiting_for=customer)
+        # Stripe sends events in no fixed order: the refund may come before the checkout or invoice it refunds.
+        # It waits for them, on the customer, or (a guest checkout, Checkout's default in payment mode, names
+        # none) on the payment intent.
+        waiting_for = customer or keys["payment_intent"]
+        if waiting_for:
+            raise Outcome(WAITING, "Waiting for the sale this charge paid.", waiting_for=waiting_for)
         raise Outcome(IGNORED, "The charge paid no referred sale.")
+    if not payment.payment_intent and keys["payment_intent"]:
+        payment.payment_intent = keys["payment_intent"]
     if not payment.charge and keys["charge"]:
         payment.charge = keys["charge"]
     sale = session.scalar(
@@ -253,6 +263,42 @@ def _refund(session: Session, program: Program, charge: dict, at: datetime, now:
         occurred_at=at,
     )
     return record_refund(session, program, report, now=now).conversion.id
+
+
+def _invoice_paid_by(session: Session, program: Program, customer: str, charge: dict) -> StripePayment | None:
+    """The customer's invoice this charge paid, when the events cannot say which: API versions from 2025
+    (basil) name neither the charge nor the payment intent on an invoice, nor the invoice on a charge. Only an
+    invoice recorded without either, of the customer and of the charge's amount, and only when exactly one is,
+    so a refund never lands on another payment."""
+    found = session.scalars(
+        select(StripePayment)
+        .join(
+            Conversion,
+            (Conversion.program_id == StripePayment.program_id) & (Conversion.order_id == StripePayment.order_id),
+        )
+        .where(
+            StripePayment.program_id == program.id,
+            StripePayment.invoice.is_not(None),
+            StripePayment.payment_intent.is_(None),
+            StripePayment.charge.is_(None),
+            StripePayment.amount_cents == _amount(charge.get("amount")),
+            Conversion.type == ConversionType.SALE,
+            Conversion.customer_external_id == customer,
+        )
+        .limit(2)
+    ).all()
+    return found[0] if len(found) == 1 else None
+
+
+def _invoice_payment(invoice: dict) -> tuple[str | None, str | None]:
+    """The payment intent and charge that paid an invoice: on the invoice in older API versions; from 2025
+    (basil) under ``payments`` when the event carries them."""
+    payment_intent, charge = _text(invoice.get("payment_intent")), _text(invoice.get("charge"))
+    for entry in _object(invoice.get("payments")).get("data") or []:
+        paid = _object(_object(entry).get("payment"))
+        payment_intent = payment_intent or _text(paid.get("payment_intent"))
+        charge = charge or _text(paid.get("charge"))
+    return payment_intent, charge
 
 
 def _refund_key(charge: str | None, total: int) -> str:
@@ -325,6 +371,12 @@ def _coupon(session: Session, program: Program, checkout: dict) -> str | None:
 
 def _customer(event: dict) -> str | None:
     return _text(event["data"]["object"].get("customer"))
+
+
+def _payment_intent(event: dict) -> str | None:
+    """The payment intent an event's checkout or invoice was paid by, which a guest's refund may wait on."""
+    obj = event["data"]["object"]
+    return _invoice_payment(obj)[0] if obj.get("object") == "invoice" else _text(obj.get("payment_intent"))
 
 
 def _subscription(invoice: dict) -> str | None:

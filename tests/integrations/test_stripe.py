@@ -574,3 +574,63 @@ def test_payments_past_32_bits_and_refunds_of_the_longest_charge_ids_are_recorde
         2_500_000_000,
         3_000_000_000,
     ]
+
+
+def basil(invoice_object: dict, *, payments: list[dict] | None = None) -> dict:
+    """An invoice as API versions from 2025 (basil) send it: no charge, payment intent or subscription on it (the
+    subscription under parent.subscription_details), the payments listed under ``payments`` when included."""
+    shaped = {key: value for key, value in invoice_object.items() if key not in ("charge", "payment_intent", "paid")}
+    subscription = shaped.pop("subscription")
+    shaped["parent"] = {"type": "subscription_details", "subscription_details": {"subscription": subscription}}
+    if payments is not None:
+        shaped["payments"] = {"object": "list", "data": payments}
+    return shaped
+
+
+@pytest.mark.parametrize("with_payments", [False, True], ids=["bare", "payments-listed"])
+def test_a_refund_of_a_subscription_payment_in_the_2025_shape_reverses_its_sale(app, redirector, shop, with_payments):
+    """Basil's charges name no invoice and its invoices name no charge: the refund still finds the sale it
+    refunds, by the payments the invoice lists, or by the customer's one invoice of that amount."""
+    click_id = clicked(redirector, shop["link"].code)
+    start = int(time.time()) + 1
+    payments = [{"object": "invoice_payment", "payment": {"type": "payment_intent", "payment_intent": "pi_b1"}}]
+    first = basil(
+        invoice("in_b1", amount=3000, reason="subscription_create"), payments=payments if with_payments else None
+    )
+    refunded = charge("ch_b1", amount=3000, refunded=3000, payment_intent="pi_b1")
+    del refunded["invoice"]
+    outcomes = deliver(
+        app,
+        shop["program"].id,
+        event(
+            "checkout.session.completed",
+            checkout("cs_b", mode="subscription", amount=3000, reference=click_id, subscription="sub_1"),
+            created=start,
+        ),
+        event("invoice.paid", first, created=start + 1),
+        event("charge.refunded", refunded, created=start + 2),
+    )
+    assert outcomes == ["recorded", "recorded", "recorded"]
+    assert sales_and_refunds(app) == [
+        ("sale", "in_b1", 3000, shop["alice"].id),
+        ("refund", "in_b1", 3000, shop["alice"].id),
+    ]
+    assert earned(app, shop["alice"].id) == 0
+
+
+def test_a_guests_refund_before_its_checkout_waits_for_it(app, redirector, shop):
+    """Checkout in payment mode makes no Stripe customer by default: a refund that comes first names none, so it
+    waits on its payment intent, and is recorded when the checkout is."""
+    click_id = clicked(redirector, shop["link"].code)
+    start = int(time.time()) + 1
+    refunded = charge("ch_g", amount=1000, refunded=1000, payment_intent="pi_g", customer=None)
+    assert deliver(app, shop["program"].id, event("charge.refunded", refunded, created=start + 2)) == ["waiting"]
+    completed = checkout("cs_g", mode="payment", amount=1000, reference=click_id, payment_intent="pi_g", customer=None)
+    assert deliver(app, shop["program"].id, event("checkout.session.completed", completed, created=start)) == [
+        "recorded"
+    ]
+    assert sales_and_refunds(app) == [
+        ("sale", "pi_g", 1000, shop["alice"].id),
+        ("refund", "pi_g", 1000, shop["alice"].id),
+    ]
+    assert earned(app, shop["alice"].id) == 0
