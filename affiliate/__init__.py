@@ -13,13 +13,20 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Portal(Flask):
-    """Flask, with each request's work run again when PostgreSQL ends its transaction to break a deadlock
-    (affiliate.database.retrying): the loser kept nothing, so the person sees their action done, not a 500."""
+    """Flask, with each request's work run again when it failed for a reason the person has nothing to do with:
+    PostgreSQL ended its transaction to break a deadlock (affiliate.database.retrying: the loser kept nothing), or
+    a report's reads failed on the replica, now passed over for the primary (affiliate.replica)."""
 
     def dispatch_request(self):
+        from affiliate import replica
         from affiliate.database import retrying
         from affiliate.extensions import db
 
+        try:
+            return retrying(db.session, super().dispatch_request)
+        except Exception:
+            if not replica.failed_over():
+                raise
         return retrying(db.session, super().dispatch_request)
 
 

@@ -6,9 +6,13 @@ still be honest, so the replica is used only while its lag stays within ``REPLIC
 
 - lag is zero when the replica has replayed everything the primary has written (their WAL positions
   agree), else the time since the last transaction it replayed;
-- a replica that is missing, refuses connections or lags more is passed over for the primary, and
-  looked at again after ``REPLICA_CHECK_SECONDS``, so a failing replica costs one failed connection
-  per interval, not one per page.
+- a replica that is missing, refuses connections, lags more or holds another schema than the primary (its
+  migration differs: a replica of another database) is passed over for the primary, and looked at again
+  after ``REPLICA_CHECK_SECONDS``, so a failing replica costs one failed connection per interval, not one
+  per page;
+- a replica that fails between two checks (stopped, restarted, a query refused) fails the page's query on it:
+  the replica is passed over from then on, and the page is drawn again on the primary
+  (``affiliate.Portal.dispatch_request``), so the person sees the report, not a 500.
 
 Money pages, payout files and everything that writes always use the primary; only the views that
 call ``reading_session()`` read the replica.
@@ -21,8 +25,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from flask import Flask, current_app, g
-from sqlalchemy import create_engine, text
+from flask import Flask, current_app, g, has_app_context
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -32,6 +36,7 @@ from affiliate.extensions import db
 
 log = logging.getLogger(__name__)
 EXTENSION = "clicktrail_replica"
+SCHEMA_VERSION = "SELECT version_num FROM alembic_version"
 
 
 @dataclass
@@ -57,7 +62,7 @@ class Replica:
         self.max_lag = max_lag_seconds
         self.check_seconds = check_seconds
         self._choice = Choice(False, 0.0, "not checked yet")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a failed check reports itself (mark_down) while the check holds it
 
     def choice(self, primary: Engine, clock=time.monotonic) -> Choice:
         """The current judgement, looked at again once it is ``check_seconds`` old."""
@@ -70,10 +75,17 @@ class Replica:
             self._choice = Choice(use, clock() + self.check_seconds, reason)
             return self._choice
 
+    def mark_down(self, reason: str, clock=time.monotonic) -> None:
+        """Pass the replica over until the next check: a query on it failed."""
+        with self._lock:
+            self._choice = Choice(False, clock() + self.check_seconds, reason)
+        log.warning("reports read the primary: %s", reason)
+
     def _judge(self, primary: Engine) -> tuple[bool, str]:
         try:
             with primary.connect() as conn:
                 written = conn.scalar(text("SELECT pg_current_wal_lsn()"))
+                schema = conn.scalar(text(SCHEMA_VERSION))
             with self.engine.connect() as conn:
                 row = conn.execute(
                     text(
@@ -82,11 +94,14 @@ class Replica:
                     ),
                     {"written": written},
                 ).one()
+                replica_schema = conn.scalar(text(SCHEMA_VERSION))
         except SQLAlchemyError as error:
-            return False, f"the replica cannot be reached ({type(error).__name__})"
+            return False, f"the replica cannot be reached or read ({type(error).__name__})"
         in_recovery, behind_bytes, since_replay = row
         if not in_recovery:
             return False, "DATABASE_REPLICA_URL is not a replica (it is not in recovery)"
+        if replica_schema != schema:
+            return False, f"the replica's schema is at migration {replica_schema}, the primary's at {schema}"
         if behind_bytes is not None and behind_bytes <= 0:
             return True, "caught up"
         lag = float(since_replay) if since_replay is not None else float("inf")
@@ -102,9 +117,15 @@ def init_app(app: Flask) -> None:
         return
     if not url.startswith("postgresql"):
         raise SystemExit("clicktrail: DATABASE_REPLICA_URL must be a PostgreSQL streaming replica")
-    app.extensions[EXTENSION] = Replica(
-        url, float(app.config["REPLICA_MAX_LAG_SECONDS"]), float(app.config["REPLICA_CHECK_SECONDS"])
-    )
+    replica = Replica(url, float(app.config["REPLICA_MAX_LAG_SECONDS"]), float(app.config["REPLICA_CHECK_SECONDS"]))
+    app.extensions[EXTENSION] = replica
+
+    @event.listens_for(replica.engine, "handle_error")
+    def failed(context) -> None:
+        replica.mark_down(f"a query failed on the replica ({type(context.original_exception).__name__})")
+        if has_app_context():
+            g.replica_failed = True
+
     app.teardown_appcontext(_close)
 
 
@@ -117,6 +138,18 @@ def reading_session() -> Session:
         choice = replica.choice(db.engine)
         g.replica_session = Session(replica.engine) if choice.use_replica else None
     return g.replica_session or db.session
+
+
+def failed_over() -> bool:
+    """Whether this request's reads failed on the replica (which is now passed over): the caller may draw the page
+    again, and reading_session() then gives the primary's session."""
+    if not g.pop("replica_failed", False):
+        return False
+    session = g.pop("replica_session", None)
+    if session is not None:
+        session.close()
+    db.session.rollback()
+    return True
 
 
 def _close(exception: BaseException | None) -> None:

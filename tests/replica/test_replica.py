@@ -124,3 +124,48 @@ def test_the_report_pages_and_their_csv_read_the_replica(pair, site):
 
     app.extensions[EXTENSION].max_lag = 0
     assert figures(client.get("/partner/reports/").get_data(as_text=True))["raw"] == "7", "the primary, once it lags"
+
+
+def test_a_replica_that_fails_between_checks_costs_the_page_nothing(pair, site):
+    """Stopped right after a good check, the replica fails the page's query: the page is drawn on the primary,
+    and the replica is passed over until the next check. A replica of a database without our schema is never
+    read (its migration is not the primary's)."""
+    app, link = site
+    _clicks(app, link, 4)
+    pair.caught_up()
+    with app.app_context():
+        affiliate = db.session.get(User, link.affiliate_id)
+    client = signed_in(app, affiliate)
+    replica = app.extensions[EXTENSION]
+    assert figures(client.get("/partner/reports/").get_data(as_text=True))["raw"] == "4"
+    replica.check_seconds = 3600  # judged good now, and not looked at again before the next pages
+    assert replica.choice(_primary(app)).use_replica
+    pair.replica.stop()
+    try:
+        page = client.get("/partner/reports/")
+        assert page.status_code == 200 and figures(page.get_data(as_text=True))["raw"] == "4"
+        assert client.get("/partner/reports/day.csv").status_code == 200
+        assert not replica.choice(_primary(app)).use_replica
+    finally:
+        pair.replica.start("-c hot_standby=on", "-c fsync=off")
+    pair.caught_up()
+
+    pair.primary.sql("CREATE DATABASE unmigrated")
+    pair.caught_up()
+    other = build_app(
+        app.config["SQLALCHEMY_DATABASE_URI"],
+        DATABASE_REPLICA_URL=pair.replica.url("unmigrated").replace("postgresql://", "postgresql+psycopg://"),
+    )
+    try:
+        assert _counted(other) == (4, False), "a replica without the primary's schema is not read"
+        choice = other.extensions[EXTENSION].choice(_primary(other))
+        assert not choice.use_replica and "cannot be reached or read" in choice.reason
+    finally:
+        other.extensions[EXTENSION].engine.dispose()
+        dispose(other)
+        pair.primary.sql("DROP DATABASE unmigrated")
+
+
+def _primary(app):
+    with app.app_context():
+        return db.engine
