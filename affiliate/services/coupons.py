@@ -142,7 +142,7 @@ def create(
         code=code,
         code_key=fold(code),
         discount_text=_discount(settings.discount_text),
-        stripe_promotion_code=_promotion(settings.stripe_promotion_code),
+        stripe_promotion_code=_promotion_free(session, program.id, _promotion(settings.stripe_promotion_code)),
         status=CouponStatus.REQUESTED if requested else CouponStatus.ACTIVE,
         group_id=group_id,
         created_by_id=actor.id,
@@ -168,7 +168,9 @@ def update(
 ) -> None:
     before = _shown(coupon)
     coupon.discount_text = _discount(discount_text)
-    coupon.stripe_promotion_code = _promotion(stripe_promotion_code)
+    coupon.stripe_promotion_code = _promotion_free(
+        session, coupon.program_id, _promotion(stripe_promotion_code), but=coupon.id
+    )
     _audit(session, actor, "coupon.changed", coupon, before, now)
 
 
@@ -264,6 +266,24 @@ def _promotion(code: str | None) -> str | None:
     if code and not PROMOTION_CODE.fullmatch(code):
         raise CouponError("A Stripe promotion code id looks like promo_1Q2w3E4r (from the Stripe dashboard).")
     return code or None
+
+
+def _promotion_free(session: Session, program_id: int, promotion: str | None, *, but: int | None = None) -> str | None:
+    """A Stripe promotion code names one affiliate: a checkout using it credits that coupon's affiliate, so a second
+    live coupon (active or requested) with the same code is refused rather than left to decide by its age."""
+    if promotion is None:
+        return None
+    taken = session.scalar(
+        select(Coupon.code).where(
+            Coupon.program_id == program_id,
+            Coupon.stripe_promotion_code == promotion,
+            Coupon.status.in_((CouponStatus.ACTIVE, CouponStatus.REQUESTED)),
+            Coupon.id != (but or 0),
+        )
+    )
+    if taken is not None:
+        raise CouponError(f"The Stripe promotion code {promotion} is already the coupon {taken}'s in this program.")
+    return promotion
 
 
 def _shown(coupon: Coupon) -> dict:

@@ -274,3 +274,26 @@ def test_a_paused_program_records_conversions_and_credits_no_one_until_it_is_res
         db.session.commit()
     resumed = shop["merchant"].sale("resumed-1", 4000, coupon="ALICE10", click_id=click_id)
     assert resumed.get_json()["conversion"]["attribution"]["affiliate_id"] == shop["alice"].id
+
+
+def test_a_stripe_promotion_code_belongs_to_one_live_coupon(app, shop):
+    """A checkout using the promotion code credits its coupon's affiliate: two live coupons with one code would
+    leave the newest to take every sale. A retired coupon's code may be given to another."""
+    add_coupon(app, shop["program"], shop["alice"], shop["admin"], "ALICE15", stripe_promotion_code="promo_SPRING")
+    with pytest.raises(coupons.CouponError, match="already the coupon ALICE15"):
+        add_coupon(app, shop["program"], shop["bob"], shop["admin"], "BOB10", stripe_promotion_code="promo_SPRING")
+    bob10 = add_coupon(app, shop["program"], shop["bob"], shop["admin"], "BOB10")
+    with app.app_context():
+        admin = db.session.get(User, shop["admin"].id)
+        with pytest.raises(coupons.CouponError, match="already the coupon ALICE15"):
+            coupons.update(db.session, db.session.get(Coupon, bob10.id), discount_text=None,
+                           stripe_promotion_code="promo_SPRING", actor=admin, now=utcnow())  # fmt: skip
+        db.session.rollback()
+        alice15 = db.session.scalar(select(Coupon).where(Coupon.code == "ALICE15"))
+        coupons.retire(db.session, alice15, actor=admin, now=utcnow())
+        coupons.update(db.session, db.session.get(Coupon, bob10.id), discount_text=None,
+                       stripe_promotion_code="promo_SPRING", actor=admin, now=utcnow())  # fmt: skip
+        db.session.commit()
+        assert coupons.by_promotion_code(db.session, shop["program"].id, "promo_SPRING").code == "BOB10"
+    elsewhere = make_program(app, shop["admin"])
+    assert add_coupon(app, elsewhere, shop["alice"], shop["admin"], "ALICE15", stripe_promotion_code="promo_SPRING")
