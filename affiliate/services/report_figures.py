@@ -9,13 +9,15 @@
 - **commissions**: every commission of the affiliate on conversions in the range (a second tier
   from recruited affiliates included), by its status now.
 - **earned** and **EPC**: live commissions (pending, approved, paid) on the affiliate's own
-  conversions, and those per human click; a breakdown credits them to the conversion's click.
+  conversions, and those per human click, per currency: a currency's earnings over the human clicks on the
+  programs that pay in it; a breakdown credits them to the conversion's click.
 
 The queries that fill them are ``affiliate.services.reports``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -58,10 +60,33 @@ class Scope:
 
 
 @dataclass
+class ClickCounts:
+    """Raw, human and unique clicks, with the human ones per currency of the clicked program."""
+
+    raw: int = 0
+    human: int = 0
+    unique: int = 0
+    human_in: dict[str, int] = field(default_factory=dict)
+
+    def add(self, raw: int, human: int, unique: int, human_in: dict[str, int]) -> None:
+        self.raw, self.human, self.unique = self.raw + raw, self.human + human, self.unique + unique
+        for currency, count in human_in.items():
+            self.human_in[currency] = self.human_in.get(currency, 0) + count
+
+    def less(self, parts: Iterable[ClickCounts]) -> ClickCounts:
+        """What is left of these counts once the parts are taken away (clicks without a breakdown's value)."""
+        left = ClickCounts(self.raw, self.human, self.unique, dict(self.human_in))
+        for part in parts:
+            left.add(-part.raw, -part.human, -part.unique, {c: -n for c, n in part.human_in.items()})
+        return left
+
+
+@dataclass
 class Figures:
     raw: int = 0
     human: int = 0
     unique: int = 0
+    human_in: dict[str, int] = field(default_factory=dict)  # currency -> human clicks on programs paying in it
     signups: int = 0
     sales: int = 0
     revenue: dict[str, int] = field(default_factory=dict)  # currency -> cents
@@ -83,17 +108,29 @@ class Figures:
         return (Decimal(self.conversions * 100) / self.human).quantize(RATE_PLACES, ROUND_HALF_EVEN)
 
     def epc(self, currency: str) -> Decimal | None:
-        """Live commissions earned per human click, in major units; None without human clicks."""
-        if not self.human:
+        """Live commissions earned in a currency per human click on the programs that pay in it, in major units;
+        None without such clicks."""
+        clicks = self.human_in.get(currency, 0)
+        if not clicks:
             return None
-        return (to_decimal(self.earned.get(currency, 0), currency) / self.human).quantize(EPC_PLACES, ROUND_HALF_EVEN)
+        return (to_decimal(self.earned.get(currency, 0), currency) / clicks).quantize(EPC_PLACES, ROUND_HALF_EVEN)
+
+    @property
+    def clicks(self) -> ClickCounts:
+        return ClickCounts(self.raw, self.human, self.unique, dict(self.human_in))
 
     @property
     def currencies(self) -> list[str]:
         return sorted(self.revenue.keys() | self.earned.keys())
 
-    def add_clicks(self, raw: int, human: int, unique: int) -> None:
-        self.raw, self.human, self.unique = self.raw + raw, self.human + human, self.unique + unique
+    def add_clicks(self, counts: ClickCounts) -> None:
+        self.raw, self.human, self.unique = (
+            self.raw + counts.raw,
+            self.human + counts.human,
+            self.unique + counts.unique,
+        )
+        for currency, count in counts.human_in.items():
+            self.human_in[currency] = self.human_in.get(currency, 0) + count
 
     def add_conversions(self, kind: str, currency: str, count: int, cents: int) -> None:
         if kind == ConversionType.SIGNUP:

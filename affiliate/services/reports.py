@@ -41,6 +41,7 @@ from affiliate.services.exports import Cell
 from affiliate.services.report_figures import (
     BREAKDOWNS,
     NONE_LABELS,
+    ClickCounts,
     Figures,
     Overview,
     PayoutCount,
@@ -89,7 +90,7 @@ def overview(session: Session, scope: Scope, period: Period) -> Overview:
             return found.setdefault(as_date(value) if key == "day" else value, Figures())
 
         for (value,), counts in _click_counts(session, scope, period, "total", (key,)).items():
-            row(value).add_clicks(*counts)
+            row(value).add_clicks(counts)
         for value, kind, currency, count, cents in _rolled_up_conversions(session, scope, period, key):
             row(value).add_conversions(kind, currency, count, cents)
         for value, status, currency, own, cents in _rolled_up_commissions(session, scope, period, key):
@@ -100,7 +101,7 @@ def overview(session: Session, scope: Scope, period: Period) -> Overview:
                 by_currency[currency] = by_currency.get(currency, 0) + cents
     total = Figures()
     for figures in groups["program"].values():
-        total.add_clicks(figures.raw, figures.human, figures.unique)
+        total.add_clicks(figures.clicks)
         total.signups, total.sales = total.signups + figures.signups, total.sales + figures.sales
         for currency, cents in figures.revenue.items():
             total.revenue[currency] = total.revenue.get(currency, 0) + cents
@@ -130,12 +131,11 @@ def breakdown(session: Session, scope: Scope, period: Period, name: str) -> list
         ids = {int(value) for value in clicks} | set(_converted_link_ids(session, scope, period))
         links = _load_links(session, scope, ids)
     for value, counts in clicks.items():
-        rows.setdefault(_normalise(name, value, links), Figures()).add_clicks(*counts)
+        rows.setdefault(_normalise(name, value, links), Figures()).add_clicks(counts)
     if spec.has_none:
-        total = _click_counts(session, scope, period, "total", ())[()]
-        rest = [total[i] - sum(counts[i] for counts in clicks.values()) for i in range(3)]
-        if any(rest):
-            rows.setdefault(None, Figures()).add_clicks(*rest)
+        rest = _click_counts(session, scope, period, "total", ())[()].less(clicks.values())
+        if rest.raw or rest.human or rest.unique:
+            rows.setdefault(None, Figures()).add_clicks(rest)
     if name != "excluded":
 
         def row(value: object) -> Figures:
@@ -227,25 +227,30 @@ def payout_summary(session: Session, period: Period) -> tuple[list[PayoutCount],
 
 def _click_counts(
     session: Session, scope: Scope, period: Period, dimension: str, keys: tuple[str, ...]
-) -> dict[tuple, tuple[int, int, int]]:
-    """Summed rollups of one dimension per key tuple; with no keys, one total under () (zeros without clicks)."""
+) -> dict[tuple, ClickCounts]:
+    """Summed rollups of one dimension per key tuple; with no keys, one total under () (zeros without clicks).
+
+    Each count also keeps its human clicks per currency (of the clicked program), so a currency's EPC divides
+    that currency's earnings by the clicks of the programs that pay in it, never by every program's clicks.
+    """
     columns = [ROLLUP_KEYS.get(key, ClickRollup.value) for key in keys]
     sums = (func.sum(ClickRollup.raw_clicks), func.sum(ClickRollup.human_clicks), func.sum(ClickRollup.unique_clicks))
-    stmt = select(*columns, *sums).where(
+    stmt = select(*columns, ClickRollup.program_id, *sums).where(
         ClickRollup.dimension == dimension, ClickRollup.day >= period.start, ClickRollup.day <= period.end
     )
-    if columns:
-        stmt = stmt.group_by(*columns)
+    stmt = stmt.group_by(*columns, ClickRollup.program_id)
     if scope.affiliate_id is not None:
         stmt = stmt.where(ClickRollup.affiliate_id == scope.affiliate_id)
     if scope.program_id is not None:
         stmt = stmt.where(ClickRollup.program_id == scope.program_id)
-    found = {}
+    currencies = dict(session.execute(select(Program.id, Program.currency)).all())
+    found: dict[tuple, ClickCounts] = {}
     for row in session.execute(stmt):
-        raw, human, unique = row[-3:]
+        *values, program_id, raw, human, unique = row
         if raw is not None:
-            found[tuple(row[:-3])] = (int(raw), int(human), int(unique))
-    return found if keys else {(): found.get((), (0, 0, 0))}
+            counts = found.setdefault(tuple(values), ClickCounts())
+            counts.add(int(raw), int(human), int(unique), {currencies.get(program_id, ""): int(human)})
+    return found if keys else {(): found.get((), ClickCounts())}
 
 
 ROLLUP_GROUPS = {"day": "day", "program": "program_id", "affiliate": "affiliate_id"}
