@@ -10,10 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from affiliate.models import GroupMembership, PartnerGroup, Program, Role, User
+from affiliate.models import (
+    Enrollment,
+    EnrollmentPolicy,
+    EnrollmentStatus,
+    GroupMembership,
+    PartnerGroup,
+    Program,
+    Role,
+    User,
+    UserStatus,
+)
 from affiliate.services import audit
 from affiliate.validators import UNSTORABLE_MESSAGE, unstorable
 
@@ -71,14 +81,35 @@ def groups_of(session: Session, program_id: int) -> list[GroupSummary]:
             .group_by(GroupMembership.group_id)
         ).all()
     )
-    affiliates = session.scalar(select(func.count()).select_from(User).where(User.role == Role.AFFILIATE)) or 0
     named = session.scalars(
         select(PartnerGroup).where(PartnerGroup.program_id == program_id).order_by(PartnerGroup.name)
     ).all()
-    in_named = sum(counts.values())
-    return [GroupSummary(None, DEFAULT_NAME, affiliates - in_named)] + [
+    return [GroupSummary(None, DEFAULT_NAME, _in_default_group(session, program_id))] + [
         GroupSummary(group.id, group.name, counts.get(group.id, 0)) for group in named
     ]
+
+
+def _in_default_group(session: Session, program_id: int) -> int:
+    """The affiliates the program admits (active, and enrolled where its policy asks it, never removed) who are in
+    none of its named groups: those its default terms pay. Pending applicants and other programs' affiliates
+    are not its members."""
+    policy = session.scalar(select(Program.enrollment).where(Program.id == program_id))
+    status = Enrollment.status
+    admitted = (
+        or_(status.is_(None), status != EnrollmentStatus.REMOVED)
+        if policy == EnrollmentPolicy.OPEN
+        else status == EnrollmentStatus.ACTIVE
+    )
+    grouped = select(GroupMembership.affiliate_id).where(GroupMembership.program_id == program_id)
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(User)
+            .outerjoin(Enrollment, (Enrollment.affiliate_id == User.id) & (Enrollment.program_id == program_id))
+            .where(User.role == Role.AFFILIATE, User.status == UserStatus.ACTIVE, admitted, User.id.not_in(grouped))
+        )
+        or 0
+    )
 
 
 def group_of(session: Session, program_id: int, affiliate_id: int) -> int | None:

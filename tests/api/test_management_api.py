@@ -240,6 +240,15 @@ def test_a_vip_group_with_its_own_plan_pays_the_affiliates_moved_into_it(app, me
     assert again.json["moved"] == 0, "already there"
     listed = {g["name"]: g["members"] for g in merchant.get("/api/v1/groups").json["groups"]}
     assert listed["VIP"] == 2
+    # The default group: carol alone, and neither a pending applicant nor an affiliate removed from the program.
+    make_affiliate(app, status="pending")
+    removed = make_affiliate(app)
+    with app.app_context():
+        admin_id = db.session.scalar(select(User.id).where(User.role == "admin"))
+        enrollment.decide(db.session, db.session.get(Program, merchant.program.id), removed.id, "remove",
+                          actor_id=admin_id, reason="Spam", now=utcnow())  # fmt: skip
+        db.session.commit()
+    assert {g["name"]: g["members"] for g in merchant.get("/api/v1/groups").json["groups"]}["Default"] == 1
     first = merchant.get(f"/api/v1/groups/{vip['id']}/members", query={"limit": 1}).json
     assert [m["affiliate_id"] for m in first["members"]] == [alice.id] and first["next_after"] == alice.id
     rest = merchant.get(f"/api/v1/groups/{vip['id']}/members", query={"after": alice.id, "limit": 1}).json
