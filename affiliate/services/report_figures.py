@@ -101,6 +101,14 @@ class Figures:
         return self.signups + self.sales
 
     @property
+    def conversion_ratio(self) -> Decimal | None:
+        """Signups and sales per human click, unrounded, for a page to round once to what it shows (rounding the
+        two-place rate again would show 21.0% for 4 in 19, 21.0526%)."""
+        if not self.human:
+            return None
+        return Decimal(self.conversions) / self.human
+
+    @property
     def conversion_rate(self) -> Decimal | None:
         """Signups and sales per 100 human clicks; None without human clicks."""
         if not self.human:
