@@ -15,9 +15,10 @@ CURRENCIES = (
     "KWD", "BHD", "OMR", "JOD",
 )  # fmt: skip
 
-# Commas only between groups of three digits ("1,234.50"): "0,50" or "9,9" is a decimal comma, which would
-# otherwise be read as 50.00 or 99.00, and is refused rather than guessed.
-_AMOUNT = re.compile(r"((?:[0-9]{1,3}(?:,[0-9]{3})+)|[0-9]{1,16})(?:\.([0-9]{1,18}))?", re.ASCII)
+# Commas only between groups of three digits after a first group that does not start with 0 ("1,234.50"):
+# "0,50", "9,9" or "0,500" is a decimal comma, which would otherwise be read as 50.00, 99.00 or 500.00, and is
+# refused rather than guessed.
+_AMOUNT = re.compile(r"((?:[1-9][0-9]{0,2}(?:,[0-9]{3})+)|[0-9]{1,16})(?:\.([0-9]{1,18}))?", re.ASCII)
 MAX_CENTS = 10**13  # 100 billion in a two-decimal currency: beyond any real payout
 
 
@@ -39,10 +40,13 @@ def parse_amount(text: str, currency: str) -> int:
     match = _AMOUNT.fullmatch((text or "").strip())
     if match is None:
         raise InvalidAmount("Enter an amount such as 50.00 (a dot before the decimals; commas only between thousands).")
+    digits = minor_digits(currency)
+    if digits == 3 and "," in match.group(1) and match.group(2) is None:
+        # "12,500" is twelve and a half written with a decimal comma as often as twelve thousand five hundred.
+        raise InvalidAmount(f"Write {currency} amounts with a dot before the decimals (12,500.000 or 12.5).")
     whole, fraction = match.group(1).replace(",", ""), (match.group(2) or "").rstrip("0")
     if len(whole) > 16:
         raise InvalidAmount("The amount is too large.")
-    digits = minor_digits(currency)
     if len(fraction) > digits:
         raise InvalidAmount(f"{currency} amounts have at most {digits} decimal places.")
     cents = int(whole) * 10**digits + int(fraction.ljust(digits, "0") or "0")

@@ -182,8 +182,10 @@ def exact_cents(text: str, currency: str) -> int | None:
     """Reference answer in exact fractions, or None where the documented rules refuse the text."""
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text.replace(",", "")):
         return None
-    if "," in text and not re.fullmatch(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?", text):
+    if "," in text and not re.fullmatch(r"[1-9][0-9]{0,2}(,[0-9]{3})+(\.[0-9]+)?", text):
         return None  # commas only between groups of three: anything else may be a decimal comma
+    if "," in text and "." not in text and currency in THREE_DECIMAL:
+        return None  # "12,500" may be twelve and a half
     digits = 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2
     value = Fraction(text.replace(",", "")) * 10**digits
     if value.denominator != 1 or value > MAX_CENTS:
@@ -222,6 +224,9 @@ def test_any_text_is_an_amount_or_invalid_amount(text, currency):
 def test_dinars_are_read_and_written_in_fils():
     assert {"KWD", "BHD"} <= set(CURRENCIES), "programs and the conversion API accept them"
     assert parse_amount("1.5", "KWD") == 1_500 and parse_amount("0.001", "BHD") == 1
+    assert parse_amount("12,500.000", "KWD") == 12_500_000, "a dot says which the comma is"
+    with pytest.raises(InvalidAmount, match="dot before the decimals"):
+        parse_amount("12,500", "KWD")  # twelve and a half as often as twelve thousand five hundred
     assert format_amount(60_125, "KWD") == "KWD60.125" and plain_amount(5_000, "BHD") == "5.000"
     with pytest.raises(InvalidAmount, match="at most 3 decimal places"):
         parse_amount("1.0005", "KWD")
