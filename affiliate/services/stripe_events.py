@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -265,11 +265,19 @@ def _refund(session: Session, program: Program, charge: dict, at: datetime, now:
     return record_refund(session, program, report, now=now).conversion.id
 
 
+PAID_WITHIN = timedelta(hours=12)  # an invoice's paid event and the charge that paid it are minutes apart
+
+
 def _invoice_paid_by(session: Session, program: Program, customer: str, charge: dict) -> StripePayment | None:
     """The customer's invoice this charge paid, when the events cannot say which: API versions from 2025
     (basil) name neither the charge nor the payment intent on an invoice, nor the invoice on a charge. Only an
-    invoice recorded without either, of the customer and of the charge's amount, and only when exactly one is,
-    so a refund never lands on another payment."""
+    invoice recorded without either, of the customer and of the charge's amount, paid within PAID_WITHIN of the
+    charge (a subscription's invoices are all of one amount: the month before is not this charge's), and only
+    when exactly one is, so a refund never lands on another payment; else the refund waits for its invoice."""
+    created = charge.get("created")
+    if not isinstance(created, int) or isinstance(created, bool) or not 0 < created < 2**37:
+        return None
+    made = datetime.fromtimestamp(created, UTC)
     found = session.scalars(
         select(StripePayment)
         .join(
@@ -284,6 +292,7 @@ def _invoice_paid_by(session: Session, program: Program, customer: str, charge: 
             StripePayment.amount_cents == _amount(charge.get("amount")),
             Conversion.type == ConversionType.SALE,
             Conversion.customer_external_id == customer,
+            Conversion.occurred_at.between(made - PAID_WITHIN, made + PAID_WITHIN),
         )
         .limit(2)
     ).all()

@@ -597,7 +597,7 @@ def test_a_refund_of_a_subscription_payment_in_the_2025_shape_reverses_its_sale(
     first = basil(
         invoice("in_b1", amount=3000, reason="subscription_create"), payments=payments if with_payments else None
     )
-    refunded = charge("ch_b1", amount=3000, refunded=3000, payment_intent="pi_b1")
+    refunded = charge("ch_b1", amount=3000, refunded=3000, payment_intent="pi_b1") | {"created": start + 1}
     del refunded["invoice"]
     outcomes = deliver(
         app,
@@ -616,6 +616,32 @@ def test_a_refund_of_a_subscription_payment_in_the_2025_shape_reverses_its_sale(
         ("refund", "in_b1", 3000, shop["alice"].id),
     ]
     assert earned(app, shop["alice"].id) == 0
+
+
+def test_a_2025_refund_of_a_renewal_that_comes_before_its_invoice_waits_for_it_not_for_last_months(app, shop):
+    """Every invoice of a subscription is of one amount: a refund of this month's payment that arrives before this
+    month's invoice must not land on last month's, recorded already without a charge or payment intent."""
+    month = 20 * 86400  # a short one, so the first invoice is inside the program's window
+    start = int(time.time()) - month
+    first = basil(invoice("in_m1", amount=3000, reason="subscription_create"))
+    renewal = basil(invoice("in_m2", amount=3000, reason="subscription_cycle"))
+    refunded = charge("ch_m2", amount=3000, refunded=3000, payment_intent="pi_m2") | {"created": start + month}
+    del refunded["invoice"]
+    completed = checkout("cs_m", mode="subscription", amount=3000, reference=shop["link"].code, subscription="sub_1")
+    outcomes = deliver(
+        app,
+        shop["program"].id,
+        event("checkout.session.completed", completed, created=start),
+        event("invoice.paid", first, created=start + 1),
+        event("charge.refunded", refunded, created=start + month + 2),
+    )
+    assert outcomes == ["recorded", "recorded", "waiting"]
+    assert deliver(app, shop["program"].id, event("invoice.paid", renewal, created=start + month + 1)) == ["recorded"]
+    assert sales_and_refunds(app) == [
+        ("sale", "in_m1", 3000, shop["alice"].id),
+        ("sale", "in_m2", 3000, shop["alice"].id),
+        ("refund", "in_m2", 3000, shop["alice"].id),
+    ]
 
 
 def test_a_guests_refund_before_its_checkout_waits_for_it(app, redirector, shop):
