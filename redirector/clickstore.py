@@ -16,6 +16,7 @@ decided.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -503,6 +504,7 @@ RECORD_ERRORS = (
     AttributeError,
 )
 REJECTED_NAME = "rejected-clicks.jsonl"
+OFFERING_PATTERN = "rejected-*.offering"  # a set-aside file an offer has taken over and not finished
 _LENGTHS = {column.name: column.type.length for column in Click.__table__.columns if getattr(column.type, "length", 0)}
 
 
@@ -548,16 +550,43 @@ def _store_parts(store: ClickStore, clicks: list[ClickRecord], directory: Path) 
 
 
 def offer_rejected(store: ClickStore, directory: Path) -> int:
-    """Store the records kept in REJECTED_NAME again; those refused again are set aside in a new file."""
+    """Store the records kept in REJECTED_NAME again; return how many were offered. Those refused again are set
+    aside anew.
+
+    The file is taken over by renaming it under its lock (a record being set aside meanwhile goes into a new
+    file), and the renamed copy is removed only once all its records went through; an offer the database refused
+    halfway leaves it to the next offer, which skips the clicks stored already.
+    """
+    pending = sorted(directory.glob(OFFERING_PATTERN))
     path = directory / REJECTED_NAME
-    if not path.exists():
-        return 0
-    offering = path.rename(directory / f"rejected-{os.getpid()}-{os.urandom(4).hex()}.offering")
-    records = [orjson.loads(line)["record"] for line in offering.read_bytes().splitlines() if line.strip()]
-    for start in range(0, len(records), OFFER_CHUNK):
-        store_records(store, records[start : start + OFFER_CHUNK], directory)
-    offering.unlink()
-    return len(records)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        pass
+    else:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            taken = directory / f"rejected-{time.time_ns()}-{os.getpid()}.offering"
+            os.rename(path, taken)
+            pending.append(taken)
+        finally:
+            os.close(fd)
+    offered = 0
+    for offering in pending:
+        records, unreadable = [], []
+        for line in offering.read_bytes().splitlines():
+            if line.strip():
+                try:
+                    records.append(orjson.loads(line)["record"])
+                except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+                    unreadable.append((line.decode("utf-8", "replace"), error))
+        for start in range(0, len(records), OFFER_CHUNK):
+            store_records(store, records[start : start + OFFER_CHUNK], directory)
+        for line, error in unreadable:
+            set_aside(directory, line, error)
+        offering.unlink()
+        offered += len(records)
+    return offered
 
 
 def fit_columns(click: ClickRecord) -> ClickRecord:
@@ -572,13 +601,25 @@ def fit_columns(click: ClickRecord) -> ClickRecord:
 
 def set_aside(directory: Path, record: object, error: BaseException) -> None:
     """Keep a record that cannot be stored, with why, in the click log directory; durable before the segment that
-    held it is recycled."""
+    held it is recycled. Appends under the file's lock, to the file that is there once the lock is held (an offer
+    may have taken the one opened over meanwhile)."""
     line = orjson.dumps(
         {"record": record, "error": f"{type(error).__name__}: {error}"[:2000], "set_aside_at": datetime.now(UTC)},
         default=str,
     )
-    with open(directory / REJECTED_NAME, "ab") as rejected:
-        rejected.write(line + b"\n")
-        rejected.flush()
-        os.fsync(rejected.fileno())
+    path = directory / REJECTED_NAME
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                os.write(fd, line + b"\n")
+                os.fsync(fd)
+                break
+        finally:
+            os.close(fd)
     log.error("set aside a click log record that cannot be stored (%s); it is kept in %s", error, REJECTED_NAME)

@@ -293,7 +293,9 @@ class ClickRecorder:
         """Offer the records set aside in the click log directory again; return how many were offered (those
         refused again are set aside anew)."""
         with self._ingest_lock:
-            return attempt_ingest(partial(offer_rejected, self.store, self.log.directory), database_ok=True) or 0
+            offered = attempt_ingest(partial(offer_rejected, self.store, self.log.directory), database_ok=True)
+            self.database_ok = offered is not None
+            return offered or 0
 
     def _store_records(self, records: list[dict]) -> None:
         store_records(self.store, records, self.log.directory)

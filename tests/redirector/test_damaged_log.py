@@ -95,3 +95,33 @@ def test_a_record_set_aside_is_stored_when_offered_again_once_it_can_be(app, run
     assert result.exit_code == 0, result.output
     assert stored_ids(app) == {kept["click_id"]}
     assert not (log_dir / REJECTED_NAME).exists()
+
+
+def test_an_offer_the_database_refuses_keeps_every_record_for_the_next_one(app, runner, monkeypatch):
+    """The database down while the set-aside records are offered: the command says so, nothing is lost, and the
+    next offer stores them; a line of the file that cannot be read is kept, as text, with why."""
+    from sqlalchemy.exc import OperationalError
+
+    from affiliate.services import rollups
+
+    s = setup_link(app)
+    log_dir = Path(app.config["CLICK_LOG_DIR"])
+    log_dir.mkdir(parents=True, exist_ok=True)
+    kept = [record(s, n) for n in (20, 21, 22)]
+    lines = [orjson.dumps({"record": r, "error": "OperationalError: disk full"}) for r in kept]
+    (log_dir / REJECTED_NAME).write_bytes(b"\n".join([*lines, b"{not json"]) + b"\n")
+
+    def database_down(*_) -> None:
+        raise OperationalError("INSERT INTO click_rollups ...", {}, Exception("server closed the connection"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rollups, "upsert", database_down)
+        refused = runner.invoke(args=["ingest-clicks", "--rejected"])
+    assert refused.exit_code != 0 and "refused" in refused.output
+    assert stored_ids(app) == set()
+    offered = runner.invoke(args=["ingest-clicks", "--rejected"])
+    assert offered.exit_code == 0, offered.output
+    assert stored_ids(app) == {r["click_id"] for r in kept}
+    [left] = [json.loads(line) for line in (log_dir / REJECTED_NAME).read_text().splitlines()]
+    assert left["record"] == "{not json" and "JSONDecodeError" in left["error"]
+    assert not list(log_dir.glob("*.offering"))
