@@ -52,6 +52,7 @@ from affiliate.services.commissions import (
     recurring_earns,
     reversal_share,
 )
+from affiliate.services.enrollment import admits, enrollment_status
 from affiliate.services.ledger import Leg, post
 from affiliate.services.standing import EVALUABLE, counted_in_period, plan_in_force, plan_label, terms_of
 
@@ -173,7 +174,8 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
     if plan is None or not earns:
         return []
     affiliate = session.get(User, conversion.affiliate_id)
-    recruiter = _recruiter(session, affiliate)
+    program = session.get(Program, conversion.program_id)
+    recruiter = _recruiter(session, affiliate, program)
     period = _counted(session, conversion, lock=bool(terms.tiers) and terms.tier_scope == WHOLE_PERIOD)
     paid = PaidConversion(
         kind=conversion.type,
@@ -188,7 +190,6 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
         recruited=recruiter is not None,
         bonus_paid=_bonus_paid(session, conversion, month, now=now),
     )
-    program = session.get(Program, conversion.program_id)
     beneficiaries = {
         "affiliate": affiliate.id,
         "referrer": affiliate.id,
@@ -572,12 +573,15 @@ def _refers_a_friend(session: Session, conversion: Conversion) -> bool:
     return member is not None and member.referred_by_id == conversion.affiliate_id
 
 
-def _recruiter(session: Session, affiliate: User) -> User | None:
-    """The active affiliate who recruited this one, who earns the second tier."""
+def _recruiter(session: Session, affiliate: User, program: Program) -> User | None:
+    """The active affiliate who recruited this one, who earns the second tier, while the program admits them (a
+    recruiter removed from the program earns nothing more in it, as by their own links and codes)."""
     if affiliate.referred_by_id is None:
         return None
     recruiter = session.get(User, affiliate.referred_by_id)
     if recruiter is None or recruiter.role != Role.AFFILIATE or recruiter.status != UserStatus.ACTIVE:
+        return None
+    if not admits(program.enrollment, enrollment_status(session, program.id, recruiter.id)):
         return None
     return recruiter
 

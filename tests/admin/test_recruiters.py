@@ -80,6 +80,37 @@ def test_the_recruiter_sees_recruits_and_the_second_tier_they_earned(app):
     assert f"/apply?ref={recruiter.referral_code}" in html.unescape(page)
 
 
+def test_a_recruiter_removed_from_a_program_earns_no_second_tier_in_it(app):
+    """Removal stops every earning in the program, the second tier from recruits included; in another program the
+    recruiter still promotes, it is still paid."""
+    from sqlalchemy import func
+
+    from affiliate.models import Commission, Program
+    from affiliate.services.enrollment import decide
+
+    admin = make_admin(app)
+    left, kept = make_program(app, admin), make_program(app, admin)
+    for program in (left, kept):
+        set_plan(app, program.id, percent_bps=2_000, second_tier_bps=1_000)
+    recruiter = make_affiliate(app)
+    recruit = recruit_of(app, recruiter)
+    with app.app_context():
+        decide(db.session, db.session.get(Program, left.id), recruiter.id, "remove", actor_id=admin.id,
+               reason="Spam", now=utcnow())  # fmt: skip
+        db.session.commit()
+    report(app, left, recruit.id, "o-left", 10_000)
+    report(app, kept, recruit.id, "o-kept", 10_000)
+    with app.app_context():
+        accrual.run(db.session, now=utcnow())
+        db.session.commit()
+        tiers = db.session.execute(
+            select(Commission.program_id, func.count())
+            .where(Commission.affiliate_id == recruiter.id, Commission.kind == "second_tier")
+            .group_by(Commission.program_id)
+        ).all()
+    assert dict(tiers) == {kept.id: 1}
+
+
 def test_admins_change_a_recruiter_audited_and_bad_codes_change_nothing(app):
     admin = make_admin(app)
     rita = make_affiliate(app, name="Rita")
