@@ -676,7 +676,9 @@ def _check_currency_still(session: Session, conversion: Conversion) -> None:
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(read=True, key_share=True)
     currency = session.scalar(query)
-    if currency != conversion.currency:
+    if currency != conversion.currency and conversion.type == ConversionType.SIGNUP and not conversion.amount_cents:
+        conversion.currency = currency  # a signup carries no money: it is in whatever the program is in now
+    elif currency != conversion.currency:
         raise ConversionError(
             "currency_mismatch", f"This program is in {currency}; the conversion is in {conversion.currency}."
         )

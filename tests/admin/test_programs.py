@@ -221,3 +221,9 @@ def test_a_sale_checked_before_a_currency_change_and_stored_after_it_is_refused(
             record_conversion(db.session, read_before, replace(sale, order_id="o-2"), now=utcnow())
         db.session.rollback()
         assert db.session.scalar(select(func.count(Conversion.id))) == 0
+        # A signup carries no money: checked before the change and stored after it, it is in the new currency
+        # (a member's hosted signup must not fail for it).
+        signup = ConversionRequest(type=ConversionType.SIGNUP, order_id="member-1", amount_cents=0, currency="USD")
+        stored = record_conversion(db.session, read_before, signup, now=utcnow()).conversion
+        db.session.commit()
+        assert stored.currency == "JPY"
