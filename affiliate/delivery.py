@@ -52,7 +52,10 @@ def send_due(*, clock: Callable[[], datetime] = utcnow, limit: int = 100) -> tup
             # A fault of ours with one message (not the receiver's) must not hold up the rest of the round.
             db.session.rollback()
             log.exception("sending delivery %s failed", due.message_id)
-            deliveries.record_failed(db.session, due, error="could not be sent (an error on our side)", now=clock())
+            dead = deliveries.record_failed(
+                db.session, due, error="could not be sent (an error on our side)", now=clock()
+            )
+            _tell_owner_if_dead(due, dead, clock())
             sent = False
         if sent:
             delivered += 1
@@ -64,9 +67,7 @@ def send_due(*, clock: Callable[[], datetime] = utcnow, limit: int = 100) -> tup
 
 def _send(due: deliveries.Due, clock: Callable[[], datetime]) -> bool:
     config = current_app.config
-    owner = (
-        db.session.get(WebhookEndpoint, due.webhook_id) if due.webhook_id else db.session.get(Postback, due.postback_id)
-    )
+    owner = _owner(due)
     now = clock()
     if owner is None or not owner.enabled:
         # Turned off (or deleted) after the message was written: it waits, its try not counted, and goes once the
@@ -111,6 +112,18 @@ def _send(due: deliveries.Due, clock: Callable[[], datetime]) -> bool:
     )
     _tell_if_dead(owner, dead, clock())
     return False
+
+
+def _owner(due: deliveries.Due) -> WebhookEndpoint | Postback | None:
+    return (
+        db.session.get(WebhookEndpoint, due.webhook_id) if due.webhook_id else db.session.get(Postback, due.postback_id)
+    )
+
+
+def _tell_owner_if_dead(due: deliveries.Due, dead: bool, now: datetime) -> None:
+    owner = _owner(due)
+    if owner is not None:
+        _tell_if_dead(owner, dead, now)
 
 
 def _tell_if_dead(owner: WebhookEndpoint | Postback, dead: bool, now: datetime) -> None:

@@ -289,7 +289,9 @@ def send(
         deadline.stop()
     return ReceiverResponse(
         status=response.status,
-        body_head=data[:BODY_HEAD_BYTES].decode("utf-8", "replace"),
+        # Kept as the delivery's last response: a NUL (which PostgreSQL text refuses) would fail the write that
+        # records the answer, and a delivered message would be sent again and again.
+        body_head=data[:BODY_HEAD_BYTES].decode("utf-8", "replace").replace("\x00", "\ufffd"),
         latency_ms=round((time.monotonic() - started) * 1000),
         truncated=truncated,
     )

@@ -104,6 +104,7 @@ class Receiver:
     hold: threading.Event | None = None
     hold_after: int = 0
     drop_held: bool = False
+    reply: bytes = b"ok"  # the body of every answer
     holding: threading.Event = field(default_factory=threading.Event)
     received: list[Received] = field(default_factory=list)
     port: int = 0
@@ -158,9 +159,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         status = self.receiver.answer(self.command, self.path, headers, body)
         self.send_response(status)
-        self.send_header("Content-Length", "2")
+        self.send_header("Content-Length", str(len(self.receiver.reply)))
         self.end_headers()
-        self.wfile.write(b"ok")
+        self.wfile.write(self.receiver.reply)
 
     def log_message(self, *args) -> None:
         return None

@@ -408,6 +408,19 @@ def test_a_500_is_retried_with_growing_delays_and_the_same_id_until_it_answers_2
     assert all(request.verified == [endpoint.secret] for request in hooks.received)
 
 
+def test_a_200_whose_body_holds_a_nul_is_delivered_once(app, hooks, clock):
+    """What a receiver answers is kept as the delivery's last response: a NUL in it, which PostgreSQL's text refuses,
+    made the delivered message fail to record, so it was sent again for three days and its endpoint turned off."""
+    _, program, _ = _link_event_endpoint(app, hooks)
+    make_link(app, make_affiliate(app), program)
+    hooks.reply = b"received\x00ok"
+    assert one_round(app, clock) == (1, 0)
+    (row,) = deliveries_of(app)
+    assert (row.status, row.last_response) == ("delivered", "received\ufffdok")
+    clock.advance(hours=1)
+    assert one_round(app, clock) == (0, 0) and len(hooks.received) == 1
+
+
 def test_a_receiver_down_for_ten_minutes_gets_everything_once_it_is_back(app, hooks, clock):
     _, program, _ = _link_event_endpoint(app, hooks)
     alice = make_affiliate(app)
