@@ -46,6 +46,12 @@ def send_due(*, clock: Callable[[], datetime] = utcnow, limit: int = 100) -> tup
         raise
     delivered = failed = 0
     for due in claimed:
+        # A round of slow receivers can outlast the claim, and another sender take what this one has not reached:
+        # each message is checked to be still ours (and its claim extended) just before it is sent.
+        if not deliveries.keep_claim(db.session, due, now=clock(), hold=hold):
+            db.session.commit()
+            continue
+        db.session.commit()
         try:
             sent = _send(due, clock)
         except Exception:

@@ -117,6 +117,11 @@ def send_due(*, clock: Callable[[], datetime] = utcnow, limit: int = 50) -> tupl
         return 0, len(claimed)
     try:
         for mail in claimed:
+            # A slow SMTP server can outlast the claim: send only what is still this sender's (claim extended).
+            if not outbox.keep_claim(db.session, mail, now=clock(), hold=hold):
+                db.session.commit()
+                continue
+            db.session.commit()
             try:
                 _message(mail, connection).send(fail_silently=False)
             except (OSError, smtplib.SMTPException) as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 
@@ -29,3 +29,18 @@ def claim_due_rows(
         row.attempts += 1
         row.next_attempt_at = now + hold
     return list(rows)
+
+
+def keep_claim(
+    session: Session, model: Any, row_id: int, claimed_until: datetime, *, now: datetime, hold: timedelta
+) -> datetime | None:
+    """Just before a claimed row is worked on: extend its claim by ``hold`` from ``now`` and return the new end, or
+    None when the claim ran out and another sender took the row meanwhile (a round of slow sends can outlast it).
+
+    A row's claim is its ``next_attempt_at``: unchanged since this sender set it, the row is still this sender's.
+    """
+    renewed = now + hold
+    changed = session.execute(
+        update(model).where(model.id == row_id, model.next_attempt_at == claimed_until).values(next_attempt_at=renewed)
+    ).rowcount
+    return renewed if changed else None

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from affiliate.models import Delivery, Postback, WebhookEndpoint
+from affiliate.services import claims
 from affiliate.services.claims import claim_due_rows
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -43,6 +44,7 @@ class Due:
     body: str | None
     created_at: datetime
     attempt: int
+    claimed_until: datetime  # the claim's end, as set when claimed (claims.keep_claim)
 
 
 def retry_delay(attempt: int, rand: random.Random | None = None) -> timedelta | None:
@@ -70,9 +72,15 @@ def claim_due(session: Session, *, now: datetime, hold: timedelta, limit: int = 
                 row.body,
                 row.created_at,
                 row.attempts,
+                row.next_attempt_at,
             )
         )
     return claimed
+
+
+def keep_claim(session: Session, due: Due, *, now: datetime, hold: timedelta) -> bool:
+    """Whether the delivery is still this sender's to send (its claim extended), or another sender took it."""
+    return claims.keep_claim(session, Delivery, due.id, due.claimed_until, now=now, hold=hold) is not None
 
 
 def record_delivered(session: Session, due: Due, *, status: int, response: str, latency_ms: int, now: datetime) -> None:

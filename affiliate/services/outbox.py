@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from affiliate.models import OutboxMessage, utcnow
+from affiliate.services import claims
 from affiliate.services.claims import claim_due_rows
 
 ERROR_MAX = 500
@@ -33,6 +34,7 @@ class Mail:
     html: str
     unsubscribe_url: str | None
     attempt: int
+    claimed_until: datetime  # the claim's end, as set when claimed (claims.keep_claim)
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,23 @@ def claim_due(session: Session, *, now: datetime, hold: timedelta, limit: int = 
     claimed = []
     for row in claim_due_rows(session, OutboxMessage, OutboxMessage.sent_at.is_(None), now=now, hold=hold, limit=limit):
         claimed.append(
-            Mail(row.id, row.to_address, row.subject, row.body_text, row.body_html, row.unsubscribe_url, row.attempts)
+            Mail(
+                row.id,
+                row.to_address,
+                row.subject,
+                row.body_text,
+                row.body_html,
+                row.unsubscribe_url,
+                row.attempts,
+                row.next_attempt_at,
+            )
         )
     return claimed
+
+
+def keep_claim(session: Session, mail: Mail, *, now: datetime, hold: timedelta) -> bool:
+    """Whether the message is still this sender's to send (its claim extended), or another sender took it."""
+    return claims.keep_claim(session, OutboxMessage, mail.id, mail.claimed_until, now=now, hold=hold) is not None
 
 
 def mark_sent(session: Session, message_id: int, *, now: datetime) -> None:

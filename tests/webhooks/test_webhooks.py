@@ -556,6 +556,43 @@ def test_a_message_held_by_a_slow_receiver_is_not_sent_again_by_another_sender_m
     assert [row.status for row in deliveries_of(app)] == ["delivered"]
 
 
+def test_messages_a_slow_round_had_not_reached_when_its_claim_ran_out_are_sent_once(app, hooks, clock, monkeypatch):
+    """A sender claims a round, and its receivers are so slow that the claim on the rest runs out: another
+    sender takes them and sends them, and the first, reaching them at last, leaves them alone. (The first message
+    is reached half a claim after the round was claimed, as after earlier slow sends; its own claim is extended
+    then, so it is not taken while it is being sent.)"""
+    _, program, _ = _link_event_endpoint(app, hooks)
+    make_link(app, make_affiliate(app), program)
+    make_link(app, make_affiliate(app), program)
+    hold = app.config["DELIVERY_CLAIM_SECONDS"]
+    keep_claim, reached = deliveries.keep_claim, []
+
+    def reached_late(session, due, *, now, hold_for):
+        if not reached:
+            clock.advance(seconds=hold / 2)
+        reached.append(due.id)
+        return keep_claim(session, due, now=clock(), hold=hold_for)
+
+    monkeypatch.setattr(deliveries, "keep_claim", lambda session, due, *, now, hold: reached_late(
+        session, due, now=now, hold_for=hold))  # fmt: skip
+    hooks.hold = threading.Event()
+    outcome: list[tuple[int, int]] = []
+    first = threading.Thread(target=lambda: outcome.append(one_round(app, clock)))
+    first.start()
+    try:
+        assert hooks.holding.wait(10), "the receiver never got the first message"
+        clock.advance(seconds=hold / 2 + 1)  # the round's claim has run out; the first message's has not
+        hooks.hold_after = 2  # the other sender's message is answered at once
+        assert one_round(app, clock) == (1, 0), "the second message, its claim run out, goes with another sender"
+    finally:
+        hooks.hold.set()
+        first.join(10)
+    assert outcome == [(1, 0)], "the first sender sent its first message only"
+    ids = [request.headers["webhook-id"] for request in hooks.received]
+    assert len(ids) == 2 and len(set(ids)) == 2, "each message once"
+    assert [row.status for row in deliveries_of(app)] == ["delivered", "delivered"]
+
+
 def test_a_message_to_an_endpoint_turned_off_waits_uncounted_and_goes_when_it_is_turned_on(app, hooks, clock):
     admin, program, endpoint = _link_event_endpoint(app, hooks)
     make_link(app, make_affiliate(app), program)
