@@ -62,6 +62,8 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "partner_earnings.index": frozenset({"affiliate"}),
     "partner_postbacks.index": frozenset({"affiliate"}),
     "partner_postbacks.delete": frozenset({"affiliate"}),
+    "partner_postbacks.set_enabled": frozenset({"affiliate"}),
+    "partner_postbacks.resend": frozenset({"affiliate"}),
     "partner_earnings.statement": frozenset({"affiliate"}),
     "partner_conversions.mine_show": frozenset({"affiliate"}),
     "admin_conversions.index": frozenset({"admin", "finance"}),
@@ -147,7 +149,18 @@ ACCESS: dict[str, str | frozenset[str]] = {
     "admin_people.index": frozenset({"admin"}),
     **{
         f"admin_webhooks.{name}": frozenset({"admin"})
-        for name in ("index", "add_postback", "delete_postback", "show", "rotate", "set_enabled", "delete", "redeliver")
+        for name in (
+            "index",
+            "add_postback",
+            "delete_postback",
+            "set_postback_enabled",
+            "resend_postback",
+            "show",
+            "rotate",
+            "set_enabled",
+            "delete",
+            "redeliver",
+        )
     },
     **{
         f"admin_coupons.{name}": frozenset({"admin"})

@@ -106,11 +106,36 @@ def add_postback(program_id: int):
     return _render_index(program, EndpointForm(formdata=None), form, 422)
 
 
-@bp.post("/postbacks/<int:postback_id>/delete")
-def delete_postback(program_id: int, postback_id: int):
+def _program_postback_or_404(program_id: int, postback_id: int) -> Postback:
     postback = db.session.get(Postback, postback_id)
     if postback is None or postback.program_id != program_id or postback.affiliate_id is not None:
         abort(404)
+    return postback
+
+
+@bp.post("/postbacks/<int:postback_id>/enabled/<any(on, off):state>")
+def set_postback_enabled(program_id: int, postback_id: int, state: str):
+    postback = _program_postback_or_404(program_id, postback_id)
+    if ActionForm().validate_on_submit():
+        postbacks.set_enabled(db.session, postback, state == "on", actor=current_user, now=utcnow())
+        db.session.commit()
+        flash("Postback turned on: its waiting calls go now." if state == "on" else "Postback turned off.", "success")
+    return redirect(url_for("admin_webhooks.index", program_id=program_id))
+
+
+@bp.post("/postbacks/<int:postback_id>/resend")
+def resend_postback(program_id: int, postback_id: int):
+    postback = _program_postback_or_404(program_id, postback_id)
+    if ActionForm().validate_on_submit():
+        sent = postbacks.resend_dead(db.session, postback, actor=current_user, now=utcnow())
+        db.session.commit()
+        flash(f"{sent} call{'s' if sent != 1 else ''} will be sent again now.", "success")
+    return redirect(url_for("admin_webhooks.index", program_id=program_id))
+
+
+@bp.post("/postbacks/<int:postback_id>/delete")
+def delete_postback(program_id: int, postback_id: int):
+    postback = _program_postback_or_404(program_id, postback_id)
     if ActionForm().validate_on_submit():
         postbacks.delete(db.session, postback, actor=current_user, now=utcnow())
         db.session.commit()
@@ -209,6 +234,7 @@ def endpoint_program(endpoint: WebhookEndpoint) -> Program:
 
 def _render_index(program: Program, form: EndpointForm, postback_form: PostbackForm, status: int = 200):
     endpoints = webhooks.endpoints_of(db.session, program.id)
+    program_postbacks = postbacks.postbacks_of(db.session, program.id, None)
     return render_template(
         "admin/webhooks/index.html",
         program=program,
@@ -216,7 +242,11 @@ def _render_index(program: Program, form: EndpointForm, postback_form: PostbackF
         counts={e.id: deliveries.counts(db.session, webhook_id=e.id) for e in endpoints},
         form=form,
         postback_form=postback_form,
-        postbacks=postbacks.postbacks_of(db.session, program.id, None),
+        postbacks=program_postbacks,
+        dead={
+            postback.id: deliveries.counts(db.session, postback_id=postback.id).get(deliveries.DEAD, 0)
+            for postback in program_postbacks
+        },
         action=ActionForm(),
     ), status
 

@@ -61,16 +61,54 @@ def index():
         for _, found in mine
         for postback in found
     }
+    dead = {
+        postback.id: deliveries.counts(db.session, postback_id=postback.id).get(deliveries.DEAD, 0)
+        for _, found in mine
+        for postback in found
+    }
     return render_template(
-        "partner/postbacks/index.html", form=form, mine=mine, logs=logs, action=ActionForm(), macros=postbacks.MACROS
+        "partner/postbacks/index.html",
+        form=form,
+        mine=mine,
+        logs=logs,
+        dead=dead,
+        action=ActionForm(),
+        macros=postbacks.MACROS,
     ), status
+
+
+def _mine_or_404(postback_id: int) -> Postback:
+    postback = db.session.get(Postback, postback_id)
+    if postback is None or postback.affiliate_id != current_user.id:
+        abort(404)
+    return postback
+
+
+@bp.post("/<int:postback_id>/enabled/<any(on, off):state>")
+def set_enabled(postback_id: int, state: str):
+    """Turn a postback back on once its tracker answers again (its waiting calls go at once), or off."""
+    postback = _mine_or_404(postback_id)
+    if ActionForm().validate_on_submit():
+        postbacks.set_enabled(db.session, postback, state == "on", actor=current_user, now=utcnow())
+        db.session.commit()
+        flash("Postback turned on: its waiting calls go now." if state == "on" else "Postback turned off.", "success")
+    return redirect(url_for("partner_postbacks.index"))
+
+
+@bp.post("/<int:postback_id>/resend")
+def resend(postback_id: int):
+    """Send again the calls that ran out of retries, with their ids."""
+    postback = _mine_or_404(postback_id)
+    if ActionForm().validate_on_submit():
+        sent = postbacks.resend_dead(db.session, postback, actor=current_user, now=utcnow())
+        db.session.commit()
+        flash(f"{sent} call{'s' if sent != 1 else ''} will be sent again now.", "success")
+    return redirect(url_for("partner_postbacks.index"))
 
 
 @bp.post("/<int:postback_id>/delete")
 def delete(postback_id: int):
-    postback = db.session.get(Postback, postback_id)
-    if postback is None or postback.affiliate_id != current_user.id:
-        abort(404)
+    postback = _mine_or_404(postback_id)
     if ActionForm().validate_on_submit():
         postbacks.delete(db.session, postback, actor=current_user, now=utcnow())
         db.session.commit()

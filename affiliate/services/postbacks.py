@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from affiliate.models import Click, Conversion, ConversionStatus, Delivery, Postback, Program, User
 from affiliate.money import plain_amount
-from affiliate.services import audit
+from affiliate.services import audit, deliveries
 from affiliate.services.webhooks import new_message_id
 from affiliate.urls import MAX_URL_LENGTH
 
@@ -181,6 +181,48 @@ def save(
         now=now,
     )
     return postback
+
+
+def set_enabled(session: Session, postback: Postback, enabled: bool, *, actor: User, now: datetime) -> None:
+    """Turn a postback on or off; turned back on (after its tracker failed for days, say), its waiting calls go
+    at once. Calls that ran out of retries stay so until ``resend_dead``."""
+    before = {"enabled": postback.enabled}
+    postback.enabled = enabled
+    postback.disabled_at = None if enabled else now
+    postback.disabled_reason = None if enabled else "turned off by hand"
+    if enabled:
+        deliveries.wake(session, now=now, postback_id=postback.id)
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action="postback.enabled" if enabled else "postback.disabled",
+        subject_type="postback",
+        subject_id=postback.id,
+        before=before,
+        after={"enabled": enabled},
+        now=now,
+    )
+
+
+def resend_dead(session: Session, postback: Postback, *, actor: User, now: datetime) -> int:
+    """Send again, now and with their ids, the postback's calls that ran out of retries; how many."""
+    dead = session.scalars(
+        select(Delivery).where(Delivery.postback_id == postback.id, Delivery.status == deliveries.DEAD)
+    ).all()
+    for delivery in dead:
+        deliveries.redeliver(session, delivery, now=now)
+    if dead:
+        audit.record(
+            session,
+            actor_id=actor.id,
+            action="postback.resent",
+            subject_type="postback",
+            subject_id=postback.id,
+            before=None,
+            after={"deliveries": len(dead)},
+            now=now,
+        )
+    return len(dead)
 
 
 def delete(session: Session, postback: Postback, *, actor: User, now: datetime) -> None:

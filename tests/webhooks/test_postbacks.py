@@ -300,3 +300,42 @@ def test_a_url_too_long_once_filled_in_is_given_up_at_once_and_the_conversion_st
     with app.app_context():
         assert db.session.get(Conversion, conversion_id) is not None
         assert db.session.scalar(select(Postback.enabled)), "one click's sub ids do not turn the postback off"
+
+
+def test_a_postback_turned_off_after_failing_for_days_is_turned_on_and_its_calls_sent_again(
+    app, redirector, world, tracker
+):
+    """The mail that says a postback was turned off says how to get the calls back: turn it on from its page (its
+    waiting calls go), and send again those that ran out of retries; both for the affiliate and the admin."""
+    from affiliate.services import deliveries
+    from tests.factories import Auth, csrf_token
+
+    postback_id = add_postback(app, world.program, world.alice, world.alice, tracker.url("/alice?c={click_id}"),
+                               ["conversion.recorded"])  # fmt: skip
+    tracker.status = 500
+    sale(app, redirector, world.program, world.links[world.alice.id], "down-1")
+    clock = later()
+    for _ in range(len(deliveries.BACKOFF) + 1):
+        one_round(app, clock)
+        clock.advance(days=1)
+    with app.app_context():
+        assert db.session.get(Postback, postback_id).enabled is False
+    assert [row.status for row in deliveries_of(app, postback_id=postback_id)] == ["dead"]
+
+    tracker.status, calls = 200, len(tracker.received)
+    client = app.test_client()
+    Auth(client).login(world.alice.email)
+    page = client.get("/partner/postbacks/").get_data(as_text=True)
+    assert "Turn on" in page and "Send again the 1 call that ran out of retries" in page
+    token = csrf_token(page)
+    assert client.post(f"/partner/postbacks/{postback_id}/enabled/on", data={"csrf_token": token}).status_code == 302
+    assert client.post(f"/partner/postbacks/{postback_id}/resend", data={"csrf_token": token}).status_code == 302
+    assert send_all(app, clock) == (1, 0)
+    assert len(tracker.received) == calls + 1
+    assert [row.status for row in deliveries_of(app, postback_id=postback_id)] == ["delivered"]
+    sale(app, redirector, world.program, world.links[world.alice.id], "up-again")
+    assert send_all(app, clock) == (1, 0), "turned on, it hears of new conversions again"
+    intruder = app.test_client()
+    Auth(intruder).login(world.bob.email)
+    other = csrf_token(intruder.get("/partner/postbacks/").get_data(as_text=True))
+    assert intruder.post(f"/partner/postbacks/{postback_id}/enabled/off", data={"csrf_token": other}).status_code == 404
