@@ -154,6 +154,8 @@ class Attribution:
             "summary": self.summary,
             "trace": [line.as_dict() for line in self.trace],
         }
+        if self.paused:
+            decided["paused"] = True
         if self.code is not None:
             decided["code"] = {
                 "kind": self.code.kind,

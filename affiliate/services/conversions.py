@@ -381,8 +381,12 @@ def attribute_report(
     now: datetime,
     stored_id: int | None = None,
     may_wait: bool = True,
+    paused: bool | None = None,
 ) -> Conversion:
     """A new, unsaved conversion for ``report``, attributed and screened as of ``now``.
+
+    ``paused``: whether the program was paused when the conversion arrived (its status now when None); a
+    conversion that waited for its click is judged as of its arrival.
 
     A report naming a click id issued within CLICK_HORIZON whose click is not stored (it is still in a
     redirector's click log) is not attributed yet: the conversion comes back credited to nobody, unscreened,
@@ -408,7 +412,7 @@ def attribute_report(
         window=timedelta(days=program.attribution_window_days),
         model=program.attribution_model,
         code_wins=program.code_precedence == CodePrecedence.CODE,
-        paused=program.status != ProgramStatus.ACTIVE,
+        paused=program.status != ProgramStatus.ACTIVE if paused is None else paused,
     )
     code, coupon = _code(session, program, report)
     result = attribute(facts, touches, terms, binding, code)
@@ -444,6 +448,8 @@ def _waiting(program: Program, report: ConversionRequest, occurred_at: datetime,
         "It is attributed once the click is stored."
     )
     trace = {"affiliate_id": None, "touch_id": None, "matched_by": None, "summary": summary, "trace": []}
+    # Attributed later, once its click is stored, as of now: whether the program is paused is kept for then.
+    trace["program_paused"] = program.status != ProgramStatus.ACTIVE
     return _reported(
         program,
         report,

@@ -113,6 +113,7 @@ def attribute_waiting(session: Session, conversion_id: int, *, now: datetime) ->
         now=row.created_at,  # as of its arrival: the same windows and counts an immediate answer would have seen
         stored_id=row.id,
         may_wait=False,
+        paused=json.loads(row.decision_trace or "{}").get("program_paused"),
     )
     trace = json.loads(fresh.decision_trace)
     waited = round((now - since).total_seconds())

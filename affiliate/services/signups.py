@@ -122,7 +122,12 @@ def sign_up(
             # Credited when its click is stored (credit_late_signup); the referral code's owner, if any, is
             # this member's referrer already.
             return SignupResult(member, _add_referral(session, member, referrer, program, None, now), conversion)
-        if conversion.affiliate_id is None and referrer is not None and _code_credits(session, program, referrer):
+        paused = program.status != ProgramStatus.ACTIVE
+        if (
+            conversion.affiliate_id is None
+            and referrer is not None
+            and _code_credits(session, program, referrer, paused=paused)
+        ):
             _credit_referral_code(session, conversion, referrer, now=now)
         if recorded.created:
             announce(session, conversion, now=now)  # once credited, so postbacks reach the referrer's tracker
@@ -143,7 +148,8 @@ def credit_late_signup(session: Session, conversion: Conversion, *, now: datetim
         return
     if conversion.affiliate_id is None:
         referrer = session.get(User, member.referred_by_id) if member.referred_by_id else None
-        if referrer is not None and _code_credits(session, conversion.program, referrer):
+        paused = json.loads(conversion.decision_trace or "{}").get("paused", False)  # as when it arrived
+        if referrer is not None and _code_credits(session, conversion.program, referrer, paused=paused):
             _credit_referral_code(session, conversion, referrer, now=now)
         return
     if member.referred_by_id is None:
@@ -174,11 +180,11 @@ def _add_referral(
     return referral
 
 
-def _code_credits(session: Session, program: Program, referrer: User) -> bool:
-    """Whether a referral code may credit its owner in this program: not while it is paused, and an affiliate only
-    while the program admits them (a removed one earns nothing there, by link or by code). A member refers as a
-    person, enrolled nowhere."""
-    if program.status != ProgramStatus.ACTIVE:
+def _code_credits(session: Session, program: Program, referrer: User, *, paused: bool) -> bool:
+    """Whether a referral code may credit its owner in this program: not when it was paused as the signup arrived,
+    and an affiliate only while the program admits them (a removed one earns nothing there, by link or by code). A
+    member refers as a person, enrolled nowhere."""
+    if paused:
         return False
     if referrer.role != Role.AFFILIATE:
         return True

@@ -275,3 +275,33 @@ def test_a_hosted_signup_naming_a_click_in_the_log_credits_its_affiliate_once_st
         assert db.session.get(Conversion, conversion_id).affiliate_id == people["bob"].id
         referral = db.session.scalars(select(Referral)).one()
         assert referral.referrer_id == people["bob"].id and referral.referred_id == member_id
+
+
+@pytest.mark.parametrize("paused_at_arrival", [True, False], ids=["reported-while-paused", "paused-after"])
+def test_a_sale_that_waited_for_its_click_is_judged_as_the_program_stood_when_it_arrived(
+    app, redirector, paused_at_arrival
+):
+    """Reported while the program was paused, it credits nobody, though the program is active again when its click
+    is stored; reported while active, the program paused before the click is stored takes nothing from it."""
+    merchant, people, links = world(app)
+
+    def set_status(status: str) -> None:
+        with app.app_context():
+            db.session.execute(update(Program).where(Program.id == merchant.program.id).values(status=status))
+            db.session.commit()
+
+    with clicks_held(redirector):
+        held = click(Visitor(redirector), links["alice"].code)
+        if paused_at_arrival:
+            set_status("paused")
+        answer = merchant.sale("late-pause-1", 20_000, click_id=held)
+        assert answer.json["conversion"]["attribution"]["status"] == "waiting_for_click"
+        set_status("active" if paused_at_arrival else "paused")
+    redirector.recorder.flush()
+    with app.app_context():
+        stored = db.session.get(Conversion, answer.json["conversion"]["id"])
+        trace = json.loads(stored.decision_trace)
+    if paused_at_arrival:
+        assert stored.affiliate_id is None and "The program is paused" in trace["summary"]
+    else:
+        assert stored.affiliate_id == people["alice"].id and "paused" not in trace["summary"]
