@@ -9,6 +9,7 @@ payout details) under the same rules: one stored form of an email, one password 
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -80,8 +81,9 @@ def generate_referral_code() -> str:
 
 
 def normalise_email(email: str) -> str:
-    """The form an account's address is stored and looked up in: trimmed, lower case (``+tags`` kept)."""
-    return email.strip().lower()
+    """The form an account's address is stored and looked up in: trimmed, lower case (``+tags`` kept), and in
+    Unicode's composed form (NFC), so ``josé`` typed with a combining accent is the same address as with ``é``."""
+    return unicodedata.normalize("NFC", email.strip()).lower()
 
 
 def check_password(password: str, *, min_length: int, email: str | None = None) -> None:

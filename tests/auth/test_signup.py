@@ -182,3 +182,15 @@ def test_weak_passwords_and_bad_input_are_form_errors(app, client):
     assert response.status_code == 200
     with app.app_context():
         assert db.session.scalar(select(User).where(User.role == "member")) is None
+
+
+def test_one_address_in_two_unicode_spellings_is_one_account(app):
+    """josé with é, and with e and a combining accent, are the same address: the second signup is told it exists."""
+    import unicodedata
+
+    composed, decomposed = (unicodedata.normalize(form, "josé@example.com") for form in ("NFC", "NFD"))
+    assert composed != decomposed
+    assert sign_up(app.test_client(), email=composed).status_code == 302
+    again = sign_up(app.test_client(), email=decomposed.upper())
+    assert again.status_code == 200 and "already exists" in again.get_data(as_text=True)
+    assert member(app, composed).email == composed
