@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from functools import partial
 
 import click
+from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
@@ -19,10 +21,15 @@ from affiliate.jobs import accrue_all, attribute_waiting, policy_of
 from affiliate.jobs import purge_clicks as purge_clicks_job
 from affiliate.models import Click, Role, UserStatus, utcnow
 from affiliate.services import accounts, deliveries, erasure, ledger, money_checks, outbox, rollups
+from affiliate.validators import UNSTORABLE_MESSAGE, unstorable
 from redirector import Redirector
 from redirector.clickstore import REJECTED_NAME
 
 ROLLUP_PROBLEMS_SHOWN = 20
+
+
+EMAIL_MAX = 254
+NAME_MAX = 120  # the users.name column
 
 
 @click.command("create-user")
@@ -38,6 +45,14 @@ ROLLUP_PROBLEMS_SHOWN = 20
 )
 def create_user(email: str, name: str | None, role: str, password_env: str) -> None:
     """Create an active account with the given role."""
+    try:
+        email = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        raise click.BadParameter(str(error), param_hint="--email") from None
+    if len(email) > EMAIL_MAX:
+        raise click.BadParameter(f"at most {EMAIL_MAX} characters", param_hint="--email")
+    if name is not None and (not name.strip() or len(name) > NAME_MAX or unstorable(name)):
+        raise click.BadParameter(f"1 to {NAME_MAX} characters, {UNSTORABLE_MESSAGE}", param_hint="--name")
     password = os.environ.get(password_env) or click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
         accounts.check_password(password, min_length=current_app.config["PASSWORD_MIN_LENGTH"], email=email)
@@ -93,11 +108,19 @@ LOOP_OPTIONS = (
     click.option(
         "--every",
         type=click.FloatRange(0.1, 3600),
+        callback=lambda _context, _param, value: _finite(value),
         default=2.0,
         show_default=True,
         help="Seconds between rounds with --loop.",
     ),
 )
+
+
+def _finite(value: float) -> float:
+    """FloatRange lets NaN through (it compares false with both bounds)."""
+    if not math.isfinite(value):
+        raise click.BadParameter("a number of seconds from 0.1 to 3600")
+    return value
 
 
 def _looped(command):
@@ -321,6 +344,8 @@ def erase_person(
     if len(given) != 1:
         raise click.UsageError("Name the person by exactly one of --email, --customer-id, --visitor-id, --click-id.")
     kind, value = given[0]
+    if unstorable(value) or len(value) > 320:
+        raise click.UsageError(f"--{kind.replace('_', '-')}: at most 320 characters, and {UNSTORABLE_MESSAGE}.")
     try:
         with reading(db.session):
             found = erasure.find(db.session, kind, value)

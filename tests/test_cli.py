@@ -1,5 +1,6 @@
 """The command-line tools: create-user and seed-demo."""
 
+import pytest
 from sqlalchemy import func, select, update
 
 from affiliate.demo import DEMO_PARTNERS, DEMO_PASSWORD, DEMO_PROGRAM, DEMO_USERS
@@ -206,3 +207,27 @@ def test_seed_demo_points_the_demo_program_at_the_demo_shop_and_gives_the_shop_a
 def _destination(app) -> str:
     with app.app_context():
         return db.session.scalar(select(Program.destination_url).where(Program.name == DEMO_PROGRAM.name))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["create-user", "--email", "not-an-email", "--role", "admin"],
+        ["create-user", "--email", "a" * 250 + "@example.com", "--role", "admin"],
+        ["create-user", "--email", "long.name@example.com", "--name", "x" * 5000, "--role", "admin"],
+        ["create-user", "--email", "nul.name@example.com", "--name", "a\x00b", "--role", "admin"],
+        ["send-webhooks", "--loop", "--every", "nan"],
+        ["send-mail", "--loop", "--every", "nan"],
+        ["erase-person", "--visitor-id", "\udcff", "--yes"],
+        ["erase-person", "--email", "x" * 1000, "--yes"],
+    ],
+    ids=["bad-email", "long-email", "long-name", "nul-name", "webhooks-nan", "mail-nan", "surrogate", "huge-value"],
+)
+def test_commands_answer_odd_arguments_with_a_usage_error_not_a_traceback(app, runner, args):
+    from affiliate.models import User
+
+    result = runner.invoke(args=args, env={"CLICKTRAIL_PASSWORD": "a long enough password"})
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Error" in result.output and "Traceback" not in result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 0
