@@ -28,8 +28,9 @@ from decimal import Decimal
 from affiliate.money import to_decimal
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-# Where a spreadsheet may start a cell: the text's start, or after any separator it might split on.
-_CELL_STARTS = re.compile(r"(?:^|(?<=[,;\t\r\n]))(?=[=+\-@\t\r])")
+# Where a spreadsheet may start a cell: the text's start, or after any separator it might split on, quotes that
+# such a split leaves at a piece's start included (x;"=1+1 is written x;'"=1+1).
+_CELL_STARTS = re.compile(r"(?:^|(?<=[,;\t\r\n]))(?=\"*[=+\-@\t\r])")
 
 Cell = str | int | Decimal | None
 

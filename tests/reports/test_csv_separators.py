@@ -19,7 +19,7 @@ from tests.reports.conftest import RANGE
 from tests.reports.helpers import click_record, store_for
 
 HOSTILE = "Bob;=2+5;x"
-OTHERS = ("=1+1", "\t=tab", "+plus;-minus\t@at", 'quote";=HYPERLINK("http://evil.test")')
+OTHERS = ("=1+1", "\t=tab", "+plus;-minus\t@at", 'quote";=HYPERLINK("http://evil.test")', 'x;"=1+1')
 NUMBER = re.compile(r"-?\d+(\.\d+)?%?")
 SEPARATORS = (",", ";", "\t")
 

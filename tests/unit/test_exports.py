@@ -30,6 +30,8 @@ def parse(text: str) -> list[list[str]]:
         ("\tx", "'\tx"),
         ("\rx", "'\rx"),
         ("Alice", "Alice"),
+        ('x;"=1+1', "x;'\"=1+1"),  # a ;-split leaves the quote at the piece's start: still neutralised
+        ('"@SUM(A1)', "'\"@SUM(A1)"),
         ("a=b", "a=b"),
         (" =1", " =1"),
         ("", ""),
