@@ -31,6 +31,7 @@ from affiliate.models import (
     Conversion,
     ConversionStatus,
     ConversionType,
+    EnrollmentStatus,
     LedgerEntry,
     LedgerTransaction,
     Program,
@@ -52,7 +53,7 @@ from affiliate.services.commissions import (
     recurring_earns,
     reversal_share,
 )
-from affiliate.services.enrollment import admits, enrollment_status
+from affiliate.services.enrollment import enrollment_status
 from affiliate.services.ledger import Leg, post
 from affiliate.services.standing import EVALUABLE, counted_in_period, plan_in_force, plan_label, terms_of
 
@@ -574,15 +575,15 @@ def _refers_a_friend(session: Session, conversion: Conversion) -> bool:
 
 
 def _recruiter(session: Session, affiliate: User, program: Program) -> User | None:
-    """The active affiliate who recruited this one, who earns the second tier, while the program admits them (a
-    recruiter removed from the program earns nothing more in it, as by their own links and codes)."""
+    """The active affiliate who recruited this one, who earns the second tier (whether or not they promote the
+    program themselves), unless removed from the program: then nothing more in it, as by their links and codes."""
     if affiliate.referred_by_id is None:
         return None
     recruiter = session.get(User, affiliate.referred_by_id)
     if recruiter is None or recruiter.role != Role.AFFILIATE or recruiter.status != UserStatus.ACTIVE:
         return None
-    if not admits(program.enrollment, enrollment_status(session, program.id, recruiter.id)):
-        return None
+    if enrollment_status(session, program.id, recruiter.id) == EnrollmentStatus.REMOVED:
+        return None  # a recruiter need not promote the program, but one removed from it earns nothing there
     return recruiter
 
 

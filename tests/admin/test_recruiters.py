@@ -111,6 +111,29 @@ def test_a_recruiter_removed_from_a_program_earns_no_second_tier_in_it(app):
     assert dict(tiers) == {kept.id: 1}
 
 
+def test_a_recruiter_who_never_joined_a_program_by_application_still_earns_the_second_tier_in_it(app):
+    """Only a removal takes the second tier away: a recruiter need not promote the program their recruit does."""
+    from affiliate.models import Commission, Enrollment
+
+    program = make_program(app, make_admin(app), enrollment="application")
+    set_plan(app, program.id, percent_bps=2_000, second_tier_bps=1_000)
+    recruiter = make_affiliate(app)
+    recruit = recruit_of(app, recruiter)
+    with app.app_context():
+        db.session.add(Enrollment(program_id=program.id, affiliate_id=recruit.id, status="active"))
+        db.session.commit()
+    report(app, program, recruit.id, "o-1", 10_000)
+    with app.app_context():
+        accrual.run(db.session, now=utcnow())
+        db.session.commit()
+        tier = db.session.scalar(
+            select(Commission.amount_cents).where(
+                Commission.affiliate_id == recruiter.id, Commission.kind == "second_tier"
+            )
+        )
+    assert tier == 200, "10% of the recruit's 20% of 100.00"
+
+
 def test_admins_change_a_recruiter_audited_and_bad_codes_change_nothing(app):
     admin = make_admin(app)
     rita = make_affiliate(app, name="Rita")
