@@ -265,15 +265,19 @@ def _refund(session: Session, program: Program, charge: dict, at: datetime, now:
     return record_refund(session, program, report, now=now).conversion.id
 
 
-PAID_WITHIN = timedelta(hours=12)  # an invoice's paid event and the charge that paid it are minutes apart
+# An invoice is marked paid when the charge that pays it succeeds: minutes after the charge is made for a card, days
+# for a bank debit (SEPA, ACH) that settles later; never before it, but for clocks an hour apart.
+CHARGE_SKEW = timedelta(hours=1)
+SETTLES_WITHIN = timedelta(days=14)
 
 
 def _invoice_paid_by(session: Session, program: Program, customer: str, charge: dict) -> StripePayment | None:
     """The customer's invoice this charge paid, when the events cannot say which: API versions from 2025
     (basil) name neither the charge nor the payment intent on an invoice, nor the invoice on a charge. Only an
-    invoice recorded without either, of the customer and of the charge's amount, paid within PAID_WITHIN of the
-    charge (a subscription's invoices are all of one amount: the month before is not this charge's), and only
-    when exactly one is, so a refund never lands on another payment; else the refund waits for its invoice."""
+    invoice recorded without either, of the customer and of the charge's amount, paid after the charge was made and
+    within SETTLES_WITHIN of it (a subscription's invoices are all of one amount: the month before, paid before
+    this charge existed, is not this charge's), and only when exactly one is, so a refund never lands on another
+    payment; else the refund waits for its invoice."""
     created = charge.get("created")
     if not isinstance(created, int) or isinstance(created, bool) or not 0 < created < 2**37:
         return None
@@ -292,7 +296,7 @@ def _invoice_paid_by(session: Session, program: Program, customer: str, charge: 
             StripePayment.amount_cents == _amount(charge.get("amount")),
             Conversion.type == ConversionType.SALE,
             Conversion.customer_external_id == customer,
-            Conversion.occurred_at.between(made - PAID_WITHIN, made + PAID_WITHIN),
+            Conversion.occurred_at.between(made - CHARGE_SKEW, made + SETTLES_WITHIN),
         )
         .limit(2)
     ).all()

@@ -660,3 +660,25 @@ def test_a_guests_refund_before_its_checkout_waits_for_it(app, redirector, shop)
         ("refund", "pi_g", 1000, shop["alice"].id),
     ]
     assert earned(app, shop["alice"].id) == 0
+
+
+def test_a_2025_refund_of_a_renewal_paid_by_bank_debit_days_after_its_charge_reverses_its_sale(app, shop):
+    """A SEPA or ACH debit is charged when it starts and the invoice is paid when it settles, days later: the
+    refund of that charge still finds its invoice."""
+    day = 86400
+    start = int(time.time()) - 30 * day
+    completed = checkout("cs_s", mode="subscription", amount=3000, reference=shop["link"].code, subscription="sub_1")
+    first = basil(invoice("in_s1", amount=3000, reason="subscription_create"))
+    renewal = basil(invoice("in_s2", amount=3000, reason="subscription_cycle"))
+    refunded = charge("ch_s2", amount=3000, refunded=3000, payment_intent="pi_s2") | {"created": start + 20 * day}
+    del refunded["invoice"]
+    outcomes = deliver(
+        app,
+        shop["program"].id,
+        event("checkout.session.completed", completed, created=start),
+        event("invoice.paid", first, created=start + 1),
+        event("invoice.paid", renewal, created=start + 25 * day),
+        event("charge.refunded", refunded, created=start + 26 * day),
+    )
+    assert outcomes == ["recorded", "recorded", "recorded", "recorded"]
+    assert sales_and_refunds(app)[-1] == ("refund", "in_s2", 3000, shop["alice"].id)
