@@ -166,7 +166,11 @@ def wake(session: Session, *, now: datetime, webhook_id: int | None = None, post
     """Make the waiting deliveries of an endpoint due now (it was turned on again)."""
     owner = Delivery.webhook_id == webhook_id if webhook_id is not None else Delivery.postback_id == postback_id
     return session.execute(
-        update(Delivery).where(owner, Delivery.status == PENDING).values(next_attempt_at=now)
+        # Those put back or waiting out a retry (their last try says why); one a sender holds right now (a claim
+        # clears its last error) is left to it, or it would be claimed and sent a second time.
+        update(Delivery)
+        .where(owner, Delivery.status == PENDING, Delivery.last_error.is_not(None))
+        .values(next_attempt_at=now)
     ).rowcount
 
 

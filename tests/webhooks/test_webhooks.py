@@ -667,3 +667,32 @@ def test_a_success_wakes_deliveries_waiting_out_a_retry_but_not_those_another_se
         due = dict(db.session.execute(select(Delivery.id, Delivery.next_attempt_at)).all())
     assert due[retried.id] == start, "the endpoint answers again: the retry goes now"
     assert due[held.id] == start + hold, "still held by the sender that claimed it"
+
+
+def test_turning_an_endpoint_on_wakes_what_waits_but_not_what_a_sender_holds(app):
+    """Turned off and on while a sender is sending one of its messages: that one stays the sender's, or another
+    sender would take it at once and it would arrive twice; the one put back while it was off goes now."""
+    admin = make_admin(app)
+    program = make_program(app, admin)
+    start = utcnow()
+    hold = timedelta(seconds=60)
+    with app.app_context():
+        endpoint = webhooks.create_endpoint(
+            db.session,
+            db.session.get(Program, program.id),
+            webhooks.EndpointSettings("https://hooks.example.com/", ("*",)),
+            actor=db.session.get(User, admin.id),
+            now=start,
+            check_url=outbound.check_url,
+        )
+        for n in range(2):
+            webhooks.emit(db.session, program.id, "link.created", {"n": n}, now=start)
+        held, parked = deliveries.claim_due(db.session, now=start, hold=hold)
+        deliveries.park(db.session, parked, now=start)
+        actor = db.session.get(User, admin.id)
+        webhooks.set_enabled(db.session, endpoint, False, actor=actor, now=start)
+        webhooks.set_enabled(db.session, endpoint, True, actor=actor, now=start + timedelta(seconds=1))
+        db.session.commit()
+        due = dict(db.session.execute(select(Delivery.id, Delivery.next_attempt_at)).all())
+    assert due[parked.id] == start + timedelta(seconds=1), "put back while off: it goes now"
+    assert due[held.id] == start + hold, "still held by the sender sending it"
