@@ -6,6 +6,10 @@ sends events out of order: an invoice of a subscription whose checkout has not a
 payload, and is taken up when the checkout is; a refund's amount is worked out from the charge's running
 total (``amount_refunded``), so two refunds arriving in either order, or twice, refund what Stripe did.
 Amounts are Stripe's minor units as they are, in the currency Stripe names (upper-cased).
+
+Why one module: every handler reads and writes the same few records (the event, the customer binding, the payment
+record of each sale) in the order Stripe may send them, and the waiting, matching and savepoint rules between the
+handlers only make sense side by side.
 """
 
 from __future__ import annotations

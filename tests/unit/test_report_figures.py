@@ -13,12 +13,16 @@ from affiliate.services.reports import csv_table
 
 
 def test_rates_and_epc_are_rounded_half_even_and_absent_without_human_clicks():
-    f = Figures(raw=9, human=8, unique=8, signups=1, sales=0, earned={"USD": 1})
+    f = Figures(raw=9, human=8, unique=8, human_in={"USD": 8}, signups=1, sales=0, earned={"USD": 1})
     assert f.conversion_rate == Decimal("12.50") and f.excluded == 1
     assert f.epc("USD") == Decimal("0.0012")  # 0.01 / 8 = 0.00125 -> half even
     assert Figures(human=3, sales=1).conversion_rate == Decimal("33.33")
     assert Figures(raw=5).conversion_rate is None and Figures(raw=5).epc("USD") is None
-    assert Figures(human=1, earned={"JPY": 100}).epc("JPY") == Decimal("100.0000")
+    assert Figures(human=1, human_in={"JPY": 1}, earned={"JPY": 100}).epc("JPY") == Decimal("100.0000")
+    # Each currency's earnings over the human clicks of the programs paying in it, never all of them.
+    mixed = Figures(human=30, human_in={"USD": 10, "EUR": 20}, earned={"USD": 1000, "EUR": 1000})
+    assert (mixed.epc("USD"), mixed.epc("EUR")) == (Decimal("1.0000"), Decimal("0.5000"))
+    assert Figures(human=5, human_in={"USD": 5}, earned={"EUR": 100}).epc("EUR") is None
 
 
 def test_refunds_take_revenue_away_in_their_currency():
@@ -36,7 +40,7 @@ def test_csv_table_keeps_money_numeric_and_text_neutralised():
         Row(
             "=1+1",
             "=1+1",
-            Figures(raw=4, human=2, unique=1, sales=1, revenue={"USD": -1000}, earned={"USD": 50}),
+            Figures(raw=4, human=2, unique=1, human_in={"USD": 2}, sales=1, revenue={"USD": -1000}, earned={"USD": 50}),
             "-detail",
         ),
         Row(None, "(none)", Figures(raw=1, human=1, unique=1, revenue={"EUR": 250})),
@@ -72,7 +76,7 @@ def test_csv_table_keeps_money_numeric_and_text_neutralised():
         "50.00",
         "0.00",
         "0.00",
-        "0.0000",
+        "",  # no human click on a program paying in EUR: no EUR EPC
         "-10.00",
         "0.50",
         "0.2500",
