@@ -49,6 +49,11 @@ class Standing:
 
 
 def enrollment_of(session: Session, program_id: int, affiliate_id: int, *, lock: bool = False) -> Enrollment | None:
+    """The affiliate's enrollment row in the program. With ``lock``, enrollment changes of the program take turns
+    first (its row locked FOR NO KEY UPDATE, which sales naming it do not wait for): a row that does not exist yet
+    cannot be locked, and two requests at once (a double click on Join or Apply) would both insert it."""
+    if lock:
+        session.execute(select(Program.id).where(Program.id == program_id).with_for_update(key_share=True)).all()
     query = select(Enrollment).where(Enrollment.program_id == program_id, Enrollment.affiliate_id == affiliate_id)
     return session.scalar(query.with_for_update() if lock else query)
 

@@ -123,3 +123,42 @@ def test_an_affiliate_removed_from_an_open_program_cannot_create_links_for_it(ap
     assert create_link(a, program) == 200 and links_of(app, alice) == 1
     staff.post(f"{page}decide", {"affiliate": alice.id, "decision": "approve"}, token_from=page)
     assert create_link(a, program) == 302 and links_of(app, alice) == 2
+
+
+def test_an_application_sent_twice_at_once_is_one_application_and_no_error(app, database_uri):
+    """A double click on Apply: the two requests take turns on the program, and the second is told it is done."""
+    import threading
+
+    from affiliate.models import Enrollment
+    from tests.factories import csrf_token
+
+    admin = make_admin(app)
+    program = make_program(app, admin, name="Twice")
+    policy(app, program, "application")
+    for round_ in range(3):
+        alice = make_affiliate(app)
+        clients = [app.test_client() for _ in range(2)]
+        tokens = []
+        for client in clients:
+            Auth(client).login(alice.email)
+            tokens.append(csrf_token(client.get("/partner/").get_data(as_text=True)))
+        start, answers = threading.Barrier(2), []
+
+        def apply(client, token, start=start, answers=answers) -> None:
+            start.wait(10)
+            try:
+                answers.append(
+                    client.post(f"/partner/programs/{program.id}/apply", data={"csrf_token": token}).status_code
+                )
+            except Exception as error:  # the test app propagates errors: a 500 in production
+                answers.append(repr(error))
+
+        threads = [threading.Thread(target=apply, args=pair) for pair in zip(clients, tokens, strict=True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert answers == [302, 302], (round_, answers)
+        with app.app_context():
+            rows = db.session.scalars(select(Enrollment).where(Enrollment.affiliate_id == alice.id)).all()
+        assert len(rows) == 1
