@@ -216,6 +216,12 @@ def redeem(session: Session, secret_key: str, token: str, affiliate: User, *, ma
     before = enrollment.status if enrollment else None
     if before == EnrollmentStatus.REMOVED:
         raise EnrollmentError("You were removed from this program; an admin can re-enroll you.")
+    if before == EnrollmentStatus.REJECTED:
+        # An invitation link can be passed on: it does not overturn an admin's refusal of this affiliate.
+        raise EnrollmentError("Your application to this program was not accepted; an admin can enroll you.")
+    if before == EnrollmentStatus.ACTIVE:
+        # Already in: opening the link again (or one passed on) changes nothing, nor undoes an admin's group move.
+        raise EnrollmentError(f"You are already in {program.name}; this invitation changes nothing for you.")
     if enrollment is None:
         enrollment = Enrollment(program_id=program.id, affiliate_id=affiliate.id, created_at=now, status="active")
         session.add(enrollment)
@@ -234,8 +240,7 @@ def redeem(session: Session, secret_key: str, token: str, affiliate: User, *, ma
         after={"affiliate_id": affiliate.id, "group_id": group.id if group else None},
         now=now,
     )
-    if before != EnrollmentStatus.ACTIVE:
-        _tell_enrolled(session, affiliate, program, enrollment, group.name if group else None, now=now)
+    _tell_enrolled(session, affiliate, program, enrollment, group.name if group else None, now=now)
     return program, group.name if group else None
 
 

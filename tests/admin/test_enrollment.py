@@ -9,7 +9,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select, update
 
 from affiliate.extensions import db
-from affiliate.models import GroupMembership, Link, PartnerGroup, Program
+from affiliate.models import GroupMembership, Link, PartnerGroup, Program, User, utcnow
 from affiliate.services.enrollment import INVITE_SALT
 from tests.factories import Auth, make_admin, make_affiliate, make_program
 
@@ -106,6 +106,36 @@ def test_private_programs_are_joined_by_a_signed_expiring_invitation_into_a_grou
             db.session.scalar(select(GroupMembership.group_id).where(GroupMembership.affiliate_id == alice.id)) == vip
         )
     assert create_link(a, program) == 302 and links_of(app, alice) == 1
+    again = a.post(path, {}, token_from=path)
+    assert "already in Secret" in a.client.get(again.headers["Location"]).get_data(as_text=True)
+
+
+def test_an_invitation_passed_on_does_not_overturn_a_refusal_or_an_admins_group_move(app):
+    from affiliate.services import enrollment, groups
+
+    admin = make_admin(app)
+    program = make_program(app, admin, name="Picky")
+    policy(app, program, "application")
+    carol, alice = make_affiliate(app), make_affiliate(app)
+    with app.app_context():
+        shop = db.session.get(Program, program.id)
+        vip = groups.create_group(db.session, shop.id, "VIP", actor_id=admin.id, now=utcnow())
+        enrollment.apply(db.session, shop, db.session.get(User, carol.id), now=utcnow())
+        enrollment.decide(db.session, shop, carol.id, "reject", actor_id=admin.id, reason="No", now=utcnow())
+        db.session.commit()
+        token = enrollment.invitation(app.config["SECRET_KEY"], shop, vip.id)
+        vip_id = vip.id
+    path = f"/partner/join/{token}"
+    c, a = signed_in(app, carol), signed_in(app, alice)
+    assert "not accepted" in c.client.get(c.post(path, {}, token_from=path).headers["Location"]).get_data(as_text=True)
+    a.post(path, {}, token_from=path)
+    with app.app_context():
+        groups.move(db.session, program.id, [alice.id], None, actor_id=admin.id, now=utcnow())
+        db.session.commit()
+    a.post(path, {}, token_from=path)
+    with app.app_context():
+        moved = db.session.scalar(select(GroupMembership.group_id).where(GroupMembership.affiliate_id == alice.id))
+        assert moved != vip_id, "the admin's move stands"
 
 
 def test_an_affiliate_removed_from_an_open_program_cannot_create_links_for_it(app):
