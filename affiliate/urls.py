@@ -64,14 +64,17 @@ def parse_destination(text: str, *, allow_http_loopback: bool = False) -> str:
 def normalise_host(text: str) -> str:
     """Return a host name in its ASCII (punycode) form, or raise InvalidUrl.
 
-    ``host:port`` names a port other than the destination's that deep links on that host may use.
+    ``host:port`` names a port other than the destination's that deep links on that host may use (``host:443``: the
+    usual one, when the destination uses another).
     """
     text = (text or "").strip().lower()
     name, colon, port = text.rpartition(":")
     if colon and port.isascii() and port.isdigit():
-        if not 1 <= int(port) <= 65535 or len(port) > 5 or int(port) in (80, 443):
-            raise InvalidUrl(f"{text!r}: list a host alone for its usual port, or with another port (1 to 65535).")
+        if not 1 <= int(port) <= 65535 or len(port) > 5:
+            raise InvalidUrl(f"{text!r}: a port is 1 to 65535.")
         return f"{normalise_host(name)}:{int(port)}"
+    if "*" in text:
+        raise InvalidUrl(f"{text!r}: wildcards are not supported; list each host.")
     text = text.rstrip(".")
     if not text or any(ch in _FORBIDDEN or ch in "/?#@:" for ch in text):
         raise InvalidUrl(f"{text!r} is not a host name.")
@@ -148,7 +151,7 @@ def destination_allowed(url: str, hosts: frozenset[str] | set[str], *, allow_htt
         scheme_allowed(parsed.protocol, parsed.hostname, allow_http_loopback=allow_http_loopback)
         and not parsed.username
         and not parsed.password
-        and parsed.hostname in hosts
+        and (parsed.hostname in hosts or any(entry.startswith(f"{parsed.hostname}:") for entry in hosts))
     )
 
 
@@ -171,6 +174,9 @@ def resolve_deep_link(
     return url
 
 
+DEFAULT_PORTS = {"https:": "443", "http:": "80"}
+
+
 def deep_link_problem(
     url: str, destination: str, hosts: frozenset[str] | set[str], *, allow_http_loopback: bool = False
 ) -> str | None:
@@ -181,7 +187,8 @@ def deep_link_problem(
     # Another scheme or port on an allowed host is another service, often one never meant for shoppers.
     if parsed.protocol != home.protocol:
         return f"Deep links must use the destination's scheme ({home.protocol[:-1]})."
-    if parsed.port != home.port and f"{parsed.hostname}:{parsed.port}" not in hosts:
+    port = parsed.port or DEFAULT_PORTS.get(parsed.protocol, "")
+    if parsed.port != home.port and f"{parsed.hostname}:{port}" not in hosts:
         return "Deep links must use the destination's port, or one the program lists as host:port."
     # A path starting with // is read as another host by many servers' own redirects (protocol-relative).
     if parsed.pathname.startswith("//"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from wtforms import (
     BooleanField,
     HiddenField,
@@ -19,6 +20,7 @@ from affiliate.forms import Form
 from affiliate.models import AttributionModel, EnrollmentPolicy, ProgramStatus
 from affiliate.money import CURRENCIES, InvalidAmount, parse_amount
 from affiliate.services.api_keys import SCOPES, TRACKING_SCOPES
+from affiliate.urls import LOOPBACK_HOSTS, InvalidUrl, host_of, parse_host_list
 from affiliate.validators import host_list, https_destination, options
 
 
@@ -59,7 +61,9 @@ class ProgramForm(Form):
         "destination's scheme and port; add host:port (say shop.example.com:8443) to allow another port on a host.",
     )
     fallback_url = URLField(
-        "Fallback URL for paused or unknown links", validators=[Optional(), Length(max=2048), https_destination]
+        "Fallback URL for paused links",
+        validators=[Optional(), Length(max=2048), https_destination],
+        description="On the destination's host or one listed above: the redirector sends shoppers nowhere else.",
     )
     attribution_window_days = IntegerField(
         "Attribution window (days)",
@@ -100,6 +104,21 @@ class ProgramForm(Form):
     )
     currency = SelectField("Currency", choices=options([(code, code) for code in CURRENCIES]), default="USD")
     minimum_payout = StringField("Minimum payout", default="50.00", validators=[DataRequired(), Length(max=32)])
+
+    def validate_fallback_url(self, field) -> None:
+        if not field.data or self.destination_url.errors or self.allowed_hosts.errors:
+            return
+        try:
+            hosts = {host_of(self.destination_url.data), *parse_host_list(self.allowed_hosts.data or "")}
+            fallback = host_of(field.data)
+        except (InvalidUrl, ValueError):
+            return  # the field's own checks say what is wrong
+        loopback = current_app.config.get("ALLOW_HTTP_LOOPBACK_DESTINATIONS") and fallback in LOOPBACK_HOSTS
+        if not loopback and fallback not in hosts and not any(entry.startswith(f"{fallback}:") for entry in hosts):
+            raise ValidationError(
+                f"{fallback} is neither the destination's host nor one listed above, and the redirector sends shoppers "
+                "only to those: add it to the hosts, or choose another fallback."
+            )
 
     def validate_minimum_payout(self, field) -> None:
         try:

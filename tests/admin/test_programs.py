@@ -227,3 +227,21 @@ def test_a_sale_checked_before_a_currency_change_and_stored_after_it_is_refused(
         stored = record_conversion(db.session, read_before, signup, now=utcnow()).conversion
         db.session.commit()
         assert stored.currency == "JPY"
+
+
+def test_a_fallback_the_redirector_would_never_use_and_wildcard_hosts_are_form_errors(app, auth):
+    """The redirector sends shoppers only to the destination's host or a listed one: a fallback elsewhere would be a
+    plain 404 for every paused link, so the form says so; a wildcard would be kept as a host no URL has."""
+    _signed_in_admin(app, auth)
+    elsewhere = auth.post("/admin/programs/new", {**VALID, "fallback_url": "https://help.example.org/paused"})
+    assert elsewhere.status_code == 200 and "neither the destination" in elsewhere.get_data(as_text=True)
+    wildcard = auth.post("/admin/programs/new", {**VALID, "allowed_hosts": "*.example.org"})
+    assert wildcard.status_code == 200 and "wildcards are not supported" in wildcard.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Program.id))) == 0
+    listed = {
+        **VALID,
+        "allowed_hosts": "www.example.com\nhelp.example.org",
+        "fallback_url": "https://help.example.org/p",
+    }
+    assert auth.post("/admin/programs/new", listed).status_code == 302

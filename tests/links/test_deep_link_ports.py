@@ -61,9 +61,22 @@ def test_a_port_the_program_lists_is_allowed_on_that_host_only(app, setup):
     with pytest.raises(LinkError):
         make_link(app, affiliate, program, deep_link="https://shop.example.com:8443/app")
     assert normalise_host("WWW.Example.com:08443") == "www.example.com:8443"
-    for bad in ("www.example.com:0", "www.example.com:65536", "www.example.com:x", ":8443", "www.example.com:443"):
+    for bad in ("www.example.com:0", "www.example.com:65536", "www.example.com:x", ":8443", "*.example.com"):
         with pytest.raises(InvalidUrl):
             normalise_host(bad)
+
+
+def test_a_destination_on_another_port_may_list_a_host_for_its_usual_port(app):
+    """With the destination on 8443, a deep link to a listed host's usual port needs host:443, which may be listed;
+    a host listed only with a port is allowed on that port."""
+    from affiliate.urls import deep_link_problem
+
+    destination = "https://shop.example.com:8443/"
+    hosts = {"shop.example.com", "www.example.com:443", "api.example.net:8443"}
+    assert deep_link_problem("https://www.example.com/sale", destination, hosts) is None
+    assert deep_link_problem("https://api.example.net:8443/x", destination, hosts) is None
+    assert deep_link_problem("https://api.example.net/x", destination, hosts) is not None
+    assert deep_link_problem("https://www.example.com:9000/x", destination, hosts) is not None
 
 
 def test_the_link_form_says_why_and_stores_nothing(app, setup):

@@ -298,7 +298,7 @@ def test_trailing_ideographic_full_stop_is_folded_like_a_dot(dot):
         "\u3002com",
         "shop.example.com/path",
         "shop.example.com/",
-        "shop.example.com:443",
+        "*.example.com",
         "user@shop.example.com",
         "user:pw@shop.example.com",
         "https://shop.example.com",
