@@ -573,20 +573,39 @@ def offer_rejected(store: ClickStore, directory: Path) -> int:
             os.close(fd)
     offered = 0
     for offering in pending:
-        records, unreadable = [], []
-        for line in offering.read_bytes().splitlines():
-            if line.strip():
-                try:
-                    records.append(orjson.loads(line)["record"])
-                except (orjson.JSONDecodeError, KeyError, TypeError) as error:
-                    unreadable.append((line.decode("utf-8", "replace"), error))
-        for start in range(0, len(records), OFFER_CHUNK):
-            store_records(store, records[start : start + OFFER_CHUNK], directory)
-        for line, error in unreadable:
-            set_aside(directory, line, error)
-        offering.unlink()
-        offered += len(records)
+        try:
+            held = os.open(offering, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # another offer finished it
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(held)
+            continue  # another offer is storing it right now
+        try:
+            offered += _offer(store, offering, directory)
+        finally:
+            os.close(held)
     return offered
+
+
+def _offer(store: ClickStore, offering: Path, directory: Path) -> int:
+    """Store one taken-over file of set-aside records (its lock held); remove it once every record went through."""
+    if not offering.exists():
+        return 0  # finished by another offer between finding it and locking it
+    records, unreadable = [], []
+    for line in offering.read_bytes().splitlines():
+        if line.strip():
+            try:
+                records.append(orjson.loads(line)["record"])
+            except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+                unreadable.append((line.decode("utf-8", "replace"), error))
+    for start in range(0, len(records), OFFER_CHUNK):
+        store_records(store, records[start : start + OFFER_CHUNK], directory)
+    for line, error in unreadable:
+        set_aside(directory, line, error)
+    offering.unlink()
+    return len(records)
 
 
 def fit_columns(click: ClickRecord) -> ClickRecord:

@@ -273,6 +273,9 @@ def _promotion_free(session: Session, program_id: int, promotion: str | None, *,
     live coupon (active or requested) with the same code is refused rather than left to decide by its age."""
     if promotion is None:
         return None
+    # Coupon writes of the program take turns (its row locked, as SQLite's one writer does), so two admins giving
+    # one code to two coupons at once cannot both find it free.
+    session.execute(select(Program.id).where(Program.id == program_id).with_for_update(key_share=True)).all()
     taken = session.scalar(
         select(Coupon.code).where(
             Coupon.program_id == program_id,
