@@ -11,6 +11,10 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import Conflict, HTTPException
 
 log = logging.getLogger(__name__)
+RACING_WRITE = (
+    "This was changed by another request at the same moment (or sent twice). Reload the page to see where it stands, "
+    "and try again if it is still needed."
+)
 
 MESSAGES = {
     400: "The request could not be understood. If you submitted a form, reload the page and try again.",
@@ -18,8 +22,6 @@ MESSAGES = {
     404: "There is nothing at this address.",
     405: "This address does not accept that kind of request.",
     413: "What you sent is too large.",
-    409: "This was changed by another request at the same moment (or sent twice). Reload the page to see where it "
-    "stands, and try again if it is still needed.",
     429: "Too many requests. Wait a moment and try again.",
 }
 
@@ -35,7 +37,7 @@ def _racing_write(error: IntegrityError):
     one record): the database kept nothing of this one, so the answer is a 409 that says so, not a 500."""
     log.warning("a write met a row another request stored first: %s", error.orig)
     _rollback()
-    return _http_error(Conflict())
+    return _http_error(Conflict(RACING_WRITE))
 
 
 def _rollback() -> None:
