@@ -562,13 +562,14 @@ def offer_rejected(store: ClickStore, directory: Path) -> int:
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
-        pass
-    else:
+        fd = None  # nothing set aside, or another offer took it a moment ago
+    if fd is not None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            taken = directory / f"rejected-{time.time_ns()}-{os.getpid()}.offering"
-            os.rename(path, taken)
-            pending.append(taken)
+            if path.exists() and os.stat(path).st_ino == os.fstat(fd).st_ino:
+                taken = directory / f"rejected-{time.time_ns()}-{os.getpid()}.offering"
+                os.rename(path, taken)
+                pending.append(taken)
         finally:
             os.close(fd)
     offered = 0
