@@ -45,13 +45,13 @@ def send_due(*, clock: Callable[[], datetime] = utcnow, limit: int = 100) -> tup
         db.session.rollback()
         raise
     delivered = failed = 0
-    for due in claimed:
+    for claim in claimed:
         # A round of slow receivers can outlast the claim, and another sender take what this one has not reached:
-        # each message is checked to be still ours (and its claim extended) just before it is sent.
-        if not deliveries.keep_claim(db.session, due, now=clock(), hold=hold):
-            db.session.commit()
-            continue
+        # each message is checked to be still ours (and its claim extended, its try counted) just before it is sent.
+        due = deliveries.keep_claim(db.session, claim, now=clock(), hold=hold)
         db.session.commit()
+        if due is None:
+            continue
         try:
             sent = _send(due, clock)
         except Exception:

@@ -108,20 +108,24 @@ def send_due(*, clock: Callable[[], datetime] = utcnow, limit: int = 50) -> tupl
         connection = mailman.get_connection(fail_silently=False)
         connection.open()
     except (OSError, smtplib.SMTPException) as error:
-        for mail in claimed:
-            outbox.mark_failed(
-                db.session, mail.id, error=_describe(error), attempt=mail.attempt, retry=retry, now=clock()
-            )
+        # Each message was tried with the server, so each try counts and the next one waits longer.
+        for claim in claimed:
+            mail = outbox.keep_claim(db.session, claim, now=clock(), hold=hold)
+            if mail is not None:
+                outbox.mark_failed(
+                    db.session, mail.id, error=_describe(error), attempt=mail.attempt, retry=retry, now=clock()
+                )
         db.session.commit()
         log.warning("SMTP server unreachable (%s); %d messages wait for the next try", _describe(error), len(claimed))
         return 0, len(claimed)
     try:
-        for mail in claimed:
-            # A slow SMTP server can outlast the claim: send only what is still this sender's (claim extended).
-            if not outbox.keep_claim(db.session, mail, now=clock(), hold=hold):
-                db.session.commit()
-                continue
+        for claim in claimed:
+            # A slow SMTP server can outlast the claim: send only what is still this sender's (claim extended, try
+            # counted).
+            mail = outbox.keep_claim(db.session, claim, now=clock(), hold=hold)
             db.session.commit()
+            if mail is None:
+                continue
             try:
                 _message(mail, connection).send(fail_silently=False)
             except (OSError, smtplib.SMTPException) as error:

@@ -11,7 +11,7 @@ one that was down for ten minutes gets everything once it is back.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -43,7 +43,7 @@ class Due:
     url: str
     body: str | None
     created_at: datetime
-    attempt: int
+    attempt: int  # tries so far, this one included once keep_claim has counted it
     claimed_until: datetime  # the claim's end, as set when claimed (claims.keep_claim)
 
 
@@ -78,9 +78,10 @@ def claim_due(session: Session, *, now: datetime, hold: timedelta, limit: int = 
     return claimed
 
 
-def keep_claim(session: Session, due: Due, *, now: datetime, hold: timedelta) -> bool:
-    """Whether the delivery is still this sender's to send (its claim extended), or another sender took it."""
-    return claims.keep_claim(session, Delivery, due.id, due.claimed_until, now=now, hold=hold) is not None
+def keep_claim(session: Session, due: Due, *, now: datetime, hold: timedelta) -> Due | None:
+    """The delivery as this try sends it (the try counted, the claim extended), or None if another sender took it."""
+    attempt = claims.keep_claim(session, Delivery, due.id, due.claimed_until, now=now, hold=hold)
+    return None if attempt is None else replace(due, attempt=attempt)
 
 
 def record_delivered(session: Session, due: Due, *, status: int, response: str, latency_ms: int, now: datetime) -> None:

@@ -10,7 +10,7 @@ again, so a message may (rarely) arrive twice but is never lost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
@@ -33,7 +33,7 @@ class Mail:
     text: str
     html: str
     unsubscribe_url: str | None
-    attempt: int
+    attempt: int  # tries so far, this one included once keep_claim has counted it
     claimed_until: datetime  # the claim's end, as set when claimed (claims.keep_claim)
 
 
@@ -97,9 +97,10 @@ def claim_due(session: Session, *, now: datetime, hold: timedelta, limit: int = 
     return claimed
 
 
-def keep_claim(session: Session, mail: Mail, *, now: datetime, hold: timedelta) -> bool:
-    """Whether the message is still this sender's to send (its claim extended), or another sender took it."""
-    return claims.keep_claim(session, OutboxMessage, mail.id, mail.claimed_until, now=now, hold=hold) is not None
+def keep_claim(session: Session, mail: Mail, *, now: datetime, hold: timedelta) -> Mail | None:
+    """The message as this try sends it (the try counted, the claim extended), or None if another sender took it."""
+    attempt = claims.keep_claim(session, OutboxMessage, mail.id, mail.claimed_until, now=now, hold=hold)
+    return None if attempt is None else replace(mail, attempt=attempt)
 
 
 def mark_sent(session: Session, message_id: int, *, now: datetime) -> None:

@@ -590,7 +590,9 @@ def test_messages_a_slow_round_had_not_reached_when_its_claim_ran_out_are_sent_o
     assert outcome == [(1, 0)], "the first sender sent its first message only"
     ids = [request.headers["webhook-id"] for request in hooks.received]
     assert len(ids) == 2 and len(set(ids)) == 2, "each message once"
-    assert [row.status for row in deliveries_of(app)] == ["delivered", "delivered"]
+    rows = deliveries_of(app)
+    assert [row.status for row in rows] == ["delivered", "delivered"]
+    assert [row.attempts for row in rows] == [1, 1], "a claim that ran out before it was reached is not a try"
 
 
 def test_a_message_to_an_endpoint_turned_off_waits_uncounted_and_goes_when_it_is_turned_on(app, hooks, clock):
@@ -658,6 +660,7 @@ def test_a_success_wakes_deliveries_waiting_out_a_retry_but_not_those_another_se
         for n in range(3):
             webhooks.emit(db.session, program.id, "link.created", {"n": n}, now=start)
         first, held, retried = deliveries.claim_due(db.session, now=start, hold=hold)
+        retried = deliveries.keep_claim(db.session, retried, now=start, hold=hold)
         deliveries.record_failed(db.session, retried, error="answered 503", now=start)
         db.session.execute(
             update(Delivery).where(Delivery.id == retried.id).values(next_attempt_at=start + timedelta(hours=1))
@@ -688,6 +691,7 @@ def test_turning_an_endpoint_on_wakes_what_waits_but_not_what_a_sender_holds(app
         for n in range(2):
             webhooks.emit(db.session, program.id, "link.created", {"n": n}, now=start)
         held, parked = deliveries.claim_due(db.session, now=start, hold=hold)
+        parked = deliveries.keep_claim(db.session, parked, now=start, hold=hold)
         deliveries.park(db.session, parked, now=start)
         actor = db.session.get(User, admin.id)
         webhooks.set_enabled(db.session, endpoint, False, actor=actor, now=start)
