@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -190,3 +190,20 @@ def retrying(session: Session, work: Callable[[], T], *, attempts: int = TRANSAC
             log.info("transaction ended to break a deadlock; running it again (attempt %d)", attempt + 1)
             sleep(random.uniform(0.005, 0.05) * attempt)
     raise AssertionError("unreachable")
+
+
+def take_turns(session: Session, model, row_id: int) -> None:
+    """Writes under one row (a program's coupons, endpoints, enrollments) take turns from here to the commit.
+
+    On PostgreSQL the row is locked FOR NO KEY UPDATE, which rows that merely name it (a sale, a click) do not wait
+    for; on SQLite every write transaction already holds the one write lock. A check that counts or searches the
+    rows under it before an insert (a limit, a code that must be free) then sees every insert made before its own.
+    """
+    session.execute(select(model.id).where(model.id == row_id).with_for_update(key_share=True)).all()
+
+
+def locked(session: Session, row: T) -> T:
+    """``row`` read again under a lock held to the commit (PostgreSQL; SQLite's write lock does the same), for a
+    change that derives its new values from the old ones: two at once must not both start from the same old ones."""
+    session.refresh(row, with_for_update=True)
+    return row

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
+from affiliate.database import locked
 from affiliate.models import ApiKey, Program, User
 from affiliate.services import audit
 
@@ -96,6 +97,7 @@ def issue_key(
 
 def rotate_secret(session: Session, key: ApiKey, *, actor: User, now: datetime) -> str:
     """Start a new signing secret; the current one stays valid beside it until the next rotation."""
+    locked(session, key)  # two rotations at once: the second keeps the first one's secret as the previous one
     secret = new_signing_secret()
     key.previous_signing_secret = key.signing_secret
     key.signing_secret = secret

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from affiliate.database import take_turns
 from affiliate.models import (
     Conversion,
     Coupon,
@@ -275,7 +276,7 @@ def _promotion_free(session: Session, program_id: int, promotion: str | None, *,
         return None
     # Coupon writes of the program take turns (its row locked, as SQLite's one writer does), so two admins giving
     # one code to two coupons at once cannot both find it free.
-    session.execute(select(Program.id).where(Program.id == program_id).with_for_update(key_share=True)).all()
+    take_turns(session, Program, program_id)
     taken = session.scalar(
         select(Coupon.code).where(
             Coupon.program_id == program_id,

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from affiliate import mail, notifications
+from affiliate.database import take_turns
 from affiliate.models import (
     Enrollment,
     EnrollmentPolicy,
@@ -53,7 +54,7 @@ def enrollment_of(session: Session, program_id: int, affiliate_id: int, *, lock:
     first (its row locked FOR NO KEY UPDATE, which sales naming it do not wait for): a row that does not exist yet
     cannot be locked, and two requests at once (a double click on Join or Apply) would both insert it."""
     if lock:
-        session.execute(select(Program.id).where(Program.id == program_id).with_for_update(key_share=True)).all()
+        take_turns(session, Program, program_id)
     query = select(Enrollment).where(Enrollment.program_id == program_id, Enrollment.affiliate_id == affiliate_id)
     return session.scalar(query.with_for_update() if lock else query)
 

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
+from affiliate.database import take_turns
 from affiliate.models import Click, Conversion, ConversionStatus, Delivery, Postback, Program, User
 from affiliate.money import plain_amount
 from affiliate.services import audit, deliveries
@@ -146,6 +147,7 @@ def save(
     events = " ".join(parse_events(settings.events))
     before = None
     if postback is None:
+        take_turns(session, Program, program.id)  # two adds at once must not both find room under the limit
         if len(postbacks_of(session, program.id, affiliate_id)) >= PER_PROGRAM:
             raise PostbackError(f"At most {PER_PROGRAM} postbacks per program.")
         postback = Postback(

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from affiliate.database import locked, take_turns
 from affiliate.models import Delivery, Program, User, WebhookEndpoint
 from affiliate.services import audit, deliveries
 
@@ -101,6 +102,7 @@ def create_endpoint(
     session: Session, program: Program, settings: EndpointSettings, *, actor: User, now: datetime, check_url
 ) -> WebhookEndpoint:
     """Add an endpoint with a fresh secret; ``check_url`` refuses unsafe destinations (raises ValueError)."""
+    take_turns(session, Program, program.id)  # two adds at once must not both find room under the limit
     if len(endpoints_of(session, program.id)) >= ENDPOINTS_PER_PROGRAM:
         raise WebhookError(f"A program has at most {ENDPOINTS_PER_PROGRAM} endpoints.")
     endpoint = WebhookEndpoint(
@@ -131,6 +133,7 @@ def update_endpoint(
 
 def rotate_secret(session: Session, endpoint: WebhookEndpoint, *, actor: User, now: datetime) -> str:
     """A new secret; the old one still signs (alongside) for ROTATION_OVERLAP, so receivers can switch over."""
+    locked(session, endpoint)  # two rotations at once: the second keeps the first one's secret as the previous one
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_until = now + ROTATION_OVERLAP
     endpoint.secret = new_secret()
