@@ -97,7 +97,9 @@ def test_two_postbacks_added_at_once_never_pass_the_programs_limit(app):
             db.session,
             db.session.get(Program, program.id),
             alice.id,
-            postbacks.PostbackSettings(f"https://track{n}.example.com/pb?o={{order_id}}", "GET", ("conversion.recorded",)),
+            postbacks.PostbackSettings(
+                f"https://track{n}.example.com/pb?o={{order_id}}", "GET", ("conversion.recorded",)
+            ),
             actor=db.session.get(User, alice.id),
             now=utcnow(),
             check_url=outbound.check_url,
