@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import confirm_login, current_user, logout_user
 from sqlalchemy import select
 
@@ -29,14 +29,13 @@ from affiliate.auth.forms import (
 )
 from affiliate.auth.passwords import authenticate, count_signup, end_transaction, form_page, hash_new_password, now
 from affiliate.auth.sessions import (
-    PASSWORD_AT,
-    SECOND_FACTOR_AT,
     VISITOR_COOKIE,
     client_ip,
     mark_password_entered,
     mark_second_factor_given,
     request_fingerprint,
     sign_in,
+    start_clean,
     token_or_none,
 )
 from affiliate.extensions import csrf, db, login_manager
@@ -306,9 +305,8 @@ def logout():
     if current_user.is_authenticated:
         user_sessions.end_session(db.session, current_user.session_token, now=utcnow())
         db.session.commit()
-    session.pop(PASSWORD_AT, None)
-    session.pop(SECOND_FACTOR_AT, None)
     logout_user()
+    start_clean()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
 

@@ -49,6 +49,7 @@ def sign_in(user: User, *, remember: bool, second_factor: bool = False) -> None:
     signed in from before gets the owner a mail about it.
     """
     remember = remember and not user.is_staff
+    start_clean()
     fingerprint = request_fingerprint()
     visitor_id = token_or_none(request.cookies.get(VISITOR_COOKIE))
     if user_sessions.seen_device(db.session, user, fingerprint=fingerprint, visitor_id=visitor_id) is False:
@@ -70,6 +71,16 @@ def sign_in(user: User, *, remember: bool, second_factor: bool = False) -> None:
         mark_second_factor_given()
     else:
         session.pop(SECOND_FACTOR_AT, None)
+
+
+def start_clean() -> None:
+    """Empty the session cookie, but for messages still to be shown. Signing in and out start from here: what the
+    browser's previous account left in it (a second factor's secret being set up, a security key's challenge, a
+    sign-in half done) must never carry over to the next person on the same browser."""
+    messages = session.get("_flashes")
+    session.clear()
+    if messages:
+        session["_flashes"] = messages
 
 
 def mark_password_entered() -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from affiliate.auth.passwords import CLOCK
 from affiliate.extensions import db
 from affiliate.models import AuditLog, RecoveryCode, User, utcnow
+from affiliate.services import user_sessions
 from tests.factories import PASSWORD, Auth, csrf_token, make_admin, make_affiliate, make_finance
 from tests.mail.smtp import text_of
 
@@ -257,3 +258,22 @@ def test_changing_payout_details_asks_for_the_second_factor_and_is_mailed(app, c
     mails = smtp.inbox.wait_for(lambda got: any("payout details" in m["Subject"] for m in got))
     [notice] = [m for m in mails if "payout details" in m["Subject"]]
     assert "new-wallet@example.com" in text_of(notice)
+
+
+@pytest.mark.parametrize("leaves", ["signs-out", "session-ends-without-signing-out"])
+def test_a_secret_being_set_up_is_never_offered_to_the_next_person_on_the_browser(app, leaves):
+    """A shared computer: whoever saw a secret on the setup page must not get the next account's codes."""
+    mallory, victim = make_affiliate(app, name="Mallory"), make_affiliate(app, name="Victim")
+    client = app.test_client()
+    auth = Auth(client)
+    auth.login(mallory.email)
+    seen = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', client.get("/account/two-factor/app").text)[1]
+    if leaves == "signs-out":
+        auth.logout()
+    else:  # ended elsewhere (another device's "sign out everywhere", an expiry): the cookie stays as it was
+        with app.app_context():
+            user_sessions.end_all_sessions(db.session, db.session.get(User, mallory.id), now=utcnow())
+            db.session.commit()
+    assert auth.login(victim.email).status_code == 302
+    offered = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', client.get("/account/two-factor/app").text)[1]
+    assert offered != seen
