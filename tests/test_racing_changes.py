@@ -19,8 +19,8 @@ from sqlalchemy import func, select
 from affiliate import outbound
 from affiliate.extensions import db
 from affiliate.models import ApiKey, Postback, Program, User, WebhookEndpoint, utcnow
-from affiliate.services import api_keys, postbacks, webhooks
-from tests.factories import make_admin, make_affiliate, make_program
+from affiliate.services import accounts, api_keys, postbacks, webhooks
+from tests.factories import PASSWORD, Auth, make_admin, make_affiliate, make_program
 from tests.money.test_deadlocks import waiting_for_a_lock
 
 
@@ -156,3 +156,31 @@ def test_two_api_key_secret_rotations_at_once_leave_the_first_ones_secret_accept
     with app.app_context():
         key = db.session.get(ApiKey, key_id)
         assert (key.signing_secret, key.previous_signing_secret) == (second, first), "both secrets handed out work"
+
+
+def _change_password_held(app, user_id: int) -> Callable[[], object]:
+    hasher = app.extensions["clicktrail.hasher"]
+    new_hash = hasher.hash("a brand new passphrase 42")
+
+    def change() -> None:
+        user = db.session.get(User, user_id)
+        accounts.change_password(db.session, user, old_hash=user.password_hash, new_hash=new_hash, now=utcnow())
+
+    return change
+
+
+@pytest.mark.parametrize("second_factor", [False, True], ids=["password", "password-and-second-factor"])
+def test_a_sign_in_with_the_old_password_during_a_change_of_password_keeps_no_session(app, second_factor):
+    """The owner changes the password (to sign out a thief) while the thief signs in with the old one."""
+    owner = make_affiliate(app, second_factor=second_factor)
+    thief = app.test_client()
+    auth = Auth(thief)
+    if second_factor:  # the password step done; the code arrives while the change is being made
+        password_step = {"email": owner.email, "password": PASSWORD, "csrf_token": auth.token()}
+        assert thief.post("/login", data=password_step).headers["Location"].startswith("/login/second-factor")
+
+    def sign_in():
+        return auth.second_factor(owner.email) if second_factor else auth.login(owner.email)
+
+    one_after_the_other(app, _change_password_held(app, owner.id), sign_in)
+    assert thief.get("/account/").status_code == 302, "the old password's session was signed out with the others"

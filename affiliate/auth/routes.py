@@ -216,6 +216,11 @@ def second_factor_step():
             throttled = error
             form.form_errors.append(str(error))
         else:
+            if method and factor.pending_user(lock=True) is None:
+                db.session.commit()
+                factor.end_pending()
+                flash("Sign in again: the password was changed meanwhile.", "info")
+                return redirect(url_for("auth.login"))
             if method:
                 factor.end_pending()
                 sign_in(user, remember=remember, second_factor=True)

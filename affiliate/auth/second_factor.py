@@ -97,15 +97,19 @@ def _password_mark(user: User) -> str:
     return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:32]
 
 
-def pending_user() -> tuple[User, bool] | None:
-    """The account whose password was given in this browser lately and which still owes its second factor."""
+def pending_user(*, lock: bool = False) -> tuple[User, bool] | None:
+    """The account whose password was given in this browser lately and which still owes its second factor.
+
+    With ``lock``, just before the sign-in is completed: the account's row is read again and locked to the commit,
+    so a change of password made meanwhile either came first (and ends this sign-in) or waits for it and then signs
+    the new session out with the others."""
     pending = session.get(PENDING)
     if not isinstance(pending, dict) or not isinstance(pending.get("u"), int) or not isinstance(pending.get("t"), int):
         return None
     age = now().timestamp() - pending["t"]
     if not -60 <= age <= current_app.config["SECOND_FACTOR_PENDING_MINUTES"] * 60:
         return None
-    user = db.session.get(User, pending["u"])
+    user = db.session.get(User, pending["u"], populate_existing=lock, with_for_update=lock)
     if user is None or not hmac.compare_digest(str(pending.get("p", "")), _password_mark(user)):
         return None
     return user, bool(pending.get("r"))

@@ -306,9 +306,11 @@ def finish_sign_in(
 ) -> User:
     """After a right password: forgive the attempt and store a stronger hash if one was made.
 
-    Raises InvalidCredentials if the password was changed while it was being checked.
+    Raises InvalidCredentials if the password was changed while it was being checked. The account's row stays
+    locked to the commit, so a change of password made meanwhile either came first (and is seen here) or waits and
+    then signs this new session out with the others; and a stronger hash of the old password never overwrites it.
     """
-    user = session.get(User, stored.user_id, populate_existing=True)
+    user = session.get(User, stored.user_id, populate_existing=True, with_for_update=True)
     if user is None or user.password_hash != stored.password_hash:
         raise InvalidCredentials("Email or password is incorrect.")
     account_address, address = sign_in_keys(policy, email, ip)
