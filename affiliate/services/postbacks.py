@@ -84,9 +84,13 @@ def check_template(template: str, check_url) -> str:
     if "{" in scheme or "{" in authority or "}" in authority:
         raise PostbackError("Macros may go in the path and the query, not in the host.")
     try:
-        check_url(render(template, dict.fromkeys(MACROS, "1")))
+        # Read as the sender reads it, with two different values for every macro: a host that moves with them is
+        # chosen by whoever sets a sub-ID (the text above misses what a URL parser does, such as "https:///{sub1}").
+        one, other = (check_url(render(template, dict.fromkeys(MACROS, sample))) for sample in ("1", "ab"))
     except ValueError as error:
         raise PostbackError(str(error)) from None
+    if (one.scheme, one.host, one.port) != (other.scheme, other.host, other.port):
+        raise PostbackError("Macros may go in the path and the query, not in the host.")
     return template
 
 

@@ -242,6 +242,10 @@ def test_an_affiliates_postback_fires_for_their_own_conversions_only_and_a_progr
         ("https://t.example.com:{sub1}/pb", "not in the host"),
         ("https://user{sub1}@t.example.com/pb", "not in the host"),
         ("{sub1}://t.example.com/pb", "not in the host"),
+        # A URL parser skips the empty authority and finds the host in what looks like the path.
+        ("https:///{sub1}.com/pb?order={order_id}", "not in the host"),
+        ("https:////{sub1}.example.com/pb", "not in the host"),
+        ("https:/{sub1}.example.com/pb", "not in the host"),
         ("https://10.0.0.7/pb?c={click_id}", "private"),
     ],
 )
