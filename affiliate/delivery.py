@@ -58,9 +58,7 @@ def send_due(*, clock: Callable[[], datetime] = utcnow, limit: int = 100) -> tup
             # A fault of ours with one message (not the receiver's) must not hold up the rest of the round.
             db.session.rollback()
             log.exception("sending delivery %s failed", due.message_id)
-            dead = deliveries.record_failed(
-                db.session, due, error="could not be sent (an error on our side)", now=clock()
-            )
+            dead = deliveries.record_failed(db.session, due, error=deliveries.ON_OUR_SIDE, now=clock())
             _tell_owner_if_dead(due, dead, clock())
             sent = False
         if sent:

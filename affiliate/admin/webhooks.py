@@ -198,7 +198,8 @@ def set_enabled(program_id: int, endpoint_id: int, state: str):
         flash(
             "Endpoint turned on: waiting messages go now."
             if state == "on"
-            else "Endpoint turned off: messages wait until it is turned on again.",
+            else "Endpoint turned off: events from now on are not sent to it; messages already waiting go once it is "
+            "turned on again.",
             "success",
         )
     return redirect(url_for("admin_webhooks.show", program_id=program_id, endpoint_id=endpoint_id))

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from affiliate.models import Delivery, Postback, WebhookEndpoint
@@ -26,6 +26,8 @@ PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 BACKOFF = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200, 57600, 57600, 57600)
 JITTER = 0.2  # each wait is stretched or shrunk by up to a fifth, so retries of many messages spread out
 PARKED = timedelta(hours=1)  # how long a delivery to a turned-off endpoint waits before it is looked at again
+GATEWAY_DOWN = (502, 503, 504)  # what a proxy answers for a receiver behind it that is down or overloaded
+ON_OUR_SIDE = "could not be sent (an error on our side)"
 RESPONSE_MAX = 1024
 ERROR_MAX = 500
 
@@ -85,10 +87,14 @@ def keep_claim(session: Session, due: Due, *, now: datetime, hold: timedelta) ->
 
 
 def record_delivered(session: Session, due: Due, *, status: int, response: str, latency_ms: int, now: datetime) -> None:
-    """A 2xx: delivered. The endpoint's other deliveries waiting out a retry become due now: it answers again.
+    """A 2xx: delivered. The endpoint's other deliveries waiting out a retry because it could not be reached become
+    due now: it answers again.
 
-    Only those whose last try failed (``last_error`` set): a claim clears it, so a delivery another sender is
-    sending right now is left alone; woken, it would be claimed and sent a second time.
+    Only those whose last try found nobody answering (no answer at all, or a gateway's 502, 503 or 504 in front of
+    a receiver that is down). A message the receiver itself refused keeps its backoff: woken by every other
+    message's success, it would spend its three days of retries in minutes and turn the endpoint off. And only
+    those whose last try failed (``last_error`` set): a claim clears it, so a delivery another sender is sending
+    right now is left alone; woken, it would be claimed and sent a second time.
     """
     session.execute(
         update(Delivery)
@@ -110,6 +116,8 @@ def record_delivered(session: Session, due: Due, *, status: int, response: str, 
             owner,
             Delivery.status == PENDING,
             Delivery.last_error.is_not(None),
+            Delivery.last_error != ON_OUR_SIDE,
+            or_(Delivery.last_status_code.is_(None), Delivery.last_status_code.in_(GATEWAY_DOWN)),
             Delivery.next_attempt_at > now,
             Delivery.id != due.id,
         )

@@ -92,7 +92,7 @@ class Receiver:
 
     ``secrets`` maps a path to the signing secrets its owner verifies with; a message at such a path that none
     of them verifies is answered 401, as a merchant's server would. ``statuses`` answer the next requests, then
-    ``status`` answers. While ``hold`` is an unset Event every answer waits for it (``holding`` is set then).
+    ``status`` answers; a message whose id is in ``refused`` is always answered 500. While ``hold`` is an unset Event every answer waits for it (``holding`` is set then).
     ``stop()`` closes the port, so connections are refused; ``start()`` listens on the same port again.
     """
 
@@ -101,6 +101,7 @@ class Receiver:
     secrets: dict[str, list[str]] = field(default_factory=dict)
     status: int = 200
     statuses: list[int] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)
     hold: threading.Event | None = None
     hold_after: int = 0
     drop_held: bool = False
@@ -142,6 +143,8 @@ class Receiver:
                 return 503
         self.received.append(Received(method, path, headers, body, verified))
         status = self.statuses.pop(0) if self.statuses else self.status
+        if headers.get("webhook-id") in self.refused:
+            status = 500
         return 401 if expected and not verified else status
 
 
