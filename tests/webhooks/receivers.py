@@ -92,7 +92,8 @@ class Receiver:
 
     ``secrets`` maps a path to the signing secrets its owner verifies with; a message at such a path that none
     of them verifies is answered 401, as a merchant's server would. ``statuses`` answer the next requests, then
-    ``status`` answers; a message whose id is in ``refused`` is always answered 500. While ``hold`` is an unset Event every answer waits for it (``holding`` is set then).
+    ``status`` answers; a message whose id is in ``refused`` is always answered 500. While ``hold`` is an unset
+    Event every answer waits for it (``holding`` is set then).
     ``stop()`` closes the port, so connections are refused; ``start()`` listens on the same port again.
     """
 
