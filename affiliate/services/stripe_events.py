@@ -93,6 +93,8 @@ def receive(session: Session, program: Program, event: dict, *, now: datetime) -
 def _handle(session: Session, program: Program, row: StripeEvent, event: dict, now: datetime) -> None:
     handler = {
         "checkout.session.completed": _checkout,
+        # A checkout paid by a bank debit completes unpaid; this comes when the debit settles.
+        "checkout.session.async_payment_succeeded": _checkout,
         "invoice.paid": _invoice,
         "charge.refunded": _refund,
         "customer.subscription.deleted": _cancelled,
@@ -127,14 +129,17 @@ def _take_up_waiting(session: Session, program: Program, customer: str | None, n
 
 
 def _checkout(session: Session, program: Program, checkout: dict, at: datetime, now: datetime) -> int | None:
-    if checkout.get("payment_status") not in ("paid", "no_payment_required"):
-        raise Outcome(IGNORED, "The checkout is not paid.")
+    subscribing = checkout.get("mode") == "subscription"
+    # A subscription's invoices are its sales, paid or not yet at checkout (a bank debit settles days later); a
+    # one-off checkout paid by a debit is a sale when it is paid (checkout.session.async_payment_succeeded).
+    if not subscribing and checkout.get("payment_status") not in ("paid", "no_payment_required"):
+        raise Outcome(IGNORED, "The checkout is not paid yet: a debit is a sale once it settles.")
     click_id, referral_code = _reference(session, program, checkout.get("client_reference_id"), now)
     coupon = _coupon(session, program, checkout)
     if not (click_id or referral_code or coupon):
         raise Outcome(IGNORED, "The checkout names no click, referral code or affiliate coupon.")
     customer = _text(checkout.get("customer"))
-    if checkout.get("mode") == "subscription":
+    if subscribing:
         if not customer:
             raise Outcome(IGNORED, "A subscription checkout without a customer.")
         bound = _bound(session, program, customer)
@@ -143,10 +148,13 @@ def _checkout(session: Session, program: Program, checkout: dict, at: datetime, 
             session.add(bound)
         bound.checkout_session_id = _object_id(checkout)
         bound.click_id, bound.referral_code, bound.coupon = click_id, referral_code, coupon
-        bound.subscription_id, bound.ended_at = _text(checkout.get("subscription")), None
+        subscription = _text(checkout.get("subscription"))
+        if subscription != bound.subscription_id:  # a new subscription; the same checkout again ends nothing
+            bound.subscription_id, bound.ended_at = subscription, None
         session.flush()
         return None  # its invoices are the sales
-    _unless_paid_already(session, program, _text(checkout.get("payment_intent")))
+    invoice = _text(checkout.get("invoice"))  # a one-off checkout that also issues an invoice names it
+    _unless_paid_already(session, program, _text(checkout.get("payment_intent")), invoice)
     order_id = _text(checkout.get("payment_intent")) or _object_id(checkout)
     report = ConversionRequest(
         type=ConversionType.SALE,
@@ -167,6 +175,7 @@ def _checkout(session: Session, program: Program, checkout: dict, at: datetime, 
             program_id=program.id,
             order_id=order_id,
             payment_intent=_text(checkout.get("payment_intent")),
+            invoice=invoice,
             amount_cents=report.amount_cents,
         )
     )
@@ -182,14 +191,16 @@ def _invoice(session: Session, program: Program, invoice: dict, at: datetime, no
             raise Outcome(WAITING, "Waiting for the subscription's checkout.", waiting_for=customer)
         raise Outcome(IGNORED, "The customer did not come through a referral.")
     subscription = _subscription(invoice)
-    if bound.ended_at is not None and subscription == bound.subscription_id:
+    # Stripe sends events in no fixed order: an invoice paid before the cancellation but delivered after it is
+    # still a sale of the subscription.
+    if bound.ended_at is not None and subscription == bound.subscription_id and at >= bound.ended_at:
         raise Outcome(IGNORED, "The subscription was cancelled: its recurring period is over.")
     amount = _amount(invoice.get("amount_paid"))
     if amount == 0:
         raise Outcome(IGNORED, "Nothing was paid (a trial or a fully discounted invoice).")
     invoice_id = _object_id(invoice)
     payment_intent, charge = _invoice_payment(invoice)
-    _unless_paid_already(session, program, payment_intent)
+    _unless_paid_already(session, program, payment_intent, invoice_id)
     report = ConversionRequest(
         type=ConversionType.SALE,
         order_id=invoice_id,
@@ -339,18 +350,24 @@ def _cancelled(session: Session, program: Program, subscription: dict, at: datet
     return None
 
 
-def _unless_paid_already(session: Session, program: Program, payment_intent: str | None) -> None:
+def _unless_paid_already(
+    session: Session, program: Program, payment_intent: str | None, invoice: str | None = None
+) -> None:
     """One payment is one sale: a one-off Checkout that also issues an invoice sends both a completed checkout and
-    a paid invoice for the same payment intent, and whichever comes second is not a second sale."""
-    if not payment_intent:
+    a paid invoice for the same payment, and whichever comes second is not a second sale. They share the payment
+    intent in older API versions; from 2025 (basil) an invoice may name none, but the checkout names its invoice."""
+    matches = [
+        column == value
+        for column, value in ((StripePayment.payment_intent, payment_intent), (StripePayment.invoice, invoice))
+        if value
+    ]
+    if not matches:
         return
     recorded = session.scalar(
-        select(StripePayment.order_id).where(
-            StripePayment.program_id == program.id, StripePayment.payment_intent == payment_intent
-        )
+        select(StripePayment.order_id).where(StripePayment.program_id == program.id, or_(*matches)).limit(1)
     )
     if recorded is not None:
-        raise Outcome(IGNORED, f"This payment ({payment_intent}) is already recorded as sale {recorded}.")
+        raise Outcome(IGNORED, f"This payment ({payment_intent or invoice}) is already recorded as sale {recorded}.")
 
 
 def _bound(session: Session, program: Program, customer: str) -> StripeCustomer | None:

@@ -524,9 +524,11 @@ def test_a_subscription_checkout_whose_id_cannot_be_kept_is_refused_and_binds_no
         assert db.session.scalar(select(func.count()).select_from(StripeCustomer)) == 0
 
 
+@pytest.mark.parametrize("shape", ["2024", "2025"])
 @pytest.mark.parametrize("invoice_first", [False, True])
-def test_a_one_off_checkout_and_its_invoice_are_one_sale(app, redirector, shop, invoice_first):
-    """Checkout's invoice creation sends a paid invoice for the same payment intent as the completed checkout."""
+def test_a_one_off_checkout_and_its_invoice_are_one_sale(app, redirector, shop, invoice_first, shape):
+    """Checkout's invoice creation sends a paid invoice for the same payment as the completed checkout: they share
+    the payment intent, and in the 2025 shape (whose invoice names none) the checkout names its invoice."""
     click_id = clicked(redirector, shop["link"].code)
     start = int(time.time()) + 30
     subscribed = [
@@ -537,14 +539,11 @@ def test_a_one_off_checkout_and_its_invoice_are_one_sale(app, redirector, shop, 
     ]  # fmt: skip
     one_off = event(
         "checkout.session.completed",
-        checkout("cs_p9", mode="payment", amount=3000, reference=click_id, payment_intent="pi_9"),
+        checkout("cs_p9", mode="payment", amount=3000, reference=click_id, payment_intent="pi_9") | {"invoice": "in_9"},
         created=start + 2,
     )
-    its_invoice = event(
-        "invoice.paid",
-        {**invoice("in_9", amount=3000, reason="manual"), "subscription": None, "payment_intent": "pi_9"},
-        created=start + 3,
-    )
+    invoiced = {**invoice("in_9", amount=3000, reason="manual"), "subscription": None, "payment_intent": "pi_9"}
+    its_invoice = event("invoice.paid", basil(invoiced) if shape == "2025" else invoiced, created=start + 3)
     pair = [its_invoice, one_off] if invoice_first else [one_off, its_invoice]
     outcomes = deliver(app, shop["program"].id, *subscribed, *pair)
     assert outcomes == ["recorded", "recorded", "recorded", "ignored"]
@@ -682,3 +681,49 @@ def test_a_2025_refund_of_a_renewal_paid_by_bank_debit_days_after_its_charge_rev
     )
     assert outcomes == ["recorded", "recorded", "recorded", "recorded"]
     assert sales_and_refunds(app)[-1] == ("refund", "in_s2", 3000, shop["alice"].id)
+
+
+def test_a_renewal_paid_before_the_cancellation_but_delivered_after_it_is_a_sale(app, redirector, shop):
+    """Stripe sends events in no fixed order: only invoices paid after the cancellation are past the subscription."""
+    click_id = clicked(redirector, shop["link"].code)
+    start = int(time.time()) + 30
+    outcomes = deliver(
+        app,
+        shop["program"].id,
+        event("checkout.session.completed",
+              checkout("cs_c1", mode="subscription", amount=5000, reference=click_id, subscription="sub_1"),
+              created=start),
+        event("invoice.paid", invoice("in_c1", amount=5000, reason="subscription_create"), created=start + 1),
+        event("customer.subscription.deleted", subscription_deleted("sub_1"), created=start + 10),
+        event("invoice.paid", invoice("in_c2", amount=5000, reason="subscription_cycle"), created=start + 5),
+        event("invoice.paid", invoice("in_c3", amount=5000, reason="subscription_cycle"), created=start + 20),
+    )  # fmt: skip
+    assert outcomes == ["recorded", "recorded", "recorded", "recorded", "ignored"]
+    assert [order for kind, order, _, _ in sales_and_refunds(app) if kind == "sale"] == ["in_c1", "in_c2"]
+
+
+def test_checkouts_paid_by_bank_debit_are_credited_when_the_debit_settles(app, redirector, shop):
+    """A SEPA or ACH debit completes the checkout unpaid: a subscription's invoices are still its sales, and a
+    one-off payment is a sale once checkout.session.async_payment_succeeded says it settled."""
+    click_id = clicked(redirector, shop["link"].code)
+    start = int(time.time()) + 30
+    unpaid_subscription = checkout(
+        "cs_d1", mode="subscription", amount=5000, reference=click_id, subscription="sub_1"
+    ) | {"payment_status": "unpaid"}
+    unpaid_one_off = checkout(
+        "cs_d2", mode="payment", amount=3000, reference=click_id, customer="cus_Beta2", payment_intent="pi_d2"
+    ) | {"payment_status": "unpaid"}
+    settled = "checkout.session.async_payment_succeeded"
+    outcomes = deliver(
+        app,
+        shop["program"].id,
+        event("checkout.session.completed", unpaid_subscription, created=start),
+        event("checkout.session.completed", unpaid_one_off, created=start + 1),
+        event("invoice.paid", invoice("in_d1", amount=5000, reason="subscription_create"), created=start + 3),
+        event(settled, unpaid_one_off | {"payment_status": "paid"}, created=start + 4),
+        event(settled, unpaid_subscription | {"payment_status": "paid"}, created=start + 5),
+    )  # fmt: skip
+    assert outcomes == ["recorded", "ignored", "recorded", "recorded", "recorded"]
+    sales = sorted((order, amount) for kind, order, amount, _ in sales_and_refunds(app) if kind == "sale")
+    assert sales == [("in_d1", 5000), ("pi_d2", 3000)]
+    assert earned(app, shop["alice"].id) == 1600
