@@ -27,7 +27,6 @@ from affiliate.ids import issued_at
 from affiliate.models import (
     Click,
     CodePrecedence,
-    CommissionPlan,
     Conversion,
     ConversionStatus,
     ConversionType,
@@ -44,6 +43,7 @@ from affiliate.services.attribution import Binding, Code, ConversionFacts, Terms
 from affiliate.services.commissions import add_months
 from affiliate.services.enrollment import admits
 from affiliate.services.screening import screen
+from affiliate.services.standing import plan_in_force
 from redirector.clickrecord import CLICK_PATIENCE_SECONDS, INGEST_LANES, INGEST_TURN_KEY
 
 MAX_AMOUNT_CENTS = 10**11  # a billion in the major unit: far above any real order, far below overflow
@@ -151,17 +151,6 @@ _FIRST_CONVERSION = {
     (False, True): _first_conversion("customer_user_id"),
     (True, True): _first_conversion("customer_external_id", "customer_user_id"),
 }
-
-_PROGRAM_PLAN = (
-    select(CommissionPlan.__table__.c.recurring_months)
-    .where(
-        CommissionPlan.program_id == bindparam("program_id"),
-        CommissionPlan.affiliate_id.is_(None),
-        CommissionPlan.effective_from <= bindparam("at"),
-    )
-    .order_by(CommissionPlan.effective_from.desc(), CommissionPlan.id.desc())
-    .limit(1)
-)
 
 # ON CONFLICT DO NOTHING answers a key stored meanwhile with no row instead of an error, so this
 # insert needs no SAVEPOINT (SQLite >= 3.35 and PostgreSQL). Text, because the dialects'
@@ -612,18 +601,19 @@ def find_binding(
         affiliate_id=first.affiliate_id,
         touch_id=first.click_id,
         bound_at=first.occurred_at,
-        until=_recurring_until(session, program, first.occurred_at),
+        until=_recurring_until(session, program, first.affiliate_id, first.occurred_at),
         affiliate_active=first.status == UserStatus.ACTIVE and admits(program.enrollment, first.enrollment_status),
     )
 
 
-def _recurring_until(session: Session, program: Program, since: datetime) -> datetime | None:
-    """How long a customer stays bound: the recurring period (None: for life).
+def _recurring_until(session: Session, program: Program, affiliate_id: int, since: datetime) -> datetime | None:
+    """How long a customer stays bound: the recurring period (None: for life) of the plan that pays the affiliate
+    they are bound to (their own, else their group's, else the program's), as it stood at the first sale.
 
     A plan without recurring commissions still binds for one attribution window, so a
     customer who buys again soon is not taken by whoever's link they clicked last.
     """
-    plan = session.connection().execute(_PROGRAM_PLAN, {"program_id": program.id, "at": since}).first()
+    plan = plan_in_force(session, program.id, affiliate_id, since)
     if plan is None or plan.recurring_months == 0:
         return since + timedelta(days=program.attribution_window_days)
     if plan.recurring_months is None:

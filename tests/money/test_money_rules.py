@@ -432,3 +432,37 @@ def test_concurrent_style_double_refund_is_refused_even_when_the_first_is_unproc
     with app.app_context():
         assert db.session.scalar(select(User.id).where(User.id == alice.id)) == alice.id
         assert not db.session.scalars(select(LedgerEntry)).all()
+
+
+@pytest.mark.parametrize(
+    ("other_plan", "bound_for_days"),
+    [
+        ("none", 30),  # the program's plan does not recur: one attribution window
+        ("another_group_for_life", 30),  # a group Alice is not in recurs for life: not her plan
+        ("alice_own_for_a_year", 365),  # Alice's own plan recurs 12 months: so does her binding
+    ],
+)
+def test_a_customer_is_bound_for_the_recurring_period_of_their_affiliates_plan(app, other_plan, bound_for_days):
+    from affiliate.services import groups
+    from affiliate.services.conversions import find_binding
+
+    admin = make_admin(app)
+    program = make_program(app, admin, attribution_window_days=30)
+    set_plan(app, program.id, percent_bps=1_000, recurring_months=0)
+    alice = make_affiliate(app)
+    from_now = utcnow()
+    with app.app_context():
+        if other_plan == "another_group_for_life":
+            vip = groups.create_group(db.session, program.id, "VIP", actor_id=admin.id, now=utcnow())
+            save_plan(db.session, program.id, PlanTerms(percent_bps=1_000, recurring_months=None), group_id=vip.id,
+                      effective_from=from_now, actor_id=admin.id, now=from_now)  # fmt: skip
+        elif other_plan == "alice_own_for_a_year":
+            save_plan(db.session, program.id, PlanTerms(percent_bps=1_000, recurring_months=12), affiliate_id=alice.id,
+                      effective_from=from_now, actor_id=admin.id, now=from_now)  # fmt: skip
+        db.session.commit()
+    report(app, program, alice.id, "first", 10_000, customer_external_id="c1")
+    with app.app_context():
+        binding = find_binding(db.session, db.session.get(type(program), program.id), "c1", None)
+        assert binding.affiliate_id == alice.id
+        assert binding.until - binding.bound_at >= timedelta(days=bound_for_days)
+        assert binding.until - binding.bound_at <= timedelta(days=bound_for_days + 1)
