@@ -30,35 +30,48 @@ def _postgresql_only(database_uri):
         pytest.skip("SQLite's one writer makes the second change wait for the first's commit")
 
 
-def one_after_the_other(app, first: Callable[[], object], second: Callable[[], object]) -> tuple[object, object]:
-    """``first`` in this thread, held open until ``second`` (another thread, its own session) waits for it; both
-    committed. Returns what each returned (an exception raised by ``second`` is returned as it is)."""
-    outcome: list[object] = []
+class Meanwhile:
+    """``work`` in another thread with its own session, committed; ``start`` returns once it is done or waits for
+    a lock this thread holds, ``finish`` waits for it and returns what it returned (or the exception it raised)."""
 
-    def run_second() -> None:
-        with app.app_context():
+    def __init__(self, app, work: Callable[[], object]) -> None:
+        self.app, self.work, self.outcome = app, work, []
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        with self.app.app_context():
             try:
-                outcome.append(second())
+                self.outcome.append(self.work())
                 db.session.commit()
             except Exception as error:
                 db.session.rollback()
-                outcome.append(error)
+                self.outcome.append(error)
             finally:
                 db.session.remove()
 
+    def start(self) -> Meanwhile:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while self.thread.is_alive() and not waiting_for_a_lock(self.app):
+            assert time.monotonic() < deadline, "the other change neither finished nor waited"
+            time.sleep(0.05)
+        return self
+
+    def finish(self) -> object:
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+        return self.outcome[0]
+
+
+def one_after_the_other(app, first: Callable[[], object], second: Callable[[], object]) -> tuple[object, object]:
+    """``first`` in this thread, held open until ``second`` (another thread, its own session) waits for it; both
+    committed. Returns what each returned (an exception raised by ``second`` is returned as it is)."""
     with app.app_context():
         result = first()
-        thread = threading.Thread(target=run_second)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while thread.is_alive() and not waiting_for_a_lock(app):
-            assert time.monotonic() < deadline, "the second change neither finished nor waited"
-            time.sleep(0.05)
+        meanwhile = Meanwhile(app, second).start()
         db.session.commit()
         db.session.remove()
-    thread.join(30)
-    assert not thread.is_alive()
-    return result, outcome[0]
+    return result, meanwhile.finish()
 
 
 def test_two_endpoints_added_at_once_never_pass_the_programs_limit(app):
@@ -184,3 +197,64 @@ def test_a_sign_in_with_the_old_password_during_a_change_of_password_keeps_no_se
 
     one_after_the_other(app, _change_password_held(app, owner.id), sign_in)
     assert thief.get("/account/").status_code == 302, "the old password's session was signed out with the others"
+
+
+@pytest.mark.parametrize("meanwhile", ["approval", "failed-payout"])
+def test_a_commission_approved_or_freed_during_a_payout_build_never_joins_it_without_its_money(
+    app, monkeypatch, meanwhile
+):
+    """The build reads the balances, then links the approved commissions: one approved or freed (its payout marked
+    failed) in between must wait for the build, not join a payout that does not carry its money."""
+    from affiliate.models import Commission, Payout
+    from affiliate.services import accrual, payouts
+    from affiliate.services.ledger import balance
+    from tests.factories import make_finance
+    from tests.money.test_accrual import _accrued, set_plan
+    from tests.money.test_payouts import _details, _earn
+
+    program = make_program(app, make_admin(app), minimum_payout_cents=100)
+    set_plan(app, program.id, percent_bps=1_000)
+    alice = make_affiliate(app)
+    maker, checker = make_finance(app), make_finance(app)
+    _details(app, alice)
+    _earn(app, program, alice, 1_000, "first")
+    if meanwhile == "approval":
+        later = _accrued(app, program, alice, "second", 10_000)
+
+        def change() -> None:
+            accrual.approve(db.session, db.session.get(Commission, later), now=utcnow())
+    else:  # a payout of an earlier batch, approved, then marked failed: its commission is freed
+        _earn(app, program, alice, 2_000, "second")
+        with app.app_context():
+            earlier, _ = payouts.build_batch(db.session, "USD", actor=db.session.get(User, maker.id), now=utcnow())
+            payouts.approve_batch(db.session, earlier, approver=db.session.get(User, checker.id), now=utcnow())
+            db.session.commit()
+            failed_id = db.session.scalar(select(Payout.id).where(Payout.batch_id == earlier.id))
+        _earn(app, program, alice, 1_000, "third")
+
+        def change() -> None:
+            payout = db.session.get(Payout, failed_id)
+            payouts.mark_failed(
+                db.session, payout, reason="bounced", actor=db.session.get(User, checker.id), now=utcnow()
+            )
+
+    link, meanwhile = payouts._link_commissions, Meanwhile(app, change)
+
+    def link_once_the_change_is_done_or_waiting(*args, **kwargs):
+        meanwhile.start()
+        return link(*args, **kwargs)
+
+    monkeypatch.setattr(payouts, "_link_commissions", link_once_the_change_is_done_or_waiting)
+    with app.app_context():
+        batch_id = payouts.build_batch(db.session, "USD", actor=db.session.get(User, maker.id), now=utcnow())[0].id
+        db.session.commit()
+    assert meanwhile.finish() in (None, True)
+    with app.app_context():
+        (payout,) = db.session.scalars(select(Payout).where(Payout.batch_id == batch_id)).all()
+        linked = db.session.scalars(select(Commission.amount_cents).where(Commission.payout_id == payout.id)).all()
+        assert sum(linked) == payout.amount_cents, "every commission in the payout has its money in it"
+        left = -balance(db.session, f"affiliate_payable:{alice.id}", "USD")
+        unlinked = db.session.scalars(
+            select(Commission.amount_cents).where(Commission.status == "approved", Commission.payout_id.is_(None))
+        ).all()
+        assert left == sum(unlinked), "what is still payable is the commissions in no payout"

@@ -54,7 +54,7 @@ from affiliate.services.commissions import (
     reversal_share,
 )
 from affiliate.services.enrollment import enrollment_status
-from affiliate.services.ledger import Leg, post
+from affiliate.services.ledger import Leg, payable_turn, post
 from affiliate.services.standing import EVALUABLE, counted_in_period, plan_in_force, plan_label, terms_of
 
 LIVE_COMMISSIONS = (CommissionStatus.PENDING, CommissionStatus.APPROVED, CommissionStatus.PAID)
@@ -289,6 +289,7 @@ def approve(session: Session, commission: Commission, *, now: datetime, actor_id
     The program's webhook endpoints hear ``commission.approved``; the conversion's own commission (its first
     tier's earning) also fires the affiliate's ``conversion.approved`` postbacks, with its amount.
     """
+    payable_turn(session, commission.currency, shared=True)
     status = session.scalar(
         select(Conversion.status).where(Conversion.id == commission.conversion_id).with_for_update(key_share=True)
     )

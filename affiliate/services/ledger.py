@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,9 @@ from affiliate import bulk
 from affiliate.models import LedgerEntry, LedgerTransaction
 
 IN_CHUNK = 5000  # values per IN (...) list: well inside SQLite's and PostgreSQL's limits
+# The PostgreSQL advisory lock (this key, the currency) that approvals take shared and payout builds, cancellations
+# and failed payouts take exclusively (payable_turn).
+PAYABLE_TURN_KEY = 0x50617942
 
 
 class UnbalancedPosting(ValueError):
@@ -131,6 +134,24 @@ def post_new(session: Session, kind: str, postings: Sequence[tuple[str, Sequence
             for leg in legs
         ],
     )
+
+
+def payable_turn(session: Session, currency: str, *, shared: bool) -> None:
+    """Wait for a turn at the money of ``currency`` that commissions carry into payouts, held to the commit.
+
+    A payout build reads the approved balances, then links every approved commission not yet in a payout to the
+    payouts it made from them: two statements, and on PostgreSQL each sees what was committed when it began. A
+    commission approved in between (or freed by another batch's cancellation or failed payout) would join a payout
+    that does not carry its money, be marked paid with it, and leave its money for the next batch. So approvals
+    (``shared``: they never wait for each other) and what builds or returns payouts (exclusive) take turns per
+    currency. SQLite's single writer already makes them.
+    """
+    if bulk.postgresql(session):
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        session.execute(
+            text(f"SELECT {function}(:key, :currency)"),
+            {"key": PAYABLE_TURN_KEY, "currency": int.from_bytes(currency.encode(), "big")},
+        )
 
 
 def balance(session: Session, account: str, currency: str) -> int:

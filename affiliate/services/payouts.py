@@ -53,7 +53,7 @@ from affiliate.services import audit, webhooks
 from affiliate.services import webhook_payloads as payloads
 from affiliate.services.batches import UNSETTLED
 from affiliate.services.exports import FORMATS, PayoutLine, payout_file
-from affiliate.services.ledger import IN_CHUNK, Leg, post, post_new
+from affiliate.services.ledger import IN_CHUNK, Leg, payable_turn, post, post_new
 
 COOLING_OFF = timedelta(hours=72)
 # A batch whose commissions are more than one in SCAN_SHARE of the table links them reading the table in order.
@@ -113,7 +113,9 @@ def build_batch(
 ) -> tuple[PayoutBatch | None, list[Held]]:
     """A draft batch of every affiliate whose approved balance reaches the minimum; amounts come from the ledger."""
     # Builds of one currency take turns (PostgreSQL: row locks; SQLite: writers are serial anyway), so
-    # the second reads the balances the first left and cannot reserve the same money twice.
+    # the second reads the balances the first left and cannot reserve the same money twice; and no commission is
+    # approved or freed between the balances read and the commissions linked.
+    payable_turn(session, currency, shared=False)
     session.execute(select(Program.id).where(Program.currency == currency).with_for_update(key_share=True)).all()
     minimum = session.scalar(select(func.min(Program.minimum_payout_cents)).where(Program.currency == currency))
     if minimum is None:
@@ -365,6 +367,7 @@ def _hold(session: Session, payout_id: int, status: str, reason: str, *, actor: 
 
 def cancel_batch(session: Session, batch: PayoutBatch, *, actor: User, reason: str, now: datetime) -> int:
     """Cancel a draft batch: every payout's amount returns to its affiliate's balance; how many payouts."""
+    payable_turn(session, batch.currency, shared=False)  # its commissions are freed: not while a build links
     _lock_batch(session, batch)
     updated = session.execute(
         update(PayoutBatch)
@@ -639,6 +642,7 @@ def mark_failed(session: Session, payout: Payout, *, reason: str, actor: User, n
     """An approved or held payout that was not made: its amount returns to the affiliate's balance (told to the
     webhook endpoints of the programs paying in its currency). The last payout of the batch to be settled closes
     it."""
+    payable_turn(session, payout.currency, shared=False)  # its commissions are freed: not while a build links
     _lock_batch_id(session, payout.batch_id)
     before = session.scalar(select(Payout.status).where(Payout.id == payout.id).with_for_update(key_share=True))
     if before not in (PayoutStatus.APPROVED, PayoutStatus.HELD):
