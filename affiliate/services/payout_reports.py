@@ -12,7 +12,6 @@ from affiliate.models import (
     Adjustment,
     AdjustmentStatus,
     Commission,
-    CommissionStatus,
     Conversion,
     LedgerEntry,
     LedgerTransaction,
@@ -190,7 +189,8 @@ def _describe(kind: str, reference: str, commissions: dict, payouts: dict[int, P
 
 def balances(session: Session, affiliate_id: int) -> dict[str, dict[str, int]]:
     """An affiliate's balances per currency: each ledger account's total as owed to them (``affiliate_pending``,
-    ``affiliate_payable``, ...), and ``paid``, what their paid commissions came to."""
+    ``affiliate_payable``, ...), and ``paid``, what their payouts marked paid came to: the money they were sent,
+    bonuses included (a refund after the payout is a clawback in their balance, not money taken back from it)."""
     found: dict[str, dict[str, int]] = {}
     for account, currency, total in session.execute(
         select(LedgerEntry.account, LedgerEntry.currency, func.sum(LedgerEntry.amount_cents))
@@ -200,9 +200,9 @@ def balances(session: Session, affiliate_id: int) -> dict[str, dict[str, int]]:
         # Credits to the affiliate are negative in the ledger; shown as what is owed to them.
         found.setdefault(currency, {})[account.split(":", 1)[0]] = -int(total)
     for currency, total in session.execute(
-        select(Commission.currency, func.sum(Commission.amount_cents))
-        .where(Commission.affiliate_id == affiliate_id, Commission.status == CommissionStatus.PAID)
-        .group_by(Commission.currency)
+        select(Payout.currency, func.sum(Payout.amount_cents))
+        .where(Payout.affiliate_id == affiliate_id, Payout.status == PayoutStatus.PAID)
+        .group_by(Payout.currency)
     ):
         found.setdefault(currency, {})["paid"] = int(total)
     return found

@@ -68,3 +68,19 @@ def test_a_newcomer_is_told_what_to_do(app):
     html = signed_in(app, make_affiliate(app)).get("/partner/earnings/").get_data(as_text=True)
     assert "No commissions yet" in html and 'href="/partner/links/"' in html
     assert cards(html)["approved"].startswith("Approved $0.00")
+
+
+def test_paid_is_what_was_sent_even_after_the_paid_sale_is_refunded(app, runner):
+    """The refund after the payout is a clawback in the balance; the money sent stays sent."""
+    from affiliate.models import Program
+    from affiliate.services.conversions import RefundRequest, record_refund
+
+    h = history(app)
+    with app.app_context():
+        program = db.session.get(Program, h.program.id)
+        record_refund(db.session, program, RefundRequest(order_id="A-PAID", refund_id="R-1", amount_cents=60_000),
+                      now=utcnow())  # fmt: skip
+        db.session.commit()
+    assert runner.invoke(args=["accrue-commissions"]).exit_code == 0
+    found = cards(signed_in(app, h.alice).get("/partner/earnings/").get_data(as_text=True))
+    assert found["paid"].startswith("Paid $60.00"), found["paid"]
