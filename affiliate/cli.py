@@ -357,7 +357,15 @@ def erase_person(
     )
     if not yes and not found.empty:
         click.confirm("Pseudonymise them? This cannot be undone", abort=True)
-    erased = erasure.erase(db.session, kind, value, actor_id=None, now=utcnow(), via="flask erase-person")
+    erased = erasure.erase(
+        db.session,
+        kind,
+        value,
+        actor_id=None,
+        now=utcnow(),
+        via="flask erase-person",
+        secret=current_app.config["SECRET_KEY"],
+    )
     db.session.commit()
     changed = erased.changed
     click.echo(

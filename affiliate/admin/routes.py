@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from affiliate.admin.forms import ErasureForm
@@ -57,7 +57,13 @@ def erase_person():
         form.confirm.errors.append("Tick the box to confirm: erasure cannot be undone.")
         return render_template("admin/erase_person.html", form=form, found=found), 400
     erased = erasure.erase(
-        db.session, form.kind.data, form.value.data, actor_id=current_user.id, now=utcnow(), via="admin portal"
+        db.session,
+        form.kind.data,
+        form.value.data,
+        actor_id=current_user.id,
+        now=utcnow(),
+        via="admin portal",
+        secret=current_app.config["SECRET_KEY"],
     )
     db.session.commit()
     changed = erased.changed

@@ -41,7 +41,13 @@ def throttle_policy() -> accounts.ThrottlePolicy:
     return accounts.ThrottlePolicy(
         account_address=throttles.Limit("login_account", config["LOGIN_FREE_FAILURES_PER_ACCOUNT"], **delays),
         address=throttles.Limit("login_address", config["LOGIN_FREE_FAILURES_PER_IP"], **delays),
+        secret=config["SECRET_KEY"],
     )
+
+
+def throttle_key(*parts: str) -> str:
+    """The throttles' key of ``parts``, a digest with this server's secret key."""
+    return throttles.key_of(current_app.config["SECRET_KEY"], *parts)
 
 
 def signup_limit() -> throttles.Limit:
@@ -86,7 +92,7 @@ def count_signup() -> None:
     """Count an attempt to create an account from this address, committed; raises throttles.Throttled."""
     end_transaction()
     try:
-        throttles.count_attempt(db.session, [(signup_limit(), throttles.key_of(client_ip()))], now=now())
+        throttles.count_attempt(db.session, [(signup_limit(), throttle_key(client_ip()))], now=now())
     except throttles.Throttled:
         db.session.rollback()
         raise

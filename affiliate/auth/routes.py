@@ -27,7 +27,15 @@ from affiliate.auth.forms import (
     SignupForm,
     UnsubscribeForm,
 )
-from affiliate.auth.passwords import authenticate, count_signup, end_transaction, form_page, hash_new_password, now
+from affiliate.auth.passwords import (
+    authenticate,
+    count_signup,
+    end_transaction,
+    form_page,
+    hash_new_password,
+    now,
+    throttle_key,
+)
 from affiliate.auth.sessions import (
     VISITOR_COOKIE,
     client_ip,
@@ -324,10 +332,10 @@ def reset_limits(email: str) -> list[tuple[throttles.Limit, str]]:
         "forget_after": timedelta(hours=24),
     }
     return [
-        (throttles.Limit("reset_address", config["RESET_FREE_PER_IP"], **delays), throttles.key_of(client_ip())),
+        (throttles.Limit("reset_address", config["RESET_FREE_PER_IP"], **delays), throttle_key(client_ip())),
         (
             throttles.Limit("reset_email", config["RESET_FREE_PER_EMAIL"], **delays),
-            throttles.key_of(accounts.normalise_email(email)),
+            throttle_key(accounts.normalise_email(email)),
         ),
     ]
 

@@ -14,7 +14,7 @@ from datetime import timedelta
 from flask import current_app, session
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
-from affiliate.auth.passwords import end_transaction, now
+from affiliate.auth.passwords import end_transaction, now, throttle_key
 from affiliate.extensions import db
 from affiliate.models import User
 from affiliate.services import second_factor, security_keys, throttles
@@ -55,7 +55,7 @@ def check(user: User, *, code: str | None, assertion: str | None) -> str | None:
     Raises throttles.Throttled when the account has failed too often. The attempt is committed as a
     failure first, as a password attempt is, and forgiven once a factor is right; the caller commits.
     """
-    keys = [(limit(), throttles.key_of(str(user.id)))]
+    keys = [(limit(), throttle_key(str(user.id)))]
     end_transaction()
     try:
         throttles.count_attempt(db.session, keys, now=now())

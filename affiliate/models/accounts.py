@@ -133,7 +133,7 @@ class UserSession(db.Model):
 class Throttle(db.Model):
     """Failures counted against one key (an email at an address, or an address), shared by every worker.
 
-    The key is a SHA-256 of what it counts, so the table holds no email or address in the clear.
+    The key is a keyed digest of what it counts (services/throttles.py), so the table holds no email or address.
     """
 
     __tablename__ = "throttles"

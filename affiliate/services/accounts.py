@@ -56,6 +56,7 @@ class ThrottlePolicy:
 
     account_address: throttles.Limit
     address: throttles.Limit
+    secret: str  # the server's secret key, which the throttles' keys are digests with
 
 
 @dataclass(frozen=True)
@@ -266,8 +267,8 @@ class StoredPassword:
 
 def sign_in_keys(policy: ThrottlePolicy, email: str, ip: str) -> list[tuple[throttles.Limit, str]]:
     return [
-        (policy.account_address, throttles.key_of(normalise_email(email)[:254], ip)),
-        (policy.address, throttles.key_of(ip)),
+        (policy.account_address, throttles.key_of(policy.secret, normalise_email(email)[:254], ip)),
+        (policy.address, throttles.key_of(policy.secret, ip)),
     ]
 
 

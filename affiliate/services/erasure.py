@@ -21,7 +21,9 @@ and the merchant's free-form metadata (cleared), in the conversions and in the w
 sent or waiting. Member accounts (role ``member`` only; an
 affiliate's or staff account is never changed here): name, email, website, promotion, payout
 details and password (the account can no longer sign in), their sign-ins ended and the sign-in
-records pseudonymised too. Sign-in throttles hold only digests of what they count, never an email.
+records pseudonymised too. Sign-in throttles hold only keyed digests of what they count, never an email; the
+person's are deleted. Stripe customers: the customer and checkout ids of their binding (pseudonyms), and events
+still waiting on them (ignored, their payload dropped).
 
 **What stays.** Every id, time, amount, currency, status and fraud verdict; commissions, the
 ledger, payouts, referrals and every rollup (a click's country, device, browser, referrer host
@@ -49,8 +51,21 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from affiliate.models import AuditLog, Click, Conversion, Delivery, OutboxMessage, Referral, Role, User, UserSession
-from affiliate.services import audit
+from affiliate.models import (
+    AuditLog,
+    Click,
+    Conversion,
+    Delivery,
+    OutboxMessage,
+    Referral,
+    Role,
+    StripeCustomer,
+    StripeEvent,
+    User,
+    UserSession,
+)
+from affiliate.services import audit, throttles
+from affiliate.services.accounts import normalise_email
 
 PREFIX = "erased-"
 EMAIL_DOMAIN = "@erased.invalid"  # .invalid never resolves (RFC 2606): mail to it goes nowhere
@@ -59,6 +74,7 @@ UNUSABLE_PASSWORD = "!erased"  # noqa: S105 - not a hash: no password verifies a
 KINDS = ("email", "customer_id", "visitor_id", "click_id")
 # The webhook events whose message carries a conversion's customer and metadata (webhook_payloads.conversion).
 CONVERSION_EVENTS = ("conversion.created", "conversion.flagged", "conversion.approved", "conversion.rejected")
+ERASED_WAITING = "Its customer was erased on request: the sale it waited for can no longer be found."
 MAX_ROUNDS = 20  # following copies stops here; each round only adds what the last one found
 
 
@@ -219,15 +235,22 @@ def find(session: Session, kind: str, value: str, *, lock: bool = False) -> Foun
     return Found(frozenset(clicks), frozenset(conversions), frozenset(members))
 
 
-def erase(session: Session, kind: str, value: str, *, actor_id: int | None, now: datetime, via: str) -> Erased:
-    """Pseudonymise every copy of the person the identifier names, and audit it (the caller commits)."""
+def erase(
+    session: Session, kind: str, value: str, *, actor_id: int | None, now: datetime, via: str, secret: str
+) -> Erased:
+    """Pseudonymise every copy of the person the identifier names, and audit it (the caller commits). ``secret``
+    is the server's secret key, which the sign-in throttles' keys are digests with."""
     found = find(session, kind, value, lock=True)
     names = Pseudonyms()
+    customers, emails = _identities(session, found)
+    for email in emails:
+        throttles.forget(session, secret, email)
     conversions = _erase_conversions(session, found.conversions, names)
     changed = {
         "clicks": _erase_clicks(session, found.clicks, names),
         "conversions": len(conversions),
         "messages": _erase_messages(session, found.conversions, names),
+        "stripe_customers": _erase_stripe_customers(session, customers, names),
         "members": 0,
         "sign_ins": 0,
     }
@@ -344,6 +367,55 @@ def _origin(referrer: str | None) -> str | None:
     if not host:
         return None
     return f"{parts.scheme or 'https'}://{host}/"
+
+
+def _identities(session: Session, found: Found) -> tuple[set[tuple[int, str]], set[str]]:
+    """The person's customer ids (with their program) and emails, as stored before they are pseudonymised."""
+    customers: set[tuple[int, str]] = set()
+    emails: set[str] = set()
+    if found.conversions:
+        for program_id, customer, email in session.execute(
+            select(Conversion.program_id, Conversion.customer_external_id, Conversion.customer_email).where(
+                Conversion.id.in_(found.conversions)
+            )
+        ):
+            if customer and not is_pseudonym(customer):
+                customers.add((program_id, customer))
+            if email and not is_pseudonym(email):
+                emails.add(normalise_email(email))
+    if found.members:
+        emails.update(
+            normalise_email(email) for email in session.scalars(select(User.email).where(User.id.in_(found.members)))
+        )
+    return customers, emails
+
+
+def _erase_stripe_customers(session: Session, customers: set[tuple[int, str]], names: Pseudonyms) -> int:
+    """The Stripe customers among them: their binding keeps what referred them, under pseudonyms of the customer
+    and checkout ids; Stripe events still waiting on them, with the customer's details in their payload, end as
+    ignored with the payload dropped (the binding they waited for can no longer be found). Returns how many
+    customers changed."""
+    changed = 0
+    for program_id, customer in sorted(customers):
+        bound = session.scalar(
+            select(StripeCustomer)
+            .where(StripeCustomer.program_id == program_id, StripeCustomer.customer_id == customer)
+            .with_for_update()
+        )
+        if bound is not None:
+            bound.customer_id = names(customer, 255)
+            bound.checkout_session_id = names(bound.checkout_session_id, 255)
+            changed += 1
+        session.execute(
+            update(StripeEvent)
+            .where(
+                StripeEvent.program_id == program_id,
+                StripeEvent.status == "waiting",
+                StripeEvent.waiting_for == customer,
+            )
+            .values(status="ignored", detail=ERASED_WAITING, waiting_for=None, payload=None)
+        )
+    return changed
 
 
 def _erase_conversions(session: Session, ids: frozenset[int], names: Pseudonyms) -> list[int]:

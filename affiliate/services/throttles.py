@@ -11,12 +11,16 @@ Attempts are counted before the password is checked, under a lock on each key's 
 row and the one that uses up the allowance sets the wait every later one meets. An attempt that
 turns out right gives its count back (``forgive``).
 
-Keys are stored as SHA-256 digests, so the table holds no email or address in the clear.
+Keys are stored as keyed digests (HMAC-SHA256 with the server's secret key), so the table holds no email or
+address in the clear, nor a digest that anyone with the table but without the secret could test a guessed email
+against. A key of two parts (an email at an address) is each part's digest side by side, so erasing a person
+forgets every key that begins with their email's (``forget``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,8 +62,26 @@ def delay_after(limit: Limit, failures: int) -> timedelta | None:
     return min(limit.first_delay * 2**doublings, limit.longest_delay)
 
 
-def key_of(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+KEY_LENGTH = 64  # hex characters in a stored key
+
+
+def key_of(secret: str, *parts: str) -> str:
+    """The stored key of ``parts`` (an address; an email and an address): each part's keyed digest, cut to its
+    share of the 64 characters, side by side."""
+    width = KEY_LENGTH // len(parts)
+    return "".join(_digest(secret, part)[:width] for part in parts)
+
+
+def forget(session: Session, secret: str, first_part: str) -> int:
+    """Delete every key whose first part is ``first_part`` (an erased person's email), in every scope."""
+    prefix = _digest(secret, first_part)[: KEY_LENGTH // 2]
+    return session.execute(delete(Throttle).where(Throttle.key_hash.startswith(prefix, autoescape=True))).rowcount
+
+
+def _digest(secret: str, part: str) -> str:
+    return hmac.new(
+        secret.encode(), b"throttle\x00" + part.encode("utf-8", "surrogatepass"), hashlib.sha256
+    ).hexdigest()
 
 
 # ON CONFLICT DO NOTHING (SQLite >= 3.35 and PostgreSQL): the row exists afterwards, whoever made it,

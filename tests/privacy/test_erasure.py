@@ -383,3 +383,75 @@ def test_an_email_with_letters_beyond_ascii_is_found_in_any_case(app, runner):
         emails = dict(db.session.execute(select(Conversion.order_id, Conversion.customer_email)).all())
     assert emails["E-2"] == "elise@example.com", "another person, with a plain e, is not her"
     assert emails["E-1"].startswith("erased-") and emails["E-1"] == emails["E-3"], "one person, one pseudonym"
+
+
+def test_erasure_forgets_the_sign_in_throttles_kept_for_the_members_email(app, runner):
+    """A mistyped password and a reset request are counted under keys made from the email: keyed with the server's
+    secret (the table alone confirms no guessed address), and forgotten when the person is erased."""
+    import hashlib
+
+    from affiliate.models import Throttle
+    from affiliate.services import throttles
+
+    program = make_program(app, make_admin(app), hold_days=0)
+    assert _fran_signs_up(app, f"?program={program.id}").status_code == 302
+    browser = app.test_client()
+    login = csrf_token(browser.get("/login").get_data(as_text=True))
+    browser.post("/login", data={"email": "fran@example.com", "password": "not her password", "csrf_token": login})
+    reset = csrf_token(browser.get("/forgot-password").get_data(as_text=True))
+    browser.post("/forgot-password", data={"email": "fran@example.com", "csrf_token": reset})
+
+    def keys() -> list[str]:
+        with app.app_context():
+            return db.session.scalars(select(Throttle.key_hash)).all()
+
+    hers = throttles.key_of(app.config["SECRET_KEY"], "fran@example.com")[:32]
+    assert sum(key.startswith(hers) for key in keys()) == 2, "her failed sign-in and her reset request"
+    assert hashlib.sha256(b"fran@example.com").hexdigest() not in keys(), "no digest anyone could test a guess with"
+    result = runner.invoke(args=["erase-person", "--email", "fran@example.com", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert not [key for key in keys() if key.startswith(hers)]
+    assert keys(), "the address's own counts (no email in them) stay"
+
+
+def test_erasure_reaches_the_stripe_customer_and_the_events_waiting_on_them(app, runner):
+    from affiliate.models import StripeCustomer, StripeEvent
+    from tests.integrations.test_stripe import SECRET, checkout, deliver, event, invoice
+
+    admin = make_admin(app)
+    program = make_program(app, admin)
+    alice = make_affiliate(app)
+    link = make_link(app, alice, program)
+    with app.app_context():
+        db.session.get(Program, program.id).stripe_webhook_secret = SECRET
+        db.session.commit()
+    subscribed = checkout("cs_e1", mode="subscription", amount=5000, reference=link.code, subscription="sub_1")
+    waiting = invoice("in_w1", amount=5000, reason="subscription_create", customer="cus_Other2")
+    outcomes = deliver(
+        app,
+        program.id,
+        event("checkout.session.completed", subscribed),
+        event("invoice.paid", invoice("in_e1", amount=5000, reason="subscription_create")),
+        event("invoice.paid", waiting | {"customer_email": "other@example.com"}),
+    )
+    assert outcomes == ["recorded", "recorded", "waiting"]
+    with app.app_context():  # the second customer's conversion, as the merchant's API would have recorded it
+        report = ConversionRequest(
+            type=ConversionType.SALE,
+            order_id="api-1",
+            amount_cents=100,
+            currency="USD",
+            customer_external_id="cus_Other2",
+        )
+        record_conversion(db.session, db.session.get(Program, program.id), report, now=utcnow())
+        db.session.commit()
+    for customer in ("cus_Alpha1", "cus_Other2"):
+        result = runner.invoke(args=["erase-person", "--customer-id", customer, "--yes"])
+        assert result.exit_code == 0, result.output
+    personal = ["cus_Alpha1", "cs_e1", "cus_Other2", "other@example.com"]
+    assert _holding(_dump(app), personal) == {}
+    with app.app_context():
+        bound = db.session.scalar(select(StripeCustomer))
+        assert bound.referral_code == link.code and bound.subscription_id == "sub_1", "what referred them stays"
+        statuses = db.session.scalars(select(StripeEvent.status).order_by(StripeEvent.id)).all()
+        assert statuses == ["recorded", "recorded", "ignored"]
