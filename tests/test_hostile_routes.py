@@ -6,6 +6,7 @@ OFFSET; NUL bytes (which PostgreSQL refuses in text), stray surrogate bytes, and
 
 from __future__ import annotations
 
+import io
 import re
 from urllib.parse import quote
 
@@ -127,6 +128,21 @@ def _form_body(fields: set[str], value: str, token: str) -> str:
     return "&".join(f"{quote(name)}={quote(text, errors='surrogatepass')}" for name, text in pairs)
 
 
+def _odd_shapes(fields: set[str], token: str) -> dict[str, object]:
+    """Bodies a browser would not send: every field a file part; every field left out; field names that look like
+    a list's rows but are not (a Unicode digit, thousands of digits)."""
+    rows = {f"{name}-{index}-{part}": "1" for name in ("tiers", "rows") for index in ("²", "٣", "9" * 5000)
+            for part in ("threshold", "percent")}  # fmt: skip
+    return {
+        "file parts": lambda: {
+            "data": {name: (io.BytesIO(b"text"), "note.txt") for name in sorted(fields)} | {"csrf_token": token},
+            "content_type": "multipart/form-data",
+        },
+        "no fields": lambda: {"data": {"csrf_token": token}},
+        "row names": lambda: {"data": rows | {"csrf_token": token}},
+    }
+
+
 def _server_error(send, url: str, **kwargs) -> str | None:
     """What went wrong, if the request ended in a server error (the testing app raises it instead of a 500)."""
     try:
@@ -166,6 +182,10 @@ def test_no_route_answers_a_server_error_to_hostile_values(app, clients, role):
                     )
                     if failure:
                         failures.append(("POST", path, repr(value), failure))
+                for shape, send in _odd_shapes(fields, token).items():
+                    failure = _server_error(client.post, path, **send())
+                    if failure:
+                        failures.append(("POST", path, shape, failure))
     # One example per route and kind of failure, so that a regression reads in a few lines.
     examples = {
         (method, path.split("?")[0], failure.split(":")[0]): (method, path, value, failure)

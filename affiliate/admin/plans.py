@@ -17,12 +17,13 @@ from decimal import Decimal, InvalidOperation
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
-from wtforms import FieldList, Form, FormField, IntegerField, SelectField, StringField, SubmitField
+from wtforms import Form, FormField, IntegerField, SelectField, StringField, SubmitField
 from wtforms.validators import InputRequired, NumberRange, ValidationError
 
 from affiliate.auth.access import require_roles
 from affiliate.extensions import db
 from affiliate.forms import Form as PortalForm
+from affiliate.forms import RowList
 from affiliate.models import CommissionPlan, PartnerGroup, Program, Role, User, in_utc, utcnow
 from affiliate.money import InvalidAmount, format_amount, parse_amount, plain_amount
 from affiliate.params import parse_id
@@ -78,7 +79,7 @@ class PlanForm(PortalForm):
             ]
         ),
     )
-    tiers = FieldList(FormField(TierForm), min_entries=TIER_ROWS, max_entries=TIER_ROWS)
+    tiers = RowList(FormField(TierForm), min_entries=TIER_ROWS, max_entries=TIER_ROWS)
     second_tier = StringField("Second tier for the recruiter (percent of the commission)", default="0")
     recurring = SelectField("Repeat sales of a customer earn", choices=options(RECURRING))
     recurring_months = StringField("Months")

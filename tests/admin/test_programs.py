@@ -245,3 +245,13 @@ def test_a_fallback_the_redirector_would_never_use_and_wildcard_hosts_are_form_e
         "fallback_url": "https://help.example.org/p",
     }
     assert auth.post("/admin/programs/new", listed).status_code == 302
+
+
+@pytest.mark.parametrize("left_out", ["allowed_hosts", "fallback_url", "description"])
+def test_an_optional_field_left_out_of_the_request_reads_as_empty(app, client, auth, left_out):
+    """A script or an old page may not send an optional field at all: the program is made as if it were empty."""
+    _signed_in_admin(app, auth)
+    response = auth.post("/admin/programs/new", {key: value for key, value in VALID.items() if key != left_out})
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    with app.app_context():
+        assert db.session.scalar(select(Program).where(Program.name == "Spring Sale")) is not None
