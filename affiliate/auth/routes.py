@@ -318,8 +318,8 @@ def logout():
     if current_user.is_authenticated:
         user_sessions.end_session(db.session, current_user.session_token, now=utcnow())
         db.session.commit()
-    logout_user()
     start_clean()
+    logout_user()  # after: it leaves word in the session to clear the remember-me cookie
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
 

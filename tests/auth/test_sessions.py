@@ -32,6 +32,7 @@ def test_remember_cookie_captured_before_logout_stops_working(app, client, auth)
     assert _replay(app, remember).status_code == 200
     auth.logout()
     assert _replay(app, remember).status_code == 302
+    assert "clicktrail_remember" not in _cookies(client), "signing out takes the remember cookie off the browser"
 
 
 def test_password_change_ends_other_logins_but_keeps_this_one(app, client, auth):
