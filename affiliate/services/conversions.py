@@ -39,7 +39,7 @@ from affiliate.models import (
 )
 from affiliate.services import coupons, postbacks, webhooks
 from affiliate.services import webhook_payloads as payloads
-from affiliate.services.attribution import Binding, Code, ConversionFacts, Terms, Touch, attribute
+from affiliate.services.attribution import FIRST_CLICK, Binding, Code, ConversionFacts, Terms, Touch, attribute
 from affiliate.services.commissions import add_months
 from affiliate.services.enrollment import admits
 from affiliate.services.screening import screen
@@ -98,28 +98,41 @@ def _enrolled(program_id, affiliate_id):
     return _enrollments, and_(_enrollments.c.program_id == program_id, _enrollments.c.affiliate_id == affiliate_id)
 
 
-def _candidates_by(keys: tuple[str, ...]):
-    """One statement for the clicks of every key a report gives, each key's newest first, in the keys' order."""
-    arms = [
-        select(*_CANDIDATE_COLUMNS, literal_column(str(arm)).label("arm"))
-        .join(_users, _users.c.id == _clicks.c.affiliate_id)
-        .outerjoin(*_enrolled(_clicks.c.program_id, _clicks.c.affiliate_id))
-        .where(_clicks.c[key] == bindparam(key))
-        .order_by(_clicks.c.clicked_at.desc(), _clicks.c.id.desc())
-        .limit(CANDIDATES_PER_KEY)
-        for arm, key in enumerate(keys)
-    ]
-    if len(arms) == 1:
-        return arms[0]
+def _candidates_by(keys: tuple[str, ...], first_click: bool):
+    """One statement for the clicks of every key a report gives, in the keys' order. Each key brings two sets:
+    the clicks that can win (the program's, inside the window before the conversion, from the end its model
+    prefers), and its newest clicks of any program or time, for the trace to show what lost and why. Only the
+    newest would miss the winner behind a shopper's later clicks on other programs, or a first-click program's
+    first click behind later ones."""
+    qualifying_order = (_clicks.c.clicked_at.asc() if first_click else _clicks.c.clicked_at.desc(), _clicks.c.id)
+    arms = []
+    for arm, key in enumerate(keys):
+        of_key = (
+            select(*_CANDIDATE_COLUMNS, literal_column(str(arm)).label("arm"))
+            .join(_users, _users.c.id == _clicks.c.affiliate_id)
+            .outerjoin(*_enrolled(_clicks.c.program_id, _clicks.c.affiliate_id))
+            .where(_clicks.c[key] == bindparam(key))
+        )
+        arms.append(
+            of_key.where(
+                _clicks.c.program_id == bindparam("candidate_program"),
+                _clicks.c.clicked_at >= bindparam("window_start"),
+                _clicks.c.clicked_at <= bindparam("window_end"),
+            )
+            .order_by(*qualifying_order)
+            .limit(CANDIDATES_PER_KEY)
+        )
+        arms.append(of_key.order_by(_clicks.c.clicked_at.desc(), _clicks.c.id.desc()).limit(CANDIDATES_PER_KEY))
     lookups = union_all(*(select(arm.subquery()) for arm in arms)).subquery()
     return select(lookups).order_by(lookups.c.arm, lookups.c.clicked_at.desc(), lookups.c.id.desc())
 
 
-# By which of the keys a report gives (a round trip each would cost more than the lookups).
+# By which of the keys a report gives (a round trip each would cost more than the lookups) and the program's model.
 _CANDIDATES = {
-    keys: _candidates_by(keys)
+    (keys, first_click): _candidates_by(keys, first_click)
     for size in range(1, len(_CANDIDATE_KEYS) + 1)
     for keys in combinations(_CANDIDATE_KEYS, size)
+    for first_click in (False, True)
 }
 
 
@@ -389,7 +402,7 @@ def attribute_report(
         visitor_id=report.visitor_id,
         fingerprint=report.fingerprint,
     )
-    candidates = _candidates(session, facts)
+    candidates = _candidates(session, facts, program)
     touches = [_touch(row, program) for row in candidates.values()]
     named = next((touch for touch in touches if report.click_id and touch.click_id == report.click_id), None)
     if named is None and may_wait and click_awaitable(report.click_id, now=now):
@@ -560,18 +573,27 @@ def record_refund(session: Session, program: Program, report: RefundRequest, *, 
     return recorded
 
 
-def _candidates(session: Session, facts: ConversionFacts) -> dict[int, Row]:
+def _candidates(session: Session, facts: ConversionFacts, program: Program) -> dict[int, Row]:
     """The clicks that could have led to this conversion (by click id, visitor and device), by id, as rows of
     the touch's columns and those screening reads.
 
     Clicks of every program are loaded so that the trace can say a click lost for being on
-    another program; each key brings at most CANDIDATES_PER_KEY of its newest clicks.
+    another program; each key brings at most CANDIDATES_PER_KEY of the clicks that can win and as many of its
+    newest (``_candidates_by``).
     """
     given = {key: getattr(facts, key) for key in _CANDIDATE_KEYS if getattr(facts, key)}
     if not given:
         return {}
+    # A second either side of the window: attribute() applies it to the second; these only bound the lookup.
+    window = timedelta(days=program.attribution_window_days, seconds=1)
+    values = given | {
+        "candidate_program": program.id,
+        "window_start": facts.occurred_at - window,
+        "window_end": facts.occurred_at + timedelta(seconds=1),
+    }
+    statement = _CANDIDATES[tuple(given), program.attribution_model == FIRST_CLICK]
     found: dict[int, Row] = {}
-    for row in session.connection().execute(_CANDIDATES[tuple(given)], given):
+    for row in session.connection().execute(statement, values):
         found.setdefault(row.id, row)
     return found
 

@@ -131,6 +131,28 @@ def test_a_bound_customer_stays_with_their_first_affiliate(app, redirector):
     assert response.json["conversion"]["attribution"]["matched_by"] == "binding"
 
 
+@pytest.mark.parametrize("model", ["last_click", "first_click"])
+def test_the_winning_click_is_found_behind_many_later_clicks_of_the_shopper(app, redirector, model):
+    """A shopper who clicked Alice's link, then fifty links of another merchant (last click) or of Bob on the
+    same program (first click): the click that wins under the program's model is still found."""
+    from tests.factories import make_affiliate, make_link, make_program
+
+    admin = make_admin(app)
+    program = make_program(app, admin, attribution_model=model)
+    crowd_program = make_program(app, admin) if model == "last_click" else program
+    alice, crowd = make_affiliate(app), make_affiliate(app)
+    first = make_link(app, alice, program)
+    later = [make_link(app, crowd, crowd_program) for _ in range(51)]
+    shopper = Visitor(redirector)
+    click(shopper, first.code)
+    for link in later:
+        click(shopper, link.code)
+    redirector.recorder.flush()
+    merchant = make_merchant(app, program, admin)
+    answer = merchant.sale("crowded-1", visitor_id=shopper.get_cookie("ct_vid").value)
+    assert answer.json["conversion"]["attribution"]["affiliate_id"] == alice.id
+
+
 # --- authentication and signatures ---
 
 
