@@ -263,6 +263,7 @@ class StoredPassword:
 
     user_id: int | None
     password_hash: str | None
+    password_changed_at: datetime | None = None
 
 
 def sign_in_keys(policy: ThrottlePolicy, email: str, ip: str) -> list[tuple[throttles.Limit, str]]:
@@ -282,9 +283,9 @@ def begin_sign_in(session: Session, *, email: str, ip: str, policy: ThrottlePoli
     """
     throttles.count_attempt(session, sign_in_keys(policy, email, ip), now=now)
     row = session.execute(
-        select(User.id, User.password_hash).where(User.email == normalise_email(email)[:254])
+        select(User.id, User.password_hash, User.password_changed_at).where(User.email == normalise_email(email)[:254])
     ).one_or_none()
-    return StoredPassword(row.id, row.password_hash) if row else StoredPassword(None, None)
+    return StoredPassword(row.id, row.password_hash, row.password_changed_at) if row else StoredPassword(None, None)
 
 
 def verify_password(hasher: PasswordHasher, stored: StoredPassword, password: str) -> bool:
@@ -307,16 +308,18 @@ def finish_sign_in(
 ) -> User:
     """After a right password: forgive the attempt and store a stronger hash if one was made.
 
-    Raises InvalidCredentials if the password was changed while it was being checked. The account's row stays
+    Raises InvalidCredentials if the password was changed while it was being checked (a change sets
+    ``password_changed_at``; a stronger hash of the same password stored by another sign-in does not). The row stays
     locked to the commit, so a change of password made meanwhile either came first (and is seen here) or waits and
     then signs this new session out with the others; and a stronger hash of the old password never overwrites it.
     """
     user = session.get(User, stored.user_id, populate_existing=True, with_for_update=True)
-    if user is None or user.password_hash != stored.password_hash:
+    if user is None or user.password_changed_at != stored.password_changed_at:
         raise InvalidCredentials("Email or password is incorrect.")
     account_address, address = sign_in_keys(policy, email, ip)
     throttles.forgive(session, clear=[account_address], give_back=[address])
-    if new_hash is not None:
+    # Another sign-in at the same moment may have stored its own stronger hash of the same password first.
+    if new_hash is not None and user.password_hash == stored.password_hash:
         user.password_hash = new_hash
     return user
 

@@ -6,7 +6,7 @@ from argon2 import Type
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
 from affiliate.extensions import db
-from affiliate.models import User
+from affiliate.models import User, utcnow
 from config import ProductionConfig
 from tests.factories import PASSWORD, make_admin, make_affiliate, make_finance, make_user
 
@@ -70,3 +70,31 @@ def test_login_form_rejects_missing_and_oversized_fields(app, client, auth):
         response = client.post("/login", data={**data, "csrf_token": token})
         assert response.status_code == 200
         assert 'class="errors"' in response.get_data(as_text=True)
+
+
+def test_two_sign_ins_at_once_that_both_store_a_stronger_hash_both_sign_in(app):
+    """After the hashing cost is raised, each right sign-in stores a stronger hash of the same password. Two at
+    once: the second finds the first's hash stored, which is no change of password, and signs in too."""
+    from argon2 import PasswordHasher
+
+    from affiliate.auth.passwords import throttle_policy
+    from affiliate.services import accounts
+
+    weak = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    alice = make_affiliate(app)
+    with app.app_context():
+        db.session.get(User, alice.id).password_hash = weak.hash(PASSWORD)
+        db.session.commit()
+        policy, hasher, now = throttle_policy(), app.extensions["clicktrail.hasher"], utcnow()
+        both = []
+        for _ in range(2):  # both read the weak hash before either stores its stronger one
+            both.append(accounts.begin_sign_in(db.session, email=alice.email, ip="192.0.2.1", policy=policy, now=now))
+            db.session.commit()
+        for stored in both:
+            assert hasher.check_needs_rehash(stored.password_hash)
+            user = accounts.finish_sign_in(
+                db.session, stored, email=alice.email, ip="192.0.2.1", policy=policy, new_hash=hasher.hash(PASSWORD)
+            )
+            db.session.commit()
+            assert user.id == alice.id
+        assert hasher.verify(db.session.get(User, alice.id).password_hash, PASSWORD)
