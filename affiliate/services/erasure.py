@@ -243,6 +243,12 @@ def erase(
     found = find(session, kind, value, lock=True)
     names = Pseudonyms()
     customers, emails = _identities(session, found)
+    # The identifier itself too: a subscriber on a trial, or whose first invoice still waits, has no conversion
+    # yet; a person who only mistyped a password or asked for a reset has no account.
+    if kind == "customer_id":
+        customers.add((None, normalise(kind, value)))
+    elif kind == "email":
+        emails.add(normalise_email(normalise(kind, value)))
     for email in emails:
         throttles.forget(session, secret, email)
     conversions = _erase_conversions(session, found.conversions, names)
@@ -369,9 +375,9 @@ def _origin(referrer: str | None) -> str | None:
     return f"{parts.scheme or 'https'}://{host}/"
 
 
-def _identities(session: Session, found: Found) -> tuple[set[tuple[int, str]], set[str]]:
+def _identities(session: Session, found: Found) -> tuple[set[tuple[int | None, str]], set[str]]:
     """The person's customer ids (with their program) and emails, as stored before they are pseudonymised."""
-    customers: set[tuple[int, str]] = set()
+    customers: set[tuple[int | None, str]] = set()
     emails: set[str] = set()
     if found.conversions:
         for program_id, customer, email in session.execute(
@@ -390,29 +396,25 @@ def _identities(session: Session, found: Found) -> tuple[set[tuple[int, str]], s
     return customers, emails
 
 
-def _erase_stripe_customers(session: Session, customers: set[tuple[int, str]], names: Pseudonyms) -> int:
+def _erase_stripe_customers(session: Session, customers: set[tuple[int | None, str]], names: Pseudonyms) -> int:
     """The Stripe customers among them: their binding keeps what referred them, under pseudonyms of the customer
     and checkout ids; Stripe events still waiting on them, with the customer's details in their payload, end as
     ignored with the payload dropped (the binding they waited for can no longer be found). Returns how many
     customers changed."""
     changed = 0
-    for program_id, customer in sorted(customers):
-        bound = session.scalar(
-            select(StripeCustomer)
-            .where(StripeCustomer.program_id == program_id, StripeCustomer.customer_id == customer)
-            .with_for_update()
-        )
-        if bound is not None:
+    for program_id, customer in sorted(customers, key=lambda pair: (pair[0] or 0, pair[1])):
+        # A customer id given as the identifier is looked for in every program, as its conversions are.
+        in_program = [] if program_id is None else [StripeCustomer.program_id == program_id]
+        for bound in session.scalars(
+            select(StripeCustomer).where(*in_program, StripeCustomer.customer_id == customer).with_for_update()
+        ):
             bound.customer_id = names(customer, 255)
             bound.checkout_session_id = names(bound.checkout_session_id, 255)
             changed += 1
+        waiting = [] if program_id is None else [StripeEvent.program_id == program_id]
         session.execute(
             update(StripeEvent)
-            .where(
-                StripeEvent.program_id == program_id,
-                StripeEvent.status == "waiting",
-                StripeEvent.waiting_for == customer,
-            )
+            .where(*waiting, StripeEvent.status == "waiting", StripeEvent.waiting_for == customer)
             .values(status="ignored", detail=ERASED_WAITING, waiting_for=None, payload=None)
         )
     return changed
