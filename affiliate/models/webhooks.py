@@ -83,3 +83,5 @@ class Delivery(db.Model):
     last_latency_ms: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(500))
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When another message's success made it due at once (services/deliveries.py): that happens once at most.
+    woken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

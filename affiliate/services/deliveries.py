@@ -91,8 +91,9 @@ def record_delivered(session: Session, due: Due, *, status: int, response: str, 
     due now: it answers again.
 
     Only those whose last try found nobody answering (no answer at all, or a gateway's 502, 503 or 504 in front of
-    a receiver that is down). A message the receiver itself refused keeps its backoff: woken by every other
-    message's success, it would spend its three days of retries in minutes and turn the endpoint off. And only
+    a receiver that is down), and each once in its life (``woken_at``). A message that fails while the receiver
+    answers its others (refused by it, or failing alone behind its proxy) keeps its backoff: woken by every other
+    message's success, it would spend its three days of retries in seconds and turn the endpoint off. And only
     those whose last try failed (``last_error`` set): a claim clears it, so a delivery another sender is sending
     right now is left alone; woken, it would be claimed and sent a second time.
     """
@@ -118,10 +119,11 @@ def record_delivered(session: Session, due: Due, *, status: int, response: str, 
             Delivery.last_error.is_not(None),
             Delivery.last_error != ON_OUR_SIDE,
             or_(Delivery.last_status_code.is_(None), Delivery.last_status_code.in_(GATEWAY_DOWN)),
+            Delivery.woken_at.is_(None),
             Delivery.next_attempt_at > now,
             Delivery.id != due.id,
         )
-        .values(next_attempt_at=now)
+        .values(next_attempt_at=now, woken_at=now)
     )
 
 
@@ -188,6 +190,7 @@ def redeliver(session: Session, delivery: Delivery, *, now: datetime) -> None:
     delivery.status = PENDING
     delivery.next_attempt_at = now
     delivery.attempts = 0
+    delivery.woken_at = None
     delivery.delivered_at = None
 
 

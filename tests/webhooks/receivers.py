@@ -92,8 +92,9 @@ class Receiver:
 
     ``secrets`` maps a path to the signing secrets its owner verifies with; a message at such a path that none
     of them verifies is answered 401, as a merchant's server would. ``statuses`` answer the next requests, then
-    ``status`` answers; a message whose id is in ``refused`` is always answered 500. While ``hold`` is an unset
-    Event every answer waits for it (``holding`` is set then).
+    ``status`` answers; a message whose id is in ``refused`` is always answered with the status it maps to (0: the
+    connection is closed unanswered). While ``hold`` is an unset Event every answer waits for it (``holding`` is
+    set then).
     ``stop()`` closes the port, so connections are refused; ``start()`` listens on the same port again.
     """
 
@@ -102,7 +103,7 @@ class Receiver:
     secrets: dict[str, list[str]] = field(default_factory=dict)
     status: int = 200
     statuses: list[int] = field(default_factory=list)
-    refused: set[str] = field(default_factory=set)
+    refused: dict[str, int] = field(default_factory=dict)
     hold: threading.Event | None = None
     hold_after: int = 0
     drop_held: bool = False
@@ -144,8 +145,7 @@ class Receiver:
                 return 503
         self.received.append(Received(method, path, headers, body, verified))
         status = self.statuses.pop(0) if self.statuses else self.status
-        if headers.get("webhook-id") in self.refused:
-            status = 500
+        status = self.refused.get(headers.get("webhook-id", ""), status)
         return 401 if expected and not verified else status
 
 
@@ -162,6 +162,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {name.lower(): value for name, value in self.headers.items()}
         status = self.receiver.answer(self.command, self.path, headers, body)
+        if status == 0:
+            self.close_connection = True
+            return
         self.send_response(status)
         self.send_header("Content-Length", str(len(self.receiver.reply)))
         self.end_headers()
