@@ -151,8 +151,15 @@ def destination_allowed(url: str, hosts: frozenset[str] | set[str], *, allow_htt
         scheme_allowed(parsed.protocol, parsed.hostname, allow_http_loopback=allow_http_loopback)
         and not parsed.username
         and not parsed.password
-        and (parsed.hostname in hosts or any(entry.startswith(f"{parsed.hostname}:") for entry in hosts))
+        and on_allowlist(parsed.protocol, parsed.hostname, parsed.port, hosts)
     )
+
+
+def on_allowlist(protocol: str, hostname: str, port: str, hosts: frozenset[str] | set[str]) -> bool:
+    """Whether the host is on a program's allowlist, as the URL parser gives its parts (``port`` empty for the
+    scheme's own): listed alone (its port is then the deep links' rule, ``deep_link_problem``), or listed as
+    ``host:port`` with this very port. The portal's checks and the redirector both ask this."""
+    return hostname in hosts or f"{hostname}:{port or DEFAULT_PORTS.get(protocol, '')}" in hosts
 
 
 def resolve_deep_link(

@@ -18,7 +18,7 @@ from werkzeug.http import parse_cookie
 
 from affiliate.ids import new_id
 from affiliate.services.fraud import paid_click_params
-from affiliate.urls import destination_allowed, scheme_allowed
+from affiliate.urls import destination_allowed, on_allowlist, scheme_allowed
 from redirector import enrich
 from redirector.clicklog import ClickLog
 from redirector.clickrecord import LoggedClick
@@ -37,7 +37,7 @@ SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
 QUERY_FIELDS = 64  # query parameters of a click that are read; the rest are ignored
 PAID_CLICK_MAX = 64  # the clicks.paid_click column's length
 FETCH_KEYS = ("HTTP_SEC_FETCH_SITE", "HTTP_SEC_FETCH_MODE", "HTTP_SEC_FETCH_DEST", "HTTP_SEC_FETCH_USER")
-JUDGED_URL_PARTS = ("protocol", "hostname", "username", "password")
+JUDGED_URL_PARTS = ("protocol", "hostname", "port", "username", "password")
 
 SECURITY_HEADERS = [
     ("Cache-Control", "no-store"),
@@ -269,7 +269,7 @@ def _judge(location: str, allowed_hosts: frozenset[str], allow_http_loopback: bo
         return False
     if not scheme_allowed(parts["protocol"], parts["hostname"], allow_http_loopback=allow_http_loopback):
         return False
-    return parts["hostname"] in allowed_hosts
+    return on_allowlist(parts["protocol"], parts["hostname"], parts["port"], allowed_hosts)
 
 
 # Only links' own destinations are remembered (at most 2 kB each): visitors' utm values never fill it.

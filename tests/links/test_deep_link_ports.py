@@ -100,3 +100,27 @@ def test_redirector_refuses_such_deep_links_stored_before_the_rule(app, setup, s
         db.session.commit()
     location = shopper.get(f"/r/{link.code}").headers["Location"]
     assert location.startswith("https://shop.example.com/signup?"), location
+
+
+def test_a_host_listed_only_with_a_port_is_followed_on_that_port_and_refused_on_others(app, shopper):
+    """The portal and the redirector read the allowlist alike: a deep link the form took is one shoppers reach."""
+    admin = make_admin(app)
+    program = make_program(app, admin, destination_url="https://shop.example.com/signup",
+                           allowed_hosts=("shop.example.com", "api.example.net:8443"))  # fmt: skip
+    affiliate = make_affiliate(app)
+    link = make_link(app, affiliate, program, deep_link="https://api.example.net:8443/x")
+    answer = shopper.get(f"/r/{link.code}")
+    assert answer.status_code == 302 and answer.headers["Location"].startswith("https://api.example.net:8443/x")
+    for elsewhere in ("https://api.example.net/x", "https://api.example.net:9443/x"):
+        with pytest.raises(LinkError):
+            make_link(app, affiliate, program, deep_link=elsewhere)
+
+
+def test_a_fallback_on_a_host_listed_only_with_a_port_must_use_that_port(app):
+    from affiliate.urls import destination_allowed
+
+    hosts = {"shop.example.com", "api.example.net:8443"}
+    assert destination_allowed("https://api.example.net:8443/paused", hosts)
+    assert not destination_allowed("https://api.example.net/paused", hosts)
+    assert not destination_allowed("https://api.example.net:9443/paused", hosts)
+    assert destination_allowed("https://shop.example.com:8443/paused", hosts), "a plain entry: the port is not judged"
