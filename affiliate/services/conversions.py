@@ -51,9 +51,10 @@ CLOCK_SKEW = timedelta(seconds=300)  # a merchant's clock may run this far ahead
 # The redirector answers once a click is in its click log; its row reaches the database a moment later.
 # How long a conversion naming a click issued moments ago waits for it: the redirector's bound on that moment.
 CLICK_PATIENCE = timedelta(seconds=CLICK_PATIENCE_SECONDS)
-# How old a click id a conversion names may be and still be waited for, past CLICK_PATIENCE: a click log
-# holds a burst's clicks for minutes, not hours, so an older id that is not stored never will be.
-CLICK_HORIZON = timedelta(hours=1)
+# How old a click id a conversion names may be and still be waited for, past CLICK_PATIENCE: a click log holds a
+# burst's clicks for minutes, but a redirector node that crashed holds its log until it is restarted, which an
+# operator does within hours; late_clicks waits a day for a click, so an id issued within one is waited for.
+CLICK_HORIZON = timedelta(hours=24)
 CANDIDATES_PER_KEY = 50  # clicks loaded per visitor or device, newest first
 OTHER_PARTNER = "Another partner's click."
 

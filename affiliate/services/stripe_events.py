@@ -378,7 +378,7 @@ def _bound(session: Session, program: Program, customer: str) -> StripeCustomer 
 
 def _reference(session: Session, program: Program, reference, now: datetime) -> tuple[str | None, str | None]:
     """client_reference_id as ct.js offers it: a stored click id, else one of the program's link codes, else a click
-    id issued within the last hour whose click is still in a click log (the sale waits for it); anything else names
+    id issued within the last day whose click is still in a click log (the sale waits for it); anything else names
     no referral."""
     if not isinstance(reference, str) or not REFERENCE.fullmatch(reference):
         return None, None

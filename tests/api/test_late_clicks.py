@@ -162,6 +162,25 @@ def test_a_conversion_whose_click_never_arrives_is_attributed_without_it_after_t
     assert trace["summary"].startswith(f"The click it names ({lost}) was not stored within 24 h")
 
 
+def test_a_sale_hours_after_a_click_a_stopped_node_still_holds_waits_for_it(app, redirector):
+    """A node that crashed keeps its clicks in its log until it is restarted, hours later: a shopper who bought
+    meanwhile, naming such a click, is credited once the node's log is stored."""
+    merchant, people, links = world(app)
+    with clicks_held(redirector):
+        held = click(Visitor(redirector), links["alice"].code)
+        three_hours_on = utcnow() + timedelta(hours=3)
+        with app.app_context():
+            report = sale_of(held, "after-restart")
+            program = db.session.get(Program, merchant.program.id)
+            recorded = conversions.record_conversion(db.session, program, report, now=three_hours_on)
+            db.session.commit()
+            conversion_id = recorded.conversion.id
+        assert stored(app, conversion_id).waiting_for_click == held
+    assert redirector.recorder.flush()
+    row = stored(app, conversion_id)
+    assert row.waiting_for_click is None and row.affiliate_id == people["alice"].id
+
+
 def sale_of(click_id: str, order_id: str) -> conversions.ConversionRequest:
     return conversions.ConversionRequest(
         type=ConversionType.SALE, order_id=order_id, amount_cents=5_000, currency="USD", click_id=click_id
