@@ -98,6 +98,9 @@ _FIRST_SALE_AT = {
 }
 
 
+REVERSED = "clicktrail.reversed_cents"  # session.info: cents reversed by this session, for the money job's tally
+
+
 @dataclass(frozen=True)
 class Tally:
     commissions: int
@@ -108,12 +111,14 @@ class Tally:
 def run(session: Session, *, now: datetime) -> Tally:
     """One pass of the money job in one transaction: evaluate what waits, then reverse new refunds."""
     commissions = conversions = last = 0
+    reversed_before = session.info.get(REVERSED, 0)  # evaluating a sale may work some refunds out early
     while batch := conversions_to_evaluate(session, after=last):
         for conversion in batch:
             commissions += len(evaluate_conversion(session, conversion, now=now))
         conversions, last = conversions + len(batch), batch[-1].id
-    reversed_total = sum(reverse_for_refund(session, refund, now=now) for refund in refunds_to_reverse(session))
-    return Tally(commissions, conversions, reversed_total)
+    for refund in refunds_to_reverse(session):
+        reverse_for_refund(session, refund, now=now)
+    return Tally(commissions, conversions, session.info.get(REVERSED, 0) - reversed_before)
 
 
 def conversions_to_evaluate(session: Session, limit: int = BATCH, after: int = 0) -> list[Conversion]:
@@ -279,6 +284,7 @@ def reverse_for_refund(session: Session, refund: Conversion, *, now: datetime) -
         if _own(commission, sale):
             own += share
     postbacks.emit(session, sale, "conversion.reversed", now=now, commission_cents=own)
+    session.info[REVERSED] = session.info.get(REVERSED, 0) + total
     return total
 
 
