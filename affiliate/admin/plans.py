@@ -270,7 +270,9 @@ def preview(terms: PlanTerms, amount: int, count: int, revenue: int, currency: s
     period = [commissions.Counted(n, share, share, 0) for n, share in enumerate(shares)]
     if terms.tier_basis == REVENUE and not count and revenue:
         period = [commissions.Counted(0, revenue, revenue, 0)]
-    lines = commissions.evaluate(commissions.PaidConversion("sale", amount), terms, period)
+    lines = commissions.evaluate(
+        commissions.PaidConversion("sale", amount), terms, period, money=lambda cents: format_amount(cents, currency)
+    )
     own = sum(line.amount_cents for line in lines if line.kind == "earning")
     rule = next((line.rule for line in lines if line.kind == "earning"), "nothing")
     sentence = (

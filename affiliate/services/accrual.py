@@ -43,11 +43,9 @@ from affiliate.money import format_amount
 from affiliate.services import audit, postbacks, webhooks
 from affiliate.services import webhook_payloads as payloads
 from affiliate.services.commissions import (
-    REVENUE,
     WHOLE_PERIOD,
     Counted,
     PaidConversion,
-    PlanTerms,
     evaluate,
     period_of,
     recurring_earns,
@@ -195,6 +193,7 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
         period,
         recruited=recruiter is not None,
         bonus_paid=_bonus_paid(session, conversion, month, now=now),
+        money=lambda cents: format_amount(cents, conversion.currency),
     )
     beneficiaries = {
         "affiliate": affiliate.id,
@@ -220,7 +219,7 @@ def evaluate_conversion(session: Session, conversion: Conversion, *, now: dateti
             tier_level=line.tier_level,
             kind=line.kind,
             step=steps.get(line.raised_id, 0) if line.raised_id is not None else 0,
-            rule=f"{_readable(line.rule, terms, conversion.currency)} ({paid_by})"[:255],
+            rule=f"{line.rule} ({paid_by})"[:255],
             plan_id=plan.id,
             raised_by_id=conversion.id if line.raised_id is not None else None,
             amount_cents=line.amount_cents,
@@ -592,17 +591,6 @@ def _recruiter(session: Session, affiliate: User, program: Program) -> User | No
     if enrollment_status(session, program.id, recruiter.id) == EnrollmentStatus.REMOVED:
         return None  # a recruiter need not promote the program, but one removed from it earns nothing there
     return recruiter
-
-
-def _readable(rule: str, terms: PlanTerms, currency: str) -> str:
-    """The rule with revenue thresholds as amounts ("tier from $100.00 of revenue", not "from 10000")."""
-    if terms.tier_basis != REVENUE:
-        return rule
-    for tier in terms.tiers:
-        rule = rule.replace(
-            f"tier from {tier.threshold} of revenue", f"tier from {format_amount(tier.threshold, currency)} of revenue"
-        )
-    return rule
 
 
 def _lock(session: Session, model, row_id: int | None) -> None:

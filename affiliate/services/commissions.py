@@ -25,7 +25,7 @@ Pure functions in integer minor units. The rules are stated in full in docs/mone
 from __future__ import annotations
 
 import calendar
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
@@ -34,6 +34,7 @@ WHOLE_PERIOD = "whole_period"
 MARGINAL = "marginal"
 COUNT = "count"
 REVENUE = "revenue"
+Money = Callable[[int], str]  # an amount in minor units as a rule's words write it
 
 
 @dataclass(frozen=True)
@@ -144,13 +145,15 @@ def recurring_earns(plan: PlanTerms, occurred_at: datetime, first_sale_at: datet
     return occurred_at < add_months(first_sale_at, plan.recurring_months)
 
 
-def rate_at(plan: PlanTerms, volume: int) -> Rate:
-    """The rate at a period volume: the tier with the highest threshold reached, else the base rate."""
+def rate_at(plan: PlanTerms, volume: int, money: Money = str) -> Rate:
+    """The rate at a period volume: the tier with the highest threshold reached, else the base rate. ``money``
+    writes an amount in the rule's words (the currency's way; bare minor units by default)."""
     reached = [tier for tier in plan.tiers if tier.threshold <= volume]
     if not reached:
         return Rate(plan.percent_bps, plan.flat_cents, "base rate", is_tier=False)
     tier = max(reached, key=lambda t: t.threshold)
-    return Rate(tier.percent_bps, tier.flat_cents, f"tier from {tier.threshold} {_unit(plan)}", is_tier=True)
+    threshold = str(tier.threshold) if plan.tier_basis == COUNT else money(tier.threshold)
+    return Rate(tier.percent_bps, tier.flat_cents, f"tier from {threshold} {_unit(plan)}", is_tier=True)
 
 
 def earned_at(amount_cents: int, rate: Rate) -> int:
@@ -164,18 +167,20 @@ def evaluate(
     *,
     recruited: bool = False,
     bonus_paid: bool = False,
+    money: Money = str,
 ) -> list[CommissionLine]:
     """Every commission one evaluation creates: rewards, the conversion's earning, raises, second tier, bonus.
 
     ``period`` holds the affiliate's counted conversions of the period evaluated before this one.
     The caller has already decided that the conversion earns (the recurring rule), and says with
-    ``bonus_paid`` whether the period already has its performance bonus.
+    ``bonus_paid`` whether the period already has its performance bonus. ``money`` writes the amounts in each
+    line's rule (the conversion's currency, as the money job and the plan editor give it).
     """
     lines = _referral_rewards(conversion, plan)
-    own = _own(conversion, plan, period)
+    own = _own(conversion, plan, period, money)
     lines += own
     if not bonus_paid:
-        lines += [bonus] if (bonus := performance_bonus(conversion, plan, period)) else []
+        lines += [bonus] if (bonus := performance_bonus(conversion, plan, period, money)) else []
     if recruited and plan.second_tier_bps:
         share = _pct(plan.second_tier_bps)
         lines += [
@@ -191,7 +196,9 @@ def evaluate(
     return [line for line in lines if line.amount_cents > 0]
 
 
-def performance_bonus(conversion: PaidConversion, plan: PlanTerms, period: Sequence[Counted]) -> CommissionLine | None:
+def performance_bonus(
+    conversion: PaidConversion, plan: PlanTerms, period: Sequence[Counted], money: Money = str
+) -> CommissionLine | None:
     """The plan's bonus when this sale takes the period's volume across the bonus threshold, else None.
 
     Crossing is ``volume before < threshold <= volume after``: the sale that reaches the threshold
@@ -204,7 +211,7 @@ def performance_bonus(conversion: PaidConversion, plan: PlanTerms, period: Seque
     after = before + (1 if plan.tier_basis == COUNT else conversion.amount_cents)
     if not before < plan.bonus_threshold <= after:
         return None
-    at = f"{plan.bonus_threshold} sales" if plan.tier_basis == COUNT else f"{plan.bonus_threshold} of revenue"
+    at = f"{plan.bonus_threshold} sales" if plan.tier_basis == COUNT else f"{money(plan.bonus_threshold)} of revenue"
     return CommissionLine(
         "affiliate", "performance_bonus", f"performance bonus: {at} reached in the month", plan.bonus_cents
     )
@@ -217,35 +224,35 @@ def volume_of(plan: PlanTerms, period: Sequence[Counted]) -> int:
     return sum(counted.net_cents for counted in period)
 
 
-def _own(conversion: PaidConversion, plan: PlanTerms, period: Sequence[Counted]) -> list[CommissionLine]:
+def _own(conversion: PaidConversion, plan: PlanTerms, period: Sequence[Counted], money: Money) -> list[CommissionLine]:
     amount = conversion.amount_cents
     before = volume_of(plan, period)
     after = before + (1 if plan.tier_basis == COUNT else amount)
     if plan.tier_scope == MARGINAL and plan.tier_basis == REVENUE and amount:
-        return [_marginal_revenue(plan, amount, before, after)]
-    rate = rate_at(plan, after)
-    lines = [CommissionLine("affiliate", "earning", _describe(rate), earned_at(amount, rate))]
+        return [_marginal_revenue(plan, amount, before, after, money)]
+    rate = rate_at(plan, after, money)
+    lines = [CommissionLine("affiliate", "earning", _describe(rate, money), earned_at(amount, rate))]
     if plan.tier_scope == MARGINAL or not rate.is_tier:
         return lines
     for counted in period:
         raise_cents = earned_at(counted.amount_cents, rate) - counted.brought_cents
         if raise_cents > 0:
-            rule = f"{rate.rule} reached in the period: brought to {_describe(rate)}"
+            rule = f"{rate.rule} reached in the period: brought to {_describe(rate, money)}"
             lines.append(CommissionLine("affiliate", "raise", rule, raise_cents, counted.conversion_id))
     return lines
 
 
-def _marginal_revenue(plan: PlanTerms, amount: int, before: int, after: int) -> CommissionLine:
+def _marginal_revenue(plan: PlanTerms, amount: int, before: int, after: int, money: Money) -> CommissionLine:
     # Each part earns its own tier's percentage; the parts are summed in hundredths of a basis point
     # and rounded once, so splitting a sale never earns a cent more than not splitting it.
     cuts = sorted({before, after, *(t.threshold for t in plan.tiers if before < t.threshold < after)})
     exact, parts = 0, []
     for start, end in pairwise(cuts):
-        rate = rate_at(plan, start)
+        rate = rate_at(plan, start, money)
         exact += (end - start) * rate.percent_bps
-        parts.append(f"{rate.rule}: {_pct(rate.percent_bps)} of {end - start}")
+        parts.append(f"{rate.rule}: {_pct(rate.percent_bps)} of {money(end - start)}")
     flat = rate_at(plan, after).flat_cents
-    rule = "; ".join(parts) + (f"; {flat} flat" if flat else "")
+    rule = "; ".join(parts) + (f"; {money(flat)} flat" if flat else "")
     return CommissionLine("affiliate", "earning", rule, (exact + 5_000) // 10_000 + flat)
 
 
@@ -260,12 +267,12 @@ def _referral_rewards(conversion: PaidConversion, plan: PlanTerms) -> list[Commi
     ]
 
 
-def _describe(rate: Rate) -> str:
+def _describe(rate: Rate, money: Money) -> str:
     parts = [
         part
         for part in (
             f"{_pct(rate.percent_bps)} of the sale" if rate.percent_bps else "",
-            f"{rate.flat_cents} flat" if rate.flat_cents else "",
+            f"{money(rate.flat_cents)} flat" if rate.flat_cents else "",
         )
         if part
     ]

@@ -466,3 +466,28 @@ def test_a_customer_is_bound_for_the_recurring_period_of_their_affiliates_plan(a
         assert binding.affiliate_id == alice.id
         assert binding.until - binding.bound_at >= timedelta(days=bound_for_days)
         assert binding.until - binding.bound_at <= timedelta(days=bound_for_days + 1)
+
+
+def test_each_commission_says_how_it_was_worked_out_in_money_of_its_currency(app):
+    """The rule an affiliate reads (earnings page, statement, mails) writes amounts as money, never minor units."""
+    program = make_program(app, make_admin(app))
+    set_plan(app, program.id, percent_bps=1_000, flat_cents=250, tier_basis="revenue", tier_scope="marginal")
+    with app.app_context():
+        db.session.execute(
+            text(
+                "INSERT INTO commission_tiers (plan_id, threshold, percent_bps, flat_cents) "
+                "SELECT id, 15000, 2000, 250 FROM commission_plans WHERE program_id = :p"
+            ),
+            {"p": program.id},
+        )
+        db.session.commit()
+    alice = make_affiliate(app)
+    first = report(app, program, alice.id, "rw-1", 10_000)
+    second = report(app, program, alice.id, "rw-2", 10_000)
+    run_jobs(app)
+    with app.app_context():
+        rules = dict(db.session.execute(select(Commission.conversion_id, Commission.rule)).all())
+    assert rules[first].startswith("base rate: 10.00% of $100.00; $2.50 flat"), rules[first]
+    assert rules[second].startswith(
+        "base rate: 10.00% of $50.00; tier from $150.00 of revenue: 20.00% of $50.00; $2.50 flat"
+    ), rules[second]
