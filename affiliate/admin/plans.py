@@ -29,14 +29,14 @@ from affiliate.money import InvalidAmount, format_amount, parse_amount, plain_am
 from affiliate.params import parse_id
 from affiliate.services import commissions, people
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms, TierRate
-from affiliate.services.plans import PlanError, bps_to_percent, in_words, save_plan
+from affiliate.services.plans import MAX_TIERS, PlanError, bps_to_percent, in_words, save_plan
 from affiliate.services.standing import plan_in_force, terms_of
 from affiliate.validators import options
 
 bp = Blueprint("admin_plans", __name__, url_prefix="/admin/programs/<int:program_id>/plan")
 bp.before_request(require_roles(Role.ADMIN))
 
-TIER_ROWS = 5
+TIER_ROWS = 5  # empty rows offered for a plan's tiers; a version with more shows each of them, up to MAX_TIERS
 RECURRING = [
     ("first", "First sale only"),
     ("months", "For a number of months"),
@@ -79,7 +79,7 @@ class PlanForm(PortalForm):
             ]
         ),
     )
-    tiers = RowList(FormField(TierForm), min_entries=TIER_ROWS, max_entries=TIER_ROWS)
+    tiers = RowList(FormField(TierForm), min_entries=TIER_ROWS, max_entries=MAX_TIERS)
     second_tier = StringField("Second tier for the recruiter (percent of the commission)", default="0")
     recurring = SelectField("Repeat sales of a customer earn", choices=options(RECURRING))
     recurring_months = StringField("Months")
@@ -240,6 +240,10 @@ class PlanForm(PortalForm):
         self.flat.data = plain_amount(terms.flat_cents, self.currency)
         self.percent.data = bps_to_percent(terms.percent_bps)
         self.tier_basis.data, self.tier_scope.data = terms.tier_basis, terms.tier_scope
+        # Every tier of the version gets a row, and one more is left empty: a version saved through the API with
+        # more tiers than the form offers would otherwise lose the rest at the next save.
+        while len(self.tiers.entries) < min(len(terms.tiers) + 1, MAX_TIERS):
+            self.tiers.append_entry()
         for row, tier in zip(self.tiers.entries, terms.tiers, strict=False):
             row.form.threshold.data = (
                 plain_amount(tier.threshold, self.currency) if terms.tier_basis == REVENUE else str(tier.threshold)

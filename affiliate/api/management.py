@@ -56,7 +56,7 @@ from affiliate.money import MAX_CENTS
 from affiliate.params import BIG_ID_MAX, ID_MAX, parse_id
 from affiliate.services import adjustments, enrollment, groups
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms, TierRate
-from affiliate.services.plans import PlanError, in_words, save_plan
+from affiliate.services.plans import MAX_TIERS, PlanError, in_words, save_plan
 from affiliate.services.standing import terms_of
 
 bp = api_blueprint("api_management", __name__)
@@ -66,7 +66,6 @@ LAST_USED_EVERY_SECONDS = 60
 IDEMPOTENCY_KEPT = timedelta(days=1)
 PAGE_LIMIT = 100
 PAGE_LIMIT_MAX = 500
-MAX_TIERS = 20
 MAX_MOVED = 500
 REASON_MAX = 1000
 PLAN_FIELDS = {"group_id", "affiliate_id", "effective_from", "terms"}

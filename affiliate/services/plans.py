@@ -20,6 +20,7 @@ from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIO
 
 # A program's first plan covers its whole history, however far back a conversion is dated.
 PLAN_BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_TIERS = 20  # tiers a plan version may have (the API and the plan editor alike)
 
 
 class PlanError(ValueError):
@@ -43,6 +44,8 @@ def validate(terms: PlanTerms) -> None:
         raise PlanError("Amounts cannot be negative.")
     if any(not 0 <= rate <= 10_000 for rate in rates):
         raise PlanError("Percentages are between 0% and 100%.")
+    if len(terms.tiers) > MAX_TIERS:
+        raise PlanError(f"A plan has at most {MAX_TIERS} tiers.")
     if len({tier.threshold for tier in terms.tiers}) != len(terms.tiers):
         raise PlanError("Two tiers cannot start at the same threshold.")
     if terms.recurring_months is not None and not 0 <= terms.recurring_months <= 1200:

@@ -194,3 +194,26 @@ def test_the_recurring_choice_is_kept_as_chosen(app, auth, program, recurring, m
     assert earned == ({"first": 1_000, "repeat": 1_000} if repeat_earns else {"first": 1_000})
     form = auth.client.get(url).get_data(as_text=True)
     assert re.search(rf'<option selected value="{recurring}"|<option value="{recurring}" selected', form)
+
+
+def test_a_version_with_more_tiers_than_the_empty_rows_keeps_every_tier_when_edited(app, auth, program):
+    """A version saved through the API may have up to 20 tiers: the editor shows each, so a change of the base rate
+    does not quietly drop the tiers past its first empty rows."""
+    from affiliate.services.commissions import PlanTerms, TierRate
+    from affiliate.services.plans import save_plan
+
+    tiers = tuple(TierRate(threshold, 1_000 + 100 * threshold, 0) for threshold in range(2, 9))
+    with app.app_context():
+        now = utcnow()
+        save_plan(db.session, program.id, PlanTerms(percent_bps=1_000, tiers=tiers), effective_from=now,
+                  actor_id=None, now=now)  # fmt: skip
+        db.session.commit()
+    url = f"/admin/programs/{program.id}/plan/"
+    page = auth.client.get(url).get_data(as_text=True)
+    shown = dict(re.findall(r'name="(tiers-\d+-(?:threshold|percent|flat))"[^>]*value="([^"]*)"', page))
+    assert sum(1 for name, value in shown.items() if name.endswith("threshold") and value) == 7
+    form = {key: value for key, value in PLAN.items() if not key.startswith("tiers-")} | shown
+    assert auth.post(url, {**form, "percent": "11", "save": "Save as a new version"}).status_code == 302
+    with app.app_context():
+        latest = db.session.scalars(select(CommissionPlan).order_by(CommissionPlan.id.desc())).first()
+        assert latest.percent_bps == 1_100 and len(latest.tiers) == 7
