@@ -53,16 +53,17 @@ def attribute_waiting(*, clock: Callable[[], datetime] = utcnow) -> late_clicks.
 def accrue_all() -> Tally:
     """Evaluate every conversion that waits and reverse every new refund, committing per batch."""
     commissions = conversions = last = 0
-    while batch := accrual.conversions_to_evaluate(db.session, after=last):
+    reversed_before = db.session.info.get(accrual.REVERSED, 0)  # evaluating a sale may work some refunds out early
+    while batch := accrual.conversions_to_evaluate(db.session, now=utcnow(), after=last):
         for conversion in batch:
             commissions += len(accrual.evaluate_conversion(db.session, conversion, now=utcnow()))
         conversions, last = conversions + len(batch), batch[-1].id
         db.session.commit()
-    reversed_cents = 0
     while refunds := accrual.refunds_to_reverse(db.session):
-        reversed_cents += sum(accrual.reverse_for_refund(db.session, refund, now=utcnow()) for refund in refunds)
+        for refund in refunds:
+            accrual.reverse_for_refund(db.session, refund, now=utcnow())
         db.session.commit()
-    return Tally(commissions, conversions, reversed_cents)
+    return Tally(commissions, conversions, db.session.info.get(accrual.REVERSED, 0) - reversed_before)
 
 
 def approve_due(*, days_ahead: int = 0) -> int:

@@ -110,7 +110,7 @@ def run(session: Session, *, now: datetime) -> Tally:
     """One pass of the money job in one transaction: evaluate what waits, then reverse new refunds."""
     commissions = conversions = last = 0
     reversed_before = session.info.get(REVERSED, 0)  # evaluating a sale may work some refunds out early
-    while batch := conversions_to_evaluate(session, after=last):
+    while batch := conversions_to_evaluate(session, now=now, after=last):
         for conversion in batch:
             commissions += len(evaluate_conversion(session, conversion, now=now))
         conversions, last = conversions + len(batch), batch[-1].id
@@ -119,12 +119,17 @@ def run(session: Session, *, now: datetime) -> Tally:
     return Tally(commissions, conversions, session.info.get(REVERSED, 0) - reversed_before)
 
 
-def conversions_to_evaluate(session: Session, limit: int = BATCH, after: int = 0) -> list[Conversion]:
-    """Credited signups and sales not yet evaluated and not waiting for review or for their click, oldest first."""
+def conversions_to_evaluate(session: Session, *, now: datetime, limit: int = BATCH, after: int = 0) -> list[Conversion]:
+    """Credited signups and sales not yet evaluated and not waiting for review or for their click, oldest first.
+
+    Only those that have happened by ``now``: a sale reported a few minutes ahead (the API allows it, for clocks
+    apart) is paid by the plan version in force when it happens, which a version saved "from now" meanwhile is.
+    """
     return session.scalars(
         select(Conversion)
         .where(
             Conversion.evaluated_at.is_(None),
+            Conversion.occurred_at <= now,
             Conversion.affiliate_id.is_not(None),
             Conversion.waiting_for_click.is_(None),
             Conversion.type != ConversionType.REFUND,
@@ -583,8 +588,8 @@ def _refers_a_friend(session: Session, conversion: Conversion) -> bool:
 def _recruiter(session: Session, affiliate: User, program: Program) -> User | None:
     """The active affiliate who recruited this one, who earns the second tier (whether or not they promote the
     program themselves), unless removed from the program: then nothing more in it, as by their links and codes."""
-    if affiliate.referred_by_id is None:
-        return None
+    if affiliate.referred_by_id is None or affiliate.role != Role.AFFILIATE:
+        return None  # a member refers friends, not partners: whoever referred them earns no second tier of it
     recruiter = session.get(User, affiliate.referred_by_id)
     if recruiter is None or recruiter.role != Role.AFFILIATE or recruiter.status != UserStatus.ACTIVE:
         return None

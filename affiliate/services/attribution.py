@@ -437,7 +437,7 @@ def _binding_in_force(binding: Binding | None, conversion: ConversionFacts) -> b
         return False
     if binding.bound_at > conversion.occurred_at:
         return False
-    return binding.until is None or conversion.occurred_at <= binding.until
+    return binding.until is None or conversion.occurred_at < binding.until  # as a repeat sale earns (docs/money.md)
 
 
 def _binding_line(binding: Binding | None, bound: bool) -> TraceLine | None:

@@ -126,7 +126,8 @@ def build_batch(
         .group_by(LedgerEntry.account)
     ).all()  # grouped in the index's order, from the index alone
     # Credits are what an affiliate is owed.
-    due = {int(account.removeprefix(PAYABLE)): -int(total) for account, total in owed if -int(total) >= minimum}
+    # A minimum of 0.00 still pays only what is owed: nobody is paid nothing.
+    due = {int(account.removeprefix(PAYABLE)): -int(total) for account, total in owed if -int(total) >= max(minimum, 1)}
     held: list[Held] = []
     rows = []
     for affiliate in _payees(session, sorted(due)):

@@ -15,6 +15,7 @@ from affiliate.models import (
     CommissionPlan,
     CommissionTier,
     Conversion,
+    ConversionType,
     Link,
     Program,
     ProgramStatus,
@@ -126,7 +127,7 @@ def _check_currency_can_change(session: Session, program: Program) -> None:
     session.execute(select(Program.id).where(Program.id == program_id).with_for_update()).all()
     money = (
         select(Conversion.id)
-        .where(Conversion.program_id == program_id)
+        .where(Conversion.program_id == program_id, Conversion.type != ConversionType.SIGNUP)  # a signup has none
         .union_all(select(Adjustment.id).where(Adjustment.program_id == program_id))
     )
     if session.scalar(select(money.limit(1).subquery().c.id)) is not None:

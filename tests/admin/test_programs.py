@@ -182,6 +182,7 @@ def test_the_currency_is_fixed_once_money_or_a_plan_amount_is_in_it(app, auth):
         assert refused.status_code == 200 and why in page
         with app.app_context():
             assert db.session.get(Program, program.id).currency == "USD"
+    report(app, fresh, make_affiliate(app).id, "signup-1", 0, type="signup")  # a signup carries no money
     changed = auth.post(f"/admin/programs/{fresh.id}/edit", {**VALID, "name": "New", "currency": "JPY",
                                                              "minimum_payout": "5000"})  # fmt: skip
     assert changed.status_code == 302, "a program with no money and no amounts in its plan may still change"

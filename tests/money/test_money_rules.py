@@ -491,3 +491,46 @@ def test_each_commission_says_how_it_was_worked_out_in_money_of_its_currency(app
     assert rules[second].startswith(
         "base rate: 10.00% of $50.00; tier from $150.00 of revenue: 20.00% of $50.00; $2.50 flat"
     ), rules[second]
+
+
+def test_a_sale_reported_minutes_ahead_is_paid_by_the_version_in_force_when_it_happens(app):
+    """The API takes an occurred_at up to five minutes ahead (clocks apart); a version saved "from now" before then
+    is the one in force at the sale, so the money job waits for the sale to have happened."""
+    admin = make_admin(app)
+    program = make_program(app, admin)
+    set_plan(app, program.id, percent_bps=1_000)
+    alice = make_affiliate(app)
+    now = utcnow()
+    ahead = report(app, program, alice.id, "ahead-1", 10_000, occurred_at=now + timedelta(minutes=4))
+    run_jobs(app, now=now)
+    assert own(app, ahead) == 0, "not evaluated before it happens"
+    with app.app_context():
+        changed = now + timedelta(minutes=1)
+        save_plan(db.session, program.id, PlanTerms(percent_bps=2_000), effective_from=changed, actor_id=admin.id,
+                  now=changed)  # fmt: skip
+        db.session.commit()
+    run_jobs(app, now=now + timedelta(minutes=5))
+    assert own(app, ahead) == 2_000
+
+
+def test_a_minimum_payout_of_zero_pays_those_owed_something_and_nobody_nothing(app):
+    from affiliate.services.payouts import build_batch
+    from tests.factories import make_finance
+    from tests.money.test_payouts import _details, _earn
+
+    program = make_program(app, make_admin(app), minimum_payout_cents=0)
+    set_plan(app, program.id, percent_bps=1_000)
+    alice, bob = make_affiliate(app), make_affiliate(app)
+    finance = make_finance(app)
+    for person in (alice, bob):
+        _details(app, person)
+    _earn(app, program, alice, 1_000, "a-1")
+    with app.app_context():
+        build_batch(db.session, "USD", actor=db.session.get(User, finance.id), now=utcnow())
+        db.session.commit()  # Alice's balance is now reserved: zero
+    _earn(app, program, bob, 1_000, "b-1")
+    with app.app_context():
+        second, _ = build_batch(db.session, "USD", actor=db.session.get(User, finance.id), now=utcnow())
+        db.session.commit()
+        payees = db.session.scalars(select(Payout.affiliate_id).where(Payout.batch_id == second.id)).all()
+    assert payees == [bob.id]

@@ -108,7 +108,7 @@ def world(app) -> World:
         )
         record_refund(db.session, shop, refund, now=NOW)
         db.session.commit()
-        for conversion in accrual.conversions_to_evaluate(db.session):
+        for conversion in accrual.conversions_to_evaluate(db.session, now=NOW):
             accrual.evaluate_conversion(db.session, conversion, now=NOW)
         for refund in accrual.refunds_to_reverse(db.session):
             accrual.reverse_for_refund(db.session, refund, now=NOW)

@@ -122,6 +122,8 @@ def test_a_binding_in_force_wins_over_later_clicks():
             Binding(affiliate_id=50, touch_id=None, bound_at=T0 - timedelta(days=90), until=T0 - timedelta(seconds=1)),
             "binding_expired",
         ),
+        # The recurring period ends at its end: a sale at that very moment is past it, as it earns no repeat.
+        (Binding(affiliate_id=50, touch_id=None, bound_at=T0 - timedelta(days=30), until=T0), "binding_expired"),
         (
             Binding(
                 affiliate_id=50, touch_id=None, bound_at=T0 - timedelta(days=9), until=None, affiliate_active=False
@@ -167,7 +169,7 @@ def reference(conversion: ConversionFacts, touches: list[Touch], terms: Terms, b
         binding is not None
         and binding.affiliate_active
         and binding.bound_at <= conversion.occurred_at
-        and (binding.until is None or conversion.occurred_at <= binding.until)
+        and (binding.until is None or conversion.occurred_at < binding.until)  # the period ends at its end
     ):
         return binding.affiliate_id, "binding", None
 
