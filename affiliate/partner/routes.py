@@ -70,6 +70,7 @@ def _charts(recent: partner_home.Recent) -> list:
                 f"chart-home-earned-{currency.lower()}",
                 f"Earned per day, in whole {currency}",
                 recent.points("earned", currency),
+                total=format_amount(recent.earned[currency], currency),
             )
             for currency in recent.currencies
         ),

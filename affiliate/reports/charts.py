@@ -41,8 +41,10 @@ class Chart:
     bottom: float = HEIGHT - BOTTOM
 
 
-def bar_chart(chart_id: str, title: str, points: Sequence[tuple[str, int]]) -> Chart:
-    """A bar per point (label, value), on a value axis that starts at zero and ends at a round number."""
+def bar_chart(chart_id: str, title: str, points: Sequence[tuple[str, int]], *, total: str | None = None) -> Chart:
+    """A bar per point (label, value), on a value axis that starts at zero and ends at a round number. ``total``
+    is the summary's total when the points are rounded (money drawn in whole units): the sum of rounded days is
+    not what was earned."""
     top = nice_ceiling(max((value for _, value in points), default=0))
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     band = plot_width / max(len(points), 1)
@@ -68,7 +70,7 @@ def bar_chart(chart_id: str, title: str, points: Sequence[tuple[str, int]]) -> C
         for n, (label, _) in enumerate(points)
         if n % step == 0
     ]
-    return Chart(chart_id, title, _summary(points), bars, ticks, x_labels)
+    return Chart(chart_id, title, _summary(points, total), bars, ticks, x_labels)
 
 
 def nice_ceiling(value: int) -> int:
@@ -79,12 +81,12 @@ def nice_ceiling(value: int) -> int:
     return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
 
 
-def _summary(points: Sequence[tuple[str, int]]) -> str:
+def _summary(points: Sequence[tuple[str, int]], total: str | None) -> str:
     if not points:
         return "No data."
-    total = sum(value for _, value in points)
+    summed = sum(value for _, value in points)
     busiest = max(points, key=lambda point: point[1])
     span = f"From {points[0][0]} to {points[-1][0]}" if len(points) > 1 else f"On {points[0][0]}"
-    if not total:
+    if not summed and total is None:
         return f"{span}: none."
-    return f"{span}: {total} in total; the most, {busiest[1]}, on {busiest[0]}."
+    return f"{span}: {total or summed} in total; the most, {busiest[1]}, on {busiest[0]}."

@@ -98,6 +98,8 @@ def test_the_last_30_days_are_drawn_and_written_out(app, runner):
     row = rf'<tr><th scope="row">{today}</th><td class="num">2</td><td class="num">1</td>\s*'
     row += r'<td class="num">\$12,345.60</td>'
     assert re.search(row, html), "the same numbers in a table, for reading without the chart"
+    # The bars are whole dollars; the summary says what was earned, cents and all, as the headline does.
+    assert ": $12,345.60 in total; the most, 12345, on" in html
 
 
 def test_each_program_says_what_it_pays_and_its_terms(app):
