@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, logout_user
 
 from affiliate.account.forms import PasswordForm, PayoutForm, ProfileForm, SignOutForm
@@ -51,6 +51,8 @@ def payout():
     """Where earnings are sent; changing it needs the password typed recently, as approving a payout does."""
     if not login_is_fresh(utcnow()):
         # Someone at an unattended browser, or with a stolen cookie, must not redirect the money.
+        if request.method == "POST":
+            flash("Your payout details were not saved: confirm it is you, then enter them again.", "info")
         return redirect(url_for("auth.reauth", next=url_for("account.payout")), 303)
     form = PayoutForm(
         method=current_user.payout_method or "",

@@ -76,6 +76,8 @@ def _fresh_or_reauth():
     """None when the sign-in is fresh enough to change a factor; else the redirect to confirm it."""
     if login_is_fresh(utcnow()):
         return None
+    if request.method == "POST":
+        flash("Nothing was changed: confirm it is you, then make the change again.", "info")
     return redirect(url_for("auth.reauth", next=url_for("account_two_factor.settings")), 303)
 
 

@@ -38,7 +38,9 @@ def test_a_stale_login_is_asked_for_the_password_before_payout_details_change(ap
     assert refused.status_code == 303 and refused.headers["Location"] == "/reauth?next=/account/payout"
     assert payout_method(app, alice.id) is None
     assert client.get("/account/payout").headers["Location"] == "/reauth?next=/account/payout"
-    reauth = csrf_token(client.get("/reauth?next=/account/payout").get_data(as_text=True))
+    asked = client.get("/reauth?next=/account/payout").get_data(as_text=True)
+    assert "Your payout details were not saved" in asked, "the person knows to enter them again"
+    reauth = csrf_token(asked)
     wrong = client.post("/reauth?next=/account/payout", data={"password": "not my password!", "csrf_token": reauth})
     assert wrong.status_code == 422
     back = client.post("/reauth?next=/account/payout", data={"password": PASSWORD, "csrf_token": reauth})
