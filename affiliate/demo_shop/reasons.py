@@ -76,6 +76,7 @@ NEXT = {
     "flagged": "The program's finance team reviews the order before the partner earns anything from it.",
     "rejected": "The partner earns nothing from this order.",
 }
+REJECTED = "Your order came through a partner, but a fraud check rejected it, so no partner is credited with it."
 STATUS = {"pending": "Recorded", "approved": "Approved", "flagged": "Waiting for review", "rejected": "Not credited"}
 
 
@@ -95,7 +96,11 @@ def explain(answer: StoredSale) -> Explanation:
     conversion, attribution = answer.conversion, answer.attribution
     status = str(conversion.get("status") or "")
     lost = [reason for reason in attribution.get("reasons") or [] if reason in NOT_CREDITED]
-    if attribution.get("attributed"):
+    rejected = status == "rejected"
+    if attribution.get("attributed") and rejected:
+        # Matched, but a fraud check threw the order out: nobody is credited with it, whatever matched.
+        reasons = (REJECTED,)
+    elif attribution.get("attributed"):
         credited = CREDITED.get(attribution.get("matched_by") or "", "The partner who referred you is credited.")
         # What the shopper did that counted for nothing: the coupon they typed, or a link credited to another.
         reasons = (credited, *(NOT_CREDITED[r] for r in lost if r.startswith("code_") or r == "click_wins"))
@@ -107,7 +112,7 @@ def explain(answer: StoredSale) -> Explanation:
         held = (HELD_BACK_OTHER,)
     return Explanation(
         status=STATUS.get(status, status.replace("_", " ").capitalize()),
-        credited=bool(attribution.get("attributed")),
+        credited=bool(attribution.get("attributed")) and not rejected,
         reasons=tuple(dict.fromkeys(reasons)),
         held_back=held,
         next_step=NEXT.get(status, "") if attribution.get("attributed") else "",

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from affiliate.demo_shop.merchant import StoredSale
-from affiliate.demo_shop.reasons import CREDITED, HELD_BACK, NOT_CREDITED, explain
+from affiliate.demo_shop.reasons import CREDITED, HELD_BACK, NOT_CREDITED, REJECTED, explain
 from affiliate.extensions import db
 from affiliate.models import Click
 from affiliate.services import attribution, fraud
@@ -109,6 +109,7 @@ def test_a_self_referral_names_the_partners_own_purchase_not_the_seconds_after_a
     assert explanation.held_back == (HELD_BACK["self_referral"],)
     assert "own purchases" in explanation.held_back[0] and "seconds" not in shown(explanation)
     assert explanation.next_step == "The partner earns nothing from this order."
+    assert not explanation.credited and explanation.reasons == (REJECTED,), "never both credited and rejected"
     assert_redacted(shown(explanation), people)
 
 
