@@ -258,3 +258,37 @@ def test_a_commission_approved_or_freed_during_a_payout_build_never_joins_it_wit
             select(Commission.amount_cents).where(Commission.status == "approved", Commission.payout_id.is_(None))
         ).all()
         assert left == sum(unlinked), "what is still payable is the commissions in no payout"
+
+
+@pytest.mark.parametrize("recorded", ["adjustment", "plan-amount"])
+def test_an_amount_recorded_during_a_currency_change_is_refused_not_kept_in_the_old_currency(app, recorded):
+    """A program with no money yet may change its currency; a 50.00 USD bonus or a 5.00 flat typed meanwhile must
+    not end up in a JPY program (50.00 owed in a currency nothing pays, or 500 yen per sale)."""
+    from affiliate.services import adjustments, programs
+    from affiliate.services.commissions import PlanTerms
+    from affiliate.services.plans import PlanError, save_plan
+    from tests.factories import make_finance
+
+    admin = make_admin(app)
+    program = make_program(app, admin)
+    alice = make_affiliate(app)
+    finance = make_finance(app)
+
+    def change_currency() -> None:
+        shop = db.session.get(Program, program.id)
+        programs._check_currency_can_change(db.session, shop)
+        shop.currency = "JPY"
+        db.session.flush()
+
+    def record() -> object:
+        if recorded == "adjustment":
+            request = adjustments.AdjustmentRequest(alice.id, program.id, "bonus", 5_000, "Welcome", currency="USD")
+            return adjustments.create(db.session, request, actor=db.session.get(User, finance.id),
+                                      thresholds={"*": 10_000}, now=utcnow())  # fmt: skip
+        now = utcnow()
+        return save_plan(db.session, program.id, PlanTerms(flat_cents=500), effective_from=now, actor_id=admin.id,
+                         now=now, currency="USD")  # fmt: skip
+
+    _, outcome = one_after_the_other(app, change_currency, record)
+    assert isinstance(outcome, adjustments.AdjustmentError | PlanError), outcome
+    assert "currency changed to JPY" in str(outcome)

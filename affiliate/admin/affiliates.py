@@ -62,6 +62,7 @@ def adjust(user_id: int):
         kind=form.kind.data,
         amount_cents=form.amount_cents,
         reason=form.reason.data,
+        currency=form.currencies[form.program_id],
     )
     try:
         adjustment = adjustments.create(

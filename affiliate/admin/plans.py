@@ -374,6 +374,7 @@ def edit(program_id: int):
                     now=now,
                     group_id=scope.group.id if scope.group else None,
                     affiliate_id=scope.affiliate.id if scope.affiliate else None,
+                    currency=form.currency,
                 )
             except PlanError as error:
                 db.session.rollback()

@@ -277,6 +277,7 @@ def add_plan(authenticated: Authenticated, actor: User, body: dict):
             effective_from=starts,
             actor_id=actor.id,
             now=g.api_now,
+            currency=program.currency,
         )
     except PlanError as error:
         raise ApiError(422, "invalid_plan", str(error), "terms") from error
@@ -571,6 +572,7 @@ def add_adjustment(authenticated: Authenticated, actor: User, body: dict):
         kind=kind,
         amount_cents=amount,
         reason=reason,
+        currency=authenticated.key.program.currency,
     )
     try:
         adjustment = adjustments.create(

@@ -25,6 +25,7 @@ from affiliate.money import MAX_CENTS, minor_digits
 from affiliate.services import audit
 from affiliate.services.ledger import Leg, post
 from affiliate.services.listing import ASC, Sort, ordered
+from affiliate.services.plans import currency_now
 from affiliate.validators import unstorable
 
 REASON_MAX = 1000
@@ -50,6 +51,7 @@ class AdjustmentRequest:
     kind: str  # "bonus" | "clawback"
     amount_cents: int  # positive, in the program's currency
     reason: str
+    currency: str | None = None  # the currency the amount was entered in: refused if the program's changed meanwhile
 
 
 def approval_threshold(setting: dict[str, int], currency: str) -> int:
@@ -81,13 +83,16 @@ def create(
     program = session.get(Program, request.program_id)
     if program is None:
         raise AdjustmentError("Choose one of the programs.")
-    needs_approval = request.amount_cents > approval_threshold(thresholds, program.currency)
+    currency = currency_now(session, program.id)
+    if request.currency is not None and request.currency != currency:
+        raise AdjustmentError(f"The program's currency changed to {currency} meanwhile: check the amount again.")
+    needs_approval = request.amount_cents > approval_threshold(thresholds, currency)
     adjustment = Adjustment(
         affiliate_id=affiliate.id,
         program_id=program.id,
         kind=request.kind,
         amount_cents=request.amount_cents,
-        currency=program.currency,
+        currency=currency,
         reason=reason,
         created_by_id=actor.id,
         created_at=now,

@@ -42,6 +42,7 @@ from affiliate.services import webhook_payloads as payloads
 from affiliate.services.attribution import FIRST_CLICK, Binding, Code, ConversionFacts, Terms, Touch, attribute
 from affiliate.services.commissions import add_months
 from affiliate.services.enrollment import admits
+from affiliate.services.plans import currency_now
 from affiliate.services.screening import screen
 from affiliate.services.standing import plan_in_force
 from redirector.clickrecord import CLICK_PATIENCE_SECONDS, INGEST_LANES, INGEST_TURN_KEY
@@ -691,10 +692,7 @@ def _check_currency_still(session: Session, conversion: Conversion) -> None:
     and a program with no money recorded yet may have changed its currency since. On PostgreSQL the key-share
     lock waits for a currency change in progress (it holds the program FOR UPDATE) and then reads what it set;
     on SQLite this transaction already holds the only write lock."""
-    query = select(Program.currency).where(Program.id == conversion.program_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(read=True, key_share=True)
-    currency = session.scalar(query)
+    currency = currency_now(session, conversion.program_id)
     if currency != conversion.currency and conversion.type == ConversionType.SIGNUP and not conversion.amount_cents:
         conversion.currency = currency  # a signup carries no money: it is in whatever the program is in now
     elif currency != conversion.currency:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from affiliate.models import CommissionPlan, CommissionTier, Conversion
+from affiliate.models import CommissionPlan, CommissionTier, Conversion, Program
 from affiliate.money import format_amount
 from affiliate.services import audit
 from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIOD, PlanTerms
@@ -21,6 +21,16 @@ from affiliate.services.commissions import COUNT, MARGINAL, REVENUE, WHOLE_PERIO
 # A program's first plan covers its whole history, however far back a conversion is dated.
 PLAN_BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_TIERS = 20  # tiers a plan version may have (the API and the plan editor alike)
+
+
+def currency_now(session: Session, program_id: int) -> str:
+    """The program's currency, read to record an amount in it: on PostgreSQL under a key-share lock, which waits
+    for a currency change in progress (it holds the program FOR UPDATE) and reads what it set, and makes a change
+    that starts after it wait for this transaction and count what it records. SQLite's one writer does the same."""
+    query = select(Program.currency).where(Program.id == program_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(read=True, key_share=True)
+    return session.scalar(query)
 
 
 class PlanError(ValueError):
@@ -66,15 +76,19 @@ def save_plan(
     effective_from: datetime | None,
     actor_id: int | None,
     now: datetime,
+    currency: str | None = None,
 ) -> CommissionPlan:
     """Add a plan version (the program default, a partner group's, or an affiliate's own) in force from
-    ``effective_from``.
+    ``effective_from``. ``currency``: the one the terms' amounts were entered in; refused if the program's changed
+    meanwhile (5.00 typed as dollars must not pay 500 yen).
 
     ``effective_from=None`` makes opening terms, in force for every conversion however old (a demo's or an
     import's history): allowed only while nothing of the program has been evaluated, so no accrued
     commission was worked out by other terms.
     """
     validate(terms)
+    if currency is not None and (now_in := currency_now(session, program_id)) != currency:
+        raise PlanError(f"The program's currency changed to {now_in} meanwhile: check the amounts and save again.")
     if affiliate_id is not None and group_id is not None:
         raise PlanError("A plan belongs to a group or to one affiliate, not both.")
     if effective_from is None:
