@@ -129,6 +129,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "enrollment.approve": ("Enrollment approved", "Enrolled {s} in {program}"),
     "enrollment.reject": ("Enrollment declined", "Declined the application of {s} to {program}"),
     "enrollment.remove": ("Removed from a program", "Removed {s} from {program}"),
+    "enrollment.kept": ("Kept on when a program stopped being open", "Kept {s} on in {program}"),
     "group.created": ("Partner group created", "Created the partner group {group} in {s}"),
     "group.moved": ("Moved to a partner group", "Moved {s} to {group} in {program}"),
     "plan.version_added": ("Commission plan changed", "Changed the commission plan of {s}{whom}"),

@@ -18,12 +18,15 @@ from sqlalchemy.orm import Session
 from affiliate import mail, notifications
 from affiliate.database import take_turns
 from affiliate.models import (
+    Coupon,
     Enrollment,
     EnrollmentPolicy,
     EnrollmentStatus,
+    Link,
     PartnerGroup,
     Program,
     ProgramStatus,
+    Role,
     User,
 )
 from affiliate.services import audit, groups, webhooks
@@ -272,3 +275,46 @@ def enrollments_of(session: Session, program_id: int) -> list:
             .order_by(Enrollment.status, User.name)
         ).all()
     )
+
+
+def keep_promoters(session: Session, program: Program, *, actor_id: int | None, now: datetime) -> int:
+    """A program that stops being open keeps the affiliates already promoting it (a link or a coupon in it, and no
+    enrollment row: an open program needs none): each is enrolled, audited as kept on. Without this, changing the
+    policy would silently stop every promoter's clicks from earning. Returns how many were kept."""
+    take_turns(session, Program, program.id)
+    enrolled = select(Enrollment.affiliate_id).where(Enrollment.program_id == program.id)
+    promoting = (
+        select(Link.affiliate_id)
+        .where(Link.program_id == program.id)
+        .union(select(Coupon.affiliate_id).where(Coupon.program_id == program.id))
+        .subquery()
+    )
+    kept = session.scalars(
+        select(User.id)
+        .where(User.id.in_(select(promoting.c[0])), User.role == Role.AFFILIATE, User.id.not_in(enrolled))
+        .order_by(User.id)
+    ).all()
+    for affiliate_id in kept:
+        session.add(
+            Enrollment(
+                program_id=program.id,
+                affiliate_id=affiliate_id,
+                status=EnrollmentStatus.ACTIVE,
+                created_at=now,
+                decided_at=now,
+                decided_by_id=actor_id,
+            )
+        )
+        audit.record(
+            session,
+            actor_id=actor_id,
+            action="enrollment.kept",
+            subject_type="affiliate",
+            subject_id=affiliate_id,
+            before={"program_id": program.id, "status": None},
+            after={"program_id": program.id, "status": EnrollmentStatus.ACTIVE.value},
+            now=now,
+            note="was promoting the program when it stopped being open",
+        )
+    session.flush()
+    return len(kept)

@@ -16,12 +16,13 @@ from affiliate.models import (
     CommissionTier,
     Conversion,
     ConversionType,
+    EnrollmentPolicy,
     Link,
     Program,
     ProgramStatus,
     User,
 )
-from affiliate.services import audit
+from affiliate.services import audit, enrollment
 from affiliate.services.commissions import REVENUE
 from affiliate.services.plans import PLAN_BEGINNING
 
@@ -102,6 +103,12 @@ def save_program(
             session.flush()
     except IntegrityError:
         raise ProgramError("Another program already has this name.", field="name") from None
+    if (
+        before is not None
+        and before["enrollment"] == EnrollmentPolicy.OPEN
+        and program.enrollment != before["enrollment"]
+    ):
+        enrollment.keep_promoters(session, program, actor_id=actor.id, now=now)
     after = snapshot(program)
     if before != after:
         audit.record(

@@ -192,3 +192,28 @@ def test_an_application_sent_twice_at_once_is_one_application_and_no_error(app, 
         with app.app_context():
             rows = db.session.scalars(select(Enrollment).where(Enrollment.affiliate_id == alice.id)).all()
         assert len(rows) == 1
+
+
+def test_affiliates_promoting_an_open_program_are_kept_on_when_it_stops_being_open(app, redirector):
+    """Switching an open program to applications (or invitations) must not silently stop its promoters earning:
+    those with a link in it are enrolled, and their clicks go on counting; newcomers must apply."""
+    from affiliate.models import Click, Enrollment
+    from tests.admin.test_programs import VALID
+    from tests.api.helpers import click
+    from tests.factories import Visitor, make_link
+
+    admin = make_admin(app)
+    program = make_program(app, admin, name="Open Shop")
+    promoter, _newcomer = make_affiliate(app), make_affiliate(app)
+    link = make_link(app, promoter, program)
+    auth = signed_in(app, admin)
+    settings = {**VALID, "name": "Open Shop", "currency": "USD", "minimum_payout": "50.00"}
+    assert auth.post(f"/admin/programs/{program.id}/edit", {**settings, "enrollment": "application"}).status_code == 302
+    with app.app_context():
+        statuses = dict(db.session.execute(select(Enrollment.affiliate_id, Enrollment.status)).all())
+    assert statuses == {promoter.id: "active"}, "the promoter is kept on; the newcomer was never promoting it"
+    click(Visitor(redirector), link.code)
+    redirector.recorder.flush()
+    with app.app_context():
+        verdicts = db.session.execute(select(Click.fraud_action, Click.fraud_reasons)).all()
+        assert [tuple(verdict) for verdict in verdicts] == [(None, None)], "the promoter's click counts: no rule fired"
