@@ -92,6 +92,7 @@ def settings():
         keys=security_keys.keys_of(db.session, user),
         codes_left=second_factor.recovery_codes_left(db.session, user),
         key_form=KeyForm(),
+        keys_usable=factor.relying_party().usable,
         form=ActionForm(),
         codes_form=NewCodesForm(),
     )

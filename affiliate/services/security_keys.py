@@ -7,6 +7,7 @@ its relying-party id (the portal's host), then the key's public key and signatur
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,16 @@ class RelyingParty:
     id: str
     name: str
     origin: str
+
+    @property
+    def usable(self) -> bool:
+        """Browsers make keys only for a domain name: a portal reached at an IP address (``make run``'s 127.0.0.1)
+        cannot register one, and must be opened at a name (``localhost``) or given ``WEBAUTHN_RP_ID``."""
+        try:
+            ipaddress.ip_address(self.id)
+        except ValueError:
+            return True
+        return False
 
     @classmethod
     def from_config(cls, config) -> RelyingParty:

@@ -277,3 +277,16 @@ def test_a_secret_being_set_up_is_never_offered_to_the_next_person_on_the_browse
     assert auth.login(victim.email).status_code == 302
     offered = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', client.get("/account/two-factor/app").text)[1]
     assert offered != seen
+
+
+def test_a_portal_reached_at_an_ip_address_says_why_it_cannot_add_security_keys(app):
+    """Browsers make keys only for a domain name: `make run` serves 127.0.0.1, where adding one always failed."""
+    alice = make_affiliate(app)
+    client = app.test_client()
+    Auth(client).login(alice.email)
+    assert 'data-security-key="create"' in client.get("/account/two-factor/").text
+    app.config["PUBLIC_BASE_URL"], app.config["WEBAUTHN_RP_ID"] = "http://127.0.0.1:5000", None
+    page = client.get("/account/two-factor/").text
+    assert 'id="keys-need-a-name"' in page and 'data-security-key="create"' not in page
+    app.config["WEBAUTHN_RP_ID"] = "localhost"
+    assert 'data-security-key="create"' in client.get("/account/two-factor/").text
