@@ -183,3 +183,23 @@ def test_finance_sees_the_recruiter_but_cannot_change_it(app):
     assert answer.status_code == 403
     with app.app_context():
         assert db.session.get(User, sam.id).referred_by_id == rita.id
+
+
+def test_a_member_referred_by_an_affiliate_earns_their_referrer_no_second_tier(app):
+    """Members refer friends, not partners: whoever referred a member earns no second tier of what the member's
+    own referrals earn them (the recruits page, which lists affiliates only, would never show it either)."""
+    from affiliate.models import Commission
+
+    program = make_program(app, make_admin(app))
+    set_plan(app, program.id, flat_cents=300, second_tier_bps=1_000)
+    ann = make_affiliate(app)
+    mia = make_user(app, role="member")
+    with app.app_context():
+        db.session.get(User, mia.id).referred_by_id = ann.id
+        db.session.commit()
+    report(app, program, mia.id, "friend-signs-up", 0, type="signup")
+    with app.app_context():
+        accrual.run(db.session, now=utcnow())
+        db.session.commit()
+        earned = db.session.execute(select(Commission.affiliate_id, Commission.kind)).all()
+    assert [tuple(row) for row in earned] == [(mia.id, "earning")]
