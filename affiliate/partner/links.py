@@ -22,8 +22,19 @@ bp.before_request(require_roles(Role.AFFILIATE, active_affiliate=True))
 def index():
     page = paginate(link_service.links_of(current_user.id))
     counts = link_service.click_counts(db.session, current_user.id, [link.id for link in page.items])
+    # A link still redirects when its affiliate may no longer earn in the program (removed, not admitted, or the
+    # program paused): its badge says so, rather than "active" over clicks that are recorded as rejected.
+    earning = {
+        program.id: enrollment.standing(program, enrollment.enrollment_of(db.session, program.id, current_user.id))
+        for program in {link.program for link in page.items}
+    }
     return render_template(
-        "partner/links/index.html", page=page, counts=counts, empty=link_service.ClickCounts(), form=ToggleForm()
+        "partner/links/index.html",
+        page=page,
+        counts=counts,
+        empty=link_service.ClickCounts(),
+        form=ToggleForm(),
+        earning=earning,
     )
 
 

@@ -150,6 +150,8 @@ def test_an_affiliate_removed_from_an_open_program_cannot_create_links_for_it(ap
     )
     home = a.client.get("/partner/").get_data(as_text=True)
     assert "Removed" in home and "Trademark bidding" in home
+    links = a.client.get("/partner/links/").get_data(as_text=True)
+    assert "not earning" in links and "removed from the program" in links, "not shown as active"
     assert create_link(a, program) == 200 and links_of(app, alice) == 1
     staff.post(f"{page}decide", {"affiliate": alice.id, "decision": "approve"}, token_from=page)
     assert create_link(a, program) == 302 and links_of(app, alice) == 2
