@@ -38,6 +38,10 @@ class RowList(FieldList):
     """A FieldList that reads only its own rows' names: ``tiers-0-threshold`` up to ``max_entries``. WTForms takes
     any Unicode digit (``tiers-²-threshold``) or a number of thousands of digits as a row index and fails on it."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.type = "FieldList"  # drawn as one (the error summary links a row's message to the row's first field)
+
     def _extract_indices(self, prefix, formdata):
         offset = len(prefix) + 1
         for key in formdata:
